@@ -1,0 +1,23 @@
+//! Estuary's protocol layer: the media model every actor exchanges and every wire format the
+//! node speaks, written as **sans-IO** code. Nothing in this crate touches a socket, a file, a
+//! clock or an async runtime: bytes and the current time go in, events and bytes come out.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`media`] | `MediaFrame`, codecs, timebases, the timestamp normaliser used at ingest |
+//! | [`bits`] | a bit reader with exp-Golomb codes for codec headers |
+//! | [`avc`] | H.264 `AVCDecoderConfigurationRecord` and SPS parsing |
+//! | [`aac`] | AAC `AudioSpecificConfig` parsing and ADTS headers |
+//! | [`amf0`] | AMF0 values, encoder and depth-limited decoder |
+//! | [`flv`] | FLV file/tag mux and demux, legacy and enhanced (FourCC) codec tags |
+//! | [`rtmp`] | RTMP chunk stream, messages and the server/client sessions |
+
+pub mod aac;
+pub mod amf0;
+pub mod avc;
+pub mod bits;
+pub mod flv;
+pub mod media;
+pub mod rtmp;
+
+pub use media::{Codec, MediaFrame, Timebase, TrackKind};
