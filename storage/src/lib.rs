@@ -1,0 +1,138 @@
+//! Estuary's persistent state in sled. The API is synchronous: sled calls block, so the node
+//! runs them on a dedicated storage actor thread (see `estuary-actors`), never on an event loop.
+//!
+//! ## Layout (schema version [`SCHEMA_VERSION`])
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `meta` | `schema_version` | `u32`, big-endian |
+//! | `streams` | `vhost/app/stream` (UTF-8) | [`StreamRecord`] |
+//!
+//! Values are encoded by the [`codec`] module: one version byte, then bincode 2 (standard
+//! configuration) of the serde form. Only that module names bincode, so the encoding can be
+//! swapped by bumping the version byte.
+//!
+//! Opening a database written by a newer schema fails with [`StorageError::NewerSchema`]
+//! rather than misreading it.
+
+pub mod codec;
+mod streams;
+
+pub use streams::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
+
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The schema this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// sled failed (I/O, corruption, or the database is locked by another process).
+    #[error("sled database at {path}: {source}")]
+    Sled {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer Estuary.
+    #[error("database schema version {found} is newer than this build's {SCHEMA_VERSION}")]
+    NewerSchema {
+        /// The version found.
+        found: u32,
+    },
+    /// A stored value could not be decoded.
+    #[error("undecodable value in tree {tree} at key {key:?}: {detail}")]
+    Decode {
+        /// The tree.
+        tree: &'static str,
+        /// The key.
+        key: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// The node's database. Cheap to clone (shares one sled instance).
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    streams: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir/db`.
+    pub fn open(dir: &Path) -> Result<Store, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
+        let path = dir.join("db");
+        let sled_err = |source| StorageError::Sled { path: path.clone(), source };
+        let db = sled::Config::new().path(&path).flush_every_ms(Some(500)).open().map_err(sled_err)?;
+        let meta = db.open_tree("meta").map_err(sled_err)?;
+        match meta.get("schema_version").map_err(sled_err)? {
+            Some(raw) => {
+                let found = u32::from_be_bytes(raw.as_ref().try_into().map_err(|_| StorageError::Decode {
+                    tree: "meta",
+                    key: "schema_version".into(),
+                    detail: format!("{} bytes, expected 4", raw.len()),
+                })?);
+                if found > SCHEMA_VERSION {
+                    return Err(StorageError::NewerSchema { found });
+                }
+            }
+            None => {
+                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes()).map_err(sled_err)?;
+            }
+        }
+        let streams = db.open_tree("streams").map_err(sled_err)?;
+        Ok(Store { path, db, streams })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sled_err(&self, source: sled::Error) -> StorageError {
+        StorageError::Sled { path: self.path.clone(), source }
+    }
+
+    /// Flushes everything to disk.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.sled_err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_version_is_recorded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.flush().unwrap();
+        }
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        assert_eq!(meta.get("schema_version").unwrap().unwrap().as_ref(), &SCHEMA_VERSION.to_be_bytes());
+        meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(meta);
+        drop(db);
+        assert!(matches!(Store::open(dir.path()), Err(StorageError::NewerSchema { .. })));
+    }
+}
