@@ -1,0 +1,132 @@
+//! The node's table of connected clients (publishers and players of every protocol), for the
+//! API and stream statistics. Each session registers itself and holds a [`ClientGuard`]; the
+//! entry disappears when the guard drops, however the session ends.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+/// A client's id: unique for the life of the process.
+pub type ClientId = u64;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static TABLE: LazyLock<Mutex<BTreeMap<ClientId, Arc<ClientRecord>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+/// What one client is doing.
+#[derive(Debug)]
+pub struct ClientRecord {
+    /// Id.
+    pub id: ClientId,
+    /// `rtmp`, `http-flv`, ...
+    pub protocol: &'static str,
+    /// Peer address.
+    pub peer: String,
+    /// When it connected.
+    pub connected: Instant,
+    /// Bytes received from it.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to it.
+    pub bytes_out: AtomicU64,
+    role: Mutex<Option<(Role, String)>>,
+}
+
+/// Publisher or player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sends a stream.
+    Publish,
+    /// Receives a stream.
+    Play,
+}
+
+impl ClientRecord {
+    /// Sets what the client does and on which stream (`app/stream`).
+    pub fn set_role(&self, role: Role, stream: String) {
+        *self.role.lock().unwrap_or_else(|e| e.into_inner()) = Some((role, stream));
+    }
+
+    /// Clears the role (the client stopped publishing/playing but is still connected).
+    pub fn clear_role(&self) {
+        *self.role.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The current role and stream.
+    pub fn role(&self) -> Option<(Role, String)> {
+        self.role.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds received bytes.
+    pub fn add_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Adds sent bytes.
+    pub fn add_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a client in the table while alive.
+#[derive(Debug)]
+pub struct ClientGuard(Arc<ClientRecord>);
+
+impl ClientGuard {
+    /// The record.
+    pub fn record(&self) -> &Arc<ClientRecord> {
+        &self.0
+    }
+
+    /// The id.
+    pub fn id(&self) -> ClientId {
+        self.0.id
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0.id);
+    }
+}
+
+/// Registers a new client.
+pub fn register(protocol: &'static str, peer: String) -> ClientGuard {
+    let record = Arc::new(ClientRecord {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        protocol,
+        peer,
+        connected: Instant::now(),
+        bytes_in: AtomicU64::new(0),
+        bytes_out: AtomicU64::new(0),
+        role: Mutex::new(None),
+    });
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(record.id, record.clone());
+    ClientGuard(record)
+}
+
+/// All clients, ordered by id.
+pub fn snapshot() -> Vec<Arc<ClientRecord>> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+}
+
+/// One client by id.
+pub fn get(id: ClientId) -> Option<Arc<ClientRecord>> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_removes_entry() {
+        let guard = register("rtmp", "127.0.0.1:5000".into());
+        let id = guard.id();
+        guard.record().set_role(Role::Play, "live/x".into());
+        assert_eq!(get(id).unwrap().role(), Some((Role::Play, "live/x".into())));
+        drop(guard);
+        assert!(get(id).is_none());
+    }
+}

@@ -1,0 +1,57 @@
+//! Estuary's actors. All I/O lives here; wire formats come from `estuary-protocols`.
+//!
+//! | actor | where it runs | supervised by |
+//! |---|---|---|
+//! | [`registry::StreamRegistry`] — one per node: `app/stream` → stream actor, publish claims | system arbiter | — (never stops) |
+//! | [`stream::StreamActor`] — one per live stream: headers, GOP cache, bounded fan-out, grace period | system arbiter | the registry (recreated on demand) |
+//! | [`rtmp::RtmpListener`] — accepts TCP connections | system arbiter | actix `Supervisor`, capped exponential backoff |
+//! | [`rtmp::RtmpSession`] — one per connection, owns a sans-IO RTMP session, plus a writer task | worker arbiters, round robin | — (a failure ends that one connection) |
+//! | [`storage::StorageActor`] — owns sled | its own `SyncArbiter` thread | the `SyncArbiter` (recreates it via its factory, with backoff) |
+//!
+//! HTTP-FLV players ([`http_flv`]) are subscribers served through actix-web streaming bodies.
+//!
+//! Media travels as `Arc<MediaFrame>` through bounded channels (see [`stream`] for the
+//! drop-a-GOP policy). Control messages use bounded mailboxes via `send`/`try_send`.
+
+pub mod clients;
+pub mod http_flv;
+pub mod messages;
+pub mod registry;
+pub mod rtmp;
+pub mod settings;
+pub mod storage;
+pub mod stream;
+pub mod supervision;
+pub mod workers;
+
+pub use estuary_storage::StreamKey;
+
+/// Current Unix time in milliseconds.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sends a control message without blocking the caller and without ignoring the mailbox
+/// bound: `try_send` first, and when the mailbox is full, a task that waits for room.
+/// Never used for media (media is dropped by policy instead, see [`stream`]).
+pub fn tell<A, M>(addr: &actix::Addr<A>, msg: M)
+where
+    A: actix::Actor + actix::Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+{
+    match addr.try_send(msg) {
+        Ok(()) => {}
+        Err(actix::dev::SendError::Full(msg)) => {
+            let addr = addr.clone();
+            actix::spawn(async move {
+                let _ = addr.send(msg).await;
+            });
+        }
+        Err(actix::dev::SendError::Closed(_)) => {}
+    }
+}

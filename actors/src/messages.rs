@@ -1,0 +1,178 @@
+//! Every message the actors exchange, named as verbs.
+
+use crate::clients::ClientId;
+use crate::stream::{StreamActor, StreamInfo, Subscription};
+use actix::prelude::*;
+use estuary_protocols::MediaFrame;
+use estuary_storage::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PublishRefused {
+    /// Another client publishes this stream.
+    #[error("stream {stream} is already being published (by client {by})")]
+    AlreadyPublishing {
+        /// `app/stream`.
+        stream: String,
+        /// The current publisher.
+        by: ClientId,
+    },
+    /// The stream actor went away while attaching; the caller may retry.
+    #[error("stream {0} is shutting down, try again")]
+    Unavailable(String),
+}
+
+/// Why a play was refused.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PlayRefused {
+    /// No such stream.
+    #[error("stream {0} not found")]
+    NotFound(String),
+    /// The stream exists but nobody publishes it.
+    #[error("stream {0} is not being published")]
+    NotLive(String),
+}
+
+/// Registry: claim `key` for a publisher. Creates the stream actor when needed.
+#[derive(Message)]
+#[rtype(result = "Result<Addr<StreamActor>, PublishRefused>")]
+pub struct ClaimPublish {
+    /// The stream.
+    pub key: StreamKey,
+    /// The publishing client.
+    pub client: ClientId,
+}
+
+/// Registry: the stream actor of `key`; with `create`, starts an idle one for waiting players.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<StreamActor>>")]
+pub struct FindStream {
+    /// The stream.
+    pub key: StreamKey,
+    /// Start an idle stream actor when none exists.
+    pub create: bool,
+}
+
+/// Registry: a stream's publisher left (sent by the stream actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleasePublish {
+    /// The stream.
+    pub key: StreamKey,
+    /// The publisher that left.
+    pub client: ClientId,
+}
+
+/// Registry: a stream actor stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetStream {
+    /// The stream.
+    pub key: StreamKey,
+    /// The actor's generation, so a newer actor for the same key is not forgotten.
+    pub generation: u64,
+}
+
+/// Registry: every stream actor.
+#[derive(Message)]
+#[rtype(result = "Vec<(StreamKey, Addr<StreamActor>)>")]
+pub struct ListStreams;
+
+/// Stream: this client now publishes.
+#[derive(Message)]
+#[rtype(result = "Result<(), PublishRefused>")]
+pub struct AttachPublisher {
+    /// The publisher.
+    pub client: ClientId,
+    /// Its protocol.
+    pub protocol: &'static str,
+}
+
+/// Stream: a frame from the publisher.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishFrame {
+    /// The publisher (frames from a stale publisher are ignored).
+    pub client: ClientId,
+    /// The frame.
+    pub frame: Arc<MediaFrame>,
+}
+
+/// Stream: the publisher stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DetachPublisher {
+    /// The publisher.
+    pub client: ClientId,
+}
+
+/// Stream: subscribe a player.
+#[derive(Message)]
+#[rtype(result = "Result<Subscription, PlayRefused>")]
+pub struct AddSubscriber {
+    /// The player.
+    pub client: ClientId,
+    /// Refuse when no publisher is attached and the stream is not in its grace period.
+    pub require_live: bool,
+}
+
+/// Stream: its current state.
+#[derive(Message)]
+#[rtype(result = "StreamInfo")]
+pub struct GetStreamInfo;
+
+/// Storage: a publish started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordPublishStart {
+    /// The stream.
+    pub key: StreamKey,
+    /// When, Unix ms.
+    pub now_ms: i64,
+}
+
+/// Storage: the codecs of a stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordCodecs {
+    /// The stream.
+    pub key: StreamKey,
+    /// Video track.
+    pub video: Option<VideoInfo>,
+    /// Audio track.
+    pub audio: Option<AudioInfo>,
+}
+
+/// Storage: a publish ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordPublishEnd {
+    /// The stream.
+    pub key: StreamKey,
+    /// When, Unix ms.
+    pub now_ms: i64,
+    /// Bytes received during this publish.
+    pub bytes_in: u64,
+    /// Bytes sent during this publish.
+    pub bytes_out: u64,
+    /// Duration of this publish.
+    pub live_ms: u64,
+}
+
+/// Storage: every stream record.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<StreamRecord>, String>")]
+pub struct ListStreamRecords;
+
+/// Storage: flush to disk.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct FlushStorage;
+
+/// Any supervised worker: stop as if a fatal error had happened (fault injection for tests
+/// and operators; the supervisor restarts the worker).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectFault;

@@ -1,0 +1,125 @@
+use super::session::RtmpSession;
+use crate::messages::InjectFault;
+use crate::registry::StreamRegistry;
+use crate::settings::RtmpSettings;
+use crate::supervision::{self, Backoff};
+use actix::prelude::*;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_stream::wrappers::TcpListenerStream;
+
+const NAME: &str = "rtmp_listener";
+
+/// Binds a listening socket with `SO_REUSEADDR` (a restarted listener must not wait for the
+/// old socket's connections to leave TIME_WAIT).
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
+    listener.into_std()
+}
+
+/// Accepts RTMP connections.
+pub struct RtmpListener {
+    settings: Arc<RtmpSettings>,
+    registry: Addr<StreamRegistry>,
+    first_socket: Option<std::net::TcpListener>,
+    backoff: Backoff,
+}
+
+impl RtmpListener {
+    /// A listener; `first_socket` is the socket bound at boot (so a busy port fails the boot
+    /// with a clear error), later restarts bind anew.
+    pub fn new(settings: RtmpSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::TcpListener>) -> Self {
+        supervision::register(NAME);
+        RtmpListener { settings: Arc::new(settings), registry, first_socket, backoff: Backoff::workers() }
+    }
+
+    fn listen(&mut self, ctx: &mut Context<Self>) {
+        let socket = match self.first_socket.take() {
+            Some(socket) => Ok(socket),
+            None => bind(self.settings.listen),
+        };
+        let listener = socket.and_then(|s| {
+            s.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(s)
+        });
+        match listener {
+            Ok(listener) => {
+                tracing::info!(listen = %self.settings.listen, "RTMP listening");
+                ctx.add_stream(TcpListenerStream::new(listener));
+            }
+            Err(e) => {
+                tracing::error!(listen = %self.settings.listen, error = %e, "RTMP listener cannot bind; will retry");
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Actor for RtmpListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let delay = self.backoff.on_start(Instant::now());
+        if delay.is_zero() {
+            self.listen(ctx);
+        } else {
+            ctx.run_later(delay, |act, ctx| act.listen(ctx));
+        }
+    }
+}
+
+impl Supervised for RtmpListener {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        supervision::record_restart(NAME);
+        tracing::warn!(listen = %self.settings.listen, "RTMP listener restarting");
+    }
+}
+
+impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
+    fn handle(&mut self, item: io::Result<TcpStream>, _: &mut Self::Context) {
+        let stream = match item {
+            Ok(stream) => stream,
+            Err(e) => {
+                // EMFILE and friends: this connection is lost, the listener carries on.
+                tracing::warn!(error = %e, "RTMP accept failed");
+                return;
+            }
+        };
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::debug!(error = %e, "RTMP connection gone before it was accepted");
+                return;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
+        let socket = match stream.into_std() {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand RTMP connection to a worker");
+                return;
+            }
+        };
+        let settings = self.settings.clone();
+        let registry = self.registry.clone();
+        let worker = crate::workers::get().next();
+        RtmpSession::start_in_arbiter(&worker, move |_| RtmpSession::new(socket, peer, settings, registry));
+    }
+}
+
+impl Handler<InjectFault> for RtmpListener {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!("fault injected into the RTMP listener; stopping it");
+        ctx.stop();
+    }
+}

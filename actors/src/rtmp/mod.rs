@@ -1,0 +1,17 @@
+//! RTMP service: a supervised listener that accepts TCP connections and one session actor per
+//! connection.
+//!
+//! A session actor owns a sans-IO [`ServerSession`](estuary_protocols::rtmp::server::ServerSession):
+//! bytes from the socket go in (behind `catch_unwind`, so a bug in protocol code ends only
+//! that connection), outputs are drained: bytes to the connection's writer task, events to the
+//! actor. Publish and play requests are decided by the stream registry before the session
+//! accepts them. The writer task owns the socket's write half; it writes control replies and,
+//! for players, drains the subscription channel in batches of up to 64 KiB per write, with a
+//! send timeout so a stalled peer cannot pin it.
+
+mod listener;
+mod session;
+mod writer;
+
+pub use listener::{bind, RtmpListener};
+pub use session::RtmpSession;

@@ -1,0 +1,425 @@
+use super::writer::{self, WriterCmd, WriterEnd};
+use crate::clients::{self, ClientGuard, ClientId, Role};
+use crate::messages::*;
+use crate::registry::StreamRegistry;
+use crate::settings::RtmpSettings;
+use crate::stream::{StreamActor, Subscription};
+use actix::prelude::*;
+use bytes::BytesMut;
+use estuary_protocols::rtmp::server::{ServerConfig, ServerEvent, ServerOutput, ServerSession};
+use estuary_protocols::MediaFrame;
+use estuary_storage::StreamKey;
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::codec::{BytesCodec, FramedRead};
+
+/// Control messages queued toward the writer before the peer counts as not reading.
+const CONTROL_QUEUE: usize = 256;
+
+enum Outgoing {
+    Frame(Arc<MediaFrame>),
+    Detach,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Publishing,
+    Playing,
+}
+
+/// One RTMP connection.
+pub struct RtmpSession {
+    client: ClientGuard,
+    peer: SocketAddr,
+    settings: Arc<RtmpSettings>,
+    registry: Addr<StreamRegistry>,
+    session: ServerSession,
+    socket: Option<std::net::TcpStream>,
+    writer: Option<mpsc::Sender<WriterCmd>>,
+    state: State,
+    stream_key: Option<StreamKey>,
+    target: Option<Addr<StreamActor>>,
+    outbox: VecDeque<Outgoing>,
+    flushing: bool,
+    closing: bool,
+    started_at: Instant,
+    last_input: Instant,
+    app: String,
+}
+
+impl RtmpSession {
+    /// A session for an accepted connection.
+    pub fn new(socket: std::net::TcpStream, peer: SocketAddr, settings: Arc<RtmpSettings>, registry: Addr<StreamRegistry>) -> Self {
+        let config = ServerConfig {
+            chunk_size: settings.chunk_size,
+            max_message_size: settings.max_message_size,
+            ..ServerConfig::default()
+        };
+        RtmpSession {
+            client: clients::register("rtmp", peer.to_string()),
+            peer,
+            settings,
+            registry,
+            session: ServerSession::new(config),
+            socket: Some(socket),
+            writer: None,
+            state: State::Idle,
+            stream_key: None,
+            target: None,
+            outbox: VecDeque::new(),
+            flushing: false,
+            closing: false,
+            started_at: Instant::now(),
+            last_input: Instant::now(),
+            app: String::new(),
+        }
+    }
+
+    fn id(&self) -> ClientId {
+        self.client.id()
+    }
+
+    fn input(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let session = &mut self.session;
+        match catch_unwind(AssertUnwindSafe(|| session.handle_input(bytes))) {
+            Err(_) => {
+                tracing::error!(client = self.id(), peer = %self.peer, received = self.session.bytes_received(), "RTMP protocol code panicked on this connection's input; closing it");
+                ctx.stop();
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(client = self.id(), peer = %self.peer, stream = ?self.stream_key.as_ref().map(|k| k.to_string()), reason = %e, "closing RTMP connection");
+                self.drain(ctx);
+                self.close_after_flush();
+            }
+            Ok(Ok(())) => self.drain(ctx),
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                ServerOutput::Transmit(bytes) => self.transmit(WriterCmd::Bytes(bytes), ctx),
+                ServerOutput::Event(event) => self.on_event(event, ctx),
+            }
+        }
+    }
+
+    fn transmit(&mut self, cmd: WriterCmd, ctx: &mut Context<Self>) {
+        let Some(writer) = &self.writer else { return };
+        match writer.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(client = self.id(), peer = %self.peer, "peer does not read its control messages; closing");
+                ctx.stop();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn close_after_flush(&mut self) {
+        self.closing = true;
+        if let Some(writer) = &self.writer {
+            // Close is the last command; if the queue is full the writer ends with it anyway
+            // when the session drops the sender.
+            let _ = writer.try_send(WriterCmd::Close);
+        }
+    }
+
+    fn key_for(&self, app: &str, stream: &str, params: &[(String, String)]) -> Result<StreamKey, String> {
+        let valid = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 200
+                && !name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+                && name.chars().all(|c| !c.is_control() && c != '\\')
+        };
+        if !valid(app) || !valid(stream) {
+            return Err(format!("invalid stream name {app:?}/{stream:?}"));
+        }
+        let mut key = StreamKey::new(app, stream);
+        if let Some((_, vhost)) = params.iter().find(|(k, _)| k == "vhost" || k == "domain") {
+            if valid(vhost) {
+                key.vhost = vhost.clone();
+            }
+        }
+        Ok(key)
+    }
+
+    fn on_event(&mut self, event: ServerEvent, ctx: &mut Context<Self>) {
+        match event {
+            ServerEvent::Connected { app, tc_url, .. } => {
+                tracing::debug!(client = self.id(), peer = %self.peer, %app, %tc_url, "RTMP connect");
+                self.app = app;
+            }
+            ServerEvent::PublishRequested { request, app, stream, params } => {
+                let key = match self.key_for(&app, &stream, &params) {
+                    Ok(key) => key,
+                    Err(reason) => return self.refuse(request, reason),
+                };
+                let registry = self.registry.clone();
+                let client = self.id();
+                let claim_key = key.clone();
+                let fut = async move { claim_publish(registry, claim_key, client).await };
+                ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+                    Ok(stream) => {
+                        act.session.accept(request);
+                        act.state = State::Publishing;
+                        act.client.record().set_role(Role::Publish, key.to_string());
+                        tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP publish started");
+                        act.stream_key = Some(key);
+                        act.target = Some(stream);
+                        act.drain(ctx);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(client = act.id(), peer = %act.peer, stream = %key, %reason, "RTMP publish refused");
+                        act.refuse(request, reason.to_string());
+                        act.drain(ctx);
+                    }
+                }));
+            }
+            ServerEvent::PlayRequested { request, app, stream, params } => {
+                let key = match self.key_for(&app, &stream, &params) {
+                    Ok(key) => key,
+                    Err(reason) => return self.refuse(request, reason),
+                };
+                let registry = self.registry.clone();
+                let client = self.id();
+                let find_key = key.clone();
+                let fut = async move { subscribe(registry, find_key, client).await };
+                ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+                    Ok(subscription) => {
+                        act.session.accept(request);
+                        act.drain(ctx);
+                        let Some(media_writer) = act.session.media_writer() else {
+                            ctx.stop();
+                            return;
+                        };
+                        act.state = State::Playing;
+                        act.client.record().set_role(Role::Play, key.to_string());
+                        tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP play started");
+                        act.stream_key = Some(key);
+                        act.transmit(WriterCmd::StartMedia { rx: subscription.rx, writer: media_writer }, ctx);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(client = act.id(), peer = %act.peer, stream = %key, %reason, "RTMP play refused");
+                        act.refuse(request, reason);
+                        act.drain(ctx);
+                    }
+                }));
+            }
+            ServerEvent::Frame(frame) => {
+                if self.state == State::Publishing {
+                    self.outbox.push_back(Outgoing::Frame(Arc::new(frame)));
+                    self.flush_outbox(ctx);
+                }
+            }
+            ServerEvent::PublishStopped => {
+                if self.state == State::Publishing {
+                    tracing::info!(client = self.id(), stream = ?self.stream_key.as_ref().map(|k| k.to_string()), "RTMP publisher unpublished");
+                    self.outbox.push_back(Outgoing::Detach);
+                    self.flush_outbox(ctx);
+                    self.state = State::Idle;
+                    self.client.record().clear_role();
+                }
+            }
+            ServerEvent::PlayStopped => {
+                if self.state == State::Playing {
+                    self.transmit(WriterCmd::StopMedia, ctx);
+                    self.state = State::Idle;
+                    self.client.record().clear_role();
+                }
+            }
+            ServerEvent::Warning(text) => {
+                tracing::warn!(client = self.id(), peer = %self.peer, stream = ?self.stream_key.as_ref().map(|k| k.to_string()), "{text}");
+            }
+        }
+    }
+
+    fn refuse(&mut self, request: u32, reason: String) {
+        self.session.reject(request, &reason);
+        // The status goes out with the next drain; then the connection closes.
+        self.closing = true;
+        if let Some(writer) = &self.writer {
+            while let Some(ServerOutput::Transmit(bytes)) = self.session.poll_output() {
+                let _ = writer.try_send(WriterCmd::Bytes(bytes));
+            }
+            let _ = writer.try_send(WriterCmd::Close);
+        }
+    }
+
+    fn flush_outbox(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing {
+            return;
+        }
+        let Some(target) = self.target.clone() else {
+            self.outbox.clear();
+            return;
+        };
+        let client = self.id();
+        while let Some(item) = self.outbox.pop_front() {
+            match item {
+                Outgoing::Frame(frame) => match target.try_send(PublishFrame { client, frame }) {
+                    Ok(()) => {}
+                    Err(SendError::Full(msg)) => {
+                        // The stream actor is behind: stop reading the socket until it has room,
+                        // which pushes back on the publisher through TCP.
+                        self.flushing = true;
+                        ctx.wait(target.send(msg).into_actor(self).map(|result, act, ctx| {
+                            act.flushing = false;
+                            if result.is_err() {
+                                ctx.stop();
+                            } else {
+                                act.flush_outbox(ctx);
+                            }
+                        }));
+                        return;
+                    }
+                    Err(SendError::Closed(_)) => {
+                        tracing::warn!(client, "stream actor went away under a publisher; closing");
+                        ctx.stop();
+                        return;
+                    }
+                },
+                Outgoing::Detach => {
+                    crate::tell(&target, DetachPublisher { client });
+                    self.target = None;
+                    self.outbox.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn check_timeouts(&mut self, ctx: &mut Context<Self>) {
+        let settings = &self.settings;
+        if !self.session.handshake_done() && self.started_at.elapsed() > settings.handshake_timeout {
+            tracing::warn!(client = self.id(), peer = %self.peer, received = self.session.bytes_received(), timeout_ms = settings.handshake_timeout.as_millis() as u64, "RTMP handshake not completed in time; closing");
+            ctx.stop();
+        } else if self.state != State::Playing && self.last_input.elapsed() > settings.publish_timeout {
+            tracing::warn!(client = self.id(), peer = %self.peer, stream = ?self.stream_key.as_ref().map(|k| k.to_string()), idle_ms = self.last_input.elapsed().as_millis() as u64, "RTMP peer silent for too long; closing");
+            ctx.stop();
+        }
+    }
+}
+
+async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId) -> Result<Addr<StreamActor>, PublishRefused> {
+    let mut last = PublishRefused::Unavailable(key.to_string());
+    for _ in 0..5 {
+        let stream = registry
+            .send(ClaimPublish { key: key.clone(), client })
+            .await
+            .map_err(|_| PublishRefused::Unavailable(key.to_string()))??;
+        match stream.send(AttachPublisher { client, protocol: "rtmp" }).await {
+            Ok(Ok(())) => return Ok(stream),
+            Ok(Err(refused)) => return Err(refused),
+            // The actor stopped between the claim and the attach; the registry forgets it
+            // shortly, then the claim starts a new one.
+            Err(_) => {
+                last = PublishRefused::Unavailable(key.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId) -> Result<Subscription, String> {
+    for _ in 0..5 {
+        let stream = registry
+            .send(FindStream { key: key.clone(), create: true })
+            .await
+            .map_err(|_| "stream registry unavailable".to_string())?
+            .ok_or_else(|| format!("stream {key} not found"))?;
+        match stream.send(AddSubscriber { client, require_live: false }).await {
+            Ok(result) => return result.map_err(|e| e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Err(format!("stream {key} is restarting, try again"))
+}
+
+impl Actor for RtmpSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(socket) = self.socket.take() else {
+            ctx.stop();
+            return;
+        };
+        let stream = match tokio::net::TcpStream::from_std(socket) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "cannot register RTMP connection with the event loop");
+                ctx.stop();
+                return;
+            }
+        };
+        tracing::debug!(client = self.id(), peer = %self.peer, "RTMP connection accepted");
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+        self.writer = Some(tx);
+        let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout));
+        ctx.spawn(async move { handle.await }.into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok(WriterEnd::Closed) => {}
+                Ok(WriterEnd::StreamEnded) => {
+                    tracing::info!(client = act.id(), stream = ?act.stream_key.as_ref().map(|k| k.to_string()), "stream ended for this RTMP player; closing")
+                }
+                Ok(WriterEnd::Io(e)) => tracing::info!(client = act.id(), peer = %act.peer, error = %e, "RTMP write failed; closing"),
+                Ok(WriterEnd::Timeout(t)) => {
+                    tracing::warn!(client = act.id(), peer = %act.peer, timeout_ms = t.as_millis() as u64, "RTMP peer stopped reading; closing")
+                }
+                Err(e) => tracing::error!(client = act.id(), error = %e, "RTMP writer task failed"),
+            }
+            ctx.stop();
+        }));
+        ctx.add_stream(FramedRead::with_capacity(read, BytesCodec::new(), 64 * 1024));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_timeouts(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(target) = self.target.take() {
+            crate::tell(&target, DetachPublisher { client: self.id() });
+        }
+        let record = self.client.record();
+        tracing::info!(
+            client = self.id(),
+            peer = %self.peer,
+            stream = ?self.stream_key.as_ref().map(|k| k.to_string()),
+            bytes_in = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+            alive_ms = self.started_at.elapsed().as_millis() as u64,
+            "RTMP connection closed"
+        );
+    }
+}
+
+impl StreamHandler<Result<BytesMut, io::Error>> for RtmpSession {
+    fn handle(&mut self, item: Result<BytesMut, io::Error>, ctx: &mut Self::Context) {
+        match item {
+            Ok(bytes) => {
+                self.last_input = Instant::now();
+                self.client.record().add_in(bytes.len());
+                self.input(&bytes, ctx);
+            }
+            Err(e) => {
+                tracing::info!(client = self.id(), peer = %self.peer, error = %e, "RTMP read failed; closing");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        tracing::debug!(client = self.id(), peer = %self.peer, "RTMP peer closed the connection");
+        ctx.stop();
+    }
+}
+

@@ -1,0 +1,110 @@
+//! The write half of an RTMP connection.
+
+use crate::clients::ClientRecord;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::rtmp::server::MediaWriter;
+use estuary_protocols::MediaFrame;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+/// Bytes gathered into one write.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// What the session tells its writer.
+pub enum WriterCmd {
+    /// Control bytes from the protocol session.
+    Bytes(Bytes),
+    /// Start sending a subscription's frames.
+    StartMedia {
+        /// The subscription.
+        rx: mpsc::Receiver<Arc<MediaFrame>>,
+        /// How to serialise frames for this connection.
+        writer: MediaWriter,
+    },
+    /// Stop sending media (the player stopped).
+    StopMedia,
+    /// Flush and close.
+    Close,
+}
+
+/// Why the writer ended.
+#[derive(Debug)]
+pub enum WriterEnd {
+    /// The session asked, or went away.
+    Closed,
+    /// The stream ended for this player (stream stopped, or the player was cut off as too slow).
+    StreamEnded,
+    /// A write failed.
+    Io(String),
+    /// A write did not complete within the send timeout.
+    Timeout(Duration),
+}
+
+async fn next_frame(media: &mut Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)>) -> Option<Arc<MediaFrame>> {
+    match media {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs until the connection ends.
+pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration) -> WriterEnd {
+    let mut media: Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)> = None;
+    let mut buf = BytesMut::with_capacity(BATCH_BYTES);
+    loop {
+        let end = tokio::select! {
+            biased;
+            cmd = ctrl.recv() => match cmd {
+                Some(WriterCmd::Bytes(bytes)) => {
+                    buf.extend_from_slice(&bytes);
+                    None
+                }
+                Some(WriterCmd::StartMedia { rx, writer }) => {
+                    media = Some((rx, writer));
+                    None
+                }
+                Some(WriterCmd::StopMedia) => {
+                    media = None;
+                    None
+                }
+                Some(WriterCmd::Close) | None => Some(WriterEnd::Closed),
+            },
+            frame = next_frame(&mut media) => match (frame, media.as_mut()) {
+                (Some(frame), Some((rx, writer))) => {
+                    writer.write_frame(&mut buf, &frame);
+                    while buf.len() < BATCH_BYTES {
+                        match rx.try_recv() {
+                            Ok(frame) => writer.write_frame(&mut buf, &frame),
+                            Err(_) => break,
+                        }
+                    }
+                    None
+                }
+                (_, media_now) => {
+                    if let Some((_, writer)) = media_now {
+                        writer.write_stream_end(&mut buf);
+                    }
+                    media = None;
+                    Some(WriterEnd::StreamEnded)
+                }
+            },
+        };
+        if !buf.is_empty() {
+            match tokio::time::timeout(send_timeout, socket.write_all(&buf)).await {
+                Ok(Ok(())) => {
+                    record.add_out(buf.len());
+                    buf.clear();
+                }
+                Ok(Err(e)) => return WriterEnd::Io(e.to_string()),
+                Err(_) => return WriterEnd::Timeout(send_timeout),
+            }
+        }
+        if let Some(end) = end {
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+            return end;
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Runtime settings the actors need, filled from the node's configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Stream actor behaviour.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// How long players wait for a publisher that dropped to come back.
+    pub publisher_grace: Duration,
+    /// Keep the last GOP for late joiners.
+    pub gop_cache: bool,
+    /// Frames above which the GOP cache is given up until the next keyframe.
+    pub gop_cache_max_frames: usize,
+    /// Frames queued per player before it starts losing GOPs.
+    pub player_queue_frames: usize,
+    /// A player behind for longer than this is disconnected.
+    pub slow_player_timeout: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            publisher_grace: Duration::from_secs(5),
+            gop_cache: true,
+            gop_cache_max_frames: 1000,
+            player_queue_frames: 1024,
+            slow_player_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// RTMP listener and session behaviour.
+#[derive(Debug, Clone)]
+pub struct RtmpSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Outgoing chunk size.
+    pub chunk_size: usize,
+    /// Largest message accepted.
+    pub max_message_size: usize,
+    /// A connection must finish the handshake within this time.
+    pub handshake_timeout: Duration,
+    /// A publisher silent for this long is disconnected.
+    pub publish_timeout: Duration,
+    /// A write to a player that does not complete within this time ends that player.
+    pub send_timeout: Duration,
+}
+
+impl Default for RtmpSettings {
+    fn default() -> Self {
+        RtmpSettings {
+            listen: "0.0.0.0:1935".parse().expect("literal address"),
+            chunk_size: 4096,
+            max_message_size: 8 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,88 @@
+use super::actor::StorageActor;
+use crate::messages::*;
+use actix::prelude::*;
+use estuary_storage::StreamRecord;
+
+impl Handler<RecordPublishStart> for StorageActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordPublishStart, _: &mut Self::Context) {
+        let result = self.store.update_stream(&msg.key, |current| {
+            let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), msg.now_ms));
+            record.last_publish_ms = msg.now_ms;
+            record.publish_count += 1;
+            record
+        });
+        if let Err(e) = result {
+            tracing::error!(stream = %msg.key, error = %e, "could not record publish start");
+        }
+    }
+}
+
+impl Handler<RecordCodecs> for StorageActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordCodecs, _: &mut Self::Context) {
+        let result = self.store.update_stream(&msg.key, |current| {
+            let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), crate::unix_ms()));
+            if msg.video.is_some() {
+                record.video = msg.video.clone();
+            }
+            if msg.audio.is_some() {
+                record.audio = msg.audio.clone();
+            }
+            record
+        });
+        if let Err(e) = result {
+            tracing::error!(stream = %msg.key, error = %e, "could not record codecs");
+        }
+    }
+}
+
+impl Handler<RecordPublishEnd> for StorageActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordPublishEnd, _: &mut Self::Context) {
+        let result = self.store.update_stream(&msg.key, |current| {
+            let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), msg.now_ms));
+            record.last_unpublish_ms = Some(msg.now_ms);
+            record.bytes_in += msg.bytes_in;
+            record.bytes_out += msg.bytes_out;
+            record.live_ms_total += msg.live_ms;
+            record
+        });
+        match result.and_then(|_| self.store.flush()) {
+            Ok(()) => {}
+            Err(e) => tracing::error!(stream = %msg.key, error = %e, "could not record publish end"),
+        }
+    }
+}
+
+impl Handler<ListStreamRecords> for StorageActor {
+    type Result = Result<Vec<StreamRecord>, String>;
+
+    fn handle(&mut self, _: ListStreamRecords, _: &mut Self::Context) -> Self::Result {
+        let (records, errors) = self.store.list_streams().map_err(|e| e.to_string())?;
+        for error in errors {
+            tracing::warn!(error = %error, "skipping undecodable stream record");
+        }
+        Ok(records)
+    }
+}
+
+impl Handler<FlushStorage> for StorageActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, _: FlushStorage, _: &mut Self::Context) -> Self::Result {
+        self.store.flush().map_err(|e| e.to_string())
+    }
+}
+
+impl Handler<InjectFault> for StorageActor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!("fault injected into the storage actor; stopping it");
+        ctx.stop();
+    }
+}
