@@ -8,19 +8,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_stream::wrappers::TcpListenerStream;
 
 const NAME: &str = "rtmp_listener";
 
-/// Binds a listening socket with `SO_REUSEADDR` (a restarted listener must not wait for the
-/// old socket's connections to leave TIME_WAIT).
+/// Binds a listening socket. The standard library sets `SO_REUSEADDR` on Unix, so a
+/// restarted listener does not wait for the old socket's connections to leave TIME_WAIT.
+/// Works outside an async runtime (the node binds at boot to fail fast on a busy port).
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(1024)?;
-    listener.into_std()
+    std::net::TcpListener::bind(addr)
 }
 
 /// Accepts RTMP connections.

@@ -73,6 +73,10 @@ pub(super) struct Subscriber {
     pub dropping: bool,
     pub behind_since: Option<Instant>,
     pub dropped: u64,
+    /// After (re)starting at a keyframe: audio presented before that keyframe is skipped, so
+    /// the player's tracks start together (the GOP's audio begins at the keyframe's decode
+    /// time, which B-frames put before its presentation time).
+    pub audio_floor_ms: Option<i64>,
 }
 
 pub(super) struct Publisher {
@@ -161,6 +165,14 @@ impl StreamActor {
                 self.offset_ms = last + 1 - frame.dts_ms();
             }
         }
+        if frame.track == TrackKind::Data {
+            // Script data always travels at timestamp 0: FLV readers (FFmpeg's among them)
+            // turn script tags at later timestamps into a subtitle track.
+            let frame = retime(&frame, 0);
+            self.metadata = Some(frame.clone());
+            self.fan_out(&frame);
+            return;
+        }
         let frame = if self.offset_ms != 0 {
             Arc::new(frame.shifted(Timebase::MILLIS.rescale(self.offset_ms, frame.timebase)))
         } else {
@@ -236,15 +248,27 @@ impl StreamActor {
         let headers: Vec<Arc<MediaFrame>> = if start_point { self.headers().cloned().collect() } else { Vec::new() };
         let mut closed = Vec::new();
         for (id, sub) in self.subscribers.iter_mut() {
+            if let Some(floor) = sub.audio_floor_ms {
+                if frame.track == TrackKind::Audio && !frame.config && !sub.dropping {
+                    if frame.pts_ms() < floor {
+                        continue;
+                    }
+                    sub.audio_floor_ms = None;
+                }
+            }
             if sub.dropping {
                 // Resume only at a start point with room for headers and the frame.
                 if start_point && sub.tx.capacity() > header_count {
                     for header in &headers {
-                        let _ = sub.tx.try_send(retime(header, frame.dts));
+                        let dts = if header.track == TrackKind::Data { 0 } else { frame.dts };
+                        let _ = sub.tx.try_send(retime(header, dts));
                     }
                     if sub.tx.try_send(frame.clone()).is_ok() {
                         sub.dropping = false;
                         sub.behind_since = None;
+                        if frame.track == TrackKind::Video {
+                            sub.audio_floor_ms = Some(frame.pts_ms());
+                        }
                         continue;
                     }
                 }
@@ -278,19 +302,34 @@ impl StreamActor {
         let first_dts = self.gop.first().map(|f| f.dts);
         for header in self.headers() {
             let frame = match first_dts {
-                Some(dts) => retime(header, dts),
-                None => header.clone(),
+                Some(dts) if header.track != TrackKind::Data => retime(header, dts),
+                _ => header.clone(),
             };
             // Capacity exceeds headers + GOP, so these cannot fail.
             let _ = tx.try_send(frame);
         }
+        let start_pts = self.gop.first().map(|f| f.pts_ms());
+        let mut audio_started = false;
         for frame in &self.gop {
+            if frame.track == TrackKind::Audio && !audio_started {
+                if start_pts.is_some_and(|start| frame.pts_ms() < start) {
+                    continue;
+                }
+                audio_started = true;
+            }
             let _ = tx.try_send(frame.clone());
         }
         let waiting_for_keyframe = self.gop.is_empty() && self.video_config.is_some();
         self.subscribers.insert(
             client,
-            Subscriber { tx, record: clients::get(client), dropping: waiting_for_keyframe, behind_since: None, dropped: 0 },
+            Subscriber {
+                tx,
+                record: clients::get(client),
+                dropping: waiting_for_keyframe,
+                behind_since: None,
+                dropped: 0,
+                audio_floor_ms: if audio_started { None } else { start_pts },
+            },
         );
         let known = self.video_config.is_some() || self.audio_config.is_some();
         Subscription {

@@ -1,0 +1,299 @@
+//! Configuration: embedded defaults, an optional TOML file, then `ESTUARY_<SECTION>__<KEY>`
+//! environment overrides, then validation. Every error names the key and the problem.
+//! `node/src/default-config.toml` documents every key; a unit test keeps it equal to the
+//! defaults in code.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The documented default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys or wrong types.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File name or environment.
+        origin: String,
+        /// The parser's message (names the key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config key {key}: {problem}")]
+    Invalid {
+        /// `section.key`.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeSection,
+    pub rtmp: RtmpSection,
+    pub http: HttpSection,
+    pub api: ApiSection,
+    pub stream: StreamSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    pub data_dir: PathBuf,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpSection {
+    pub listen: String,
+    pub chunk_size: usize,
+    pub max_message_size: usize,
+    pub handshake_timeout_ms: u64,
+    pub publish_timeout_ms: u64,
+    pub send_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    pub listen: String,
+    pub debug_faults: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSection {
+    pub publisher_grace_ms: u64,
+    pub gop_cache: bool,
+    pub gop_cache_max_frames: usize,
+    pub player_queue_frames: usize,
+    pub slow_player_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeSection::default(),
+            rtmp: RtmpSection::default(),
+            http: HttpSection::default(),
+            api: ApiSection::default(),
+            stream: StreamSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection { data_dir: PathBuf::from("./estuary-data"), workers: 0 }
+    }
+}
+
+impl Default for RtmpSection {
+    fn default() -> Self {
+        RtmpSection {
+            listen: "0.0.0.0:1935".into(),
+            chunk_size: 4096,
+            max_message_size: 8 << 20,
+            handshake_timeout_ms: 10_000,
+            publish_timeout_ms: 10_000,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { listen: "0.0.0.0:8080".into() }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false }
+    }
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        StreamSection {
+            publisher_grace_ms: 5000,
+            gop_cache: true,
+            gop_cache_max_frames: 1000,
+            player_queue_frames: 1024,
+            slow_player_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { level: "info".into() }
+    }
+}
+
+/// Loads the configuration: defaults, then `file`, then environment overrides from `env`.
+pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    let (mut table, origin) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse { origin: path.display().to_string(), message: e.to_string() })?;
+            (value, path.display().to_string())
+        }
+        None => (toml::Table::new(), "built-in defaults".to_string()),
+    };
+    let mut overridden = Vec::new();
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("ESTUARY_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw.clone()));
+        let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key.clone(), value);
+            }
+            _ => {
+                return Err(ConfigError::Parse { origin: format!("environment variable {name}"), message: format!("{section} is not a section") })
+            }
+        }
+        overridden.push(name);
+    }
+    let origin = if overridden.is_empty() { origin } else { format!("{origin} with environment overrides {}", overridden.join(", ")) };
+    let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse { origin, message: e.to_string() })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn address(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|e| ConfigError::Invalid { key, problem: format!("{value:?} is not an address like 0.0.0.0:1935 ({e})") })
+}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(key: &'static str, value: T, min: T, max: T) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::Invalid { key, problem: format!("{value} is outside {min}..={max}") });
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks ranges and addresses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        address("rtmp.listen", &self.rtmp.listen)?;
+        address("http.listen", &self.http.listen)?;
+        address("api.listen", &self.api.listen)?;
+        range("rtmp.chunk_size", self.rtmp.chunk_size, 128, 65536)?;
+        range("rtmp.max_message_size", self.rtmp.max_message_size, 65536, 0xff_ffff)?;
+        range("rtmp.handshake_timeout_ms", self.rtmp.handshake_timeout_ms, 100, 600_000)?;
+        range("rtmp.publish_timeout_ms", self.rtmp.publish_timeout_ms, 100, 3_600_000)?;
+        range("rtmp.send_timeout_ms", self.rtmp.send_timeout_ms, 100, 600_000)?;
+        range("node.workers", self.node.workers, 0, 256)?;
+        range("stream.publisher_grace_ms", self.stream.publisher_grace_ms, 0, 3_600_000)?;
+        range("stream.gop_cache_max_frames", self.stream.gop_cache_max_frames, 1, 100_000)?;
+        range("stream.player_queue_frames", self.stream.player_queue_frames, 16, 100_000)?;
+        range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
+        if self.node.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid { key: "node.data_dir", problem: "must not be empty".into() });
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
+            return Err(ConfigError::Invalid { key: "log.level", problem: format!("{:?} is not one of error, warn, info, debug, trace", self.log.level) });
+        }
+        Ok(())
+    }
+
+    /// The RTMP listen address (validated).
+    pub fn rtmp_listen(&self) -> SocketAddr {
+        self.rtmp.listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 1935).into())
+    }
+
+    /// Settings for the RTMP actors.
+    pub fn rtmp_settings(&self) -> estuary_actors::settings::RtmpSettings {
+        estuary_actors::settings::RtmpSettings {
+            listen: self.rtmp_listen(),
+            chunk_size: self.rtmp.chunk_size,
+            max_message_size: self.rtmp.max_message_size,
+            handshake_timeout: Duration::from_millis(self.rtmp.handshake_timeout_ms),
+            publish_timeout: Duration::from_millis(self.rtmp.publish_timeout_ms),
+            send_timeout: Duration::from_millis(self.rtmp.send_timeout_ms),
+        }
+    }
+
+    /// Settings for stream actors.
+    pub fn stream_settings(&self) -> estuary_actors::settings::StreamSettings {
+        estuary_actors::settings::StreamSettings {
+            publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
+            gop_cache: self.stream.gop_cache,
+            gop_cache_max_frames: self.stream.gop_cache_max_frames,
+            player_queue_frames: self.stream.player_queue_frames,
+            slow_player_timeout: Duration::from_millis(self.stream.slow_player_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_match_the_code() {
+        let documented: Config = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(documented, Config::default());
+        assert!(documented.validate().is_ok());
+    }
+
+    #[test]
+    fn env_overrides_and_errors_name_the_key() {
+        let config = load(None, [("ESTUARY_RTMP__LISTEN".to_string(), "127.0.0.1:1936".to_string()), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS".to_string(), "2000".to_string())]).unwrap();
+        assert_eq!(config.rtmp.listen, "127.0.0.1:1936");
+        assert_eq!(config.stream.publisher_grace_ms, 2000);
+
+        let err = load(None, [("ESTUARY_RTMP__CHUNK_SIZE".to_string(), "10".to_string())]).unwrap_err().to_string();
+        assert!(err.contains("rtmp.chunk_size"), "{err}");
+        let err = load(None, [("ESTUARY_RTMP__BOGUS".to_string(), "1".to_string())]).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let err = load(None, [("ESTUARY_HTTP__LISTEN".to_string(), "nowhere".to_string())]).unwrap_err().to_string();
+        assert!(err.contains("http.listen"), "{err}");
+    }
+
+    #[test]
+    fn file_with_unknown_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("estuary-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[rtmp]\nlisten = \"127.0.0.1:1\"\nchunksize = 5\n").unwrap();
+        let err = load(Some(&path), []).unwrap_err().to_string();
+        assert!(err.contains("chunksize") && err.contains("bad.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

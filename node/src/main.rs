@@ -1,0 +1,172 @@
+//! The `estuary` binary.
+
+mod api;
+mod config;
+mod http;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use clap::Parser;
+use estuary_actors::messages::FlushStorage;
+use estuary_actors::registry::StreamRegistry;
+use estuary_actors::rtmp::{self, RtmpListener};
+use estuary_actors::storage::StorageHandle;
+use estuary_storage::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Estuary: a realtime media server and gateway.
+#[derive(Parser, Debug)]
+#[command(name = "estuary", version, about)]
+struct Cli {
+    /// TOML configuration file (defaults are built in; see --print-default-config).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Print the documented default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Shut down when standard input closes (for supervisors and test harnesses that own
+    /// the node's lifetime through a pipe).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
+}
+
+/// Shared state of the HTTP and API servers.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Addr<StreamRegistry>,
+    pub storage: StorageHandle,
+    pub rtmp_listener: Addr<RtmpListener>,
+    pub debug_faults: bool,
+    pub started: Instant,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    let config = match config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("estuary: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("estuary: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config.log.level);
+    match run(config, cli.exit_on_stdin_close) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("estuary: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).init();
+}
+
+fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> {
+    let store = Store::open(&config.node.data_dir).map_err(|e| format!("cannot open the database: {e}"))?;
+    let rtmp_socket = rtmp::bind(config.rtmp_listen()).map_err(|e| format!("cannot listen for RTMP on {}: {e}", config.rtmp.listen))?;
+    let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
+
+    let system = actix::System::new();
+    system.block_on(async move {
+        estuary_actors::workers::start(workers);
+        let storage = StorageHandle::start(store.clone());
+        let registry = StreamRegistry::new(config.stream_settings(), storage.clone()).start();
+        let rtmp_settings = config.rtmp_settings();
+        let listener_registry = registry.clone();
+        let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(rtmp_settings, listener_registry, Some(rtmp_socket)));
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now() };
+
+        let http_state = state.clone();
+        let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(http::routes))
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(&config.http.listen)
+            .map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http.listen))?
+            .run();
+        let api_state = state.clone();
+        let api_server = HttpServer::new(move || App::new().app_data(web::Data::new(api_state.clone())).configure(api::routes))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(&config.api.listen)
+            .map_err(|e| format!("cannot listen for the API on {}: {e}", config.api.listen))?
+            .run();
+        let (http_handle, api_handle) = (http_server.handle(), api_server.handle());
+        actix::spawn(http_server);
+        actix::spawn(api_server);
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            rtmp = %config.rtmp.listen,
+            http = %config.http.listen,
+            api = %config.api.listen,
+            data_dir = %config.node.data_dir.display(),
+            workers,
+            "estuary ready"
+        );
+
+        let reason = wait_for_shutdown(exit_on_stdin_close).await;
+        tracing::info!(%reason, "shutting down");
+        http_handle.stop(false).await;
+        api_handle.stop(false).await;
+        match storage.addr().send(FlushStorage).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final database flush failed"),
+            Err(e) => tracing::error!(error = %e, "storage actor unavailable for the final flush"),
+        }
+        if let Err(e) = store.flush() {
+            tracing::error!(error = %e, "final database flush failed");
+        }
+        actix::System::current().stop();
+        tracing::info!("stopped");
+        Ok::<(), String>(())
+    })
+}
+
+async fn wait_for_shutdown(watch_stdin: bool) -> &'static str {
+    use tokio::io::AsyncReadExt;
+    let stdin_closed = async {
+        if !watch_stdin {
+            return std::future::pending::<()>().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate => "SIGTERM",
+        _ = stdin_closed => "standard input closed",
+    }
+}

@@ -1,0 +1,250 @@
+//! Test harness: starts the real `estuary` binary on free loopback ports with its own data
+//! directory, and drives it with ffmpeg/ffprobe and raw sockets.
+//!
+//! The node is started with `--exit-on-stdin-close` and a pipe as its standard input, so a
+//! node shared by all tests of a file (kept in a `static`) goes away with the test process.
+
+pub mod ffmpeg;
+pub mod http;
+pub mod rtmp_raw;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; the node binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// The `estuary` binary built by `cargo build` (override with `ESTUARY_BIN`).
+pub fn estuary_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("ESTUARY_BIN") {
+        return PathBuf::from(path);
+    }
+    // Test executables live in target/<profile>/deps/; the binary one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("estuary");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p estuary-node` first (tests/run does)", bin.display());
+    bin
+}
+
+/// A scratch directory under the target dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new, empty scratch directory.
+    pub fn new(name: &str) -> Scratch {
+        let exe = std::env::current_exe().expect("test executable path");
+        let base = exe.parent().and_then(Path::parent).expect("target dir").join("e2e-scratch");
+        let dir = base.join(format!("{name}-{}-{}", std::process::id(), unique()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    /// A path inside.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Ports of one node.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// RTMP.
+    pub rtmp: u16,
+    /// HTTP streaming.
+    pub http: u16,
+    /// API.
+    pub api: u16,
+}
+
+impl Ports {
+    /// Three free ports.
+    pub fn free() -> Ports {
+        Ports { rtmp: free_port(), http: free_port(), api: free_port() }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    child: Option<Child>,
+    /// Its ports.
+    pub ports: Ports,
+    /// Its working directory (data dir and log inside).
+    pub dir: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Starts a node with defaults plus `env` overrides (`ESTUARY_SECTION__KEY`), in a fresh
+    /// directory.
+    pub fn start(scratch: &Scratch, env: &[(&str, &str)]) -> Node {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Node::launch(scratch.0.clone(), Ports::free(), env)
+    }
+
+    /// Starts again with the same directory, ports and settings (after `stop` or `kill`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart needs a stopped node");
+        let node = Node::launch(self.dir.clone(), self.ports, self.env.clone());
+        *self = node;
+    }
+
+    fn launch(dir: PathBuf, ports: Ports, env: Vec<(String, String)>) -> Node {
+        let log = dir.join(format!("node-{}.log", unique()));
+        let log_file = std::fs::File::create(&log).expect("node log file");
+        let mut command = Command::new(estuary_bin());
+        command
+            .arg("--exit-on-stdin-close")
+            .current_dir(&dir)
+            .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", ports.rtmp))
+            .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", ports.http))
+            .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", ports.api))
+            .env("ESTUARY_NODE__WORKERS", "2")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file));
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start estuary");
+        let node = Node { child: Some(child), ports, dir, env, log };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http::get(self.ports.api, "/api/v1/versions").map(|r| r.status == 200).unwrap_or(false) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node did not become ready; log:\n{}", self.log());
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running node")
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// `rtmp://127.0.0.1:PORT/app/stream`.
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.ports.rtmp)
+    }
+
+    /// `http://127.0.0.1:PORT/app/stream.flv`.
+    pub fn flv_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}.flv", self.ports.http)
+    }
+
+    /// GET on the API, parsed as JSON.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let response = http::get(self.ports.api, path).unwrap_or_else(|e| panic!("API {path}: {e}"));
+        serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("API {path} returned non-JSON ({e}): {:?}", String::from_utf8_lossy(&response.body)))
+    }
+
+    /// The `/api/v1/streams` entry of `app/stream`.
+    pub fn stream_info(&self, app_stream: &str) -> Option<serde_json::Value> {
+        let streams = self.api("/api/v1/streams?count=1000");
+        streams["streams"].as_array()?.iter().find(|s| s["url"] == format!("/{app_stream}")).cloned()
+    }
+
+    /// Waits until `app/stream` has an active publisher with video or audio known.
+    pub fn wait_live(&self, app_stream: &str, timeout: Duration) -> serde_json::Value {
+        let mut last = None;
+        let ok = wait_until(timeout, || {
+            last = self.stream_info(app_stream);
+            last.as_ref().is_some_and(|s| s["publish"]["active"] == true && (!s["video"].is_null() || !s["audio"].is_null()))
+        });
+        assert!(ok, "stream {app_stream} did not go live; last state {last:?}; log:\n{}", self.log());
+        last.unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node did not stop within 10 s of SIGTERM");
+        }
+    }
+
+    /// SIGKILL, then wait.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
