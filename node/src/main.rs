@@ -142,18 +142,21 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
 }
 
 async fn wait_for_shutdown(watch_stdin: bool) -> &'static str {
-    use tokio::io::AsyncReadExt;
+    // Standard input is read on a plain thread: a blocked read there does not hold the
+    // runtime open at exit, as a tokio blocking task would.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    if watch_stdin {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 256];
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = closed_tx.send(());
+        });
+    }
     let stdin_closed = async {
-        if !watch_stdin {
-            return std::future::pending::<()>().await;
-        }
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 256];
-        loop {
-            match stdin.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
+        if !watch_stdin || closed_rx.await.is_err() {
+            std::future::pending::<()>().await;
         }
     };
     let terminate = async {
