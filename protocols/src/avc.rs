@@ -241,7 +241,7 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), BitsError
     for _ in 0..size {
         if next != 0 {
             let delta = r.se()?;
-            next = (last + delta + 256).rem_euclid(256);
+            next = (last as i64 + delta as i64 + 256).rem_euclid(256) as i32;
         }
         if next != 0 {
             last = next;
@@ -395,6 +395,14 @@ mod tests {
         let back: Vec<&[u8]> = length_prefixed_nals(&prefixed, 4).collect();
         assert_eq!(back, nals);
         assert_eq!(annexb_nals(&to_annexb(back)), nals);
+    }
+
+    #[test]
+    fn huge_scaling_list_delta_is_not_an_overflow() {
+        // Found by the codec_headers fuzz target: a scaling-list delta near i32::MAX.
+        let input = [0xa9, 0x80, 0x00, 0x80, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01, 0xff, 0xff, 0xff, 0x01, 0xc8, 0x00, 0xff, 0x87, 0x76, 0xff, 0x1a, 0x00];
+        let _ = SpsInfo::parse(&input);
+        let _ = AvcConfig::parse(&input).and_then(|c| c.sps_info());
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub struct RtmpSession {
     started_at: Instant,
     last_input: Instant,
     app: String,
+    span: tracing::Span,
 }
 
 impl RtmpSession {
@@ -61,8 +62,11 @@ impl RtmpSession {
             max_message_size: settings.max_message_size,
             ..ServerConfig::default()
         };
+        let client = clients::register("rtmp", peer.to_string());
+        let span = tracing::info_span!("rtmp", client = client.id(), %peer, stream = tracing::field::Empty);
         RtmpSession {
-            client: clients::register("rtmp", peer.to_string()),
+            client,
+            span,
             peer,
             settings,
             registry,
@@ -174,6 +178,7 @@ impl RtmpSession {
                         act.state = State::Publishing;
                         act.client.record().set_role(Role::Publish, key.to_string());
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP publish started");
+                        act.span.record("stream", tracing::field::display(&key));
                         act.stream_key = Some(key);
                         act.target = Some(stream);
                         act.drain(ctx);
@@ -205,6 +210,7 @@ impl RtmpSession {
                         act.state = State::Playing;
                         act.client.record().set_role(Role::Play, key.to_string());
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP play started");
+                        act.span.record("stream", tracing::field::display(&key));
                         act.stream_key = Some(key);
                         act.transmit(WriterCmd::StartMedia { rx: subscription.rx, writer: media_writer }, ctx);
                     }
@@ -299,6 +305,7 @@ impl RtmpSession {
     }
 
     fn check_timeouts(&mut self, ctx: &mut Context<Self>) {
+        let _entered = self.span.clone().entered();
         let settings = &self.settings;
         if !self.session.handshake_done() && self.started_at.elapsed() > settings.handshake_timeout {
             tracing::warn!(client = self.id(), peer = %self.peer, received = self.session.bytes_received(), timeout_ms = settings.handshake_timeout.as_millis() as u64, "RTMP handshake not completed in time; closing");
@@ -386,6 +393,7 @@ impl Actor for RtmpSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        let _entered = self.span.clone().entered();
         if let Some(target) = self.target.take() {
             crate::tell(&target, DetachPublisher { client: self.id() });
         }
@@ -404,6 +412,7 @@ impl Actor for RtmpSession {
 
 impl StreamHandler<Result<BytesMut, io::Error>> for RtmpSession {
     fn handle(&mut self, item: Result<BytesMut, io::Error>, ctx: &mut Self::Context) {
+        let _entered = self.span.clone().entered();
         match item {
             Ok(bytes) => {
                 self.last_input = Instant::now();

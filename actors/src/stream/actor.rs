@@ -300,7 +300,11 @@ impl StreamActor {
         let capacity = self.settings.player_queue_frames.max(self.gop.len() + 8);
         let (tx, rx) = mpsc::channel(capacity);
         let first_dts = self.gop.first().map(|f| f.dts);
-        for header in self.headers() {
+        // Without a cached GOP the subscriber waits for the next keyframe, which sends the
+        // headers then; priming them now would send them twice.
+        let waiting_for_keyframe = self.gop.is_empty() && self.video_config.is_some();
+        let primed_headers: Vec<&Arc<MediaFrame>> = if waiting_for_keyframe { Vec::new() } else { self.headers().collect() };
+        for header in primed_headers {
             let frame = match first_dts {
                 Some(dts) if header.track != TrackKind::Data => retime(header, dts),
                 _ => header.clone(),
@@ -319,7 +323,6 @@ impl StreamActor {
             }
             let _ = tx.try_send(frame.clone());
         }
-        let waiting_for_keyframe = self.gop.is_empty() && self.video_config.is_some();
         self.subscribers.insert(
             client,
             Subscriber {

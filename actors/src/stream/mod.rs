@@ -24,3 +24,6 @@ mod actor;
 mod handlers;
 
 pub use actor::{StreamActor, StreamInfo, Subscription};
+
+#[cfg(test)]
+mod tests;
