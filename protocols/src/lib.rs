@@ -16,8 +16,13 @@ pub mod aac;
 pub mod amf0;
 pub mod avc;
 pub mod bits;
+pub mod dash;
 pub mod flv;
+pub mod hls;
+pub mod fmp4;
+pub mod hevc;
 pub mod media;
 pub mod rtmp;
+pub mod ts;
 
 pub use media::{Codec, MediaFrame, Timebase, TrackKind};

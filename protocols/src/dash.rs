@@ -1,0 +1,193 @@
+//! MPEG-DASH MPD writer (ISO/IEC 23009-1) for live streams: `type="dynamic"`, the ISO BMFF
+//! live profile, one period, one adaptation set per track, `SegmentTemplate` with
+//! `$Number$` and a `SegmentTimeline` (§5.3.9.6), so segment durations may vary with the GOP.
+
+use std::fmt::Write;
+
+/// One segment in a timeline, in the representation's timescale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Start time.
+    pub start: u64,
+    /// Duration.
+    pub duration: u64,
+}
+
+/// One representation (and its adaptation set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Representation {
+    /// `id`, also used in file names.
+    pub id: String,
+    /// `video` or `audio`.
+    pub content_type: &'static str,
+    /// RFC 6381 codec string.
+    pub codecs: String,
+    /// Bits per second (estimate).
+    pub bandwidth: u64,
+    /// Video width.
+    pub width: u32,
+    /// Video height.
+    pub height: u32,
+    /// Audio sample rate.
+    pub sample_rate: u32,
+    /// Audio channels.
+    pub channels: u16,
+    /// Timescale of the timeline.
+    pub timescale: u32,
+    /// Initialization segment URI.
+    pub initialization: String,
+    /// Media segment URI template with `$Number$`.
+    pub media: String,
+    /// Number of the first listed segment.
+    pub start_number: u64,
+    /// The listed segments.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// A live MPD.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mpd {
+    /// `availabilityStartTime`, RFC 3339.
+    pub availability_start_time: String,
+    /// `publishTime`, RFC 3339.
+    pub publish_time: String,
+    /// Seconds between MPD updates a player should assume.
+    pub minimum_update_period: f64,
+    /// Seconds of buffer a player needs.
+    pub min_buffer_time: f64,
+    /// Seconds of time-shift window.
+    pub time_shift_buffer_depth: f64,
+    /// Seconds behind the live edge a player should play.
+    pub suggested_presentation_delay: f64,
+    /// The representations.
+    pub representations: Vec<Representation>,
+    /// The stream has ended (the MPD becomes static-like: no more updates).
+    pub ended: bool,
+}
+
+fn xml_escape(value: &str) -> String {
+    value.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+impl Mpd {
+    /// The MPD document.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        let _ = write!(
+            out,
+            r#"<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011" type="dynamic" availabilityStartTime="{}" publishTime="{}" minBufferTime="PT{:.1}S" timeShiftBufferDepth="PT{:.1}S" suggestedPresentationDelay="PT{:.1}S""#,
+            self.availability_start_time, self.publish_time, self.min_buffer_time, self.time_shift_buffer_depth, self.suggested_presentation_delay
+        );
+        if !self.ended {
+            let _ = write!(out, r#" minimumUpdatePeriod="PT{:.1}S""#, self.minimum_update_period);
+        }
+        let _ = writeln!(out, ">");
+        let _ = writeln!(out, r#"  <Period id="0" start="PT0S">"#);
+        for (index, r) in self.representations.iter().enumerate() {
+            let mime = if r.content_type == "video" { "video/mp4" } else { "audio/mp4" };
+            let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">"#, r.content_type);
+            let _ = write!(out, r#"      <Representation id="{}" codecs="{}" bandwidth="{}""#, xml_escape(&r.id), xml_escape(&r.codecs), r.bandwidth);
+            if r.content_type == "video" {
+                let _ = write!(out, r#" width="{}" height="{}""#, r.width, r.height);
+            } else {
+                let _ = write!(out, r#" audioSamplingRate="{}""#, r.sample_rate);
+            }
+            let _ = writeln!(out, ">");
+            if r.content_type == "audio" {
+                let _ = writeln!(out, r#"        <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="{}"/>"#, r.channels);
+            }
+            let _ = writeln!(
+                out,
+                r#"        <SegmentTemplate timescale="{}" initialization="{}" media="{}" startNumber="{}">"#,
+                r.timescale,
+                xml_escape(&r.initialization),
+                xml_escape(&r.media),
+                r.start_number
+            );
+            let _ = writeln!(out, "          <SegmentTimeline>");
+            let mut expected = None;
+            for entry in &r.timeline {
+                if expected == Some(entry.start) {
+                    let _ = writeln!(out, r#"            <S d="{}"/>"#, entry.duration);
+                } else {
+                    let _ = writeln!(out, r#"            <S t="{}" d="{}"/>"#, entry.start, entry.duration);
+                }
+                expected = Some(entry.start + entry.duration);
+            }
+            let _ = writeln!(out, "          </SegmentTimeline>");
+            let _ = writeln!(out, "        </SegmentTemplate>");
+            let _ = writeln!(out, "      </Representation>");
+            let _ = writeln!(out, "    </AdaptationSet>");
+        }
+        let _ = writeln!(out, "  </Period>");
+        let _ = writeln!(out, "</MPD>");
+        out
+    }
+}
+
+/// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-25T15:01:44.123Z`).
+pub fn rfc3339(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let millis = unix_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm description.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_618_904_123), "2026-11-25T15:01:44.123Z");
+    }
+
+    #[test]
+    fn renders_timeline_with_implicit_starts() {
+        let mpd = Mpd {
+            availability_start_time: rfc3339(0),
+            publish_time: rfc3339(1000),
+            minimum_update_period: 2.0,
+            min_buffer_time: 2.0,
+            time_shift_buffer_depth: 12.0,
+            suggested_presentation_delay: 4.0,
+            ended: false,
+            representations: vec![Representation {
+                id: "video".into(),
+                content_type: "video",
+                codecs: "avc1.64000d".into(),
+                bandwidth: 500_000,
+                width: 320,
+                height: 240,
+                sample_rate: 0,
+                channels: 0,
+                timescale: 90_000,
+                initialization: "s-video-init.mp4".into(),
+                media: "s-video-$Number$.m4s".into(),
+                start_number: 5,
+                timeline: vec![TimelineEntry { start: 900_000, duration: 180_000 }, TimelineEntry { start: 1_080_000, duration: 181_000 }, TimelineEntry { start: 1_300_000, duration: 10 }],
+            }],
+        };
+        let text = mpd.render();
+        assert!(text.contains(r#"type="dynamic""#));
+        assert!(text.contains(r#"minimumUpdatePeriod="PT2.0S""#));
+        assert!(text.contains(r#"<S t="900000" d="180000"/>"#));
+        assert!(text.contains(r#"<S d="181000"/>"#));
+        assert!(text.contains(r#"<S t="1300000" d="10"/>"#));
+        assert!(text.contains(r#"startNumber="5""#));
+    }
+}

@@ -1,0 +1,127 @@
+//! HLS media playlists (RFC 8216).
+//!
+//! Rules kept by [`MediaPlaylist::render`]: `EXT-X-TARGETDURATION` is at least every
+//! segment's duration rounded to the nearest integer (§4.3.3.1); `EXT-X-MEDIA-SEQUENCE` is the
+//! sequence number of the first listed segment (§4.3.3.2); `EXT-X-DISCONTINUITY-SEQUENCE`
+//! counts discontinuities that left the window (§4.3.3.3); fMP4 playlists carry `EXT-X-MAP`
+//! and version 7, TS playlists version 3.
+
+use std::fmt::Write;
+
+/// One listed segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Media sequence number.
+    pub sequence: u64,
+    /// Duration in seconds.
+    pub duration: f64,
+    /// URI relative to the playlist.
+    pub uri: String,
+    /// Preceded by `EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+}
+
+/// A live (or ended) media playlist.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MediaPlaylist {
+    /// `EXT-X-TARGETDURATION` before adjustment to the segments.
+    pub target_duration: u64,
+    /// Discontinuities that left the window.
+    pub discontinuity_sequence: u64,
+    /// The window.
+    pub segments: Vec<Segment>,
+    /// `EXT-X-ENDLIST`.
+    pub ended: bool,
+    /// `EXT-X-MAP` URI for fMP4 segments.
+    pub map_uri: Option<String>,
+}
+
+impl MediaPlaylist {
+    /// The target duration actually written: the configured one, raised to cover every
+    /// listed segment.
+    pub fn effective_target(&self) -> u64 {
+        self.segments.iter().map(|s| s.duration.round() as u64).max().unwrap_or(0).max(self.target_duration).max(1)
+    }
+
+    /// The playlist text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let version = if self.map_uri.is_some() { 7 } else { 3 };
+        let _ = writeln!(out, "#EXTM3U");
+        let _ = writeln!(out, "#EXT-X-VERSION:{version}");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.effective_target());
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.segments.first().map(|s| s.sequence).unwrap_or(0));
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
+        if self.map_uri.is_some() {
+            let _ = writeln!(out, "#EXT-X-INDEPENDENT-SEGMENTS");
+        }
+        if let Some(map) = &self.map_uri {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
+        }
+        for segment in &self.segments {
+            if segment.discontinuity {
+                let _ = writeln!(out, "#EXT-X-DISCONTINUITY");
+            }
+            let _ = writeln!(out, "#EXTINF:{:.3},", segment.duration);
+            let _ = writeln!(out, "{}", segment.uri);
+        }
+        if self.ended {
+            let _ = writeln!(out, "#EXT-X-ENDLIST");
+        }
+        out
+    }
+
+    /// Appends a segment and drops the oldest beyond `window`; returns the dropped ones.
+    pub fn push(&mut self, segment: Segment, window: usize) -> Vec<Segment> {
+        self.segments.push(segment);
+        let mut removed = Vec::new();
+        while self.segments.len() > window.max(1) {
+            let old = self.segments.remove(0);
+            // Only discontinuity tags that leave the playlist are counted.
+            if old.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            removed.push(old);
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(sequence: u64, duration: f64, discontinuity: bool) -> Segment {
+        Segment { sequence, duration, uri: format!("s-{sequence}.ts"), discontinuity }
+    }
+
+    #[test]
+    fn renders_a_live_window() {
+        let mut playlist = MediaPlaylist { target_duration: 2, ..Default::default() };
+        for i in 0..5 {
+            playlist.push(seg(i, 2.0 + i as f64 * 0.1, i == 3), 3);
+        }
+        let text = playlist.render();
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:2.200,\ns-2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.300,\ns-3.ts\n#EXTINF:2.400,\ns-4.ts\n"
+        );
+    }
+
+    #[test]
+    fn target_covers_long_segments_and_discontinuities_are_counted() {
+        let mut playlist = MediaPlaylist { target_duration: 2, map_uri: Some("init.mp4".into()), ..Default::default() };
+        playlist.push(seg(0, 2.0, true), 2);
+        playlist.push(seg(1, 4.6, false), 2);
+        playlist.push(seg(2, 2.0, false), 2);
+        playlist.ended = true;
+        let text = playlist.render();
+        assert!(text.contains("#EXT-X-TARGETDURATION:5\n"));
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+        assert!(text.contains("#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION"));
+        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"));
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+    }
+}
