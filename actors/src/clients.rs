@@ -91,6 +91,11 @@ impl Drop for ClientGuard {
     }
 }
 
+/// A fresh id for an internal subscriber (a muxer, a recorder) that is not a client.
+pub fn allocate_id() -> ClientId {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Registers a new client.
 pub fn register(protocol: &'static str, peer: String) -> ClientGuard {
     let record = Arc::new(ClientRecord {

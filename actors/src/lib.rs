@@ -8,16 +8,18 @@
 //! | [`rtmp::RtmpSession`] — one per connection, owns a sans-IO RTMP session, plus a writer task | worker arbiters, round robin | — (a failure ends that one connection) |
 //! | [`storage::StorageActor`] — owns sled | its own `SyncArbiter` thread | the `SyncArbiter` (recreates it via its factory, with backoff) |
 //!
-//! HTTP-FLV players ([`http_flv`]) are subscribers served through actix-web streaming bodies.
+//! HTTP-FLV and HTTP-TS players ([`http_stream`]) are subscribers served through actix-web
+//! streaming bodies; HLS and DASH muxers ([`segmenter`]) are subscribers that write files.
 //!
 //! Media travels as `Arc<MediaFrame>` through bounded channels (see [`stream`] for the
 //! drop-a-GOP policy). Control messages use bounded mailboxes via `send`/`try_send`.
 
 pub mod clients;
-pub mod http_flv;
+pub mod http_stream;
 pub mod messages;
 pub mod registry;
 pub mod rtmp;
+pub mod segmenter;
 pub mod settings;
 pub mod storage;
 pub mod stream;

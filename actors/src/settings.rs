@@ -16,16 +16,24 @@ pub struct StreamSettings {
     pub player_queue_frames: usize,
     /// A player behind for longer than this is disconnected.
     pub slow_player_timeout: Duration,
+    /// HLS output.
+    pub hls: std::sync::Arc<SegmentSettings>,
+    /// DASH output.
+    pub dash: std::sync::Arc<SegmentSettings>,
 }
 
 impl Default for StreamSettings {
     fn default() -> Self {
+        // Without a node configuration there is no directory to write to: outputs are off.
+        let hls = SegmentSettings::new(std::env::temp_dir().join("estuary-hls"), false);
         StreamSettings {
             publisher_grace: Duration::from_secs(5),
             gop_cache: true,
             gop_cache_max_frames: 1000,
             player_queue_frames: 1024,
             slow_player_timeout: Duration::from_secs(10),
+            dash: std::sync::Arc::new(SegmentSettings::new(std::env::temp_dir().join("estuary-dash"), false)),
+            hls: std::sync::Arc::new(hls),
         }
     }
 }
@@ -57,5 +65,34 @@ impl Default for RtmpSettings {
             publish_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// HLS or DASH output settings.
+#[derive(Debug, Clone)]
+pub struct SegmentSettings {
+    /// Produce this output at all.
+    pub enabled: bool,
+    /// Apps it applies to; empty means every app.
+    pub apps: Vec<String>,
+    /// Directory for playlists and segments (`<dir>/<app>/...`).
+    pub dir: std::path::PathBuf,
+    /// Target segment duration (segments are cut at the first keyframe after it).
+    pub fragment: Duration,
+    /// Segments listed in the playlist/MPD.
+    pub window: usize,
+    /// HLS only: fMP4 segments instead of MPEG-TS.
+    pub fmp4: bool,
+}
+
+impl SegmentSettings {
+    /// Defaults for `dir`: on, every app, 2 s segments, a window of 6.
+    pub fn new(dir: std::path::PathBuf, enabled: bool) -> Self {
+        SegmentSettings { enabled, apps: Vec::new(), dir, fragment: Duration::from_secs(2), window: 6, fmp4: false }
+    }
+
+    /// True when this output is produced for `app`.
+    pub fn applies_to(&self, app: &str) -> bool {
+        self.enabled && (self.apps.is_empty() || self.apps.iter().any(|a| a == app))
     }
 }

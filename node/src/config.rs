@@ -48,7 +48,40 @@ pub struct Config {
     pub http: HttpSection,
     pub api: ApiSection,
     pub stream: StreamSection,
+    pub hls: HlsSection,
+    pub dash: DashSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsSection {
+    pub enabled: bool,
+    pub apps: Vec<String>,
+    pub fragment_ms: u64,
+    pub window: usize,
+    pub fmp4: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashSection {
+    pub enabled: bool,
+    pub apps: Vec<String>,
+    pub fragment_ms: u64,
+    pub window: usize,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false }
+    }
+}
+
+impl Default for DashSection {
+    fn default() -> Self {
+        DashSection { enabled: false, apps: Vec::new(), fragment_ms: 2000, window: 6 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +139,8 @@ impl Default for Config {
             http: HttpSection::default(),
             api: ApiSection::default(),
             stream: StreamSection::default(),
+            hls: HlsSection::default(),
+            dash: DashSection::default(),
             log: LogSection::default(),
         }
     }
@@ -223,6 +258,15 @@ impl Config {
         range("stream.gop_cache_max_frames", self.stream.gop_cache_max_frames, 1, 100_000)?;
         range("stream.player_queue_frames", self.stream.player_queue_frames, 16, 100_000)?;
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
+        range("hls.fragment_ms", self.hls.fragment_ms, 200, 60_000)?;
+        range("hls.window", self.hls.window, 1, 1000)?;
+        range("dash.fragment_ms", self.dash.fragment_ms, 200, 60_000)?;
+        range("dash.window", self.dash.window, 1, 1000)?;
+        for (key, apps) in [("hls.apps", &self.hls.apps), ("dash.apps", &self.dash.apps)] {
+            if let Some(bad) = apps.iter().find(|a| a.is_empty() || a.contains('/') || a.contains("..")) {
+                return Err(ConfigError::Invalid { key, problem: format!("{bad:?} is not an app name") });
+            }
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid { key: "node.data_dir", problem: "must not be empty".into() });
         }
@@ -249,9 +293,38 @@ impl Config {
         }
     }
 
+    /// Where HLS files go.
+    pub fn hls_dir(&self) -> std::path::PathBuf {
+        self.node.data_dir.join("hls")
+    }
+
+    /// Where DASH files go.
+    pub fn dash_dir(&self) -> std::path::PathBuf {
+        self.node.data_dir.join("dash")
+    }
+
     /// Settings for stream actors.
     pub fn stream_settings(&self) -> estuary_actors::settings::StreamSettings {
+        use estuary_actors::settings::SegmentSettings;
+        let hls = SegmentSettings {
+            enabled: self.hls.enabled,
+            apps: self.hls.apps.clone(),
+            dir: self.hls_dir(),
+            fragment: Duration::from_millis(self.hls.fragment_ms),
+            window: self.hls.window,
+            fmp4: self.hls.fmp4,
+        };
+        let dash = SegmentSettings {
+            enabled: self.dash.enabled,
+            apps: self.dash.apps.clone(),
+            dir: self.dash_dir(),
+            fragment: Duration::from_millis(self.dash.fragment_ms),
+            window: self.dash.window,
+            fmp4: true,
+        };
         estuary_actors::settings::StreamSettings {
+            hls: std::sync::Arc::new(hls),
+            dash: std::sync::Arc::new(dash),
             publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
             gop_cache: self.stream.gop_cache,
             gop_cache_max_frames: self.stream.gop_cache_max_frames,

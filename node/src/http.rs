@@ -1,40 +1,105 @@
-//! The HTTP streaming server (SRS's port 8080): `/<app>/<stream>.flv`.
+//! The HTTP streaming server (SRS's port 8080):
+//!
+//! | URL | what |
+//! |---|---|
+//! | `/<app>/<stream>.flv` | HTTP-FLV live |
+//! | `/<app>/<stream>.ts` | HTTP-TS live (when no HLS segment has that name) |
+//! | `/<app>/<stream>.m3u8`, `/<app>/<stream>-<n>.ts`, `.m4s`, `-init-<n>.mp4` | HLS |
+//! | `/<app>/<stream>.mpd`, `/<app>/<stream>-video-<n>.m4s`, `-init.mp4` | DASH |
+//!
+//! Names are checked before any file is touched: one path segment each, no `..`, no
+//! separators, no control characters; files are only read from the HLS and DASH directories.
 
 use crate::AppState;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use estuary_actors::messages::PlayRefused;
+use estuary_actors::http_stream::{self, FlvEncoder, TsEncoder};
 use estuary_actors::StreamKey;
+use std::path::PathBuf;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/{app}/{file}", web::get().to(stream_file))
+        .route("/{app}/{file}", web::head().to(stream_file))
+        .route("/{app}/{file}", web::method(actix_web::http::Method::OPTIONS).to(preflight))
         .default_service(web::to(|| async { HttpResponse::NotFound().body("not found\n") }));
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 200 && name != "." && name != ".." && name.chars().all(|c| !c.is_control() && c != '/' && c != '\\')
+    !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && !name.contains("..")
+        && name.chars().all(|c| !c.is_control() && c != '/' && c != '\\')
+}
+
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "*"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+fn live<S>(body: S, content_type: &'static str) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + 'static,
+{
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .streaming(body)
+}
+
+async fn serve_file(path: PathBuf, content_type: &'static str, cache: &'static str) -> Option<HttpResponse> {
+    let data = tokio::fs::read(&path).await.ok()?;
+    Some(
+        HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, cache))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .body(data),
+    )
 }
 
 async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (app, file) = path.into_inner();
+    if !valid_name(&app) || !valid_name(&file) {
+        return HttpResponse::BadRequest().body("invalid app or file name\n");
+    }
     let Some((stream, extension)) = file.rsplit_once('.') else {
         return HttpResponse::NotFound().body(format!("no such resource /{app}/{file}\n"));
     };
-    if !valid_name(&app) || !valid_name(stream) {
-        return HttpResponse::BadRequest().body("invalid app or stream name\n");
-    }
     let key = StreamKey::new(&app, stream);
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let not_found = |what: &str| HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{what}\n"));
+    let hls_file = state.hls_dir.join(&app).join(&file);
+    let dash_file = state.dash_dir.join(&app).join(&file);
     match extension {
-        "flv" => match estuary_actors::http_flv::play(&state.registry, key, peer).await {
-            Ok(body) => HttpResponse::Ok()
-                .content_type("video/x-flv")
-                .insert_header((header::CACHE_CONTROL, "no-cache"))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-                .streaming(body),
-            Err(refused @ (PlayRefused::NotFound(_) | PlayRefused::NotLive(_))) => {
-                HttpResponse::NotFound().body(format!("{refused}\n"))
-            }
+        "flv" => match http_stream::play(&state.registry, key, peer, "http-flv", FlvEncoder).await {
+            Ok(body) => live(body, "video/x-flv"),
+            Err(refused) => not_found(&refused.to_string()),
         },
-        other => HttpResponse::NotFound().body(format!("unsupported format .{other}\n")),
+        "ts" => {
+            if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
+                return response;
+            }
+            match http_stream::play(&state.registry, key, peer, "http-ts", TsEncoder::default()).await {
+                Ok(body) => live(body, "video/mp2t"),
+                Err(refused) => not_found(&refused.to_string()),
+            }
+        }
+        "m3u8" => serve_file(hls_file, "application/vnd.apple.mpegurl", "no-cache").await.unwrap_or_else(|| not_found(&format!("no HLS playlist for {app}/{stream}"))),
+        "mpd" => serve_file(dash_file, "application/dash+xml", "no-cache").await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
+        "m4s" | "mp4" => {
+            let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
+            let cache = if extension == "mp4" { "no-cache" } else { "max-age=60" };
+            if let Some(response) = serve_file(hls_file, content_type, cache).await {
+                return response;
+            }
+            serve_file(dash_file, content_type, cache).await.unwrap_or_else(|| not_found(&format!("no such segment {app}/{file}")))
+        }
+        other => not_found(&format!("unsupported format .{other}")),
     }
 }

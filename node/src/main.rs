@@ -43,6 +43,8 @@ pub struct AppState {
     pub rtmp_listener: Addr<RtmpListener>,
     pub debug_faults: bool,
     pub started: Instant,
+    pub hls_dir: PathBuf,
+    pub dash_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +83,13 @@ fn init_logging(level: &str) {
 
 fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> {
     let store = Store::open(&config.node.data_dir).map_err(|e| format!("cannot open the database: {e}"))?;
+    // HLS and DASH files are live artifacts: whatever a previous run left is stale.
+    for dir in [config.hls_dir(), config.dash_dir()] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let rtmp_socket = rtmp::bind(config.rtmp_listen()).map_err(|e| format!("cannot listen for RTMP on {}: {e}", config.rtmp.listen))?;
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
@@ -92,7 +101,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         let rtmp_settings = config.rtmp_settings();
         let listener_registry = registry.clone();
         let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(rtmp_settings, listener_registry, Some(rtmp_socket)));
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now() };
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir() };
 
         let http_state = state.clone();
         let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(http::routes))

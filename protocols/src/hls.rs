@@ -19,6 +19,8 @@ pub struct Segment {
     pub uri: String,
     /// Preceded by `EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
+    /// fMP4: the initialization segment URI (`EXT-X-MAP`), written when it changes.
+    pub map: Option<String>,
 }
 
 /// A live (or ended) media playlist.
@@ -32,8 +34,6 @@ pub struct MediaPlaylist {
     pub segments: Vec<Segment>,
     /// `EXT-X-ENDLIST`.
     pub ended: bool,
-    /// `EXT-X-MAP` URI for fMP4 segments.
-    pub map_uri: Option<String>,
 }
 
 impl MediaPlaylist {
@@ -46,7 +46,8 @@ impl MediaPlaylist {
     /// The playlist text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let version = if self.map_uri.is_some() { 7 } else { 3 };
+        let fmp4 = self.segments.iter().any(|s| s.map.is_some());
+        let version = if fmp4 { 7 } else { 3 };
         let _ = writeln!(out, "#EXTM3U");
         let _ = writeln!(out, "#EXT-X-VERSION:{version}");
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.effective_target());
@@ -54,15 +55,19 @@ impl MediaPlaylist {
         if self.discontinuity_sequence > 0 {
             let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
         }
-        if self.map_uri.is_some() {
+        if fmp4 {
             let _ = writeln!(out, "#EXT-X-INDEPENDENT-SEGMENTS");
         }
-        if let Some(map) = &self.map_uri {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
-        }
+        let mut current_map: Option<&str> = None;
         for segment in &self.segments {
             if segment.discontinuity {
                 let _ = writeln!(out, "#EXT-X-DISCONTINUITY");
+            }
+            if let Some(map) = segment.map.as_deref() {
+                if current_map != Some(map) {
+                    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
+                    current_map = Some(map);
+                }
             }
             let _ = writeln!(out, "#EXTINF:{:.3},", segment.duration);
             let _ = writeln!(out, "{}", segment.uri);
@@ -94,7 +99,7 @@ mod tests {
     use super::*;
 
     fn seg(sequence: u64, duration: f64, discontinuity: bool) -> Segment {
-        Segment { sequence, duration, uri: format!("s-{sequence}.ts"), discontinuity }
+        Segment { sequence, duration, uri: format!("s-{sequence}.ts"), discontinuity, map: None }
     }
 
     #[test]
@@ -112,10 +117,11 @@ mod tests {
 
     #[test]
     fn target_covers_long_segments_and_discontinuities_are_counted() {
-        let mut playlist = MediaPlaylist { target_duration: 2, map_uri: Some("init.mp4".into()), ..Default::default() };
-        playlist.push(seg(0, 2.0, true), 2);
-        playlist.push(seg(1, 4.6, false), 2);
-        playlist.push(seg(2, 2.0, false), 2);
+        let mut playlist = MediaPlaylist { target_duration: 2, ..Default::default() };
+        let with_map = |s: Segment| Segment { map: Some("init.mp4".into()), ..s };
+        playlist.push(with_map(seg(0, 2.0, true)), 2);
+        playlist.push(with_map(seg(1, 4.6, false)), 2);
+        playlist.push(with_map(seg(2, 2.0, false)), 2);
         playlist.ended = true;
         let text = playlist.render();
         assert!(text.contains("#EXT-X-TARGETDURATION:5\n"));

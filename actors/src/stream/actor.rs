@@ -117,6 +117,8 @@ pub struct StreamActor {
     pub(super) samples: VecDeque<(u64, u64, u64)>,
     pub(super) fps: f64,
     pub(super) idle_since: Instant,
+    pub(super) hls_subscriber: Option<ClientId>,
+    pub(super) dash_subscriber: Option<ClientId>,
 }
 
 impl StreamActor {
@@ -151,6 +153,31 @@ impl StreamActor {
             samples: VecDeque::new(),
             fps: 0.0,
             idle_since: Instant::now(),
+            hls_subscriber: None,
+            dash_subscriber: None,
+        }
+    }
+
+    fn subscribed(&self, id: Option<ClientId>) -> bool {
+        id.and_then(|id| self.subscribers.get(&id)).is_some_and(|s| !s.tx.is_closed())
+    }
+
+    /// Starts the HLS and DASH muxers this stream's app has enabled, unless running.
+    pub(super) fn start_outputs(&mut self) {
+        let app = self.key.app.clone();
+        if self.settings.hls.applies_to(&app) && !self.subscribed(self.hls_subscriber) {
+            let id = clients::allocate_id();
+            let subscription = self.subscribe(id);
+            let (key, settings) = (self.key.clone(), self.settings.hls.clone());
+            crate::segmenter::HlsMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::HlsMuxer::new(key, settings, subscription.rx));
+            self.hls_subscriber = Some(id);
+        }
+        if self.settings.dash.applies_to(&app) && !self.subscribed(self.dash_subscriber) {
+            let id = clients::allocate_id();
+            let subscription = self.subscribe(id);
+            let (key, settings) = (self.key.clone(), self.settings.dash.clone());
+            crate::segmenter::DashMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::DashMuxer::new(key, settings, subscription.rx));
+            self.dash_subscriber = Some(id);
         }
     }
 
@@ -424,7 +451,7 @@ impl StreamActor {
             publisher: self.publisher.as_ref().map(|p| p.client),
             publisher_protocol: self.publisher.as_ref().map(|p| p.protocol),
             live_ms: self.publisher.as_ref().map(|p| p.since.elapsed().as_millis() as u64).unwrap_or(0),
-            subscribers: self.subscribers.len(),
+            subscribers: self.subscribers.keys().filter(|id| Some(**id) != self.hls_subscriber && Some(**id) != self.dash_subscriber).count(),
             video: self.video.clone(),
             audio: self.audio.clone(),
             fps: (self.fps * 100.0).round() / 100.0,

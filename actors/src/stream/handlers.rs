@@ -27,6 +27,7 @@ impl Handler<AttachPublisher> for StreamActor {
         });
         self.ever_published = true;
         self.storage.tell(RecordPublishStart { key: self.key.clone(), now_ms: crate::unix_ms() });
+        self.start_outputs();
         Ok(())
     }
 }

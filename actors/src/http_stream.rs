@@ -1,0 +1,157 @@
+//! HTTP live players (HTTP-FLV and HTTP-TS): a stream subscription encoded into a byte stream
+//! for a chunked HTTP response. Frames come from the stream actor (see [`crate::stream`] for
+//! what a late joiner receives and how a slow player is treated); each poll encodes every
+//! frame already queued, up to 64 KiB, into one chunk.
+
+use crate::clients::{self, ClientGuard, Role};
+use crate::messages::{AddSubscriber, FindStream, PlayRefused};
+use crate::registry::StreamRegistry;
+use crate::stream::Subscription;
+use actix::Addr;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::ts::TsMuxer;
+use estuary_protocols::flv;
+use estuary_storage::StreamKey;
+use futures_util::Stream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Turns frames into a container byte stream.
+pub trait Encoder: Send + Unpin + 'static {
+    /// Bytes sent before any frame.
+    fn start(&mut self, subscription: &Subscription) -> Option<Bytes>;
+    /// Appends `frame`.
+    fn encode(&mut self, frame: &MediaFrame, out: &mut BytesMut);
+}
+
+/// FLV: the file header, then one tag per frame.
+#[derive(Default)]
+pub struct FlvEncoder;
+
+impl Encoder for FlvEncoder {
+    fn start(&mut self, subscription: &Subscription) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(&flv::file_header(subscription.has_audio, subscription.has_video)))
+    }
+
+    fn encode(&mut self, frame: &MediaFrame, out: &mut BytesMut) {
+        flv::write_frame_tag(out, frame);
+    }
+}
+
+/// MPEG-TS: PAT/PMT once the codecs are known (and again at every video keyframe), then one
+/// PES per frame.
+#[derive(Default)]
+pub struct TsEncoder {
+    video: Option<Arc<MediaFrame>>,
+    audio: Option<Arc<MediaFrame>>,
+    muxer: Option<TsMuxer>,
+}
+
+impl Encoder for TsEncoder {
+    fn start(&mut self, _: &Subscription) -> Option<Bytes> {
+        None
+    }
+
+    fn encode(&mut self, frame: &MediaFrame, out: &mut BytesMut) {
+        if frame.config {
+            let slot = match frame.track {
+                TrackKind::Video => &mut self.video,
+                TrackKind::Audio => &mut self.audio,
+                TrackKind::Data => return,
+            };
+            let codec_changed = slot.as_ref().map(|f| f.codec) != Some(frame.codec);
+            *slot = Some(Arc::new(frame.clone()));
+            match (&mut self.muxer, codec_changed) {
+                (Some(muxer), false) => {
+                    muxer.write_frame(frame, out);
+                }
+                _ => self.muxer = None,
+            }
+            return;
+        }
+        if frame.track == TrackKind::Data {
+            return;
+        }
+        if self.muxer.is_none() {
+            let mut muxer = TsMuxer::new(self.video.as_ref().map(|f| f.codec), self.audio.as_ref().map(|f| f.codec));
+            for config in [&self.video, &self.audio].into_iter().flatten() {
+                muxer.write_frame(config, out);
+            }
+            muxer.write_tables(out);
+            self.muxer = Some(muxer);
+        } else if frame.is_video_keyframe() {
+            if let Some(muxer) = self.muxer.as_mut() {
+                muxer.write_tables(out);
+            }
+        }
+        if let Some(muxer) = self.muxer.as_mut() {
+            muxer.write_frame(frame, out);
+        }
+    }
+}
+
+struct Player<E: Encoder> {
+    guard: ClientGuard,
+    key: StreamKey,
+    header: Option<Bytes>,
+    rx: mpsc::Receiver<Arc<MediaFrame>>,
+    encoder: E,
+}
+
+impl<E: Encoder> Drop for Player<E> {
+    fn drop(&mut self) {
+        let record = self.guard.record();
+        tracing::info!(
+            client = record.id,
+            protocol = record.protocol,
+            peer = %record.peer,
+            stream = %self.key,
+            bytes_out = record.bytes_out.load(Ordering::Relaxed),
+            alive_ms = record.connected.elapsed().as_millis() as u64,
+            "HTTP player left"
+        );
+    }
+}
+
+/// Subscribes an HTTP player of `protocol` (`http-flv`, `http-ts`) to `key`. Fails when the
+/// stream is unknown or has never been published.
+pub async fn play<E: Encoder>(
+    registry: &Addr<StreamRegistry>,
+    key: StreamKey,
+    peer: String,
+    protocol: &'static str,
+    mut encoder: E,
+) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
+    let not_found = || PlayRefused::NotFound(key.to_string());
+    let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
+    let guard = clients::register(protocol, peer);
+    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
+    guard.record().set_role(Role::Play, key.to_string());
+    tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
+    let header = encoder.start(&subscription);
+    let player = Player { guard, key, header, rx: subscription.rx, encoder };
+    Ok(futures_util::stream::unfold(player, |mut player| async move {
+        if let Some(header) = player.header.take() {
+            player.guard.record().add_out(header.len());
+            return Some((Ok(header), player));
+        }
+        let mut buf = BytesMut::with_capacity(BATCH_BYTES);
+        while buf.is_empty() {
+            let first = player.rx.recv().await?;
+            player.encoder.encode(&first, &mut buf);
+            while buf.len() < BATCH_BYTES {
+                match player.rx.try_recv() {
+                    Ok(frame) => player.encoder.encode(&frame, &mut buf),
+                    Err(_) => break,
+                }
+            }
+        }
+        player.guard.record().add_out(buf.len());
+        Some((Ok(buf.freeze()), player))
+    }))
+}
+

@@ -1,0 +1,258 @@
+//! The DASH muxer actor: one fMP4 representation per track (`<stream>-video-N.m4s`,
+//! `<stream>-audio-N.m4s`, with `-init.mp4` initialization segments) and a dynamic MPD with
+//! a `SegmentTimeline`. `availabilityStartTime` is set so that a segment becomes available
+//! the moment it is written.
+//!
+//! Known limit: a codec change in the middle of a publish rewrites the initialization
+//! segments in place (a new Period would be the proper answer).
+
+use super::files::{remove, write_atomic};
+use crate::settings::SegmentSettings;
+use actix::prelude::*;
+use estuary_protocols::dash::{rfc3339, Mpd, Representation, TimelineEntry};
+use estuary_protocols::fmp4::{self, to_timescale, Track, TrackFragment};
+use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
+use estuary_storage::StreamKey;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+struct Listed {
+    number: u64,
+    entry: TimelineEntry,
+    bytes: usize,
+}
+
+/// Writes DASH for one stream.
+pub struct DashMuxer {
+    key: StreamKey,
+    settings: Arc<SegmentSettings>,
+    dir: PathBuf,
+    rx: Option<mpsc::Receiver<Arc<MediaFrame>>>,
+    video_config: Option<Arc<MediaFrame>>,
+    audio_config: Option<Arc<MediaFrame>>,
+    tracks: Vec<Track>,
+    init_written: bool,
+    number: u64,
+    frames: Vec<Arc<MediaFrame>>,
+    segment_start_ms: i64,
+    listed: Vec<VecDeque<Listed>>,
+    retired: VecDeque<String>,
+    availability_start_ms: Option<i64>,
+    last_video_step_ms: i64,
+}
+
+impl DashMuxer {
+    /// A muxer reading `rx`.
+    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>) -> Self {
+        let dir = settings.dir.join(&key.app);
+        DashMuxer {
+            key,
+            settings,
+            dir,
+            rx: Some(rx),
+            video_config: None,
+            audio_config: None,
+            tracks: Vec::new(),
+            init_written: false,
+            number: 1,
+            frames: Vec::new(),
+            segment_start_ms: 0,
+            listed: Vec::new(),
+            retired: VecDeque::new(),
+            availability_start_ms: None,
+            last_video_step_ms: 40,
+        }
+    }
+
+    fn rep_id(track: &Track) -> &'static str {
+        if track.kind() == TrackKind::Video {
+            "video"
+        } else {
+            "audio"
+        }
+    }
+
+    fn on_frame(&mut self, frame: Arc<MediaFrame>) {
+        match (frame.track, frame.config) {
+            (TrackKind::Data, _) => return,
+            (TrackKind::Video, true) => {
+                self.video_config = Some(frame);
+                self.init_written = false;
+                return;
+            }
+            (TrackKind::Audio, true) => {
+                self.audio_config = Some(frame);
+                self.init_written = false;
+                return;
+            }
+            _ => {}
+        }
+        let has_video = self.video_config.is_some();
+        let cut_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
+        let dts = frame.dts_ms();
+        if frame.track == TrackKind::Video {
+            if let Some(previous) = self.frames.iter().rev().find(|f| f.track == TrackKind::Video) {
+                let step = dts - previous.dts_ms();
+                if step > 0 {
+                    self.last_video_step_ms = step;
+                }
+            }
+        }
+        if self.frames.is_empty() {
+            if !cut_point {
+                return;
+            }
+            self.segment_start_ms = dts;
+        } else if cut_point && dts - self.segment_start_ms >= self.settings.fragment.as_millis() as i64 {
+            self.close_segment(dts);
+            self.segment_start_ms = dts;
+        }
+        self.frames.push(frame);
+    }
+
+    fn ensure_init(&mut self) -> std::io::Result<()> {
+        if self.init_written {
+            return Ok(());
+        }
+        let mut tracks = Vec::new();
+        for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+            if let Some(track) = Track::from_config(1, config) {
+                tracks.push(track);
+            }
+        }
+        for track in &tracks {
+            let name = format!("{}-{}-init.mp4", self.key.stream, Self::rep_id(track));
+            write_atomic(&self.dir.join(name), &fmp4::init_segment(std::slice::from_ref(track)))?;
+        }
+        if self.listed.len() != tracks.len() {
+            self.listed = tracks.iter().map(|_| VecDeque::new()).collect();
+        }
+        self.tracks = tracks;
+        self.init_written = true;
+        Ok(())
+    }
+
+    fn close_segment(&mut self, end_ms: i64) {
+        if self.frames.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ensure_init() {
+            tracing::error!(stream = %self.key, error = %e, "cannot write DASH initialization segments");
+            self.frames.clear();
+            return;
+        }
+        let number = self.number;
+        self.number += 1;
+        let frames = std::mem::take(&mut self.frames);
+        for (index, track) in self.tracks.iter().enumerate() {
+            let own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
+            let Some(first) = own.first() else { continue };
+            let timebase = first.timebase;
+            let next_dts = if track.kind() == TrackKind::Video { Some(Timebase::MILLIS.rescale(end_ms, timebase)) } else { None };
+            let data = fmp4::media_segment(number as u32, &[TrackFragment { track, frames: &own, next_dts }]);
+            let name = format!("{}-{}-{number}.m4s", self.key.stream, Self::rep_id(track));
+            if let Err(e) = write_atomic(&self.dir.join(&name), &data) {
+                tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write DASH segment");
+                continue;
+            }
+            let start = to_timescale(track, first.dts, timebase);
+            let end = match next_dts {
+                Some(next) => to_timescale(track, next, timebase),
+                None => {
+                    let last = own.last().map(|f| to_timescale(track, f.dts, f.timebase)).unwrap_or(start);
+                    last + if track.codec == Codec::Aac { 1024 } else { 1 }
+                }
+            };
+            let list = &mut self.listed[index];
+            list.push_back(Listed { number, entry: TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 }, bytes: data.len() });
+            while list.len() > self.settings.window {
+                if let Some(old) = list.pop_front() {
+                    self.retired.push_back(format!("{}-{}-{}.m4s", self.key.stream, Self::rep_id(track), old.number));
+                }
+            }
+        }
+        while self.retired.len() > self.settings.window * self.tracks.len().max(1) {
+            if let Some(old) = self.retired.pop_front() {
+                remove(&self.dir.join(old));
+            }
+        }
+        if self.availability_start_ms.is_none() {
+            self.availability_start_ms = Some(crate::unix_ms() - end_ms);
+        }
+        self.write_mpd(false);
+    }
+
+    fn write_mpd(&self, ended: bool) {
+        let fragment = self.settings.fragment.as_secs_f64();
+        let representations = self
+            .tracks
+            .iter()
+            .zip(&self.listed)
+            .filter(|(_, list)| !list.is_empty())
+            .map(|(track, list)| {
+                let seconds: f64 = list.iter().map(|l| l.entry.duration as f64 / track.timescale as f64).sum();
+                let bytes: usize = list.iter().map(|l| l.bytes).sum();
+                let id = Self::rep_id(track);
+                Representation {
+                    id: id.to_string(),
+                    content_type: id,
+                    codecs: track.codec_string(),
+                    bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
+                    width: track.width,
+                    height: track.height,
+                    sample_rate: track.sample_rate,
+                    channels: track.channels,
+                    timescale: track.timescale,
+                    initialization: format!("{}-{id}-init.mp4", self.key.stream),
+                    media: format!("{}-{id}-$Number$.m4s", self.key.stream),
+                    start_number: list.front().map(|l| l.number).unwrap_or(1),
+                    timeline: list.iter().map(|l| l.entry).collect(),
+                }
+            })
+            .collect();
+        let mpd = Mpd {
+            availability_start_time: rfc3339(self.availability_start_ms.unwrap_or(0)),
+            publish_time: rfc3339(crate::unix_ms()),
+            minimum_update_period: fragment,
+            min_buffer_time: fragment,
+            time_shift_buffer_depth: fragment * self.settings.window as f64,
+            suggested_presentation_delay: fragment * 3.0,
+            representations,
+            ended,
+        };
+        let path = self.dir.join(format!("{}.mpd", self.key.stream));
+        if let Err(e) = write_atomic(&path, mpd.render().as_bytes()) {
+            tracing::error!(stream = %self.key, error = %e, "cannot write DASH MPD");
+        }
+    }
+}
+
+impl Actor for DashMuxer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(rx) = self.rx.take() {
+            ctx.add_stream(ReceiverStream::new(rx));
+        }
+        tracing::info!(stream = %self.key, dir = %self.dir.display(), "DASH muxer started");
+    }
+}
+
+impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
+    fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
+        self.on_frame(frame);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        if let Some(last) = self.frames.last() {
+            let end = last.dts_ms() + self.last_video_step_ms;
+            self.close_segment(end);
+        }
+        self.write_mpd(true);
+        tracing::info!(stream = %self.key, segments = self.number - 1, "DASH ended");
+        ctx.stop();
+    }
+}

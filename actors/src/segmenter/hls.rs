@@ -1,0 +1,279 @@
+//! The HLS muxer actor: MPEG-TS segments (default) or fMP4 segments, and the media playlist.
+
+use super::files::{remove, write_atomic};
+use crate::settings::SegmentSettings;
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::fmp4::{self, Track, TrackFragment};
+use estuary_protocols::hls::{MediaPlaylist, Segment};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::ts::TsMuxer;
+use estuary_storage::StreamKey;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// What survives a muxer so the next publish of the stream continues the playlist.
+struct Saved {
+    playlist: MediaPlaylist,
+    next_sequence: u64,
+    retired: VecDeque<String>,
+    init_version: u32,
+}
+
+static SAVED: LazyLock<Mutex<HashMap<StreamKey, Saved>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Writes HLS for one stream.
+pub struct HlsMuxer {
+    key: StreamKey,
+    settings: Arc<SegmentSettings>,
+    dir: PathBuf,
+    rx: Option<mpsc::Receiver<Arc<MediaFrame>>>,
+    playlist: MediaPlaylist,
+    next_sequence: u64,
+    retired: VecDeque<String>,
+    discontinuity: bool,
+    video_config: Option<Arc<MediaFrame>>,
+    audio_config: Option<Arc<MediaFrame>>,
+    ts: Option<TsMuxer>,
+    init_version: u32,
+    init_written: bool,
+    frames: Vec<Arc<MediaFrame>>,
+    segment_start_ms: i64,
+    last_video_step_ms: i64,
+}
+
+impl HlsMuxer {
+    /// A muxer reading `rx`.
+    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>) -> Self {
+        let dir = settings.dir.join(&key.app);
+        let saved = SAVED.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        let (playlist, next_sequence, retired, discontinuity, init_version) = match saved {
+            Some(saved) => {
+                let mut playlist = saved.playlist;
+                playlist.ended = false;
+                (playlist, saved.next_sequence, saved.retired, true, saved.init_version + 1)
+            }
+            None => (MediaPlaylist { target_duration: settings.fragment.as_secs_f64().round().max(1.0) as u64, ..Default::default() }, 0, VecDeque::new(), false, 0),
+        };
+        HlsMuxer {
+            key,
+            settings,
+            dir,
+            rx: Some(rx),
+            playlist,
+            next_sequence,
+            retired,
+            discontinuity,
+            video_config: None,
+            audio_config: None,
+            ts: None,
+            init_version,
+            init_written: false,
+            frames: Vec::new(),
+            segment_start_ms: 0,
+            last_video_step_ms: 40,
+        }
+    }
+
+    fn playlist_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.m3u8", self.key.stream))
+    }
+
+    fn init_name(&self) -> String {
+        format!("{}-init-{}.mp4", self.key.stream, self.init_version)
+    }
+
+    fn on_config(&mut self, frame: Arc<MediaFrame>) {
+        let slot = match frame.track {
+            TrackKind::Video => &mut self.video_config,
+            TrackKind::Audio => &mut self.audio_config,
+            TrackKind::Data => return,
+        };
+        if slot.as_ref().is_some_and(|old| old.codec == frame.codec && old.payload == frame.payload) {
+            return;
+        }
+        let changed = slot.is_some();
+        *slot = Some(frame);
+        if changed {
+            // New parameters start a new segment after a discontinuity.
+            if let Some(last) = self.frames.last() {
+                let end = last.dts_ms() + self.last_video_step_ms;
+                self.close_segment(end);
+            }
+            self.discontinuity = true;
+        }
+        self.ts = None;
+        if self.init_written {
+            self.init_version += 1;
+            self.init_written = false;
+        }
+    }
+
+    fn on_frame(&mut self, frame: Arc<MediaFrame>) {
+        if frame.track == TrackKind::Data {
+            return;
+        }
+        if frame.config {
+            self.on_config(frame);
+            return;
+        }
+        let has_video = self.video_config.is_some();
+        let cut_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
+        let dts = frame.dts_ms();
+        if frame.track == TrackKind::Video {
+            if let Some(previous) = self.frames.iter().rev().find(|f| f.track == TrackKind::Video) {
+                let step = dts - previous.dts_ms();
+                if step > 0 {
+                    self.last_video_step_ms = step;
+                }
+            }
+        }
+        if self.frames.is_empty() {
+            if !cut_point {
+                return;
+            }
+            self.segment_start_ms = dts;
+        } else if cut_point && dts - self.segment_start_ms >= self.settings.fragment.as_millis() as i64 {
+            self.close_segment(dts);
+            self.segment_start_ms = dts;
+        }
+        self.frames.push(frame);
+    }
+
+    fn serialize_ts(&mut self) -> Bytes {
+        let video = self.video_config.as_ref().map(|f| f.codec);
+        let audio = self.audio_config.as_ref().map(|f| f.codec);
+        let ts = self.ts.get_or_insert_with(|| {
+            let mut muxer = TsMuxer::new(video, audio);
+            let mut scratch = BytesMut::new();
+            for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+                muxer.write_frame(config, &mut scratch);
+            }
+            muxer
+        });
+        let mut out = BytesMut::with_capacity(self.frames.iter().map(|f| f.payload.len() * 105 / 100 + 64).sum());
+        ts.write_tables(&mut out);
+        for frame in &self.frames {
+            ts.write_frame(frame, &mut out);
+        }
+        out.freeze()
+    }
+
+    fn tracks(&self) -> Vec<Track> {
+        let mut tracks = Vec::new();
+        for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+            if let Some(track) = Track::from_config(tracks.len() as u32 + 1, config) {
+                tracks.push(track);
+            }
+        }
+        tracks
+    }
+
+    fn serialize_fmp4(&mut self, sequence: u64, end_ms: i64) -> std::io::Result<Bytes> {
+        let tracks = self.tracks();
+        if !self.init_written {
+            write_atomic(&self.dir.join(self.init_name()), &fmp4::init_segment(&tracks))?;
+            self.init_written = true;
+        }
+        let mut per_track: Vec<Vec<Arc<MediaFrame>>> = vec![Vec::new(); tracks.len()];
+        for frame in &self.frames {
+            if let Some(index) = tracks.iter().position(|t| t.kind() == frame.track && t.codec == frame.codec) {
+                per_track[index].push(frame.clone());
+            }
+        }
+        let fragments: Vec<TrackFragment<'_>> = tracks
+            .iter()
+            .zip(&per_track)
+            .filter(|(_, frames)| !frames.is_empty())
+            .map(|(track, frames)| TrackFragment {
+                track,
+                frames,
+                next_dts: if track.kind() == TrackKind::Video { Some(estuary_protocols::Timebase::MILLIS.rescale(end_ms, frames[0].timebase)) } else { None },
+            })
+            .collect();
+        Ok(fmp4::media_segment(sequence as u32, &fragments))
+    }
+
+    fn close_segment(&mut self, end_ms: i64) {
+        if self.frames.is_empty() {
+            return;
+        }
+        let sequence = self.next_sequence;
+        let extension = if self.settings.fmp4 { "m4s" } else { "ts" };
+        let name = format!("{}-{sequence}.{extension}", self.key.stream);
+        let data = if self.settings.fmp4 { self.serialize_fmp4(sequence, end_ms) } else { Ok(self.serialize_ts()) };
+        let duration = (end_ms - self.segment_start_ms).max(1) as f64 / 1000.0;
+        self.frames.clear();
+        let written = data.and_then(|data| write_atomic(&self.dir.join(&name), &data));
+        if let Err(e) = written {
+            tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write HLS segment; skipping it");
+            return;
+        }
+        self.next_sequence += 1;
+        let segment = Segment {
+            sequence,
+            duration,
+            uri: name,
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            map: if self.settings.fmp4 { Some(self.init_name()) } else { None },
+        };
+        for removed in self.playlist.push(segment, self.settings.window) {
+            self.retired.push_back(removed.uri);
+        }
+        while self.retired.len() > self.settings.window {
+            if let Some(old) = self.retired.pop_front() {
+                remove(&self.dir.join(old));
+            }
+        }
+        self.write_playlist();
+    }
+
+    fn write_playlist(&self) {
+        if let Err(e) = write_atomic(&self.playlist_path(), self.playlist.render().as_bytes()) {
+            tracing::error!(stream = %self.key, error = %e, "cannot write HLS playlist");
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(last) = self.frames.last() {
+            let end = last.dts_ms() + self.last_video_step_ms;
+            self.close_segment(end);
+        }
+        self.playlist.ended = true;
+        self.write_playlist();
+        tracing::info!(stream = %self.key, segments = self.next_sequence, "HLS ended");
+        let saved = Saved {
+            playlist: std::mem::take(&mut self.playlist),
+            next_sequence: self.next_sequence,
+            retired: std::mem::take(&mut self.retired),
+            init_version: self.init_version,
+        };
+        SAVED.lock().unwrap_or_else(|e| e.into_inner()).insert(self.key.clone(), saved);
+    }
+}
+
+impl Actor for HlsMuxer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(rx) = self.rx.take() {
+            ctx.add_stream(ReceiverStream::new(rx));
+        }
+        tracing::info!(stream = %self.key, dir = %self.dir.display(), fmp4 = self.settings.fmp4, "HLS muxer started");
+    }
+}
+
+impl StreamHandler<Arc<MediaFrame>> for HlsMuxer {
+    fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
+        self.on_frame(frame);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.finish();
+        ctx.stop();
+    }
+}
+
