@@ -36,9 +36,9 @@ pub struct Representation {
     pub timescale: u32,
     /// Initialization segment URI.
     pub initialization: String,
-    /// Media segment URI template with `$Number$`.
+    /// Media segment URI template with `$Number$` or `$Time$`.
     pub media: String,
-    /// Number of the first listed segment.
+    /// Number of the first listed segment (written only for `$Number$` templates).
     pub start_number: u64,
     /// The listed segments.
     pub timeline: Vec<TimelineEntry>,
@@ -97,14 +97,11 @@ impl Mpd {
             if r.content_type == "audio" {
                 let _ = writeln!(out, r#"        <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="{}"/>"#, r.channels);
             }
-            let _ = writeln!(
-                out,
-                r#"        <SegmentTemplate timescale="{}" initialization="{}" media="{}" startNumber="{}">"#,
-                r.timescale,
-                xml_escape(&r.initialization),
-                xml_escape(&r.media),
-                r.start_number
-            );
+            let _ = write!(out, r#"        <SegmentTemplate timescale="{}" initialization="{}" media="{}""#, r.timescale, xml_escape(&r.initialization), xml_escape(&r.media));
+            if r.media.contains("$Number$") {
+                let _ = write!(out, r#" startNumber="{}""#, r.start_number);
+            }
+            let _ = writeln!(out, ">");
             let _ = writeln!(out, "          <SegmentTimeline>");
             let mut expected = None;
             for entry in &r.timeline {

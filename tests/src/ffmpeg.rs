@@ -85,18 +85,23 @@ pub struct Source {
     pub qp: Option<u32>,
     /// Stop after this many seconds; `None` runs until killed.
     pub duration: Option<f64>,
+    /// Paced in real time (`-re`); false sends as fast as the encoder runs.
+    pub realtime: bool,
 }
 
 impl Default for Source {
     fn default() -> Self {
-        Source { tracks: Tracks::AudioVideo, size: "320x240", rate: 25, gop: 50, bframes: 2, qp: None, duration: None }
+        Source { tracks: Tracks::AudioVideo, size: "320x240", rate: 25, gop: 50, bframes: 2, qp: None, duration: None, realtime: true }
     }
 }
 
 impl Source {
     /// ffmpeg input and encoding arguments (no output).
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec!["-hide_banner".into(), "-v".into(), "error".into(), "-re".into()];
+        let mut args: Vec<String> = vec!["-hide_banner".into(), "-v".into(), "error".into()];
+        if self.realtime {
+            args.push("-re".into());
+        }
         if self.tracks != Tracks::AudioOnly {
             args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("testsrc2=size={}:rate={}", self.size, self.rate)]);
         }
@@ -205,6 +210,24 @@ pub fn record(url: &str, out: &Path, seconds: Option<f64>, scratch: &Scratch, na
         args.extend(["-t".into(), s.to_string()]);
     }
     args.extend(["-f".into(), "flv".into(), "-y".into(), out.display().to_string()]);
+    spawn(args, scratch, name)
+}
+
+/// Copies what `url` plays into a file of container `format` until the input ends.
+pub fn record_as(url: &str, out: &Path, format: &str, scratch: &Scratch, name: &str) -> Process {
+    let args: Vec<String> = vec![
+        "-hide_banner".into(),
+        "-v".into(),
+        "error".into(),
+        "-i".into(),
+        url.into(),
+        "-c".into(),
+        "copy".into(),
+        "-f".into(),
+        format.into(),
+        "-y".into(),
+        out.display().to_string(),
+    ];
     spawn(args, scratch, name)
 }
 

@@ -1,7 +1,13 @@
-//! The DASH muxer actor: one fMP4 representation per track (`<stream>-video-N.m4s`,
-//! `<stream>-audio-N.m4s`, with `-init.mp4` initialization segments) and a dynamic MPD with
-//! a `SegmentTimeline`. `availabilityStartTime` is set so that a segment becomes available
-//! the moment it is written.
+//! The DASH muxer actor: one fMP4 representation per track (`<stream>-video-T.m4s`,
+//! `<stream>-audio-T.m4s`, named by start time `T` in the track's timescale, with `-init.mp4`
+//! initialization segments) and a dynamic MPD with a `SegmentTimeline` and a `$Time$`
+//! template. `availabilityStartTime` is set so that a segment becomes available the moment it
+//! is written.
+//!
+//! Why `$Time$` rather than `$Number$`: FFmpeg's DASH reader (5.x) maps a sliding
+//! `$Number$` timeline with a moving `startNumber` back to the wrong segment on every MPD
+//! refresh (it counts timeline entries from zero), so audio jumps back a segment. `$Time$`
+//! addresses segments by start time, which every player resolves the same way.
 //!
 //! Known limit: a codec change in the middle of a publish rewrites the initialization
 //! segments in place (a new Period would be the proper answer).
@@ -42,6 +48,7 @@ pub struct DashMuxer {
     retired: VecDeque<String>,
     availability_start_ms: Option<i64>,
     last_video_step_ms: i64,
+    audio_next: Option<i64>,
 }
 
 impl DashMuxer {
@@ -64,7 +71,27 @@ impl DashMuxer {
             retired: VecDeque::new(),
             availability_start_ms: None,
             last_video_step_ms: 40,
+            audio_next: None,
         }
+    }
+
+    /// AAC frames retimed onto a contiguous sample clock: RTMP carries millisecond timestamps,
+    /// so 1024-sample frames at 48 kHz arrive 21 or 22 ms apart; snapping them (when within a
+    /// quarter frame of the expected time) keeps segments gapless in the timeline.
+    fn contiguous_audio(&mut self, frames: Vec<Arc<MediaFrame>>, track: &Track) -> Vec<Arc<MediaFrame>> {
+        let timebase = Timebase { num: 1, den: track.timescale };
+        frames
+            .into_iter()
+            .map(|frame| {
+                let t = to_timescale(track, frame.dts, frame.timebase);
+                let t = match self.audio_next {
+                    Some(next) if (t - next).abs() <= 256 => next,
+                    _ => t,
+                };
+                self.audio_next = Some(t + 1024);
+                Arc::new(MediaFrame { dts: t, pts: t, timebase, ..MediaFrame::clone(&frame) })
+            })
+            .collect()
     }
 
     fn rep_id(track: &Track) -> &'static str {
@@ -147,18 +174,22 @@ impl DashMuxer {
         let number = self.number;
         self.number += 1;
         let frames = std::mem::take(&mut self.frames);
-        for (index, track) in self.tracks.iter().enumerate() {
-            let own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
+        let tracks = self.tracks.clone();
+        for (index, track) in tracks.iter().enumerate() {
+            let mut own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
+            if track.codec == Codec::Aac {
+                own = self.contiguous_audio(own, track);
+            }
             let Some(first) = own.first() else { continue };
             let timebase = first.timebase;
             let next_dts = if track.kind() == TrackKind::Video { Some(Timebase::MILLIS.rescale(end_ms, timebase)) } else { None };
             let data = fmp4::media_segment(number as u32, &[TrackFragment { track, frames: &own, next_dts }]);
-            let name = format!("{}-{}-{number}.m4s", self.key.stream, Self::rep_id(track));
+            let start = to_timescale(track, first.dts, timebase);
+            let name = format!("{}-{}-{}.m4s", self.key.stream, Self::rep_id(track), start.max(0));
             if let Err(e) = write_atomic(&self.dir.join(&name), &data) {
                 tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write DASH segment");
                 continue;
             }
-            let start = to_timescale(track, first.dts, timebase);
             let end = match next_dts {
                 Some(next) => to_timescale(track, next, timebase),
                 None => {
@@ -170,7 +201,7 @@ impl DashMuxer {
             list.push_back(Listed { number, entry: TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 }, bytes: data.len() });
             while list.len() > self.settings.window {
                 if let Some(old) = list.pop_front() {
-                    self.retired.push_back(format!("{}-{}-{}.m4s", self.key.stream, Self::rep_id(track), old.number));
+                    self.retired.push_back(format!("{}-{}-{}.m4s", self.key.stream, Self::rep_id(track), old.entry.start));
                 }
             }
         }
@@ -207,7 +238,7 @@ impl DashMuxer {
                     channels: track.channels,
                     timescale: track.timescale,
                     initialization: format!("{}-{id}-init.mp4", self.key.stream),
-                    media: format!("{}-{id}-$Number$.m4s", self.key.stream),
+                    media: format!("{}-{id}-$Time$.m4s", self.key.stream),
                     start_number: list.front().map(|l| l.number).unwrap_or(1),
                     timeline: list.iter().map(|l| l.entry).collect(),
                 }
