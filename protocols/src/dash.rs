@@ -118,6 +118,9 @@ impl Mpd {
             let _ = writeln!(out, "    </AdaptationSet>");
         }
         let _ = writeln!(out, "  </Period>");
+        // Players need the server's clock for a dynamic MPD; without this element dash.js asks
+        // a public time server.
+        let _ = writeln!(out, r#"  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="{}"/>"#, self.publish_time);
         let _ = writeln!(out, "</MPD>");
         out
     }

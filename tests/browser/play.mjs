@@ -1,0 +1,49 @@
+// Usage: node play.mjs <hls|dash> <url> <seconds>
+// Opens player.html in headless Chromium (Debian's, or $CHROMIUM), plays <url>, and exits 0
+// once the video's currentTime has advanced past <seconds>; exits 1 with the page's state
+// and events otherwise. Chromium runs with background networking off, so it only talks to
+// the URL under test.
+import { chromium } from 'playwright-core';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [kind, url, seconds = '5'] = process.argv.slice(2);
+if (!['hls', 'dash'].includes(kind) || !url) {
+  console.error('usage: node play.mjs <hls|dash> <url> [seconds]');
+  process.exit(2);
+}
+const here = path.dirname(fileURLToPath(import.meta.url));
+const page_url = `file://${path.join(here, 'player.html')}?kind=${kind}&url=${encodeURIComponent(url)}`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required', '--allow-file-access-from-files',
+  ],
+});
+let code = 0;
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`page console: ${m.text()}`); });
+  await page.goto(page_url);
+  // Live playback starts wherever the live edge is; measure how far it advances from there.
+  await page.waitForFunction(() => document.getElementById('video').currentTime > 0, null, { timeout: 60_000, polling: 100 });
+  const started = await page.evaluate(() => document.getElementById('video').currentTime);
+  await page.waitForFunction((target) => document.getElementById('video').currentTime > target, started + Number(seconds), { timeout: 60_000, polling: 250 });
+  const state = await page.evaluate(() => ({ currentTime: document.getElementById('video').currentTime, width: document.getElementById('video').videoWidth, height: document.getElementById('video').videoHeight, events: window.events }));
+  console.log(JSON.stringify({ kind, started, advanced: state.currentTime - started, ...state }));
+} catch (error) {
+  code = 1;
+  const pages = browser.contexts().flatMap((c) => c.pages());
+  const state = pages.length ? await pages[0].evaluate(() => {
+    const v = document.getElementById('video');
+    return { currentTime: v.currentTime, readyState: v.readyState, networkState: v.networkState, events: window.events };
+  }).catch(() => null) : null;
+  console.error(`playback did not advance past ${seconds}s: ${error.message}`);
+  console.error(JSON.stringify(state));
+} finally {
+  await browser.close();
+}
+process.exit(code);
