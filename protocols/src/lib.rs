@@ -8,9 +8,14 @@
 //! | [`bits`] | a bit reader with exp-Golomb codes for codec headers |
 //! | [`avc`] | H.264 `AVCDecoderConfigurationRecord` and SPS parsing |
 //! | [`aac`] | AAC `AudioSpecificConfig` parsing and ADTS headers |
+//! | [`hevc`] | H.265 NAL types and `HEVCDecoderConfigurationRecord` parameter sets |
 //! | [`amf0`] | AMF0 values, encoder and depth-limited decoder |
 //! | [`flv`] | FLV file/tag mux and demux, legacy and enhanced (FourCC) codec tags |
 //! | [`rtmp`] | RTMP chunk stream, messages and the server/client sessions |
+//! | [`ts`] | MPEG-TS muxer, demuxer and PES-to-frame reader |
+//! | [`fmp4`] | fragmented MP4 (CMAF) initialization and media segments |
+//! | [`hls`] | HLS media playlists |
+//! | [`dash`] | DASH MPD for live streams |
 
 pub mod aac;
 pub mod amf0;
