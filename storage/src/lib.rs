@@ -115,6 +115,20 @@ impl Store {
     }
 }
 
+/// Test helper: sled's background flusher holds the database for a moment after the last
+/// handle drops, so reopening in the same process retries until the file lock is free.
+#[cfg(test)]
+pub(crate) fn reopen(path: &Path) -> Store {
+    for _ in 0..100 {
+        match Store::open(path) {
+            Ok(store) => return store,
+            Err(StorageError::Sled { .. }) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    panic!("database at {} still locked", path.display())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,13 +140,33 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store.flush().unwrap();
         }
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = {
+            let mut opened = None;
+            for _ in 0..100 {
+                match sled::open(dir.path().join("db")) {
+                    Ok(db) => {
+                        opened = Some(db);
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+            opened.expect("database lock released")
+        };
         let meta = db.open_tree("meta").unwrap();
         assert_eq!(meta.get("schema_version").unwrap().unwrap().as_ref(), &SCHEMA_VERSION.to_be_bytes());
         meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
         db.flush().unwrap();
         drop(meta);
         drop(db);
-        assert!(matches!(Store::open(dir.path()), Err(StorageError::NewerSchema { .. })));
+        let mut result = Store::open(dir.path());
+        for _ in 0..100 {
+            if !matches!(result, Err(StorageError::Sled { .. })) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            result = Store::open(dir.path());
+        }
+        assert!(matches!(result, Err(StorageError::NewerSchema { .. })));
     }
 }

@@ -188,7 +188,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::reopen(dir.path());
         let record = store.stream(&key).unwrap().unwrap();
         assert_eq!(record.publish_count, 2);
         assert_eq!(record.bytes_in, 500);

@@ -13,6 +13,7 @@
 //! segments in place (a new Period would be the proper answer).
 
 use super::files::{remove, write_atomic};
+use super::{Cut, Cutter};
 use crate::settings::SegmentSettings;
 use actix::prelude::*;
 use estuary_protocols::dash::{rfc3339, Mpd, Representation, TimelineEntry};
@@ -42,12 +43,10 @@ pub struct DashMuxer {
     tracks: Vec<Track>,
     init_written: bool,
     number: u64,
-    frames: Vec<Arc<MediaFrame>>,
-    segment_start_ms: i64,
+    cutter: Cutter,
     listed: Vec<VecDeque<Listed>>,
     retired: VecDeque<String>,
     availability_start_ms: Option<i64>,
-    last_video_step_ms: i64,
     audio_next: Option<i64>,
 }
 
@@ -57,7 +56,6 @@ impl DashMuxer {
         let dir = settings.dir.join(&key.app);
         DashMuxer {
             key,
-            settings,
             dir,
             rx: Some(rx),
             video_config: None,
@@ -65,13 +63,12 @@ impl DashMuxer {
             tracks: Vec::new(),
             init_written: false,
             number: 1,
-            frames: Vec::new(),
-            segment_start_ms: 0,
+            cutter: Cutter::new(settings.fragment),
             listed: Vec::new(),
             retired: VecDeque::new(),
             availability_start_ms: None,
-            last_video_step_ms: 40,
             audio_next: None,
+            settings,
         }
     }
 
@@ -117,27 +114,9 @@ impl DashMuxer {
             }
             _ => {}
         }
-        let has_video = self.video_config.is_some();
-        let cut_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
-        let dts = frame.dts_ms();
-        if frame.track == TrackKind::Video {
-            if let Some(previous) = self.frames.iter().rev().find(|f| f.track == TrackKind::Video) {
-                let step = dts - previous.dts_ms();
-                if step > 0 {
-                    self.last_video_step_ms = step;
-                }
-            }
+        if let Some(cut) = self.cutter.push(frame, self.video_config.is_some()) {
+            self.close_segment(cut);
         }
-        if self.frames.is_empty() {
-            if !cut_point {
-                return;
-            }
-            self.segment_start_ms = dts;
-        } else if cut_point && dts - self.segment_start_ms >= self.settings.fragment.as_millis() as i64 {
-            self.close_segment(dts);
-            self.segment_start_ms = dts;
-        }
-        self.frames.push(frame);
     }
 
     fn ensure_init(&mut self) -> std::io::Result<()> {
@@ -162,18 +141,14 @@ impl DashMuxer {
         Ok(())
     }
 
-    fn close_segment(&mut self, end_ms: i64) {
-        if self.frames.is_empty() {
-            return;
-        }
+    fn close_segment(&mut self, cut: Cut) {
         if let Err(e) = self.ensure_init() {
             tracing::error!(stream = %self.key, error = %e, "cannot write DASH initialization segments");
-            self.frames.clear();
             return;
         }
         let number = self.number;
         self.number += 1;
-        let frames = std::mem::take(&mut self.frames);
+        let (frames, end_ms) = (cut.frames, cut.end_ms);
         let tracks = self.tracks.clone();
         for (index, track) in tracks.iter().enumerate() {
             let mut own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
@@ -278,9 +253,8 @@ impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        if let Some(last) = self.frames.last() {
-            let end = last.dts_ms() + self.last_video_step_ms;
-            self.close_segment(end);
+        if let Some(cut) = self.cutter.flush() {
+            self.close_segment(cut);
         }
         self.write_mpd(true);
         tracing::info!(stream = %self.key, segments = self.number - 1, "DASH ended");

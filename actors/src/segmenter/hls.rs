@@ -1,6 +1,7 @@
 //! The HLS muxer actor: MPEG-TS segments (default) or fMP4 segments, and the media playlist.
 
 use super::files::{remove, write_atomic};
+use super::{Cut, Cutter};
 use crate::settings::SegmentSettings;
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
@@ -40,9 +41,7 @@ pub struct HlsMuxer {
     ts: Option<TsMuxer>,
     init_version: u32,
     init_written: bool,
-    frames: Vec<Arc<MediaFrame>>,
-    segment_start_ms: i64,
-    last_video_step_ms: i64,
+    cutter: Cutter,
 }
 
 impl HlsMuxer {
@@ -60,7 +59,6 @@ impl HlsMuxer {
         };
         HlsMuxer {
             key,
-            settings,
             dir,
             rx: Some(rx),
             playlist,
@@ -72,9 +70,8 @@ impl HlsMuxer {
             ts: None,
             init_version,
             init_written: false,
-            frames: Vec::new(),
-            segment_start_ms: 0,
-            last_video_step_ms: 40,
+            cutter: Cutter::new(settings.fragment),
+            settings,
         }
     }
 
@@ -99,9 +96,8 @@ impl HlsMuxer {
         *slot = Some(frame);
         if changed {
             // New parameters start a new segment after a discontinuity.
-            if let Some(last) = self.frames.last() {
-                let end = last.dts_ms() + self.last_video_step_ms;
-                self.close_segment(end);
+            if let Some(cut) = self.cutter.flush() {
+                self.close_segment(cut);
             }
             self.discontinuity = true;
         }
@@ -120,30 +116,12 @@ impl HlsMuxer {
             self.on_config(frame);
             return;
         }
-        let has_video = self.video_config.is_some();
-        let cut_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
-        let dts = frame.dts_ms();
-        if frame.track == TrackKind::Video {
-            if let Some(previous) = self.frames.iter().rev().find(|f| f.track == TrackKind::Video) {
-                let step = dts - previous.dts_ms();
-                if step > 0 {
-                    self.last_video_step_ms = step;
-                }
-            }
+        if let Some(cut) = self.cutter.push(frame, self.video_config.is_some()) {
+            self.close_segment(cut);
         }
-        if self.frames.is_empty() {
-            if !cut_point {
-                return;
-            }
-            self.segment_start_ms = dts;
-        } else if cut_point && dts - self.segment_start_ms >= self.settings.fragment.as_millis() as i64 {
-            self.close_segment(dts);
-            self.segment_start_ms = dts;
-        }
-        self.frames.push(frame);
     }
 
-    fn serialize_ts(&mut self) -> Bytes {
+    fn serialize_ts(&mut self, frames: &[Arc<MediaFrame>]) -> Bytes {
         let video = self.video_config.as_ref().map(|f| f.codec);
         let audio = self.audio_config.as_ref().map(|f| f.codec);
         let ts = self.ts.get_or_insert_with(|| {
@@ -154,9 +132,9 @@ impl HlsMuxer {
             }
             muxer
         });
-        let mut out = BytesMut::with_capacity(self.frames.iter().map(|f| f.payload.len() * 105 / 100 + 64).sum());
+        let mut out = BytesMut::with_capacity(frames.iter().map(|f| f.payload.len() * 105 / 100 + 64).sum());
         ts.write_tables(&mut out);
-        for frame in &self.frames {
+        for frame in frames {
             ts.write_frame(frame, &mut out);
         }
         out.freeze()
@@ -172,14 +150,14 @@ impl HlsMuxer {
         tracks
     }
 
-    fn serialize_fmp4(&mut self, sequence: u64, end_ms: i64) -> std::io::Result<Bytes> {
+    fn serialize_fmp4(&mut self, frames: &[Arc<MediaFrame>], sequence: u64, end_ms: i64) -> std::io::Result<Bytes> {
         let tracks = self.tracks();
         if !self.init_written {
             write_atomic(&self.dir.join(self.init_name()), &fmp4::init_segment(&tracks))?;
             self.init_written = true;
         }
         let mut per_track: Vec<Vec<Arc<MediaFrame>>> = vec![Vec::new(); tracks.len()];
-        for frame in &self.frames {
+        for frame in frames {
             if let Some(index) = tracks.iter().position(|t| t.kind() == frame.track && t.codec == frame.codec) {
                 per_track[index].push(frame.clone());
             }
@@ -197,16 +175,12 @@ impl HlsMuxer {
         Ok(fmp4::media_segment(sequence as u32, &fragments))
     }
 
-    fn close_segment(&mut self, end_ms: i64) {
-        if self.frames.is_empty() {
-            return;
-        }
+    fn close_segment(&mut self, cut: Cut) {
         let sequence = self.next_sequence;
         let extension = if self.settings.fmp4 { "m4s" } else { "ts" };
         let name = format!("{}-{sequence}.{extension}", self.key.stream);
-        let data = if self.settings.fmp4 { self.serialize_fmp4(sequence, end_ms) } else { Ok(self.serialize_ts()) };
-        let duration = (end_ms - self.segment_start_ms).max(1) as f64 / 1000.0;
-        self.frames.clear();
+        let data = if self.settings.fmp4 { self.serialize_fmp4(&cut.frames, sequence, cut.end_ms) } else { Ok(self.serialize_ts(&cut.frames)) };
+        let duration = (cut.end_ms - cut.start_ms).max(1) as f64 / 1000.0;
         let written = data.and_then(|data| write_atomic(&self.dir.join(&name), &data));
         if let Err(e) = written {
             tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write HLS segment; skipping it");
@@ -238,9 +212,8 @@ impl HlsMuxer {
     }
 
     fn finish(&mut self) {
-        if let Some(last) = self.frames.last() {
-            let end = last.dts_ms() + self.last_video_step_ms;
-            self.close_segment(end);
+        if let Some(cut) = self.cutter.flush() {
+            self.close_segment(cut);
         }
         self.playlist.ended = true;
         self.write_playlist();

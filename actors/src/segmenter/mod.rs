@@ -28,3 +28,63 @@ static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
 pub fn arbiter() -> ArbiterHandle {
     ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
 }
+
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A finished segment: its frames and its time span in milliseconds.
+pub(crate) struct Cut {
+    pub frames: Vec<Arc<MediaFrame>>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// Decides where segments end: at the first start point (a video keyframe; any audio frame
+/// in an audio-only stream) at or after the target duration. Frames before the first start
+/// point are dropped, so every segment begins decodable.
+pub(crate) struct Cutter {
+    target_ms: i64,
+    frames: Vec<Arc<MediaFrame>>,
+    start_ms: i64,
+    last_video_step_ms: i64,
+}
+
+impl Cutter {
+    pub fn new(target: Duration) -> Self {
+        Cutter { target_ms: target.as_millis() as i64, frames: Vec::new(), start_ms: 0, last_video_step_ms: 40 }
+    }
+
+    /// Adds a media frame; returns the segment it closed, if any.
+    pub fn push(&mut self, frame: Arc<MediaFrame>, has_video: bool) -> Option<Cut> {
+        let start_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
+        let dts = frame.dts_ms();
+        if frame.track == TrackKind::Video {
+            if let Some(previous) = self.frames.iter().rev().find(|f| f.track == TrackKind::Video) {
+                let step = dts - previous.dts_ms();
+                if step > 0 {
+                    self.last_video_step_ms = step;
+                }
+            }
+        }
+        let mut closed = None;
+        if self.frames.is_empty() {
+            if !start_point {
+                return None;
+            }
+            self.start_ms = dts;
+        } else if start_point && dts - self.start_ms >= self.target_ms {
+            closed = Some(Cut { frames: std::mem::take(&mut self.frames), start_ms: self.start_ms, end_ms: dts });
+            self.start_ms = dts;
+        }
+        self.frames.push(frame);
+        closed
+    }
+
+    /// Closes the current segment early (stream end, parameter change); it ends one video
+    /// frame after its last frame.
+    pub fn flush(&mut self) -> Option<Cut> {
+        let last = self.frames.last()?.dts_ms();
+        Some(Cut { frames: std::mem::take(&mut self.frames), start_ms: self.start_ms, end_ms: last + self.last_video_step_ms })
+    }
+}

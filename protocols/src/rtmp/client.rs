@@ -15,7 +15,7 @@ use crate::amf0::Value;
 use crate::flv;
 use crate::media::{MediaFrame, TimestampNormalizer, TrackKind};
 use bytes::{Bytes, BytesMut};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::handshake::{Handshake, PeerType};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -144,19 +144,12 @@ impl ClientSession {
         let mut data = data;
         let leftover;
         if let Some(handshake) = self.handshake.as_mut() {
-            let result = catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(data)))
-                .map_err(|_| RtmpError::Handshake("handshake parser panicked on the input".into()))?
-                .map_err(|e| RtmpError::Handshake(format!("{e:?}")))?;
-            match result {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.out.extend_from_slice(&response_bytes);
-                    return Ok(());
-                }
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
-                    self.out.extend_from_slice(&response_bytes);
+            match super::drive_handshake(handshake, data, &mut self.out)? {
+                None => return Ok(()),
+                Some(remaining) => {
                     self.handshake = None;
                     self.send_connect();
-                    leftover = remaining_bytes;
+                    leftover = remaining;
                     data = &leftover;
                 }
             }

@@ -17,7 +17,28 @@ pub mod client;
 pub mod message;
 pub mod server;
 
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use thiserror::Error;
+
+/// Feeds `data` to an `rml_rtmp` handshake (behind `catch_unwind`) and appends its replies to
+/// `out`. Returns the bytes that followed the handshake once it completed, `None` while it is
+/// still in progress.
+pub(crate) fn drive_handshake(handshake: &mut Handshake, data: &[u8], out: &mut bytes::BytesMut) -> Result<Option<Vec<u8>>, RtmpError> {
+    let result = catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(data)))
+        .map_err(|_| RtmpError::Handshake("handshake parser panicked on the input".into()))?
+        .map_err(|e| RtmpError::Handshake(format!("{e:?}")))?;
+    match result {
+        HandshakeProcessResult::InProgress { response_bytes } => {
+            out.extend_from_slice(&response_bytes);
+            Ok(None)
+        }
+        HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            out.extend_from_slice(&response_bytes);
+            Ok(Some(remaining_bytes))
+        }
+    }
+}
 
 /// Why an RTMP session ended.
 #[derive(Debug, Error, Clone, PartialEq)]

@@ -23,9 +23,8 @@ use crate::amf0::Value;
 use crate::flv;
 use crate::media::{MediaFrame, TimestampNormalizer, TrackKind};
 use bytes::{Bytes, BytesMut};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::handshake::{Handshake, PeerType};
 use std::collections::{HashMap, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Identifies a publish or play request awaiting the application's decision.
 pub type RequestId = u32;
@@ -234,18 +233,11 @@ impl ServerSession {
         let mut data = data;
         let leftover;
         if let Some(handshake) = self.handshake.as_mut() {
-            let result = catch_unwind(AssertUnwindSafe(|| handshake.process_bytes(data)))
-                .map_err(|_| RtmpError::Handshake("handshake parser panicked on the input".into()))?
-                .map_err(|e| RtmpError::Handshake(format!("{e:?}")))?;
-            match result {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.out.extend_from_slice(&response_bytes);
-                    return Ok(());
-                }
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
-                    self.out.extend_from_slice(&response_bytes);
+            match super::drive_handshake(handshake, data, &mut self.out)? {
+                None => return Ok(()),
+                Some(remaining) => {
                     self.handshake = None;
-                    leftover = remaining_bytes;
+                    leftover = remaining;
                     data = &leftover;
                 }
             }
