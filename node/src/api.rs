@@ -117,7 +117,8 @@ async fn streams(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResp
         }
         Err(_) => Vec::new(),
     };
-    let mut by_key: BTreeMap<(String, String, String), (Option<StreamInfo>, Option<StreamRecord>)> = BTreeMap::new();
+    type Merged = (Option<StreamInfo>, Option<StreamRecord>);
+    let mut by_key: BTreeMap<(String, String, String), Merged> = BTreeMap::new();
     for ((key, _), info) in live.iter().zip(infos) {
         by_key.entry((key.vhost.clone(), key.app.clone(), key.stream.clone())).or_default().0 = info;
     }

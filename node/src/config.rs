@@ -40,7 +40,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub node: NodeSection,
@@ -129,21 +129,6 @@ pub struct StreamSection {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node: NodeSection::default(),
-            rtmp: RtmpSection::default(),
-            http: HttpSection::default(),
-            api: ApiSection::default(),
-            stream: StreamSection::default(),
-            hls: HlsSection::default(),
-            dash: DashSection::default(),
-            log: LogSection::default(),
-        }
-    }
 }
 
 impl Default for NodeSection {

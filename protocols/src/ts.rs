@@ -284,11 +284,11 @@ impl TsMuxer {
                         af_total = 1;
                     } else {
                         adaptation.push(0);
-                        adaptation.extend(std::iter::repeat(0xff).take(stuffing - 2));
+                        adaptation.extend(std::iter::repeat_n(0xff, stuffing - 2));
                         af_total = 1 + adaptation.len();
                     }
                 } else {
-                    adaptation.extend(std::iter::repeat(0xff).take(stuffing));
+                    adaptation.extend(std::iter::repeat_n(0xff, stuffing));
                     af_total = 1 + adaptation.len();
                 }
             }

@@ -374,7 +374,7 @@ impl Actor for RtmpSession {
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         self.writer = Some(tx);
         let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout));
-        ctx.spawn(async move { handle.await }.into_actor(self).map(|result, act, ctx| {
+        ctx.spawn(handle.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(WriterEnd::Closed) => {}
                 Ok(WriterEnd::StreamEnded) => {
