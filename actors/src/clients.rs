@@ -30,6 +30,8 @@ pub struct ClientRecord {
     /// Bytes sent to it.
     pub bytes_out: AtomicU64,
     role: Mutex<Option<(Role, String)>>,
+    kicked: std::sync::atomic::AtomicBool,
+    kick: tokio::sync::Notify,
 }
 
 /// Publisher or player.
@@ -56,6 +58,20 @@ impl ClientRecord {
     /// The current role and stream.
     pub fn role(&self) -> Option<(Role, String)> {
         self.role.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks the client's session to disconnect (the API's `DELETE /clients/{id}`).
+    pub fn kick(&self) {
+        self.kicked.store(true, Ordering::SeqCst);
+        self.kick.notify_one();
+    }
+
+    /// Completes when the client has been kicked.
+    pub async fn kicked(&self) {
+        if self.kicked.load(Ordering::SeqCst) {
+            return;
+        }
+        self.kick.notified().await;
     }
 
     /// Adds received bytes.
@@ -87,6 +103,7 @@ impl ClientGuard {
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
+        crate::stats::add_closed_bytes(self.0.bytes_in.load(Ordering::Relaxed), self.0.bytes_out.load(Ordering::Relaxed));
         TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0.id);
     }
 }
@@ -106,7 +123,10 @@ pub fn register(protocol: &'static str, peer: String) -> ClientGuard {
         bytes_in: AtomicU64::new(0),
         bytes_out: AtomicU64::new(0),
         role: Mutex::new(None),
+        kicked: std::sync::atomic::AtomicBool::new(false),
+        kick: tokio::sync::Notify::new(),
     });
+    crate::stats::inc("estuary_connections_total", &[("protocol", protocol)]);
     TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(record.id, record.clone());
     ClientGuard(record)
 }

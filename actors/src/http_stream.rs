@@ -97,6 +97,7 @@ impl Encoder for TsEncoder {
 struct Player<E: Encoder> {
     guard: ClientGuard,
     key: StreamKey,
+    params: Vec<(String, String)>,
     header: Option<Bytes>,
     rx: mpsc::Receiver<Arc<MediaFrame>>,
     encoder: E,
@@ -105,6 +106,8 @@ struct Player<E: Encoder> {
 impl<E: Encoder> Drop for Player<E> {
     fn drop(&mut self) {
         let record = self.guard.record();
+        let ip = record.peer.rsplit_once(':').map(|(ip, _)| ip.trim_matches(['[', ']'])).unwrap_or("");
+        crate::hooks::notify(crate::hooks::Event::Stop, &self.key.app, crate::hooks::body(record.id, ip, &self.key.vhost, &self.key.app, &self.key.stream, &self.params));
         tracing::info!(
             client = record.id,
             protocol = record.protocol,
@@ -117,23 +120,35 @@ impl<E: Encoder> Drop for Player<E> {
     }
 }
 
-/// Subscribes an HTTP player of `protocol` (`http-flv`, `http-ts`) to `key`. Fails when the
-/// stream is unknown or has never been published.
+/// Subscribes an HTTP player of `protocol` (`http-flv`, `http-ts`) to `key`, after the
+/// access policy allowed it. Fails when the stream is unknown or has never been published,
+/// or the policy refuses.
 pub async fn play<E: Encoder>(
     registry: &Addr<StreamRegistry>,
     key: StreamKey,
-    peer: String,
+    peer: std::net::SocketAddr,
+    params: Vec<(String, String)>,
     protocol: &'static str,
     mut encoder: E,
 ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
     let not_found = || PlayRefused::NotFound(key.to_string());
+    let guard = clients::register(protocol, peer.to_string());
+    let request = crate::access::Request {
+        action: crate::auth::Action::Play,
+        client: guard.id(),
+        ip: Some(peer.ip()),
+        vhost: &key.vhost,
+        app: &key.app,
+        stream: &key.stream,
+        params: &params,
+    };
+    crate::access::check(&request).await.map_err(PlayRefused::Denied)?;
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
-    let guard = clients::register(protocol, peer);
     let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
     guard.record().set_role(Role::Play, key.to_string());
     tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
     let header = encoder.start(&subscription);
-    let player = Player { guard, key, header, rx: subscription.rx, encoder };
+    let player = Player { guard, key, params, header, rx: subscription.rx, encoder };
     Ok(futures_util::stream::unfold(player, |mut player| async move {
         if let Some(header) = player.header.take() {
             player.guard.record().add_out(header.len());
@@ -141,7 +156,14 @@ pub async fn play<E: Encoder>(
         }
         let mut buf = BytesMut::with_capacity(BATCH_BYTES);
         while buf.is_empty() {
-            let first = player.rx.recv().await?;
+            let record = player.guard.record().clone();
+            let first = tokio::select! {
+                frame = player.rx.recv() => frame?,
+                _ = record.kicked() => {
+                    tracing::info!(client = record.id, stream = %player.key, "HTTP player kicked through the API");
+                    return None;
+                }
+            };
             player.encoder.encode(&first, &mut buf);
             while buf.len() < BATCH_BYTES {
                 match player.rx.try_recv() {

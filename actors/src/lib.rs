@@ -14,7 +14,11 @@
 //! Media travels as `Arc<MediaFrame>` through bounded channels (see [`stream`] for the
 //! drop-a-GOP policy). Control messages use bounded mailboxes via `send`/`try_send`.
 
+pub mod access;
+pub mod auth;
 pub mod clients;
+pub mod hooks;
+pub mod stats;
 pub mod http_stream;
 pub mod messages;
 pub mod registry;

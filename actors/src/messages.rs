@@ -33,6 +33,9 @@ pub enum PlayRefused {
     /// The stream exists but nobody publishes it.
     #[error("stream {0} is not being published")]
     NotLive(String),
+    /// The access policy (rules, token, hook) refused.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// Registry: claim `key` for a publisher. Creates the stream actor when needed.

@@ -1,8 +1,19 @@
 //! The HTTP API (SRS's port 1985) in SRS's JSON shapes: every answer has `code` (0 on
-//! success) and `server`.
+//! success, otherwise the HTTP status) and `server`; errors add `message`.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /api/v1/versions` | version |
+//! | `GET /api/v1/summaries` | uptime, memory, CPU, network totals, clients |
+//! | `GET /api/v1/streams[?start=&count=]`, `GET /api/v1/streams/{id}` | live and remembered streams |
+//! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
+//! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
+//! | `GET /api/v1/supervisors` | restart counts |
+//! | `POST /api/v1/debug/fault?actor=` | fault injection (only with `api.debug_faults`) |
+//! | `GET /metrics` | Prometheus text |
 
-use crate::AppState;
-use actix_web::{web, HttpResponse};
+use crate::{metrics, AppState};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
 use estuary_actors::clients;
 use estuary_actors::messages::{GetStreamInfo, InjectFault, ListStreamRecords, ListStreams};
 use estuary_actors::stream::StreamInfo;
@@ -13,23 +24,78 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 const SERVER: &str = "estuary";
+/// Largest page the list endpoints serve.
+const MAX_PAGE: usize = 1000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/versions", web::get().to(versions))
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad query: {err}"))).into()))
+        .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
+        .route("/api/v1/versions", web::get().to(versions))
         .route("/api/v1/summaries", web::get().to(summaries))
         .route("/api/v1/streams", web::get().to(streams))
+        .route("/api/v1/streams/{id}", web::get().to(stream_by_id))
         .route("/api/v1/clients", web::get().to(list_clients))
+        .route("/api/v1/clients/{id}", web::get().to(client_by_id))
+        .route("/api/v1/clients/{id}", web::delete().to(kick_client))
+        .route("/api/v1/tokens", web::post().to(mint_token))
         .route("/api/v1/supervisors", web::get().to(supervisors))
         .route("/api/v1/debug/fault", web::post().to(fault))
+        .route("/metrics", web::get().to(metrics_text))
         .default_service(web::to(|| async { error(404, "no such API") }));
 }
 
-fn error(status: u16, message: &str) -> HttpResponse {
+pub fn error(status: u16, message: &str) -> HttpResponse {
     let status_code = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     HttpResponse::build(status_code).json(json!({ "code": status, "server": SERVER, "message": message }))
 }
 
-async fn versions() -> HttpResponse {
+/// Passes when the API is open or the request carries the configured credentials.
+pub struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return std::future::ready(Ok(Authorized));
+        };
+        let auth = &state.api_auth;
+        if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
+            return std::future::ready(Ok(Authorized));
+        }
+        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);
+        let basic_ok = !auth.username.is_empty()
+            && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| pair == format!("{}:{}", auth.username, auth.password));
+        if bearer_ok || basic_ok {
+            std::future::ready(Ok(Authorized))
+        } else {
+            let response = error(401, "authentication required");
+            std::future::ready(Err(actix_web::error::InternalError::from_response("unauthorized", response).into()))
+        }
+    }
+}
+
+fn decode_base64(text: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn versions(_: Authorized) -> HttpResponse {
     let version = env!("CARGO_PKG_VERSION");
     let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
     HttpResponse::Ok().json(json!({
@@ -44,14 +110,8 @@ async fn versions() -> HttpResponse {
     }))
 }
 
-fn rss_kbytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-async fn summaries(state: web::Data<AppState>) -> HttpResponse {
+async fn summaries(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let (bytes_in, bytes_out) = metrics::byte_totals();
     HttpResponse::Ok().json(json!({
         "code": 0,
         "server": SERVER,
@@ -61,8 +121,11 @@ async fn summaries(state: web::Data<AppState>) -> HttpResponse {
                 "version": env!("CARGO_PKG_VERSION"),
                 "pid": std::process::id(),
                 "uptime_ms": state.started.elapsed().as_millis() as u64,
-                "mem_kbyte": rss_kbytes(),
+                "mem_kbyte": metrics::rss_bytes() / 1024,
+                "cpu_seconds": metrics::cpu_seconds(),
+                "cpu_percent": metrics::cpu_percent(),
             },
+            "network": { "recv_bytes": bytes_in, "send_bytes": bytes_out },
             "clients": clients::snapshot().len(),
         }
     }))
@@ -72,6 +135,26 @@ async fn summaries(state: web::Data<AppState>) -> HttpResponse {
 struct Page {
     start: Option<usize>,
     count: Option<usize>,
+}
+
+impl Page {
+    fn bounds(&self) -> Result<(usize, usize), HttpResponse> {
+        let count = self.count.unwrap_or(100);
+        if count == 0 || count > MAX_PAGE {
+            return Err(error(400, &format!("count must be 1..={MAX_PAGE}")));
+        }
+        Ok((self.start.unwrap_or(0), count))
+    }
+}
+
+/// A stable id for a stream: FNV-1a of `vhost/app/stream`, in hex.
+pub fn stream_id(vhost: &str, app: &str, stream: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("{vhost}/{app}/{stream}").bytes() {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 fn history(record: &StreamRecord) -> Value {
@@ -100,13 +183,11 @@ fn audio_json(audio: &Option<estuary_storage::AudioInfo>) -> Value {
     }
 }
 
-async fn streams(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
-    let start = page.start.unwrap_or(0);
-    let count = page.count.unwrap_or(100).min(1000);
-    let live = match state.registry.send(ListStreams).await {
-        Ok(live) => live,
-        Err(_) => return error(500, "stream registry unavailable"),
-    };
+type Merged = (Option<StreamInfo>, Option<StreamRecord>);
+
+/// Live stream state merged with remembered records, by (vhost, app, stream).
+pub async fn all_streams(state: &AppState) -> Result<BTreeMap<(String, String, String), Merged>, HttpResponse> {
+    let live = state.registry.send(ListStreams).await.map_err(|_| error(500, "stream registry unavailable"))?;
     let infos: Vec<Option<StreamInfo>> =
         futures_util::future::join_all(live.iter().map(|(_, addr)| async move { addr.send(GetStreamInfo).await.ok() })).await;
     let records = match state.storage.addr().send(ListStreamRecords).await {
@@ -117,7 +198,6 @@ async fn streams(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResp
         }
         Err(_) => Vec::new(),
     };
-    type Merged = (Option<StreamInfo>, Option<StreamRecord>);
     let mut by_key: BTreeMap<(String, String, String), Merged> = BTreeMap::new();
     for ((key, _), info) in live.iter().zip(infos) {
         by_key.entry((key.vhost.clone(), key.app.clone(), key.stream.clone())).or_default().0 = info;
@@ -126,73 +206,136 @@ async fn streams(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResp
         let k = record.key.clone();
         by_key.entry((k.vhost, k.app, k.stream)).or_default().1 = Some(record);
     }
-    let total = by_key.len();
-    let list: Vec<Value> = by_key
-        .into_iter()
-        .skip(start)
-        .take(count)
-        .map(|((vhost, app, stream), (info, record))| {
-            let active = info.as_ref().is_some_and(|i| i.publisher.is_some());
-            let video = info.as_ref().and_then(|i| i.video.clone()).or_else(|| record.as_ref().and_then(|r| r.video.clone()));
-            let audio = info.as_ref().and_then(|i| i.audio.clone()).or_else(|| record.as_ref().and_then(|r| r.audio.clone()));
-            json!({
-                "id": format!("{vhost}/{app}/{stream}"),
-                "name": stream,
-                "vhost": vhost,
-                "app": app,
-                "url": format!("/{app}/{stream}"),
-                "live_ms": info.as_ref().map(|i| i.live_ms).unwrap_or(0),
-                "clients": info.as_ref().map(|i| i.subscribers + usize::from(i.publisher.is_some())).unwrap_or(0),
-                "frames": info.as_ref().map(|i| i.frames_in).unwrap_or(0),
-                "frames_dropped": info.as_ref().map(|i| i.frames_dropped).unwrap_or(0),
-                "fps": info.as_ref().map(|i| i.fps).unwrap_or(0.0),
-                "recv_bytes": info.as_ref().map(|i| i.bytes_in).unwrap_or(0),
-                "send_bytes": info.as_ref().map(|i| i.bytes_out).unwrap_or(0),
-                "kbps": {
-                    "recv_30s": info.as_ref().map(|i| i.kbps_in_30s).unwrap_or(0),
-                    "send_30s": info.as_ref().map(|i| i.kbps_out_30s).unwrap_or(0),
-                },
-                "publish": {
-                    "active": active,
-                    "cid": info.as_ref().and_then(|i| i.publisher).map(|c| c.to_string()),
-                    "protocol": info.as_ref().and_then(|i| i.publisher_protocol),
-                    "in_grace": info.as_ref().is_some_and(|i| i.in_grace),
-                },
-                "video": video_json(&video),
-                "audio": audio_json(&audio),
-                "history": record.as_ref().map(history).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": total, "streams": list }))
+    Ok(by_key)
 }
 
-async fn list_clients(page: web::Query<Page>) -> HttpResponse {
-    let start = page.start.unwrap_or(0);
-    let count = page.count.unwrap_or(100).min(1000);
+fn stream_json((vhost, app, stream): &(String, String, String), (info, record): &Merged) -> Value {
+    let active = info.as_ref().is_some_and(|i| i.publisher.is_some());
+    let video = info.as_ref().and_then(|i| i.video.clone()).or_else(|| record.as_ref().and_then(|r| r.video.clone()));
+    let audio = info.as_ref().and_then(|i| i.audio.clone()).or_else(|| record.as_ref().and_then(|r| r.audio.clone()));
+    json!({
+        "id": stream_id(vhost, app, stream),
+        "name": stream,
+        "vhost": vhost,
+        "app": app,
+        "url": format!("/{app}/{stream}"),
+        "live_ms": info.as_ref().map(|i| i.live_ms).unwrap_or(0),
+        "clients": info.as_ref().map(|i| i.subscribers + usize::from(i.publisher.is_some())).unwrap_or(0),
+        "players": info.as_ref().map(|i| i.subscribers).unwrap_or(0),
+        "frames": info.as_ref().map(|i| i.frames_in).unwrap_or(0),
+        "frames_dropped": info.as_ref().map(|i| i.frames_dropped).unwrap_or(0),
+        "fps": info.as_ref().map(|i| i.fps).unwrap_or(0.0),
+        "recv_bytes": info.as_ref().map(|i| i.bytes_in).unwrap_or(0),
+        "send_bytes": info.as_ref().map(|i| i.bytes_out).unwrap_or(0),
+        "kbps": {
+            "recv_30s": info.as_ref().map(|i| i.kbps_in_30s).unwrap_or(0),
+            "send_30s": info.as_ref().map(|i| i.kbps_out_30s).unwrap_or(0),
+        },
+        "publish": {
+            "active": active,
+            "cid": info.as_ref().and_then(|i| i.publisher).map(|c| c.to_string()),
+            "protocol": info.as_ref().and_then(|i| i.publisher_protocol),
+            "in_grace": info.as_ref().is_some_and(|i| i.in_grace),
+        },
+        "video": video_json(&video),
+        "audio": audio_json(&audio),
+        "history": record.as_ref().map(history).unwrap_or(Value::Null),
+    })
+}
+
+async fn streams(_: Authorized, state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
+    let (start, count) = match page.bounds() {
+        Ok(bounds) => bounds,
+        Err(response) => return response,
+    };
+    let all = match all_streams(&state).await {
+        Ok(all) => all,
+        Err(response) => return response,
+    };
+    let list: Vec<Value> = all.iter().skip(start).take(count).map(|(k, m)| stream_json(k, m)).collect();
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": all.len(), "streams": list }))
+}
+
+async fn stream_by_id(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let all = match all_streams(&state).await {
+        Ok(all) => all,
+        Err(response) => return response,
+    };
+    match all.iter().find(|(k, _)| stream_id(&k.0, &k.1, &k.2) == *id) {
+        Some((k, m)) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "stream": stream_json(k, m) })),
+        None => error(404, &format!("no stream with id {id}")),
+    }
+}
+
+fn client_json(c: &clients::ClientRecord) -> Value {
+    let role = c.role();
+    json!({
+        "id": c.id.to_string(),
+        "protocol": c.protocol,
+        "ip": c.peer,
+        "type": role.as_ref().map(|(r, _)| *r),
+        "stream": role.as_ref().map(|(_, s)| s.clone()),
+        "alive": c.connected.elapsed().as_secs_f64(),
+        "recv_bytes": c.bytes_in.load(Ordering::Relaxed),
+        "send_bytes": c.bytes_out.load(Ordering::Relaxed),
+    })
+}
+
+async fn list_clients(_: Authorized, page: web::Query<Page>) -> HttpResponse {
+    let (start, count) = match page.bounds() {
+        Ok(bounds) => bounds,
+        Err(response) => return response,
+    };
     let all = clients::snapshot();
-    let list: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(count)
-        .map(|c| {
-            let role = c.role();
-            json!({
-                "id": c.id.to_string(),
-                "protocol": c.protocol,
-                "ip": c.peer,
-                "type": role.as_ref().map(|(r, _)| *r),
-                "stream": role.as_ref().map(|(_, s)| s.clone()),
-                "alive": c.connected.elapsed().as_secs_f64(),
-                "recv_bytes": c.bytes_in.load(Ordering::Relaxed),
-                "send_bytes": c.bytes_out.load(Ordering::Relaxed),
-            })
-        })
-        .collect();
+    let list: Vec<Value> = all.iter().skip(start).take(count).map(|c| client_json(c)).collect();
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": all.len(), "clients": list }))
 }
 
-async fn supervisors() -> HttpResponse {
+fn find_client(id: &str) -> Result<std::sync::Arc<clients::ClientRecord>, HttpResponse> {
+    let id: u64 = id.parse().map_err(|_| error(400, &format!("client id {id:?} is not a number")))?;
+    clients::get(id).ok_or_else(|| error(404, &format!("no client with id {id}")))
+}
+
+async fn client_by_id(_: Authorized, id: web::Path<String>) -> HttpResponse {
+    match find_client(&id) {
+        Ok(client) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "client": client_json(&client) })),
+        Err(response) => response,
+    }
+}
+
+async fn kick_client(_: Authorized, id: web::Path<String>) -> HttpResponse {
+    match find_client(&id) {
+        Ok(client) => {
+            tracing::info!(client = client.id, protocol = client.protocol, peer = %client.peer, "kicking client through the API");
+            client.kick();
+            HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+        }
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    action: String,
+    app: String,
+    stream: String,
+    ttl_seconds: Option<u64>,
+}
+
+async fn mint_token(_: Authorized, body: web::Json<TokenRequest>) -> HttpResponse {
+    let Some(action) = estuary_actors::auth::Action::parse(&body.action) else {
+        return error(400, "action must be publish or play");
+    };
+    let Some(signer) = estuary_actors::access::settings().and_then(|s| s.signer.clone()) else {
+        return error(409, "no auth.token_secret configured");
+    };
+    let ttl = body.ttl_seconds.unwrap_or(3600).clamp(1, 366 * 86_400);
+    let expiry = (estuary_actors::unix_ms() / 1000) as u64 + ttl;
+    let token = signer.mint(action, &format!("{}/{}", body.app, body.stream), expiry);
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "token": token, "expires": expiry, "query": format!("token={token}") }))
+}
+
+async fn supervisors(_: Authorized) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "restarts": estuary_actors::supervision::restarts() }))
 }
 
@@ -201,7 +344,7 @@ struct FaultQuery {
     actor: String,
 }
 
-async fn fault(state: web::Data<AppState>, query: web::Query<FaultQuery>) -> HttpResponse {
+async fn fault(_: Authorized, state: web::Data<AppState>, query: web::Query<FaultQuery>) -> HttpResponse {
     if !state.debug_faults {
         return error(403, "fault injection is disabled (set api.debug_faults = true)");
     }
@@ -215,4 +358,26 @@ async fn fault(state: web::Data<AppState>, query: web::Query<FaultQuery>) -> Htt
     }
     tracing::warn!(actor = %query.actor, "fault injected through the API");
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "actor": query.actor }))
+}
+
+pub async fn metrics_text(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    match metrics::render(&state).await {
+        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
+        Err(response) => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_ids() {
+        assert_eq!(decode_base64("dXNlcjpwYXNz").as_deref(), Some("user:pass"));
+        assert_eq!(decode_base64("YQ==").as_deref(), Some("a"));
+        assert!(decode_base64("!!").is_none());
+        assert_eq!(stream_id("v", "a", "s"), stream_id("v", "a", "s"));
+        assert_ne!(stream_id("v", "a", "s"), stream_id("v", "a", "t"));
+        assert_eq!(stream_id("v", "a", "s").len(), 16);
+    }
 }

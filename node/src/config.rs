@@ -50,7 +50,82 @@ pub struct Config {
     pub stream: StreamSection,
     pub hls: HlsSection,
     pub dash: DashSection,
+    pub metrics: MetricsSection,
+    pub auth: AuthSection,
+    pub hooks: HooksSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub listen: String,
+    pub max_stream_series: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { listen: String::new(), max_stream_series: 100 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub token_secret: String,
+    pub require_token: Vec<String>,
+    pub publish_allow: Vec<String>,
+    pub publish_deny: Vec<String>,
+    pub play_allow: Vec<String>,
+    pub play_deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookUrls {
+    pub on_connect: Vec<String>,
+    pub on_close: Vec<String>,
+    pub on_publish: Vec<String>,
+    pub on_unpublish: Vec<String>,
+    pub on_play: Vec<String>,
+    pub on_stop: Vec<String>,
+    pub on_dvr: Vec<String>,
+    pub on_hls: Vec<String>,
+}
+
+impl HookUrls {
+    fn by_event(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        [
+            ("on_connect", &self.on_connect),
+            ("on_close", &self.on_close),
+            ("on_publish", &self.on_publish),
+            ("on_unpublish", &self.on_unpublish),
+            ("on_play", &self.on_play),
+            ("on_stop", &self.on_stop),
+            ("on_dvr", &self.on_dvr),
+            ("on_hls", &self.on_hls),
+        ]
+        .into_iter()
+        .filter(|(_, urls)| !urls.is_empty())
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksSection {
+    pub timeout_ms: u64,
+    pub fail_open: Vec<String>,
+    #[serde(flatten)]
+    pub default: HookUrls,
+    pub apps: std::collections::BTreeMap<String, HookUrls>,
+}
+
+impl Default for HooksSection {
+    fn default() -> Self {
+        HooksSection { timeout_ms: 3000, fail_open: Vec::new(), default: HookUrls::default(), apps: Default::default() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +188,9 @@ pub struct HttpSection {
 pub struct ApiSection {
     pub listen: String,
     pub debug_faults: bool,
+    pub token: String,
+    pub username: String,
+    pub password: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,7 +236,7 @@ impl Default for HttpSection {
 
 impl Default for ApiSection {
     fn default() -> Self {
-        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false }
+        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false, token: String::new(), username: String::new(), password: String::new() }
     }
 }
 
@@ -247,6 +325,39 @@ impl Config {
         range("hls.window", self.hls.window, 1, 1000)?;
         range("dash.fragment_ms", self.dash.fragment_ms, 200, 60_000)?;
         range("dash.window", self.dash.window, 1, 1000)?;
+        if !self.metrics.listen.is_empty() {
+            address("metrics.listen", &self.metrics.listen)?;
+        }
+        range("metrics.max_stream_series", self.metrics.max_stream_series, 0, 100_000)?;
+        range("hooks.timeout_ms", self.hooks.timeout_ms, 10, 120_000)?;
+        for action in &self.auth.require_token {
+            if estuary_actors::auth::Action::parse(action).is_none() {
+                return Err(ConfigError::Invalid { key: "auth.require_token", problem: format!("{action:?} is not publish or play") });
+            }
+        }
+        if !self.auth.require_token.is_empty() && self.auth.token_secret.is_empty() {
+            return Err(ConfigError::Invalid { key: "auth.require_token", problem: "needs auth.token_secret".into() });
+        }
+        for (key, list) in [
+            ("auth.publish_allow", &self.auth.publish_allow),
+            ("auth.publish_deny", &self.auth.publish_deny),
+            ("auth.play_allow", &self.auth.play_allow),
+            ("auth.play_deny", &self.auth.play_deny),
+        ] {
+            for entry in list {
+                estuary_actors::auth::Cidr::parse(entry).map_err(|problem| ConfigError::Invalid { key, problem })?;
+            }
+        }
+        let events: Vec<&str> = estuary_actors::hooks::Event::ALL.iter().map(|e| e.name()).collect();
+        if let Some(bad) = self.hooks.fail_open.iter().find(|e| !events.contains(&e.as_str())) {
+            return Err(ConfigError::Invalid { key: "hooks.fail_open", problem: format!("{bad:?} is not a hook event ({})", events.join(", ")) });
+        }
+        let all_urls = std::iter::once(&self.hooks.default).chain(self.hooks.apps.values()).flat_map(|u| u.by_event().into_values().flatten());
+        for url in all_urls {
+            if !url.starts_with("http://") {
+                return Err(ConfigError::Invalid { key: "hooks", problem: format!("{url:?}: hook URLs must start with http://") });
+            }
+        }
         for (key, apps) in [("hls.apps", &self.hls.apps), ("dash.apps", &self.dash.apps)] {
             if let Some(bad) = apps.iter().find(|a| a.is_empty() || a.contains('/') || a.contains("..")) {
                 return Err(ConfigError::Invalid { key, problem: format!("{bad:?} is not an app name") });
@@ -275,6 +386,29 @@ impl Config {
             handshake_timeout: Duration::from_millis(self.rtmp.handshake_timeout_ms),
             publish_timeout: Duration::from_millis(self.rtmp.publish_timeout_ms),
             send_timeout: Duration::from_millis(self.rtmp.send_timeout_ms),
+        }
+    }
+
+    /// Hook settings for the actors.
+    pub fn hook_settings(&self) -> estuary_actors::hooks::HookSettings {
+        estuary_actors::hooks::HookSettings {
+            timeout: Duration::from_millis(self.hooks.timeout_ms),
+            fail_open: self.hooks.fail_open.iter().cloned().collect(),
+            default: self.hooks.default.by_event(),
+            apps: self.hooks.apps.iter().map(|(app, urls)| (app.clone(), urls.by_event())).collect(),
+            server_id: format!("estuary-{}", std::process::id()),
+        }
+    }
+
+    /// Access settings for the actors (validated, so parsing cannot fail here).
+    pub fn access_settings(&self) -> estuary_actors::access::AccessSettings {
+        use estuary_actors::auth::{Cidr, CidrRules, TokenSigner};
+        let nets = |list: &[String]| list.iter().filter_map(|n| Cidr::parse(n).ok()).collect::<Vec<_>>();
+        estuary_actors::access::AccessSettings {
+            signer: (!self.auth.token_secret.is_empty()).then(|| TokenSigner::new(&self.auth.token_secret)),
+            require_token: self.auth.require_token.iter().filter_map(|a| estuary_actors::auth::Action::parse(a)).map(|a| a.name()).collect(),
+            publish: CidrRules { allow: nets(&self.auth.publish_allow), deny: nets(&self.auth.publish_deny) },
+            play: CidrRules { allow: nets(&self.auth.play_allow), deny: nets(&self.auth.play_deny) },
         }
     }
 
@@ -342,6 +476,12 @@ mod tests {
         assert!(err.contains("bogus"), "{err}");
         let err = load(None, [("ESTUARY_HTTP__LISTEN".to_string(), "nowhere".to_string())]).unwrap_err().to_string();
         assert!(err.contains("http.listen"), "{err}");
+        let err = load(None, [("ESTUARY_AUTH__PLAY_DENY".to_string(), "[\"10.0.0.0/99\"]".to_string())]).unwrap_err().to_string();
+        assert!(err.contains("auth.play_deny"), "{err}");
+        let err = load(None, [("ESTUARY_HOOKS__ON_PUBLISH".to_string(), "[\"https://x\"]".to_string())]).unwrap_err().to_string();
+        assert!(err.contains("http://"), "{err}");
+        let err = load(None, [("ESTUARY_AUTH__REQUIRE_TOKEN".to_string(), "[\"play\"]".to_string())]).unwrap_err().to_string();
+        assert!(err.contains("token_secret"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use crate::AppState;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use estuary_actors::http_stream::{self, FlvEncoder, TsEncoder};
+use estuary_actors::messages::PlayRefused;
 use estuary_actors::StreamKey;
 use std::path::PathBuf;
 
@@ -39,6 +40,14 @@ async fn preflight() -> HttpResponse {
         .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "*"))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
         .finish()
+}
+
+fn refusal(refused: PlayRefused) -> HttpResponse {
+    let status = match refused {
+        PlayRefused::Denied(_) => actix_web::http::StatusCode::FORBIDDEN,
+        PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => actix_web::http::StatusCode::NOT_FOUND,
+    };
+    HttpResponse::build(status).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{refused}\n"))
 }
 
 fn live<S>(body: S, content_type: &'static str) -> HttpResponse
@@ -72,22 +81,39 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         return HttpResponse::NotFound().body(format!("no such resource /{app}/{file}\n"));
     };
     let key = StreamKey::new(&app, stream);
-    let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+    let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
     let not_found = |what: &str| HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{what}\n"));
+    // Playlists and manifests are where a viewer's token is checked (segments are not, as in
+    // SRS: their names are only learned from a checked playlist).
+    if matches!(extension, "m3u8" | "mpd") {
+        let request = estuary_actors::access::Request {
+            action: estuary_actors::auth::Action::Play,
+            client: 0,
+            ip: Some(peer.ip()),
+            vhost: &key.vhost,
+            app: &key.app,
+            stream: &key.stream,
+            params: &params,
+        };
+        if let Err(reason) = estuary_actors::access::check_rules(&request) {
+            return refusal(PlayRefused::Denied(reason));
+        }
+    }
     let hls_file = state.hls_dir.join(&app).join(&file);
     let dash_file = state.dash_dir.join(&app).join(&file);
     match extension {
-        "flv" => match http_stream::play(&state.registry, key, peer, "http-flv", FlvEncoder).await {
+        "flv" => match http_stream::play(&state.registry, key, peer, params, "http-flv", FlvEncoder).await {
             Ok(body) => live(body, "video/x-flv"),
-            Err(refused) => not_found(&refused.to_string()),
+            Err(refused) => refusal(refused),
         },
         "ts" => {
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;
             }
-            match http_stream::play(&state.registry, key, peer, "http-ts", TsEncoder::default()).await {
+            match http_stream::play(&state.registry, key, peer, params, "http-ts", TsEncoder::default()).await {
                 Ok(body) => live(body, "video/mp2t"),
-                Err(refused) => not_found(&refused.to_string()),
+                Err(refused) => refusal(refused),
             }
         }
         "m3u8" => serve_file(hls_file, "application/vnd.apple.mpegurl", "no-cache").await.unwrap_or_else(|| not_found(&format!("no HLS playlist for {app}/{stream}"))),

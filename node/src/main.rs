@@ -3,6 +3,7 @@
 mod api;
 mod config;
 mod http;
+mod metrics;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
@@ -33,6 +34,32 @@ struct Cli {
     /// the node's lifetime through a pipe).
     #[arg(long)]
     exit_on_stdin_close: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Mint a signed URL token with the configured auth.token_secret and print it.
+    Token {
+        /// publish or play.
+        #[arg(long)]
+        action: String,
+        /// The stream as app/stream.
+        #[arg(long)]
+        stream: String,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+/// API credentials.
+#[derive(Clone, Default)]
+pub struct ApiAuth {
+    pub token: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// Shared state of the HTTP and API servers.
@@ -45,6 +72,8 @@ pub struct AppState {
     pub started: Instant,
     pub hls_dir: PathBuf,
     pub dash_dir: PathBuf,
+    pub api_auth: ApiAuth,
+    pub max_stream_series: usize,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +91,19 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         println!("estuary: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Token { action, stream, ttl }) = &cli.command {
+        let Some(action) = estuary_actors::auth::Action::parse(action) else {
+            eprintln!("estuary: --action must be publish or play");
+            return ExitCode::from(2);
+        };
+        if config.auth.token_secret.is_empty() {
+            eprintln!("estuary: auth.token_secret is not configured (config file or ESTUARY_AUTH__TOKEN_SECRET)");
+            return ExitCode::from(2);
+        }
+        let expiry = (estuary_actors::unix_ms() / 1000) as u64 + ttl;
+        println!("{}", estuary_actors::auth::TokenSigner::new(&config.auth.token_secret).mint(action, stream.trim_matches('/'), expiry));
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log.level);
@@ -93,6 +135,8 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     let rtmp_socket = rtmp::bind(config.rtmp_listen()).map_err(|e| format!("cannot listen for RTMP on {}: {e}", config.rtmp.listen))?;
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
+    estuary_actors::hooks::install(config.hook_settings());
+    estuary_actors::access::install(config.access_settings());
     let system = actix::System::new();
     system.block_on(async move {
         estuary_actors::workers::start(workers);
@@ -101,7 +145,10 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         let rtmp_settings = config.rtmp_settings();
         let listener_registry = registry.clone();
         let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(rtmp_settings, listener_registry, Some(rtmp_socket)));
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir() };
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir(),
+            api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
+            max_stream_series: config.metrics.max_stream_series,
+        };
 
         let http_state = state.clone();
         let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(http::routes))
@@ -122,6 +169,21 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         let (http_handle, api_handle) = (http_server.handle(), api_server.handle());
         actix::spawn(http_server);
         actix::spawn(api_server);
+        let metrics_handle = if config.metrics.listen.is_empty() {
+            None
+        } else {
+            let metrics_state = state.clone();
+            let server = HttpServer::new(move || App::new().app_data(web::Data::new(metrics_state.clone())).route("/metrics", web::get().to(api::metrics_text)))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .bind(&config.metrics.listen)
+                .map_err(|e| format!("cannot listen for metrics on {}: {e}", config.metrics.listen))?
+                .run();
+            let handle = server.handle();
+            actix::spawn(server);
+            Some(handle)
+        };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             rtmp = %config.rtmp.listen,
@@ -136,6 +198,9 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         tracing::info!(%reason, "shutting down");
         http_handle.stop(false).await;
         api_handle.stop(false).await;
+        if let Some(handle) = metrics_handle {
+            handle.stop(false).await;
+        }
         match storage.addr().send(FlushStorage).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "final database flush failed"),

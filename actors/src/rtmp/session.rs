@@ -1,4 +1,7 @@
 use super::writer::{self, WriterCmd, WriterEnd};
+use crate::access;
+use crate::auth::Action;
+use crate::hooks;
 use crate::clients::{self, ClientGuard, ClientId, Role};
 use crate::messages::*;
 use crate::registry::StreamRegistry;
@@ -20,6 +23,16 @@ use tokio_util::codec::{BytesCodec, FramedRead};
 
 /// Control messages queued toward the writer before the peer counts as not reading.
 const CONTROL_QUEUE: usize = 256;
+
+/// Why a publish or play did not start.
+enum Refusal {
+    /// The access policy refused.
+    Denied(String),
+    /// Another publisher holds the stream.
+    Busy(PublishRefused),
+    /// The stream could not be subscribed.
+    Unavailable(String),
+}
 
 enum Outgoing {
     Frame(Arc<MediaFrame>),
@@ -51,6 +64,7 @@ pub struct RtmpSession {
     started_at: Instant,
     last_input: Instant,
     app: String,
+    params: Vec<(String, String)>,
     span: tracing::Span,
 }
 
@@ -82,6 +96,7 @@ impl RtmpSession {
             started_at: Instant::now(),
             last_input: Instant::now(),
             app: String::new(),
+            params: Vec::new(),
         }
     }
 
@@ -159,19 +174,37 @@ impl RtmpSession {
 
     fn on_event(&mut self, event: ServerEvent, ctx: &mut Context<Self>) {
         match event {
-            ServerEvent::Connected { app, tc_url, .. } => {
+            ServerEvent::Connected { app, tc_url, params } => {
                 tracing::debug!(client = self.id(), peer = %self.peer, %app, %tc_url, "RTMP connect");
-                self.app = app;
+                self.app = app.clone();
+                if hooks::configured(hooks::Event::Connect, &app) {
+                    // Hold the connection's further commands until the hook decides.
+                    let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), "__defaultVhost__", &app, "", &params);
+                    body["tcUrl"] = serde_json::Value::String(tc_url);
+                    let fut = async move { hooks::decide(hooks::Event::Connect, &app, body).await };
+                    ctx.wait(fut.into_actor(self).map(|result, act, ctx| {
+                        if let Err(denied) = result {
+                            tracing::warn!(client = act.id(), peer = %act.peer, reason = %denied.0, "RTMP connect refused by hook");
+                            ctx.stop();
+                        }
+                    }));
+                }
             }
             ServerEvent::PublishRequested { request, app, stream, params } => {
                 let key = match self.key_for(&app, &stream, &params) {
                     Ok(key) => key,
-                    Err(reason) => return self.refuse(request, reason),
+                    Err(reason) => return self.refuse(request, None, reason),
                 };
                 let registry = self.registry.clone();
                 let client = self.id();
                 let claim_key = key.clone();
-                let fut = async move { claim_publish(registry, claim_key, client).await };
+                let ip = self.peer.ip();
+                self.params = params.clone();
+                let fut = async move {
+                    let request = access::Request { action: Action::Publish, client, ip: Some(ip), vhost: &claim_key.vhost, app: &claim_key.app, stream: &claim_key.stream, params: &params };
+                    access::check(&request).await.map_err(Refusal::Denied)?;
+                    claim_publish(registry, claim_key, client).await.map_err(Refusal::Busy)
+                };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
                     Ok(stream) => {
                         act.session.accept(request);
@@ -183,9 +216,14 @@ impl RtmpSession {
                         act.target = Some(stream);
                         act.drain(ctx);
                     }
-                    Err(reason) => {
+                    Err(Refusal::Busy(reason)) => {
                         tracing::warn!(client = act.id(), peer = %act.peer, stream = %key, %reason, "RTMP publish refused");
-                        act.refuse(request, reason.to_string());
+                        act.refuse(request, None, reason.to_string());
+                        act.drain(ctx);
+                    }
+                    Err(Refusal::Denied(reason) | Refusal::Unavailable(reason)) => {
+                        tracing::warn!(client = act.id(), peer = %act.peer, stream = %key, %reason, "RTMP publish refused");
+                        act.refuse(request, Some("NetStream.Publish.Rejected"), reason);
                         act.drain(ctx);
                     }
                 }));
@@ -193,12 +231,18 @@ impl RtmpSession {
             ServerEvent::PlayRequested { request, app, stream, params } => {
                 let key = match self.key_for(&app, &stream, &params) {
                     Ok(key) => key,
-                    Err(reason) => return self.refuse(request, reason),
+                    Err(reason) => return self.refuse(request, None, reason),
                 };
                 let registry = self.registry.clone();
                 let client = self.id();
                 let find_key = key.clone();
-                let fut = async move { subscribe(registry, find_key, client).await };
+                let ip = self.peer.ip();
+                self.params = params.clone();
+                let fut = async move {
+                    let request = access::Request { action: Action::Play, client, ip: Some(ip), vhost: &find_key.vhost, app: &find_key.app, stream: &find_key.stream, params: &params };
+                    access::check(&request).await.map_err(Refusal::Denied)?;
+                    subscribe(registry, find_key, client).await.map_err(Refusal::Unavailable)
+                };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
                     Ok(subscription) => {
                         act.session.accept(request);
@@ -214,9 +258,14 @@ impl RtmpSession {
                         act.stream_key = Some(key);
                         act.transmit(WriterCmd::StartMedia { rx: subscription.rx, writer: media_writer }, ctx);
                     }
-                    Err(reason) => {
+                    Err(refusal) => {
+                        let (code, reason) = match refusal {
+                            Refusal::Denied(reason) => (Some("NetStream.Play.Rejected"), reason),
+                            Refusal::Unavailable(reason) => (None, reason),
+                            Refusal::Busy(reason) => (None, reason.to_string()),
+                        };
                         tracing::warn!(client = act.id(), peer = %act.peer, stream = %key, %reason, "RTMP play refused");
-                        act.refuse(request, reason);
+                        act.refuse(request, code, reason);
                         act.drain(ctx);
                     }
                 }));
@@ -234,11 +283,13 @@ impl RtmpSession {
                     self.flush_outbox(ctx);
                     self.state = State::Idle;
                     self.client.record().clear_role();
+                    self.notify_end();
                 }
             }
             ServerEvent::PlayStopped => {
                 if self.state == State::Playing {
                     self.transmit(WriterCmd::StopMedia, ctx);
+                    self.notify_end();
                     self.state = State::Idle;
                     self.client.record().clear_role();
                 }
@@ -249,8 +300,11 @@ impl RtmpSession {
         }
     }
 
-    fn refuse(&mut self, request: u32, reason: String) {
-        self.session.reject(request, &reason);
+    fn refuse(&mut self, request: u32, code: Option<&str>, reason: String) {
+        match code {
+            Some(code) => self.session.reject_with(request, code, &reason),
+            None => self.session.reject(request, &reason),
+        }
         // The status goes out with the next drain; then the connection closes.
         self.closing = true;
         if let Some(writer) = &self.writer {
@@ -302,6 +356,17 @@ impl RtmpSession {
                 }
             }
         }
+    }
+
+    /// `on_unpublish` or `on_stop` for the current role.
+    fn notify_end(&self) {
+        let Some(key) = &self.stream_key else { return };
+        let event = match self.state {
+            State::Publishing => hooks::Event::Unpublish,
+            State::Playing => hooks::Event::Stop,
+            State::Idle => return,
+        };
+        hooks::notify(event, &key.app, hooks::body(self.id(), &self.peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &self.params));
     }
 
     fn check_timeouts(&mut self, ctx: &mut Context<Self>) {
@@ -388,12 +453,26 @@ impl Actor for RtmpSession {
             }
             ctx.stop();
         }));
+        let record = self.client.record().clone();
+        ctx.spawn(async move { record.kicked().await }.into_actor(self).map(|_, act, ctx| {
+            tracing::info!(client = act.id(), peer = %act.peer, stream = ?act.stream_key.as_ref().map(|k| k.to_string()), "RTMP client kicked through the API");
+            ctx.stop();
+        }));
         ctx.add_stream(FramedRead::with_capacity(read, BytesCodec::new(), 64 * 1024));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_timeouts(ctx));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         let _entered = self.span.clone().entered();
+        self.notify_end();
+        if !self.app.is_empty() {
+            let record = self.client.record();
+            let stream = self.stream_key.as_ref().map(|k| k.stream.clone()).unwrap_or_default();
+            let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), "__defaultVhost__", &self.app, &stream, &self.params);
+            body["send_bytes"] = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed).into();
+            body["recv_bytes"] = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed).into();
+            hooks::notify(hooks::Event::Close, &self.app, body);
+        }
         if let Some(target) = self.target.take() {
             crate::tell(&target, DetachPublisher { client: self.id() });
         }

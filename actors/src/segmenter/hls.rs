@@ -187,6 +187,13 @@ impl HlsMuxer {
             return;
         }
         self.next_sequence += 1;
+        let mut body = crate::hooks::body(0, "", &self.key.vhost, &self.key.app, &self.key.stream, &[]);
+        body["duration"] = duration.into();
+        body["file"] = self.dir.join(&name).display().to_string().into();
+        body["url"] = format!("{}/{name}", self.key.app).into();
+        body["m3u8"] = self.playlist_path().display().to_string().into();
+        body["m3u8_url"] = format!("{}/{}.m3u8", self.key.app, self.key.stream).into();
+        body["seq_no"] = sequence.into();
         let segment = Segment {
             sequence,
             duration,
@@ -203,6 +210,7 @@ impl HlsMuxer {
             }
         }
         self.write_playlist();
+        crate::hooks::notify(crate::hooks::Event::Hls, &self.key.app, body);
     }
 
     fn write_playlist(&self) {

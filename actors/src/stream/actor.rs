@@ -302,6 +302,7 @@ impl StreamActor {
                 if !frame.config {
                     sub.dropped += 1;
                     self.frames_dropped += 1;
+                    crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
                 }
                 continue;
             }
@@ -312,6 +313,7 @@ impl StreamActor {
                     sub.behind_since = Some(now);
                     sub.dropped += 1;
                     self.frames_dropped += 1;
+                    crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(stream = %self.key, client = id, "subscriber queue full; dropping until the next keyframe");
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => closed.push(*id),

@@ -440,9 +440,23 @@ impl ServerSession {
     /// Rejects a pending request; the peer receives an error status with `reason`. The caller
     /// should flush the outputs and then close the connection.
     pub fn reject(&mut self, request: RequestId, reason: &str) {
+        let code = match self.pending.get(&request) {
+            Some(pending) if pending.publish => "NetStream.Publish.BadName",
+            _ => "NetStream.Play.StreamNotFound",
+        };
+        self.reject_with(request, code, reason);
+    }
+
+    /// Rejects a pending request with a specific status code (e.g.
+    /// `NetStream.Publish.Rejected` when the access policy refused).
+    pub fn reject_with(&mut self, request: RequestId, code: &str, reason: &str) {
         let Some(pending) = self.pending.remove(&request) else { return };
-        let code = if pending.publish { "NetStream.Publish.BadName" } else { "NetStream.Play.StreamNotFound" };
         msg::write_on_status(&mut self.out, &self.encoder, pending.stream_id, "error", code, reason);
+    }
+
+    /// True when `request` is a pending publish (false for a play or an unknown id).
+    pub fn is_publish_request(&self, request: RequestId) -> bool {
+        self.pending.get(&request).is_some_and(|p| p.publish)
     }
 
     /// For a playing session: the writer for its media.

@@ -1,0 +1,161 @@
+//! Prometheus text exposition (format 0.0.4) of the node's state: process figures, client and
+//! stream gauges, and counters (connections, refusals, hook calls, supervisor restarts,
+//! dropped frames, bytes). Per-stream series carry `app` and `stream` labels for at most
+//! `metrics.max_stream_series` streams (busiest first), so cardinality stays bounded.
+
+use crate::api::all_streams;
+use crate::AppState;
+use actix_web::HttpResponse;
+use estuary_actors::{clients, stats, supervision};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+
+/// Resident memory of this process, bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0)
+        * 1024
+}
+
+/// User plus system CPU time of this process, seconds.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+static LAST_CPU: LazyLock<Mutex<(Instant, f64)>> = LazyLock::new(|| Mutex::new((Instant::now(), cpu_seconds())));
+
+/// CPU use since the previous call, percent of one core.
+pub fn cpu_percent() -> f64 {
+    let mut last = LAST_CPU.lock().unwrap_or_else(|e| e.into_inner());
+    let now = (Instant::now(), cpu_seconds());
+    let wall = now.0.duration_since(last.0).as_secs_f64();
+    let percent = if wall > 0.0 { (now.1 - last.1) / wall * 100.0 } else { 0.0 };
+    *last = now;
+    (percent * 10.0).round() / 10.0
+}
+
+/// Bytes received and sent, all clients ever.
+pub fn byte_totals() -> (u64, u64) {
+    let mut received = stats::CLOSED_BYTES_IN.load(Ordering::Relaxed);
+    let mut sent = stats::CLOSED_BYTES_OUT.load(Ordering::Relaxed);
+    for client in clients::snapshot() {
+        received += client.bytes_in.load(Ordering::Relaxed);
+        sent += client.bytes_out.load(Ordering::Relaxed);
+    }
+    (received, sent)
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, pairs: &[(&str, &str)], value: f64) {
+        let _ = writeln!(self.out, "{name}{} {value}", labels(pairs));
+    }
+}
+
+/// The exposition text.
+pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
+    let streams = all_streams(state).await?;
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+
+    f.header("estuary_build_info", "gauge", "Build information; always 1.");
+    f.sample("estuary_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    f.header("estuary_uptime_seconds", "gauge", "Seconds since the node started.");
+    f.sample("estuary_uptime_seconds", &[], state.started.elapsed().as_secs_f64());
+    f.header("estuary_process_resident_memory_bytes", "gauge", "Resident memory of the node process.");
+    f.sample("estuary_process_resident_memory_bytes", &[], rss_bytes() as f64);
+    f.header("estuary_process_cpu_seconds_total", "counter", "User and system CPU time of the node process.");
+    f.sample("estuary_process_cpu_seconds_total", &[], cpu_seconds());
+
+    let live: Vec<_> = streams.iter().filter(|(_, (info, _))| info.as_ref().is_some_and(|i| i.publisher.is_some())).collect();
+    f.header("estuary_streams", "gauge", "Streams with an active publisher.");
+    f.sample("estuary_streams", &[], live.len() as f64);
+
+    let mut by_protocol: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+    for client in clients::snapshot() {
+        let role = match client.role() {
+            Some((clients::Role::Publish, _)) => "publish",
+            Some((clients::Role::Play, _)) => "play",
+            None => "none",
+        };
+        *by_protocol.entry((client.protocol, role)).or_insert(0) += 1;
+    }
+    f.header("estuary_clients", "gauge", "Connected clients by protocol and role.");
+    for ((protocol, role), count) in &by_protocol {
+        f.sample("estuary_clients", &[("protocol", protocol), ("type", role)], *count as f64);
+    }
+
+    let (received, sent) = byte_totals();
+    f.header("estuary_received_bytes_total", "counter", "Bytes received from clients.");
+    f.sample("estuary_received_bytes_total", &[], received as f64);
+    f.header("estuary_sent_bytes_total", "counter", "Bytes sent to clients.");
+    f.sample("estuary_sent_bytes_total", &[], sent as f64);
+    f.header("estuary_dropped_frames_total", "counter", "Frames slow subscribers lost to backpressure.");
+    f.sample("estuary_dropped_frames_total", &[], stats::FRAMES_DROPPED.load(Ordering::Relaxed) as f64);
+
+    let counters = stats::counters();
+    for (name, help) in [
+        ("estuary_connections_total", "Client connections accepted, by protocol."),
+        ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
+        ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
+    ] {
+        f.header(name, "counter", help);
+        for (_, pairs, value) in counters.iter().filter(|(n, _, _)| *n == name) {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample(name, &pairs, *value as f64);
+        }
+    }
+    f.header("estuary_supervisor_restarts_total", "counter", "Restarts of supervised workers.");
+    for (worker, count) in supervision::restarts() {
+        f.sample("estuary_supervisor_restarts_total", &[("worker", &worker)], count as f64);
+    }
+
+    let mut ranked: Vec<_> = live.iter().filter_map(|(k, (info, _))| info.as_ref().map(|i| (k, i))).collect();
+    ranked.sort_by_key(|(_, i)| std::cmp::Reverse(i.bytes_in + i.bytes_out));
+    ranked.truncate(state.max_stream_series);
+    type Pick = fn(&estuary_actors::stream::StreamInfo) -> f64;
+    let per_stream: [(&str, &str, &str, Pick); 5] = [
+        ("estuary_stream_players", "gauge", "Players of the stream.", |i| i.subscribers as f64),
+        ("estuary_stream_received_bytes_total", "counter", "Bytes received for the stream.", |i| i.bytes_in as f64),
+        ("estuary_stream_sent_bytes_total", "counter", "Bytes sent for the stream.", |i| i.bytes_out as f64),
+        ("estuary_stream_dropped_frames_total", "counter", "Frames the stream's slow players lost.", |i| i.frames_dropped as f64),
+        ("estuary_stream_receive_rate_bytes_per_second", "gauge", "Receive rate over 30 s.", |i| i.kbps_in_30s as f64 * 1000.0 / 8.0),
+    ];
+    for (name, kind, help, pick) in per_stream {
+        f.header(name, kind, help);
+        for ((_, app, stream), info) in &ranked {
+            f.sample(name, &[("app", app), ("stream", stream)], pick(info));
+        }
+    }
+    Ok(out)
+}
