@@ -5,6 +5,7 @@
 //! node shared by all tests of a file (kept in a `static`) goes away with the test process.
 
 pub mod ffmpeg;
+pub mod hook_server;
 pub mod http;
 pub mod rtmp_raw;
 
@@ -135,7 +136,8 @@ impl Node {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if http::get(self.ports.api, "/api/v1/versions").map(|r| r.status == 200).unwrap_or(false) {
+            // Any HTTP answer means the API is up (401 when the test configured API auth).
+            if http::get(self.ports.api, "/api/v1/versions").map(|r| r.status == 200 || r.status == 401).unwrap_or(false) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -279,11 +279,11 @@ impl RtmpSession {
             ServerEvent::PublishStopped => {
                 if self.state == State::Publishing {
                     tracing::info!(client = self.id(), stream = ?self.stream_key.as_ref().map(|k| k.to_string()), "RTMP publisher unpublished");
+                    self.notify_end();
                     self.outbox.push_back(Outgoing::Detach);
                     self.flush_outbox(ctx);
                     self.state = State::Idle;
                     self.client.record().clear_role();
-                    self.notify_end();
                 }
             }
             ServerEvent::PlayStopped => {

@@ -1,0 +1,259 @@
+//! Operating the node: the API's clients and streams, kicking a client, HTTP callbacks that
+//! decide publish and play, signed URLs, CIDR rules, API authentication, Prometheus metrics,
+//! and bad API input.
+
+use estuary_tests::ffmpeg::{probe_streams, publish, record, run, Source};
+use estuary_tests::hook_server::HookServer;
+use estuary_tests::{estuary_bin, http, wait_until, Node, Scratch};
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+fn clients(node: &Node) -> Vec<Value> {
+    node.api("/api/v1/clients?count=1000")["clients"].as_array().cloned().unwrap_or_default()
+}
+
+fn publish_refused(node: &Node, path: &str, scratch: &Scratch, name: &str) -> String {
+    let mut publisher = publish(&node.rtmp_url(path), &Source { duration: Some(5.0), ..Source::default() }, scratch, name);
+    let status = publisher.wait(Duration::from_secs(20)).expect("a refused publisher exits");
+    assert!(!status.success(), "publishing {path} was not refused");
+    publisher.stderr()
+}
+
+#[test]
+fn api_lists_clients_and_kicking_one_ends_only_it() {
+    let scratch = Scratch::new("kick");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/kick"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/kick", Duration::from_secs(20));
+    let mut rtmp_a = record(&node.rtmp_url("live/kick"), &scratch.path("a.flv"), None, &scratch, "rtmp-a");
+    let mut rtmp_b = record(&node.rtmp_url("live/kick"), &scratch.path("b.flv"), None, &scratch, "rtmp-b");
+    let mut flv = record(&node.flv_url("live/kick"), &scratch.path("c.flv"), None, &scratch, "flv");
+    assert!(
+        wait_until(Duration::from_secs(15), || clients(&node).iter().filter(|c| c["type"] == "play").count() == 3),
+        "players not listed: {:?}",
+        clients(&node)
+    );
+    let list = clients(&node);
+    let publishers: Vec<&Value> = list.iter().filter(|c| c["type"] == "publish").collect();
+    assert_eq!(publishers.len(), 1);
+    assert_eq!(publishers[0]["protocol"], "rtmp");
+    assert_eq!(publishers[0]["stream"], "live/kick");
+    assert!(list.iter().any(|c| c["protocol"] == "http-flv" && c["type"] == "play"));
+    let info = node.stream_info("live/kick").expect("stream listed");
+    assert_eq!(info["players"], 3);
+    let by_id = node.api(&format!("/api/v1/streams/{}", info["id"].as_str().unwrap_or("")));
+    assert_eq!(by_id["stream"]["url"], "/live/kick");
+
+    // Kick one RTMP player: it ends, the others keep playing.
+    let victim = list.iter().find(|c| c["protocol"] == "rtmp" && c["type"] == "play").expect("an RTMP player")["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(node.api(&format!("/api/v1/clients/{victim}"))["client"]["id"], victim);
+    let response = http::delete(node.ports.api, &format!("/api/v1/clients/{victim}")).expect("DELETE");
+    assert_eq!(response.status, 200);
+    assert!(wait_until(Duration::from_secs(5), || !clients(&node).iter().any(|c| c["id"] == victim.as_str())), "kicked client still listed");
+    let ended = wait_until(Duration::from_secs(10), || !rtmp_a.running() || !rtmp_b.running());
+    assert!(ended, "no RTMP player ended after the kick");
+    assert!(rtmp_a.running() != rtmp_b.running(), "exactly one RTMP player must end");
+    assert!(flv.running(), "the HTTP-FLV player was disturbed");
+    assert_eq!(clients(&node).iter().filter(|c| c["type"] == "play").count(), 2);
+
+    // Kick the HTTP-FLV player too.
+    let flv_id = clients(&node).iter().find(|c| c["protocol"] == "http-flv").expect("FLV player")["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(http::delete(node.ports.api, &format!("/api/v1/clients/{flv_id}")).expect("DELETE").status, 200);
+    assert!(flv.wait(Duration::from_secs(20)).is_some(), "kicked HTTP-FLV player still running");
+}
+
+#[test]
+fn hooks_decide_publish_and_play_and_are_notified() {
+    let scratch = Scratch::new("hooks");
+    let hooks = HookServer::start(|body| {
+        let denied = body["stream"] == "forbidden" || body["param"].as_str().unwrap_or("").contains("deny=1");
+        if denied { r#"{"code":403}"#.to_string() } else { r#"{"code":0}"#.to_string() }
+    });
+    let url = hooks.url("/hooks");
+    let node = Node::start(
+        &scratch,
+        &[
+            ("ESTUARY_HOOKS__ON_CONNECT", &format!("[\"{url}\"]")),
+            ("ESTUARY_HOOKS__ON_PUBLISH", &format!("[\"{url}\"]")),
+            ("ESTUARY_HOOKS__ON_UNPUBLISH", &format!("[\"{url}\"]")),
+            ("ESTUARY_HOOKS__ON_PLAY", &format!("[\"{url}\"]")),
+            ("ESTUARY_HOOKS__ON_STOP", &format!("[\"{url}\"]")),
+            ("ESTUARY_HOOKS__ON_CLOSE", &format!("[\"{url}\"]")),
+            ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "500"),
+        ],
+    );
+    let stderr = publish_refused(&node, "live/forbidden", &scratch, "forbidden");
+    assert!(stderr.contains("on_publish hook"), "ffmpeg did not show the hook's refusal: {stderr}");
+    let mut allowed = publish(&node.rtmp_url("live/allowed?token=abc"), &Source { duration: Some(6.0), ..Source::default() }, &scratch, "allowed");
+    node.wait_live("live/allowed", Duration::from_secs(20));
+
+    let publish_calls = hooks.calls_of("on_publish");
+    let call = publish_calls.iter().find(|c| c["stream"] == "allowed").expect("on_publish for live/allowed");
+    for field in ["client_id", "ip", "vhost", "app", "stream", "param", "server_id"] {
+        assert!(!call[field].is_null(), "on_publish body lacks {field}: {call}");
+    }
+    assert_eq!(call["app"], "live");
+    assert_eq!(call["ip"], "127.0.0.1");
+    assert_eq!(call["param"], "?token=abc");
+    assert!(!hooks.calls_of("on_connect").is_empty(), "no on_connect");
+
+    // Play: allowed normally, refused (HTTP 403) when the hook says no.
+    let streams = probe_streams(&node.flv_url("live/allowed"));
+    assert!(!streams.is_empty());
+    assert_eq!(http::status_only(node.ports.http, "/live/allowed.flv?deny=1").expect("answer"), 403);
+    let mut command = Command::new("ffprobe");
+    command.args(["-v", "error", "-rw_timeout", "10000000", &node.rtmp_url("live/allowed?deny=1")]);
+    assert!(!run(command, Duration::from_secs(30)).success(), "RTMP play with deny=1 was not refused");
+    assert!(hooks.calls_of("on_play").len() >= 3);
+
+    assert!(allowed.wait(Duration::from_secs(20)).is_some());
+    assert!(wait_until(Duration::from_secs(10), || !hooks.calls_of("on_unpublish").is_empty()), "no on_unpublish");
+    assert!(wait_until(Duration::from_secs(10), || !hooks.calls_of("on_stop").is_empty()), "no on_stop");
+    assert!(wait_until(Duration::from_secs(10), || hooks.calls_of("on_close").iter().any(|c| c["recv_bytes"].as_u64().unwrap_or(0) > 0)), "no on_close with byte counts");
+}
+
+#[test]
+fn hook_server_down_denies_unless_fail_open() {
+    let scratch = Scratch::new("hookdown");
+    let dead = format!("[\"http://127.0.0.1:{}/dead\"]", estuary_tests::free_port());
+    let strict = Node::start(&scratch, &[("ESTUARY_HOOKS__ON_PUBLISH", &dead), ("ESTUARY_HOOKS__TIMEOUT_MS", "1000")]);
+    let stderr = publish_refused(&strict, "live/any", &scratch, "strict");
+    assert!(stderr.contains("failed"), "{stderr}");
+
+    let scratch_open = Scratch::new("hookopen");
+    let lenient = Node::start(&scratch_open, &[("ESTUARY_HOOKS__ON_PUBLISH", &dead), ("ESTUARY_HOOKS__TIMEOUT_MS", "1000"), ("ESTUARY_HOOKS__FAIL_OPEN", "[\"on_publish\"]")]);
+    let _publisher = publish(&lenient.rtmp_url("live/any"), &Source::default(), &scratch_open, "lenient");
+    lenient.wait_live("live/any", Duration::from_secs(20));
+}
+
+#[test]
+fn signed_urls_play_until_expiry_and_tampering_is_refused() {
+    let scratch = Scratch::new("tokens");
+    let node = Node::start(&scratch, &[("ESTUARY_AUTH__TOKEN_SECRET", "correct horse"), ("ESTUARY_AUTH__REQUIRE_TOKEN", "[\"play\"]")]);
+    let _publisher = publish(&node.rtmp_url("live/signed"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/signed", Duration::from_secs(20));
+
+    let mint = |ttl: u64| -> String {
+        let body = format!(r#"{{"action":"play","app":"live","stream":"signed","ttl_seconds":{ttl}}}"#);
+        let response = http::send(node.ports.api, "POST", "/api/v1/tokens", &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        let json: Value = serde_json::from_slice(&response.body).expect("JSON");
+        json["token"].as_str().expect("token").to_string()
+    };
+    let plays = |query: &str| -> bool {
+        let rtmp = {
+            let mut command = Command::new("ffprobe");
+            command.args(["-v", "error", "-rw_timeout", "10000000", &format!("{}?{query}", node.rtmp_url("live/signed"))]);
+            run(command, Duration::from_secs(30)).success()
+        };
+        let flv = http::status_only(node.ports.http, &format!("/live/signed.flv?{query}")).unwrap_or(0);
+        let flv_ok = match flv {
+            200 => true,
+            403 => false,
+            other => panic!("HTTP-FLV answered {other}"),
+        };
+        assert_eq!(rtmp, flv_ok, "RTMP and HTTP-FLV disagree for {query}");
+        rtmp
+    };
+    let good = mint(3600);
+    assert!(plays(&format!("token={good}")), "a valid token was refused");
+    assert!(!plays("nothing=1"), "no token was accepted");
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap_or('0');
+    tampered.push(if last == '0' { '1' } else { '0' });
+    assert!(!plays(&format!("token={tampered}")), "a tampered token was accepted");
+
+    // A token for another stream, and one minted by the CLI for this one.
+    let other = Command::new(estuary_bin())
+        .args(["token", "--action", "play", "--stream", "live/other", "--ttl", "600"])
+        .env("ESTUARY_AUTH__TOKEN_SECRET", "correct horse")
+        .output()
+        .expect("estuary token");
+    assert!(other.status.success(), "{}", String::from_utf8_lossy(&other.stderr));
+    assert!(!plays(&format!("token={}", String::from_utf8_lossy(&other.stdout).trim())), "a token for another stream was accepted");
+    let cli = Command::new(estuary_bin())
+        .args(["token", "--action", "play", "--stream", "live/signed", "--ttl", "600"])
+        .env("ESTUARY_AUTH__TOKEN_SECRET", "correct horse")
+        .output()
+        .expect("estuary token");
+    assert!(plays(&format!("token={}", String::from_utf8_lossy(&cli.stdout).trim())), "the CLI's token was refused");
+
+    // A short-lived token works, then expires.
+    let short = mint(2);
+    assert!(plays(&format!("token={short}")));
+    assert!(wait_until(Duration::from_secs(15), || !plays(&format!("token={short}"))), "an expired token was still accepted");
+    assert!(node.log().contains("token expired"), "expiry not logged");
+}
+
+#[test]
+fn cidr_rules_refuse_publishers() {
+    let scratch = Scratch::new("cidr");
+    let node = Node::start(&scratch, &[("ESTUARY_AUTH__PUBLISH_DENY", "[\"127.0.0.0/8\"]")]);
+    let stderr = publish_refused(&node, "live/blocked", &scratch, "blocked");
+    assert!(stderr.contains("denied"), "{stderr}");
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines().find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_pass_promtool_and_move() {
+    let scratch = Scratch::new("metrics");
+    let metrics_port = estuary_tests::free_port();
+    let node = Node::start(&scratch, &[("ESTUARY_METRICS__LISTEN", &format!("127.0.0.1:{metrics_port}"))]);
+    let before = String::from_utf8_lossy(&http::get(node.ports.api, "/metrics").expect("metrics").body).into_owned();
+    let _publisher = publish(&node.rtmp_url("live/measured"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/measured", Duration::from_secs(20));
+    let mut player = record(&node.flv_url("live/measured"), &scratch.path("p.flv"), Some(3.0), &scratch, "player");
+    assert!(player.wait(Duration::from_secs(30)).is_some());
+    let after = String::from_utf8_lossy(&http::get(node.ports.api, "/metrics").expect("metrics").body).into_owned();
+    let separate = http::get(metrics_port, "/metrics").expect("metrics port");
+    assert_eq!(separate.status, 200);
+
+    for text in [&before, &after] {
+        let path = scratch.path("metrics.txt");
+        std::fs::write(&path, text).expect("write metrics");
+        let output = Command::new("sh").arg("-c").arg(format!("promtool check metrics < {}", path.display())).output().expect("promtool (tests/run installs it)");
+        assert!(output.status.success(), "promtool: {}{}\n{text}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    }
+    assert!(metric(&after, "estuary_connections_total{protocol=\"rtmp\"}") > metric(&before, "estuary_connections_total{protocol=\"rtmp\"}"));
+    assert!(metric(&after, "estuary_connections_total{protocol=\"http-flv\"}") >= 1.0);
+    assert!(metric(&after, "estuary_received_bytes_total") > metric(&before, "estuary_received_bytes_total") + 10_000.0);
+    assert!(metric(&after, "estuary_sent_bytes_total") > metric(&before, "estuary_sent_bytes_total") + 10_000.0);
+    assert_eq!(metric(&after, "estuary_streams"), 1.0);
+    assert!(metric(&after, "estuary_stream_received_bytes_total{app=\"live\",stream=\"measured\"}") > 0.0);
+}
+
+#[test]
+fn bad_api_input_gets_srs_style_errors_and_auth_is_enforced() {
+    let scratch = Scratch::new("badapi");
+    let node = Node::start(&scratch, &[("ESTUARY_API__TOKEN", "let-me-in"), ("ESTUARY_AUTH__TOKEN_SECRET", "s")]);
+    let bearer = [("Authorization", "Bearer let-me-in")];
+    let ask = |method: &str, path: &str, body: &[u8]| http::send(node.ports.api, method, path, &bearer, body).expect("API answer");
+    assert_eq!(http::get(node.ports.api, "/api/v1/streams").expect("answer").status, 401);
+    let basic_wrong = http::send(node.ports.api, "GET", "/api/v1/streams", &[("Authorization", "Basic dXNlcjpwYXNz")], b"").expect("answer");
+    assert_eq!(basic_wrong.status, 401);
+    assert_eq!(ask("GET", "/api/v1/streams", b"").status, 200);
+    for (method, path, body, status) in [
+        ("GET", "/api/v1/clients/999999", &b""[..], 404),
+        ("GET", "/api/v1/clients/abc", b"", 400),
+        ("DELETE", "/api/v1/clients/999999", b"", 404),
+        ("GET", "/api/v1/streams/0000000000000000", b"", 404),
+        ("GET", "/api/v1/streams?count=100000000", b"", 400),
+        ("GET", "/api/v1/clients?count=-1", b"", 400),
+        ("GET", "/api/v1/clients?start=abc", b"", 400),
+        ("POST", "/api/v1/tokens", b"{not json", 400),
+        ("POST", "/api/v1/tokens", br#"{"action":"fly","app":"a","stream":"b"}"#, 400),
+        ("GET", "/api/v1/nothing", b"", 404),
+    ] {
+        let response = ask(method, path, body);
+        assert_eq!(response.status, status, "{method} {path}: {}", String::from_utf8_lossy(&response.body));
+        let json: Value = serde_json::from_slice(&response.body).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {:?}", String::from_utf8_lossy(&response.body)));
+        assert_eq!(json["code"], status, "{method} {path}: {json}");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {json}");
+    }
+    // Still serving.
+    assert_eq!(ask("GET", "/api/v1/versions", b"").status, 200);
+}
