@@ -6,6 +6,7 @@
 
 pub mod ffmpeg;
 pub mod hook_server;
+pub mod load;
 pub mod http;
 pub mod rtmp_raw;
 

@@ -1,0 +1,360 @@
+//! `estuary-load`: N players over RTMP or HTTP-FLV (and optionally a synthetic publisher) against
+//! a server on this machine, reporting players held, delivered Mbit/s, startup time, delay
+//! through the server, and the server's CPU and memory. See the README's "Benchmarks".
+//!
+//! Bounded by design: players and duration are capped, and only loopback targets are accepted.
+
+use bytes::Bytes;
+use clap::Parser;
+use estuary_protocols::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
+use estuary_tests::load::{median_p99, parse_target, process_cpu_seconds, process_rss_kb, read_stamp, stamp_nal, Dechunker, Target};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MAX_PLAYERS: usize = 20_000;
+const MAX_HOLD_S: u64 = 600;
+
+#[derive(Parser, Debug)]
+#[command(name = "estuary-load", about = "Load and latency tool for RTMP / HTTP-FLV servers on this machine")]
+struct Args {
+    /// Player URL: rtmp://127.0.0.1:1935/live/bench or http://127.0.0.1:8080/live/bench.flv
+    #[arg(long)]
+    url: String,
+    /// Concurrent players.
+    #[arg(long, default_value_t = 100)]
+    players: usize,
+    /// Time over which players connect.
+    #[arg(long, default_value_t = 5000)]
+    ramp_ms: u64,
+    /// Seconds to hold all players after the ramp (measurements cover this window).
+    #[arg(long, default_value_t = 20)]
+    hold_s: u64,
+    /// Publish this FLV clip (H.264/AAC, looped, timestamps rewritten, latency-stamped) first.
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// Where to publish the clip (default: the player URL, when it is RTMP).
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// Server process to measure (CPU user+sys and RSS over the hold).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Players read every this many milliseconds, like a buffering player (0: on every wakeup).
+    #[arg(long, default_value_t = 50)]
+    read_batch_ms: u64,
+    /// A label printed with the results.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+#[derive(Default)]
+struct PlayerStats {
+    connect_us: AtomicU64,
+    first_key_us: AtomicU64,
+    last_frame_us: AtomicU64,
+    bytes: AtomicU64,
+    delays_us: Mutex<Vec<u64>>,
+}
+
+impl PlayerStats {
+    /// True once the player got its first keyframe: from then on it reads in batches.
+    fn playing(&self) -> bool {
+        self.first_key_us.load(Ordering::Relaxed) > 0
+    }
+
+    fn frame(&self, frame: &MediaFrame) {
+        let now = now_us();
+        self.last_frame_us.store(now, Ordering::Relaxed);
+        if frame.track == TrackKind::Video && !frame.config {
+            if frame.keyframe && self.first_key_us.load(Ordering::Relaxed) == 0 {
+                self.first_key_us.store(now, Ordering::Relaxed);
+            }
+            // Frames of the cached GOP a player starts with are old by design; delay is
+            // measured once the player is live (3 s after its first keyframe).
+            let live = now.saturating_sub(self.first_key_us.load(Ordering::Relaxed)) > 3_000_000;
+            if let Some(sent) = read_stamp(&frame.payload).filter(|_| live) {
+                let mut delays = self.delays_us.lock().unwrap_or_else(|e| e.into_inner());
+                if delays.len() < 1000 {
+                    delays.push(now.saturating_sub(sent));
+                }
+            }
+        }
+    }
+}
+
+async fn rtmp_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) -> Result<(), String> {
+    let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    socket.set_nodelay(true).ok();
+    stats.connect_us.store(now_us(), Ordering::Relaxed);
+    let tc_url = format!("rtmp://{}:{}/{}", target.host, target.port, target.app);
+    let mut session = ClientSession::new(ClientConfig::new(&target.app, &tc_url, &target.stream, ClientMode::Play));
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        while let Some(output) = session.poll_output() {
+            match output {
+                ClientOutput::Transmit(bytes) => socket.write_all(&bytes).await.map_err(|e| e.to_string())?,
+                ClientOutput::Event(ClientEvent::Frame(frame)) => stats.frame(&frame),
+                ClientOutput::Event(ClientEvent::Rejected { description, .. }) => return Err(description),
+                ClientOutput::Event(_) => {}
+            }
+        }
+        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("server closed".into());
+        }
+        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        session.handle_input(&buf[..n]).map_err(|e| e.to_string())?;
+        if !batch.is_zero() && stats.playing() {
+            tokio::time::sleep(batch).await;
+        }
+    }
+}
+
+async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) -> Result<(), String> {
+    let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    stats.connect_us.store(now_us(), Ordering::Relaxed);
+    let request = format!("GET /{}/{}.flv HTTP/1.1\r\nHost: {}\r\n\r\n", target.app, target.stream, target.host);
+    socket.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head = Vec::new();
+    let mut chunked: Option<Option<Dechunker>> = None;
+    let mut body = Vec::new();
+    let mut demuxer = FlvDemuxer::default();
+    loop {
+        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("server closed".into());
+        }
+        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let mut data = &buf[..n];
+        if chunked.is_none() {
+            head.extend_from_slice(data);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
+                return Err(String::from_utf8_lossy(&head[..end]).into_owned());
+            }
+            let is_chunked = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase().contains("transfer-encoding: chunked");
+            chunked = Some(is_chunked.then(Dechunker::default));
+            body = head.split_off(end + 4);
+            data = &[];
+        }
+        match chunked.as_mut().and_then(|c| c.as_mut()) {
+            Some(dechunker) => {
+                let pending = std::mem::take(&mut body);
+                dechunker.push(&pending, &mut body)?;
+                let mut decoded = Vec::new();
+                dechunker.push(data, &mut decoded)?;
+                body.extend_from_slice(&decoded);
+            }
+            None => body.extend_from_slice(data),
+        }
+        demuxer.push(&body);
+        body.clear();
+        while let Some(tag) = demuxer.next_tag().map_err(|e| e.to_string())? {
+            let frame = match tag.tag_type {
+                TAG_VIDEO => flv::video_body_to_frame(tag.timestamp as i64, &tag.body).ok().flatten(),
+                TAG_AUDIO => flv::audio_body_to_frame(tag.timestamp as i64, &tag.body).ok().flatten(),
+                _ => None,
+            };
+            if let Some(frame) = frame {
+                stats.frame(&frame);
+            }
+        }
+        if !batch.is_zero() && stats.playing() {
+            tokio::time::sleep(batch).await;
+        }
+    }
+}
+
+fn load_clip(path: &PathBuf) -> Result<(Vec<MediaFrame>, i64), String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut demuxer = FlvDemuxer::default();
+    demuxer.push(&data);
+    let mut frames = Vec::new();
+    while let Some(tag) = demuxer.next_tag().map_err(|e| e.to_string())? {
+        let body = Bytes::from(tag.body.to_vec());
+        let frame = match tag.tag_type {
+            TAG_VIDEO => flv::video_body_to_frame(tag.timestamp as i64, &body).ok().flatten(),
+            TAG_AUDIO => flv::audio_body_to_frame(tag.timestamp as i64, &body).ok().flatten(),
+            _ => None,
+        };
+        frames.extend(frame);
+    }
+    let duration = frames.iter().map(|f| f.dts).max().unwrap_or(0) + 40;
+    if frames.iter().all(|f| !f.is_video_keyframe()) {
+        return Err("clip has no H.264 keyframe".into());
+    }
+    Ok((frames, duration))
+}
+
+async fn publisher(target: Target, clip: Vec<MediaFrame>, clip_ms: i64, ready: tokio::sync::oneshot::Sender<()>) -> Result<(), String> {
+    let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    socket.set_nodelay(true).ok();
+    let tc_url = format!("rtmp://{}:{}/{}", target.host, target.port, target.app);
+    let mut session = ClientSession::new(ClientConfig::new(&target.app, &tc_url, &target.stream, ClientMode::Publish));
+    let mut buf = vec![0u8; 64 * 1024];
+    'handshake: loop {
+        while let Some(output) = session.poll_output() {
+            match output {
+                ClientOutput::Transmit(bytes) => socket.write_all(&bytes).await.map_err(|e| e.to_string())?,
+                ClientOutput::Event(ClientEvent::Publishing) => break 'handshake,
+                ClientOutput::Event(ClientEvent::Rejected { description, .. }) => return Err(description),
+                ClientOutput::Event(_) => {}
+            }
+        }
+        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("server closed during publish".into());
+        }
+        session.handle_input(&buf[..n]).map_err(|e| e.to_string())?;
+    }
+    let _ = ready.send(());
+    let (mut read_half, mut write_half) = socket.into_split();
+    // Drain what the server sends (acks, pings) so it never blocks.
+    tokio::spawn(async move {
+        let mut sink = vec![0u8; 16 * 1024];
+        while matches!(read_half.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let start = Instant::now();
+    let configs: Vec<&MediaFrame> = clip.iter().filter(|f| f.config).collect();
+    for config in &configs {
+        session.send_frame(config);
+    }
+    for round in 0i64.. {
+        for frame in clip.iter().filter(|f| !f.config) {
+            let dts = frame.dts + round * clip_ms;
+            let due = start + Duration::from_millis(dts.max(0) as u64);
+            tokio::time::sleep_until(due.into()).await;
+            let mut out = frame.shifted(round * clip_ms);
+            if out.track == TrackKind::Video {
+                let stamp = stamp_nal(now_us());
+                let mut payload = (stamp.len() as u32).to_be_bytes().to_vec();
+                payload.extend_from_slice(&stamp);
+                payload.extend_from_slice(&frame.payload);
+                out.payload = Bytes::from(payload);
+            }
+            session.send_frame(&out);
+            while let Some(output) = session.poll_output() {
+                if let ClientOutput::Transmit(bytes) = output {
+                    write_half.write_all(&bytes).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("estuary-load: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let target = parse_target(&args.url)?;
+    if args.players == 0 || args.players > MAX_PLAYERS {
+        return Err(format!("--players must be 1..={MAX_PLAYERS}"));
+    }
+    if args.hold_s == 0 || args.hold_s > MAX_HOLD_S {
+        return Err(format!("--hold-s must be 1..={MAX_HOLD_S}"));
+    }
+    if let Some(clip) = &args.clip {
+        let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
+        let publish_target = parse_target(&publish_url)?;
+        if publish_target.protocol != "rtmp" {
+            return Err("--publish-url must be an rtmp:// URL".into());
+        }
+        let (frames, clip_ms) = load_clip(clip)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Err(e) = publisher(publish_target, frames, clip_ms, ready_tx).await {
+                eprintln!("estuary-load: publisher: {e}");
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx).await.map_err(|_| "publisher did not start within 10 s")?.map_err(|_| "publisher failed")?;
+        // Let a GOP pass so late joiners find a cached keyframe.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let batch = Duration::from_millis(args.read_batch_ms);
+    let mut players = Vec::with_capacity(args.players);
+    let errors = Arc::new(AtomicU64::new(0));
+    let step = Duration::from_micros(args.ramp_ms * 1000 / args.players as u64);
+    for _ in 0..args.players {
+        let stats = Arc::new(PlayerStats::default());
+        players.push(stats.clone());
+        let target = target.clone();
+        let errors = errors.clone();
+        tokio::spawn(async move {
+            let result = if target.protocol == "rtmp" { rtmp_player(target, stats, batch).await } else { flv_player(target, stats, batch).await };
+            if result.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        tokio::time::sleep(step).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let bytes_at = |players: &[Arc<PlayerStats>]| players.iter().map(|p| p.bytes.load(Ordering::Relaxed)).sum::<u64>();
+    let hold_start = Instant::now();
+    let bytes_start = bytes_at(&players);
+    let cpu_start = args.server_pid.and_then(process_cpu_seconds);
+    let mut rss_max = 0u64;
+    while hold_start.elapsed() < Duration::from_secs(args.hold_s) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(pid) = args.server_pid {
+            rss_max = rss_max.max(process_rss_kb(pid).unwrap_or(0));
+        }
+    }
+    let held = hold_start.elapsed().as_secs_f64();
+    let bytes_end = bytes_at(&players);
+    let cpu_end = args.server_pid.and_then(process_cpu_seconds);
+    let now = now_us();
+    let connected = players.iter().filter(|p| p.connect_us.load(Ordering::Relaxed) > 0).count();
+    let receiving = players.iter().filter(|p| now.saturating_sub(p.last_frame_us.load(Ordering::Relaxed)) < 2_000_000).count();
+    let mut startup: Vec<f64> = players
+        .iter()
+        .filter_map(|p| {
+            let (c, k) = (p.connect_us.load(Ordering::Relaxed), p.first_key_us.load(Ordering::Relaxed));
+            (c > 0 && k >= c).then(|| (k - c) as f64 / 1000.0)
+        })
+        .collect();
+    let mut delays: Vec<f64> = players.iter().flat_map(|p| p.delays_us.lock().unwrap_or_else(|e| e.into_inner()).clone()).map(|d| d as f64 / 1000.0).collect();
+    let cpu_percent = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) => Some((b - a) / held * 100.0),
+        _ => None,
+    };
+    let startup = median_p99(&mut startup);
+    let delay = median_p99(&mut delays);
+    let mbps = (bytes_end - bytes_start) as f64 * 8.0 / held / 1e6;
+    let result = serde_json::json!({
+        "label": args.label,
+        "protocol": target.protocol,
+        "players": args.players,
+        "connected": connected,
+        "receiving_at_end": receiving,
+        "player_errors": errors.load(Ordering::Relaxed),
+        "read_batch_ms": args.read_batch_ms,
+        "delivered_mbps": (mbps * 10.0).round() / 10.0,
+        "startup_ms_median": startup.map(|s| (s.0 * 10.0).round() / 10.0),
+        "startup_ms_p99": startup.map(|s| (s.1 * 10.0).round() / 10.0),
+        "delay_ms_median": delay.map(|d| (d.0 * 10.0).round() / 10.0),
+        "delay_ms_p99": delay.map(|d| (d.1 * 10.0).round() / 10.0),
+        "server_cpu_percent": cpu_percent.map(|c| (c * 10.0).round() / 10.0),
+        "server_rss_kb_max": if rss_max > 0 { Some(rss_max) } else { None },
+        "hold_s": held,
+    });
+    println!("{result}");
+    Ok(())
+}
