@@ -101,6 +101,7 @@ struct Player<E: Encoder> {
     header: Option<Bytes>,
     rx: mpsc::Receiver<Arc<MediaFrame>>,
     encoder: E,
+    started: bool,
 }
 
 impl<E: Encoder> Drop for Player<E> {
@@ -130,6 +131,7 @@ pub async fn play<E: Encoder>(
     params: Vec<(String, String)>,
     protocol: &'static str,
     mut encoder: E,
+    merge: std::time::Duration,
 ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
     let not_found = || PlayRefused::NotFound(key.to_string());
     let guard = clients::register(protocol, peer.to_string());
@@ -148,8 +150,8 @@ pub async fn play<E: Encoder>(
     guard.record().set_role(Role::Play, key.to_string());
     tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
     let header = encoder.start(&subscription);
-    let player = Player { guard, key, params, header, rx: subscription.rx, encoder };
-    Ok(futures_util::stream::unfold(player, |mut player| async move {
+    let player = Player { guard, key, params, header, rx: subscription.rx, encoder, started: false };
+    Ok(futures_util::stream::unfold(player, move |mut player| async move {
         if let Some(header) = player.header.take() {
             player.guard.record().add_out(header.len());
             return Some((Ok(header), player));
@@ -165,7 +167,13 @@ pub async fn play<E: Encoder>(
                 }
             };
             player.encoder.encode(&first, &mut buf);
-            while buf.len() < BATCH_BYTES {
+            // The first chunk (headers and the cached GOP) goes out at once; merging starts after.
+            if !merge.is_zero() && player.started {
+                tokio::time::sleep(merge).await;
+            }
+            player.started = true;
+            let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 16 };
+            while buf.len() < limit {
                 match player.rx.try_recv() {
                     Ok(frame) => player.encoder.encode(&frame, &mut buf),
                     Err(_) => break,

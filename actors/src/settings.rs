@@ -53,6 +53,8 @@ pub struct RtmpSettings {
     pub publish_timeout: Duration,
     /// A write to a player that does not complete within this time ends that player.
     pub send_timeout: Duration,
+    /// Players' media writes are merged over this interval (0: write every frame at once).
+    pub write_merge: Duration,
 }
 
 impl Default for RtmpSettings {
@@ -64,6 +66,7 @@ impl Default for RtmpSettings {
             handshake_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(10),
+            write_merge: Duration::ZERO,
         }
     }
 }

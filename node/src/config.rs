@@ -201,6 +201,7 @@ pub struct StreamSection {
     pub gop_cache_max_frames: usize,
     pub player_queue_frames: usize,
     pub slow_player_timeout_ms: u64,
+    pub write_merge_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +249,7 @@ impl Default for StreamSection {
             gop_cache_max_frames: 1000,
             player_queue_frames: 1024,
             slow_player_timeout_ms: 10_000,
+            write_merge_ms: 50,
         }
     }
 }
@@ -321,6 +323,7 @@ impl Config {
         range("stream.gop_cache_max_frames", self.stream.gop_cache_max_frames, 1, 100_000)?;
         range("stream.player_queue_frames", self.stream.player_queue_frames, 16, 100_000)?;
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
+        range("stream.write_merge_ms", self.stream.write_merge_ms, 0, 1000)?;
         range("hls.fragment_ms", self.hls.fragment_ms, 200, 60_000)?;
         range("hls.window", self.hls.window, 1, 1000)?;
         range("dash.fragment_ms", self.dash.fragment_ms, 200, 60_000)?;
@@ -386,6 +389,7 @@ impl Config {
             handshake_timeout: Duration::from_millis(self.rtmp.handshake_timeout_ms),
             publish_timeout: Duration::from_millis(self.rtmp.publish_timeout_ms),
             send_timeout: Duration::from_millis(self.rtmp.send_timeout_ms),
+            write_merge: Duration::from_millis(self.stream.write_merge_ms),
         }
     }
 

@@ -103,7 +103,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     let hls_file = state.hls_dir.join(&app).join(&file);
     let dash_file = state.dash_dir.join(&app).join(&file);
     match extension {
-        "flv" => match http_stream::play(&state.registry, key, peer, params, "http-flv", FlvEncoder).await {
+        "flv" => match http_stream::play(&state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
             Ok(body) => live(body, "video/x-flv"),
             Err(refused) => refusal(refused),
         },
@@ -111,7 +111,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;
             }
-            match http_stream::play(&state.registry, key, peer, params, "http-ts", TsEncoder::default()).await {
+            match http_stream::play(&state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
                 Ok(body) => live(body, "video/mp2t"),
                 Err(refused) => refusal(refused),
             }

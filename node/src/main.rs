@@ -74,6 +74,7 @@ pub struct AppState {
     pub dash_dir: PathBuf,
     pub api_auth: ApiAuth,
     pub max_stream_series: usize,
+    pub write_merge: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -148,6 +149,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
+            write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
         };
 
         let http_state = state.clone();

@@ -438,7 +438,7 @@ impl Actor for RtmpSession {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         self.writer = Some(tx);
-        let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout));
+        let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout, self.settings.write_merge));
         ctx.spawn(handle.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(WriterEnd::Closed) => {}
@@ -458,7 +458,7 @@ impl Actor for RtmpSession {
             tracing::info!(client = act.id(), peer = %act.peer, stream = ?act.stream_key.as_ref().map(|k| k.to_string()), "RTMP client kicked through the API");
             ctx.stop();
         }));
-        ctx.add_stream(FramedRead::with_capacity(read, BytesCodec::new(), 64 * 1024));
+        ctx.add_stream(FramedRead::with_capacity(read, BytesCodec::new(), 8 * 1024));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.check_timeouts(ctx));
     }
 

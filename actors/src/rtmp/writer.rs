@@ -50,10 +50,14 @@ async fn next_frame(media: &mut Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWr
     }
 }
 
-/// Runs until the connection ends.
-pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration) -> WriterEnd {
+/// Runs until the connection ends. With a non-zero `merge`, media is written at most once per
+/// `merge` interval: frames that arrive in between wait and go out in the same write.
+pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration, merge: Duration) -> WriterEnd {
     let mut media: Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)> = None;
-    let mut buf = BytesMut::with_capacity(BATCH_BYTES);
+    let mut buf = BytesMut::with_capacity(4096);
+    // The first media write (sequence headers and the cached GOP) goes out at once: merging
+    // only starts after it, so startup time is not delayed.
+    let mut last_media_write = tokio::time::Instant::now().checked_sub(merge).unwrap_or_else(tokio::time::Instant::now);
     loop {
         let end = tokio::select! {
             biased;
@@ -75,7 +79,12 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             frame = next_frame(&mut media) => match (frame, media.as_mut()) {
                 (Some(frame), Some((rx, writer))) => {
                     writer.write_frame(&mut buf, &frame);
-                    while buf.len() < BATCH_BYTES {
+                    if !merge.is_zero() {
+                        tokio::time::sleep_until(last_media_write + merge).await;
+                        last_media_write = tokio::time::Instant::now();
+                    }
+                    let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 16 };
+                    while buf.len() < limit {
                         match rx.try_recv() {
                             Ok(frame) => writer.write_frame(&mut buf, &frame),
                             Err(_) => break,
@@ -97,6 +106,10 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
                 Ok(Ok(())) => {
                     record.add_out(buf.len());
                     buf.clear();
+                    // A burst (the GOP at startup) must not pin its memory for the player's life.
+                    if buf.capacity() > 4 * BATCH_BYTES {
+                        buf = BytesMut::with_capacity(4096);
+                    }
                 }
                 Ok(Err(e)) => return WriterEnd::Io(e.to_string()),
                 Err(_) => return WriterEnd::Timeout(send_timeout),
