@@ -102,6 +102,7 @@ struct Player<E: Encoder> {
     rx: mpsc::Receiver<Arc<MediaFrame>>,
     encoder: E,
     started: bool,
+    backlogged: bool,
 }
 
 impl<E: Encoder> Drop for Player<E> {
@@ -150,7 +151,7 @@ pub async fn play<E: Encoder>(
     guard.record().set_role(Role::Play, key.to_string());
     tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
     let header = encoder.start(&subscription);
-    let player = Player { guard, key, params, header, rx: subscription.rx, encoder, started: false };
+    let player = Player { guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false };
     Ok(futures_util::stream::unfold(player, move |mut player| async move {
         if let Some(header) = player.header.take() {
             player.guard.record().add_out(header.len());
@@ -167,18 +168,20 @@ pub async fn play<E: Encoder>(
                 }
             };
             player.encoder.encode(&first, &mut buf);
-            // The first chunk (headers and the cached GOP) goes out at once; merging starts after.
-            if !merge.is_zero() && player.started {
+            // The first chunk (headers and the cached GOP) goes out at once, and so does
+            // everything while the player has a backlog; merging applies when it is caught up.
+            if !merge.is_zero() && player.started && !player.backlogged {
                 tokio::time::sleep(merge).await;
             }
             player.started = true;
-            let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 16 };
+            let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 4 };
             while buf.len() < limit {
                 match player.rx.try_recv() {
                     Ok(frame) => player.encoder.encode(&frame, &mut buf),
                     Err(_) => break,
                 }
             }
+            player.backlogged = buf.len() >= limit;
         }
         player.guard.record().add_out(buf.len());
         Some((Ok(buf.freeze()), player))

@@ -58,6 +58,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
     // The first media write (sequence headers and the cached GOP) goes out at once: merging
     // only starts after it, so startup time is not delayed.
     let mut last_media_write = tokio::time::Instant::now().checked_sub(merge).unwrap_or_else(tokio::time::Instant::now);
+    let mut backlogged = false;
     loop {
         let end = tokio::select! {
             biased;
@@ -79,17 +80,19 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             frame = next_frame(&mut media) => match (frame, media.as_mut()) {
                 (Some(frame), Some((rx, writer))) => {
                     writer.write_frame(&mut buf, &frame);
-                    if !merge.is_zero() {
+                    // Merge only when caught up: a player with a backlog is written to at once.
+                    if !merge.is_zero() && !backlogged {
                         tokio::time::sleep_until(last_media_write + merge).await;
                         last_media_write = tokio::time::Instant::now();
                     }
-                    let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 16 };
+                    let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 4 };
                     while buf.len() < limit {
                         match rx.try_recv() {
                             Ok(frame) => writer.write_frame(&mut buf, &frame),
                             Err(_) => break,
                         }
                     }
+                    backlogged = buf.len() >= limit;
                     None
                 }
                 (_, media_now) => {
@@ -107,7 +110,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
                     record.add_out(buf.len());
                     buf.clear();
                     // A burst (the GOP at startup) must not pin its memory for the player's life.
-                    if buf.capacity() > 4 * BATCH_BYTES {
+                    if buf.capacity() > BATCH_BYTES {
                         buf = BytesMut::with_capacity(4096);
                     }
                 }
