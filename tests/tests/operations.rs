@@ -183,7 +183,15 @@ fn signed_urls_play_until_expiry_and_tampering_is_refused() {
     // takes long enough that the token could expire between the two checks.)
     let short = mint(4);
     assert_eq!(http::status_only(node.ports.http, &format!("/live/signed.flv?token={short}")).unwrap_or(0), 200, "a fresh short-lived token was refused");
-    assert!(wait_until(Duration::from_secs(15), || !plays(&format!("token={short}"))), "an expired token was still accepted");
+    // Wait for expiry over HTTP-FLV, then check that RTMP refuses it too (one probe each, so
+    // the two checks cannot straddle the expiry moment and disagree).
+    assert!(
+        wait_until(Duration::from_secs(15), || http::status_only(node.ports.http, &format!("/live/signed.flv?token={short}")).unwrap_or(0) == 403),
+        "an expired token was still accepted over HTTP-FLV"
+    );
+    let mut command = Command::new("ffprobe");
+    command.args(["-v", "error", "-rw_timeout", "10000000", &format!("{}?token={short}", node.rtmp_url("live/signed"))]);
+    assert!(!run(command, Duration::from_secs(30)).success(), "an expired token was still accepted over RTMP");
     assert!(node.log().contains("token expired"), "expiry not logged");
 }
 
