@@ -45,9 +45,61 @@ pub fn config_parameter_sets(record: &[u8]) -> Option<(u8, Vec<Bytes>)> {
     Some((length_size, nals))
 }
 
+/// Builds an `HEVCDecoderConfigurationRecord` from one VPS, SPS and PPS (NAL units with
+/// their 2-byte headers, no start codes). The profile, tier, compatibility flags, constraint
+/// flags and level are copied from the SPS's `profile_tier_level` (H.265 §7.3.3); chroma
+/// format 4:2:0 and 8-bit depth are declared, as decoders take the real values from the SPS.
+/// `None` when the SPS is too short to hold its profile_tier_level.
+pub fn config_from_parameter_sets(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Bytes> {
+    let rbsp = crate::bits::remove_emulation_prevention(sps);
+    // NAL header (2 bytes), then vps_id(4) max_sub_layers_minus1(3) temporal_id_nesting(1),
+    // then the 12 bytes of the general profile_tier_level.
+    let first = *rbsp.get(2)?;
+    let ptl = rbsp.get(3..15)?;
+    let max_sub_layers = ((first >> 1) & 0x07) + 1;
+    let nesting = first & 1;
+    let mut out = Vec::with_capacity(23 + vps.len() + sps.len() + pps.len() + 15);
+    out.push(1);
+    out.extend_from_slice(ptl);
+    out.extend_from_slice(&[0xf0, 0x00, 0xfc, 0xfd, 0xf8, 0xf8, 0x00, 0x00]);
+    out.push((max_sub_layers.min(7) << 3) | (nesting << 2) | 0x03);
+    out.push(3);
+    for (kind, nal) in [(NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)] {
+        out.push(0x80 | kind);
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&(nal.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// VPS, SPS and PPS that Debian's ffmpeg (libx265) writes for 640x360 at 25 fps, Main
+    /// profile, level 2.1: `ffmpeg -f lavfi -i testsrc2=size=640x360:rate=25 -c:v libx265 -f hevc`.
+    pub(crate) const VPS: [u8; 24] = [
+        0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3f,
+        0x95, 0x98, 0x09,
+    ];
+    pub(crate) const SPS: [u8; 42] = [
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3f, 0xa0, 0x05, 0x02,
+        0x01, 0x69, 0x65, 0x95, 0x9a, 0x49, 0x32, 0xbc, 0x05, 0xa0, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x03, 0x03, 0x21,
+    ];
+    pub(crate) const PPS: [u8; 7] = [0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
+
+    #[test]
+    fn record_from_parameter_sets_round_trips() {
+        let record = config_from_parameter_sets(&VPS, &SPS, &PPS).unwrap();
+        assert_eq!(record[0], 1);
+        assert_eq!(record[1], 0x01, "profile space 0, main tier, Main profile");
+        assert_eq!(record[12], 0x3f, "level 2.1");
+        let (length_size, nals) = config_parameter_sets(&record).unwrap();
+        assert_eq!(length_size, 4);
+        assert_eq!(nals, vec![Bytes::from_static(&VPS), Bytes::from_static(&SPS), Bytes::from_static(&PPS)]);
+        assert!(config_from_parameter_sets(&VPS, &SPS[..8], &PPS).is_none());
+    }
 
     #[test]
     fn parameter_sets_from_a_record() {

@@ -538,6 +538,8 @@ pub struct TsFrameReader {
     normalizer: TimestampNormalizer,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
+    hevc: [Option<Bytes>; 3],
+    hevc_config: Option<Bytes>,
     aac: Option<AacConfig>,
     /// PES packets of stream types not converted (counted, not an error).
     pub unsupported: u64,
@@ -545,7 +547,7 @@ pub struct TsFrameReader {
 
 impl Default for TsFrameReader {
     fn default() -> Self {
-        TsFrameReader { normalizer: TimestampNormalizer::new(33, 10 * 90_000), sps: None, pps: None, aac: None, unsupported: 0 }
+        TsFrameReader { normalizer: TimestampNormalizer::new(33, 10 * 90_000), sps: None, pps: None, hevc: [None, None, None], hevc_config: None, aac: None, unsupported: 0 }
     }
 }
 
@@ -592,6 +594,38 @@ impl TsFrameReader {
                 }
                 if !media.is_empty() {
                     out.push(frame(TrackKind::Video, Codec::H264, dts, dts + cts, keyframe, false, avc::to_length_prefixed(media)));
+                }
+            }
+            STREAM_TYPE_H265 => {
+                let (dts, _) = self.normalizer.normalize(TrackKind::Video, raw_dts);
+                let cts = signed_33(pts.wrapping_sub(raw_dts));
+                let mut media = Vec::new();
+                let mut keyframe = false;
+                for nal in avc::annexb_nals(&pes.data) {
+                    if nal.len() < 2 {
+                        continue;
+                    }
+                    match hevc::nal_type(nal[0]) {
+                        kind @ (hevc::NAL_VPS | hevc::NAL_SPS | hevc::NAL_PPS) => {
+                            self.hevc[(kind - hevc::NAL_VPS) as usize] = Some(Bytes::copy_from_slice(nal));
+                        }
+                        hevc::NAL_AUD => {}
+                        kind => {
+                            keyframe |= hevc::is_irap(kind);
+                            media.push(nal);
+                        }
+                    }
+                }
+                if let [Some(vps), Some(sps), Some(pps)] = &self.hevc {
+                    if let Some(config) = hevc::config_from_parameter_sets(vps, sps, pps) {
+                        if self.hevc_config.as_ref() != Some(&config) {
+                            self.hevc_config = Some(config.clone());
+                            out.push(frame(TrackKind::Video, Codec::H265, dts, dts, true, true, config));
+                        }
+                    }
+                }
+                if !media.is_empty() && self.hevc_config.is_some() {
+                    out.push(frame(TrackKind::Video, Codec::H265, dts, dts + cts, keyframe, false, avc::to_length_prefixed(media)));
                 }
             }
             STREAM_TYPE_AAC => {
@@ -741,6 +775,33 @@ mod tests {
         noisy.extend_from_slice(&data[188 * 3..]);
         let frames = demux(&noisy, 1000);
         assert!(frames.iter().filter(|f| !f.config).count() >= 10, "most frames survive garbage");
+    }
+
+    #[test]
+    fn hevc_mux_then_demux() {
+        use crate::hevc::tests::{PPS as HPPS, SPS as HSPS, VPS as HVPS};
+        let record = hevc::config_from_parameter_sets(&HVPS, &HSPS, &HPPS).unwrap();
+        let mut frames = vec![ms_frame(TrackKind::Video, Codec::H265, 0, 0, true, true, record.to_vec())];
+        for i in 0..4i64 {
+            let nal = if i == 0 { vec![0x26, 0x01, 0xaf, 0x11] } else { vec![0x02, 0x01, 0xd0, i as u8 + 1] };
+            frames.push(ms_frame(TrackKind::Video, Codec::H265, i * 40, 40, i == 0, false, avc::to_length_prefixed([&nal[..]]).to_vec()));
+        }
+        let mut muxer = TsMuxer::new(Some(Codec::H265), None);
+        let mut data = BytesMut::new();
+        muxer.write_tables(&mut data);
+        for f in &frames {
+            muxer.write_frame(f, &mut data);
+        }
+        let back = demux(&data, 188);
+        let config = back.iter().find(|f| f.config).expect("HEVC config from the in-band parameter sets");
+        assert_eq!(config.payload, record);
+        let media: Vec<&MediaFrame> = back.iter().filter(|f| !f.config).collect();
+        assert_eq!(media.len(), 4);
+        assert!(media[0].keyframe && !media[1].keyframe);
+        for (got, want) in media.iter().zip(frames.iter().skip(1)) {
+            assert_eq!(got.payload, want.payload);
+            assert_eq!((got.dts_ms(), got.pts_ms()), (want.dts_ms(), want.pts_ms()));
+        }
     }
 
     #[test]
