@@ -157,7 +157,7 @@ pub async fn play<E: Encoder>(
             player.guard.record().add_out(header.len());
             return Some((Ok(header), player));
         }
-        let mut buf = BytesMut::with_capacity(BATCH_BYTES);
+        let mut buf = BytesMut::with_capacity(8 * 1024);
         while buf.is_empty() {
             let record = player.guard.record().clone();
             let first = tokio::select! {
@@ -174,7 +174,9 @@ pub async fn play<E: Encoder>(
                 tokio::time::sleep(merge).await;
             }
             player.started = true;
-            let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 4 };
+            // Chunks stay at 64 KiB even for the startup burst: the HTTP server keeps its write
+            // buffer at the largest chunk it was given, per connection.
+            let limit = BATCH_BYTES;
             while buf.len() < limit {
                 match player.rx.try_recv() {
                     Ok(frame) => player.encoder.encode(&frame, &mut buf),

@@ -85,7 +85,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
                         tokio::time::sleep_until(last_media_write + merge).await;
                         last_media_write = tokio::time::Instant::now();
                     }
-                    let limit = if merge.is_zero() { BATCH_BYTES } else { BATCH_BYTES * 4 };
+                    let limit = BATCH_BYTES;
                     while buf.len() < limit {
                         match rx.try_recv() {
                             Ok(frame) => writer.write_frame(&mut buf, &frame),
