@@ -30,6 +30,7 @@ pub struct ClientRecord {
     /// Bytes sent to it.
     pub bytes_out: AtomicU64,
     role: Mutex<Option<(Role, String)>>,
+    transport: Mutex<Option<serde_json::Value>>,
     kicked: std::sync::atomic::AtomicBool,
     kick: tokio::sync::Notify,
 }
@@ -58,6 +59,16 @@ impl ClientRecord {
     /// The current role and stream.
     pub fn role(&self) -> Option<(Role, String)> {
         self.role.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the transport's own statistics (SRT: RTT, loss, retransmits, rates).
+    pub fn set_transport(&self, stats: serde_json::Value) {
+        *self.transport.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+    }
+
+    /// The transport's statistics, when the protocol has any.
+    pub fn transport(&self) -> Option<serde_json::Value> {
+        self.transport.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Asks the client's session to disconnect (the API's `DELETE /clients/{id}`).
@@ -123,6 +134,7 @@ pub fn register(protocol: &'static str, peer: String) -> ClientGuard {
         bytes_in: AtomicU64::new(0),
         bytes_out: AtomicU64::new(0),
         role: Mutex::new(None),
+        transport: Mutex::new(None),
         kicked: std::sync::atomic::AtomicBool::new(false),
         kick: tokio::sync::Notify::new(),
     });

@@ -15,6 +15,7 @@
 //! drop-a-GOP policy). Control messages use bounded mailboxes via `send`/`try_send`.
 
 pub mod access;
+pub mod attach;
 pub mod auth;
 pub mod clients;
 pub mod hooks;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod rtmp;
 pub mod segmenter;
 pub mod settings;
+pub mod srt;
 pub mod storage;
 pub mod stream;
 pub mod supervision;

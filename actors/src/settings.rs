@@ -99,3 +99,39 @@ impl SegmentSettings {
         self.enabled && (self.apps.is_empty() || self.apps.iter().any(|a| a == app))
     }
 }
+
+/// The SRT listener's settings.
+#[derive(Debug, Clone)]
+pub struct SrtSettings {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Receiver latency (TSBPD delay) Estuary asks for; the larger of both peers' wins.
+    pub latency: Duration,
+    /// Latency Estuary asks the peer to apply to what Estuary sends.
+    pub peer_latency: Duration,
+    /// A connection silent this long is closed.
+    pub peer_idle_timeout: Duration,
+    /// A caller must complete the handshake within this time.
+    pub handshake_timeout: Duration,
+    /// Passphrase callers must use (encryption on); `None`: unencrypted callers only.
+    pub passphrase: Option<String>,
+    /// Largest SRT payload, bytes (1316 = seven TS packets).
+    pub payload_size: usize,
+    /// Handshakes in progress at once; further callers are ignored until some complete.
+    pub max_pending: usize,
+}
+
+impl Default for SrtSettings {
+    fn default() -> Self {
+        SrtSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10080)),
+            latency: Duration::from_millis(120),
+            peer_latency: Duration::from_millis(120),
+            peer_idle_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            passphrase: None,
+            payload_size: 1316,
+            max_pending: 1024,
+        }
+    }
+}

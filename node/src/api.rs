@@ -269,7 +269,7 @@ async fn stream_by_id(_: Authorized, state: web::Data<AppState>, id: web::Path<S
 
 fn client_json(c: &clients::ClientRecord) -> Value {
     let role = c.role();
-    json!({
+    let mut value = json!({
         "id": c.id.to_string(),
         "protocol": c.protocol,
         "ip": c.peer,
@@ -278,7 +278,11 @@ fn client_json(c: &clients::ClientRecord) -> Value {
         "alive": c.connected.elapsed().as_secs_f64(),
         "recv_bytes": c.bytes_in.load(Ordering::Relaxed),
         "send_bytes": c.bytes_out.load(Ordering::Relaxed),
-    })
+    });
+    if let Some(transport) = c.transport() {
+        value[c.protocol] = transport;
+    }
+    value
 }
 
 async fn list_clients(_: Authorized, page: web::Query<Page>) -> HttpResponse {
@@ -350,8 +354,12 @@ async fn fault(_: Authorized, state: web::Data<AppState>, query: web::Query<Faul
     }
     let sent = match query.actor.as_str() {
         "rtmp_listener" => state.rtmp_listener.send(InjectFault).await.is_ok(),
+        "srt_listener" => match &state.srt_listener {
+            Some(listener) => listener.send(InjectFault).await.is_ok(),
+            None => return error(400, "SRT is disabled (srt.enabled = false)"),
+        },
         "storage" => state.storage.addr().send(InjectFault).await.is_ok(),
-        other => return error(400, &format!("unknown actor {other:?}; expected rtmp_listener or storage")),
+        other => return error(400, &format!("unknown actor {other:?}; expected rtmp_listener, srt_listener or storage")),
     };
     if !sent {
         return error(503, "actor unavailable");

@@ -45,6 +45,7 @@ pub enum ConfigError {
 pub struct Config {
     pub node: NodeSection,
     pub rtmp: RtmpSection,
+    pub srt: SrtSection,
     pub http: HttpSection,
     pub api: ApiSection,
     pub stream: StreamSection,
@@ -175,6 +176,34 @@ pub struct RtmpSection {
     pub handshake_timeout_ms: u64,
     pub publish_timeout_ms: u64,
     pub send_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtSection {
+    pub enabled: bool,
+    pub listen: String,
+    pub latency_ms: u64,
+    pub peer_latency_ms: u64,
+    pub peer_idle_timeout_ms: u64,
+    pub handshake_timeout_ms: u64,
+    pub passphrase: String,
+    pub payload_size: usize,
+}
+
+impl Default for SrtSection {
+    fn default() -> Self {
+        SrtSection {
+            enabled: true,
+            listen: "0.0.0.0:10080".into(),
+            latency_ms: 120,
+            peer_latency_ms: 120,
+            peer_idle_timeout_ms: 5000,
+            handshake_timeout_ms: 5000,
+            passphrase: String::new(),
+            payload_size: 1316,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,6 +341,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         address("rtmp.listen", &self.rtmp.listen)?;
         address("http.listen", &self.http.listen)?;
+        address("srt.listen", &self.srt.listen)?;
+        range("srt.latency_ms", self.srt.latency_ms, 0, 60_000)?;
+        range("srt.peer_latency_ms", self.srt.peer_latency_ms, 0, 60_000)?;
+        range("srt.peer_idle_timeout_ms", self.srt.peer_idle_timeout_ms, 1000, 600_000)?;
+        range("srt.handshake_timeout_ms", self.srt.handshake_timeout_ms, 500, 60_000)?;
+        range("srt.payload_size", self.srt.payload_size, 188, 1456)?;
+        if !self.srt.passphrase.is_empty() && !(10..=79).contains(&self.srt.passphrase.len()) {
+            return Err(ConfigError::Invalid { key: "srt.passphrase", problem: format!("must be 10 to 79 characters long (SRT's rule), not {}", self.srt.passphrase.len()) });
+        }
         address("api.listen", &self.api.listen)?;
         range("rtmp.chunk_size", self.rtmp.chunk_size, 128, 65536)?;
         range("rtmp.max_message_size", self.rtmp.max_message_size, 65536, 0xff_ffff)?;
@@ -390,6 +428,25 @@ impl Config {
             publish_timeout: Duration::from_millis(self.rtmp.publish_timeout_ms),
             send_timeout: Duration::from_millis(self.rtmp.send_timeout_ms),
             write_merge: Duration::from_millis(self.stream.write_merge_ms),
+        }
+    }
+
+    /// The SRT listen address (validated).
+    pub fn srt_listen(&self) -> SocketAddr {
+        self.srt.listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 10080).into())
+    }
+
+    /// Settings for the SRT actors.
+    pub fn srt_settings(&self) -> estuary_actors::settings::SrtSettings {
+        estuary_actors::settings::SrtSettings {
+            listen: self.srt_listen(),
+            latency: Duration::from_millis(self.srt.latency_ms),
+            peer_latency: Duration::from_millis(self.srt.peer_latency_ms),
+            peer_idle_timeout: Duration::from_millis(self.srt.peer_idle_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.srt.handshake_timeout_ms),
+            passphrase: Some(self.srt.passphrase.clone()).filter(|p| !p.is_empty()),
+            payload_size: self.srt.payload_size,
+            ..Default::default()
         }
     }
 

@@ -68,6 +68,7 @@ pub struct AppState {
     pub registry: Addr<StreamRegistry>,
     pub storage: StorageHandle,
     pub rtmp_listener: Addr<RtmpListener>,
+    pub srt_listener: Option<Addr<estuary_actors::srt::SrtListener>>,
     pub debug_faults: bool,
     pub started: Instant,
     pub hls_dir: PathBuf,
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn,srt_protocol=warn")));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).init();
 }
 
@@ -134,6 +135,11 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let rtmp_socket = rtmp::bind(config.rtmp_listen()).map_err(|e| format!("cannot listen for RTMP on {}: {e}", config.rtmp.listen))?;
+    let srt_socket = if config.srt.enabled {
+        Some(estuary_actors::srt::bind(config.srt_listen()).map_err(|e| format!("cannot listen for SRT on {}: {e}", config.srt.listen))?)
+    } else {
+        None
+    };
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
     estuary_actors::hooks::install(config.hook_settings());
@@ -146,7 +152,13 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         let rtmp_settings = config.rtmp_settings();
         let listener_registry = registry.clone();
         let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(rtmp_settings, listener_registry, Some(rtmp_socket)));
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir(),
+        let srt_listener = srt_socket.map(|socket| {
+            let settings = config.srt_settings();
+            let registry = registry.clone();
+            let mut socket = Some(socket);
+            Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
+        });
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
@@ -189,6 +201,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             rtmp = %config.rtmp.listen,
+            srt = %if config.srt.enabled { config.srt.listen.as_str() } else { "off" },
             http = %config.http.listen,
             api = %config.api.listen,
             data_dir = %config.node.data_dir.display(),

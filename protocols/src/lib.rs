@@ -12,6 +12,7 @@
 //! | [`amf0`] | AMF0 values, encoder and depth-limited decoder |
 //! | [`flv`] | FLV file/tag mux and demux, legacy and enhanced (FourCC) codec tags |
 //! | [`rtmp`] | RTMP chunk stream, messages and the server/client sessions |
+//! | [`srt_handshake`] | a pre-parse look at SRT handshake datagrams (extension blocks) |
 //! | [`srt_streamid`] | SRT stream ids in SRS's conventions |
 //! | [`ts`] | MPEG-TS muxer, demuxer and PES-to-frame reader |
 //! | [`fmp4`] | fragmented MP4 (CMAF) initialization and media segments |
@@ -29,6 +30,7 @@ pub mod fmp4;
 pub mod hevc;
 pub mod media;
 pub mod rtmp;
+pub mod srt_handshake;
 pub mod srt_streamid;
 pub mod ts;
 

@@ -6,7 +6,7 @@ use crate::clients::{self, ClientGuard, ClientId, Role};
 use crate::messages::*;
 use crate::registry::StreamRegistry;
 use crate::settings::RtmpSettings;
-use crate::stream::{StreamActor, Subscription};
+use crate::stream::StreamActor;
 use actix::prelude::*;
 use bytes::BytesMut;
 use estuary_protocols::rtmp::server::{ServerConfig, ServerEvent, ServerOutput, ServerSession};
@@ -203,7 +203,7 @@ impl RtmpSession {
                 let fut = async move {
                     let request = access::Request { action: Action::Publish, client, ip: Some(ip), vhost: &claim_key.vhost, app: &claim_key.app, stream: &claim_key.stream, params: &params };
                     access::check(&request).await.map_err(Refusal::Denied)?;
-                    claim_publish(registry, claim_key, client).await.map_err(Refusal::Busy)
+                    crate::attach::claim_publish(registry, claim_key, client, "rtmp").await.map_err(Refusal::Busy)
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
                     Ok(stream) => {
@@ -241,7 +241,7 @@ impl RtmpSession {
                 let fut = async move {
                     let request = access::Request { action: Action::Play, client, ip: Some(ip), vhost: &find_key.vhost, app: &find_key.app, stream: &find_key.stream, params: &params };
                     access::check(&request).await.map_err(Refusal::Denied)?;
-                    subscribe(registry, find_key, client).await.map_err(Refusal::Unavailable)
+                    crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
                     Ok(subscription) => {
@@ -380,42 +380,6 @@ impl RtmpSession {
             ctx.stop();
         }
     }
-}
-
-async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId) -> Result<Addr<StreamActor>, PublishRefused> {
-    let mut last = PublishRefused::Unavailable(key.to_string());
-    for _ in 0..5 {
-        let stream = registry
-            .send(ClaimPublish { key: key.clone(), client })
-            .await
-            .map_err(|_| PublishRefused::Unavailable(key.to_string()))??;
-        match stream.send(AttachPublisher { client, protocol: "rtmp" }).await {
-            Ok(Ok(())) => return Ok(stream),
-            Ok(Err(refused)) => return Err(refused),
-            // The actor stopped between the claim and the attach; the registry forgets it
-            // shortly, then the claim starts a new one.
-            Err(_) => {
-                last = PublishRefused::Unavailable(key.to_string());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    Err(last)
-}
-
-async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId) -> Result<Subscription, String> {
-    for _ in 0..5 {
-        let stream = registry
-            .send(FindStream { key: key.clone(), create: true })
-            .await
-            .map_err(|_| "stream registry unavailable".to_string())?
-            .ok_or_else(|| format!("stream {key} not found"))?;
-        match stream.send(AddSubscriber { client, require_live: false }).await {
-            Ok(result) => return result.map_err(|e| e.to_string()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    Err(format!("stream {key} is restarting, try again"))
 }
 
 impl Actor for RtmpSession {

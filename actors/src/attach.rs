@@ -1,0 +1,48 @@
+//! Attaching a protocol session to a stream, the same way for every protocol: claim the
+//! stream for a publisher, or subscribe a player. Both retry briefly when the stream actor
+//! stops between the registry lookup and the attach (the registry forgets it, then the next
+//! attempt starts a new one).
+
+use crate::clients::ClientId;
+use crate::messages::*;
+use crate::registry::StreamRegistry;
+use crate::stream::{StreamActor, Subscription};
+use actix::Addr;
+use estuary_storage::StreamKey;
+use std::time::Duration;
+
+const ATTEMPTS: usize = 5;
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Claims `key` for publisher `client` speaking `protocol` and attaches it to the stream actor.
+pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, protocol: &'static str) -> Result<Addr<StreamActor>, PublishRefused> {
+    for _ in 0..ATTEMPTS {
+        let stream = registry
+            .send(ClaimPublish { key: key.clone(), client })
+            .await
+            .map_err(|_| PublishRefused::Unavailable(key.to_string()))??;
+        match stream.send(AttachPublisher { client, protocol }).await {
+            Ok(Ok(())) => return Ok(stream),
+            Ok(Err(refused)) => return Err(refused),
+            Err(_) => tokio::time::sleep(RETRY_DELAY).await,
+        }
+    }
+    Err(PublishRefused::Unavailable(key.to_string()))
+}
+
+/// Subscribes player `client` to `key`. With `require_live`, a stream nobody publishes (and
+/// that is not in its grace period) is refused; without, the player waits for a publisher.
+pub async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, require_live: bool) -> Result<Subscription, PlayRefused> {
+    for _ in 0..ATTEMPTS {
+        let stream = registry
+            .send(FindStream { key: key.clone(), create: !require_live })
+            .await
+            .map_err(|_| PlayRefused::NotFound(key.to_string()))?
+            .ok_or_else(|| PlayRefused::NotFound(key.to_string()))?;
+        match stream.send(AddSubscriber { client, require_live }).await {
+            Ok(result) => return result,
+            Err(_) => tokio::time::sleep(RETRY_DELAY).await,
+        }
+    }
+    Err(PlayRefused::NotFound(key.to_string()))
+}

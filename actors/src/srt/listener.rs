@@ -1,0 +1,476 @@
+use super::session::{self, Role, SessionInput, SessionSetup};
+use crate::access;
+use crate::auth::Action;
+use crate::clients::{self, ClientGuard};
+use crate::messages::{DetachPublisher, InjectFault, PlayRefused, PublishRefused};
+use crate::registry::StreamRegistry;
+use crate::settings::SrtSettings;
+use crate::supervision;
+use actix::prelude::*;
+use bytes::BytesMut;
+use estuary_protocols::srt_handshake::{self, EXT_CONGESTION, EXT_FILTER, EXT_GROUP};
+use estuary_protocols::srt_streamid::{self, Mode};
+use estuary_storage::StreamKey;
+use srt_protocol::options::{KeySize, Passphrase};
+use srt_protocol::packet::*;
+use srt_protocol::protocol::pending_connection::listen::Listen;
+use srt_protocol::protocol::pending_connection::{AccessControlRequest, AccessControlResponse, ConnectionResult};
+use srt_protocol::settings::{ConnInitSettings, KeySettings};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::codec::BytesCodec;
+use tokio_util::udp::UdpFramed;
+
+const NAME: &str = "srt_listener";
+/// Packets queued toward one session before further ones are dropped (as a network would).
+const SESSION_QUEUE: usize = 4096;
+/// Send buffer of every connection, in packets.
+pub(super) const SEND_BUFFER_PACKETS: usize = 8192;
+
+/// Accepts SRT callers and routes their packets.
+pub struct SrtListener {
+    settings: Arc<SrtSettings>,
+    registry: Addr<StreamRegistry>,
+    first_socket: Option<std::net::UdpSocket>,
+    socket: Option<Arc<UdpSocket>>,
+    init: ConnInitSettings,
+    pending: HashMap<SocketAddr, Pending>,
+    sessions: HashMap<SocketAddr, mpsc::Sender<SessionInput>>,
+    /// Malformed datagrams since the last report (logged once per second, not per packet).
+    malformed: u64,
+    last_malformed: Option<(SocketAddr, String)>,
+}
+
+struct Pending {
+    since: Instant,
+    state: PendingState,
+}
+
+enum PendingState {
+    Handshaking(Box<Listen>),
+    /// Refused; a retransmitted conclusion gets the same answer.
+    Rejected(Option<Packet>),
+}
+
+/// What the access decision produced for an accepted caller.
+struct Admission {
+    guard: ClientGuard,
+    key: StreamKey,
+    params: Vec<(String, String)>,
+    role: Role,
+}
+
+struct Decision {
+    peer: SocketAddr,
+    response: AccessControlResponse,
+    admission: Option<Admission>,
+}
+
+impl SrtListener {
+    /// A listener; `first_socket` is the socket bound at boot.
+    pub fn new(settings: SrtSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::UdpSocket>) -> Self {
+        supervision::register(NAME);
+        let mut init = ConnInitSettings::default();
+        init.recv_latency = settings.latency;
+        init.send_latency = settings.peer_latency;
+        init.peer_idle_timeout = settings.peer_idle_timeout;
+        init.statistics_interval = Duration::from_secs(1);
+        init.key_settings = None;
+        // srt-protocol's default send buffer is 32 packets; libsrt's is 8192. A player's start
+        // (the cached GOP) needs hundreds, and the library mishandles an overflowing send
+        // buffer, so it gets libsrt's size and the session never fills it (see session.rs).
+        init.send_buffer_size = srt_protocol::options::PacketCount(SEND_BUFFER_PACKETS as u64);
+        init.recv_buffer_size = srt_protocol::options::PacketCount(8192);
+        SrtListener {
+            settings: Arc::new(settings),
+            registry,
+            first_socket,
+            socket: None,
+            init,
+            pending: HashMap::new(),
+            sessions: HashMap::new(),
+            malformed: 0,
+            last_malformed: None,
+        }
+    }
+
+    fn listen(&mut self, ctx: &mut Context<Self>) {
+        let socket = match self.socket.clone() {
+            Some(socket) => Ok(socket),
+            None => self
+                .first_socket
+                .take()
+                .map(Ok)
+                .unwrap_or_else(|| super::bind(self.settings.listen))
+                .and_then(UdpSocket::from_std)
+                .map(Arc::new),
+        };
+        match socket {
+            Ok(socket) => {
+                tracing::info!(listen = %self.settings.listen, latency_ms = self.settings.latency.as_millis() as u64, encrypted = self.settings.passphrase.is_some(), "SRT listening");
+                ctx.add_stream(UdpFramed::new(socket.clone(), BytesCodec::new()));
+                self.socket = Some(socket);
+            }
+            Err(e) => {
+                tracing::error!(listen = %self.settings.listen, error = %e, "SRT listener cannot bind; will retry");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn send(&self, packet: &Packet, to: SocketAddr) {
+        let Some(socket) = &self.socket else { return };
+        let mut buf = BytesMut::with_capacity(128);
+        packet.serialize(&mut buf);
+        if let Err(e) = socket.try_send_to(&buf, to) {
+            tracing::debug!(peer = %to, error = %e, "SRT handshake reply not sent");
+        }
+    }
+
+    fn datagram(&mut self, data: BytesMut, from: SocketAddr, ctx: &mut Context<Self>) {
+        let view = srt_handshake::inspect(&data);
+        let is_new_call = view.as_ref().is_some_and(|v| v.shake_type == 1);
+        if let Some(tx) = self.sessions.get(&from) {
+            if !is_new_call {
+                match parse(&data) {
+                    Ok(packet) => match tx.try_send(SessionInput::Packet(packet)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            self.sessions.remove(&from);
+                        }
+                    },
+                    Err(reason) => self.malformed(from, reason),
+                }
+                return;
+            }
+            // The same address starts a new connection: the old one is gone.
+            let _ = tx.try_send(SessionInput::Close("the caller started a new connection from the same address"));
+            self.sessions.remove(&from);
+        }
+
+        // Handshake blocks the SRT library cannot parse: refuse what Estuary does not support,
+        // drop what carries nothing it needs.
+        let mut data = data;
+        if let Some(view) = &view {
+            let refusal = match view.congestion(&data) {
+                Some(kind) if kind != "live" => Some((
+                    RejectReason::Core(CoreRejectReason::Congestion),
+                    format!("congestion control {kind:?} (transtype=file) is not supported; use live mode (the default)"),
+                )),
+                _ if view.has(EXT_FILTER) => Some((RejectReason::Core(CoreRejectReason::Filter), "packet filters (packetfilter=, FEC) are not supported".to_string())),
+                _ if view.has(EXT_GROUP) => Some((RejectReason::Core(CoreRejectReason::Group), "socket groups (bonding) are not supported".to_string())),
+                _ => None,
+            };
+            let stripped = srt_handshake::strip(&data, view, &[EXT_CONGESTION, EXT_FILTER, EXT_GROUP]);
+            if stripped.len() != data.len() {
+                data = BytesMut::from(&stripped[..]);
+            }
+            if let Some((reason, text)) = refusal {
+                match parse(&data) {
+                    Ok(packet) => self.reject_unsupported(packet, from, reason, &text),
+                    Err(reason) => self.malformed(from, reason),
+                }
+                return;
+            }
+        }
+
+        let packet = match parse(&data) {
+            Ok(packet) => packet,
+            Err(reason) => return self.malformed(from, reason),
+        };
+        if !self.pending.contains_key(&from) {
+            if view.is_none() {
+                // Not a handshake from an unknown address: a stray or stale packet.
+                tracing::debug!(peer = %from, "SRT packet from an address with no connection; ignored");
+                return;
+            }
+            if self.pending.len() >= self.settings.max_pending {
+                tracing::warn!(peer = %from, pending = self.pending.len(), "too many SRT handshakes in progress; ignoring this caller for now");
+                return;
+            }
+            let listen = Listen::new(self.init.copy_randomize(), true);
+            self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Handshaking(Box::new(listen)) });
+        }
+        let Some(pending) = self.pending.get_mut(&from) else { return };
+        let listen = match &mut pending.state {
+            PendingState::Handshaking(listen) => listen,
+            PendingState::Rejected(reply) => {
+                if let Some(reply) = reply.clone() {
+                    self.send(&reply, from);
+                }
+                return;
+            }
+        };
+        let now = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| listen.handle_packet(now, Ok((packet, from)))));
+        match result {
+            Ok(result) => self.on_result(from, result, None, ctx),
+            Err(_) => {
+                tracing::error!(peer = %from, "SRT handshake code panicked on this caller's input; dropped the caller (others are unaffected)");
+                self.pending.remove(&from);
+            }
+        }
+    }
+
+    fn reject_unsupported(&mut self, packet: Packet, from: SocketAddr, reason: RejectReason, text: &str) {
+        let Packet::Control(ControlPacket { timestamp, control_type: ControlTypes::Handshake(shake), .. }) = packet else { return };
+        tracing::warn!(peer = %from, code = i32::from(reason), reason = %text, "SRT caller refused");
+        let reply: Packet = ControlPacket {
+            timestamp,
+            dest_sockid: shake.socket_id,
+            control_type: ControlTypes::Handshake(HandshakeControlInfo {
+                shake_type: ShakeType::Rejection(reason),
+                socket_id: self.init.copy_randomize().local_sockid,
+                info: HandshakeVsInfo::V5(HsV5Info::default()),
+                ..shake
+            }),
+        }
+        .into();
+        self.send(&reply, from);
+        self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Rejected(Some(reply)) });
+    }
+
+    fn on_result(&mut self, peer: SocketAddr, result: ConnectionResult, admission: Option<Admission>, ctx: &mut Context<Self>) {
+        match result {
+            ConnectionResult::SendPacket((packet, to)) => self.send(&packet, to),
+            ConnectionResult::RequestAccess(request) => self.decide(peer, request, ctx),
+            ConnectionResult::Reject(reply, reason) => {
+                tracing::warn!(%peer, %reason, "SRT handshake refused");
+                if let Some((packet, to)) = &reply {
+                    self.send(packet, *to);
+                }
+                if let Some(admission) = admission {
+                    release(admission);
+                }
+                if let Some(pending) = self.pending.get_mut(&peer) {
+                    pending.state = PendingState::Rejected(reply.map(|(p, _)| p));
+                }
+            }
+            ConnectionResult::Connected(reply, connection) => {
+                if let Some((packet, to)) = &reply {
+                    self.send(packet, *to);
+                }
+                self.pending.remove(&peer);
+                let (Some(admission), Some(socket)) = (admission, self.socket.clone()) else {
+                    tracing::warn!(%peer, "SRT connection completed without an access decision; dropped");
+                    return;
+                };
+                let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+                self.sessions.insert(peer, tx);
+                let setup = SessionSetup {
+                    connection,
+                    socket,
+                    peer,
+                    inbox: rx,
+                    guard: admission.guard,
+                    key: admission.key,
+                    params: admission.params,
+                    role: admission.role,
+                    payload_size: self.settings.payload_size,
+                    listener: ctx.address(),
+                };
+                crate::workers::get().next().spawn(session::run(setup));
+            }
+            ConnectionResult::NotHandled(error) => tracing::debug!(%peer, %error, "SRT handshake packet not handled"),
+            ConnectionResult::NoAction => {}
+            ConnectionResult::Failure(error) => {
+                tracing::warn!(%peer, %error, "SRT handshake failed");
+                self.pending.remove(&peer);
+            }
+        }
+    }
+
+    /// Decides whether the caller may connect: stream id, encryption, access policy, and the
+    /// stream claim (publish) or subscription (play). Runs asynchronously; the handshake waits
+    /// in the meantime (retransmitted conclusions are ignored until the answer).
+    fn decide(&mut self, peer: SocketAddr, request: AccessControlRequest, ctx: &mut Context<Self>) {
+        let registry = self.registry.clone();
+        let settings = self.settings.clone();
+        let fut = async move {
+            let (response, admission) = match admit(&settings, registry, peer, &request).await {
+                Ok(admission) => {
+                    let keys = settings.passphrase.as_ref().and_then(|p| Passphrase::try_from(p.clone()).ok()).map(|passphrase| KeySettings { key_size: request.key_size, passphrase });
+                    (AccessControlResponse::Accepted(keys), Some(admission))
+                }
+                Err((reason, text)) => {
+                    tracing::warn!(%peer, stream_id = ?request.stream_id.as_ref().map(|s| s.to_string()), code = i32::from(reason), reason = %text, "SRT caller refused");
+                    (AccessControlResponse::Rejected(reason), None)
+                }
+            };
+            Decision { peer, response, admission }
+        };
+        ctx.spawn(fut.into_actor(self).map(|decision, act, ctx| act.decided(decision, ctx)));
+    }
+
+    fn decided(&mut self, decision: Decision, ctx: &mut Context<Self>) {
+        let Decision { peer, response, admission } = decision;
+        let Some(Pending { state: PendingState::Handshaking(listen), .. }) = self.pending.get_mut(&peer) else {
+            // The caller gave up (handshake timeout) while the decision was made.
+            if let Some(admission) = admission {
+                release(admission);
+            }
+            return;
+        };
+        let now = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| listen.handle_access_control_response(now, response))) {
+            Ok(result) => self.on_result(peer, result, admission, ctx),
+            Err(_) => {
+                tracing::error!(%peer, "SRT handshake code panicked completing this caller's handshake; dropped the caller (others are unaffected)");
+                if let Some(admission) = admission {
+                    release(admission);
+                }
+                self.pending.remove(&peer);
+            }
+        }
+    }
+
+    fn malformed(&mut self, from: SocketAddr, reason: String) {
+        self.malformed += 1;
+        if self.malformed == 1 {
+            tracing::warn!(peer = %from, %reason, "malformed SRT datagram dropped");
+        }
+        self.last_malformed = Some((from, reason));
+    }
+
+    fn housekeeping(&mut self) {
+        if self.malformed > 1 {
+            if let Some((peer, reason)) = &self.last_malformed {
+                tracing::warn!(count = self.malformed - 1, last_peer = %peer, last_reason = %reason, "more malformed SRT datagrams dropped");
+            }
+        }
+        self.malformed = 0;
+        let timeout = self.settings.handshake_timeout;
+        self.pending.retain(|peer, pending| {
+            let keep = pending.since.elapsed() < timeout;
+            if !keep {
+                if let PendingState::Handshaking(_) = pending.state {
+                    tracing::info!(%peer, "SRT handshake not completed in time; forgotten");
+                }
+            }
+            keep
+        });
+        self.sessions.retain(|_, tx| !tx.is_closed());
+    }
+}
+
+/// Parses a datagram; the library's parser sits behind `catch_unwind` because it has
+/// panicking paths on peer input.
+fn parse(data: &[u8]) -> Result<Packet, String> {
+    let mut buf = data;
+    match catch_unwind(AssertUnwindSafe(|| Packet::parse(&mut buf, false))) {
+        Ok(Ok(packet)) => Ok(packet),
+        Ok(Err(e)) => Err(format!("{e} ({} bytes)", data.len())),
+        Err(_) => Err(format!("SRT parser panicked on this datagram ({} bytes)", data.len())),
+    }
+}
+
+/// Undoes an admission whose handshake did not complete.
+fn release(admission: Admission) {
+    if let Role::Publish { stream } = admission.role {
+        crate::tell(&stream, DetachPublisher { client: admission.guard.id() });
+    }
+}
+
+async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest) -> Result<Admission, (RejectReason, String)> {
+    let bad_request = |text: String| (RejectReason::Server(ServerRejectReason::BadRequest), text);
+    let raw = request.stream_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let id = srt_streamid::parse(&raw).map_err(|e| bad_request(format!("stream id {raw:?}: {e}")))?;
+    match (&settings.passphrase, request.key_size) {
+        (None, KeySize::Unspecified) | (Some(_), KeySize::AES128 | KeySize::AES192 | KeySize::AES256) => {}
+        (None, _) => return Err((RejectReason::Core(CoreRejectReason::BadSecret), "the caller encrypts (passphrase set) but this server has no srt.passphrase".into())),
+        (Some(_), _) => return Err((RejectReason::Core(CoreRejectReason::Unsecure), "this server requires a passphrase (srt.passphrase); the caller sent none".into())),
+    }
+    let mut key = StreamKey::new(&id.app, &id.stream);
+    if let Some(vhost) = &id.vhost {
+        key.vhost = vhost.clone();
+    }
+    let guard = clients::register("srt", peer.to_string());
+    let action = match id.mode {
+        Mode::Publish => Action::Publish,
+        Mode::Request => Action::Play,
+    };
+    let check = access::Request { action, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &id.params };
+    access::check(&check).await.map_err(|text| (RejectReason::Server(ServerRejectReason::Forbidden), text))?;
+    let role = match id.mode {
+        Mode::Publish => {
+            let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "srt").await.map_err(|refused| match refused {
+                PublishRefused::AlreadyPublishing { .. } => (RejectReason::Server(ServerRejectReason::Conflict), refused.to_string()),
+                PublishRefused::Unavailable(_) => (RejectReason::Server(ServerRejectReason::Unacceptable), refused.to_string()),
+            })?;
+            Role::Publish { stream }
+        }
+        Mode::Request => {
+            let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
+                PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => (RejectReason::Server(ServerRejectReason::Notfound), refused.to_string()),
+                PlayRefused::Denied(text) => (RejectReason::Server(ServerRejectReason::Forbidden), text),
+            })?;
+            Role::Play { subscription: Box::new(subscription) }
+        }
+    };
+    Ok(Admission { guard, key, params: id.params, role })
+}
+
+impl Actor for SrtListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.listen(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.housekeeping());
+    }
+}
+
+impl Supervised for SrtListener {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        supervision::record_restart(NAME);
+        tracing::warn!(sessions = self.sessions.len(), "SRT listener restarting (established sessions keep their routes)");
+        self.pending.clear();
+    }
+}
+
+impl StreamHandler<Result<(BytesMut, SocketAddr), std::io::Error>> for SrtListener {
+    fn handle(&mut self, item: Result<(BytesMut, SocketAddr), std::io::Error>, ctx: &mut Self::Context) {
+        match item {
+            Ok((data, from)) => self.datagram(data, from, ctx),
+            // ICMP errors (a caller's port closed) surface here on Linux; they concern one peer.
+            Err(e) => tracing::debug!(error = %e, "SRT socket receive error"),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        tracing::error!("SRT socket stream ended; restarting the listener");
+        ctx.stop();
+    }
+}
+
+/// A session ended: forget its route.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct SessionEnded {
+    pub peer: SocketAddr,
+}
+
+impl Handler<SessionEnded> for SrtListener {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, _: &mut Self::Context) {
+        if self.sessions.get(&msg.peer).is_some_and(|tx| tx.is_closed()) {
+            self.sessions.remove(&msg.peer);
+        }
+    }
+}
+
+impl Handler<InjectFault> for SrtListener {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!("fault injected into the SRT listener");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,359 @@
+//! One SRT connection: drives `srt-protocol`'s `DuplexConnection` with packets routed from the
+//! listener, the current time and, when playing, the stream's frames muxed into TS.
+//!
+//! The connection is a state machine that answers every input with one action; the loop feeds
+//! it the result of each action (`PacketSent`, `DataReleased`, ...) until it asks to wait, then
+//! waits for the next packet, frame, timer or close request. Every call sits behind
+//! `catch_unwind`: a panic in the library ends this connection only.
+
+use super::listener::{SessionEnded, SrtListener, SEND_BUFFER_PACKETS};
+use crate::clients::{ClientGuard, Role as ClientRole};
+use crate::hooks;
+use crate::http_stream::{Encoder, TsEncoder};
+use crate::messages::{DetachPublisher, PublishFrame};
+use crate::stream::{StreamActor, Subscription};
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::ts::{TsDemuxer, TsFrameReader, PACKET_SIZE};
+use estuary_protocols::MediaFrame;
+use estuary_storage::StreamKey;
+use serde_json::json;
+use srt_protocol::connection::{Action, Connection, DuplexConnection, Input};
+use srt_protocol::packet::{Acknowledgement, ControlPacket, ControlTypes, Packet};
+use srt_protocol::statistics::SocketStatistics;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// How long a closing connection may take to flush before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the listener sends a session.
+pub(super) enum SessionInput {
+    /// A packet from the peer.
+    Packet(Packet),
+    /// Close, for this reason.
+    Close(&'static str),
+}
+
+/// Publisher or player, with what the admission obtained.
+pub(super) enum Role {
+    /// Frames go to this stream actor.
+    Publish {
+        /// The stream actor (the publish claim is held).
+        stream: Addr<StreamActor>,
+    },
+    /// Frames come from this subscription.
+    Play {
+        /// The subscription.
+        subscription: Box<Subscription>,
+    },
+}
+
+/// Everything a session starts with.
+pub(super) struct SessionSetup {
+    pub connection: Connection,
+    pub socket: Arc<UdpSocket>,
+    pub peer: SocketAddr,
+    pub inbox: mpsc::Receiver<SessionInput>,
+    pub guard: ClientGuard,
+    pub key: StreamKey,
+    pub params: Vec<(String, String)>,
+    pub role: Role,
+    pub payload_size: usize,
+    pub listener: Addr<SrtListener>,
+}
+
+/// An action, owned (the library's borrows the connection).
+enum Step {
+    Send(Packet, SocketAddr),
+    Data(Bytes),
+    Stats(serde_json::Value),
+    Wait(Duration),
+    Close,
+}
+
+/// TS in, frames out to the stream actor.
+struct Publisher {
+    stream: Addr<StreamActor>,
+    demuxer: TsDemuxer,
+    reader: TsFrameReader,
+    errors: u64,
+}
+
+impl Publisher {
+    /// Demuxes `data` and hands the frames to the stream actor; waits when its mailbox is full.
+    async fn push(&mut self, client: u64, data: &[u8]) -> Result<(), &'static str> {
+        if let Err(e) = self.demuxer.push(data) {
+            self.errors += 1;
+            if self.errors == 1 || self.errors.is_power_of_two() {
+                tracing::warn!(client, error = %e, count = self.errors, "bad MPEG-TS from SRT publisher; data skipped");
+            }
+        }
+        while let Some(pes) = self.demuxer.next_pes() {
+            for frame in self.reader.frames(&pes) {
+                let message = PublishFrame { client, frame: Arc::new(frame) };
+                match self.stream.try_send(message) {
+                    Ok(()) => {}
+                    Err(SendError::Full(message)) => self.stream.send(message).await.map_err(|_| "the stream actor went away")?,
+                    Err(SendError::Closed(_)) => return Err("the stream actor went away"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Frames in, TS payloads out.
+struct Player {
+    rx: mpsc::Receiver<Arc<MediaFrame>>,
+    encoder: TsEncoder,
+    buffer: BytesMut,
+    chunk: usize,
+    /// Packets the connection holds unsent or unacknowledged (updated before each batch).
+    backlog: usize,
+    /// Skipping frames until the next keyframe because the backlog grew too large.
+    skipping: bool,
+    skipped: u64,
+}
+
+impl Player {
+    /// Whether `frame` goes out. A player whose connection cannot carry the stream (its send
+    /// buffer fills up) loses whole GOPs, as players of other protocols do: frames are
+    /// skipped until the next keyframe once half the buffer is in use.
+    fn admit(&mut self, frame: &MediaFrame, queued: usize) -> bool {
+        let backlog = self.backlog + queued;
+        if !self.skipping && backlog > SEND_BUFFER_PACKETS / 2 {
+            self.skipping = true;
+            tracing::warn!(backlog_packets = backlog, "SRT player cannot keep up; skipping to the next keyframe");
+        }
+        if self.skipping && frame.is_video_keyframe() && backlog < SEND_BUFFER_PACKETS / 4 {
+            self.skipping = false;
+        }
+        if self.skipping && !frame.config {
+            self.skipped += 1;
+            return false;
+        }
+        true
+    }
+
+    fn encode(&mut self, frame: &MediaFrame, out: &mut VecDeque<Input>, now: Instant) {
+        if !self.admit(frame, out.len()) {
+            return;
+        }
+        self.encoder.encode(frame, &mut self.buffer);
+        while self.buffer.len() >= self.chunk {
+            out.push_back(Input::Data(Some((now, self.buffer.split_to(self.chunk).freeze()))));
+        }
+    }
+
+    /// Sends what is buffered (part of a payload) once no frame is waiting.
+    fn flush(&mut self, out: &mut VecDeque<Input>, now: Instant) {
+        if !self.buffer.is_empty() {
+            out.push_back(Input::Data(Some((now, self.buffer.split().freeze()))));
+        }
+    }
+}
+
+async fn next_frame(player: &mut Option<Player>) -> Option<Arc<MediaFrame>> {
+    match player {
+        Some(player) => player.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the ACKs in either direction say about the path (the library's statistics do not
+/// carry its RTT estimate).
+#[derive(Default)]
+struct PathEstimate {
+    rtt: Option<Duration>,
+    link_capacity_pps: Option<u32>,
+}
+
+impl PathEstimate {
+    fn observe(&mut self, packet: &Packet) {
+        if let Packet::Control(ControlPacket { control_type: ControlTypes::Ack(Acknowledgement::Small(_, stats) | Acknowledgement::Full(_, stats, _)), .. }) = packet {
+            self.rtt = Some(stats.rtt.mean_as_duration());
+            if let Some(capacity) = stats.estimated_link_capacity {
+                self.link_capacity_pps = Some(capacity);
+            }
+        }
+    }
+}
+
+fn stats_json(stats: &SocketStatistics, path: &PathEstimate, previous: &mut Option<(Instant, u64, u64)>) -> serde_json::Value {
+    let now = Instant::now();
+    let (recv_kbps, send_kbps) = match previous.replace((now, stats.rx_bytes, stats.tx_bytes)) {
+        Some((at, rx, tx)) if now > at => {
+            let secs = (now - at).as_secs_f64();
+            ((stats.rx_bytes.saturating_sub(rx) as f64 * 8.0 / 1000.0 / secs).round(), (stats.tx_bytes.saturating_sub(tx) as f64 * 8.0 / 1000.0 / secs).round())
+        }
+        _ => (0.0, 0.0),
+    };
+    json!({
+        "rtt_ms": path.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+        "link_capacity_pps": path.link_capacity_pps,
+        "recv_kbps": recv_kbps,
+        "send_kbps": send_kbps,
+        "recv_packets": stats.rx_data,
+        "sent_packets": stats.tx_data,
+        "recv_lost_packets": stats.rx_loss_data,
+        "send_lost_packets": stats.tx_loss_data,
+        "retransmitted_packets": stats.tx_retransmit_data,
+        "recv_retransmitted_packets": stats.rx_retransmit_data,
+        "recv_dropped_packets": stats.rx_dropped_data,
+        "send_dropped_packets": stats.tx_dropped_data,
+        "naks_sent": stats.tx_nak,
+        "naks_received": stats.rx_nak,
+        "send_buffer_ms": stats.tx_buffered_time.as_millis() as u64,
+        "recv_buffer_ms": stats.rx_acknowledged_time.as_millis() as u64,
+    })
+}
+
+/// Runs the connection until it closes.
+pub(super) async fn run(setup: SessionSetup) {
+    let SessionSetup { connection, socket, peer, mut inbox, guard, key, params, role, payload_size, listener } = setup;
+    let client = guard.id();
+    let record = guard.record().clone();
+    let latency_ms = connection.settings.recv_tsbpd_latency.max(connection.settings.send_tsbpd_latency).as_millis() as u64;
+    let mut connection = DuplexConnection::new(connection);
+    let (mut publisher, mut player) = match role {
+        Role::Publish { stream } => {
+            record.set_role(ClientRole::Publish, key.to_string());
+            tracing::info!(client, %peer, stream = %key, latency_ms, "SRT publish started");
+            (Some(Publisher { stream, demuxer: TsDemuxer::default(), reader: TsFrameReader::default(), errors: 0 }), None)
+        }
+        Role::Play { subscription } => {
+            record.set_role(ClientRole::Play, key.to_string());
+            tracing::info!(client, %peer, stream = %key, latency_ms, "SRT play started");
+            let chunk = (payload_size / PACKET_SIZE).max(1) * PACKET_SIZE;
+            (None, Some(Player { rx: subscription.rx, encoder: TsEncoder::default(), buffer: BytesMut::new(), chunk, backlog: 0, skipping: false, skipped: 0 }))
+        }
+    };
+
+    let mut queue: VecDeque<Input> = VecDeque::new();
+    let mut input = Input::Timer;
+    let mut closing: Option<Instant> = None;
+    let mut previous_stats = None;
+    let mut path = PathEstimate::default();
+    let mut send_buf = BytesMut::with_capacity(2048);
+    let reason: String = loop {
+        if closing.is_some_and(|since| since.elapsed() > CLOSE_GRACE) {
+            break "closed without a clean shutdown".into();
+        }
+        let now = Instant::now();
+        let step = catch_unwind(AssertUnwindSafe(|| match connection.handle_input(now, input) {
+            Action::SendPacket((packet, to)) => Step::Send(packet, to),
+            Action::ReleaseData((_, data)) => Step::Data(data),
+            Action::UpdateStatistics(stats) => Step::Stats(stats_json(stats, &path, &mut previous_stats)),
+            Action::WaitForData(wait) => Step::Wait(wait),
+            Action::Close => Step::Close,
+        }));
+        let step = match step {
+            Ok(step) => step,
+            Err(_) => {
+                tracing::error!(client, %peer, stream = %key, "SRT connection code panicked on this connection; closing it (others are unaffected)");
+                break "internal error in the SRT library".into();
+            }
+        };
+        input = match step {
+            Step::Send(packet, to) => {
+                path.observe(&packet);
+                send_buf.clear();
+                packet.serialize(&mut send_buf);
+                match socket.send_to(&send_buf, to).await {
+                    Ok(sent) => record.add_out(sent),
+                    Err(e) => tracing::debug!(client, %peer, error = %e, "SRT send failed"),
+                }
+                Input::PacketSent
+            }
+            Step::Data(data) => {
+                record.add_in(data.len());
+                if let Some(publisher) = publisher.as_mut() {
+                    if let Err(why) = publisher.push(client, &data).await {
+                        break why.into();
+                    }
+                }
+                Input::DataReleased
+            }
+            Step::Stats(stats) => {
+                record.set_transport(stats);
+                Input::StatisticsUpdated
+            }
+            Step::Close => break if closing.is_some() { "closed".into() } else { "the peer closed the connection or went silent".into() },
+            Step::Wait(wait) => {
+                if let Some(next) = queue.pop_front() {
+                    next
+                } else {
+                    let wait = wait.min(Duration::from_millis(100));
+                    tokio::select! {
+                        message = inbox.recv() => match message {
+                            Some(SessionInput::Packet(packet)) => {
+                                path.observe(&packet);
+                                Input::Packet(Ok((packet, peer)))
+                            }
+                            Some(SessionInput::Close(why)) => break why.into(),
+                            None => break "the SRT listener went away".into(),
+                        },
+                        frame = next_frame(&mut player), if player.is_some() && closing.is_none() => {
+                            let now = Instant::now();
+                            match frame {
+                                Some(frame) => {
+                                    if let Some(player) = player.as_mut() {
+                                        connection.update_statistics(now);
+                                        let stats = connection.statistics();
+                                        player.backlog = stats.tx_buffered_data as usize;
+                                        player.encode(&frame, &mut queue, now);
+                                        while let Ok(frame) = player.rx.try_recv() {
+                                            player.encode(&frame, &mut queue, now);
+                                        }
+                                        player.flush(&mut queue, now);
+                                    }
+                                    queue.pop_front().unwrap_or(Input::Timer)
+                                }
+                                None => {
+                                    tracing::info!(client, stream = %key, "stream ended for this SRT player; closing");
+                                    closing = Some(Instant::now());
+                                    Input::Data(None)
+                                }
+                            }
+                        }
+                        _ = record.kicked(), if closing.is_none() => {
+                            tracing::info!(client, %peer, stream = %key, "SRT client kicked through the API");
+                            closing = Some(Instant::now());
+                            Input::Data(None)
+                        }
+                        _ = tokio::time::sleep(wait) => Input::Timer,
+                    }
+                }
+            }
+        };
+    };
+
+    if let Some(publisher) = &publisher {
+        crate::tell(&publisher.stream, DetachPublisher { client });
+    }
+    let event = if publisher.is_some() { hooks::Event::Unpublish } else { hooks::Event::Stop };
+    hooks::notify(event, &key.app, hooks::body(client, &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &params));
+    let frames_skipped = player.as_ref().map(|p| p.skipped).unwrap_or(0);
+    drop(player);
+    drop(publisher);
+    tracing::info!(
+        client,
+        %peer,
+        stream = %key,
+        %reason,
+        frames_skipped,
+        bytes_in = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+        bytes_out = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+        alive_ms = record.connected.elapsed().as_millis() as u64,
+        "SRT connection closed"
+    );
+    inbox.close();
+    drop(guard);
+    listener.do_send(SessionEnded { peer });
+}
