@@ -15,13 +15,16 @@
 //! |---|---|
 //! | 16 | version (5 for HSv5) |
 //! | 22 | extension flags (HSREQ 1, KMREQ 2, CONFIG 4) in conclusion packets |
-//! | 40 | handshake type (1 induction, 0 wave-a-hand, -1 conclusion, -2 agreement, 1000+ reject) |
-//! | 44 | SRT socket id of the sender |
+//! | 24 | initial sequence number, then MTU (28) and flow window (32) |
+//! | 36 | handshake type (1 induction, 0 wave-a-hand, -1 conclusion, -2 agreement, 1000+ reject) |
+//! | 40 | SRT socket id of the sender, then SYN cookie (44) and peer address (48..64) |
 //! | 64.. | extension blocks: type `u16`, length in 32-bit words `u16`, contents |
 //!
 //! String contents (stream id, congestion type) are stored in 32-bit words with each word's
 //! bytes reversed, padded with zeros.
 
+/// `SRT_CMD_KMREQ`: the caller's keying material (it encrypts).
+pub const EXT_KEY_MATERIAL: u16 = 3;
 /// `SRT_CMD_SID`: the stream id.
 pub const EXT_STREAM_ID: u16 = 5;
 /// `SRT_CMD_CONGESTION`: the congestion controller ("live" or "file").
@@ -73,8 +76,8 @@ pub fn inspect(datagram: &[u8]) -> Option<HandshakeView> {
     if datagram.len() < HEADER + BODY || datagram[0] & 0x80 == 0 || u16::from_be_bytes([datagram[0] & 0x7f, datagram[1]]) != 0 {
         return None;
     }
-    let shake_type = i32::from_be_bytes(datagram[40..44].try_into().ok()?);
-    let socket_id = u32::from_be_bytes(datagram[44..48].try_into().ok()?);
+    let shake_type = i32::from_be_bytes(datagram[36..40].try_into().ok()?);
+    let socket_id = u32::from_be_bytes(datagram[40..44].try_into().ok()?);
     let mut extensions = Vec::new();
     let mut at = HEADER + BODY;
     // Extensions only follow an HSv5 conclusion (or agreement); induction packets carry a
@@ -139,8 +142,8 @@ mod tests {
         d[0] = 0x80; // control, type 0 = handshake
         d[16..20].copy_from_slice(&5u32.to_be_bytes());
         d[22..24].copy_from_slice(&5u16.to_be_bytes()); // HSREQ | CONFIG
-        d[40..44].copy_from_slice(&(-1i32).to_be_bytes());
-        d[44..48].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        d[36..40].copy_from_slice(&(-1i32).to_be_bytes());
+        d[40..44].copy_from_slice(&0x1234_5678u32.to_be_bytes());
         d.extend_from_slice(&1u16.to_be_bytes());
         d.extend_from_slice(&3u16.to_be_bytes());
         d.extend_from_slice(&[0; 12]);
@@ -153,6 +156,34 @@ mod tests {
             }
         }
         d
+    }
+
+    /// The conclusion handshake ffmpeg 5.1 (libsrt 1.5) sends for
+    /// `srt://127.0.0.1:10090?streamid=#!::r=live/file,m=publish&transtype=file`, captured on
+    /// loopback: HSREQ (1), stream id (5) and congestion "file" (6) blocks.
+    const FFMPEG_FILE_MODE_CONCLUSION: &[&str] = &[
+        "8000000000000000000002df00000000000000050000000536a4ed66000005dc00002000ffffffff24c565cbf440121f",
+        "0100007f0000000000000000000000000001000300010501000000e400000000000500073a3a2123696c3d72662f6576",
+        "2c656c6975703d6d73696c620000006800060001656c6966",
+    ];
+
+    fn hex(lines: &[&str]) -> Vec<u8> {
+        let text: String = lines.concat();
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn real_ffmpeg_file_mode_conclusion() {
+        let d = hex(FFMPEG_FILE_MODE_CONCLUSION);
+        let view = inspect(&d).unwrap();
+        assert_eq!(view.shake_type, -1);
+        assert_eq!(view.extensions.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![1, EXT_STREAM_ID, EXT_CONGESTION]);
+        assert_eq!(view.congestion(&d).as_deref(), Some("file"));
+        let sid = &view.extensions[1];
+        assert_eq!(decode_string(&d[sid.range.start + 4..sid.range.end]), "#!::r=live/file,m=publish");
+        let stripped = strip(&d, &view, &[EXT_CONGESTION]);
+        assert_eq!(stripped.len(), d.len() - 8);
+        assert!(!inspect(&stripped).unwrap().has(EXT_CONGESTION));
     }
 
     #[test]

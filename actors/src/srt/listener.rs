@@ -8,13 +8,13 @@ use crate::settings::SrtSettings;
 use crate::supervision;
 use actix::prelude::*;
 use bytes::BytesMut;
-use estuary_protocols::srt_handshake::{self, EXT_CONGESTION, EXT_FILTER, EXT_GROUP};
+use estuary_protocols::srt_handshake::{self, EXT_CONGESTION, EXT_FILTER, EXT_GROUP, EXT_KEY_MATERIAL};
 use estuary_protocols::srt_streamid::{self, Mode};
 use estuary_storage::StreamKey;
 use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::*;
 use srt_protocol::protocol::pending_connection::listen::Listen;
-use srt_protocol::protocol::pending_connection::{AccessControlRequest, AccessControlResponse, ConnectionResult};
+use srt_protocol::protocol::pending_connection::{AccessControlRequest, AccessControlResponse, ConnectionReject, ConnectionResult};
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,6 +49,9 @@ pub struct SrtListener {
 struct Pending {
     since: Instant,
     state: PendingState,
+    /// The caller's conclusion carried keying material (it encrypts), whatever its key
+    /// length field says (libsrt leaves that 0 when `pbkeylen` is not set).
+    encrypts: bool,
 }
 
 enum PendingState {
@@ -195,9 +198,12 @@ impl SrtListener {
                 return;
             }
             let listen = Listen::new(self.init.copy_randomize(), true);
-            self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Handshaking(Box::new(listen)) });
+            self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Handshaking(Box::new(listen)), encrypts: false });
         }
         let Some(pending) = self.pending.get_mut(&from) else { return };
+        if view.as_ref().is_some_and(|v| v.has(EXT_KEY_MATERIAL)) {
+            pending.encrypts = true;
+        }
         let listen = match &mut pending.state {
             PendingState::Handshaking(listen) => listen,
             PendingState::Rejected(reply) => {
@@ -233,7 +239,7 @@ impl SrtListener {
         }
         .into();
         self.send(&reply, from);
-        self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Rejected(Some(reply)) });
+        self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Rejected(Some(reply)), encrypts: false });
     }
 
     fn on_result(&mut self, peer: SocketAddr, result: ConnectionResult, admission: Option<Admission>, ctx: &mut Context<Self>) {
@@ -241,7 +247,12 @@ impl SrtListener {
             ConnectionResult::SendPacket((packet, to)) => self.send(&packet, to),
             ConnectionResult::RequestAccess(request) => self.decide(peer, request, ctx),
             ConnectionResult::Reject(reply, reason) => {
-                tracing::warn!(%peer, %reason, "SRT handshake refused");
+                // Refusals decided by `admit` were logged with their reason already.
+                if admission.is_some() || !matches!(reason, ConnectionReject::Rejecting(RejectReason::Server(_)) | ConnectionReject::Rejecting(RejectReason::Core(CoreRejectReason::BadSecret | CoreRejectReason::Unsecure))) {
+                    tracing::warn!(%peer, %reason, "SRT handshake refused");
+                } else {
+                    tracing::debug!(%peer, %reason, "SRT handshake refused");
+                }
                 if let Some((packet, to)) = &reply {
                     self.send(packet, *to);
                 }
@@ -292,8 +303,9 @@ impl SrtListener {
     fn decide(&mut self, peer: SocketAddr, request: AccessControlRequest, ctx: &mut Context<Self>) {
         let registry = self.registry.clone();
         let settings = self.settings.clone();
+        let encrypts = request.key_size != KeySize::Unspecified || self.pending.get(&peer).is_some_and(|p| p.encrypts);
         let fut = async move {
-            let (response, admission) = match admit(&settings, registry, peer, &request).await {
+            let (response, admission) = match admit(&settings, registry, peer, &request, encrypts).await {
                 Ok(admission) => {
                     let keys = settings.passphrase.as_ref().and_then(|p| Passphrase::try_from(p.clone()).ok()).map(|passphrase| KeySettings { key_size: request.key_size, passphrase });
                     (AccessControlResponse::Accepted(keys), Some(admission))
@@ -377,14 +389,15 @@ fn release(admission: Admission) {
     }
 }
 
-async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest) -> Result<Admission, (RejectReason, String)> {
+async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
     let bad_request = |text: String| (RejectReason::Server(ServerRejectReason::BadRequest), text);
     let raw = request.stream_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
     let id = srt_streamid::parse(&raw).map_err(|e| bad_request(format!("stream id {raw:?}: {e}")))?;
-    match (&settings.passphrase, request.key_size) {
-        (None, KeySize::Unspecified) | (Some(_), KeySize::AES128 | KeySize::AES192 | KeySize::AES256) => {}
-        (None, _) => return Err((RejectReason::Core(CoreRejectReason::BadSecret), "the caller encrypts (passphrase set) but this server has no srt.passphrase".into())),
-        (Some(_), _) => return Err((RejectReason::Core(CoreRejectReason::Unsecure), "this server requires a passphrase (srt.passphrase); the caller sent none".into())),
+    // Refused here, before the library sees the mismatch (it panics on both).
+    match (&settings.passphrase, encrypts) {
+        (None, false) | (Some(_), true) => {}
+        (None, true) => return Err((RejectReason::Core(CoreRejectReason::BadSecret), "the caller encrypts (passphrase set) but this server has no srt.passphrase".into())),
+        (Some(_), false) => return Err((RejectReason::Core(CoreRejectReason::Unsecure), "this server requires a passphrase (srt.passphrase); the caller sent none".into())),
     }
     let mut key = StreamKey::new(&id.app, &id.stream);
     if let Some(vhost) = &id.vhost {
