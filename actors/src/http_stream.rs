@@ -49,6 +49,8 @@ pub struct TsEncoder {
     video: Option<Arc<MediaFrame>>,
     audio: Option<Arc<MediaFrame>>,
     muxer: Option<TsMuxer>,
+    /// A track appeared or changed codec: the next media frame starts new tables.
+    retrack: bool,
 }
 
 impl Encoder for TsEncoder {
@@ -69,15 +71,21 @@ impl Encoder for TsEncoder {
                 (Some(muxer), false) => {
                     muxer.write_frame(frame, out);
                 }
-                _ => self.muxer = None,
+                _ => self.retrack = true,
             }
             return;
         }
         if frame.track == TrackKind::Data {
             return;
         }
-        if self.muxer.is_none() {
-            let mut muxer = TsMuxer::new(self.video.as_ref().map(|f| f.codec), self.audio.as_ref().map(|f| f.codec));
+        if self.muxer.is_none() || self.retrack {
+            let (video, audio) = (self.video.as_ref().map(|f| f.codec), self.audio.as_ref().map(|f| f.codec));
+            // A track change mid-stream continues the old muxer's continuity counters.
+            let mut muxer = match &self.muxer {
+                Some(old) => old.retracked(video, audio),
+                None => TsMuxer::new(video, audio),
+            };
+            self.retrack = false;
             for config in [&self.video, &self.audio].into_iter().flatten() {
                 muxer.write_frame(config, out);
             }

@@ -96,6 +96,8 @@ pub struct TsMuxer {
     parameter_sets: Vec<Bytes>,
     nal_length_size: usize,
     aac: Option<AacConfig>,
+    /// PAT/PMT `version_number` (5 bits).
+    version: u8,
 }
 
 impl TsMuxer {
@@ -108,7 +110,18 @@ impl TsMuxer {
             parameter_sets: Vec::new(),
             nal_length_size: 4,
             aac: None,
+            version: 0,
         }
+    }
+
+    /// A muxer for a changed set of tracks that continues this one's output: continuity
+    /// counters carry on and the tables get the next version, so a demuxer reading one
+    /// continuous stream sees a program change, not corruption.
+    pub fn retracked(&self, video: Option<Codec>, audio: Option<Codec>) -> Self {
+        let mut muxer = TsMuxer::new(video, audio);
+        muxer.cc = self.cc.clone();
+        muxer.version = (self.version + 1) & 0x1f;
+        muxer
     }
 
     /// The video codec carried.
@@ -138,7 +151,8 @@ impl TsMuxer {
 
     /// Appends a PAT and a PMT.
     pub fn write_tables(&mut self, out: &mut BytesMut) {
-        let mut pat = vec![0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01];
+        let version = 0xc1 | (self.version << 1);
+        let mut pat = vec![0x00, 0xb0, 0x0d, 0x00, 0x01, version, 0x00, 0x00, 0x00, 0x01];
         pat.extend_from_slice(&[0xe0 | (PID_PMT >> 8) as u8, PID_PMT as u8]);
         self.write_section(out, PID_PAT, &pat);
 
@@ -150,7 +164,7 @@ impl TsMuxer {
             }
         }
         let length = 9 + streams.len() + 4;
-        let mut pmt = vec![0x02, 0xb0 | (length >> 8) as u8, length as u8, 0x00, 0x01, 0xc1, 0x00, 0x00];
+        let mut pmt = vec![0x02, 0xb0 | (length >> 8) as u8, length as u8, 0x00, 0x01, version, 0x00, 0x00];
         pmt.extend_from_slice(&[0xe0 | (pcr_pid >> 8) as u8, pcr_pid as u8, 0xf0, 0x00]);
         pmt.extend_from_slice(&streams);
         self.write_section(out, PID_PMT, &pmt);
@@ -705,6 +719,42 @@ mod tests {
             muxer.write_frame(f, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn retracked_muxer_continues_counters_and_versions_tables() {
+        let frames = sample_frames();
+        let mut muxer = TsMuxer::new(Some(Codec::H264), None);
+        let mut out = BytesMut::new();
+        muxer.write_frame(&frames[0], &mut out);
+        muxer.write_tables(&mut out);
+        for f in frames.iter().filter(|f| f.track == TrackKind::Video).skip(1).take(2) {
+            muxer.write_frame(f, &mut out);
+        }
+        // Audio appears: new tables, same counters.
+        let mut muxer = muxer.retracked(Some(Codec::H264), Some(Codec::Aac));
+        muxer.write_frame(&frames[0], &mut out);
+        muxer.write_frame(&frames[1], &mut out);
+        muxer.write_tables(&mut out);
+        for f in frames.iter().skip(4) {
+            muxer.write_frame(f, &mut out);
+        }
+        let mut last_cc: HashMap<u16, u8> = HashMap::new();
+        let mut versions = Vec::new();
+        for packet in out.chunks(PACKET_SIZE) {
+            let pid = (((packet[1] & 0x1f) as u16) << 8) | packet[2] as u16;
+            let cc = packet[3] & 0x0f;
+            if let Some(prev) = last_cc.insert(pid, cc) {
+                assert_eq!(cc, (prev + 1) & 0x0f, "continuity on PID {pid:#x}");
+            }
+            if pid == PID_PAT {
+                versions.push((packet[10] >> 1) & 0x1f);
+            }
+        }
+        assert_eq!(versions, vec![0, 1]);
+        // A demuxer reading the whole stream gets both tracks.
+        let frames_out = demux(&out, 188);
+        assert!(frames_out.iter().any(|f| f.track == TrackKind::Audio && !f.config));
     }
 
     fn demux(data: &[u8], step: usize) -> Vec<MediaFrame> {

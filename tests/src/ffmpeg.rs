@@ -87,11 +87,13 @@ pub struct Source {
     pub duration: Option<f64>,
     /// Paced in real time (`-re`); false sends as fast as the encoder runs.
     pub realtime: bool,
+    /// Video encoder: `libx264` or `libx265`.
+    pub video_codec: &'static str,
 }
 
 impl Default for Source {
     fn default() -> Self {
-        Source { tracks: Tracks::AudioVideo, size: "320x240", rate: 25, gop: 50, bframes: 2, qp: None, duration: None, realtime: true }
+        Source { tracks: Tracks::AudioVideo, size: "320x240", rate: 25, gop: 50, bframes: 2, qp: None, duration: None, realtime: true, video_codec: "libx264" }
     }
 }
 
@@ -109,7 +111,10 @@ impl Source {
             args.extend(["-f".into(), "lavfi".into(), "-i".into(), "sine=frequency=440:sample_rate=48000".into()]);
         }
         if self.tracks != Tracks::AudioOnly {
-            args.extend(["-c:v".into(), "libx264".into(), "-preset".into(), "ultrafast".into(), "-pix_fmt".into(), "yuv420p".into()]);
+            args.extend(["-c:v".into(), self.video_codec.into(), "-preset".into(), "ultrafast".into(), "-pix_fmt".into(), "yuv420p".into()]);
+            if self.video_codec == "libx265" {
+                args.extend(["-x265-params".into(), "log-level=error".into()]);
+            }
             args.extend(["-bf".into(), self.bframes.to_string(), "-g".into(), self.gop.to_string(), "-keyint_min".into(), self.gop.to_string()]);
             args.extend(["-sc_threshold".into(), "0".into()]);
             if let Some(qp) = self.qp {
@@ -200,6 +205,13 @@ fn spawn(args: Vec<String>, scratch: &Scratch, name: &str) -> Process {
 pub fn publish(url: &str, source: &Source, scratch: &Scratch, name: &str) -> Process {
     let mut args = source.args();
     args.extend(["-f".into(), "flv".into(), url.into()]);
+    spawn(args, scratch, name)
+}
+
+/// Publishes `source` as MPEG-TS to `url` (SRT).
+pub fn publish_ts(url: &str, source: &Source, scratch: &Scratch, name: &str) -> Process {
+    let mut args = source.args();
+    args.extend(["-f".into(), "mpegts".into(), url.into()]);
     spawn(args, scratch, name)
 }
 

@@ -8,6 +8,7 @@ pub mod ffmpeg;
 pub mod hook_server;
 pub mod load;
 pub mod http;
+pub mod lossy;
 pub mod rtmp_raw;
 
 use std::io::Read;
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 /// A free TCP port on 127.0.0.1 (bound and released; the node binds it right after).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free loopback UDP port")
 }
 
 /// The `estuary` binary built by `cargo build` (override with `ESTUARY_BIN`).
@@ -75,12 +81,14 @@ pub struct Ports {
     pub http: u16,
     /// API.
     pub api: u16,
+    /// SRT (UDP).
+    pub srt: u16,
 }
 
 impl Ports {
-    /// Three free ports.
+    /// Free ports.
     pub fn free() -> Ports {
-        Ports { rtmp: free_port(), http: free_port(), api: free_port() }
+        Ports { rtmp: free_port(), http: free_port(), api: free_port(), srt: free_udp_port() }
     }
 }
 
@@ -120,6 +128,7 @@ impl Node {
             .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", ports.rtmp))
             .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", ports.http))
             .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", ports.api))
+            .env("ESTUARY_SRT__LISTEN", format!("127.0.0.1:{}", ports.srt))
             .env("ESTUARY_NODE__WORKERS", "2")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
@@ -176,6 +185,12 @@ impl Node {
     /// `rtmp://127.0.0.1:PORT/app/stream`.
     pub fn rtmp_url(&self, path: &str) -> String {
         format!("rtmp://127.0.0.1:{}/{path}", self.ports.rtmp)
+    }
+
+    /// `srt://127.0.0.1:PORT?streamid=#!::r=app/stream,m=publish` (or `m=request`), plus
+    /// `extra` query options for libsrt (`&latency=...`).
+    pub fn srt_url(&self, path: &str, publish: bool, extra: &str) -> String {
+        srt_url(self.ports.srt, path, publish, extra)
     }
 
     /// `http://127.0.0.1:PORT/app/stream.flv`.
@@ -236,6 +251,12 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// An SRT URL for ffmpeg/ffprobe on `port` (see [`Node::srt_url`]).
+pub fn srt_url(port: u16, path: &str, publish: bool, extra: &str) -> String {
+    let mode = if publish { "publish" } else { "request" };
+    format!("srt://127.0.0.1:{port}?streamid=#!::r={path},m={mode}{extra}")
 }
 
 /// Polls `check` every 100 ms until it holds or `timeout` passes.
