@@ -16,7 +16,7 @@ pub const STAMP_UUID: [u8; 16] = *b"estuary-latency!";
 /// What a load URL points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `rtmp` or `http-flv`.
+    /// `rtmp`, `http-flv` or `srt`.
     pub protocol: &'static str,
     /// Host.
     pub host: String,
@@ -28,17 +28,21 @@ pub struct Target {
     pub stream: String,
 }
 
-/// Parses `rtmp://127.0.0.1[:1935]/app/stream` or `http://127.0.0.1[:8080]/app/stream.flv`.
-/// Only loopback hosts are accepted: this tool never loads anything but this machine.
+/// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` or
+/// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request`. Only loopback hosts are
+/// accepted: this tool never loads anything but this machine.
 pub fn parse_target(url: &str) -> Result<Target, String> {
     let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("rtmp://") {
         ("rtmp", rest, 1935)
     } else if let Some(rest) = url.strip_prefix("http://") {
         ("http-flv", rest, 8080)
+    } else if let Some(rest) = url.strip_prefix("srt://") {
+        ("srt", rest, 10080)
     } else {
-        return Err(format!("{url}: expected rtmp:// or http://"));
+        return Err(format!("{url}: expected rtmp://, http:// or srt://"));
     };
-    let (authority, path) = rest.split_once('/').ok_or_else(|| format!("{url}: no path"))?;
+    let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split_at);
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("{url}: bad port"))?),
         None => (authority.to_string(), default_port),
@@ -47,6 +51,12 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     if !loopback {
         return Err(format!("{url}: only loopback hosts (127.0.0.0/8, ::1, localhost) may be loaded"));
     }
+    if protocol == "srt" {
+        let stream_id = path.trim_start_matches('/').strip_prefix('?').and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("streamid="))).ok_or_else(|| format!("{url}: SRT players need ?streamid=#!::r=app/stream,m=request"))?;
+        let id = estuary_protocols::srt_streamid::parse(stream_id).map_err(|e| format!("{url}: {e}"))?;
+        return Ok(Target { protocol, host, port, app: id.app, stream: id.stream });
+    }
+    let path = path.strip_prefix('/').ok_or_else(|| format!("{url}: no path"))?;
     let (app, stream) = path.split_once('/').ok_or_else(|| format!("{url}: expected /app/stream"))?;
     let stream = if protocol == "http-flv" {
         stream.strip_suffix(".flv").ok_or_else(|| format!("{url}: HTTP players need a .flv URL"))?.to_string()
@@ -160,7 +170,11 @@ mod tests {
         assert!(parse_target("rtmp://10.0.0.1/live/s").unwrap_err().contains("loopback"));
         assert!(parse_target("rtmp://example.com/live/s").is_err());
         assert!(parse_target("http://127.0.0.1/live/s.m3u8").is_err());
-        assert!(parse_target("srt://127.0.0.1/x").is_err());
+        assert!(parse_target("srt://127.0.0.1/x").is_err(), "SRT needs a stream id");
+        let t = parse_target("srt://127.0.0.1:10081?streamid=#!::r=live/s,m=request").unwrap();
+        assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("srt", 10081, "live", "s"));
+        assert!(parse_target("srt://192.168.1.1:10080?streamid=live/s").unwrap_err().contains("loopback"));
+        assert!(parse_target("ftp://127.0.0.1/x").is_err());
     }
 
     #[test]

@@ -118,7 +118,13 @@ mod tests {
         let mut buf = [0u8; 64];
         for i in 0..1000u32 {
             client.send_to(&i.to_be_bytes(), ("127.0.0.1", relay.port())).unwrap();
-            // Read whatever arrived so far without waiting for lost ones.
+            // One at a time: a burst would overflow socket buffers and lose datagrams that the
+            // relay never saw.
+            let seen = || relay.forwarded.load(Ordering::Relaxed) + relay.dropped.load(Ordering::Relaxed);
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while seen() < u64::from(i) + 1 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
             server.set_nonblocking(true).unwrap();
             while server.recv_from(&mut buf).is_ok() {
                 received += 1;

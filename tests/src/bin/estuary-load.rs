@@ -1,4 +1,4 @@
-//! `estuary-load`: N players over RTMP or HTTP-FLV (and optionally a synthetic publisher) against
+//! `estuary-load`: N players over RTMP, HTTP-FLV or SRT (and optionally a synthetic publisher) against
 //! a server on this machine, reporting players held, delivered Mbit/s, startup time, delay
 //! through the server, and the server's CPU and memory. See the README's "Benchmarks".
 //!
@@ -9,6 +9,7 @@ use clap::Parser;
 use estuary_protocols::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
+use estuary_protocols::ts::{TsDemuxer, TsFrameReader};
 use estuary_tests::load::{median_p99, parse_target, process_cpu_seconds, process_rss_kb, read_stamp, stamp_nal, Dechunker, Target};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,8 @@ const MAX_HOLD_S: u64 = 600;
 #[derive(Parser, Debug)]
 #[command(name = "estuary-load", about = "Load and latency tool for RTMP / HTTP-FLV servers on this machine")]
 struct Args {
-    /// Player URL: rtmp://127.0.0.1:1935/live/bench or http://127.0.0.1:8080/live/bench.flv
+    /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv or
+    /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request'
     #[arg(long)]
     url: String,
     /// Concurrent players.
@@ -47,6 +49,9 @@ struct Args {
     /// Players read every this many milliseconds, like a buffering player (0: on every wakeup).
     #[arg(long, default_value_t = 50)]
     read_batch_ms: u64,
+    /// SRT players' receiver latency (the connection uses the larger of both sides').
+    #[arg(long, default_value_t = 120)]
+    srt_latency_ms: u64,
     /// A label printed with the results.
     #[arg(long, default_value = "")]
     label: String,
@@ -175,6 +180,29 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) ->
     }
 }
 
+/// An SRT player (srt-tokio caller): TS in, frames out through our TS demuxer. SRT delivers
+/// packets as they are released by the receive buffer, so there is no read batching.
+async fn srt_player(target: Target, stats: Arc<PlayerStats>, latency: Duration) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let stream_id = format!("#!::r={}/{},m=request", target.app, target.stream);
+    let address = format!("{}:{}", target.host, target.port);
+    stats.connect_us.store(now_us(), Ordering::Relaxed);
+    let mut socket = srt_tokio::SrtSocket::builder().latency(latency).call(address.as_str(), Some(&stream_id)).await.map_err(|e| e.to_string())?;
+    let mut demuxer = TsDemuxer::default();
+    let mut reader = TsFrameReader::default();
+    while let Some(item) = socket.next().await {
+        let (_, data) = item.map_err(|e| e.to_string())?;
+        stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        demuxer.push(&data).map_err(|e| e.to_string())?;
+        while let Some(pes) = demuxer.next_pes() {
+            for frame in reader.frames(&pes) {
+                stats.frame(&frame);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn load_clip(path: &PathBuf) -> Result<(Vec<MediaFrame>, i64), String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut demuxer = FlvDemuxer::default();
@@ -288,6 +316,7 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let batch = Duration::from_millis(args.read_batch_ms);
+    let srt_latency = Duration::from_millis(args.srt_latency_ms);
     let mut players = Vec::with_capacity(args.players);
     let errors = Arc::new(AtomicU64::new(0));
     let step = Duration::from_micros(args.ramp_ms * 1000 / args.players as u64);
@@ -297,7 +326,11 @@ async fn run(args: Args) -> Result<(), String> {
         let target = target.clone();
         let errors = errors.clone();
         tokio::spawn(async move {
-            let result = if target.protocol == "rtmp" { rtmp_player(target, stats, batch).await } else { flv_player(target, stats, batch).await };
+            let result = match target.protocol {
+                "rtmp" => rtmp_player(target, stats, batch).await,
+                "srt" => srt_player(target, stats, srt_latency).await,
+                _ => flv_player(target, stats, batch).await,
+            };
             if result.is_err() {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -345,7 +378,8 @@ async fn run(args: Args) -> Result<(), String> {
         "connected": connected,
         "receiving_at_end": receiving,
         "player_errors": errors.load(Ordering::Relaxed),
-        "read_batch_ms": args.read_batch_ms,
+        "read_batch_ms": if target.protocol == "srt" { None } else { Some(args.read_batch_ms) },
+        "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
         "delivered_mbps": (mbps * 10.0).round() / 10.0,
         "startup_ms_median": startup.map(|s| (s.0 * 10.0).round() / 10.0),
         "startup_ms_p99": startup.map(|s| (s.1 * 10.0).round() / 10.0),
