@@ -236,6 +236,8 @@ fn stream_json((vhost, app, stream): &(String, String, String), (info, record): 
             "cid": info.as_ref().and_then(|i| i.publisher).map(|c| c.to_string()),
             "protocol": info.as_ref().and_then(|i| i.publisher_protocol),
             "in_grace": info.as_ref().is_some_and(|i| i.in_grace),
+            // The publisher's transport statistics (SRT: RTT, loss, retransmits, rates).
+            "transport": info.as_ref().and_then(|i| i.publisher).and_then(clients::get).and_then(|c| c.transport()),
         },
         "video": video_json(&video),
         "audio": audio_json(&audio),

@@ -125,9 +125,7 @@ pub fn decode_string(contents: &[u8]) -> String {
 /// Encodes `text` in SRT's word-swapped, zero-padded string encoding.
 pub fn encode_string(text: &str) -> Vec<u8> {
     let mut bytes = text.as_bytes().to_vec();
-    while bytes.len() % 4 != 0 {
-        bytes.push(0);
-    }
+    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
     bytes.chunks(4).flat_map(|word| word.iter().rev().copied().collect::<Vec<u8>>()).collect()
 }
 

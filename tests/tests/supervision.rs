@@ -1,7 +1,7 @@
-//! Supervisors restart a failed RTMP listener and a failed storage actor; live sessions are
-//! not affected.
+//! Supervisors restart a failed RTMP listener, SRT listener and storage actor; live sessions
+//! are not affected.
 
-use estuary_tests::ffmpeg::{publish, Source};
+use estuary_tests::ffmpeg::{publish, publish_ts, Source};
 use estuary_tests::{http, wait_until, Node, Scratch};
 use std::time::Duration;
 
@@ -44,6 +44,31 @@ fn failed_listener_and_storage_are_restarted() {
 
     let response = http::post(node.ports.api, "/api/v1/debug/fault?actor=nonsense").expect("API");
     assert_eq!(response.status, 400);
+}
+
+#[test]
+fn failed_srt_listener_is_restarted_and_keeps_its_sessions() {
+    let scratch = Scratch::new("supervise-srt");
+    let node = Node::start(&scratch, &[("ESTUARY_API__DEBUG_FAULTS", "true")]);
+    assert_eq!(restarts(&node, "srt_listener"), 0);
+    let _steady = publish_ts(&node.srt_url("live/srtsteady", true, ""), &Source::default(), &scratch, "steady");
+    let before = node.wait_live("live/srtsteady", Duration::from_secs(20));
+
+    let response = http::post(node.ports.api, "/api/v1/debug/fault?actor=srt_listener").expect("API");
+    assert_eq!(response.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || restarts(&node, "srt_listener") == 1), "SRT listener restart not counted");
+    assert!(wait_until(Duration::from_secs(10), || node.log().matches("SRT listening").count() >= 2), "SRT listener did not listen again");
+
+    // The established publisher's packets still reach its session: frames keep coming.
+    let frames = |n: &Node| n.stream_info("live/srtsteady").and_then(|s| s["frames"].as_u64()).unwrap_or(0);
+    let at_restart = frames(&node);
+    assert!(wait_until(Duration::from_secs(10), || frames(&node) > at_restart + 50), "the SRT publisher stalled after the listener restart");
+    let steady = node.stream_info("live/srtsteady").expect("listed");
+    assert_eq!(steady["publish"]["cid"], before["publish"]["cid"], "the publisher was disturbed");
+    // New callers are accepted.
+    let mut after = publish_ts(&node.srt_url("live/srtafter", true, ""), &Source { duration: Some(2.0), ..Source::default() }, &scratch, "after");
+    node.wait_live("live/srtafter", Duration::from_secs(20));
+    assert!(after.wait(Duration::from_secs(20)).is_some_and(|s| s.success()), "{}", after.stderr());
 }
 
 #[test]

@@ -54,6 +54,7 @@ struct Pending {
     encrypts: bool,
 }
 
+#[allow(clippy::large_enum_variant)] // one per caller in handshake; short-lived
 enum PendingState {
     Handshaking(Box<Listen>),
     /// Refused; a retransmitted conclusion gets the same answer.
@@ -78,17 +79,19 @@ impl SrtListener {
     /// A listener; `first_socket` is the socket bound at boot.
     pub fn new(settings: SrtSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::UdpSocket>) -> Self {
         supervision::register(NAME);
-        let mut init = ConnInitSettings::default();
-        init.recv_latency = settings.latency;
-        init.send_latency = settings.peer_latency;
-        init.peer_idle_timeout = settings.peer_idle_timeout;
-        init.statistics_interval = Duration::from_secs(1);
-        init.key_settings = None;
-        // srt-protocol's default send buffer is 32 packets; libsrt's is 8192. A player's start
-        // (the cached GOP) needs hundreds, and the library mishandles an overflowing send
-        // buffer, so it gets libsrt's size and the session never fills it (see session.rs).
-        init.send_buffer_size = srt_protocol::options::PacketCount(SEND_BUFFER_PACKETS as u64);
-        init.recv_buffer_size = srt_protocol::options::PacketCount(8192);
+        let init = ConnInitSettings {
+            recv_latency: settings.latency,
+            send_latency: settings.peer_latency,
+            peer_idle_timeout: settings.peer_idle_timeout,
+            statistics_interval: Duration::from_secs(1),
+            key_settings: None,
+            // srt-protocol's default send buffer is 32 packets; libsrt's is 8192. A player's
+            // start (the cached GOP) needs hundreds, and the library mishandles an overflowing
+            // send buffer, so it gets libsrt's size and the session never fills it.
+            send_buffer_size: srt_protocol::options::PacketCount(SEND_BUFFER_PACKETS as u64),
+            recv_buffer_size: srt_protocol::options::PacketCount(8192),
+            ..ConnInitSettings::default()
+        };
         SrtListener {
             settings: Arc::new(settings),
             registry,

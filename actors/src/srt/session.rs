@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What the listener sends a session.
+#[allow(clippy::large_enum_variant)] // packets are the common case; boxing would allocate per packet
 pub(super) enum SessionInput {
     /// A packet from the peer.
     Packet(Packet),
@@ -69,6 +70,7 @@ pub(super) struct SessionSetup {
 }
 
 /// An action, owned (the library's borrows the connection).
+#[allow(clippy::large_enum_variant)] // lives on the stack for one loop turn
 enum Step {
     Send(Packet, SocketAddr),
     Data(Bytes),
