@@ -18,6 +18,7 @@ pub mod access;
 pub mod attach;
 pub mod auth;
 pub mod clients;
+pub mod dvr;
 pub mod hooks;
 pub mod stats;
 pub mod http_stream;

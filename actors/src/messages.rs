@@ -179,3 +179,42 @@ pub struct FlushStorage;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct InjectFault;
+
+/// Storage: insert or replace a recording (and its sample table), flushed before replying.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PutRecording {
+    /// The recording.
+    pub recording: estuary_storage::Recording,
+    /// Its samples, when known.
+    pub samples: Option<Vec<estuary_storage::TrackSamples>>,
+}
+
+/// Storage: recordings of one stream (or all).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<estuary_storage::Recording>, String>")]
+pub struct ListRecordings {
+    /// The stream; `None` for all.
+    pub key: Option<StreamKey>,
+}
+
+/// Storage: the sample table of a recording.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<estuary_storage::TrackSamples>>, String>")]
+pub struct GetRecordingSamples {
+    /// Recording id.
+    pub id: u64,
+}
+
+/// Storage: remove a recording from the index.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct DeleteRecording {
+    /// The recording.
+    pub recording: estuary_storage::Recording,
+}
+
+/// Stream: start the outputs its settings (or a runtime DVR switch) ask for, if not running.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartOutputs;

@@ -20,6 +20,8 @@ pub struct StreamSettings {
     pub hls: std::sync::Arc<SegmentSettings>,
     /// DASH output.
     pub dash: std::sync::Arc<SegmentSettings>,
+    /// DVR recording.
+    pub dvr: std::sync::Arc<DvrSettings>,
 }
 
 impl Default for StreamSettings {
@@ -34,6 +36,7 @@ impl Default for StreamSettings {
             slow_player_timeout: Duration::from_secs(10),
             dash: std::sync::Arc::new(SegmentSettings::new(std::env::temp_dir().join("estuary-dash"), false)),
             hls: std::sync::Arc::new(hls),
+            dvr: std::sync::Arc::new(DvrSettings::default()),
         }
     }
 }
@@ -133,5 +136,87 @@ impl Default for SrtSettings {
             payload_size: 1316,
             max_pending: 1024,
         }
+    }
+}
+
+/// One file per publish, or a new file every `segment` (cut at a keyframe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DvrPlan {
+    /// One file per publish.
+    Session,
+    /// A new file at the first keyframe after each `segment`.
+    Segment,
+}
+
+/// Recording file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DvrFormat {
+    /// Fragmented MP4 (a crash loses at most the last fragment); playable over HTTP-MP4.
+    Mp4,
+    /// FLV (downloadable; not served as HTTP-MP4).
+    Flv,
+}
+
+/// Retention limits for one app (0 = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Recordings older than this (by end time) are deleted.
+    pub max_age: Duration,
+    /// The app's recordings are kept under this many bytes, oldest deleted first.
+    pub max_bytes: u64,
+}
+
+/// DVR settings.
+#[derive(Debug, Clone)]
+pub struct DvrSettings {
+    /// Record the apps in `apps` (all apps when empty).
+    pub enabled: bool,
+    /// Apps to record.
+    pub apps: Vec<String>,
+    /// Root directory of recordings.
+    pub dir: std::path::PathBuf,
+    /// Plan.
+    pub plan: DvrPlan,
+    /// Segment length for the segment plan.
+    pub segment: Duration,
+    /// Format.
+    pub format: DvrFormat,
+    /// Path template under `dir` (`[app]`, `[stream]`, `[timestamp]`, `[2006]`, `[01]`, `[02]`,
+    /// `[15]`, `[04]`, `[05]`, `[999]`).
+    pub path: String,
+    /// MP4 fragment length (each fragment is made durable before the next starts).
+    pub fragment: Duration,
+    /// Retention for apps without their own.
+    pub retention: Retention,
+    /// Per-app retention.
+    pub app_retention: std::collections::BTreeMap<String, Retention>,
+}
+
+impl Default for DvrSettings {
+    fn default() -> Self {
+        DvrSettings {
+            enabled: false,
+            apps: Vec::new(),
+            dir: std::env::temp_dir().join("estuary-dvr"),
+            plan: DvrPlan::Segment,
+            segment: Duration::from_secs(60),
+            format: DvrFormat::Mp4,
+            path: "[app]/[stream].[timestamp].mp4".into(),
+            fragment: Duration::from_secs(1),
+            retention: Retention::default(),
+            app_retention: Default::default(),
+        }
+    }
+}
+
+impl DvrSettings {
+    /// Whether config turns recording on for `app`.
+    pub fn applies_to(&self, app: &str) -> bool {
+        self.enabled && (self.apps.is_empty() || self.apps.iter().any(|a| a == app))
+    }
+
+    /// The retention of `app`.
+    pub fn retention_of(&self, app: &str) -> Retention {
+        self.app_retention.get(app).copied().unwrap_or(self.retention)
     }
 }

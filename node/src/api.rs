@@ -38,6 +38,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/clients/{id}", web::get().to(client_by_id))
         .route("/api/v1/clients/{id}", web::delete().to(kick_client))
         .route("/api/v1/tokens", web::post().to(mint_token))
+        .route("/api/v1/recordings", web::get().to(list_recordings))
+        .route("/api/v1/recordings", web::delete().to(delete_recordings))
+        .route("/api/v1/dvr", web::post().to(dvr_control))
         .route("/api/v1/supervisors", web::get().to(supervisors))
         .route("/api/v1/debug/fault", web::post().to(fault))
         .route("/metrics", web::get().to(metrics_text))
@@ -390,4 +393,157 @@ mod tests {
         assert_ne!(stream_id("v", "a", "s"), stream_id("v", "a", "t"));
         assert_eq!(stream_id("v", "a", "s").len(), 16);
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RecordingQuery {
+    app: Option<String>,
+    stream: Option<String>,
+    vhost: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl RecordingQuery {
+    fn range(&self) -> Result<(i64, i64), HttpResponse> {
+        let parse = |name: &str, v: &Option<String>, default: i64| match v {
+            Some(text) => estuary_actors::dvr::parse_time(text).map_err(|e| error(400, &format!("{name}: {e}"))),
+            None => Ok(default),
+        };
+        let from = parse("from", &self.from, i64::MIN / 4)?;
+        let to = parse("to", &self.to, i64::MAX / 4)?;
+        if to <= from {
+            return Err(error(400, "to must be after from"));
+        }
+        Ok((from, to))
+    }
+
+    fn key(&self) -> Option<estuary_actors::StreamKey> {
+        let (app, stream) = (self.app.as_ref()?, self.stream.as_ref()?);
+        let mut key = estuary_actors::StreamKey::new(app, stream);
+        if let Some(vhost) = &self.vhost {
+            key.vhost = vhost.clone();
+        }
+        Some(key)
+    }
+
+    async fn select(&self, state: &AppState) -> Result<(Vec<estuary_storage::Recording>, i64, i64), HttpResponse> {
+        let (from, to) = self.range()?;
+        let list = state
+            .storage
+            .addr()
+            .send(estuary_actors::messages::ListRecordings { key: self.key() })
+            .await
+            .map_err(|e| error(503, &format!("storage unavailable: {e}")))?
+            .map_err(|e| error(503, &e))?;
+        let list = list
+            .into_iter()
+            .filter(|r| self.app.as_ref().is_none_or(|a| &r.key.app == a) && self.stream.as_ref().is_none_or(|s| &r.key.stream == s))
+            .filter(|r| r.end_ms > from && r.start_ms < to)
+            .collect();
+        Ok((list, from, to))
+    }
+}
+
+fn recording_json(r: &estuary_storage::Recording) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "vhost": r.key.vhost,
+        "app": r.key.app,
+        "stream": r.key.stream,
+        "file": r.path,
+        "url": format!("/dvr/files/{}", r.path),
+        "format": r.format,
+        "state": format!("{:?}", r.state).to_lowercase(),
+        "start_ms": r.start_ms,
+        "end_ms": r.end_ms,
+        "duration_ms": r.duration_ms(),
+        "bytes": r.bytes,
+        "keyframes": r.keyframes.len(),
+        "video": video_json(&r.video),
+        "audio": audio_json(&r.audio),
+    })
+}
+
+/// Merged time coverage of recordings (of one stream) and the gaps between, within [from, to).
+fn coverage(recordings: &[estuary_storage::Recording], from: i64, to: i64) -> (Vec<Value>, Vec<Value>) {
+    let mut spans: Vec<(i64, i64)> = recordings.iter().map(|r| (r.start_ms.max(from), r.end_ms.min(to))).filter(|(a, b)| b > a).collect();
+    spans.sort();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    // Touching within 100 ms counts as continuous (a segment cut is not a gap).
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 + 100 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let gaps = merged.windows(2).map(|w| json!({ "start_ms": w[0].1, "end_ms": w[1].0, "duration_ms": w[1].0 - w[0].1 })).collect();
+    let covered = merged.iter().map(|(a, b)| json!({ "start_ms": a, "end_ms": b, "duration_ms": b - a })).collect();
+    (covered, gaps)
+}
+
+async fn list_recordings(_: Authorized, state: web::Data<AppState>, query: web::Query<RecordingQuery>) -> HttpResponse {
+    let (list, from, to) = match query.select(&state).await {
+        Ok(selected) => selected,
+        Err(response) => return response,
+    };
+    let (covered, gaps) = if query.key().is_some() { coverage(&list, from, to) } else { (Vec::new(), Vec::new()) };
+    HttpResponse::Ok().json(json!({
+        "code": 0,
+        "server": SERVER,
+        "total": list.len(),
+        "recordings": list.iter().map(recording_json).collect::<Vec<_>>(),
+        "coverage": covered,
+        "gaps": gaps,
+    }))
+}
+
+/// Deletes the recordings of a stream that lie entirely inside [from, to); recordings that
+/// only overlap it are kept and listed.
+async fn delete_recordings(_: Authorized, state: web::Data<AppState>, query: web::Query<RecordingQuery>) -> HttpResponse {
+    if query.key().is_none() {
+        return error(400, "app and stream are required");
+    }
+    let (list, from, to) = match query.select(&state).await {
+        Ok(selected) => selected,
+        Err(response) => return response,
+    };
+    let (inside, partial): (Vec<_>, Vec<_>) = list.into_iter().filter(|r| r.state != estuary_storage::RecordingState::Recording).partition(|r| r.start_ms >= from && r.end_ms <= to);
+    let ids: Vec<String> = inside.iter().map(|r| r.id.to_string()).collect();
+    match estuary_actors::dvr::janitor::delete(&state.storage, &state.dvr.dir, inside, "deleted through the API").await {
+        Ok(n) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "deleted": n, "ids": ids, "kept_partial": partial.iter().map(recording_json).collect::<Vec<_>>() })),
+        Err(e) => error(503, &e),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DvrControl {
+    app: String,
+    stream: String,
+    action: String,
+}
+
+/// `POST /api/v1/dvr?app=&stream=&action=start|stop`: records a stream (now, if live, and
+/// whenever it is published) or stops recording it, until the node restarts.
+async fn dvr_control(_: Authorized, state: web::Data<AppState>, query: web::Query<DvrControl>) -> HttpResponse {
+    let key = estuary_actors::StreamKey::new(&query.app, &query.stream);
+    match query.action.as_str() {
+        "start" => {
+            estuary_actors::dvr::set_runtime(&key, true);
+            if let Ok(Some(stream)) = state.registry.send(estuary_actors::messages::FindStream { key: key.clone(), create: false }).await {
+                let _ = stream.send(estuary_actors::messages::StartOutputs).await;
+            }
+            tracing::info!(stream = %key, "recording switched on through the API");
+        }
+        "stop" => {
+            estuary_actors::dvr::set_runtime(&key, false);
+            if let Some(writer) = estuary_actors::dvr::writer_of(&key) {
+                let _ = writer.send(estuary_actors::dvr::StopRecording).await;
+            }
+            tracing::info!(stream = %key, "recording switched off through the API");
+        }
+        other => return error(400, &format!("action {other:?} is not start or stop")),
+    }
+    let recording = estuary_actors::dvr::writer_of(&key).is_some();
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "app": key.app, "stream": key.stream, "action": query.action, "recording": recording }))
 }

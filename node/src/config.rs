@@ -51,6 +51,7 @@ pub struct Config {
     pub stream: StreamSection,
     pub hls: HlsSection,
     pub dash: DashSection,
+    pub dvr: DvrSection,
     pub metrics: MetricsSection,
     pub auth: AuthSection,
     pub hooks: HooksSection,
@@ -151,6 +152,47 @@ pub struct DashSection {
 impl Default for HlsSection {
     fn default() -> Self {
         HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    pub max_age_s: u64,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DvrSection {
+    pub enabled: bool,
+    pub apps: Vec<String>,
+    pub dir: String,
+    pub plan: String,
+    pub segment_ms: u64,
+    pub format: String,
+    pub path: String,
+    pub fragment_ms: u64,
+    pub max_age_s: u64,
+    pub max_bytes: u64,
+    pub retention: std::collections::BTreeMap<String, RetentionSection>,
+}
+
+impl Default for DvrSection {
+    fn default() -> Self {
+        DvrSection {
+            enabled: false,
+            apps: Vec::new(),
+            dir: String::new(),
+            plan: "segment".into(),
+            segment_ms: 60_000,
+            format: "mp4".into(),
+            path: "[app]/[stream].[timestamp].mp4".into(),
+            fragment_ms: 1000,
+            max_age_s: 0,
+            max_bytes: 0,
+            retention: Default::default(),
+        }
     }
 }
 
@@ -365,6 +407,20 @@ impl Config {
         range("hls.fragment_ms", self.hls.fragment_ms, 200, 60_000)?;
         range("hls.window", self.hls.window, 1, 1000)?;
         range("dash.fragment_ms", self.dash.fragment_ms, 200, 60_000)?;
+        range("dvr.segment_ms", self.dvr.segment_ms, 1000, 86_400_000)?;
+        range("dvr.fragment_ms", self.dvr.fragment_ms, 100, 60_000)?;
+        if !["session", "segment"].contains(&self.dvr.plan.as_str()) {
+            return Err(ConfigError::Invalid { key: "dvr.plan", problem: format!("{:?} is not session or segment", self.dvr.plan) });
+        }
+        if !["mp4", "flv"].contains(&self.dvr.format.as_str()) {
+            return Err(ConfigError::Invalid { key: "dvr.format", problem: format!("{:?} is not mp4 or flv", self.dvr.format) });
+        }
+        if self.dvr.path.is_empty() || self.dvr.path.starts_with('/') || self.dvr.path.split('/').any(|p| p == "..") {
+            return Err(ConfigError::Invalid { key: "dvr.path", problem: format!("{:?} must be a relative path template inside dvr.dir", self.dvr.path) });
+        }
+        if !self.dvr.path.contains("[stream]") {
+            return Err(ConfigError::Invalid { key: "dvr.path", problem: "must contain [stream] (streams would overwrite each other)".into() });
+        }
         range("dash.window", self.dash.window, 1, 1000)?;
         if !self.metrics.listen.is_empty() {
             address("metrics.listen", &self.metrics.listen)?;
@@ -399,7 +455,7 @@ impl Config {
                 return Err(ConfigError::Invalid { key: "hooks", problem: format!("{url:?}: hook URLs must start with http://") });
             }
         }
-        for (key, apps) in [("hls.apps", &self.hls.apps), ("dash.apps", &self.dash.apps)] {
+        for (key, apps) in [("hls.apps", &self.hls.apps), ("dash.apps", &self.dash.apps), ("dvr.apps", &self.dvr.apps)] {
             if let Some(bad) = apps.iter().find(|a| a.is_empty() || a.contains('/') || a.contains("..")) {
                 return Err(ConfigError::Invalid { key, problem: format!("{bad:?} is not an app name") });
             }
@@ -483,6 +539,33 @@ impl Config {
         self.node.data_dir.join("dash")
     }
 
+    /// Where recordings go.
+    pub fn dvr_dir(&self) -> std::path::PathBuf {
+        if self.dvr.dir.is_empty() {
+            self.node.data_dir.join("dvr")
+        } else {
+            std::path::PathBuf::from(&self.dvr.dir)
+        }
+    }
+
+    /// DVR settings for the actors.
+    pub fn dvr_settings(&self) -> estuary_actors::settings::DvrSettings {
+        use estuary_actors::settings::{DvrFormat, DvrPlan, DvrSettings, Retention};
+        let retention = |age: u64, bytes: u64| Retention { max_age: Duration::from_secs(age), max_bytes: bytes };
+        DvrSettings {
+            enabled: self.dvr.enabled,
+            apps: self.dvr.apps.clone(),
+            dir: self.dvr_dir(),
+            plan: if self.dvr.plan == "session" { DvrPlan::Session } else { DvrPlan::Segment },
+            segment: Duration::from_millis(self.dvr.segment_ms),
+            format: if self.dvr.format == "flv" { DvrFormat::Flv } else { DvrFormat::Mp4 },
+            path: self.dvr.path.clone(),
+            fragment: Duration::from_millis(self.dvr.fragment_ms),
+            retention: retention(self.dvr.max_age_s, self.dvr.max_bytes),
+            app_retention: self.dvr.retention.iter().map(|(app, r)| (app.clone(), retention(r.max_age_s, r.max_bytes))).collect(),
+        }
+    }
+
     /// Settings for stream actors.
     pub fn stream_settings(&self) -> estuary_actors::settings::StreamSettings {
         use estuary_actors::settings::SegmentSettings;
@@ -505,6 +588,7 @@ impl Config {
         estuary_actors::settings::StreamSettings {
             hls: std::sync::Arc::new(hls),
             dash: std::sync::Arc::new(dash),
+            dvr: std::sync::Arc::new(self.dvr_settings()),
             publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
             gop_cache: self.stream.gop_cache,
             gop_cache_max_frames: self.stream.gop_cache_max_frames,

@@ -2,6 +2,7 @@
 
 mod api;
 mod config;
+mod dvr_http;
 mod http;
 mod metrics;
 
@@ -72,6 +73,7 @@ pub struct AppState {
     pub debug_faults: bool,
     pub started: Instant,
     pub hls_dir: PathBuf,
+    pub dvr: std::sync::Arc<estuary_actors::settings::DvrSettings>,
     pub dash_dir: PathBuf,
     pub api_auth: ApiAuth,
     pub max_stream_series: usize,
@@ -142,6 +144,14 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    let dvr_dir = config.dvr_dir();
+    std::fs::create_dir_all(&dvr_dir).map_err(|e| format!("cannot create the DVR directory {}: {e}", dvr_dir.display()))?;
+    let report = estuary_actors::dvr::repair::reconcile(&store, &dvr_dir).map_err(|e| format!("cannot reconcile the recordings index: {e}"))?;
+    if report.repaired + report.removed + report.orphans > 0 {
+        tracing::warn!(checked = report.checked, repaired = report.repaired, removed = report.removed, orphan_files = report.orphans, "recordings index reconciled with the disk");
+    } else {
+        tracing::info!(recordings = report.checked, "recordings index matches the disk");
+    }
     let rtmp_socket = rtmp::bind(config.rtmp_listen()).map_err(|e| format!("cannot listen for RTMP on {}: {e}", config.rtmp.listen))?;
     let srt_socket = if config.srt.enabled {
         Some(estuary_actors::srt::bind(config.srt_listen()).map_err(|e| format!("cannot listen for SRT on {}: {e}", config.srt.listen))?)
@@ -157,6 +167,11 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         estuary_actors::workers::start(workers);
         let storage = StorageHandle::start(store.clone());
         let registry = StreamRegistry::new(config.stream_settings(), storage.clone()).start();
+        let dvr_settings = std::sync::Arc::new(config.dvr_settings());
+        {
+            let (settings, storage) = (dvr_settings.clone(), storage.clone());
+            estuary_actors::dvr::janitor::DvrJanitor::start_in_arbiter(&estuary_actors::dvr::arbiter(), move |_| estuary_actors::dvr::janitor::DvrJanitor::new(settings, storage));
+        }
         let rtmp_settings = config.rtmp_settings();
         let listener_registry = registry.clone();
         let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(rtmp_settings, listener_registry, Some(rtmp_socket)));
@@ -166,14 +181,14 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dash_dir: config.dash_dir(),
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
         };
 
         let http_state = state.clone();
-        let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(http::routes))
+        let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(dvr_http::routes).configure(http::routes))
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(1)

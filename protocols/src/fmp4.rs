@@ -76,7 +76,7 @@ impl Track {
     }
 }
 
-fn boxed(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
+pub(crate) fn boxed(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
     let start = out.len();
     out.put_u32(0);
     out.put_slice(kind);
@@ -85,7 +85,7 @@ fn boxed(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
     out[start..start + 4].copy_from_slice(&size.to_be_bytes());
 }
 
-fn full_box(out: &mut BytesMut, kind: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut BytesMut)) {
+pub(crate) fn full_box(out: &mut BytesMut, kind: &[u8; 4], version: u8, flags: u32, body: impl FnOnce(&mut BytesMut)) {
     boxed(out, kind, |out| {
         out.put_u32(((version as u32) << 24) | (flags & 0x00ff_ffff));
         body(out);
@@ -202,7 +202,7 @@ fn write_trak(o: &mut BytesMut, track: &Track) {
     });
 }
 
-fn write_sample_entry(o: &mut BytesMut, track: &Track) {
+pub(crate) fn write_sample_entry(o: &mut BytesMut, track: &Track) {
     match track.codec {
         Codec::H264 | Codec::H265 => {
             let (kind, config_kind) = if track.codec == Codec::H264 { (b"avc1", b"avcC") } else { (b"hvc1", b"hvcC") };

@@ -15,6 +15,7 @@
 //! | [`srt_handshake`] | a pre-parse look at SRT handshake datagrams (extension blocks) |
 //! | [`srt_streamid`] | SRT stream ids in SRS's conventions |
 //! | [`ts`] | MPEG-TS muxer, demuxer and PES-to-frame reader |
+//! | [`mp4`] | progressive MP4 laid out over samples stored elsewhere; fragment reader |
 //! | [`fmp4`] | fragmented MP4 (CMAF) initialization and media segments |
 //! | [`hls`] | HLS media playlists |
 //! | [`dash`] | DASH MPD for live streams |
@@ -29,6 +30,7 @@ pub mod hls;
 pub mod fmp4;
 pub mod hevc;
 pub mod media;
+pub mod mp4;
 pub mod rtmp;
 pub mod srt_handshake;
 pub mod srt_streamid;

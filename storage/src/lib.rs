@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | `meta` | `schema_version` | `u32`, big-endian |
 //! | `streams` | `vhost/app/stream` (UTF-8) | [`StreamRecord`] |
+//! | `recordings` | `vhost/app/stream`, 0, start time, id (see [`recordings`]) | [`Recording`] |
+//! | `recording_samples` | recording id (u64 big-endian) | `Vec<`[`TrackSamples`]`>` |
 //!
 //! Values are encoded by the [`codec`] module: one version byte, then bincode 2 (standard
 //! configuration) of the serde form. Only that module names bincode, so the encoding can be
@@ -16,8 +18,10 @@
 //! rather than misreading it.
 
 pub mod codec;
+pub mod recordings;
 mod streams;
 
+pub use recordings::{Recording, RecordingState, StoredSample, TrackSamples};
 pub use streams::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
 
 use std::path::{Path, PathBuf};
@@ -71,6 +75,8 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     streams: sled::Tree,
+    recordings: sled::Tree,
+    recording_samples: sled::Tree,
 }
 
 impl Store {
@@ -97,7 +103,9 @@ impl Store {
             }
         }
         let streams = db.open_tree("streams").map_err(sled_err)?;
-        Ok(Store { path, db, streams })
+        let recordings = db.open_tree("recordings").map_err(sled_err)?;
+        let recording_samples = db.open_tree("recording_samples").map_err(sled_err)?;
+        Ok(Store { path, db, streams, recordings, recording_samples })
     }
 
     /// The database directory.

@@ -86,3 +86,42 @@ impl Handler<InjectFault> for StorageActor {
         ctx.stop();
     }
 }
+
+impl Handler<PutRecording> for StorageActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: PutRecording, _: &mut Self::Context) -> Self::Result {
+        self.store.put_recording(&msg.recording, msg.samples.as_deref()).map_err(|e| {
+            tracing::error!(stream = %msg.recording.key, file = %msg.recording.path, error = %e, "could not index recording");
+            e.to_string()
+        })
+    }
+}
+
+impl Handler<ListRecordings> for StorageActor {
+    type Result = Result<Vec<estuary_storage::Recording>, String>;
+
+    fn handle(&mut self, msg: ListRecordings, _: &mut Self::Context) -> Self::Result {
+        match &msg.key {
+            Some(key) => self.store.recordings_of(key),
+            None => self.store.all_recordings(),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl Handler<GetRecordingSamples> for StorageActor {
+    type Result = Result<Option<Vec<estuary_storage::TrackSamples>>, String>;
+
+    fn handle(&mut self, msg: GetRecordingSamples, _: &mut Self::Context) -> Self::Result {
+        self.store.recording_samples(msg.id).map_err(|e| e.to_string())
+    }
+}
+
+impl Handler<DeleteRecording> for StorageActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: DeleteRecording, _: &mut Self::Context) -> Self::Result {
+        self.store.delete_recording(&msg.recording).map_err(|e| e.to_string())
+    }
+}

@@ -119,6 +119,7 @@ pub struct StreamActor {
     pub(super) idle_since: Instant,
     pub(super) hls_subscriber: Option<ClientId>,
     pub(super) dash_subscriber: Option<ClientId>,
+    pub(super) dvr_subscriber: Option<ClientId>,
 }
 
 impl StreamActor {
@@ -155,6 +156,7 @@ impl StreamActor {
             idle_since: Instant::now(),
             hls_subscriber: None,
             dash_subscriber: None,
+            dvr_subscriber: None,
         }
     }
 
@@ -178,6 +180,14 @@ impl StreamActor {
             let (key, settings) = (self.key.clone(), self.settings.dash.clone());
             crate::segmenter::DashMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::DashMuxer::new(key, settings, subscription.rx));
             self.dash_subscriber = Some(id);
+        }
+        if crate::dvr::wanted(&self.key, &self.settings.dvr) && !self.subscribed(self.dvr_subscriber) {
+            let id = clients::allocate_id();
+            let subscription = self.subscribe(id);
+            let has_video = subscription.has_video;
+            let (key, settings, storage) = (self.key.clone(), self.settings.dvr.clone(), self.storage.clone());
+            crate::dvr::DvrWriter::start_in_arbiter(&crate::dvr::arbiter(), move |_| crate::dvr::DvrWriter::new(key, settings, storage, subscription.rx, has_video));
+            self.dvr_subscriber = Some(id);
         }
     }
 
@@ -453,7 +463,7 @@ impl StreamActor {
             publisher: self.publisher.as_ref().map(|p| p.client),
             publisher_protocol: self.publisher.as_ref().map(|p| p.protocol),
             live_ms: self.publisher.as_ref().map(|p| p.since.elapsed().as_millis() as u64).unwrap_or(0),
-            subscribers: self.subscribers.keys().filter(|id| Some(**id) != self.hls_subscriber && Some(**id) != self.dash_subscriber).count(),
+            subscribers: self.subscribers.keys().filter(|id| Some(**id) != self.hls_subscriber && Some(**id) != self.dash_subscriber && Some(**id) != self.dvr_subscriber).count(),
             video: self.video.clone(),
             audio: self.audio.clone(),
             fps: (self.fps * 100.0).round() / 100.0,

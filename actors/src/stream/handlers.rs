@@ -70,3 +70,13 @@ impl Handler<GetStreamInfo> for StreamActor {
         MessageResult::<GetStreamInfo>(self.info())
     }
 }
+
+impl Handler<StartOutputs> for StreamActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StartOutputs, _: &mut Self::Context) {
+        if self.publisher.is_some() {
+            self.start_outputs();
+        }
+    }
+}

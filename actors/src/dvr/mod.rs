@@ -1,0 +1,196 @@
+//! DVR: recording streams to files, the recordings index, retention, and the assembly of
+//! progressive MP4 over any recorded time range.
+//!
+//! ## Writers
+//! One [`DvrWriter`] per recorded stream, a subscriber of the stream actor like any player,
+//! on the DVR arbiter (its own thread: file writes and fsyncs never stall connections). A
+//! stream is recorded when `[dvr]` enables its app, or when `POST /api/v1/dvr` switched it on
+//! at runtime ([`set_runtime`]; a runtime switch wins over config until the node restarts).
+//!
+//! ## Files and crash safety (fragmented MP4)
+//! A segment file starts with an initialization segment; then every `dvr.fragment_ms` one
+//! fragment (`moof` + `mdat`) is appended and made durable (`fdatasync`) before the next. The
+//! order of operations is the index's guarantee:
+//! 1. create the file, write the init segment, fsync file and directory;
+//! 2. index it as `Recording` (so a crash leaves an entry that the next start repairs);
+//! 3. append fragments, each synced;
+//! 4. at the cut: sync, then index it `Complete` with its sample table.
+//!
+//! On start, [`repair::reconcile`] walks the index: entries whose file vanished are dropped;
+//! `Recording` entries are repaired (the file is cut after its last complete fragment and the
+//! sample table rebuilt from the `moof` boxes) or, with no complete fragment, removed; files
+//! under the DVR directory that no entry names are deleted. An index entry therefore only
+//! ever points at playable bytes.
+//!
+//! FLV recordings are written the same way (synced every fragment interval; repaired by
+//! cutting after the last complete tag) and can be downloaded, but only MP4 recordings are
+//! served as HTTP-MP4 ranges.
+//!
+//! ## Retention
+//! [`janitor::DvrJanitor`] applies `max_age` and `max_bytes` per app every few seconds:
+//! oldest recordings first, index entry and file together (entry first: a crash in between
+//! leaves an orphan file, which the next start deletes).
+
+pub mod janitor;
+pub mod playback;
+pub mod repair;
+mod writer;
+
+pub use writer::{DvrWriter, StopRecording};
+
+use crate::settings::DvrSettings;
+use actix::prelude::*;
+use estuary_storage::StreamKey;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, OnceLock};
+
+static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
+static RUNTIME: LazyLock<Mutex<HashMap<StreamKey, bool>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static WRITERS: LazyLock<Mutex<HashMap<StreamKey, Addr<DvrWriter>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The arbiter DVR writers and the janitor run on.
+pub fn arbiter() -> ArbiterHandle {
+    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
+}
+
+/// Switches recording of `key` on or off at runtime (overrides config until restart).
+pub fn set_runtime(key: &StreamKey, on: bool) {
+    RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), on);
+}
+
+/// Whether `key` should be recorded now.
+pub fn wanted(key: &StreamKey, settings: &DvrSettings) -> bool {
+    match RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+        Some(on) => *on,
+        None => settings.applies_to(&key.app),
+    }
+}
+
+/// The writer recording `key`, if one runs.
+pub fn writer_of(key: &StreamKey) -> Option<Addr<DvrWriter>> {
+    WRITERS.lock().unwrap_or_else(|e| e.into_inner()).get(key).filter(|a| a.connected()).cloned()
+}
+
+pub(crate) fn register_writer(key: &StreamKey, addr: Addr<DvrWriter>) {
+    WRITERS.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), addr);
+}
+
+pub(crate) fn unregister_writer(key: &StreamKey) {
+    let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    if writers.get(key).is_some_and(|a| !a.connected()) {
+        writers.remove(key);
+    }
+}
+
+/// Fills a path template: `[app]`, `[stream]`, `[timestamp]` (Unix ms), and date parts in Go's
+/// reference-time style as SRS has them: `[2006]` year, `[01]` month, `[02]` day, `[15]` hour,
+/// `[04]` minute, `[05]` second, `[999]` milliseconds (UTC). Characters that could leave the
+/// directory are replaced.
+pub fn expand_path(template: &str, key: &StreamKey, unix_ms: i64) -> String {
+    let clean = |s: &str| s.replace(['/', '\\'], "_").replace("..", "_");
+    let (year, month, day, hour, minute, second) = civil(unix_ms.div_euclid(1000));
+    let millis = unix_ms.rem_euclid(1000);
+    template
+        .replace("[app]", &clean(&key.app))
+        .replace("[stream]", &clean(&key.stream))
+        .replace("[timestamp]", &unix_ms.to_string())
+        .replace("[2006]", &format!("{year:04}"))
+        .replace("[01]", &format!("{month:02}"))
+        .replace("[02]", &format!("{day:02}"))
+        .replace("[15]", &format!("{hour:02}"))
+        .replace("[04]", &format!("{minute:02}"))
+        .replace("[05]", &format!("{second:02}"))
+        .replace("[999]", &format!("{millis:03}"))
+}
+
+/// Parses a time given as Unix milliseconds or RFC 3339 (`2026-11-25T14:02:00Z`, fractional
+/// seconds and `+hh:mm` offsets allowed) into Unix ms.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| format!("{text:?} is too large"));
+    }
+    let bad = || format!("{text:?} is neither Unix milliseconds nor RFC 3339 (2026-11-25T14:02:00Z)");
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
+    let (year, month, day, hour, minute, second) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let mut at = 19;
+    let mut millis = 0i64;
+    if b.get(at) == Some(&b'.') {
+        let digits: String = text[at + 1..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        millis = format!("{:0<3}", &digits[..digits.len().min(3)]).parse().map_err(|_| bad())?;
+        at += 1 + digits.len();
+    }
+    let offset_min = match text.get(at..) {
+        Some("Z") | Some("z") => 0,
+        Some(zone) if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) && &zone[3..4] == ":" => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            sign * (zone[1..3].parse::<i64>().map_err(|_| bad())? * 60 + zone[4..6].parse::<i64>().map_err(|_| bad())?)
+        }
+        _ => return Err(bad()),
+    };
+    // days from civil (proleptic Gregorian)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60) * 1000) + millis)
+}
+
+/// UTC calendar fields of a Unix time (days-to-civil, proleptic Gregorian).
+fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1795627359123"), Ok(1_795_627_359_123));
+        assert_eq!(parse_time("2026-11-25T17:22:39.123Z"), Ok(1_795_627_359_123));
+        assert_eq!(parse_time("2026-11-25T18:22:39.1+01:00"), Ok(1_795_627_359_100));
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_time("2000-02-29T00:00:00Z"), Ok(951_782_400_000));
+        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-25T17:22:39", "2026-11-25T17:22:39.Z", "-5"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_templates() {
+        let key = StreamKey::new("live", "cam/7");
+        // 2026-11-25T17:22:39.123Z
+        let ms = 1_795_627_359_123;
+        assert_eq!(expand_path("[app]/[stream].[timestamp].mp4", &key, ms), "live/cam_7.1795627359123.mp4");
+        assert_eq!(expand_path("[app]/[2006]/[01]/[02]/[stream]-[15][04][05].[999].flv", &key, ms), "live/2026/11/25/cam_7-172239.123.flv");
+        assert_eq!(expand_path("[2006]-[01]-[02]", &key, 0), "1970-01-01");
+        assert_eq!(expand_path("[2006]-[01]-[02]", &key, 951_782_400_000), "2000-02-29");
+        let evil = StreamKey::new("..", "x");
+        assert!(!expand_path("[app]/[stream]", &evil, 0).contains(".."));
+    }
+}

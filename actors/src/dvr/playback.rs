@@ -1,0 +1,195 @@
+//! Assembly of one progressive MP4 over a recorded time range: which recordings, which
+//! samples, on which timeline. The HTTP layer streams the result.
+//!
+//! - Recordings overlapping `[start, end)` (wall clock) are taken in order; those still being
+//!   written are not (their sample table is indexed when they close).
+//! - The first recording starts at the video keyframe at or before `start` (audio from the
+//!   same instant); the last ends before `end`.
+//! - Each recording's samples are placed on the wall-clock timeline (media time minus the
+//!   recording's media start, plus its wall start), so a gap between recordings stays a gap
+//!   and a publisher's timestamp reset does not fold the timeline.
+//! - Every recording of the range must have the same tracks and codec parameters as the
+//!   first; the range ends at the first one that does not (the response says so in a header).
+
+use crate::messages::{GetRecordingSamples, ListRecordings};
+use crate::storage::StorageHandle;
+use estuary_protocols::fmp4::Track;
+use estuary_protocols::media::Codec;
+use estuary_protocols::mp4::{self, Progressive, ProgressiveTrack, SampleRef};
+use estuary_storage::{Recording, RecordingState, StreamKey, TrackSamples};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why a range cannot be served.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PlaybackError {
+    /// The stream has no recordings at all.
+    #[error("no recordings of {0}")]
+    UnknownStream(String),
+    /// None overlap the range.
+    #[error("no recordings of {stream} between {start_ms} and {end_ms} (Unix ms)")]
+    NothingInRange {
+        /// The stream.
+        stream: String,
+        /// Range start.
+        start_ms: i64,
+        /// Range end.
+        end_ms: i64,
+    },
+    /// The recordings in range are FLV.
+    #[error("the recordings in this range are FLV files; download them from /dvr/files/ instead")]
+    NotMp4,
+    /// The index could not be read.
+    #[error("recordings index unavailable: {0}")]
+    Storage(String),
+}
+
+/// A range ready to serve.
+pub struct Plan {
+    /// The layout; piece sources index `files`.
+    pub progressive: Progressive,
+    /// Source files.
+    pub files: Vec<PathBuf>,
+    /// Strong validator for `ETag`.
+    pub etag: String,
+    /// Recordings used.
+    pub recordings: Vec<Recording>,
+    /// Set when the range was cut short at a codec change (its wall time, Unix ms).
+    pub cut_at_ms: Option<i64>,
+}
+
+fn track_of(samples: &TrackSamples) -> Option<Track> {
+    let codec = match samples.codec.as_str() {
+        "H264" => Codec::H264,
+        "H265" => Codec::H265,
+        "AAC" => Codec::Aac,
+        _ => return None,
+    };
+    Some(Track {
+        id: samples.track_id,
+        codec,
+        timescale: samples.timescale,
+        config: bytes::Bytes::from(samples.config.clone()),
+        width: samples.width,
+        height: samples.height,
+        channels: samples.channels,
+        sample_rate: samples.sample_rate,
+    })
+}
+
+fn same_tracks(a: &[TrackSamples], b: &[TrackSamples]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.codec == y.codec && x.config == y.config && x.timescale == y.timescale)
+}
+
+fn ticks(ms: i64, timescale: u32) -> i64 {
+    ms * timescale as i64 / 1000
+}
+
+/// Plans `[start_ms, end_ms)` of `key`.
+pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms: i64, end_ms: i64) -> Result<Plan, PlaybackError> {
+    let all = storage.addr().send(ListRecordings { key: Some(key.clone()) }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(PlaybackError::Storage)?;
+    if all.is_empty() {
+        return Err(PlaybackError::UnknownStream(key.to_string()));
+    }
+    let mut selected: Vec<Recording> = all.into_iter().filter(|r| r.state != RecordingState::Recording && r.end_ms > start_ms && r.start_ms < end_ms).collect();
+    selected.sort_by_key(|r| r.start_ms);
+    if selected.is_empty() {
+        return Err(PlaybackError::NothingInRange { stream: key.to_string(), start_ms, end_ms });
+    }
+    if selected.iter().all(|r| r.format != "mp4") {
+        return Err(PlaybackError::NotMp4);
+    }
+    selected.retain(|r| r.format == "mp4");
+
+    let origin_wall = selected[0].start_ms;
+    let mut reference: Option<Vec<TrackSamples>> = None;
+    let mut tracks: Vec<ProgressiveTrack> = Vec::new();
+    let mut used = Vec::new();
+    let mut files = Vec::new();
+    let mut cut_at_ms = None;
+    let mut begin_wall = None;
+    for recording in &selected {
+        let Some(samples) = storage.addr().send(GetRecordingSamples { id: recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(PlaybackError::Storage)? else {
+            continue;
+        };
+        match &reference {
+            None => {
+                tracks = samples.iter().filter_map(|t| track_of(t).map(|track| ProgressiveTrack { track, samples: Vec::new() })).collect();
+                reference = Some(samples.clone());
+            }
+            Some(reference) if !same_tracks(reference, &samples) => {
+                cut_at_ms = Some(recording.start_ms);
+                break;
+            }
+            Some(_) => {}
+        }
+        let source = files.len() as u32;
+        files.push(dir.join(&recording.path));
+        used.push(recording.clone());
+        // Where this recording's media time lands on the output timeline, per track.
+        let shift = |timescale: u32| ticks(recording.start_ms - origin_wall, timescale) - ticks(recording.media_start_ms, timescale);
+        // The first recording starts at the keyframe at or before `start`, audio with it.
+        let mut from_wall = start_ms.max(recording.start_ms);
+        if begin_wall.is_none() {
+            let target_media = recording.media_of(from_wall);
+            let key_media = recording.keyframes.iter().rev().find(|(ms, _)| *ms <= target_media).or(recording.keyframes.first()).map(|(ms, _)| *ms);
+            if let Some(ms) = key_media {
+                from_wall = recording.wall_of(ms);
+            }
+            begin_wall = Some(from_wall);
+        } else {
+            from_wall = recording.start_ms;
+        }
+        let to_wall = end_ms.min(recording.end_ms);
+        for (table, out) in samples.iter().zip(tracks.iter_mut()) {
+            let scale = table.timescale;
+            let from = ticks(recording.media_of(from_wall), scale);
+            let to = ticks(recording.media_of(to_wall), scale);
+            let shift = shift(scale);
+            for sample in table.samples.iter().filter(|s| s.dts >= from && s.dts < to) {
+                let mut dts = sample.dts + shift;
+                if let Some(last) = out.samples.last() {
+                    dts = dts.max(last.dts + 1);
+                }
+                out.samples.push(SampleRef { dts, cts: sample.cts, size: sample.size, key: sample.key, source, offset: sample.offset });
+            }
+        }
+    }
+    // A video track must begin with a keyframe.
+    for track in tracks.iter_mut().filter(|t| t.track.kind() == estuary_protocols::media::TrackKind::Video) {
+        let first_key = track.samples.iter().position(|s| s.key).unwrap_or(track.samples.len());
+        track.samples.drain(..first_key);
+    }
+    // Audio starts with the first picture (the keyframe's presentation time, after B-frame
+    // reordering), not with its decode time.
+    let picture_start = tracks
+        .iter()
+        .find(|t| t.track.kind() == estuary_protocols::media::TrackKind::Video)
+        .and_then(|t| t.samples.first().map(|s| (s.dts + s.cts.max(0) as i64) as f64 / t.track.timescale.max(1) as f64));
+    if let Some(picture_start) = picture_start {
+        for track in tracks.iter_mut().filter(|t| t.track.kind() == estuary_protocols::media::TrackKind::Audio) {
+            let scale = track.track.timescale.max(1) as f64;
+            let skip = track.samples.iter().position(|s| s.dts as f64 / scale >= picture_start - 0.0005).unwrap_or(track.samples.len());
+            track.samples.drain(..skip);
+        }
+    }
+    if tracks.iter().all(|t| t.samples.is_empty()) {
+        return Err(PlaybackError::NothingInRange { stream: key.to_string(), start_ms, end_ms });
+    }
+    let progressive = mp4::build(&tracks);
+    let mut hash = Sha256::new();
+    for r in &used {
+        hash.update(r.id.to_be_bytes());
+        hash.update(r.bytes.to_be_bytes());
+    }
+    for t in &tracks {
+        hash.update((t.samples.len() as u64).to_be_bytes());
+        if let (Some(first), Some(last)) = (t.samples.first(), t.samples.last()) {
+            hash.update(first.offset.to_be_bytes());
+            hash.update(last.offset.to_be_bytes());
+        }
+    }
+    let etag = format!("\"{}\"", hex::encode(&hash.finalize()[..12]));
+    Ok(Plan { progressive, files, etag, recordings: used, cut_at_ms })
+}

@@ -1,0 +1,476 @@
+//! The DVR writer actor: frames in, segment files and index entries out (see the module docs
+//! for the order of writes).
+
+use crate::hooks;
+use crate::messages::PutRecording;
+use crate::settings::{DvrFormat, DvrPlan, DvrSettings};
+use crate::storage::StorageHandle;
+use actix::prelude::*;
+use bytes::BytesMut;
+use estuary_protocols::flv;
+use estuary_protocols::fmp4::{self, to_timescale, Track, TrackFragment};
+use estuary_protocols::media::{Codec, MediaFrame, TrackKind};
+use estuary_storage::{AudioInfo, Recording, RecordingState, StoredSample, StreamKey, TrackSamples, VideoInfo};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A process-unique, restart-unique recording id: Unix ms in the high bits, a counter below.
+fn new_id() -> u64 {
+    ((crate::unix_ms().max(0) as u64) << 16) | (NEXT_ID.fetch_add(1, Ordering::Relaxed) & 0xffff)
+}
+
+/// Asks a writer to close its file and stop (the API's DVR stop).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRecording;
+
+struct OpenFile {
+    recording: Recording,
+    file: File,
+    absolute: PathBuf,
+    tracks: Vec<Track>,
+    samples: Vec<TrackSamples>,
+    sequence: u32,
+    position: u64,
+    pending: Vec<Arc<MediaFrame>>,
+    fragment_start_ms: i64,
+    last_end_ms: i64,
+    /// Presentation time of the first keyframe: audio before it belongs to the file before.
+    presentation_start_ms: i64,
+}
+
+/// Records one stream.
+pub struct DvrWriter {
+    key: StreamKey,
+    settings: Arc<DvrSettings>,
+    storage: StorageHandle,
+    rx: Option<mpsc::Receiver<Arc<MediaFrame>>>,
+    has_video: bool,
+    video_config: Option<Arc<MediaFrame>>,
+    audio_config: Option<Arc<MediaFrame>>,
+    open: Option<OpenFile>,
+    /// The previous file after a cut, still taking audio presented before the cut.
+    closing: Option<(OpenFile, i64)>,
+    /// Wall clock and media time of one instant, so consecutive files join without gaps or
+    /// overlaps (re-anchored when the two clocks drift apart by more than a second).
+    anchor: Option<(i64, i64)>,
+    failed: bool,
+    video_step_ms: i64,
+    last_video_dts_ms: Option<i64>,
+}
+
+impl DvrWriter {
+    /// A writer reading `rx` (a subscription of the stream actor).
+    pub fn new(key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, has_video: bool) -> Self {
+        DvrWriter {
+            key,
+            settings,
+            storage,
+            rx: Some(rx),
+            has_video,
+            video_config: None,
+            audio_config: None,
+            open: None,
+            closing: None,
+            anchor: None,
+            failed: false,
+            video_step_ms: 40,
+            last_video_dts_ms: None,
+        }
+    }
+
+    fn frame(&mut self, frame: Arc<MediaFrame>) {
+        if self.failed {
+            return;
+        }
+        if frame.config {
+            let slot = match frame.track {
+                TrackKind::Video => &mut self.video_config,
+                TrackKind::Audio => &mut self.audio_config,
+                TrackKind::Data => return,
+            };
+            let changed = slot.as_ref().is_some_and(|old| old.payload != frame.payload || old.codec != frame.codec);
+            *slot = Some(frame);
+            if changed && self.open.is_some() {
+                tracing::info!(stream = %self.key, "codec parameters changed; starting a new recording file");
+                self.close("codec change");
+            }
+            return;
+        }
+        if frame.track == TrackKind::Data {
+            return;
+        }
+        if frame.track == TrackKind::Video {
+            let dts = frame.dts_ms();
+            if let Some(last) = self.last_video_dts_ms {
+                if dts > last {
+                    self.video_step_ms = dts - last;
+                }
+            }
+            self.last_video_dts_ms = Some(dts);
+        }
+        // Audio presented before the cut still goes to the previous file; the previous file
+        // is finished by the first audio frame after the cut (or a video frame well past it).
+        if let Some((_, cut_ms)) = &self.closing {
+            let cut_ms = *cut_ms;
+            if frame.track == TrackKind::Audio && frame.pts_ms() < cut_ms {
+                if let Some((closing, _)) = self.closing.as_mut() {
+                    closing.last_end_ms = closing.last_end_ms.max(frame.dts_ms() + 21);
+                    closing.pending.push(frame);
+                }
+                return;
+            }
+            if frame.track == TrackKind::Audio || frame.dts_ms() > cut_ms + 500 {
+                self.finish_closing("segment length reached");
+            }
+        }
+        let start_point = if self.has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
+        let due = self
+            .open
+            .as_ref()
+            .is_some_and(|open| self.settings.plan == DvrPlan::Segment && frame.dts_ms() - open.recording.media_start_ms >= self.settings.segment.as_millis() as i64);
+        if start_point && due {
+            self.finish_closing("segment length reached");
+            if let Some(open) = self.open.take() {
+                self.closing = Some((open, frame.pts_ms()));
+            }
+        }
+        if frame.track == TrackKind::Audio && self.open.as_ref().is_some_and(|o| frame.pts_ms() < o.presentation_start_ms) {
+            // Before the first picture of this file (and no earlier file to take it).
+            return;
+        }
+        if self.open.is_none() {
+            if !start_point {
+                return;
+            }
+            if let Err(e) = self.open_file(&frame) {
+                tracing::error!(stream = %self.key, error = %e, "cannot start a recording file; recording of this stream stops");
+                self.failed = true;
+                return;
+            }
+        }
+        let fragment_ms = self.settings.fragment.as_millis() as i64;
+        let flush = self
+            .open
+            .as_ref()
+            .is_some_and(|open| !open.pending.is_empty() && frame.dts_ms() - open.fragment_start_ms >= fragment_ms);
+        if flush {
+            if let Err(e) = self.write_fragment() {
+                self.fail(e);
+                return;
+            }
+        }
+        if let Some(open) = self.open.as_mut() {
+            if open.pending.is_empty() {
+                open.fragment_start_ms = frame.dts_ms();
+            }
+            let step = if frame.track == TrackKind::Video { self.video_step_ms } else { 21 };
+            open.last_end_ms = open.last_end_ms.max(frame.dts_ms() + step);
+            open.pending.push(frame);
+        }
+    }
+
+    fn fail(&mut self, error: std::io::Error) {
+        let file = self.open.as_ref().map(|o| o.absolute.display().to_string()).unwrap_or_default();
+        tracing::error!(stream = %self.key, %file, %error, "recording write failed; recording of this stream stops (the file is repaired on the next start)");
+        self.open = None;
+        self.failed = true;
+    }
+
+    fn open_file(&mut self, first: &MediaFrame) -> std::io::Result<()> {
+        // Wall time of this file's first frame: from the anchor when the clocks agree, so a
+        // file starts exactly where the previous one ended.
+        let clock = crate::unix_ms();
+        let now = match self.anchor {
+            Some((wall, media)) if (wall + first.dts_ms() - media - clock).abs() < 1000 => wall + first.dts_ms() - media,
+            _ => {
+                self.anchor = Some((clock, first.dts_ms()));
+                clock
+            }
+        };
+        let mut relative = super::expand_path(&self.settings.path, &self.key, now);
+        let mut absolute = self.settings.dir.join(&relative);
+        let mut n = 1;
+        while absolute.exists() {
+            relative = format!("{}-{n}", relative);
+            absolute = self.settings.dir.join(&relative);
+            n += 1;
+        }
+        let dir = absolute.parent().map(Path::to_path_buf).unwrap_or_else(|| self.settings.dir.clone());
+        std::fs::create_dir_all(&dir)?;
+        let mut file = File::create(&absolute)?;
+        let mut tracks = Vec::new();
+        for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+            if let Some(track) = Track::from_config(tracks.len() as u32 + 1, config) {
+                tracks.push(track);
+            }
+        }
+        let header = match self.settings.format {
+            DvrFormat::Mp4 => {
+                if tracks.is_empty() {
+                    return Err(std::io::Error::other("no track Estuary can write to MP4 (H.264, H.265, AAC)"));
+                }
+                fmp4::init_segment(&tracks).to_vec()
+            }
+            DvrFormat::Flv => {
+                let mut out = flv::file_header(self.audio_config.is_some(), self.video_config.is_some()).to_vec();
+                let mut body = BytesMut::new();
+                for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+                    let mut config = (**config).clone();
+                    config.dts = first.timebase.rescale(first.dts, config.timebase);
+                    config.pts = config.dts;
+                    flv::write_frame_tag(&mut body, &config);
+                }
+                out.extend_from_slice(&body);
+                out
+            }
+        };
+        file.write_all(&header)?;
+        file.sync_all()?;
+        File::open(&dir)?.sync_all()?;
+        let samples = tracks
+            .iter()
+            .map(|t| TrackSamples {
+                track_id: t.id,
+                codec: t.codec.name().to_string(),
+                timescale: t.timescale,
+                config: t.config.to_vec(),
+                width: t.width,
+                height: t.height,
+                channels: t.channels,
+                sample_rate: t.sample_rate,
+                samples: Vec::new(),
+            })
+            .collect();
+        let recording = Recording {
+            id: new_id(),
+            key: self.key.clone(),
+            path: relative.clone(),
+            format: match self.settings.format {
+                DvrFormat::Mp4 => "mp4",
+                DvrFormat::Flv => "flv",
+            }
+            .into(),
+            state: RecordingState::Recording,
+            start_ms: now,
+            end_ms: now,
+            media_start_ms: first.dts_ms(),
+            media_end_ms: first.dts_ms(),
+            bytes: header.len() as u64,
+            video: self.video_config.as_ref().map(|c| video_info(c)),
+            audio: self.audio_config.as_ref().map(|c| audio_info(c)),
+            keyframes: Vec::new(),
+        };
+        tracing::info!(stream = %self.key, file = %relative, "recording started");
+        self.storage.tell(PutRecording {
+            recording: recording.clone(),
+            samples: None,
+        });
+        self.open = Some(OpenFile {
+            recording,
+            file,
+            absolute,
+            tracks,
+            samples,
+            sequence: 0,
+            position: header.len() as u64,
+            pending: Vec::new(),
+            fragment_start_ms: first.dts_ms(),
+            last_end_ms: first.dts_ms(),
+            presentation_start_ms: first.pts_ms(),
+        });
+        Ok(())
+    }
+
+    fn write_fragment(&mut self) -> std::io::Result<()> {
+        let format = self.settings.format;
+        match self.open.as_mut() {
+            Some(open) => write_fragment(open, format),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the open file (and the one still closing).
+    fn close(&mut self, reason: &str) {
+        self.finish_closing(reason);
+        if let Some(open) = self.open.take() {
+            self.finalize(open, reason);
+        }
+    }
+
+    fn finish_closing(&mut self, reason: &str) {
+        if let Some((closing, _)) = self.closing.take() {
+            self.finalize(closing, reason);
+        }
+    }
+
+    fn finalize(&mut self, mut open: OpenFile, reason: &str) {
+        if let Err(e) = write_fragment(&mut open, self.settings.format) {
+            tracing::error!(stream = %self.key, file = %open.recording.path, error = %e, "recording write failed; the file is repaired on the next start");
+            return;
+        }
+        if let Err(e) = open.file.sync_all() {
+            tracing::error!(stream = %self.key, file = %open.recording.path, error = %e, "recording sync failed; the file is repaired on the next start");
+            return;
+        }
+        let duration = open.last_end_ms - open.recording.media_start_ms;
+        open.recording.media_end_ms = open.last_end_ms;
+        open.recording.end_ms = open.recording.start_ms + duration;
+        open.recording.bytes = open.position;
+        open.recording.state = RecordingState::Complete;
+        let samples = match self.settings.format {
+            DvrFormat::Mp4 => Some(open.samples),
+            DvrFormat::Flv => None,
+        };
+        tracing::info!(stream = %self.key, file = %open.recording.path, duration_ms = duration, bytes = open.position, %reason, "recording file closed");
+        let mut body = hooks::body(0, "127.0.0.1", &self.key.vhost, &self.key.app, &self.key.stream, &[]);
+        body["cwd"] = serde_json::Value::String(self.settings.dir.display().to_string());
+        body["file"] = serde_json::Value::String(open.absolute.display().to_string());
+        let recording = open.recording;
+        let storage = self.storage.clone();
+        let app = self.key.app.clone();
+        // The hook fires once the index has the closed file.
+        actix::spawn(async move {
+            match storage.addr().send(PutRecording { recording, samples }).await {
+                Ok(Ok(())) => hooks::notify(hooks::Event::Dvr, &app, body),
+                Ok(Err(e)) => tracing::error!(error = %e, "closed recording not indexed"),
+                Err(e) => tracing::error!(error = %e, "storage unavailable; closed recording not indexed (repaired on the next start)"),
+            }
+        });
+    }
+}
+
+fn write_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()> {
+    if open.pending.is_empty() {
+        return Ok(());
+    }
+    let pending = std::mem::take(&mut open.pending);
+    match format {
+        DvrFormat::Mp4 => {
+            open.sequence += 1;
+            let per_track: Vec<Vec<Arc<MediaFrame>>> = open
+                .tracks
+                .iter()
+                .map(|t| pending.iter().filter(|f| f.track == t.kind() && f.codec == t.codec).cloned().collect())
+                .collect();
+            let fragments: Vec<TrackFragment> = open
+                .tracks
+                .iter()
+                .zip(&per_track)
+                .filter(|(_, frames)| !frames.is_empty())
+                .map(|(track, frames)| TrackFragment { track, frames, next_dts: None })
+                .collect();
+            let bytes = fmp4::media_segment(open.sequence, &fragments);
+            let media_len: u64 = per_track.iter().flatten().map(|f| f.payload.len() as u64).sum();
+            let mut offset = open.position + bytes.len() as u64 - media_len;
+            for (track, frames) in open.tracks.iter().zip(&per_track) {
+                let Some(table) = open.samples.iter_mut().find(|s| s.track_id == track.id) else {
+                    continue;
+                };
+                for frame in frames {
+                    let dts = to_timescale(track, frame.dts, frame.timebase);
+                    let pts = to_timescale(track, frame.pts, frame.timebase);
+                    let key = track.kind() == TrackKind::Audio || frame.keyframe;
+                    table.samples.push(StoredSample {
+                        dts,
+                        cts: (pts - dts) as i32,
+                        size: frame.payload.len() as u32,
+                        key,
+                        offset,
+                    });
+                    if track.kind() == TrackKind::Video && frame.keyframe {
+                        open.recording.keyframes.push((frame.dts_ms(), offset));
+                    }
+                    offset += frame.payload.len() as u64;
+                }
+            }
+            open.file.write_all(&bytes)?;
+            open.position += bytes.len() as u64;
+        }
+        DvrFormat::Flv => {
+            let mut out = BytesMut::new();
+            for frame in &pending {
+                if frame.is_video_keyframe() {
+                    open.recording.keyframes.push((frame.dts_ms(), open.position + out.len() as u64));
+                }
+                flv::write_frame_tag(&mut out, frame);
+            }
+            open.file.write_all(&out)?;
+            open.position += out.len() as u64;
+        }
+    }
+    // Each fragment is durable before the next one starts: a crash loses at most one.
+    open.file.sync_data()?;
+    Ok(())
+}
+
+fn video_info(config: &MediaFrame) -> VideoInfo {
+    let mut info = VideoInfo {
+        codec: config.codec.name().to_string(),
+        ..Default::default()
+    };
+    if config.codec == Codec::H264 {
+        if let Ok(sps) = estuary_protocols::avc::AvcConfig::parse(&config.payload).and_then(|c| c.sps_info()) {
+            info.width = sps.width;
+            info.height = sps.height;
+        }
+    }
+    info
+}
+
+fn audio_info(config: &MediaFrame) -> AudioInfo {
+    let mut info = AudioInfo {
+        codec: config.codec.name().to_string(),
+        ..Default::default()
+    };
+    if config.codec == Codec::Aac {
+        if let Ok(aac) = estuary_protocols::aac::AacConfig::parse(&config.payload) {
+            info.sample_rate = aac.sample_rate;
+            info.channels = aac.channel_config;
+        }
+    }
+    info
+}
+
+impl Actor for DvrWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        super::register_writer(&self.key, ctx.address());
+        if let Some(rx) = self.rx.take() {
+            ctx.add_stream(ReceiverStream::new(rx));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.close("recording stopped");
+        super::unregister_writer(&self.key);
+    }
+}
+
+impl StreamHandler<Arc<MediaFrame>> for DvrWriter {
+    fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
+        self.frame(frame);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.close("stream ended");
+        ctx.stop();
+    }
+}
+
+impl Handler<StopRecording> for DvrWriter {
+    type Result = ();
+
+    fn handle(&mut self, _: StopRecording, ctx: &mut Self::Context) {
+        tracing::info!(stream = %self.key, "recording stopped through the API");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,246 @@
+//! The recordings index: one [`Recording`] per DVR segment file, ordered by stream and start
+//! time, and the segment's sample table ([`TrackSamples`]) kept apart so listings stay small.
+//!
+//! Keys of `recordings`: `vhost/app/stream`, a zero byte, the start time (Unix ms, i64 as
+//! big-endian u64 with the sign bit flipped, so keys sort by time), then the id (u64
+//! big-endian). Keys of `recording_samples`: the id, big-endian.
+
+use crate::{codec, StorageError, Store};
+use crate::{AudioInfo, StreamKey, VideoInfo};
+use serde::{Deserialize, Serialize};
+
+/// Where a recording is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordingState {
+    /// Being written; after a crash, the node repairs or removes it on start.
+    Recording,
+    /// Closed normally.
+    Complete,
+    /// Cut short by a crash and repaired to its last complete fragment.
+    Repaired,
+}
+
+/// One segment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// Unique id.
+    pub id: u64,
+    /// The stream.
+    pub key: StreamKey,
+    /// File path relative to the DVR directory.
+    pub path: String,
+    /// `mp4` or `flv`.
+    pub format: String,
+    /// State.
+    pub state: RecordingState,
+    /// Wall-clock time of the first frame, Unix ms.
+    pub start_ms: i64,
+    /// Wall-clock time of the end of the last frame, Unix ms.
+    pub end_ms: i64,
+    /// Media time (stream timestamps, ms) of the first frame.
+    pub media_start_ms: i64,
+    /// Media time of the end of the last frame.
+    pub media_end_ms: i64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Video track.
+    pub video: Option<VideoInfo>,
+    /// Audio track.
+    pub audio: Option<AudioInfo>,
+    /// Keyframes: (media time ms, byte offset of the sample in the file).
+    pub keyframes: Vec<(i64, u64)>,
+}
+
+impl Recording {
+    /// Duration in ms.
+    pub fn duration_ms(&self) -> i64 {
+        (self.end_ms - self.start_ms).max(0)
+    }
+
+    /// Wall-clock time of media time `media_ms` within this recording.
+    pub fn wall_of(&self, media_ms: i64) -> i64 {
+        self.start_ms + (media_ms - self.media_start_ms)
+    }
+
+    /// Media time of wall-clock time `wall_ms` within this recording.
+    pub fn media_of(&self, wall_ms: i64) -> i64 {
+        self.media_start_ms + (wall_ms - self.start_ms)
+    }
+}
+
+/// One sample of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSample {
+    /// Decode time in the track's timescale (stream time, not rebased).
+    pub dts: i64,
+    /// Composition offset.
+    pub cts: i32,
+    /// Size.
+    pub size: u32,
+    /// Sync sample.
+    pub key: bool,
+    /// Byte offset in the file.
+    pub offset: u64,
+}
+
+/// One track of a recording and its samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackSamples {
+    /// Track id in the file.
+    pub track_id: u32,
+    /// Codec name (`H264`, `H265`, `AAC`).
+    pub codec: String,
+    /// Timescale.
+    pub timescale: u32,
+    /// Codec configuration (avcC, hvcC, AudioSpecificConfig).
+    pub config: Vec<u8>,
+    /// Video width.
+    pub width: u32,
+    /// Video height.
+    pub height: u32,
+    /// Audio channels.
+    pub channels: u16,
+    /// Audio sample rate.
+    pub sample_rate: u32,
+    /// Samples in decode order.
+    pub samples: Vec<StoredSample>,
+}
+
+fn time_key(ms: i64) -> [u8; 8] {
+    ((ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn stream_prefix(key: &StreamKey) -> Vec<u8> {
+    let mut prefix = key.db_key().into_bytes();
+    prefix.push(0);
+    prefix
+}
+
+fn recording_key(recording: &Recording) -> Vec<u8> {
+    let mut k = stream_prefix(&recording.key);
+    k.extend_from_slice(&time_key(recording.start_ms));
+    k.extend_from_slice(&recording.id.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// A fresh recording id.
+    pub fn next_recording_id(&self) -> Result<u64, StorageError> {
+        self.db.generate_id().map_err(|e| self.sled_err(e))
+    }
+
+    /// Inserts or replaces a recording (and its samples, when given), then flushes to disk.
+    /// Callers write and fsync the file first: an index entry only ever points at bytes that
+    /// are on disk.
+    pub fn put_recording(&self, recording: &Recording, samples: Option<&[TrackSamples]>) -> Result<(), StorageError> {
+        if let Some(samples) = samples {
+            self.recording_samples.insert(recording.id.to_be_bytes(), codec::encode(&samples)).map_err(|e| self.sled_err(e))?;
+        }
+        // A recording's start time may have been corrected since it was first written: drop
+        // any entry with the same id under another start time.
+        if let Some(old) = self.recordings_of(&recording.key)?.into_iter().find(|r| r.id == recording.id && r.start_ms != recording.start_ms) {
+            self.recordings.remove(recording_key(&old)).map_err(|e| self.sled_err(e))?;
+        }
+        self.recordings.insert(recording_key(recording), codec::encode(recording)).map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
+    /// Every recording of `key`, oldest first.
+    pub fn recordings_of(&self, key: &StreamKey) -> Result<Vec<Recording>, StorageError> {
+        self.scan_recordings(self.recordings.scan_prefix(stream_prefix(key)))
+    }
+
+    /// Every recording, grouped by stream, oldest first within a stream.
+    pub fn all_recordings(&self) -> Result<Vec<Recording>, StorageError> {
+        self.scan_recordings(self.recordings.iter())
+    }
+
+    fn scan_recordings(&self, iter: sled::Iter) -> Result<Vec<Recording>, StorageError> {
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            let recording = codec::decode(&v).map_err(|detail| StorageError::Decode { tree: "recordings", key: String::from_utf8_lossy(&k).into_owned(), detail })?;
+            out.push(recording);
+        }
+        Ok(out)
+    }
+
+    /// The sample table of recording `id`.
+    pub fn recording_samples(&self, id: u64) -> Result<Option<Vec<TrackSamples>>, StorageError> {
+        match self.recording_samples.get(id.to_be_bytes()).map_err(|e| self.sled_err(e))? {
+            Some(v) => codec::decode(&v).map(Some).map_err(|detail| StorageError::Decode { tree: "recording_samples", key: id.to_string(), detail }),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a recording and its samples from the index (the caller deletes the file).
+    pub fn delete_recording(&self, recording: &Recording) -> Result<(), StorageError> {
+        self.recordings.remove(recording_key(recording)).map_err(|e| self.sled_err(e))?;
+        self.recording_samples.remove(recording.id.to_be_bytes()).map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recording(id: u64, stream: &str, start_ms: i64) -> Recording {
+        Recording {
+            id,
+            key: StreamKey::new("live", stream),
+            path: format!("live/{stream}.{start_ms}.mp4"),
+            format: "mp4".into(),
+            state: RecordingState::Complete,
+            start_ms,
+            end_ms: start_ms + 30_000,
+            media_start_ms: 1000,
+            media_end_ms: 31_000,
+            bytes: 1234,
+            video: None,
+            audio: None,
+            keyframes: vec![(1000, 48), (3000, 900)],
+        }
+    }
+
+    #[test]
+    fn recordings_sort_by_stream_and_time_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // Negative and positive times sort correctly; other streams stay apart.
+            for (id, stream, start) in [(1, "a", 2_000), (2, "a", -5), (3, "b", 1_000), (4, "a", 1_700_000_000_000), (5, "ab", 0)] {
+                store.put_recording(&recording(id, stream, start), None).unwrap();
+            }
+            let samples = vec![TrackSamples {
+                track_id: 1,
+                codec: "H264".into(),
+                timescale: 90_000,
+                config: vec![1, 2, 3],
+                width: 320,
+                height: 240,
+                channels: 0,
+                sample_rate: 0,
+                samples: vec![StoredSample { dts: 90_000, cts: 3600, size: 10, key: true, offset: 48 }],
+            }];
+            store.put_recording(&recording(6, "c", 10), Some(&samples)).unwrap();
+            assert_eq!(store.recording_samples(6).unwrap(), Some(samples));
+        }
+        let store = crate::reopen(dir.path());
+        let a: Vec<u64> = store.recordings_of(&StreamKey::new("live", "a")).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(a, vec![2, 1, 4]);
+        assert_eq!(store.all_recordings().unwrap().len(), 6);
+        assert!(store.recording_samples(6).unwrap().is_some());
+
+        // Moving a recording's start replaces its entry; deleting removes samples too.
+        let mut moved = recording(1, "a", 3_000);
+        moved.state = RecordingState::Repaired;
+        store.put_recording(&moved, None).unwrap();
+        let a = store.recordings_of(&StreamKey::new("live", "a")).unwrap();
+        assert_eq!(a.iter().filter(|r| r.id == 1).count(), 1);
+        let c = store.recordings_of(&StreamKey::new("live", "c")).unwrap();
+        store.delete_recording(&c[0]).unwrap();
+        assert!(store.recordings_of(&StreamKey::new("live", "c")).unwrap().is_empty());
+        assert!(store.recording_samples(6).unwrap().is_none());
+    }
+}
