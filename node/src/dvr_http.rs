@@ -102,13 +102,18 @@ fn parse_range(req: &HttpRequest, len: u64) -> RangeRequest {
     let range = match (a.is_empty(), b.is_empty()) {
         (true, false) => b.parse::<u64>().ok().map(|n| (len.saturating_sub(n), len.saturating_sub(1))).filter(|_| len > 0),
         (false, _) => {
-            let start = a.parse::<u64>().ok();
-            let end = if b.is_empty() { Some(len.saturating_sub(1)) } else { b.parse::<u64>().ok() };
-            match (start, end) {
-                (Some(s), Some(e)) if s <= e => Some((s, e.min(len.saturating_sub(1)))),
-                (Some(_), Some(_)) => return RangeRequest::Whole,
-                _ => return RangeRequest::Whole,
+            let Ok(start) = a.parse::<u64>() else { return RangeRequest::Whole };
+            if start >= len {
+                return RangeRequest::Unsatisfiable;
             }
+            let end = if b.is_empty() { len - 1 } else {
+                match b.parse::<u64>() {
+                    Ok(end) if end >= start => end.min(len - 1),
+                    // An invalid range is ignored (RFC 9110, 14.2).
+                    _ => return RangeRequest::Whole,
+                }
+            };
+            Some((start, end))
         }
         (true, true) => return RangeRequest::Whole,
     };
@@ -290,6 +295,25 @@ mod tests {
                 Part::File { source, offset, len } => format!("{source}@{offset}+{len}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn range_headers() {
+        let req = |value: &str| actix_web::test::TestRequest::default().insert_header((header::RANGE, value)).to_http_request();
+        let check = |value: &str, len: u64| match parse_range(&req(value), len) {
+            RangeRequest::Whole => "whole".to_string(),
+            RangeRequest::Part(a, b) => format!("{a}..{b}"),
+            RangeRequest::Unsatisfiable => "416".to_string(),
+        };
+        assert_eq!(check("bytes=0-99", 1000), "0..100");
+        assert_eq!(check("bytes=990-2000", 1000), "990..1000");
+        assert_eq!(check("bytes=-10", 1000), "990..1000");
+        assert_eq!(check("bytes=500-", 1000), "500..1000");
+        assert_eq!(check("bytes=1000-", 1000), "416");
+        assert_eq!(check("bytes=1010-1020", 1000), "416");
+        assert_eq!(check("bytes=9-3", 1000), "whole");
+        assert_eq!(check("bytes=0-1,5-6", 1000), "whole");
+        assert_eq!(check("items=0-1", 1000), "whole");
     }
 
     #[test]
