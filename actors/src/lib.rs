@@ -19,6 +19,7 @@ pub mod attach;
 pub mod auth;
 pub mod clients;
 pub mod dvr;
+pub mod forward;
 pub mod hooks;
 pub mod stats;
 pub mod http_stream;

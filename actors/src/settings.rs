@@ -22,6 +22,8 @@ pub struct StreamSettings {
     pub dash: std::sync::Arc<SegmentSettings>,
     /// DVR recording.
     pub dvr: std::sync::Arc<DvrSettings>,
+    /// Forward destinations per app (URL templates).
+    pub forward: std::sync::Arc<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Default for StreamSettings {
@@ -37,6 +39,7 @@ impl Default for StreamSettings {
             dash: std::sync::Arc::new(SegmentSettings::new(std::env::temp_dir().join("estuary-dash"), false)),
             hls: std::sync::Arc::new(hls),
             dvr: std::sync::Arc::new(DvrSettings::default()),
+            forward: Default::default(),
         }
     }
 }

@@ -41,6 +41,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::get().to(list_recordings))
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
+        .route("/api/v1/forwards", web::get().to(list_forwards))
+        .route("/api/v1/forwards", web::post().to(add_forward))
+        .route("/api/v1/forwards/{id}", web::delete().to(remove_forward))
         .route("/api/v1/supervisors", web::get().to(supervisors))
         .route("/api/v1/debug/fault", web::post().to(fault))
         .route("/metrics", web::get().to(metrics_text))
@@ -546,4 +549,38 @@ async fn dvr_control(_: Authorized, state: web::Data<AppState>, query: web::Quer
     }
     let recording = estuary_actors::dvr::writer_of(&key).is_some();
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "app": key.app, "stream": key.stream, "action": query.action, "recording": recording }))
+}
+
+async fn list_forwards(_: Authorized) -> HttpResponse {
+    let list = estuary_actors::forward::list();
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "forwards": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NewForward {
+    app: String,
+    stream: String,
+    url: String,
+}
+
+/// Starts forwarding a stream (published or not yet) to a destination.
+async fn add_forward(_: Authorized, state: web::Data<AppState>, body: web::Json<NewForward>) -> HttpResponse {
+    let body = body.into_inner();
+    if body.app.is_empty() || body.stream.is_empty() || body.app.contains('/') {
+        return error(400, "app and stream are required");
+    }
+    let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
+    match estuary_actors::forward::start(state.registry.clone(), key, body.url, "api").await {
+        Ok(status) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "forward": status })),
+        Err(e) => error(400, &e),
+    }
+}
+
+async fn remove_forward(_: Authorized, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<u64>() else { return error(400, "forward ids are numbers") };
+    if estuary_actors::forward::remove(id) {
+        HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+    } else {
+        error(404, &format!("no forward {id}"))
+    }
 }

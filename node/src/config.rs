@@ -52,6 +52,7 @@ pub struct Config {
     pub hls: HlsSection,
     pub dash: DashSection,
     pub dvr: DvrSection,
+    pub forward: ForwardSection,
     pub metrics: MetricsSection,
     pub auth: AuthSection,
     pub hooks: HooksSection,
@@ -153,6 +154,12 @@ impl Default for HlsSection {
     fn default() -> Self {
         HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardSection {
+    pub apps: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -418,6 +425,12 @@ impl Config {
         if self.dvr.path.is_empty() || self.dvr.path.starts_with('/') || self.dvr.path.split('/').any(|p| p == "..") {
             return Err(ConfigError::Invalid { key: "dvr.path", problem: format!("{:?} must be a relative path template inside dvr.dir", self.dvr.path) });
         }
+        for (app, urls) in &self.forward.apps {
+            for url in urls {
+                estuary_actors::forward::resolve(url, &estuary_actors::StreamKey::new(app, "stream"))
+                    .map_err(|problem| ConfigError::Invalid { key: "forward.apps", problem })?;
+            }
+        }
         if !self.dvr.path.contains("[stream]") {
             return Err(ConfigError::Invalid { key: "dvr.path", problem: "must contain [stream] (streams would overwrite each other)".into() });
         }
@@ -589,6 +602,7 @@ impl Config {
             hls: std::sync::Arc::new(hls),
             dash: std::sync::Arc::new(dash),
             dvr: std::sync::Arc::new(self.dvr_settings()),
+            forward: std::sync::Arc::new(self.forward.apps.clone()),
             publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
             gop_cache: self.stream.gop_cache,
             gop_cache_max_frames: self.stream.gop_cache_max_frames,

@@ -189,6 +189,14 @@ impl StreamActor {
             crate::dvr::DvrWriter::start_in_arbiter(&crate::dvr::arbiter(), move |_| crate::dvr::DvrWriter::new(key, settings, storage, subscription.rx, has_video));
             self.dvr_subscriber = Some(id);
         }
+        for template in self.settings.forward.get(&self.key.app).into_iter().flatten() {
+            let (registry, key, template) = (self.registry.clone(), self.key.clone(), template.clone());
+            actix::spawn(async move {
+                if let Err(e) = crate::forward::start(registry, key.clone(), template.clone(), "config").await {
+                    tracing::error!(stream = %key, destination = %template, error = %e, "cannot forward");
+                }
+            });
+        }
     }
 
     /// Takes a frame from the publisher: rebases it, updates headers and the GOP cache, and
