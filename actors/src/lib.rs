@@ -23,6 +23,7 @@ pub mod forward;
 pub mod hooks;
 pub mod stats;
 pub mod http_stream;
+pub mod ingest;
 pub mod messages;
 pub mod registry;
 pub mod rtmp;

@@ -218,3 +218,18 @@ pub struct DeleteRecording {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StartOutputs;
+
+/// Storage: save an ingest.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PutIngest(pub estuary_storage::IngestSpec);
+
+/// Storage: every saved ingest.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<estuary_storage::IngestSpec>, String>")]
+pub struct ListIngests;
+
+/// Storage: forget an ingest.
+#[derive(Message)]
+#[rtype(result = "Result<bool, String>")]
+pub struct DeleteIngest(pub u64);

@@ -41,6 +41,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::get().to(list_recordings))
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
+        .route("/api/v1/ingests", web::get().to(list_ingests))
+        .route("/api/v1/ingests", web::post().to(add_ingest))
+        .route("/api/v1/ingests/{id}", web::delete().to(remove_ingest))
         .route("/api/v1/forwards", web::get().to(list_forwards))
         .route("/api/v1/forwards", web::post().to(add_forward))
         .route("/api/v1/forwards/{id}", web::delete().to(remove_forward))
@@ -582,5 +585,70 @@ async fn remove_forward(_: Authorized, id: web::Path<String>) -> HttpResponse {
         HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
     } else {
         error(404, &format!("no forward {id}"))
+    }
+}
+
+async fn list_ingests(_: Authorized) -> HttpResponse {
+    let list = estuary_actors::ingest::list();
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "ingests": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NewIngest {
+    app: String,
+    stream: String,
+    source: String,
+    #[serde(default = "looped_default")]
+    looped: bool,
+}
+
+fn looped_default() -> bool {
+    true
+}
+
+/// Publishes a file as a live stream (saved; it starts again with the node). The source is
+/// checked now so a missing or non-media file is refused with the reason.
+async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<NewIngest>) -> HttpResponse {
+    let body = body.into_inner();
+    let valid = |s: &str| !s.is_empty() && !s.contains('/') && s != "..";
+    if !valid(&body.app) || !valid(&body.stream) {
+        return error(400, "app and stream are required");
+    }
+    let source = body.source.clone();
+    let check = tokio::task::spawn_blocking(move || -> Result<i64, String> {
+        let meta = std::fs::metadata(&source).map_err(|e| format!("cannot open {source}: {e}"))?;
+        if meta.len() > estuary_actors::ingest::MAX_SOURCE_BYTES {
+            return Err(format!("{source} is too large"));
+        }
+        let data = std::fs::read(&source).map_err(|e| format!("cannot read {source}: {e}"))?;
+        estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map(|c| c.duration_ms).map_err(|e| format!("{source}: {e}"))
+    })
+    .await;
+    match check {
+        Ok(Ok(_)) => {}
+        Ok(Err(reason)) => {
+            tracing::warn!(source = %body.source, %reason, "ingest refused");
+            return error(400, &reason);
+        }
+        Err(e) => return error(500, &e.to_string()),
+    }
+    let spec = estuary_storage::IngestSpec { id: (estuary_actors::unix_ms().max(0) as u64) << 8, app: body.app, stream: body.stream, source: body.source, looped: body.looped };
+    match state.storage.addr().send(estuary_actors::messages::PutIngest(spec.clone())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error(503, &e),
+        Err(e) => return error(503, &e.to_string()),
+    }
+    estuary_actors::ingest::start(state.registry.clone(), spec.clone(), "api");
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "id": spec.id.to_string() }))
+}
+
+async fn remove_ingest(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<u64>() else { return error(400, "ingest ids are numbers") };
+    let stopped = estuary_actors::ingest::stop(id);
+    let forgotten = matches!(state.storage.addr().send(estuary_actors::messages::DeleteIngest(id)).await, Ok(Ok(true)));
+    if stopped || forgotten {
+        HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+    } else {
+        error(404, &format!("no ingest {id}"))
     }
 }

@@ -53,6 +53,7 @@ pub struct Config {
     pub dash: DashSection,
     pub dvr: DvrSection,
     pub forward: ForwardSection,
+    pub ingest: IngestSection,
     pub metrics: MetricsSection,
     pub auth: AuthSection,
     pub hooks: HooksSection,
@@ -154,6 +155,12 @@ impl Default for HlsSection {
     fn default() -> Self {
         HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    pub sources: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -424,6 +431,11 @@ impl Config {
         }
         if self.dvr.path.is_empty() || self.dvr.path.starts_with('/') || self.dvr.path.split('/').any(|p| p == "..") {
             return Err(ConfigError::Invalid { key: "dvr.path", problem: format!("{:?} must be a relative path template inside dvr.dir", self.dvr.path) });
+        }
+        for stream in self.ingest.sources.keys() {
+            if stream.split('/').count() != 2 || stream.split('/').any(|p| p.is_empty() || p == "..") {
+                return Err(ConfigError::Invalid { key: "ingest.sources", problem: format!("{stream:?} is not app/stream") });
+            }
         }
         for (app, urls) in &self.forward.apps {
             for url in urls {

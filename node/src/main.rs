@@ -181,6 +181,20 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
+        for (index, (stream, source)) in config.ingest.sources.iter().enumerate() {
+            if let Some((app, name)) = stream.split_once('/') {
+                let spec = estuary_storage::IngestSpec { id: 1_000_000_000 + index as u64, app: app.into(), stream: name.into(), source: source.clone(), looped: true };
+                estuary_actors::ingest::start(registry.clone(), spec, "config");
+            }
+        }
+        match store.ingests() {
+            Ok(saved) => {
+                for spec in saved {
+                    estuary_actors::ingest::start(registry.clone(), spec, "api");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read saved ingests"),
+        }
         let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,

@@ -436,6 +436,246 @@ fn traf(body: &[u8], moof_offset: u64, source: u32) -> Option<(u32, Vec<SampleRe
     Some((track_id?, samples))
 }
 
+/// A track read from a progressive MP4's `moov`.
+#[derive(Debug, Clone)]
+pub struct DemuxedTrack {
+    /// Codec, timescale and configuration.
+    pub track: Track,
+    /// Samples in decode order (`source` is 0; offsets are file offsets).
+    pub samples: Vec<SampleRef>,
+}
+
+/// Why a `moov` cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mp4Error {
+    /// A box is cut short or inconsistent.
+    #[error("malformed MP4: {0}")]
+    Malformed(String),
+    /// No track Estuary can carry (H.264, H.265, AAC).
+    #[error("no H.264, H.265 or AAC track")]
+    NoTracks,
+    /// Fragmented files are not read here.
+    #[error("fragmented MP4 (moof) is not supported as a source")]
+    Fragmented,
+}
+
+fn children(data: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, Mp4Error> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= data.len() {
+        let (kind, h, len) = box_header(&data[at..]).ok_or_else(|| Mp4Error::Malformed(format!("bad box header at {at}")))?;
+        let len = if len == u64::MAX { (data.len() - at) as u64 } else { len };
+        let end = at.checked_add(len as usize).filter(|&e| e <= data.len()).ok_or_else(|| Mp4Error::Malformed(format!("box {} overruns its parent", String::from_utf8_lossy(&kind))))?;
+        out.push((kind, &data[at + h as usize..end]));
+        at = end;
+    }
+    Ok(out)
+}
+
+fn child<'a>(list: &[([u8; 4], &'a [u8])], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    list.iter().find(|(k, _)| k == kind).map(|(_, b)| *b)
+}
+
+fn be32(data: &[u8], at: usize) -> Result<u32, Mp4Error> {
+    data.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| Mp4Error::Malformed("table cut short".into()))
+}
+
+fn be64(data: &[u8], at: usize) -> Result<u64, Mp4Error> {
+    data.get(at..at + 8).map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).ok_or_else(|| Mp4Error::Malformed("table cut short".into()))
+}
+
+/// Entry count of a full box table, checked against what the box can hold.
+fn count(body: &[u8], entry: usize) -> Result<usize, Mp4Error> {
+    let n = be32(body, 4)? as usize;
+    if n.checked_mul(entry).is_none_or(|bytes| bytes > body.len().saturating_sub(8)) {
+        return Err(Mp4Error::Malformed(format!("table claims {n} entries")));
+    }
+    Ok(n)
+}
+
+/// Reads the tracks Estuary can carry from a progressive MP4's `moov` box (whole box,
+/// header included). Other tracks (subtitles, data) are skipped.
+pub fn read_moov(moov: &[u8]) -> Result<Vec<DemuxedTrack>, Mp4Error> {
+    use crate::media::Codec;
+    let top = children(moov)?;
+    let body = child(&top, b"moov").ok_or_else(|| Mp4Error::Malformed("no moov".into()))?;
+    let parts = children(body)?;
+    if child(&parts, b"mvex").is_some() {
+        return Err(Mp4Error::Fragmented);
+    }
+    let mut tracks = Vec::new();
+    for (kind, trak) in &parts {
+        if kind != b"trak" {
+            continue;
+        }
+        let trak = children(trak)?;
+        let Some(mdia) = child(&trak, b"mdia") else { continue };
+        let mdia = children(mdia)?;
+        let mdhd = child(&mdia, b"mdhd").ok_or_else(|| Mp4Error::Malformed("no mdhd".into()))?;
+        let timescale = if mdhd.first() == Some(&1) { be32(mdhd, 20)? } else { be32(mdhd, 12)? };
+        let Some(minf) = child(&mdia, b"minf") else { continue };
+        let minf = children(minf)?;
+        let Some(stbl) = child(&minf, b"stbl") else { continue };
+        let stbl = children(stbl)?;
+        let stsd = child(&stbl, b"stsd").ok_or_else(|| Mp4Error::Malformed("no stsd".into()))?;
+        let entries = children(stsd.get(8..).unwrap_or_default())?;
+        let Some((entry_kind, entry)) = entries.first() else { continue };
+        let track = match entry_kind {
+            b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
+                let boxes = children(entry.get(78..).unwrap_or_default())?;
+                let (codec, config) = match entry_kind {
+                    b"avc1" | b"avc3" => (Codec::H264, child(&boxes, b"avcC")),
+                    _ => (Codec::H265, child(&boxes, b"hvcC")),
+                };
+                let Some(config) = config else { continue };
+                let width = entry.get(24..26).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
+                let height = entry.get(26..28).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
+                Track { id: tracks.len() as u32 + 1, codec, timescale, config: Bytes::copy_from_slice(config), width, height, channels: 0, sample_rate: 0 }
+            }
+            b"mp4a" => {
+                let boxes = children(entry.get(28..).unwrap_or_default())?;
+                let Some(esds) = child(&boxes, b"esds") else { continue };
+                let Some(asc) = esds_config(esds) else { continue };
+                let Ok(aac) = crate::aac::AacConfig::parse(&asc) else { continue };
+                Track { id: tracks.len() as u32 + 1, codec: Codec::Aac, timescale, config: Bytes::from(asc), width: 0, height: 0, channels: aac.channel_config.max(1) as u16, sample_rate: aac.sample_rate }
+            }
+            _ => continue,
+        };
+        let samples = sample_table(&stbl, track.kind() == TrackKind::Audio)?;
+        if !samples.is_empty() {
+            tracks.push(DemuxedTrack { track, samples });
+        }
+    }
+    if tracks.is_empty() {
+        return Err(Mp4Error::NoTracks);
+    }
+    Ok(tracks)
+}
+
+/// The AudioSpecificConfig in an `esds` body (any descriptor length encoding).
+fn esds_config(esds: &[u8]) -> Option<Vec<u8>> {
+    fn descriptor(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *data.first()?;
+        let mut len = 0usize;
+        let mut at = 1;
+        for _ in 0..4 {
+            let b = *data.get(at)?;
+            at += 1;
+            len = (len << 7) | (b & 0x7f) as usize;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let body = data.get(at..at.checked_add(len)?)?;
+        Some((tag, body, &data[at + len..]))
+    }
+    let (tag, es, _) = descriptor(esds.get(4..)?)?;
+    if tag != 0x03 {
+        return None;
+    }
+    let flags = *es.get(2)?;
+    let mut at = 3;
+    if flags & 0x80 != 0 {
+        at += 2;
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + *es.get(at)? as usize;
+    }
+    if flags & 0x20 != 0 {
+        at += 2;
+    }
+    let (tag, decoder, _) = descriptor(es.get(at..)?)?;
+    if tag != 0x04 {
+        return None;
+    }
+    let (tag, specific, _) = descriptor(decoder.get(13..)?)?;
+    (tag == 0x05).then(|| specific.to_vec())
+}
+
+fn sample_table(stbl: &[([u8; 4], &[u8])], all_sync: bool) -> Result<Vec<SampleRef>, Mp4Error> {
+    let missing = |name: &str| Mp4Error::Malformed(format!("no {name}"));
+    let stsz = child(stbl, b"stsz").ok_or_else(|| missing("stsz"))?;
+    let uniform = be32(stsz, 4)?;
+    let n = be32(stsz, 8)? as usize;
+    if uniform == 0 && n.checked_mul(4).is_none_or(|b| b > stsz.len().saturating_sub(12)) {
+        return Err(Mp4Error::Malformed(format!("stsz claims {n} samples")));
+    }
+    if n > 10_000_000 {
+        return Err(Mp4Error::Malformed(format!("{n} samples")));
+    }
+    let sizes: Vec<u32> = (0..n).map(|i| if uniform != 0 { Ok(uniform) } else { be32(stsz, 12 + 4 * i) }).collect::<Result<_, _>>()?;
+    // Chunk offsets.
+    let offsets: Vec<u64> = if let Some(stco) = child(stbl, b"stco") {
+        (0..count(stco, 4)?).map(|i| be32(stco, 8 + 4 * i).map(u64::from)).collect::<Result<_, _>>()?
+    } else {
+        let co64 = child(stbl, b"co64").ok_or_else(|| missing("stco/co64"))?;
+        (0..count(co64, 8)?).map(|i| be64(co64, 8 + 8 * i)).collect::<Result<_, _>>()?
+    };
+    // Samples per chunk, expanded.
+    let stsc = child(stbl, b"stsc").ok_or_else(|| missing("stsc"))?;
+    let runs: Vec<(u32, u32)> = (0..count(stsc, 12)?).map(|i| Ok((be32(stsc, 8 + 12 * i)?, be32(stsc, 12 + 12 * i)?))).collect::<Result<_, Mp4Error>>()?;
+    let mut sample_offsets = Vec::with_capacity(n);
+    let mut index = 0usize;
+    for (chunk, &chunk_offset) in offsets.iter().enumerate() {
+        let chunk_number = chunk as u32 + 1;
+        let per_chunk = runs.iter().rev().find(|(first, _)| *first <= chunk_number).map(|r| r.1).unwrap_or(0);
+        let mut at = chunk_offset;
+        for _ in 0..per_chunk {
+            if index >= n {
+                break;
+            }
+            sample_offsets.push(at);
+            at += sizes[index] as u64;
+            index += 1;
+        }
+    }
+    if sample_offsets.len() != n {
+        return Err(Mp4Error::Malformed(format!("chunks place {} of {n} samples", sample_offsets.len())));
+    }
+    // Decode times.
+    let stts = child(stbl, b"stts").ok_or_else(|| missing("stts"))?;
+    let mut dts = Vec::with_capacity(n);
+    let mut t = 0i64;
+    for i in 0..count(stts, 8)? {
+        let (k, delta) = (be32(stts, 8 + 8 * i)?, be32(stts, 12 + 8 * i)?);
+        for _ in 0..k {
+            if dts.len() < n {
+                dts.push(t);
+            }
+            t += delta as i64;
+        }
+    }
+    while dts.len() < n {
+        dts.push(t);
+    }
+    // Composition offsets.
+    let mut cts = vec![0i32; n];
+    if let Some(ctts) = child(stbl, b"ctts") {
+        let mut at = 0usize;
+        for i in 0..count(ctts, 8)? {
+            let k = be32(ctts, 8 + 8 * i)?;
+            let offset = be32(ctts, 12 + 8 * i)? as i32;
+            for _ in 0..k {
+                if at < n {
+                    cts[at] = offset;
+                }
+                at += 1;
+            }
+        }
+    }
+    // Sync samples (all when there is no stss).
+    let mut key = vec![all_sync || child(stbl, b"stss").is_none(); n];
+    if let (false, Some(stss)) = (all_sync, child(stbl, b"stss")) {
+        for i in 0..count(stss, 4)? {
+            let s = be32(stss, 8 + 4 * i)? as usize;
+            if (1..=n).contains(&s) {
+                key[s - 1] = true;
+            }
+        }
+    }
+    Ok((0..n).map(|i| SampleRef { dts: dts[i], cts: cts[i], size: sizes[i], key: key[i], source: 0, offset: sample_offsets[i] }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,6 +824,42 @@ mod tests {
         // A truncated moof is refused, not misread.
         let moof_at = segment_at as usize + boxes(&segment)[0].1 as usize;
         assert!(fragment_samples(&file[moof_at..moof_at + 40], moof_at as u64, 0).is_none());
+    }
+
+    #[test]
+    fn progressive_layout_reads_back() {
+        let (video, audio) = tracks();
+        let video_samples: Vec<SampleRef> = (0..30).map(|i| SampleRef { dts: i * 3600, cts: if i % 2 == 0 { 3600 } else { 0 }, size: 50 + i as u32, key: i % 10 == 0, source: 0, offset: 0 }).collect();
+        let audio_samples: Vec<SampleRef> = (0..50).map(|i| SampleRef { dts: i * 1024, cts: 0, size: 9, key: true, source: 0, offset: 0 }).collect();
+        let built = build(&[ProgressiveTrack { track: video.clone(), samples: video_samples.clone() }, ProgressiveTrack { track: audio.clone(), samples: audio_samples.clone() }]);
+        let top = boxes(&built.header);
+        let moov_at = top[0].1 as usize;
+        let moov = &built.header[moov_at..moov_at + top[1].1 as usize];
+        let read = read_moov(moov).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].track.codec, crate::media::Codec::H264);
+        assert_eq!(read[0].track.config, video.config);
+        assert_eq!(read[1].track.config, audio.config);
+        assert_eq!((read[1].track.sample_rate, read[1].track.channels), (48_000, 2));
+        // Offsets: where build placed each sample in the file.
+        let mut expected = std::collections::HashMap::new();
+        let mut at = built.header.len() as u64;
+        for piece in &built.pieces {
+            expected.entry(piece.len).or_insert_with(Vec::new).push(at);
+            at += piece.len as u64;
+        }
+        for (got, want) in read[0].samples.iter().zip(&video_samples) {
+            assert_eq!((got.dts, got.cts, got.size, got.key), (want.dts, want.cts, want.size, want.key));
+            assert!(expected[&got.size].contains(&got.offset));
+        }
+        assert_eq!(read[1].samples.len(), 50);
+        assert!(read[1].samples.iter().all(|s| s.key && s.size == 9));
+        // Truncated or lying tables are errors, not panics.
+        for cut in [8, 40, moov.len() / 2, moov.len() - 3] {
+            let mut broken = moov[..cut].to_vec();
+            broken[0..4].copy_from_slice(&(cut as u32).to_be_bytes());
+            assert!(read_moov(&broken).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `streams` | `vhost/app/stream` (UTF-8) | [`StreamRecord`] |
 //! | `recordings` | `vhost/app/stream`, 0, start time, id (see [`recordings`]) | [`Recording`] |
 //! | `recording_samples` | recording id (u64 big-endian) | `Vec<`[`TrackSamples`]`>` |
+//! | `ingests` | ingest id (u64 big-endian) | [`IngestSpec`] |
 //!
 //! Values are encoded by the [`codec`] module: one version byte, then bincode 2 (standard
 //! configuration) of the serde form. Only that module names bincode, so the encoding can be
@@ -18,9 +19,11 @@
 //! rather than misreading it.
 
 pub mod codec;
+pub mod ingests;
 pub mod recordings;
 mod streams;
 
+pub use ingests::IngestSpec;
 pub use recordings::{Recording, RecordingState, StoredSample, TrackSamples};
 pub use streams::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
 
@@ -77,6 +80,7 @@ pub struct Store {
     streams: sled::Tree,
     recordings: sled::Tree,
     recording_samples: sled::Tree,
+    ingests: sled::Tree,
 }
 
 impl Store {
@@ -105,7 +109,8 @@ impl Store {
         let streams = db.open_tree("streams").map_err(sled_err)?;
         let recordings = db.open_tree("recordings").map_err(sled_err)?;
         let recording_samples = db.open_tree("recording_samples").map_err(sled_err)?;
-        Ok(Store { path, db, streams, recordings, recording_samples })
+        let ingests = db.open_tree("ingests").map_err(sled_err)?;
+        Ok(Store { path, db, streams, recordings, recording_samples, ingests })
     }
 
     /// The database directory.

@@ -277,7 +277,7 @@ pub fn probe_packets(url: &str, seconds: Option<u32>) -> Vec<Packet> {
         command.args(["-read_intervals", &format!("%+{s}")]);
     }
     command.args(["-show_entries", "packet=codec_type,pts_time,dts_time,flags", "-of", "json", url]);
-    let output = run(command, Duration::from_secs(60));
+    let output = run(command, Duration::from_secs(60 + seconds.unwrap_or(0) as u64));
     assert!(output.success(), "ffprobe packets {url} failed: {}", output.stderr);
     let json: Value = serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("ffprobe JSON: {e}"));
     let time = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());

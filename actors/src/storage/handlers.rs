@@ -125,3 +125,27 @@ impl Handler<DeleteRecording> for StorageActor {
         self.store.delete_recording(&msg.recording).map_err(|e| e.to_string())
     }
 }
+
+impl Handler<PutIngest> for StorageActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: PutIngest, _: &mut Self::Context) -> Self::Result {
+        self.store.put_ingest(&msg.0).map_err(|e| e.to_string())
+    }
+}
+
+impl Handler<ListIngests> for StorageActor {
+    type Result = Result<Vec<estuary_storage::IngestSpec>, String>;
+
+    fn handle(&mut self, _: ListIngests, _: &mut Self::Context) -> Self::Result {
+        self.store.ingests().map_err(|e| e.to_string())
+    }
+}
+
+impl Handler<DeleteIngest> for StorageActor {
+    type Result = Result<bool, String>;
+
+    fn handle(&mut self, msg: DeleteIngest, _: &mut Self::Context) -> Self::Result {
+        self.store.delete_ingest(msg.0).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,319 @@
+//! Virtual live: a media file published into a stream in real time, looped, with timestamps
+//! that keep increasing across loops.
+//!
+//! Sources are MP4 (progressive; read with `protocols::mp4::read_moov`), FLV and MPEG-TS
+//! files, demuxed in-process by the `protocols` code; the file is read into memory once per
+//! start (up to [`MAX_SOURCE_BYTES`]) and frames are slices of it. An ingest claims its stream
+//! like any publisher, paces frames by their decode times against the clock, and on each loop
+//! shifts every timestamp by the clip's length, so players see one continuous stream.
+//!
+//! Ingests created through the API are saved in sled and started again when the node starts;
+//! those in `[ingest]` come from the config. A source that is missing, not media, or whose
+//! stream is already published is reported in the API (`failed` with the error) and retried
+//! every 10 s; nothing else is affected.
+
+use crate::messages::{DetachPublisher, PublishFrame};
+use crate::registry::StreamRegistry;
+use crate::stream::StreamActor;
+use actix::prelude::*;
+use bytes::Bytes;
+use estuary_protocols::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
+use estuary_protocols::media::{MediaFrame, Timebase, TrackKind};
+use estuary_protocols::mp4::{box_header, read_moov};
+use estuary_protocols::ts::{TsDemuxer, TsFrameReader};
+use estuary_storage::{IngestSpec, StreamKey};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Largest source file read.
+pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
+const RETRY: Duration = Duration::from_secs(10);
+
+static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
+static TABLE: LazyLock<Mutex<BTreeMap<u64, Arc<IngestEntry>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+fn arbiter() -> ArbiterHandle {
+    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
+}
+
+/// What the API shows of an ingest.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestStatus {
+    /// Id.
+    pub id: String,
+    /// `app/stream`.
+    pub stream: String,
+    /// Source file.
+    pub source: String,
+    /// `config` or `api`.
+    pub origin: &'static str,
+    /// `starting`, `live`, `failed`, `stopped`.
+    pub state: &'static str,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Completed passes through the file.
+    pub loops: u64,
+    /// Frames published.
+    pub frames: u64,
+    /// Clip length in ms (once read).
+    pub clip_ms: Option<i64>,
+}
+
+struct IngestEntry {
+    status: Mutex<IngestStatus>,
+    stop: Notify,
+    stopped: AtomicBool,
+}
+
+impl IngestEntry {
+    fn update(&self, f: impl FnOnce(&mut IngestStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Every ingest.
+pub fn list() -> Vec<IngestStatus> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().map(|e| e.status.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+}
+
+/// Stops ingest `id`; false when unknown.
+pub fn stop(id: u64) -> bool {
+    match TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+        Some(entry) => {
+            entry.stopped.store(true, Ordering::SeqCst);
+            entry.stop.notify_one();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Starts an ingest.
+pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static str) {
+    let entry = Arc::new(IngestEntry {
+        status: Mutex::new(IngestStatus {
+            id: spec.id.to_string(),
+            stream: format!("{}/{}", spec.app, spec.stream),
+            source: spec.source.clone(),
+            origin,
+            state: "starting",
+            last_error: None,
+            loops: 0,
+            frames: 0,
+            clip_ms: None,
+        }),
+        stop: Notify::new(),
+        stopped: AtomicBool::new(false),
+    });
+    if let Some(old) = TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.id, entry.clone()) {
+        old.stopped.store(true, Ordering::SeqCst);
+        old.stop.notify_one();
+    }
+    tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %spec.source, %origin, "ingest started");
+    arbiter().spawn(run(registry, spec, entry));
+}
+
+/// A clip: configuration frames, media frames in decode order, and its length.
+pub struct Clip {
+    /// Codec headers.
+    pub configs: Vec<MediaFrame>,
+    /// Media frames, ordered by decode time.
+    pub frames: Vec<MediaFrame>,
+    /// Length in ms (last frame's end minus the first frame's start).
+    pub duration_ms: i64,
+}
+
+/// Reads a clip from file bytes, by content (MP4 `ftyp`/`moov`, `FLV`, TS sync bytes).
+pub fn read_clip(data: Bytes) -> Result<Clip, String> {
+    let (configs, mut frames) = if data.starts_with(b"FLV") {
+        read_flv(&data)?
+    } else if data.len() >= 376 && data[0] == 0x47 && data[188] == 0x47 {
+        read_ts(&data)?
+    } else if box_header(&data).is_some_and(|(k, _, _)| matches!(&k, b"ftyp" | b"moov" | b"mdat" | b"free" | b"wide")) {
+        read_mp4(&data)?
+    } else {
+        return Err("not a media file Estuary reads (MP4, FLV or MPEG-TS)".into());
+    };
+    if !frames.iter().any(|f| f.is_video_keyframe() || f.track == TrackKind::Audio) {
+        return Err("no playable frames (no keyframe or audio)".into());
+    }
+    frames.sort_by(|a, b| a.dts_ms().cmp(&b.dts_ms()).then((a.track as u8).cmp(&(b.track as u8))));
+    let first = frames.first().map(|f| f.dts_ms()).unwrap_or(0);
+    let step = |kind: TrackKind| {
+        let mut it = frames.iter().filter(|f| f.track == kind).rev();
+        match (it.next(), it.next()) {
+            (Some(a), Some(b)) => (a.dts_ms() - b.dts_ms()).max(1),
+            _ => 40,
+        }
+    };
+    let end = frames.iter().map(|f| f.dts_ms() + step(f.track)).max().unwrap_or(first);
+    Ok(Clip { configs, duration_ms: (end - first).max(1), frames })
+}
+
+fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
+    let mut at = 0usize;
+    let mut moov = None;
+    while at + 8 <= data.len() {
+        let (kind, _, len) = box_header(&data[at..]).ok_or("malformed MP4 box header")?;
+        let len = if len == u64::MAX { (data.len() - at) as u64 } else { len };
+        let end = at.checked_add(len as usize).filter(|&e| e <= data.len()).ok_or("MP4 file is cut short")?;
+        if &kind == b"moov" {
+            moov = Some(&data[at..end]);
+        }
+        at = end;
+    }
+    let tracks = read_moov(moov.ok_or("MP4 without moov (not a finished file)")?).map_err(|e| e.to_string())?;
+    let mut configs = Vec::new();
+    let mut frames = Vec::new();
+    for track in tracks {
+        let kind = track.track.kind();
+        let timebase = Timebase { num: 1, den: track.track.timescale.max(1) };
+        configs.push(MediaFrame { track: kind, codec: track.track.codec, dts: 0, pts: 0, timebase, keyframe: true, config: true, payload: track.track.config.clone() });
+        for s in track.samples {
+            let end = s.offset.checked_add(s.size as u64).filter(|&e| e <= data.len() as u64).ok_or("a sample lies outside the file")?;
+            frames.push(MediaFrame {
+                track: kind,
+                codec: track.track.codec,
+                dts: s.dts,
+                pts: s.dts + s.cts as i64,
+                timebase,
+                keyframe: s.key,
+                config: false,
+                payload: data.slice(s.offset as usize..end as usize),
+            });
+        }
+    }
+    Ok((configs, frames))
+}
+
+fn read_flv(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
+    let mut demuxer = FlvDemuxer::new(16 << 20);
+    demuxer.push(data);
+    let (mut configs, mut frames) = (Vec::new(), Vec::new());
+    while let Some(tag) = demuxer.next_tag().map_err(|e| e.to_string())? {
+        let frame = match tag.tag_type {
+            TAG_VIDEO => flv::video_body_to_frame(tag.timestamp as i64, &tag.body).ok().flatten(),
+            TAG_AUDIO => flv::audio_body_to_frame(tag.timestamp as i64, &tag.body).ok().flatten(),
+            _ => None,
+        };
+        match frame {
+            Some(f) if f.config => configs.push(f),
+            Some(f) => frames.push(f),
+            None => {}
+        }
+    }
+    Ok((configs, frames))
+}
+
+fn read_ts(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
+    let mut demuxer = TsDemuxer::default();
+    let mut reader = TsFrameReader::default();
+    demuxer.push(data).map_err(|e| e.to_string())?;
+    demuxer.flush();
+    let (mut configs, mut frames) = (Vec::new(), Vec::new());
+    while let Some(pes) = demuxer.next_pes() {
+        for f in reader.frames(&pes) {
+            if f.config {
+                configs.push(f);
+            } else {
+                frames.push(f);
+            }
+        }
+    }
+    Ok((configs, frames))
+}
+
+async fn load(path: &str) -> Result<Clip, String> {
+    let meta = tokio::fs::metadata(path).await.map_err(|e| format!("cannot open {path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{path} is not a file"));
+    }
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(format!("{path} is larger than {MAX_SOURCE_BYTES} bytes"));
+    }
+    let data = tokio::fs::read(path).await.map_err(|e| format!("cannot read {path}: {e}"))?;
+    read_clip(Bytes::from(data)).map_err(|e| format!("{path}: {e}"))
+}
+
+async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<IngestEntry>) {
+    let key = StreamKey::new(&spec.app, &spec.stream);
+    while !entry.stopped.load(Ordering::SeqCst) {
+        let result = publish(&registry, &spec, &key, &entry).await;
+        if entry.stopped.load(Ordering::SeqCst) {
+            break;
+        }
+        match result {
+            Ok(()) => {
+                entry.update(|s| s.state = "stopped");
+                tracing::info!(id = spec.id, stream = %key, "ingest finished (not looped)");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(id = spec.id, stream = %key, source = %spec.source, %error, retry_in_s = RETRY.as_secs(), "ingest failed; will retry");
+                entry.update(|s| {
+                    s.state = "failed";
+                    s.last_error = Some(error);
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = entry.stop.notified() => break,
+                }
+            }
+        }
+    }
+    entry.update(|s| s.state = "stopped");
+    tracing::info!(id = spec.id, stream = %key, "ingest stopped");
+}
+
+async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &StreamKey, entry: &IngestEntry) -> Result<(), String> {
+    let clip = load(&spec.source).await?;
+    entry.update(|s| s.clip_ms = Some(clip.duration_ms));
+    let guard = crate::clients::register("ingest", format!("file:{}", spec.source));
+    let client = guard.id();
+    let stream = crate::attach::claim_publish(registry.clone(), key.clone(), client, "ingest").await.map_err(|e| e.to_string())?;
+    guard.record().set_role(crate::clients::Role::Publish, key.to_string());
+    entry.update(|s| {
+        s.state = "live";
+        s.last_error = None;
+    });
+    let result = pace(&stream, client, &clip, spec.looped, entry).await;
+    crate::tell(&stream, DetachPublisher { client });
+    result
+}
+
+async fn pace(stream: &Addr<StreamActor>, client: u64, clip: &Clip, looped: bool, entry: &IngestEntry) -> Result<(), String> {
+    let send = |frame: MediaFrame| {
+        let stream = stream.clone();
+        async move { stream.send(PublishFrame { client, frame: Arc::new(frame) }).await.map_err(|_| "the stream actor went away".to_string()) }
+    };
+    let first_ms = clip.frames.first().map(|f| f.dts_ms()).unwrap_or(0);
+    let start = tokio::time::Instant::now();
+    for config in &clip.configs {
+        let mut config = config.clone();
+        config.dts = Timebase::MILLIS.rescale(first_ms, config.timebase);
+        config.pts = config.dts;
+        send(config).await?;
+    }
+    for round in 0i64.. {
+        let shift_ms = round * clip.duration_ms;
+        for frame in &clip.frames {
+            let due = start + Duration::from_millis((frame.dts_ms() - first_ms + shift_ms).max(0) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = entry.stop.notified() => return Ok(()),
+            }
+            let shifted = frame.shifted(Timebase::MILLIS.rescale(shift_ms, frame.timebase));
+            send(shifted).await?;
+            entry.update(|s| s.frames += 1);
+        }
+        entry.update(|s| s.loops += 1);
+        if !looped {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
