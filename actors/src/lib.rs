@@ -33,6 +33,7 @@ pub mod srt;
 pub mod storage;
 pub mod stream;
 pub mod supervision;
+pub mod transcoder;
 pub mod workers;
 
 pub use estuary_storage::StreamKey;

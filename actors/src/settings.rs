@@ -24,6 +24,8 @@ pub struct StreamSettings {
     pub dvr: std::sync::Arc<DvrSettings>,
     /// Forward destinations per app (URL templates).
     pub forward: std::sync::Arc<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Transcoding ladders.
+    pub transcode: Option<std::sync::Arc<crate::transcoder::TranscodeSettings>>,
 }
 
 impl Default for StreamSettings {
@@ -40,6 +42,7 @@ impl Default for StreamSettings {
             hls: std::sync::Arc::new(hls),
             dvr: std::sync::Arc::new(DvrSettings::default()),
             forward: Default::default(),
+            transcode: None,
         }
     }
 }

@@ -41,6 +41,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::get().to(list_recordings))
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
+        .route("/api/v1/transcodes", web::get().to(list_transcodes))
+        .route("/api/v1/transcodes", web::post().to(add_transcode))
+        .route("/api/v1/transcodes/{id}", web::delete().to(remove_transcode))
         .route("/api/v1/ingests", web::get().to(list_ingests))
         .route("/api/v1/ingests", web::post().to(add_ingest))
         .route("/api/v1/ingests/{id}", web::delete().to(remove_ingest))
@@ -650,5 +653,52 @@ async fn remove_ingest(_: Authorized, state: web::Data<AppState>, id: web::Path<
         HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
     } else {
         error(404, &format!("no ingest {id}"))
+    }
+}
+
+async fn list_transcodes(_: Authorized) -> HttpResponse {
+    let list = estuary_actors::transcoder::list();
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "transcodes": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NewTranscode {
+    app: String,
+    stream: String,
+    renditions: Vec<crate::config::RenditionSection>,
+}
+
+/// Starts a ladder for a live stream (until it ends).
+async fn add_transcode(_: Authorized, state: web::Data<AppState>, body: web::Json<NewTranscode>) -> HttpResponse {
+    let body = body.into_inner();
+    if body.renditions.is_empty() {
+        return error(400, "renditions must not be empty");
+    }
+    let mut ladder = Vec::new();
+    for (i, r) in body.renditions.iter().enumerate() {
+        match r.to_rendition() {
+            Ok(r) => ladder.push(r),
+            Err(e) => return error(400, &format!("renditions[{i}]: {e}")),
+        }
+    }
+    let settings = state.transcode.clone();
+    let ffmpeg = settings.ffmpeg.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || estuary_actors::transcoder::ffmpeg_available(&ffmpeg)).await {
+        tracing::error!(error = %e, "transcode refused");
+        return error(503, &e);
+    }
+    let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
+    match estuary_actors::transcoder::start(state.registry.clone(), settings, key, ladder, "api").await {
+        Ok(list) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "transcodes": list })),
+        Err(e) => error(400, &e),
+    }
+}
+
+async fn remove_transcode(_: Authorized, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<u64>() else { return error(400, "transcode ids are numbers") };
+    if estuary_actors::transcoder::remove(id) {
+        HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+    } else {
+        error(404, &format!("no transcode {id}"))
     }
 }

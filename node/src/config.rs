@@ -54,6 +54,7 @@ pub struct Config {
     pub dvr: DvrSection,
     pub forward: ForwardSection,
     pub ingest: IngestSection,
+    pub transcode: TranscodeSection,
     pub metrics: MetricsSection,
     pub auth: AuthSection,
     pub hooks: HooksSection,
@@ -154,6 +155,55 @@ pub struct DashSection {
 impl Default for HlsSection {
     fn default() -> Self {
         HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSection {
+    pub suffix: String,
+    #[serde(default)]
+    pub height: Option<u32>,
+    pub video_kbps: u32,
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    #[serde(default = "default_audio_kbps")]
+    pub audio_kbps: u32,
+}
+
+fn default_codec() -> String {
+    "h264".into()
+}
+
+fn default_audio_kbps() -> u32 {
+    128
+}
+
+impl RenditionSection {
+    pub fn to_rendition(&self) -> Result<estuary_transcode::ffmpeg::Rendition, String> {
+        use estuary_transcode::ffmpeg::{Rendition, VideoCodec};
+        let video_codec = match self.codec.as_str() {
+            "h264" | "libx264" => VideoCodec::H264,
+            "h265" | "hevc" | "libx265" => VideoCodec::H265,
+            "copy" => VideoCodec::Copy,
+            other => return Err(format!("codec {other:?} is not h264, h265 or copy")),
+        };
+        let rendition = Rendition { suffix: self.suffix.clone(), height: self.height, video_kbps: self.video_kbps, video_codec, audio_kbps: self.audio_kbps };
+        rendition.validate().map_err(|e| e.to_string())?;
+        Ok(rendition)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeSection {
+    pub ffmpeg: String,
+    pub apps: std::collections::BTreeMap<String, Vec<RenditionSection>>,
+}
+
+impl Default for TranscodeSection {
+    fn default() -> Self {
+        TranscodeSection { ffmpeg: "ffmpeg".into(), apps: Default::default() }
     }
 }
 
@@ -432,6 +482,11 @@ impl Config {
         if self.dvr.path.is_empty() || self.dvr.path.starts_with('/') || self.dvr.path.split('/').any(|p| p == "..") {
             return Err(ConfigError::Invalid { key: "dvr.path", problem: format!("{:?} must be a relative path template inside dvr.dir", self.dvr.path) });
         }
+        for renditions in self.transcode.apps.values() {
+            for r in renditions {
+                r.to_rendition().map_err(|problem| ConfigError::Invalid { key: "transcode.apps", problem })?;
+            }
+        }
         for stream in self.ingest.sources.keys() {
             if stream.split('/').count() != 2 || stream.split('/').any(|p| p.is_empty() || p == "..") {
                 return Err(ConfigError::Invalid { key: "ingest.sources", problem: format!("{stream:?} is not app/stream") });
@@ -564,6 +619,16 @@ impl Config {
         self.node.data_dir.join("dash")
     }
 
+    /// Transcoding settings for the actors (ladders validated by `validate`).
+    pub fn transcode_settings(&self) -> estuary_actors::transcoder::TranscodeSettings {
+        estuary_actors::transcoder::TranscodeSettings {
+            ffmpeg: self.transcode.ffmpeg.clone(),
+            rtmp_port: self.rtmp_listen().port(),
+            srt_port: self.srt.enabled.then(|| self.srt_listen().port()),
+            ladders: self.transcode.apps.iter().map(|(app, list)| (app.clone(), list.iter().filter_map(|r| r.to_rendition().ok()).collect())).collect(),
+        }
+    }
+
     /// Where recordings go.
     pub fn dvr_dir(&self) -> std::path::PathBuf {
         if self.dvr.dir.is_empty() {
@@ -615,6 +680,7 @@ impl Config {
             dash: std::sync::Arc::new(dash),
             dvr: std::sync::Arc::new(self.dvr_settings()),
             forward: std::sync::Arc::new(self.forward.apps.clone()),
+            transcode: Some(std::sync::Arc::new(self.transcode_settings())),
             publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
             gop_cache: self.stream.gop_cache,
             gop_cache_max_frames: self.stream.gop_cache_max_frames,

@@ -116,7 +116,13 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
                 Err(refused) => refusal(refused),
             }
         }
-        "m3u8" => serve_file(hls_file, "application/vnd.apple.mpegurl", "no-cache").await.unwrap_or_else(|| not_found(&format!("no HLS playlist for {app}/{stream}"))),
+        "m3u8" => match serve_file(hls_file, "application/vnd.apple.mpegurl", "no-cache").await {
+            Some(response) => response,
+            None => match stream.strip_suffix("_master") {
+                Some(base) => master_playlist(&state, &app, base).await,
+                None => not_found(&format!("no HLS playlist for {app}/{stream}")),
+            },
+        },
         "mpd" => serve_file(dash_file, "application/dash+xml", "no-cache").await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
         "m4s" | "mp4" => {
             let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
@@ -128,4 +134,47 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         }
         other => not_found(&format!("unsupported format .{other}")),
     }
+}
+
+/// `/<app>/<stream>_master.m3u8`: an HLS master playlist of the stream and its transcoded
+/// renditions that currently have a playlist, highest bandwidth first.
+async fn master_playlist(state: &AppState, app: &str, stream: &str) -> HttpResponse {
+    let mut variants: Vec<(u64, Option<(u32, u32)>, String)> = Vec::new();
+    let renditions: Vec<estuary_actors::transcoder::TranscodeStatus> =
+        estuary_actors::transcoder::list().into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
+    let streams = state.registry.send(estuary_actors::messages::ListStreams).await.unwrap_or_default();
+    let info_of = |name: &str| {
+        let key = StreamKey::new(app, name);
+        streams.iter().find(|(k, _)| *k == key).map(|(_, addr)| addr.clone())
+    };
+    let mut candidates = vec![(stream.to_string(), None)];
+    candidates.extend(renditions.iter().map(|r| (r.output.rsplit('/').next().unwrap_or_default().to_string(), Some(r.video_kbps))));
+    for (name, configured_kbps) in candidates {
+        if !state.hls_dir.join(app).join(format!("{name}.m3u8")).exists() {
+            continue;
+        }
+        let Some(addr) = info_of(&name) else { continue };
+        let Ok(info) = addr.send(estuary_actors::messages::GetStreamInfo).await else { continue };
+        let measured = info.kbps_in_30s * 1000;
+        let bandwidth = configured_kbps.map(|k| (k as u64 + 128) * 1000).unwrap_or(measured).max(measured).max(64_000);
+        let resolution = info.video.as_ref().map(|v| (v.width, v.height)).filter(|(w, h)| *w > 0 && *h > 0);
+        variants.push((bandwidth, resolution, name));
+    }
+    if variants.is_empty() {
+        return HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("no HLS playlist for {app}/{stream} or its renditions\n"));
+    }
+    variants.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    for (bandwidth, resolution, name) in variants {
+        text.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={bandwidth}"));
+        if let Some((w, h)) = resolution {
+            text.push_str(&format!(",RESOLUTION={w}x{h}"));
+        }
+        text.push_str(&format!("\n{name}.m3u8\n"));
+    }
+    HttpResponse::Ok()
+        .content_type("application/vnd.apple.mpegurl")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(text)
 }

@@ -74,6 +74,7 @@ pub struct AppState {
     pub started: Instant,
     pub hls_dir: PathBuf,
     pub dvr: std::sync::Arc<estuary_actors::settings::DvrSettings>,
+    pub transcode: std::sync::Arc<estuary_actors::transcoder::TranscodeSettings>,
     pub dash_dir: PathBuf,
     pub api_auth: ApiAuth,
     pub max_stream_series: usize,
@@ -195,7 +196,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             }
             Err(e) => tracing::error!(error = %e, "cannot read saved ingests"),
         }
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), dash_dir: config.dash_dir(),
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),

@@ -78,6 +78,12 @@ impl Rendition {
 /// ffmpeg's argv (without the program name) to read `source`, encode `rendition` and publish
 /// FLV to `destination`.
 pub fn rendition_args(source: &str, rendition: &Rendition, destination: &str) -> Result<Vec<String>, SpecError> {
+    rendition_args_as(source, rendition, destination, "flv")
+}
+
+/// Like [`rendition_args`] with the output container named (`flv` for RTMP, `mpegts` for
+/// SRT; ffmpeg 5 cannot put H.265 in FLV).
+pub fn rendition_args_as(source: &str, rendition: &Rendition, destination: &str, format: &str) -> Result<Vec<String>, SpecError> {
     rendition.validate()?;
     let mut args: Vec<String> = ["-hide_banner", "-nostats", "-loglevel", "warning", "-progress", "pipe:1", "-i", source]
         .iter()
@@ -88,6 +94,9 @@ pub fn rendition_args(source: &str, rendition: &Rendition, destination: &str) ->
         codec => {
             let encoder = if codec == VideoCodec::H265 { "libx265" } else { "libx264" };
             args.extend(["-c:v".into(), encoder.into(), "-preset".into(), "veryfast".into()]);
+            if codec == VideoCodec::H265 {
+                args.extend(["-x265-params".into(), "log-level=error".into()]);
+            }
             args.extend(["-b:v".into(), format!("{}k", rendition.video_kbps)]);
             args.extend(["-maxrate".into(), format!("{}k", rendition.video_kbps)]);
             args.extend(["-bufsize".into(), format!("{}k", rendition.video_kbps * 2)]);
@@ -97,7 +106,7 @@ pub fn rendition_args(source: &str, rendition: &Rendition, destination: &str) ->
         }
     }
     args.extend(["-c:a".into(), "aac".into(), "-b:a".into(), format!("{}k", rendition.audio_kbps)]);
-    args.extend(["-f".into(), "flv".into(), destination.into()]);
+    args.extend(["-f".into(), format.into(), destination.into()]);
     Ok(args)
 }
 

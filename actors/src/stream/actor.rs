@@ -189,6 +189,19 @@ impl StreamActor {
             crate::dvr::DvrWriter::start_in_arbiter(&crate::dvr::arbiter(), move |_| crate::dvr::DvrWriter::new(key, settings, storage, subscription.rx, has_video));
             self.dvr_subscriber = Some(id);
         }
+        if let Some(transcode) = &self.settings.transcode {
+            let ladder = crate::transcoder::ladder_for(transcode, &self.key).to_vec();
+            if !ladder.is_empty() {
+                let (registry, key, settings) = (self.registry.clone(), self.key.clone(), transcode.clone());
+                actix::spawn(async move {
+                    // Let the publisher's first frames arrive so the child finds headers.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    if let Err(e) = crate::transcoder::start(registry, settings, key.clone(), ladder, "config").await {
+                        tracing::error!(stream = %key, error = %e, "cannot transcode");
+                    }
+                });
+            }
+        }
         for template in self.settings.forward.get(&self.key.app).into_iter().flatten() {
             let (registry, key, template) = (self.registry.clone(), self.key.clone(), template.clone());
             actix::spawn(async move {

@@ -1,0 +1,313 @@
+//! Transcoding ladders: one supervised ffmpeg child per rendition, reading the source stream
+//! from this node over RTMP and publishing the rendition back as `<stream><suffix>` (RTMP for
+//! H.264, SRT/MPEG-TS for H.265, which ffmpeg 5 cannot put in FLV).
+//!
+//! A transcoder holds a subscription to its source stream (draining it), so it learns at once
+//! when the stream ends and then kills its child. While the source lives, a child that exits
+//! is started again after a capped exponential backoff (1 s doubling to 30 s, reset after a
+//! minute of running), and every restart is counted. Progress (`-progress pipe:1`) is parsed
+//! into the status; ffmpeg's last stderr lines become the error when it exits. A missing
+//! ffmpeg binary is an error in the status and the log, retried at the slowest pace, not a
+//! crash loop.
+//!
+//! Ladders come from `[transcode]` per app (started when a stream of the app is published;
+//! streams whose name ends with a rendition suffix are not transcoded again) and from
+//! `POST /api/v1/transcodes` per stream.
+
+use crate::messages::{AddSubscriber, FindStream};
+use crate::registry::StreamRegistry;
+use actix::prelude::*;
+use estuary_storage::StreamKey;
+use estuary_transcode::ffmpeg::{rendition_args_as, ProgressParser, Rendition, VideoCodec};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Notify;
+
+static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static TABLE: LazyLock<Mutex<BTreeMap<u64, Arc<TranscodeEntry>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
+
+fn arbiter() -> ArbiterHandle {
+    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
+}
+
+/// Where the node listens, for the children's URLs.
+#[derive(Debug, Clone)]
+pub struct TranscodeSettings {
+    /// ffmpeg binary.
+    pub ffmpeg: String,
+    /// Node RTMP port (loopback).
+    pub rtmp_port: u16,
+    /// Node SRT port (loopback), when SRT is on.
+    pub srt_port: Option<u16>,
+    /// Ladders per app.
+    pub ladders: BTreeMap<String, Vec<Rendition>>,
+}
+
+/// What the API shows of one rendition's transcoder.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscodeStatus {
+    /// Id.
+    pub id: String,
+    /// Source `app/stream`.
+    pub source: String,
+    /// Output `app/stream`.
+    pub output: String,
+    /// `config` or `api`.
+    pub origin: &'static str,
+    /// `starting`, `running`, `restarting`, `failed`, `stopped`.
+    pub state: &'static str,
+    /// The running child's pid.
+    pub pid: Option<u32>,
+    /// Children started after the first.
+    pub restarts: u64,
+    /// Why the last child ended.
+    pub last_error: Option<String>,
+    /// Frames encoded by the current child.
+    pub frame: u64,
+    /// Its fps.
+    pub fps: f64,
+    /// Its speed relative to real time.
+    pub speed: Option<f64>,
+    /// Output height, when scaled.
+    pub height: Option<u32>,
+    /// Video bitrate, kbit/s.
+    pub video_kbps: u32,
+}
+
+struct TranscodeEntry {
+    status: Mutex<TranscodeStatus>,
+    stop: Notify,
+    stopped: AtomicBool,
+    source: StreamKey,
+    suffix: String,
+}
+
+impl TranscodeEntry {
+    fn update(&self, f: impl FnOnce(&mut TranscodeStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Every transcoder.
+pub fn list() -> Vec<TranscodeStatus> {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().map(|e| e.status.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+}
+
+/// Renditions configured for `source`'s app that `source` is not itself one of.
+pub fn ladder_for<'a>(settings: &'a TranscodeSettings, source: &StreamKey) -> &'a [Rendition] {
+    match settings.ladders.get(&source.app) {
+        Some(ladder) if !ladder.iter().any(|r| source.stream.ends_with(&r.suffix)) => ladder,
+        _ => &[],
+    }
+}
+
+/// Stops transcoder `id`; false when unknown.
+pub fn remove(id: u64) -> bool {
+    match TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+        Some(entry) => {
+            entry.stopped.store(true, Ordering::SeqCst);
+            entry.stop.notify_one();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether `ffmpeg` can be run.
+pub fn ffmpeg_available(ffmpeg: &str) -> Result<(), String> {
+    match std::process::Command::new(ffmpeg).arg("-version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("{ffmpeg} -version failed ({status})")),
+        Err(e) => Err(format!("cannot run {ffmpeg}: {e} (install ffmpeg, e.g. apt-get install ffmpeg, or set transcode.ffmpeg)")),
+    }
+}
+
+/// Starts one transcoder per rendition of `ladder` for `source` (those already running for
+/// the same source and suffix are kept).
+pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettings>, source: StreamKey, ladder: Vec<Rendition>, origin: &'static str) -> Result<Vec<TranscodeStatus>, String> {
+    for rendition in &ladder {
+        rendition.validate().map_err(|e| e.to_string())?;
+        if rendition.video_codec == VideoCodec::H265 && settings.srt_port.is_none() {
+            return Err(format!("rendition {}: H.265 renditions are published over SRT, which is disabled", rendition.suffix));
+        }
+    }
+    let mut started = Vec::new();
+    for rendition in ladder {
+        {
+            let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(existing) = table.values().find(|e| e.source == source && e.suffix == rendition.suffix && !e.stopped.load(Ordering::SeqCst)) {
+                started.push(existing.status.lock().unwrap_or_else(|e| e.into_inner()).clone());
+                continue;
+            }
+        }
+        let stream = registry.send(FindStream { key: source.clone(), create: false }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or_else(|| format!("stream {source} is not live"))?;
+        let subscription = stream.send(AddSubscriber { client: crate::clients::allocate_id(), require_live: true }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let output = StreamKey::new(&source.app, &format!("{}{}", source.stream, rendition.suffix));
+        let entry = Arc::new(TranscodeEntry {
+            status: Mutex::new(TranscodeStatus {
+                id: id.to_string(),
+                source: source.to_string(),
+                output: output.to_string(),
+                origin,
+                state: "starting",
+                pid: None,
+                restarts: 0,
+                last_error: None,
+                frame: 0,
+                fps: 0.0,
+                speed: None,
+                height: rendition.height,
+                video_kbps: rendition.video_kbps,
+            }),
+            stop: Notify::new(),
+            stopped: AtomicBool::new(false),
+            source: source.clone(),
+            suffix: rendition.suffix.clone(),
+        });
+        TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry.clone());
+        started.push(entry.status.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        tracing::info!(source = %source, output = %output, "transcoder started");
+        let (settings, source) = (settings.clone(), source.clone());
+        arbiter().spawn(async move {
+            let mut rx = subscription.rx;
+            let ended = async move { while rx.recv().await.is_some() {} };
+            supervise(entry, settings, source, output, rendition, ended).await;
+        });
+    }
+    Ok(started)
+}
+
+async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>, source: StreamKey, output: StreamKey, rendition: Rendition, ended: impl std::future::Future<Output = ()>) {
+    tokio::pin!(ended);
+    let input = format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, source.app, source.stream);
+    let (destination, format) = match (rendition.video_codec, settings.srt_port) {
+        (VideoCodec::H265, Some(port)) => (format!("srt://127.0.0.1:{port}?streamid=#!::r={}/{},m=publish", output.app, output.stream), "mpegts"),
+        _ => (format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, output.app, output.stream), "flv"),
+    };
+    let args = match rendition_args_as(&input, &rendition, &destination, format) {
+        Ok(args) => args,
+        Err(e) => {
+            entry.update(|s| {
+                s.state = "failed";
+                s.last_error = Some(e.to_string());
+            });
+            return;
+        }
+    };
+    let mut backoff = Duration::from_secs(1);
+    let mut first = true;
+    let reason = loop {
+        if !first {
+            entry.update(|s| s.restarts += 1);
+        }
+        first = false;
+        let spawned = tokio::process::Command::new(&settings.ffmpeg)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let error = format!("cannot run {}: {e} (install ffmpeg or set transcode.ffmpeg)", settings.ffmpeg);
+                tracing::error!(output = %output, %error, "transcoder cannot start ffmpeg; will retry in 30 s");
+                entry.update(|s| {
+                    s.state = "failed";
+                    s.last_error = Some(error);
+                    s.pid = None;
+                });
+                backoff = Duration::from_secs(30);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = &mut ended => break "the source stream ended",
+                    _ = entry.stop.notified() => break "removed",
+                }
+            }
+        };
+        let started = Instant::now();
+        entry.update(|s| {
+            s.state = "running";
+            s.pid = child.id();
+            s.frame = 0;
+        });
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let progress_entry = entry.clone();
+        let progress = tokio::spawn(async move {
+            let Some(stdout) = stdout else { return };
+            let mut lines = BufReader::new(stdout).lines();
+            let mut parser = ProgressParser::default();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(p) = parser.line(&line) {
+                    progress_entry.update(|s| {
+                        s.frame = p.frame;
+                        s.fps = p.fps;
+                        s.speed = p.speed;
+                    });
+                }
+            }
+        });
+        let last_lines = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = last_lines.clone();
+        let errors = tokio::spawn(async move {
+            let Some(stderr) = stderr else { return };
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+                tail.push_back(line);
+                if tail.len() > 5 {
+                    tail.pop_front();
+                }
+            }
+        });
+        let outcome = tokio::select! {
+            status = child.wait() => Ok(status),
+            _ = &mut ended => Err("the source stream ended"),
+            _ = entry.stop.notified() => Err("removed"),
+        };
+        match outcome {
+            Err(why) => {
+                let _ = child.kill().await;
+                progress.abort();
+                errors.abort();
+                break why;
+            }
+            Ok(status) => {
+                let _ = errors.await;
+                progress.abort();
+                let tail: Vec<String> = last_lines.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                let status_text = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                let error = if tail.is_empty() { format!("ffmpeg exited ({status_text})") } else { format!("ffmpeg exited ({status_text}): {}", tail.join(" | ")) };
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                tracing::warn!(output = %output, %error, restart_in_ms = backoff.as_millis() as u64, "transcoder child ended; restarting");
+                entry.update(|s| {
+                    s.state = "restarting";
+                    s.pid = None;
+                    s.last_error = Some(error);
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut ended => break "the source stream ended",
+                    _ = entry.stop.notified() => break "removed",
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    entry.update(|s| {
+        s.state = "stopped";
+        s.pid = None;
+    });
+    entry.stopped.store(true, Ordering::SeqCst);
+    tracing::info!(source = %source, output = %output, %reason, "transcoder stopped");
+}
