@@ -1,5 +1,6 @@
-//! Forwarding (restreaming): a stream pushed on to other servers over RTMP or SRT, each
-//! destination by its own forwarder.
+//! Forwarding (restreaming): a stream pushed on to other servers over RTMP, RTMPS (TLS via
+//! rustls; Mozilla's roots plus `forward.tls_ca_file`) or SRT, each destination by its own
+//! forwarder.
 //!
 //! A forwarder is a subscriber of the stream actor like any player, running as a task on the
 //! forwarding arbiter. It always drains its subscription, connected or not, so the stream
@@ -9,7 +10,8 @@
 //! exponential backoff (1 s doubling to 30 s) and resumes at the next keyframe. It stops when
 //! the stream ends or the destination is removed.
 //!
-//! Destinations come from `[forward]` (per app, started when the stream is published) and
+//! Destinations come from `[forward]` (per app, started when the stream is published), from
+//! a backend asked on publish (`forward.backend`, SRS's idea: it answers with the URLs), and
 //! from `POST /api/v1/forwards` (per stream, at runtime). A destination URL may contain
 //! `[app]` and `[stream]`; an RTMP URL naming only an app gets the stream name appended, and
 //! an SRT URL without a stream id gets `#!::r=<app>/<stream>,m=publish`.
@@ -135,9 +137,10 @@ pub fn remove(id: u64) -> bool {
 /// A destination URL with `[app]`/`[stream]` filled in (see the module docs).
 pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, String> {
     let url = template.replace("[app]", &key.app).replace("[stream]", &key.stream).replace("[vhost]", &key.vhost);
-    if let Some(rest) = url.strip_prefix("rtmp://") {
+    let rtmp = url.strip_prefix("rtmp://").map(|r| (r, false)).or_else(|| url.strip_prefix("rtmps://").map(|r| (r, true)));
+    if let Some((rest, tls)) = rtmp {
         let (authority, path) = rest.split_once('/').ok_or_else(|| format!("{url}: expected rtmp://host[:port]/app[/stream]"))?;
-        let (host, port) = split_host(authority, 1935).ok_or_else(|| format!("{url}: bad host or port"))?;
+        let (host, port) = split_host(authority, if tls { 443 } else { 1935 }).ok_or_else(|| format!("{url}: bad host or port"))?;
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
@@ -153,8 +156,8 @@ pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, String> {
             Some(q) => format!("{stream}?{q}"),
             None => stream,
         };
-        let resolved = format!("rtmp://{host}:{port}/{app}/{stream}");
-        Ok(Destination::Rtmp { host, port, app, stream, url: resolved })
+        let resolved = format!("{}://{host}:{port}/{app}/{stream}", if tls { "rtmps" } else { "rtmp" });
+        Ok(Destination::Rtmp { tls, host, port, app, stream, url: resolved })
     } else if let Some(rest) = url.strip_prefix("srt://") {
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (host, port) = split_host(authority.trim_end_matches('/'), 10080).ok_or_else(|| format!("{url}: bad host or port"))?;
@@ -163,7 +166,7 @@ pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, String> {
         let resolved = format!("srt://{host}:{port}?streamid={stream_id}");
         Ok(Destination::Srt { host, port, stream_id, latency, url: resolved })
     } else {
-        Err(format!("{url}: only rtmp:// and srt:// destinations are supported"))
+        Err(format!("{url}: only rtmp://, rtmps:// and srt:// destinations are supported"))
     }
 }
 
@@ -181,8 +184,10 @@ fn split_host(authority: &str, default_port: u16) -> Option<(String, u16)> {
 /// A resolved destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    /// RTMP publish.
+    /// RTMP publish (RTMPS when `tls`).
     Rtmp {
+        /// Over TLS.
+        tls: bool,
         /// Host.
         host: String,
         /// Port.
@@ -255,21 +260,90 @@ pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: Str
     Ok(status)
 }
 
+/// SRS's forward backend: asks `backend` (HTTP POST, SRS's `on_forward` body) where to
+/// forward a stream that was just published; the answer `{"code":0,"data":{"urls":[...]}}`
+/// starts one forwarder per URL (origin `backend`). Failures are logged; publishing goes on.
+pub async fn ask_backend(registry: Addr<StreamRegistry>, key: StreamKey, backend: String) {
+    let body = serde_json::json!({ "action": "on_forward", "vhost": key.vhost, "app": key.app, "stream": key.stream, "param": "" });
+    let answer = match crate::hooks::post(&backend, &body, Duration::from_secs(3)).await {
+        Ok((200, text)) => text,
+        Ok((status, text)) => {
+            tracing::warn!(stream = %key, %backend, status, body = %text.chars().take(200).collect::<String>(), "forward backend refused");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(stream = %key, %backend, error = %e, "forward backend unreachable");
+            return;
+        }
+    };
+    let parsed: Result<serde_json::Value, _> = serde_json::from_str(&answer);
+    let urls: Vec<String> = match &parsed {
+        Ok(v) if v["code"] == 0 => v["data"]["urls"].as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+        _ => {
+            tracing::warn!(stream = %key, %backend, answer = %answer.chars().take(200).collect::<String>(), "forward backend answer is not {{\"code\":0,\"data\":{{\"urls\":[...]}}}}");
+            return;
+        }
+    };
+    for url in urls {
+        if let Err(e) = start(registry.clone(), key.clone(), url.clone(), "backend").await {
+            tracing::error!(stream = %key, destination = %url, error = %e, "cannot forward (from the backend's answer)");
+        }
+    }
+}
+
+static TLS_CA_FILE: OnceLock<String> = OnceLock::new();
+
+/// Adds the certificates of a PEM file to the roots RTMPS destinations are checked against
+/// (besides the Mozilla roots built in), e.g. for a private CDN or a self-signed test server.
+pub fn set_tls_ca_file(path: String) {
+    let _ = TLS_CA_FILE.set(path);
+}
+
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = TLS_CA_FILE.get().filter(|p| !p.is_empty()) {
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| format!("forward.tls_ca_file {path}: {e}"))? {
+            let cert = cert.map_err(|e| format!("forward.tls_ca_file {path}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("forward.tls_ca_file {path}: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+}
+
 /// A connected destination.
 enum Sink {
-    Rtmp { session: Box<ClientSession>, write: tokio::net::tcp::OwnedWriteHalf },
+    Rtmp { session: Box<ClientSession>, write: Box<dyn tokio::io::AsyncWrite + Send + Unpin> },
     Srt { socket: srt_tokio::SrtSocket, encoder: TsEncoder, buffer: BytesMut },
 }
 
 impl Sink {
     async fn connect(destination: &Destination) -> Result<Sink, String> {
         match destination {
-            Destination::Rtmp { host, port, app, stream, .. } => {
+            Destination::Rtmp { tls, host, port, app, stream, .. } => {
                 let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), *port))).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| format!("connect: {e}"))?;
                 socket.set_nodelay(true).ok();
-                let tc_url = format!("rtmp://{host}:{port}/{app}");
+                let scheme = if *tls { "rtmps" } else { "rtmp" };
+                let tc_url = format!("{scheme}://{host}:{port}/{app}");
                 let mut session = Box::new(ClientSession::new(ClientConfig::new(app, &tc_url, stream, ClientMode::Publish)));
-                let (mut read, mut write) = socket.into_split();
+                type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+                type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+                let (mut read, mut write): (Reader, Writer) = if *tls {
+                    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("TLS name {host}: {e}"))?;
+                    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls_connector()?.connect(name, socket)).await.map_err(|_| "TLS handshake timed out".to_string())?.map_err(|e| format!("TLS: {e}"))?;
+                    let (r, w) = tokio::io::split(stream);
+                    (Box::new(r), Box::new(w))
+                } else {
+                    let (r, w) = socket.into_split();
+                    (Box::new(r), Box::new(w))
+                };
                 let mut buf = vec![0u8; 16 * 1024];
                 let handshake = async {
                     loop {
@@ -471,6 +545,7 @@ mod tests {
             Destination::Srt { stream_id, latency, .. } => assert_eq!((stream_id.as_str(), latency), ("#!::r=x/cam,m=publish", Duration::from_millis(300))),
             other => panic!("{other:?}"),
         }
+        assert_eq!(resolve("rtmps://live.example.com/app/key", &key).unwrap().url(), "rtmps://live.example.com:443/app/key");
         for bad in ["http://h/live", "rtmp://", "rtmp://h", "rtmp://h:notaport/live", "srt://:5/"] {
             assert!(resolve(bad, &key).is_err(), "{bad}");
         }

@@ -1,11 +1,18 @@
-//! Virtual live: a media file published into a stream in real time, looped, with timestamps
-//! that keep increasing across loops.
+//! Virtual live: media files published into a stream in real time, looped, with timestamps
+//! that keep increasing across loops and file boundaries; or a URL relayed into a stream.
 //!
-//! Sources are MP4 (progressive; read with `protocols::mp4::read_moov`), FLV and MPEG-TS
-//! files, demuxed in-process by the `protocols` code; the file is read into memory once per
-//! start (up to [`MAX_SOURCE_BYTES`]) and frames are slices of it. An ingest claims its stream
-//! like any publisher, paces frames by their decode times against the clock, and on each loop
-//! shifts every timestamp by the clip's length, so players see one continuous stream.
+//! Sources:
+//! - a file: MP4 (progressive; read with `protocols::mp4::read_moov`), FLV or MPEG-TS,
+//!   demuxed in-process by the `protocols` code. Each file is read into memory when its turn
+//!   comes (up to [`MAX_SOURCE_BYTES`]) and frames are slices of it;
+//! - a directory (its media files in name order) or a playlist (`.m3u`, `.m3u8` or `.txt`
+//!   listing paths, relative to the playlist), played one after the other;
+//! - a URL (`rtmp://`, `srt://`, `http(s)://` incl. HLS): relayed by a supervised ffmpeg child
+//!   (`-c copy`, see [`crate::child`]) publishing to this node over RTMP.
+//!
+//! A file ingest claims its stream like any publisher, paces frames by their decode times
+//! against the clock, and shifts each file's timestamps so they continue where the previous
+//! one ended, so players see one continuous stream.
 //!
 //! Ingests created through the API are saved in sled and started again when the node starts;
 //! those in `[ingest]` come from the config. A source that is missing, not media, or whose
@@ -34,6 +41,12 @@ pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
 const RETRY: Duration = Duration::from_secs(10);
 
 static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
+static RUNTIME: OnceLock<(String, u16)> = OnceLock::new();
+
+/// Sets the ffmpeg binary and the node's RTMP port, for URL relays (once, at boot).
+pub fn configure(ffmpeg: String, rtmp_port: u16) {
+    let _ = RUNTIME.set((ffmpeg, rtmp_port));
+}
 static TABLE: LazyLock<Mutex<BTreeMap<u64, Arc<IngestEntry>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
 
 fn arbiter() -> ArbiterHandle {
@@ -241,6 +254,9 @@ async fn load(path: &str) -> Result<Clip, String> {
 
 async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<IngestEntry>) {
     let key = StreamKey::new(&spec.app, &spec.stream);
+    if spec.source.contains("://") {
+        return relay(spec, key, entry).await;
+    }
     while !entry.stopped.load(Ordering::SeqCst) {
         let result = publish(&registry, &spec, &key, &entry).await;
         if entry.stopped.load(Ordering::SeqCst) {
@@ -269,9 +285,36 @@ async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<Ingest
     tracing::info!(id = spec.id, stream = %key, "ingest stopped");
 }
 
+/// The files an ingest plays, in order.
+pub fn source_files(source: &str) -> Result<Vec<std::path::PathBuf>, String> {
+    let path = std::path::Path::new(source);
+    let media = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["mp4", "m4v", "mov", "flv", "ts"].contains(&e.to_ascii_lowercase().as_str()));
+    if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path).map_err(|e| format!("cannot list {source}: {e}"))?.flatten().map(|e| e.path()).filter(|p| p.is_file() && media(p)).collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(format!("{source} has no .mp4, .flv or .ts files"));
+        }
+        return Ok(files);
+    }
+    let playlist = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["m3u", "m3u8", "txt"].contains(&e));
+    if playlist && path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {source}: {e}"))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let files: Vec<_> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| base.join(l)).collect();
+        if files.is_empty() {
+            return Err(format!("playlist {source} lists no files"));
+        }
+        return Ok(files);
+    }
+    Ok(vec![path.to_path_buf()])
+}
+
 async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &StreamKey, entry: &IngestEntry) -> Result<(), String> {
-    let clip = load(&spec.source).await?;
-    entry.update(|s| s.clip_ms = Some(clip.duration_ms));
+    let source = spec.source.clone();
+    let files = tokio::task::spawn_blocking(move || source_files(&source)).await.map_err(|e| e.to_string())??;
+    // The first file is read before the stream is claimed: a bad source never takes a name.
+    let mut clip = load(&files[0].display().to_string()).await?;
     let guard = crate::clients::register("ingest", format!("file:{}", spec.source));
     let client = guard.id();
     let stream = crate::attach::claim_publish(registry.clone(), key.clone(), client, "ingest").await.map_err(|e| e.to_string())?;
@@ -280,40 +323,97 @@ async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &Strea
         s.state = "live";
         s.last_error = None;
     });
-    let result = pace(&stream, client, &clip, spec.looped, entry).await;
+    let start = tokio::time::Instant::now();
+    let mut elapsed_ms = 0i64;
+    let mut index = 0usize;
+    let result = loop {
+        entry.update(|s| s.clip_ms = Some(clip.duration_ms));
+        match pace(&stream, client, &clip, start, elapsed_ms, entry).await {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+        elapsed_ms += clip.duration_ms;
+        index += 1;
+        if index == files.len() {
+            entry.update(|s| s.loops += 1);
+            if !spec.looped {
+                break Ok(());
+            }
+            index = 0;
+        }
+        if files.len() > 1 {
+            clip = match load(&files[index].display().to_string()).await {
+                Ok(clip) => clip,
+                Err(e) => break Err(e),
+            };
+        }
+    };
     crate::tell(&stream, DetachPublisher { client });
     result
 }
 
-async fn pace(stream: &Addr<StreamActor>, client: u64, clip: &Clip, looped: bool, entry: &IngestEntry) -> Result<(), String> {
+/// Sends one pass of `clip`, its timestamps moved to start `offset_ms` after the ingest's
+/// start. Returns false when stopped.
+async fn pace(stream: &Addr<StreamActor>, client: u64, clip: &Clip, start: tokio::time::Instant, offset_ms: i64, entry: &IngestEntry) -> Result<bool, String> {
     let send = |frame: MediaFrame| {
         let stream = stream.clone();
         async move { stream.send(PublishFrame { client, frame: Arc::new(frame) }).await.map_err(|_| "the stream actor went away".to_string()) }
     };
     let first_ms = clip.frames.first().map(|f| f.dts_ms()).unwrap_or(0);
-    let start = tokio::time::Instant::now();
+    let shift_ms = offset_ms - first_ms;
+    // Headers at every file start: the stream actor only passes on the ones that changed.
     for config in &clip.configs {
         let mut config = config.clone();
-        config.dts = Timebase::MILLIS.rescale(first_ms, config.timebase);
+        config.dts = Timebase::MILLIS.rescale(offset_ms, config.timebase);
         config.pts = config.dts;
         send(config).await?;
     }
-    for round in 0i64.. {
-        let shift_ms = round * clip.duration_ms;
-        for frame in &clip.frames {
-            let due = start + Duration::from_millis((frame.dts_ms() - first_ms + shift_ms).max(0) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = entry.stop.notified() => return Ok(()),
-            }
-            let shifted = frame.shifted(Timebase::MILLIS.rescale(shift_ms, frame.timebase));
-            send(shifted).await?;
-            entry.update(|s| s.frames += 1);
+    for frame in &clip.frames {
+        let due = start + Duration::from_millis((frame.dts_ms() + shift_ms).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = entry.stop.notified() => return Ok(false),
         }
-        entry.update(|s| s.loops += 1);
-        if !looped {
-            return Ok(());
-        }
+        send(frame.shifted(Timebase::MILLIS.rescale(shift_ms, frame.timebase))).await?;
+        entry.update(|s| s.frames += 1);
     }
-    Ok(())
+    Ok(true)
+}
+
+/// A URL relayed by a supervised ffmpeg child into the stream.
+async fn relay(spec: IngestSpec, key: StreamKey, entry: Arc<IngestEntry>) {
+    let Some((ffmpeg, port)) = RUNTIME.get().cloned() else {
+        entry.update(|s| {
+            s.state = "failed";
+            s.last_error = Some("URL ingests are not configured on this node".into());
+        });
+        return;
+    };
+    let destination = format!("rtmp://127.0.0.1:{port}/{}/{}", key.app, key.stream);
+    let args: Vec<String> = ["-hide_banner", "-nostats", "-loglevel", "warning", "-progress", "pipe:1", "-i", &spec.source, "-c", "copy", "-f", "flv", &destination].iter().map(|s| s.to_string()).collect();
+    let events = entry.clone();
+    let log_key = key.clone();
+    let on_event = move |event: crate::child::ChildEvent| match event {
+        crate::child::ChildEvent::Started { .. } => events.update(|s| {
+            s.state = "live";
+            s.last_error = None;
+        }),
+        crate::child::ChildEvent::Progress(p) => events.update(|s| s.frames = p.frame),
+        crate::child::ChildEvent::Ended { error, retry_in, .. } => {
+            tracing::warn!(stream = %log_key, %error, retry_in_ms = retry_in.as_millis() as u64, "ingest relay ended; will retry");
+            events.update(|s| {
+                s.state = "failed";
+                s.last_error = Some(error);
+            });
+        }
+    };
+    let stop_entry = entry.clone();
+    let reason = crate::child::supervise(&ffmpeg, &args, on_event, async move {
+        stop_entry.stop.notified().await;
+        "removed"
+    })
+    .await;
+    entry.update(|s| s.state = "stopped");
+    tracing::info!(id = spec.id, stream = %key, %reason, "ingest relay stopped");
 }

@@ -17,6 +17,7 @@
 pub mod access;
 pub mod attach;
 pub mod auth;
+pub mod child;
 pub mod clients;
 pub mod dvr;
 pub mod forward;

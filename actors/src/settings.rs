@@ -24,6 +24,8 @@ pub struct StreamSettings {
     pub dvr: std::sync::Arc<DvrSettings>,
     /// Forward destinations per app (URL templates).
     pub forward: std::sync::Arc<std::collections::BTreeMap<String, Vec<String>>>,
+    /// HTTP backend asked where to forward each published stream.
+    pub forward_backend: Option<String>,
     /// Transcoding ladders.
     pub transcode: Option<std::sync::Arc<crate::transcoder::TranscodeSettings>>,
 }
@@ -43,6 +45,7 @@ impl Default for StreamSettings {
             dvr: std::sync::Arc::new(DvrSettings::default()),
             forward: Default::default(),
             transcode: None,
+            forward_backend: None,
         }
     }
 }

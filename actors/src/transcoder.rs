@@ -4,11 +4,9 @@
 //!
 //! A transcoder holds a subscription to its source stream (draining it), so it learns at once
 //! when the stream ends and then kills its child. While the source lives, a child that exits
-//! is started again after a capped exponential backoff (1 s doubling to 30 s, reset after a
-//! minute of running), and every restart is counted. Progress (`-progress pipe:1`) is parsed
-//! into the status; ffmpeg's last stderr lines become the error when it exits. A missing
-//! ffmpeg binary is an error in the status and the log, retried at the slowest pace, not a
-//! crash loop.
+//! is started again (see [`crate::child`] for the backoff, progress and error capture), and
+//! every restart is counted. A missing ffmpeg binary is an error in the status and the log,
+//! retried at the slowest pace, not a crash loop.
 //!
 //! Ladders come from `[transcode]` per app (started when a stream of the app is published;
 //! streams whose name ends with a rendition suffix are not transcoded again) and from
@@ -18,13 +16,12 @@ use crate::messages::{AddSubscriber, FindStream};
 use crate::registry::StreamRegistry;
 use actix::prelude::*;
 use estuary_storage::StreamKey;
-use estuary_transcode::ffmpeg::{rendition_args_as, ProgressParser, Rendition, VideoCodec};
+use crate::child::ChildEvent;
+use estuary_transcode::ffmpeg::{rendition_args_as, Rendition, VideoCodec};
 use serde::Serialize;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Notify;
 
 static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
@@ -184,7 +181,6 @@ pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettin
 }
 
 async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>, source: StreamKey, output: StreamKey, rendition: Rendition, ended: impl std::future::Future<Output = ()>) {
-    tokio::pin!(ended);
     let input = format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, source.app, source.stream);
     let (destination, format) = match (rendition.video_codec, settings.srt_port) {
         (VideoCodec::H265, Some(port)) => (format!("srt://127.0.0.1:{port}?streamid=#!::r={}/{},m=publish", output.app, output.stream), "mpegts"),
@@ -200,110 +196,41 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
             return;
         }
     };
-    let mut backoff = Duration::from_secs(1);
-    let mut first = true;
-    let reason = loop {
-        if !first {
-            entry.update(|s| s.restarts += 1);
-        }
-        first = false;
-        let spawned = tokio::process::Command::new(&settings.ffmpeg)
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                let error = format!("cannot run {}: {e} (install ffmpeg or set transcode.ffmpeg)", settings.ffmpeg);
-                tracing::error!(output = %output, %error, "transcoder cannot start ffmpeg; will retry in 30 s");
-                entry.update(|s| {
-                    s.state = "failed";
-                    s.last_error = Some(error);
-                    s.pid = None;
-                });
-                backoff = Duration::from_secs(30);
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => continue,
-                    _ = &mut ended => break "the source stream ended",
-                    _ = entry.stop.notified() => break "removed",
-                }
-            }
-        };
-        let started = Instant::now();
-        entry.update(|s| {
+    let events = entry.clone();
+    let log_output = output.clone();
+    let on_event = move |event: ChildEvent| match event {
+        ChildEvent::Started { pid, restarts } => events.update(|s| {
             s.state = "running";
-            s.pid = child.id();
+            s.pid = pid;
+            s.restarts = restarts;
             s.frame = 0;
-        });
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let progress_entry = entry.clone();
-        let progress = tokio::spawn(async move {
-            let Some(stdout) = stdout else { return };
-            let mut lines = BufReader::new(stdout).lines();
-            let mut parser = ProgressParser::default();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(p) = parser.line(&line) {
-                    progress_entry.update(|s| {
-                        s.frame = p.frame;
-                        s.fps = p.fps;
-                        s.speed = p.speed;
-                    });
-                }
+        }),
+        ChildEvent::Progress(p) => events.update(|s| {
+            s.frame = p.frame;
+            s.fps = p.fps;
+            s.speed = p.speed;
+        }),
+        ChildEvent::Ended { error, spawn_failed, retry_in } => {
+            if spawn_failed {
+                tracing::error!(output = %log_output, %error, retry_in_ms = retry_in.as_millis() as u64, "transcoder cannot start ffmpeg");
+            } else {
+                tracing::warn!(output = %log_output, %error, restart_in_ms = retry_in.as_millis() as u64, "transcoder child ended; restarting");
             }
-        });
-        let last_lines = Arc::new(Mutex::new(VecDeque::new()));
-        let tail = last_lines.clone();
-        let errors = tokio::spawn(async move {
-            let Some(stderr) = stderr else { return };
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-                tail.push_back(line);
-                if tail.len() > 5 {
-                    tail.pop_front();
-                }
-            }
-        });
-        let outcome = tokio::select! {
-            status = child.wait() => Ok(status),
-            _ = &mut ended => Err("the source stream ended"),
-            _ = entry.stop.notified() => Err("removed"),
-        };
-        match outcome {
-            Err(why) => {
-                let _ = child.kill().await;
-                progress.abort();
-                errors.abort();
-                break why;
-            }
-            Ok(status) => {
-                let _ = errors.await;
-                progress.abort();
-                let tail: Vec<String> = last_lines.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-                let status_text = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                let error = if tail.is_empty() { format!("ffmpeg exited ({status_text})") } else { format!("ffmpeg exited ({status_text}): {}", tail.join(" | ")) };
-                if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1);
-                }
-                tracing::warn!(output = %output, %error, restart_in_ms = backoff.as_millis() as u64, "transcoder child ended; restarting");
-                entry.update(|s| {
-                    s.state = "restarting";
-                    s.pid = None;
-                    s.last_error = Some(error);
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = &mut ended => break "the source stream ended",
-                    _ = entry.stop.notified() => break "removed",
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
+            events.update(|s| {
+                s.state = if spawn_failed { "failed" } else { "restarting" };
+                s.pid = None;
+                s.last_error = Some(error);
+            });
         }
     };
+    let stop_entry = entry.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = ended => "the source stream ended",
+            _ = stop_entry.stop.notified() => "removed",
+        }
+    };
+    let reason = crate::child::supervise(&settings.ffmpeg, &args, on_event, stop).await;
     entry.update(|s| {
         s.state = "stopped";
         s.pid = None;

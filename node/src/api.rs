@@ -618,13 +618,21 @@ async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<N
         return error(400, "app and stream are required");
     }
     let source = body.source.clone();
-    let check = tokio::task::spawn_blocking(move || -> Result<i64, String> {
-        let meta = std::fs::metadata(&source).map_err(|e| format!("cannot open {source}: {e}"))?;
-        if meta.len() > estuary_actors::ingest::MAX_SOURCE_BYTES {
-            return Err(format!("{source} is too large"));
+    let check = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if let Some((scheme, _)) = source.split_once("://") {
+            return match scheme {
+                "rtmp" | "srt" | "http" | "https" => Ok(()),
+                other => Err(format!("{other}:// sources are not supported (rtmp, srt, http, https, or a file path)")),
+            };
         }
-        let data = std::fs::read(&source).map_err(|e| format!("cannot read {source}: {e}"))?;
-        estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map(|c| c.duration_ms).map_err(|e| format!("{source}: {e}"))
+        let files = estuary_actors::ingest::source_files(&source)?;
+        let first = &files[0];
+        let meta = std::fs::metadata(first).map_err(|e| format!("cannot open {}: {e}", first.display()))?;
+        if meta.len() > estuary_actors::ingest::MAX_SOURCE_BYTES {
+            return Err(format!("{} is too large", first.display()));
+        }
+        let data = std::fs::read(first).map_err(|e| format!("cannot read {}: {e}", first.display()))?;
+        estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map(|_| ()).map_err(|e| format!("{}: {e}", first.display()))
     })
     .await;
     match check {

@@ -216,6 +216,8 @@ pub struct IngestSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardSection {
+    pub backend: String,
+    pub tls_ca_file: String,
     pub apps: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -492,6 +494,9 @@ impl Config {
                 return Err(ConfigError::Invalid { key: "ingest.sources", problem: format!("{stream:?} is not app/stream") });
             }
         }
+        if !self.forward.backend.is_empty() && !self.forward.backend.starts_with("http://") {
+            return Err(ConfigError::Invalid { key: "forward.backend", problem: "must be an http:// URL".into() });
+        }
         for (app, urls) in &self.forward.apps {
             for url in urls {
                 estuary_actors::forward::resolve(url, &estuary_actors::StreamKey::new(app, "stream"))
@@ -680,6 +685,7 @@ impl Config {
             dash: std::sync::Arc::new(dash),
             dvr: std::sync::Arc::new(self.dvr_settings()),
             forward: std::sync::Arc::new(self.forward.apps.clone()),
+            forward_backend: Some(self.forward.backend.clone()).filter(|b| !b.is_empty()),
             transcode: Some(std::sync::Arc::new(self.transcode_settings())),
             publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
             gop_cache: self.stream.gop_cache,

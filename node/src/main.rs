@@ -182,6 +182,8 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
+        estuary_actors::forward::set_tls_ca_file(config.forward.tls_ca_file.clone());
+        estuary_actors::ingest::configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
         for (index, (stream, source)) in config.ingest.sources.iter().enumerate() {
             if let Some((app, name)) = stream.split_once('/') {
                 let spec = estuary_storage::IngestSpec { id: 1_000_000_000 + index as u64, app: app.into(), stream: name.into(), source: source.clone(), looped: true };

@@ -10,6 +10,7 @@ pub mod load;
 pub mod http;
 pub mod lossy;
 pub mod rtmp_raw;
+pub mod tls_proxy;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -1,8 +1,11 @@
 //! Forwarding between two real nodes: a destination that goes away and comes back, one
-//! publish restreamed to three destinations (RTMP twice and SRT), and destinations that are
-//! refused or unreachable.
+//! publish restreamed to four destinations (RTMP, RTMPS through a TLS listener with a
+//! self-signed certificate, SRT, and one named by a forward backend), and destinations that
+//! are refused or unreachable.
 
 use estuary_tests::ffmpeg::{decode, probe_streams, publish, stream_of, Source};
+use estuary_tests::hook_server::HookServer;
+use estuary_tests::tls_proxy::TlsProxy;
 use estuary_tests::{http, wait_until, Node, Scratch};
 use serde_json::Value;
 use std::time::Duration;
@@ -48,28 +51,40 @@ fn forward_survives_the_destination_restarting() {
 }
 
 #[test]
-fn one_publish_to_three_destinations_and_bad_ones_refused() {
+fn one_publish_to_several_destinations_and_bad_ones_refused() {
     let scratch_b = Scratch::new("restream-b");
     let b = Node::start(&scratch_b, &[]);
     let scratch_a = Scratch::new("restream-a");
-    let a = Node::start(&scratch_a, &[]);
+    // An RTMPS listener in front of B, trusted by A through forward.tls_ca_file.
+    let tls = TlsProxy::start(b.ports.rtmp);
+    let ca = scratch_a.path("test-ca.pem");
+    tls.write_cert(&ca);
+    // A forward backend that names one more destination for every publish.
+    let b_rtmp = b.ports.rtmp;
+    let backend = HookServer::start(move |body| {
+        let stream = body["stream"].as_str().unwrap_or_default();
+        serde_json::json!({ "code": 0, "data": { "urls": [format!("rtmp://127.0.0.1:{b_rtmp}/live/{stream}_from_backend")] } }).to_string()
+    });
+    let a = Node::start(&scratch_a, &[("ESTUARY_FORWARD__TLS_CA_FILE", &ca.display().to_string()), ("ESTUARY_FORWARD__BACKEND", &backend.url("/forward"))]);
     let _publisher = publish(&a.rtmp_url("live/show"), &Source::default(), &scratch_a, "publisher");
     a.wait_live("live/show", Duration::from_secs(20));
     let destinations = [
         format!("rtmp://127.0.0.1:{}/live/one", b.ports.rtmp),
         format!("rtmp://127.0.0.1:{}/live/[stream]_two", b.ports.rtmp),
         format!("srt://127.0.0.1:{}?streamid=#!::r=live/three,m=publish", b.ports.srt),
+        format!("rtmps://127.0.0.1:{}/live/four", tls.port()),
     ];
     for url in &destinations {
         let body = serde_json::json!({ "app": "live", "stream": "show", "url": url }).to_string();
         let response = http::send(a.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], body.as_bytes()).expect("API");
         assert_eq!(response.status, 200, "{url}: {}", String::from_utf8_lossy(&response.body));
     }
-    for stream in ["live/one", "live/show_two", "live/three"] {
+    for stream in ["live/one", "live/show_two", "live/three", "live/four", "live/show_from_backend"] {
         b.wait_live(stream, Duration::from_secs(30));
     }
+    assert_eq!(backend.calls_of("on_forward").len(), 1, "{:?}", backend.calls());
     // All three play, and the one that arrived over SRT plays over SRT and RTMP alike.
-    for url in [b.rtmp_url("live/one"), b.flv_url("live/show_two"), b.srt_url("live/three", false, ""), b.rtmp_url("live/three")] {
+    for url in [b.rtmp_url("live/one"), b.flv_url("live/show_two"), b.srt_url("live/three", false, ""), b.rtmp_url("live/three"), b.rtmp_url("live/four"), b.flv_url("live/show_from_backend")] {
         assert_plays(&url);
     }
     assert_eq!(b.stream_info("live/three").unwrap()["publish"]["protocol"], "srt");
@@ -79,7 +94,7 @@ fn one_publish_to_three_destinations_and_bad_ones_refused() {
     let refused = http::send(a.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"show","url":"http://127.0.0.1/x"}"#).expect("API");
     assert_eq!(refused.status, 400);
     let message: Value = serde_json::from_slice(&refused.body).unwrap();
-    assert!(message["message"].as_str().is_some_and(|m| m.contains("only rtmp:// and srt://")), "{message}");
+    assert!(message["message"].as_str().is_some_and(|m| m.contains("only rtmp://, rtmps:// and srt://")), "{message}");
     let closed_port = estuary_tests::free_port();
     let body = serde_json::json!({ "app": "live", "stream": "show", "url": format!("rtmp://127.0.0.1:{closed_port}/live") }).to_string();
     let response = http::send(a.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], body.as_bytes()).expect("API");
@@ -91,7 +106,8 @@ fn one_publish_to_three_destinations_and_bad_ones_refused() {
         forwards(&a)
     );
     let live = forwards(&a).iter().filter(|f| f["state"] == "live").count();
-    assert_eq!(live, 3, "{:?}", forwards(&a));
+    assert_eq!(live, 5, "{:?}", forwards(&a));
+    assert!(forwards(&a).iter().any(|f| f["origin"] == "backend"), "{:?}", forwards(&a));
     let (ok, errors) = decode(&b.rtmp_url("live/one"), 3);
     assert!(ok && errors.trim().is_empty(), "{errors}");
 

@@ -80,3 +80,38 @@ fn looping_mp4_plays_for_ninety_seconds_and_survives_a_restart() {
     assert!(ingests(&node).is_empty());
     assert!(wait_until(Duration::from_secs(15), || node.stream_info("live/tv").is_none_or(|s| s["publish"]["active"] != true)), "still publishing");
 }
+
+#[test]
+fn directory_of_files_and_url_relay() {
+    let scratch = Scratch::new("ingest-more");
+    let dir = scratch.path("clips");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, tone) in [("a.mp4", 440), ("b.flv", 660)] {
+        let mut make = Command::new("ffmpeg");
+        make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", &format!("sine=frequency={tone}:sample_rate=48000")])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-t", "4", "-y"])
+            .arg(dir.join(name));
+        assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make {name}");
+    }
+    let node = Node::start(&scratch, &[]);
+    let created = post(&node, &format!(r#"{{"app":"live","stream":"dir","source":"{}"}}"#, dir.display()));
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    node.wait_live("live/dir", Duration::from_secs(20));
+    // 12 s: both files, twice over the MP4 -> FLV boundary and the loop point.
+    let packets = probe_packets(&node.flv_url("live/dir"), Some(12));
+    let dts: Vec<f64> = packets.iter().filter(|p| p.codec_type == "video").filter_map(|p| p.dts).collect();
+    assert!(dts.last().unwrap() - dts.first().unwrap() > 10.0, "{} s of video", dts.last().unwrap() - dts.first().unwrap());
+    assert!(dts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 0.5), "timestamps jump or go back across files");
+    assert!(ingests(&node).iter().any(|i| i["loops"].as_u64() >= Some(1)), "{:?}", ingests(&node));
+
+    // A URL source is relayed by an ffmpeg child.
+    let _source = ffmpeg::publish(&node.rtmp_url("live/origin"), &ffmpeg::Source::default(), &scratch, "origin");
+    node.wait_live("live/origin", Duration::from_secs(20));
+    let created = post(&node, &format!(r#"{{"app":"live","stream":"relayed","source":"{}"}}"#, node.rtmp_url("live/origin")));
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    node.wait_live("live/relayed", Duration::from_secs(30));
+    let (ok, errors) = decode(&node.flv_url("live/relayed"), 3);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
+    let refused = post(&node, r#"{"app":"live","stream":"x","source":"ftp://example.com/a.mp4"}"#);
+    assert_eq!(refused.status, 400);
+}

@@ -202,6 +202,9 @@ impl StreamActor {
                 });
             }
         }
+        if let Some(backend) = &self.settings.forward_backend {
+            actix::spawn(crate::forward::ask_backend(self.registry.clone(), self.key.clone(), backend.clone()));
+        }
         for template in self.settings.forward.get(&self.key.app).into_iter().flatten() {
             let (registry, key, template) = (self.registry.clone(), self.key.clone(), template.clone());
             actix::spawn(async move {
