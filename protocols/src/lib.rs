@@ -11,6 +11,8 @@
 //! | [`hevc`] | H.265 NAL types and `HEVCDecoderConfigurationRecord` parameter sets |
 //! | [`amf0`] | AMF0 values, encoder and depth-limited decoder |
 //! | [`flv`] | FLV file/tag mux and demux, legacy and enhanced (FourCC) codec tags |
+//! | [`ps`] | MPEG-2 program stream demuxer (GB28181 media) and a small pack writer |
+//! | [`rtp`] | RTP headers and RFC 4571 framing |
 //! | [`rtmp`] | RTMP chunk stream, messages and the server/client sessions |
 //! | [`srt_handshake`] | a pre-parse look at SRT handshake datagrams (extension blocks) |
 //! | [`srt_streamid`] | SRT stream ids in SRS's conventions |
@@ -31,7 +33,9 @@ pub mod fmp4;
 pub mod hevc;
 pub mod media;
 pub mod mp4;
+pub mod ps;
 pub mod rtmp;
+pub mod rtp;
 pub mod srt_handshake;
 pub mod srt_streamid;
 pub mod ts;
