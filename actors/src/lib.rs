@@ -21,6 +21,7 @@ pub mod child;
 pub mod clients;
 pub mod dvr;
 pub mod forward;
+pub mod gb28181;
 pub mod hooks;
 pub mod stats;
 pub mod http_stream;

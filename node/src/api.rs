@@ -41,6 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::get().to(list_recordings))
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
+        .route("/gb/v1/publish/", web::post().to(gb_publish))
+        .route("/gb/v1/publish", web::post().to(gb_publish))
         .route("/api/v1/transcodes", web::get().to(list_transcodes))
         .route("/api/v1/transcodes", web::post().to(add_transcode))
         .route("/api/v1/transcodes/{id}", web::delete().to(remove_transcode))
@@ -709,4 +711,34 @@ async fn remove_transcode(_: Authorized, id: web::Path<String>) -> HttpResponse 
     } else {
         error(404, &format!("no transcode {id}"))
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct GbPublish {
+    id: String,
+    ssrc: serde_json::Value,
+}
+
+/// SRS 6's `POST /gb/v1/publish/`: a signalling server announces that the camera `id` will
+/// send PS media with `ssrc`; the answer names the media port (TCP). The stream is
+/// `<gb28181.app>/<id>`.
+async fn gb_publish(_: Authorized, state: web::Data<AppState>, body: web::Json<GbPublish>) -> HttpResponse {
+    let Some(port) = state.gb_media_port else { return error(503, "GB28181 media is disabled (gb28181.enabled = false)") };
+    let body = body.into_inner();
+    if body.id.is_empty() || body.id.len() > 64 || !body.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return error(400, "id must be 1-64 characters of [A-Za-z0-9_-]");
+    }
+    let ssrc_text = match &body.ssrc {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return error(400, "ssrc is required"),
+    };
+    let ssrc = match estuary_actors::gb28181::parse_ssrc(&ssrc_text) {
+        Ok(s) => s,
+        Err(e) => return error(400, &e),
+    };
+    let key = estuary_actors::StreamKey::new(&state.gb_app, &body.id);
+    estuary_actors::gb28181::expect(ssrc, key.clone());
+    tracing::info!(stream = %key, ssrc, "GB28181 media expected");
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "port": port, "is_tcp": true, "stream": key.to_string() }))
 }

@@ -55,6 +55,7 @@ pub struct Config {
     pub forward: ForwardSection,
     pub ingest: IngestSection,
     pub transcode: TranscodeSection,
+    pub gb28181: Gb28181Section,
     pub metrics: MetricsSection,
     pub auth: AuthSection,
     pub hooks: HooksSection,
@@ -204,6 +205,20 @@ pub struct TranscodeSection {
 impl Default for TranscodeSection {
     fn default() -> Self {
         TranscodeSection { ffmpeg: "ffmpeg".into(), apps: Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gb28181Section {
+    pub enabled: bool,
+    pub media_listen: String,
+    pub app: String,
+}
+
+impl Default for Gb28181Section {
+    fn default() -> Self {
+        Gb28181Section { enabled: true, media_listen: "0.0.0.0:9000".into(), app: "live".into() }
     }
 }
 
@@ -450,6 +465,7 @@ impl Config {
         address("rtmp.listen", &self.rtmp.listen)?;
         address("http.listen", &self.http.listen)?;
         address("srt.listen", &self.srt.listen)?;
+        address("gb28181.media_listen", &self.gb28181.media_listen)?;
         range("srt.latency_ms", self.srt.latency_ms, 0, 60_000)?;
         range("srt.peer_latency_ms", self.srt.peer_latency_ms, 0, 60_000)?;
         range("srt.peer_idle_timeout_ms", self.srt.peer_idle_timeout_ms, 1000, 600_000)?;

@@ -75,6 +75,8 @@ pub struct AppState {
     pub hls_dir: PathBuf,
     pub dvr: std::sync::Arc<estuary_actors::settings::DvrSettings>,
     pub transcode: std::sync::Arc<estuary_actors::transcoder::TranscodeSettings>,
+    pub gb_app: String,
+    pub gb_media_port: Option<u16>,
     pub dash_dir: PathBuf,
     pub api_auth: ApiAuth,
     pub max_stream_series: usize,
@@ -159,6 +161,12 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     } else {
         None
     };
+    let gb_media = if config.gb28181.enabled {
+        let addr: std::net::SocketAddr = config.gb28181.media_listen.parse().map_err(|e| format!("gb28181.media_listen: {e}"))?;
+        Some(estuary_actors::gb28181::bind(addr).map_err(|e| format!("cannot listen for GB28181 media on {addr}: {e}"))?)
+    } else {
+        None
+    };
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
     estuary_actors::hooks::install(config.hook_settings());
@@ -182,6 +190,10 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
+        if let Some(listener) = gb_media {
+            actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));
+            tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP over TCP)");
+        }
         estuary_actors::forward::set_tls_ca_file(config.forward.tls_ca_file.clone());
         estuary_actors::ingest::configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
         for (index, (stream, source)) in config.ingest.sources.iter().enumerate() {
@@ -198,7 +210,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             }
             Err(e) => tracing::error!(error = %e, "cannot read saved ingests"),
         }
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), dash_dir: config.dash_dir(),
+        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),

@@ -5,6 +5,7 @@
 //! node shared by all tests of a file (kept in a `static`) goes away with the test process.
 
 pub mod ffmpeg;
+pub mod gb_camera;
 pub mod hook_server;
 pub mod load;
 pub mod http;
@@ -84,12 +85,14 @@ pub struct Ports {
     pub api: u16,
     /// SRT (UDP).
     pub srt: u16,
+    /// GB28181 media (TCP).
+    pub gb_media: u16,
 }
 
 impl Ports {
     /// Free ports.
     pub fn free() -> Ports {
-        Ports { rtmp: free_port(), http: free_port(), api: free_port(), srt: free_udp_port() }
+        Ports { rtmp: free_port(), http: free_port(), api: free_port(), srt: free_udp_port(), gb_media: free_port() }
     }
 }
 
@@ -130,6 +133,7 @@ impl Node {
             .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", ports.http))
             .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", ports.api))
             .env("ESTUARY_SRT__LISTEN", format!("127.0.0.1:{}", ports.srt))
+            .env("ESTUARY_GB28181__MEDIA_LISTEN", format!("127.0.0.1:{}", ports.gb_media))
             .env("ESTUARY_NODE__WORKERS", "2")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())

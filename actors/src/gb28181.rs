@@ -1,0 +1,191 @@
+//! GB28181 media: PS over RTP over TCP (RFC 4571) from cameras, published as live streams.
+//!
+//! This is the media side only. A signalling server (Estuary's own SIP server is a later
+//! step; today an external one such as srs-sip) calls `POST /gb/v1/publish/` with the
+//! device id and the SSRC it will put in the INVITE's `y=` line; Estuary answers with its
+//! media port. When the camera connects (passive TCP: the camera is the client), the first
+//! RTP packet's SSRC selects the stream `live/<id>`; PS payloads are demuxed
+//! ([`estuary_protocols::ps`]) and the access units turned into frames like TS ones
+//! (H.264, H.265, AAC; G.711 audio is dropped until audio transcoding lands).
+//!
+//! Bad input costs only that connection: an RFC 4571 length no RTP packet can have, or a
+//! packet that is not RTP version 2, closes it with the reason logged; bytes of a broken PS
+//! pack are skipped up to the next start code; an unknown SSRC is refused.
+
+use crate::clients::{self, Role};
+use crate::messages::{DetachPublisher, PublishFrame};
+use crate::registry::StreamRegistry;
+use actix::prelude::*;
+use estuary_protocols::ps::PsDemuxer;
+use estuary_protocols::rtp::{Rfc4571Reader, RtpPacket};
+use estuary_protocols::ts::TsFrameReader;
+use estuary_storage::StreamKey;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+static SSRCS: LazyLock<Mutex<HashMap<u32, StreamKey>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A camera's media connection must send its first packet within this time.
+const FIRST_PACKET: Duration = Duration::from_secs(10);
+/// A camera silent this long is dropped.
+const IDLE: Duration = Duration::from_secs(20);
+
+/// Expects media with `ssrc` for `key` (the API's `/gb/v1/publish/`).
+pub fn expect(ssrc: u32, key: StreamKey) {
+    SSRCS.lock().unwrap_or_else(|e| e.into_inner()).insert(ssrc, key);
+}
+
+/// Parses an SSRC as GB28181 writes it (ten decimal digits in `y=`), or `0x` hex.
+pub fn parse_ssrc(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse::<u64>().ok().and_then(|v| u32::try_from(v).ok()),
+    };
+    parsed.ok_or_else(|| format!("ssrc {text:?} is not a 32-bit number"))
+}
+
+/// Binds the media listener (at boot, so a busy port fails the start).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Accepts camera media connections forever.
+pub async fn serve(listener: std::net::TcpListener, registry: Addr<StreamRegistry>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "GB28181 media listener unusable");
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                let registry = registry.clone();
+                crate::workers::get().next().spawn(async move {
+                    let reason = connection(socket, peer, registry).await;
+                    tracing::info!(%peer, %reason, "GB28181 media connection closed");
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "GB28181 media accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_some(socket: &mut tokio::net::TcpStream, buf: &mut [u8], timeout: Duration) -> Result<usize, String> {
+    match tokio::time::timeout(timeout, socket.read(buf)).await {
+        Err(_) => Err(format!("no media for {} s", timeout.as_secs())),
+        Ok(Err(e)) => Err(format!("read failed: {e}")),
+        Ok(Ok(0)) => Err("the camera closed the connection".into()),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registry: Addr<StreamRegistry>) -> String {
+    let mut reader = Rfc4571Reader::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The first packet names the stream.
+    let first = loop {
+        let n = match read_some(&mut socket, &mut buf, FIRST_PACKET).await {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        reader.push(&buf[..n]);
+        match reader.next_frame() {
+            Ok(Some(frame)) => break frame,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "GB28181 media refused");
+                return e.to_string();
+            }
+        }
+    };
+    let first = match RtpPacket::parse(first) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "GB28181 media refused");
+            return e.to_string();
+        }
+    };
+    let Some(key) = SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&first.ssrc).cloned() else {
+        tracing::warn!(%peer, ssrc = first.ssrc, "GB28181 media with an SSRC nobody announced (POST /gb/v1/publish/ first); refused");
+        return format!("unknown SSRC {}", first.ssrc);
+    };
+    let guard = clients::register("gb28181", peer.to_string());
+    let client = guard.id();
+    let stream = match crate::attach::claim_publish(registry, key.clone(), client, "gb28181").await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
+            return e.to_string();
+        }
+    };
+    guard.record().set_role(Role::Publish, key.to_string());
+    tracing::info!(%peer, stream = %key, ssrc = first.ssrc, "GB28181 publish started");
+    let mut demuxer = PsDemuxer::default();
+    let mut frames = TsFrameReader::default();
+    let mut expected_sequence = first.sequence;
+    let mut lost = 0u64;
+    let reason = 'outer: {
+        let mut packet = Some(first);
+        loop {
+            while let Some(p) = packet.take() {
+                if p.sequence != expected_sequence {
+                    lost += u64::from(p.sequence.wrapping_sub(expected_sequence));
+                }
+                expected_sequence = p.sequence.wrapping_add(1);
+                guard.record().add_in(p.payload.len());
+                if let Err(e) = demuxer.push(&p.payload) {
+                    tracing::warn!(%peer, stream = %key, error = %e, "bad PS from camera; frame dropped");
+                }
+                while let Some(unit) = demuxer.next_unit() {
+                    for frame in frames.frames(&unit) {
+                        if stream.send(PublishFrame { client, frame: Arc::new(frame) }).await.is_err() {
+                            break 'outer "the stream actor went away".to_string();
+                        }
+                    }
+                }
+                match reader.next_frame() {
+                    Ok(Some(next)) => match RtpPacket::parse(next) {
+                        Ok(next) if next.ssrc == p.ssrc => packet = Some(next),
+                        Ok(next) => break 'outer format!("SSRC changed from {} to {} mid-connection", p.ssrc, next.ssrc),
+                        Err(e) => break 'outer format!("bad RTP: {e}"),
+                    },
+                    Ok(None) => {}
+                    Err(e) => break 'outer format!("bad framing: {e}"),
+                }
+            }
+            let n = match read_some(&mut socket, &mut buf, IDLE).await {
+                Ok(n) => n,
+                Err(e) => break e,
+            };
+            reader.push(&buf[..n]);
+            match reader.next_frame() {
+                Ok(Some(next)) => match RtpPacket::parse(next) {
+                    Ok(next) => packet = Some(next),
+                    Err(e) => break format!("bad RTP: {e}"),
+                },
+                Ok(None) => {}
+                Err(e) => break format!("bad framing: {e}"),
+            }
+        }
+    };
+    if reason.starts_with("bad") {
+        tracing::warn!(%peer, stream = %key, %reason, "GB28181 media connection dropped");
+    }
+    if demuxer.skipped > 0 || lost > 0 {
+        tracing::info!(%peer, stream = %key, skipped_bytes = demuxer.skipped, lost_packets = lost, untyped_units = demuxer.untyped, "GB28181 media had gaps");
+    }
+    crate::tell(&stream, DetachPublisher { client });
+    drop(guard);
+    reason
+}

@@ -1,0 +1,170 @@
+//! A GB28181 camera's media side: an MP4 clip (H.264 + AAC) sent as MPEG-PS over RTP over
+//! TCP (RFC 4571), paced in real time and looped, the way devices and SRS's own simulator do
+//! it: a pack header before every frame, system-level stream map before keyframes, each PS
+//! piece cut into RTP packets of at most 1400 bytes, payload type 96, one SSRC.
+
+use bytes::Bytes;
+use estuary_protocols::avc::{self, AvcConfig};
+use estuary_protocols::aac::AacConfig;
+use estuary_protocols::media::Codec;
+use estuary_protocols::mp4::{box_header, read_moov};
+use estuary_protocols::ps::mux;
+use estuary_protocols::rtp::{frame_4571, RtpPacket};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the camera sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing wrong.
+    None,
+    /// After `after` packets, one RFC 4571 length of 3 (no RTP packet is that short).
+    BogusLength {
+        /// Packets sent first.
+        after: usize,
+    },
+    /// After `after` packets, a PS pack cut short (half a frame), then normal packs again.
+    TruncatedPs {
+        /// Packets sent first.
+        after: usize,
+    },
+}
+
+/// A camera streaming in a background thread until stopped or the connection fails.
+pub struct Camera {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<usize, String>>>,
+}
+
+impl Camera {
+    /// Connects to `127.0.0.1:port` and streams `clip` with `ssrc` for `seconds`.
+    pub fn start(port: u16, ssrc: u32, clip: &Path, seconds: f64, fault: Fault) -> Camera {
+        let stop = Arc::new(AtomicBool::new(false));
+        let data = std::fs::read(clip).expect("clip");
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || run(port, ssrc, Bytes::from(data), seconds, fault, flag));
+        Camera { stop, thread: Some(thread) }
+    }
+
+    /// Stops and returns how many RTP packets went out, or why it failed.
+    pub fn finish(mut self) -> Result<usize, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().map(|t| t.join().unwrap_or_else(|_| Err("camera thread panicked".into()))).unwrap_or(Ok(0))
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Unit {
+    at: f64,
+    video: bool,
+    key: bool,
+    pts: u64,
+    dts: u64,
+    data: Vec<u8>,
+}
+
+fn units(data: &Bytes) -> Vec<Unit> {
+    let mut at = 0usize;
+    let mut moov = None;
+    while let Some((kind, _, len)) = box_header(&data[at..]) {
+        if &kind == b"moov" {
+            moov = Some(&data[at..at + len as usize]);
+        }
+        at += len as usize;
+        if at >= data.len() {
+            break;
+        }
+    }
+    let tracks = read_moov(moov.expect("clip has a moov")).expect("clip readable");
+    let mut out = Vec::new();
+    for track in tracks {
+        let scale = track.track.timescale as f64;
+        match track.track.codec {
+            Codec::H264 => {
+                let config = AvcConfig::parse(&track.track.config).expect("avcC");
+                for s in &track.samples {
+                    let payload = &data[s.offset as usize..(s.offset + s.size as u64) as usize];
+                    let mut es = Vec::new();
+                    es.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xf0]);
+                    if s.key {
+                        for ps in config.sps.iter().chain(config.pps.iter()) {
+                            es.extend_from_slice(&[0, 0, 0, 1]);
+                            es.extend_from_slice(ps);
+                        }
+                    }
+                    for nal in avc::length_prefixed_nals(payload, config.nal_length_size as usize) {
+                        es.extend_from_slice(&[0, 0, 0, 1]);
+                        es.extend_from_slice(nal);
+                    }
+                    let dts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
+                    let pts = ((s.dts + s.cts as i64) as f64 / scale * 90_000.0) as u64 + 90_000;
+                    out.push(Unit { at: s.dts as f64 / scale, video: true, key: s.key, pts, dts, data: es });
+                }
+            }
+            Codec::Aac => {
+                let config = AacConfig::parse(&track.track.config).expect("ASC");
+                for s in &track.samples {
+                    let payload = &data[s.offset as usize..(s.offset + s.size as u64) as usize];
+                    let mut es = config.adts_header(payload.len()).to_vec();
+                    es.extend_from_slice(payload);
+                    let ts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
+                    out.push(Unit { at: s.dts as f64 / scale, video: false, key: true, pts: ts, dts: ts, data: es });
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort_by(|a, b| a.at.total_cmp(&b.at));
+    out
+}
+
+fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<AtomicBool>) -> Result<usize, String> {
+    let clip = units(&data);
+    let clip_len = clip.last().map(|u| u.at + 0.04).unwrap_or(1.0);
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    socket.set_nodelay(true).ok();
+    let start = Instant::now();
+    let mut sequence = 0u16;
+    let mut sent = 0usize;
+    let mut round = 0u64;
+    loop {
+        for unit in &clip {
+            let at = unit.at + round as f64 * clip_len;
+            if at > seconds || stop.load(Ordering::SeqCst) {
+                return Ok(sent);
+            }
+            let due = start + Duration::from_secs_f64(at);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let shift = (round as f64 * clip_len * 90_000.0) as u64;
+            let mut pack = mux::pack_header(unit.dts + shift);
+            if unit.video && unit.key {
+                pack.extend(mux::stream_map(&[(0x1b, 0xe0), (0x0f, 0xc0)]));
+            }
+            pack.extend(mux::pes(if unit.video { 0xe0 } else { 0xc0 }, unit.pts + shift, unit.dts + shift, &unit.data));
+            if matches!(fault, Fault::TruncatedPs { after } if sent >= after && sent < after + 1) && unit.video {
+                pack.truncate(pack.len() / 2);
+            }
+            for piece in pack.chunks(1400) {
+                if matches!(fault, Fault::BogusLength { after } if sent == after) {
+                    socket.write_all(&[0, 3, 1, 2, 3]).map_err(|e| format!("write: {e}"))?;
+                }
+                let packet = RtpPacket { payload_type: 96, marker: false, sequence, timestamp: (unit.pts + shift) as u32, ssrc, payload: Bytes::copy_from_slice(piece) };
+                sequence = sequence.wrapping_add(1);
+                socket.write_all(&frame_4571(&packet.to_bytes())).map_err(|e| format!("write: {e}"))?;
+                sent += 1;
+            }
+        }
+        round += 1;
+    }
+}
