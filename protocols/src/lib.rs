@@ -13,6 +13,7 @@
 //! | [`flv`] | FLV file/tag mux and demux, legacy and enhanced (FourCC) codec tags |
 //! | [`ps`] | MPEG-2 program stream demuxer (GB28181 media) and a small pack writer |
 //! | [`rtp`] | RTP headers and RFC 4571 framing |
+//! | [`sip`] | SIP messages, digest authentication, MANSCDP fields (GB28181 signalling) |
 //! | [`rtmp`] | RTMP chunk stream, messages and the server/client sessions |
 //! | [`srt_handshake`] | a pre-parse look at SRT handshake datagrams (extension blocks) |
 //! | [`srt_streamid`] | SRT stream ids in SRS's conventions |
@@ -36,6 +37,7 @@ pub mod mp4;
 pub mod ps;
 pub mod rtmp;
 pub mod rtp;
+pub mod sip;
 pub mod srt_handshake;
 pub mod srt_streamid;
 pub mod ts;
