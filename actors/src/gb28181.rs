@@ -131,6 +131,7 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
     };
     guard.record().set_role(Role::Publish, key.to_string());
     tracing::info!(%peer, stream = %key, ssrc = first.ssrc, "GB28181 publish started");
+    let ssrc = first.ssrc;
     let mut demuxer = PsDemuxer::default();
     let mut frames = TsFrameReader::default();
     let mut expected_sequence = first.sequence;
@@ -187,5 +188,6 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
     }
     crate::tell(&stream, DetachPublisher { client });
     drop(guard);
+    crate::gb28181_sip::media_ended(ssrc);
     reason
 }

@@ -22,6 +22,7 @@ pub mod clients;
 pub mod dvr;
 pub mod forward;
 pub mod gb28181;
+pub mod gb28181_sip;
 pub mod hooks;
 pub mod stats;
 pub mod http_stream;

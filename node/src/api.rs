@@ -42,6 +42,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
         .route("/gb/v1/publish/", web::post().to(gb_publish))
+        .route("/api/v1/gb28181/devices", web::get().to(gb_devices))
+        .route("/api/v1/gb28181/devices/{device}/channels/{channel}/{action}", web::post().to(gb_channel))
         .route("/gb/v1/publish", web::post().to(gb_publish))
         .route("/api/v1/transcodes", web::get().to(list_transcodes))
         .route("/api/v1/transcodes", web::post().to(add_transcode))
@@ -741,4 +743,25 @@ async fn gb_publish(_: Authorized, state: web::Data<AppState>, body: web::Json<G
     estuary_actors::gb28181::expect(ssrc, key.clone());
     tracing::info!(stream = %key, ssrc, "GB28181 media expected");
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "port": port, "is_tcp": true, "stream": key.to_string() }))
+}
+
+async fn gb_devices(_: Authorized) -> HttpResponse {
+    match estuary_actors::gb28181_sip::devices().await {
+        Ok(list) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "devices": list })),
+        Err(e) => error(503, &e),
+    }
+}
+
+/// `POST /api/v1/gb28181/devices/{device}/channels/{channel}/invite` (or `/bye`).
+async fn gb_channel(_: Authorized, path: web::Path<(String, String, String)>) -> HttpResponse {
+    let (device, channel, action) = path.into_inner();
+    let result = match action.as_str() {
+        "invite" => estuary_actors::gb28181_sip::invite(&device, &channel).await.map(|stream| json!({ "code": 0, "server": SERVER, "stream": stream })),
+        "bye" => estuary_actors::gb28181_sip::bye(&device, &channel).await.map(|()| json!({ "code": 0, "server": SERVER })),
+        other => return error(400, &format!("action {other:?} is not invite or bye")),
+    };
+    match result {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(e) => error(404, &e),
+    }
 }

@@ -214,11 +214,29 @@ pub struct Gb28181Section {
     pub enabled: bool,
     pub media_listen: String,
     pub app: String,
+    pub sip_listen: String,
+    pub server_id: String,
+    pub realm: String,
+    pub password: String,
+    pub auto_invite: bool,
+    pub media_ip: String,
+    pub keepalive_timeout_s: u64,
 }
 
 impl Default for Gb28181Section {
     fn default() -> Self {
-        Gb28181Section { enabled: true, media_listen: "0.0.0.0:9000".into(), app: "live".into() }
+        Gb28181Section {
+            enabled: true,
+            media_listen: "0.0.0.0:9000".into(),
+            app: "live".into(),
+            sip_listen: "0.0.0.0:5060".into(),
+            server_id: "34020000002000000001".into(),
+            realm: "3402000000".into(),
+            password: String::new(),
+            auto_invite: true,
+            media_ip: "127.0.0.1".into(),
+            keepalive_timeout_s: 180,
+        }
     }
 }
 
@@ -466,6 +484,8 @@ impl Config {
         address("http.listen", &self.http.listen)?;
         address("srt.listen", &self.srt.listen)?;
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
+        address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
+        range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
         range("srt.latency_ms", self.srt.latency_ms, 0, 60_000)?;
         range("srt.peer_latency_ms", self.srt.peer_latency_ms, 0, 60_000)?;
         range("srt.peer_idle_timeout_ms", self.srt.peer_idle_timeout_ms, 1000, 600_000)?;
@@ -647,6 +667,21 @@ impl Config {
             rtmp_port: self.rtmp_listen().port(),
             srt_port: self.srt.enabled.then(|| self.srt_listen().port()),
             ladders: self.transcode.apps.iter().map(|(app, list)| (app.clone(), list.iter().filter_map(|r| r.to_rendition().ok()).collect())).collect(),
+        }
+    }
+
+    /// GB28181 SIP settings.
+    pub fn sip_settings(&self) -> estuary_actors::gb28181_sip::SipSettings {
+        estuary_actors::gb28181_sip::SipSettings {
+            listen: self.gb28181.sip_listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 5060).into()),
+            server_id: self.gb28181.server_id.clone(),
+            realm: self.gb28181.realm.clone(),
+            password: self.gb28181.password.clone(),
+            auto_invite: self.gb28181.auto_invite,
+            media_ip: self.gb28181.media_ip.clone(),
+            media_port: self.gb28181.media_listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(9000),
+            app: self.gb28181.app.clone(),
+            keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
         }
     }
 

@@ -167,6 +167,12 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     } else {
         None
     };
+    let gb_sip = if config.gb28181.enabled {
+        let settings = config.sip_settings();
+        Some((estuary_actors::gb28181_sip::bind(settings.listen).map_err(|e| format!("cannot listen for GB28181 SIP on {}: {e}", settings.listen))?, settings))
+    } else {
+        None
+    };
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
     estuary_actors::hooks::install(config.hook_settings());
@@ -190,6 +196,9 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
+        if let Some((socket, settings)) = gb_sip {
+            actix::spawn(estuary_actors::gb28181_sip::serve(socket, settings, registry.clone()));
+        }
         if let Some(listener) = gb_media {
             actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));
             tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP over TCP)");
