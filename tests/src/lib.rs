@@ -6,6 +6,7 @@
 
 pub mod ffmpeg;
 pub mod gb_camera;
+pub mod gb_device;
 pub mod hook_server;
 pub mod load;
 pub mod http;

@@ -1,12 +1,82 @@
-//! GB28181 media without SIP (SRS 6's `/gb/v1/publish/`): a simulated camera sends PS over
-//! RTP over TCP and the stream plays over HTTP-FLV and HLS; broken cameras (bogus RTP
-//! lengths, truncated PS, an SSRC nobody announced) cost only their own connection.
+//! GB28181: a simulated device registers over SIP (digest), is invited and plays over HTTP-FLV
+//! and HLS, survives media loss (re-INVITE), ends with unregistration, and a wrong password is
+//! refused; media without SIP (SRS 6's `/gb/v1/publish/`); broken cameras (bogus RTP lengths,
+//! truncated PS, an SSRC nobody announced, malformed SIP) cost only their own connection.
 
 use estuary_tests::ffmpeg::{self, decode, probe_streams, stream_of};
 use estuary_tests::gb_camera::{Camera, Fault};
+use estuary_tests::gb_device::Device;
 use estuary_tests::{http, wait_until, Node, Scratch};
 use std::process::Command;
 use std::time::Duration;
+
+fn make_clip(scratch: &Scratch) -> std::path::PathBuf {
+    let clip = scratch.path("camera.mp4");
+    let mut make = Command::new("ffmpeg");
+    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
+        .arg(&clip);
+    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
+    clip
+}
+
+#[test]
+fn sip_device_registers_is_invited_plays_and_recovers() {
+    let scratch = Scratch::new("gb-sip");
+    let clip = make_clip(&scratch);
+    let node = Node::start(&scratch, &[("ESTUARY_GB28181__PASSWORD", "s3cret-pass"), ("ESTUARY_HLS__FRAGMENT_MS", "2000"), ("ESTUARY_GB28181__KEEPALIVE_TIMEOUT_S", "10")]);
+    let (device_id, channel) = ("34020000001110000001", "34020000001320000001");
+
+    // A wrong password: 401 then 403.
+    let intruder = Device::new(node.ports.sip, "34020000001110000099", "wrong-password", channel, clip.clone());
+    assert_eq!(intruder.register(3600), 403);
+    drop(intruder);
+    // Malformed SIP is dropped with a reason.
+    let device = Device::new(node.ports.sip, device_id, "s3cret-pass", channel, clip.clone());
+    device.send_raw(b"HELLO WORLD\r\n\r\n");
+    device.send_raw(&[0xff; 300]);
+    assert_eq!(device.register(3600), 200);
+
+    // It appears with its channel, is invited, and plays.
+    let stream = format!("live/{device_id}_{channel}");
+    let info = node.wait_live(&stream, Duration::from_secs(30));
+    let devices = node.api("/api/v1/gb28181/devices");
+    let listed = devices["devices"].as_array().unwrap().iter().find(|d| d["id"] == device_id).cloned().expect("device listed");
+    assert_eq!(listed["online"], true);
+    assert_eq!(listed["channels"][0]["id"], channel);
+    assert_eq!(listed["channels"][0]["name"], "Gate");
+    let flv = node.flv_url(&stream);
+    let streams = probe_streams(&flv);
+    let video = stream_of(&streams, "video").expect("video");
+    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("h264"), Some(320), Some(240)));
+    assert!(wait_until(Duration::from_secs(20), || http::get(node.ports.http, &format!("/{stream}.m3u8")).is_ok_and(|r| r.status == 200)), "no HLS");
+    let hls = format!("http://127.0.0.1:{}/{stream}.m3u8", node.ports.http);
+    let decoders: Vec<_> = [flv.clone(), hls].into_iter().map(|url| std::thread::spawn(move || (url.clone(), decode(&url, 20)))).collect();
+    for d in decoders {
+        let (url, (ok, errors)) = d.join().unwrap();
+        assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    }
+    assert!(node.log().contains("malformed SIP datagram dropped"), "log:\n{}", node.log());
+
+    // Media loss: the node sends BYE, invites again, and the stream resumes.
+    let invites = device.invites.load(std::sync::atomic::Ordering::SeqCst);
+    device.drop_media();
+    assert!(wait_until(Duration::from_secs(30), || device.invites.load(std::sync::atomic::Ordering::SeqCst) > invites), "no re-INVITE; log:\n{}", node.log());
+    assert!(
+        wait_until(Duration::from_secs(30), || node.stream_info(&stream).is_some_and(|s| s["publish"]["active"] == true && s["publish"]["cid"] != info["publish"]["cid"])),
+        "stream did not resume after re-INVITE"
+    );
+    let (ok, errors) = decode(&flv, 3);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
+
+    // Unregistration ends the stream.
+    assert_eq!(device.register(0), 200);
+    assert!(
+        wait_until(Duration::from_secs(40), || node.stream_info(&stream).is_none_or(|s| s["publish"]["active"] != true)),
+        "stream still published after unregister; log:\n{}",
+        node.log()
+    );
+}
 
 fn announce(node: &Node, id: &str, ssrc: &str) -> http::Response {
     let body = format!(r#"{{"id":"{id}","ssrc":"{ssrc}"}}"#);
