@@ -1,4 +1,4 @@
-//! A GB28181 camera's media side: an MP4 clip (H.264 + AAC) sent as MPEG-PS over RTP over
+//! A GB28181 camera's media side: an MP4 clip (H.264 or H.265, with AAC) sent as MPEG-PS over RTP over
 //! TCP (RFC 4571), paced in real time and looped, the way devices and SRS's own simulator do
 //! it: a pack header before every frame, system-level stream map before keyframes, each PS
 //! piece cut into RTP packets of at most 1400 bytes, payload type 96, one SSRC.
@@ -70,6 +70,7 @@ struct Unit {
     pts: u64,
     dts: u64,
     data: Vec<u8>,
+    hevc: bool,
 }
 
 fn units(data: &Bytes) -> Vec<Unit> {
@@ -107,7 +108,28 @@ fn units(data: &Bytes) -> Vec<Unit> {
                     }
                     let dts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
                     let pts = ((s.dts + s.cts as i64) as f64 / scale * 90_000.0) as u64 + 90_000;
-                    out.push(Unit { at: s.dts as f64 / scale, video: true, key: s.key, pts, dts, data: es });
+                    out.push(Unit { at: s.dts as f64 / scale, video: true, key: s.key, pts, dts, data: es, hevc: false });
+                }
+            }
+            Codec::H265 => {
+                let (length_size, sets) = estuary_protocols::hevc::config_parameter_sets(&track.track.config).expect("hvcC");
+                for s in &track.samples {
+                    let payload = &data[s.offset as usize..(s.offset + s.size as u64) as usize];
+                    let mut es = Vec::new();
+                    es.extend_from_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]);
+                    if s.key {
+                        for set in &sets {
+                            es.extend_from_slice(&[0, 0, 0, 1]);
+                            es.extend_from_slice(set);
+                        }
+                    }
+                    for nal in avc::length_prefixed_nals(payload, length_size as usize) {
+                        es.extend_from_slice(&[0, 0, 0, 1]);
+                        es.extend_from_slice(nal);
+                    }
+                    let dts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
+                    let pts = ((s.dts + s.cts as i64) as f64 / scale * 90_000.0) as u64 + 90_000;
+                    out.push(Unit { at: s.dts as f64 / scale, video: true, key: s.key, pts, dts, data: es, hevc: true });
                 }
             }
             Codec::Aac => {
@@ -117,7 +139,7 @@ fn units(data: &Bytes) -> Vec<Unit> {
                     let mut es = config.adts_header(payload.len()).to_vec();
                     es.extend_from_slice(payload);
                     let ts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
-                    out.push(Unit { at: s.dts as f64 / scale, video: false, key: true, pts: ts, dts: ts, data: es });
+                    out.push(Unit { at: s.dts as f64 / scale, video: false, key: true, pts: ts, dts: ts, data: es, hevc: false });
                 }
             }
             _ => {}
@@ -149,7 +171,7 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
             let shift = (round as f64 * clip_len * 90_000.0) as u64;
             let mut pack = mux::pack_header(unit.dts + shift);
             if unit.video && unit.key {
-                pack.extend(mux::stream_map(&[(0x1b, 0xe0), (0x0f, 0xc0)]));
+                pack.extend(mux::stream_map(&[(if unit.hevc { 0x24 } else { 0x1b }, 0xe0), (0x0f, 0xc0)]));
             }
             pack.extend(mux::pes(if unit.video { 0xe0 } else { 0xc0 }, unit.pts + shift, unit.dts + shift, &unit.data));
             if matches!(fault, Fault::TruncatedPs { after } if sent >= after && sent < after + 1) && unit.video {

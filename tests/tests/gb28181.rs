@@ -11,11 +11,18 @@ use std::process::Command;
 use std::time::Duration;
 
 fn make_clip(scratch: &Scratch) -> std::path::PathBuf {
-    let clip = scratch.path("camera.mp4");
+    make_clip_with(scratch, "libx264")
+}
+
+fn make_clip_with(scratch: &Scratch, encoder: &str) -> std::path::PathBuf {
+    let clip = scratch.path(&format!("camera-{encoder}.mp4"));
     let mut make = Command::new("ffmpeg");
     make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
-        .arg(&clip);
+        .args(["-c:v", encoder, "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"]);
+    if encoder == "libx265" {
+        make.args(["-x265-params", "log-level=error", "-tag:v", "hvc1"]);
+    }
+    make.arg(&clip);
     assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
     clip
 }
@@ -136,4 +143,26 @@ fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
     // The good camera was never interrupted.
     assert_eq!(node.stream_info(&stream).unwrap()["publish"]["cid"], info["publish"]["cid"]);
     assert!(camera.finish().is_ok());
+}
+
+#[test]
+fn h265_camera_plays_over_hls_ts() {
+    let scratch = Scratch::new("gb-hevc");
+    let clip = make_clip_with(&scratch, "libx265");
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000")]);
+    let (device_id, channel) = ("34020000001110000002", "34020000001320000002");
+    let device = Device::new(node.ports.sip, device_id, "", channel, clip);
+    assert_eq!(device.register(3600), 200);
+    let stream = format!("live/{device_id}_{channel}");
+    let info = node.wait_live(&stream, Duration::from_secs(30));
+    assert_eq!(info["video"]["codec"], "H265", "{info}");
+    assert!(wait_until(Duration::from_secs(30), || http::get(node.ports.http, &format!("/{stream}.m3u8")).is_ok_and(|r| r.status == 200 && String::from_utf8_lossy(&r.body).matches("#EXTINF").count() >= 2)), "no HLS");
+    let hls = format!("http://127.0.0.1:{}/{stream}.m3u8", node.ports.http);
+    let streams = probe_streams(&hls);
+    let video = stream_of(&streams, "video").expect("video");
+    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("hevc"), Some(320), Some(240)), "{video}");
+    let ts = format!("http://127.0.0.1:{}/{stream}.ts", node.ports.http);
+    assert_eq!(stream_of(&probe_streams(&ts), "video").map(|v| v["codec_name"].clone()), Some(serde_json::json!("hevc")));
+    let (ok, errors) = decode(&hls, 20);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
 }
