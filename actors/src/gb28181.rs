@@ -6,7 +6,8 @@
 //! media port. When the camera connects (passive TCP: the camera is the client), the first
 //! RTP packet's SSRC selects the stream `live/<id>`; PS payloads are demuxed
 //! ([`estuary_protocols::ps`]) and the access units turned into frames like TS ones
-//! (H.264, H.265, AAC; G.711 audio is dropped until audio transcoding lands).
+//! (H.264, H.265, AAC); G.711 A-law and µ-law audio is transcoded to AAC (8 kHz mono,
+//! libfdk-aac) so RTMP, FLV and HLS players get audio.
 //!
 //! Bad input costs only that connection: an RFC 4571 length no RTP packet can have, or a
 //! packet that is not RTP version 2, closes it with the reason logged; bytes of a broken PS
@@ -134,6 +135,7 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
     let ssrc = first.ssrc;
     let mut demuxer = PsDemuxer::default();
     let mut frames = TsFrameReader::default();
+    let mut g711 = G711Audio::default();
     let mut expected_sequence = first.sequence;
     let mut lost = 0u64;
     let reason = 'outer: {
@@ -149,7 +151,11 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
                     tracing::warn!(%peer, stream = %key, error = %e, "bad PS from camera; frame dropped");
                 }
                 while let Some(unit) = demuxer.next_unit() {
-                    for frame in frames.frames(&unit) {
+                    let converted = match unit.stream_type {
+                        0x90 | 0x91 => g711.convert(&unit, &mut frames, &key),
+                        _ => frames.frames(&unit),
+                    };
+                    for frame in converted {
                         if stream.send(PublishFrame { client, frame: Arc::new(frame) }).await.is_err() {
                             break 'outer "the stream actor went away".to_string();
                         }
@@ -190,4 +196,44 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
     drop(guard);
     crate::gb28181_sip::media_ended(ssrc);
     reason
+}
+
+/// G.711 audio of one camera, transcoded to AAC (8 kHz mono) for every output.
+#[derive(Default)]
+struct G711Audio {
+    transcoder: Option<estuary_transcode::audio::G711ToAac>,
+    failed: bool,
+}
+
+impl G711Audio {
+    fn convert(&mut self, unit: &estuary_protocols::ts::Pes, clock: &mut TsFrameReader, key: &StreamKey) -> Vec<estuary_protocols::MediaFrame> {
+        use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
+        let (Some(pts), false) = (unit.pts, self.failed) else { return Vec::new() };
+        let mut out = Vec::new();
+        if self.transcoder.is_none() {
+            match estuary_transcode::audio::G711ToAac::new(unit.stream_type == 0x90) {
+                Ok(t) => {
+                    tracing::info!(stream = %key, law = if unit.stream_type == 0x90 { "A" } else { "mu" }, "G.711 audio transcoded to AAC");
+                    let time = clock.audio_time(pts);
+                    out.push(MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: bytes::Bytes::copy_from_slice(t.config()) });
+                    self.transcoder = Some(t);
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %key, error = %e, "G.711 audio cannot be transcoded; dropped");
+                    self.failed = true;
+                    return out;
+                }
+            }
+        }
+        let time = clock.audio_time(pts);
+        let Some(transcoder) = self.transcoder.as_mut() else { return out };
+        match transcoder.push(time, &unit.data) {
+            Ok(frames) => out.extend(frames.into_iter().map(|(t, data)| MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts: t, pts: t, timebase: Timebase::MPEG, keyframe: true, config: false, payload: bytes::Bytes::from(data) })),
+            Err(e) => {
+                tracing::warn!(stream = %key, error = %e, "G.711 transcoding failed; audio dropped");
+                self.failed = true;
+            }
+        }
+        out
+    }
 }

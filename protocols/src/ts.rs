@@ -566,6 +566,12 @@ impl Default for TsFrameReader {
 }
 
 impl TsFrameReader {
+    /// Widens an audio PTS (33 bits, 90 kHz) on the same clock as the frames this reader
+    /// makes, for audio converted elsewhere (G.711 transcoded to AAC).
+    pub fn audio_time(&mut self, pts: u64) -> i64 {
+        self.normalizer.normalize(TrackKind::Audio, pts).0
+    }
+
     /// The frames in `pes` (config frames first when the parameters changed).
     pub fn frames(&mut self, pes: &Pes) -> Vec<MediaFrame> {
         let Some(pts) = pes.pts else { return Vec::new() };

@@ -43,10 +43,16 @@ pub struct Camera {
 impl Camera {
     /// Connects to `127.0.0.1:port` and streams `clip` with `ssrc` for `seconds`.
     pub fn start(port: u16, ssrc: u32, clip: &Path, seconds: f64, fault: Fault) -> Camera {
+        Camera::start_with(port, ssrc, clip, seconds, fault, false)
+    }
+
+    /// Like [`Camera::start`]; with `g711`, the audio is a 440 Hz tone in G.711 A-law (8 kHz,
+    /// 20 ms packets) instead of the clip's AAC, as most cameras send.
+    pub fn start_with(port: u16, ssrc: u32, clip: &Path, seconds: f64, fault: Fault, g711: bool) -> Camera {
         let stop = Arc::new(AtomicBool::new(false));
         let data = std::fs::read(clip).expect("clip");
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || run(port, ssrc, Bytes::from(data), seconds, fault, flag));
+        let thread = std::thread::spawn(move || run(port, ssrc, Bytes::from(data), seconds, fault, flag, g711));
         Camera { stop, thread: Some(thread) }
     }
 
@@ -149,9 +155,25 @@ fn units(data: &Bytes) -> Vec<Unit> {
     out
 }
 
-fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<AtomicBool>) -> Result<usize, String> {
-    let clip = units(&data);
+fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<AtomicBool>, g711: bool) -> Result<usize, String> {
+    let mut clip = units(&data);
     let clip_len = clip.last().map(|u| u.at + 0.04).unwrap_or(1.0);
+    if g711 {
+        clip.retain(|u| u.video);
+        let packets = (clip_len / 0.02) as u64;
+        for p in 0..packets {
+            let data: Vec<u8> = (0..160u64)
+                .map(|i| {
+                    let n = (p * 160 + i) as f64;
+                    estuary_transcode::audio::linear_to_alaw(((n * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 6000.0) as i16)
+                })
+                .collect();
+            let ts = p * 1800 + 90_000;
+            clip.push(Unit { at: p as f64 * 0.02, video: false, key: true, pts: ts, dts: ts, data, hevc: false });
+        }
+        clip.sort_by(|a, b| a.at.total_cmp(&b.at));
+    }
+    let audio_type = if g711 { 0x90 } else { 0x0f };
     let mut socket = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     socket.set_nodelay(true).ok();
     let start = Instant::now();
@@ -171,7 +193,7 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
             let shift = (round as f64 * clip_len * 90_000.0) as u64;
             let mut pack = mux::pack_header(unit.dts + shift);
             if unit.video && unit.key {
-                pack.extend(mux::stream_map(&[(if unit.hevc { 0x24 } else { 0x1b }, 0xe0), (0x0f, 0xc0)]));
+                pack.extend(mux::stream_map(&[(if unit.hevc { 0x24 } else { 0x1b }, 0xe0), (audio_type, 0xc0)]));
             }
             pack.extend(mux::pes(if unit.video { 0xe0 } else { 0xc0 }, unit.pts + shift, unit.dts + shift, &unit.data));
             if matches!(fault, Fault::TruncatedPs { after } if sent >= after && sent < after + 1) && unit.video {

@@ -35,6 +35,11 @@ fn call_id() -> String {
 impl Device {
     /// A device `id` with one channel `channel`, talking to the SIP server on `sip_port`.
     pub fn new(sip_port: u16, id: &str, password: &str, channel: &str, clip: PathBuf) -> Device {
+        Device::new_with(sip_port, id, password, channel, clip, false)
+    }
+
+    /// Like [`Device::new`]; with `g711` its camera sends G.711 A-law audio.
+    pub fn new_with(sip_port: u16, id: &str, password: &str, channel: &str, clip: PathBuf, g711: bool) -> Device {
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("device socket"));
         socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
         let server = ([127, 0, 0, 1], sip_port).into();
@@ -54,7 +59,7 @@ impl Device {
             cseq: AtomicU32::new(1),
             thread: None,
         };
-        device.thread = Some(device.spawn(channel.to_string(), clip));
+        device.thread = Some(device.spawn(channel.to_string(), clip, g711));
         device
     }
 
@@ -120,7 +125,7 @@ impl Device {
         let _ = self.socket.send_to(data, self.server);
     }
 
-    fn spawn(&self, channel: String, clip: PathBuf) -> std::thread::JoinHandle<()> {
+    fn spawn(&self, channel: String, clip: PathBuf, g711: bool) -> std::thread::JoinHandle<()> {
         let (socket, server, id, realm) = (self.socket.clone(), self.server, self.id.clone(), self.realm.clone());
         let (stop, camera, invites, reply) = (self.stop.clone(), self.camera.clone(), self.invites.clone(), self.reply.clone());
         std::thread::spawn(move || {
@@ -181,7 +186,7 @@ impl Device {
                         invites.fetch_add(1, Ordering::SeqCst);
                         // Media starts right away (the ACK follows; a real camera would wait
                         // for it, which only delays the first packet).
-                        let previous = camera.lock().unwrap().replace(Camera::start(port, ssrc, &clip, 600.0, Fault::None));
+                        let previous = camera.lock().unwrap().replace(Camera::start_with(port, ssrc, &clip, 600.0, Fault::None, g711));
                         if let Some(previous) = previous {
                             let _ = previous.finish();
                         }

@@ -146,12 +146,12 @@ fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
 }
 
 #[test]
-fn h265_camera_plays_over_hls_ts() {
+fn h265_camera_with_g711_audio_plays_over_hls_ts() {
     let scratch = Scratch::new("gb-hevc");
     let clip = make_clip_with(&scratch, "libx265");
     let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000")]);
     let (device_id, channel) = ("34020000001110000002", "34020000001320000002");
-    let device = Device::new(node.ports.sip, device_id, "", channel, clip);
+    let device = Device::new_with(node.ports.sip, device_id, "", channel, clip, true);
     assert_eq!(device.register(3600), 200);
     let stream = format!("live/{device_id}_{channel}");
     let info = node.wait_live(&stream, Duration::from_secs(30));
@@ -161,6 +161,10 @@ fn h265_camera_plays_over_hls_ts() {
     let streams = probe_streams(&hls);
     let video = stream_of(&streams, "video").expect("video");
     assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("hevc"), Some(320), Some(240)), "{video}");
+    // G.711 A-law from the camera arrives as AAC.
+    let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("no audio: {streams:?}"));
+    assert_eq!((audio["codec_name"].as_str(), audio["sample_rate"].as_str()), (Some("aac"), Some("8000")), "{audio}");
+    assert!(stream_of(&probe_streams(&node.flv_url(&stream)), "audio").is_some_and(|a| a["codec_name"] == "aac"));
     let ts = format!("http://127.0.0.1:{}/{stream}.ts", node.ports.http);
     assert_eq!(stream_of(&probe_streams(&ts), "video").map(|v| v["codec_name"].clone()), Some(serde_json::json!("hevc")));
     let (ok, errors) = decode(&hls, 20);

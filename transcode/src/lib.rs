@@ -5,4 +5,5 @@
 //! In-process audio transcoding (AAC <-> Opus for the WebRTC bridge) lands here with the
 //! WebRTC work.
 
+pub mod audio;
 pub mod ffmpeg;
