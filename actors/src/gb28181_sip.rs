@@ -153,6 +153,7 @@ struct Device {
 
 struct Server {
     settings: SipSettings,
+    storage: Option<crate::storage::StorageHandle>,
     socket: UdpSocket,
     devices: HashMap<String, Device>,
     next_ssrc: u32,
@@ -173,6 +174,16 @@ fn random_hex(len: usize) -> String {
 }
 
 impl Server {
+    fn remember(&self, id: &str) {
+        let (Some(storage), Some(device)) = (&self.storage, self.devices.get(id)) else { return };
+        storage.tell(crate::messages::PutGbDevice(estuary_storage::GbDeviceRecord {
+            id: id.to_string(),
+            address: device.addr.to_string(),
+            channels: device.channels.clone(),
+            registered_ms: crate::unix_ms(),
+        }));
+    }
+
     fn stream_key(&self, device: &str, channel: &str) -> StreamKey {
         StreamKey::new(&self.settings.app, &format!("{device}_{channel}"))
     }
@@ -267,6 +278,7 @@ impl Server {
         device.last_seen = Instant::now();
         if first {
             tracing::info!(device = %id, %from, "GB28181 device registered");
+            self.remember(&id);
             self.query_catalog(&id).await;
         }
     }
@@ -308,6 +320,7 @@ impl Server {
                         device.channels.push((channel, name));
                     }
                 }
+                self.remember(&id);
                 if self.settings.auto_invite {
                     let channels: Vec<String> = self.devices[&id].channels.iter().map(|(c, _)| c.clone()).collect();
                     for channel in channels {
@@ -542,8 +555,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
-/// Runs the SIP server.
-pub async fn serve(socket: std::net::UdpSocket, settings: SipSettings, registry: actix::Addr<crate::registry::StreamRegistry>) {
+/// Runs the SIP server. `known` are the devices remembered from earlier runs (shown offline
+/// until they register).
+pub async fn serve(socket: std::net::UdpSocket, settings: SipSettings, registry: actix::Addr<crate::registry::StreamRegistry>, storage: Option<crate::storage::StorageHandle>, known: Vec<estuary_storage::GbDeviceRecord>) {
     let socket = match UdpSocket::from_std(socket) {
         Ok(s) => s,
         Err(e) => {
@@ -556,7 +570,12 @@ pub async fn serve(socket: std::net::UdpSocket, settings: SipSettings, registry:
     let (media_tx, mut media) = mpsc::unbounded_channel();
     let _ = MEDIA_ENDED.set(media_tx);
     tracing::info!(listen = %settings.listen, server_id = %settings.server_id, realm = %settings.realm, auth = !settings.password.is_empty(), "GB28181 SIP listening (UDP)");
-    let mut server = Server { settings, socket, devices: HashMap::new(), next_ssrc: 0, cseq: 0, malformed: 0 };
+    let mut devices = HashMap::new();
+    for record in known {
+        let addr = record.address.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        devices.insert(record.id, Device { addr, online: false, last_seen: Instant::now(), nonce: String::new(), channels: record.channels, sessions: HashMap::new() });
+    }
+    let mut server = Server { settings, storage, socket, devices, next_ssrc: 0, cseq: 0, malformed: 0 };
     let mut buf = vec![0u8; 65_536];
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {

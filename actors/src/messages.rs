@@ -233,3 +233,8 @@ pub struct ListIngests;
 #[derive(Message)]
 #[rtype(result = "Result<bool, String>")]
 pub struct DeleteIngest(pub u64);
+
+/// Storage: remember a GB28181 device.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PutGbDevice(pub estuary_storage::GbDeviceRecord);

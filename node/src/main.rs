@@ -197,7 +197,11 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
         if let Some((socket, settings)) = gb_sip {
-            actix::spawn(estuary_actors::gb28181_sip::serve(socket, settings, registry.clone()));
+            let known = store.gb_devices().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read remembered GB28181 devices");
+                Vec::new()
+            });
+            actix::spawn(estuary_actors::gb28181_sip::serve(socket, settings, registry.clone(), Some(storage.clone()), known));
         }
         if let Some(listener) = gb_media {
             actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));

@@ -10,6 +10,7 @@
 //! | `recordings` | `vhost/app/stream`, 0, start time, id (see [`recordings`]) | [`Recording`] |
 //! | `recording_samples` | recording id (u64 big-endian) | `Vec<`[`TrackSamples`]`>` |
 //! | `ingests` | ingest id (u64 big-endian) | [`IngestSpec`] |
+//! | `gb_devices` | GB28181 device id (UTF-8) | [`GbDeviceRecord`] |
 //!
 //! Values are encoded by the [`codec`] module: one version byte, then bincode 2 (standard
 //! configuration) of the serde form. Only that module names bincode, so the encoding can be
@@ -19,10 +20,12 @@
 //! rather than misreading it.
 
 pub mod codec;
+pub mod gb_devices;
 pub mod ingests;
 pub mod recordings;
 mod streams;
 
+pub use gb_devices::GbDeviceRecord;
 pub use ingests::IngestSpec;
 pub use recordings::{Recording, RecordingState, StoredSample, TrackSamples};
 pub use streams::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
@@ -81,6 +84,7 @@ pub struct Store {
     recordings: sled::Tree,
     recording_samples: sled::Tree,
     ingests: sled::Tree,
+    gb_devices: sled::Tree,
 }
 
 impl Store {
@@ -110,7 +114,8 @@ impl Store {
         let recordings = db.open_tree("recordings").map_err(sled_err)?;
         let recording_samples = db.open_tree("recording_samples").map_err(sled_err)?;
         let ingests = db.open_tree("ingests").map_err(sled_err)?;
-        Ok(Store { path, db, streams, recordings, recording_samples, ingests })
+        let gb_devices = db.open_tree("gb_devices").map_err(sled_err)?;
+        Ok(Store { path, db, streams, recordings, recording_samples, ingests, gb_devices })
     }
 
     /// The database directory.

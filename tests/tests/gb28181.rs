@@ -83,6 +83,17 @@ fn sip_device_registers_is_invited_plays_and_recovers() {
         "stream still published after unregister; log:\n{}",
         node.log()
     );
+
+    // The device list (with its catalog) survives a restart; the device is offline until it
+    // registers again.
+    drop(device);
+    let mut node = node;
+    node.stop();
+    node.restart();
+    let devices = node.api("/api/v1/gb28181/devices");
+    let remembered = devices["devices"].as_array().unwrap().iter().find(|d| d["id"] == device_id).cloned().expect("device remembered");
+    assert_eq!(remembered["online"], false);
+    assert_eq!(remembered["channels"][0]["id"], channel);
 }
 
 fn announce(node: &Node, id: &str, ssrc: &str) -> http::Response {

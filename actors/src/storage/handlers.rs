@@ -149,3 +149,13 @@ impl Handler<DeleteIngest> for StorageActor {
         self.store.delete_ingest(msg.0).map_err(|e| e.to_string())
     }
 }
+
+impl Handler<PutGbDevice> for StorageActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PutGbDevice, _: &mut Self::Context) {
+        if let Err(e) = self.store.put_gb_device(&msg.0) {
+            tracing::error!(device = %msg.0.id, error = %e, "could not save GB28181 device");
+        }
+    }
+}
