@@ -1,4 +1,4 @@
-//! GB28181 signalling: the platform side of SIP over UDP (SRS's 5060).
+//! GB28181 signalling: the platform side of SIP over UDP and TCP (SRS's 5060).
 //!
 //! ```text
 //! device                               Estuary
@@ -154,6 +154,8 @@ struct Device {
 struct Server {
     settings: SipSettings,
     storage: Option<crate::storage::StorageHandle>,
+    /// SIP over TCP: writers of the open connections, by peer address.
+    tcp: HashMap<SocketAddr, mpsc::Sender<bytes::Bytes>>,
     socket: UdpSocket,
     devices: HashMap<String, Device>,
     next_ssrc: u32,
@@ -189,6 +191,12 @@ impl Server {
     }
 
     async fn send(&self, message: &SipMessage, to: SocketAddr) {
+        if let Some(writer) = self.tcp.get(&to) {
+            if writer.try_send(message.to_bytes()).is_err() {
+                tracing::warn!(peer = %to, "SIP over TCP peer not reading; message dropped");
+            }
+            return;
+        }
         if let Err(e) = self.socket.send_to(&message.to_bytes(), to).await {
             tracing::warn!(peer = %to, error = %e, "SIP send failed");
         }
@@ -209,6 +217,10 @@ impl Server {
             Ok(None) => return self.malformed(from, "incomplete SIP message in one datagram"),
             Err(e) => return self.malformed(from, &e.to_string()),
         };
+        self.handle(message, from, registry).await;
+    }
+
+    async fn handle(&mut self, message: SipMessage, from: SocketAddr, registry: &actix::Addr<crate::registry::StreamRegistry>) {
         match message.method() {
             Some("REGISTER") => self.register(message, from).await,
             Some("MESSAGE") => self.message(message, from, registry).await,
@@ -555,9 +567,86 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
-/// Runs the SIP server. `known` are the devices remembered from earlier runs (shown offline
-/// until they register).
-pub async fn serve(socket: std::net::UdpSocket, settings: SipSettings, registry: actix::Addr<crate::registry::StreamRegistry>, storage: Option<crate::storage::StorageHandle>, known: Vec<estuary_storage::GbDeviceRecord>) {
+enum TcpEvent {
+    Open(SocketAddr, mpsc::Sender<bytes::Bytes>),
+    Message(SocketAddr, SipMessage),
+    Malformed(SocketAddr, String),
+    Closed(SocketAddr),
+}
+
+/// One SIP-over-TCP connection: messages framed by Content-Length go to the server task;
+/// what the server sends to this peer is written here.
+async fn tcp_connection(socket: tokio::net::TcpStream, peer: SocketAddr, events: mpsc::Sender<TcpEvent>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut read, mut write) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(64);
+    if events.send(TcpEvent::Open(peer, tx)).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if write.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buffer = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match read.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buffer.extend_from_slice(&chunk[..n]);
+        loop {
+            // Keep-alive CRLFs between messages (RFC 5626) are skipped.
+            while buffer.starts_with(b"\r\n") {
+                buffer.drain(..2);
+            }
+            match SipMessage::parse(&buffer) {
+                Ok(Some((message, used))) => {
+                    buffer.drain(..used);
+                    if events.send(TcpEvent::Message(peer, message)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = events.send(TcpEvent::Malformed(peer, e.to_string())).await;
+                    break 'read;
+                }
+            }
+        }
+    }
+    writer.abort();
+    let _ = events.send(TcpEvent::Closed(peer)).await;
+}
+
+/// Binds the SIP TCP listener (at boot).
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Runs the SIP server (UDP and, when given, TCP on the same port). `known` are the devices
+/// remembered from earlier runs (shown offline until they register).
+pub async fn serve(
+    socket: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    settings: SipSettings,
+    registry: actix::Addr<crate::registry::StreamRegistry>,
+    storage: Option<crate::storage::StorageHandle>,
+    known: Vec<estuary_storage::GbDeviceRecord>,
+) {
+    let (tcp_tx, mut tcp_events) = mpsc::channel::<TcpEvent>(256);
+    if let Some(listener) = tcp.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+        tokio::spawn(async move {
+            while let Ok((socket, peer)) = listener.accept().await {
+                tokio::spawn(tcp_connection(socket, peer, tcp_tx.clone()));
+            }
+        });
+    }
     let socket = match UdpSocket::from_std(socket) {
         Ok(s) => s,
         Err(e) => {
@@ -569,13 +658,13 @@ pub async fn serve(socket: std::net::UdpSocket, settings: SipSettings, registry:
     let _ = COMMANDS.set(command_tx);
     let (media_tx, mut media) = mpsc::unbounded_channel();
     let _ = MEDIA_ENDED.set(media_tx);
-    tracing::info!(listen = %settings.listen, server_id = %settings.server_id, realm = %settings.realm, auth = !settings.password.is_empty(), "GB28181 SIP listening (UDP)");
+    tracing::info!(listen = %settings.listen, server_id = %settings.server_id, realm = %settings.realm, auth = !settings.password.is_empty(), "GB28181 SIP listening (UDP and TCP)");
     let mut devices = HashMap::new();
     for record in known {
         let addr = record.address.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         devices.insert(record.id, Device { addr, online: false, last_seen: Instant::now(), nonce: String::new(), channels: record.channels, sessions: HashMap::new() });
     }
-    let mut server = Server { settings, storage, socket, devices, next_ssrc: 0, cseq: 0, malformed: 0 };
+    let mut server = Server { settings, storage, tcp: HashMap::new(), socket, devices, next_ssrc: 0, cseq: 0, malformed: 0 };
     let mut buf = vec![0u8; 65_536];
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -603,6 +692,12 @@ pub async fn serve(socket: std::net::UdpSocket, settings: SipSettings, registry:
                 }
             },
             Some(ssrc) = media.recv() => server.on_media_ended(ssrc).await,
+            Some(event) = tcp_events.recv() => match event {
+                TcpEvent::Open(peer, writer) => { server.tcp.insert(peer, writer); }
+                TcpEvent::Message(peer, message) => server.handle(message, peer, &registry).await,
+                TcpEvent::Malformed(peer, reason) => server.malformed(peer, &reason),
+                TcpEvent::Closed(peer) => { server.tcp.remove(&peer); }
+            },
             _ = ticker.tick() => server.tick().await,
         }
     }

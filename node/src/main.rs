@@ -169,7 +169,9 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     };
     let gb_sip = if config.gb28181.enabled {
         let settings = config.sip_settings();
-        Some((estuary_actors::gb28181_sip::bind(settings.listen).map_err(|e| format!("cannot listen for GB28181 SIP on {}: {e}", settings.listen))?, settings))
+        let udp = estuary_actors::gb28181_sip::bind(settings.listen).map_err(|e| format!("cannot listen for GB28181 SIP on {} (UDP): {e}", settings.listen))?;
+        let tcp = estuary_actors::gb28181_sip::bind_tcp(settings.listen).map_err(|e| format!("cannot listen for GB28181 SIP on {} (TCP): {e}", settings.listen))?;
+        Some((udp, tcp, settings))
     } else {
         None
     };
@@ -196,12 +198,12 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
-        if let Some((socket, settings)) = gb_sip {
+        if let Some((socket, tcp, settings)) = gb_sip {
             let known = store.gb_devices().unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot read remembered GB28181 devices");
                 Vec::new()
             });
-            actix::spawn(estuary_actors::gb28181_sip::serve(socket, settings, registry.clone(), Some(storage.clone()), known));
+            actix::spawn(estuary_actors::gb28181_sip::serve(socket, Some(tcp), settings, registry.clone(), Some(storage.clone()), known));
         }
         if let Some(listener) = gb_media {
             actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));

@@ -181,3 +181,34 @@ fn h265_camera_with_g711_audio_plays_over_hls_ts() {
     let (ok, errors) = decode(&hls, 20);
     assert!(ok && errors.trim().is_empty(), "{errors}");
 }
+
+/// Runs sipp's device scenario over `transport` (`u1` UDP, `t1` TCP); returns its exit
+/// success and output.
+fn sipp(node: &Node, transport: &str, device: &str, password: &str) -> (bool, String) {
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/register.xml");
+    // sipp binds its local port for the transport it uses.
+    let local = if transport.starts_with('t') { estuary_tests::free_port() } else { estuary_tests::free_udp_port() };
+    let mut command = Command::new("sipp");
+    command
+        .args(["-sf"])
+        .arg(&scenario)
+        .args(["-t", transport, "-s", device, "-au", device, "-ap", password, "-m", "1", "-timeout", "20s", "-timeout_error", "-i", "127.0.0.1", "-p", &local.to_string(), "-nostdin"])
+        .arg(format!("127.0.0.1:{}", node.ports.sip));
+    let output = ffmpeg::run(command, Duration::from_secs(60));
+    (output.success(), format!("{}{}", output.stdout, output.stderr))
+}
+
+#[test]
+fn sipp_devices_register_over_udp_and_tcp() {
+    let scratch = Scratch::new("gb-sipp");
+    let node = Node::start(&scratch, &[("ESTUARY_GB28181__PASSWORD", "s3cret-pass"), ("ESTUARY_GB28181__AUTO_INVITE", "false")]);
+    for (transport, device) in [("u1", "34020000001110000011"), ("t1", "34020000001110000012")] {
+        let (ok, output) = sipp(&node, transport, device, "s3cret-pass");
+        assert!(ok, "sipp over {transport} failed:\n{output}\nnode log:\n{}", node.log());
+        let devices = node.api("/api/v1/gb28181/devices");
+        assert!(devices["devices"].as_array().unwrap().iter().any(|d| d["id"] == device && d["online"] == true), "{devices}");
+    }
+    let (ok, _) = sipp(&node, "u1", "34020000001110000013", "not-the-password");
+    assert!(!ok, "a wrong password registered");
+    assert!(node.log().contains("GB28181 registration refused"), "{}", node.log());
+}

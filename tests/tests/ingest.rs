@@ -23,7 +23,7 @@ fn looping_mp4_plays_for_ninety_seconds_and_survives_a_restart() {
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "50", "-c:a", "aac", "-t", "30", "-y"])
         .arg(&clip);
     assert!(ffmpeg::run(make, Duration::from_secs(120)).success(), "could not make the clip");
-    let not_media = scratch.path("notes.txt");
+    let not_media = scratch.path("notes.bin");
     std::fs::write(&not_media, "this is not a video\n".repeat(100)).unwrap();
 
     let mut node = Node::start(&scratch, &[]);
