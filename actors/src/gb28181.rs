@@ -1,10 +1,9 @@
 //! GB28181 media: PS over RTP over TCP (RFC 4571) from cameras, published as live streams.
 //!
-//! This is the media side only. A signalling server (Estuary's own SIP server is a later
-//! step; today an external one such as srs-sip) calls `POST /gb/v1/publish/` with the
-//! device id and the SSRC it will put in the INVITE's `y=` line; Estuary answers with its
-//! media port. When the camera connects (passive TCP: the camera is the client), the first
-//! RTP packet's SSRC selects the stream `live/<id>`; PS payloads are demuxed
+//! The media side. The SIP server ([`crate::gb28181_sip`]) or an external signalling
+//! server (through `POST /gb/v1/publish/`) announces the SSRC a camera will put in its RTP;
+//! over TCP (passive: the camera connects, RFC 4571 framing) or UDP (one RTP packet per
+//! datagram, sessions by SSRC) the first packet's SSRC then selects the stream; PS payloads are demuxed
 //! ([`estuary_protocols::ps`]) and the access units turned into frames like TS ones
 //! (H.264, H.265, AAC); G.711 A-law and µ-law audio is transcoded to AAC (8 kHz mono,
 //! libfdk-aac) so RTMP, FLV and HLS players get audio.
@@ -117,54 +116,22 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
             return e.to_string();
         }
     };
-    let Some(key) = SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&first.ssrc).cloned() else {
-        tracing::warn!(%peer, ssrc = first.ssrc, "GB28181 media with an SSRC nobody announced (POST /gb/v1/publish/ first); refused");
-        return format!("unknown SSRC {}", first.ssrc);
+    let mut session = match MediaSession::open(&first, peer, registry, "tcp").await {
+        Ok(session) => session,
+        Err(e) => return e,
     };
-    let guard = clients::register("gb28181", peer.to_string());
-    let client = guard.id();
-    let stream = match crate::attach::claim_publish(registry, key.clone(), client, "gb28181").await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
-            return e.to_string();
-        }
-    };
-    guard.record().set_role(Role::Publish, key.to_string());
-    tracing::info!(%peer, stream = %key, ssrc = first.ssrc, "GB28181 publish started");
-    let ssrc = first.ssrc;
-    let mut demuxer = PsDemuxer::default();
-    let mut frames = TsFrameReader::default();
-    let mut g711 = G711Audio::default();
-    let mut expected_sequence = first.sequence;
-    let mut lost = 0u64;
     let reason = 'outer: {
         let mut packet = Some(first);
         loop {
             while let Some(p) = packet.take() {
-                if p.sequence != expected_sequence {
-                    lost += u64::from(p.sequence.wrapping_sub(expected_sequence));
-                }
-                expected_sequence = p.sequence.wrapping_add(1);
-                guard.record().add_in(p.payload.len());
-                if let Err(e) = demuxer.push(&p.payload) {
-                    tracing::warn!(%peer, stream = %key, error = %e, "bad PS from camera; frame dropped");
-                }
-                while let Some(unit) = demuxer.next_unit() {
-                    let converted = match unit.stream_type {
-                        0x90 | 0x91 => g711.convert(&unit, &mut frames, &key),
-                        _ => frames.frames(&unit),
-                    };
-                    for frame in converted {
-                        if stream.send(PublishFrame { client, frame: Arc::new(frame) }).await.is_err() {
-                            break 'outer "the stream actor went away".to_string();
-                        }
-                    }
+                let ssrc = p.ssrc;
+                if let Err(e) = session.packet(p).await {
+                    break 'outer e;
                 }
                 match reader.next_frame() {
                     Ok(Some(next)) => match RtpPacket::parse(next) {
-                        Ok(next) if next.ssrc == p.ssrc => packet = Some(next),
-                        Ok(next) => break 'outer format!("SSRC changed from {} to {} mid-connection", p.ssrc, next.ssrc),
+                        Ok(next) if next.ssrc == ssrc => packet = Some(next),
+                        Ok(next) => break 'outer format!("SSRC changed from {ssrc} to {} mid-connection", next.ssrc),
                         Err(e) => break 'outer format!("bad RTP: {e}"),
                     },
                     Ok(None) => {}
@@ -186,16 +153,155 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
             }
         }
     };
-    if reason.starts_with("bad") {
-        tracing::warn!(%peer, stream = %key, %reason, "GB28181 media connection dropped");
-    }
-    if demuxer.skipped > 0 || lost > 0 {
-        tracing::info!(%peer, stream = %key, skipped_bytes = demuxer.skipped, lost_packets = lost, untyped_units = demuxer.untyped, "GB28181 media had gaps");
-    }
-    crate::tell(&stream, DetachPublisher { client });
-    drop(guard);
-    crate::gb28181_sip::media_ended(ssrc);
+    session.close(&reason);
     reason
+}
+
+/// One camera's media, whatever carries it: RTP packets in, frames out to its stream.
+struct MediaSession {
+    peer: SocketAddr,
+    key: StreamKey,
+    guard: clients::ClientGuard,
+    stream: Addr<crate::stream::StreamActor>,
+    ssrc: u32,
+    demuxer: PsDemuxer,
+    frames: TsFrameReader,
+    g711: G711Audio,
+    expected_sequence: u16,
+    lost: u64,
+}
+
+impl MediaSession {
+    /// Claims the stream the SSRC of `first` was announced for.
+    async fn open(first: &RtpPacket, peer: SocketAddr, registry: Addr<StreamRegistry>, transport: &'static str) -> Result<MediaSession, String> {
+        let Some(key) = SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&first.ssrc).cloned() else {
+            tracing::warn!(%peer, ssrc = first.ssrc, "GB28181 media with an SSRC nobody announced (POST /gb/v1/publish/ first); refused");
+            return Err(format!("unknown SSRC {}", first.ssrc));
+        };
+        let guard = clients::register("gb28181", peer.to_string());
+        let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "gb28181").await.map_err(|e| {
+            tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
+            e.to_string()
+        })?;
+        guard.record().set_role(Role::Publish, key.to_string());
+        tracing::info!(%peer, stream = %key, ssrc = first.ssrc, transport, "GB28181 publish started");
+        Ok(MediaSession {
+            peer,
+            key,
+            guard,
+            stream,
+            ssrc: first.ssrc,
+            demuxer: PsDemuxer::default(),
+            frames: TsFrameReader::default(),
+            g711: G711Audio::default(),
+            expected_sequence: first.sequence,
+            lost: 0,
+        })
+    }
+
+    /// Takes one packet (in order; an older sequence number is a duplicate or late and is
+    /// dropped).
+    async fn packet(&mut self, p: RtpPacket) -> Result<(), String> {
+        let ahead = p.sequence.wrapping_sub(self.expected_sequence);
+        if ahead >= 0x8000 {
+            return Ok(());
+        }
+        self.lost += u64::from(ahead);
+        self.expected_sequence = p.sequence.wrapping_add(1);
+        self.guard.record().add_in(p.payload.len());
+        if let Err(e) = self.demuxer.push(&p.payload) {
+            tracing::warn!(peer = %self.peer, stream = %self.key, error = %e, "bad PS from camera; frame dropped");
+        }
+        while let Some(unit) = self.demuxer.next_unit() {
+            let converted = match unit.stream_type {
+                0x90 | 0x91 => self.g711.convert(&unit, &mut self.frames, &self.key),
+                _ => self.frames.frames(&unit),
+            };
+            for frame in converted {
+                if self.stream.send(PublishFrame { client: self.guard.id(), frame: Arc::new(frame) }).await.is_err() {
+                    return Err("the stream actor went away".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(self, reason: &str) {
+        if reason.starts_with("bad") {
+            tracing::warn!(peer = %self.peer, stream = %self.key, %reason, "GB28181 media connection dropped");
+        }
+        if self.demuxer.skipped > 0 || self.lost > 0 {
+            tracing::info!(peer = %self.peer, stream = %self.key, skipped_bytes = self.demuxer.skipped, lost_packets = self.lost, untyped_units = self.demuxer.untyped, "GB28181 media had gaps");
+        }
+        crate::tell(&self.stream, DetachPublisher { client: self.guard.id() });
+        crate::gb28181_sip::media_ended(self.ssrc);
+    }
+}
+
+/// Receives camera media over UDP (one RTP packet per datagram) on the media port: one
+/// session per SSRC, ended after [`IDLE`] without packets.
+pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistry>) {
+    let socket = match tokio::net::UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "GB28181 UDP media socket unusable");
+            return;
+        }
+    };
+    let mut sessions: HashMap<u32, tokio::sync::mpsc::Sender<RtpPacket>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut bad = 0u64;
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else { continue };
+        let packet = match RtpPacket::parse(bytes::Bytes::copy_from_slice(&buf[..n])) {
+            Ok(p) => p,
+            Err(e) => {
+                bad += 1;
+                if bad == 1 || bad.is_power_of_two() {
+                    tracing::warn!(%peer, error = %e, count = bad, "bad RTP datagram on the GB28181 media port dropped");
+                }
+                continue;
+            }
+        };
+        sessions.retain(|_, tx| !tx.is_closed());
+        if let Some(tx) = sessions.get(&packet.ssrc) {
+            let _ = tx.try_send(packet);
+            continue;
+        }
+        if !SSRCS.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&packet.ssrc) {
+            bad += 1;
+            if bad == 1 || bad.is_power_of_two() {
+                tracing::warn!(%peer, ssrc = packet.ssrc, "GB28181 UDP media with an SSRC nobody announced; dropped");
+            }
+            continue;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RtpPacket>(1024);
+        sessions.insert(packet.ssrc, tx);
+        let registry = registry.clone();
+        crate::workers::get().next().spawn(async move {
+            let mut session = match MediaSession::open(&packet, peer, registry, "udp").await {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            let mut reason = match session.packet(packet).await {
+                Ok(()) => String::new(),
+                Err(e) => e,
+            };
+            while reason.is_empty() {
+                match tokio::time::timeout(IDLE, rx.recv()).await {
+                    Ok(Some(p)) => {
+                        if let Err(e) = session.packet(p).await {
+                            reason = e;
+                        }
+                    }
+                    Ok(None) => reason = "the media listener went away".into(),
+                    Err(_) => reason = format!("no media for {} s", IDLE.as_secs()),
+                }
+            }
+            tracing::info!(%peer, %reason, "GB28181 UDP media session ended");
+            session.close(&reason);
+        });
+    }
 }
 
 /// G.711 audio of one camera, transcoded to AAC (8 kHz mono) for every output.

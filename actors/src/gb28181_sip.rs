@@ -43,8 +43,10 @@ pub struct SipSettings {
     pub auto_invite: bool,
     /// Address devices send media to.
     pub media_ip: String,
-    /// Media port (TCP).
+    /// Media port.
     pub media_port: u16,
+    /// Ask cameras for RTP over UDP instead of TCP (passive).
+    pub media_udp: bool,
     /// App of the streams (`<app>/<device>_<channel>`).
     pub app: String,
     /// A device silent this long is taken offline.
@@ -391,8 +393,9 @@ impl Server {
         session.invites += 1;
         let addr = device.addr;
         let s = &self.settings;
+        let (profile, tcp_attributes) = if s.media_udp { ("RTP/AVP", "") } else { ("TCP/RTP/AVP", "a=setup:passive\r\na=connection:new\r\n") };
         let sdp = format!(
-            "v=0\r\no={channel} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} TCP/RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\na=setup:passive\r\na=connection:new\r\ny={ssrc_text}\r\n",
+            "v=0\r\no={channel} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {profile} 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\n{tcp_attributes}y={ssrc_text}\r\n",
             ip = s.media_ip,
             port = s.media_port
         );

@@ -220,6 +220,7 @@ pub struct Gb28181Section {
     pub password: String,
     pub auto_invite: bool,
     pub media_ip: String,
+    pub media_transport: String,
     pub keepalive_timeout_s: u64,
 }
 
@@ -235,6 +236,7 @@ impl Default for Gb28181Section {
             password: String::new(),
             auto_invite: true,
             media_ip: "127.0.0.1".into(),
+            media_transport: "tcp".into(),
             keepalive_timeout_s: 180,
         }
     }
@@ -486,6 +488,9 @@ impl Config {
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
+        if !["tcp", "udp"].contains(&self.gb28181.media_transport.as_str()) {
+            return Err(ConfigError::Invalid { key: "gb28181.media_transport", problem: format!("{:?} is not tcp or udp", self.gb28181.media_transport) });
+        }
         range("srt.latency_ms", self.srt.latency_ms, 0, 60_000)?;
         range("srt.peer_latency_ms", self.srt.peer_latency_ms, 0, 60_000)?;
         range("srt.peer_idle_timeout_ms", self.srt.peer_idle_timeout_ms, 1000, 600_000)?;
@@ -680,6 +685,7 @@ impl Config {
             auto_invite: self.gb28181.auto_invite,
             media_ip: self.gb28181.media_ip.clone(),
             media_port: self.gb28181.media_listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(9000),
+            media_udp: self.gb28181.media_transport == "udp",
             app: self.gb28181.app.clone(),
             keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
         }

@@ -163,7 +163,9 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     };
     let gb_media = if config.gb28181.enabled {
         let addr: std::net::SocketAddr = config.gb28181.media_listen.parse().map_err(|e| format!("gb28181.media_listen: {e}"))?;
-        Some(estuary_actors::gb28181::bind(addr).map_err(|e| format!("cannot listen for GB28181 media on {addr}: {e}"))?)
+        let tcp = estuary_actors::gb28181::bind(addr).map_err(|e| format!("cannot listen for GB28181 media on {addr} (TCP): {e}"))?;
+        let udp = std::net::UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s)).map_err(|e| format!("cannot listen for GB28181 media on {addr} (UDP): {e}"))?;
+        Some((tcp, udp))
     } else {
         None
     };
@@ -205,9 +207,10 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             });
             actix::spawn(estuary_actors::gb28181_sip::serve(socket, Some(tcp), settings, registry.clone(), Some(storage.clone()), known));
         }
-        if let Some(listener) = gb_media {
+        if let Some((listener, udp)) = gb_media {
             actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));
-            tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP over TCP)");
+            actix::spawn(estuary_actors::gb28181::serve_udp(udp, registry.clone()));
+            tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP, TCP and UDP)");
         }
         estuary_actors::forward::set_tls_ca_file(config.forward.tls_ca_file.clone());
         estuary_actors::ingest::configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());

@@ -49,10 +49,16 @@ impl Camera {
     /// Like [`Camera::start`]; with `g711`, the audio is a 440 Hz tone in G.711 A-law (8 kHz,
     /// 20 ms packets) instead of the clip's AAC, as most cameras send.
     pub fn start_with(port: u16, ssrc: u32, clip: &Path, seconds: f64, fault: Fault, g711: bool) -> Camera {
+        Camera::start_over(port, ssrc, clip, seconds, fault, g711, false)
+    }
+
+    /// Like [`Camera::start_with`]; with `udp`, one RTP packet per datagram to the port
+    /// instead of RFC 4571 over TCP.
+    pub fn start_over(port: u16, ssrc: u32, clip: &Path, seconds: f64, fault: Fault, g711: bool, udp: bool) -> Camera {
         let stop = Arc::new(AtomicBool::new(false));
         let data = std::fs::read(clip).expect("clip");
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || run(port, ssrc, Bytes::from(data), seconds, fault, flag, g711));
+        let thread = std::thread::spawn(move || run(port, ssrc, Bytes::from(data), seconds, fault, flag, g711, udp));
         Camera { stop, thread: Some(thread) }
     }
 
@@ -155,7 +161,8 @@ fn units(data: &Bytes) -> Vec<Unit> {
     out
 }
 
-fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<AtomicBool>, g711: bool) -> Result<usize, String> {
+#[allow(clippy::too_many_arguments)]
+fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<AtomicBool>, g711: bool, udp: bool) -> Result<usize, String> {
     let mut clip = units(&data);
     let clip_len = clip.last().map(|u| u.at + 0.04).unwrap_or(1.0);
     if g711 {
@@ -174,8 +181,19 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
         clip.sort_by(|a, b| a.at.total_cmp(&b.at));
     }
     let audio_type = if g711 { 0x90 } else { 0x0f };
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    socket.set_nodelay(true).ok();
+    enum Out {
+        Tcp(TcpStream),
+        Udp(std::net::UdpSocket),
+    }
+    let mut out = if udp {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+        socket.connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        Out::Udp(socket)
+    } else {
+        let socket = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        socket.set_nodelay(true).ok();
+        Out::Tcp(socket)
+    };
     let start = Instant::now();
     let mut sequence = 0u16;
     let mut sent = 0usize;
@@ -200,12 +218,19 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
                 pack.truncate(pack.len() / 2);
             }
             for piece in pack.chunks(1400) {
-                if matches!(fault, Fault::BogusLength { after } if sent == after) {
-                    socket.write_all(&[0, 3, 1, 2, 3]).map_err(|e| format!("write: {e}"))?;
-                }
                 let packet = RtpPacket { payload_type: 96, marker: false, sequence, timestamp: (unit.pts + shift) as u32, ssrc, payload: Bytes::copy_from_slice(piece) };
                 sequence = sequence.wrapping_add(1);
-                socket.write_all(&frame_4571(&packet.to_bytes())).map_err(|e| format!("write: {e}"))?;
+                match &mut out {
+                    Out::Tcp(socket) => {
+                        if matches!(fault, Fault::BogusLength { after } if sent == after) {
+                            socket.write_all(&[0, 3, 1, 2, 3]).map_err(|e| format!("write: {e}"))?;
+                        }
+                        socket.write_all(&frame_4571(&packet.to_bytes())).map_err(|e| format!("write: {e}"))?;
+                    }
+                    Out::Udp(socket) => {
+                        socket.send(&packet.to_bytes()).map_err(|e| format!("send: {e}"))?;
+                    }
+                }
                 sent += 1;
             }
         }

@@ -174,7 +174,9 @@ impl Device {
                     }
                     Some("INVITE") => {
                         let sdp = String::from_utf8_lossy(&message.body).into_owned();
-                        let port = sdp.lines().find_map(|l| l.strip_prefix("m=video ")).and_then(|l| l.split_whitespace().next()).and_then(|p| p.parse::<u16>().ok());
+                        let media = sdp.lines().find_map(|l| l.strip_prefix("m=video ")).unwrap_or_default().to_string();
+                        let port = media.split_whitespace().next().and_then(|p| p.parse::<u16>().ok());
+                        let udp = media.split_whitespace().nth(1) == Some("RTP/AVP");
                         let ssrc = sdp.lines().find_map(|l| l.strip_prefix("y=")).and_then(|s| s.trim().parse::<u32>().ok());
                         let (Some(port), Some(ssrc)) = (port, ssrc) else {
                             let _ = socket.send_to(&SipMessage::response_to(&message, 488, "Not Acceptable Here", Some("inv")).to_bytes(), from);
@@ -186,7 +188,7 @@ impl Device {
                         invites.fetch_add(1, Ordering::SeqCst);
                         // Media starts right away (the ACK follows; a real camera would wait
                         // for it, which only delays the first packet).
-                        let previous = camera.lock().unwrap().replace(Camera::start_with(port, ssrc, &clip, 600.0, Fault::None, g711));
+                        let previous = camera.lock().unwrap().replace(Camera::start_over(port, ssrc, &clip, 600.0, Fault::None, g711, udp));
                         if let Some(previous) = previous {
                             let _ = previous.finish();
                         }

@@ -157,16 +157,18 @@ fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
 }
 
 #[test]
-fn h265_camera_with_g711_audio_plays_over_hls_ts() {
+fn h265_camera_with_g711_audio_over_udp_plays_over_hls_ts() {
     let scratch = Scratch::new("gb-hevc");
     let clip = make_clip_with(&scratch, "libx265");
-    let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000")]);
+    // This camera is asked for RTP over UDP.
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000"), ("ESTUARY_GB28181__MEDIA_TRANSPORT", "udp")]);
     let (device_id, channel) = ("34020000001110000002", "34020000001320000002");
     let device = Device::new_with(node.ports.sip, device_id, "", channel, clip, true);
     assert_eq!(device.register(3600), 200);
     let stream = format!("live/{device_id}_{channel}");
     let info = node.wait_live(&stream, Duration::from_secs(30));
     assert_eq!(info["video"]["codec"], "H265", "{info}");
+    assert!(node.log().contains("transport=\"udp\"") || node.log().contains("transport=udp"), "media did not come over UDP:\n{}", node.log());
     assert!(wait_until(Duration::from_secs(30), || http::get(node.ports.http, &format!("/{stream}.m3u8")).is_ok_and(|r| r.status == 200 && String::from_utf8_lossy(&r.body).matches("#EXTINF").count() >= 2)), "no HLS");
     let hls = format!("http://127.0.0.1:{}/{stream}.m3u8", node.ports.http);
     let streams = probe_streams(&hls);
