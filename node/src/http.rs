@@ -163,7 +163,7 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str) -> HttpRespo
     if variants.is_empty() {
         return HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("no HLS playlist for {app}/{stream} or its renditions\n"));
     }
-    variants.sort_by(|a, b| b.0.cmp(&a.0));
+    variants.sort_by_key(|v| std::cmp::Reverse(v.0));
     let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
     for (bandwidth, resolution, name) in variants {
         text.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={bandwidth}"));

@@ -459,7 +459,10 @@ pub enum Mp4Error {
     Fragmented,
 }
 
-fn children(data: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, Mp4Error> {
+/// A box's children: (type, body).
+type Boxes<'a> = Vec<([u8; 4], &'a [u8])>;
+
+fn children(data: &[u8]) -> Result<Boxes<'_>, Mp4Error> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at + 8 <= data.len() {

@@ -205,7 +205,7 @@ pub mod mux {
         out.push((scr >> 20) as u8);
         out.push(((scr >> 12) & 0xf8) as u8 | 0x04 | ((scr >> 13) & 0x03) as u8);
         out.push((scr >> 5) as u8);
-        out.push(((scr & 0x1f) as u8) << 3 | 0x04 | 0x00);
+        out.push(((scr & 0x1f) as u8) << 3 | 0x04);
         out.push(0x01);
         out.extend_from_slice(&[0x01, 0x89, 0xc3]); // mux rate, markers
         out.push(0xf8); // no stuffing

@@ -30,7 +30,7 @@ fn ladder_renditions_master_playlist_and_restarts() {
     assert_eq!(transcodes(&node).len(), 2, "{:?}", transcodes(&node));
 
     // The master playlist lists the source and both renditions once their HLS exists.
-    let master = format!("/live/s_master.m3u8");
+    let master = "/live/s_master.m3u8".to_string();
     let mut text = String::new();
     let ok = wait_until(Duration::from_secs(30), || {
         text = http::get(node.ports.http, &master).map(|r| String::from_utf8_lossy(&r.body).into_owned()).unwrap_or_default();

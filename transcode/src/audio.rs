@@ -45,14 +45,14 @@ pub fn ulaw_to_linear(value: u8) -> i16 {
 /// 16-bit linear PCM to A-law (for test sources and simulators).
 pub fn linear_to_alaw(sample: i16) -> u8 {
     let sign: u8 = if sample >= 0 { 0x80 } else { 0 };
-    let magnitude = (sample as i32).unsigned_abs().min(32635) as u32;
+    let magnitude = (sample as i32).unsigned_abs().min(32635);
     let (exponent, mantissa) = if magnitude < 256 {
         (0u32, (magnitude >> 4) & 0x0f)
     } else {
         let exponent = 31 - magnitude.leading_zeros() - 7;
         (exponent, (magnitude >> (exponent + 3)) & 0x0f)
     };
-    ((sign | ((exponent as u8) << 4) | mantissa as u8) ^ 0x55) as u8
+    (sign | ((exponent as u8) << 4) | mantissa as u8) ^ 0x55
 }
 
 /// AAC-LC encoder over 16-bit interleaved PCM; emits one raw AAC frame per

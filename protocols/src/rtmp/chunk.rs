@@ -443,8 +443,8 @@ mod tests {
     fn interleaved_chunk_streams_reassemble() {
         // Two 200-byte messages on csid 4 and 6, chunk size 128, chunks interleaved:
         // 4(first) 6(first) 4(cont) 6(cont).
-        let a = vec![0xaa; 200];
-        let b = vec![0xbb; 200];
+        let a = [0xaa; 200];
+        let b = [0xbb; 200];
         let mut out = BytesMut::new();
         out.put_slice(&[0x04, 0, 0, 10, 0, 0, 200, 9, 1, 0, 0, 0]);
         out.put_slice(&a[..128]);
