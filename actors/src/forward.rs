@@ -23,31 +23,26 @@ use crate::http_stream::{Encoder, TsEncoder};
 use crate::messages::FindStream;
 use crate::registry::StreamRegistry;
 use crate::stream::Subscription;
+use crate::worker_table::{WorkerEntry, WorkerTable};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
 use estuary_storage::StreamKey;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static TABLE: LazyLock<Mutex<BTreeMap<u64, Arc<ForwardEntry>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
-
-fn arbiter() -> ArbiterHandle {
-    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
-}
+static TABLE: WorkerTable<ForwardStatus, (StreamKey, String)> = WorkerTable::new();
 
 /// Where a forwarder is.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -90,48 +85,16 @@ pub struct ForwardStatus {
     pub retries: u64,
 }
 
-/// A running forwarder's shared record.
-#[derive(Debug)]
-pub struct ForwardEntry {
-    status: Mutex<ForwardStatus>,
-    stop: Notify,
-    stopped: std::sync::atomic::AtomicBool,
-    key: StreamKey,
-    template: String,
-}
-
-impl ForwardEntry {
-    fn update(&self, f: impl FnOnce(&mut ForwardStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    /// A snapshot.
-    pub fn status(&self) -> ForwardStatus {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Asks the forwarder to stop.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.stop.notify_one();
-    }
-}
+type ForwardEntry = WorkerEntry<ForwardStatus, (StreamKey, String)>;
 
 /// Every forwarder of this process's life, running or stopped, until removed.
 pub fn list() -> Vec<ForwardStatus> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().map(|e| e.status()).collect()
+    TABLE.list()
 }
 
 /// Stops and removes forwarder `id`; false when unknown.
 pub fn remove(id: u64) -> bool {
-    let entry = TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    match entry {
-        Some(entry) => {
-            entry.stop();
-            true
-        }
-        None => false,
-    }
+    TABLE.remove(id)
 }
 
 /// A destination URL with `[app]`/`[stream]` filled in (see the module docs).
@@ -226,18 +189,15 @@ impl Destination {
 /// already forwarded for this stream returns the running forwarder.
 pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: String, origin: &'static str) -> Result<ForwardStatus, String> {
     let destination = resolve(&template, &key)?;
-    {
-        let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = table.values().find(|e| e.key == key && e.template == template && !e.stopped.load(Ordering::SeqCst)) {
-            return Ok(existing.status());
-        }
+    if let Some(existing) = TABLE.find_running(|(k, t)| *k == key && *t == template) {
+        return Ok(existing.status());
     }
     let stream = registry.send(FindStream { key: key.clone(), create: true }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or("stream not found")?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let client = crate::clients::allocate_id();
     let subscription = stream.send(crate::messages::AddSubscriber { client, require_live: false }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
-    let entry = Arc::new(ForwardEntry {
-        status: Mutex::new(ForwardStatus {
+    let entry = ForwardEntry::new(
+        ForwardStatus {
             id: id.to_string(),
             stream: key.to_string(),
             url: destination.url().to_string(),
@@ -247,16 +207,13 @@ pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: Str
             bytes_sent: 0,
             connects: 0,
             retries: 0,
-        }),
-        stop: Notify::new(),
-        stopped: std::sync::atomic::AtomicBool::new(false),
-        key: key.clone(),
-        template,
-    });
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry.clone());
+        },
+        (key.clone(), template),
+    );
+    TABLE.insert(id, entry.clone());
     tracing::info!(stream = %key, destination = destination.url(), %origin, "forwarding started");
     let status = entry.status();
-    arbiter().spawn(run(entry, destination, subscription));
+    TABLE.arbiter().spawn(run(entry, destination, subscription));
     Ok(status)
 }
 
@@ -438,7 +395,7 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
         }
         let wait = next_attempt.max(tokio::time::Instant::now() + Duration::from_millis(10));
         tokio::select! {
-            _ = entry.stop.notified() => break "removed",
+            _ = entry.stop_requested() => break "removed",
             frame = rx.recv() => {
                 let Some(frame) = frame else { break "the stream ended" };
                 if frame.config {
@@ -477,7 +434,7 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
                 attempt_running = false;
                 match result {
                     Some(Ok(connected)) => {
-                        tracing::info!(stream = %entry.key, destination = destination.url(), "forward connected");
+                        tracing::info!(stream = %entry.key.0, destination = destination.url(), "forward connected");
                         entry.update(|s| {
                             s.state = ForwardState::Live;
                             s.connects += 1;
@@ -497,8 +454,8 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
         sink.close().await;
     }
     entry.update(|s| s.state = ForwardState::Stopped);
-    entry.stopped.store(true, Ordering::SeqCst);
-    tracing::info!(stream = %entry.key, destination = destination.url(), %reason, "forwarding stopped");
+    entry.mark_stopped();
+    tracing::info!(stream = %entry.key.0, destination = destination.url(), %reason, "forwarding stopped");
 }
 
 /// A codec header moved to the time of the frame it precedes.
@@ -519,7 +476,7 @@ async fn fail(entry: &ForwardEntry, sink: &mut Option<Sink>, backoff: &mut Durat
     *next_attempt = tokio::time::Instant::now() + delay;
     let next_ms = crate::unix_ms() + delay.as_millis() as i64;
     let url = entry.status().url;
-    tracing::warn!(stream = %entry.key, destination = %url, %error, retry_in_ms = delay.as_millis() as u64, "forward failed; will retry");
+    tracing::warn!(stream = %entry.key.0, destination = %url, %error, retry_in_ms = delay.as_millis() as u64, "forward failed; will retry");
     entry.update(|s| {
         s.state = ForwardState::Retrying { next_attempt_ms: next_ms };
         s.last_error = Some(error);

@@ -90,12 +90,18 @@ enum Command {
 }
 
 static COMMANDS: OnceLock<mpsc::Sender<Command>> = OnceLock::new();
-static MEDIA_ENDED: OnceLock<mpsc::UnboundedSender<u32>> = OnceLock::new();
+/// Media-ended notices waiting for the SIP task. One per ended media connection, so the
+/// bound only matters if the SIP task stalls; a notice that does not fit is logged and the
+/// session is left to the keepalive check.
+const MEDIA_ENDED_QUEUE: usize = 1024;
+static MEDIA_ENDED: OnceLock<mpsc::Sender<u32>> = OnceLock::new();
 
 /// Called by the media side when the connection carrying `ssrc` ended.
 pub fn media_ended(ssrc: u32) {
     if let Some(tx) = MEDIA_ENDED.get() {
-        let _ = tx.send(ssrc);
+        if tx.try_send(ssrc).is_err() {
+            tracing::warn!(ssrc, "GB28181 SIP task not keeping up; media-ended notice dropped (no re-INVITE for it)");
+        }
     }
 }
 
@@ -557,10 +563,10 @@ impl Server {
     }
 }
 
-/// `Date` header value in GB28181's style (`2026-11-25T18:00:00.000`, local = UTC here).
+/// `Date` header value in GB28181's style (`2026-11-25T18:00:00.000`, UTC here).
 fn chrono_like_now() -> String {
-    let ms = crate::unix_ms();
-    crate::dvr::expand_path("[2006]-[01]-[02]T[15]:[04]:[05].[999]", &StreamKey::new("x", "x"), ms)
+    let c = estuary_protocols::clock::Civil::from_unix_ms(crate::unix_ms());
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
 }
 
 /// Binds the SIP socket (at boot).
@@ -659,7 +665,7 @@ pub async fn serve(
     };
     let (command_tx, mut commands) = mpsc::channel(64);
     let _ = COMMANDS.set(command_tx);
-    let (media_tx, mut media) = mpsc::unbounded_channel();
+    let (media_tx, mut media) = mpsc::channel(MEDIA_ENDED_QUEUE);
     let _ = MEDIA_ENDED.set(media_tx);
     tracing::info!(listen = %settings.listen, server_id = %settings.server_id, realm = %settings.realm, auth = !settings.password.is_empty(), "GB28181 SIP listening (UDP and TCP)");
     let mut devices = HashMap::new();

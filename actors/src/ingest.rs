@@ -22,36 +22,29 @@
 use crate::messages::{DetachPublisher, PublishFrame};
 use crate::registry::StreamRegistry;
 use crate::stream::StreamActor;
+use crate::worker_table::{WorkerEntry, WorkerTable};
 use actix::prelude::*;
 use bytes::Bytes;
 use estuary_protocols::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use estuary_protocols::media::{MediaFrame, Timebase, TrackKind};
-use estuary_protocols::mp4::{box_header, read_moov};
+use estuary_protocols::mp4::{box_header, read_moov, top_level_box};
 use estuary_protocols::ts::{TsDemuxer, TsFrameReader};
 use estuary_storage::{IngestSpec, StreamKey};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// Largest source file read.
 pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
 const RETRY: Duration = Duration::from_secs(10);
 
-static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
 static RUNTIME: OnceLock<(String, u16)> = OnceLock::new();
 
 /// Sets the ffmpeg binary and the node's RTMP port, for URL relays (once, at boot).
 pub fn configure(ffmpeg: String, rtmp_port: u16) {
     let _ = RUNTIME.set((ffmpeg, rtmp_port));
 }
-static TABLE: LazyLock<Mutex<BTreeMap<u64, Arc<IngestEntry>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
-
-fn arbiter() -> ArbiterHandle {
-    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
-}
+static TABLE: WorkerTable<IngestStatus, u64> = WorkerTable::new();
 
 /// What the API shows of an ingest.
 #[derive(Debug, Clone, Serialize)]
@@ -76,39 +69,22 @@ pub struct IngestStatus {
     pub clip_ms: Option<i64>,
 }
 
-struct IngestEntry {
-    status: Mutex<IngestStatus>,
-    stop: Notify,
-    stopped: AtomicBool,
-}
-
-impl IngestEntry {
-    fn update(&self, f: impl FnOnce(&mut IngestStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-}
+type IngestEntry = WorkerEntry<IngestStatus, u64>;
 
 /// Every ingest.
 pub fn list() -> Vec<IngestStatus> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().map(|e| e.status.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+    TABLE.list()
 }
 
 /// Stops ingest `id`; false when unknown.
 pub fn stop(id: u64) -> bool {
-    match TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
-        Some(entry) => {
-            entry.stopped.store(true, Ordering::SeqCst);
-            entry.stop.notify_one();
-            true
-        }
-        None => false,
-    }
+    TABLE.remove(id)
 }
 
 /// Starts an ingest.
 pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static str) {
-    let entry = Arc::new(IngestEntry {
-        status: Mutex::new(IngestStatus {
+    let entry = IngestEntry::new(
+        IngestStatus {
             id: spec.id.to_string(),
             stream: format!("{}/{}", spec.app, spec.stream),
             source: spec.source.clone(),
@@ -118,16 +94,12 @@ pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static 
             loops: 0,
             frames: 0,
             clip_ms: None,
-        }),
-        stop: Notify::new(),
-        stopped: AtomicBool::new(false),
-    });
-    if let Some(old) = TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.id, entry.clone()) {
-        old.stopped.store(true, Ordering::SeqCst);
-        old.stop.notify_one();
-    }
+        },
+        spec.id,
+    );
+    TABLE.insert(spec.id, entry.clone());
     tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %spec.source, %origin, "ingest started");
-    arbiter().spawn(run(registry, spec, entry));
+    TABLE.arbiter().spawn(run(registry, spec, entry));
 }
 
 /// A clip: configuration frames, media frames in decode order, and its length.
@@ -168,17 +140,7 @@ pub fn read_clip(data: Bytes) -> Result<Clip, String> {
 }
 
 fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
-    let mut at = 0usize;
-    let mut moov = None;
-    while at + 8 <= data.len() {
-        let (kind, _, len) = box_header(&data[at..]).ok_or("malformed MP4 box header")?;
-        let len = if len == u64::MAX { (data.len() - at) as u64 } else { len };
-        let end = at.checked_add(len as usize).filter(|&e| e <= data.len()).ok_or("MP4 file is cut short")?;
-        if &kind == b"moov" {
-            moov = Some(&data[at..end]);
-        }
-        at = end;
-    }
+    let moov = top_level_box(data, b"moov").map_err(|e| e.to_string())?;
     let tracks = read_moov(moov.ok_or("MP4 without moov (not a finished file)")?).map_err(|e| e.to_string())?;
     let mut configs = Vec::new();
     let mut frames = Vec::new();
@@ -257,9 +219,9 @@ async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<Ingest
     if spec.source.contains("://") {
         return relay(spec, key, entry).await;
     }
-    while !entry.stopped.load(Ordering::SeqCst) {
+    while !entry.is_stopped() {
         let result = publish(&registry, &spec, &key, &entry).await;
-        if entry.stopped.load(Ordering::SeqCst) {
+        if entry.is_stopped() {
             break;
         }
         match result {
@@ -276,7 +238,7 @@ async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<Ingest
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY) => {}
-                    _ = entry.stop.notified() => break,
+                    _ = entry.stop_requested() => break,
                 }
             }
         }
@@ -373,7 +335,7 @@ async fn pace(stream: &Addr<StreamActor>, client: u64, clip: &Clip, start: tokio
         let due = start + Duration::from_millis((frame.dts_ms() + shift_ms).max(0) as u64);
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
-            _ = entry.stop.notified() => return Ok(false),
+            _ = entry.stop_requested() => return Ok(false),
         }
         send(frame.shifted(Timebase::MILLIS.rescale(shift_ms, frame.timebase))).await?;
         entry.update(|s| s.frames += 1);
@@ -410,7 +372,7 @@ async fn relay(spec: IngestSpec, key: StreamKey, entry: Arc<IngestEntry>) {
     };
     let stop_entry = entry.clone();
     let reason = crate::child::supervise(&ffmpeg, &args, on_event, async move {
-        stop_entry.stop.notified().await;
+        stop_entry.stop_requested().await;
         "removed"
     })
     .await;

@@ -14,23 +14,18 @@
 
 use crate::messages::{AddSubscriber, FindStream};
 use crate::registry::StreamRegistry;
+use crate::worker_table::{WorkerEntry, WorkerTable};
 use actix::prelude::*;
 use estuary_storage::StreamKey;
 use crate::child::ChildEvent;
 use estuary_transcode::ffmpeg::{rendition_args_as, Rendition, VideoCodec};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static TABLE: LazyLock<Mutex<BTreeMap<u64, Arc<TranscodeEntry>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
-
-fn arbiter() -> ArbiterHandle {
-    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
-}
+static TABLE: WorkerTable<TranscodeStatus, (StreamKey, String)> = WorkerTable::new();
 
 /// Where the node listens, for the children's URLs.
 #[derive(Debug, Clone)]
@@ -76,23 +71,11 @@ pub struct TranscodeStatus {
     pub video_kbps: u32,
 }
 
-struct TranscodeEntry {
-    status: Mutex<TranscodeStatus>,
-    stop: Notify,
-    stopped: AtomicBool,
-    source: StreamKey,
-    suffix: String,
-}
-
-impl TranscodeEntry {
-    fn update(&self, f: impl FnOnce(&mut TranscodeStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-}
+type TranscodeEntry = WorkerEntry<TranscodeStatus, (StreamKey, String)>;
 
 /// Every transcoder.
 pub fn list() -> Vec<TranscodeStatus> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().map(|e| e.status.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect()
+    TABLE.list()
 }
 
 /// Renditions configured for `source`'s app that `source` is not itself one of.
@@ -105,14 +88,7 @@ pub fn ladder_for<'a>(settings: &'a TranscodeSettings, source: &StreamKey) -> &'
 
 /// Stops transcoder `id`; false when unknown.
 pub fn remove(id: u64) -> bool {
-    match TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
-        Some(entry) => {
-            entry.stopped.store(true, Ordering::SeqCst);
-            entry.stop.notify_one();
-            true
-        }
-        None => false,
-    }
+    TABLE.remove(id)
 }
 
 /// Whether `ffmpeg` can be run.
@@ -135,19 +111,16 @@ pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettin
     }
     let mut started = Vec::new();
     for rendition in ladder {
-        {
-            let table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(existing) = table.values().find(|e| e.source == source && e.suffix == rendition.suffix && !e.stopped.load(Ordering::SeqCst)) {
-                started.push(existing.status.lock().unwrap_or_else(|e| e.into_inner()).clone());
-                continue;
-            }
+        if let Some(existing) = TABLE.find_running(|(s, suffix)| *s == source && *suffix == rendition.suffix) {
+            started.push(existing.status());
+            continue;
         }
         let stream = registry.send(FindStream { key: source.clone(), create: false }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or_else(|| format!("stream {source} is not live"))?;
         let subscription = stream.send(AddSubscriber { client: crate::clients::allocate_id(), require_live: true }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let output = StreamKey::new(&source.app, &format!("{}{}", source.stream, rendition.suffix));
-        let entry = Arc::new(TranscodeEntry {
-            status: Mutex::new(TranscodeStatus {
+        let entry = TranscodeEntry::new(
+            TranscodeStatus {
                 id: id.to_string(),
                 source: source.to_string(),
                 output: output.to_string(),
@@ -161,17 +134,14 @@ pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettin
                 speed: None,
                 height: rendition.height,
                 video_kbps: rendition.video_kbps,
-            }),
-            stop: Notify::new(),
-            stopped: AtomicBool::new(false),
-            source: source.clone(),
-            suffix: rendition.suffix.clone(),
-        });
-        TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry.clone());
-        started.push(entry.status.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            },
+            (source.clone(), rendition.suffix.clone()),
+        );
+        TABLE.insert(id, entry.clone());
+        started.push(entry.status());
         tracing::info!(source = %source, output = %output, "transcoder started");
         let (settings, source) = (settings.clone(), source.clone());
-        arbiter().spawn(async move {
+        TABLE.arbiter().spawn(async move {
             let mut rx = subscription.rx;
             let ended = async move { while rx.recv().await.is_some() {} };
             supervise(entry, settings, source, output, rendition, ended).await;
@@ -227,7 +197,7 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
     let stop = async move {
         tokio::select! {
             _ = ended => "the source stream ended",
-            _ = stop_entry.stop.notified() => "removed",
+            _ = stop_entry.stop_requested() => "removed",
         }
     };
     let reason = crate::child::supervise(&settings.ffmpeg, &args, on_event, stop).await;
@@ -235,6 +205,6 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
         s.state = "stopped";
         s.pid = None;
     });
-    entry.stopped.store(true, Ordering::SeqCst);
+    entry.mark_stopped();
     tracing::info!(source = %source, output = %output, %reason, "transcoder stopped");
 }

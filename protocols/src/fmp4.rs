@@ -92,7 +92,7 @@ pub(crate) fn full_box(out: &mut BytesMut, kind: &[u8; 4], version: u8, flags: u
     });
 }
 
-const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+pub(crate) const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 /// The initialization segment for `tracks`.
 pub fn init_segment(tracks: &[Track]) -> Bytes {
@@ -138,6 +138,22 @@ pub fn init_segment(tracks: &[Track]) -> Bytes {
 }
 
 fn write_trak(o: &mut BytesMut, track: &Track) {
+    write_trak_with(o, track, 0, 0, |_| {}, |o| {
+        full_box(o, b"stts", 0, 0, |o| o.put_u32(0));
+        full_box(o, b"stsc", 0, 0, |o| o.put_u32(0));
+        full_box(o, b"stsz", 0, 0, |o| {
+            o.put_u32(0);
+            o.put_u32(0);
+        });
+        full_box(o, b"stco", 0, 0, |o| o.put_u32(0));
+    });
+}
+
+/// A `trak`: header with `duration` (movie timescale), `edts` written by `edits`, media
+/// header with `media_duration` (track timescale), handler, media information, and a sample
+/// table of the sample description followed by what `tables` writes. Fragmented files give
+/// zero durations and empty tables; progressive files ([`crate::mp4`]) the real ones.
+pub(crate) fn write_trak_with(o: &mut BytesMut, track: &Track, duration: u32, media_duration: u32, edits: impl FnOnce(&mut BytesMut), tables: impl FnOnce(&mut BytesMut)) {
     let video = track.kind() == TrackKind::Video;
     boxed(o, b"trak", |o| {
         full_box(o, b"tkhd", 0, 3, |o| {
@@ -145,7 +161,7 @@ fn write_trak(o: &mut BytesMut, track: &Track) {
             o.put_u32(0);
             o.put_u32(track.id);
             o.put_u32(0);
-            o.put_u32(0);
+            o.put_u32(duration);
             o.put_slice(&[0; 8]);
             o.put_u16(0);
             o.put_u16(0);
@@ -157,12 +173,13 @@ fn write_trak(o: &mut BytesMut, track: &Track) {
             o.put_u32(track.width << 16);
             o.put_u32(track.height << 16);
         });
+        edits(o);
         boxed(o, b"mdia", |o| {
             full_box(o, b"mdhd", 0, 0, |o| {
                 o.put_u32(0);
                 o.put_u32(0);
                 o.put_u32(track.timescale);
-                o.put_u32(0);
+                o.put_u32(media_duration);
                 o.put_u16(0x55c4); // "und"
                 o.put_u16(0);
             });
@@ -189,13 +206,7 @@ fn write_trak(o: &mut BytesMut, track: &Track) {
                         o.put_u32(1);
                         write_sample_entry(o, track);
                     });
-                    full_box(o, b"stts", 0, 0, |o| o.put_u32(0));
-                    full_box(o, b"stsc", 0, 0, |o| o.put_u32(0));
-                    full_box(o, b"stsz", 0, 0, |o| {
-                        o.put_u32(0);
-                        o.put_u32(0);
-                    });
-                    full_box(o, b"stco", 0, 0, |o| o.put_u32(0));
+                    tables(o);
                 });
             });
         });

@@ -5,6 +5,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`media`] | `MediaFrame`, codecs, timebases, the timestamp normaliser used at ingest |
+//! | [`clock`] | UTC calendar fields and RFC 3339, without a clock |
 //! | [`bits`] | a bit reader with exp-Golomb codes for codec headers |
 //! | [`avc`] | H.264 `AVCDecoderConfigurationRecord` and SPS parsing |
 //! | [`aac`] | AAC `AudioSpecificConfig` parsing and ADTS headers |
@@ -27,6 +28,7 @@ pub mod aac;
 pub mod amf0;
 pub mod avc;
 pub mod bits;
+pub mod clock;
 pub mod dash;
 pub mod flv;
 pub mod hls;

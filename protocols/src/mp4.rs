@@ -23,7 +23,7 @@
 //! sample references; the DVR uses them to rebuild the sample table of a recording cut short
 //! by a crash.
 
-use crate::fmp4::{boxed, full_box, write_sample_entry, Track};
+use crate::fmp4::{boxed, full_box, write_trak_with, Track, MATRIX};
 use crate::media::TrackKind;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -78,7 +78,6 @@ pub struct Progressive {
 }
 
 const MOVIE_TIMESCALE: u32 = 1000;
-const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
 fn seconds(track: &Track, ticks: i64) -> f64 {
     ticks as f64 / track.timescale.max(1) as f64
@@ -149,11 +148,20 @@ pub fn build(tracks: &[ProgressiveTrack]) -> Progressive {
         .iter()
         .map(|&(_, t, i)| {
             let s = &tracks[t].samples[i];
-            Piece { source: s.source, offset: s.offset, len: s.size }
+            Piece {
+                source: s.source,
+                offset: s.offset,
+                len: s.size,
+            }
         })
         .collect();
     let duration_ms = tracks.iter().map(|t| track_movie_duration(t, origin)).max().unwrap_or(0);
-    Progressive { len: base + media_len, header: header.freeze(), pieces, duration_ms }
+    Progressive {
+        len: base + media_len,
+        header: header.freeze(),
+        pieces,
+        duration_ms,
+    }
 }
 
 /// When a track's first sample is shown, in seconds of its media time: its decode time plus
@@ -206,24 +214,7 @@ fn trak(o: &mut BytesMut, progressive: &ProgressiveTrack, positions: &[u64], ori
     let first_cts = samples[0].cts.max(0) as i64;
     let delay_ms = ((presentation_start(progressive) - origin) * MOVIE_TIMESCALE as f64).round().max(0.0) as u64;
     let shown_ms = ((media_duration as f64 - first_cts as f64).max(0.0) / track.timescale.max(1) as f64 * MOVIE_TIMESCALE as f64).round() as u64;
-    boxed(o, b"trak", |o| {
-        full_box(o, b"tkhd", 0, 3, |o| {
-            o.put_u32(0);
-            o.put_u32(0);
-            o.put_u32(track.id);
-            o.put_u32(0);
-            o.put_u32((delay_ms + shown_ms).min(u32::MAX as u64) as u32);
-            o.put_slice(&[0; 8]);
-            o.put_u16(0);
-            o.put_u16(0);
-            o.put_u16(if video { 0 } else { 0x0100 });
-            o.put_u16(0);
-            for m in MATRIX {
-                o.put_u32(m);
-            }
-            o.put_u32(track.width << 16);
-            o.put_u32(track.height << 16);
-        });
+    let edits = |o: &mut BytesMut| {
         boxed(o, b"edts", |o| {
             full_box(o, b"elst", 0, 0, |o| {
                 o.put_u32(if delay_ms > 0 { 2 } else { 1 });
@@ -237,110 +228,79 @@ fn trak(o: &mut BytesMut, progressive: &ProgressiveTrack, positions: &[u64], ori
                 o.put_u32(0x0001_0000);
             });
         });
-        boxed(o, b"mdia", |o| {
-            full_box(o, b"mdhd", 0, 0, |o| {
-                o.put_u32(0);
-                o.put_u32(0);
-                o.put_u32(track.timescale);
-                o.put_u32(media_duration.min(u32::MAX as u64) as u32);
-                o.put_u16(0x55c4);
-                o.put_u16(0);
-            });
-            full_box(o, b"hdlr", 0, 0, |o| {
-                o.put_u32(0);
-                o.put_slice(if video { b"vide" } else { b"soun" });
-                o.put_slice(&[0; 12]);
-                o.put_slice(if video { b"Estuary video\0" } else { b"Estuary audio\0" });
-            });
-            boxed(o, b"minf", |o| {
-                if video {
-                    full_box(o, b"vmhd", 0, 1, |o| o.put_slice(&[0; 8]));
-                } else {
-                    full_box(o, b"smhd", 0, 0, |o| o.put_u32(0));
-                }
-                boxed(o, b"dinf", |o| {
-                    full_box(o, b"dref", 0, 0, |o| {
-                        o.put_u32(1);
-                        full_box(o, b"url ", 0, 1, |_| {});
-                    });
-                });
-                boxed(o, b"stbl", |o| {
-                    full_box(o, b"stsd", 0, 0, |o| {
-                        o.put_u32(1);
-                        write_sample_entry(o, track);
-                    });
-                    // stts: run-length durations.
-                    let mut runs: Vec<(u32, u32)> = Vec::new();
-                    for &d in &durations {
-                        match runs.last_mut() {
-                            Some((count, delta)) if *delta == d => *count += 1,
-                            _ => runs.push((1, d)),
-                        }
-                    }
-                    full_box(o, b"stts", 0, 0, |o| {
-                        o.put_u32(runs.len() as u32);
-                        for (count, delta) in &runs {
-                            o.put_u32(*count);
-                            o.put_u32(*delta);
-                        }
-                    });
-                    if samples.iter().any(|s| s.cts != 0) {
-                        let mut runs: Vec<(u32, i32)> = Vec::new();
-                        for s in samples {
-                            match runs.last_mut() {
-                                Some((count, offset)) if *offset == s.cts => *count += 1,
-                                _ => runs.push((1, s.cts)),
-                            }
-                        }
-                        full_box(o, b"ctts", 1, 0, |o| {
-                            o.put_u32(runs.len() as u32);
-                            for (count, offset) in &runs {
-                                o.put_u32(*count);
-                                o.put_i32(*offset);
-                            }
-                        });
-                    }
-                    if video {
-                        let keys: Vec<u32> = samples.iter().enumerate().filter(|(_, s)| s.key).map(|(i, _)| i as u32 + 1).collect();
-                        full_box(o, b"stss", 0, 0, |o| {
-                            o.put_u32(keys.len() as u32);
-                            for k in &keys {
-                                o.put_u32(*k);
-                            }
-                        });
-                    }
-                    full_box(o, b"stsc", 0, 0, |o| {
-                        o.put_u32(1);
-                        o.put_u32(1);
-                        o.put_u32(1);
-                        o.put_u32(1);
-                    });
-                    full_box(o, b"stsz", 0, 0, |o| {
-                        o.put_u32(0);
-                        o.put_u32(samples.len() as u32);
-                        for s in samples {
-                            o.put_u32(s.size);
-                        }
-                    });
-                    if wide {
-                        full_box(o, b"co64", 0, 0, |o| {
-                            o.put_u32(positions.len() as u32);
-                            for p in positions {
-                                o.put_u64(base + p);
-                            }
-                        });
-                    } else {
-                        full_box(o, b"stco", 0, 0, |o| {
-                            o.put_u32(positions.len() as u32);
-                            for p in positions {
-                                o.put_u32((base + p) as u32);
-                            }
-                        });
-                    }
-                });
-            });
+    };
+    let tables = |o: &mut BytesMut| {
+        // stts: run-length durations.
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        for &d in &durations {
+            match runs.last_mut() {
+                Some((count, delta)) if *delta == d => *count += 1,
+                _ => runs.push((1, d)),
+            }
+        }
+        full_box(o, b"stts", 0, 0, |o| {
+            o.put_u32(runs.len() as u32);
+            for (count, delta) in &runs {
+                o.put_u32(*count);
+                o.put_u32(*delta);
+            }
         });
-    });
+        if samples.iter().any(|s| s.cts != 0) {
+            let mut runs: Vec<(u32, i32)> = Vec::new();
+            for s in samples {
+                match runs.last_mut() {
+                    Some((count, offset)) if *offset == s.cts => *count += 1,
+                    _ => runs.push((1, s.cts)),
+                }
+            }
+            full_box(o, b"ctts", 1, 0, |o| {
+                o.put_u32(runs.len() as u32);
+                for (count, offset) in &runs {
+                    o.put_u32(*count);
+                    o.put_i32(*offset);
+                }
+            });
+        }
+        if video {
+            let keys: Vec<u32> = samples.iter().enumerate().filter(|(_, s)| s.key).map(|(i, _)| i as u32 + 1).collect();
+            full_box(o, b"stss", 0, 0, |o| {
+                o.put_u32(keys.len() as u32);
+                for k in &keys {
+                    o.put_u32(*k);
+                }
+            });
+        }
+        full_box(o, b"stsc", 0, 0, |o| {
+            o.put_u32(1);
+            o.put_u32(1);
+            o.put_u32(1);
+            o.put_u32(1);
+        });
+        full_box(o, b"stsz", 0, 0, |o| {
+            o.put_u32(0);
+            o.put_u32(samples.len() as u32);
+            for s in samples {
+                o.put_u32(s.size);
+            }
+        });
+        if wide {
+            full_box(o, b"co64", 0, 0, |o| {
+                o.put_u32(positions.len() as u32);
+                for p in positions {
+                    o.put_u64(base + p);
+                }
+            });
+        } else {
+            full_box(o, b"stco", 0, 0, |o| {
+                o.put_u32(positions.len() as u32);
+                for p in positions {
+                    o.put_u32((base + p) as u32);
+                }
+            });
+        }
+    };
+    let duration = (delay_ms + shown_ms).min(u32::MAX as u64) as u32;
+    write_trak_with(o, track, duration, media_duration.min(u32::MAX as u64) as u32, edits, tables);
 }
 
 /// A box header at the start of `data`: (type, header length, total length). `None` when
@@ -361,6 +321,25 @@ pub fn box_header(data: &[u8]) -> Option<([u8; 4], u64, u64)> {
         2..=7 => None,
         _ => Some((kind, 8, size)),
     }
+}
+
+/// The first top-level box of `kind` in a whole file's bytes (header included); an error
+/// when a box runs past the end.
+pub fn top_level_box<'a>(data: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, Mp4Error> {
+    let mut at = 0usize;
+    while at + 8 <= data.len() {
+        let (found, _, len) = box_header(&data[at..]).ok_or_else(|| Mp4Error::Malformed(format!("bad box header at {at}")))?;
+        let len = if len == u64::MAX { (data.len() - at) as u64 } else { len };
+        let end = at
+            .checked_add(len as usize)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| Mp4Error::Malformed("file is cut short".into()))?;
+        if &found == kind {
+            return Ok(Some(&data[at..end]));
+        }
+        at = end;
+    }
+    Ok(None)
 }
 
 /// The samples described by one `moof` box (its whole bytes, header included) found at
@@ -424,7 +403,14 @@ fn traf(body: &[u8], moof_offset: u64, source: u32) -> Option<(u32, Vec<SampleRe
                     let size = u32::from_be_bytes(entry[4..8].try_into().ok()?);
                     let flags = u32::from_be_bytes(entry[8..12].try_into().ok()?);
                     let cts = i32::from_be_bytes(entry[12..16].try_into().ok()?);
-                    samples.push(SampleRef { dts, cts, size, key: flags & 0x0001_0000 == 0, source, offset });
+                    samples.push(SampleRef {
+                        dts,
+                        cts,
+                        size,
+                        key: flags & 0x0001_0000 == 0,
+                        source,
+                        offset,
+                    });
                     dts += duration;
                     offset += size as u64;
                 }
@@ -468,7 +454,10 @@ fn children(data: &[u8]) -> Result<Boxes<'_>, Mp4Error> {
     while at + 8 <= data.len() {
         let (kind, h, len) = box_header(&data[at..]).ok_or_else(|| Mp4Error::Malformed(format!("bad box header at {at}")))?;
         let len = if len == u64::MAX { (data.len() - at) as u64 } else { len };
-        let end = at.checked_add(len as usize).filter(|&e| e <= data.len()).ok_or_else(|| Mp4Error::Malformed(format!("box {} overruns its parent", String::from_utf8_lossy(&kind))))?;
+        let end = at
+            .checked_add(len as usize)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| Mp4Error::Malformed(format!("box {} overruns its parent", String::from_utf8_lossy(&kind))))?;
         out.push((kind, &data[at + h as usize..end]));
         at = end;
     }
@@ -480,11 +469,15 @@ fn child<'a>(list: &[([u8; 4], &'a [u8])], kind: &[u8; 4]) -> Option<&'a [u8]> {
 }
 
 fn be32(data: &[u8], at: usize) -> Result<u32, Mp4Error> {
-    data.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| Mp4Error::Malformed("table cut short".into()))
+    data.get(at..at + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| Mp4Error::Malformed("table cut short".into()))
 }
 
 fn be64(data: &[u8], at: usize) -> Result<u64, Mp4Error> {
-    data.get(at..at + 8).map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).ok_or_else(|| Mp4Error::Malformed("table cut short".into()))
+    data.get(at..at + 8)
+        .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .ok_or_else(|| Mp4Error::Malformed("table cut short".into()))
 }
 
 /// Entry count of a full box table, checked against what the box can hold.
@@ -533,14 +526,32 @@ pub fn read_moov(moov: &[u8]) -> Result<Vec<DemuxedTrack>, Mp4Error> {
                 let Some(config) = config else { continue };
                 let width = entry.get(24..26).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
                 let height = entry.get(26..28).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
-                Track { id: tracks.len() as u32 + 1, codec, timescale, config: Bytes::copy_from_slice(config), width, height, channels: 0, sample_rate: 0 }
+                Track {
+                    id: tracks.len() as u32 + 1,
+                    codec,
+                    timescale,
+                    config: Bytes::copy_from_slice(config),
+                    width,
+                    height,
+                    channels: 0,
+                    sample_rate: 0,
+                }
             }
             b"mp4a" => {
                 let boxes = children(entry.get(28..).unwrap_or_default())?;
                 let Some(esds) = child(&boxes, b"esds") else { continue };
                 let Some(asc) = esds_config(esds) else { continue };
                 let Ok(aac) = crate::aac::AacConfig::parse(&asc) else { continue };
-                Track { id: tracks.len() as u32 + 1, codec: Codec::Aac, timescale, config: Bytes::from(asc), width: 0, height: 0, channels: aac.channel_config.max(1) as u16, sample_rate: aac.sample_rate }
+                Track {
+                    id: tracks.len() as u32 + 1,
+                    codec: Codec::Aac,
+                    timescale,
+                    config: Bytes::from(asc),
+                    width: 0,
+                    height: 0,
+                    channels: aac.channel_config.max(1) as u16,
+                    sample_rate: aac.sample_rate,
+                }
             }
             _ => continue,
         };
@@ -616,7 +627,9 @@ fn sample_table(stbl: &[([u8; 4], &[u8])], all_sync: bool) -> Result<Vec<SampleR
     };
     // Samples per chunk, expanded.
     let stsc = child(stbl, b"stsc").ok_or_else(|| missing("stsc"))?;
-    let runs: Vec<(u32, u32)> = (0..count(stsc, 12)?).map(|i| Ok((be32(stsc, 8 + 12 * i)?, be32(stsc, 12 + 12 * i)?))).collect::<Result<_, Mp4Error>>()?;
+    let runs: Vec<(u32, u32)> = (0..count(stsc, 12)?)
+        .map(|i| Ok((be32(stsc, 8 + 12 * i)?, be32(stsc, 12 + 12 * i)?)))
+        .collect::<Result<_, Mp4Error>>()?;
     let mut sample_offsets = Vec::with_capacity(n);
     let mut index = 0usize;
     for (chunk, &chunk_offset) in offsets.iter().enumerate() {
@@ -676,7 +689,16 @@ fn sample_table(stbl: &[([u8; 4], &[u8])], all_sync: bool) -> Result<Vec<SampleR
             }
         }
     }
-    Ok((0..n).map(|i| SampleRef { dts: dts[i], cts: cts[i], size: sizes[i], key: key[i], source: 0, offset: sample_offsets[i] }).collect())
+    Ok((0..n)
+        .map(|i| SampleRef {
+            dts: dts[i],
+            cts: cts[i],
+            size: sizes[i],
+            key: key[i],
+            source: 0,
+            offset: sample_offsets[i],
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -688,17 +710,40 @@ mod tests {
     use crate::media::{Codec, MediaFrame, Timebase};
     use std::sync::Arc;
 
-    const SPS: [u8; 25] = [
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1,
-        0x42, 0x99, 0x60,
-    ];
-    const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    use crate::ts::tests::{PPS, SPS};
 
     fn tracks() -> (Track, Track) {
         let avc = AvcConfig::from_parameter_sets(&SPS, &PPS).unwrap().to_bytes();
-        let video = MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: 0, pts: 0, timebase: Timebase::MILLIS, keyframe: true, config: true, payload: avc };
-        let asc = Bytes::from(AacConfig { object_type: 2, frequency_index: 3, sample_rate: 48_000, channel_config: 2 }.to_bytes().to_vec());
-        let audio = MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts: 0, pts: 0, timebase: Timebase::MILLIS, keyframe: true, config: true, payload: asc };
+        let video = MediaFrame {
+            track: TrackKind::Video,
+            codec: Codec::H264,
+            dts: 0,
+            pts: 0,
+            timebase: Timebase::MILLIS,
+            keyframe: true,
+            config: true,
+            payload: avc,
+        };
+        let asc = Bytes::from(
+            AacConfig {
+                object_type: 2,
+                frequency_index: 3,
+                sample_rate: 48_000,
+                channel_config: 2,
+            }
+            .to_bytes()
+            .to_vec(),
+        );
+        let audio = MediaFrame {
+            track: TrackKind::Audio,
+            codec: Codec::Aac,
+            dts: 0,
+            pts: 0,
+            timebase: Timebase::MILLIS,
+            keyframe: true,
+            config: true,
+            payload: asc,
+        };
         (Track::from_config(1, &video).unwrap(), Track::from_config(2, &audio).unwrap())
     }
 
@@ -743,10 +788,35 @@ mod tests {
         let (video, audio) = tracks();
         // Two sources; video 25 fps with B-frame offsets, audio 1024-sample frames.
         let video_samples: Vec<SampleRef> = (0..50)
-            .map(|i| SampleRef { dts: i * 3600, cts: if i % 3 == 0 { 7200 } else { 3600 }, size: 100 + i as u32, key: i % 25 == 0, source: (i / 25) as u32, offset: 1000 + i as u64 * 300 })
+            .map(|i| SampleRef {
+                dts: i * 3600,
+                cts: if i % 3 == 0 { 7200 } else { 3600 },
+                size: 100 + i as u32,
+                key: i % 25 == 0,
+                source: (i / 25) as u32,
+                offset: 1000 + i as u64 * 300,
+            })
             .collect();
-        let audio_samples: Vec<SampleRef> = (0..94).map(|i| SampleRef { dts: 480 + i * 1024, cts: 0, size: 10, key: true, source: 0, offset: 50_000 + i as u64 * 10 }).collect();
-        let built = build(&[ProgressiveTrack { track: video.clone(), samples: video_samples.clone() }, ProgressiveTrack { track: audio, samples: audio_samples.clone() }]);
+        let audio_samples: Vec<SampleRef> = (0..94)
+            .map(|i| SampleRef {
+                dts: 480 + i * 1024,
+                cts: 0,
+                size: 10,
+                key: true,
+                source: 0,
+                offset: 50_000 + i as u64 * 10,
+            })
+            .collect();
+        let built = build(&[
+            ProgressiveTrack {
+                track: video.clone(),
+                samples: video_samples.clone(),
+            },
+            ProgressiveTrack {
+                track: audio,
+                samples: audio_samples.clone(),
+            },
+        ]);
         let top = boxes(&built.header);
         assert_eq!(top.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(), vec!["ftyp", "moov", "mdat"]);
         let media: u64 = built.pieces.iter().map(|p| p.len as u64).sum();
@@ -754,7 +824,14 @@ mod tests {
         assert_eq!(top[2].1, media + 8, "mdat covers exactly the pieces");
         assert_eq!(built.pieces.len(), 50 + 94);
         // Interleaved by time: the first pieces are the first video and audio samples.
-        assert_eq!(built.pieces[0], Piece { source: 0, offset: 1000, len: 100 });
+        assert_eq!(
+            built.pieces[0],
+            Piece {
+                source: 0,
+                offset: 1000,
+                len: 100
+            }
+        );
         // stco entries point into the mdat in piece order.
         let moov = find(&built.header, &[b"moov"]).unwrap();
         let trak = find(moov, &[b"trak"]).unwrap();
@@ -789,11 +866,34 @@ mod tests {
         let (video, audio) = tracks();
         let init = init_segment(&[video.clone(), audio.clone()]);
         let frame = |track: TrackKind, codec: Codec, dts: i64, cts: i64, key: bool, size: usize| {
-            Arc::new(MediaFrame { track, codec, dts, pts: dts + cts, timebase: Timebase::MILLIS, keyframe: key, config: false, payload: Bytes::from(vec![7u8; size]) })
+            Arc::new(MediaFrame {
+                track,
+                codec,
+                dts,
+                pts: dts + cts,
+                timebase: Timebase::MILLIS,
+                keyframe: key,
+                config: false,
+                payload: Bytes::from(vec![7u8; size]),
+            })
         };
         let v: Vec<_> = (0..10).map(|i| frame(TrackKind::Video, Codec::H264, 1000 + i * 40, 80, i == 0, 500 + i as usize)).collect();
         let a: Vec<_> = (0..19).map(|i| frame(TrackKind::Audio, Codec::Aac, 1000 + i * 21, 0, true, 20)).collect();
-        let segment = media_segment(1, &[TrackFragment { track: &video, frames: &v, next_dts: Some(1400) }, TrackFragment { track: &audio, frames: &a, next_dts: None }]);
+        let segment = media_segment(
+            1,
+            &[
+                TrackFragment {
+                    track: &video,
+                    frames: &v,
+                    next_dts: Some(1400),
+                },
+                TrackFragment {
+                    track: &audio,
+                    frames: &a,
+                    next_dts: None,
+                },
+            ],
+        );
         let mut file = init.to_vec();
         let segment_at = file.len() as u64;
         file.extend_from_slice(&segment);
@@ -832,9 +932,36 @@ mod tests {
     #[test]
     fn progressive_layout_reads_back() {
         let (video, audio) = tracks();
-        let video_samples: Vec<SampleRef> = (0..30).map(|i| SampleRef { dts: i * 3600, cts: if i % 2 == 0 { 3600 } else { 0 }, size: 50 + i as u32, key: i % 10 == 0, source: 0, offset: 0 }).collect();
-        let audio_samples: Vec<SampleRef> = (0..50).map(|i| SampleRef { dts: i * 1024, cts: 0, size: 9, key: true, source: 0, offset: 0 }).collect();
-        let built = build(&[ProgressiveTrack { track: video.clone(), samples: video_samples.clone() }, ProgressiveTrack { track: audio.clone(), samples: audio_samples.clone() }]);
+        let video_samples: Vec<SampleRef> = (0..30)
+            .map(|i| SampleRef {
+                dts: i * 3600,
+                cts: if i % 2 == 0 { 3600 } else { 0 },
+                size: 50 + i as u32,
+                key: i % 10 == 0,
+                source: 0,
+                offset: 0,
+            })
+            .collect();
+        let audio_samples: Vec<SampleRef> = (0..50)
+            .map(|i| SampleRef {
+                dts: i * 1024,
+                cts: 0,
+                size: 9,
+                key: true,
+                source: 0,
+                offset: 0,
+            })
+            .collect();
+        let built = build(&[
+            ProgressiveTrack {
+                track: video.clone(),
+                samples: video_samples.clone(),
+            },
+            ProgressiveTrack {
+                track: audio.clone(),
+                samples: audio_samples.clone(),
+            },
+        ]);
         let top = boxes(&built.header);
         let moov_at = top[0].1 as usize;
         let moov = &built.header[moov_at..moov_at + top[1].1 as usize];

@@ -687,14 +687,14 @@ fn frame(track: TrackKind, codec: Codec, dts: i64, pts: i64, keyframe: bool, con
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SPS: [u8; 25] = [
+    pub(crate) const SPS: [u8; 25] = [
         0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1,
         0x42, 0x99, 0x60,
     ];
-    const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    pub(crate) const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
 
     fn ms_frame(track: TrackKind, codec: Codec, dts: i64, cts: i64, keyframe: bool, config: bool, payload: Vec<u8>) -> MediaFrame {
         MediaFrame { track, codec, dts, pts: dts + cts, timebase: Timebase::MILLIS, keyframe, config, payload: Bytes::from(payload) }

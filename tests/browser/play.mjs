@@ -3,7 +3,7 @@
 // once the video's currentTime has advanced past <seconds>; exits 1 with the page's state
 // and events otherwise. Chromium runs with background networking off, so it only talks to
 // the URL under test.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,15 +14,7 @@ if (!['hls', 'dash'].includes(kind) || !url) {
 }
 const here = path.dirname(fileURLToPath(import.meta.url));
 const page_url = `file://${path.join(here, 'player.html')}?kind=${kind}&url=${encodeURIComponent(url)}`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required', '--allow-file-access-from-files',
-  ],
-});
+const browser = await launch(['--allow-file-access-from-files']);
 let code = 0;
 try {
   const page = await browser.newPage();

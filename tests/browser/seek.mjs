@@ -2,22 +2,14 @@
 // Plays <url> in a <video> element in headless Chromium (Debian's, or $CHROMIUM), seeks to
 // the middle, and exits 0 once currentTime has moved on from there by at least a second;
 // exits 1 with the element's state otherwise. Prints one JSON line with what it saw.
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url] = process.argv.slice(2);
 if (!url) {
   console.error('usage: node seek.mjs <mp4-url>');
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch();
 let code = 0;
 const state = () => page.evaluate(() => {
   const v = document.getElementById('video');

@@ -4,10 +4,10 @@
 //! piece cut into RTP packets of at most 1400 bytes, payload type 96, one SSRC.
 
 use bytes::Bytes;
-use estuary_protocols::avc::{self, AvcConfig};
 use estuary_protocols::aac::AacConfig;
+use estuary_protocols::avc::{self, AvcConfig};
 use estuary_protocols::media::Codec;
-use estuary_protocols::mp4::{box_header, read_moov};
+use estuary_protocols::mp4::{read_moov, top_level_box};
 use estuary_protocols::ps::mux;
 use estuary_protocols::rtp::{frame_4571, RtpPacket};
 use std::io::Write;
@@ -65,7 +65,10 @@ impl Camera {
     /// Stops and returns how many RTP packets went out, or why it failed.
     pub fn finish(mut self) -> Result<usize, String> {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().map(|t| t.join().unwrap_or_else(|_| Err("camera thread panicked".into()))).unwrap_or(Ok(0))
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or_else(|_| Err("camera thread panicked".into())))
+            .unwrap_or(Ok(0))
     }
 }
 
@@ -86,62 +89,46 @@ struct Unit {
 }
 
 fn units(data: &Bytes) -> Vec<Unit> {
-    let mut at = 0usize;
-    let mut moov = None;
-    while let Some((kind, _, len)) = box_header(&data[at..]) {
-        if &kind == b"moov" {
-            moov = Some(&data[at..at + len as usize]);
-        }
-        at += len as usize;
-        if at >= data.len() {
-            break;
-        }
-    }
-    let tracks = read_moov(moov.expect("clip has a moov")).expect("clip readable");
+    let moov = top_level_box(data, b"moov").expect("clip readable").expect("clip has a moov");
+    let tracks = read_moov(moov).expect("clip readable");
     let mut out = Vec::new();
     for track in tracks {
         let scale = track.track.timescale as f64;
         match track.track.codec {
-            Codec::H264 => {
-                let config = AvcConfig::parse(&track.track.config).expect("avcC");
+            Codec::H264 | Codec::H265 => {
+                let hevc = track.track.codec == Codec::H265;
+                // Access unit delimiter, the parameter sets (sent before keyframes) and the
+                // length-prefix size, per codec.
+                let (aud, parameter_sets, length_size): (&[u8], Vec<Bytes>, usize) = if hevc {
+                    let (size, sets) = estuary_protocols::hevc::config_parameter_sets(&track.track.config).expect("hvcC");
+                    (&[0x46, 0x01, 0x50], sets, size as usize)
+                } else {
+                    let config = AvcConfig::parse(&track.track.config).expect("avcC");
+                    (
+                        &[0x09, 0xf0],
+                        config.sps.iter().chain(config.pps.iter()).cloned().collect(),
+                        config.nal_length_size as usize,
+                    )
+                };
                 for s in &track.samples {
                     let payload = &data[s.offset as usize..(s.offset + s.size as u64) as usize];
-                    let mut es = Vec::new();
-                    es.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xf0]);
+                    let mut nals: Vec<&[u8]> = vec![aud];
                     if s.key {
-                        for ps in config.sps.iter().chain(config.pps.iter()) {
-                            es.extend_from_slice(&[0, 0, 0, 1]);
-                            es.extend_from_slice(ps);
-                        }
+                        nals.extend(parameter_sets.iter().map(|p| &p[..]));
                     }
-                    for nal in avc::length_prefixed_nals(payload, config.nal_length_size as usize) {
-                        es.extend_from_slice(&[0, 0, 0, 1]);
-                        es.extend_from_slice(nal);
-                    }
+                    nals.extend(avc::length_prefixed_nals(payload, length_size));
+                    let es: Vec<u8> = nals.iter().flat_map(|nal| [0u8, 0, 0, 1].iter().chain(nal.iter()).copied()).collect();
                     let dts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
                     let pts = ((s.dts + s.cts as i64) as f64 / scale * 90_000.0) as u64 + 90_000;
-                    out.push(Unit { at: s.dts as f64 / scale, video: true, key: s.key, pts, dts, data: es, hevc: false });
-                }
-            }
-            Codec::H265 => {
-                let (length_size, sets) = estuary_protocols::hevc::config_parameter_sets(&track.track.config).expect("hvcC");
-                for s in &track.samples {
-                    let payload = &data[s.offset as usize..(s.offset + s.size as u64) as usize];
-                    let mut es = Vec::new();
-                    es.extend_from_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]);
-                    if s.key {
-                        for set in &sets {
-                            es.extend_from_slice(&[0, 0, 0, 1]);
-                            es.extend_from_slice(set);
-                        }
-                    }
-                    for nal in avc::length_prefixed_nals(payload, length_size as usize) {
-                        es.extend_from_slice(&[0, 0, 0, 1]);
-                        es.extend_from_slice(nal);
-                    }
-                    let dts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
-                    let pts = ((s.dts + s.cts as i64) as f64 / scale * 90_000.0) as u64 + 90_000;
-                    out.push(Unit { at: s.dts as f64 / scale, video: true, key: s.key, pts, dts, data: es, hevc: true });
+                    out.push(Unit {
+                        at: s.dts as f64 / scale,
+                        video: true,
+                        key: s.key,
+                        pts,
+                        dts,
+                        data: es,
+                        hevc,
+                    });
                 }
             }
             Codec::Aac => {
@@ -151,7 +138,15 @@ fn units(data: &Bytes) -> Vec<Unit> {
                     let mut es = config.adts_header(payload.len()).to_vec();
                     es.extend_from_slice(payload);
                     let ts = (s.dts as f64 / scale * 90_000.0) as u64 + 90_000;
-                    out.push(Unit { at: s.dts as f64 / scale, video: false, key: true, pts: ts, dts: ts, data: es, hevc: false });
+                    out.push(Unit {
+                        at: s.dts as f64 / scale,
+                        video: false,
+                        key: true,
+                        pts: ts,
+                        dts: ts,
+                        data: es,
+                        hevc: false,
+                    });
                 }
             }
             _ => {}
@@ -176,7 +171,15 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
                 })
                 .collect();
             let ts = p * 1800 + 90_000;
-            clip.push(Unit { at: p as f64 * 0.02, video: false, key: true, pts: ts, dts: ts, data, hevc: false });
+            clip.push(Unit {
+                at: p as f64 * 0.02,
+                video: false,
+                key: true,
+                pts: ts,
+                dts: ts,
+                data,
+                hevc: false,
+            });
         }
         clip.sort_by(|a, b| a.at.total_cmp(&b.at));
     }
@@ -218,7 +221,14 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
                 pack.truncate(pack.len() / 2);
             }
             for piece in pack.chunks(1400) {
-                let packet = RtpPacket { payload_type: 96, marker: false, sequence, timestamp: (unit.pts + shift) as u32, ssrc, payload: Bytes::copy_from_slice(piece) };
+                let packet = RtpPacket {
+                    payload_type: 96,
+                    marker: false,
+                    sequence,
+                    timestamp: (unit.pts + shift) as u32,
+                    ssrc,
+                    payload: Bytes::copy_from_slice(piece),
+                };
                 sequence = sequence.wrapping_add(1);
                 match &mut out {
                     Out::Tcp(socket) => {

@@ -88,19 +88,18 @@ pub(crate) fn unregister_writer(key: &StreamKey) {
 /// directory are replaced.
 pub fn expand_path(template: &str, key: &StreamKey, unix_ms: i64) -> String {
     let clean = |s: &str| s.replace(['/', '\\'], "_").replace("..", "_");
-    let (year, month, day, hour, minute, second) = civil(unix_ms.div_euclid(1000));
-    let millis = unix_ms.rem_euclid(1000);
+    let c = estuary_protocols::clock::Civil::from_unix_ms(unix_ms);
     template
         .replace("[app]", &clean(&key.app))
         .replace("[stream]", &clean(&key.stream))
         .replace("[timestamp]", &unix_ms.to_string())
-        .replace("[2006]", &format!("{year:04}"))
-        .replace("[01]", &format!("{month:02}"))
-        .replace("[02]", &format!("{day:02}"))
-        .replace("[15]", &format!("{hour:02}"))
-        .replace("[04]", &format!("{minute:02}"))
-        .replace("[05]", &format!("{second:02}"))
-        .replace("[999]", &format!("{millis:03}"))
+        .replace("[2006]", &format!("{:04}", c.year))
+        .replace("[01]", &format!("{:02}", c.month))
+        .replace("[02]", &format!("{:02}", c.day))
+        .replace("[15]", &format!("{:02}", c.hour))
+        .replace("[04]", &format!("{:02}", c.minute))
+        .replace("[05]", &format!("{:02}", c.second))
+        .replace("[999]", &format!("{:03}", c.millis))
 }
 
 /// Parses a time given as Unix milliseconds or RFC 3339 (`2026-11-25T14:02:00Z`, fractional
@@ -110,59 +109,7 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().map_err(|_| format!("{text:?} is too large"));
     }
-    let bad = || format!("{text:?} is neither Unix milliseconds nor RFC 3339 (2026-11-25T14:02:00Z)");
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad);
-    let (year, month, day, hour, minute, second) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let mut at = 19;
-    let mut millis = 0i64;
-    if b.get(at) == Some(&b'.') {
-        let digits: String = text[at + 1..].chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() {
-            return Err(bad());
-        }
-        millis = format!("{:0<3}", &digits[..digits.len().min(3)]).parse().map_err(|_| bad())?;
-        at += 1 + digits.len();
-    }
-    let offset_min = match text.get(at..) {
-        Some("Z") | Some("z") => 0,
-        Some(zone) if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) && &zone[3..4] == ":" => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            sign * (zone[1..3].parse::<i64>().map_err(|_| bad())? * 60 + zone[4..6].parse::<i64>().map_err(|_| bad())?)
-        }
-        _ => return Err(bad()),
-    };
-    // days from civil (proleptic Gregorian)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60) * 1000) + millis)
-}
-
-/// UTC calendar fields of a Unix time (days-to-civil, proleptic Gregorian).
-fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+    estuary_protocols::clock::parse_rfc3339(text).ok_or_else(|| format!("{text:?} is neither Unix milliseconds nor RFC 3339 (2026-11-25T14:02:00Z)"))
 }
 
 #[cfg(test)]

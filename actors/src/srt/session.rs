@@ -357,5 +357,5 @@ pub(super) async fn run(setup: SessionSetup) {
     );
     inbox.close();
     drop(guard);
-    listener.do_send(SessionEnded { peer });
+    crate::tell(&listener, SessionEnded { peer });
 }
