@@ -177,6 +177,15 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     } else {
         None
     };
+    // Every listening socket is bound before any actor starts: a busy port ends the boot with
+    // a clear error and nothing half-started to tear down.
+    let http_socket = std::net::TcpListener::bind(&config.http.listen).map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http.listen))?;
+    let api_socket = std::net::TcpListener::bind(&config.api.listen).map_err(|e| format!("cannot listen for the API on {}: {e}", config.api.listen))?;
+    let metrics_socket = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        Some(std::net::TcpListener::bind(&config.metrics.listen).map_err(|e| format!("cannot listen for metrics on {}: {e}", config.metrics.listen))?)
+    };
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
     estuary_actors::hooks::install(config.hook_settings());
@@ -239,34 +248,34 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(1)
-            .bind(&config.http.listen)
-            .map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http.listen))?
+            .listen(http_socket)
+            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?
             .run();
         let api_state = state.clone();
         let api_server = HttpServer::new(move || App::new().app_data(web::Data::new(api_state.clone())).configure(api::routes))
             .workers(1)
             .disable_signals()
             .shutdown_timeout(1)
-            .bind(&config.api.listen)
-            .map_err(|e| format!("cannot listen for the API on {}: {e}", config.api.listen))?
+            .listen(api_socket)
+            .map_err(|e| format!("cannot serve the API on {}: {e}", config.api.listen))?
             .run();
         let (http_handle, api_handle) = (http_server.handle(), api_server.handle());
         actix::spawn(http_server);
         actix::spawn(api_server);
-        let metrics_handle = if config.metrics.listen.is_empty() {
-            None
-        } else {
+        let metrics_handle = if let Some(socket) = metrics_socket {
             let metrics_state = state.clone();
             let server = HttpServer::new(move || App::new().app_data(web::Data::new(metrics_state.clone())).route("/metrics", web::get().to(api::metrics_text)))
                 .workers(1)
                 .disable_signals()
                 .shutdown_timeout(1)
-                .bind(&config.metrics.listen)
-                .map_err(|e| format!("cannot listen for metrics on {}: {e}", config.metrics.listen))?
+                .listen(socket)
+                .map_err(|e| format!("cannot serve metrics on {}: {e}", config.metrics.listen))?
                 .run();
             let handle = server.handle();
             actix::spawn(server);
             Some(handle)
+        } else {
+            None
         };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),

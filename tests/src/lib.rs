@@ -20,14 +20,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound and released; the node binds it right after).
+/// A free port on 127.0.0.1, free for TCP and UDP alike (bound and released; the node binds it
+/// right after).
+///
+/// Ports come from 20000-31999, below the kernel's ephemeral range (32768-60999): a port the
+/// kernel hands out with `bind(0)` can be given again, between our probe and the node's bind,
+/// to any outgoing connection of ffmpeg or another test as its local port, and the node then
+/// fails with "address in use". Below that range only explicit binds take ports; each test
+/// process walks the range from its own pid-based offset and never returns to a port it gave
+/// out, so parallel tests and restarts on the same ports do not collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id().wrapping_mul(7919)) % SPAN, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..SPAN {
+        let port = (BASE + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {BASE}-{}", BASE + SPAN - 1)
 }
 
-/// A free UDP port on 127.0.0.1 (bound and released).
+/// A free UDP port on 127.0.0.1 (the same allocator as [`free_port`]).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free loopback UDP port")
+    free_port()
 }
 
 /// The `estuary` binary built by `cargo build` (override with `ESTUARY_BIN`).
