@@ -214,6 +214,7 @@ pub struct Gb28181Section {
     pub enabled: bool,
     pub media_listen: String,
     pub app: String,
+    pub stream_name: String,
     pub sip_listen: String,
     pub server_id: String,
     pub realm: String,
@@ -230,6 +231,7 @@ impl Default for Gb28181Section {
             enabled: true,
             media_listen: "0.0.0.0:9000".into(),
             app: "live".into(),
+            stream_name: "[device]_[channel]".into(),
             sip_listen: "0.0.0.0:5060".into(),
             server_id: "34020000002000000001".into(),
             realm: "3402000000".into(),
@@ -488,6 +490,9 @@ impl Config {
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
+        if !self.gb28181.stream_name.contains("[channel]") {
+            return Err(ConfigError::Invalid { key: "gb28181.stream_name", problem: format!("{:?} has no [channel]: every channel needs its own stream", self.gb28181.stream_name) });
+        }
         if !["tcp", "udp"].contains(&self.gb28181.media_transport.as_str()) {
             return Err(ConfigError::Invalid { key: "gb28181.media_transport", problem: format!("{:?} is not tcp or udp", self.gb28181.media_transport) });
         }
@@ -687,6 +692,7 @@ impl Config {
             media_port: self.gb28181.media_listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(9000),
             media_udp: self.gb28181.media_transport == "udp",
             app: self.gb28181.app.clone(),
+            stream_name: self.gb28181.stream_name.clone(),
             keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
         }
     }

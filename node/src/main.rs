@@ -214,7 +214,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
                 tracing::error!(error = %e, "cannot read remembered GB28181 devices");
                 Vec::new()
             });
-            actix::spawn(estuary_actors::gb28181_sip::serve(socket, Some(tcp), settings, registry.clone(), Some(storage.clone()), known));
+            actix::spawn(estuary_actors::gb28181_sip::serve(socket, Some(tcp), settings, Some(storage.clone()), known));
         }
         if let Some((listener, udp)) = gb_media {
             actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));

@@ -31,6 +31,7 @@ pub mod bits;
 pub mod clock;
 pub mod dash;
 pub mod flv;
+pub mod gb28181;
 pub mod hls;
 pub mod fmp4;
 pub mod hevc;

@@ -63,7 +63,7 @@ fn sip_device_registers_is_invited_plays_and_recovers() {
         let (url, (ok, errors)) = d.join().unwrap();
         assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
     }
-    assert!(node.log().contains("malformed SIP datagram dropped"), "log:\n{}", node.log());
+    assert!(node.log().contains("malformed SIP message dropped"), "log:\n{}", node.log());
 
     // Media loss: the node sends BYE, invites again, and the stream resumes.
     let invites = device.invites.load(std::sync::atomic::Ordering::SeqCst);
@@ -160,12 +160,12 @@ fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
 fn h265_camera_with_g711_audio_over_udp_plays_over_hls_ts() {
     let scratch = Scratch::new("gb-hevc");
     let clip = make_clip_with(&scratch, "libx265");
-    // This camera is asked for RTP over UDP.
-    let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000"), ("ESTUARY_GB28181__MEDIA_TRANSPORT", "udp")]);
+    // This camera is asked for RTP over UDP, and its stream is named by a pattern.
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000"), ("ESTUARY_GB28181__MEDIA_TRANSPORT", "udp"), ("ESTUARY_GB28181__STREAM_NAME", "cam-[channel]")]);
     let (device_id, channel) = ("34020000001110000002", "34020000001320000002");
     let device = Device::new_with(node.ports.sip, device_id, "", channel, clip, true);
     assert_eq!(device.register(3600), 200);
-    let stream = format!("live/{device_id}_{channel}");
+    let stream = format!("live/cam-{channel}");
     let info = node.wait_live(&stream, Duration::from_secs(30));
     assert_eq!(info["video"]["codec"], "H265", "{info}");
     assert!(node.log().contains("transport=\"udp\"") || node.log().contains("transport=udp"), "media did not come over UDP:\n{}", node.log());

@@ -1,0 +1,936 @@
+//! The platform side of GB28181 signalling, sans-IO: devices, registrations, catalogs and
+//! the INVITE/ACK/BYE dialogs of the channels being watched.
+//!
+//! ```text
+//! device                               platform
+//! REGISTER ----------------------->    401 (Digest nonce)         when a password is set
+//! REGISTER + Authorization ------->    200 | 403 (wrong password)
+//!          <-----------------------    MESSAGE Catalog query
+//! MESSAGE Catalog response ------->    200; channels recorded; INVITE each (auto_invite)
+//!          <-----------------------    INVITE (SDP: TCP passive or UDP, media port, y=SSRC)
+//! 200 + SDP ---------------------->    ACK; media flows to the media port
+//! MESSAGE Keepalive -------------->    200
+//! REGISTER Expires: 0 ------------>    200; BYE to its sessions
+//! ```
+//!
+//! [`Platform`] owns no socket and no clock. Messages, media-ended notices, API commands and
+//! the passage of time go in with the current [`Instant`]; what to do comes out of
+//! [`Platform::poll_output`]: SIP messages to send, SSRCs to route to a stream, device
+//! records to persist, and [`Event`]s to log. Random values (nonces, tags, Call-IDs, branch
+//! ids) come from a generator seeded through [`PlatformConfig::seed`], so a test replays the
+//! same dialog byte for byte.
+//!
+//! Media loss (the device's media connection ending while its session is live) leads to a
+//! BYE and a new INVITE after a backoff (1 s doubling up to 30 s); a refused INVITE is retried
+//! the same way. A device silent for longer than the keepalive timeout is taken offline and
+//! its sessions are ended.
+
+use crate::clock::Civil;
+use crate::sip::{self, SipMessage};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// First retry delay after media loss or a refused INVITE.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How the platform presents itself and what it asks of devices.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Address of the SIP socket (used in Via and Contact).
+    pub listen: SocketAddr,
+    /// Platform id (SRS's default is 34020000002000000001).
+    pub server_id: String,
+    /// Domain / digest realm (SRS's default is 3402000000).
+    pub realm: String,
+    /// Devices must authenticate with this password; empty: no authentication.
+    pub password: String,
+    /// Invite every channel as soon as its catalog arrives.
+    pub auto_invite: bool,
+    /// Address devices send media to.
+    pub media_ip: String,
+    /// Media port.
+    pub media_port: u16,
+    /// Ask for RTP over UDP instead of RTP over TCP with the device connecting (passive).
+    pub media_udp: bool,
+    /// A device silent this long is taken offline.
+    pub keepalive_timeout: Duration,
+    /// Seed of the generator of nonces, tags, Call-IDs and branch ids.
+    pub seed: u64,
+}
+
+/// What the platform asks its IO shell to do, or tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this message to this address (over the TCP connection from there if there is
+    /// one, else UDP).
+    Send(SipMessage, SocketAddr),
+    /// PS media carrying `ssrc` belongs to this device's channel.
+    ExpectMedia {
+        /// SSRC from the INVITE's `y=` line.
+        ssrc: u32,
+        /// Device id.
+        device: String,
+        /// Channel id.
+        channel: String,
+    },
+    /// Persist this device (after registration and after its catalog).
+    Remember(DeviceRecord),
+    /// Something to log.
+    Event(Event),
+}
+
+/// A device as persisted between runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: String,
+    /// Address it registered from.
+    pub address: SocketAddr,
+    /// Channels from its catalog: (id, name).
+    pub channels: Vec<(String, String)>,
+}
+
+/// Things that happened, for the log. Fields are named for what they hold: `device` and
+/// `channel` ids, the peer address `from`, delays.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A device registered (first REGISTER after being offline).
+    Registered { device: String, from: SocketAddr },
+    /// A device unregistered (`Expires: 0`).
+    Unregistered { device: String, from: SocketAddr },
+    /// A REGISTER failed digest authentication (answered 403).
+    RegistrationRefused { device: String, from: SocketAddr, reason: String },
+    /// A MESSAGE from a device that is not registered (answered 403).
+    NotRegistered { device: String, from: SocketAddr },
+    /// A catalog arrived.
+    Catalog { device: String, channels: usize },
+    /// An INVITE was sent.
+    Invite { device: String, channel: String, ssrc: u32, attempt: u64 },
+    /// A 2xx to an INVITE arrived; ACK sent.
+    Established { device: String, channel: String },
+    /// An INVITE was refused; a retry is scheduled.
+    InviteRefused { device: String, channel: String, code: u16, retry_in: Duration },
+    /// Media of a live session ended; BYE sent and a new INVITE scheduled.
+    MediaLost { device: String, channel: String, retry_in: Duration },
+    /// A BYE was sent.
+    Bye { device: String, channel: String },
+    /// The device ended a session with its own BYE.
+    DeviceBye { device: String, channel: String },
+    /// A device missed its keepalives and was taken offline.
+    KeepaliveTimeout { device: String, silent: Duration },
+    /// A message that could not be parsed was dropped. `count` is the total so far; shells
+    /// log the first and then every power of two.
+    Malformed { from: SocketAddr, reason: String, count: u64 },
+    /// A request method the platform does not handle (answered 405).
+    Unsupported { from: SocketAddr, method: String },
+}
+
+/// Where a channel's session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// No dialog.
+    Idle,
+    /// INVITE sent, no final answer yet.
+    Inviting,
+    /// Established (ACK sent).
+    Live,
+    /// Waiting for the retry time to send a new INVITE.
+    Retrying,
+}
+
+impl SessionState {
+    /// The name the API shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::Idle => "idle",
+            SessionState::Inviting => "inviting",
+            SessionState::Live => "live",
+            SessionState::Retrying => "retrying",
+        }
+    }
+}
+
+/// A device as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: String,
+    /// Where it registered from.
+    pub address: SocketAddr,
+    /// Registered and keeping alive.
+    pub online: bool,
+    /// Time since its last registration or message.
+    pub silent: Duration,
+    /// Its channels.
+    pub channels: Vec<ChannelView>,
+}
+
+/// A channel as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Channel id.
+    pub id: String,
+    /// Name from the catalog.
+    pub name: String,
+    /// Session state.
+    pub state: SessionState,
+    /// INVITEs sent for it.
+    pub invites: u64,
+}
+
+struct Session {
+    state: SessionState,
+    call_id: String,
+    from_tag: String,
+    to_tag: Option<String>,
+    ssrc: u32,
+    invites: u64,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    /// Wanted (auto-invite or API) until a BYE from the API, the device or unregistration.
+    wanted: bool,
+}
+
+struct Device {
+    addr: SocketAddr,
+    online: bool,
+    last_seen: Instant,
+    nonce: String,
+    channels: Vec<(String, String)>,
+    sessions: BTreeMap<String, Session>,
+}
+
+impl Device {
+    fn new(addr: SocketAddr, now: Instant) -> Device {
+        Device { addr, online: false, last_seen: now, nonce: String::new(), channels: Vec::new(), sessions: BTreeMap::new() }
+    }
+}
+
+/// The platform: every device and dialog, driven by its IO shell.
+pub struct Platform {
+    config: PlatformConfig,
+    devices: BTreeMap<String, Device>,
+    out: VecDeque<Output>,
+    rng: u64,
+    next_ssrc: u32,
+    cseq: u32,
+    malformed: u64,
+    /// (monotonic, unix ms) at construction, for the `Date` header.
+    epoch: (Instant, i64),
+}
+
+impl Platform {
+    /// A platform with no devices. `unix_ms` is the wall-clock time at `now`.
+    pub fn new(config: PlatformConfig, now: Instant, unix_ms: i64) -> Platform {
+        let rng = config.seed | 1;
+        Platform { config, devices: BTreeMap::new(), out: VecDeque::new(), rng, next_ssrc: 0, cseq: 0, malformed: 0, epoch: (now, unix_ms) }
+    }
+
+    /// Devices remembered from an earlier run: listed offline until they register.
+    pub fn remember_known(&mut self, now: Instant, records: impl IntoIterator<Item = DeviceRecord>) {
+        for record in records {
+            let device = self.devices.entry(record.id).or_insert_with(|| Device::new(record.address, now));
+            device.channels = record.channels;
+        }
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// A datagram (or a framed TCP message's bytes) from `from`.
+    pub fn handle_bytes(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
+        match SipMessage::parse(data) {
+            Ok(Some((message, _))) => self.handle(now, message, from),
+            Ok(None) => self.malformed(from, "incomplete SIP message in one datagram"),
+            Err(e) => self.malformed(from, &e.to_string()),
+        }
+    }
+
+    /// A message that could not be framed or parsed (counted and reported).
+    pub fn malformed(&mut self, from: SocketAddr, reason: &str) {
+        self.malformed += 1;
+        self.event(Event::Malformed { from, reason: reason.to_string(), count: self.malformed });
+    }
+
+    /// A parsed message from `from`.
+    pub fn handle(&mut self, now: Instant, message: SipMessage, from: SocketAddr) {
+        match message.method().map(str::to_string).as_deref() {
+            Some("REGISTER") => self.register(now, message, from),
+            Some("MESSAGE") => self.message(now, message, from),
+            Some("BYE") => self.device_bye(message, from),
+            Some("ACK") => {}
+            Some(other) => {
+                self.event(Event::Unsupported { from, method: other.to_string() });
+                self.send(SipMessage::response_to(&message, 405, "Method Not Allowed", None), from);
+            }
+            None => self.response(now, message),
+        }
+    }
+
+    /// The API asks for a channel's media. Sends an INVITE unless a session is already
+    /// inviting or live.
+    pub fn invite(&mut self, device_id: &str, channel: &str) -> Result<(), String> {
+        let device = self.devices.get_mut(device_id).ok_or_else(|| format!("device {device_id} is not registered"))?;
+        if !device.online {
+            return Err(format!("device {device_id} is offline"));
+        }
+        if !device.channels.iter().any(|(c, _)| c == channel) {
+            return Err(format!("device {device_id} has no channel {channel}"));
+        }
+        let session = device.sessions.entry(channel.to_string()).or_insert_with(|| Session {
+            state: SessionState::Idle,
+            call_id: String::new(),
+            from_tag: String::new(),
+            to_tag: None,
+            ssrc: 0,
+            invites: 0,
+            backoff: FIRST_BACKOFF,
+            retry_at: None,
+            wanted: true,
+        });
+        session.wanted = true;
+        if matches!(session.state, SessionState::Inviting | SessionState::Live) {
+            return Ok(());
+        }
+        self.send_invite(device_id, channel);
+        Ok(())
+    }
+
+    /// The API ends a channel's session: BYE, and no retries.
+    pub fn bye(&mut self, device_id: &str, channel: &str) -> Result<(), String> {
+        let session = self.devices.get_mut(device_id).and_then(|d| d.sessions.get_mut(channel)).ok_or_else(|| format!("no session for {device_id}/{channel}"))?;
+        session.wanted = false;
+        self.send_bye(device_id, channel);
+        Ok(())
+    }
+
+    /// The media connection carrying `ssrc` ended.
+    pub fn media_ended(&mut self, now: Instant, ssrc: u32) {
+        let found = self.devices.iter().find_map(|(id, d)| d.sessions.iter().find(|(_, s)| s.ssrc == ssrc && s.state == SessionState::Live && s.wanted).map(|(c, _)| (id.clone(), c.clone())));
+        if let Some((device, channel)) = found {
+            self.send_bye(&device, &channel);
+            let retry_in = self.schedule_retry(now, &device, &channel);
+            self.event(Event::MediaLost { device, channel, retry_in });
+        }
+    }
+
+    /// Time passed: keepalive timeouts and due retries.
+    pub fn tick(&mut self, now: Instant) {
+        let timeout = self.config.keepalive_timeout;
+        let silent: Vec<(String, Duration)> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.online && now.saturating_duration_since(d.last_seen) > timeout)
+            .map(|(id, d)| (id.clone(), now.saturating_duration_since(d.last_seen)))
+            .collect();
+        for (device, silent) in silent {
+            self.event(Event::KeepaliveTimeout { device: device.clone(), silent });
+            self.end_device(&device);
+        }
+        let due: Vec<(String, String)> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.online)
+            .flat_map(|(id, d)| d.sessions.iter().filter(|(_, s)| s.wanted && s.state == SessionState::Retrying && s.retry_at.is_some_and(|t| t <= now)).map(move |(c, _)| (id.clone(), c.clone())))
+            .collect();
+        for (device, channel) in due {
+            self.send_invite(&device, &channel);
+        }
+    }
+
+    /// When [`Platform::tick`] next has something to do (a retry or a keepalive deadline).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let keepalive = self.devices.values().filter(|d| d.online).map(|d| d.last_seen + self.config.keepalive_timeout);
+        let retries = self.devices.values().filter(|d| d.online).flat_map(|d| d.sessions.values().filter(|s| s.wanted && s.state == SessionState::Retrying).filter_map(|s| s.retry_at));
+        keepalive.chain(retries).min()
+    }
+
+    /// Devices and channels, by device id.
+    pub fn devices(&self, now: Instant) -> Vec<DeviceView> {
+        self.devices
+            .iter()
+            .map(|(id, d)| DeviceView {
+                id: id.clone(),
+                address: d.addr,
+                online: d.online,
+                silent: now.saturating_duration_since(d.last_seen),
+                channels: d
+                    .channels
+                    .iter()
+                    .map(|(c, name)| {
+                        let session = d.sessions.get(c);
+                        ChannelView { id: c.clone(), name: name.clone(), state: session.map(|s| s.state).unwrap_or(SessionState::Idle), invites: session.map(|s| s.invites).unwrap_or(0) }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn send(&mut self, message: SipMessage, to: SocketAddr) {
+        self.out.push_back(Output::Send(message, to));
+    }
+
+    fn remember(&mut self, id: &str) {
+        if let Some(device) = self.devices.get(id) {
+            let record = DeviceRecord { id: id.to_string(), address: device.addr, channels: device.channels.clone() };
+            self.out.push_back(Output::Remember(record));
+        }
+    }
+
+    /// splitmix64.
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn random_hex(&mut self, len: usize) -> String {
+        let mut out = String::with_capacity(len + 16);
+        while out.len() < len {
+            out.push_str(&format!("{:016x}", self.random()));
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn via(&mut self) -> String {
+        let branch = self.random_hex(12);
+        format!("SIP/2.0/UDP {};rport;branch=z9hG4bK{branch}", self.config.listen)
+    }
+
+    fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+
+    /// `Date` header value in GB28181's style (`2026-11-25T18:00:00.000`, UTC).
+    fn date(&self, now: Instant) -> String {
+        let ms = self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_millis() as i64;
+        let c = Civil::from_unix_ms(ms);
+        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
+    }
+
+    fn register(&mut self, now: Instant, message: SipMessage, from: SocketAddr) {
+        let Some(id) = message.from_user().map(str::to_string) else {
+            self.send(SipMessage::response_to(&message, 400, "Bad Request", None), from);
+            return;
+        };
+        let expires = message
+            .header("Expires")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .or_else(|| message.header("Contact").and_then(|c| sip::param(c, "expires")).and_then(|v| v.parse().ok()))
+            .unwrap_or(3600);
+        if !self.config.password.is_empty() {
+            let nonce = self.random_hex(32);
+            let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, now));
+            match message.header("Authorization") {
+                None => {
+                    device.nonce = nonce;
+                    let challenge = format!(r#"Digest realm="{}",nonce="{}",algorithm=MD5"#, self.config.realm, device.nonce);
+                    self.send(SipMessage::response_to(&message, 401, "Unauthorized", None).with("WWW-Authenticate", challenge), from);
+                    return;
+                }
+                Some(authorization) => {
+                    if let Err(reason) = sip::verify_digest(authorization, "REGISTER", &self.config.realm, &device.nonce, &self.config.password) {
+                        self.event(Event::RegistrationRefused { device: id, from, reason });
+                        self.send(SipMessage::response_to(&message, 403, "Forbidden", None), from);
+                        return;
+                    }
+                }
+            }
+        }
+        let tag = self.random_hex(8);
+        let date = self.date(now);
+        self.send(SipMessage::response_to(&message, 200, "OK", Some(&tag)).with("Date", date).with("Expires", expires.to_string()), from);
+        if expires == 0 {
+            self.event(Event::Unregistered { device: id.clone(), from });
+            self.end_device(&id);
+            return;
+        }
+        let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, now));
+        let first = !device.online;
+        device.addr = from;
+        device.online = true;
+        device.last_seen = now;
+        if first {
+            self.event(Event::Registered { device: id.clone(), from });
+            self.remember(&id);
+            self.query_catalog(&id);
+        }
+    }
+
+    fn query_catalog(&mut self, id: &str) {
+        let Some(addr) = self.devices.get(id).map(|d| d.addr) else { return };
+        let cseq = self.next_cseq();
+        let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Query>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{cseq}</SN>\r\n<DeviceID>{id}</DeviceID>\r\n</Query>\r\n");
+        let (via, tag, call) = (self.via(), self.random_hex(8), self.random_hex(16));
+        let c = &self.config;
+        let message = SipMessage::request("MESSAGE", &format!("sip:{id}@{}", c.realm))
+            .with("Via", via)
+            .with("From", format!("<sip:{}@{}>;tag={tag}", c.server_id, c.realm))
+            .with("To", format!("<sip:{id}@{}>", c.realm))
+            .with("Call-ID", format!("{call}@estuary"))
+            .with("CSeq", format!("{cseq} MESSAGE"))
+            .with("Max-Forwards", "70")
+            .with_body("Application/MANSCDP+xml", body);
+        self.send(message, addr);
+    }
+
+    fn message(&mut self, now: Instant, message: SipMessage, from: SocketAddr) {
+        let id = message.from_user().unwrap_or_default().to_string();
+        if !self.devices.get(&id).is_some_and(|d| d.online) {
+            self.event(Event::NotRegistered { device: id, from });
+            self.send(SipMessage::response_to(&message, 403, "Forbidden", None), from);
+            return;
+        }
+        self.send(SipMessage::response_to(&message, 200, "OK", None), from);
+        let body = String::from_utf8_lossy(&message.body).into_owned();
+        let Some(device) = self.devices.get_mut(&id) else { return };
+        device.last_seen = now;
+        device.addr = from;
+        if sip::xml_field(&body, "CmdType") != Some("Catalog") {
+            // Keepalives only refresh `last_seen`; other notifications are acknowledged.
+            return;
+        }
+        let items = sip::catalog_items(&body);
+        let count = items.len();
+        for (channel, name) in items {
+            if !device.channels.iter().any(|(c, _)| *c == channel) {
+                device.channels.push((channel, name));
+            }
+        }
+        let channels: Vec<String> = device.channels.iter().map(|(c, _)| c.clone()).collect();
+        self.event(Event::Catalog { device: id.clone(), channels: count });
+        self.remember(&id);
+        if self.config.auto_invite {
+            for channel in channels {
+                let _ = self.invite(&id, &channel);
+            }
+        }
+    }
+
+    fn device_bye(&mut self, message: SipMessage, from: SocketAddr) {
+        let call_id = message.header("Call-ID").unwrap_or_default().to_string();
+        self.send(SipMessage::response_to(&message, 200, "OK", None), from);
+        let mut ended = Vec::new();
+        for (id, device) in self.devices.iter_mut() {
+            for (channel, session) in device.sessions.iter_mut().filter(|(_, s)| s.call_id == call_id) {
+                session.state = SessionState::Idle;
+                session.wanted = false;
+                ended.push((id.clone(), channel.clone()));
+            }
+        }
+        for (device, channel) in ended {
+            self.event(Event::DeviceBye { device, channel });
+        }
+    }
+
+    fn send_invite(&mut self, device_id: &str, channel: &str) {
+        self.next_ssrc = (self.next_ssrc + 1) % 10_000;
+        // GB28181's SSRC: "0" for live, five digits of the domain, a four-digit sequence.
+        let realm_digits: String = self.config.realm.chars().filter(|c| c.is_ascii_digit()).skip(3).take(5).collect();
+        let ssrc_text = format!("0{realm_digits:0>5}{:04}", self.next_ssrc);
+        let ssrc: u32 = ssrc_text.parse().unwrap_or(self.next_ssrc);
+        let cseq = self.next_cseq();
+        let (call_id, from_tag, branch) = (format!("{}@estuary", self.random_hex(16)), self.random_hex(8), self.random_hex(12));
+        let Some(device) = self.devices.get_mut(device_id) else { return };
+        let addr = device.addr;
+        let Some(session) = device.sessions.get_mut(channel) else { return };
+        session.state = SessionState::Inviting;
+        session.call_id = call_id.clone();
+        session.from_tag = from_tag.clone();
+        session.to_tag = None;
+        session.ssrc = ssrc;
+        session.invites += 1;
+        session.retry_at = None;
+        let attempt = session.invites;
+        let c = &self.config;
+        let (profile, tcp_attributes) = if c.media_udp { ("RTP/AVP", "") } else { ("TCP/RTP/AVP", "a=setup:passive\r\na=connection:new\r\n") };
+        let sdp = format!(
+            "v=0\r\no={channel} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {profile} 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\n{tcp_attributes}y={ssrc_text}\r\n",
+            ip = c.media_ip,
+            port = c.media_port
+        );
+        let invite = SipMessage::request("INVITE", &format!("sip:{channel}@{}", c.realm))
+            .with("Via", format!("SIP/2.0/UDP {};rport;branch=z9hG4bK{branch}", c.listen))
+            .with("From", format!("<sip:{}@{}>;tag={from_tag}", c.server_id, c.realm))
+            .with("To", format!("<sip:{channel}@{}>", c.realm))
+            .with("Call-ID", call_id)
+            .with("CSeq", format!("{cseq} INVITE"))
+            .with("Contact", format!("<sip:{}@{}>", c.server_id, c.listen))
+            .with("Max-Forwards", "70")
+            .with("Subject", format!("{channel}:{ssrc_text},{}:0", c.server_id))
+            .with_body("APPLICATION/SDP", sdp);
+        self.out.push_back(Output::ExpectMedia { ssrc, device: device_id.to_string(), channel: channel.to_string() });
+        self.event(Event::Invite { device: device_id.to_string(), channel: channel.to_string(), ssrc, attempt });
+        self.send(invite, addr);
+    }
+
+    fn response(&mut self, now: Instant, message: SipMessage) {
+        let Some((cseq, method)) = message.cseq() else { return };
+        let code = message.code().unwrap_or(0);
+        if method != "INVITE" || code < 200 {
+            return;
+        }
+        let call_id = message.header("Call-ID").unwrap_or_default().to_string();
+        let found = self.devices.iter_mut().find_map(|(id, d)| d.sessions.iter_mut().find(|(_, s)| s.call_id == call_id).map(|(c, s)| (id.clone(), c.clone(), s, d.addr)));
+        let Some((device, channel, session, addr)) = found else { return };
+        let to = message.header("To").unwrap_or_default().to_string();
+        session.to_tag = sip::param(&to, "tag").map(str::to_string);
+        if !(200..300).contains(&code) {
+            let retry_in = self.schedule_retry(now, &device, &channel);
+            self.event(Event::InviteRefused { device, channel, code, retry_in });
+            return;
+        }
+        // A 2xx retransmitted to a live session is ACKed again; one for a dialog already
+        // ended (BYE sent) is ignored.
+        if !matches!(session.state, SessionState::Inviting | SessionState::Live) {
+            return;
+        }
+        session.state = SessionState::Live;
+        session.backoff = FIRST_BACKOFF;
+        let (call_id, from_tag) = (session.call_id.clone(), session.from_tag.clone());
+        let via = self.via();
+        let c = &self.config;
+        let ack = SipMessage::request("ACK", &format!("sip:{channel}@{}", c.realm))
+            .with("Via", via)
+            .with("From", format!("<sip:{}@{}>;tag={from_tag}", c.server_id, c.realm))
+            .with("To", to)
+            .with("Call-ID", call_id)
+            .with("CSeq", format!("{cseq} ACK"))
+            .with("Max-Forwards", "70");
+        self.send(ack, addr);
+        self.event(Event::Established { device, channel });
+    }
+
+    fn schedule_retry(&mut self, now: Instant, device_id: &str, channel: &str) -> Duration {
+        let Some(session) = self.devices.get_mut(device_id).and_then(|d| d.sessions.get_mut(channel)) else { return Duration::ZERO };
+        let delay = session.backoff;
+        session.state = SessionState::Retrying;
+        session.retry_at = Some(now + delay);
+        session.backoff = (session.backoff * 2).min(MAX_BACKOFF);
+        delay
+    }
+
+    fn send_bye(&mut self, device_id: &str, channel: &str) {
+        let Some(device) = self.devices.get_mut(device_id) else { return };
+        let addr = device.addr;
+        let Some(session) = device.sessions.get_mut(channel) else { return };
+        let had_dialog = matches!(session.state, SessionState::Live | SessionState::Inviting);
+        session.state = SessionState::Idle;
+        session.retry_at = None;
+        if !had_dialog {
+            return;
+        }
+        let (call_id, from_tag, to_tag) = (session.call_id.clone(), session.from_tag.clone(), session.to_tag.clone());
+        let (via, cseq) = (self.via(), self.next_cseq());
+        let c = &self.config;
+        let to = match to_tag {
+            Some(tag) => format!("<sip:{channel}@{}>;tag={tag}", c.realm),
+            None => format!("<sip:{channel}@{}>", c.realm),
+        };
+        let bye = SipMessage::request("BYE", &format!("sip:{channel}@{}", c.realm))
+            .with("Via", via)
+            .with("From", format!("<sip:{}@{}>;tag={from_tag}", c.server_id, c.realm))
+            .with("To", to)
+            .with("Call-ID", call_id)
+            .with("CSeq", format!("{cseq} BYE"))
+            .with("Max-Forwards", "70");
+        self.event(Event::Bye { device: device_id.to_string(), channel: channel.to_string() });
+        self.send(bye, addr);
+    }
+
+    fn end_device(&mut self, id: &str) {
+        let channels: Vec<String> = self.devices.get(id).map(|d| d.sessions.keys().cloned().collect()).unwrap_or_default();
+        for channel in channels {
+            self.send_bye(id, &channel);
+            if let Some(s) = self.devices.get_mut(id).and_then(|d| d.sessions.get_mut(&channel)) {
+                s.wanted = false;
+            }
+        }
+        if let Some(device) = self.devices.get_mut(id) {
+            device.online = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEVICE: &str = "34020000001320000001";
+    const CHANNEL: &str = "34020000001320000002";
+
+    fn config(password: &str) -> PlatformConfig {
+        PlatformConfig {
+            listen: "127.0.0.1:5060".parse().unwrap(),
+            server_id: "34020000002000000001".into(),
+            realm: "3402000000".into(),
+            password: password.into(),
+            auto_invite: true,
+            media_ip: "127.0.0.1".into(),
+            media_port: 9000,
+            media_udp: false,
+            keepalive_timeout: Duration::from_secs(120),
+            seed: 7,
+        }
+    }
+
+    fn camera() -> SocketAddr {
+        "127.0.0.1:15060".parse().unwrap()
+    }
+
+    fn register(expires: u32, authorization: Option<String>) -> SipMessage {
+        let mut m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000")
+            .with("Via", "SIP/2.0/UDP 127.0.0.1:15060;rport;branch=z9hG4bK1")
+            .with("From", format!("<sip:{DEVICE}@3402000000>;tag=1"))
+            .with("To", format!("<sip:{DEVICE}@3402000000>"))
+            .with("Call-ID", "reg1")
+            .with("CSeq", "1 REGISTER")
+            .with("Expires", expires.to_string());
+        if let Some(a) = authorization {
+            m = m.with("Authorization", a);
+        }
+        m
+    }
+
+    fn message(body: &str) -> SipMessage {
+        SipMessage::request("MESSAGE", "sip:34020000002000000001@3402000000")
+            .with("Via", "SIP/2.0/UDP 127.0.0.1:15060;rport;branch=z9hG4bK2")
+            .with("From", format!("<sip:{DEVICE}@3402000000>;tag=2"))
+            .with("To", "<sip:34020000002000000001@3402000000>")
+            .with("Call-ID", "msg1")
+            .with("CSeq", "20 MESSAGE")
+            .with_body("Application/MANSCDP+xml", body.to_string())
+    }
+
+    fn catalog() -> SipMessage {
+        message(&format!("<?xml version=\"1.0\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>1</SN>\r\n<DeviceID>{DEVICE}</DeviceID>\r\n<SumNum>1</SumNum>\r\n<DeviceList Num=\"1\">\r\n<Item>\r\n<DeviceID>{CHANNEL}</DeviceID>\r\n<Name>Gate</Name>\r\n</Item>\r\n</DeviceList>\r\n</Response>\r\n"))
+    }
+
+    fn drain(p: &mut Platform) -> Vec<Output> {
+        std::iter::from_fn(|| p.poll_output()).collect()
+    }
+
+    fn sent(outputs: &[Output]) -> Vec<&SipMessage> {
+        outputs.iter().filter_map(|o| if let Output::Send(m, _) = o { Some(m) } else { None }).collect()
+    }
+
+    fn label(m: &SipMessage) -> String {
+        match (m.method(), m.code()) {
+            (Some(method), _) => method.to_string(),
+            (None, Some(code)) => code.to_string(),
+            _ => "?".into(),
+        }
+    }
+
+    fn labels(outputs: &[Output]) -> Vec<String> {
+        sent(outputs).into_iter().map(label).collect()
+    }
+
+    /// An answer from the camera to `request` (INVITE) with `code`.
+    fn answer(request: &SipMessage, code: u16) -> SipMessage {
+        SipMessage::response_to(request, code, if code == 200 { "OK" } else { "Busy Here" }, Some("cam"))
+    }
+
+    /// Registers (with the digest dance when a password is set) and answers the catalog
+    /// query; returns what the platform did after the catalog, which includes the INVITE.
+    fn registered(p: &mut Platform, now: Instant) -> Vec<Output> {
+        p.handle(now, register(3600, None), camera());
+        let mut out = drain(p);
+        if labels(&out) == ["401"] {
+            let first = out;
+            let challenge = sent(&first)[0].header("WWW-Authenticate").unwrap().to_string();
+            let nonce = sip::param(&challenge, "nonce").unwrap().trim_matches('"').to_string();
+            let response = sip::digest_response(DEVICE, "3402000000", "secret", "REGISTER", "sip:34020000002000000001@3402000000", &nonce);
+            let auth = format!(r#"Digest username="{DEVICE}",realm="3402000000",nonce="{nonce}",uri="sip:34020000002000000001@3402000000",response="{response}",algorithm=MD5"#);
+            p.handle(now, register(3600, Some(auth)), camera());
+            out = drain(p);
+        }
+        assert_eq!(labels(&out), ["200", "MESSAGE"], "REGISTER answered, then the catalog query");
+        assert!(out.iter().any(|o| matches!(o, Output::Remember(r) if r.id == DEVICE)));
+        p.handle(now, catalog(), camera());
+        drain(p)
+    }
+
+    fn invite_of(outputs: &[Output]) -> SipMessage {
+        sent(outputs).into_iter().find(|m| m.method() == Some("INVITE")).cloned().expect("an INVITE")
+    }
+
+    #[test]
+    fn digest_registration_then_catalog_then_invite_with_ssrc() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config("secret"), t0, 1_764_000_000_000);
+        let out = registered(&mut p, t0);
+        assert_eq!(labels(&out), ["200", "INVITE"]);
+        let invite = invite_of(&out);
+        let sdp = String::from_utf8(invite.body.to_vec()).unwrap();
+        assert!(sdp.contains("m=video 9000 TCP/RTP/AVP 96"), "{sdp}");
+        assert!(sdp.contains("a=setup:passive"));
+        let y = sdp.lines().find_map(|l| l.strip_prefix("y=")).expect("y= line");
+        assert_eq!(y, "0200000001", "0 for live, digits 4-8 of the domain, sequence 1");
+        assert!(out.contains(&Output::ExpectMedia { ssrc: 200_000_001, device: DEVICE.into(), channel: CHANNEL.into() }));
+        let view = p.devices(t0);
+        assert_eq!(view[0].channels[0].state, SessionState::Inviting);
+        assert_eq!(view[0].channels[0].name, "Gate");
+    }
+
+    #[test]
+    fn wrong_password_gets_403_and_no_device_comes_online() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config("secret"), t0, 0);
+        p.handle(t0, register(3600, None), camera());
+        let challenge = drain(&mut p);
+        assert_eq!(labels(&challenge), ["401"]);
+        let nonce = sip::param(sent(&challenge)[0].header("WWW-Authenticate").unwrap(), "nonce").unwrap().trim_matches('"').to_string();
+        let wrong = sip::digest_response(DEVICE, "3402000000", "guess", "REGISTER", "sip:34020000002000000001@3402000000", &nonce);
+        p.handle(t0, register(3600, Some(format!(r#"Digest username="{DEVICE}",realm="3402000000",nonce="{nonce}",uri="sip:34020000002000000001@3402000000",response="{wrong}""#))), camera());
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["403"]);
+        assert!(out.iter().any(|o| matches!(o, Output::Event(Event::RegistrationRefused { .. }))));
+        assert!(!p.devices(t0)[0].online);
+        // A keepalive from the refused device is refused too.
+        p.handle(t0, message("<Notify><CmdType>Keepalive</CmdType></Notify>"), camera());
+        assert_eq!(labels(&drain(&mut p)), ["403"]);
+    }
+
+    #[test]
+    fn ok_is_acked_and_the_session_goes_live() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config(""), t0, 0);
+        let invite = invite_of(&registered(&mut p, t0));
+        p.handle(t0, SipMessage::response_to(&invite, 100, "Trying", None), camera());
+        assert!(drain(&mut p).is_empty(), "a provisional answer changes nothing");
+        p.handle(t0, answer(&invite, 200), camera());
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["ACK"]);
+        let ack = sent(&out)[0];
+        assert_eq!(ack.header("Call-ID"), invite.header("Call-ID"));
+        assert_eq!(ack.cseq().map(|c| c.0), invite.cseq().map(|c| c.0));
+        assert!(ack.header("To").unwrap().contains("tag=cam"));
+        assert_eq!(p.devices(t0)[0].channels[0].state, SessionState::Live);
+    }
+
+    #[test]
+    fn media_loss_sends_bye_and_reinvites_after_a_growing_backoff() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config(""), t0, 0);
+        let invite = invite_of(&registered(&mut p, t0));
+        p.handle(t0, answer(&invite, 200), camera());
+        drain(&mut p);
+        let ssrc = 200_000_001;
+        p.media_ended(t0, ssrc);
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["BYE"]);
+        assert!(sent(&out)[0].header("To").unwrap().contains("tag=cam"), "BYE inside the dialog");
+        assert!(out.contains(&Output::Event(Event::MediaLost { device: DEVICE.into(), channel: CHANNEL.into(), retry_in: FIRST_BACKOFF })));
+        assert_eq!(p.next_deadline(), Some(t0 + FIRST_BACKOFF));
+        p.tick(t0 + Duration::from_millis(999));
+        assert!(labels(&drain(&mut p)).is_empty(), "not before the backoff");
+        p.tick(t0 + FIRST_BACKOFF);
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["INVITE"]);
+        let second = invite_of(&out);
+        assert_ne!(second.header("Call-ID"), invite.header("Call-ID"), "a new dialog");
+        assert!(out.iter().any(|o| matches!(o, Output::ExpectMedia { ssrc: 200_000_002, .. })));
+        // Refused: retried after 2 s this time.
+        let t1 = t0 + FIRST_BACKOFF;
+        p.handle(t1, answer(&second, 486), camera());
+        let out = drain(&mut p);
+        assert!(out.contains(&Output::Event(Event::InviteRefused { device: DEVICE.into(), channel: CHANNEL.into(), code: 486, retry_in: Duration::from_secs(2) })));
+        p.tick(t1 + Duration::from_secs(2));
+        let third = invite_of(&drain(&mut p));
+        p.handle(t1 + Duration::from_secs(2), answer(&third, 200), camera());
+        assert_eq!(labels(&drain(&mut p)), ["ACK"]);
+        assert_eq!(p.devices(t1)[0].channels[0].invites, 3);
+        // Media of an older SSRC ending changes nothing.
+        p.media_ended(t1, ssrc);
+        assert!(drain(&mut p).is_empty());
+    }
+
+    #[test]
+    fn keepalives_hold_the_device_and_silence_ends_it() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config(""), t0, 0);
+        let invite = invite_of(&registered(&mut p, t0));
+        p.handle(t0, answer(&invite, 200), camera());
+        drain(&mut p);
+        let t1 = t0 + Duration::from_secs(100);
+        p.handle(t1, message("<Notify><CmdType>Keepalive</CmdType><SN>3</SN></Notify>"), camera());
+        assert_eq!(labels(&drain(&mut p)), ["200"]);
+        p.tick(t0 + Duration::from_secs(200));
+        assert!(drain(&mut p).is_empty(), "the keepalive at 100 s holds it until 220 s");
+        p.tick(t1 + Duration::from_secs(121));
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["BYE"]);
+        assert!(out.iter().any(|o| matches!(o, Output::Event(Event::KeepaliveTimeout { .. }))));
+        assert!(!p.devices(t1)[0].online);
+        // No retries for a device that is gone.
+        p.tick(t1 + Duration::from_secs(600));
+        assert!(drain(&mut p).is_empty());
+    }
+
+    #[test]
+    fn unregister_and_device_bye_end_sessions_without_retries() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config(""), t0, 0);
+        let invite = invite_of(&registered(&mut p, t0));
+        p.handle(t0, answer(&invite, 200), camera());
+        drain(&mut p);
+        // The device hangs up by itself.
+        let bye = SipMessage::request("BYE", "sip:x@y").with("Call-ID", invite.header("Call-ID").unwrap()).with("CSeq", "5 BYE").with("From", format!("<sip:{CHANNEL}@3402000000>;tag=cam")).with("To", "<sip:p@y>;tag=1");
+        p.handle(t0, bye, camera());
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["200"]);
+        assert!(out.iter().any(|o| matches!(o, Output::Event(Event::DeviceBye { .. }))));
+        p.media_ended(t0, 200_000_001);
+        p.tick(t0 + Duration::from_secs(60));
+        assert!(labels(&drain(&mut p)).is_empty(), "no re-INVITE after the device's BYE");
+        // The API invites again, then the device unregisters: BYE, offline.
+        p.invite(DEVICE, CHANNEL).unwrap();
+        let again = invite_of(&drain(&mut p));
+        p.handle(t0, answer(&again, 200), camera());
+        drain(&mut p);
+        p.handle(t0, register(0, None), camera());
+        assert_eq!(labels(&drain(&mut p)), ["200", "BYE"]);
+        assert!(!p.devices(t0)[0].online);
+        assert_eq!(p.invite(DEVICE, CHANNEL), Err(format!("device {DEVICE} is offline")));
+    }
+
+    #[test]
+    fn garbage_and_unknown_methods_are_reported() {
+        let t0 = Instant::now();
+        let mut p = Platform::new(config(""), t0, 0);
+        p.handle_bytes(t0, b"\x00\x01garbage\r\n\r\n", camera());
+        p.handle_bytes(t0, b"REGISTER sip:x SIP/2.0\r\nContent-Length: 50\r\n\r\nshort", camera());
+        let out = drain(&mut p);
+        assert!(matches!(&out[0], Output::Event(Event::Malformed { count: 1, .. })));
+        assert!(matches!(&out[1], Output::Event(Event::Malformed { count: 2, .. })));
+        p.handle(t0, SipMessage::request("SUBSCRIBE", "sip:x@y").with("CSeq", "1 SUBSCRIBE").with("Call-ID", "s"), camera());
+        assert_eq!(labels(&drain(&mut p)), ["405"]);
+        assert!(p.devices(t0).is_empty());
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_messages() {
+        let run = || {
+            let t0 = Instant::now();
+            let mut p = Platform::new(config("secret"), t0, 1_764_000_000_000);
+            let all = registered(&mut p, t0);
+            all.into_iter().filter_map(|o| if let Output::Send(m, _) = o { Some(m.to_bytes()) } else { None }).collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+}
