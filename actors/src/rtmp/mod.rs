@@ -7,10 +7,12 @@
 //! actor. Publish and play requests are decided by the stream registry before the session
 //! accepts them. The writer task owns the socket's write half; it writes control replies and,
 //! for players, drains the subscription channel in batches of up to 64 KiB per write, with a
-//! send timeout so a stalled peer cannot pin it.
+//! send timeout so a stalled peer cannot pin it. Frames are chunked once per worker thread
+//! and the shared bytes written with `writev` ([`wire`]).
 
 mod listener;
 mod session;
+pub mod wire;
 mod writer;
 
 pub use listener::{bind, RtmpListener};

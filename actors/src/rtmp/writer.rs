@@ -1,6 +1,7 @@
 //! The write half of an RTMP connection.
 
 use crate::clients::ClientRecord;
+use super::wire::{self, Pending};
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::rtmp::server::MediaWriter;
 use estuary_protocols::MediaFrame;
@@ -54,7 +55,7 @@ async fn next_frame(media: &mut Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWr
 /// `merge` interval: frames that arrive in between wait and go out in the same write.
 pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration, merge: Duration) -> WriterEnd {
     let mut media: Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)> = None;
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = Pending::default();
     // The first media write (sequence headers and the cached GOP) goes out at once: merging
     // only starts after it, so startup time is not delayed.
     let mut last_media_write = tokio::time::Instant::now().checked_sub(merge).unwrap_or_else(tokio::time::Instant::now);
@@ -64,7 +65,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             biased;
             cmd = ctrl.recv() => match cmd {
                 Some(WriterCmd::Bytes(bytes)) => {
-                    buf.extend_from_slice(&bytes);
+                    buf.push(bytes);
                     None
                 }
                 Some(WriterCmd::StartMedia { rx, writer }) => {
@@ -79,7 +80,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             },
             frame = next_frame(&mut media) => match (frame, media.as_mut()) {
                 (Some(frame), Some((rx, writer))) => {
-                    writer.write_frame(&mut buf, &frame);
+                    buf.push(wire::frame_bytes(&frame, writer));
                     // Merge only when caught up: a player with a backlog is written to at once.
                     if !merge.is_zero() && !backlogged {
                         tokio::time::sleep_until(last_media_write + merge).await;
@@ -88,7 +89,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
                     let limit = BATCH_BYTES;
                     while buf.len() < limit {
                         match rx.try_recv() {
-                            Ok(frame) => writer.write_frame(&mut buf, &frame),
+                            Ok(frame) => buf.push(wire::frame_bytes(&frame, writer)),
                             Err(_) => break,
                         }
                     }
@@ -97,7 +98,9 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
                 }
                 (_, media_now) => {
                     if let Some((_, writer)) = media_now {
-                        writer.write_stream_end(&mut buf);
+                        let mut end = BytesMut::new();
+                        writer.write_stream_end(&mut end);
+                        buf.push(end.freeze());
                     }
                     media = None;
                     Some(WriterEnd::StreamEnded)
@@ -105,15 +108,8 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             },
         };
         if !buf.is_empty() {
-            match tokio::time::timeout(send_timeout, socket.write_all(&buf)).await {
-                Ok(Ok(())) => {
-                    record.add_out(buf.len());
-                    buf.clear();
-                    // A burst (the GOP at startup) must not pin its memory for the player's life.
-                    if buf.capacity() > BATCH_BYTES {
-                        buf = BytesMut::with_capacity(4096);
-                    }
-                }
+            match tokio::time::timeout(send_timeout, buf.write_to(&mut socket)).await {
+                Ok(Ok(written)) => record.add_out(written),
                 Ok(Err(e)) => return WriterEnd::Io(e.to_string()),
                 Err(_) => return WriterEnd::Timeout(send_timeout),
             }

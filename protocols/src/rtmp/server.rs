@@ -138,6 +138,12 @@ impl MediaWriter {
         self.encoder.write(out, csid, timestamp, type_id, self.stream_id, &[&prefix, &frame.payload]);
     }
 
+    /// What the bytes of [`MediaWriter::write_frame`] depend on besides the frame: two
+    /// writers with the same key write the same bytes for the same frame.
+    pub fn key(&self) -> u64 {
+        ((self.encoder.chunk_size() as u64) << 32) | u64::from(self.stream_id)
+    }
+
     /// Appends the `onStatus` and Stream EOF a player gets when the stream ends.
     pub fn write_stream_end(&self, out: &mut BytesMut) {
         msg::write_on_status(out, &self.encoder, self.stream_id, "status", "NetStream.Play.UnpublishNotify", "Stream ended.");
