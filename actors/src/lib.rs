@@ -37,6 +37,7 @@ pub mod storage;
 pub mod stream;
 pub mod supervision;
 pub mod transcoder;
+pub mod webrtc;
 pub mod worker_table;
 pub mod workers;
 

@@ -42,6 +42,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
         .route("/gb/v1/publish/", web::post().to(gb_publish))
+        .route("/rtc/v1/whip/", web::post().to(whip_publish))
+        .route("/rtc/v1/whip", web::post().to(whip_publish))
+        .route("/rtc/v1/whip/resource/{id}", web::delete().to(whip_delete))
         .route("/api/v1/gb28181/devices", web::get().to(gb_devices))
         .route("/api/v1/gb28181/devices/{device}/channels/{channel}/{action}", web::post().to(gb_channel))
         .route("/gb/v1/publish", web::post().to(gb_publish))
@@ -763,5 +766,41 @@ async fn gb_channel(_: Authorized, path: web::Path<(String, String, String)>) ->
     match result {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => error(404, &e),
+    }
+}
+
+/// WHIP (RFC 9725) publish: `POST /rtc/v1/whip/?app=live&stream=livestream` with an SDP
+/// offer; 201 with the answer and a `Location` to `DELETE` when done. Other query parameters
+/// (a `token`, say) go to access control and hooks like an RTMP publish's.
+async fn whip_publish(req: HttpRequest, state: web::Data<AppState>, query: web::Query<Vec<(String, String)>>, body: web::Bytes) -> HttpResponse {
+    let params = query.into_inner();
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (app, stream) = (get("app"), get("stream"));
+    if !crate::http::valid_name(&app) || !crate::http::valid_name(&stream) {
+        return error(400, "app and stream query parameters are required (letters, digits, - _ .)");
+    }
+    let Ok(offer) = String::from_utf8(body.to_vec()) else {
+        return error(400, "the SDP offer is not UTF-8");
+    };
+    let key = estuary_actors::StreamKey::new(&app, &stream);
+    let peer = req.peer_addr().map(|a| a.ip());
+    match estuary_actors::webrtc::whip::publish(state.registry.clone(), key, params, offer, peer).await {
+        Ok(answer) => HttpResponse::Created()
+            .content_type("application/sdp")
+            .insert_header(("Location", format!("/rtc/v1/whip/resource/{}", answer.id)))
+            .body(answer.sdp),
+        Err(e) => {
+            tracing::warn!(%app, %stream, status = e.status(), reason = %e, "WHIP publish refused");
+            error(e.status(), &e.to_string())
+        }
+    }
+}
+
+/// Ends a WHIP session.
+async fn whip_delete(path: web::Path<String>) -> HttpResponse {
+    if estuary_actors::webrtc::end_session(&path) {
+        HttpResponse::Ok().finish()
+    } else {
+        error(404, "no such WHIP session")
     }
 }

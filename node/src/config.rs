@@ -46,6 +46,7 @@ pub struct Config {
     pub node: NodeSection,
     pub rtmp: RtmpSection,
     pub srt: SrtSection,
+    pub rtc: RtcSection,
     pub http: HttpSection,
     pub api: ApiSection,
     pub stream: StreamSection,
@@ -336,6 +337,21 @@ pub struct SrtSection {
     pub payload_size: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcSection {
+    pub enabled: bool,
+    pub listen: String,
+    pub candidate: String,
+    pub connect_timeout_s: u64,
+}
+
+impl Default for RtcSection {
+    fn default() -> Self {
+        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: "127.0.0.1".into(), connect_timeout_s: 10 }
+    }
+}
+
 impl Default for SrtSection {
     fn default() -> Self {
         SrtSection {
@@ -487,6 +503,11 @@ impl Config {
         address("rtmp.listen", &self.rtmp.listen)?;
         address("http.listen", &self.http.listen)?;
         address("srt.listen", &self.srt.listen)?;
+        address("rtc.listen", &self.rtc.listen)?;
+        if self.rtc.candidate.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid { key: "rtc.candidate", problem: format!("{:?} is not an IP address", self.rtc.candidate) });
+        }
+        range("rtc.connect_timeout_s", self.rtc.connect_timeout_s, 1, 300)?;
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
@@ -615,6 +636,15 @@ impl Config {
             publish_timeout: Duration::from_millis(self.rtmp.publish_timeout_ms),
             send_timeout: Duration::from_millis(self.rtmp.send_timeout_ms),
             write_merge: Duration::from_millis(self.stream.write_merge_ms),
+        }
+    }
+
+    /// WebRTC settings.
+    pub fn rtc_settings(&self) -> estuary_actors::webrtc::RtcSettings {
+        estuary_actors::webrtc::RtcSettings {
+            listen: self.rtc.listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 8000).into()),
+            candidate: self.rtc.candidate.parse().unwrap_or_else(|_| [127, 0, 0, 1].into()),
+            connect_timeout: Duration::from_secs(self.rtc.connect_timeout_s),
         }
     }
 

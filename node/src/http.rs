@@ -24,7 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(|| async { HttpResponse::NotFound().body("not found\n") }));
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && name != "."

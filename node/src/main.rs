@@ -126,7 +126,7 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn,srt_protocol=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn,srt_protocol=warn,rtc=warn,rtc_ice=warn,rtc_dtls=error,rtc_srtp=warn,rtc_sctp=warn,rtc_interceptor=warn")));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).init();
     // Panics caught at a session boundary are logged by that session with its context; the
     // panic itself goes to the same log, as one line, instead of raw stderr.
@@ -158,6 +158,12 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     let rtmp_socket = rtmp::bind(config.rtmp_listen()).map_err(|e| format!("cannot listen for RTMP on {}: {e}", config.rtmp.listen))?;
     let srt_socket = if config.srt.enabled {
         Some(estuary_actors::srt::bind(config.srt_listen()).map_err(|e| format!("cannot listen for SRT on {}: {e}", config.srt.listen))?)
+    } else {
+        None
+    };
+    let rtc_socket = if config.rtc.enabled {
+        let settings = config.rtc_settings();
+        Some((estuary_actors::webrtc::bind(settings.listen).map_err(|e| format!("cannot listen for WebRTC on {} (UDP): {e}", config.rtc.listen))?, settings))
     } else {
         None
     };
@@ -209,6 +215,9 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             let mut socket = Some(socket);
             Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
         });
+        if let Some((socket, settings)) = rtc_socket {
+            actix::spawn(estuary_actors::webrtc::serve(socket, settings));
+        }
         if let Some((socket, tcp, settings)) = gb_sip {
             let known = store.gb_devices().unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot read remembered GB28181 devices");

@@ -40,6 +40,7 @@ pub mod mp4;
 pub mod ps;
 pub mod rtmp;
 pub mod rtp;
+pub mod rtp_h264;
 pub mod sip;
 pub mod srt_handshake;
 pub mod srt_streamid;

@@ -111,12 +111,14 @@ pub struct Ports {
     pub gb_media: u16,
     /// GB28181 SIP (UDP).
     pub sip: u16,
+    /// WebRTC media (UDP).
+    pub rtc: u16,
 }
 
 impl Ports {
     /// Free ports.
     pub fn free() -> Ports {
-        Ports { rtmp: free_port(), http: free_port(), api: free_port(), srt: free_udp_port(), gb_media: free_port(), sip: free_udp_port() }
+        Ports { rtmp: free_port(), http: free_port(), api: free_port(), srt: free_udp_port(), gb_media: free_port(), sip: free_udp_port(), rtc: free_udp_port() }
     }
 }
 
@@ -159,6 +161,7 @@ impl Node {
             .env("ESTUARY_SRT__LISTEN", format!("127.0.0.1:{}", ports.srt))
             .env("ESTUARY_GB28181__MEDIA_LISTEN", format!("127.0.0.1:{}", ports.gb_media))
             .env("ESTUARY_GB28181__SIP_LISTEN", format!("127.0.0.1:{}", ports.sip))
+            .env("ESTUARY_RTC__LISTEN", format!("127.0.0.1:{}", ports.rtc))
             .env("ESTUARY_NODE__WORKERS", "2")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())

@@ -1,0 +1,229 @@
+//! WebRTC on one UDP port shared by every peer (SRS's 8000), ICE-lite.
+//!
+//! The peer connections are the sans-IO core of the webrtc-rs project (`rtc`): each session
+//! task owns one `RTCPeerConnection`, feeds it datagrams, timeouts and the clock, and carries
+//! out what it asks (datagrams to send, events, RTP/RTCP in and out). The `webrtc` crate's
+//! async layer binds sockets per connection and has no single-port mux, so we keep the
+//! socket ourselves:
+//!
+//! - [`serve`] reads the socket. A datagram from an address already bound to a session goes
+//!   to that session's bounded inbox. A datagram from a new address must be a STUN Binding
+//!   request whose USERNAME starts with the ufrag of a session we created (we choose every
+//!   local ufrag); the address is then bound to that session. Anything else is counted and
+//!   dropped.
+//! - Sessions send on the shared socket.
+//!
+//! What exists so far is WHIP publish ([`whip`]); see docs/ARCHITECTURE.md for what is still
+//! to come (WHEP, the AAC/Opus bridge).
+
+pub mod whip;
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Datagrams waiting for one session.
+const INBOX: usize = 1024;
+
+/// WebRTC settings.
+#[derive(Debug, Clone)]
+pub struct RtcSettings {
+    /// The UDP socket's address.
+    pub listen: SocketAddr,
+    /// The address put in our ICE candidate: what peers send to. Behind NAT, the public
+    /// address.
+    pub candidate: IpAddr,
+    /// A session whose ICE/DTLS does not connect within this time is dropped.
+    pub connect_timeout: std::time::Duration,
+}
+
+/// What a session receives from the socket reader.
+pub(crate) struct Datagram {
+    pub(crate) from: SocketAddr,
+    pub(crate) data: Bytes,
+}
+
+struct Shared {
+    socket: Arc<UdpSocket>,
+    settings: RtcSettings,
+    /// Sessions by local ufrag.
+    by_ufrag: Mutex<HashMap<String, mpsc::Sender<Datagram>>>,
+    /// Sessions by the peer address that completed a STUN check.
+    by_addr: Mutex<HashMap<SocketAddr, mpsc::Sender<Datagram>>>,
+    /// Sessions by id (the WHIP resource), to end them.
+    ends: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Binds the WebRTC UDP socket (at boot, so a busy port fails the start).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Runs the socket reader. Call once, inside the actix system.
+pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "WebRTC UDP socket unusable");
+            return;
+        }
+    };
+    tracing::info!(listen = %settings.listen, candidate = %settings.candidate, "WebRTC listening (UDP, ICE-lite)");
+    if SHARED.set(Shared { socket: socket.clone(), settings, by_ufrag: Mutex::default(), by_addr: Mutex::default(), ends: Mutex::default() }).is_err() {
+        tracing::error!("WebRTC socket reader started twice");
+        return;
+    }
+    let Some(shared) = SHARED.get() else { return };
+    let mut buf = vec![0u8; 2048];
+    let mut strays = 0u64;
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::debug!(error = %e, "WebRTC receive error");
+                continue;
+            }
+        };
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        let known = lock(&shared.by_addr).get(&from).cloned();
+        let target = match known {
+            Some(tx) => Some(tx),
+            None => stun_username(&data).and_then(|user| {
+                let local = user.split(':').next().unwrap_or_default().to_string();
+                let tx = lock(&shared.by_ufrag).get(&local).cloned()?;
+                lock(&shared.by_addr).insert(from, tx.clone());
+                Some(tx)
+            }),
+        };
+        match target {
+            Some(tx) => match tx.try_send(Datagram { from, data }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => tracing::debug!(%from, "WebRTC session not keeping up; datagram dropped"),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    lock(&shared.by_addr).remove(&from);
+                }
+            },
+            None => {
+                strays += 1;
+                if strays == 1 || strays.is_power_of_two() {
+                    tracing::debug!(%from, count = strays, "WebRTC datagram for no session dropped");
+                }
+            }
+        }
+    }
+}
+
+/// The USERNAME attribute of a STUN Binding request (RFC 8489), if `data` is one.
+pub fn stun_username(data: &[u8]) -> Option<&str> {
+    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let method = u16::from_be_bytes([data[0], data[1]]);
+    if method != 0x0001 {
+        return None;
+    }
+    let length = u16::from_be_bytes([data[2], data[3]]) as usize;
+    let mut rest = data.get(20..20 + length)?;
+    while rest.len() >= 4 {
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let value = rest.get(4..4 + len)?;
+        if kind == 0x0006 {
+            return std::str::from_utf8(value).ok();
+        }
+        let padded = (4 + len).div_ceil(4) * 4;
+        rest = rest.get(padded..)?;
+    }
+    None
+}
+
+/// A session's registration with the socket reader; removed on drop.
+pub(crate) struct Registration {
+    ufrag: String,
+    id: String,
+    pub(crate) inbox: mpsc::Receiver<Datagram>,
+    pub(crate) end: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Registration {
+    pub(crate) fn new(ufrag: &str, id: &str) -> Result<Registration, String> {
+        let shared = SHARED.get().ok_or("WebRTC is disabled (rtc.enabled = false)")?;
+        let (tx, inbox) = mpsc::channel(INBOX);
+        let (end_tx, end) = tokio::sync::watch::channel(false);
+        lock(&shared.by_ufrag).insert(ufrag.to_string(), tx);
+        lock(&shared.ends).insert(id.to_string(), end_tx);
+        Ok(Registration { ufrag: ufrag.to_string(), id: id.to_string(), inbox, end })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(shared) = SHARED.get() {
+            lock(&shared.by_ufrag).remove(&self.ufrag);
+            lock(&shared.ends).remove(&self.id);
+            // Addresses bound to this session go when their sender is found closed; remove
+            // them now so a new session from the same address is not misrouted.
+            lock(&shared.by_addr).retain(|_, tx| !tx.is_closed());
+        }
+    }
+}
+
+pub(crate) fn socket() -> Option<(Arc<UdpSocket>, RtcSettings)> {
+    SHARED.get().map(|s| (s.socket.clone(), s.settings.clone()))
+}
+
+/// Ends the session with this id (the WHIP resource's DELETE). False if there is none.
+pub fn end_session(id: &str) -> bool {
+    let Some(shared) = SHARED.get() else { return false };
+    match lock(&shared.ends).get(id) {
+        Some(tx) => {
+            let _ = tx.send(true);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Random characters for ICE credentials and resource ids (`[a-z0-9]`).
+pub(crate) fn random_token(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_username_of_a_binding_request() {
+        // Binding request with USERNAME "abcd:wxyz" (9 bytes, padded to 12) and a fake
+        // PRIORITY attribute before it.
+        let mut msg = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        msg.extend_from_slice(&[7; 12]);
+        msg.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+        msg.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
+        msg.extend_from_slice(b"abcd:wxyz\0\0\0");
+        let len = (msg.len() - 20) as u16;
+        msg[2..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(stun_username(&msg), Some("abcd:wxyz"));
+        // A Binding response, RTP, and truncated input are not requests.
+        let mut response = msg.clone();
+        response[1] = 0x01;
+        response[0] = 0x01;
+        assert_eq!(stun_username(&response), None);
+        assert_eq!(stun_username(&[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(stun_username(&msg[..25]), None);
+    }
+}

@@ -1,0 +1,415 @@
+//! WHIP publish: an SDP offer in, an SDP answer out, then a session task that turns the
+//! publisher's RTP into frames for the stream actor.
+//!
+//! H.264 (packetization-mode 1) goes through [`H264Depacketizer`] into access units, with
+//! SPS/PPS turned into a sequence header when they change, on a 90 kHz clock unwrapped from
+//! the 32-bit RTP timestamps (a jump backwards or of more than 5 s, as when a sender loops
+//! a file, continues one frame interval on). Loss spoils the current picture; frames are then dropped until
+//! the next IDR and a PLI asks the publisher for one (also every 3 s until the first IDR).
+//! NACKs and receiver reports come from the `rtc` interceptors. Opus audio is received and
+//! counted but not yet published: FLV, TS and MP4 outputs need it as AAC, and that transcoder
+//! is not built yet.
+
+use super::{random_token, Datagram, Registration};
+use crate::clients::{self, Role as ClientRole};
+use crate::messages::{DetachPublisher, PublishFrame, PublishRefused};
+use crate::registry::StreamRegistry;
+use crate::stream::StreamActor;
+use actix::dev::SendError;
+use actix::Addr;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::avc::{self, AvcConfig};
+use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
+use estuary_protocols::rtp::RtpPacket;
+use estuary_protocols::rtp_h264::{AccessUnit, H264Depacketizer};
+use estuary_storage::StreamKey;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a WHIP request was refused, with the HTTP status it maps to.
+#[derive(Debug)]
+pub enum WhipError {
+    /// The offer is not usable SDP (400).
+    BadOffer(String),
+    /// Access control or a hook said no (403).
+    Forbidden(String),
+    /// Someone already publishes the stream (409).
+    Conflict(String),
+    /// WebRTC is off or the node is shutting down (503).
+    Unavailable(String),
+}
+
+impl WhipError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            WhipError::BadOffer(_) => 400,
+            WhipError::Forbidden(_) => 403,
+            WhipError::Conflict(_) => 409,
+            WhipError::Unavailable(_) => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for WhipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WhipError::BadOffer(s) | WhipError::Forbidden(s) | WhipError::Conflict(s) | WhipError::Unavailable(s) => f.write_str(s),
+        }
+    }
+}
+
+/// An accepted WHIP publish.
+#[derive(Debug)]
+pub struct WhipAnswer {
+    /// The SDP answer.
+    pub sdp: String,
+    /// The session id (the resource to DELETE).
+    pub id: String,
+}
+
+fn h264(profile_level_id: &str, payload_type: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"),
+            rtcp_feedback: vec![],
+        },
+        payload_type,
+        ..Default::default()
+    }
+}
+
+fn peer_connection(ufrag: &str, password: &str) -> Result<RTCPeerConnection, String> {
+    let mut media = MediaEngine::default();
+    let opus = RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
+        payload_type: 111,
+        ..Default::default()
+    };
+    media.register_codec(opus, RtpCodecKind::Audio).map_err(|e| e.to_string())?;
+    // Baseline, constrained baseline, main and high: browsers and aiortc offer some of these.
+    for (profile, pt) in [("42e01f", 102), ("42001f", 103), ("4d001f", 104), ("640032", 105)] {
+        media.register_codec(h264(profile, pt), RtpCodecKind::Video).map_err(|e| e.to_string())?;
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(|e| e.to_string())?;
+    let settings = SettingEngineBuilder::new().with_lite(true).with_ice_credentials(ufrag.to_string(), password.to_string()).with_answering_dtls_role(RTCDtlsRole::Server).build();
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(|e| e.to_string())
+}
+
+/// Accepts a WHIP offer for `key`: admission, the answer, and a session task publishing
+/// what arrives.
+pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<WhipAnswer, WhipError> {
+    let (socket, settings) = super::socket().ok_or_else(|| WhipError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(WhipError::BadOffer("the body is not an SDP offer (it must start with v=0)".into()));
+    }
+    if !offer.contains("m=video") && !offer.contains("m=audio") {
+        return Err(WhipError::BadOffer("the offer has no audio or video section".into()));
+    }
+    let guard = clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
+    let check = crate::access::Request { action: crate::auth::Action::Publish, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+    crate::access::check(&check).await.map_err(WhipError::Forbidden)?;
+
+    let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
+    let mut pc = peer_connection(&ufrag, &password).map_err(WhipError::Unavailable)?;
+    let description = RTCSessionDescription::offer(offer).map_err(|e| WhipError::BadOffer(format!("bad SDP offer: {e}")))?;
+    pc.set_remote_description(Instant::now(), description).map_err(|e| WhipError::BadOffer(format!("offer refused: {e}")))?;
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
+    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: settings.candidate.to_string(), port, component: 1, ..Default::default() }, ..Default::default() }
+        .new_candidate_host()
+        .map_err(|e| WhipError::Unavailable(format!("candidate: {e}")))?;
+    let init = RTCIceCandidate::from(&candidate).to_json().map_err(|e| WhipError::Unavailable(format!("candidate: {e}")))?;
+    pc.add_local_candidate(init).map_err(|e| WhipError::Unavailable(format!("candidate: {e}")))?;
+    let answer = pc.create_answer(None).map_err(|e| WhipError::BadOffer(format!("no answer to this offer: {e}")))?;
+    pc.set_local_description(Instant::now(), answer).map_err(|e| WhipError::Unavailable(format!("answer: {e}")))?;
+    let sdp = pc.local_description().map(|d| d.sdp).ok_or_else(|| WhipError::Unavailable("no local description".into()))?;
+    if !sdp.contains("H264") && !sdp.contains("h264") {
+        return Err(WhipError::BadOffer("the offer has no H.264 (packetization-mode=1) video; Estuary takes H.264 and Opus".into()));
+    }
+
+    let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
+        PublishRefused::AlreadyPublishing { .. } => WhipError::Conflict(refused.to_string()),
+        PublishRefused::Unavailable(_) => WhipError::Unavailable(refused.to_string()),
+    })?;
+    let registration = match Registration::new(&ufrag, &id) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::tell(&stream, DetachPublisher { client: guard.id() });
+            return Err(WhipError::Unavailable(e));
+        }
+    };
+    guard.record().set_role(ClientRole::Publish, key.to_string());
+    tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
+    let connect_timeout = settings.connect_timeout;
+    let session = Session { pc, socket, local: settings.listen, stream, key, client: guard.id(), registration, tracks: HashMap::new(), video: VideoTrack::default(), opus_packets: 0, connected: false };
+    actix::spawn(async move {
+        let _guard = guard;
+        session.run(connect_timeout).await;
+    });
+    Ok(WhipAnswer { sdp, id })
+}
+
+#[derive(Default)]
+struct VideoTrack {
+    depacketizer: Option<H264Depacketizer>,
+    ssrc: u32,
+    receiver: Option<RTCRtpReceiverId>,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
+    config_sent: bool,
+    last_rtp: Option<u32>,
+    last_step: Option<i64>,
+    time: i64,
+    last_pli: Option<Instant>,
+    frames: u64,
+}
+
+impl VideoTrack {
+    /// Frames for one access unit: a sequence header first when SPS/PPS changed.
+    fn frames(&mut self, unit: AccessUnit) -> Vec<MediaFrame> {
+        if let Some(last) = self.last_rtp {
+            // RTP timestamps may jump (a sender looping a file restarts them, a camera
+            // reboots): a step backwards or of more than 5 s becomes one frame interval.
+            let mut step = unit.timestamp.wrapping_sub(last) as i32 as i64;
+            if step <= 0 || step > 5 * 90_000 {
+                tracing::debug!(step, "RTP timestamp jump in WebRTC video; continuing at one frame interval");
+                step = self.last_step.unwrap_or(3000);
+            } else {
+                self.last_step = Some(step);
+            }
+            self.time += step;
+        }
+        self.last_rtp = Some(unit.timestamp);
+        let mut out = Vec::new();
+        let mut media = Vec::new();
+        let mut changed = false;
+        for nal in unit.nals {
+            match avc::nal_type(nal[0]) {
+                7 => {
+                    changed |= self.sps.as_ref() != Some(&nal);
+                    self.sps = Some(nal);
+                }
+                8 => {
+                    changed |= self.pps.as_ref() != Some(&nal);
+                    self.pps = Some(nal);
+                }
+                9 => {}
+                _ => media.push(nal),
+            }
+        }
+        if changed || !self.config_sent {
+            if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
+                if let Ok(config) = AvcConfig::from_parameter_sets(sps, pps) {
+                    out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: self.time, pts: self.time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: config.to_bytes() });
+                    self.config_sent = true;
+                }
+            }
+        }
+        if self.config_sent && !media.is_empty() {
+            let mut payload = BytesMut::new();
+            for nal in &media {
+                payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                payload.extend_from_slice(nal);
+            }
+            self.frames += 1;
+            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: self.time, pts: self.time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload: payload.freeze() });
+        }
+        out
+    }
+}
+
+struct Session {
+    pc: RTCPeerConnection,
+    socket: Arc<tokio::net::UdpSocket>,
+    local: SocketAddr,
+    stream: Addr<StreamActor>,
+    key: StreamKey,
+    client: u64,
+    registration: Registration,
+    tracks: HashMap<String, RTCRtpReceiverId>,
+    video: VideoTrack,
+    opus_packets: u64,
+    connected: bool,
+}
+
+impl Session {
+    async fn run(mut self, connect_timeout: Duration) {
+        let started = Instant::now();
+        let reason = loop {
+            if let Err(reason) = self.drain().await {
+                break reason;
+            }
+            if !self.connected && started.elapsed() > connect_timeout {
+                break format!("ICE/DTLS did not connect within {} s", connect_timeout.as_secs());
+            }
+            let now = Instant::now();
+            let deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+            tokio::select! {
+                biased;
+                changed = self.registration.end.changed() => {
+                    if changed.is_err() || *self.registration.end.borrow() {
+                        break "ended by DELETE".to_string();
+                    }
+                }
+                datagram = self.registration.inbox.recv() => match datagram {
+                    Some(Datagram { from, data }) => {
+                        let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&data[..]) };
+                        if let Err(e) = self.pc.handle_read(input) {
+                            tracing::debug!(client = self.client, error = %e, "WebRTC datagram refused");
+                        }
+                    }
+                    None => break "socket reader stopped".to_string(),
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                    if let Err(e) = self.pc.handle_timeout(Instant::now()) {
+                        tracing::debug!(client = self.client, error = %e, "WebRTC timeout handling failed");
+                    }
+                }
+            }
+        };
+        tracing::info!(client = self.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, %reason, "WHIP publish ended");
+        crate::tell(&self.stream, DetachPublisher { client: self.client });
+        let _ = self.pc.close();
+    }
+
+    /// Carries out everything the peer connection has ready.
+    async fn drain(&mut self) -> Result<(), String> {
+        while let Some(out) = self.pc.poll_write() {
+            if let Err(e) = self.socket.send_to(&out.message, out.transport.peer_addr).await {
+                tracing::debug!(client = self.client, error = %e, "WebRTC send failed");
+            }
+        }
+        while let Some(event) = self.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    tracing::debug!(client = self.client, %state, "WebRTC connection state");
+                    match state {
+                        RTCPeerConnectionState::Connected => {
+                            self.connected = true;
+                            tracing::info!(client = self.client, stream = %self.key, "WHIP publisher connected");
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return Err(format!("connection {state}")),
+                        _ => {}
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    self.tracks.insert(init.track_id.to_string(), init.receiver_id);
+                }
+                _ => {}
+            }
+        }
+        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
+            if let RTCMessage::RtpPacket(track_id, packet) = message {
+                let Some(receiver_id) = self.tracks.get(&track_id.to_string()).copied() else { continue };
+                let kind = self.pc.rtp_receiver(receiver_id).map(|r| r.track().kind());
+                match kind {
+                    Some(RtpCodecKind::Video) => {
+                        let rtp = RtpPacket { payload_type: packet.header.payload_type, marker: packet.header.marker, sequence: packet.header.sequence_number, timestamp: packet.header.timestamp, ssrc: packet.header.ssrc, payload: packet.payload.clone() };
+                        self.video.ssrc = rtp.ssrc;
+                        self.video.receiver = Some(receiver_id);
+                        let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
+                        if let Some(unit) = unit {
+                            for frame in self.video.frames(unit) {
+                                self.publish(frame).await?;
+                            }
+                        }
+                    }
+                    Some(RtpCodecKind::Audio) => self.opus_packets += 1,
+                    _ => {}
+                }
+            }
+        }
+        self.request_keyframe();
+        Ok(())
+    }
+
+    /// PLI when the depacketizer lost a picture, and every 3 s until the first IDR.
+    fn request_keyframe(&mut self) {
+        let Some(receiver) = self.video.receiver else { return };
+        let wanted = self.video.depacketizer.as_mut().is_some_and(|d| d.wants_keyframe());
+        let waiting = self.video.frames == 0 && self.video.last_pli.is_none_or(|t| t.elapsed() > Duration::from_secs(3));
+        if !(wanted || waiting) || self.video.last_pli.is_some_and(|t| t.elapsed() < Duration::from_millis(300)) {
+            return;
+        }
+        self.video.last_pli = Some(Instant::now());
+        let ssrc = self.video.ssrc;
+        if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
+            if let Err(e) = receiver.write_rtcp(Instant::now(), vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]) {
+                tracing::debug!(client = self.client, error = %e, "PLI not sent");
+            }
+        }
+    }
+
+    async fn publish(&self, frame: MediaFrame) -> Result<(), String> {
+        let message = PublishFrame { client: self.client, frame: Arc::new(frame) };
+        match self.stream.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(message)) => self.stream.send(message).await.map_err(|_| "the stream actor went away".to_string()),
+            Err(SendError::Closed(_)) => Err("the stream actor went away".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 320x240 High-profile SPS and its PPS, from an x264 stream.
+    const SPS: [u8; 25] = [0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60];
+    const PPS: [u8; 6] = [0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    fn unit(timestamp: u32, nals: &[&[u8]], keyframe: bool) -> AccessUnit {
+        AccessUnit { timestamp, nals: nals.iter().map(|n| Bytes::copy_from_slice(n)).collect(), keyframe }
+    }
+
+    #[test]
+    fn parameter_sets_become_a_sequence_header_and_time_never_steps_back() {
+        let (sps, pps) = (SPS, PPS);
+        let mut track = VideoTrack::default();
+        // Media before any parameter set is held back (no decoder could use it).
+        assert!(track.frames(unit(1000, &[&[0x41, 1]], false)).is_empty());
+        let first = track.frames(unit(4000, &[&sps, &pps, &[0x65, 1, 2]], true));
+        assert_eq!(first.len(), 2);
+        assert!(first[0].config && first[1].keyframe && !first[1].config);
+        assert_eq!(first[1].payload[..], [0, 0, 0, 3, 0x65, 1, 2], "length-prefixed, parameter sets left out");
+        let t0 = first[1].dts;
+        // Normal steps, then a restart of the sender's clock (backwards), then a wrap.
+        let times: Vec<i64> = [7000u32, 10_000, 500, 3500, u32::MAX - 1000, 1999]
+            .into_iter()
+            .map(|ts| track.frames(unit(ts, &[&[0x41, 9]], false))[0].dts - t0)
+            .collect();
+        assert_eq!(times, vec![3000, 6000, 9000, 12_000, 15_000, 18_000]);
+        // The same parameter sets again make no new header; new ones do.
+        assert_eq!(track.frames(unit(5000, &[&sps, &pps, &[0x65, 3]], true)).len(), 1);
+        let other_pps = [0x68, 0xce, 0x3c, 0x80];
+        let changed = track.frames(unit(8000, &[&sps, &other_pps, &[0x65, 4]], true));
+        assert_eq!(changed.iter().filter(|f| f.config).count(), 1, "a new PPS makes a new sequence header");
+    }
+}

@@ -1,0 +1,86 @@
+//! WebRTC: aiortc (PyPI; not our stack) publishes over WHIP to the node's single UDP port;
+//! the stream plays over RTMP and HTTP-FLV as H.264; a second publisher of the same stream
+//! gets 409, bad offers get 400, and DELETE on the session's Location ends the publish.
+
+use estuary_tests::ffmpeg::{self, decode, probe_streams, stream_of};
+use estuary_tests::{http, wait_until, Node, Scratch};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc/whip_publish.py")
+}
+
+/// Starts aiortc publishing `clip` to `url` for `seconds`; returns the process and its first
+/// JSON line (sent once the WHIP answer came back and ICE/DTLS connected, or failed).
+fn whip_publish(url: &str, clip: &Path, seconds: u32) -> (Child, serde_json::Value) {
+    let mut child = Command::new("python3")
+        .arg(script())
+        .arg(url)
+        .arg(clip)
+        .arg(seconds.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 with aiortc (tests/run installs it)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("publisher output");
+    let result = serde_json::from_str(&line).unwrap_or_else(|e| panic!("publisher printed {line:?}: {e}"));
+    (child, result)
+}
+
+#[test]
+fn aiortc_publishes_over_whip_and_plays_over_rtmp_and_flv() {
+    let scratch = Scratch::new("whip");
+    let clip = scratch.path("clip.mp4");
+    let mut make = Command::new("ffmpeg");
+    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
+        .arg(&clip);
+    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
+    let node = Node::start(&scratch, &[]);
+    let whip = |stream: &str| format!("http://127.0.0.1:{}/rtc/v1/whip/?app=live&stream={stream}", node.ports.api);
+
+    // Offers that are not SDP, or name no stream, are refused with a reason.
+    let bad = http::send(node.ports.api, "POST", "/rtc/v1/whip/?app=live&stream=w", &[("Content-Type", "application/sdp")], b"hello").unwrap();
+    assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
+    assert!(String::from_utf8_lossy(&bad.body).contains("SDP"));
+    let nameless = http::send(node.ports.api, "POST", "/rtc/v1/whip/?app=live", &[("Content-Type", "application/sdp")], b"v=0\r\n").unwrap();
+    assert_eq!(nameless.status, 400);
+
+    let (mut publisher, answer) = whip_publish(&whip("w"), &clip, 40);
+    assert_eq!(answer["status"], 201, "{answer}");
+    assert_eq!(answer["connected"], true, "{answer}; log:\n{}", node.log());
+    let location = answer["location"].as_str().expect("Location header").to_string();
+    assert!(location.starts_with("/rtc/v1/whip/resource/"), "{location}");
+    let info = node.wait_live("live/w", Duration::from_secs(20));
+    assert_eq!(info["publish"]["active"], true, "{info}");
+
+    // A second publisher of the same stream is refused.
+    let (mut second, refused) = whip_publish(&whip("w"), &clip, 1);
+    assert_eq!(refused["status"], 409, "{refused}");
+    let _ = second.wait();
+
+    // H.264 at the clip's size over RTMP and HTTP-FLV, decoding clean for 10 s.
+    let flv = node.flv_url("live/w");
+    let streams = probe_streams(&flv);
+    let video = stream_of(&streams, "video").expect("video");
+    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("h264"), Some(320), Some(240)), "{video}");
+    let decoders: Vec<_> = [flv, node.rtmp_url("live/w")].into_iter().map(|url| std::thread::spawn(move || (url.clone(), decode(&url, 10)))).collect();
+    for d in decoders {
+        let (url, (ok, errors)) = d.join().unwrap();
+        assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    }
+
+    // DELETE on the Location ends the session and the publish.
+    let deleted = http::delete(node.ports.api, &location).unwrap();
+    assert_eq!(deleted.status, 200);
+    assert!(node.wait_log("WHIP publish ended", Duration::from_secs(10)), "log:\n{}", node.log());
+    assert!(node.log().contains("ended by DELETE"));
+    assert!(wait_until(Duration::from_secs(15), || node.stream_info("live/w").is_none_or(|s| s["publish"]["active"] != true)), "still publishing");
+    assert_eq!(http::delete(node.ports.api, &location).unwrap().status, 404, "a session is deleted once");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
