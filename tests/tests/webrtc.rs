@@ -1,5 +1,5 @@
 //! WebRTC: aiortc (PyPI; not our stack) publishes over WHIP to the node's single UDP port;
-//! the stream plays over RTMP and HTTP-FLV as H.264; a second publisher of the same stream
+//! the stream plays over RTMP and HTTP-FLV as H.264 + AAC (Opus transcoded); a second publisher of the same stream
 //! gets 409, bad offers get 400, and DELETE on the session's Location ends the publish.
 
 use estuary_tests::ffmpeg::{self, decode, probe_streams, stream_of};
@@ -63,11 +63,16 @@ fn aiortc_publishes_over_whip_and_plays_over_rtmp_and_flv() {
     assert_eq!(refused["status"], 409, "{refused}");
     let _ = second.wait();
 
-    // H.264 at the clip's size over RTMP and HTTP-FLV, decoding clean for 10 s.
+    // H.264 at the clip's size and the Opus audio as AAC over RTMP and HTTP-FLV, decoding
+    // clean for 10 s.
     let flv = node.flv_url("live/w");
-    let streams = probe_streams(&flv);
-    let video = stream_of(&streams, "video").expect("video");
-    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("h264"), Some(320), Some(240)), "{video}");
+    for url in [flv.clone(), node.rtmp_url("live/w")] {
+        let streams = probe_streams(&url);
+        let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("{url}: no video"));
+        assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("h264"), Some(320), Some(240)), "{video}");
+        let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("{url}: no audio"));
+        assert_eq!((audio["codec_name"].as_str(), audio["sample_rate"].as_str(), audio["channels"].as_u64()), (Some("aac"), Some("48000"), Some(2)), "{audio}");
+    }
     let decoders: Vec<_> = [flv, node.rtmp_url("live/w")].into_iter().map(|url| std::thread::spawn(move || (url.clone(), decode(&url, 10)))).collect();
     for d in decoders {
         let (url, (ok, errors)) = d.join().unwrap();

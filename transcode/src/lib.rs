@@ -7,3 +7,4 @@
 
 pub mod audio;
 pub mod ffmpeg;
+pub mod opus;

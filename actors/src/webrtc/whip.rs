@@ -6,9 +6,12 @@
 //! the 32-bit RTP timestamps (a jump backwards or of more than 5 s, as when a sender loops
 //! a file, continues one frame interval on). Loss spoils the current picture; frames are then dropped until
 //! the next IDR and a PLI asks the publisher for one (also every 3 s until the first IDR).
-//! NACKs and receiver reports come from the `rtc` interceptors. Opus audio is received and
-//! counted but not yet published: FLV, TS and MP4 outputs need it as AAC, and that transcoder
-//! is not built yet.
+//! NACKs and receiver reports come from the `rtc` interceptors. Opus audio is transcoded to
+//! AAC-LC 48 kHz stereo ([`OpusToAac`]) for the FLV, TS and MP4 outputs.
+//!
+//! A/V sync: each track's first packet is placed at its arrival time since the session
+//! started, and later packets follow their RTP timestamps (one clock per track). This keeps
+//! the tracks together within the network's jitter; RTCP sender reports are not used yet.
 
 use super::{random_token, Datagram, Registration};
 use crate::clients::{self, Role as ClientRole};
@@ -23,6 +26,7 @@ use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp::RtpPacket;
 use estuary_protocols::rtp_h264::{AccessUnit, H264Depacketizer};
 use estuary_storage::StreamKey;
+use estuary_transcode::opus::OpusToAac;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
@@ -168,12 +172,94 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
     let connect_timeout = settings.connect_timeout;
-    let session = Session { pc, socket, local: settings.listen, stream, key, client: guard.id(), registration, tracks: HashMap::new(), video: VideoTrack::default(), opus_packets: 0, connected: false };
+    let session = Session { pc, socket, local: settings.listen, stream, key, client: guard.id(), registration, tracks: HashMap::new(), video: VideoTrack::default(), audio: AudioTrack::new(), opus_packets: 0, connected: false, started: Instant::now() };
     actix::spawn(async move {
         let _guard = guard;
         session.run(connect_timeout).await;
     });
     Ok(WhipAnswer { sdp, id })
+}
+
+/// Steps of a track's clock from RTP timestamps: a step backwards or of more than 5 s
+/// becomes the last normal step (or `nominal`).
+#[derive(Default)]
+struct RtpClock {
+    last_rtp: Option<u32>,
+    last_step: Option<i64>,
+    time: i64,
+}
+
+impl RtpClock {
+    /// The time of a packet with `timestamp`, in the track's clock rate; the first packet is
+    /// placed at `arrival`.
+    fn time(&mut self, timestamp: u32, arrival: i64, rate: i64, nominal: i64) -> i64 {
+        match self.last_rtp {
+            None => self.time = arrival,
+            Some(last) => {
+                let mut step = timestamp.wrapping_sub(last) as i32 as i64;
+                if step < 0 || step > 5 * rate {
+                    step = self.last_step.unwrap_or(nominal);
+                } else if step > 0 {
+                    self.last_step = Some(step);
+                }
+                self.time += step;
+            }
+        }
+        self.last_rtp = Some(timestamp);
+        self.time
+    }
+}
+
+/// Opus in, AAC frames out.
+struct AudioTrack {
+    clock: RtpClock,
+    transcoder: Option<OpusToAac>,
+    config_sent: bool,
+    frames: u64,
+    failed: bool,
+}
+
+impl AudioTrack {
+    fn new() -> AudioTrack {
+        AudioTrack { clock: RtpClock::default(), transcoder: None, config_sent: false, frames: 0, failed: false }
+    }
+
+    /// AAC frames (90 kHz times) for one Opus packet; `arrival` in 48 kHz ticks.
+    fn frames(&mut self, timestamp: u32, payload: &[u8], arrival: i64) -> Vec<MediaFrame> {
+        if self.failed {
+            return Vec::new();
+        }
+        if self.transcoder.is_none() {
+            match OpusToAac::new(128_000) {
+                Ok(t) => self.transcoder = Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "Opus to AAC transcoder unavailable; audio dropped");
+                    self.failed = true;
+                    return Vec::new();
+                }
+            }
+        }
+        let time = self.clock.time(timestamp, arrival, 48_000, 960);
+        let Some(transcoder) = self.transcoder.as_mut() else { return Vec::new() };
+        let mut out = Vec::new();
+        let frames = match transcoder.push(time, payload) {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(error = %e, "Opus to AAC failed for a packet");
+                return out;
+            }
+        };
+        for (t48, aac) in frames {
+            let t = t48 * 15 / 8;
+            if !self.config_sent {
+                self.config_sent = true;
+                out.push(MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts: t, pts: t, timebase: Timebase::MPEG, keyframe: true, config: true, payload: Bytes::copy_from_slice(transcoder.config()) });
+            }
+            self.frames += 1;
+            out.push(MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts: t, pts: t, timebase: Timebase::MPEG, keyframe: true, config: false, payload: Bytes::from(aac) });
+        }
+        out
+    }
 }
 
 #[derive(Default)]
@@ -184,29 +270,17 @@ struct VideoTrack {
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     config_sent: bool,
-    last_rtp: Option<u32>,
-    last_step: Option<i64>,
-    time: i64,
+    clock: RtpClock,
     last_pli: Option<Instant>,
     frames: u64,
 }
 
 impl VideoTrack {
-    /// Frames for one access unit: a sequence header first when SPS/PPS changed.
-    fn frames(&mut self, unit: AccessUnit) -> Vec<MediaFrame> {
-        if let Some(last) = self.last_rtp {
-            // RTP timestamps may jump (a sender looping a file restarts them, a camera
-            // reboots): a step backwards or of more than 5 s becomes one frame interval.
-            let mut step = unit.timestamp.wrapping_sub(last) as i32 as i64;
-            if step <= 0 || step > 5 * 90_000 {
-                tracing::debug!(step, "RTP timestamp jump in WebRTC video; continuing at one frame interval");
-                step = self.last_step.unwrap_or(3000);
-            } else {
-                self.last_step = Some(step);
-            }
-            self.time += step;
-        }
-        self.last_rtp = Some(unit.timestamp);
+    /// Frames for one access unit: a sequence header first when SPS/PPS changed. `arrival`
+    /// (90 kHz, since the session started) places the first unit.
+    fn frames(&mut self, unit: AccessUnit, arrival: i64) -> Vec<MediaFrame> {
+        // RTP timestamps may jump (a sender looping a file restarts them, a camera reboots).
+        let time = self.clock.time(unit.timestamp, arrival, 90_000, 3000);
         let mut out = Vec::new();
         let mut media = Vec::new();
         let mut changed = false;
@@ -227,7 +301,7 @@ impl VideoTrack {
         if changed || !self.config_sent {
             if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
                 if let Ok(config) = AvcConfig::from_parameter_sets(sps, pps) {
-                    out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: self.time, pts: self.time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: config.to_bytes() });
+                    out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: config.to_bytes() });
                     self.config_sent = true;
                 }
             }
@@ -239,7 +313,7 @@ impl VideoTrack {
                 payload.extend_from_slice(nal);
             }
             self.frames += 1;
-            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: self.time, pts: self.time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload: payload.freeze() });
+            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload: payload.freeze() });
         }
         out
     }
@@ -255,11 +329,18 @@ struct Session {
     registration: Registration,
     tracks: HashMap<String, RTCRtpReceiverId>,
     video: VideoTrack,
+    audio: AudioTrack,
     opus_packets: u64,
     connected: bool,
+    started: Instant,
 }
 
 impl Session {
+    /// Time since the session started, in ticks of `rate` Hz.
+    fn arrival(&self, rate: i64) -> i64 {
+        (self.started.elapsed().as_micros() as i64) * rate / 1_000_000
+    }
+
     async fn run(mut self, connect_timeout: Duration) {
         let started = Instant::now();
         let reason = loop {
@@ -294,7 +375,7 @@ impl Session {
                 }
             }
         };
-        tracing::info!(client = self.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, %reason, "WHIP publish ended");
+        tracing::info!(client = self.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, aac_frames = self.audio.frames, %reason, "WHIP publish ended");
         crate::tell(&self.stream, DetachPublisher { client: self.client });
         let _ = self.pc.close();
     }
@@ -336,12 +417,19 @@ impl Session {
                         self.video.receiver = Some(receiver_id);
                         let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
                         if let Some(unit) = unit {
-                            for frame in self.video.frames(unit) {
+                            let arrival = self.arrival(90_000);
+                            for frame in self.video.frames(unit, arrival) {
                                 self.publish(frame).await?;
                             }
                         }
                     }
-                    Some(RtpCodecKind::Audio) => self.opus_packets += 1,
+                    Some(RtpCodecKind::Audio) => {
+                        self.opus_packets += 1;
+                        let arrival = self.arrival(48_000);
+                        for frame in self.audio.frames(packet.header.timestamp, &packet.payload, arrival) {
+                            self.publish(frame).await?;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -390,12 +478,19 @@ mod tests {
     }
 
     #[test]
+    fn first_packets_are_placed_at_their_arrival() {
+        let mut clock = RtpClock::default();
+        assert_eq!(clock.time(1_000_000, 4_500, 90_000, 3000), 4_500);
+        assert_eq!(clock.time(1_003_000, 999_999, 90_000, 3000), 7_500, "later packets follow RTP time, not arrival");
+    }
+
+    #[test]
     fn parameter_sets_become_a_sequence_header_and_time_never_steps_back() {
         let (sps, pps) = (SPS, PPS);
         let mut track = VideoTrack::default();
         // Media before any parameter set is held back (no decoder could use it).
-        assert!(track.frames(unit(1000, &[&[0x41, 1]], false)).is_empty());
-        let first = track.frames(unit(4000, &[&sps, &pps, &[0x65, 1, 2]], true));
+        assert!(track.frames(unit(1000, &[&[0x41, 1]], false), 0).is_empty());
+        let first = track.frames(unit(4000, &[&sps, &pps, &[0x65, 1, 2]], true), 0);
         assert_eq!(first.len(), 2);
         assert!(first[0].config && first[1].keyframe && !first[1].config);
         assert_eq!(first[1].payload[..], [0, 0, 0, 3, 0x65, 1, 2], "length-prefixed, parameter sets left out");
@@ -403,13 +498,13 @@ mod tests {
         // Normal steps, then a restart of the sender's clock (backwards), then a wrap.
         let times: Vec<i64> = [7000u32, 10_000, 500, 3500, u32::MAX - 1000, 1999]
             .into_iter()
-            .map(|ts| track.frames(unit(ts, &[&[0x41, 9]], false))[0].dts - t0)
+            .map(|ts| track.frames(unit(ts, &[&[0x41, 9]], false), 0)[0].dts - t0)
             .collect();
         assert_eq!(times, vec![3000, 6000, 9000, 12_000, 15_000, 18_000]);
         // The same parameter sets again make no new header; new ones do.
-        assert_eq!(track.frames(unit(5000, &[&sps, &pps, &[0x65, 3]], true)).len(), 1);
+        assert_eq!(track.frames(unit(5000, &[&sps, &pps, &[0x65, 3]], true), 0).len(), 1);
         let other_pps = [0x68, 0xce, 0x3c, 0x80];
-        let changed = track.frames(unit(8000, &[&sps, &other_pps, &[0x65, 4]], true));
+        let changed = track.frames(unit(8000, &[&sps, &other_pps, &[0x65, 4]], true), 0);
         assert_eq!(changed.iter().filter(|f| f.config).count(), 1, "a new PPS makes a new sequence header");
     }
 }
