@@ -16,7 +16,10 @@
 //! What exists so far is WHIP publish ([`whip`]); see docs/ARCHITECTURE.md for what is still
 //! to come (WHEP, the AAC/Opus bridge).
 
+mod peer;
 pub mod whip;
+
+pub use peer::{SessionAnswer, SignalError};
 
 use bytes::Bytes;
 use std::collections::HashMap;

@@ -13,7 +13,8 @@
 //! started, and later packets follow their RTP timestamps (one clock per track). This keeps
 //! the tracks together within the network's jitter; RTCP sender reports are not used yet.
 
-use super::{random_token, Datagram, Registration};
+use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
+use super::{random_token, Registration};
 use crate::clients::{self, Role as ClientRole};
 use crate::messages::{DetachPublisher, PublishFrame, PublishRefused};
 use crate::registry::StreamRegistry;
@@ -27,157 +28,46 @@ use estuary_protocols::rtp::RtpPacket;
 use estuary_protocols::rtp_h264::{AccessUnit, H264Depacketizer};
 use estuary_storage::StreamKey;
 use estuary_transcode::opus::OpusToAac;
-use rtc::interceptor::Registry;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Why a WHIP request was refused, with the HTTP status it maps to.
-#[derive(Debug)]
-pub enum WhipError {
-    /// The offer is not usable SDP (400).
-    BadOffer(String),
-    /// Access control or a hook said no (403).
-    Forbidden(String),
-    /// Someone already publishes the stream (409).
-    Conflict(String),
-    /// WebRTC is off or the node is shutting down (503).
-    Unavailable(String),
-}
-
-impl WhipError {
-    /// HTTP status.
-    pub fn status(&self) -> u16 {
-        match self {
-            WhipError::BadOffer(_) => 400,
-            WhipError::Forbidden(_) => 403,
-            WhipError::Conflict(_) => 409,
-            WhipError::Unavailable(_) => 503,
-        }
-    }
-}
-
-impl std::fmt::Display for WhipError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WhipError::BadOffer(s) | WhipError::Forbidden(s) | WhipError::Conflict(s) | WhipError::Unavailable(s) => f.write_str(s),
-        }
-    }
-}
-
-/// An accepted WHIP publish.
-#[derive(Debug)]
-pub struct WhipAnswer {
-    /// The SDP answer.
-    pub sdp: String,
-    /// The session id (the resource to DELETE).
-    pub id: String,
-}
-
-fn h264(profile_level_id: &str, payload_type: u8) -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_H264.to_owned(),
-            clock_rate: 90_000,
-            channels: 0,
-            sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"),
-            rtcp_feedback: vec![],
-        },
-        payload_type,
-        ..Default::default()
-    }
-}
-
-fn peer_connection(ufrag: &str, password: &str) -> Result<RTCPeerConnection, String> {
-    let mut media = MediaEngine::default();
-    let opus = RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
-        payload_type: 111,
-        ..Default::default()
-    };
-    media.register_codec(opus, RtpCodecKind::Audio).map_err(|e| e.to_string())?;
-    // Baseline, constrained baseline, main and high: browsers and aiortc offer some of these.
-    for (profile, pt) in [("42e01f", 102), ("42001f", 103), ("4d001f", 104), ("640032", 105)] {
-        media.register_codec(h264(profile, pt), RtpCodecKind::Video).map_err(|e| e.to_string())?;
-    }
-    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(|e| e.to_string())?;
-    let settings = SettingEngineBuilder::new().with_lite(true).with_ice_credentials(ufrag.to_string(), password.to_string()).with_answering_dtls_role(RTCDtlsRole::Server).build();
-    RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(settings)
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .build(Instant::now())
-        .map_err(|e| e.to_string())
-}
-
 /// Accepts a WHIP offer for `key`: admission, the answer, and a session task publishing
 /// what arrives.
-pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<WhipAnswer, WhipError> {
-    let (socket, settings) = super::socket().ok_or_else(|| WhipError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
-    if !offer.trim_start().starts_with("v=0") {
-        return Err(WhipError::BadOffer("the body is not an SDP offer (it must start with v=0)".into()));
-    }
-    if !offer.contains("m=video") && !offer.contains("m=audio") {
-        return Err(WhipError::BadOffer("the offer has no audio or video section".into()));
-    }
+pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
+    let (socket, settings) = super::socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
+    peer::check_offer(&offer)?;
     let guard = clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
     let check = crate::access::Request { action: crate::auth::Action::Publish, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
-    crate::access::check(&check).await.map_err(WhipError::Forbidden)?;
+    crate::access::check(&check).await.map_err(SignalError::Forbidden)?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    let mut pc = peer_connection(&ufrag, &password).map_err(WhipError::Unavailable)?;
-    let description = RTCSessionDescription::offer(offer).map_err(|e| WhipError::BadOffer(format!("bad SDP offer: {e}")))?;
-    pc.set_remote_description(Instant::now(), description).map_err(|e| WhipError::BadOffer(format!("offer refused: {e}")))?;
+    let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
-    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: settings.candidate.to_string(), port, component: 1, ..Default::default() }, ..Default::default() }
-        .new_candidate_host()
-        .map_err(|e| WhipError::Unavailable(format!("candidate: {e}")))?;
-    let init = RTCIceCandidate::from(&candidate).to_json().map_err(|e| WhipError::Unavailable(format!("candidate: {e}")))?;
-    pc.add_local_candidate(init).map_err(|e| WhipError::Unavailable(format!("candidate: {e}")))?;
-    let answer = pc.create_answer(None).map_err(|e| WhipError::BadOffer(format!("no answer to this offer: {e}")))?;
-    pc.set_local_description(Instant::now(), answer).map_err(|e| WhipError::Unavailable(format!("answer: {e}")))?;
-    let sdp = pc.local_description().map(|d| d.sdp).ok_or_else(|| WhipError::Unavailable("no local description".into()))?;
-    if !sdp.contains("H264") && !sdp.contains("h264") {
-        return Err(WhipError::BadOffer("the offer has no H.264 (packetization-mode=1) video; Estuary takes H.264 and Opus".into()));
-    }
-
+    let sdp = peer::answer(&mut pc, offer, &settings, port)?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
-        PublishRefused::AlreadyPublishing { .. } => WhipError::Conflict(refused.to_string()),
-        PublishRefused::Unavailable(_) => WhipError::Unavailable(refused.to_string()),
+        PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),
+        PublishRefused::Unavailable(_) => SignalError::Unavailable(refused.to_string()),
     })?;
-    let registration = match Registration::new(&ufrag, &id) {
-        Ok(r) => r,
+    let peer = match Registration::new(&ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings).ok_or_else(|| "WebRTC is disabled".to_string())) {
+        Ok(p) => p,
         Err(e) => {
             crate::tell(&stream, DetachPublisher { client: guard.id() });
-            return Err(WhipError::Unavailable(e));
+            return Err(SignalError::Unavailable(e));
         }
     };
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
-    let connect_timeout = settings.connect_timeout;
-    let session = Session { pc, socket, local: settings.listen, stream, key, client: guard.id(), registration, tracks: HashMap::new(), video: VideoTrack::default(), audio: AudioTrack::new(), opus_packets: 0, connected: false, started: Instant::now() };
+    let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(), opus_packets: 0 };
     actix::spawn(async move {
         let _guard = guard;
-        session.run(connect_timeout).await;
+        session.run().await;
     });
-    Ok(WhipAnswer { sdp, id })
+    Ok(SessionAnswer { sdp, id })
 }
 
 /// Steps of a track's clock from RTP timestamps: a step backwards or of more than 5 s
@@ -320,122 +210,61 @@ impl VideoTrack {
 }
 
 struct Session {
-    pc: RTCPeerConnection,
-    socket: Arc<tokio::net::UdpSocket>,
-    local: SocketAddr,
+    peer: Peer,
     stream: Addr<StreamActor>,
     key: StreamKey,
-    client: u64,
-    registration: Registration,
-    tracks: HashMap<String, RTCRtpReceiverId>,
     video: VideoTrack,
     audio: AudioTrack,
     opus_packets: u64,
-    connected: bool,
-    started: Instant,
 }
 
 impl Session {
-    /// Time since the session started, in ticks of `rate` Hz.
-    fn arrival(&self, rate: i64) -> i64 {
-        (self.started.elapsed().as_micros() as i64) * rate / 1_000_000
-    }
-
-    async fn run(mut self, connect_timeout: Duration) {
-        let started = Instant::now();
+    async fn run(mut self) {
         let reason = loop {
             if let Err(reason) = self.drain().await {
                 break reason;
             }
-            if !self.connected && started.elapsed() > connect_timeout {
-                break format!("ICE/DTLS did not connect within {} s", connect_timeout.as_secs());
-            }
-            let now = Instant::now();
-            let deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
-            tokio::select! {
-                biased;
-                changed = self.registration.end.changed() => {
-                    if changed.is_err() || *self.registration.end.borrow() {
-                        break "ended by DELETE".to_string();
-                    }
-                }
-                datagram = self.registration.inbox.recv() => match datagram {
-                    Some(Datagram { from, data }) => {
-                        let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&data[..]) };
-                        if let Err(e) = self.pc.handle_read(input) {
-                            tracing::debug!(client = self.client, error = %e, "WebRTC datagram refused");
-                        }
-                    }
-                    None => break "socket reader stopped".to_string(),
-                },
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
-                    if let Err(e) = self.pc.handle_timeout(Instant::now()) {
-                        tracing::debug!(client = self.client, error = %e, "WebRTC timeout handling failed");
-                    }
-                }
+            if let Step::End(reason) = self.peer.wait(None).await {
+                break reason;
             }
         };
-        tracing::info!(client = self.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, aac_frames = self.audio.frames, %reason, "WHIP publish ended");
-        crate::tell(&self.stream, DetachPublisher { client: self.client });
-        let _ = self.pc.close();
+        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, aac_frames = self.audio.frames, %reason, "WHIP publish ended");
+        crate::tell(&self.stream, DetachPublisher { client: self.peer.client });
+        self.peer.close();
     }
 
-    /// Carries out everything the peer connection has ready.
+    /// Carries out everything the peer connection has ready and publishes what arrived.
     async fn drain(&mut self) -> Result<(), String> {
-        while let Some(out) = self.pc.poll_write() {
-            if let Err(e) = self.socket.send_to(&out.message, out.transport.peer_addr).await {
-                tracing::debug!(client = self.client, error = %e, "WebRTC send failed");
-            }
-        }
-        while let Some(event) = self.pc.poll_event() {
-            match event {
-                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-                    tracing::debug!(client = self.client, %state, "WebRTC connection state");
-                    match state {
-                        RTCPeerConnectionState::Connected => {
-                            self.connected = true;
-                            tracing::info!(client = self.client, stream = %self.key, "WHIP publisher connected");
+        self.peer.flush("WHIP publisher").await?;
+        while let Some(TaggedRTCMessage { message, .. }) = self.peer.pc.poll_read() {
+            let RTCMessage::RtpPacket(track_id, packet) = message else { continue };
+            let Some(receiver_id) = self.peer.tracks.get(&track_id.to_string()).copied() else { continue };
+            match self.peer.pc.rtp_receiver(receiver_id).map(|r| r.track().kind()) {
+                Some(RtpCodecKind::Video) => {
+                    let rtp = RtpPacket { payload_type: packet.header.payload_type, marker: packet.header.marker, sequence: packet.header.sequence_number, timestamp: packet.header.timestamp, ssrc: packet.header.ssrc, payload: packet.payload.clone() };
+                    self.video.ssrc = rtp.ssrc;
+                    self.video.receiver = Some(receiver_id);
+                    let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
+                    if let Some(unit) = unit {
+                        let arrival = self.peer.arrival(90_000);
+                        for frame in self.video.frames(unit, arrival) {
+                            self.publish(frame).await?;
                         }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return Err(format!("connection {state}")),
-                        _ => {}
                     }
                 }
-                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                    self.tracks.insert(init.track_id.to_string(), init.receiver_id);
+                Some(RtpCodecKind::Audio) => {
+                    self.opus_packets += 1;
+                    let arrival = self.peer.arrival(48_000);
+                    for frame in self.audio.frames(packet.header.timestamp, &packet.payload, arrival) {
+                        self.publish(frame).await?;
+                    }
                 }
                 _ => {}
             }
         }
-        while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
-            if let RTCMessage::RtpPacket(track_id, packet) = message {
-                let Some(receiver_id) = self.tracks.get(&track_id.to_string()).copied() else { continue };
-                let kind = self.pc.rtp_receiver(receiver_id).map(|r| r.track().kind());
-                match kind {
-                    Some(RtpCodecKind::Video) => {
-                        let rtp = RtpPacket { payload_type: packet.header.payload_type, marker: packet.header.marker, sequence: packet.header.sequence_number, timestamp: packet.header.timestamp, ssrc: packet.header.ssrc, payload: packet.payload.clone() };
-                        self.video.ssrc = rtp.ssrc;
-                        self.video.receiver = Some(receiver_id);
-                        let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
-                        if let Some(unit) = unit {
-                            let arrival = self.arrival(90_000);
-                            for frame in self.video.frames(unit, arrival) {
-                                self.publish(frame).await?;
-                            }
-                        }
-                    }
-                    Some(RtpCodecKind::Audio) => {
-                        self.opus_packets += 1;
-                        let arrival = self.arrival(48_000);
-                        for frame in self.audio.frames(packet.header.timestamp, &packet.payload, arrival) {
-                            self.publish(frame).await?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
         self.request_keyframe();
-        Ok(())
+        // The PLI, if any, goes out now.
+        self.peer.flush("WHIP publisher").await
     }
 
     /// PLI when the depacketizer lost a picture, and every 3 s until the first IDR.
@@ -448,15 +277,15 @@ impl Session {
         }
         self.video.last_pli = Some(Instant::now());
         let ssrc = self.video.ssrc;
-        if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
+        if let Some(mut receiver) = self.peer.pc.rtp_receiver(receiver) {
             if let Err(e) = receiver.write_rtcp(Instant::now(), vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc })]) {
-                tracing::debug!(client = self.client, error = %e, "PLI not sent");
+                tracing::debug!(client = self.peer.client, error = %e, "PLI not sent");
             }
         }
     }
 
     async fn publish(&self, frame: MediaFrame) -> Result<(), String> {
-        let message = PublishFrame { client: self.client, frame: Arc::new(frame) };
+        let message = PublishFrame { client: self.peer.client, frame: Arc::new(frame) };
         match self.stream.try_send(message) {
             Ok(()) => Ok(()),
             Err(SendError::Full(message)) => self.stream.send(message).await.map_err(|_| "the stream actor went away".to_string()),

@@ -1,0 +1,255 @@
+//! What WHIP and WHEP sessions share: the signalling errors, the peer connection's codecs
+//! and settings, offer/answer with our one host candidate, and the loop that feeds a peer
+//! connection datagrams, timeouts and the clock and carries out what it asks.
+
+use super::{Datagram, Registration, RtcSettings};
+use bytes::BytesMut;
+use estuary_protocols::media::MediaFrame;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Why a WHIP or WHEP request was refused, with the HTTP status it maps to.
+#[derive(Debug)]
+pub enum SignalError {
+    /// The offer is not usable SDP (400).
+    BadOffer(String),
+    /// Access control or a hook said no (403).
+    Forbidden(String),
+    /// Nobody publishes the stream (404, WHEP).
+    NotFound(String),
+    /// Someone already publishes the stream (409, WHIP).
+    Conflict(String),
+    /// WebRTC is off or the node is shutting down (503).
+    Unavailable(String),
+}
+
+impl SignalError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            SignalError::BadOffer(_) => 400,
+            SignalError::Forbidden(_) => 403,
+            SignalError::NotFound(_) => 404,
+            SignalError::Conflict(_) => 409,
+            SignalError::Unavailable(_) => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for SignalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignalError::BadOffer(s) | SignalError::Forbidden(s) | SignalError::NotFound(s) | SignalError::Conflict(s) | SignalError::Unavailable(s) => f.write_str(s),
+        }
+    }
+}
+
+/// An accepted offer.
+#[derive(Debug)]
+pub struct SessionAnswer {
+    /// The SDP answer.
+    pub sdp: String,
+    /// The session id (the resource to DELETE).
+    pub id: String,
+}
+
+/// The H.264 codec we send (WHEP) and one of those we take (WHIP).
+pub(crate) fn h264(profile_level_id: &str, payload_type: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"),
+            rtcp_feedback: vec![],
+        },
+        payload_type,
+        ..Default::default()
+    }
+}
+
+/// Opus, 48 kHz stereo.
+pub(crate) fn opus() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
+        payload_type: 111,
+        ..Default::default()
+    }
+}
+
+/// Checks that `offer` looks like SDP with media, before any work is done for it.
+pub(crate) fn check_offer(offer: &str) -> Result<(), SignalError> {
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(SignalError::BadOffer("the body is not an SDP offer (it must start with v=0)".into()));
+    }
+    if !offer.contains("m=video") && !offer.contains("m=audio") {
+        return Err(SignalError::BadOffer("the offer has no audio or video section".into()));
+    }
+    Ok(())
+}
+
+/// A peer connection with our codecs, ICE-lite with the given credentials, DTLS server.
+pub(crate) fn peer_connection(ufrag: &str, password: &str) -> Result<RTCPeerConnection, String> {
+    let mut media = MediaEngine::default();
+    media.register_codec(opus(), RtpCodecKind::Audio).map_err(|e| e.to_string())?;
+    // Constrained baseline, baseline, main and high: browsers and aiortc offer some of these.
+    for (profile, pt) in [("42e01f", 102), ("42001f", 103), ("4d001f", 104), ("640032", 105)] {
+        media.register_codec(h264(profile, pt), RtpCodecKind::Video).map_err(|e| e.to_string())?;
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(|e| e.to_string())?;
+    let settings = SettingEngineBuilder::new().with_lite(true).with_ice_credentials(ufrag.to_string(), password.to_string()).with_answering_dtls_role(RTCDtlsRole::Server).build();
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())
+        .map_err(|e| e.to_string())
+}
+
+/// Applies `offer`, adds our host candidate and returns the answer's SDP.
+pub(crate) fn answer(pc: &mut RTCPeerConnection, offer: String, settings: &RtcSettings, port: u16) -> Result<String, SignalError> {
+    let description = RTCSessionDescription::offer(offer).map_err(|e| SignalError::BadOffer(format!("bad SDP offer: {e}")))?;
+    pc.set_remote_description(Instant::now(), description).map_err(|e| SignalError::BadOffer(format!("offer refused: {e}")))?;
+    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: settings.candidate.to_string(), port, component: 1, ..Default::default() }, ..Default::default() }
+        .new_candidate_host()
+        .map_err(|e| SignalError::Unavailable(format!("candidate: {e}")))?;
+    let init = RTCIceCandidate::from(&candidate).to_json().map_err(|e| SignalError::Unavailable(format!("candidate: {e}")))?;
+    pc.add_local_candidate(init).map_err(|e| SignalError::Unavailable(format!("candidate: {e}")))?;
+    let answer = pc.create_answer(None).map_err(|e| SignalError::BadOffer(format!("no answer to this offer: {e}")))?;
+    pc.set_local_description(Instant::now(), answer).map_err(|e| SignalError::Unavailable(format!("answer: {e}")))?;
+    let sdp = pc.local_description().map(|d| d.sdp).ok_or_else(|| SignalError::Unavailable("no local description".into()))?;
+    if !sdp.to_ascii_lowercase().contains("h264") {
+        return Err(SignalError::BadOffer("the offer has no H.264 (packetization-mode=1) video; Estuary's WebRTC speaks H.264 and Opus".into()));
+    }
+    Ok(sdp)
+}
+
+/// What [`Peer::wait`] saw.
+pub(crate) enum Step {
+    /// Something was handled; look at the peer connection's outputs again.
+    Handled,
+    /// A frame (or the end of the stream, `None`) from the subscription.
+    Media(Option<Arc<MediaFrame>>),
+    /// The session is over, with the reason.
+    End(String),
+}
+
+/// A running peer connection on the shared socket.
+pub(crate) struct Peer {
+    pub(crate) pc: RTCPeerConnection,
+    socket: Arc<tokio::net::UdpSocket>,
+    local: SocketAddr,
+    registration: Registration,
+    pub(crate) client: u64,
+    pub(crate) connected: bool,
+    started: Instant,
+    connect_timeout: Duration,
+    /// Remote tracks by track id (WHIP).
+    pub(crate) tracks: HashMap<String, RTCRtpReceiverId>,
+}
+
+impl Peer {
+    pub(crate) fn new(pc: RTCPeerConnection, registration: Registration, client: u64, settings: &RtcSettings) -> Option<Peer> {
+        let (socket, _) = super::socket()?;
+        Some(Peer { pc, socket, local: settings.listen, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new() })
+    }
+
+    /// Time since the session started, in ticks of `rate` Hz.
+    pub(crate) fn arrival(&self, rate: i64) -> i64 {
+        (self.started.elapsed().as_micros() as i64) * rate / 1_000_000
+    }
+
+    /// Sends what the peer connection wrote and handles its events; an error ends the
+    /// session.
+    pub(crate) async fn flush(&mut self, role: &str) -> Result<(), String> {
+        while let Some(out) = self.pc.poll_write() {
+            if let Err(e) = self.socket.send_to(&out.message, out.transport.peer_addr).await {
+                tracing::debug!(client = self.client, error = %e, "WebRTC send failed");
+            }
+        }
+        while let Some(event) = self.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    tracing::debug!(client = self.client, %state, "WebRTC connection state");
+                    match state {
+                        RTCPeerConnectionState::Connected if !self.connected => {
+                            self.connected = true;
+                            tracing::info!(client = self.client, "{role} connected");
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return Err(format!("connection {state}")),
+                        _ => {}
+                    }
+                }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    self.tracks.insert(init.track_id.to_string(), init.receiver_id);
+                }
+                _ => {}
+            }
+        }
+        if !self.connected && self.started.elapsed() > self.connect_timeout {
+            return Err(format!("ICE/DTLS did not connect within {} s", self.connect_timeout.as_secs()));
+        }
+        Ok(())
+    }
+
+    /// Waits for a datagram, a timeout, the end signal or (with `media`) a frame.
+    pub(crate) async fn wait(&mut self, media: Option<&mut mpsc::Receiver<Arc<MediaFrame>>>) -> Step {
+        let now = Instant::now();
+        let deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        let next_frame = async {
+            match media {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            changed = self.registration.end.changed() => {
+                if changed.is_err() || *self.registration.end.borrow() {
+                    return Step::End("ended by DELETE".into());
+                }
+                Step::Handled
+            }
+            datagram = self.registration.inbox.recv() => match datagram {
+                Some(Datagram { from, data }) => {
+                    let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&data[..]) };
+                    if let Err(e) = self.pc.handle_read(input) {
+                        tracing::debug!(client = self.client, error = %e, "WebRTC datagram refused");
+                    }
+                    Step::Handled
+                }
+                None => Step::End("socket reader stopped".into()),
+            },
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                if let Err(e) = self.pc.handle_timeout(Instant::now()) {
+                    tracing::debug!(client = self.client, error = %e, "WebRTC timeout handling failed");
+                }
+                Step::Handled
+            }
+            frame = next_frame => Step::Media(frame),
+        }
+    }
+
+    /// Closes the peer connection.
+    pub(crate) fn close(&mut self) {
+        let _ = self.pc.close();
+    }
+}
