@@ -44,7 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/gb/v1/publish/", web::post().to(gb_publish))
         .route("/rtc/v1/whip/", web::post().to(whip_publish))
         .route("/rtc/v1/whip", web::post().to(whip_publish))
-        .route("/rtc/v1/whip/resource/{id}", web::delete().to(whip_delete))
+        .route("/rtc/v1/whip/resource/{id}", web::delete().to(rtc_delete))
+        .route("/rtc/v1/whep/", web::post().to(whep_play))
+        .route("/rtc/v1/whep", web::post().to(whep_play))
+        .route("/rtc/v1/whep/resource/{id}", web::delete().to(rtc_delete))
         .route("/api/v1/gb28181/devices", web::get().to(gb_devices))
         .route("/api/v1/gb28181/devices/{device}/channels/{channel}/{action}", web::post().to(gb_channel))
         .route("/gb/v1/publish", web::post().to(gb_publish))
@@ -773,7 +776,16 @@ async fn gb_channel(_: Authorized, path: web::Path<(String, String, String)>) ->
 /// offer; 201 with the answer and a `Location` to `DELETE` when done. Other query parameters
 /// (a `token`, say) go to access control and hooks like an RTMP publish's.
 async fn whip_publish(req: HttpRequest, state: web::Data<AppState>, query: web::Query<Vec<(String, String)>>, body: web::Bytes) -> HttpResponse {
-    let params = query.into_inner();
+    rtc_offer(req, state, query.into_inner(), body, "whip").await
+}
+
+/// WHEP play: `POST /rtc/v1/whep/?app=live&stream=livestream` with an SDP offer; 201 with the
+/// answer (H.264 video, Opus audio) and a `Location`; 404 when nobody publishes the stream.
+async fn whep_play(req: HttpRequest, state: web::Data<AppState>, query: web::Query<Vec<(String, String)>>, body: web::Bytes) -> HttpResponse {
+    rtc_offer(req, state, query.into_inner(), body, "whep").await
+}
+
+async fn rtc_offer(req: HttpRequest, state: web::Data<AppState>, params: Vec<(String, String)>, body: web::Bytes, kind: &str) -> HttpResponse {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let (app, stream) = (get("app"), get("stream"));
     if !crate::http::valid_name(&app) || !crate::http::valid_name(&stream) {
@@ -784,23 +796,28 @@ async fn whip_publish(req: HttpRequest, state: web::Data<AppState>, query: web::
     };
     let key = estuary_actors::StreamKey::new(&app, &stream);
     let peer = req.peer_addr().map(|a| a.ip());
-    match estuary_actors::webrtc::whip::publish(state.registry.clone(), key, params, offer, peer).await {
+    let result = if kind == "whip" {
+        estuary_actors::webrtc::whip::publish(state.registry.clone(), key, params, offer, peer).await
+    } else {
+        estuary_actors::webrtc::whep::play(state.registry.clone(), key, params, offer, peer).await
+    };
+    match result {
         Ok(answer) => HttpResponse::Created()
             .content_type("application/sdp")
-            .insert_header(("Location", format!("/rtc/v1/whip/resource/{}", answer.id)))
+            .insert_header(("Location", format!("/rtc/v1/{kind}/resource/{}", answer.id)))
             .body(answer.sdp),
         Err(e) => {
-            tracing::warn!(%app, %stream, status = e.status(), reason = %e, "WHIP publish refused");
+            tracing::warn!(%app, %stream, status = e.status(), reason = %e, "{} refused", kind.to_uppercase());
             error(e.status(), &e.to_string())
         }
     }
 }
 
-/// Ends a WHIP session.
-async fn whip_delete(path: web::Path<String>) -> HttpResponse {
+/// Ends a WHIP or WHEP session.
+async fn rtc_delete(path: web::Path<String>) -> HttpResponse {
     if estuary_actors::webrtc::end_session(&path) {
         HttpResponse::Ok().finish()
     } else {
-        error(404, "no such WHIP session")
+        error(404, "no such WebRTC session")
     }
 }

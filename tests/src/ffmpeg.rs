@@ -89,11 +89,13 @@ pub struct Source {
     pub realtime: bool,
     /// Video encoder: `libx264` or `libx265`.
     pub video_codec: &'static str,
+    /// Audio sample rate (Hz).
+    pub audio_rate: u32,
 }
 
 impl Default for Source {
     fn default() -> Self {
-        Source { tracks: Tracks::AudioVideo, size: "320x240", rate: 25, gop: 50, bframes: 2, qp: None, duration: None, realtime: true, video_codec: "libx264" }
+        Source { tracks: Tracks::AudioVideo, size: "320x240", rate: 25, gop: 50, bframes: 2, qp: None, duration: None, realtime: true, video_codec: "libx264", audio_rate: 48_000 }
     }
 }
 
@@ -108,7 +110,7 @@ impl Source {
             args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("testsrc2=size={}:rate={}", self.size, self.rate)]);
         }
         if self.tracks != Tracks::VideoOnly {
-            args.extend(["-f".into(), "lavfi".into(), "-i".into(), "sine=frequency=440:sample_rate=48000".into()]);
+            args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("sine=frequency=440:sample_rate={}", self.audio_rate)]);
         }
         if self.tracks != Tracks::AudioOnly {
             args.extend(["-c:v".into(), self.video_codec.into(), "-preset".into(), "ultrafast".into(), "-pix_fmt".into(), "yuv420p".into()]);
@@ -122,7 +124,7 @@ impl Source {
             }
         }
         if self.tracks != Tracks::VideoOnly {
-            args.extend(["-c:a".into(), "aac".into(), "-ar".into(), "48000".into(), "-ac".into(), "2".into()]);
+            args.extend(["-c:a".into(), "aac".into(), "-ar".into(), self.audio_rate.to_string(), "-ac".into(), "2".into()]);
         }
         if let Some(d) = self.duration {
             args.extend(["-t".into(), d.to_string()]);

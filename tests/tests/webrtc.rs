@@ -9,15 +9,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc/whip_publish.py")
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc").join(name)
+}
+
+fn make_clip(scratch: &Scratch) -> PathBuf {
+    let clip = scratch.path("clip.mp4");
+    let mut make = Command::new("ffmpeg");
+    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
+        .arg(&clip);
+    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
+    clip
+}
+
+/// Runs `players` aiortc WHEP players of `url` for `seconds`; their results.
+fn whep_play(url: &str, seconds: u32, players: usize) -> Vec<serde_json::Value> {
+    let output = Command::new("python3").arg(script("whep_play.py")).arg(url).arg(seconds.to_string()).arg(players.to_string()).stderr(Stdio::inherit()).output().expect("python3 with aiortc (tests/run installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("players printed {text:?}: {e}"));
+    parsed["players"].as_array().cloned().unwrap_or_default()
 }
 
 /// Starts aiortc publishing `clip` to `url` for `seconds`; returns the process and its first
 /// JSON line (sent once the WHIP answer came back and ICE/DTLS connected, or failed).
 fn whip_publish(url: &str, clip: &Path, seconds: u32) -> (Child, serde_json::Value) {
     let mut child = Command::new("python3")
-        .arg(script())
+        .arg(script("whip_publish.py"))
         .arg(url)
         .arg(clip)
         .arg(seconds.to_string())
@@ -34,12 +52,7 @@ fn whip_publish(url: &str, clip: &Path, seconds: u32) -> (Child, serde_json::Val
 #[test]
 fn aiortc_publishes_over_whip_and_plays_over_rtmp_and_flv() {
     let scratch = Scratch::new("whip");
-    let clip = scratch.path("clip.mp4");
-    let mut make = Command::new("ffmpeg");
-    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
-        .arg(&clip);
-    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
+    let clip = make_clip(&scratch);
     let node = Node::start(&scratch, &[]);
     let whip = |stream: &str| format!("http://127.0.0.1:{}/rtc/v1/whip/?app=live&stream={stream}", node.ports.api);
 
@@ -86,6 +99,51 @@ fn aiortc_publishes_over_whip_and_plays_over_rtmp_and_flv() {
     assert!(node.log().contains("ended by DELETE"));
     assert!(wait_until(Duration::from_secs(15), || node.stream_info("live/w").is_none_or(|s| s["publish"]["active"] != true)), "still publishing");
     assert_eq!(http::delete(node.ports.api, &location).unwrap().status, 404, "a session is deleted once");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+#[test]
+fn rtmp_publish_plays_over_whep_with_opus_audio() {
+    let scratch = Scratch::new("whep");
+    let node = Node::start(&scratch, &[]);
+    let source = ffmpeg::Source { audio_rate: 44_100, bframes: 0, ..ffmpeg::Source::default() };
+    let mut publisher = ffmpeg::publish(&node.rtmp_url("live/p"), &source, &scratch, "publisher");
+    node.wait_live("live/p", Duration::from_secs(20));
+    let whep = |stream: &str| format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream={stream}", node.ports.api);
+
+    let players = whep_play(&whep("p"), 10, 1);
+    let player = &players[0];
+    assert_eq!(player["status"], 201, "{player}");
+    assert_eq!(player["connected"], true, "{player}; log:\n{}", node.log());
+    assert_eq!((player["width"].as_u64(), player["height"].as_u64()), (Some(320), Some(240)), "{player}");
+    // 10 s at 25 fps and 50 Opus packets a second, with room for a slow machine.
+    assert!(player["video_frames"].as_u64().unwrap_or(0) >= 100, "{player}");
+    assert!(player["audio_frames"].as_u64().unwrap_or(0) >= 200, "{player}");
+    assert_eq!(player["audio_rate"], 48_000, "AAC at 44.1 kHz arrives as 48 kHz Opus: {player}");
+    assert!(node.wait_log("WHEP play ended", Duration::from_secs(10)), "DELETE did not end the session");
+
+    // Nobody publishes `nope`.
+    let missing = &whep_play(&whep("nope"), 1, 1)[0];
+    assert_eq!(missing["status"], 404, "{missing}");
+    publisher.kill();
+}
+
+#[test]
+fn twenty_whep_players_of_one_whip_publisher_all_receive() {
+    let scratch = Scratch::new("webrtc-fanout");
+    let clip = make_clip(&scratch);
+    let node = Node::start(&scratch, &[]);
+    let (mut publisher, answer) = whip_publish(&format!("http://127.0.0.1:{}/rtc/v1/whip/?app=live&stream=fan", node.ports.api), &clip, 60);
+    assert_eq!(answer["connected"], true, "{answer}");
+    node.wait_live("live/fan", Duration::from_secs(20));
+    let players = whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=fan", node.ports.api), 8, 20);
+    assert_eq!(players.len(), 20);
+    for (i, player) in players.iter().enumerate() {
+        assert_eq!(player["connected"], true, "player {i}: {player}");
+        assert!(player["video_frames"].as_u64().unwrap_or(0) >= 10, "player {i}: {player}");
+        assert!(player["audio_frames"].as_u64().unwrap_or(0) >= 10, "player {i}: {player}");
+    }
     let _ = publisher.kill();
     let _ = publisher.wait();
 }

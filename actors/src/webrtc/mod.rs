@@ -17,6 +17,7 @@
 //! to come (WHEP, the AAC/Opus bridge).
 
 mod peer;
+pub mod whep;
 pub mod whip;
 
 pub use peer::{SessionAnswer, SignalError};

@@ -1,0 +1,253 @@
+//! WHEP play: an SDP offer in, an answer with our video and audio tracks out, then a session
+//! task subscribed to the stream like any player, sending its frames as RTP.
+//!
+//! - Video: H.264 passes through. Each frame's NAL units go out as single-NAL or FU-A
+//!   packets of at most 1200 bytes (`protocols::rtp_h264::packetize`), SPS and PPS in front
+//!   of every keyframe, the RTP timestamp from the presentation time (90 kHz). A stream with
+//!   B-frames is passed through as it is (packets in decode order); WebRTC decoders in
+//!   browsers expect none, so such streams stutter there, and a warning is logged once.
+//! - Audio: AAC is transcoded to Opus 48 kHz stereo ([`AacToOpus`]); Opus from enhanced
+//!   RTMP passes through.
+//! - The subscription starts with headers and the cached GOP. Frames that arrive before
+//!   ICE and DTLS connect wait in a bounded queue; if it overflows, the player restarts at
+//!   the next keyframe.
+//! - Retransmissions for NACKs and RTCP reports come from the `rtc` interceptors.
+//!   Keyframe requests (PLI) from players are not forwarded to the publisher: the next
+//!   keyframe of the GOP serves them.
+
+use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
+use super::{random_token, Registration};
+use crate::clients::{self, Role as ClientRole};
+use crate::registry::StreamRegistry;
+use actix::Addr;
+use bytes::Bytes;
+use estuary_protocols::avc::{self, AvcConfig};
+use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
+use estuary_protocols::rtp_h264;
+use estuary_storage::StreamKey;
+use estuary_transcode::opus::AacToOpus;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::message::TaggedRTCMessage;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Largest RTP payload we send.
+const MTU: usize = 1200;
+/// Frames held while ICE/DTLS connects (the cached GOP and what follows).
+const PENDING_FRAMES: usize = 2000;
+const RTP_48K: Timebase = Timebase { num: 1, den: 48_000 };
+
+fn track(kind: RtpCodecKind, ssrc: u32, codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec) -> MediaStreamTrack {
+    let name = if kind == RtpCodecKind::Video { "video" } else { "audio" };
+    MediaStreamTrack::new(
+        "estuary".to_string(),
+        format!("estuary-{name}"),
+        format!("estuary {name}"),
+        kind,
+        vec![RTCRtpEncodingParameters { rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() }, codec, ..Default::default() }],
+    )
+}
+
+/// Accepts a WHEP offer for `key`: admission, subscription, the answer, and a session task
+/// sending the stream.
+pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
+    let (socket, settings) = super::socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
+    peer::check_offer(&offer)?;
+    let guard = clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
+    let check = crate::access::Request { action: crate::auth::Action::Play, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+    crate::access::check(&check).await.map_err(SignalError::Forbidden)?;
+    let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
+
+    let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
+    let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
+    let (video_ssrc, audio_ssrc) = (rand::random::<u32>(), rand::random::<u32>());
+    let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, peer::h264("42e01f", 102).rtp_codec)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
+    let audio = if subscription.has_audio { Some(pc.add_track(track(RtpCodecKind::Audio, audio_ssrc, peer::opus().rtp_codec)).map_err(|e| SignalError::Unavailable(format!("audio track: {e}")))?) } else { None };
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
+    let sdp = peer::answer(&mut pc, offer, &settings, port)?;
+    let registration = Registration::new(&ufrag, &id).map_err(SignalError::Unavailable)?;
+    let peer = Peer::new(pc, registration, guard.id(), &settings).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
+    guard.record().set_role(ClientRole::Play, key.to_string());
+    tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
+    let player = Player {
+        peer,
+        key,
+        video: Outgoing::new(video, video_ssrc),
+        audio: Outgoing::new(audio, audio_ssrc),
+        avc: None,
+        bridge: None,
+        pending: VecDeque::new(),
+        waiting_for_keyframe: false,
+        warned_b_frames: false,
+        video_frames: 0,
+        audio_packets: 0,
+    };
+    let rx = subscription.rx;
+    actix::spawn(async move {
+        let _guard = guard;
+        player.run(rx).await;
+    });
+    Ok(SessionAnswer { sdp, id })
+}
+
+/// One outgoing RTP stream.
+struct Outgoing {
+    sender: Option<RTCRtpSenderId>,
+    ssrc: u32,
+    sequence: u16,
+    /// Random start of the RTP clock (RFC 3550).
+    offset: u32,
+}
+
+impl Outgoing {
+    fn new(sender: Option<RTCRtpSenderId>, ssrc: u32) -> Outgoing {
+        Outgoing { sender, ssrc, sequence: rand::random(), offset: rand::random() }
+    }
+}
+
+struct Player {
+    peer: Peer,
+    key: StreamKey,
+    video: Outgoing,
+    audio: Outgoing,
+    avc: Option<AvcConfig>,
+    bridge: Option<AacToOpus>,
+    pending: VecDeque<Arc<MediaFrame>>,
+    waiting_for_keyframe: bool,
+    warned_b_frames: bool,
+    video_frames: u64,
+    audio_packets: u64,
+}
+
+impl Player {
+    async fn run(mut self, mut rx: mpsc::Receiver<Arc<MediaFrame>>) {
+        let reason = loop {
+            if let Err(reason) = self.peer.flush("WHEP player").await {
+                break reason;
+            }
+            // RTCP from the player is consumed by the interceptors (NACK, reports).
+            while let Some(TaggedRTCMessage { .. }) = self.peer.pc.poll_read() {}
+            if self.peer.connected && !self.pending.is_empty() {
+                while let Some(frame) = self.pending.pop_front() {
+                    self.send(&frame);
+                }
+                continue;
+            }
+            match self.peer.wait(Some(&mut rx)).await {
+                Step::Handled => {}
+                Step::End(reason) => break reason,
+                Step::Media(None) => break "the stream ended or the player fell too far behind".to_string(),
+                Step::Media(Some(frame)) => {
+                    if self.peer.connected {
+                        self.send(&frame);
+                    } else {
+                        self.hold(frame);
+                    }
+                }
+            }
+        };
+        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, %reason, "WHEP play ended");
+        self.peer.close();
+    }
+
+    /// Keeps a frame until the connection is up.
+    fn hold(&mut self, frame: Arc<MediaFrame>) {
+        if self.pending.len() >= PENDING_FRAMES {
+            self.pending.retain(|f| f.config);
+            self.waiting_for_keyframe = true;
+        }
+        self.pending.push_back(frame);
+    }
+
+    fn send(&mut self, frame: &MediaFrame) {
+        match (frame.track, frame.config) {
+            (TrackKind::Video, true) => match AvcConfig::parse(&frame.payload) {
+                Ok(config) => self.avc = Some(config),
+                Err(e) => tracing::warn!(client = self.peer.client, error = %e, "unusable H.264 sequence header for WebRTC"),
+            },
+            (TrackKind::Video, false) => self.send_video(frame),
+            (TrackKind::Audio, true) => {
+                if frame.codec == Codec::Aac {
+                    self.bridge = match AacToOpus::new(&frame.payload, 64_000) {
+                        Ok(bridge) => Some(bridge),
+                        Err(e) => {
+                            tracing::warn!(client = self.peer.client, error = %e, "AAC to Opus unavailable; audio not sent");
+                            None
+                        }
+                    };
+                }
+            }
+            (TrackKind::Audio, false) => self.send_audio(frame),
+            (TrackKind::Data, _) => {}
+        }
+    }
+
+    fn send_video(&mut self, frame: &MediaFrame) {
+        if frame.codec != Codec::H264 {
+            return;
+        }
+        let Some(config) = &self.avc else { return };
+        if self.waiting_for_keyframe {
+            if !frame.keyframe {
+                return;
+            }
+            self.waiting_for_keyframe = false;
+        }
+        if frame.pts != frame.dts && !self.warned_b_frames {
+            self.warned_b_frames = true;
+            tracing::warn!(client = self.peer.client, stream = %self.key, "stream has B-frames; WebRTC players may stutter (encode with -bf 0 for WebRTC)");
+        }
+        let mut nals: Vec<&[u8]> = Vec::new();
+        if frame.keyframe {
+            nals.extend(config.sps.iter().map(|b| &b[..]));
+            nals.extend(config.pps.iter().map(|b| &b[..]));
+        }
+        nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7 | 8 | 9)));
+        let unit = avc::to_length_prefixed(nals);
+        let payloads = rtp_h264::packetize(&unit, MTU);
+        let timestamp = (frame.timebase.rescale(frame.pts, Timebase::MPEG) as u32).wrapping_add(self.video.offset);
+        let count = payloads.len();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            write(&mut self.peer, &mut self.video, timestamp, i + 1 == count, payload);
+        }
+        self.video_frames += 1;
+    }
+
+    fn send_audio(&mut self, frame: &MediaFrame) {
+        let time = frame.timebase.rescale(frame.pts, RTP_48K);
+        let packets = match (frame.codec, self.bridge.as_mut()) {
+            (Codec::Opus, _) => vec![(time, frame.payload.clone())],
+            (Codec::Aac, Some(bridge)) => match bridge.push(time, &frame.payload) {
+                Ok(packets) => packets.into_iter().map(|(t, p)| (t, Bytes::from(p))).collect(),
+                Err(e) => {
+                    tracing::debug!(client = self.peer.client, error = %e, "AAC to Opus failed for a frame");
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        };
+        for (time, payload) in packets {
+            let timestamp = (time as u32).wrapping_add(self.audio.offset);
+            write(&mut self.peer, &mut self.audio, timestamp, false, payload);
+            self.audio_packets += 1;
+        }
+    }
+}
+
+/// Hands one RTP packet to the peer connection (sent at the next flush).
+fn write(peer: &mut Peer, out: &mut Outgoing, timestamp: u32, marker: bool, payload: Bytes) {
+    let Some(id) = out.sender else { return };
+    let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
+    let Some(payload_type) = sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type) else { return };
+    let packet = rtp::Packet { header: rtp::Header { version: 2, marker, payload_type, sequence_number: out.sequence, timestamp, ssrc: out.ssrc, ..Default::default() }, payload };
+    out.sequence = out.sequence.wrapping_add(1);
+    if let Err(e) = sender.write_rtp(Instant::now(), packet) {
+        tracing::debug!(client = peer.client, error = %e, "RTP not sent");
+    }
+}
