@@ -48,6 +48,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rtc/v1/whep/", web::post().to(whep_play))
         .route("/rtc/v1/whep", web::post().to(whep_play))
         .route("/rtc/v1/whep/resource/{id}", web::delete().to(rtc_delete))
+        .route("/rtc/v1/whip/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whep/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whip/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whep/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/api/v1/gb28181/devices", web::get().to(gb_devices))
         .route("/api/v1/gb28181/devices/{device}/channels/{channel}/{action}", web::post().to(gb_channel))
         .route("/gb/v1/publish", web::post().to(gb_publish))
@@ -805,6 +809,8 @@ async fn rtc_offer(req: HttpRequest, state: web::Data<AppState>, params: Vec<(St
         Ok(answer) => HttpResponse::Created()
             .content_type("application/sdp")
             .insert_header(("Location", format!("/rtc/v1/{kind}/resource/{}", answer.id)))
+            .insert_header(("Access-Control-Allow-Origin", "*"))
+            .insert_header(("Access-Control-Expose-Headers", "Location"))
             .body(answer.sdp),
         Err(e) => {
             tracing::warn!(%app, %stream, status = e.status(), reason = %e, "{} refused", kind.to_uppercase());
@@ -813,10 +819,22 @@ async fn rtc_offer(req: HttpRequest, state: web::Data<AppState>, params: Vec<(St
     }
 }
 
+/// CORS preflight for WHIP/WHEP: web players served from another origin (the HTTP port, a
+/// console) POST `application/sdp` and DELETE their resource.
+async fn rtc_preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .insert_header(("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS"))
+        .insert_header(("Access-Control-Allow-Headers", "Content-Type, Authorization"))
+        .insert_header(("Access-Control-Expose-Headers", "Location"))
+        .insert_header(("Access-Control-Max-Age", "600"))
+        .finish()
+}
+
 /// Ends a WHIP or WHEP session.
 async fn rtc_delete(path: web::Path<String>) -> HttpResponse {
     if estuary_actors::webrtc::end_session(&path) {
-        HttpResponse::Ok().finish()
+        HttpResponse::Ok().insert_header(("Access-Control-Allow-Origin", "*")).finish()
     } else {
         error(404, "no such WebRTC session")
     }

@@ -62,6 +62,10 @@ fn aiortc_publishes_over_whip_and_plays_over_rtmp_and_flv() {
     assert!(String::from_utf8_lossy(&bad.body).contains("SDP"));
     let nameless = http::send(node.ports.api, "POST", "/rtc/v1/whip/?app=live", &[("Content-Type", "application/sdp")], b"v=0\r\n").unwrap();
     assert_eq!(nameless.status, 400);
+    // Browsers on other origins get through CORS preflight.
+    let preflight = http::send(node.ports.api, "OPTIONS", "/rtc/v1/whip/?app=live&stream=w", &[("Origin", "http://example.test"), ("Access-Control-Request-Method", "POST")], b"").unwrap();
+    assert_eq!(preflight.status, 204);
+    assert!(preflight.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("access-control-allow-methods") && v.contains("POST")), "{:?}", preflight.headers);
 
     let (mut publisher, answer) = whip_publish(&whip("w"), &clip, 40);
     assert_eq!(answer["status"], 201, "{answer}");
@@ -146,4 +150,23 @@ fn twenty_whep_players_of_one_whip_publisher_all_receive() {
     }
     let _ = publisher.kill();
     let _ = publisher.wait();
+}
+
+#[test]
+fn chromium_publishes_over_whip_and_plays_over_whep() {
+    let scratch = Scratch::new("webrtc-browser");
+    let node = Node::start(&scratch, &[]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
+    let mut command = Command::new("node");
+    command.arg(dir.join("webrtc.mjs")).arg(format!("http://127.0.0.1:{}", node.ports.api)).args(["live", "chrome", "5"]);
+    let output = ffmpeg::run(command, Duration::from_secs(120));
+    let line = output.stdout.lines().last().unwrap_or_default().to_string();
+    let result: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("webrtc.mjs printed {line:?} ({e}); stderr:\n{}\nlog:\n{}", output.stderr, node.log()));
+    assert_eq!(result["publish"]["status"], 201, "{result}");
+    assert_eq!(result["play"]["status"], 201, "{result}");
+    let (start, end) = (result["play"]["frames_start"].as_u64().unwrap_or(0), result["play"]["frames_end"].as_u64().unwrap_or(0));
+    assert!(end > start + 25, "the played video's frame counter must advance: {result}");
+    assert_eq!((result["play"]["width"].as_u64(), result["play"]["height"].as_u64()), (Some(320), Some(240)), "{result}");
+    assert!(output.success(), "{}", output.stderr);
 }
