@@ -170,3 +170,49 @@ fn chromium_publishes_over_whip_and_plays_over_whep() {
     assert_eq!((result["play"]["width"].as_u64(), result["play"]["height"].as_u64()), (Some(320), Some(240)), "{result}");
     assert!(output.success(), "{}", output.stderr);
 }
+
+/// WebRTC clients the API lists.
+fn webrtc_clients(node: &Node) -> usize {
+    node.api("/api/v1/clients")["clients"].as_array().map(|c| c.iter().filter(|c| c["protocol"] == "webrtc").count()).unwrap_or(0)
+}
+
+#[test]
+fn failed_peers_are_cleaned_up_and_others_carry_on() {
+    let scratch = Scratch::new("webrtc-cleanup");
+    let clip = make_clip(&scratch);
+    let node = Node::start(&scratch, &[("ESTUARY_RTC__CONNECT_TIMEOUT_S", "2")]);
+    let whip = |stream: &str| format!("http://127.0.0.1:{}/rtc/v1/whip/?app=live&stream={stream}", node.ports.api);
+    let (mut good, answer) = whip_publish(&whip("good"), &clip, 60);
+    assert_eq!(answer["connected"], true, "{answer}");
+    node.wait_live("live/good", Duration::from_secs(20));
+    assert_eq!(webrtc_clients(&node), 1);
+
+    // A peer that signals and never connects (no ICE, no DTLS) is dropped after the connect
+    // timeout, and its stream is released.
+    let (mut ghost, answer) = whip_publish(&whip("ghost"), &clip, 0);
+    assert_eq!(answer["status"], 201, "{answer}");
+    let _ = ghost.wait();
+    assert!(node.wait_log("did not connect within 2 s", Duration::from_secs(15)), "log:\n{}", node.log());
+    // Binding requests with credentials nobody issued, and datagrams that are not STUN, reach
+    // no session.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut stun = vec![0x00, 0x01, 0x00, 0x10, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[9; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
+    stun.extend_from_slice(b"nope:nope\0\0\0");
+    for datagram in [&stun[..], b"\x80\x60garbage that is not STUN", &[0u8; 1][..]] {
+        socket.send_to(datagram, ("127.0.0.1", node.ports.rtc)).unwrap();
+    }
+    // Bad SDP is refused before any session exists.
+    let bad = http::send(node.ports.api, "POST", "/rtc/v1/whip/?app=live&stream=bad", &[("Content-Type", "application/sdp")], b"v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n").unwrap();
+    assert_eq!(bad.status, 400, "{}", String::from_utf8_lossy(&bad.body));
+
+    // Only the good publisher is left, and it still plays.
+    assert!(wait_until(Duration::from_secs(10), || webrtc_clients(&node) == 1), "clients: {}", node.api("/api/v1/clients"));
+    assert!(node.stream_info("live/ghost").is_none_or(|s| s["publish"]["active"] != true), "the ghost's stream is released");
+    let (ok, errors) = decode(&node.flv_url("live/good"), 3);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
+    let _ = good.kill();
+    let _ = good.wait();
+    assert!(wait_until(Duration::from_secs(60), || webrtc_clients(&node) == 0), "a publisher that vanished is dropped once ICE fails; clients: {}", node.api("/api/v1/clients"));
+}

@@ -4,7 +4,9 @@
     whip_publish.py URL CLIP SECONDS
 
 The clip is decoded and sent as H.264 (packetization-mode 1) video and Opus audio, looped,
-for SECONDS; then the session is ended with DELETE on the Location the server gave. Prints
+for SECONDS; then the session is ended with DELETE on the Location the server gave. With
+SECONDS 0 the offer is posted and the script exits without ever connecting (a peer that
+vanishes after signalling). Prints
 one JSON line: {"status": ..., "location": ..., "connected": bool, "error": ...}. No ICE
 servers are configured, so nothing leaves the machine.
 """
@@ -54,6 +56,9 @@ async def main(url, clip, seconds):
         result["error"] = body
         print(json.dumps(result), flush=True)
         await pc.close()
+        return
+    if seconds <= 0:
+        print(json.dumps(result), flush=True)
         return
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
     try:
