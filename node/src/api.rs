@@ -48,6 +48,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rtc/v1/whep/", web::post().to(whep_play))
         .route("/rtc/v1/whep", web::post().to(whep_play))
         .route("/rtc/v1/whep/resource/{id}", web::delete().to(rtc_delete))
+        .route("/rtc/v1/publish/", web::post().to(srs_rtc_publish))
+        .route("/rtc/v1/play/", web::post().to(srs_rtc_play))
+        .route("/rtc/v1/publish/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/play/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/rtc/v1/whip/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/rtc/v1/whep/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/rtc/v1/whip/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
@@ -406,6 +410,14 @@ pub async fn metrics_text(_: Authorized, state: web::Data<AppState>) -> HttpResp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn srs_stream_urls() {
+        assert_eq!(parse_stream_url("webrtc://example.com/live/livestream"), Some(("live".into(), "livestream".into(), vec![])));
+        assert_eq!(parse_stream_url("webrtc://h:1985/live/s?token=abc&x"), Some(("live".into(), "s".into(), vec![("token".into(), "abc".into()), ("x".into(), String::new())])));
+        assert_eq!(parse_stream_url("webrtc://h/only-stream"), None);
+        assert_eq!(parse_stream_url("rtmp://h/live/s"), None);
+    }
 
     #[test]
     fn base64_and_ids() {
@@ -814,6 +826,58 @@ async fn rtc_offer(req: HttpRequest, state: web::Data<AppState>, params: Vec<(St
             .body(answer.sdp),
         Err(e) => {
             tracing::warn!(%app, %stream, status = e.status(), reason = %e, "{} refused", kind.to_uppercase());
+            error(e.status(), &e.to_string())
+        }
+    }
+}
+
+/// SRS's older signalling: `POST /rtc/v1/publish/` or `/rtc/v1/play/` with JSON
+/// `{"streamurl": "webrtc://host/app/stream?params", "sdp": "<offer>", ...}`; the answer is
+/// `{"code": 0, "server": ..., "sdp": "<answer>", "sessionid": ...}`, errors carry the HTTP
+/// status as `code` with a `message`.
+#[derive(Deserialize)]
+struct SrsRtcRequest {
+    streamurl: String,
+    sdp: String,
+}
+
+async fn srs_rtc_publish(req: HttpRequest, state: web::Data<AppState>, body: web::Json<SrsRtcRequest>) -> HttpResponse {
+    srs_rtc(req, state, body.into_inner(), "whip").await
+}
+
+async fn srs_rtc_play(req: HttpRequest, state: web::Data<AppState>, body: web::Json<SrsRtcRequest>) -> HttpResponse {
+    srs_rtc(req, state, body.into_inner(), "whep").await
+}
+
+/// `app`, `stream` and query parameters of `webrtc://host[:port]/app/stream[?k=v&...]`.
+fn parse_stream_url(url: &str) -> Option<(String, String, Vec<(String, String)>)> {
+    let rest = url.strip_prefix("webrtc://").or_else(|| url.strip_prefix("http://")).or_else(|| url.strip_prefix("https://"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut parts = path.splitn(2, '/').nth(1)?.rsplitn(2, '/');
+    let stream = parts.next()?.to_string();
+    let app = parts.next()?.to_string();
+    let params = query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((p.to_string(), String::new()))).collect();
+    Some((app, stream, params))
+}
+
+async fn srs_rtc(req: HttpRequest, state: web::Data<AppState>, body: SrsRtcRequest, kind: &str) -> HttpResponse {
+    let Some((app, stream, params)) = parse_stream_url(&body.streamurl) else {
+        return error(400, "streamurl must look like webrtc://host/app/stream");
+    };
+    if !crate::http::valid_name(&app) || !crate::http::valid_name(&stream) {
+        return error(400, "bad app or stream name in streamurl");
+    }
+    let key = estuary_actors::StreamKey::new(&app, &stream);
+    let peer = req.peer_addr().map(|a| a.ip());
+    let result = if kind == "whip" {
+        estuary_actors::webrtc::whip::publish(state.registry.clone(), key, params, body.sdp, peer).await
+    } else {
+        estuary_actors::webrtc::whep::play(state.registry.clone(), key, params, body.sdp, peer).await
+    };
+    match result {
+        Ok(answer) => HttpResponse::Ok().insert_header(("Access-Control-Allow-Origin", "*")).json(json!({ "code": 0, "server": SERVER, "sdp": answer.sdp, "sessionid": answer.id })),
+        Err(e) => {
+            tracing::warn!(%app, %stream, status = e.status(), reason = %e, "WebRTC {} refused", if kind == "whip" { "publish" } else { "play" });
             error(e.status(), &e.to_string())
         }
     }

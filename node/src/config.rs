@@ -344,11 +344,13 @@ pub struct RtcSection {
     pub listen: String,
     pub candidate: String,
     pub connect_timeout_s: u64,
+    pub aac_bitrate: u32,
+    pub opus_bitrate: u32,
 }
 
 impl Default for RtcSection {
     fn default() -> Self {
-        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: "127.0.0.1".into(), connect_timeout_s: 10 }
+        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: "127.0.0.1".into(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000 }
     }
 }
 
@@ -508,6 +510,8 @@ impl Config {
             return Err(ConfigError::Invalid { key: "rtc.candidate", problem: format!("{:?} is not an IP address", self.rtc.candidate) });
         }
         range("rtc.connect_timeout_s", self.rtc.connect_timeout_s, 1, 300)?;
+        range("rtc.aac_bitrate", self.rtc.aac_bitrate as u64, 16_000, 512_000)?;
+        range("rtc.opus_bitrate", self.rtc.opus_bitrate as u64, 6_000, 510_000)?;
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
@@ -645,6 +649,8 @@ impl Config {
             listen: self.rtc.listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 8000).into()),
             candidate: self.rtc.candidate.parse().unwrap_or_else(|_| [127, 0, 0, 1].into()),
             connect_timeout: Duration::from_secs(self.rtc.connect_timeout_s),
+            aac_bitrate: self.rtc.aac_bitrate,
+            opus_bitrate: self.rtc.opus_bitrate,
         }
     }
 

@@ -25,7 +25,17 @@ fn make_clip(scratch: &Scratch) -> PathBuf {
 
 /// Runs `players` aiortc WHEP players of `url` for `seconds`; their results.
 fn whep_play(url: &str, seconds: u32, players: usize) -> Vec<serde_json::Value> {
-    let output = Command::new("python3").arg(script("whep_play.py")).arg(url).arg(seconds.to_string()).arg(players.to_string()).stderr(Stdio::inherit()).output().expect("python3 with aiortc (tests/run installs it)");
+    whep_play_with(url, seconds, players, None)
+}
+
+/// As [`whep_play`]; with `srs_streamurl`, through SRS's JSON API at `url` instead.
+fn whep_play_with(url: &str, seconds: u32, players: usize, srs_streamurl: Option<&str>) -> Vec<serde_json::Value> {
+    let mut command = Command::new("python3");
+    command.arg(script("whep_play.py")).arg(url).arg(seconds.to_string()).arg(players.to_string()).stderr(Stdio::inherit());
+    if let Some(streamurl) = srs_streamurl {
+        command.env("SRS_STREAMURL", streamurl);
+    }
+    let output = command.output().expect("python3 with aiortc (tests/run installs it)");
     let text = String::from_utf8_lossy(&output.stdout);
     let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("players printed {text:?}: {e}"));
     parsed["players"].as_array().cloned().unwrap_or_default()
@@ -126,6 +136,11 @@ fn rtmp_publish_plays_over_whep_with_opus_audio() {
     assert!(player["audio_frames"].as_u64().unwrap_or(0) >= 200, "{player}");
     assert_eq!(player["audio_rate"], 48_000, "AAC at 44.1 kHz arrives as 48 kHz Opus: {player}");
     assert!(node.wait_log("WHEP play ended", Duration::from_secs(10)), "DELETE did not end the session");
+
+    // SRS's older JSON API plays too.
+    let srs = &whep_play_with(&format!("http://127.0.0.1:{}/rtc/v1/play/", node.ports.api), 3, 1, Some("webrtc://127.0.0.1/live/p"))[0];
+    assert_eq!(srs["status"], 201, "{srs}");
+    assert!(srs["video_frames"].as_u64().unwrap_or(0) > 10 && srs["audio_frames"].as_u64().unwrap_or(0) > 10, "{srs}");
 
     // Nobody publishes `nope`.
     let missing = &whep_play(&whep("nope"), 1, 1)[0];

@@ -8,10 +8,15 @@ track, decodes for SECONDS after its connection is up (aiortc's H.264 and Opus d
 then DELETEs its session. Prints one JSON line, {"players": [...]}, each player with
 "status", "connected", "video_frames", "audio_frames", "width", "height", "audio_rate" and
 "error".
+
+With the environment variable SRS_STREAMURL set (webrtc://host/app/stream), URL is SRS's
+older JSON API (/rtc/v1/play/): the offer goes in {"streamurl", "sdp"} and the answer comes
+back as {"code": 0, "sdp", "sessionid"}.
 """
 
 import asyncio
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -65,8 +70,17 @@ async def play(url, seconds):
     pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     loop = asyncio.get_running_loop()
-    status, headers, body = await loop.run_in_executor(
-        None, http, "POST", url, pc.localDescription.sdp.encode(), "application/sdp")
+    srs = os.environ.get("SRS_STREAMURL")
+    if srs:
+        request = json.dumps({"api": url, "streamurl": srs, "sdp": pc.localDescription.sdp}).encode()
+        status, headers, body = await loop.run_in_executor(None, http, "POST", url, request, "application/json")
+        if status == 200:
+            answer = json.loads(body)
+            status = 201 if answer.get("code") == 0 else answer.get("code")
+            body = answer.get("sdp", body)
+    else:
+        status, headers, body = await loop.run_in_executor(
+            None, http, "POST", url, pc.localDescription.sdp.encode(), "application/sdp")
     result["status"] = status
     if status != 201:
         result["error"] = body
@@ -79,8 +93,8 @@ async def play(url, seconds):
         await asyncio.sleep(seconds)
     except asyncio.TimeoutError:
         result["error"] = "not connected within 15 s"
-    location = urllib.parse.urljoin(url, headers.get("Location") or "")
-    await loop.run_in_executor(None, http, "DELETE", location)
+    if headers.get("Location"):
+        await loop.run_in_executor(None, http, "DELETE", urllib.parse.urljoin(url, headers.get("Location")))
     await pc.close()
     for task in tasks:
         task.cancel()

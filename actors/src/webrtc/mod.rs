@@ -42,6 +42,10 @@ pub struct RtcSettings {
     pub candidate: IpAddr,
     /// A session whose ICE/DTLS does not connect within this time is dropped.
     pub connect_timeout: std::time::Duration,
+    /// AAC bitrate of WebRTC publishers' audio (Opus transcoded), bit/s.
+    pub aac_bitrate: u32,
+    /// Opus bitrate for WebRTC players of AAC streams, bit/s.
+    pub opus_bitrate: u32,
 }
 
 /// What a session receives from the socket reader.

@@ -82,6 +82,7 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
         audio: Outgoing::new(audio, audio_ssrc),
         avc: None,
         bridge: None,
+        opus_bitrate: settings.opus_bitrate,
         pending: VecDeque::new(),
         waiting_for_keyframe: false,
         warned_b_frames: false,
@@ -118,6 +119,7 @@ struct Player {
     audio: Outgoing,
     avc: Option<AvcConfig>,
     bridge: Option<AacToOpus>,
+    opus_bitrate: u32,
     pending: VecDeque<Arc<MediaFrame>>,
     waiting_for_keyframe: bool,
     warned_b_frames: bool,
@@ -174,7 +176,7 @@ impl Player {
             (TrackKind::Video, false) => self.send_video(frame),
             (TrackKind::Audio, true) => {
                 if frame.codec == Codec::Aac {
-                    self.bridge = match AacToOpus::new(&frame.payload, 64_000) {
+                    self.bridge = match AacToOpus::new(&frame.payload, self.opus_bitrate) {
                         Ok(bridge) => Some(bridge),
                         Err(e) => {
                             tracing::warn!(client = self.peer.client, error = %e, "AAC to Opus unavailable; audio not sent");

@@ -62,7 +62,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     };
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
-    let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(), opus_packets: 0 };
+    let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0 };
     actix::spawn(async move {
         let _guard = guard;
         session.run().await;
@@ -102,6 +102,7 @@ impl RtpClock {
 
 /// Opus in, AAC frames out.
 struct AudioTrack {
+    bitrate: u32,
     clock: RtpClock,
     transcoder: Option<OpusToAac>,
     config_sent: bool,
@@ -110,8 +111,8 @@ struct AudioTrack {
 }
 
 impl AudioTrack {
-    fn new() -> AudioTrack {
-        AudioTrack { clock: RtpClock::default(), transcoder: None, config_sent: false, frames: 0, failed: false }
+    fn new(bitrate: u32) -> AudioTrack {
+        AudioTrack { bitrate, clock: RtpClock::default(), transcoder: None, config_sent: false, frames: 0, failed: false }
     }
 
     /// AAC frames (90 kHz times) for one Opus packet; `arrival` in 48 kHz ticks.
@@ -120,7 +121,7 @@ impl AudioTrack {
             return Vec::new();
         }
         if self.transcoder.is_none() {
-            match OpusToAac::new(128_000) {
+            match OpusToAac::new(self.bitrate) {
                 Ok(t) => self.transcoder = Some(t),
                 Err(e) => {
                     tracing::error!(error = %e, "Opus to AAC transcoder unavailable; audio dropped");
