@@ -106,11 +106,19 @@ fn aiortc_publishes_over_whip_and_plays_over_rtmp_and_flv() {
         assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
     }
 
+    // A player that joins late starts at once: it decodes at least a second of video within
+    // its first three, and its arrival asks the publisher for a fresh keyframe.
+    let late = &whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=w", node.ports.api), 3, 1)[0];
+    assert_eq!(late["connected"], true, "{late}");
+    assert!(late["video_frames"].as_u64().unwrap_or(0) >= 25, "{late}");
+
     // DELETE on the Location ends the session and the publish.
     let deleted = http::delete(node.ports.api, &location).unwrap();
     assert_eq!(deleted.status, 200);
     assert!(node.wait_log("WHIP publish ended", Duration::from_secs(10)), "log:\n{}", node.log());
     assert!(node.log().contains("ended by DELETE"));
+    let ended = node.log().lines().find(|l| l.contains("WHIP publish ended")).unwrap_or_default().to_string();
+    assert!(!ended.contains("player_keyframe_requests=0"), "the late player's keyframe request reached the publisher: {ended}");
     assert!(wait_until(Duration::from_secs(15), || node.stream_info("live/w").is_none_or(|s| s["publish"]["active"] != true)), "still publishing");
     assert_eq!(http::delete(node.ports.api, &location).unwrap().status, 404, "a session is deleted once");
     let _ = publisher.kill();

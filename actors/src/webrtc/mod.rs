@@ -65,6 +65,39 @@ struct Shared {
     ends: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
 }
 
+/// Keyframe requests for WHIP publishers, by stream: WHEP players that join or lose packets
+/// ask through here, and the publisher's session sends a PLI (at most one per 300 ms).
+static KEYFRAME_REQUESTS: OnceLock<Mutex<HashMap<String, mpsc::Sender<()>>>> = OnceLock::new();
+
+fn keyframe_requests() -> &'static Mutex<HashMap<String, mpsc::Sender<()>>> {
+    KEYFRAME_REQUESTS.get_or_init(Mutex::default)
+}
+
+/// A WHIP publisher of `stream` takes keyframe requests on the returned channel until it
+/// drops it.
+pub(crate) fn take_keyframe_requests(stream: &str) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    lock(keyframe_requests()).insert(stream.to_string(), tx);
+    rx
+}
+
+/// Asks the WHIP publisher of `stream`, if there is one, for a keyframe. True if asked.
+pub(crate) fn request_keyframe(stream: &str) -> bool {
+    let mut map = lock(keyframe_requests());
+    match map.get(stream) {
+        Some(tx) if tx.is_closed() => {
+            map.remove(stream);
+            false
+        }
+        // A request already waiting covers this one too.
+        Some(tx) => {
+            let _ = tx.try_send(());
+            true
+        }
+        None => false,
+    }
+}
+
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -150,6 +150,8 @@ pub(crate) enum Step {
     Media(Option<Arc<MediaFrame>>),
     /// The session is over, with the reason.
     End(String),
+    /// A player asked the publisher for a keyframe.
+    KeyframeRequest,
 }
 
 /// A running peer connection on the shared socket.
@@ -210,12 +212,19 @@ impl Peer {
         Ok(())
     }
 
-    /// Waits for a datagram, a timeout, the end signal or (with `media`) a frame.
-    pub(crate) async fn wait(&mut self, media: Option<&mut mpsc::Receiver<Arc<MediaFrame>>>) -> Step {
+    /// Waits for a datagram, a timeout, the end signal, (with `media`) a frame, or (with
+    /// `keyframes`) a keyframe request.
+    pub(crate) async fn wait(&mut self, media: Option<&mut mpsc::Receiver<Arc<MediaFrame>>>, keyframes: Option<&mut mpsc::Receiver<()>>) -> Step {
         let now = Instant::now();
         let deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
         let next_frame = async {
             match media {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let keyframe_request = async {
+            match keyframes {
                 Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
@@ -245,6 +254,7 @@ impl Peer {
                 Step::Handled
             }
             frame = next_frame => Step::Media(frame),
+            Some(()) = keyframe_request => Step::KeyframeRequest,
         }
     }
 

@@ -12,8 +12,9 @@
 //!   ICE and DTLS connect wait in a bounded queue; if it overflows, the player restarts at
 //!   the next keyframe.
 //! - Retransmissions for NACKs and RTCP reports come from the `rtc` interceptors.
-//!   Keyframe requests (PLI) from players are not forwarded to the publisher: the next
-//!   keyframe of the GOP serves them.
+//!   Keyframe requests (PLI, FIR) from players, and every new player, ask a WHIP publisher
+//!   of the stream for a keyframe; other publishers' players wait for the next keyframe of
+//!   the GOP (they start from the cached one).
 
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
@@ -27,7 +28,9 @@ use estuary_protocols::rtp_h264;
 use estuary_storage::StreamKey;
 use estuary_transcode::opus::AacToOpus;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::message::TaggedRTCMessage;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -129,20 +132,32 @@ struct Player {
 
 impl Player {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<MediaFrame>>) {
+        // A WHIP publisher sends a fresh keyframe for a player that joins; with other
+        // publishers the player starts from the cached GOP.
+        if super::request_keyframe(&self.key.to_string()) {
+            tracing::debug!(client = self.peer.client, stream = %self.key, "keyframe requested from the WHIP publisher for a new player");
+        }
         let reason = loop {
             if let Err(reason) = self.peer.flush("WHEP player").await {
                 break reason;
             }
-            // RTCP from the player is consumed by the interceptors (NACK, reports).
-            while let Some(TaggedRTCMessage { .. }) = self.peer.pc.poll_read() {}
+            // RTCP from the player is consumed by the interceptors (NACK, reports); its
+            // keyframe requests go on to a WHIP publisher.
+            while let Some(TaggedRTCMessage { message, .. }) = self.peer.pc.poll_read() {
+                if let RTCMessage::RtcpPacket(_, packets) = message {
+                    if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
+                        super::request_keyframe(&self.key.to_string());
+                    }
+                }
+            }
             if self.peer.connected && !self.pending.is_empty() {
                 while let Some(frame) = self.pending.pop_front() {
                     self.send(&frame);
                 }
                 continue;
             }
-            match self.peer.wait(Some(&mut rx)).await {
-                Step::Handled => {}
+            match self.peer.wait(Some(&mut rx), None).await {
+                Step::Handled | Step::KeyframeRequest => {}
                 Step::End(reason) => break reason,
                 Step::Media(None) => break "the stream ended or the player fell too far behind".to_string(),
                 Step::Media(Some(frame)) => {

@@ -62,7 +62,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     };
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
-    let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0 };
+    let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
     actix::spawn(async move {
         let _guard = guard;
         session.run().await;
@@ -162,6 +162,8 @@ struct VideoTrack {
     pps: Option<Bytes>,
     config_sent: bool,
     clock: RtpClock,
+    /// A WHEP player asked for a keyframe.
+    player_request: bool,
     last_pli: Option<Instant>,
     frames: u64,
 }
@@ -217,19 +219,27 @@ struct Session {
     video: VideoTrack,
     audio: AudioTrack,
     opus_packets: u64,
+    player_keyframe_requests: u64,
 }
 
 impl Session {
     async fn run(mut self) {
+        let mut keyframes = super::take_keyframe_requests(&self.key.to_string());
         let reason = loop {
             if let Err(reason) = self.drain().await {
                 break reason;
             }
-            if let Step::End(reason) = self.peer.wait(None).await {
-                break reason;
+            match self.peer.wait(None, Some(&mut keyframes)).await {
+                Step::End(reason) => break reason,
+                Step::KeyframeRequest => {
+                    self.video.player_request = true;
+                    self.player_keyframe_requests += 1;
+                    tracing::debug!(client = self.peer.client, stream = %self.key, "keyframe requested by a player");
+                }
+                _ => {}
             }
         };
-        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, aac_frames = self.audio.frames, %reason, "WHIP publish ended");
+        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, aac_frames = self.audio.frames, player_keyframe_requests = self.player_keyframe_requests, %reason, "WHIP publish ended");
         crate::tell(&self.stream, DetachPublisher { client: self.peer.client });
         self.peer.close();
     }
@@ -268,12 +278,18 @@ impl Session {
         self.peer.flush("WHIP publisher").await
     }
 
-    /// PLI when the depacketizer lost a picture, and every 3 s until the first IDR.
+    /// PLI when the depacketizer lost a picture or a player asked, and every 3 s until the
+    /// first IDR.
     fn request_keyframe(&mut self) {
         let Some(receiver) = self.video.receiver else { return };
-        let wanted = self.video.depacketizer.as_mut().is_some_and(|d| d.wants_keyframe());
+        let wanted = self.video.depacketizer.as_mut().is_some_and(|d| d.wants_keyframe()) | std::mem::take(&mut self.video.player_request);
         let waiting = self.video.frames == 0 && self.video.last_pli.is_none_or(|t| t.elapsed() > Duration::from_secs(3));
-        if !(wanted || waiting) || self.video.last_pli.is_some_and(|t| t.elapsed() < Duration::from_millis(300)) {
+        if !(wanted || waiting) {
+            return;
+        }
+        if self.video.last_pli.is_some_and(|t| t.elapsed() < Duration::from_millis(300)) {
+            // Too soon after the last one: keep the request for the next round.
+            self.video.player_request |= wanted;
             return;
         }
         self.video.last_pli = Some(Instant::now());
