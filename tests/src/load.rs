@@ -16,7 +16,7 @@ pub const STAMP_UUID: [u8; 16] = *b"estuary-latency!";
 /// What a load URL points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `rtmp`, `http-flv` or `srt`.
+    /// `rtmp`, `http-flv`, `srt` or `whep`.
     pub protocol: &'static str,
     /// Host.
     pub host: String,
@@ -28,8 +28,9 @@ pub struct Target {
     pub stream: String,
 }
 
-/// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` or
-/// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request`. Only loopback hosts are
+/// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv`,
+/// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request` or a WHEP endpoint
+/// `http://127.0.0.1[:1985]/rtc/v1/whep/?app=app&stream=stream`. Only loopback hosts are
 /// accepted: this tool never loads anything but this machine.
 pub fn parse_target(url: &str) -> Result<Target, String> {
     let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("rtmp://") {
@@ -55,6 +56,12 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         let stream_id = path.trim_start_matches('/').strip_prefix('?').and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("streamid="))).ok_or_else(|| format!("{url}: SRT players need ?streamid=#!::r=app/stream,m=request"))?;
         let id = estuary_protocols::srt_streamid::parse(stream_id).map_err(|e| format!("{url}: {e}"))?;
         return Ok(Target { protocol, host, port, app: id.app, stream: id.stream });
+    }
+    if protocol == "http-flv" && path.starts_with("/rtc/v1/whep") {
+        let query = path.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let get = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_string);
+        let (app, stream) = get("app").zip(get("stream")).ok_or_else(|| format!("{url}: WHEP players need ?app=..&stream=.."))?;
+        return Ok(Target { protocol: "whep", host, port: if authority.contains(':') { port } else { 1985 }, app, stream });
     }
     let path = path.strip_prefix('/').ok_or_else(|| format!("{url}: no path"))?;
     let (app, stream) = path.split_once('/').ok_or_else(|| format!("{url}: expected /app/stream"))?;
@@ -160,6 +167,15 @@ pub fn process_rss_kb(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whep_targets() {
+        let t = parse_target("http://127.0.0.1:19861/rtc/v1/whep/?app=live&stream=bench").unwrap();
+        assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("whep", 19861, "live", "bench"));
+        assert_eq!(parse_target("http://127.0.0.1/rtc/v1/whep/?app=live&stream=s").unwrap().port, 1985);
+        assert!(parse_target("http://127.0.0.1:1985/rtc/v1/whep/?app=live").is_err());
+        assert!(parse_target("http://10.0.0.1:1985/rtc/v1/whep/?app=live&stream=s").is_err());
+    }
 
     #[test]
     fn targets_are_loopback_only() {

@@ -16,6 +16,7 @@
 //! What exists so far is WHIP publish ([`whip`]); see docs/ARCHITECTURE.md for what is still
 //! to come (WHEP, the AAC/Opus bridge).
 
+mod audio_bridge;
 mod peer;
 pub mod whep;
 pub mod whip;

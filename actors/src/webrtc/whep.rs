@@ -6,8 +6,8 @@
 //!   of every keyframe, the RTP timestamp from the presentation time (90 kHz). A stream with
 //!   B-frames is passed through as it is (packets in decode order); WebRTC decoders in
 //!   browsers expect none, so such streams stutter there, and a warning is logged once.
-//! - Audio: AAC is transcoded to Opus 48 kHz stereo ([`AacToOpus`]); Opus from enhanced
-//!   RTMP passes through.
+//! - Audio: AAC is transcoded to Opus 48 kHz stereo once per stream and worker thread
+//!   ([`super::audio_bridge`]); Opus from enhanced RTMP passes through.
 //! - The subscription starts with headers and the cached GOP. Frames that arrive before
 //!   ICE and DTLS connect wait in a bounded queue; if it overflows, the player restarts at
 //!   the next keyframe.
@@ -26,7 +26,6 @@ use estuary_protocols::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp_h264;
 use estuary_storage::StreamKey;
-use estuary_transcode::opus::AacToOpus;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -84,7 +83,7 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
         video: Outgoing::new(video, video_ssrc),
         audio: Outgoing::new(audio, audio_ssrc),
         avc: None,
-        bridge: None,
+        aac_config: None,
         opus_bitrate: settings.opus_bitrate,
         pending: VecDeque::new(),
         waiting_for_keyframe: false,
@@ -93,7 +92,7 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
         audio_packets: 0,
     };
     let rx = subscription.rx;
-    actix::spawn(async move {
+    crate::workers::get().next().spawn(async move {
         let _guard = guard;
         player.run(rx).await;
     });
@@ -121,7 +120,8 @@ struct Player {
     video: Outgoing,
     audio: Outgoing,
     avc: Option<AvcConfig>,
-    bridge: Option<AacToOpus>,
+    /// The stream's AudioSpecificConfig, once its AAC header arrived.
+    aac_config: Option<Bytes>,
     opus_bitrate: u32,
     pending: VecDeque<Arc<MediaFrame>>,
     waiting_for_keyframe: bool,
@@ -132,6 +132,8 @@ struct Player {
 
 impl Player {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<MediaFrame>>) {
+        let stream = self.key.to_string();
+        super::audio_bridge::join(&stream);
         // A WHIP publisher sends a fresh keyframe for a player that joins; with other
         // publishers the player starts from the cached GOP.
         if super::request_keyframe(&self.key.to_string()) {
@@ -170,6 +172,7 @@ impl Player {
             }
         };
         tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, %reason, "WHEP play ended");
+        super::audio_bridge::leave(&stream);
         self.peer.close();
     }
 
@@ -182,7 +185,7 @@ impl Player {
         self.pending.push_back(frame);
     }
 
-    fn send(&mut self, frame: &MediaFrame) {
+    fn send(&mut self, frame: &Arc<MediaFrame>) {
         match (frame.track, frame.config) {
             (TrackKind::Video, true) => match AvcConfig::parse(&frame.payload) {
                 Ok(config) => self.avc = Some(config),
@@ -191,13 +194,7 @@ impl Player {
             (TrackKind::Video, false) => self.send_video(frame),
             (TrackKind::Audio, true) => {
                 if frame.codec == Codec::Aac {
-                    self.bridge = match AacToOpus::new(&frame.payload, self.opus_bitrate) {
-                        Ok(bridge) => Some(bridge),
-                        Err(e) => {
-                            tracing::warn!(client = self.peer.client, error = %e, "AAC to Opus unavailable; audio not sent");
-                            None
-                        }
-                    };
+                    self.aac_config = Some(frame.payload.clone());
                 }
             }
             (TrackKind::Audio, false) => self.send_audio(frame),
@@ -205,7 +202,7 @@ impl Player {
         }
     }
 
-    fn send_video(&mut self, frame: &MediaFrame) {
+    fn send_video(&mut self, frame: &Arc<MediaFrame>) {
         if frame.codec != Codec::H264 {
             return;
         }
@@ -236,14 +233,16 @@ impl Player {
         self.video_frames += 1;
     }
 
-    fn send_audio(&mut self, frame: &MediaFrame) {
+    fn send_audio(&mut self, frame: &Arc<MediaFrame>) {
         let time = frame.timebase.rescale(frame.pts, RTP_48K);
-        let packets = match (frame.codec, self.bridge.as_mut()) {
+        let packets = match (frame.codec, &self.aac_config) {
             (Codec::Opus, _) => vec![(time, frame.payload.clone())],
-            (Codec::Aac, Some(bridge)) => match bridge.push(time, &frame.payload) {
-                Ok(packets) => packets.into_iter().map(|(t, p)| (t, Bytes::from(p))).collect(),
+            (Codec::Aac, Some(config)) => match super::audio_bridge::opus_for(&self.key.to_string(), config, self.opus_bitrate, frame, time) {
+                Ok(packets) => packets,
                 Err(e) => {
-                    tracing::debug!(client = self.peer.client, error = %e, "AAC to Opus failed for a frame");
+                    if self.audio_packets == 0 {
+                        tracing::warn!(client = self.peer.client, error = %e, "AAC to Opus failed; audio not sent");
+                    }
                     Vec::new()
                 }
             },

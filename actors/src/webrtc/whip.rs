@@ -63,7 +63,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
     let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
-    actix::spawn(async move {
+    crate::workers::get().next().spawn(async move {
         let _guard = guard;
         session.run().await;
     });
@@ -301,11 +301,14 @@ impl Session {
         }
     }
 
-    async fn publish(&self, frame: MediaFrame) -> Result<(), String> {
+    /// Hands a frame to the stream actor; waits when its mailbox is full. (Takes `&mut self`
+    /// so the future stays `Send`: the peer connection is not `Sync`.)
+    async fn publish(&mut self, frame: MediaFrame) -> Result<(), String> {
         let message = PublishFrame { client: self.peer.client, frame: Arc::new(frame) };
-        match self.stream.try_send(message) {
+        let stream = self.stream.clone();
+        match stream.try_send(message) {
             Ok(()) => Ok(()),
-            Err(SendError::Full(message)) => self.stream.send(message).await.map_err(|_| "the stream actor went away".to_string()),
+            Err(SendError::Full(message)) => stream.send(message).await.map_err(|_| "the stream actor went away".to_string()),
             Err(SendError::Closed(_)) => Err("the stream actor went away".to_string()),
         }
     }

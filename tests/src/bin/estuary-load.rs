@@ -1,4 +1,4 @@
-//! `estuary-load`: N players over RTMP, HTTP-FLV or SRT (and optionally a synthetic publisher) against
+//! `estuary-load`: N players over RTMP, HTTP-FLV, SRT or WebRTC/WHEP (and optionally a synthetic publisher) against
 //! a server on this machine, reporting players held, delivered Mbit/s, startup time, delay
 //! through the server, and the server's CPU and memory. See the README's "Benchmarks".
 //!
@@ -24,8 +24,9 @@ const MAX_HOLD_S: u64 = 600;
 #[derive(Parser, Debug)]
 #[command(name = "estuary-load", about = "Load and latency tool for RTMP / HTTP-FLV servers on this machine")]
 struct Args {
-    /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv or
-    /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request'
+    /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv,
+    /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request' or
+    /// 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=bench'
     #[arg(long)]
     url: String,
     /// Concurrent players.
@@ -203,6 +204,91 @@ async fn srt_player(target: Target, stats: Arc<PlayerStats>, latency: Duration) 
     Ok(())
 }
 
+/// A WHEP player: `rtc` (the sans-IO WebRTC core Estuary also uses, driven here as a plain
+/// offerer with full ICE) on its own UDP socket; H.264 is reassembled by our depacketizer so
+/// the latency stamp can be read. Opus packets count as delivered bytes.
+async fn whep_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), String> {
+    use estuary_protocols::media::{Codec, Timebase};
+    use estuary_protocols::rtp::RtpPacket;
+    use estuary_protocols::rtp_h264::H264Depacketizer;
+    use rtc::interceptor::Registry;
+    use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+    use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+    use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+    use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+    use rtc::peer_connection::sdp::RTCSessionDescription;
+    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+    use rtc::peer_connection::RTCPeerConnectionBuilder;
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+    use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+    use rtc::sansio::Protocol;
+    use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+    let e = |e: rtc::shared::error::Error| e.to_string();
+    let socket = tokio::net::UdpSocket::bind((target.host.as_str(), 0)).await.map_err(|e| e.to_string())?;
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let mut media = MediaEngine::default();
+    let codec = |mime: &str, clock_rate, channels, fmtp: &str, payload_type| RTCRtpCodecParameters { rtp_codec: RTCRtpCodec { mime_type: mime.to_owned(), clock_rate, channels, sdp_fmtp_line: fmtp.to_owned(), rtcp_feedback: vec![] }, payload_type, ..Default::default() };
+    media.register_codec(codec(MIME_TYPE_H264, 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 102), RtpCodecKind::Video).map_err(e)?;
+    media.register_codec(codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111), RtpCodecKind::Audio).map_err(e)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(e)?;
+    let mut pc = RTCPeerConnectionBuilder::new().with_configuration(RTCConfigurationBuilder::new().build()).with_media_engine(media).with_interceptor_registry(registry).build(Instant::now()).map_err(e)?;
+    for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
+        pc.add_transceiver_from_kind(kind, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() })).map_err(e)?;
+    }
+    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: local.ip().to_string(), port: local.port(), component: 1, ..Default::default() }, ..Default::default() }.new_candidate_host().map_err(e)?;
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(e)?).map_err(e)?;
+    let offer = pc.create_offer(None).map_err(e)?;
+    pc.set_local_description(Instant::now(), offer).map_err(e)?;
+    let sdp = pc.local_description().map(|d| d.sdp).ok_or("no offer")?;
+    stats.connect_us.store(now_us(), Ordering::Relaxed);
+    let (port, path) = (target.port, format!("/rtc/v1/whep/?app={}&stream={}", target.app, target.stream));
+    let response = tokio::task::spawn_blocking(move || estuary_tests::http::send(port, "POST", &path, &[("Content-Type", "application/sdp")], sdp.as_bytes()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if response.status != 201 {
+        return Err(format!("WHEP answered {}: {}", response.status, String::from_utf8_lossy(&response.body)));
+    }
+    let answer = RTCSessionDescription::answer(String::from_utf8_lossy(&response.body).into_owned()).map_err(e)?;
+    pc.set_remote_description(Instant::now(), answer).map_err(e)?;
+    let mut depacketizer = H264Depacketizer::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(out) = pc.poll_write() {
+            let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+        }
+        while pc.poll_event().is_some() {}
+        while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
+            let RTCMessage::RtpPacket(_, packet) = message else { continue };
+            stats.bytes.fetch_add(packet.payload.len() as u64 + 12, Ordering::Relaxed);
+            if packet.header.payload_type == 111 {
+                continue;
+            }
+            let rtp = RtpPacket { payload_type: packet.header.payload_type, marker: packet.header.marker, sequence: packet.header.sequence_number, timestamp: packet.header.timestamp, ssrc: packet.header.ssrc, payload: packet.payload };
+            if let Some(unit) = depacketizer.push(&rtp) {
+                // Parameter sets go in front of keyframes; the stamp is the next NAL unit.
+                let nals: Vec<&[u8]> = unit.nals.iter().map(|n| &n[..]).filter(|n| !matches!(n[0] & 0x1f, 7 | 8)).collect();
+                let payload = estuary_protocols::avc::to_length_prefixed(nals);
+                let frame = MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: unit.timestamp as i64, pts: unit.timestamp as i64, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload };
+                stats.frame(&frame);
+            }
+        }
+        let now = Instant::now();
+        let deadline = pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let (n, from) = received.map_err(|e| e.to_string())?;
+                let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: bytes::BytesMut::from(&buf[..n]) };
+                let _ = pc.handle_read(input);
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                let _ = pc.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
 fn load_clip(path: &PathBuf) -> Result<(Vec<MediaFrame>, i64), String> {
     let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut demuxer = FlvDemuxer::default();
@@ -329,6 +415,7 @@ async fn run(args: Args) -> Result<(), String> {
             let result = match target.protocol {
                 "rtmp" => rtmp_player(target, stats, batch).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
+                "whep" => whep_player(target, stats).await,
                 _ => flv_player(target, stats, batch).await,
             };
             if result.is_err() {
@@ -378,7 +465,7 @@ async fn run(args: Args) -> Result<(), String> {
         "connected": connected,
         "receiving_at_end": receiving,
         "player_errors": errors.load(Ordering::Relaxed),
-        "read_batch_ms": if target.protocol == "srt" { None } else { Some(args.read_batch_ms) },
+        "read_batch_ms": if matches!(target.protocol, "srt" | "whep") { None } else { Some(args.read_batch_ms) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
         "delivered_mbps": (mbps * 10.0).round() / 10.0,
         "startup_ms_median": startup.map(|s| (s.0 * 10.0).round() / 10.0),
