@@ -41,6 +41,7 @@ pub mod ps;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtp_h264;
+pub mod rtp_reorder;
 pub mod sip;
 pub mod srt_handshake;
 pub mod srt_streamid;

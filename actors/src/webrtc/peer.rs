@@ -166,12 +166,14 @@ pub(crate) struct Peer {
     connect_timeout: Duration,
     /// Remote tracks by track id (WHIP).
     pub(crate) tracks: HashMap<String, RTCRtpReceiverId>,
+    /// Another time the owner must be woken at (a reorder buffer's).
+    pub(crate) extra_deadline: Option<Instant>,
 }
 
 impl Peer {
     pub(crate) fn new(pc: RTCPeerConnection, registration: Registration, client: u64, settings: &RtcSettings) -> Option<Peer> {
         let (socket, _) = super::socket()?;
-        Some(Peer { pc, socket, local: settings.listen, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new() })
+        Some(Peer { pc, socket, local: settings.listen, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None })
     }
 
     /// Time since the session started, in ticks of `rate` Hz.
@@ -216,7 +218,10 @@ impl Peer {
     /// `keyframes`) a keyframe request.
     pub(crate) async fn wait(&mut self, media: Option<&mut mpsc::Receiver<Arc<MediaFrame>>>, keyframes: Option<&mut mpsc::Receiver<()>>) -> Step {
         let now = Instant::now();
-        let deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        let mut deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        if let Some(extra) = self.extra_deadline {
+            deadline = deadline.min(extra.max(now));
+        }
         let next_frame = async {
             match media {
                 Some(rx) => rx.recv().await,

@@ -1,7 +1,8 @@
 //! WHIP publish: an SDP offer in, an SDP answer out, then a session task that turns the
 //! publisher's RTP into frames for the stream actor.
 //!
-//! H.264 (packetization-mode 1) goes through [`H264Depacketizer`] into access units, with
+//! H.264 (packetization-mode 1) goes through a reorder buffer (80 ms for a missing packet's
+//! retransmission) and [`H264Depacketizer`] into access units, with
 //! SPS/PPS turned into a sequence header when they change, on a 90 kHz clock unwrapped from
 //! the 32-bit RTP timestamps (a jump backwards or of more than 5 s, as when a sender loops
 //! a file, continues one frame interval on). Loss spoils the current picture; frames are then dropped until
@@ -26,6 +27,7 @@ use estuary_protocols::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp::RtpPacket;
 use estuary_protocols::rtp_h264::{AccessUnit, H264Depacketizer};
+use estuary_protocols::rtp_reorder::ReorderBuffer;
 use estuary_storage::StreamKey;
 use estuary_transcode::opus::OpusToAac;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -153,8 +155,12 @@ impl AudioTrack {
     }
 }
 
-#[derive(Default)]
+/// How long a missing video packet is waited for (a NACK retransmission on a LAN or a
+/// moderate internet path arrives within this) before it counts as lost.
+const REORDER_WAIT: Duration = Duration::from_millis(80);
+
 struct VideoTrack {
+    reorder: ReorderBuffer,
     depacketizer: Option<H264Depacketizer>,
     ssrc: u32,
     receiver: Option<RTCRtpReceiverId>,
@@ -166,6 +172,24 @@ struct VideoTrack {
     player_request: bool,
     last_pli: Option<Instant>,
     frames: u64,
+}
+
+impl Default for VideoTrack {
+    fn default() -> Self {
+        VideoTrack {
+            reorder: ReorderBuffer::new(REORDER_WAIT, 512),
+            depacketizer: None,
+            ssrc: 0,
+            receiver: None,
+            sps: None,
+            pps: None,
+            config_sent: false,
+            clock: RtpClock::default(),
+            player_request: false,
+            last_pli: None,
+            frames: 0,
+        }
+    }
 }
 
 impl VideoTrack {
@@ -255,13 +279,8 @@ impl Session {
                     let rtp = RtpPacket { payload_type: packet.header.payload_type, marker: packet.header.marker, sequence: packet.header.sequence_number, timestamp: packet.header.timestamp, ssrc: packet.header.ssrc, payload: packet.payload.clone() };
                     self.video.ssrc = rtp.ssrc;
                     self.video.receiver = Some(receiver_id);
-                    let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
-                    if let Some(unit) = unit {
-                        let arrival = self.peer.arrival(90_000);
-                        for frame in self.video.frames(unit, arrival) {
-                            self.publish(frame).await?;
-                        }
-                    }
+                    let ready = self.video.reorder.push(Instant::now(), rtp);
+                    self.depacketize(ready).await?;
                 }
                 Some(RtpCodecKind::Audio) => {
                     self.opus_packets += 1;
@@ -273,9 +292,26 @@ impl Session {
                 _ => {}
             }
         }
+        let overdue = self.video.reorder.poll(Instant::now());
+        self.depacketize(overdue).await?;
+        self.peer.extra_deadline = self.video.reorder.deadline();
         self.request_keyframe();
         // The PLI, if any, goes out now.
         self.peer.flush("WHIP publisher").await
+    }
+
+    /// Video packets in sequence order into access units, and those into frames.
+    async fn depacketize(&mut self, packets: Vec<RtpPacket>) -> Result<(), String> {
+        for rtp in packets {
+            let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
+            if let Some(unit) = unit {
+                let arrival = self.peer.arrival(90_000);
+                for frame in self.video.frames(unit, arrival) {
+                    self.publish(frame).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// PLI when the depacketizer lost a picture or a player asked, and every 3 s until the
