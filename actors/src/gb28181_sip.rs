@@ -22,28 +22,12 @@ use tokio::sync::{mpsc, oneshot};
 /// SIP server settings.
 #[derive(Debug, Clone)]
 pub struct SipSettings {
-    /// UDP address.
-    pub listen: SocketAddr,
-    /// Server id (SRS default 34020000002000000001).
-    pub server_id: String,
-    /// Domain / realm (SRS default 3402000000).
-    pub realm: String,
-    /// Devices must authenticate with this password; empty: no authentication.
-    pub password: String,
-    /// Invite every channel as soon as its catalog arrives.
-    pub auto_invite: bool,
-    /// Address devices send media to.
-    pub media_ip: String,
-    /// Media port.
-    pub media_port: u16,
-    /// Ask cameras for RTP over UDP instead of TCP (passive).
-    pub media_udp: bool,
+    /// What the platform presents and asks of devices (its `seed` is replaced at start).
+    pub platform: PlatformConfig,
     /// App of the streams.
     pub app: String,
     /// Stream name pattern: `[device]` and `[channel]` are replaced by their ids.
     pub stream_name: String,
-    /// A device silent this long is taken offline.
-    pub keepalive_timeout: Duration,
 }
 
 /// A device as the API shows it.
@@ -322,19 +306,8 @@ pub async fn serve(
     let _ = COMMANDS.set(command_tx);
     let (media_tx, mut media) = mpsc::channel(MEDIA_ENDED_QUEUE);
     let _ = MEDIA_ENDED.set(media_tx);
-    tracing::info!(listen = %settings.listen, server_id = %settings.server_id, realm = %settings.realm, auth = !settings.password.is_empty(), "GB28181 SIP listening (UDP and TCP)");
-    let config = PlatformConfig {
-        listen: settings.listen,
-        server_id: settings.server_id.clone(),
-        realm: settings.realm.clone(),
-        password: settings.password.clone(),
-        auto_invite: settings.auto_invite,
-        media_ip: settings.media_ip.clone(),
-        media_port: settings.media_port,
-        media_udp: settings.media_udp,
-        keepalive_timeout: settings.keepalive_timeout,
-        seed: seed(),
-    };
+    tracing::info!(listen = %settings.platform.listen, server_id = %settings.platform.server_id, realm = %settings.platform.realm, auth = !settings.platform.password.is_empty(), "GB28181 SIP listening (UDP and TCP)");
+    let config = PlatformConfig { seed: seed(), ..settings.platform.clone() };
     let mut platform = Platform::new(config, Instant::now(), crate::unix_ms());
     let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
     platform.remember_known(Instant::now(), known.into_iter().map(|r| DeviceRecord { address: r.address.parse().unwrap_or(unknown), id: r.id, channels: r.channels }));

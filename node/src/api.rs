@@ -850,12 +850,14 @@ async fn srs_rtc_play(req: HttpRequest, state: web::Data<AppState>, body: web::J
 }
 
 /// `app`, `stream` and query parameters of `webrtc://host[:port]/app/stream[?k=v&...]`.
-fn parse_stream_url(url: &str) -> Option<(String, String, Vec<(String, String)>)> {
+type AppStreamParams = (String, String, Vec<(String, String)>);
+
+fn parse_stream_url(url: &str) -> Option<AppStreamParams> {
     let rest = url.strip_prefix("webrtc://").or_else(|| url.strip_prefix("http://")).or_else(|| url.strip_prefix("https://"))?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut parts = path.splitn(2, '/').nth(1)?.rsplitn(2, '/');
-    let stream = parts.next()?.to_string();
-    let app = parts.next()?.to_string();
+    let (_host, app_stream) = path.split_once('/')?;
+    let (app, stream) = app_stream.rsplit_once('/')?;
+    let (app, stream) = (app.to_string(), stream.to_string());
     let params = query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((p.to_string(), String::new()))).collect();
     Some((app, stream, params))
 }

@@ -719,17 +719,20 @@ impl Config {
     /// GB28181 SIP settings.
     pub fn sip_settings(&self) -> estuary_actors::gb28181_sip::SipSettings {
         estuary_actors::gb28181_sip::SipSettings {
-            listen: self.gb28181.sip_listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 5060).into()),
-            server_id: self.gb28181.server_id.clone(),
-            realm: self.gb28181.realm.clone(),
-            password: self.gb28181.password.clone(),
-            auto_invite: self.gb28181.auto_invite,
-            media_ip: self.gb28181.media_ip.clone(),
-            media_port: self.gb28181.media_listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(9000),
-            media_udp: self.gb28181.media_transport == "udp",
+            platform: estuary_protocols::gb28181::PlatformConfig {
+                listen: self.gb28181.sip_listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 5060).into()),
+                server_id: self.gb28181.server_id.clone(),
+                realm: self.gb28181.realm.clone(),
+                password: self.gb28181.password.clone(),
+                auto_invite: self.gb28181.auto_invite,
+                media_ip: self.gb28181.media_ip.clone(),
+                media_port: self.gb28181.media_listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(9000),
+                media_udp: self.gb28181.media_transport == "udp",
+                keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
+                seed: 0,
+            },
             app: self.gb28181.app.clone(),
             stream_name: self.gb28181.stream_name.clone(),
-            keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
         }
     }
 

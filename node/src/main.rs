@@ -177,8 +177,9 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     };
     let gb_sip = if config.gb28181.enabled {
         let settings = config.sip_settings();
-        let udp = estuary_actors::gb28181_sip::bind(settings.listen).map_err(|e| format!("cannot listen for GB28181 SIP on {} (UDP): {e}", settings.listen))?;
-        let tcp = estuary_actors::gb28181_sip::bind_tcp(settings.listen).map_err(|e| format!("cannot listen for GB28181 SIP on {} (TCP): {e}", settings.listen))?;
+        let listen = settings.platform.listen;
+        let udp = estuary_actors::gb28181_sip::bind(listen).map_err(|e| format!("cannot listen for GB28181 SIP on {listen} (UDP): {e}"))?;
+        let tcp = estuary_actors::gb28181_sip::bind_tcp(listen).map_err(|e| format!("cannot listen for GB28181 SIP on {listen} (TCP): {e}"))?;
         Some((udp, tcp, settings))
     } else {
         None

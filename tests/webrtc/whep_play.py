@@ -18,23 +18,12 @@ import asyncio
 import json
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-
-def http(method, url, body=None, content_type=None):
-    request = urllib.request.Request(url, data=body, method=method)
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
+from signalling import http
 
 
 async def play(url, seconds):

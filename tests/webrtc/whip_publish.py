@@ -14,23 +14,12 @@ servers are configured, so nothing leaves the machine.
 import asyncio
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
-
-def http(method, url, body=None, content_type=None):
-    request = urllib.request.Request(url, data=body, method=method)
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
+from signalling import http
 
 
 async def main(url, clip, seconds):

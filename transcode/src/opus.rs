@@ -167,9 +167,8 @@ impl Resampler {
         while self.position + 1.0 < frames.len() as f64 {
             let i = self.position.floor() as usize;
             let frac = (self.position - i as f64) as f32;
-            for c in 0..2 {
-                out.push(frames[i][c] + (frames[i + 1][c] - frames[i][c]) * frac);
-            }
+            let (a, b) = (frames[i], frames[i + 1]);
+            out.extend(a.iter().zip(b.iter()).map(|(x, y)| x + (y - x) * frac));
             self.position += step;
         }
         self.position -= (frames.len() - 1) as f64;

@@ -19,11 +19,14 @@ use std::sync::Arc;
 /// Frames remembered per stream (a few seconds of AAC).
 const REMEMBERED: usize = 256;
 
+/// An AAC frame and the Opus packets it produced.
+type Transcoded = (Arc<MediaFrame>, Vec<(i64, Bytes)>);
+
 struct Bridge {
     config: Bytes,
     transcoder: AacToOpus,
     last_fed: i64,
-    recent: VecDeque<(Arc<MediaFrame>, Vec<(i64, Bytes)>)>,
+    recent: VecDeque<Transcoded>,
 }
 
 thread_local! {

@@ -81,7 +81,6 @@ pub(crate) fn h264(profile_level_id: &str, payload_type: u8) -> RTCRtpCodecParam
             rtcp_feedback: vec![],
         },
         payload_type,
-        ..Default::default()
     }
 }
 
@@ -90,7 +89,6 @@ pub(crate) fn opus() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
         payload_type: 111,
-        ..Default::default()
     }
 }
 

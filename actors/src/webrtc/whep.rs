@@ -222,7 +222,7 @@ impl Player {
             nals.extend(config.sps.iter().map(|b| &b[..]));
             nals.extend(config.pps.iter().map(|b| &b[..]));
         }
-        nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7 | 8 | 9)));
+        nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7..=9)));
         let unit = avc::to_length_prefixed(nals);
         let payloads = rtp_h264::packetize(&unit, MTU);
         let timestamp = (frame.timebase.rescale(frame.pts, Timebase::MPEG) as u32).wrapping_add(self.video.offset);

@@ -228,7 +228,7 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), Stri
     let socket = tokio::net::UdpSocket::bind((target.host.as_str(), 0)).await.map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let mut media = MediaEngine::default();
-    let codec = |mime: &str, clock_rate, channels, fmtp: &str, payload_type| RTCRtpCodecParameters { rtp_codec: RTCRtpCodec { mime_type: mime.to_owned(), clock_rate, channels, sdp_fmtp_line: fmtp.to_owned(), rtcp_feedback: vec![] }, payload_type, ..Default::default() };
+    let codec = |mime: &str, clock_rate, channels, fmtp: &str, payload_type| RTCRtpCodecParameters { rtp_codec: RTCRtpCodec { mime_type: mime.to_owned(), clock_rate, channels, sdp_fmtp_line: fmtp.to_owned(), rtcp_feedback: vec![] }, payload_type };
     media.register_codec(codec(MIME_TYPE_H264, 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 102), RtpCodecKind::Video).map_err(e)?;
     media.register_codec(codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111), RtpCodecKind::Audio).map_err(e)?;
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(e)?;
