@@ -93,7 +93,7 @@ pub(crate) fn opus() -> RTCRtpCodecParameters {
 }
 
 /// Checks that `offer` looks like SDP with media, before any work is done for it.
-pub(crate) fn check_offer(offer: &str) -> Result<(), SignalError> {
+fn check_offer(offer: &str) -> Result<(), SignalError> {
     if !offer.trim_start().starts_with("v=0") {
         return Err(SignalError::BadOffer("the body is not an SDP offer (it must start with v=0)".into()));
     }
@@ -101,6 +101,19 @@ pub(crate) fn check_offer(offer: &str) -> Result<(), SignalError> {
         return Err(SignalError::BadOffer("the offer has no audio or video section".into()));
     }
     Ok(())
+}
+
+/// What every offer goes through first: WebRTC must be on, the offer must look like SDP,
+/// and access control (rules, token, hooks) must allow `action` on `key`. Returns the
+/// client's registration, the shared socket's port and the settings.
+pub(crate) async fn admit(key: &estuary_storage::StreamKey, params: &[(String, String)], offer: &str, peer_ip: Option<std::net::IpAddr>, action: crate::auth::Action) -> Result<(crate::clients::ClientGuard, u16, RtcSettings), SignalError> {
+    let (socket, settings) = super::socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
+    check_offer(offer)?;
+    let guard = crate::clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
+    let check = crate::access::Request { action, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params };
+    crate::access::check(&check).await.map_err(SignalError::Forbidden)?;
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
+    Ok((guard, port, settings))
 }
 
 /// A peer connection with our codecs, ICE-lite with the given credentials, DTLS server.

@@ -18,7 +18,7 @@
 
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
-use crate::clients::{self, Role as ClientRole};
+use crate::clients::Role as ClientRole;
 use crate::registry::StreamRegistry;
 use actix::Addr;
 use bytes::Bytes;
@@ -59,11 +59,7 @@ fn track(kind: RtpCodecKind, ssrc: u32, codec: rtc::rtp_transceiver::rtp_sender:
 /// Accepts a WHEP offer for `key`: admission, subscription, the answer, and a session task
 /// sending the stream.
 pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
-    let (socket, settings) = super::socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
-    peer::check_offer(&offer)?;
-    let guard = clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
-    let check = crate::access::Request { action: crate::auth::Action::Play, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
-    crate::access::check(&check).await.map_err(SignalError::Forbidden)?;
+    let (guard, port, settings) = peer::admit(&key, &params, &offer, peer_ip, crate::auth::Action::Play).await?;
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
@@ -71,7 +67,6 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
     let (video_ssrc, audio_ssrc) = (rand::random::<u32>(), rand::random::<u32>());
     let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, peer::h264("42e01f", 102).rtp_codec)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
     let audio = if subscription.has_audio { Some(pc.add_track(track(RtpCodecKind::Audio, audio_ssrc, peer::opus().rtp_codec)).map_err(|e| SignalError::Unavailable(format!("audio track: {e}")))?) } else { None };
-    let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
     let sdp = peer::answer(&mut pc, offer, &settings, port)?;
     let registration = Registration::new(&ufrag, &id).map_err(SignalError::Unavailable)?;
     let peer = Peer::new(pc, registration, guard.id(), &settings).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;

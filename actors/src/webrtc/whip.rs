@@ -16,7 +16,7 @@
 
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
-use crate::clients::{self, Role as ClientRole};
+use crate::clients::Role as ClientRole;
 use crate::messages::{DetachPublisher, PublishFrame, PublishRefused};
 use crate::registry::StreamRegistry;
 use crate::stream::StreamActor;
@@ -41,15 +41,10 @@ use std::time::{Duration, Instant};
 /// Accepts a WHIP offer for `key`: admission, the answer, and a session task publishing
 /// what arrives.
 pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
-    let (socket, settings) = super::socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
-    peer::check_offer(&offer)?;
-    let guard = clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
-    let check = crate::access::Request { action: crate::auth::Action::Publish, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
-    crate::access::check(&check).await.map_err(SignalError::Forbidden)?;
+    let (guard, port, settings) = peer::admit(&key, &params, &offer, peer_ip, crate::auth::Action::Publish).await?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
     let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
-    let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
     let sdp = peer::answer(&mut pc, offer, &settings, port)?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
         PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),
