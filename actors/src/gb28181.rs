@@ -18,12 +18,13 @@ use crate::registry::StreamRegistry;
 use actix::prelude::*;
 use estuary_protocols::ps::PsDemuxer;
 use estuary_protocols::rtp::{Rfc4571Reader, RtpPacket};
+use estuary_protocols::rtp_reorder::ReorderBuffer;
 use estuary_protocols::ts::TsFrameReader;
 use estuary_storage::StreamKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 static SSRCS: LazyLock<Mutex<HashMap<u32, StreamKey>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -32,6 +33,8 @@ static SSRCS: LazyLock<Mutex<HashMap<u32, StreamKey>>> = LazyLock::new(|| Mutex:
 const FIRST_PACKET: Duration = Duration::from_secs(10);
 /// A camera silent this long is dropped.
 const IDLE: Duration = Duration::from_secs(20);
+/// How long RTP over UDP waits for a packet that arrived out of order.
+const UDP_REORDER_WAIT: Duration = Duration::from_millis(50);
 
 /// Expects media with `ssrc` for `key` (the API's `/gb/v1/publish/`).
 pub fn expect(ssrc: u32, key: StreamKey) {
@@ -283,19 +286,31 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
                 Ok(s) => s,
                 Err(_) => return,
             };
-            let mut reason = match session.packet(packet).await {
-                Ok(()) => String::new(),
-                Err(e) => e,
-            };
+            // UDP may reorder: packets pass a reorder buffer (no retransmissions here, so
+            // a gap is given up on after a short wait) before the PS demuxer.
+            let mut reorder = ReorderBuffer::new(UDP_REORDER_WAIT, 256);
+            let mut ready = reorder.push(Instant::now(), packet);
+            let mut reason = String::new();
+            let mut last_packet = Instant::now();
             while reason.is_empty() {
-                match tokio::time::timeout(IDLE, rx.recv()).await {
+                for p in ready.drain(..) {
+                    if let Err(e) = session.packet(p).await {
+                        reason = e;
+                        break;
+                    }
+                }
+                if !reason.is_empty() {
+                    break;
+                }
+                let wait = reorder.deadline().map(|d| d.saturating_duration_since(Instant::now())).unwrap_or(IDLE).min(IDLE);
+                match tokio::time::timeout(wait, rx.recv()).await {
                     Ok(Some(p)) => {
-                        if let Err(e) = session.packet(p).await {
-                            reason = e;
-                        }
+                        last_packet = Instant::now();
+                        ready = reorder.push(last_packet, p);
                     }
                     Ok(None) => reason = "the media listener went away".into(),
-                    Err(_) => reason = format!("no media for {} s", IDLE.as_secs()),
+                    Err(_) if last_packet.elapsed() >= IDLE => reason = format!("no media for {} s", IDLE.as_secs()),
+                    Err(_) => ready = reorder.poll(Instant::now()),
                 }
             }
             tracing::info!(%peer, %reason, "GB28181 UDP media session ended");

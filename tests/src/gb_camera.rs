@@ -32,6 +32,9 @@ pub enum Fault {
         /// Packets sent first.
         after: usize,
     },
+    /// Over UDP: every fifth packet of a frame is sent after the one that follows it, as a
+    /// network path that reorders does.
+    Reorder,
 }
 
 /// A camera streaming in a background thread until stopped or the connection fails.
@@ -220,6 +223,7 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
             if matches!(fault, Fault::TruncatedPs { after } if sent >= after && sent < after + 1) && unit.video {
                 pack.truncate(pack.len() / 2);
             }
+            let mut held: Option<Vec<u8>> = None;
             for piece in pack.chunks(1400) {
                 let packet = RtpPacket {
                     payload_type: 96,
@@ -238,10 +242,20 @@ fn run(port: u16, ssrc: u32, data: Bytes, seconds: f64, fault: Fault, stop: Arc<
                         socket.write_all(&frame_4571(&packet.to_bytes())).map_err(|e| format!("write: {e}"))?;
                     }
                     Out::Udp(socket) => {
-                        socket.send(&packet.to_bytes()).map_err(|e| format!("send: {e}"))?;
+                        if matches!(fault, Fault::Reorder) && sent % 5 == 0 && held.is_none() {
+                            held = Some(packet.to_bytes().to_vec());
+                        } else {
+                            socket.send(&packet.to_bytes()).map_err(|e| format!("send: {e}"))?;
+                            if let Some(late) = held.take() {
+                                socket.send(&late).map_err(|e| format!("send: {e}"))?;
+                            }
+                        }
                     }
                 }
                 sent += 1;
+            }
+            if let (Out::Udp(socket), Some(late)) = (&mut out, held.take()) {
+                socket.send(&late).map_err(|e| format!("send: {e}"))?;
             }
         }
         round += 1;

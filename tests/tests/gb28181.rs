@@ -1,7 +1,8 @@
 //! GB28181: a simulated device registers over SIP (digest), is invited and plays over HTTP-FLV
 //! and HLS, survives media loss (re-INVITE), ends with unregistration, and a wrong password is
 //! refused; media without SIP (SRS 6's `/gb/v1/publish/`); broken cameras (bogus RTP lengths,
-//! truncated PS, an SSRC nobody announced, malformed SIP) cost only their own connection.
+//! truncated PS, an SSRC nobody announced, malformed SIP) cost only their own connection; a
+//! camera whose UDP packets arrive out of order plays clean.
 
 use estuary_tests::ffmpeg::{self, decode, probe_streams, stream_of};
 use estuary_tests::gb_camera::{Camera, Fault};
@@ -131,6 +132,9 @@ fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
     let bogus = Camera::start(node.ports.gb_media, 200_000_002, &clip, 20.0, Fault::BogusLength { after: 60 });
     let torn = Camera::start(node.ports.gb_media, 200_000_003, &clip, 20.0, Fault::TruncatedPs { after: 60 });
     let stranger = Camera::start(node.ports.gb_media, 999, &clip, 5.0, Fault::None);
+    // A camera over UDP whose packets arrive out of order plays clean (reorder buffer).
+    assert_eq!(announce(&node, "shuffled", "0200000004").status, 200);
+    let shuffled = Camera::start_over(node.ports.gb_media, 200_000_004, &clip, 40.0, Fault::Reorder, false, true);
 
     let flv = node.flv_url(&stream);
     let streams = probe_streams(&flv);
@@ -139,11 +143,13 @@ fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
     assert!(stream_of(&streams, "audio").is_some_and(|a| a["codec_name"] == "aac"), "{streams:?}");
     let hls = format!("http://127.0.0.1:{}/{stream}.m3u8", node.ports.http);
     assert!(wait_until(Duration::from_secs(20), || http::get(node.ports.http, &format!("/{stream}.m3u8")).is_ok_and(|r| r.status == 200)), "no HLS");
-    let decoders: Vec<_> = [flv.clone(), hls].into_iter().map(|url| std::thread::spawn(move || (url.clone(), decode(&url, 20)))).collect();
+    node.wait_live("live/shuffled", Duration::from_secs(20));
+    let decoders: Vec<_> = [flv.clone(), hls, node.flv_url("live/shuffled")].into_iter().map(|url| std::thread::spawn(move || (url.clone(), decode(&url, 20)))).collect();
     for d in decoders {
         let (url, (ok, errors)) = d.join().unwrap();
         assert!(ok && errors.trim().is_empty(), "{url}: {errors}\nlog:\n{}", node.log());
     }
+    assert!(shuffled.finish().is_ok());
 
     let log = node.log();
     assert!(log.contains("bad framing"), "bogus RTP length not reported:\n{log}");
