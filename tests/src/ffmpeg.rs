@@ -310,3 +310,19 @@ pub fn decode(url: &str, seconds: u32) -> (bool, String) {
 pub fn stream_of<'a>(streams: &'a [Value], codec_type: &str) -> Option<&'a Value> {
     streams.iter().find(|s| s["codec_type"] == codec_type)
 }
+
+/// Makes a test clip at `path`: a 320x240, 25 fps test pattern and a 440 Hz tone (AAC 48 kHz
+/// stereo), `seconds` long, 2 s GOPs, `bframes` B-frames, video with `encoder` (`libx264` or
+/// `libx265`, the latter tagged `hvc1`). Panics if ffmpeg fails.
+pub fn make_clip(path: &Path, encoder: &str, bframes: u32, seconds: u32) -> PathBuf {
+    let mut make = Command::new("ffmpeg");
+    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:v", encoder, "-preset", "ultrafast", "-g", "50", "-c:a", "aac"])
+        .args(["-bf".to_string(), bframes.to_string(), "-t".to_string(), seconds.to_string(), "-y".to_string()]);
+    if encoder == "libx265" {
+        make.args(["-x265-params", "log-level=error", "-tag:v", "hvc1"]);
+    }
+    make.arg(path);
+    assert!(run(make, Duration::from_secs(120)).success(), "could not make the clip {}", path.display());
+    path.to_path_buf()
+}

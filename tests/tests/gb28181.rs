@@ -16,16 +16,7 @@ fn make_clip(scratch: &Scratch) -> std::path::PathBuf {
 }
 
 fn make_clip_with(scratch: &Scratch, encoder: &str) -> std::path::PathBuf {
-    let clip = scratch.path(&format!("camera-{encoder}.mp4"));
-    let mut make = Command::new("ffmpeg");
-    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", encoder, "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"]);
-    if encoder == "libx265" {
-        make.args(["-x265-params", "log-level=error", "-tag:v", "hvc1"]);
-    }
-    make.arg(&clip);
-    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
-    clip
+    ffmpeg::make_clip(&scratch.path(&format!("camera-{encoder}.mp4")), encoder, 0, 10)
 }
 
 #[test]
@@ -105,12 +96,7 @@ fn announce(node: &Node, id: &str, ssrc: &str) -> http::Response {
 #[test]
 fn camera_media_plays_and_broken_cameras_are_dropped_alone() {
     let scratch = Scratch::new("gb28181");
-    let clip = scratch.path("camera.mp4");
-    let mut make = Command::new("ffmpeg");
-    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
-        .arg(&clip);
-    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
+    let clip = make_clip(&scratch);
     let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "2000")]);
 
     let id = "34020000001320000001";

@@ -17,12 +17,7 @@ fn post(node: &Node, body: &str) -> http::Response {
 #[test]
 fn looping_mp4_plays_for_ninety_seconds_and_survives_a_restart() {
     let scratch = Scratch::new("ingest");
-    let clip = scratch.path("clip.mp4");
-    let mut make = Command::new("ffmpeg");
-    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "50", "-c:a", "aac", "-t", "30", "-y"])
-        .arg(&clip);
-    assert!(ffmpeg::run(make, Duration::from_secs(120)).success(), "could not make the clip");
+    let clip = ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 2, 30);
     let not_media = scratch.path("notes.bin");
     std::fs::write(&not_media, "this is not a video\n".repeat(100)).unwrap();
 

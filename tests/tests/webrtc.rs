@@ -14,13 +14,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 fn make_clip(scratch: &Scratch) -> PathBuf {
-    let clip = scratch.path("clip.mp4");
-    let mut make = Command::new("ffmpeg");
-    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "50", "-c:a", "aac", "-t", "10", "-y"])
-        .arg(&clip);
-    assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make the clip");
-    clip
+    ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 10)
 }
 
 /// Runs `players` aiortc WHEP players of `url` for `seconds`; their results.
