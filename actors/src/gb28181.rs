@@ -289,7 +289,8 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
             // UDP may reorder: packets pass a reorder buffer (no retransmissions here, so
             // a gap is given up on after a short wait) before the PS demuxer.
             let mut reorder = ReorderBuffer::new(UDP_REORDER_WAIT, 256);
-            let mut ready = reorder.push(Instant::now(), packet);
+            let origin = Instant::now();
+            let mut ready = reorder.push(Duration::ZERO, packet);
             let mut reason = String::new();
             let mut last_packet = Instant::now();
             while reason.is_empty() {
@@ -302,15 +303,15 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
                 if !reason.is_empty() {
                     break;
                 }
-                let wait = reorder.deadline().map(|d| d.saturating_duration_since(Instant::now())).unwrap_or(IDLE).min(IDLE);
+                let wait = reorder.deadline().map(|d| d.saturating_sub(origin.elapsed())).unwrap_or(IDLE).min(IDLE);
                 match tokio::time::timeout(wait, rx.recv()).await {
                     Ok(Some(p)) => {
                         last_packet = Instant::now();
-                        ready = reorder.push(last_packet, p);
+                        ready = reorder.push(origin.elapsed(), p);
                     }
                     Ok(None) => reason = "the media listener went away".into(),
                     Err(_) if last_packet.elapsed() >= IDLE => reason = format!("no media for {} s", IDLE.as_secs()),
-                    Err(_) => ready = reorder.poll(Instant::now()),
+                    Err(_) => ready = reorder.poll(origin.elapsed()),
                 }
             }
             tracing::info!(%peer, %reason, "GB28181 UDP media session ended");

@@ -115,9 +115,16 @@ struct Shell {
     /// SIP over TCP: writers of the open connections, by peer address.
     tcp: HashMap<SocketAddr, mpsc::Sender<bytes::Bytes>>,
     socket: UdpSocket,
+    /// Time zero of the platform's clock.
+    origin: Instant,
 }
 
 impl Shell {
+    /// The platform's clock: time since the shell started.
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
     fn stream_key(&self, device: &str, channel: &str) -> StreamKey {
         let name = self.settings.stream_name.replace("[device]", device).replace("[channel]", channel);
         StreamKey::new(&self.settings.app, &name)
@@ -184,7 +191,7 @@ impl Shell {
 
     fn status(&self) -> Vec<DeviceStatus> {
         self.platform
-            .devices(Instant::now())
+            .devices(self.now())
             .into_iter()
             .map(|d| DeviceStatus {
                 channels: d
@@ -308,16 +315,16 @@ pub async fn serve(
     let _ = MEDIA_ENDED.set(media_tx);
     tracing::info!(listen = %settings.platform.listen, server_id = %settings.platform.server_id, realm = %settings.platform.realm, auth = !settings.platform.password.is_empty(), "GB28181 SIP listening (UDP and TCP)");
     let config = PlatformConfig { seed: seed(), ..settings.platform.clone() };
-    let mut platform = Platform::new(config, Instant::now(), crate::unix_ms());
+    let mut platform = Platform::new(config, Duration::ZERO, crate::unix_ms());
     let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-    platform.remember_known(Instant::now(), known.into_iter().map(|r| DeviceRecord { address: r.address.parse().unwrap_or(unknown), id: r.id, channels: r.channels }));
-    let mut shell = Shell { settings, platform, storage, tcp: HashMap::new(), socket };
+    platform.remember_known(Duration::ZERO, known.into_iter().map(|r| DeviceRecord { address: r.address.parse().unwrap_or(unknown), id: r.id, channels: r.channels }));
+    let mut shell = Shell { settings, platform, storage, tcp: HashMap::new(), socket, origin: Instant::now() };
     let mut buf = vec![0u8; 65_536];
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             received = shell.socket.recv_from(&mut buf) => match received {
-                Ok((n, from)) => shell.platform.handle_bytes(Instant::now(), &buf[..n], from),
+                Ok((n, from)) => shell.platform.handle_bytes(shell.now(), &buf[..n], from),
                 Err(e) => tracing::debug!(error = %e, "SIP receive error"),
             },
             Some(command) = commands.recv() => match command {
@@ -328,14 +335,14 @@ pub async fn serve(
                 }
                 Command::Bye(device, channel, reply) => { let _ = reply.send(shell.platform.bye(&device, &channel)); }
             },
-            Some(ssrc) = media.recv() => shell.platform.media_ended(Instant::now(), ssrc),
+            Some(ssrc) = media.recv() => shell.platform.media_ended(shell.now(), ssrc),
             Some(event) = tcp_events.recv() => match event {
                 TcpEvent::Open(peer, writer) => { shell.tcp.insert(peer, writer); }
-                TcpEvent::Message(peer, message) => shell.platform.handle(Instant::now(), message, peer),
+                TcpEvent::Message(peer, message) => shell.platform.handle(shell.now(), message, peer),
                 TcpEvent::Malformed(peer, reason) => shell.platform.malformed(peer, &reason),
                 TcpEvent::Closed(peer) => { shell.tcp.remove(&peer); }
             },
-            _ = ticker.tick() => shell.platform.tick(Instant::now()),
+            _ = ticker.tick() => shell.platform.tick(shell.now()),
         }
         shell.flush().await;
     }

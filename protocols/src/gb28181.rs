@@ -14,7 +14,8 @@
 //! ```
 //!
 //! [`Platform`] owns no socket and no clock. Messages, media-ended notices, API commands and
-//! the passage of time go in with the current [`Instant`]; what to do comes out of
+//! the passage of time go in with the current time, a `Duration` since an origin the shell
+//! picks (its start, say); what to do comes out of
 //! [`Platform::poll_output`]: SIP messages to send, SSRCs to route to a stream, device
 //! records to persist, and [`Event`]s to log. Random values (nonces, tags, Call-IDs, branch
 //! ids) come from a generator seeded through [`PlatformConfig::seed`], so a test replays the
@@ -29,7 +30,7 @@ use crate::clock::Civil;
 use crate::sip::{self, SipMessage};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// First retry delay after media loss or a refused INVITE.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -190,7 +191,7 @@ struct Session {
     ssrc: u32,
     invites: u64,
     backoff: Duration,
-    retry_at: Option<Instant>,
+    retry_at: Option<Duration>,
     /// Wanted (auto-invite or API) until a BYE from the API, the device or unregistration.
     wanted: bool,
 }
@@ -198,14 +199,14 @@ struct Session {
 struct Device {
     addr: SocketAddr,
     online: bool,
-    last_seen: Instant,
+    last_seen: Duration,
     nonce: String,
     channels: Vec<(String, String)>,
     sessions: BTreeMap<String, Session>,
 }
 
 impl Device {
-    fn new(addr: SocketAddr, now: Instant) -> Device {
+    fn new(addr: SocketAddr, now: Duration) -> Device {
         Device { addr, online: false, last_seen: now, nonce: String::new(), channels: Vec::new(), sessions: BTreeMap::new() }
     }
 }
@@ -219,19 +220,20 @@ pub struct Platform {
     next_ssrc: u32,
     cseq: u32,
     malformed: u64,
-    /// (monotonic, unix ms) at construction, for the `Date` header.
-    epoch: (Instant, i64),
+    /// (caller's clock, unix ms) at construction, for the `Date` header.
+    epoch: (Duration, i64),
 }
 
 impl Platform {
-    /// A platform with no devices. `unix_ms` is the wall-clock time at `now`.
-    pub fn new(config: PlatformConfig, now: Instant, unix_ms: i64) -> Platform {
+    /// A platform with no devices. `now` is the time on the caller's monotonic clock (a
+    /// `Duration` since an origin of its choosing) and `unix_ms` the wall-clock time then.
+    pub fn new(config: PlatformConfig, now: Duration, unix_ms: i64) -> Platform {
         let rng = config.seed | 1;
         Platform { config, devices: BTreeMap::new(), out: VecDeque::new(), rng, next_ssrc: 0, cseq: 0, malformed: 0, epoch: (now, unix_ms) }
     }
 
     /// Devices remembered from an earlier run: listed offline until they register.
-    pub fn remember_known(&mut self, now: Instant, records: impl IntoIterator<Item = DeviceRecord>) {
+    pub fn remember_known(&mut self, now: Duration, records: impl IntoIterator<Item = DeviceRecord>) {
         for record in records {
             let device = self.devices.entry(record.id).or_insert_with(|| Device::new(record.address, now));
             device.channels = record.channels;
@@ -244,7 +246,7 @@ impl Platform {
     }
 
     /// A datagram (or a framed TCP message's bytes) from `from`.
-    pub fn handle_bytes(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
+    pub fn handle_bytes(&mut self, now: Duration, data: &[u8], from: SocketAddr) {
         match SipMessage::parse(data) {
             Ok(Some((message, _))) => self.handle(now, message, from),
             Ok(None) => self.malformed(from, "incomplete SIP message in one datagram"),
@@ -259,7 +261,7 @@ impl Platform {
     }
 
     /// A parsed message from `from`.
-    pub fn handle(&mut self, now: Instant, message: SipMessage, from: SocketAddr) {
+    pub fn handle(&mut self, now: Duration, message: SipMessage, from: SocketAddr) {
         match message.method().map(str::to_string).as_deref() {
             Some("REGISTER") => self.register(now, message, from),
             Some("MESSAGE") => self.message(now, message, from),
@@ -311,7 +313,7 @@ impl Platform {
     }
 
     /// The media connection carrying `ssrc` ended.
-    pub fn media_ended(&mut self, now: Instant, ssrc: u32) {
+    pub fn media_ended(&mut self, now: Duration, ssrc: u32) {
         let found = self.devices.iter().find_map(|(id, d)| d.sessions.iter().find(|(_, s)| s.ssrc == ssrc && s.state == SessionState::Live && s.wanted).map(|(c, _)| (id.clone(), c.clone())));
         if let Some((device, channel)) = found {
             self.send_bye(&device, &channel);
@@ -321,13 +323,13 @@ impl Platform {
     }
 
     /// Time passed: keepalive timeouts and due retries.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Duration) {
         let timeout = self.config.keepalive_timeout;
         let silent: Vec<(String, Duration)> = self
             .devices
             .iter()
-            .filter(|(_, d)| d.online && now.saturating_duration_since(d.last_seen) > timeout)
-            .map(|(id, d)| (id.clone(), now.saturating_duration_since(d.last_seen)))
+            .filter(|(_, d)| d.online && now.saturating_sub(d.last_seen) > timeout)
+            .map(|(id, d)| (id.clone(), now.saturating_sub(d.last_seen)))
             .collect();
         for (device, silent) in silent {
             self.event(Event::KeepaliveTimeout { device: device.clone(), silent });
@@ -345,21 +347,21 @@ impl Platform {
     }
 
     /// When [`Platform::tick`] next has something to do (a retry or a keepalive deadline).
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Duration> {
         let keepalive = self.devices.values().filter(|d| d.online).map(|d| d.last_seen + self.config.keepalive_timeout);
         let retries = self.devices.values().filter(|d| d.online).flat_map(|d| d.sessions.values().filter(|s| s.wanted && s.state == SessionState::Retrying).filter_map(|s| s.retry_at));
         keepalive.chain(retries).min()
     }
 
     /// Devices and channels, by device id.
-    pub fn devices(&self, now: Instant) -> Vec<DeviceView> {
+    pub fn devices(&self, now: Duration) -> Vec<DeviceView> {
         self.devices
             .iter()
             .map(|(id, d)| DeviceView {
                 id: id.clone(),
                 address: d.addr,
                 online: d.online,
-                silent: now.saturating_duration_since(d.last_seen),
+                silent: now.saturating_sub(d.last_seen),
                 channels: d
                     .channels
                     .iter()
@@ -416,13 +418,13 @@ impl Platform {
     }
 
     /// `Date` header value in GB28181's style (`2026-11-25T18:00:00.000`, UTC).
-    fn date(&self, now: Instant) -> String {
-        let ms = self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_millis() as i64;
+    fn date(&self, now: Duration) -> String {
+        let ms = self.epoch.1 + now.saturating_sub(self.epoch.0).as_millis() as i64;
         let c = Civil::from_unix_ms(ms);
         format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
     }
 
-    fn register(&mut self, now: Instant, message: SipMessage, from: SocketAddr) {
+    fn register(&mut self, now: Duration, message: SipMessage, from: SocketAddr) {
         let Some(id) = message.from_user().map(str::to_string) else {
             self.send(SipMessage::response_to(&message, 400, "Bad Request", None), from);
             return;
@@ -488,7 +490,7 @@ impl Platform {
         self.send(message, addr);
     }
 
-    fn message(&mut self, now: Instant, message: SipMessage, from: SocketAddr) {
+    fn message(&mut self, now: Duration, message: SipMessage, from: SocketAddr) {
         let id = message.from_user().unwrap_or_default().to_string();
         if !self.devices.get(&id).is_some_and(|d| d.online) {
             self.event(Event::NotRegistered { device: id, from });
@@ -578,7 +580,7 @@ impl Platform {
         self.send(invite, addr);
     }
 
-    fn response(&mut self, now: Instant, message: SipMessage) {
+    fn response(&mut self, now: Duration, message: SipMessage) {
         let Some((cseq, method)) = message.cseq() else { return };
         let code = message.code().unwrap_or(0);
         if method != "INVITE" || code < 200 {
@@ -615,7 +617,7 @@ impl Platform {
         self.event(Event::Established { device, channel });
     }
 
-    fn schedule_retry(&mut self, now: Instant, device_id: &str, channel: &str) -> Duration {
+    fn schedule_retry(&mut self, now: Duration, device_id: &str, channel: &str) -> Duration {
         let Some(session) = self.devices.get_mut(device_id).and_then(|d| d.sessions.get_mut(channel)) else { return Duration::ZERO };
         let delay = session.backoff;
         session.state = SessionState::Retrying;
@@ -747,7 +749,7 @@ mod tests {
 
     /// Registers (with the digest dance when a password is set) and answers the catalog
     /// query; returns what the platform did after the catalog, which includes the INVITE.
-    fn registered(p: &mut Platform, now: Instant) -> Vec<Output> {
+    fn registered(p: &mut Platform, now: Duration) -> Vec<Output> {
         p.handle(now, register(3600, None), camera());
         let mut out = drain(p);
         if labels(&out) == ["401"] {
@@ -771,7 +773,7 @@ mod tests {
 
     #[test]
     fn digest_registration_then_catalog_then_invite_with_ssrc() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config("secret"), t0, 1_764_000_000_000);
         let out = registered(&mut p, t0);
         assert_eq!(labels(&out), ["200", "INVITE"]);
@@ -789,7 +791,7 @@ mod tests {
 
     #[test]
     fn wrong_password_gets_403_and_no_device_comes_online() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config("secret"), t0, 0);
         p.handle(t0, register(3600, None), camera());
         let challenge = drain(&mut p);
@@ -808,7 +810,7 @@ mod tests {
 
     #[test]
     fn ok_is_acked_and_the_session_goes_live() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config(""), t0, 0);
         let invite = invite_of(&registered(&mut p, t0));
         p.handle(t0, SipMessage::response_to(&invite, 100, "Trying", None), camera());
@@ -825,7 +827,7 @@ mod tests {
 
     #[test]
     fn media_loss_sends_bye_and_reinvites_after_a_growing_backoff() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config(""), t0, 0);
         let invite = invite_of(&registered(&mut p, t0));
         p.handle(t0, answer(&invite, 200), camera());
@@ -862,7 +864,7 @@ mod tests {
 
     #[test]
     fn keepalives_hold_the_device_and_silence_ends_it() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config(""), t0, 0);
         let invite = invite_of(&registered(&mut p, t0));
         p.handle(t0, answer(&invite, 200), camera());
@@ -884,7 +886,7 @@ mod tests {
 
     #[test]
     fn unregister_and_device_bye_end_sessions_without_retries() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config(""), t0, 0);
         let invite = invite_of(&registered(&mut p, t0));
         p.handle(t0, answer(&invite, 200), camera());
@@ -911,7 +913,7 @@ mod tests {
 
     #[test]
     fn garbage_and_unknown_methods_are_reported() {
-        let t0 = Instant::now();
+        let t0 = Duration::from_secs(1000);
         let mut p = Platform::new(config(""), t0, 0);
         p.handle_bytes(t0, b"\x00\x01garbage\r\n\r\n", camera());
         p.handle_bytes(t0, b"REGISTER sip:x SIP/2.0\r\nContent-Length: 50\r\n\r\nshort", camera());
@@ -926,7 +928,7 @@ mod tests {
     #[test]
     fn the_same_seed_replays_the_same_messages() {
         let run = || {
-            let t0 = Instant::now();
+            let t0 = Duration::from_secs(1000);
             let mut p = Platform::new(config("secret"), t0, 1_764_000_000_000);
             let all = registered(&mut p, t0);
             all.into_iter().filter_map(|o| if let Output::Send(m, _) = o { Some(m.to_bytes()) } else { None }).collect::<Vec<_>>()

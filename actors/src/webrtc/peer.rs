@@ -208,9 +208,19 @@ impl Peer {
         Some(Peer { pc, socket, local: settings.listen, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None })
     }
 
+    /// Time since the session started: the clock the session's sans-IO parts run on.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The instant `elapsed` time after the session started.
+    pub(crate) fn at(&self, elapsed: Duration) -> Instant {
+        self.started + elapsed
+    }
+
     /// Time since the session started, in ticks of `rate` Hz.
     pub(crate) fn arrival(&self, rate: i64) -> i64 {
-        (self.started.elapsed().as_micros() as i64) * rate / 1_000_000
+        (self.elapsed().as_micros() as i64) * rate / 1_000_000
     }
 
     /// Sends what the peer connection wrote and handles its events; an error ends the

@@ -274,7 +274,7 @@ impl Session {
                     let rtp = RtpPacket { payload_type: packet.header.payload_type, marker: packet.header.marker, sequence: packet.header.sequence_number, timestamp: packet.header.timestamp, ssrc: packet.header.ssrc, payload: packet.payload.clone() };
                     self.video.ssrc = rtp.ssrc;
                     self.video.receiver = Some(receiver_id);
-                    let ready = self.video.reorder.push(Instant::now(), rtp);
+                    let ready = self.video.reorder.push(self.peer.elapsed(), rtp);
                     self.depacketize(ready).await?;
                 }
                 Some(RtpCodecKind::Audio) => {
@@ -287,9 +287,9 @@ impl Session {
                 _ => {}
             }
         }
-        let overdue = self.video.reorder.poll(Instant::now());
+        let overdue = self.video.reorder.poll(self.peer.elapsed());
         self.depacketize(overdue).await?;
-        self.peer.extra_deadline = self.video.reorder.deadline();
+        self.peer.extra_deadline = self.video.reorder.deadline().map(|d| self.peer.at(d));
         self.request_keyframe();
         // The PLI, if any, goes out now.
         self.peer.flush("WHIP publisher").await
