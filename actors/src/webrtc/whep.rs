@@ -74,6 +74,7 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
     let player = Player {
         peer,
+        stream: key.to_string(),
         key,
         video: Outgoing::new(video, video_ssrc),
         audio: Outgoing::new(audio, audio_ssrc),
@@ -101,17 +102,21 @@ struct Outgoing {
     sequence: u16,
     /// Random start of the RTP clock (RFC 3550).
     offset: u32,
+    /// The negotiated payload type, looked up at the first packet.
+    payload_type: Option<u8>,
 }
 
 impl Outgoing {
     fn new(sender: Option<RTCRtpSenderId>, ssrc: u32) -> Outgoing {
-        Outgoing { sender, ssrc, sequence: rand::random(), offset: rand::random() }
+        Outgoing { sender, ssrc, sequence: rand::random(), offset: rand::random(), payload_type: None }
     }
 }
 
 struct Player {
     peer: Peer,
     key: StreamKey,
+    /// `key` as text: the name keyframe requests and the shared audio bridge go by.
+    stream: String,
     video: Outgoing,
     audio: Outgoing,
     avc: Option<AvcConfig>,
@@ -127,11 +132,10 @@ struct Player {
 
 impl Player {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<MediaFrame>>) {
-        let stream = self.key.to_string();
-        super::audio_bridge::join(&stream);
+        super::audio_bridge::join(&self.stream);
         // A WHIP publisher sends a fresh keyframe for a player that joins; with other
         // publishers the player starts from the cached GOP.
-        if super::request_keyframe(&self.key.to_string()) {
+        if super::request_keyframe(&self.stream) {
             tracing::debug!(client = self.peer.client, stream = %self.key, "keyframe requested from the WHIP publisher for a new player");
         }
         let reason = loop {
@@ -143,7 +147,7 @@ impl Player {
             while let Some(TaggedRTCMessage { message, .. }) = self.peer.pc.poll_read() {
                 if let RTCMessage::RtcpPacket(_, packets) = message {
                     if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
-                        super::request_keyframe(&self.key.to_string());
+                        super::request_keyframe(&self.stream);
                     }
                 }
             }
@@ -167,7 +171,7 @@ impl Player {
             }
         };
         tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, %reason, "WHEP play ended");
-        super::audio_bridge::leave(&stream);
+        super::audio_bridge::leave(&self.stream);
         self.peer.close();
     }
 
@@ -232,7 +236,7 @@ impl Player {
         let time = frame.timebase.rescale(frame.pts, RTP_48K);
         let packets = match (frame.codec, &self.aac_config) {
             (Codec::Opus, _) => vec![(time, frame.payload.clone())],
-            (Codec::Aac, Some(config)) => match super::audio_bridge::opus_for(&self.key.to_string(), config, self.opus_bitrate, frame, time) {
+            (Codec::Aac, Some(config)) => match super::audio_bridge::opus_for(&self.stream, config, self.opus_bitrate, frame, time) {
                 Ok(packets) => packets,
                 Err(e) => {
                     if self.audio_packets == 0 {
@@ -255,7 +259,10 @@ impl Player {
 fn write(peer: &mut Peer, out: &mut Outgoing, timestamp: u32, marker: bool, payload: Bytes) {
     let Some(id) = out.sender else { return };
     let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
-    let Some(payload_type) = sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type) else { return };
+    if out.payload_type.is_none() {
+        out.payload_type = sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type);
+    }
+    let Some(payload_type) = out.payload_type else { return };
     let packet = rtp::Packet { header: rtp::Header { version: 2, marker, payload_type, sequence_number: out.sequence, timestamp, ssrc: out.ssrc, ..Default::default() }, payload };
     out.sequence = out.sequence.wrapping_add(1);
     if let Err(e) = sender.write_rtp(Instant::now(), packet) {
