@@ -8,7 +8,7 @@
 //! or TCP writes, SSRC routes for the media listener (`gb28181::expect`), device records for
 //! sled and log lines (malformed messages: the first and then every power of two).
 
-use estuary_protocols::gb28181::{DeviceRecord, Event, Output, Platform, PlatformConfig};
+use estuary_protocols::gb28181::{DeviceRecord, Event, Link, Output, Platform, PlatformConfig, Transport};
 use estuary_protocols::sip::SipMessage;
 use estuary_storage::StreamKey;
 use serde::Serialize;
@@ -158,6 +158,7 @@ impl Shell {
             Event::RegistrationRefused { device, from, reason } => tracing::warn!(%device, %from, %reason, "GB28181 registration refused"),
             Event::NotRegistered { device, from } => tracing::warn!(%device, %from, "MESSAGE from a device that is not registered; 403"),
             Event::Catalog { device, channels } => tracing::info!(%device, channels, "GB28181 catalog received"),
+            Event::CatalogTimeout { device, channels } => tracing::info!(%device, channels = %channels.join(","), "GB28181 device sent no catalog; inviting its known channels (its own id when none)"),
             Event::Invite { device, channel, ssrc, attempt } => {
                 let stream = self.stream_key(&device, &channel);
                 tracing::info!(%device, %channel, %stream, ssrc, attempt, "GB28181 INVITE");
@@ -220,12 +221,15 @@ fn seed() -> u64 {
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
+    // The destination of each datagram, for Via and Contact on a wildcard listen address.
+    crate::pktinfo::report_destinations(&socket)?;
     Ok(socket)
 }
 
 enum TcpEvent {
     Open(SocketAddr, mpsc::Sender<bytes::Bytes>),
-    Message(SocketAddr, SipMessage),
+    /// A message from the peer, and our end of its connection.
+    Message(SocketAddr, SipMessage, SocketAddr),
     Malformed(SocketAddr, String),
     Closed(SocketAddr),
 }
@@ -234,6 +238,7 @@ enum TcpEvent {
 /// what the server sends to this peer is written here.
 async fn tcp_connection(socket: tokio::net::TcpStream, peer: SocketAddr, events: mpsc::Sender<TcpEvent>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(local) = socket.local_addr() else { return };
     let (mut read, mut write) = socket.into_split();
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(64);
     if events.send(TcpEvent::Open(peer, tx)).await.is_err() {
@@ -262,7 +267,7 @@ async fn tcp_connection(socket: tokio::net::TcpStream, peer: SocketAddr, events:
             match SipMessage::parse(&buffer) {
                 Ok(Some((message, used))) => {
                     buffer.drain(..used);
-                    if events.send(TcpEvent::Message(peer, message)).await.is_err() {
+                    if events.send(TcpEvent::Message(peer, message, local)).await.is_err() {
                         break 'read;
                     }
                 }
@@ -320,11 +325,17 @@ pub async fn serve(
     platform.remember_known(Duration::ZERO, known.into_iter().map(|r| DeviceRecord { address: r.address.parse().unwrap_or(unknown), id: r.id, channels: r.channels }));
     let mut shell = Shell { settings, platform, storage, tcp: HashMap::new(), socket, origin: Instant::now() };
     let mut buf = vec![0u8; 65_536];
+    let mut control = [0u8; crate::pktinfo::CONTROL_SPACE];
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&shell.socket);
+    let listen = shell.settings.platform.listen;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            received = shell.socket.recv_from(&mut buf) => match received {
-                Ok((n, from)) => shell.platform.handle_bytes(shell.now(), &buf[..n], from),
+            received = shell.socket.async_io(tokio::io::Interest::READABLE, || crate::pktinfo::receive(fd, &mut buf, &mut control)) => match received {
+                Ok((n, from, to)) => {
+                    let link = Link { transport: Transport::Udp, local: SocketAddr::new(to.unwrap_or(listen.ip()), listen.port()) };
+                    shell.platform.handle_bytes_on(shell.now(), &buf[..n], from, link);
+                }
                 Err(e) => tracing::debug!(error = %e, "SIP receive error"),
             },
             Some(command) = commands.recv() => match command {
@@ -338,7 +349,7 @@ pub async fn serve(
             Some(ssrc) = media.recv() => shell.platform.media_ended(shell.now(), ssrc),
             Some(event) = tcp_events.recv() => match event {
                 TcpEvent::Open(peer, writer) => { shell.tcp.insert(peer, writer); }
-                TcpEvent::Message(peer, message) => shell.platform.handle(shell.now(), message, peer),
+                TcpEvent::Message(peer, message, local) => shell.platform.handle_on(shell.now(), message, peer, Link { transport: Transport::Tcp, local }),
                 TcpEvent::Malformed(peer, reason) => shell.platform.malformed(peer, &reason),
                 TcpEvent::Closed(peer) => { shell.tcp.remove(&peer); }
             },

@@ -28,6 +28,7 @@ pub mod stats;
 pub mod http_stream;
 pub mod ingest;
 pub mod messages;
+mod pktinfo;
 pub mod registry;
 pub mod rtmp;
 pub mod segmenter;

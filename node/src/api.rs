@@ -29,7 +29,10 @@ const MAX_PAGE: usize = 1000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad query: {err}"))).into()))
-        .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
+        // Like SRS, a JSON body is read whatever its Content-Type: `curl -d` sends
+        // application/x-www-form-urlencoded. What is not JSON still gets 400 with serde's
+        // reason (the field, or the line and column).
+        .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
         .route("/api/v1/versions", web::get().to(versions))
         .route("/api/v1/summaries", web::get().to(summaries))
         .route("/api/v1/streams", web::get().to(streams))

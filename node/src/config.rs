@@ -224,6 +224,7 @@ pub struct Gb28181Section {
     pub media_ip: String,
     pub media_transport: String,
     pub keepalive_timeout_s: u64,
+    pub catalog_timeout_ms: u64,
 }
 
 impl Default for Gb28181Section {
@@ -241,6 +242,7 @@ impl Default for Gb28181Section {
             media_ip: "127.0.0.1".into(),
             media_transport: "tcp".into(),
             keepalive_timeout_s: 180,
+            catalog_timeout_ms: 3000,
         }
     }
 }
@@ -350,7 +352,7 @@ pub struct RtcSection {
 
 impl Default for RtcSection {
     fn default() -> Self {
-        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: "127.0.0.1".into(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000 }
+        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000 }
     }
 }
 
@@ -506,15 +508,14 @@ impl Config {
         address("http.listen", &self.http.listen)?;
         address("srt.listen", &self.srt.listen)?;
         address("rtc.listen", &self.rtc.listen)?;
-        if self.rtc.candidate.parse::<std::net::IpAddr>().is_err() {
-            return Err(ConfigError::Invalid { key: "rtc.candidate", problem: format!("{:?} is not an IP address", self.rtc.candidate) });
-        }
+        rtc_candidates(&self.rtc.candidate)?;
         range("rtc.connect_timeout_s", self.rtc.connect_timeout_s, 1, 300)?;
         range("rtc.aac_bitrate", self.rtc.aac_bitrate as u64, 16_000, 512_000)?;
         range("rtc.opus_bitrate", self.rtc.opus_bitrate as u64, 6_000, 510_000)?;
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
+        range("gb28181.catalog_timeout_ms", self.gb28181.catalog_timeout_ms, 100, 600_000)?;
         if !self.gb28181.stream_name.contains("[channel]") {
             return Err(ConfigError::Invalid { key: "gb28181.stream_name", problem: format!("{:?} has no [channel]: every channel needs its own stream", self.gb28181.stream_name) });
         }
@@ -643,11 +644,11 @@ impl Config {
         }
     }
 
-    /// WebRTC settings.
+    /// WebRTC settings (`rtc.candidate`'s host names are resolved here).
     pub fn rtc_settings(&self) -> estuary_actors::webrtc::RtcSettings {
         estuary_actors::webrtc::RtcSettings {
             listen: self.rtc.listen.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 8000).into()),
-            candidate: self.rtc.candidate.parse().unwrap_or_else(|_| [127, 0, 0, 1].into()),
+            candidates: rtc_candidates(&self.rtc.candidate).unwrap_or_default(),
             connect_timeout: Duration::from_secs(self.rtc.connect_timeout_s),
             aac_bitrate: self.rtc.aac_bitrate,
             opus_bitrate: self.rtc.opus_bitrate,
@@ -729,6 +730,7 @@ impl Config {
                 media_port: self.gb28181.media_listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(9000),
                 media_udp: self.gb28181.media_transport == "udp",
                 keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
+                catalog_timeout: Duration::from_millis(self.gb28181.catalog_timeout_ms),
                 seed: 0,
             },
             app: self.gb28181.app.clone(),
@@ -839,4 +841,21 @@ mod tests {
         assert!(err.contains("chunksize") && err.contains("bad.toml"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// `rtc.candidate`: addresses or host names separated by commas or spaces; host names are
+/// resolved to every address they have. Empty means automatic.
+fn rtc_candidates(value: &str) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let mut found = Vec::new();
+    for entry in value.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
+        if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+            found.push(ip);
+            continue;
+        }
+        let resolved = (entry, 0).to_socket_addrs().map_err(|e| ConfigError::Invalid { key: "rtc.candidate", problem: format!("{entry:?} is neither an IP address nor a host name that resolves: {e}") })?;
+        found.extend(resolved.map(|a| a.ip()));
+    }
+    found.dedup();
+    Ok(found)
 }

@@ -7,6 +7,7 @@
 //! REGISTER + Authorization ------->    200 | 403 (wrong password)
 //!          <-----------------------    MESSAGE Catalog query
 //! MESSAGE Catalog response ------->    200; channels recorded; INVITE each (auto_invite)
+//!   (no answer within catalog_timeout: the device id is invited as its own channel)
 //!          <-----------------------    INVITE (SDP: TCP passive or UDP, media port, y=SSRC)
 //! 200 + SDP ---------------------->    ACK; media flows to the media port
 //! MESSAGE Keepalive -------------->    200
@@ -25,6 +26,15 @@
 //! BYE and a new INVITE after a backoff (1 s doubling up to 30 s); a refused INVITE is retried
 //! the same way. A device silent for longer than the keepalive timeout is taken offline and
 //! its sessions are ended.
+//!
+//! Devices built for SRS 5/6 never answer the catalog query: SRS invites the registered id
+//! itself. After [`PlatformConfig::catalog_timeout`] without a catalog the platform does the
+//! same (or invites the channels remembered from an earlier run). A catalog sent unprompted
+//! is taken like an answer.
+//!
+//! Our requests name the transport the device used (`Via: SIP/2.0/TCP` for a device that
+//! registered over TCP) and the local address its messages reached ([`Link`]); a wildcard
+//! listen address is never put in a header (RFC 3261 §18.1.1, §20.43).
 
 use crate::clock::Civil;
 use crate::sip::{self, SipMessage};
@@ -58,8 +68,30 @@ pub struct PlatformConfig {
     pub media_udp: bool,
     /// A device silent this long is taken offline.
     pub keepalive_timeout: Duration,
+    /// A registered device that has not sent its catalog this long after the query gets its
+    /// own id invited as a channel.
+    pub catalog_timeout: Duration,
     /// Seed of the generator of nonces, tags, Call-IDs and branch ids.
     pub seed: u64,
+}
+
+/// The transport a device's messages came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+}
+
+/// How a device reaches the platform: its transport and the local address its messages
+/// arrived at (the UDP datagram's destination, or the TCP connection's local end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// Our address as the device sees it.
+    pub local: SocketAddr,
 }
 
 /// What the platform asks its IO shell to do, or tells it.
@@ -109,6 +141,9 @@ pub enum Event {
     NotRegistered { device: String, from: SocketAddr },
     /// A catalog arrived.
     Catalog { device: String, channels: usize },
+    /// No catalog came within the timeout: these channels are invited (the device id itself
+    /// when none are known).
+    CatalogTimeout { device: String, channels: Vec<String> },
     /// An INVITE was sent.
     Invite { device: String, channel: String, ssrc: u32, attempt: u64 },
     /// A 2xx to an INVITE arrived; ACK sent.
@@ -198,6 +233,9 @@ struct Session {
 
 struct Device {
     addr: SocketAddr,
+    link: Link,
+    /// When a catalog query goes unanswered for too long.
+    catalog_deadline: Option<Duration>,
     online: bool,
     last_seen: Duration,
     nonce: String,
@@ -206,8 +244,8 @@ struct Device {
 }
 
 impl Device {
-    fn new(addr: SocketAddr, now: Duration) -> Device {
-        Device { addr, online: false, last_seen: now, nonce: String::new(), channels: Vec::new(), sessions: BTreeMap::new() }
+    fn new(addr: SocketAddr, link: Link, now: Duration) -> Device {
+        Device { addr, link, catalog_deadline: None, online: false, last_seen: now, nonce: String::new(), channels: Vec::new(), sessions: BTreeMap::new() }
     }
 }
 
@@ -235,7 +273,8 @@ impl Platform {
     /// Devices remembered from an earlier run: listed offline until they register.
     pub fn remember_known(&mut self, now: Duration, records: impl IntoIterator<Item = DeviceRecord>) {
         for record in records {
-            let device = self.devices.entry(record.id).or_insert_with(|| Device::new(record.address, now));
+            let link = self.default_link();
+            let device = self.devices.entry(record.id).or_insert_with(|| Device::new(record.address, link, now));
             device.channels = record.channels;
         }
     }
@@ -245,10 +284,21 @@ impl Platform {
         self.out.pop_front()
     }
 
-    /// A datagram (or a framed TCP message's bytes) from `from`.
+    /// Over UDP to the configured listen address: see [`Platform::handle_on`].
+    fn default_link(&self) -> Link {
+        Link { transport: Transport::Udp, local: self.config.listen }
+    }
+
+    /// A datagram from `from` that reached the configured listen address.
     pub fn handle_bytes(&mut self, now: Duration, data: &[u8], from: SocketAddr) {
+        let link = self.default_link();
+        self.handle_bytes_on(now, data, from, link);
+    }
+
+    /// A datagram (or a framed TCP message's bytes) from `from`, over `link`.
+    pub fn handle_bytes_on(&mut self, now: Duration, data: &[u8], from: SocketAddr, link: Link) {
         match SipMessage::parse(data) {
-            Ok(Some((message, _))) => self.handle(now, message, from),
+            Ok(Some((message, _))) => self.handle_on(now, message, from, link),
             Ok(None) => self.malformed(from, "incomplete SIP message in one datagram"),
             Err(e) => self.malformed(from, &e.to_string()),
         }
@@ -260,11 +310,17 @@ impl Platform {
         self.event(Event::Malformed { from, reason: reason.to_string(), count: self.malformed });
     }
 
-    /// A parsed message from `from`.
+    /// A parsed message from `from` that reached the configured listen address over UDP.
     pub fn handle(&mut self, now: Duration, message: SipMessage, from: SocketAddr) {
+        let link = self.default_link();
+        self.handle_on(now, message, from, link);
+    }
+
+    /// A parsed message from `from`, over `link`.
+    pub fn handle_on(&mut self, now: Duration, message: SipMessage, from: SocketAddr, link: Link) {
         match message.method().map(str::to_string).as_deref() {
-            Some("REGISTER") => self.register(now, message, from),
-            Some("MESSAGE") => self.message(now, message, from),
+            Some("REGISTER") => self.register(now, message, from, link),
+            Some("MESSAGE") => self.message(now, message, from, link),
             Some("BYE") => self.device_bye(message, from),
             Some("ACK") => {}
             Some(other) => {
@@ -344,13 +400,30 @@ impl Platform {
         for (device, channel) in due {
             self.send_invite(&device, &channel);
         }
+        let uncatalogued: Vec<String> = self.devices.iter().filter(|(_, d)| d.online && d.catalog_deadline.is_some_and(|t| t <= now)).map(|(id, _)| id.clone()).collect();
+        for id in uncatalogued {
+            let Some(device) = self.devices.get_mut(&id) else { continue };
+            device.catalog_deadline = None;
+            if device.channels.is_empty() {
+                device.channels.push((id.clone(), String::new()));
+            }
+            let channels: Vec<String> = device.channels.iter().map(|(c, _)| c.clone()).collect();
+            self.event(Event::CatalogTimeout { device: id.clone(), channels: channels.clone() });
+            self.remember(&id);
+            if self.config.auto_invite {
+                for channel in channels {
+                    let _ = self.invite(&id, &channel);
+                }
+            }
+        }
     }
 
     /// When [`Platform::tick`] next has something to do (a retry or a keepalive deadline).
     pub fn next_deadline(&self) -> Option<Duration> {
         let keepalive = self.devices.values().filter(|d| d.online).map(|d| d.last_seen + self.config.keepalive_timeout);
         let retries = self.devices.values().filter(|d| d.online).flat_map(|d| d.sessions.values().filter(|s| s.wanted && s.state == SessionState::Retrying).filter_map(|s| s.retry_at));
-        keepalive.chain(retries).min()
+        let catalogs = self.devices.values().filter(|d| d.online).filter_map(|d| d.catalog_deadline);
+        keepalive.chain(retries).chain(catalogs).min()
     }
 
     /// Devices and channels, by device id.
@@ -407,9 +480,30 @@ impl Platform {
         out
     }
 
-    fn via(&mut self) -> String {
+    /// Our address in headers sent over `link`: the address the device reached, or, when
+    /// that is a wildcard, `media_ip` (the address devices are told to send media to).
+    fn reachable(&self, link: Link) -> SocketAddr {
+        if !link.local.ip().is_unspecified() {
+            return link.local;
+        }
+        match self.config.media_ip.parse::<std::net::IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => SocketAddr::new(ip, link.local.port()),
+            _ => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), link.local.port()),
+        }
+    }
+
+    /// A Via header for a request to a device reached over `link`.
+    fn via(&mut self, link: Link) -> String {
         let branch = self.random_hex(12);
-        format!("SIP/2.0/UDP {};rport;branch=z9hG4bK{branch}", self.config.listen)
+        let transport = match link.transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        };
+        format!("SIP/2.0/{transport} {};rport;branch=z9hG4bK{branch}", self.reachable(link))
+    }
+
+    fn link_of(&self, device: &str) -> Link {
+        self.devices.get(device).map(|d| d.link).unwrap_or_else(|| self.default_link())
     }
 
     fn next_cseq(&mut self) -> u32 {
@@ -424,7 +518,7 @@ impl Platform {
         format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
     }
 
-    fn register(&mut self, now: Duration, message: SipMessage, from: SocketAddr) {
+    fn register(&mut self, now: Duration, message: SipMessage, from: SocketAddr, link: Link) {
         let Some(id) = message.from_user().map(str::to_string) else {
             self.send(SipMessage::response_to(&message, 400, "Bad Request", None), from);
             return;
@@ -436,7 +530,7 @@ impl Platform {
             .unwrap_or(3600);
         if !self.config.password.is_empty() {
             let nonce = self.random_hex(32);
-            let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, now));
+            let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, link, now));
             match message.header("Authorization") {
                 None => {
                     device.nonce = nonce;
@@ -461,23 +555,27 @@ impl Platform {
             self.end_device(&id);
             return;
         }
-        let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, now));
+        let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, link, now));
         let first = !device.online;
         device.addr = from;
+        device.link = link;
         device.online = true;
         device.last_seen = now;
         if first {
             self.event(Event::Registered { device: id.clone(), from });
             self.remember(&id);
             self.query_catalog(&id);
+            if let Some(device) = self.devices.get_mut(&id) {
+                device.catalog_deadline = Some(now + self.config.catalog_timeout);
+            }
         }
     }
 
     fn query_catalog(&mut self, id: &str) {
-        let Some(addr) = self.devices.get(id).map(|d| d.addr) else { return };
+        let Some((addr, link)) = self.devices.get(id).map(|d| (d.addr, d.link)) else { return };
         let cseq = self.next_cseq();
         let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Query>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{cseq}</SN>\r\n<DeviceID>{id}</DeviceID>\r\n</Query>\r\n");
-        let (via, tag, call) = (self.via(), self.random_hex(8), self.random_hex(16));
+        let (via, tag, call) = (self.via(link), self.random_hex(8), self.random_hex(16));
         let c = &self.config;
         let message = SipMessage::request("MESSAGE", &format!("sip:{id}@{}", c.realm))
             .with("Via", via)
@@ -490,7 +588,7 @@ impl Platform {
         self.send(message, addr);
     }
 
-    fn message(&mut self, now: Duration, message: SipMessage, from: SocketAddr) {
+    fn message(&mut self, now: Duration, message: SipMessage, from: SocketAddr, link: Link) {
         let id = message.from_user().unwrap_or_default().to_string();
         if !self.devices.get(&id).is_some_and(|d| d.online) {
             self.event(Event::NotRegistered { device: id, from });
@@ -502,12 +600,14 @@ impl Platform {
         let Some(device) = self.devices.get_mut(&id) else { return };
         device.last_seen = now;
         device.addr = from;
+        device.link = link;
         if sip::xml_field(&body, "CmdType") != Some("Catalog") {
             // Keepalives only refresh `last_seen`; other notifications are acknowledged.
             return;
         }
         let items = sip::catalog_items(&body);
         let count = items.len();
+        device.catalog_deadline = None;
         for (channel, name) in items {
             if !device.channels.iter().any(|(c, _)| *c == channel) {
                 device.channels.push((channel, name));
@@ -546,7 +646,9 @@ impl Platform {
         let ssrc_text = format!("0{realm_digits:0>5}{:04}", self.next_ssrc);
         let ssrc: u32 = ssrc_text.parse().unwrap_or(self.next_ssrc);
         let cseq = self.next_cseq();
-        let (call_id, from_tag, branch) = (format!("{}@estuary", self.random_hex(16)), self.random_hex(8), self.random_hex(12));
+        let (call_id, from_tag) = (format!("{}@estuary", self.random_hex(16)), self.random_hex(8));
+        let contact = self.reachable(self.link_of(device_id));
+        let via = self.via(self.link_of(device_id));
         let Some(device) = self.devices.get_mut(device_id) else { return };
         let addr = device.addr;
         let Some(session) = device.sessions.get_mut(channel) else { return };
@@ -566,12 +668,12 @@ impl Platform {
             port = c.media_port
         );
         let invite = SipMessage::request("INVITE", &format!("sip:{channel}@{}", c.realm))
-            .with("Via", format!("SIP/2.0/UDP {};rport;branch=z9hG4bK{branch}", c.listen))
+            .with("Via", via)
             .with("From", format!("<sip:{}@{}>;tag={from_tag}", c.server_id, c.realm))
             .with("To", format!("<sip:{channel}@{}>", c.realm))
             .with("Call-ID", call_id)
             .with("CSeq", format!("{cseq} INVITE"))
-            .with("Contact", format!("<sip:{}@{}>", c.server_id, c.listen))
+            .with("Contact", format!("<sip:{}@{contact}>", c.server_id))
             .with("Max-Forwards", "70")
             .with("Subject", format!("{channel}:{ssrc_text},{}:0", c.server_id))
             .with_body("APPLICATION/SDP", sdp);
@@ -587,8 +689,8 @@ impl Platform {
             return;
         }
         let call_id = message.header("Call-ID").unwrap_or_default().to_string();
-        let found = self.devices.iter_mut().find_map(|(id, d)| d.sessions.iter_mut().find(|(_, s)| s.call_id == call_id).map(|(c, s)| (id.clone(), c.clone(), s, d.addr)));
-        let Some((device, channel, session, addr)) = found else { return };
+        let found = self.devices.iter_mut().find_map(|(id, d)| d.sessions.iter_mut().find(|(_, s)| s.call_id == call_id).map(|(c, s)| (id.clone(), c.clone(), s, d.addr, d.link)));
+        let Some((device, channel, session, addr, link)) = found else { return };
         let to = message.header("To").unwrap_or_default().to_string();
         session.to_tag = sip::param(&to, "tag").map(str::to_string);
         if !(200..300).contains(&code) {
@@ -604,7 +706,7 @@ impl Platform {
         session.state = SessionState::Live;
         session.backoff = FIRST_BACKOFF;
         let (call_id, from_tag) = (session.call_id.clone(), session.from_tag.clone());
-        let via = self.via();
+        let via = self.via(link);
         let c = &self.config;
         let ack = SipMessage::request("ACK", &format!("sip:{channel}@{}", c.realm))
             .with("Via", via)
@@ -637,7 +739,8 @@ impl Platform {
             return;
         }
         let (call_id, from_tag, to_tag) = (session.call_id.clone(), session.from_tag.clone(), session.to_tag.clone());
-        let (via, cseq) = (self.via(), self.next_cseq());
+        let link = self.link_of(device_id);
+        let (via, cseq) = (self.via(link), self.next_cseq());
         let c = &self.config;
         let to = match to_tag {
             Some(tag) => format!("<sip:{channel}@{}>;tag={tag}", c.realm),
@@ -686,6 +789,7 @@ mod tests {
             media_port: 9000,
             media_udp: false,
             keepalive_timeout: Duration::from_secs(120),
+            catalog_timeout: Duration::from_secs(3),
             seed: 7,
         }
     }
@@ -934,5 +1038,64 @@ mod tests {
             all.into_iter().filter_map(|o| if let Output::Send(m, _) = o { Some(m.to_bytes()) } else { None }).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn a_device_that_ignores_the_catalog_query_gets_its_own_id_invited() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
+        p.handle(t0, register(3600, None), camera());
+        assert_eq!(labels(&drain(&mut p)), ["200", "MESSAGE"]);
+        assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(3)));
+        // One millisecond before the timeout nothing happens.
+        p.tick(t0 + Duration::from_millis(2999));
+        assert!(drain(&mut p).is_empty());
+        p.tick(t0 + Duration::from_secs(3));
+        let out = drain(&mut p);
+        assert!(out.iter().any(|o| matches!(o, Output::Event(Event::CatalogTimeout { channels, .. }) if channels == &[DEVICE.to_string()])), "{out:?}");
+        let invite = invite_of(&out);
+        assert_eq!(invite.header("To"), Some(format!("<sip:{DEVICE}@3402000000>").as_str()));
+        assert!(out.iter().any(|o| matches!(o, Output::ExpectMedia { channel, .. } if channel == DEVICE)));
+        // The deadline is spent: a later tick invites nothing again.
+        p.tick(t0 + Duration::from_secs(10));
+        assert!(!labels(&drain(&mut p)).contains(&"INVITE".to_string()));
+    }
+
+    #[test]
+    fn an_unprompted_catalog_cancels_the_timeout_and_is_invited() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
+        p.handle(t0, register(3600, None), camera());
+        drain(&mut p);
+        p.handle(t0 + Duration::from_secs(1), catalog(), camera());
+        let out = drain(&mut p);
+        assert_eq!(invite_of(&out).header("To"), Some(format!("<sip:{CHANNEL}@3402000000>").as_str()));
+        p.tick(t0 + Duration::from_secs(5));
+        assert!(!drain(&mut p).iter().any(|o| matches!(o, Output::Event(Event::CatalogTimeout { .. }))));
+    }
+
+    #[test]
+    fn requests_name_the_transport_and_a_reachable_address() {
+        let t0 = Duration::from_secs(1000);
+        let mut wildcard = config("");
+        wildcard.listen = "0.0.0.0:5060".parse().unwrap();
+        wildcard.media_ip = "192.0.2.5".into();
+        let mut p = Platform::new(wildcard, t0, 1_764_000_000_000);
+        // Over TCP, reached on 127.0.0.1: Via says TCP and names that address.
+        let tcp = Link { transport: Transport::Tcp, local: "127.0.0.1:5060".parse().unwrap() };
+        p.handle_on(t0, register(3600, None), camera(), tcp);
+        let out = drain(&mut p);
+        let query = sent(&out).into_iter().find(|m| m.method() == Some("MESSAGE")).unwrap().clone();
+        assert!(query.header("Via").unwrap().starts_with("SIP/2.0/TCP 127.0.0.1:5060;"), "{:?}", query.header("Via"));
+        p.handle_on(t0, catalog(), camera(), tcp);
+        let invite = invite_of(&drain(&mut p));
+        assert!(invite.header("Via").unwrap().starts_with("SIP/2.0/TCP 127.0.0.1:5060;"));
+        assert_eq!(invite.header("Contact"), Some("<sip:34020000002000000001@127.0.0.1:5060>"));
+        // Over UDP to the wildcard (the shell could not tell): media_ip, never 0.0.0.0.
+        let mut p = Platform::new(p.config.clone(), t0, 1_764_000_000_000);
+        p.handle(t0, register(3600, None), camera());
+        let out = drain(&mut p);
+        let query = sent(&out).into_iter().find(|m| m.method() == Some("MESSAGE")).unwrap().clone();
+        assert!(query.header("Via").unwrap().starts_with("SIP/2.0/UDP 192.0.2.5:5060;"), "{:?}", query.header("Via"));
     }
 }

@@ -23,6 +23,9 @@ pub struct Device {
     camera: Arc<Mutex<Option<Camera>>>,
     /// INVITEs answered.
     pub invites: Arc<AtomicU32>,
+    /// Channel ids of the INVITEs answered, in order.
+    pub invited: Arc<Mutex<Vec<String>>>,
+    answers_catalog: Arc<AtomicBool>,
     reply: Arc<Mutex<Option<SipMessage>>>,
     cseq: AtomicU32,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -55,6 +58,8 @@ impl Device {
             stop,
             camera,
             invites,
+            invited: Arc::default(),
+            answers_catalog: Arc::new(AtomicBool::new(true)),
             reply: Arc::new(Mutex::new(None)),
             cseq: AtomicU32::new(1),
             thread: None,
@@ -120,6 +125,12 @@ impl Device {
         }
     }
 
+    /// From now on the catalog query is acknowledged but never answered, as devices made
+    /// for SRS 5/6 do.
+    pub fn ignore_catalog(&self) {
+        self.answers_catalog.store(false, Ordering::SeqCst);
+    }
+
     /// Sends raw bytes to the SIP server.
     pub fn send_raw(&self, data: &[u8]) {
         let _ = self.socket.send_to(data, self.server);
@@ -128,6 +139,7 @@ impl Device {
     fn spawn(&self, channel: String, clip: PathBuf, g711: bool) -> std::thread::JoinHandle<()> {
         let (socket, server, id, realm) = (self.socket.clone(), self.server, self.id.clone(), self.realm.clone());
         let (stop, camera, invites, reply) = (self.stop.clone(), self.camera.clone(), self.invites.clone(), self.reply.clone());
+        let (invited, answers_catalog) = (self.invited.clone(), self.answers_catalog.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             let mut last_keepalive = Instant::now();
@@ -157,7 +169,7 @@ impl Device {
                     Some("MESSAGE") => {
                         let _ = socket.send_to(&SipMessage::response_to(&message, 200, "OK", Some("d1")).to_bytes(), from);
                         let body = String::from_utf8_lossy(&message.body).into_owned();
-                        if sip::xml_field(&body, "CmdType") == Some("Catalog") {
+                        if sip::xml_field(&body, "CmdType") == Some("Catalog") && answers_catalog.load(Ordering::SeqCst) {
                             let query_sn = sip::xml_field(&body, "SN").unwrap_or("1").to_string();
                             let catalog = format!(
                                 "<?xml version=\"1.0\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{query_sn}</SN>\r\n<DeviceID>{id}</DeviceID>\r\n<SumNum>1</SumNum>\r\n<DeviceList Num=\"1\">\r\n<Item>\r\n<DeviceID>{channel}</DeviceID>\r\n<Name>Gate</Name>\r\n<Status>ON</Status>\r\n</Item>\r\n</DeviceList>\r\n</Response>\r\n"
@@ -186,6 +198,8 @@ impl Device {
                         let ok = SipMessage::response_to(&message, 200, "OK", Some("inv")).with("Contact", format!("<sip:{channel}@{}>", socket.local_addr().unwrap())).with_body("APPLICATION/SDP", answer);
                         let _ = socket.send_to(&ok.to_bytes(), from);
                         invites.fetch_add(1, Ordering::SeqCst);
+                        let target = message.header("To").and_then(|to| to.split("sip:").nth(1)).and_then(|rest| rest.split('@').next()).unwrap_or_default().to_string();
+                        invited.lock().unwrap().push(target);
                         // Media starts right away (the ACK follows; a real camera would wait
                         // for it, which only delays the first packet).
                         let previous = camera.lock().unwrap().replace(Camera::start_over(port, ssrc, &clip, 600.0, Fault::None, g711, udp));

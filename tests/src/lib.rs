@@ -116,6 +116,11 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// The node's built-in defaults (SRS's ports).
+    pub fn defaults() -> Ports {
+        Ports { rtmp: 1935, http: 8080, api: 1985, srt: 10080, gb_media: 9000, sip: 5060, rtc: 8000 }
+    }
+
     /// Free ports.
     pub fn free() -> Ports {
         Ports { rtmp: free_port(), http: free_port(), api: free_port(), srt: free_udp_port(), gb_media: free_port(), sip: free_udp_port(), rtc: free_udp_port() }
@@ -141,6 +146,13 @@ impl Node {
         Node::launch(scratch.0.clone(), Ports::free(), env)
     }
 
+    /// Starts a node with no configuration at all: built-in defaults, default ports, data in
+    /// `./estuary-data` of a fresh directory. Run it inside [`private_network`], where the
+    /// default ports are free.
+    pub fn start_with_defaults(scratch: &Scratch) -> Node {
+        Node::launch(scratch.0.clone(), Ports::defaults(), Vec::new())
+    }
+
     /// Starts again with the same directory, ports and settings (after `stop` or `kill`).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart needs a stopped node");
@@ -152,17 +164,11 @@ impl Node {
         let log = dir.join(format!("node-{}.log", unique()));
         let log_file = std::fs::File::create(&log).expect("node log file");
         let mut command = Command::new(estuary_bin());
+        command.arg("--exit-on-stdin-close").current_dir(&dir);
+        if ports.api != Ports::defaults().api {
+            Node::on_loopback_ports(&mut command, ports);
+        }
         command
-            .arg("--exit-on-stdin-close")
-            .current_dir(&dir)
-            .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", ports.rtmp))
-            .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", ports.http))
-            .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", ports.api))
-            .env("ESTUARY_SRT__LISTEN", format!("127.0.0.1:{}", ports.srt))
-            .env("ESTUARY_GB28181__MEDIA_LISTEN", format!("127.0.0.1:{}", ports.gb_media))
-            .env("ESTUARY_GB28181__SIP_LISTEN", format!("127.0.0.1:{}", ports.sip))
-            .env("ESTUARY_RTC__LISTEN", format!("127.0.0.1:{}", ports.rtc))
-            .env("ESTUARY_NODE__WORKERS", "2")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -174,6 +180,18 @@ impl Node {
         let node = Node { child: Some(child), ports, dir, env, log };
         node.wait_ready();
         node
+    }
+
+    fn on_loopback_ports(command: &mut Command, ports: Ports) {
+        command
+            .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", ports.rtmp))
+            .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", ports.http))
+            .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", ports.api))
+            .env("ESTUARY_SRT__LISTEN", format!("127.0.0.1:{}", ports.srt))
+            .env("ESTUARY_GB28181__MEDIA_LISTEN", format!("127.0.0.1:{}", ports.gb_media))
+            .env("ESTUARY_GB28181__SIP_LISTEN", format!("127.0.0.1:{}", ports.sip))
+            .env("ESTUARY_RTC__LISTEN", format!("127.0.0.1:{}", ports.rtc))
+            .env("ESTUARY_NODE__WORKERS", "2");
     }
 
     fn wait_ready(&self) {
@@ -303,5 +321,31 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Moves the calling thread, and every process and thread it starts from now on, into a new
+/// network namespace whose only interface is `lo`, up. There the node's default ports are
+/// free however many suites run at once, and nothing a client does can leave the machine.
+/// Needs root (tests/run runs as root in CI); the error says why it could not.
+pub fn private_network() -> Result<(), String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare(CLONE_NEWNET) failed: {e} (a private network namespace needs root or CAP_SYS_ADMIN)"))?;
+    let status = Command::new("ip").args(["link", "set", "lo", "up"]).status().map_err(|e| format!("cannot run `ip` (iproute2): {e}"))?;
+    if !status.success() {
+        return Err(format!("`ip link set lo up` failed: {status}"));
+    }
+    Ok(())
+}
+
+/// [`private_network`], or `None` after saying on stderr why the calling suite is skipped
+/// (not root). In CI (`CI` set) not being able to is a failure, not a skip.
+pub fn private_network_or_skip(suite: &str) -> Option<()> {
+    match private_network() {
+        Ok(()) => Some(()),
+        Err(reason) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED {suite}: {reason}");
+            None
+        }
+        Err(reason) => panic!("{suite} needs a private network namespace: {reason}"),
     }
 }

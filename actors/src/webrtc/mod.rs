@@ -16,6 +16,7 @@
 //! What exists so far is WHIP publish ([`whip`]); see docs/ARCHITECTURE.md for what is still
 //! to come (WHEP, the AAC/Opus bridge).
 
+mod addresses;
 mod audio_bridge;
 mod peer;
 pub mod whep;
@@ -38,9 +39,10 @@ const INBOX: usize = 1024;
 pub struct RtcSettings {
     /// The UDP socket's address.
     pub listen: SocketAddr,
-    /// The address put in our ICE candidate: what peers send to. Behind NAT, the public
-    /// address.
-    pub candidate: IpAddr,
+    /// The addresses put in our ICE candidates: what peers send to. Behind NAT, the public
+    /// address. Empty: the listen address, or every interface address when that is the
+    /// wildcard (see [`addresses`]).
+    pub candidates: Vec<IpAddr>,
     /// A session whose ICE/DTLS does not connect within this time is dropped.
     pub connect_timeout: std::time::Duration,
     /// AAC bitrate of WebRTC publishers' audio (Opus transcoded), bit/s.
@@ -52,6 +54,8 @@ pub struct RtcSettings {
 /// What a session receives from the socket reader.
 pub(crate) struct Datagram {
     pub(crate) from: SocketAddr,
+    /// The local address it was sent to, when the kernel said.
+    pub(crate) to: Option<IpAddr>,
     pub(crate) data: Bytes,
 }
 
@@ -109,6 +113,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
+    crate::pktinfo::report_destinations(&socket)?;
     Ok(socket)
 }
 
@@ -121,16 +126,22 @@ pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
             return;
         }
     };
-    tracing::info!(listen = %settings.listen, candidate = %settings.candidate, "WebRTC listening (UDP, ICE-lite)");
+    let offered = addresses::candidates(&settings.candidates, settings.listen);
+    let offered = offered.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
+    let source = if settings.candidates.is_empty() { "interfaces" } else { "rtc.candidate" };
+    tracing::info!(listen = %settings.listen, candidates = %offered, from = source, "WebRTC listening (UDP, ICE-lite)");
     if SHARED.set(Shared { socket: socket.clone(), settings, by_ufrag: Mutex::default(), by_addr: Mutex::default(), ends: Mutex::default() }).is_err() {
         tracing::error!("WebRTC socket reader started twice");
         return;
     }
     let Some(shared) = SHARED.get() else { return };
     let mut buf = vec![0u8; 2048];
+    let mut control = [0u8; crate::pktinfo::CONTROL_SPACE];
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&*socket);
     let mut strays = 0u64;
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
+        let received = socket.async_io(tokio::io::Interest::READABLE, || crate::pktinfo::receive(fd, &mut buf, &mut control)).await;
+        let (n, from, to) = match received {
             Ok(received) => received,
             Err(e) => {
                 tracing::debug!(error = %e, "WebRTC receive error");
@@ -149,7 +160,7 @@ pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
             }),
         };
         match target {
-            Some(tx) => match tx.try_send(Datagram { from, data }) {
+            Some(tx) => match tx.try_send(Datagram { from, to, data }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => tracing::debug!(%from, "WebRTC session not keeping up; datagram dropped"),
                 Err(mpsc::error::TrySendError::Closed(_)) => {

@@ -1,5 +1,5 @@
 //! What WHIP and WHEP sessions share: the signalling errors, the peer connection's codecs
-//! and settings, offer/answer with our one host candidate, and the loop that feeds a peer
+//! and settings, offer/answer with our host candidates, and the loop that feeds a peer
 //! connection datagrams, timeouts and the clock and carries out what it asks.
 
 use super::{Datagram, Registration, RtcSettings};
@@ -21,7 +21,7 @@ use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -156,22 +156,32 @@ fn interceptors(media: &mut MediaEngine) -> rtc::shared::error::Result<Registry>
     Ok(configure_rtcp_reports(registry))
 }
 
-/// Applies `offer`, adds our host candidate and returns the answer's SDP.
-pub(crate) fn answer(pc: &mut RTCPeerConnection, offer: String, settings: &RtcSettings, port: u16) -> Result<String, SignalError> {
+/// The answer to an offer and the addresses it offered as host candidates.
+pub(crate) struct Answer {
+    pub(crate) sdp: String,
+    pub(crate) candidates: Vec<IpAddr>,
+    pub(crate) port: u16,
+}
+
+/// Applies `offer`, adds our host candidates and returns the answer.
+pub(crate) fn answer(pc: &mut RTCPeerConnection, offer: String, settings: &RtcSettings, port: u16) -> Result<Answer, SignalError> {
     let description = RTCSessionDescription::offer(offer).map_err(|e| SignalError::BadOffer(format!("bad SDP offer: {e}")))?;
     pc.set_remote_description(Instant::now(), description).map_err(|e| SignalError::BadOffer(format!("offer refused: {e}")))?;
-    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: settings.candidate.to_string(), port, component: 1, ..Default::default() }, ..Default::default() }
-        .new_candidate_host()
-        .map_err(|e| SignalError::Unavailable(format!("candidate: {e}")))?;
-    let init = RTCIceCandidate::from(&candidate).to_json().map_err(|e| SignalError::Unavailable(format!("candidate: {e}")))?;
-    pc.add_local_candidate(init).map_err(|e| SignalError::Unavailable(format!("candidate: {e}")))?;
+    let candidates = super::addresses::candidates(&settings.candidates, settings.listen);
+    for ip in &candidates {
+        let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: ip.to_string(), port, component: 1, ..Default::default() }, ..Default::default() }
+            .new_candidate_host()
+            .map_err(|e| SignalError::Unavailable(format!("candidate {ip}: {e}")))?;
+        let init = RTCIceCandidate::from(&candidate).to_json().map_err(|e| SignalError::Unavailable(format!("candidate {ip}: {e}")))?;
+        pc.add_local_candidate(init).map_err(|e| SignalError::Unavailable(format!("candidate {ip}: {e}")))?;
+    }
     let answer = pc.create_answer(None).map_err(|e| SignalError::BadOffer(format!("no answer to this offer: {e}")))?;
     pc.set_local_description(Instant::now(), answer).map_err(|e| SignalError::Unavailable(format!("answer: {e}")))?;
     let sdp = pc.local_description().map(|d| d.sdp).ok_or_else(|| SignalError::Unavailable("no local description".into()))?;
     if !sdp.to_ascii_lowercase().contains("h264") {
         return Err(SignalError::BadOffer("the offer has no H.264 (packetization-mode=1) video; Estuary's WebRTC speaks H.264 and Opus".into()));
     }
-    Ok(sdp)
+    Ok(Answer { sdp, candidates, port })
 }
 
 /// What [`Peer::wait`] saw.
@@ -190,7 +200,9 @@ pub(crate) enum Step {
 pub(crate) struct Peer {
     pub(crate) pc: RTCPeerConnection,
     socket: Arc<tokio::net::UdpSocket>,
-    local: SocketAddr,
+    /// The host candidates we offered, and our port.
+    candidates: Vec<IpAddr>,
+    port: u16,
     registration: Registration,
     pub(crate) client: u64,
     pub(crate) connected: bool,
@@ -203,9 +215,9 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(pc: RTCPeerConnection, registration: Registration, client: u64, settings: &RtcSettings) -> Option<Peer> {
+    pub(crate) fn new(pc: RTCPeerConnection, registration: Registration, client: u64, settings: &RtcSettings, answer: &Answer) -> Option<Peer> {
         let (socket, _) = super::socket()?;
-        Some(Peer { pc, socket, local: settings.listen, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None })
+        Some(Peer { pc, socket, candidates: answer.candidates.clone(), port: answer.port, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None })
     }
 
     /// Time since the session started: the clock the session's sans-IO parts run on.
@@ -285,8 +297,9 @@ impl Peer {
                 Step::Handled
             }
             datagram = self.registration.inbox.recv() => match datagram {
-                Some(Datagram { from, data }) => {
-                    let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: self.local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&data[..]) };
+                Some(Datagram { from, to, data }) => {
+                    let Some(local_addr) = super::addresses::local_for(to, &self.candidates, self.port) else { return Step::End("no local candidate".into()) };
+                    let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&data[..]) };
                     if let Err(e) = self.pc.handle_read(input) {
                         tracing::debug!(client = self.client, error = %e, "WebRTC datagram refused");
                     }

@@ -67,9 +67,9 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
     let (video_ssrc, audio_ssrc) = (rand::random::<u32>(), rand::random::<u32>());
     let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, peer::h264("42e01f", 102).rtp_codec)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
     let audio = if subscription.has_audio { Some(pc.add_track(track(RtpCodecKind::Audio, audio_ssrc, peer::opus().rtp_codec)).map_err(|e| SignalError::Unavailable(format!("audio track: {e}")))?) } else { None };
-    let sdp = peer::answer(&mut pc, offer, &settings, port)?;
+    let answer = peer::answer(&mut pc, offer, &settings, port)?;
     let registration = Registration::new(&ufrag, &id).map_err(SignalError::Unavailable)?;
-    let peer = Peer::new(pc, registration, guard.id(), &settings).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
+    let peer = Peer::new(pc, registration, guard.id(), &settings, &answer).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
     guard.record().set_role(ClientRole::Play, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
     let player = Player {
@@ -92,7 +92,7 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
         let _guard = guard;
         player.run(rx).await;
     });
-    Ok(SessionAnswer { sdp, id })
+    Ok(SessionAnswer { sdp: answer.sdp, id })
 }
 
 /// One outgoing RTP stream.

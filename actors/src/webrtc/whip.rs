@@ -45,12 +45,12 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
     let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
-    let sdp = peer::answer(&mut pc, offer, &settings, port)?;
+    let answer = peer::answer(&mut pc, offer, &settings, port)?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
         PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),
         PublishRefused::Unavailable(_) => SignalError::Unavailable(refused.to_string()),
     })?;
-    let peer = match Registration::new(&ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings).ok_or_else(|| "WebRTC is disabled".to_string())) {
+    let peer = match Registration::new(&ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings, &answer).ok_or_else(|| "WebRTC is disabled".to_string())) {
         Ok(p) => p,
         Err(e) => {
             crate::tell(&stream, DetachPublisher { client: guard.id() });
@@ -64,7 +64,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
         let _guard = guard;
         session.run().await;
     });
-    Ok(SessionAnswer { sdp, id })
+    Ok(SessionAnswer { sdp: answer.sdp, id })
 }
 
 /// Steps of a track's clock from RTP timestamps: a step backwards or of more than 5 s
