@@ -2,7 +2,7 @@
 //! that keep increasing across loops and file boundaries; or a URL relayed into a stream.
 //!
 //! Sources:
-//! - a file: MP4 (progressive; read with `protocols::mp4::read_moov`), FLV or MPEG-TS,
+//! - a file: MP4 (progressive; read with `protocols::mp4::read_file`), FLV or MPEG-TS,
 //!   demuxed in-process by the `protocols` code. Each file is read into memory when its turn
 //!   comes (up to [`MAX_SOURCE_BYTES`]) and frames are slices of it;
 //! - a directory (its media files in name order) or a playlist (`.m3u`, `.m3u8` or `.txt`
@@ -27,7 +27,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use estuary_protocols::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use estuary_protocols::media::{MediaFrame, Timebase, TrackKind};
-use estuary_protocols::mp4::{box_header, read_moov, top_level_box};
+use estuary_protocols::mp4::{box_header, read_file};
 use estuary_protocols::ts::{TsDemuxer, TsFrameReader};
 use estuary_storage::{IngestSpec, StreamKey};
 use serde::Serialize;
@@ -140,8 +140,8 @@ pub fn read_clip(data: Bytes) -> Result<Clip, String> {
 }
 
 fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
-    let moov = top_level_box(data, b"moov").map_err(|e| e.to_string())?;
-    let tracks = read_moov(moov.ok_or("MP4 without moov (not a finished file)")?).map_err(|e| e.to_string())?;
+    // Checks the tables against the file: a crafted file is refused within the reader's budget.
+    let tracks = read_file(data).map_err(|e| e.to_string())?;
     let mut configs = Vec::new();
     let mut frames = Vec::new();
     for track in tracks {

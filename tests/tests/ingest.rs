@@ -110,3 +110,62 @@ fn directory_of_files_and_url_relay() {
     let refused = post(&node, r#"{"app":"live","stream":"x","source":"ftp://example.com/a.mp4"}"#);
     assert_eq!(refused.status, 400);
 }
+
+/// Issue 28, 305 bytes: a `moov` whose one `ctts` entry counts 2^32 - 1 samples for a track of
+/// one (the old reader looped over them: ~4 s of CPU per 8-byte entry).
+const CTTS_COUNT_4G: &str = "000001316d6f6f76000001297472616b000001216d646961000000206d64686400000000000000000000000000015f900000000000000000000000f96d696e66000000f17374626c0000007573747364000000000000000100000065617663310000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000f617663430164000dffe000000000147374737a000000000000000100000001000000147374636f0000000000000001000000000000001c73747363000000000000000100000001000000010000000100000018737474730000000000000001000000010000000100000018637474730000000000000001ffffffff00000000";
+
+/// Issue 28, 281 bytes: `stsz` with a uniform size for 10,000,000 samples, one `stco` chunk and
+/// `stsc` putting all of them in it (the old reader expanded them: 520 MB resident).
+const STSZ_10M_SAMPLES: &str = "000001196d6f6f76000001117472616b000001096d646961000000206d64686400000000000000000000000000015f900000000000000000000000e16d696e66000000d97374626c0000007573747364000000000000000100000065617663310000000000000000000000000000000000000000000000000040003000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000f617663430164000dffe000000000147374737a000000000000000100989680000000147374636f0000000000000001000000000000001c737473630000000000000001000000010098968000000001000000187374747300000000000000010098968000000001";
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// CPU time (user + system) the process has used, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    // Fields after the command name (which may contain spaces) start at field 3: utime and
+    // stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn crafted_mp4_files_are_refused_with_the_reason() {
+    let scratch = Scratch::new("ingest-crafted");
+    let ctts = scratch.path("ctts-count-4g.mp4");
+    std::fs::write(&ctts, unhex(CTTS_COUNT_4G)).unwrap();
+    let stsz = scratch.path("stsz-10m-samples.mp4");
+    std::fs::write(&stsz, unhex(STSZ_10M_SAMPLES)).unwrap();
+    assert_eq!((std::fs::metadata(&ctts).unwrap().len(), std::fs::metadata(&stsz).unwrap().len()), (305, 281));
+
+    let node = Node::start(&scratch, &[]);
+    assert!(ingests(&node).is_empty());
+    let rss_before = node.rss_kb();
+    let cpu_before = cpu_ticks(node.pid());
+    // Each file several times: a cost per refusal would add up.
+    let cases = [
+        (&ctts, "malformed MP4: `ctts` box at byte 281: its 1 entries cover 4294967295 samples"),
+        (&stsz, "malformed MP4: `stsz` box at byte 189: 10000000 samples of 10000000 bytes in all cannot fit in a file of 281 bytes"),
+    ];
+    for _ in 0..5 {
+        for (file, reason) in &cases {
+            let refused = post(&node, &format!(r#"{{"app":"live","stream":"crafted","source":"{}"}}"#, file.display()));
+            let body = String::from_utf8_lossy(&refused.body).into_owned();
+            assert_eq!(refused.status, 400, "{body}");
+            assert!(body.contains(reason), "{body}");
+        }
+    }
+    let cpu_used = cpu_ticks(node.pid()) - cpu_before;
+    let rss_after = node.rss_kb();
+
+    // Refused means nothing started, and the node still answers.
+    assert!(ingests(&node).is_empty(), "{:?}", ingests(&node));
+    assert!(node.stream_info("live/crafted").is_none_or(|s| s["publish"]["active"] != true));
+    // Flat: the old reader needed 520 MB for the second file and seconds of CPU for the first,
+    // each time. The bounds are generous (allocator and runtime noise), far below either.
+    assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
+    assert!(cpu_used < 500, "{cpu_used} clock ticks of CPU for ten refusals");
+}

@@ -129,12 +129,15 @@ fn repair_mp4(store: &Store, recording: &Recording, path: &Path) -> Result<Repai
             }
             b"mdat" => {
                 if let Some((moof_at, moof)) = pending_moof.take() {
-                    if let Some(fragment) = fragment_samples(&moof, moof_at, 0) {
-                        let end = at + size;
-                        if fragment.iter().flat_map(|(_, s)| s).all(|s| s.offset + s.size as u64 <= end) {
-                            collected.extend(fragment);
-                            good_end = Some(end);
+                    match fragment_samples(&moof, moof_at, 0) {
+                        Ok(fragment) => {
+                            let end = at + size;
+                            if fragment.iter().flat_map(|(_, s)| s).all(|s| s.offset + s.size as u64 <= end) {
+                                collected.extend(fragment);
+                                good_end = Some(end);
+                            }
                         }
+                        Err(error) => tracing::warn!(file = %path.display(), %error, "DVR repair: fragment not readable; its samples are left out"),
                     }
                 }
             }
