@@ -16,6 +16,9 @@ const RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// Claims `key` for publisher `client` speaking `protocol` and attaches it to the stream actor.
 pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, protocol: &'static str) -> Result<Addr<StreamActor>, PublishRefused> {
+    // Every publish path (RTMP, SRT, WHIP, GB28181, ingest) comes through here: a name that
+    // breaks the rule never reaches a muxer's directory or the registry's map.
+    check_name(&key).map_err(PublishRefused::BadName)?;
     for _ in 0..ATTEMPTS {
         let stream = registry
             .send(ClaimPublish { key: key.clone(), client })
@@ -33,6 +36,9 @@ pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, clien
 /// Subscribes player `client` to `key`. With `require_live`, a stream nobody publishes (and
 /// that is not in its grace period) is refused; without, the player waits for a publisher.
 pub async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, require_live: bool) -> Result<Subscription, PlayRefused> {
+    if let Err(reason) = check_name(&key) {
+        return Err(PlayRefused::NotFound(format!("{key} ({reason})")));
+    }
     for _ in 0..ATTEMPTS {
         let stream = registry
             .send(FindStream { key: key.clone(), create: !require_live })
@@ -45,4 +51,9 @@ pub async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: C
         }
     }
     Err(PlayRefused::NotFound(key.to_string()))
+}
+
+/// The stream-name rule, for a key.
+pub fn check_name(key: &StreamKey) -> Result<(), String> {
+    estuary_protocols::naming::check_key(&key.vhost, &key.app, &key.stream)
 }

@@ -68,7 +68,8 @@ pub struct ForwardStatus {
     pub id: String,
     /// `app/stream`.
     pub stream: String,
-    /// The destination as resolved.
+    /// The destination as resolved, its stream key and query values masked
+    /// ([`crate::secrets::mask_url`]).
     pub url: String,
     /// `config` or `api`.
     pub origin: &'static str,
@@ -200,7 +201,7 @@ pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: Str
         ForwardStatus {
             id: id.to_string(),
             stream: key.to_string(),
-            url: destination.url().to_string(),
+            url: crate::secrets::mask_url(destination.url()),
             origin,
             state: ForwardState::Connecting,
             last_error: None,
@@ -211,7 +212,7 @@ pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: Str
         (key.clone(), template),
     );
     TABLE.insert(id, entry.clone());
-    tracing::info!(stream = %key, destination = destination.url(), %origin, "forwarding started");
+    tracing::info!(stream = %key, destination = %crate::secrets::mask_url(destination.url()), %origin, "forwarding started");
     let status = entry.status();
     TABLE.arbiter().spawn(run(entry, destination, subscription));
     Ok(status)
@@ -243,7 +244,7 @@ pub async fn ask_backend(registry: Addr<StreamRegistry>, key: StreamKey, backend
     };
     for url in urls {
         if let Err(e) = start(registry.clone(), key.clone(), url.clone(), "backend").await {
-            tracing::error!(stream = %key, destination = %url, error = %e, "cannot forward (from the backend's answer)");
+            tracing::error!(stream = %key, destination = %crate::secrets::mask_url(&url), error = %e, "cannot forward (from the backend's answer)");
         }
     }
 }
@@ -434,7 +435,7 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
                 attempt_running = false;
                 match result {
                     Some(Ok(connected)) => {
-                        tracing::info!(stream = %entry.key.0, destination = destination.url(), "forward connected");
+                        tracing::info!(stream = %entry.key.0, destination = %crate::secrets::mask_url(destination.url()), "forward connected");
                         entry.update(|s| {
                             s.state = ForwardState::Live;
                             s.connects += 1;
@@ -455,7 +456,7 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
     }
     entry.update(|s| s.state = ForwardState::Stopped);
     entry.mark_stopped();
-    tracing::info!(stream = %entry.key.0, destination = destination.url(), %reason, "forwarding stopped");
+    tracing::info!(stream = %entry.key.0, destination = %crate::secrets::mask_url(destination.url()), %reason, "forwarding stopped");
 }
 
 /// A codec header moved to the time of the frame it precedes.

@@ -106,6 +106,9 @@ pub async fn bye(device: &str, channel: &str) -> Result<(), String> {
     rx.await.map_err(|_| "SIP server stopped".to_string())?
 }
 
+/// Name in the restart table (`/api/v1/supervisors`).
+const SUPERVISION_NAME: &str = "gb28181_sip";
+
 /// The IO shell around [`Platform`]: sockets, the storage actor, the media side's SSRC table
 /// and the log.
 struct Shell {
@@ -120,6 +123,18 @@ struct Shell {
 }
 
 impl Shell {
+    /// Runs protocol code on a peer's message behind `catch_unwind`: a bug that panics on
+    /// some input drops that message (logged with the peer and counted under
+    /// `gb28181_sip` in the restart table), never the SIP server.
+    fn guarded(&mut self, peer: SocketAddr, handle: impl FnOnce(&mut Platform)) {
+        let platform = &mut self.platform;
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(platform))) {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            crate::supervision::record_restart(SUPERVISION_NAME);
+            tracing::error!(%peer, panic = %what, "GB28181 SIP message made the platform panic; message dropped, server carries on");
+        }
+    }
+
     /// The platform's clock: time since the shell started.
     fn now(&self) -> Duration {
         self.origin.elapsed()
@@ -175,6 +190,8 @@ impl Shell {
                 }
             }
             Event::Unsupported { from, method } => tracing::debug!(%from, %method, "SIP method not handled; 405"),
+            Event::BadId { from, reason } => tracing::warn!(peer = %from, %reason, "SIP request refused (400)"),
+            Event::TableFull { device, from } => tracing::warn!(%device, peer = %from, "GB28181 device table full (gb28181.max_devices); 503"),
         }
     }
 
@@ -314,6 +331,7 @@ pub async fn serve(
             return;
         }
     };
+    crate::supervision::register(SUPERVISION_NAME);
     let (command_tx, mut commands) = mpsc::channel(64);
     let _ = COMMANDS.set(command_tx);
     let (media_tx, mut media) = mpsc::channel(MEDIA_ENDED_QUEUE);
@@ -334,7 +352,8 @@ pub async fn serve(
             received = shell.socket.async_io(tokio::io::Interest::READABLE, || crate::pktinfo::receive(fd, &mut buf, &mut control)) => match received {
                 Ok((n, from, to)) => {
                     let link = Link { transport: Transport::Udp, local: SocketAddr::new(to.unwrap_or(listen.ip()), listen.port()) };
-                    shell.platform.handle_bytes_on(shell.now(), &buf[..n], from, link);
+                    let now = shell.now();
+                    shell.guarded(from, |platform| platform.handle_bytes_on(now, &buf[..n], from, link));
                 }
                 Err(e) => tracing::debug!(error = %e, "SIP receive error"),
             },
@@ -349,7 +368,10 @@ pub async fn serve(
             Some(ssrc) = media.recv() => shell.platform.media_ended(shell.now(), ssrc),
             Some(event) = tcp_events.recv() => match event {
                 TcpEvent::Open(peer, writer) => { shell.tcp.insert(peer, writer); }
-                TcpEvent::Message(peer, message, local) => shell.platform.handle_on(shell.now(), message, peer, Link { transport: Transport::Tcp, local }),
+                TcpEvent::Message(peer, message, local) => {
+                    let now = shell.now();
+                    shell.guarded(peer, |platform| platform.handle_on(now, message, peer, Link { transport: Transport::Tcp, local }));
+                }
                 TcpEvent::Malformed(peer, reason) => shell.platform.malformed(peer, &reason),
                 TcpEvent::Closed(peer) => { shell.tcp.remove(&peer); }
             },

@@ -263,7 +263,15 @@ pub fn source_files(source: &str) -> Result<Vec<std::path::PathBuf>, String> {
     if playlist && path.is_file() {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {source}: {e}"))?;
         let base = path.parent().unwrap_or(std::path::Path::new("."));
-        let files: Vec<_> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| base.join(l)).collect();
+        let mut files = Vec::new();
+        for (number, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
+            // The line itself is never echoed: a playlist path pointed at some other text
+            // file must not read it out through the error message.
+            if !media(std::path::Path::new(line)) {
+                return Err(format!("playlist {source} line {number} does not name a .mp4, .m4v, .mov, .flv or .ts file"));
+            }
+            files.push(base.join(line));
+        }
         if files.is_empty() {
             return Err(format!("playlist {source} lists no files"));
         }

@@ -31,6 +31,7 @@ pub mod messages;
 mod pktinfo;
 pub mod registry;
 pub mod rtmp;
+pub mod secrets;
 pub mod segmenter;
 pub mod settings;
 pub mod srt;

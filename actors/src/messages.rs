@@ -22,6 +22,9 @@ pub enum PublishRefused {
     /// The stream actor went away while attaching; the caller may retry.
     #[error("stream {0} is shutting down, try again")]
     Unavailable(String),
+    /// The name breaks the stream-name rule ([`estuary_protocols::naming`]).
+    #[error("bad stream name: {0}")]
+    BadName(String),
 }
 
 /// Why a play was refused.

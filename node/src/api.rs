@@ -94,8 +94,27 @@ impl FromRequest for Authorized {
             return std::future::ready(Ok(Authorized));
         };
         let auth = &state.api_auth;
+        let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+        // JSON bodies are read whatever their Content-Type (for `curl -d`). A browser sends a
+        // form or text/plain POST to another origin without asking first (no CORS
+        // preflight), so such a request from a web page (it carries Origin, or
+        // Sec-Fetch-Site: cross-site) is refused: no page can drive the API from a visitor's
+        // browser. Real JSON from a page needs a preflight, which the API does not grant.
+        let json_typed = actix_web::HttpMessage::mime_type(req).ok().flatten().is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+        let from_a_page = req.headers().contains_key("origin") || req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+        if !reads && from_a_page && !json_typed {
+            let response = error(403, "a cross-site form or text POST cannot change the node; send Content-Type: application/json");
+            return std::future::ready(Err(actix_web::error::InternalError::from_response("forbidden", response).into()));
+        }
         if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
-            return std::future::ready(Ok(Authorized));
+            // No credentials configured: reads stay open, as in SRS, but what changes the
+            // node or mints tokens (every method but GET/HEAD) is served to this machine only.
+            let local = req.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
+            if reads || local {
+                return std::future::ready(Ok(Authorized));
+            }
+            let response = error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set");
+            return std::future::ready(Err(actix_web::error::InternalError::from_response("forbidden", response).into()));
         }
         let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);

@@ -225,6 +225,7 @@ pub struct Gb28181Section {
     pub media_transport: String,
     pub keepalive_timeout_s: u64,
     pub catalog_timeout_ms: u64,
+    pub max_devices: usize,
 }
 
 impl Default for Gb28181Section {
@@ -243,6 +244,7 @@ impl Default for Gb28181Section {
             media_transport: "tcp".into(),
             keepalive_timeout_s: 180,
             catalog_timeout_ms: 3000,
+            max_devices: 10_000,
         }
     }
 }
@@ -516,6 +518,7 @@ impl Config {
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
         range("gb28181.catalog_timeout_ms", self.gb28181.catalog_timeout_ms, 100, 600_000)?;
+        range("gb28181.max_devices", self.gb28181.max_devices as u64, 1, 1_000_000)?;
         if !self.gb28181.stream_name.contains("[channel]") {
             return Err(ConfigError::Invalid { key: "gb28181.stream_name", problem: format!("{:?} has no [channel]: every channel needs its own stream", self.gb28181.stream_name) });
         }
@@ -731,6 +734,7 @@ impl Config {
                 media_udp: self.gb28181.media_transport == "udp",
                 keepalive_timeout: Duration::from_secs(self.gb28181.keepalive_timeout_s),
                 catalog_timeout: Duration::from_millis(self.gb28181.catalog_timeout_ms),
+                max_devices: self.gb28181.max_devices,
                 seed: 0,
             },
             app: self.gb28181.app.clone(),

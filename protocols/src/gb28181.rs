@@ -46,6 +46,9 @@ use std::time::Duration;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Digest challenges outstanding at once; the oldest is forgotten first. A challenge is
+/// kept apart from the device table, so REGISTERs that never authenticate create no device.
+pub const MAX_CHALLENGES: usize = 1024;
 
 /// How the platform presents itself and what it asks of devices.
 #[derive(Debug, Clone)]
@@ -73,6 +76,9 @@ pub struct PlatformConfig {
     pub catalog_timeout: Duration,
     /// Seed of the generator of nonces, tags, Call-IDs and branch ids.
     pub seed: u64,
+    /// Most devices known at once (online or remembered); a new device beyond it is
+    /// refused with 503 until an offline one is forgotten.
+    pub max_devices: usize,
 }
 
 /// The transport a device's messages came over.
@@ -163,6 +169,10 @@ pub enum Event {
     Malformed { from: SocketAddr, reason: String, count: u64 },
     /// A request method the platform does not handle (answered 405).
     Unsupported { from: SocketAddr, method: String },
+    /// A REGISTER or MESSAGE whose device id is not 20 digits (answered 400).
+    BadId { from: SocketAddr, reason: String },
+    /// A new device was refused because the device table is full (answered 503).
+    TableFull { device: String, from: SocketAddr },
 }
 
 /// Where a channel's session is.
@@ -236,16 +246,18 @@ struct Device {
     link: Link,
     /// When a catalog query goes unanswered for too long.
     catalog_deadline: Option<Duration>,
+    /// Its own id was invited as a channel because no catalog came: replaced by the real
+    /// channels when a catalog does come, and given up on when the device refuses it.
+    placeholder: bool,
     online: bool,
     last_seen: Duration,
-    nonce: String,
     channels: Vec<(String, String)>,
     sessions: BTreeMap<String, Session>,
 }
 
 impl Device {
     fn new(addr: SocketAddr, link: Link, now: Duration) -> Device {
-        Device { addr, link, catalog_deadline: None, online: false, last_seen: now, nonce: String::new(), channels: Vec::new(), sessions: BTreeMap::new() }
+        Device { addr, link, catalog_deadline: None, placeholder: false, online: false, last_seen: now, channels: Vec::new(), sessions: BTreeMap::new() }
     }
 }
 
@@ -253,6 +265,8 @@ impl Device {
 pub struct Platform {
     config: PlatformConfig,
     devices: BTreeMap<String, Device>,
+    /// Digest nonces sent to devices not yet authenticated: id → (nonce, when).
+    challenges: BTreeMap<String, (String, Duration)>,
     out: VecDeque<Output>,
     rng: u64,
     next_ssrc: u32,
@@ -267,7 +281,7 @@ impl Platform {
     /// `Duration` since an origin of its choosing) and `unix_ms` the wall-clock time then.
     pub fn new(config: PlatformConfig, now: Duration, unix_ms: i64) -> Platform {
         let rng = config.seed | 1;
-        Platform { config, devices: BTreeMap::new(), out: VecDeque::new(), rng, next_ssrc: 0, cseq: 0, malformed: 0, epoch: (now, unix_ms) }
+        Platform { config, devices: BTreeMap::new(), challenges: BTreeMap::new(), out: VecDeque::new(), rng, next_ssrc: 0, cseq: 0, malformed: 0, epoch: (now, unix_ms) }
     }
 
     /// Devices remembered from an earlier run: listed offline until they register.
@@ -406,6 +420,7 @@ impl Platform {
             device.catalog_deadline = None;
             if device.channels.is_empty() {
                 device.channels.push((id.clone(), String::new()));
+                device.placeholder = true;
             }
             let channels: Vec<String> = device.channels.iter().map(|(c, _)| c.clone()).collect();
             self.event(Event::CatalogTimeout { device: id.clone(), channels: channels.clone() });
@@ -518,32 +533,55 @@ impl Platform {
         format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
     }
 
+    /// The sender's device id if it is a valid one; else answers 400 and says why.
+    fn device_id(&mut self, message: &SipMessage, from: SocketAddr) -> Option<String> {
+        let checked = message.from_user().ok_or_else(|| "no user in From".to_string()).and_then(|id| crate::naming::check_gb_id(id).map(|()| id.to_string()));
+        match checked {
+            Ok(id) => Some(id),
+            Err(reason) => {
+                self.event(Event::BadId { from, reason });
+                self.send(SipMessage::response_to(message, 400, "Bad Request", None), from);
+                None
+            }
+        }
+    }
+
     fn register(&mut self, now: Duration, message: SipMessage, from: SocketAddr, link: Link) {
-        let Some(id) = message.from_user().map(str::to_string) else {
-            self.send(SipMessage::response_to(&message, 400, "Bad Request", None), from);
+        let Some(id) = self.device_id(&message, from) else { return };
+        if !self.devices.contains_key(&id) && self.devices.len() >= self.config.max_devices {
+            self.event(Event::TableFull { device: id, from });
+            self.send(SipMessage::response_to(&message, 503, "Service Unavailable", None), from);
             return;
-        };
+        }
         let expires = message
             .header("Expires")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .or_else(|| message.header("Contact").and_then(|c| sip::param(c, "expires")).and_then(|v| v.parse().ok()))
             .unwrap_or(3600);
         if !self.config.password.is_empty() {
-            let nonce = self.random_hex(32);
-            let device = self.devices.entry(id.clone()).or_insert_with(|| Device::new(from, link, now));
             match message.header("Authorization") {
                 None => {
-                    device.nonce = nonce;
-                    let challenge = format!(r#"Digest realm="{}",nonce="{}",algorithm=MD5"#, self.config.realm, device.nonce);
+                    let nonce = self.random_hex(32);
+                    if self.challenges.len() >= MAX_CHALLENGES && !self.challenges.contains_key(&id) {
+                        let oldest = self.challenges.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone());
+                        if let Some(oldest) = oldest {
+                            self.challenges.remove(&oldest);
+                        }
+                    }
+                    let challenge = format!(r#"Digest realm="{}",nonce="{nonce}",algorithm=MD5"#, self.config.realm);
+                    self.challenges.insert(id, (nonce, now));
                     self.send(SipMessage::response_to(&message, 401, "Unauthorized", None).with("WWW-Authenticate", challenge), from);
                     return;
                 }
                 Some(authorization) => {
-                    if let Err(reason) = sip::verify_digest(authorization, "REGISTER", &self.config.realm, &device.nonce, &self.config.password) {
+                    let nonce = self.challenges.get(&id).map(|(n, _)| n.clone()).unwrap_or_default();
+                    let verified = if nonce.is_empty() { Err("no challenge outstanding for this device".to_string()) } else { sip::verify_digest(authorization, "REGISTER", &self.config.realm, &nonce, &self.config.password) };
+                    if let Err(reason) = verified {
                         self.event(Event::RegistrationRefused { device: id, from, reason });
                         self.send(SipMessage::response_to(&message, 403, "Forbidden", None), from);
                         return;
                     }
+                    self.challenges.remove(&id);
                 }
             }
         }
@@ -589,7 +627,7 @@ impl Platform {
     }
 
     fn message(&mut self, now: Duration, message: SipMessage, from: SocketAddr, link: Link) {
-        let id = message.from_user().unwrap_or_default().to_string();
+        let Some(id) = self.device_id(&message, from) else { return };
         if !self.devices.get(&id).is_some_and(|d| d.online) {
             self.event(Event::NotRegistered { device: id, from });
             self.send(SipMessage::response_to(&message, 403, "Forbidden", None), from);
@@ -605,14 +643,26 @@ impl Platform {
             // Keepalives only refresh `last_seen`; other notifications are acknowledged.
             return;
         }
-        let items = sip::catalog_items(&body);
+        // Channel ids become stream names: only valid ones are taken.
+        let items: Vec<(String, String)> = sip::catalog_items(&body).into_iter().filter(|(channel, _)| crate::naming::check_gb_id(channel).is_ok()).collect();
         let count = items.len();
         device.catalog_deadline = None;
+        // The real catalog replaces the device-id placeholder, unless it lists that id.
+        let drop_placeholder = device.placeholder && count > 0 && !items.iter().any(|(c, _)| *c == id);
         for (channel, name) in items {
             if !device.channels.iter().any(|(c, _)| *c == channel) {
                 device.channels.push((channel, name));
             }
         }
+        if drop_placeholder {
+            device.placeholder = false;
+            self.send_bye(&id, &id);
+            if let Some(device) = self.devices.get_mut(&id) {
+                device.sessions.remove(&id);
+                device.channels.retain(|(c, _)| *c != id);
+            }
+        }
+        let Some(device) = self.devices.get(&id) else { return };
         let channels: Vec<String> = device.channels.iter().map(|(c, _)| c.clone()).collect();
         self.event(Event::Catalog { device: id.clone(), channels: count });
         self.remember(&id);
@@ -689,10 +739,17 @@ impl Platform {
             return;
         }
         let call_id = message.header("Call-ID").unwrap_or_default().to_string();
-        let found = self.devices.iter_mut().find_map(|(id, d)| d.sessions.iter_mut().find(|(_, s)| s.call_id == call_id).map(|(c, s)| (id.clone(), c.clone(), s, d.addr, d.link)));
-        let Some((device, channel, session, addr, link)) = found else { return };
+        let found = self.devices.iter_mut().find_map(|(id, d)| d.sessions.iter_mut().find(|(_, s)| s.call_id == call_id).map(|(c, s)| (id.clone(), c.clone(), s, d.addr, d.link, d.placeholder)));
+        let Some((device, channel, session, addr, link, has_placeholder)) = found else { return };
         let to = message.header("To").unwrap_or_default().to_string();
         session.to_tag = sip::param(&to, "tag").map(str::to_string);
+        // A device that refuses its own id as a channel (4xx) will not change its mind.
+        if has_placeholder && device == channel && (400..500).contains(&code) {
+            session.state = SessionState::Idle;
+            session.wanted = false;
+            self.event(Event::InviteRefused { device, channel, code, retry_in: Duration::ZERO });
+            return;
+        }
         if !(200..300).contains(&code) {
             let retry_in = self.schedule_retry(now, &device, &channel);
             self.event(Event::InviteRefused { device, channel, code, retry_in });
@@ -791,6 +848,7 @@ mod tests {
             keepalive_timeout: Duration::from_secs(120),
             catalog_timeout: Duration::from_secs(3),
             seed: 7,
+            max_devices: 100,
         }
     }
 
@@ -906,7 +964,7 @@ mod tests {
         let out = drain(&mut p);
         assert_eq!(labels(&out), ["403"]);
         assert!(out.iter().any(|o| matches!(o, Output::Event(Event::RegistrationRefused { .. }))));
-        assert!(!p.devices(t0)[0].online);
+        assert!(p.devices(t0).is_empty(), "a device that never authenticated is not in the table");
         // A keepalive from the refused device is refused too.
         p.handle(t0, message("<Notify><CmdType>Keepalive</CmdType></Notify>"), camera());
         assert_eq!(labels(&drain(&mut p)), ["403"]);
@@ -1097,5 +1155,89 @@ mod tests {
         let out = drain(&mut p);
         let query = sent(&out).into_iter().find(|m| m.method() == Some("MESSAGE")).unwrap().clone();
         assert!(query.header("Via").unwrap().starts_with("SIP/2.0/UDP 192.0.2.5:5060;"), "{:?}", query.header("Via"));
+    }
+
+    #[test]
+    fn ids_that_are_not_20_digits_are_refused_and_leave_nothing() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config(""), t0, 0);
+        let evil = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000")
+            .with("From", "<sip:../../../../../../tmp/x/pwn@3402000000>;tag=1")
+            .with("To", "<sip:x@3402000000>")
+            .with("Call-ID", "evil")
+            .with("CSeq", "1 REGISTER");
+        p.handle(t0, evil, camera());
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["400"]);
+        assert!(out.iter().any(|o| matches!(o, Output::Event(Event::BadId { .. }))));
+        assert!(p.devices(t0).is_empty());
+        // A catalog naming a channel that is not 20 digits: that channel is not taken.
+        registered(&mut p, t0);
+        let bad_catalog = message(&format!("<Response><CmdType>Catalog</CmdType><DeviceID>{DEVICE}</DeviceID><DeviceList><Item><DeviceID>../../x</DeviceID><Name>x</Name></Item></DeviceList></Response>"));
+        p.handle(t0, bad_catalog, camera());
+        drain(&mut p);
+        assert!(p.devices(t0)[0].channels.iter().all(|c| c.id == CHANNEL), "{:?}", p.devices(t0)[0].channels);
+    }
+
+    #[test]
+    fn unauthenticated_registers_create_no_device_and_challenges_are_bounded() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config("secret"), t0, 0);
+        for n in 0..(MAX_CHALLENGES as u64 + 500) {
+            let id = format!("3402000000132{:07}", n);
+            let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
+            p.handle(t0 + Duration::from_millis(n), m, camera());
+        }
+        assert!(p.devices(t0).is_empty());
+        assert_eq!(p.challenges.len(), MAX_CHALLENGES);
+    }
+
+    #[test]
+    fn a_full_device_table_refuses_new_devices() {
+        let t0 = Duration::from_secs(1000);
+        let mut cfg = config("");
+        cfg.max_devices = 2;
+        let mut p = Platform::new(cfg, t0, 0);
+        for n in 0..3u64 {
+            let id = format!("3402000000132{:07}", 100 + n);
+            let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
+            p.handle(t0, m, camera());
+            let expected = if n < 2 { "200" } else { "503" };
+            assert_eq!(labels(&drain(&mut p))[0], expected, "device {n}");
+        }
+        assert_eq!(p.devices(t0).len(), 2);
+    }
+
+    #[test]
+    fn a_late_catalog_replaces_the_placeholder_and_a_refused_placeholder_is_not_retried() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
+        p.handle(t0, register(3600, None), camera());
+        drain(&mut p);
+        p.tick(t0 + Duration::from_secs(3));
+        let own = invite_of(&drain(&mut p));
+        // The device refuses its own id: no retry, ever.
+        p.handle(t0 + Duration::from_secs(3), answer(&own, 404), camera());
+        drain(&mut p);
+        for s in 4..100 {
+            p.tick(t0 + Duration::from_secs(s));
+            assert!(!labels(&drain(&mut p)).contains(&"INVITE".to_string()), "re-INVITE at +{s} s");
+        }
+        // Its catalog comes late: the placeholder goes, the real channel is invited.
+        p.handle(t0 + Duration::from_secs(100), catalog(), camera());
+        let out = drain(&mut p);
+        assert_eq!(invite_of(&out).header("To"), Some(format!("<sip:{CHANNEL}@3402000000>").as_str()));
+        assert_eq!(p.devices(t0).iter().flat_map(|d| d.channels.iter().map(|c| c.id.clone())).collect::<Vec<_>>(), vec![CHANNEL.to_string()]);
+        // A placeholder that was accepted is ended with a BYE when the catalog replaces it.
+        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
+        p.handle(t0, register(3600, None), camera());
+        drain(&mut p);
+        p.tick(t0 + Duration::from_secs(3));
+        let own = invite_of(&drain(&mut p));
+        p.handle(t0 + Duration::from_secs(3), answer(&own, 200), camera());
+        drain(&mut p);
+        p.handle(t0 + Duration::from_secs(5), catalog(), camera());
+        let out = labels(&drain(&mut p));
+        assert!(out.contains(&"BYE".to_string()) && out.contains(&"INVITE".to_string()), "{out:?}");
     }
 }

@@ -19,7 +19,8 @@
 //! | [`srt_handshake`] | a pre-parse look at SRT handshake datagrams (extension blocks) |
 //! | [`srt_streamid`] | SRT stream ids in SRS's conventions |
 //! | [`ts`] | MPEG-TS muxer, demuxer and PES-to-frame reader |
-//! | [`mp4`] | progressive MP4 laid out over samples stored elsewhere; fragment reader |
+//! | [`mp4`] | progressive MP4 laid out over samples stored elsewhere; moov and fragment readers with a budget |
+//! | [`naming`] | the one stream-name rule every protocol's names pass before they reach a path, a map or a log |
 //! | [`fmp4`] | fragmented MP4 (CMAF) initialization and media segments |
 //! | [`hls`] | HLS media playlists |
 //! | [`dash`] | DASH MPD for live streams |
@@ -37,6 +38,7 @@ pub mod fmp4;
 pub mod hevc;
 pub mod media;
 pub mod mp4;
+pub mod naming;
 pub mod ps;
 pub mod rtmp;
 pub mod rtp;

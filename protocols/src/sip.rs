@@ -192,16 +192,15 @@ impl SipMessage {
             Some(v) => v.trim().parse::<usize>().map_err(|_| SipError::ContentLength(v.into()))?,
             None => 0,
         };
-        if head_end + 4 + length > MAX_MESSAGE {
-            return Err(SipError::TooLarge);
-        }
-        if data.len() < head_end + 4 + length {
+        // Checked: a Content-Length near usize::MAX must not wrap past the size limit.
+        let end = head_end.checked_add(4).and_then(|body| body.checked_add(length)).filter(|end| *end <= MAX_MESSAGE).ok_or(SipError::TooLarge)?;
+        if data.len() < end {
             return Ok(None);
         }
-        message.body = Bytes::copy_from_slice(&data[head_end + 4..head_end + 4 + length]);
+        message.body = Bytes::copy_from_slice(&data[head_end + 4..end]);
         // The length is the body's; it is written again from the body.
         message.headers.retain(|(n, _)| canonical(n) != "content-length");
-        Ok(Some((message, head_end + 4 + length)))
+        Ok(Some((message, end)))
     }
 }
 
@@ -329,6 +328,11 @@ Content-Length: 0\r\n\r\n";
             assert!(SipMessage::parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
         assert_eq!(SipMessage::parse(&vec![b'a'; MAX_MESSAGE + 1]), Err(SipError::TooLarge));
+        // usize::MAX used to wrap the end offset past the size check and panic on the slice.
+        for length in [u64::MAX.to_string(), (u64::MAX - 3).to_string()] {
+            let wrapping = format!("REGISTER sip:x SIP/2.0\r\nContent-Length: {length}\r\n\r\nbody");
+            assert!(matches!(SipMessage::parse(wrapping.as_bytes()), Err(SipError::TooLarge)), "{length}");
+        }
         let huge = format!("MESSAGE sip:x SIP/2.0\r\nContent-Length: {}\r\n\r\n", MAX_MESSAGE);
         assert_eq!(SipMessage::parse(huge.as_bytes()), Err(SipError::TooLarge));
     }

@@ -38,7 +38,7 @@ fn every_protocol_plays_on_the_default_ports_with_no_configuration() {
     let Some(()) = private_network_or_skip("defaults") else { return };
     let scratch = Scratch::new("defaults");
     let node = Node::start_with_defaults(&scratch);
-    assert!(node.log().contains("listen=0.0.0.0:8000"), "WebRTC must listen on its default wildcard address:\n{}", node.log());
+    assert!(node.wait_log("listen=0.0.0.0:8000", Duration::from_secs(10)), "WebRTC must listen on its default wildcard address:\n{}", node.log());
 
     // Publish exactly where the README says, with B-frames off for the WebRTC players.
     let source = Source { bframes: 0, ..Source::default() };

@@ -110,7 +110,7 @@ fn write_shims(dir: &Path) {
         ("estuary", format!("#!/bin/bash\nexec {} \"$@\"\n", bin.display())),
         (
             "ffplay",
-            "#!/bin/bash\n# README test stand-in for ffplay (no display here): decode 3 s of the URL headless.\nurl=\"${@: -1}\"\nframes=$(timeout 60 ffmpeg -nostdin -hide_banner -v error -rw_timeout 15000000 -i \"$url\" -t 3 -f framecrc - | grep -vc '^#')\nif [ \"${frames:-0}\" -eq 0 ]; then echo \"ffplay stand-in: nothing decoded from $url\" >&2; exit 1; fi\necho \"ffplay stand-in: $frames frames from $url\" >&2\n"
+            "#!/bin/bash\n# README test stand-in for ffplay (no display here): decode 3 s of the URL headless,\n# trying for up to 30 s while the stream, its playlist or its recording is not there yet.\nurl=\"${@: -1}\"\nfor attempt in 1 2 3 4 5 6 7 8 9 10; do\n  frames=$(timeout 60 ffmpeg -nostdin -hide_banner -v error -rw_timeout 15000000 -i \"$url\" -t 3 -f framecrc - | grep -vc '^#')\n  if [ \"${frames:-0}\" -gt 0 ]; then echo \"ffplay stand-in: $frames frames from $url\" >&2; exit 0; fi\n  sleep 3\ndone\necho \"ffplay stand-in: nothing decoded from $url\" >&2\nexit 1\n"
                 .to_string(),
         ),
     ];
@@ -204,14 +204,19 @@ impl Runner {
             text = text.replace("<stream-id>", &id);
         }
         if text.contains("<client-id>") {
+            // A player started for the purpose: the one client id that was not there before.
+            let ids = || -> Vec<String> {
+                let clients: serde_json::Value = http::get(1985, "/api/v1/clients").ok().and_then(|r| serde_json::from_slice(&r.body).ok()).unwrap_or_default();
+                clients["clients"].as_array().map(|c| c.iter().filter_map(|c| c["id"].as_str().map(str::to_string).or_else(|| c["id"].as_u64().map(|n| n.to_string()))).collect()).unwrap_or_default()
+            };
+            let before = ids();
             let url = "http://127.0.0.1:8080/live/livestream.flv";
             self.player = Some(ffmpeg::record(url, &self.scratch.path("kicked.flv"), None, &self.scratch, "kicked"));
             let mut id = None;
             assert!(wait_until(Duration::from_secs(15), || {
-                let clients: serde_json::Value = http::get(1985, "/api/v1/clients").ok().and_then(|r| serde_json::from_slice(&r.body).ok()).unwrap_or_default();
-                id = clients["clients"].as_array().and_then(|c| c.iter().filter_map(|c| c["id"].as_str().map(str::to_string).or_else(|| c["id"].as_u64().map(|n| n.to_string()))).last());
+                id = ids().into_iter().find(|id| !before.contains(id));
                 id.is_some()
-            }));
+            }), "the player started for <client-id> never showed up in /api/v1/clients");
             text = text.replace("<client-id>", &id.unwrap_or_default());
         }
         text
@@ -263,6 +268,10 @@ impl Runner {
                 assert!(output.success(), "{where_} failed:\n{body}\nstdout:\n{}\nstderr:\n{}\nnode log:\n{}", output.stdout, output.stderr, self.log());
                 let api_error = output.stdout.split("\"code\":").skip(1).map(|rest| rest.trim_start()).find(|rest| rest.starts_with('4') || rest.starts_with('5'));
                 assert!(api_error.is_none(), "{where_}: the API answered an error:\n{body}\nstdout:\n{}", output.stdout);
+                if block.body.contains("<client-id>") {
+                    let kicked = self.player.as_mut().and_then(|p| p.wait(Duration::from_secs(10)));
+                    assert!(kicked.is_some(), "{where_}: the kicked player is still playing");
+                }
                 eprintln!("{where_}: ok\n{}", output.stderr.trim());
             }
             (lang, mode) => panic!("{where_}: a {lang:?} block needs a test marker (node, background, run, config or skip), has {mode:?}"),

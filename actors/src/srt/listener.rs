@@ -314,7 +314,7 @@ impl SrtListener {
                     (AccessControlResponse::Accepted(keys), Some(admission))
                 }
                 Err((reason, text)) => {
-                    tracing::warn!(%peer, stream_id = ?request.stream_id.as_ref().map(|s| s.to_string()), code = i32::from(reason), reason = %text, "SRT caller refused");
+                    tracing::warn!(%peer, stream_id = ?request.stream_id.as_ref().map(|s| crate::secrets::mask_stream_id(&s.to_string())), code = i32::from(reason), reason = %text, "SRT caller refused");
                     (AccessControlResponse::Rejected(reason), None)
                 }
             };
@@ -418,6 +418,7 @@ async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: Soc
             let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "srt").await.map_err(|refused| match refused {
                 PublishRefused::AlreadyPublishing { .. } => (RejectReason::Server(ServerRejectReason::Conflict), refused.to_string()),
                 PublishRefused::Unavailable(_) => (RejectReason::Server(ServerRejectReason::Unacceptable), refused.to_string()),
+                PublishRefused::BadName(_) => (RejectReason::Server(ServerRejectReason::BadRequest), refused.to_string()),
             })?;
             Role::Publish { stream }
         }

@@ -49,6 +49,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
         PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),
         PublishRefused::Unavailable(_) => SignalError::Unavailable(refused.to_string()),
+        PublishRefused::BadName(_) => SignalError::BadOffer(refused.to_string()),
     })?;
     let peer = match Registration::new(&ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings, &answer).ok_or_else(|| "WebRTC is disabled".to_string())) {
         Ok(p) => p,

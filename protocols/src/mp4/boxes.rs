@@ -206,9 +206,11 @@ impl<'a> Mp4Box<'a> {
     /// `count` entries of `entry_len` bytes from byte `entries_at` of the body.
     pub fn entries(&self, entries_at: usize, count: usize, entry_len: usize) -> Result<Table<'a>, Mp4Error> {
         let have = self.body.len().saturating_sub(entries_at);
-        let need = count.checked_mul(entry_len).filter(|&need| need <= have);
-        match need {
-            Some(need) => Ok(Table { owner: *self, entries: &self.body[entries_at..entries_at + need], entry_len }),
+        // `get` and not slicing: with zero entries `need` is 0 even when the table would
+        // start past the end of a short body.
+        let entries = count.checked_mul(entry_len).and_then(|need| self.body.get(entries_at..)?.get(..need));
+        match entries {
+            Some(entries) => Ok(Table { owner: *self, entries, entry_len }),
             None => Err(self.malformed(format!("claims {count} entries of {entry_len} bytes; it holds {have} bytes of entries"))),
         }
     }

@@ -209,4 +209,20 @@ mod tests {
         assert!(fragment_samples(b"\0\0\0\x08free", 0, 0).is_err());
         assert!(fragment_samples(b"", 0, 0).is_err());
     }
+
+    #[test]
+    fn an_empty_trun_shorter_than_its_fields_is_an_error_not_a_panic() {
+        // trun with flags 0x000f01 (data offset + four per-sample fields), sample count 0 and
+        // a body of 8 bytes: the entries would start at byte 12, past its end. Found in review;
+        // slicing there panicked, and DVR repair reads such fragments at boot.
+        let trun = full(b"trun", 0, 0x000f01, &0u32.to_be_bytes());
+        let traf = [full(b"tfhd", 0, DEFAULT_BASE_IS_MOOF, &7u32.to_be_bytes()), trun].concat();
+        let bytes = mp4_box(b"moof", &mp4_box(b"traf", &traf));
+        assert!(fragment_samples(&bytes, 0, 0).is_err());
+        for len in 8..12 {
+            let trun = full(b"trun", 0, 0x000f01, &vec![0u8; len - 4]);
+            let traf = [full(b"tfhd", 0, DEFAULT_BASE_IS_MOOF, &7u32.to_be_bytes()), trun].concat();
+            let _ = fragment_samples(&mp4_box(b"moof", &mp4_box(b"traf", &traf)), 0, 0);
+        }
+    }
 }

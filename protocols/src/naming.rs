@@ -1,0 +1,89 @@
+//! The one rule every stream name obeys, whatever protocol brought it (RTMP, SRT, WHIP,
+//! GB28181, ingest, players' URLs): names become directory and file names (HLS, DASH, DVR),
+//! map keys and log fields, so they are checked once, before any of that.
+//!
+//! A vhost, app or stream name is 1 to [`MAX_PART`] bytes of ASCII letters, digits and
+//! `- _ . ~ @ + = ! ,`; a stream name may have several such parts joined by `/`. No part is `.`
+//! or `..`, so no name climbs out of a directory, and nothing in a name needs quoting in a
+//! URL, a path or a log line.
+
+/// Longest vhost, app or stream name part, in bytes.
+pub const MAX_PART: usize = 128;
+/// Most `/`-separated parts in a stream name.
+pub const MAX_PARTS: usize = 4;
+
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.~@+=!,".contains(c)
+}
+
+fn check_part(what: &str, part: &str) -> Result<(), String> {
+    if part.is_empty() {
+        return Err(format!("{what} has an empty part"));
+    }
+    if part.len() > MAX_PART {
+        return Err(format!("{what} part is {} bytes long; at most {MAX_PART}", part.len()));
+    }
+    if part == "." || part == ".." {
+        return Err(format!("{what} part {part:?} is not allowed"));
+    }
+    if let Some(bad) = part.chars().find(|c| !allowed(*c)) {
+        return Err(format!("{what} contains {bad:?}; names use ASCII letters, digits and - _ . ~ @ + = ! ,"));
+    }
+    Ok(())
+}
+
+/// Checks an app (or vhost) name: one part.
+pub fn check_app(app: &str) -> Result<(), String> {
+    check_part("app name", app)
+}
+
+/// Checks a stream name: up to [`MAX_PARTS`] parts joined by `/`.
+pub fn check_stream(stream: &str) -> Result<(), String> {
+    let parts: Vec<&str> = stream.split('/').collect();
+    if parts.len() > MAX_PARTS {
+        return Err(format!("stream name has {} parts; at most {MAX_PARTS}", parts.len()));
+    }
+    parts.iter().try_for_each(|p| check_part("stream name", p))
+}
+
+/// Checks vhost, app and stream together.
+pub fn check_key(vhost: &str, app: &str, stream: &str) -> Result<(), String> {
+    check_part("vhost", vhost)?;
+    check_app(app)?;
+    check_stream(stream)
+}
+
+/// A GB28181 device or channel id: 20 decimal digits (GB/T 28181 §D.1 coding rule).
+pub fn check_gb_id(id: &str) -> Result<(), String> {
+    if id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("GB28181 id {:?} is not 20 digits", id.chars().take(40).collect::<String>()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_pass() {
+        for stream in ["livestream", "cam-1_hd", "34020000001110000001_34020000001320000001", "a/b", "bench.v2", "user@site", "x=1,y!"] {
+            assert!(check_stream(stream).is_ok(), "{stream}");
+        }
+        assert!(check_key("__defaultVhost__", "live", "livestream").is_ok());
+    }
+
+    #[test]
+    fn names_that_climb_quote_or_overflow_fail() {
+        for stream in ["", "..", "a/../b", "../../../../tmp/x/pwn_1", "a//b", "/abs", "a b", "a\\b", "tab\t", "new\nline", "q?x", "h#x", "p%2e", "ü", "a/b/c/d/e"] {
+            assert!(check_stream(stream).is_err(), "{stream:?}");
+        }
+        assert!(check_stream(&"x".repeat(MAX_PART + 1)).is_err());
+        assert!(check_app("li/ve").is_err());
+        assert!(check_gb_id("34020000001320000001").is_ok());
+        for id in ["3402000000132000000", "340200000013200000011", "../../../../../tmp/x/pwn", "3402000000132000000a"] {
+            assert!(check_gb_id(id).is_err(), "{id}");
+        }
+    }
+}

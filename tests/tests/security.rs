@@ -1,0 +1,144 @@
+//! Attacks from the audit (issue 27), each performed against a real node and checked to be
+//! refused: SIP that used to stop the SIP server, GB28181 device ids that became file paths,
+//! REGISTER floods that filled the device table, pages in a visitor's browser driving the
+//! API, anonymous remote callers changing the node, and secrets read back out of the API, the
+//! log and error messages.
+
+use estuary_tests::gb_device::Device;
+use estuary_tests::{ffmpeg, http, private_network_or_skip, wait_until, Node, Scratch};
+use std::net::UdpSocket;
+use std::time::Duration;
+
+fn sip_exchange(socket: &UdpSocket, port: u16, message: &[u8]) -> Option<String> {
+    socket.send_to(message, ("127.0.0.1", port)).ok()?;
+    let mut buf = [0u8; 4096];
+    socket.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn register_from(id: &str, call: &str) -> Vec<u8> {
+    format!("REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{call}\r\nFrom: <sip:{id}@3402000000>;tag=1\r\nTo: <sip:{id}@3402000000>\r\nCall-ID: {call}\r\nCSeq: 1 REGISTER\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// One datagram with `Content-Length: 18446744073709551615` used to wrap the SIP parser's
+/// length check and panic, ending the only SIP task: REGISTERs went unanswered for good.
+#[test]
+fn a_wrapping_content_length_does_not_stop_the_sip_server() {
+    let scratch = Scratch::new("sec-sip");
+    let node = Node::start(&scratch, &[]);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for length in ["18446744073709551615", "18446744073709551612"] {
+        let packet = format!("MESSAGE sip:34020000002000000001@3402000000 SIP/2.0\r\nContent-Length: {length}\r\n\r\nxxxx");
+        attacker.send_to(packet.as_bytes(), ("127.0.0.1", node.ports.sip)).unwrap();
+    }
+    let clip = ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 4);
+    let device = Device::new(node.ports.sip, "34020000001320000001", "", "34020000001320000002", clip);
+    assert_eq!(device.register(3600), 200, "the SIP server must still answer; log:\n{}", node.log());
+    assert!(node.log().contains("malformed SIP message dropped"), "{}", node.log());
+}
+
+/// A device id that is a path (`../../tmp/x/pwn`) used to become the stream name and the
+/// HLS directory: files were written outside the data directory. Ids must be 20 digits.
+#[test]
+fn gb28181_ids_that_are_paths_are_refused_and_write_nothing() {
+    let scratch = Scratch::new("sec-gbpath");
+    let node = Node::start(&scratch, &[]);
+    let target = scratch.path("outside");
+    let evil = format!("../../../../../../../../../..{}/pwn", target.display());
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let answer = sip_exchange(&socket, node.ports.sip, &register_from(&evil, "evil1")).expect("an answer");
+    assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
+    assert!(node.api("/api/v1/gb28181/devices")["devices"].as_array().is_none_or(|d| d.is_empty()));
+    // The SSRC route API refuses such an id too (its stream name would be the id).
+    let response = http::send(node.ports.api, "POST", "/gb/v1/publish/", &[("Content-Type", "application/json")], format!(r#"{{"id":"{evil}","ssrc":"0200000001"}}"#).as_bytes()).unwrap();
+    assert!(response.status >= 400, "{} {}", response.status, String::from_utf8_lossy(&response.body));
+    assert!(!target.exists(), "nothing may be created outside the data directory");
+}
+
+/// With a password set, REGISTERs that never authenticate used to create device entries
+/// (listed, and persisted once answered): 50,000 of them filled the table and the database.
+#[test]
+fn registers_that_never_authenticate_leave_no_device() {
+    let scratch = Scratch::new("sec-flood");
+    let node = Node::start(&scratch, &[("ESTUARY_GB28181__PASSWORD", "s3cret")]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for n in 0..300 {
+        let id = format!("3402000000132{n:07}");
+        let answer = sip_exchange(&socket, node.ports.sip, &register_from(&id, &format!("flood{n}"))).expect("an answer");
+        assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
+    }
+    let devices = node.api("/api/v1/gb28181/devices");
+    assert_eq!(devices["devices"].as_array().map(Vec::len).unwrap_or(0), 0, "{devices}");
+}
+
+/// The API reads JSON whatever the Content-Type (curl -d), so a page in an operator's
+/// browser could otherwise POST a form to it and, say, forward every stream elsewhere.
+#[test]
+fn cross_site_form_posts_cannot_change_the_node() {
+    let scratch = Scratch::new("sec-csrf");
+    let node = Node::start(&scratch, &[]);
+    let body = br#"{"app":"live","stream":"cam","url":"rtmp://127.0.0.1:1/live/stolen"}"#;
+    for headers in [&[("Origin", "http://evil.example"), ("Content-Type", "text/plain")][..], &[("Sec-Fetch-Site", "cross-site"), ("Content-Type", "application/x-www-form-urlencoded")][..]] {
+        let response = http::send(node.ports.api, "POST", "/api/v1/forwards", headers, body).unwrap();
+        assert_eq!(response.status, 403, "{headers:?}: {}", String::from_utf8_lossy(&response.body));
+    }
+    assert_eq!(node.api("/api/v1/forwards")["forwards"].as_array().map(Vec::len), Some(0));
+    // curl -d (form type, no Origin) still works.
+    let response = http::send(node.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/x-www-form-urlencoded")], body).unwrap();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+}
+
+/// Destinations carry platform stream keys; the API listed them and the log printed them.
+/// Playlists used to be read out through ingest errors ("cannot open <first line>").
+#[test]
+fn secrets_stay_out_of_the_api_the_log_and_errors() {
+    let scratch = Scratch::new("sec-secrets");
+    let node = Node::start(&scratch, &[]);
+    let key = "abcd-efgh-ijkl-mnop-SECRETKEY";
+    let body = format!(r#"{{"app":"live","stream":"cam","url":"rtmp://127.0.0.1:1/live2/{key}"}}"#);
+    let response = http::send(node.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
+    assert_eq!(response.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || node.log().contains("forward")), "{}", node.log());
+    let listed = String::from_utf8_lossy(&http::get(node.ports.api, "/api/v1/forwards").unwrap().body).into_owned();
+    assert!(listed.contains("live2/abcd****") && !listed.contains("SECRETKEY"), "{listed}");
+    assert!(!String::from_utf8_lossy(&response.body).contains("SECRETKEY"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!node.log().contains("SECRETKEY"), "{}", node.log());
+
+    let secret = scratch.path("notes.txt");
+    std::fs::write(&secret, "TOPSECRET-first-line\nmore\n").unwrap();
+    let body = format!(r#"{{"app":"live","stream":"leak","source":"{}"}}"#, secret.display());
+    let response = http::send(node.ports.api, "POST", "/api/v1/ingests", &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    assert!(response.status >= 400 && !text.contains("TOPSECRET"), "{} {text}", response.status);
+    assert!(!node.log().contains("TOPSECRET"));
+}
+
+/// With no API credentials configured, another host may read the API but not change the
+/// node or mint tokens. Runs in a private network namespace with a second address on `lo`,
+/// so the request really comes from a non-loopback address.
+#[test]
+fn anonymous_remote_callers_cannot_change_the_node_or_mint_tokens() {
+    let Some(()) = private_network_or_skip("security") else { return };
+    // A second, non-loopback address on `lo`: a connection to it comes from it.
+    assert!(std::process::Command::new("ip").args(["addr", "add", "192.0.2.1/32", "dev", "lo"]).status().unwrap().success());
+    let scratch = Scratch::new("sec-remote");
+    let _node = Node::start_with_defaults(&scratch);
+    let remote = |method: &str, path: &str, body: &str| -> u16 {
+        use std::io::{Read, Write};
+        let socket = std::net::TcpStream::connect("192.0.2.1:1985").expect("connect to the node's non-loopback address");
+        let mut socket = socket;
+        write!(socket, "{method} {path} HTTP/1.1\r\nHost: 192.0.2.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
+    assert_eq!(remote("GET", "/api/v1/streams", ""), 200, "reads stay open");
+    assert_eq!(remote("POST", "/api/v1/tokens", r#"{"action":"play","app":"live","stream":"x","ttl_seconds":60}"#), 403);
+    assert_eq!(remote("POST", "/api/v1/forwards", r#"{"app":"live","stream":"x","url":"rtmp://192.0.2.9/live/x"}"#), 403);
+    assert_eq!(remote("DELETE", "/api/v1/clients/1", ""), 403);
+    // The same calls from this machine work.
+    let local = http::send(1985, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"x","url":"rtmp://127.0.0.1/live/y"}"#).unwrap();
+    assert_eq!(local.status, 200, "{}", String::from_utf8_lossy(&local.body));
+}
