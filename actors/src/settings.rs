@@ -12,6 +12,8 @@ pub struct StreamSettings {
     pub gop_cache: bool,
     /// Frames above which the GOP cache is given up until the next keyframe.
     pub gop_cache_max_frames: usize,
+    /// Bytes above which the GOP cache is given up until the next keyframe.
+    pub gop_cache_max_bytes: usize,
     /// Frames queued per player before it starts losing GOPs.
     pub player_queue_frames: usize,
     /// A player behind for longer than this is disconnected.
@@ -38,6 +40,7 @@ impl Default for StreamSettings {
             publisher_grace: Duration::from_secs(5),
             gop_cache: true,
             gop_cache_max_frames: 1000,
+            gop_cache_max_bytes: 64 << 20,
             player_queue_frames: 1024,
             slow_player_timeout: Duration::from_secs(10),
             dash: std::sync::Arc::new(SegmentSettings::new(std::env::temp_dir().join("estuary-dash"), false)),
@@ -98,12 +101,14 @@ pub struct SegmentSettings {
     pub window: usize,
     /// HLS only: fMP4 segments instead of MPEG-TS.
     pub fmp4: bool,
+    /// A segment larger than this before its closing keyframe is dropped.
+    pub max_segment_bytes: usize,
 }
 
 impl SegmentSettings {
     /// Defaults for `dir`: on, every app, 2 s segments, a window of 6.
     pub fn new(dir: std::path::PathBuf, enabled: bool) -> Self {
-        SegmentSettings { enabled, apps: Vec::new(), dir, fragment: Duration::from_secs(2), window: 6, fmp4: false }
+        SegmentSettings { enabled, apps: Vec::new(), dir, fragment: Duration::from_secs(2), window: 6, fmp4: false, max_segment_bytes: 64 << 20 }
     }
 
     /// True when this output is produced for `app`.

@@ -143,6 +143,7 @@ pub struct HlsSection {
     pub fragment_ms: u64,
     pub window: usize,
     pub fmp4: bool,
+    pub max_segment_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,11 +153,12 @@ pub struct DashSection {
     pub apps: Vec<String>,
     pub fragment_ms: u64,
     pub window: usize,
+    pub max_segment_bytes: usize,
 }
 
 impl Default for HlsSection {
     fn default() -> Self {
-        HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false }
+        HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false, max_segment_bytes: 64 << 20 }
     }
 }
 
@@ -306,7 +308,7 @@ impl Default for DvrSection {
 
 impl Default for DashSection {
     fn default() -> Self {
-        DashSection { enabled: false, apps: Vec::new(), fragment_ms: 2000, window: 6 }
+        DashSection { enabled: false, apps: Vec::new(), fragment_ms: 2000, window: 6, max_segment_bytes: 64 << 20 }
     }
 }
 
@@ -395,6 +397,7 @@ pub struct StreamSection {
     pub publisher_grace_ms: u64,
     pub gop_cache: bool,
     pub gop_cache_max_frames: usize,
+    pub gop_cache_max_bytes: usize,
     pub player_queue_frames: usize,
     pub slow_player_timeout_ms: u64,
     pub write_merge_ms: u64,
@@ -443,6 +446,7 @@ impl Default for StreamSection {
             publisher_grace_ms: 5000,
             gop_cache: true,
             gop_cache_max_frames: 1000,
+            gop_cache_max_bytes: 64 << 20,
             player_queue_frames: 1024,
             slow_player_timeout_ms: 10_000,
             write_merge_ms: 50,
@@ -542,6 +546,9 @@ impl Config {
         range("node.workers", self.node.workers, 0, 256)?;
         range("stream.publisher_grace_ms", self.stream.publisher_grace_ms, 0, 3_600_000)?;
         range("stream.gop_cache_max_frames", self.stream.gop_cache_max_frames, 1, 100_000)?;
+        range("stream.gop_cache_max_bytes", self.stream.gop_cache_max_bytes as u64, 1 << 20, 1 << 32)?;
+        range("hls.max_segment_bytes", self.hls.max_segment_bytes as u64, 1 << 20, 1 << 32)?;
+        range("dash.max_segment_bytes", self.dash.max_segment_bytes as u64, 1 << 20, 1 << 32)?;
         range("stream.player_queue_frames", self.stream.player_queue_frames, 16, 100_000)?;
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
         range("stream.write_merge_ms", self.stream.write_merge_ms, 0, 1000)?;
@@ -779,6 +786,7 @@ impl Config {
             fragment: Duration::from_millis(self.hls.fragment_ms),
             window: self.hls.window,
             fmp4: self.hls.fmp4,
+            max_segment_bytes: self.hls.max_segment_bytes,
         };
         let dash = SegmentSettings {
             enabled: self.dash.enabled,
@@ -787,6 +795,7 @@ impl Config {
             fragment: Duration::from_millis(self.dash.fragment_ms),
             window: self.dash.window,
             fmp4: true,
+            max_segment_bytes: self.dash.max_segment_bytes,
         };
         estuary_actors::settings::StreamSettings {
             hls: std::sync::Arc::new(hls),
@@ -798,6 +807,7 @@ impl Config {
             publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
             gop_cache: self.stream.gop_cache,
             gop_cache_max_frames: self.stream.gop_cache_max_frames,
+            gop_cache_max_bytes: self.stream.gop_cache_max_bytes,
             player_queue_frames: self.stream.player_queue_frames,
             slow_player_timeout: Duration::from_millis(self.stream.slow_player_timeout_ms),
         }

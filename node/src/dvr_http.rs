@@ -245,6 +245,22 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<
     if tail.is_empty() || tail.len() > 1000 || parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\\') || p.chars().any(|c| c.is_control())) {
         return bad(StatusCode::BAD_REQUEST, format!("{tail:?} is not a recording path"));
     }
+    // Only indexed recordings are served, and as the stream they belong to: the same play
+    // rules (CIDR, token) as the range URL, since file names are easy to guess.
+    let recordings = match state.storage.addr().send(estuary_actors::messages::ListRecordings { key: None }).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")),
+    };
+    let Some(recording) = recordings.into_iter().find(|r| r.path == tail) else {
+        return bad(StatusCode::NOT_FOUND, format!("no recording file {tail}"));
+    };
+    let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
+    let key = &recording.key;
+    let request = estuary_actors::access::Request { action: Action::Play, client: 0, ip: req.peer_addr().map(|a| a.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+    if let Err(reason) = estuary_actors::access::check_rules(&request) {
+        return bad(StatusCode::FORBIDDEN, reason);
+    }
     let path = state.dvr.dir.join(&tail);
     let Ok(meta) = tokio::fs::metadata(&path).await else {
         return bad(StatusCode::NOT_FOUND, format!("no recording file {tail}"));

@@ -84,24 +84,29 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
     let not_found = |what: &str| HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{what}\n"));
-    // Playlists and manifests are where a viewer's token is checked (segments are not, as in
-    // SRS: their names are only learned from a checked playlist).
-    if matches!(extension, "m3u8" | "mpd") {
+    let hls_file = state.hls_dir.join(&app).join(&file);
+    let dash_file = state.dash_dir.join(&app).join(&file);
+    // Playlists, manifests and their segments go through the same play rules (CIDR, token)
+    // as every other play path. Segment names are predictable, so a segment is checked as
+    // the stream it belongs to; playlists pass the viewer's token on in their segment URIs.
+    let segment = !matches!(extension, "m3u8" | "mpd" | "flv") && (hls_file.is_file() || dash_file.is_file());
+    let checked = if segment { segment_stream(&state, &app, stream) } else { Some(stream.to_string()) };
+    if matches!(extension, "m3u8" | "mpd") || segment {
+        let checked = checked.unwrap_or_else(|| stream.to_string());
         let request = estuary_actors::access::Request {
             action: estuary_actors::auth::Action::Play,
             client: 0,
             ip: Some(peer.ip()),
             vhost: &key.vhost,
             app: &key.app,
-            stream: &key.stream,
+            stream: &checked,
             params: &params,
         };
         if let Err(reason) = estuary_actors::access::check_rules(&request) {
             return refusal(PlayRefused::Denied(reason));
         }
     }
-    let hls_file = state.hls_dir.join(&app).join(&file);
-    let dash_file = state.dash_dir.join(&app).join(&file);
+    let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());
     match extension {
         "flv" => match http_stream::play(&state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
             Ok(body) => live(body, "video/x-flv"),
@@ -116,14 +121,14 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
                 Err(refused) => refusal(refused),
             }
         }
-        "m3u8" => match serve_file(hls_file, "application/vnd.apple.mpegurl", "no-cache").await {
+        "m3u8" => match serve_text(hls_file, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::hls::with_query_on_uris).await {
             Some(response) => response,
             None => match stream.strip_suffix("_master") {
-                Some(base) => master_playlist(&state, &app, base).await,
+                Some(base) => master_playlist(&state, &app, base, token.as_deref()).await,
                 None => not_found(&format!("no HLS playlist for {app}/{stream}")),
             },
         },
-        "mpd" => serve_file(dash_file, "application/dash+xml", "no-cache").await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
+        "mpd" => serve_text(dash_file, "application/dash+xml", token.as_deref(), estuary_protocols::dash::with_query_on_templates).await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
         "m4s" | "mp4" => {
             let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
             let cache = if extension == "mp4" { "no-cache" } else { "max-age=60" };
@@ -138,7 +143,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
 
 /// `/<app>/<stream>_master.m3u8`: an HLS master playlist of the stream and its transcoded
 /// renditions that currently have a playlist, highest bandwidth first.
-async fn master_playlist(state: &AppState, app: &str, stream: &str) -> HttpResponse {
+async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
     let mut variants: Vec<(u64, Option<(u32, u32)>, String)> = Vec::new();
     let renditions: Vec<estuary_actors::transcoder::TranscodeStatus> =
         estuary_actors::transcoder::list().into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
@@ -172,9 +177,41 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str) -> HttpRespo
         }
         text.push_str(&format!("\n{name}.m3u8\n"));
     }
+    let text = match token {
+        Some(token) => estuary_protocols::hls::with_query_on_uris(&text, &format!("token={token}")),
+        None => text,
+    };
     HttpResponse::Ok()
         .content_type("application/vnd.apple.mpegurl")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .body(text)
+}
+
+/// A playlist or manifest; with a viewer's token, rewritten so its segment URIs carry it.
+async fn serve_text(path: PathBuf, content_type: &'static str, token: Option<&str>, rewrite: fn(&str, &str) -> String) -> Option<HttpResponse> {
+    let Some(token) = token else { return serve_file(path, content_type, "no-cache").await };
+    let text = tokio::fs::read_to_string(&path).await.ok()?;
+    let query = format!("token={}", token.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'), ""));
+    Some(
+        HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .body(rewrite(&text, &query)),
+    )
+}
+
+/// The stream a segment file belongs to: the longest prefix of its name, cut at a `-`,
+/// that has a playlist or manifest (`cam-1-7.ts` → `cam-1` when `cam-1.m3u8` exists).
+fn segment_stream(state: &AppState, app: &str, stem: &str) -> Option<String> {
+    let mut cut = stem.len();
+    while let Some(dash) = stem[..cut].rfind('-') {
+        let prefix = &stem[..dash];
+        if state.hls_dir.join(app).join(format!("{prefix}.m3u8")).is_file() || state.dash_dir.join(app).join(format!("{prefix}.mpd")).is_file() {
+            return Some(prefix.to_string());
+        }
+        cut = dash;
+    }
+    None
 }

@@ -174,3 +174,37 @@ mod tests {
         assert!(text.contains(r#"startNumber="5""#));
     }
 }
+
+/// `mpd` with `query` (`token=...`) appended to its `SegmentTemplate` `media` and
+/// `initialization` templates, so a player given a signed manifest URL fetches its segments
+/// with the same signature (a query after `$Time$` is allowed, ISO/IEC 23009-1 §5.3.9.4.4).
+pub fn with_query_on_templates(mpd: &str, query: &str) -> String {
+    let mut out = mpd.to_string();
+    for attribute in ["media=\"", "initialization=\""] {
+        let mut result = String::with_capacity(out.len() + 64);
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(attribute) {
+            let start = at + attribute.len();
+            let Some(len) = rest[start..].find('"') else { break };
+            let value = &rest[start..start + len];
+            let joined = if value.contains('?') { format!("{value}&amp;{query}") } else { format!("{value}?{query}") };
+            result.push_str(&rest[..start]);
+            result.push_str(&joined);
+            rest = &rest[start + len..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::with_query_on_templates;
+
+    #[test]
+    fn templates_get_the_query() {
+        let mpd = r#"<SegmentTemplate timescale="90000" initialization="cam-v0-init.mp4" media="cam-v0-$Time$.m4s"/>"#;
+        assert_eq!(with_query_on_templates(mpd, "token=9.ab"), r#"<SegmentTemplate timescale="90000" initialization="cam-v0-init.mp4?token=9.ab" media="cam-v0-$Time$.m4s?token=9.ab"/>"#);
+    }
+}

@@ -131,3 +131,42 @@ mod tests {
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
     }
 }
+
+/// `playlist` with `query` (`token=...`) appended to every URI: segment and playlist lines
+/// and `URI="..."` attributes (`EXT-X-MAP`, keys). Lets a player that was given a signed
+/// playlist URL fetch what it lists with the same signature (RFC 8216 §4.1: URI lines are
+/// relative to the playlist, so the query has to be on each of them).
+pub fn with_query_on_uris(playlist: &str, query: &str) -> String {
+    let add = |uri: &str| if uri.contains('?') { format!("{uri}&{query}") } else { format!("{uri}?{query}") };
+    let mut out = String::with_capacity(playlist.len() + 64);
+    for line in playlist.lines() {
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push_str(&add(line));
+        } else if let Some(start) = line.find("URI=\"").map(|i| i + 5) {
+            match line[start..].find('"') {
+                Some(len) => {
+                    out.push_str(&line[..start]);
+                    out.push_str(&add(&line[start..start + len]));
+                    out.push_str(&line[start + len..]);
+                }
+                None => out.push_str(line),
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::with_query_on_uris;
+
+    #[test]
+    fn every_uri_gets_the_query_and_nothing_else_changes() {
+        let playlist = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MAP:URI=\"cam-init-0.mp4\"\n#EXTINF:2.000,\ncam-5.m4s\n#EXTINF:2.000,\ncam-6.m4s?x=1\n";
+        let out = with_query_on_uris(playlist, "token=9.ab");
+        assert_eq!(out, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MAP:URI=\"cam-init-0.mp4?token=9.ab\"\n#EXTINF:2.000,\ncam-5.m4s?token=9.ab\n#EXTINF:2.000,\ncam-6.m4s?x=1&token=9.ab\n");
+    }
+}

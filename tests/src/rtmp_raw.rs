@@ -79,3 +79,42 @@ pub fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> Option<u6
     }
     None
 }
+
+/// A publisher driven frame by frame: for inputs no encoder makes (huge frames, crafted
+/// sequences).
+pub struct Publisher {
+    stream: TcpStream,
+    session: ClientSession,
+}
+
+impl Publisher {
+    /// Connects and publishes `app/stream`; returns once the server accepted the publish.
+    pub fn start(port: u16, app: &str, stream_name: &str) -> Publisher {
+        let mut stream = connect(port);
+        let config = ClientConfig::new(app, &format!("rtmp://127.0.0.1:{port}/{app}"), stream_name, ClientMode::Publish);
+        let mut session = ClientSession::new(config);
+        pump(&mut stream, &mut session, |e| *e == ClientEvent::Publishing, Duration::from_secs(10)).expect("RTMP publish");
+        Publisher { stream, session }
+    }
+
+    /// Sends one frame; an error when the server closed the connection.
+    pub fn send(&mut self, frame: &estuary_protocols::media::MediaFrame) -> std::io::Result<()> {
+        self.session.send_frame(frame);
+        while let Some(output) = self.session.poll_output() {
+            if let ClientOutput::Transmit(bytes) = output {
+                self.stream.write_all(&bytes)?;
+            }
+        }
+        // Drain what the server sent (acknowledgements) so neither side stalls.
+        let mut buf = [0u8; 4096];
+        self.stream.set_nonblocking(true)?;
+        while let Ok(n) = self.stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = self.session.handle_input(&buf[..n]);
+        }
+        self.stream.set_nonblocking(false)?;
+        Ok(())
+    }
+}

@@ -142,3 +142,61 @@ fn anonymous_remote_callers_cannot_change_the_node_or_mint_tokens() {
     let local = http::send(1985, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"x","url":"rtmp://127.0.0.1/live/y"}"#).unwrap();
     assert_eq!(local.status, 200, "{}", String::from_utf8_lossy(&local.body));
 }
+
+/// One publisher, one keyframe, then 2,000 non-key frames of 1 MB: the GOP cache and the HLS
+/// cutter (HLS is on by default) used to hold all of it (RSS 11 MiB → 1.9 GiB, and it stayed
+/// after the publisher left). With `stream.gop_cache_max_bytes` and `hls.max_segment_bytes`
+/// (64 MiB each by default) the node's memory stays bounded; the bound asserted here,
+/// 400 MiB above the starting RSS, is the one docs/SECURITY.md documents.
+#[test]
+fn a_publisher_of_huge_frames_cannot_grow_memory_without_bound() {
+    use estuary_protocols::flv::{self, FlvDemuxer, TAG_VIDEO};
+    use estuary_protocols::media::MediaFrame;
+    let scratch = Scratch::new("sec-memory");
+    let node = Node::start(&scratch, &[("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "500")]);
+    // A real H.264 sequence header and keyframe, from ffmpeg.
+    let clip = scratch.path("one.flv");
+    let mut make = std::process::Command::new("ffmpeg");
+    make.args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-f", "flv", "-y"]).arg(&clip);
+    assert!(ffmpeg::run(make, Duration::from_secs(60)).success());
+    let mut demuxer = FlvDemuxer::new(16 << 20);
+    demuxer.push(&std::fs::read(&clip).unwrap());
+    let mut frames: Vec<MediaFrame> = Vec::new();
+    while let Ok(Some(tag)) = demuxer.next_tag() {
+        if tag.tag_type == TAG_VIDEO {
+            if let Ok(Some(frame)) = flv::video_body_to_frame(tag.timestamp as i64, &tag.body) {
+                frames.push(frame);
+            }
+        }
+    }
+    let config = frames.iter().find(|f| f.config).cloned().expect("sequence header");
+    let key = frames.iter().find(|f| f.keyframe && !f.config).cloned().expect("keyframe");
+
+    let start_kb = node.rss_kb();
+    let mut publisher = estuary_tests::rtmp_raw::Publisher::start(node.ports.rtmp, "live", "huge");
+    publisher.send(&config).unwrap();
+    publisher.send(&key).unwrap();
+    // A non-IDR slice NAL (type 1) of 1 MB, length-prefixed, 40 ms apart.
+    let mut payload = (1_000_000u32 - 4).to_be_bytes().to_vec();
+    payload.push(0x41);
+    payload.resize(1_000_000, 0x5a);
+    let payload = bytes::Bytes::from(payload);
+    let mut peak_kb = start_kb;
+    for n in 1..=2000i64 {
+        let frame = MediaFrame { dts: key.dts + n * 40 * key.timebase.den as i64 / (1000 * key.timebase.num as i64), pts: key.pts + n * 40 * key.timebase.den as i64 / (1000 * key.timebase.num as i64), keyframe: false, config: false, payload: payload.clone(), ..key.clone() };
+        publisher.send(&frame).unwrap_or_else(|e| panic!("frame {n}: {e}; log:\n{}", node.log()));
+        if n % 100 == 0 {
+            peak_kb = peak_kb.max(node.rss_kb());
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    peak_kb = peak_kb.max(node.rss_kb());
+    drop(publisher);
+    assert!(wait_until(Duration::from_secs(20), || node.stream_info("live/huge").is_none_or(|s| s["publish"]["active"] != true)));
+    std::thread::sleep(Duration::from_secs(2));
+    let after_kb = node.rss_kb();
+    eprintln!("RSS: start {start_kb} KiB, peak {peak_kb} KiB, after the publisher left {after_kb} KiB");
+    assert!(peak_kb < start_kb + 400 * 1024, "RSS grew from {start_kb} KiB to {peak_kb} KiB");
+    assert!(after_kb < start_kb + 400 * 1024, "RSS after the publisher left: {after_kb} KiB");
+    assert!(node.log().contains("gop_cache_max_bytes") && node.log().contains("max_segment_bytes"), "the caps must say they acted:\n{}", node.log());
+}

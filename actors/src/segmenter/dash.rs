@@ -63,7 +63,7 @@ impl DashMuxer {
             tracks: Vec::new(),
             init_written: false,
             number: 1,
-            cutter: Cutter::new(settings.fragment),
+            cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
             listed: Vec::new(),
             retired: VecDeque::new(),
             availability_start_ms: None,
@@ -114,7 +114,12 @@ impl DashMuxer {
             }
             _ => {}
         }
-        if let Some(cut) = self.cutter.push(frame, self.video_config.is_some()) {
+        let dropped = self.cutter.dropped;
+        let closed = self.cutter.push(frame, self.video_config.is_some());
+        if self.cutter.dropped != dropped && (self.cutter.dropped == 1 || self.cutter.dropped.is_power_of_two()) {
+            tracing::warn!(stream = %self.key, dropped = self.cutter.dropped, max_bytes = self.settings.max_segment_bytes, "DASH segment grew past max_segment_bytes before a keyframe; dropped, the next starts at the next keyframe");
+        }
+        if let Some(cut) = closed {
             self.close_segment(cut);
         }
     }

@@ -70,7 +70,7 @@ impl HlsMuxer {
             ts: None,
             init_version,
             init_written: false,
-            cutter: Cutter::new(settings.fragment),
+            cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
             settings,
         }
     }
@@ -116,7 +116,12 @@ impl HlsMuxer {
             self.on_config(frame);
             return;
         }
-        if let Some(cut) = self.cutter.push(frame, self.video_config.is_some()) {
+        let dropped = self.cutter.dropped;
+        let closed = self.cutter.push(frame, self.video_config.is_some());
+        if self.cutter.dropped != dropped && (self.cutter.dropped == 1 || self.cutter.dropped.is_power_of_two()) {
+            tracing::warn!(stream = %self.key, dropped = self.cutter.dropped, max_bytes = self.settings.max_segment_bytes, "HLS segment grew past max_segment_bytes before a keyframe; dropped, the next starts at the next keyframe");
+        }
+        if let Some(cut) = closed {
             self.close_segment(cut);
         }
     }

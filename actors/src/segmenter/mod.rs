@@ -45,14 +45,19 @@ pub(crate) struct Cut {
 /// point are dropped, so every segment begins decodable.
 pub(crate) struct Cutter {
     target_ms: i64,
+    max_bytes: usize,
+    /// Payload bytes of `frames`.
+    bytes: usize,
+    /// Segments dropped for growing past `max_bytes`.
+    pub dropped: u64,
     frames: Vec<Arc<MediaFrame>>,
     start_ms: i64,
     last_video_step_ms: i64,
 }
 
 impl Cutter {
-    pub fn new(target: Duration) -> Self {
-        Cutter { target_ms: target.as_millis() as i64, frames: Vec::new(), start_ms: 0, last_video_step_ms: 40 }
+    pub fn new(target: Duration, max_bytes: usize) -> Self {
+        Cutter { target_ms: target.as_millis() as i64, max_bytes, bytes: 0, dropped: 0, frames: Vec::new(), start_ms: 0, last_video_step_ms: 40 }
     }
 
     /// Adds a media frame; returns the segment it closed, if any.
@@ -75,8 +80,17 @@ impl Cutter {
             self.start_ms = dts;
         } else if start_point && dts - self.start_ms >= self.target_ms {
             closed = Some(Cut { frames: std::mem::take(&mut self.frames), start_ms: self.start_ms, end_ms: dts });
+            self.bytes = 0;
             self.start_ms = dts;
+        } else if self.bytes + frame.payload.len() > self.max_bytes {
+            // Too big to hold until its next keyframe: dropped whole (a segment cut here would
+            // leave the next one starting without a keyframe). The caller logs `dropped`.
+            self.frames = Vec::new();
+            self.bytes = 0;
+            self.dropped += 1;
+            return None;
         }
+        self.bytes += frame.payload.len();
         self.frames.push(frame);
         closed
     }
@@ -85,6 +99,35 @@ impl Cutter {
     /// frame after its last frame.
     pub fn flush(&mut self) -> Option<Cut> {
         let last = self.frames.last()?.dts_ms();
+        self.bytes = 0;
         Some(Cut { frames: std::mem::take(&mut self.frames), start_ms: self.start_ms, end_ms: last + self.last_video_step_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estuary_protocols::media::{Codec, Timebase};
+
+    fn video(dts_ms: i64, keyframe: bool, bytes: usize) -> Arc<MediaFrame> {
+        Arc::new(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: dts_ms, pts: dts_ms, timebase: Timebase::MILLIS, keyframe, config: false, payload: bytes::Bytes::from(vec![0u8; bytes]) })
+    }
+
+    #[test]
+    fn a_segment_past_the_byte_cap_is_dropped_and_the_next_starts_at_a_keyframe() {
+        let mut cutter = Cutter::new(Duration::from_secs(2), 10_000);
+        assert!(cutter.push(video(0, true, 1000), true).is_none());
+        for n in 1..100 {
+            assert!(cutter.push(video(n * 40, false, 1000), true).is_none());
+            assert!(cutter.bytes <= 10_000, "held {} bytes", cutter.bytes);
+        }
+        assert_eq!(cutter.dropped, 1);
+        assert!(cutter.frames.is_empty(), "non-key frames after the drop wait for a keyframe");
+        // The next keyframe starts a segment again, and an ordinary GOP is cut as usual.
+        assert!(cutter.push(video(4000, true, 1000), true).is_none());
+        assert!(cutter.push(video(5000, false, 1000), true).is_none());
+        let cut = cutter.push(video(6000, true, 1000), true).expect("a 2 s segment");
+        assert_eq!((cut.frames.len(), cut.start_ms, cut.end_ms), (2, 4000, 6000));
+        assert_eq!(cutter.dropped, 1);
     }
 }

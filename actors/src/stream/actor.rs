@@ -104,6 +104,8 @@ pub struct StreamActor {
     pub(super) audio: Option<AudioInfo>,
     pub(super) gop: Vec<Arc<MediaFrame>>,
     pub(super) gop_overflow: bool,
+    /// Payload bytes in `gop`.
+    pub(super) gop_bytes: usize,
     pub(super) subscribers: HashMap<ClientId, Subscriber>,
     pub(super) last_out_dts_ms: Option<i64>,
     pub(super) offset_ms: i64,
@@ -141,6 +143,7 @@ impl StreamActor {
             audio: None,
             gop: Vec::new(),
             gop_overflow: false,
+            gop_bytes: 0,
             subscribers: HashMap::new(),
             last_out_dts_ms: None,
             offset_ms: 0,
@@ -271,18 +274,23 @@ impl StreamActor {
         if frame.is_video_keyframe() {
             self.gop.clear();
             self.gop_overflow = false;
+            self.gop_bytes = frame.payload.len();
             self.gop.push(frame.clone());
             return;
         }
         if self.gop.is_empty() || self.gop_overflow {
             return;
         }
-        if self.gop.len() >= self.settings.gop_cache_max_frames {
-            tracing::warn!(stream = %self.key, frames = self.gop.len(), "GOP longer than gop_cache_max_frames; late joiners will wait for the next keyframe");
+        let bytes = self.gop_bytes + frame.payload.len();
+        if self.gop.len() >= self.settings.gop_cache_max_frames || bytes > self.settings.gop_cache_max_bytes {
+            tracing::warn!(stream = %self.key, frames = self.gop.len(), bytes, "GOP longer than gop_cache_max_frames or gop_cache_max_bytes; late joiners will wait for the next keyframe");
             self.gop.clear();
+            self.gop.shrink_to_fit();
+            self.gop_bytes = 0;
             self.gop_overflow = true;
             return;
         }
+        self.gop_bytes = bytes;
         self.gop.push(frame.clone());
     }
 
