@@ -27,7 +27,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
-static SSRCS: LazyLock<Mutex<HashMap<u32, StreamKey>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Announced SSRCs: the stream each belongs to, and the host its media must come from (the
+/// invited device's address; `None` for SSRCs announced through the API).
+static SSRCS: LazyLock<Mutex<HashMap<u32, (StreamKey, Option<std::net::IpAddr>)>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// A camera's media connection must send its first packet within this time.
 const FIRST_PACKET: Duration = Duration::from_secs(10);
@@ -36,9 +38,19 @@ const IDLE: Duration = Duration::from_secs(20);
 /// How long RTP over UDP waits for a packet that arrived out of order.
 const UDP_REORDER_WAIT: Duration = Duration::from_millis(50);
 
-/// Expects media with `ssrc` for `key` (the API's `/gb/v1/publish/`).
-pub fn expect(ssrc: u32, key: StreamKey) {
-    SSRCS.lock().unwrap_or_else(|e| e.into_inner()).insert(ssrc, key);
+/// Expects media with `ssrc` for `key`, from the host `from` when known (an invited device),
+/// else from anywhere (the API's `/gb/v1/publish/`, for an external signalling server).
+pub fn expect(ssrc: u32, key: StreamKey, from: Option<std::net::IpAddr>) {
+    SSRCS.lock().unwrap_or_else(|e| e.into_inner()).insert(ssrc, (key, from));
+}
+
+/// The stream of an announced SSRC, if `peer` may send it.
+fn announced(ssrc: u32, peer: SocketAddr) -> Result<StreamKey, String> {
+    match SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&ssrc).cloned() {
+        None => Err(format!("unknown SSRC {ssrc}")),
+        Some((_, Some(device))) if device != peer.ip() => Err(format!("SSRC {ssrc} was given to the device at {device}, not {}", peer.ip())),
+        Some((key, _)) => Ok(key),
+    }
 }
 
 /// Parses an SSRC as GB28181 writes it (ten decimal digits in `y=`), or `0x` hex.
@@ -84,9 +96,11 @@ pub async fn serve(listener: std::net::TcpListener, registry: Addr<StreamRegistr
     }
 }
 
-async fn read_some(socket: &mut tokio::net::TcpStream, buf: &mut [u8], timeout: Duration) -> Result<usize, String> {
-    match tokio::time::timeout(timeout, socket.read(buf)).await {
-        Err(_) => Err(format!("no media for {} s", timeout.as_secs())),
+/// Reads what has arrived, waiting until `deadline` at most: the deadline runs from the
+/// last complete packet, so a peer dripping bytes that never make one is dropped as well.
+async fn read_some(socket: &mut tokio::net::TcpStream, buf: &mut [u8], deadline: Instant, what: Duration) -> Result<usize, String> {
+    match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), socket.read(buf)).await {
+        Err(_) => Err(format!("no complete RTP packet for {} s", what.as_secs())),
         Ok(Err(e)) => Err(format!("read failed: {e}")),
         Ok(Ok(0)) => Err("the camera closed the connection".into()),
         Ok(Ok(n)) => Ok(n),
@@ -97,8 +111,9 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
     let mut reader = Rfc4571Reader::default();
     let mut buf = vec![0u8; 64 * 1024];
     // The first packet names the stream.
+    let first_deadline = Instant::now() + FIRST_PACKET;
     let first = loop {
-        let n = match read_some(&mut socket, &mut buf, FIRST_PACKET).await {
+        let n = match read_some(&mut socket, &mut buf, first_deadline, FIRST_PACKET).await {
             Ok(n) => n,
             Err(e) => return e,
         };
@@ -125,8 +140,10 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
     };
     let reason = 'outer: {
         let mut packet = Some(first);
+        let mut last_packet = Instant::now();
         loop {
             while let Some(p) = packet.take() {
+                last_packet = Instant::now();
                 let ssrc = p.ssrc;
                 if let Err(e) = session.packet(p).await {
                     break 'outer e;
@@ -141,7 +158,7 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
                     Err(e) => break 'outer format!("bad framing: {e}"),
                 }
             }
-            let n = match read_some(&mut socket, &mut buf, IDLE).await {
+            let n = match read_some(&mut socket, &mut buf, last_packet + IDLE, IDLE).await {
                 Ok(n) => n,
                 Err(e) => break e,
             };
@@ -177,10 +194,9 @@ struct MediaSession {
 impl MediaSession {
     /// Claims the stream the SSRC of `first` was announced for.
     async fn open(first: &RtpPacket, peer: SocketAddr, registry: Addr<StreamRegistry>, transport: &'static str) -> Result<MediaSession, String> {
-        let Some(key) = SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&first.ssrc).cloned() else {
-            tracing::warn!(%peer, ssrc = first.ssrc, "GB28181 media with an SSRC nobody announced (POST /gb/v1/publish/ first); refused");
-            return Err(format!("unknown SSRC {}", first.ssrc));
-        };
+        let key = announced(first.ssrc, peer).inspect_err(|reason| {
+            tracing::warn!(%peer, ssrc = first.ssrc, %reason, "GB28181 media refused (an SSRC must be announced by an INVITE to this host, or POST /gb/v1/publish/)");
+        })?;
         let guard = clients::register("gb28181", peer.to_string());
         let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "gb28181").await.map_err(|e| {
             tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
@@ -251,7 +267,8 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
             return;
         }
     };
-    let mut sessions: HashMap<u32, tokio::sync::mpsc::Sender<RtpPacket>> = HashMap::new();
+    // By SSRC: the address the session's media comes from, and its inbox.
+    let mut sessions: HashMap<u32, (SocketAddr, tokio::sync::mpsc::Sender<RtpPacket>)> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut bad = 0u64;
     loop {
@@ -266,20 +283,29 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
                 continue;
             }
         };
-        sessions.retain(|_, tx| !tx.is_closed());
-        if let Some(tx) = sessions.get(&packet.ssrc) {
-            let _ = tx.try_send(packet);
+        sessions.retain(|_, (_, tx)| !tx.is_closed());
+        if let Some((source, tx)) = sessions.get(&packet.ssrc) {
+            // A live session takes packets from its own source only: another host that
+            // knows the SSRC cannot inject into it.
+            if *source == peer {
+                let _ = tx.try_send(packet);
+            } else {
+                bad += 1;
+                if bad == 1 || bad.is_power_of_two() {
+                    tracing::warn!(%peer, ssrc = packet.ssrc, source = %source, count = bad, "GB28181 UDP media for a live SSRC from another address; dropped");
+                }
+            }
             continue;
         }
-        if !SSRCS.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&packet.ssrc) {
+        if let Err(reason) = announced(packet.ssrc, peer) {
             bad += 1;
             if bad == 1 || bad.is_power_of_two() {
-                tracing::warn!(%peer, ssrc = packet.ssrc, "GB28181 UDP media with an SSRC nobody announced; dropped");
+                tracing::warn!(%peer, ssrc = packet.ssrc, %reason, count = bad, "GB28181 UDP media dropped");
             }
             continue;
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RtpPacket>(1024);
-        sessions.insert(packet.ssrc, tx);
+        sessions.insert(packet.ssrc, (peer, tx));
         let registry = registry.clone();
         crate::workers::get().next().spawn(async move {
             let mut session = match MediaSession::open(&packet, peer, registry, "udp").await {

@@ -106,6 +106,14 @@ pub async fn bye(device: &str, channel: &str) -> Result<(), String> {
     rx.await.map_err(|_| "SIP server stopped".to_string())?
 }
 
+/// SIP-over-TCP connections open at once; more are closed on accept.
+const MAX_TCP_CONNECTIONS: usize = 1024;
+/// A SIP-over-TCP connection that completes no message for this long is closed (devices
+/// send keepalives every 60 s by default; a REGISTER refresh comes sooner than this too).
+const TCP_IDLE: Duration = Duration::from_secs(300);
+/// Largest SIP message buffered from one TCP connection before it is dropped.
+const TCP_BUFFER: usize = 256 * 1024;
+
 /// Name in the restart table (`/api/v1/supervisors`).
 const SUPERVISION_NAME: &str = "gb28181_sip";
 
@@ -150,7 +158,7 @@ impl Shell {
         while let Some(output) = self.platform.poll_output() {
             match output {
                 Output::Send(message, to) => self.send(&message, to).await,
-                Output::ExpectMedia { ssrc, device, channel } => crate::gb28181::expect(ssrc, self.stream_key(&device, &channel)),
+                Output::ExpectMedia { ssrc, device, channel, from } => crate::gb28181::expect(ssrc, self.stream_key(&device, &channel), Some(from)),
                 Output::Remember(record) => {
                     if let Some(storage) = &self.storage {
                         storage.tell(crate::messages::PutGbDevice(estuary_storage::GbDeviceRecord {
@@ -191,6 +199,11 @@ impl Shell {
             }
             Event::Unsupported { from, method } => tracing::debug!(%from, %method, "SIP method not handled; 405"),
             Event::BadId { from, reason } => tracing::warn!(peer = %from, %reason, "SIP request refused (400)"),
+            Event::RateLimited { from, count } => {
+                if count == 1 || count.is_power_of_two() {
+                    tracing::warn!(peer = %from, count, "REGISTERs over the per-source rate dropped unanswered");
+                }
+            }
             Event::TableFull { device, from } => tracing::warn!(%device, peer = %from, "GB28181 device table full (gb28181.max_devices); 503"),
         }
     }
@@ -270,12 +283,22 @@ async fn tcp_connection(socket: tokio::net::TcpStream, peer: SocketAddr, events:
     });
     let mut buffer = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut last_message = Instant::now();
     'read: loop {
-        let n = match read.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let remaining = (last_message + TCP_IDLE).saturating_duration_since(Instant::now());
+        let n = match tokio::time::timeout(remaining, read.read(&mut chunk)).await {
+            Err(_) => {
+                tracing::info!(%peer, idle_s = TCP_IDLE.as_secs(), "SIP over TCP connection sent no complete message; closed");
+                break;
+            }
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
         };
         buffer.extend_from_slice(&chunk[..n]);
+        if buffer.len() > TCP_BUFFER {
+            let _ = events.send(TcpEvent::Malformed(peer, format!("more than {TCP_BUFFER} bytes without a complete message"))).await;
+            break;
+        }
         loop {
             // Keep-alive CRLFs between messages (RFC 5626) are skipped.
             while buffer.starts_with(b"\r\n") {
@@ -284,6 +307,7 @@ async fn tcp_connection(socket: tokio::net::TcpStream, peer: SocketAddr, events:
             match SipMessage::parse(&buffer) {
                 Ok(Some((message, used))) => {
                     buffer.drain(..used);
+                    last_message = Instant::now();
                     if events.send(TcpEvent::Message(peer, message, local)).await.is_err() {
                         break 'read;
                     }
@@ -318,9 +342,24 @@ pub async fn serve(
 ) {
     let (tcp_tx, mut tcp_events) = mpsc::channel::<TcpEvent>(256);
     if let Some(listener) = tcp.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(async move {
+            let mut refused = 0u64;
             while let Ok((socket, peer)) = listener.accept().await {
-                tokio::spawn(tcp_connection(socket, peer, tcp_tx.clone()));
+                use std::sync::atomic::Ordering;
+                if open.load(Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
+                    refused += 1;
+                    if refused == 1 || refused.is_power_of_two() {
+                        tracing::warn!(%peer, open = MAX_TCP_CONNECTIONS, refused, "SIP over TCP connection refused: too many open");
+                    }
+                    continue;
+                }
+                open.fetch_add(1, Ordering::Relaxed);
+                let (open, events) = (open.clone(), tcp_tx.clone());
+                tokio::spawn(async move {
+                    tcp_connection(socket, peer, events).await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
             }
         });
     }

@@ -87,7 +87,8 @@ pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static 
         IngestStatus {
             id: spec.id.to_string(),
             stream: format!("{}/{}", spec.app, spec.stream),
-            source: spec.source.clone(),
+            // URL sources may carry keys or passwords: listed masked, like forwards.
+            source: if spec.source.contains("://") { crate::secrets::mask_url(&spec.source) } else { spec.source.clone() },
             origin,
             state: "starting",
             last_error: None,
@@ -98,7 +99,7 @@ pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static 
         spec.id,
     );
     TABLE.insert(spec.id, entry.clone());
-    tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %spec.source, %origin, "ingest started");
+    tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %crate::secrets::mask_url(&spec.source), %origin, "ingest started");
     TABLE.arbiter().spawn(run(registry, spec, entry));
 }
 
@@ -231,7 +232,7 @@ async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<Ingest
                 return;
             }
             Err(error) => {
-                tracing::warn!(id = spec.id, stream = %key, source = %spec.source, %error, retry_in_s = RETRY.as_secs(), "ingest failed; will retry");
+                tracing::warn!(id = spec.id, stream = %key, source = %crate::secrets::mask_url(&spec.source), %error, retry_in_s = RETRY.as_secs(), "ingest failed; will retry");
                 entry.update(|s| {
                     s.state = "failed";
                     s.last_error = Some(error);
@@ -285,7 +286,10 @@ async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &Strea
     let files = tokio::task::spawn_blocking(move || source_files(&source)).await.map_err(|e| e.to_string())??;
     // The first file is read before the stream is claimed: a bad source never takes a name.
     let mut clip = load(&files[0].display().to_string()).await?;
-    let guard = crate::clients::register("ingest", format!("file:{}", spec.source));
+    // The client list is readable without credentials: it names the file, not where on
+    // this machine it lives (the ingest list, for operators, has the full source).
+    let file_name = std::path::Path::new(&spec.source).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let guard = crate::clients::register("ingest", format!("file:{file_name}"));
     let client = guard.id();
     let stream = crate::attach::claim_publish(registry.clone(), key.clone(), client, "ingest").await.map_err(|e| e.to_string())?;
     guard.record().set_role(crate::clients::Role::Publish, key.to_string());

@@ -784,7 +784,7 @@ async fn gb_publish(_: Authorized, state: web::Data<AppState>, body: web::Json<G
         Err(e) => return error(400, &e),
     };
     let key = estuary_actors::StreamKey::new(&state.gb_app, &body.id);
-    estuary_actors::gb28181::expect(ssrc, key.clone());
+    estuary_actors::gb28181::expect(ssrc, key.clone(), None);
     tracing::info!(stream = %key, ssrc, "GB28181 media expected");
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "port": port, "is_tcp": true, "stream": key.to_string() }))
 }

@@ -352,11 +352,12 @@ pub struct RtcSection {
     pub connect_timeout_s: u64,
     pub aac_bitrate: u32,
     pub opus_bitrate: u32,
+    pub max_sessions: usize,
 }
 
 impl Default for RtcSection {
     fn default() -> Self {
-        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000 }
+        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000, max_sessions: 1000 }
     }
 }
 
@@ -518,6 +519,7 @@ impl Config {
         range("rtc.connect_timeout_s", self.rtc.connect_timeout_s, 1, 300)?;
         range("rtc.aac_bitrate", self.rtc.aac_bitrate as u64, 16_000, 512_000)?;
         range("rtc.opus_bitrate", self.rtc.opus_bitrate as u64, 6_000, 510_000)?;
+        range("rtc.max_sessions", self.rtc.max_sessions as u64, 1, 100_000)?;
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
@@ -662,6 +664,7 @@ impl Config {
             connect_timeout: Duration::from_secs(self.rtc.connect_timeout_s),
             aac_bitrate: self.rtc.aac_bitrate,
             opus_bitrate: self.rtc.opus_bitrate,
+            max_sessions: self.rtc.max_sessions,
         }
     }
 

@@ -49,6 +49,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Digest challenges outstanding at once; the oldest is forgotten first. A challenge is
 /// kept apart from the device table, so REGISTERs that never authenticate create no device.
 pub const MAX_CHALLENGES: usize = 1024;
+/// REGISTERs one source address may send at once ...
+pub const REGISTER_BURST: f64 = 20.0;
+/// ... and per second after that. More are dropped unanswered, so a spoofed flood gets no
+/// reflection (no 401, no catalog query) towards its victim.
+pub const REGISTER_RATE: f64 = 10.0;
+/// Source addresses whose budget is tracked; the longest idle is forgotten first.
+pub const MAX_SOURCES: usize = 4096;
 
 /// How the platform presents itself and what it asks of devices.
 #[derive(Debug, Clone)]
@@ -114,6 +121,8 @@ pub enum Output {
         device: String,
         /// Channel id.
         channel: String,
+        /// The device's address: media for this SSRC is taken from this host only.
+        from: std::net::IpAddr,
     },
     /// Persist this device (after registration and after its catalog).
     Remember(DeviceRecord),
@@ -173,6 +182,9 @@ pub enum Event {
     BadId { from: SocketAddr, reason: String },
     /// A new device was refused because the device table is full (answered 503).
     TableFull { device: String, from: SocketAddr },
+    /// A REGISTER over the per-source rate was dropped unanswered. `count` is the total so
+    /// far; shells log the first and then every power of two.
+    RateLimited { from: SocketAddr, count: u64 },
 }
 
 /// Where a channel's session is.
@@ -269,7 +281,9 @@ pub struct Platform {
     challenges: BTreeMap<String, (String, Duration)>,
     out: VecDeque<Output>,
     rng: u64,
-    next_ssrc: u32,
+    /// REGISTER budget per source address: (tokens, when last refilled).
+    register_budget: BTreeMap<std::net::IpAddr, (f64, Duration)>,
+    rate_limited: u64,
     cseq: u32,
     malformed: u64,
     /// (caller's clock, unix ms) at construction, for the `Date` header.
@@ -281,7 +295,7 @@ impl Platform {
     /// `Duration` since an origin of its choosing) and `unix_ms` the wall-clock time then.
     pub fn new(config: PlatformConfig, now: Duration, unix_ms: i64) -> Platform {
         let rng = config.seed | 1;
-        Platform { config, devices: BTreeMap::new(), challenges: BTreeMap::new(), out: VecDeque::new(), rng, next_ssrc: 0, cseq: 0, malformed: 0, epoch: (now, unix_ms) }
+        Platform { config, devices: BTreeMap::new(), challenges: BTreeMap::new(), out: VecDeque::new(), rng, register_budget: BTreeMap::new(), rate_limited: 0, cseq: 0, malformed: 0, epoch: (now, unix_ms) }
     }
 
     /// Devices remembered from an earlier run: listed offline until they register.
@@ -546,7 +560,31 @@ impl Platform {
         }
     }
 
+    /// Takes one REGISTER from `from`'s budget; false when it has none left.
+    fn register_allowed(&mut self, now: Duration, from: SocketAddr) -> bool {
+        let ip = from.ip();
+        if !self.register_budget.contains_key(&ip) && self.register_budget.len() >= MAX_SOURCES {
+            let idle = self.register_budget.iter().min_by_key(|(_, (_, at))| *at).map(|(ip, _)| *ip);
+            if let Some(idle) = idle {
+                self.register_budget.remove(&idle);
+            }
+        }
+        let (tokens, at) = self.register_budget.entry(ip).or_insert((REGISTER_BURST, now));
+        *tokens = (*tokens + now.saturating_sub(*at).as_secs_f64() * REGISTER_RATE).min(REGISTER_BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+
     fn register(&mut self, now: Duration, message: SipMessage, from: SocketAddr, link: Link) {
+        if !self.register_allowed(now, from) {
+            self.rate_limited += 1;
+            self.event(Event::RateLimited { from, count: self.rate_limited });
+            return;
+        }
         let Some(id) = self.device_id(&message, from) else { return };
         if !self.devices.contains_key(&id) && self.devices.len() >= self.config.max_devices {
             self.event(Event::TableFull { device: id, from });
@@ -690,11 +728,20 @@ impl Platform {
     }
 
     fn send_invite(&mut self, device_id: &str, channel: &str) {
-        self.next_ssrc = (self.next_ssrc + 1) % 10_000;
-        // GB28181's SSRC: "0" for live, five digits of the domain, a four-digit sequence.
+        // GB28181's SSRC: "0" for live, five digits of the domain, four more digits. Those
+        // four are drawn at random (from the seeded generator; the shell seeds it from the
+        // OS) and not reused by a live session, so nobody can predict the next one and
+        // connect first with it; media is also bound to the device's address.
         let realm_digits: String = self.config.realm.chars().filter(|c| c.is_ascii_digit()).skip(3).take(5).collect();
-        let ssrc_text = format!("0{realm_digits:0>5}{:04}", self.next_ssrc);
-        let ssrc: u32 = ssrc_text.parse().unwrap_or(self.next_ssrc);
+        let in_use: Vec<u32> = self.devices.values().flat_map(|d| d.sessions.values().filter(|s| s.state != SessionState::Idle).map(|s| s.ssrc)).collect();
+        let (ssrc_text, ssrc) = loop {
+            let serial = (self.random() % 10_000) as u32;
+            let text = format!("0{realm_digits:0>5}{serial:04}");
+            let ssrc: u32 = text.parse().unwrap_or(serial);
+            if !in_use.contains(&ssrc) {
+                break (text, ssrc);
+            }
+        };
         let cseq = self.next_cseq();
         let (call_id, from_tag) = (format!("{}@estuary", self.random_hex(16)), self.random_hex(8));
         let contact = self.reachable(self.link_of(device_id));
@@ -727,7 +774,7 @@ impl Platform {
             .with("Max-Forwards", "70")
             .with("Subject", format!("{channel}:{ssrc_text},{}:0", c.server_id))
             .with_body("APPLICATION/SDP", sdp);
-        self.out.push_back(Output::ExpectMedia { ssrc, device: device_id.to_string(), channel: channel.to_string() });
+        self.out.push_back(Output::ExpectMedia { ssrc, device: device_id.to_string(), channel: channel.to_string(), from: addr.ip() });
         self.event(Event::Invite { device: device_id.to_string(), channel: channel.to_string(), ssrc, attempt });
         self.send(invite, addr);
     }
@@ -944,8 +991,9 @@ mod tests {
         assert!(sdp.contains("m=video 9000 TCP/RTP/AVP 96"), "{sdp}");
         assert!(sdp.contains("a=setup:passive"));
         let y = sdp.lines().find_map(|l| l.strip_prefix("y=")).expect("y= line");
-        assert_eq!(y, "0200000001", "0 for live, digits 4-8 of the domain, sequence 1");
-        assert!(out.contains(&Output::ExpectMedia { ssrc: 200_000_001, device: DEVICE.into(), channel: CHANNEL.into() }));
+        assert!(y.len() == 10 && y.starts_with("020000"), "0 for live, digits 4-8 of the domain, four random digits: {y}");
+        let ssrc: u32 = y.parse().unwrap();
+        assert!(out.contains(&Output::ExpectMedia { ssrc, device: DEVICE.into(), channel: CHANNEL.into(), from: camera().ip() }));
         let view = p.devices(t0);
         assert_eq!(view[0].channels[0].state, SessionState::Inviting);
         assert_eq!(view[0].channels[0].name, "Gate");
@@ -994,7 +1042,7 @@ mod tests {
         let invite = invite_of(&registered(&mut p, t0));
         p.handle(t0, answer(&invite, 200), camera());
         drain(&mut p);
-        let ssrc = 200_000_001;
+        let ssrc: u32 = String::from_utf8_lossy(&invite.body).lines().find_map(|l| l.strip_prefix("y=")).unwrap().trim().parse().unwrap();
         p.media_ended(t0, ssrc);
         let out = drain(&mut p);
         assert_eq!(labels(&out), ["BYE"]);
@@ -1008,7 +1056,8 @@ mod tests {
         assert_eq!(labels(&out), ["INVITE"]);
         let second = invite_of(&out);
         assert_ne!(second.header("Call-ID"), invite.header("Call-ID"), "a new dialog");
-        assert!(out.iter().any(|o| matches!(o, Output::ExpectMedia { ssrc: 200_000_002, .. })));
+        let first_ssrc = invite.body.split(|b| *b == b'\n').find_map(|l| l.strip_prefix(b"y=")).map(|y| String::from_utf8_lossy(y).trim().to_string());
+        assert!(out.iter().any(|o| matches!(o, Output::ExpectMedia { ssrc, .. } if Some(format!("{ssrc:010}")) != first_ssrc)), "a new SSRC for the new dialog");
         // Refused: retried after 2 s this time.
         let t1 = t0 + FIRST_BACKOFF;
         p.handle(t1, answer(&second, 486), camera());
@@ -1186,7 +1235,9 @@ mod tests {
         for n in 0..(MAX_CHALLENGES as u64 + 500) {
             let id = format!("3402000000132{:07}", n);
             let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
-            p.handle(t0 + Duration::from_millis(n), m, camera());
+            // From many sources (each within its rate), as a distributed flood would be.
+            let source = SocketAddr::from(([10, 0, (n / 250) as u8, (n % 250) as u8], 5060));
+            p.handle(t0 + Duration::from_millis(n), m, source);
         }
         assert!(p.devices(t0).is_empty());
         assert_eq!(p.challenges.len(), MAX_CHALLENGES);
@@ -1239,5 +1290,28 @@ mod tests {
         p.handle(t0 + Duration::from_secs(5), catalog(), camera());
         let out = labels(&drain(&mut p));
         assert!(out.contains(&"BYE".to_string()) && out.contains(&"INVITE".to_string()), "{out:?}");
+    }
+
+    #[test]
+    fn a_register_flood_from_one_source_is_cut_to_its_rate_unanswered() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config(""), t0, 0);
+        let mut answered = 0;
+        for n in 0..200u64 {
+            let id = format!("3402000000132{n:07}");
+            let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
+            // 200 REGISTERs within one second.
+            p.handle(t0 + Duration::from_millis(n * 5), m, camera());
+            answered += labels(&drain(&mut p)).iter().filter(|l| *l == "200").count();
+        }
+        // The burst, plus the rate over the one second that passed.
+        assert!((20..=31).contains(&answered), "{answered} answered");
+        assert!(p.devices(t0).len() <= 31);
+        // Another source has its own budget; and the budget comes back with time.
+        let other: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+        p.handle(t0 + Duration::from_secs(1), register(3600, None), other);
+        assert_eq!(labels(&drain(&mut p))[0], "200");
+        p.handle(t0 + Duration::from_secs(10), SipMessage::request("REGISTER", "sip:x@3402000000").with("From", "<sip:34020000001329999999@3402000000>;tag=1").with("Call-ID", "late").with("CSeq", "1 REGISTER"), camera());
+        assert_eq!(labels(&drain(&mut p))[0], "200");
     }
 }

@@ -25,7 +25,10 @@ pub struct Device {
     pub invites: Arc<AtomicU32>,
     /// Channel ids of the INVITEs answered, in order.
     pub invited: Arc<Mutex<Vec<String>>>,
+    /// SSRCs of the INVITEs answered, in order.
+    pub ssrcs: Arc<Mutex<Vec<u32>>>,
     answers_catalog: Arc<AtomicBool>,
+    sends_media: Arc<AtomicBool>,
     reply: Arc<Mutex<Option<SipMessage>>>,
     cseq: AtomicU32,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -59,7 +62,9 @@ impl Device {
             camera,
             invites,
             invited: Arc::default(),
+            ssrcs: Arc::default(),
             answers_catalog: Arc::new(AtomicBool::new(true)),
+            sends_media: Arc::new(AtomicBool::new(true)),
             reply: Arc::new(Mutex::new(None)),
             cseq: AtomicU32::new(1),
             thread: None,
@@ -131,6 +136,11 @@ impl Device {
         self.answers_catalog.store(false, Ordering::SeqCst);
     }
 
+    /// From now on INVITEs are answered 200 but no media is sent (the SSRC is recorded).
+    pub fn withhold_media(&self) {
+        self.sends_media.store(false, Ordering::SeqCst);
+    }
+
     /// Sends raw bytes to the SIP server.
     pub fn send_raw(&self, data: &[u8]) {
         let _ = self.socket.send_to(data, self.server);
@@ -140,6 +150,7 @@ impl Device {
         let (socket, server, id, realm) = (self.socket.clone(), self.server, self.id.clone(), self.realm.clone());
         let (stop, camera, invites, reply) = (self.stop.clone(), self.camera.clone(), self.invites.clone(), self.reply.clone());
         let (invited, answers_catalog) = (self.invited.clone(), self.answers_catalog.clone());
+        let (ssrcs, sends_media) = (self.ssrcs.clone(), self.sends_media.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             let mut last_keepalive = Instant::now();
@@ -200,6 +211,10 @@ impl Device {
                         invites.fetch_add(1, Ordering::SeqCst);
                         let target = message.header("To").and_then(|to| to.split("sip:").nth(1)).and_then(|rest| rest.split('@').next()).unwrap_or_default().to_string();
                         invited.lock().unwrap().push(target);
+                        ssrcs.lock().unwrap().push(ssrc);
+                        if !sends_media.load(Ordering::SeqCst) {
+                            continue;
+                        }
                         // Media starts right away (the ACK follows; a real camera would wait
                         // for it, which only delays the first packet).
                         let previous = camera.lock().unwrap().replace(Camera::start_over(port, ssrc, &clip, 600.0, Fault::None, g711, udp));

@@ -58,18 +58,89 @@ fn gb28181_ids_that_are_paths_are_refused_and_write_nothing() {
 
 /// With a password set, REGISTERs that never authenticate used to create device entries
 /// (listed, and persisted once answered): 50,000 of them filled the table and the database.
+/// Each was also answered towards its (spoofable) source: now one source gets a burst of
+/// answers and then a steady 10 per second, the rest are dropped unanswered.
 #[test]
-fn registers_that_never_authenticate_leave_no_device() {
+fn register_floods_leave_no_device_and_are_not_reflected() {
     let scratch = Scratch::new("sec-flood");
     let node = Node::start(&scratch, &[("ESTUARY_GB28181__PASSWORD", "s3cret")]);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     for n in 0..300 {
         let id = format!("3402000000132{n:07}");
-        let answer = sip_exchange(&socket, node.ports.sip, &register_from(&id, &format!("flood{n}"))).expect("an answer");
-        assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
+        socket.send_to(&register_from(&id, &format!("flood{n}")), ("127.0.0.1", node.ports.sip)).unwrap();
     }
+    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answers = 0;
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 401"));
+        answers += 1;
+    }
+    assert!((1..=60).contains(&answers), "{answers} of 300 REGISTERs answered");
     let devices = node.api("/api/v1/gb28181/devices");
     assert_eq!(devices["devices"].as_array().map(Vec::len).unwrap_or(0), 0, "{devices}");
+    assert!(node.log().contains("REGISTERs over the per-source rate dropped"), "{}", node.log());
+}
+
+/// SSRCs used to be sequential, and any host could connect first with the next one and
+/// take the camera's stream. Now they are drawn at random and media for an invited device's
+/// SSRC is taken from that device's address only.
+#[test]
+fn gb28181_media_is_taken_only_from_the_invited_device() {
+    let scratch = Scratch::new("sec-ssrc");
+    let node = Node::start(&scratch, &[]);
+    let clip = ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 4);
+    let device = Device::new(node.ports.sip, "34020000001320000001", "", "34020000001320000002", clip.clone());
+    device.withhold_media();
+    assert_eq!(device.register(3600), 200);
+    assert!(wait_until(Duration::from_secs(10), || !device.ssrcs.lock().unwrap().is_empty()), "no INVITE");
+    let ssrc = device.ssrcs.lock().unwrap()[0];
+    // Another host (127.0.0.2; any 127/8 address is local on Linux) sends RTP with that
+    // SSRC first, over UDP to the same media port.
+    let attacker = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 0];
+    rtp.extend_from_slice(&ssrc.to_be_bytes());
+    rtp.extend_from_slice(&[0, 0, 1, 0xba]);
+    attacker.send_to(&rtp, ("127.0.0.1", node.ports.gb_media)).unwrap();
+    assert!(node.wait_log("was given to the device at 127.0.0.1, not 127.0.0.2", Duration::from_secs(10)), "{}", node.log());
+    assert!(node.stream_info("live/34020000001320000001_34020000001320000002").is_none_or(|s| s["publish"]["active"] != true));
+    // Invites are not sequential: a second invite (after a BYE) gets an unrelated SSRC.
+    let second = http::post(node.ports.api, "/api/v1/gb28181/devices/34020000001320000001/channels/34020000001320000002/bye").unwrap();
+    assert_eq!(second.status, 200);
+    let again = http::post(node.ports.api, "/api/v1/gb28181/devices/34020000001320000001/channels/34020000001320000002/invite").unwrap();
+    assert_eq!(again.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || device.ssrcs.lock().unwrap().len() >= 2));
+    let next = device.ssrcs.lock().unwrap()[1];
+    assert_ne!(next, ssrc + 1, "SSRCs must not be sequential ({ssrc} then {next})");
+}
+
+/// A media connection that drips bytes that never make a complete RTP packet used to be
+/// kept forever (each read restarted the idle timer). It is closed once no complete packet
+/// came for the first-packet time (10 s).
+#[test]
+fn a_media_connection_dripping_bytes_is_closed() {
+    use std::io::{Read, Write};
+    let scratch = Scratch::new("sec-drip");
+    let node = Node::start(&scratch, &[]);
+    let mut drip = std::net::TcpStream::connect(("127.0.0.1", node.ports.gb_media)).unwrap();
+    drip.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    // Announces a 1,000-byte packet, then sends a byte every 2 s.
+    drip.write_all(&[0x03, 0xe8]).unwrap();
+    let mut closed = false;
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_secs(2));
+        if drip.write_all(&[0]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 16];
+        if matches!(drip.read(&mut buf), Ok(0)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a connection dripping bytes for 30 s is still open; log:\n{}", node.log());
+    assert!(node.log().contains("no complete RTP packet"), "{}", node.log());
 }
 
 /// The API reads JSON whatever the Content-Type (curl -d), so a page in an operator's
@@ -199,4 +270,71 @@ fn a_publisher_of_huge_frames_cannot_grow_memory_without_bound() {
     assert!(peak_kb < start_kb + 400 * 1024, "RSS grew from {start_kb} KiB to {peak_kb} KiB");
     assert!(after_kb < start_kb + 400 * 1024, "RSS after the publisher left: {after_kb} KiB");
     assert!(node.log().contains("gop_cache_max_bytes") && node.log().contains("max_segment_bytes"), "the caps must say they acted:\n{}", node.log());
+}
+
+fn status(port: u16, path: &str) -> u16 {
+    http::status_only(port, path).unwrap_or(0)
+}
+
+/// With `auth.require_token = ["play"]` every way to watch a stream needs the token: RTMP,
+/// SRT, HTTP-FLV, HTTP-TS, HLS playlists and segments, DASH manifests and segments, WHEP,
+/// DVR ranges and recording files. Segments and `/dvr/files/` used to answer anyone who
+/// guessed their names.
+#[test]
+fn every_play_path_needs_the_token() {
+    let scratch = Scratch::new("sec-tokens");
+    let env = [("ESTUARY_AUTH__TOKEN_SECRET", "s3cret"), ("ESTUARY_AUTH__REQUIRE_TOKEN", "[\"play\"]"), ("ESTUARY_DASH__ENABLED", "true"), ("ESTUARY_DVR__ENABLED", "true")];
+    let node = Node::start(&scratch, &env);
+    let mut mint = std::process::Command::new(estuary_tests::estuary_bin());
+    mint.args(["token", "--action", "play", "--stream", "live/cam", "--ttl", "600"]).env("ESTUARY_AUTH__TOKEN_SECRET", "s3cret");
+    let minted = ffmpeg::run(mint, Duration::from_secs(10));
+    let token = minted.stdout.trim().to_string();
+    assert!(minted.success() && !token.is_empty(), "{}", minted.stderr);
+    let _publisher = ffmpeg::publish(&node.rtmp_url("live/cam"), &ffmpeg::Source::default(), &scratch, "publish");
+    node.wait_live("live/cam", Duration::from_secs(20));
+    let http_port = node.ports.http;
+    assert!(wait_until(Duration::from_secs(30), || status(http_port, &format!("/live/cam.m3u8?token={token}")) == 200 && status(http_port, &format!("/live/cam.mpd?token={token}")) == 200), "no playlist; log:\n{}", node.log());
+
+    // Live paths.
+    for path in ["/live/cam.flv", "/live/cam.ts", "/live/cam.m3u8", "/live/cam.mpd", "/live/cam_master.m3u8"] {
+        assert_eq!(status(http_port, path), 403, "{path} without a token");
+    }
+    assert_eq!(status(http_port, &format!("/live/cam.flv?token={token}")), 200);
+    let (ok, _) = ffmpeg::decode(&node.rtmp_url("live/cam"), 1);
+    assert!(!ok, "RTMP play without a token must be refused");
+    let (ok, errors) = ffmpeg::decode(&format!("{}?token={token}", node.rtmp_url("live/cam")), 1);
+    assert!(ok, "RTMP with the token: {errors}");
+    let (ok, _) = ffmpeg::decode(&node.srt_url("live/cam", false, ""), 1);
+    assert!(!ok, "SRT play without a token must be refused");
+
+    // HLS and DASH segments: refused bare, served with the token the playlist passes on.
+    let playlist = String::from_utf8_lossy(&http::get(http_port, &format!("/live/cam.m3u8?token={token}")).unwrap().body).into_owned();
+    let segment = playlist.lines().find(|l| !l.starts_with('#') && !l.is_empty()).expect("a segment").to_string();
+    assert!(segment.ends_with(&format!("?token={token}")), "the playlist passes the token on: {segment}");
+    let bare = segment.split('?').next().unwrap();
+    assert_eq!(status(http_port, &format!("/live/{bare}")), 403, "HLS segment {bare} without a token");
+    assert_eq!(status(http_port, &format!("/live/{segment}")), 200);
+    let mpd = String::from_utf8_lossy(&http::get(http_port, &format!("/live/cam.mpd?token={token}")).unwrap().body).into_owned();
+    let init = mpd.split("initialization=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("an init segment").replace("&amp;", "&");
+    assert!(init.contains("?token="), "{init}");
+    assert_eq!(status(http_port, &format!("/live/{}", init.split('?').next().unwrap())), 403, "DASH init segment without a token");
+    assert_eq!(status(http_port, &format!("/live/{init}")), 200);
+
+    // WHEP.
+    let output = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc/whep_play.py"))
+        .arg(format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=cam", node.ports.api))
+        .arg("1")
+        .output()
+        .expect("python3 with aiortc");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("\"status\": 403"), "WHEP without a token: {text}");
+
+    // Recordings: the range URL and the files as listed.
+    assert!(wait_until(Duration::from_secs(20), || node.api("/api/v1/recordings?app=live&stream=cam")["recordings"].as_array().is_some_and(|r| !r.is_empty())));
+    let url = node.api("/api/v1/recordings?app=live&stream=cam")["recordings"][0]["url"].as_str().unwrap().to_string();
+    assert_eq!(status(http_port, &url), 403, "{url} without a token");
+    assert_eq!(status(http_port, &format!("{url}?token={token}")), 200, "{url} with the token");
+    assert_eq!(status(http_port, "/dvr/live/cam.mp4"), 403);
+    assert_eq!(status(http_port, "/dvr/files/live/not-a-recording.mp4"), 404, "only indexed recordings are served");
 }

@@ -49,6 +49,8 @@ pub struct RtcSettings {
     pub aac_bitrate: u32,
     /// Opus bitrate for WebRTC players of AAC streams, bit/s.
     pub opus_bitrate: u32,
+    /// WHIP and WHEP sessions at once (connecting or connected); more offers get 503.
+    pub max_sessions: usize,
 }
 
 /// What a session receives from the socket reader.
@@ -212,6 +214,9 @@ pub(crate) struct Registration {
 impl Registration {
     pub(crate) fn new(ufrag: &str, id: &str) -> Result<Registration, String> {
         let shared = SHARED.get().ok_or("WebRTC is disabled (rtc.enabled = false)")?;
+        if lock(&shared.ends).len() >= shared.settings.max_sessions {
+            return Err(format!("too many WebRTC sessions (rtc.max_sessions = {})", shared.settings.max_sessions));
+        }
         let (tx, inbox) = mpsc::channel(INBOX);
         let (end_tx, end) = tokio::sync::watch::channel(false);
         lock(&shared.by_ufrag).insert(ufrag.to_string(), tx);
