@@ -523,7 +523,7 @@ impl Config {
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
         range("gb28181.keepalive_timeout_s", self.gb28181.keepalive_timeout_s, 3, 86_400)?;
-        range("gb28181.catalog_timeout_ms", self.gb28181.catalog_timeout_ms, 100, 600_000)?;
+        range("gb28181.catalog_timeout_ms", self.gb28181.catalog_timeout_ms, 1000, 600_000)?;
         range("gb28181.max_devices", self.gb28181.max_devices as u64, 1, 1_000_000)?;
         if !self.gb28181.stream_name.contains("[channel]") {
             return Err(ConfigError::Invalid { key: "gb28181.stream_name", problem: format!("{:?} has no [channel]: every channel needs its own stream", self.gb28181.stream_name) });
