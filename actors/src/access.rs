@@ -62,6 +62,22 @@ pub async fn check(request: &Request<'_>) -> Result<(), String> {
     result
 }
 
+/// For publishers that proved who they are another way and cannot carry a URL token:
+/// GB28181 cameras (SIP digest) and ingests (configured, or added through the API). The CIDR
+/// rules and the `on_publish` hook apply as to everyone; the token rule does not.
+pub async fn check_without_token(request: &Request<'_>) -> Result<(), String> {
+    let result = async {
+        check_cidr(request)?;
+        decide_by_hook(request).await
+    }
+    .await;
+    if let Err(reason) = &result {
+        crate::stats::inc("estuary_requests_refused_total", &[("action", request.action.name())]);
+        tracing::warn!(client = request.client, ip = ?request.ip, stream = %format!("{}/{}", request.app, request.stream), action = request.action.name(), %reason, "access refused");
+    }
+    result
+}
+
 /// Only the local rules (CIDR and token), without the hook: for repeated requests of one
 /// viewer such as HLS playlist refreshes.
 pub fn check_rules(request: &Request<'_>) -> Result<(), String> {
@@ -73,15 +89,20 @@ pub fn check_rules(request: &Request<'_>) -> Result<(), String> {
     result
 }
 
-fn check_local(request: &Request<'_>) -> Result<(), String> {
-    if let Some(settings) = SETTINGS.get() {
+fn check_cidr(request: &Request<'_>) -> Result<(), String> {
+    if let (Some(settings), Some(ip)) = (SETTINGS.get(), request.ip) {
         let rules = match request.action {
             Action::Publish => &settings.publish,
             Action::Play => &settings.play,
         };
-        if let Some(ip) = request.ip {
-            rules.check(ip)?;
-        }
+        rules.check(ip)?;
+    }
+    Ok(())
+}
+
+fn check_local(request: &Request<'_>) -> Result<(), String> {
+    check_cidr(request)?;
+    if let Some(settings) = SETTINGS.get() {
         if settings.require_token.contains(request.action.name()) {
             let signer = settings.signer.as_ref().ok_or("tokens required but no secret configured")?;
             let token = request.params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()).ok_or("a token is required (?token=...)")?;
@@ -94,6 +115,10 @@ fn check_local(request: &Request<'_>) -> Result<(), String> {
 
 async fn check_inner(request: &Request<'_>) -> Result<(), String> {
     check_local(request)?;
+    decide_by_hook(request).await
+}
+
+async fn decide_by_hook(request: &Request<'_>) -> Result<(), String> {
     let event = match request.action {
         Action::Publish => Event::Publish,
         Action::Play => Event::Play,

@@ -198,6 +198,9 @@ impl MediaSession {
             tracing::warn!(%peer, ssrc = first.ssrc, %reason, "GB28181 media refused (an SSRC must be announced by an INVITE to this host, or POST /gb/v1/publish/)");
         })?;
         let guard = clients::register("gb28181", peer.to_string());
+        // The camera proved itself with the SIP digest; CIDR rules and on_publish apply.
+        let check = crate::access::Request { action: crate::auth::Action::Publish, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &[] };
+        crate::access::check_without_token(&check).await?;
         let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "gb28181").await.map_err(|e| {
             tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
             e.to_string()

@@ -291,6 +291,9 @@ async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &Strea
     let file_name = std::path::Path::new(&spec.source).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let guard = crate::clients::register("ingest", format!("file:{file_name}"));
     let client = guard.id();
+    // Configured or added with the API's rights: no token, but on_publish has its say.
+    let check = crate::access::Request { action: crate::auth::Action::Publish, client, ip: None, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &[] };
+    crate::access::check_without_token(&check).await?;
     let stream = crate::attach::claim_publish(registry.clone(), key.clone(), client, "ingest").await.map_err(|e| e.to_string())?;
     guard.record().set_role(crate::clients::Role::Publish, key.to_string());
     entry.update(|s| {

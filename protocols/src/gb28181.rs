@@ -917,6 +917,11 @@ mod tests {
         m
     }
 
+    /// A bare REGISTER from device `id`.
+    fn register_as(id: &str, call_id: &str) -> SipMessage {
+        SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", call_id.to_string()).with("CSeq", "1 REGISTER")
+    }
+
     fn message(body: &str) -> SipMessage {
         SipMessage::request("MESSAGE", "sip:34020000002000000001@3402000000")
             .with("Via", "SIP/2.0/UDP 127.0.0.1:15060;rport;branch=z9hG4bK2")
@@ -1234,7 +1239,7 @@ mod tests {
         let mut p = Platform::new(config("secret"), t0, 0);
         for n in 0..(MAX_CHALLENGES as u64 + 500) {
             let id = format!("3402000000132{:07}", n);
-            let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
+            let m = register_as(&id, &format!("c{n}"));
             // From many sources (each within its rate), as a distributed flood would be.
             let source = SocketAddr::from(([10, 0, (n / 250) as u8, (n % 250) as u8], 5060));
             p.handle(t0 + Duration::from_millis(n), m, source);
@@ -1251,7 +1256,7 @@ mod tests {
         let mut p = Platform::new(cfg, t0, 0);
         for n in 0..3u64 {
             let id = format!("3402000000132{:07}", 100 + n);
-            let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
+            let m = register_as(&id, &format!("c{n}"));
             p.handle(t0, m, camera());
             let expected = if n < 2 { "200" } else { "503" };
             assert_eq!(labels(&drain(&mut p))[0], expected, "device {n}");
@@ -1299,7 +1304,7 @@ mod tests {
         let mut answered = 0;
         for n in 0..200u64 {
             let id = format!("3402000000132{n:07}");
-            let m = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", format!("c{n}")).with("CSeq", "1 REGISTER");
+            let m = register_as(&id, &format!("c{n}"));
             // 200 REGISTERs within one second.
             p.handle(t0 + Duration::from_millis(n * 5), m, camera());
             answered += labels(&drain(&mut p)).iter().filter(|l| *l == "200").count();
@@ -1311,7 +1316,7 @@ mod tests {
         let other: SocketAddr = "127.0.0.2:5060".parse().unwrap();
         p.handle(t0 + Duration::from_secs(1), register(3600, None), other);
         assert_eq!(labels(&drain(&mut p))[0], "200");
-        p.handle(t0 + Duration::from_secs(10), SipMessage::request("REGISTER", "sip:x@3402000000").with("From", "<sip:34020000001329999999@3402000000>;tag=1").with("Call-ID", "late").with("CSeq", "1 REGISTER"), camera());
+        p.handle(t0 + Duration::from_secs(10), register_as("34020000001329999999", "late"), camera());
         assert_eq!(labels(&drain(&mut p))[0], "200");
     }
 }

@@ -4,6 +4,7 @@
 //! The node is started with `--exit-on-stdin-close` and a pipe as its standard input, so a
 //! node shared by all tests of a file (kept in a `static`) goes away with the test process.
 
+pub mod aiortc;
 pub mod ffmpeg;
 pub mod gb_camera;
 pub mod gb_device;

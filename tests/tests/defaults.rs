@@ -11,23 +11,12 @@
 use estuary_protocols::sip::SipMessage;
 use estuary_tests::ffmpeg::{self, decode, probe_streams, stream_of, Source};
 use estuary_tests::gb_device::Device;
+use estuary_tests::aiortc::{whep_play, whip_publish};
 use estuary_tests::{http, private_network_or_skip, wait_until, Node, Scratch};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-fn webrtc_script(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc").join(name).display().to_string()
-}
-
-/// aiortc plays `url` (WHEP) for `seconds`; its one result.
-fn whep_play(url: &str, seconds: u32) -> serde_json::Value {
-    let output = Command::new("python3").arg(webrtc_script("whep_play.py")).arg(url).arg(seconds.to_string()).stderr(Stdio::inherit()).output().expect("python3 with aiortc (tests/run installs it)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("whep_play.py printed {text:?}: {e}"));
-    parsed["players"][0].clone()
-}
 
 fn codec(streams: &[serde_json::Value], kind: &str) -> String {
     stream_of(streams, kind).and_then(|s| s["codec_name"].as_str()).unwrap_or("none").to_string()
@@ -57,25 +46,14 @@ fn every_protocol_plays_on_the_default_ports_with_no_configuration() {
     assert_eq!((codec(&streams, "video"), codec(&streams, "audio")), ("h264".into(), "aac".into()));
 
     // WHEP with aiortc, whose only address is loopback, against the wildcard-bound UDP port.
-    let player = whep_play("http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=livestream", 4);
+    let player = whep_play("http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=livestream", 4, 1)[0].clone();
     assert_eq!(player["status"], 201, "{player}");
     assert_eq!(player["connected"], true, "WHEP did not connect on the default rtc.listen: {player}\nlog:\n{}", node.log());
     assert!(player["video_frames"].as_u64().unwrap_or(0) > 25 && player["audio_frames"].as_u64().unwrap_or(0) > 25, "{player}");
 
     // WHIP with aiortc: the published clip plays over RTMP.
     let clip = ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 10);
-    let mut whip = Command::new("python3")
-        .arg(webrtc_script("whip_publish.py"))
-        .arg("http://127.0.0.1:1985/rtc/v1/whip/?app=live&stream=whip")
-        .arg(&clip)
-        .arg("20")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 with aiortc");
-    let mut line = String::new();
-    BufReader::new(whip.stdout.take().expect("stdout")).read_line(&mut line).expect("publisher output");
-    let published: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("whip_publish.py printed {line:?}: {e}"));
+    let (mut whip, published) = whip_publish("http://127.0.0.1:1985/rtc/v1/whip/?app=live&stream=whip", &clip, 20);
     assert_eq!(published["status"], 201, "{published}");
     assert_eq!(published["connected"], true, "WHIP did not connect on the default rtc.listen: {published}\nlog:\n{}", node.log());
     node.wait_live("live/whip", Duration::from_secs(20));

@@ -321,14 +321,9 @@ fn every_play_path_needs_the_token() {
     assert_eq!(status(http_port, &format!("/live/{init}")), 200);
 
     // WHEP.
-    let output = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc/whep_play.py"))
-        .arg(format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=cam", node.ports.api))
-        .arg("1")
-        .output()
-        .expect("python3 with aiortc");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("\"status\": 403"), "WHEP without a token: {text}");
+    let players = estuary_tests::aiortc::whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=cam", node.ports.api), 1, 1);
+    let text = format!("{players:?}");
+    assert_eq!(players[0]["status"], 403, "WHEP without a token: {text}");
 
     // Recordings: the range URL and the files as listed.
     assert!(wait_until(Duration::from_secs(20), || node.api("/api/v1/recordings?app=live&stream=cam")["recordings"].as_array().is_some_and(|r| !r.is_empty())));
@@ -337,4 +332,27 @@ fn every_play_path_needs_the_token() {
     assert_eq!(status(http_port, &format!("{url}?token={token}")), 200, "{url} with the token");
     assert_eq!(status(http_port, "/dvr/live/cam.mp4"), 403);
     assert_eq!(status(http_port, "/dvr/files/live/not-a-recording.mp4"), 404, "only indexed recordings are served");
+}
+
+/// GB28181 cameras and ingests used to publish without any access decision. They cannot
+/// carry a URL token (a camera proves itself with the SIP digest, an ingest with the API's
+/// rights), but CIDR rules and the `on_publish` hook now decide for them as for everyone.
+#[test]
+fn gb28181_and_ingest_publishing_ask_the_on_publish_hook() {
+    let hooks = estuary_tests::hook_server::HookServer::start(|body| if body["stream"].as_str().unwrap_or("").starts_with("denied") { "1".into() } else { "0".into() });
+    let url = hooks.url("/hooks");
+    let scratch = Scratch::new("sec-hooks");
+    let node = Node::start(&scratch, &[("ESTUARY_HOOKS__ON_PUBLISH", &format!("[\"{url}\"]")), ("ESTUARY_GB28181__STREAM_NAME", "denied_[channel]")]);
+    let clip = ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 4);
+    let device = Device::new(node.ports.sip, "34020000001320000001", "", "34020000001320000002", clip.clone());
+    assert_eq!(device.register(3600), 200);
+    assert!(node.wait_log("hook denied", Duration::from_secs(15)) || node.wait_log("access refused", Duration::from_secs(5)), "{}", node.log());
+    assert!(hooks.calls_of("on_publish").iter().any(|c| c["stream"] == "denied_34020000001320000002"), "{:?}", hooks.calls());
+    assert!(node.stream_info("live/denied_34020000001320000002").is_none_or(|s| s["publish"]["active"] != true));
+
+    let body = format!(r#"{{"app":"live","stream":"denied_tv","source":"{}"}}"#, clip.display());
+    let _ = http::send(node.ports.api, "POST", "/api/v1/ingests", &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
+    assert!(wait_until(Duration::from_secs(15), || hooks.calls_of("on_publish").iter().any(|c| c["stream"] == "denied_tv")), "{:?}", hooks.calls());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(node.stream_info("live/denied_tv").is_none_or(|s| s["publish"]["active"] != true), "a denied ingest must not publish");
 }
