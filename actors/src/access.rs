@@ -54,6 +54,8 @@ pub struct Request<'a> {
 
 /// Checks a request; `Err` carries a reason fit for the client and the log.
 pub async fn check(request: &Request<'_>) -> Result<(), String> {
+    // The name rule first: a bad name reaches neither a hook nor the log.
+    estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
     let result = check_inner(request).await;
     if let Err(reason) = &result {
         crate::stats::inc("estuary_requests_refused_total", &[("action", request.action.name())]);
@@ -66,6 +68,7 @@ pub async fn check(request: &Request<'_>) -> Result<(), String> {
 /// GB28181 cameras (SIP digest) and ingests (configured, or added through the API). The CIDR
 /// rules and the `on_publish` hook apply as to everyone; the token rule does not.
 pub async fn check_without_token(request: &Request<'_>) -> Result<(), String> {
+    estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
     let result = async {
         check_cidr(request)?;
         decide_by_hook(request).await
@@ -81,6 +84,7 @@ pub async fn check_without_token(request: &Request<'_>) -> Result<(), String> {
 /// Only the local rules (CIDR and token), without the hook: for repeated requests of one
 /// viewer such as HLS playlist refreshes.
 pub fn check_rules(request: &Request<'_>) -> Result<(), String> {
+    estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
     let result = check_local(request);
     if let Err(reason) = &result {
         crate::stats::inc("estuary_requests_refused_total", &[("action", request.action.name())]);

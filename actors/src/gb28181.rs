@@ -27,9 +27,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
-/// Announced SSRCs: the stream each belongs to, and the host its media must come from (the
-/// invited device's address; `None` for SSRCs announced through the API).
-static SSRCS: LazyLock<Mutex<HashMap<u32, (StreamKey, Option<std::net::IpAddr>)>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Announced SSRCs: the stream each belongs to, and the hosts its media may come from (the
+/// invited device's address, and the media address its answer's SDP names; empty for SSRCs
+/// announced through the API: any host).
+static SSRCS: LazyLock<Mutex<HashMap<u32, (StreamKey, Vec<std::net::IpAddr>)>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// A camera's media connection must send its first packet within this time.
 const FIRST_PACKET: Duration = Duration::from_secs(10);
@@ -40,15 +41,29 @@ const UDP_REORDER_WAIT: Duration = Duration::from_millis(50);
 
 /// Expects media with `ssrc` for `key`, from the host `from` when known (an invited device),
 /// else from anywhere (the API's `/gb/v1/publish/`, for an external signalling server).
+/// Announcing the same SSRC and stream again with another host adds that host.
 pub fn expect(ssrc: u32, key: StreamKey, from: Option<std::net::IpAddr>) {
-    SSRCS.lock().unwrap_or_else(|e| e.into_inner()).insert(ssrc, (key, from));
+    let mut ssrcs = SSRCS.lock().unwrap_or_else(|e| e.into_inner());
+    match (ssrcs.get_mut(&ssrc), from) {
+        (Some((known, hosts)), Some(host)) if *known == key && !hosts.is_empty() => {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        (_, from) => {
+            ssrcs.insert(ssrc, (key, from.into_iter().collect()));
+        }
+    }
 }
 
 /// The stream of an announced SSRC, if `peer` may send it.
 fn announced(ssrc: u32, peer: SocketAddr) -> Result<StreamKey, String> {
     match SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&ssrc).cloned() {
         None => Err(format!("unknown SSRC {ssrc}")),
-        Some((_, Some(device))) if device != peer.ip() => Err(format!("SSRC {ssrc} was given to the device at {device}, not {}", peer.ip())),
+        Some((_, hosts)) if !hosts.is_empty() && !hosts.iter().any(|h| h.to_canonical() == peer.ip().to_canonical()) => {
+            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            Err(format!("SSRC {ssrc} was given to the device at {}, not {}", hosts.join(" or "), peer.ip()))
+        }
         Some((key, _)) => Ok(key),
     }
 }

@@ -169,6 +169,12 @@ impl Shell {
                         }));
                     }
                 }
+                Output::Forget(id) => {
+                    tracing::info!(device = %id, "GB28181 device table full (gb28181.max_devices): forgot the device offline longest");
+                    if let Some(storage) = &self.storage {
+                        storage.tell(crate::messages::DeleteGbDevice(id));
+                    }
+                }
                 Output::Event(event) => self.log(event),
             }
         }

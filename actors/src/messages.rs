@@ -241,3 +241,8 @@ pub struct DeleteIngest(pub u64);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PutGbDevice(pub estuary_storage::GbDeviceRecord);
+
+/// Storage: forget a GB28181 device (evicted from a full device table).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeleteGbDevice(pub String);

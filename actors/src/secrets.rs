@@ -6,6 +6,8 @@
 /// `rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl` → `rtmp://a.rtmp.youtube.com/live2/abcd****`;
 /// every query value becomes `****`.
 pub fn mask_url(url: &str) -> String {
+    let masked = mask_userinfo(url);
+    let url = masked.as_str();
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
@@ -23,6 +25,20 @@ pub fn mask_url(url: &str) -> String {
         out.push_str(&mask_query(query));
     }
     out
+}
+
+/// `rtsp://admin:pw@cam/...` → `rtsp://admin:****@cam/...`.
+fn mask_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let authority_end = url[start..].find(['/', '?', '#']).map(|i| start + i).unwrap_or(url.len());
+    match url[start..authority_end].rfind('@') {
+        Some(at) => {
+            let user = &url[start..start + at];
+            let user = user.split_once(':').map(|(name, _)| format!("{name}:****")).unwrap_or_else(|| user.to_string());
+            format!("{}{user}{}", &url[..start], &url[start + at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 fn mask_segment(segment: &str) -> String {
@@ -76,6 +92,7 @@ mod tests {
         assert_eq!(mask_url("rtmp://127.0.0.1/live/cam"), "rtmp://127.0.0.1/live/cam");
         assert_eq!(mask_url("srt://10.0.0.2:10080?streamid=#!::r=live/x&passphrase=secret123"), "srt://10.0.0.2:10080?streamid=****&passphrase=****");
         assert_eq!(mask_url("rtmp://host"), "rtmp://host");
+        assert_eq!(mask_url("rtsp://admin:hunter2@10.0.0.5/Streaming/Channels/101"), "rtsp://admin:****@10.0.0.5/Streaming/Channels/101");
         assert_eq!(mask_stream_id("#!::r=live/cam,m=publish,token=1799999999.abcdef"), "#!::r=live/cam,m=publish,token=****");
         assert_eq!(mask_stream_id("live/cam?token=abc"), "live/cam?token=****");
     }

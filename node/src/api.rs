@@ -109,7 +109,15 @@ impl FromRequest for Authorized {
         if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
             // No credentials configured: reads stay open, as in SRS, but what changes the
             // node or mints tokens (every method but GET/HEAD) is served to this machine only.
-            let local = req.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
+            // Direct from this machine only: not through a local reverse proxy or tunnel (its
+            // forwarding headers give it away; without them, put api.token on such setups),
+            // and not a page whose own host name was rebound to 127.0.0.1 (Host must name
+            // a loopback address).
+            let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
+            let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+            let host_name = host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !h.ends_with(']') || port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
+            let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
+            let local = !proxied && loopback_host && req.peer_addr().is_some_and(|peer| peer.ip().to_canonical().is_loopback());
             if reads || local {
                 return std::future::ready(Ok(Authorized));
             }

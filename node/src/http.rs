@@ -89,10 +89,16 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     // Playlists, manifests and their segments go through the same play rules (CIDR, token)
     // as every other play path. Segment names are predictable, so a segment is checked as
     // the stream it belongs to; playlists pass the viewer's token on in their segment URIs.
-    let segment = !matches!(extension, "m3u8" | "mpd" | "flv") && (hls_file.is_file() || dash_file.is_file());
-    let checked = if segment { segment_stream(&state, &app, stream) } else { Some(stream.to_string()) };
+    // Decided by the name, not by whether the file exists yet: a request racing the next
+    // segment's rename must not skip the check. `.ts` with no owning playlist is live
+    // HTTP-TS, checked as its own stream (and again when it subscribes).
+    let segment = matches!(extension, "ts" | "m4s" | "mp4");
+    let owner = if segment { segment_stream(&state, &app, stream) } else { None };
+    if segment && owner.is_none() && extension != "ts" {
+        return not_found(&format!("no such segment {app}/{file}"));
+    }
     if matches!(extension, "m3u8" | "mpd") || segment {
-        let checked = checked.unwrap_or_else(|| stream.to_string());
+        let checked = owner.unwrap_or_else(|| stream.strip_suffix("_master").unwrap_or(stream).to_string());
         let request = estuary_actors::access::Request {
             action: estuary_actors::auth::Action::Play,
             client: 0,

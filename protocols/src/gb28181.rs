@@ -83,8 +83,8 @@ pub struct PlatformConfig {
     pub catalog_timeout: Duration,
     /// Seed of the generator of nonces, tags, Call-IDs and branch ids.
     pub seed: u64,
-    /// Most devices known at once (online or remembered); a new device beyond it is
-    /// refused with 503 until an offline one is forgotten.
+    /// Most devices known at once (online or remembered); a new device beyond it takes the
+    /// place of the device offline longest, or gets 503 when all are online.
     pub max_devices: usize,
 }
 
@@ -126,6 +126,8 @@ pub enum Output {
     },
     /// Persist this device (after registration and after its catalog).
     Remember(DeviceRecord),
+    /// Forget this device (evicted: the table was full and it was the longest offline).
+    Forget(String),
     /// Something to log.
     Event(Event),
 }
@@ -587,9 +589,19 @@ impl Platform {
         }
         let Some(id) = self.device_id(&message, from) else { return };
         if !self.devices.contains_key(&id) && self.devices.len() >= self.config.max_devices {
-            self.event(Event::TableFull { device: id, from });
-            self.send(SipMessage::response_to(&message, 503, "Service Unavailable", None), from);
-            return;
+            // Full: the device offline longest makes room; with every device online, 503.
+            let offline = self.devices.iter().filter(|(_, d)| !d.online).min_by_key(|(_, d)| d.last_seen).map(|(id, _)| id.clone());
+            match offline {
+                Some(old) => {
+                    self.devices.remove(&old);
+                    self.out.push_back(Output::Forget(old));
+                }
+                None => {
+                    self.event(Event::TableFull { device: id, from });
+                    self.send(SipMessage::response_to(&message, 503, "Service Unavailable", None), from);
+                    return;
+                }
+            }
         }
         let expires = message
             .header("Expires")
@@ -597,24 +609,34 @@ impl Platform {
             .or_else(|| message.header("Contact").and_then(|c| sip::param(c, "expires")).and_then(|v| v.parse().ok()))
             .unwrap_or(3600);
         if !self.config.password.is_empty() {
-            match message.header("Authorization") {
-                None => {
+            let nonce = self.challenges.get(&id).map(|(n, _)| n.clone());
+            match (message.header("Authorization"), nonce) {
+                // A challenge is due: none was answered yet, or the device repeats the
+                // Authorization of an earlier login on a refresh (RFC 3261 §22.3), or its
+                // challenge was forgotten. A fresh 401 (stale when it sent one) lets it log in.
+                (authorization, None) => {
                     let nonce = self.random_hex(32);
-                    if self.challenges.len() >= MAX_CHALLENGES && !self.challenges.contains_key(&id) {
+                    if self.challenges.len() >= MAX_CHALLENGES {
                         let oldest = self.challenges.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone());
                         if let Some(oldest) = oldest {
                             self.challenges.remove(&oldest);
                         }
                     }
-                    let challenge = format!(r#"Digest realm="{}",nonce="{nonce}",algorithm=MD5"#, self.config.realm);
+                    let stale = if authorization.is_some() { ",stale=TRUE" } else { "" };
+                    let challenge = format!(r#"Digest realm="{}",nonce="{nonce}",algorithm=MD5{stale}"#, self.config.realm);
                     self.challenges.insert(id, (nonce, now));
                     self.send(SipMessage::response_to(&message, 401, "Unauthorized", None).with("WWW-Authenticate", challenge), from);
                     return;
                 }
-                Some(authorization) => {
+                (None, Some(_)) => {
+                    // Asked again before answering: the same challenge.
                     let nonce = self.challenges.get(&id).map(|(n, _)| n.clone()).unwrap_or_default();
-                    let verified = if nonce.is_empty() { Err("no challenge outstanding for this device".to_string()) } else { sip::verify_digest(authorization, "REGISTER", &self.config.realm, &nonce, &self.config.password) };
-                    if let Err(reason) = verified {
+                    let challenge = format!(r#"Digest realm="{}",nonce="{nonce}",algorithm=MD5"#, self.config.realm);
+                    self.send(SipMessage::response_to(&message, 401, "Unauthorized", None).with("WWW-Authenticate", challenge), from);
+                    return;
+                }
+                (Some(authorization), Some(nonce)) => {
+                    if let Err(reason) = sip::verify_digest(authorization, "REGISTER", &self.config.realm, &nonce, &self.config.password) {
                         self.event(Event::RegistrationRefused { device: id, from, reason });
                         self.send(SipMessage::response_to(&message, 403, "Forbidden", None), from);
                         return;
@@ -733,14 +755,21 @@ impl Platform {
         // OS) and not reused by a live session, so nobody can predict the next one and
         // connect first with it; media is also bound to the device's address.
         let realm_digits: String = self.config.realm.chars().filter(|c| c.is_ascii_digit()).skip(3).take(5).collect();
-        let in_use: Vec<u32> = self.devices.values().flat_map(|d| d.sessions.values().filter(|s| s.state != SessionState::Idle).map(|s| s.ssrc)).collect();
-        let (ssrc_text, ssrc) = loop {
-            let serial = (self.random() % 10_000) as u32;
+        let in_use: std::collections::BTreeSet<u32> = self.devices.values().flat_map(|d| d.sessions.values().filter(|s| s.state != SessionState::Idle).map(|s| s.ssrc)).collect();
+        // A random start, then the next free serial: ends after at most 10,000 probes, and
+        // when every serial is live the INVITE waits for a retry instead.
+        let start = (self.random() % 10_000) as u32;
+        let free = (0..10_000u32).map(|step| (start + step) % 10_000).map(|serial| {
             let text = format!("0{realm_digits:0>5}{serial:04}");
             let ssrc: u32 = text.parse().unwrap_or(serial);
-            if !in_use.contains(&ssrc) {
-                break (text, ssrc);
+            (text, ssrc)
+        }).find(|(_, ssrc)| !in_use.contains(ssrc));
+        let Some((ssrc_text, ssrc)) = free else {
+            self.event(Event::InviteRefused { device: device_id.to_string(), channel: channel.to_string(), code: 503, retry_in: MAX_BACKOFF });
+            if let Some(session) = self.devices.get_mut(device_id).and_then(|d| d.sessions.get_mut(channel)) {
+                session.state = SessionState::Idle;
             }
+            return;
         };
         let cseq = self.next_cseq();
         let (call_id, from_tag) = (format!("{}@estuary", self.random_hex(16)), self.random_hex(8));
@@ -809,6 +838,10 @@ impl Platform {
         }
         session.state = SessionState::Live;
         session.backoff = FIRST_BACKOFF;
+        // A device whose media leaves from another host than its SIP (a cascaded platform
+        // with a separate media server, a multi-homed NVR) names it in its answer's SDP.
+        let media_host = std::str::from_utf8(&message.body).ok().and_then(|sdp| sdp.lines().find_map(|l| l.trim().strip_prefix("c=IN IP4 ").or_else(|| l.trim().strip_prefix("c=IN IP6 ")))).and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+        let media_also = media_host.filter(|ip| *ip != addr.ip() && !ip.is_unspecified()).map(|from| Output::ExpectMedia { ssrc: session.ssrc, device: device.clone(), channel: channel.clone(), from });
         let (call_id, from_tag) = (session.call_id.clone(), session.from_tag.clone());
         let via = self.via(link);
         let c = &self.config;
@@ -820,6 +853,9 @@ impl Platform {
             .with("CSeq", format!("{cseq} ACK"))
             .with("Max-Forwards", "70");
         self.send(ack, addr);
+        if let Some(also) = media_also {
+            self.out.push_back(also);
+        }
         self.event(Event::Established { device, channel });
     }
 
@@ -1262,6 +1298,13 @@ mod tests {
             assert_eq!(labels(&drain(&mut p))[0], expected, "device {n}");
         }
         assert_eq!(p.devices(t0).len(), 2);
+        // One goes offline: a new device takes its place, and the old one is forgotten.
+        p.handle(t0, SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", "<sip:34020000001320000100@3402000000>;tag=1").with("Call-ID", "bye").with("CSeq", "2 REGISTER").with("Expires", "0"), camera());
+        drain(&mut p);
+        p.handle(t0, register_as("34020000001320000199", "new"), camera());
+        let out = drain(&mut p);
+        assert!(out.contains(&Output::Forget("34020000001320000100".into())), "{out:?}");
+        assert_eq!(labels(&out)[0], "200");
     }
 
     #[test]
@@ -1318,5 +1361,36 @@ mod tests {
         assert_eq!(labels(&drain(&mut p))[0], "200");
         p.handle(t0 + Duration::from_secs(10), register_as("34020000001329999999", "late"), camera());
         assert_eq!(labels(&drain(&mut p))[0], "200");
+    }
+
+    #[test]
+    fn a_refresh_that_repeats_the_old_authorization_is_challenged_again_not_refused() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config("secret"), t0, 0);
+        p.handle(t0, register(3600, None), camera());
+        let challenge = drain(&mut p);
+        let nonce = sip::param(sent(&challenge)[0].header("WWW-Authenticate").unwrap(), "nonce").unwrap().trim_matches('"').to_string();
+        let digest = sip::digest_response(DEVICE, "3402000000", "secret", "REGISTER", "sip:34020000002000000001@3402000000", &nonce);
+        let authorization = format!(r#"Digest username="{DEVICE}",realm="3402000000",nonce="{nonce}",uri="sip:34020000002000000001@3402000000",response="{digest}",algorithm=MD5"#);
+        p.handle(t0, register(3600, Some(authorization.clone())), camera());
+        assert_eq!(labels(&drain(&mut p))[0], "200");
+        // The refresh sends the same Authorization: its nonce is spent, so a fresh, stale
+        // challenge, not 403.
+        p.handle(t0 + Duration::from_secs(1800), register(3600, Some(authorization)), camera());
+        let out = drain(&mut p);
+        assert_eq!(labels(&out), ["401"]);
+        assert!(sent(&out)[0].header("WWW-Authenticate").unwrap().contains("stale=TRUE"));
+        assert!(p.devices(t0)[0].online, "still registered meanwhile");
+    }
+
+    #[test]
+    fn media_may_also_come_from_the_host_the_answer_names() {
+        let t0 = Duration::from_secs(1000);
+        let mut p = Platform::new(config(""), t0, 0);
+        let invite = invite_of(&registered(&mut p, t0));
+        let sdp = "v=0\r\no=x 0 0 IN IP4 192.0.2.9\r\ns=Play\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=video 9 TCP/RTP/AVP 96\r\n";
+        p.handle(t0, answer(&invite, 200).with_body("APPLICATION/SDP", sdp.to_string()), camera());
+        let out = drain(&mut p);
+        assert!(out.iter().any(|o| matches!(o, Output::ExpectMedia { from, .. } if *from == "192.0.2.9".parse::<std::net::IpAddr>().unwrap())), "{out:?}");
     }
 }

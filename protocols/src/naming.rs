@@ -2,10 +2,11 @@
 //! GB28181, ingest, players' URLs): names become directory and file names (HLS, DASH, DVR),
 //! map keys and log fields, so they are checked once, before any of that.
 //!
-//! A vhost, app or stream name is 1 to [`MAX_PART`] bytes of ASCII letters, digits and
-//! `- _ . ~ @ + = ! ,`; a stream name may have several such parts joined by `/`. No part is `.`
-//! or `..`, so no name climbs out of a directory, and nothing in a name needs quoting in a
-//! URL, a path or a log line.
+//! A vhost, app or stream name is 1 to [`MAX_PART`] bytes of letters and digits of any script
+//! (SRS users name streams in Chinese) and `- _ . ~ @ + = ! ,`; app and stream names may have
+//! several such parts joined by `/`, and a vhost may carry a `:port`. No part is `.` or `..`,
+//! so no name climbs out of a directory, and no name holds a separator, a quote, `%`, `?`,
+//! `#`, white space or a control character, so none needs quoting in a path or a log line.
 
 /// Longest vhost, app or stream name part, in bytes.
 pub const MAX_PART: usize = 128;
@@ -13,7 +14,7 @@ pub const MAX_PART: usize = 128;
 pub const MAX_PARTS: usize = 4;
 
 fn allowed(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-_.~@+=!,".contains(c)
+    c.is_alphanumeric() || "-_.~@+=!,".contains(c)
 }
 
 fn check_part(what: &str, part: &str) -> Result<(), String> {
@@ -27,28 +28,36 @@ fn check_part(what: &str, part: &str) -> Result<(), String> {
         return Err(format!("{what} part {part:?} is not allowed"));
     }
     if let Some(bad) = part.chars().find(|c| !allowed(*c)) {
-        return Err(format!("{what} contains {bad:?}; names use ASCII letters, digits and - _ . ~ @ + = ! ,"));
+        return Err(format!("{what} contains {bad:?}; names use letters, digits and - _ . ~ @ + = ! ,"));
     }
     Ok(())
 }
 
-/// Checks an app (or vhost) name: one part.
+fn check_parts(what: &str, name: &str) -> Result<(), String> {
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > MAX_PARTS {
+        return Err(format!("{what} has {} parts; at most {MAX_PARTS}", parts.len()));
+    }
+    parts.iter().try_for_each(|p| check_part(what, p))
+}
+
+/// Checks an app name: up to [`MAX_PARTS`] parts joined by `/` (`live/sub`).
 pub fn check_app(app: &str) -> Result<(), String> {
-    check_part("app name", app)
+    check_parts("app name", app)
 }
 
 /// Checks a stream name: up to [`MAX_PARTS`] parts joined by `/`.
 pub fn check_stream(stream: &str) -> Result<(), String> {
-    let parts: Vec<&str> = stream.split('/').collect();
-    if parts.len() > MAX_PARTS {
-        return Err(format!("stream name has {} parts; at most {MAX_PARTS}", parts.len()));
-    }
-    parts.iter().try_for_each(|p| check_part("stream name", p))
+    check_parts("stream name", stream)
 }
 
-/// Checks vhost, app and stream together.
+/// Checks vhost (which may end in `:port`), app and stream together.
 pub fn check_key(vhost: &str, app: &str, stream: &str) -> Result<(), String> {
-    check_part("vhost", vhost)?;
+    let host = match vhost.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => vhost,
+    };
+    check_part("vhost", host)?;
     check_app(app)?;
     check_stream(stream)
 }
@@ -68,19 +77,20 @@ mod tests {
 
     #[test]
     fn ordinary_names_pass() {
-        for stream in ["livestream", "cam-1_hd", "34020000001110000001_34020000001320000001", "a/b", "bench.v2", "user@site", "x=1,y!"] {
+        for stream in ["livestream", "cam-1_hd", "34020000001110000001_34020000001320000001", "a/b", "bench.v2", "user@site", "x=1,y!", "直播间1", "ü"] {
             assert!(check_stream(stream).is_ok(), "{stream}");
         }
         assert!(check_key("__defaultVhost__", "live", "livestream").is_ok());
+        assert!(check_key("example.com:1935", "live/sub", "x").is_ok());
     }
 
     #[test]
     fn names_that_climb_quote_or_overflow_fail() {
-        for stream in ["", "..", "a/../b", "../../../../tmp/x/pwn_1", "a//b", "/abs", "a b", "a\\b", "tab\t", "new\nline", "q?x", "h#x", "p%2e", "ü", "a/b/c/d/e"] {
+        for stream in ["", "..", "a/../b", "../../../../tmp/x/pwn_1", "a//b", "/abs", "a b", "a\\b", "tab\t", "new\nline", "q?x", "h#x", "p%2e", "a:b", "q\"x", "a/b/c/d/e", "\u{202e}x"] {
             assert!(check_stream(stream).is_err(), "{stream:?}");
         }
         assert!(check_stream(&"x".repeat(MAX_PART + 1)).is_err());
-        assert!(check_app("li/ve").is_err());
+        assert!(check_app("li/../ve").is_err());
         assert!(check_gb_id("34020000001320000001").is_ok());
         for id in ["3402000000132000000", "340200000013200000011", "../../../../../tmp/x/pwn", "3402000000132000000a"] {
             assert!(check_gb_id(id).is_err(), "{id}");

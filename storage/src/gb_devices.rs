@@ -25,6 +25,12 @@ impl Store {
         self.flush()
     }
 
+    /// Forgets a device (flushed).
+    pub fn delete_gb_device(&self, id: &str) -> Result<(), StorageError> {
+        self.gb_devices.remove(id.as_bytes()).map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
     /// Every remembered device.
     pub fn gb_devices(&self) -> Result<Vec<GbDeviceRecord>, StorageError> {
         let mut out = Vec::new();

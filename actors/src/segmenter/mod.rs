@@ -78,7 +78,9 @@ impl Cutter {
                 return None;
             }
             self.start_ms = dts;
-        } else if start_point && dts - self.start_ms >= self.target_ms {
+        } else if start_point && (dts - self.start_ms >= self.target_ms || self.bytes + frame.payload.len() > self.max_bytes) {
+            // At a keyframe a segment may always close (early when it is too big): the
+            // keyframe starts the next one and nothing is lost.
             closed = Some(Cut { frames: std::mem::take(&mut self.frames), start_ms: self.start_ms, end_ms: dts });
             self.bytes = 0;
             self.start_ms = dts;
@@ -129,5 +131,13 @@ mod tests {
         let cut = cutter.push(video(6000, true, 1000), true).expect("a 2 s segment");
         assert_eq!((cut.frames.len(), cut.start_ms, cut.end_ms), (2, 4000, 6000));
         assert_eq!(cutter.dropped, 1);
+    }
+
+    #[test]
+    fn a_keyframe_past_the_byte_cap_closes_the_segment_early_instead_of_dropping() {
+        let mut cutter = Cutter::new(Duration::from_secs(2), 10_000);
+        cutter.push(video(0, true, 6000), true);
+        let cut = cutter.push(video(40, true, 6000), true).expect("closed early at the keyframe");
+        assert_eq!((cut.frames.len(), cutter.dropped, cutter.frames.len()), (1, 0, 1));
     }
 }

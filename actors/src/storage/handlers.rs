@@ -150,6 +150,16 @@ impl Handler<DeleteIngest> for StorageActor {
     }
 }
 
+impl Handler<DeleteGbDevice> for StorageActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeleteGbDevice, _: &mut Self::Context) {
+        if let Err(e) = self.store.delete_gb_device(&msg.0) {
+            tracing::error!(device = %msg.0, error = %e, "could not forget GB28181 device");
+        }
+    }
+}
+
 impl Handler<PutGbDevice> for StorageActor {
     type Result = ();
 
