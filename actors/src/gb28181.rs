@@ -30,7 +30,10 @@ use tokio::io::AsyncReadExt;
 /// Announced SSRCs: the stream each belongs to, and the hosts its media may come from (the
 /// invited device's address, and the media address its answer's SDP names; empty for SSRCs
 /// announced through the API: any host).
-static SSRCS: LazyLock<Mutex<HashMap<u32, (StreamKey, Vec<std::net::IpAddr>)>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static SSRCS: LazyLock<Mutex<HashMap<u32, Announced>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// An announced SSRC's stream and the hosts allowed to send it (empty: any).
+type Announced = (StreamKey, Vec<std::net::IpAddr>);
 
 /// A camera's media connection must send its first packet within this time.
 const FIRST_PACKET: Duration = Duration::from_secs(10);

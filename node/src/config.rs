@@ -817,6 +817,23 @@ impl Config {
     }
 }
 
+/// `rtc.candidate`: addresses or host names separated by commas or spaces; host names are
+/// resolved to every address they have. Empty means automatic.
+fn rtc_candidates(value: &str) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let mut found = Vec::new();
+    for entry in value.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
+        if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+            found.push(ip);
+            continue;
+        }
+        let resolved = (entry, 0).to_socket_addrs().map_err(|e| ConfigError::Invalid { key: "rtc.candidate", problem: format!("{entry:?} is neither an IP address nor a host name that resolves: {e}") })?;
+        found.extend(resolved.map(|a| a.ip()));
+    }
+    found.dedup();
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,21 +875,4 @@ mod tests {
         assert!(err.contains("chunksize") && err.contains("bad.toml"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// `rtc.candidate`: addresses or host names separated by commas or spaces; host names are
-/// resolved to every address they have. Empty means automatic.
-fn rtc_candidates(value: &str) -> Result<Vec<std::net::IpAddr>, ConfigError> {
-    use std::net::ToSocketAddrs;
-    let mut found = Vec::new();
-    for entry in value.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
-        if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
-            found.push(ip);
-            continue;
-        }
-        let resolved = (entry, 0).to_socket_addrs().map_err(|e| ConfigError::Invalid { key: "rtc.candidate", problem: format!("{entry:?} is neither an IP address nor a host name that resolves: {e}") })?;
-        found.extend(resolved.map(|a| a.ip()));
-    }
-    found.dedup();
-    Ok(found)
 }
