@@ -953,6 +953,16 @@ mod tests {
         m
     }
 
+    /// A platform whose device registered, sent no catalog, and got its own id invited.
+    fn placeholder_invited(t0: Duration) -> (Platform, SipMessage) {
+        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
+        p.handle(t0, register(3600, None), camera());
+        drain(&mut p);
+        p.tick(t0 + Duration::from_secs(3));
+        let own = invite_of(&drain(&mut p));
+        (p, own)
+    }
+
     /// A bare REGISTER from device `id`.
     fn register_as(id: &str, call_id: &str) -> SipMessage {
         SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000").with("From", format!("<sip:{id}@3402000000>;tag=1")).with("Call-ID", call_id.to_string()).with("CSeq", "1 REGISTER")
@@ -1310,11 +1320,7 @@ mod tests {
     #[test]
     fn a_late_catalog_replaces_the_placeholder_and_a_refused_placeholder_is_not_retried() {
         let t0 = Duration::from_secs(1000);
-        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
-        p.handle(t0, register(3600, None), camera());
-        drain(&mut p);
-        p.tick(t0 + Duration::from_secs(3));
-        let own = invite_of(&drain(&mut p));
+        let (mut p, own) = placeholder_invited(t0);
         // The device refuses its own id: no retry, ever.
         p.handle(t0 + Duration::from_secs(3), answer(&own, 404), camera());
         drain(&mut p);
@@ -1328,11 +1334,7 @@ mod tests {
         assert_eq!(invite_of(&out).header("To"), Some(format!("<sip:{CHANNEL}@3402000000>").as_str()));
         assert_eq!(p.devices(t0).iter().flat_map(|d| d.channels.iter().map(|c| c.id.clone())).collect::<Vec<_>>(), vec![CHANNEL.to_string()]);
         // A placeholder that was accepted is ended with a BYE when the catalog replaces it.
-        let mut p = Platform::new(config(""), t0, 1_764_000_000_000);
-        p.handle(t0, register(3600, None), camera());
-        drain(&mut p);
-        p.tick(t0 + Duration::from_secs(3));
-        let own = invite_of(&drain(&mut p));
+        let (mut p, own) = placeholder_invited(t0);
         p.handle(t0 + Duration::from_secs(3), answer(&own, 200), camera());
         drain(&mut p);
         p.handle(t0 + Duration::from_secs(5), catalog(), camera());

@@ -165,7 +165,9 @@ fn crafted_mp4_files_are_refused_with_the_reason() {
     assert!(ingests(&node).is_empty(), "{:?}", ingests(&node));
     assert!(node.stream_info("live/crafted").is_none_or(|s| s["publish"]["active"] != true));
     // Flat: the old reader needed 520 MB for the second file and seconds of CPU for the first,
-    // each time. The bounds are generous (allocator and runtime noise), far below either.
+    // each time. Memory is asserted (generous bound, allocator noise); the CPU figure is
+    // printed, not asserted (time belongs in benchmarks): the work per file is bounded by
+    // the reader's budget, which the MP4 unit tests and the fuzz target check.
     assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
-    assert!(cpu_used < 500, "{cpu_used} clock ticks of CPU for ten refusals");
+    eprintln!("ten refusals: RSS {rss_before} -> {rss_after} KiB, {cpu_used} clock ticks of CPU");
 }
