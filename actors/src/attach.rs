@@ -6,7 +6,7 @@
 use crate::clients::ClientId;
 use crate::messages::*;
 use crate::registry::StreamRegistry;
-use crate::stream::{StreamActor, Subscription};
+use crate::stream::{PublisherLink, Subscription};
 use actix::Addr;
 use estuary_storage::StreamKey;
 use std::time::Duration;
@@ -15,7 +15,9 @@ const ATTEMPTS: usize = 5;
 const RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// Claims `key` for publisher `client` speaking `protocol` and attaches it to the stream actor.
-pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, protocol: &'static str) -> Result<Addr<StreamActor>, PublishRefused> {
+/// The answer is the publisher's link: its only way to send media, and its claim (dropping
+/// it detaches the publisher).
+pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, protocol: &'static str) -> Result<PublisherLink, PublishRefused> {
     // Every publish path (RTMP, SRT, WHIP, GB28181, ingest) comes through here: a name that
     // breaks the rule never reaches a muxer's directory or the registry's map.
     check_name(&key).map_err(PublishRefused::BadName)?;
@@ -25,7 +27,7 @@ pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, clien
             .await
             .map_err(|_| PublishRefused::Unavailable(key.to_string()))??;
         match stream.send(AttachPublisher { client, protocol }).await {
-            Ok(Ok(())) => return Ok(stream),
+            Ok(Ok(link)) => return Ok(link),
             Ok(Err(refused)) => return Err(refused),
             Err(_) => tokio::time::sleep(RETRY_DELAY).await,
         }

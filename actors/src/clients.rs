@@ -29,6 +29,9 @@ pub struct ClientRecord {
     pub bytes_in: AtomicU64,
     /// Bytes sent to it.
     pub bytes_out: AtomicU64,
+    /// Frames this client lost: a player's frames dropped for being slow, a datagram
+    /// publisher's frames dropped because its stream's input queue was full.
+    pub frames_dropped: AtomicU64,
     role: Mutex<Option<(Role, String)>>,
     transport: Mutex<Option<serde_json::Value>>,
     kicked: std::sync::atomic::AtomicBool,
@@ -133,6 +136,7 @@ pub fn register(protocol: &'static str, peer: String) -> ClientGuard {
         connected: Instant::now(),
         bytes_in: AtomicU64::new(0),
         bytes_out: AtomicU64::new(0),
+        frames_dropped: AtomicU64::new(0),
         role: Mutex::new(None),
         transport: Mutex::new(None),
         kicked: std::sync::atomic::AtomicBool::new(false),

@@ -13,7 +13,6 @@
 //! pack are skipped up to the next start code; an unknown SSRC is refused.
 
 use crate::clients::{self, Role};
-use crate::messages::{DetachPublisher, PublishFrame};
 use crate::registry::StreamRegistry;
 use actix::prelude::*;
 use estuary_protocols::ps::PsDemuxer;
@@ -200,7 +199,10 @@ struct MediaSession {
     peer: SocketAddr,
     key: StreamKey,
     guard: clients::ClientGuard,
-    stream: Addr<crate::stream::StreamActor>,
+    stream: crate::stream::PublisherLink,
+    /// Over UDP frames are dropped (and counted) when the stream is behind; over TCP the
+    /// session waits, which stops reading the camera's connection.
+    datagram: bool,
     ssrc: u32,
     demuxer: PsDemuxer,
     frames: TsFrameReader,
@@ -230,6 +232,7 @@ impl MediaSession {
             key,
             guard,
             stream,
+            datagram: transport == "udp",
             ssrc: first.ssrc,
             demuxer: PsDemuxer::default(),
             frames: TsFrameReader::default(),
@@ -258,7 +261,8 @@ impl MediaSession {
                 _ => self.frames.frames(&unit),
             };
             for frame in converted {
-                if self.stream.send(PublishFrame { client: self.guard.id(), frame: Arc::new(frame) }).await.is_err() {
+                let pushed = if self.datagram { self.stream.push_or_drop(Arc::new(frame)).map(|_| ()) } else { self.stream.push(Arc::new(frame)).await };
+                if pushed.is_err() {
                     return Err("the stream actor went away".into());
                 }
             }
@@ -273,7 +277,6 @@ impl MediaSession {
         if self.demuxer.skipped > 0 || self.lost > 0 {
             tracing::info!(peer = %self.peer, stream = %self.key, skipped_bytes = self.demuxer.skipped, lost_packets = self.lost, untyped_units = self.demuxer.untyped, "GB28181 media had gaps");
         }
-        crate::tell(&self.stream, DetachPublisher { client: self.guard.id() });
         crate::gb28181_sip::media_ended(self.ssrc);
     }
 }
@@ -309,7 +312,9 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
             // A live session takes packets from its own source only: another host that
             // knows the SSRC cannot inject into it.
             if *source == peer {
-                let _ = tx.try_send(packet);
+                if tx.try_send(packet).is_err() {
+                    crate::stats::inc("estuary_datagrams_dropped_total", &[("protocol", "gb28181")]);
+                }
             } else {
                 bad += 1;
                 if bad == 1 || bad.is_power_of_two() {

@@ -19,9 +19,8 @@
 //! stream is already published is reported in the API (`failed` with the error) and retried
 //! every 10 s; nothing else is affected.
 
-use crate::messages::{DetachPublisher, PublishFrame};
 use crate::registry::StreamRegistry;
-use crate::stream::StreamActor;
+use crate::stream::PublisherLink;
 use crate::worker_table::{WorkerEntry, WorkerTable};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -305,7 +304,7 @@ async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &Strea
     let mut index = 0usize;
     let result = loop {
         entry.update(|s| s.clip_ms = Some(clip.duration_ms));
-        match pace(&stream, client, &clip, start, elapsed_ms, entry).await {
+        match pace(&stream, &clip, start, elapsed_ms, entry).await {
             Ok(true) => {}
             Ok(false) => break Ok(()),
             Err(e) => break Err(e),
@@ -326,17 +325,14 @@ async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &Strea
             };
         }
     };
-    crate::tell(&stream, DetachPublisher { client });
+    drop(stream);
     result
 }
 
 /// Sends one pass of `clip`, its timestamps moved to start `offset_ms` after the ingest's
 /// start. Returns false when stopped.
-async fn pace(stream: &Addr<StreamActor>, client: u64, clip: &Clip, start: tokio::time::Instant, offset_ms: i64, entry: &IngestEntry) -> Result<bool, String> {
-    let send = |frame: MediaFrame| {
-        let stream = stream.clone();
-        async move { stream.send(PublishFrame { client, frame: Arc::new(frame) }).await.map_err(|_| "the stream actor went away".to_string()) }
-    };
+async fn pace(stream: &PublisherLink, clip: &Clip, start: tokio::time::Instant, offset_ms: i64, entry: &IngestEntry) -> Result<bool, String> {
+    let send = |frame: MediaFrame| async move { stream.push(Arc::new(frame)).await.map_err(|gone| gone.to_string()) };
     let first_ms = clip.frames.first().map(|f| f.dts_ms()).unwrap_or(0);
     let shift_ms = offset_ms - first_ms;
     // Headers at every file start: the stream actor only passes on the ones that changed.

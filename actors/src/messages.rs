@@ -3,9 +3,7 @@
 use crate::clients::ClientId;
 use crate::stream::{StreamActor, StreamInfo, Subscription};
 use actix::prelude::*;
-use estuary_protocols::MediaFrame;
 use estuary_storage::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
-use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a publish was refused.
@@ -86,32 +84,15 @@ pub struct ForgetStream {
 #[rtype(result = "Vec<(StreamKey, Addr<StreamActor>)>")]
 pub struct ListStreams;
 
-/// Stream: this client now publishes.
+/// Stream: this client now publishes. The answer is the publisher's only way to send media
+/// (see [`crate::stream::PublisherLink`]); dropping it detaches the publisher.
 #[derive(Message)]
-#[rtype(result = "Result<(), PublishRefused>")]
+#[rtype(result = "Result<crate::stream::PublisherLink, PublishRefused>")]
 pub struct AttachPublisher {
     /// The publisher.
     pub client: ClientId,
     /// Its protocol.
     pub protocol: &'static str,
-}
-
-/// Stream: a frame from the publisher.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PublishFrame {
-    /// The publisher (frames from a stale publisher are ignored).
-    pub client: ClientId,
-    /// The frame.
-    pub frame: Arc<MediaFrame>,
-}
-
-/// Stream: the publisher stopped.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DetachPublisher {
-    /// The publisher.
-    pub client: ClientId,
 }
 
 /// Stream: subscribe a player.
@@ -177,11 +158,51 @@ pub struct ListStreamRecords;
 #[rtype(result = "Result<(), String>")]
 pub struct FlushStorage;
 
-/// Any supervised worker: stop as if a fatal error had happened (fault injection for tests
-/// and operators; the supervisor restarts the worker).
-#[derive(Message)]
+/// A fault to inject (tests and operators; the API accepts it only with `api.debug_faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Panic inside the actor's handler, as a bug would.
+    Panic,
+    /// Hold the actor's handler for this long without blocking its thread (the actor takes
+    /// no message and no frame meanwhile).
+    Stall(std::time::Duration),
+    /// A writer sleeps this long before each write, for `during` (a slow disk).
+    SlowWrites {
+        /// Sleep per write.
+        per_write: std::time::Duration,
+        /// How long the slowness lasts.
+        during: std::time::Duration,
+    },
+}
+
+/// Any supervised worker: suffer `Fault` (fault injection). A panic is caught at the actor's
+/// boundary, counted as a restart, and the actor starts over.
+#[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct InjectFault;
+pub struct InjectFault(pub Fault);
+
+/// Which part of a stream a fault is injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// The stream actor itself.
+    Stream,
+    /// Its HLS muxer.
+    Hls,
+    /// Its DASH muxer.
+    Dash,
+    /// Its DVR writer.
+    Dvr,
+}
+
+/// Stream: inject `fault` into the stream actor or one of its outputs.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), String>")]
+pub struct InjectStreamFault {
+    /// Where.
+    pub target: FaultTarget,
+    /// What.
+    pub fault: Fault,
+}
 
 /// Storage: insert or replace a recording (and its sample table), flushed before replying.
 #[derive(Message)]
@@ -200,6 +221,16 @@ pub struct ListRecordings {
     /// The stream; `None` for all.
     pub key: Option<StreamKey>,
 }
+
+/// Storage: record a gap in a stream's recordings (flushed before replying).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct PutRecordingGap(pub estuary_storage::RecordingGap);
+
+/// Storage: the gaps of one stream's recordings.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<estuary_storage::RecordingGap>, String>")]
+pub struct ListRecordingGaps(pub StreamKey);
 
 /// Storage: the sample table of a recording.
 #[derive(Message)]

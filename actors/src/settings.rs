@@ -16,6 +16,10 @@ pub struct StreamSettings {
     pub gop_cache_max_bytes: usize,
     /// Frames queued per player before it starts losing GOPs.
     pub player_queue_frames: usize,
+    /// Frames queued from a publisher to the stream (see [`crate::stream::PublisherLink`]).
+    pub publish_queue_frames: usize,
+    /// Frames queued per internal output (HLS, DASH, DVR).
+    pub output_queue_frames: usize,
     /// A player behind for longer than this is disconnected.
     pub slow_player_timeout: Duration,
     /// HLS output.
@@ -42,6 +46,8 @@ impl Default for StreamSettings {
             gop_cache_max_frames: 1000,
             gop_cache_max_bytes: 64 << 20,
             player_queue_frames: 1024,
+            publish_queue_frames: 256,
+            output_queue_frames: 1024,
             slow_player_timeout: Duration::from_secs(10),
             dash: std::sync::Arc::new(SegmentSettings::new(std::env::temp_dir().join("estuary-dash"), false)),
             hls: std::sync::Arc::new(hls),

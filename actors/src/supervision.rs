@@ -1,5 +1,12 @@
 //! Restart bookkeeping shared by every supervised worker: a process-wide table of restart
-//! counts (shown by the API and metrics) and a capped exponential backoff.
+//! counts (shown by the API and metrics), a capped exponential backoff, and [`catch`], which
+//! turns a panic inside an actor's handler into an error the actor recovers from.
+//!
+//! actix does not catch panics: a panic in a handler ends that actor's future (on a
+//! `SyncArbiter`, its thread) without `stopped` running, and its `Supervisor` never sees it.
+//! So every actor that must survive a bug calls into its own state through [`catch`] and,
+//! on a panic, counts a restart and resets that state (see each actor's docs for what it
+//! keeps and what it starts over).
 //!
 //! The backoff doubles from `base` up to `cap` for each restart that follows the previous
 //! start within `stable_after`; a worker that ran longer than that starts again from `base`.
@@ -26,6 +33,33 @@ pub fn register(name: &str) {
 /// Restart counts by worker name.
 pub fn restarts() -> BTreeMap<String, u64> {
     RESTARTS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// A handler panicked; the text is the panic's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("panicked: {0}")]
+pub struct Panicked(pub String);
+
+/// Runs `f`, catching a panic. On a panic, logs it with `worker` and `context`, counts a
+/// restart of `worker`, and returns [`Panicked`]; the caller then resets what `f` touched.
+pub fn catch<R>(worker: &str, context: &dyn std::fmt::Display, f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    catch_panic(f).inspect_err(|panic| {
+        record_restart(worker);
+        tracing::error!(worker, context = %context, panic = %panic.0, "a handler panicked; the actor restarts its state");
+    })
+}
+
+/// Runs `f`, turning a panic into [`Panicked`] without logging or counting it (for actors
+/// whose `Supervisor` counts the restart that follows).
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Panicked(message)
+    })
 }
 
 /// Capped exponential backoff.
@@ -81,6 +115,16 @@ mod tests {
         assert_eq!(delays, vec![100, 200, 400, 500, 500]);
         assert_eq!(b.on_start(t0 + Duration::from_secs(600)), Duration::ZERO);
         assert_eq!(b.on_start(t0 + Duration::from_secs(601)).as_millis(), 100);
+    }
+
+    #[test]
+    fn catch_counts_a_panic_and_passes_results_through() {
+        register("catch-test");
+        assert_eq!(catch("catch-test", &"ctx", || 7), Ok(7));
+        assert_eq!(restarts().get("catch-test"), Some(&0));
+        let caught = catch("catch-test", &"ctx", || -> u8 { panic!("boom {}", 1) });
+        assert_eq!(caught, Err(Panicked("boom 1".into())));
+        assert_eq!(restarts().get("catch-test"), Some(&1));
     }
 
     #[test]

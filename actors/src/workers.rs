@@ -1,4 +1,7 @@
-//! Worker arbiters: event-loop threads that connection actors are spread over, round robin.
+//! Worker arbiters: the event-loop threads (`node.workers`, one per core by default) that
+//! do the media work. Connections are spread over them round robin; stream actors are placed
+//! by a hash of their key, so each stream's fan-out runs on one thread and different streams
+//! use different cores.
 
 use actix::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +21,52 @@ impl Workers {
     pub fn next(&self) -> ArbiterHandle {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         self.arbiters[index].clone()
+    }
+
+    /// The arbiter of the stream `key` (the same one for the life of the process).
+    pub fn for_key(&self, key: &estuary_storage::StreamKey) -> ArbiterHandle {
+        self.arbiters[index_for(key, self.arbiters.len())].clone()
+    }
+
+    /// How many arbiters there are.
+    pub fn len(&self) -> usize {
+        self.arbiters.len()
+    }
+
+    /// Never true: there is at least one arbiter.
+    pub fn is_empty(&self) -> bool {
+        self.arbiters.is_empty()
+    }
+}
+
+/// The index among `count` arbiters for `key`: FNV-1a of `vhost/app/stream`, stable across
+/// runs (unlike std's randomly seeded hasher), so a stream's thread is predictable in tests
+/// and benchmarks.
+pub fn index_for(key: &estuary_storage::StreamKey, count: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.vhost.bytes().chain([b'/']).chain(key.app.bytes()).chain([b'/']).chain(key.stream.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % count.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estuary_storage::StreamKey;
+
+    #[test]
+    fn streams_spread_over_arbiters_and_stay_put() {
+        let keys: Vec<StreamKey> = (0..64).map(|i| StreamKey::new("live", &format!("s{i}"))).collect();
+        let mut per = [0usize; 2];
+        for key in &keys {
+            let index = index_for(key, 2);
+            assert_eq!(index, index_for(key, 2), "stable");
+            per[index] += 1;
+        }
+        assert!(per[0] > 16 && per[1] > 16, "both arbiters get streams: {per:?}");
+        assert_eq!(index_for(&keys[0], 1), 0);
     }
 }
 

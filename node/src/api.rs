@@ -9,7 +9,7 @@
 //! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
 //! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
 //! | `GET /api/v1/supervisors` | restart counts |
-//! | `POST /api/v1/debug/fault?actor=` | fault injection (only with `api.debug_faults`) |
+//! | `POST /api/v1/debug/fault?actor=&stream=&kind=&ms=&during_ms=` | fault injection (only with `api.debug_faults`): `actor` is `rtmp_listener`, `srt_listener`, `storage`, or `stream`, `hls`, `dash`, `dvr` of `stream=app/name`; `kind` is `panic` (default), `stall` (`ms`) or `slow` (sleep `ms` per write for `during_ms`) |
 //! | `GET /metrics` | Prometheus text |
 
 use crate::{metrics, AppState};
@@ -250,7 +250,7 @@ pub async fn all_streams(state: &AppState) -> Result<BTreeMap<(String, String, S
     let live = state.registry.send(ListStreams).await.map_err(|_| error(500, "stream registry unavailable"))?;
     let infos: Vec<Option<StreamInfo>> =
         futures_util::future::join_all(live.iter().map(|(_, addr)| async move { addr.send(GetStreamInfo).await.ok() })).await;
-    let records = match state.storage.addr().send(ListStreamRecords).await {
+    let records = match state.storage.ask(ListStreamRecords).await {
         Ok(Ok(records)) => records,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "stream history unavailable");
@@ -408,25 +408,67 @@ async fn supervisors(_: Authorized) -> HttpResponse {
 #[derive(Deserialize)]
 struct FaultQuery {
     actor: String,
+    /// `app/stream` for `stream`, `hls`, `dash` and `dvr`.
+    stream: Option<String>,
+    /// `panic` (the default), `stall` or `slow` (a writer sleeping before each write).
+    kind: Option<String>,
+    /// Stall length, or sleep per write for `slow`; milliseconds.
+    ms: Option<u64>,
+    /// How long `slow` lasts; milliseconds.
+    during_ms: Option<u64>,
 }
 
 async fn fault(_: Authorized, state: web::Data<AppState>, query: web::Query<FaultQuery>) -> HttpResponse {
+    use estuary_actors::messages::{Fault, FaultTarget, InjectStreamFault};
     if !state.debug_faults {
         return error(403, "fault injection is disabled (set api.debug_faults = true)");
     }
-    let sent = match query.actor.as_str() {
-        "rtmp_listener" => state.rtmp_listener.send(InjectFault).await.is_ok(),
-        "srt_listener" => match &state.srt_listener {
-            Some(listener) => listener.send(InjectFault).await.is_ok(),
+    let ms = |v: Option<u64>, default: u64| std::time::Duration::from_millis(v.unwrap_or(default).min(600_000));
+    let fault = match query.kind.as_deref().unwrap_or("panic") {
+        "panic" => Fault::Panic,
+        "stall" => Fault::Stall(ms(query.ms, 5000)),
+        "slow" => Fault::SlowWrites { per_write: ms(query.ms, 1000), during: ms(query.during_ms, 20_000) },
+        other => return error(400, &format!("unknown kind {other:?}; expected panic, stall or slow")),
+    };
+    let target = match query.actor.as_str() {
+        "rtmp_listener" | "srt_listener" | "storage" => None,
+        "stream" => Some(FaultTarget::Stream),
+        "hls" => Some(FaultTarget::Hls),
+        "dash" => Some(FaultTarget::Dash),
+        "dvr" => Some(FaultTarget::Dvr),
+        other => return error(400, &format!("unknown actor {other:?}; expected rtmp_listener, srt_listener, storage, stream, hls, dash or dvr")),
+    };
+    let sent = match (target, query.actor.as_str()) {
+        (None, "rtmp_listener") => state.rtmp_listener.send(InjectFault(fault)).await.is_ok(),
+        (None, "srt_listener") => match &state.srt_listener {
+            Some(listener) => listener.send(InjectFault(fault)).await.is_ok(),
             None => return error(400, "SRT is disabled (srt.enabled = false)"),
         },
-        "storage" => state.storage.addr().send(InjectFault).await.is_ok(),
-        other => return error(400, &format!("unknown actor {other:?}; expected rtmp_listener, srt_listener or storage")),
+        (None, _) => {
+            // The storage thread sleeps through a stall: do not hold this request for it.
+            let storage = state.storage.clone();
+            actix_web::rt::spawn(async move { storage.ask(InjectFault(fault)).await });
+            true
+        }
+        (Some(target), _) => {
+            let Some((app, stream)) = query.stream.as_deref().and_then(|s| s.split_once('/')) else {
+                return error(400, "this actor needs stream=<app>/<stream>");
+            };
+            let key = estuary_storage::StreamKey::new(app, stream);
+            let Ok(Some(addr)) = state.registry.send(estuary_actors::messages::FindStream { key: key.clone(), create: false }).await else {
+                return error(404, &format!("stream {key} not found"));
+            };
+            match addr.send(InjectStreamFault { target, fault }).await {
+                Ok(Ok(())) => true,
+                Ok(Err(reason)) => return error(409, &reason),
+                Err(_) => false,
+            }
+        }
     };
     if !sent {
         return error(503, "actor unavailable");
     }
-    tracing::warn!(actor = %query.actor, "fault injected through the API");
+    tracing::warn!(actor = %query.actor, stream = ?query.stream, ?fault, "fault injected through the API");
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "actor": query.actor }))
 }
 
@@ -699,8 +741,8 @@ async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<N
         }
         Err(e) => return error(500, &e.to_string()),
     }
-    let spec = estuary_storage::IngestSpec { id: (estuary_actors::unix_ms().max(0) as u64) << 8, app: body.app, stream: body.stream, source: body.source, looped: body.looped };
-    match state.storage.addr().send(estuary_actors::messages::PutIngest(spec.clone())).await {
+    let spec = estuary_storage::IngestSpec { id: state.next_ingest_id(), app: body.app, stream: body.stream, source: body.source, looped: body.looped };
+    match state.storage.ask(estuary_actors::messages::PutIngest(spec.clone())).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return error(503, &e),
         Err(e) => return error(503, &e.to_string()),
@@ -712,7 +754,7 @@ async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<N
 async fn remove_ingest(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
     let Ok(id) = id.parse::<u64>() else { return error(400, "ingest ids are numbers") };
     let stopped = estuary_actors::ingest::stop(id);
-    let forgotten = matches!(state.storage.addr().send(estuary_actors::messages::DeleteIngest(id)).await, Ok(Ok(true)));
+    let forgotten = matches!(state.storage.ask(estuary_actors::messages::DeleteIngest(id)).await, Ok(Ok(true)));
     if stopped || forgotten {
         HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
     } else {

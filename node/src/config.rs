@@ -400,6 +400,8 @@ pub struct StreamSection {
     pub gop_cache_max_frames: usize,
     pub gop_cache_max_bytes: usize,
     pub player_queue_frames: usize,
+    pub publish_queue_frames: usize,
+    pub output_queue_frames: usize,
     pub slow_player_timeout_ms: u64,
     pub write_merge_ms: u64,
 }
@@ -449,6 +451,8 @@ impl Default for StreamSection {
             gop_cache_max_frames: 1000,
             gop_cache_max_bytes: 64 << 20,
             player_queue_frames: 1024,
+            publish_queue_frames: 256,
+            output_queue_frames: 1024,
             slow_player_timeout_ms: 10_000,
             write_merge_ms: 50,
         }
@@ -552,6 +556,8 @@ impl Config {
         range("hls.max_segment_bytes", self.hls.max_segment_bytes as u64, 1 << 20, 1 << 32)?;
         range("dash.max_segment_bytes", self.dash.max_segment_bytes as u64, 1 << 20, 1 << 32)?;
         range("stream.player_queue_frames", self.stream.player_queue_frames, 16, 100_000)?;
+        range("stream.publish_queue_frames", self.stream.publish_queue_frames, 16, 100_000)?;
+        range("stream.output_queue_frames", self.stream.output_queue_frames, 16, 100_000)?;
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
         range("stream.write_merge_ms", self.stream.write_merge_ms, 0, 1000)?;
         range("hls.fragment_ms", self.hls.fragment_ms, 200, 60_000)?;
@@ -812,6 +818,8 @@ impl Config {
             gop_cache_max_frames: self.stream.gop_cache_max_frames,
             gop_cache_max_bytes: self.stream.gop_cache_max_bytes,
             player_queue_frames: self.stream.player_queue_frames,
+            publish_queue_frames: self.stream.publish_queue_frames,
+            output_queue_frames: self.stream.output_queue_frames,
             slow_player_timeout: Duration::from_millis(self.stream.slow_player_timeout_ms),
         }
     }

@@ -247,7 +247,7 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<
     }
     // Only indexed recordings are served, and as the stream they belong to: the same play
     // rules (CIDR, token) as the range URL, since file names are easy to guess.
-    let recordings = match state.storage.addr().send(estuary_actors::messages::ListRecordings { key: None }).await {
+    let recordings = match state.storage.ask(estuary_actors::messages::ListRecordings { key: None }).await {
         Ok(Ok(list)) => list,
         Ok(Err(e)) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")),

@@ -81,6 +81,20 @@ pub struct AppState {
     pub api_auth: ApiAuth,
     pub max_stream_series: usize,
     pub write_merge: std::time::Duration,
+    /// The last ingest id handed out (ids are `unix_ms << 8` or one more than the last, so
+    /// two ingests created in the same millisecond differ, and ids grow across restarts).
+    pub last_ingest_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AppState {
+    /// A fresh ingest id.
+    pub fn next_ingest_id(&self) -> u64 {
+        let floor = (estuary_actors::unix_ms().max(0) as u64) << 8;
+        let previous = self.last_ingest_id.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| Some(last.saturating_add(1).max(floor)));
+        // The closure always returns Some, so fetch_update cannot fail; both arms hold the old value.
+        let last = previous.unwrap_or_else(|v| v);
+        last.saturating_add(1).max(floor)
+    }
 }
 
 fn main() -> ExitCode {
@@ -251,6 +265,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
+            last_ingest_id: Default::default(),
         };
 
         let http_state = state.clone();
@@ -305,7 +320,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         if let Some(handle) = metrics_handle {
             handle.stop(false).await;
         }
-        match storage.addr().send(FlushStorage).await {
+        match storage.ask(FlushStorage).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "final database flush failed"),
             Err(e) => tracing::error!(error = %e, "storage actor unavailable for the final flush"),

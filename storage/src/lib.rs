@@ -27,7 +27,7 @@ mod streams;
 
 pub use gb_devices::GbDeviceRecord;
 pub use ingests::IngestSpec;
-pub use recordings::{Recording, RecordingState, StoredSample, TrackSamples};
+pub use recordings::{Recording, RecordingGap, RecordingState, StoredSample, TrackSamples};
 pub use streams::{AudioInfo, StreamKey, StreamRecord, VideoInfo};
 
 use std::path::{Path, PathBuf};
@@ -85,6 +85,7 @@ pub struct Store {
     recording_samples: sled::Tree,
     ingests: sled::Tree,
     gb_devices: sled::Tree,
+    recording_gaps: sled::Tree,
 }
 
 impl Store {
@@ -115,7 +116,8 @@ impl Store {
         let recording_samples = db.open_tree("recording_samples").map_err(sled_err)?;
         let ingests = db.open_tree("ingests").map_err(sled_err)?;
         let gb_devices = db.open_tree("gb_devices").map_err(sled_err)?;
-        Ok(Store { path, db, streams, recordings, recording_samples, ingests, gb_devices })
+        let recording_gaps = db.open_tree("recording_gaps").map_err(sled_err)?;
+        Ok(Store { path, db, streams, recordings, recording_samples, ingests, gb_devices, recording_gaps })
     }
 
     /// The database directory.

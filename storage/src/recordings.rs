@@ -106,6 +106,23 @@ pub struct TrackSamples {
     pub samples: Vec<StoredSample>,
 }
 
+/// A stretch of a recorded stream that is not in any file, and why: the recording could not
+/// keep up (a slow disk), or its writer restarted after a fault. Kept with the recordings
+/// index so that "no file covers this time" is always explained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingGap {
+    /// The stream.
+    pub key: StreamKey,
+    /// Wall-clock start of the missing stretch (the end of the file before it), Unix ms.
+    pub start_ms: i64,
+    /// Wall-clock end (the start of the file after it), Unix ms.
+    pub end_ms: i64,
+    /// Frames that never reached a file.
+    pub lost_frames: u64,
+    /// Why.
+    pub reason: String,
+}
+
 fn time_key(ms: i64) -> [u8; 8] {
     ((ms as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -171,6 +188,38 @@ impl Store {
             Some(v) => codec::decode(&v).map(Some).map_err(|detail| StorageError::Decode { tree: "recording_samples", key: id.to_string(), detail }),
             None => Ok(None),
         }
+    }
+
+    /// Records a gap (flushed before returning).
+    pub fn put_recording_gap(&self, gap: &RecordingGap) -> Result<(), StorageError> {
+        let mut k = stream_prefix(&gap.key);
+        k.extend_from_slice(&time_key(gap.start_ms));
+        self.recording_gaps.insert(k, codec::encode(gap)).map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
+    /// The gaps of `key`, oldest first.
+    pub fn recording_gaps_of(&self, key: &StreamKey) -> Result<Vec<RecordingGap>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.recording_gaps.scan_prefix(stream_prefix(key)) {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            out.push(codec::decode(&v).map_err(|detail| StorageError::Decode { tree: "recording_gaps", key: String::from_utf8_lossy(&k).into_owned(), detail })?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets the gaps of `key` that ended before `before_ms` (retention follows the files).
+    pub fn prune_recording_gaps(&self, key: &StreamKey, before_ms: i64) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        for gap in self.recording_gaps_of(key)? {
+            if gap.end_ms < before_ms {
+                let mut k = stream_prefix(&gap.key);
+                k.extend_from_slice(&time_key(gap.start_ms));
+                self.recording_gaps.remove(k).map_err(|e| self.sled_err(e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes a recording and its samples from the index (the caller deletes the file).
@@ -242,5 +291,20 @@ mod tests {
         store.delete_recording(&c[0]).unwrap();
         assert!(store.recordings_of(&StreamKey::new("live", "c")).unwrap().is_empty());
         assert!(store.recording_samples(6).unwrap().is_none());
+    }
+
+    #[test]
+    fn gaps_are_kept_per_stream_in_time_order_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let gap = |stream: &str, start_ms: i64| RecordingGap { key: StreamKey::new("live", stream), start_ms, end_ms: start_ms + 5000, lost_frames: 9, reason: "test".into() };
+        store.put_recording_gap(&gap("a", 20_000)).unwrap();
+        store.put_recording_gap(&gap("a", 10_000)).unwrap();
+        store.put_recording_gap(&gap("b", 15_000)).unwrap();
+        let a: Vec<i64> = store.recording_gaps_of(&StreamKey::new("live", "a")).unwrap().iter().map(|g| g.start_ms).collect();
+        assert_eq!(a, vec![10_000, 20_000]);
+        assert_eq!(store.prune_recording_gaps(&StreamKey::new("live", "a"), 16_000).unwrap(), 1);
+        assert_eq!(store.recording_gaps_of(&StreamKey::new("live", "a")).unwrap().len(), 1);
+        assert_eq!(store.recording_gaps_of(&StreamKey::new("live", "b")).unwrap().len(), 1);
     }
 }

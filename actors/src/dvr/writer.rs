@@ -2,7 +2,8 @@
 //! for the order of writes).
 
 use crate::hooks;
-use crate::messages::PutRecording;
+use crate::messages::{Fault, InjectFault, PutRecording, PutRecordingGap};
+use crate::stream::{Gap, Gaps};
 use crate::settings::{DvrFormat, DvrPlan, DvrSettings};
 use crate::storage::StorageHandle;
 use actix::prelude::*;
@@ -10,7 +11,7 @@ use bytes::BytesMut;
 use estuary_protocols::flv;
 use estuary_protocols::fmp4::{self, to_timescale, Track, TrackFragment};
 use estuary_protocols::media::{Codec, MediaFrame, TrackKind};
-use estuary_storage::{AudioInfo, Recording, RecordingState, StoredSample, StreamKey, TrackSamples, VideoInfo};
+use estuary_storage::{AudioInfo, Recording, RecordingGap, RecordingState, StoredSample, StreamKey, TrackSamples, VideoInfo};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,11 +65,17 @@ pub struct DvrWriter {
     failed: bool,
     video_step_ms: i64,
     last_video_dts_ms: Option<i64>,
+    gaps: Gaps,
+    /// Wall-clock end of the last file closed by a gap or a restart, and why: the next file's
+    /// start closes the gap in the index.
+    open_gap: Option<(i64, u64, String)>,
+    /// Fault injection: sleep this long before each write until the instant given.
+    slow_writes: Option<(std::time::Duration, std::time::Instant)>,
 }
 
 impl DvrWriter {
     /// A writer reading `rx` (a subscription of the stream actor).
-    pub fn new(key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, has_video: bool) -> Self {
+    pub fn new(key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps, has_video: bool) -> Self {
         DvrWriter {
             key,
             settings,
@@ -83,10 +90,49 @@ impl DvrWriter {
             failed: false,
             video_step_ms: 40,
             last_video_dts_ms: None,
+            gaps,
+            open_gap: None,
+            slow_writes: None,
         }
     }
 
+    /// A gap ends at `frame`: the file before it is closed (and indexed) at the last frame
+    /// it has; the gap is indexed once the next file starts (at this keyframe).
+    fn on_gap(&mut self, gap: Gap) {
+        tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, from_media_ms = gap.from_dts_ms, resume_media_ms = gap.resume.dts_ms(), reason = gap.reason, "recording lost frames (the disk could not keep up); the file is cut at the gap and recording resumes at this keyframe");
+        let end = self.last_wall_ms();
+        self.close(&format!("gap: {}", gap.reason));
+        self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), gap.lost_frames, gap.reason.to_string()));
+    }
+
+    /// Wall-clock end of what the open (or closing) file holds.
+    fn last_wall_ms(&self) -> Option<i64> {
+        let open = self.open.as_ref().or(self.closing.as_ref().map(|(o, _)| o))?;
+        Some(open.recording.start_ms + (open.last_end_ms - open.recording.media_start_ms))
+    }
+
+    /// After a panic: the open file is closed as it stands (its fragments are durable; the
+    /// pending ones are written if that still works), the state starts over with the codec
+    /// headers kept, and the next file starts at the next keyframe. The stretch in between
+    /// is indexed as a gap.
+    fn restart(&mut self) {
+        let end = self.last_wall_ms();
+        let closed = crate::supervision::catch_panic(|| self.close("writer restarted after a panic"));
+        if closed.is_err() {
+            tracing::error!(stream = %self.key, "closing the recording after a panic panicked too; its file is repaired on the next start");
+            self.open = None;
+            self.closing = None;
+        }
+        self.failed = false;
+        self.anchor = None;
+        self.last_video_dts_ms = None;
+        self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), 0, "writer restarted after a panic".into()));
+    }
+
     fn frame(&mut self, frame: Arc<MediaFrame>) {
+        if let Some(gap) = self.gaps.ended_by(&frame) {
+            self.on_gap(gap);
+        }
         if self.failed {
             return;
         }
@@ -269,6 +315,17 @@ impl DvrWriter {
             keyframes: Vec::new(),
         };
         tracing::info!(stream = %self.key, file = %relative, "recording started");
+        if let Some((start_ms, lost_frames, reason)) = self.open_gap.take() {
+            let gap = RecordingGap { key: self.key.clone(), start_ms, end_ms: now.max(start_ms), lost_frames, reason };
+            let storage = self.storage.clone();
+            actix::spawn(async move {
+                match storage.ask(PutRecordingGap(gap)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "recording gap not indexed"),
+                    Err(e) => tracing::error!(error = %e, "storage unavailable; recording gap not indexed"),
+                }
+            });
+        }
         self.storage.tell(PutRecording {
             recording: recording.clone(),
             samples: None,
@@ -290,6 +347,14 @@ impl DvrWriter {
     }
 
     fn write_fragment(&mut self) -> std::io::Result<()> {
+        if let Some((per_write, until)) = self.slow_writes {
+            if std::time::Instant::now() < until {
+                // Fault injection: a slow disk (this thread is the DVR writers' own).
+                std::thread::sleep(per_write);
+            } else {
+                self.slow_writes = None;
+            }
+        }
         let format = self.settings.format;
         match self.open.as_mut() {
             Some(open) => write_fragment(open, format),
@@ -338,7 +403,7 @@ impl DvrWriter {
         let app = self.key.app.clone();
         // The hook fires once the index has the closed file.
         actix::spawn(async move {
-            match storage.addr().send(PutRecording { recording, samples }).await {
+            match storage.ask(PutRecording { recording, samples }).await {
                 Ok(Ok(())) => hooks::notify(hooks::Event::Dvr, &app, body),
                 Ok(Err(e)) => tracing::error!(error = %e, "closed recording not indexed"),
                 Err(e) => tracing::error!(error = %e, "storage unavailable; closed recording not indexed (repaired on the next start)"),
@@ -457,12 +522,33 @@ impl Actor for DvrWriter {
 
 impl StreamHandler<Arc<MediaFrame>> for DvrWriter {
     fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
-        self.frame(frame);
+        let key = self.key.clone();
+        if crate::supervision::catch("dvr", &format_args!("recording of {key}"), || self.frame(frame)).is_err() {
+            self.restart();
+        }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         self.close("stream ended");
         ctx.stop();
+    }
+}
+
+impl Handler<InjectFault> for DvrWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the DVR writer");
+        match msg.0 {
+            Fault::Panic => {
+                let key = self.key.clone();
+                if crate::supervision::catch("dvr", &format_args!("recording of {key}"), || panic!("fault injected into the DVR writer")).is_err() {
+                    self.restart();
+                }
+            }
+            Fault::Stall(duration) => ctx.wait(actix::fut::wrap_future(tokio::time::sleep(duration))),
+            Fault::SlowWrites { per_write, during } => self.slow_writes = Some((per_write, std::time::Instant::now() + during)),
+        }
     }
 }
 

@@ -29,7 +29,10 @@ impl StreamRegistry {
     pub(super) fn spawn_stream(&mut self, key: &StreamKey, ctx: &mut Context<Self>) -> Addr<StreamActor> {
         let generation = self.next_generation;
         self.next_generation += 1;
-        let addr = StreamActor::new(key.clone(), generation, self.settings.clone(), ctx.address(), self.storage.clone()).start();
+        // Each stream lives on the worker thread its key hashes to: streams use every core,
+        // and the registry (control only) never carries media.
+        let (settings, registry, storage, stream_key) = (self.settings.clone(), ctx.address(), self.storage.clone(), key.clone());
+        let addr = StreamActor::start_in_arbiter(&crate::workers::get().for_key(key), move |_| StreamActor::new(stream_key, generation, settings, registry, storage));
         self.entries.insert(key.clone(), Entry { addr: addr.clone(), generation, publisher: None });
         addr
     }

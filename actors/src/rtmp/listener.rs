@@ -115,8 +115,19 @@ impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
 impl Handler<InjectFault> for RtmpListener {
     type Result = ();
 
-    fn handle(&mut self, _: InjectFault, ctx: &mut Self::Context) {
-        tracing::warn!("fault injected into the RTMP listener; stopping it");
-        ctx.stop();
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!(fault = ?msg.0, "fault injected into the RTMP listener");
+        // A panic is caught at the actor's boundary and handled as a fatal error: the actor
+        // stops and its Supervisor restarts it (counting the restart, with backoff).
+        let fault = msg.0;
+        let outcome = crate::supervision::catch_panic(|| {
+            if fault == crate::messages::Fault::Panic {
+                panic!("fault injected into the RTMP listener");
+            }
+        });
+        if let Err(panic) = outcome {
+            tracing::error!(panic = %panic.0, "the RTMP listener panicked; restarting it");
+            ctx.stop();
+        }
     }
 }

@@ -6,7 +6,7 @@ use crate::clients::{self, ClientGuard, ClientId, Role};
 use crate::messages::*;
 use crate::registry::StreamRegistry;
 use crate::settings::RtmpSettings;
-use crate::stream::StreamActor;
+use crate::stream::{PublisherLink, TryPush};
 use actix::prelude::*;
 use bytes::BytesMut;
 use estuary_protocols::rtmp::server::{ServerConfig, ServerEvent, ServerOutput, ServerSession};
@@ -57,9 +57,11 @@ pub struct RtmpSession {
     writer: Option<mpsc::Sender<WriterCmd>>,
     state: State,
     stream_key: Option<StreamKey>,
-    target: Option<Addr<StreamActor>>,
+    link: Option<PublisherLink>,
     outbox: VecDeque<Outgoing>,
     flushing: bool,
+    /// Times reading stopped because the stream's queue was full (backpressure).
+    paused_reads: u64,
     closing: bool,
     started_at: Instant,
     last_input: Instant,
@@ -89,9 +91,10 @@ impl RtmpSession {
             writer: None,
             state: State::Idle,
             stream_key: None,
-            target: None,
+            link: None,
             outbox: VecDeque::new(),
             flushing: false,
+            paused_reads: 0,
             closing: false,
             started_at: Instant::now(),
             last_input: Instant::now(),
@@ -213,7 +216,7 @@ impl RtmpSession {
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP publish started");
                         act.span.record("stream", tracing::field::display(&key));
                         act.stream_key = Some(key);
-                        act.target = Some(stream);
+                        act.link = Some(stream);
                         act.drain(ctx);
                     }
                     Err(Refusal::Busy(reason)) => {
@@ -319,22 +322,26 @@ impl RtmpSession {
         if self.flushing {
             return;
         }
-        let Some(target) = self.target.clone() else {
+        let Some(link) = &self.link else {
             self.outbox.clear();
             return;
         };
         let client = self.id();
         while let Some(item) = self.outbox.pop_front() {
             match item {
-                Outgoing::Frame(frame) => match target.try_send(PublishFrame { client, frame }) {
+                Outgoing::Frame(frame) => match link.try_push(frame) {
                     Ok(()) => {}
-                    Err(SendError::Full(msg)) => {
-                        // The stream actor is behind: stop reading the socket until it has room,
-                        // which pushes back on the publisher through TCP.
+                    Err(TryPush::Full(frame)) => {
+                        // The stream is behind: stop reading the socket (`ctx.wait` holds this
+                        // actor's reads) until its queue has room, which pushes back on the
+                        // publisher through TCP.
                         self.flushing = true;
-                        ctx.wait(target.send(msg).into_actor(self).map(|result, act, ctx| {
+                        self.paused_reads += 1;
+                        let sender = link.sender();
+                        ctx.wait(async move { sender.send(frame).await }.into_actor(self).map(|result, act, ctx| {
                             act.flushing = false;
                             if result.is_err() {
+                                tracing::warn!(client = act.id(), "stream went away under a publisher; closing");
                                 ctx.stop();
                             } else {
                                 act.flush_outbox(ctx);
@@ -342,15 +349,15 @@ impl RtmpSession {
                         }));
                         return;
                     }
-                    Err(SendError::Closed(_)) => {
-                        tracing::warn!(client, "stream actor went away under a publisher; closing");
+                    Err(TryPush::Gone) => {
+                        tracing::warn!(client, "stream went away under a publisher; closing");
                         ctx.stop();
                         return;
                     }
                 },
                 Outgoing::Detach => {
-                    crate::tell(&target, DetachPublisher { client });
-                    self.target = None;
+                    // Dropping the link detaches after the frames already queued.
+                    self.link = None;
                     self.outbox.clear();
                     return;
                 }
@@ -437,9 +444,7 @@ impl Actor for RtmpSession {
             body["recv_bytes"] = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed).into();
             hooks::notify(hooks::Event::Close, &self.app, body);
         }
-        if let Some(target) = self.target.take() {
-            crate::tell(&target, DetachPublisher { client: self.id() });
-        }
+        self.link = None;
         let record = self.client.record();
         tracing::info!(
             client = self.id(),
@@ -448,6 +453,7 @@ impl Actor for RtmpSession {
             bytes_in = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
             bytes_out = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
             alive_ms = self.started_at.elapsed().as_millis() as u64,
+            paused_reads = self.paused_reads,
             "RTMP connection closed"
         );
     }

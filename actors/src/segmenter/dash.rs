@@ -16,6 +16,8 @@ use super::files::{remove, write_atomic};
 use super::{Cut, Cutter};
 use crate::settings::SegmentSettings;
 use actix::prelude::*;
+use crate::messages::{Fault, InjectFault};
+use crate::stream::Gaps;
 use estuary_protocols::dash::{rfc3339, Mpd, Representation, TimelineEntry};
 use estuary_protocols::fmp4::{self, to_timescale, Track, TrackFragment};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
@@ -44,6 +46,7 @@ pub struct DashMuxer {
     init_written: bool,
     number: u64,
     cutter: Cutter,
+    gaps: Gaps,
     listed: Vec<VecDeque<Listed>>,
     retired: VecDeque<String>,
     availability_start_ms: Option<i64>,
@@ -52,7 +55,7 @@ pub struct DashMuxer {
 
 impl DashMuxer {
     /// A muxer reading `rx`.
-    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>) -> Self {
+    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
         let dir = settings.dir.join(&key.app);
         DashMuxer {
             key,
@@ -64,6 +67,7 @@ impl DashMuxer {
             init_written: false,
             number: 1,
             cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
+            gaps,
             listed: Vec::new(),
             retired: VecDeque::new(),
             availability_start_ms: None,
@@ -97,6 +101,22 @@ impl DashMuxer {
         } else {
             "audio"
         }
+    }
+
+    /// The frames before a gap make a (short) segment of their own; the timeline carries the
+    /// gap (each `S` element has its own start time).
+    fn after_gap(&mut self) {
+        if let Some(cut) = self.cutter.flush() {
+            self.close_segment(cut);
+        }
+        self.audio_next = None;
+    }
+
+    /// After a panic: the segment in progress is given up; the next starts at the next
+    /// keyframe. The MPD and the segments already written stay.
+    fn restart(&mut self) {
+        self.cutter = Cutter::new(self.settings.fragment, self.settings.max_segment_bytes);
+        self.audio_next = None;
     }
 
     fn on_frame(&mut self, frame: Arc<MediaFrame>) {
@@ -241,6 +261,23 @@ impl DashMuxer {
     }
 }
 
+impl Handler<InjectFault> for DashMuxer {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the DASH muxer");
+        match msg.0 {
+            Fault::Panic => {
+                let key = self.key.clone();
+                if crate::supervision::catch("dash", &format_args!("DASH of {key}"), || panic!("fault injected into the DASH muxer")).is_err() {
+                    self.restart();
+                }
+            }
+            Fault::Stall(duration) | Fault::SlowWrites { during: duration, .. } => ctx.wait(actix::fut::wrap_future(tokio::time::sleep(duration))),
+        }
+    }
+}
+
 impl Actor for DashMuxer {
     type Context = Context<Self>;
 
@@ -254,7 +291,14 @@ impl Actor for DashMuxer {
 
 impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
     fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
-        self.on_frame(frame);
+        if let Some(gap) = self.gaps.ended_by(&frame) {
+            tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, reason = gap.reason, "DASH output lost frames; the segment before the gap is closed and the next starts at this keyframe");
+            self.after_gap();
+        }
+        let key = self.key.clone();
+        if crate::supervision::catch("dash", &format_args!("DASH of {key}"), || self.on_frame(frame)).is_err() {
+            self.restart();
+        }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {

@@ -4,6 +4,8 @@ use super::files::{remove, write_atomic};
 use super::{Cut, Cutter};
 use crate::settings::SegmentSettings;
 use actix::prelude::*;
+use crate::messages::{Fault, InjectFault};
+use crate::stream::Gaps;
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::fmp4::{self, Track, TrackFragment};
 use estuary_protocols::hls::{MediaPlaylist, Segment};
@@ -42,11 +44,12 @@ pub struct HlsMuxer {
     init_version: u32,
     init_written: bool,
     cutter: Cutter,
+    gaps: Gaps,
 }
 
 impl HlsMuxer {
     /// A muxer reading `rx`.
-    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>) -> Self {
+    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
         let dir = settings.dir.join(&key.app);
         let saved = SAVED.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         let (playlist, next_sequence, retired, discontinuity, init_version) = match saved {
@@ -71,6 +74,7 @@ impl HlsMuxer {
             init_version,
             init_written: false,
             cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
+            gaps,
             settings,
         }
     }
@@ -106,6 +110,24 @@ impl HlsMuxer {
             self.init_version += 1;
             self.init_written = false;
         }
+    }
+
+    /// The frames before a gap make a (short) segment of their own; the next segment follows
+    /// a discontinuity.
+    fn after_gap(&mut self) {
+        if let Some(cut) = self.cutter.flush() {
+            self.close_segment(cut);
+        }
+        self.discontinuity = true;
+    }
+
+    /// After a panic: the segment in progress is given up, the TS muxer starts over, and the
+    /// next segment (from the next keyframe) follows a discontinuity. The playlist and the
+    /// segments already written stay.
+    fn restart(&mut self) {
+        self.cutter = Cutter::new(self.settings.fragment, self.settings.max_segment_bytes);
+        self.ts = None;
+        self.discontinuity = true;
     }
 
     fn on_frame(&mut self, frame: Arc<MediaFrame>) {
@@ -241,6 +263,23 @@ impl HlsMuxer {
     }
 }
 
+impl Handler<InjectFault> for HlsMuxer {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the HLS muxer");
+        match msg.0 {
+            Fault::Panic => {
+                let key = self.key.clone();
+                if crate::supervision::catch("hls", &format_args!("HLS of {key}"), || panic!("fault injected into the HLS muxer")).is_err() {
+                    self.restart();
+                }
+            }
+            Fault::Stall(duration) | Fault::SlowWrites { during: duration, .. } => ctx.wait(actix::fut::wrap_future(tokio::time::sleep(duration))),
+        }
+    }
+}
+
 impl Actor for HlsMuxer {
     type Context = Context<Self>;
 
@@ -254,7 +293,14 @@ impl Actor for HlsMuxer {
 
 impl StreamHandler<Arc<MediaFrame>> for HlsMuxer {
     fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
-        self.on_frame(frame);
+        if let Some(gap) = self.gaps.ended_by(&frame) {
+            tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, reason = gap.reason, "HLS output lost frames; the segment before the gap is closed and the next starts at this keyframe");
+            self.after_gap();
+        }
+        let key = self.key.clone();
+        if crate::supervision::catch("hls", &format_args!("HLS of {key}"), || self.on_frame(frame)).is_err() {
+            self.restart();
+        }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {

@@ -2,7 +2,7 @@ use super::session::{self, Role, SessionInput, SessionSetup};
 use crate::access;
 use crate::auth::Action;
 use crate::clients::{self, ClientGuard};
-use crate::messages::{DetachPublisher, InjectFault, PlayRefused, PublishRefused};
+use crate::messages::{InjectFault, PlayRefused, PublishRefused};
 use crate::registry::StreamRegistry;
 use crate::settings::SrtSettings;
 use crate::supervision;
@@ -387,9 +387,8 @@ fn parse(data: &[u8]) -> Result<Packet, String> {
 
 /// Undoes an admission whose handshake did not complete.
 fn release(admission: Admission) {
-    if let Role::Publish { stream } = admission.role {
-        crate::tell(&stream, DetachPublisher { client: admission.guard.id() });
-    }
+    // Dropping the publisher's link releases the claim.
+    drop(admission);
 }
 
 async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
@@ -486,8 +485,19 @@ impl Handler<SessionEnded> for SrtListener {
 impl Handler<InjectFault> for SrtListener {
     type Result = ();
 
-    fn handle(&mut self, _: InjectFault, ctx: &mut Self::Context) {
-        tracing::warn!("fault injected into the SRT listener");
-        ctx.stop();
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!(fault = ?msg.0, "fault injected into the SRT listener");
+        // A panic is caught at the actor's boundary and handled as a fatal error: the actor
+        // stops and its Supervisor restarts it (counting the restart, with backoff).
+        let fault = msg.0;
+        let outcome = crate::supervision::catch_panic(|| {
+            if fault == crate::messages::Fault::Panic {
+                panic!("fault injected into the SRT listener");
+            }
+        });
+        if let Err(panic) = outcome {
+            tracing::error!(panic = %panic.0, "the SRT listener panicked; restarting it");
+            ctx.stop();
+        }
     }
 }

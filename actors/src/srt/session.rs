@@ -10,8 +10,7 @@ use super::listener::{SessionEnded, SrtListener, SEND_BUFFER_PACKETS};
 use crate::clients::{ClientGuard, Role as ClientRole};
 use crate::hooks;
 use crate::http_stream::{Encoder, TsEncoder};
-use crate::messages::{DetachPublisher, PublishFrame};
-use crate::stream::{StreamActor, Subscription};
+use crate::stream::{PublisherLink, Subscription};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::ts::{TsDemuxer, TsFrameReader, PACKET_SIZE};
@@ -45,8 +44,8 @@ pub(super) enum SessionInput {
 pub(super) enum Role {
     /// Frames go to this stream actor.
     Publish {
-        /// The stream actor (the publish claim is held).
-        stream: Addr<StreamActor>,
+        /// The publisher's link (holding it holds the publish claim).
+        stream: PublisherLink,
     },
     /// Frames come from this subscription.
     Play {
@@ -81,7 +80,7 @@ enum Step {
 
 /// TS in, frames out to the stream actor.
 struct Publisher {
-    stream: Addr<StreamActor>,
+    stream: PublisherLink,
     demuxer: TsDemuxer,
     reader: TsFrameReader,
     errors: u64,
@@ -98,12 +97,9 @@ impl Publisher {
         }
         while let Some(pes) = self.demuxer.next_pes() {
             for frame in self.reader.frames(&pes) {
-                let message = PublishFrame { client, frame: Arc::new(frame) };
-                match self.stream.try_send(message) {
-                    Ok(()) => {}
-                    Err(SendError::Full(message)) => self.stream.send(message).await.map_err(|_| "the stream actor went away")?,
-                    Err(SendError::Closed(_)) => return Err("the stream actor went away"),
-                }
+                // Waits while the stream is behind: the session stops reading, SRT's receive
+                // buffer fills and its flow window pushes back on the caller.
+                self.stream.push(Arc::new(frame)).await.map_err(|_| "the stream actor went away")?;
             }
         }
         Ok(())
@@ -336,9 +332,6 @@ pub(super) async fn run(setup: SessionSetup) {
         };
     };
 
-    if let Some(publisher) = &publisher {
-        crate::tell(&publisher.stream, DetachPublisher { client });
-    }
     let event = if publisher.is_some() { hooks::Event::Unpublish } else { hooks::Event::Stop };
     hooks::notify(event, &key.app, hooks::body(client, &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &params));
     let frames_skipped = player.as_ref().map(|p| p.skipped).unwrap_or(0);

@@ -9,6 +9,30 @@ pub struct StorageActor {
     pub(super) store: Store,
 }
 
+/// What a handler answers when it panicked.
+pub(super) trait FromPanic {
+    fn from_panic(panic: crate::supervision::Panicked) -> Self;
+}
+
+impl FromPanic for () {
+    fn from_panic(_: crate::supervision::Panicked) -> Self {}
+}
+
+impl<T> FromPanic for Result<T, String> {
+    fn from_panic(panic: crate::supervision::Panicked) -> Self {
+        Err(format!("the storage actor {panic}; it started over, try again"))
+    }
+}
+
+impl StorageActor {
+    /// Runs a handler body, catching a panic. The actor's only state is the shared `Store`
+    /// handle (sled itself is crash-safe), so starting over is counting the restart and
+    /// answering the one request that failed with an error; the thread lives on.
+    pub(super) fn guarded<R: FromPanic>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        crate::supervision::catch(NAME, &format_args!("storage ({what})"), || f(self)).unwrap_or_else(R::from_panic)
+    }
+}
+
 impl Actor for StorageActor {
     type Context = SyncContext<Self>;
 
@@ -19,10 +43,15 @@ impl Actor for StorageActor {
     }
 }
 
+/// Requests waiting for the storage thread, at most. A `SyncArbiter`'s queue has no bound
+/// of its own, so the handle keeps one: every request holds a permit until it is handled.
+const QUEUE: usize = 4096;
+
 /// The address of the storage actor, with fire-and-forget and request helpers.
 #[derive(Clone)]
 pub struct StorageHandle {
     addr: Addr<StorageActor>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) const NAME: &str = "storage";
@@ -45,7 +74,19 @@ impl StorageHandle {
             }
             StorageActor { store: store.clone() }
         });
-        StorageHandle { addr }
+        StorageHandle { addr, permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)) }
+    }
+
+    /// Sends a request and waits for its answer, waiting first for room in the queue.
+    pub async fn ask<M>(&self, msg: M) -> Result<M::Result, MailboxError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        StorageActor: Handler<M>,
+    {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.permits.acquire().await;
+        self.addr.send(msg).await
     }
 
     /// The actor's address.
@@ -53,13 +94,28 @@ impl StorageHandle {
         &self.addr
     }
 
-    /// Sends a message whose result nobody waits for.
+    /// Sends a message whose result nobody waits for. With the queue full (storage far
+    /// behind), the message is dropped and counted rather than queued without bound; what
+    /// goes this way is bookkeeping (publish counts, codecs, device records) that the next
+    /// event rewrites.
     pub fn tell<M>(&self, msg: M)
     where
         M: Message + Send + 'static,
         M::Result: Send,
         StorageActor: Handler<M>,
     {
-        crate::tell(&self.addr, msg);
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let addr = self.addr.clone();
+                actix::spawn(async move {
+                    let _ = addr.send(msg).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                crate::stats::inc("estuary_storage_dropped_total", &[("message", std::any::type_name::<M>().rsplit("::").next().unwrap_or("?"))]);
+                tracing::warn!(message = std::any::type_name::<M>(), queue = QUEUE, "storage queue full; update dropped");
+            }
+        }
     }
 }

@@ -7,15 +7,17 @@ impl Handler<RecordPublishStart> for StorageActor {
     type Result = ();
 
     fn handle(&mut self, msg: RecordPublishStart, _: &mut Self::Context) {
-        let result = self.store.update_stream(&msg.key, |current| {
-            let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), msg.now_ms));
-            record.last_publish_ms = msg.now_ms;
-            record.publish_count += 1;
-            record
-        });
-        if let Err(e) = result {
-            tracing::error!(stream = %msg.key, error = %e, "could not record publish start");
-        }
+        self.guarded("RecordPublishStart", |s| {
+            let result = s.store.update_stream(&msg.key, |current| {
+                let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), msg.now_ms));
+                record.last_publish_ms = msg.now_ms;
+                record.publish_count += 1;
+                record
+            });
+            if let Err(e) = result {
+                tracing::error!(stream = %msg.key, error = %e, "could not record publish start");
+            }
+        })
     }
 }
 
@@ -23,19 +25,21 @@ impl Handler<RecordCodecs> for StorageActor {
     type Result = ();
 
     fn handle(&mut self, msg: RecordCodecs, _: &mut Self::Context) {
-        let result = self.store.update_stream(&msg.key, |current| {
-            let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), crate::unix_ms()));
-            if msg.video.is_some() {
-                record.video = msg.video.clone();
+        self.guarded("RecordCodecs", |s| {
+            let result = s.store.update_stream(&msg.key, |current| {
+                let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), crate::unix_ms()));
+                if msg.video.is_some() {
+                    record.video = msg.video.clone();
+                }
+                if msg.audio.is_some() {
+                    record.audio = msg.audio.clone();
+                }
+                record
+            });
+            if let Err(e) = result {
+                tracing::error!(stream = %msg.key, error = %e, "could not record codecs");
             }
-            if msg.audio.is_some() {
-                record.audio = msg.audio.clone();
-            }
-            record
-        });
-        if let Err(e) = result {
-            tracing::error!(stream = %msg.key, error = %e, "could not record codecs");
-        }
+        })
     }
 }
 
@@ -43,18 +47,20 @@ impl Handler<RecordPublishEnd> for StorageActor {
     type Result = ();
 
     fn handle(&mut self, msg: RecordPublishEnd, _: &mut Self::Context) {
-        let result = self.store.update_stream(&msg.key, |current| {
-            let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), msg.now_ms));
-            record.last_unpublish_ms = Some(msg.now_ms);
-            record.bytes_in += msg.bytes_in;
-            record.bytes_out += msg.bytes_out;
-            record.live_ms_total += msg.live_ms;
-            record
-        });
-        match result.and_then(|_| self.store.flush()) {
-            Ok(()) => {}
-            Err(e) => tracing::error!(stream = %msg.key, error = %e, "could not record publish end"),
-        }
+        self.guarded("RecordPublishEnd", |s| {
+            let result = s.store.update_stream(&msg.key, |current| {
+                let mut record = current.unwrap_or_else(|| StreamRecord::first(msg.key.clone(), msg.now_ms));
+                record.last_unpublish_ms = Some(msg.now_ms);
+                record.bytes_in += msg.bytes_in;
+                record.bytes_out += msg.bytes_out;
+                record.live_ms_total += msg.live_ms;
+                record
+            });
+            match result.and_then(|_| s.store.flush()) {
+                Ok(()) => {}
+                Err(e) => tracing::error!(stream = %msg.key, error = %e, "could not record publish end"),
+            }
+        })
     }
 }
 
@@ -62,11 +68,13 @@ impl Handler<ListStreamRecords> for StorageActor {
     type Result = Result<Vec<StreamRecord>, String>;
 
     fn handle(&mut self, _: ListStreamRecords, _: &mut Self::Context) -> Self::Result {
-        let (records, errors) = self.store.list_streams().map_err(|e| e.to_string())?;
-        for error in errors {
-            tracing::warn!(error = %error, "skipping undecodable stream record");
-        }
-        Ok(records)
+        self.guarded("ListStreamRecords", |s| {
+            let (records, errors) = s.store.list_streams().map_err(|e| e.to_string())?;
+            for error in errors {
+                tracing::warn!(error = %error, "skipping undecodable stream record");
+            }
+            Ok(records)
+        })
     }
 }
 
@@ -74,16 +82,38 @@ impl Handler<FlushStorage> for StorageActor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, _: FlushStorage, _: &mut Self::Context) -> Self::Result {
-        self.store.flush().map_err(|e| e.to_string())
+        self.guarded("FlushStorage", |s| {
+            s.store.flush().map_err(|e| e.to_string())
+        })
     }
 }
 
 impl Handler<InjectFault> for StorageActor {
     type Result = ();
 
-    fn handle(&mut self, _: InjectFault, ctx: &mut Self::Context) {
-        tracing::warn!("fault injected into the storage actor; stopping it");
-        ctx.stop();
+    fn handle(&mut self, msg: InjectFault, _: &mut Self::Context) {
+        tracing::warn!(fault = ?msg.0, "fault injected into the storage actor");
+        match msg.0 {
+            Fault::Panic => self.guarded("injected fault", |_| panic!("fault injected into the storage actor")),
+            // The storage thread is its own: sleeping holds storage only, as a stuck disk would.
+            Fault::Stall(duration) | Fault::SlowWrites { during: duration, .. } => std::thread::sleep(duration),
+        }
+    }
+}
+
+impl Handler<PutRecordingGap> for StorageActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: PutRecordingGap, _: &mut Self::Context) -> Self::Result {
+        self.guarded("put recording gap", |s| s.store.put_recording_gap(&msg.0).map_err(|e| e.to_string()))
+    }
+}
+
+impl Handler<ListRecordingGaps> for StorageActor {
+    type Result = Result<Vec<estuary_storage::RecordingGap>, String>;
+
+    fn handle(&mut self, msg: ListRecordingGaps, _: &mut Self::Context) -> Self::Result {
+        self.guarded("list recording gaps", |s| s.store.recording_gaps_of(&msg.0).map_err(|e| e.to_string()))
     }
 }
 
@@ -91,9 +121,11 @@ impl Handler<PutRecording> for StorageActor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: PutRecording, _: &mut Self::Context) -> Self::Result {
-        self.store.put_recording(&msg.recording, msg.samples.as_deref()).map_err(|e| {
-            tracing::error!(stream = %msg.recording.key, file = %msg.recording.path, error = %e, "could not index recording");
-            e.to_string()
+        self.guarded("PutRecording", |s| {
+            s.store.put_recording(&msg.recording, msg.samples.as_deref()).map_err(|e| {
+                tracing::error!(stream = %msg.recording.key, file = %msg.recording.path, error = %e, "could not index recording");
+                e.to_string()
+            })
         })
     }
 }
@@ -102,11 +134,13 @@ impl Handler<ListRecordings> for StorageActor {
     type Result = Result<Vec<estuary_storage::Recording>, String>;
 
     fn handle(&mut self, msg: ListRecordings, _: &mut Self::Context) -> Self::Result {
-        match &msg.key {
-            Some(key) => self.store.recordings_of(key),
-            None => self.store.all_recordings(),
-        }
-        .map_err(|e| e.to_string())
+        self.guarded("ListRecordings", |s| {
+            match &msg.key {
+                Some(key) => s.store.recordings_of(key),
+                None => s.store.all_recordings(),
+            }
+            .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -114,7 +148,9 @@ impl Handler<GetRecordingSamples> for StorageActor {
     type Result = Result<Option<Vec<estuary_storage::TrackSamples>>, String>;
 
     fn handle(&mut self, msg: GetRecordingSamples, _: &mut Self::Context) -> Self::Result {
-        self.store.recording_samples(msg.id).map_err(|e| e.to_string())
+        self.guarded("GetRecordingSamples", |s| {
+            s.store.recording_samples(msg.id).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -122,7 +158,9 @@ impl Handler<DeleteRecording> for StorageActor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: DeleteRecording, _: &mut Self::Context) -> Self::Result {
-        self.store.delete_recording(&msg.recording).map_err(|e| e.to_string())
+        self.guarded("DeleteRecording", |s| {
+            s.store.delete_recording(&msg.recording).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -130,7 +168,9 @@ impl Handler<PutIngest> for StorageActor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: PutIngest, _: &mut Self::Context) -> Self::Result {
-        self.store.put_ingest(&msg.0).map_err(|e| e.to_string())
+        self.guarded("PutIngest", |s| {
+            s.store.put_ingest(&msg.0).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -138,7 +178,9 @@ impl Handler<ListIngests> for StorageActor {
     type Result = Result<Vec<estuary_storage::IngestSpec>, String>;
 
     fn handle(&mut self, _: ListIngests, _: &mut Self::Context) -> Self::Result {
-        self.store.ingests().map_err(|e| e.to_string())
+        self.guarded("ListIngests", |s| {
+            s.store.ingests().map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -146,7 +188,9 @@ impl Handler<DeleteIngest> for StorageActor {
     type Result = Result<bool, String>;
 
     fn handle(&mut self, msg: DeleteIngest, _: &mut Self::Context) -> Self::Result {
-        self.store.delete_ingest(msg.0).map_err(|e| e.to_string())
+        self.guarded("DeleteIngest", |s| {
+            s.store.delete_ingest(msg.0).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -154,9 +198,11 @@ impl Handler<DeleteGbDevice> for StorageActor {
     type Result = ();
 
     fn handle(&mut self, msg: DeleteGbDevice, _: &mut Self::Context) {
-        if let Err(e) = self.store.delete_gb_device(&msg.0) {
-            tracing::error!(device = %msg.0, error = %e, "could not forget GB28181 device");
-        }
+        self.guarded("DeleteGbDevice", |s| {
+            if let Err(e) = s.store.delete_gb_device(&msg.0) {
+                tracing::error!(device = %msg.0, error = %e, "could not forget GB28181 device");
+            }
+        })
     }
 }
 
@@ -164,8 +210,10 @@ impl Handler<PutGbDevice> for StorageActor {
     type Result = ();
 
     fn handle(&mut self, msg: PutGbDevice, _: &mut Self::Context) {
-        if let Err(e) = self.store.put_gb_device(&msg.0) {
-            tracing::error!(device = %msg.0.id, error = %e, "could not save GB28181 device");
-        }
+        self.guarded("PutGbDevice", |s| {
+            if let Err(e) = s.store.put_gb_device(&msg.0) {
+                tracing::error!(device = %msg.0.id, error = %e, "could not save GB28181 device");
+            }
+        })
     }
 }

@@ -13,6 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use super::gaps::{Gap, Gaps};
+use super::link::{PublishDrops, PublisherLink};
 use tokio::sync::mpsc;
 
 /// What a subscriber receives.
@@ -24,6 +26,8 @@ pub struct Subscription {
     pub has_audio: bool,
     /// The stream has (or may have) video.
     pub has_video: bool,
+    /// Where an internal output lost frames (always empty for players, which are not told).
+    pub gaps: Gaps,
 }
 
 /// A snapshot for the API.
@@ -59,6 +63,13 @@ pub struct StreamInfo {
     pub frames_dropped: u64,
     /// Subscribers disconnected for being too slow.
     pub slow_disconnects: u64,
+    /// Frames a datagram publisher lost because this stream's input queue was full.
+    pub publish_dropped: u64,
+    /// Frames internal outputs (HLS, DASH, DVR) lost to a disk that could not keep up; each
+    /// loss is a logged, indexed gap.
+    pub output_frames_lost: u64,
+    /// Times this stream's actor caught a panic and started its state over.
+    pub restarts: u64,
     /// Receive rate over 30 s, kbit/s.
     pub kbps_in_30s: u64,
     /// Send rate over 30 s, kbit/s.
@@ -69,6 +80,12 @@ pub struct StreamInfo {
 
 pub(super) struct Subscriber {
     pub tx: mpsc::Sender<Arc<MediaFrame>>,
+    /// An internal output (HLS, DASH, DVR): never cut off for being slow; its losses are
+    /// noted in `gaps`.
+    pub internal: bool,
+    pub gaps: Gaps,
+    /// While dropping: media time of the first frame lost.
+    pub lost_from_ms: Option<i64>,
     pub record: Option<Arc<ClientRecord>>,
     pub dropping: bool,
     pub behind_since: Option<Instant>,
@@ -122,6 +139,14 @@ pub struct StreamActor {
     pub(super) hls_subscriber: Option<ClientId>,
     pub(super) dash_subscriber: Option<ClientId>,
     pub(super) dvr_subscriber: Option<ClientId>,
+    pub(super) hls_output: Option<Addr<crate::segmenter::HlsMuxer>>,
+    pub(super) dash_output: Option<Addr<crate::segmenter::DashMuxer>>,
+    pub(super) dvr_output: Option<Addr<crate::dvr::DvrWriter>>,
+    /// Serial of the publisher input now drained (older inputs ending do not detach).
+    pub(super) input_serial: u64,
+    pub(super) publish_drops: Arc<PublishDrops>,
+    pub(super) output_frames_lost: u64,
+    pub(super) restarts: u64,
 }
 
 impl StreamActor {
@@ -160,7 +185,68 @@ impl StreamActor {
             hls_subscriber: None,
             dash_subscriber: None,
             dvr_subscriber: None,
+            hls_output: None,
+            dash_output: None,
+            dvr_output: None,
+            input_serial: 0,
+            publish_drops: Arc::new(PublishDrops::default()),
+            output_frames_lost: 0,
+            restarts: 0,
         }
+    }
+
+    /// Opens the publisher's input: a bounded channel this actor drains, handed to the
+    /// session as its [`PublisherLink`]. When the link drops, the frames still queued are
+    /// taken, then the publisher is detached.
+    pub(super) fn open_input(&mut self, client: ClientId, ctx: &mut Context<Self>) -> PublisherLink {
+        let (tx, rx) = mpsc::channel(self.settings.publish_queue_frames.max(1));
+        self.input_serial += 1;
+        let serial = self.input_serial;
+        let input = actix::fut::wrap_stream::<_, Self>(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .map(move |frame, act, ctx| {
+                if act.publisher.as_ref().is_some_and(|p| p.client == client) {
+                    act.guarded(ctx, "frame", |act, _| act.ingest(frame));
+                }
+            })
+            .finish()
+            .map(move |(), act, ctx| {
+                if act.input_serial == serial && act.publisher.as_ref().is_some_and(|p| p.client == client) {
+                    act.detach(ctx);
+                }
+            });
+        ctx.spawn(input);
+        PublisherLink::new(self.key.clone(), client, tx, self.publish_drops.clone())
+    }
+
+    /// Runs `f` on this actor, catching a panic. After a panic the actor starts its media
+    /// state over, keeping its publisher and subscribers: the GOP cache is emptied and every
+    /// subscriber waits for the next keyframe (which brings the headers again), so players
+    /// keep playing after a short freeze instead of hanging on a dead actor.
+    pub(super) fn guarded<R>(&mut self, ctx: &mut Context<Self>, what: &str, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> Option<R> {
+        let context = format!("stream {} ({what})", self.key);
+        match crate::supervision::catch("stream", &context, || f(self, ctx)) {
+            Ok(result) => Some(result),
+            Err(_) => {
+                self.restart_state();
+                None
+            }
+        }
+    }
+
+    fn restart_state(&mut self) {
+        self.restarts += 1;
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.gop_overflow = false;
+        for sub in self.subscribers.values_mut() {
+            if !sub.dropping {
+                sub.dropping = true;
+                sub.lost_from_ms = self.last_out_dts_ms;
+            }
+            // A restart is not the player's fault: it is not timed out for it.
+            sub.behind_since = None;
+        }
+        tracing::warn!(stream = %self.key, restarts = self.restarts, players = self.subscribers.len(), "stream state started over after a panic; players resume at the next keyframe");
     }
 
     fn subscribed(&self, id: Option<ClientId>) -> bool {
@@ -172,33 +258,36 @@ impl StreamActor {
         let app = self.key.app.clone();
         if self.settings.hls.applies_to(&app) && !self.subscribed(self.hls_subscriber) {
             let id = clients::allocate_id();
-            let subscription = self.subscribe(id);
+            let subscription = self.subscribe_as(id, true);
             let (key, settings) = (self.key.clone(), self.settings.hls.clone());
-            crate::segmenter::HlsMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::HlsMuxer::new(key, settings, subscription.rx));
+            let addr = crate::segmenter::HlsMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::HlsMuxer::new(key, settings, subscription.rx, subscription.gaps));
             self.hls_subscriber = Some(id);
+            self.hls_output = Some(addr);
         }
         if self.settings.dash.applies_to(&app) && !self.subscribed(self.dash_subscriber) {
             let id = clients::allocate_id();
-            let subscription = self.subscribe(id);
+            let subscription = self.subscribe_as(id, true);
             let (key, settings) = (self.key.clone(), self.settings.dash.clone());
-            crate::segmenter::DashMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::DashMuxer::new(key, settings, subscription.rx));
+            let addr = crate::segmenter::DashMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::DashMuxer::new(key, settings, subscription.rx, subscription.gaps));
             self.dash_subscriber = Some(id);
+            self.dash_output = Some(addr);
         }
         if crate::dvr::wanted(&self.key, &self.settings.dvr) && !self.subscribed(self.dvr_subscriber) {
             let id = clients::allocate_id();
-            let subscription = self.subscribe(id);
+            let subscription = self.subscribe_as(id, true);
             let has_video = subscription.has_video;
             let (key, settings, storage) = (self.key.clone(), self.settings.dvr.clone(), self.storage.clone());
-            crate::dvr::DvrWriter::start_in_arbiter(&crate::dvr::arbiter(), move |_| crate::dvr::DvrWriter::new(key, settings, storage, subscription.rx, has_video));
+            let addr = crate::dvr::DvrWriter::start_in_arbiter(&crate::dvr::arbiter(), move |_| crate::dvr::DvrWriter::new(key, settings, storage, subscription.rx, subscription.gaps, has_video));
             self.dvr_subscriber = Some(id);
+            self.dvr_output = Some(addr);
         }
         if let Some(transcode) = &self.settings.transcode {
             let ladder = crate::transcoder::ladder_for(transcode, &self.key).to_vec();
             if !ladder.is_empty() {
                 let (registry, key, settings) = (self.registry.clone(), self.key.clone(), transcode.clone());
                 actix::spawn(async move {
-                    // Let the publisher's first frames arrive so the child finds headers.
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    // The child reads the stream like any player: it is served the headers
+                    // and the cached GOP, or waits for the next keyframe, so it needs no head start.
                     if let Err(e) = crate::transcoder::start(registry, settings, key.clone(), ladder, "config").await {
                         tracing::error!(stream = %key, error = %e, "cannot transcode");
                     }
@@ -332,19 +421,41 @@ impl StreamActor {
                         let dts = if header.track == TrackKind::Data { 0 } else { frame.dts };
                         let _ = sub.tx.try_send(retime(header, dts));
                     }
+                    if sub.internal {
+                        if let Some(from) = sub.lost_from_ms {
+                            sub.gaps.note(Gap { resume: frame.clone(), from_dts_ms: from, lost_frames: sub.dropped, reason: "output could not keep up" });
+                        }
+                    }
                     if sub.tx.try_send(frame.clone()).is_ok() {
+                        if sub.internal && sub.lost_from_ms.is_some() {
+                            tracing::warn!(stream = %self.key, output = id, lost_frames = sub.dropped, "output caught up; it resumes at this keyframe after a gap");
+                        }
                         sub.dropping = false;
                         sub.behind_since = None;
+                        sub.lost_from_ms = None;
+                        sub.dropped = 0;
                         if frame.track == TrackKind::Video {
                             sub.audio_floor_ms = Some(frame.pts_ms());
                         }
                         continue;
                     }
+                    if sub.internal && sub.lost_from_ms.is_some() {
+                        sub.gaps.withdraw_last();
+                    }
                 }
-                if !frame.config {
+                // Frames skipped while a new subscriber waits for its first keyframe are not
+                // losses; frames skipped after an overflow (or a restart) are.
+                if !frame.config && sub.lost_from_ms.is_some() {
                     sub.dropped += 1;
-                    self.frames_dropped += 1;
-                    crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                    if sub.internal {
+                        self.output_frames_lost += 1;
+                    } else {
+                        self.frames_dropped += 1;
+                        crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                        if let Some(record) = &sub.record {
+                            record.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
                 continue;
             }
@@ -352,11 +463,21 @@ impl StreamActor {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     sub.dropping = true;
-                    sub.behind_since = Some(now);
-                    sub.dropped += 1;
-                    self.frames_dropped += 1;
-                    crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(stream = %self.key, client = id, "subscriber queue full; dropping until the next keyframe");
+                    sub.dropped = 1;
+                    sub.lost_from_ms = Some(frame.dts_ms());
+                    if sub.internal {
+                        // Never timed out: an output resumes by itself at a keyframe.
+                        self.output_frames_lost += 1;
+                        tracing::warn!(stream = %self.key, output = id, queue = sub.tx.max_capacity(), "output (HLS, DASH or DVR) cannot keep up: its queue is full; it loses frames until a keyframe finds room, and records the gap");
+                    } else {
+                        sub.behind_since = Some(now);
+                        self.frames_dropped += 1;
+                        crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                        if let Some(record) = &sub.record {
+                            record.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::debug!(stream = %self.key, client = id, "subscriber queue full; dropping until the next keyframe");
+                    }
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => closed.push(*id),
             }
@@ -368,8 +489,16 @@ impl StreamActor {
 
     /// Creates a subscription primed with headers and the cached GOP.
     pub(super) fn subscribe(&mut self, client: ClientId) -> Subscription {
-        let capacity = self.settings.player_queue_frames.max(self.gop.len() + 8);
+        self.subscribe_as(client, false)
+    }
+
+    /// A subscription for a player or, with `internal`, for an output of this node (HLS,
+    /// DASH, DVR), which has its own queue size and is never cut off (see [`super::gaps`]).
+    pub(super) fn subscribe_as(&mut self, client: ClientId, internal: bool) -> Subscription {
+        let queue = if internal { self.settings.output_queue_frames } else { self.settings.player_queue_frames };
+        let capacity = queue.max(self.gop.len() + 8);
         let (tx, rx) = mpsc::channel(capacity);
+        let gaps = Gaps::default();
         let first_dts = self.gop.first().map(|f| f.dts);
         // Without a cached GOP the subscriber waits for the next keyframe, which sends the
         // headers then; priming them now would send them twice.
@@ -398,6 +527,9 @@ impl StreamActor {
             client,
             Subscriber {
                 tx,
+                internal,
+                gaps: gaps.clone(),
+                lost_from_ms: None,
                 record: clients::get(client),
                 dropping: waiting_for_keyframe,
                 behind_since: None,
@@ -410,6 +542,7 @@ impl StreamActor {
             rx,
             has_audio: !known || self.audio_config.is_some(),
             has_video: !known || self.video_config.is_some(),
+            gaps,
         }
     }
 
@@ -446,7 +579,7 @@ impl StreamActor {
         for (id, sub) in &self.subscribers {
             if sub.tx.is_closed() {
                 cut.push((*id, false));
-            } else if sub.behind_since.is_some_and(|since| now.duration_since(since) > slow_timeout) {
+            } else if !sub.internal && sub.behind_since.is_some_and(|since| now.duration_since(since) > slow_timeout) {
                 cut.push((*id, true));
             }
             if let Some(record) = &sub.record {
@@ -504,6 +637,9 @@ impl StreamActor {
             frames_in: self.frames_in,
             frames_dropped: self.frames_dropped,
             slow_disconnects: self.slow_disconnects,
+            publish_dropped: self.publish_drops.frames.load(Ordering::Relaxed),
+            output_frames_lost: self.output_frames_lost,
+            restarts: self.restarts,
             kbps_in_30s: rate(|s| s.0),
             kbps_out_30s: rate(|s| s.1),
             in_grace: self.publisher.is_none() && self.ever_published,

@@ -1,17 +1,19 @@
 use super::actor::{Publisher, StreamActor, Subscription};
+use super::link::PublisherLink;
 use crate::messages::*;
 use actix::prelude::*;
 use std::time::Instant;
 
 impl Handler<AttachPublisher> for StreamActor {
-    type Result = Result<(), PublishRefused>;
+    type Result = MessageResult<AttachPublisher>;
 
     fn handle(&mut self, msg: AttachPublisher, ctx: &mut Self::Context) -> Self::Result {
         if let Some(current) = &self.publisher {
             if current.client != msg.client {
-                return Err(PublishRefused::AlreadyPublishing { stream: self.key.to_string(), by: current.client });
+                return MessageResult(Err(PublishRefused::AlreadyPublishing { stream: self.key.to_string(), by: current.client }));
             }
-            return Ok(());
+            // The same client again (a retried attach): a fresh input replaces the old one.
+            return MessageResult(Ok(self.open_input(msg.client, ctx)));
         }
         if let Some(handle) = self.grace.take() {
             ctx.cancel_future(handle);
@@ -27,39 +29,22 @@ impl Handler<AttachPublisher> for StreamActor {
         });
         self.ever_published = true;
         self.storage.tell(RecordPublishStart { key: self.key.clone(), now_ms: crate::unix_ms() });
-        self.start_outputs();
-        Ok(())
-    }
-}
-
-impl Handler<PublishFrame> for StreamActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: PublishFrame, _: &mut Self::Context) {
-        if self.publisher.as_ref().map(|p| p.client) == Some(msg.client) {
-            self.ingest(msg.frame);
-        }
-    }
-}
-
-impl Handler<DetachPublisher> for StreamActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: DetachPublisher, ctx: &mut Self::Context) {
-        if self.publisher.as_ref().map(|p| p.client) == Some(msg.client) {
-            self.detach(ctx);
-        }
+        self.guarded(ctx, "start outputs", |act, _| act.start_outputs());
+        MessageResult(Ok::<PublisherLink, PublishRefused>(self.open_input(msg.client, ctx)))
     }
 }
 
 impl Handler<AddSubscriber> for StreamActor {
     type Result = MessageResult<AddSubscriber>;
 
-    fn handle(&mut self, msg: AddSubscriber, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AddSubscriber, ctx: &mut Self::Context) -> Self::Result {
         if msg.require_live && !self.ever_published {
             return MessageResult(Err(PlayRefused::NotLive(self.key.to_string())));
         }
-        MessageResult(Ok::<Subscription, PlayRefused>(self.subscribe(msg.client)))
+        match self.guarded(ctx, "subscribe", |act, _| act.subscribe(msg.client)) {
+            Some(subscription) => MessageResult(Ok::<Subscription, PlayRefused>(subscription)),
+            None => MessageResult(Err(PlayRefused::NotFound(format!("{} (the stream restarted; try again)", self.key)))),
+        }
     }
 }
 
@@ -74,9 +59,35 @@ impl Handler<GetStreamInfo> for StreamActor {
 impl Handler<StartOutputs> for StreamActor {
     type Result = ();
 
-    fn handle(&mut self, _: StartOutputs, _: &mut Self::Context) {
+    fn handle(&mut self, _: StartOutputs, ctx: &mut Self::Context) {
         if self.publisher.is_some() {
-            self.start_outputs();
+            self.guarded(ctx, "start outputs", |act, _| act.start_outputs());
         }
+    }
+}
+
+impl Handler<InjectStreamFault> for StreamActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: InjectStreamFault, ctx: &mut Self::Context) -> Self::Result {
+        tracing::warn!(stream = %self.key, target = ?msg.target, fault = ?msg.fault, "fault injected");
+        let fault = InjectFault(msg.fault);
+        let missing = |what: &str| format!("stream {} has no {what} output", self.key);
+        match msg.target {
+            FaultTarget::Stream => match msg.fault {
+                Fault::Panic => {
+                    self.guarded(ctx, "injected fault", |_, _| panic!("fault injected into the stream actor"));
+                }
+                Fault::Stall(duration) => {
+                    // Holds this actor (no message, no frame) without blocking its thread.
+                    ctx.wait(actix::fut::wrap_future(tokio::time::sleep(duration)));
+                }
+                Fault::SlowWrites { .. } => return Err("the stream actor does not write; choose kind=panic or kind=stall".into()),
+            },
+            FaultTarget::Hls => self.hls_output.as_ref().ok_or_else(|| missing("HLS"))?.do_send(fault),
+            FaultTarget::Dash => self.dash_output.as_ref().ok_or_else(|| missing("DASH"))?.do_send(fault),
+            FaultTarget::Dvr => self.dvr_output.as_ref().ok_or_else(|| missing("DVR"))?.do_send(fault),
+        }
+        Ok(())
     }
 }

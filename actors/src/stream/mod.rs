@@ -13,6 +13,21 @@
 //! is lost, never part of one). A subscriber that stays in that state longer than
 //! `slow_player_timeout` is disconnected (its sender is dropped, so its reader ends).
 //!
+//! ## Media in: one bounded queue per publisher
+//! A publisher's frames come through its [`PublisherLink`] (see [`link`]): a bounded queue
+//! this actor drains, whose `push` waits when the stream is behind. Dropping the link
+//! detaches the publisher after its last queued frame.
+//!
+//! ## Internal outputs
+//! HLS, DASH and DVR subscribe like players but with their own queue
+//! (`stream.output_queue_frames`) and policy: never disconnected for being slow, and every
+//! loss is a [`Gap`] the output is told about at the keyframe that ends it (see [`gaps`]).
+//!
+//! ## Panics
+//! Every handler and every frame runs through `guarded`: a panic is caught, counted (the
+//! `stream` row of the restart table, and the stream's own `restarts`), and the actor starts
+//! its media state over with its publisher and subscribers kept.
+//!
 //! ## Publishers coming and going
 //! When the publisher leaves, subscribers stay attached for `publisher_grace`. A publisher that
 //! comes back in time resumes the same subscribers; its timestamps are rebased so the output
@@ -21,9 +36,13 @@
 //! An actor created for players waiting before any publish stays while it has players.
 
 mod actor;
+pub mod gaps;
 mod handlers;
+pub mod link;
 
 pub use actor::{StreamActor, StreamInfo, Subscription};
+pub use gaps::{Gap, Gaps};
+pub use link::{PublisherLink, StreamGone, TryPush};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use crate::registry::StreamRegistry;
 use crate::settings::StreamSettings;
 use crate::storage::StorageHandle;
 use actix::prelude::*;
+use crate::stream::TryPush;
 use bytes::Bytes;
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_storage::{StreamKey, Store};
@@ -15,31 +16,59 @@ fn frame(track: TrackKind, dts: i64, keyframe: bool, config: bool) -> Arc<MediaF
     Arc::new(MediaFrame { track, codec, dts, pts: dts, timebase: Timebase::MILLIS, keyframe, config, payload: Bytes::from(vec![dts as u8; 8]) })
 }
 
-async fn setup(settings: StreamSettings, dir: &std::path::Path) -> Addr<crate::stream::StreamActor> {
+async fn setup(settings: StreamSettings, dir: &std::path::Path) -> Harness {
     let storage = StorageHandle::start(Store::open(dir).unwrap());
     let registry = StreamRegistry::new(settings, storage).start();
     let stream = registry.send(ClaimPublish { key: StreamKey::new("live", "t"), client: 1 }).await.unwrap().unwrap();
-    stream.send(AttachPublisher { client: 1, protocol: "test" }).await.unwrap().unwrap();
+    let link = stream.send(AttachPublisher { client: 1, protocol: "test" }).await.unwrap().unwrap();
+    let mut harness = Harness { stream, link, pushed: 0 };
     for f in [frame(TrackKind::Video, 0, true, true), frame(TrackKind::Audio, 0, true, true)] {
-        stream.send(PublishFrame { client: 1, frame: f }).await.unwrap();
+        harness.push(f).await;
     }
-    stream
+    harness.settle().await;
+    harness
 }
 
-async fn gop(stream: &Addr<crate::stream::StreamActor>, start: i64, frames: i64) {
-    for i in 0..frames {
-        let f = frame(TrackKind::Video, start + i * 40, i == 0, false);
-        stream.send(PublishFrame { client: 1, frame: f }).await.unwrap();
+/// A stream actor and its publisher's link.
+struct Harness {
+    stream: Addr<crate::stream::StreamActor>,
+    link: crate::stream::PublisherLink,
+    pushed: u64,
+}
+
+impl Harness {
+    async fn push(&mut self, f: Arc<MediaFrame>) {
+        self.link.push(f).await.unwrap();
+        self.pushed += 1;
+    }
+
+    /// Waits until the actor has taken every frame pushed (frames travel on the link's
+    /// queue, beside the mailbox, so a message is no barrier).
+    async fn settle(&self) {
+        for _ in 0..500 {
+            if self.stream.send(GetStreamInfo).await.unwrap().frames_in >= self.pushed {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("the stream actor did not take {} frames", self.pushed);
+    }
+
+    async fn gop(&mut self, start: i64, frames: i64) {
+        for i in 0..frames {
+            self.push(frame(TrackKind::Video, start + i * 40, i == 0, false)).await;
+        }
+        self.settle().await;
     }
 }
 
 #[actix_rt::test]
 async fn late_joiner_gets_headers_then_the_cached_gop() {
     let dir = tempfile::tempdir().unwrap();
-    let stream = setup(StreamSettings::default(), dir.path()).await;
-    gop(&stream, 0, 5).await;
-    gop(&stream, 200, 3).await;
-    let mut sub = stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
+    let mut h = setup(StreamSettings::default(), dir.path()).await;
+    h.gop(0, 5).await;
+    h.gop(200, 3).await;
+    let mut sub = h.stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
     let mut got = Vec::new();
     while let Ok(f) = sub.rx.try_recv() {
         got.push(f);
@@ -56,14 +85,14 @@ async fn late_joiner_gets_headers_then_the_cached_gop() {
 async fn a_full_subscriber_drops_until_a_keyframe_then_resumes_with_headers() {
     let dir = tempfile::tempdir().unwrap();
     let settings = StreamSettings { player_queue_frames: 16, ..StreamSettings::default() };
-    let stream = setup(settings, dir.path()).await;
-    let mut slow = stream.send(AddSubscriber { client: 2, require_live: false }).await.unwrap().unwrap();
-    let mut fast = stream.send(AddSubscriber { client: 3, require_live: false }).await.unwrap().unwrap();
+    let mut h = setup(settings, dir.path()).await;
+    let mut slow = h.stream.send(AddSubscriber { client: 2, require_live: false }).await.unwrap().unwrap();
+    let mut fast = h.stream.send(AddSubscriber { client: 3, require_live: false }).await.unwrap().unwrap();
     // Nobody reads `slow`: 2 headers + 14 frames fill its 16 slots. `fast` is read after
     // every GOP.
     let mut fast_count = 0;
     for start in [0, 400, 800] {
-        gop(&stream, start, 10).await;
+        h.gop(start, 10).await;
         while fast.rx.try_recv().is_ok() {
             fast_count += 1;
         }
@@ -78,12 +107,12 @@ async fn a_full_subscriber_drops_until_a_keyframe_then_resumes_with_headers() {
     assert_eq!(slow_frames.last().unwrap().dts, 400 + 3 * 40, "filled up inside the second GOP");
 
     // With room again, the next keyframe resumes it: headers first, then the keyframe.
-    gop(&stream, 1200, 2).await;
+    h.gop(1200, 2).await;
     let resumed: Vec<_> = std::iter::from_fn(|| slow.rx.try_recv().ok()).collect();
     assert_eq!(resumed.len(), 4);
     assert!(resumed[0].config && resumed[1].config);
     assert!(resumed[2].is_video_keyframe() && resumed[2].dts == 1200);
-    let info = stream.send(GetStreamInfo).await.unwrap();
+    let info = h.stream.send(GetStreamInfo).await.unwrap();
     assert_eq!(info.frames_dropped, 6 + 10, "rest of GOP 2 and all of GOP 3");
 }
 
@@ -98,4 +127,103 @@ async fn second_publisher_is_refused_by_the_registry() {
     assert_eq!(refused, PublishRefused::AlreadyPublishing { stream: "live/x".into(), by: 1 });
     registry.send(ReleasePublish { key: key.clone(), client: 1 }).await.unwrap();
     assert!(registry.send(ClaimPublish { key, client: 2 }).await.unwrap().is_ok());
+}
+
+#[actix_rt::test]
+async fn a_stalled_stream_fills_the_publishers_queue_and_push_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StreamSettings { publish_queue_frames: 16, ..StreamSettings::default() };
+    let mut h = setup(settings, dir.path()).await;
+    h.stream.send(InjectStreamFault { target: FaultTarget::Stream, fault: Fault::Stall(std::time::Duration::from_millis(300)) }).await.unwrap().unwrap();
+    // The actor takes nothing while stalled: the 17th frame finds the queue full.
+    let mut queued = 0;
+    let refused = loop {
+        match h.link.try_push(frame(TrackKind::Video, 1000 + queued * 40, queued == 0, false)) {
+            Ok(()) => queued += 1,
+            Err(TryPush::Full(f)) => break f,
+            Err(TryPush::Gone) => panic!("stream gone"),
+        }
+        assert!(queued <= 16, "the queue let more than its bound through");
+    };
+    assert_eq!(queued, 16);
+    h.pushed += queued as u64;
+    // `push` waits for the stall to end instead of failing or growing the queue.
+    let started = std::time::Instant::now();
+    h.push(refused).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(100), "push returned while the stream was stalled");
+    h.settle().await;
+    assert_eq!(h.stream.send(GetStreamInfo).await.unwrap().frames_in, h.pushed, "nothing lost");
+}
+
+#[actix_rt::test]
+async fn a_datagram_publisher_loses_frames_to_a_full_queue_and_they_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StreamSettings { publish_queue_frames: 16, ..StreamSettings::default() };
+    let h = setup(settings, dir.path()).await;
+    h.stream.send(InjectStreamFault { target: FaultTarget::Stream, fault: Fault::Stall(std::time::Duration::from_millis(200)) }).await.unwrap().unwrap();
+    let mut kept = 0;
+    for i in 0..40 {
+        if h.link.push_or_drop(frame(TrackKind::Video, 1000 + i * 40, i == 0, false)).unwrap() {
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, 16);
+    assert_eq!(h.stream.send(GetStreamInfo).await.unwrap().publish_dropped, 24);
+}
+
+#[actix_rt::test]
+async fn a_panic_in_the_stream_is_caught_and_players_resume_at_the_next_keyframe() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(StreamSettings::default(), dir.path()).await;
+    h.gop(0, 5).await;
+    let mut player = h.stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
+    while player.rx.try_recv().is_ok() {}
+    h.stream.send(InjectStreamFault { target: FaultTarget::Stream, fault: Fault::Panic }).await.unwrap().unwrap();
+    let info = h.stream.send(GetStreamInfo).await.unwrap();
+    assert_eq!(info.restarts, 1);
+    assert_eq!(info.publisher, Some(1), "the publisher stays attached");
+    // Frames of the interrupted GOP are not sent; the next keyframe resumes the player with
+    // headers first.
+    h.push(frame(TrackKind::Video, 200, false, false)).await;
+    h.push(frame(TrackKind::Video, 240, false, false)).await;
+    h.settle().await;
+    assert!(player.rx.try_recv().is_err(), "the rest of the interrupted GOP is skipped");
+    h.gop(400, 2).await;
+    let resumed: Vec<_> = std::iter::from_fn(|| player.rx.try_recv().ok()).collect();
+    assert_eq!(resumed.len(), 4, "headers, keyframe, next frame");
+    assert!(resumed[0].config && resumed[1].config && resumed[2].is_video_keyframe());
+    // A late joiner is served from the new GOP cache.
+    let late = h.stream.send(AddSubscriber { client: 3, require_live: true }).await.unwrap().unwrap();
+    assert!(late.rx.len() >= 3);
+}
+
+#[actix_rt::test]
+async fn dropping_the_link_detaches_after_the_frames_already_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(StreamSettings::default(), dir.path()).await;
+    let mut player = h.stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
+    for i in 0..5 {
+        h.push(frame(TrackKind::Video, i * 40, i == 0, false)).await;
+    }
+    let Harness { stream, link, .. } = h;
+    drop(link);
+    let mut got = 0;
+    while let Ok(Some(f)) = tokio::time::timeout(std::time::Duration::from_secs(2), player.rx.recv()).await {
+        if !f.config {
+            got += 1;
+        }
+        if got == 5 {
+            break;
+        }
+    }
+    assert_eq!(got, 5, "every queued frame reached the player");
+    for _ in 0..100 {
+        let info = stream.send(GetStreamInfo).await.unwrap();
+        if info.publisher.is_none() {
+            assert!(info.in_grace);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the publisher was not detached when its link dropped");
 }

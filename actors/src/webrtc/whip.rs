@@ -17,10 +17,9 @@
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
 use crate::clients::Role as ClientRole;
-use crate::messages::{DetachPublisher, PublishFrame, PublishRefused};
+use crate::messages::PublishRefused;
 use crate::registry::StreamRegistry;
-use crate::stream::StreamActor;
-use actix::dev::SendError;
+use crate::stream::PublisherLink;
 use actix::Addr;
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::avc::{self, AvcConfig};
@@ -54,7 +53,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     let peer = match Registration::new(&ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings, &answer).ok_or_else(|| "WebRTC is disabled".to_string())) {
         Ok(p) => p,
         Err(e) => {
-            crate::tell(&stream, DetachPublisher { client: guard.id() });
+            drop(stream);
             return Err(SignalError::Unavailable(e));
         }
     };
@@ -234,7 +233,7 @@ impl VideoTrack {
 
 struct Session {
     peer: Peer,
-    stream: Addr<StreamActor>,
+    stream: PublisherLink,
     key: StreamKey,
     video: VideoTrack,
     audio: AudioTrack,
@@ -260,7 +259,6 @@ impl Session {
             }
         };
         tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video.frames, opus_packets = self.opus_packets, aac_frames = self.audio.frames, player_keyframe_requests = self.player_keyframe_requests, %reason, "WHIP publish ended");
-        crate::tell(&self.stream, DetachPublisher { client: self.peer.client });
         self.peer.close();
     }
 
@@ -333,17 +331,14 @@ impl Session {
         }
     }
 
-    /// Hands a frame to the stream actor; waits when its mailbox is full. (Takes `&mut self`
+    /// Hands a frame to the stream. RTP arrives over UDP and cannot be pushed back: a frame
+    /// that finds the stream's queue full is dropped and counted (the stream's
+    /// `publish_dropped`, the client's `frames_dropped`). (Takes `&mut self`
     /// so the future stays `Send`: the peer connection is not `Sync`.)
     async fn publish(&mut self, frame: MediaFrame) -> Result<(), String> {
-        let message = PublishFrame { client: self.peer.client, frame: Arc::new(frame) };
-        let stream = self.stream.clone();
-        match stream.try_send(message) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(message)) => stream.send(message).await.map_err(|_| "the stream actor went away".to_string()),
-            Err(SendError::Closed(_)) => Err("the stream actor went away".to_string()),
-        }
+        self.stream.push_or_drop(Arc::new(frame)).map(|_| ()).map_err(|gone| gone.to_string())
     }
+
 }
 
 #[cfg(test)]
