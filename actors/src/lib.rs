@@ -53,9 +53,15 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Sends a control message without blocking the caller and without ignoring the mailbox
-/// bound: `try_send` first, and when the mailbox is full, a task that waits for room.
-/// Never used for media (media is dropped by policy instead, see [`stream`]).
+/// Sends a control message without blocking the caller: `try_send` first, and when the
+/// mailbox is full, a task that delivers it.
+///
+/// The bound this keeps is not the mailbox's: in actix 0.13 each `Addr` clone has a slot of
+/// its own, so the spawned delivery always gets in. What bounds the overflow is who calls
+/// this: control messages only (a stream's release and removal, a session's end), at most a
+/// few per session or stream in its life, so the overflow is bounded by the number of live
+/// sessions, which the listeners cap. Media never goes this way: it travels on each
+/// publisher's bounded [`stream::PublisherLink`] and each subscriber's bounded channel.
 pub fn tell<A, M>(addr: &actix::Addr<A>, msg: M)
 where
     A: actix::Actor + actix::Handler<M>,

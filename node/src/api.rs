@@ -284,6 +284,12 @@ fn stream_json((vhost, app, stream): &(String, String, String), (info, record): 
         "players": info.as_ref().map(|i| i.subscribers).unwrap_or(0),
         "frames": info.as_ref().map(|i| i.frames_in).unwrap_or(0),
         "frames_dropped": info.as_ref().map(|i| i.frames_dropped).unwrap_or(0),
+        // Frames a datagram publisher (WHIP, GB28181 over UDP) lost to a full input queue.
+        "publish_dropped": info.as_ref().map(|i| i.publish_dropped).unwrap_or(0),
+        // Frames HLS, DASH or DVR lost to a disk that could not keep up (each a logged gap).
+        "output_frames_lost": info.as_ref().map(|i| i.output_frames_lost).unwrap_or(0),
+        // Panics the stream actor caught and recovered from.
+        "restarts": info.as_ref().map(|i| i.restarts).unwrap_or(0),
         "fps": info.as_ref().map(|i| i.fps).unwrap_or(0.0),
         "recv_bytes": info.as_ref().map(|i| i.bytes_in).unwrap_or(0),
         "send_bytes": info.as_ref().map(|i| i.bytes_out).unwrap_or(0),
@@ -340,6 +346,7 @@ fn client_json(c: &clients::ClientRecord) -> Value {
         "alive": c.connected.elapsed().as_secs_f64(),
         "recv_bytes": c.bytes_in.load(Ordering::Relaxed),
         "send_bytes": c.bytes_out.load(Ordering::Relaxed),
+        "frames_dropped": c.frames_dropped.load(Ordering::Relaxed),
     });
     if let Some(transport) = c.transport() {
         value[c.protocol] = transport;
@@ -573,7 +580,10 @@ fn recording_json(r: &estuary_storage::Recording) -> Value {
 }
 
 /// Merged time coverage of recordings (of one stream) and the gaps between, within [from, to).
-fn coverage(recordings: &[estuary_storage::Recording], from: i64, to: i64) -> (Vec<Value>, Vec<Value>) {
+/// Spans covered by recordings within [from, to), and the holes between them. A hole that a
+/// recorded loss explains (the writer could not keep up, or restarted) carries its reason and
+/// the frames lost; a hole without one is time nobody published.
+fn coverage(recordings: &[estuary_storage::Recording], losses: &[estuary_storage::RecordingGap], from: i64, to: i64) -> (Vec<Value>, Vec<Value>) {
     let mut spans: Vec<(i64, i64)> = recordings.iter().map(|r| (r.start_ms.max(from), r.end_ms.min(to))).filter(|(a, b)| b > a).collect();
     spans.sort();
     let mut merged: Vec<(i64, i64)> = Vec::new();
@@ -584,7 +594,20 @@ fn coverage(recordings: &[estuary_storage::Recording], from: i64, to: i64) -> (V
             _ => merged.push((a, b)),
         }
     }
-    let gaps = merged.windows(2).map(|w| json!({ "start_ms": w[0].1, "end_ms": w[1].0, "duration_ms": w[1].0 - w[0].1 })).collect();
+    let gaps = merged
+        .windows(2)
+        .map(|w| {
+            let (start, end) = (w[0].1, w[1].0);
+            let loss = losses.iter().find(|l| l.start_ms <= end + 100 && l.end_ms >= start - 100);
+            json!({
+                "start_ms": start,
+                "end_ms": end,
+                "duration_ms": end - start,
+                "reason": loss.map(|l| l.reason.clone()),
+                "lost_frames": loss.map(|l| l.lost_frames),
+            })
+        })
+        .collect();
     let covered = merged.iter().map(|(a, b)| json!({ "start_ms": a, "end_ms": b, "duration_ms": b - a })).collect();
     (covered, gaps)
 }
@@ -594,7 +617,15 @@ async fn list_recordings(_: Authorized, state: web::Data<AppState>, query: web::
         Ok(selected) => selected,
         Err(response) => return response,
     };
-    let (covered, gaps) = if query.key().is_some() { coverage(&list, from, to) } else { (Vec::new(), Vec::new()) };
+    let losses = match query.key() {
+        Some(key) => match state.storage.ask(estuary_actors::messages::ListRecordingGaps(key)).await {
+            Ok(Ok(losses)) => losses.into_iter().filter(|l| l.end_ms >= from && l.start_ms <= to).collect(),
+            Ok(Err(e)) => return error(503, &e),
+            Err(e) => return error(503, &e.to_string()),
+        },
+        None => Vec::new(),
+    };
+    let (covered, gaps) = if query.key().is_some() { coverage(&list, &losses, from, to) } else { (Vec::new(), Vec::new()) };
     HttpResponse::Ok().json(json!({
         "code": 0,
         "server": SERVER,
@@ -602,6 +633,7 @@ async fn list_recordings(_: Authorized, state: web::Data<AppState>, query: web::
         "recordings": list.iter().map(recording_json).collect::<Vec<_>>(),
         "coverage": covered,
         "gaps": gaps,
+        "losses": losses.iter().map(|l| json!({ "start_ms": l.start_ms, "end_ms": l.end_ms, "lost_frames": l.lost_frames, "reason": l.reason })).collect::<Vec<_>>(),
     }))
 }
 

@@ -128,6 +128,8 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
         ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
+        ("estuary_datagrams_dropped_total", "Datagrams received but dropped because their session's queue was full, by protocol."),
+        ("estuary_storage_dropped_total", "Storage updates dropped because the storage queue was full, by message."),
     ] {
         f.header(name, "counter", help);
         for (_, pairs, value) in counters.iter().filter(|(n, _, _)| *n == name) {
@@ -144,11 +146,14 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     ranked.sort_by_key(|(_, i)| std::cmp::Reverse(i.bytes_in + i.bytes_out));
     ranked.truncate(state.max_stream_series);
     type Pick = fn(&estuary_actors::stream::StreamInfo) -> f64;
-    let per_stream: [(&str, &str, &str, Pick); 5] = [
+    let per_stream: [(&str, &str, &str, Pick); 8] = [
         ("estuary_stream_players", "gauge", "Players of the stream.", |i| i.subscribers as f64),
         ("estuary_stream_received_bytes_total", "counter", "Bytes received for the stream.", |i| i.bytes_in as f64),
         ("estuary_stream_sent_bytes_total", "counter", "Bytes sent for the stream.", |i| i.bytes_out as f64),
         ("estuary_stream_dropped_frames_total", "counter", "Frames the stream's slow players lost.", |i| i.frames_dropped as f64),
+        ("estuary_stream_publish_dropped_frames_total", "counter", "Frames a datagram publisher lost to the stream's full input queue.", |i| i.publish_dropped as f64),
+        ("estuary_stream_output_lost_frames_total", "counter", "Frames HLS, DASH or DVR lost to a disk that could not keep up (each loss a recorded gap).", |i| i.output_frames_lost as f64),
+        ("estuary_stream_restarts_total", "counter", "Panics the stream actor caught and recovered from.", |i| i.restarts as f64),
         ("estuary_stream_receive_rate_bytes_per_second", "gauge", "Receive rate over 30 s.", |i| i.kbps_in_30s as f64 * 1000.0 / 8.0),
     ];
     for (name, kind, help, pick) in per_stream {

@@ -340,6 +340,8 @@ impl RtmpSession {
                         let sender = link.sender();
                         ctx.wait(async move { sender.send(frame).await }.into_actor(self).map(|result, act, ctx| {
                             act.flushing = false;
+                            // The silence timer restarts: the peer could not be heard meanwhile.
+                            act.last_input = Instant::now();
                             if result.is_err() {
                                 tracing::warn!(client = act.id(), "stream went away under a publisher; closing");
                                 ctx.stop();
@@ -382,7 +384,9 @@ impl RtmpSession {
         if !self.session.handshake_done() && self.started_at.elapsed() > settings.handshake_timeout {
             tracing::warn!(client = self.id(), peer = %self.peer, received = self.session.bytes_received(), timeout_ms = settings.handshake_timeout.as_millis() as u64, "RTMP handshake not completed in time; closing");
             ctx.stop();
-        } else if self.state != State::Playing && self.last_input.elapsed() > settings.publish_timeout {
+        } else if self.state != State::Playing && !self.flushing && self.last_input.elapsed() > settings.publish_timeout {
+            // (While `flushing`, this session is the one not reading: the stream is behind and
+            // the publisher is being pushed back, which is not the peer falling silent.)
             tracing::warn!(client = self.id(), peer = %self.peer, stream = ?self.stream_key.as_ref().map(|k| k.to_string()), idle_ms = self.last_input.elapsed().as_millis() as u64, "RTMP peer silent for too long; closing");
             ctx.stop();
         }

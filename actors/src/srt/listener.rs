@@ -146,7 +146,9 @@ impl SrtListener {
                 match parse(&data) {
                     Ok(packet) => match tx.try_send(SessionInput::Packet(packet)) {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {}
+                        // The session is behind (its publisher waits for the stream): SRT
+                        // retransmits what is lost, so the datagram is dropped, and counted.
+                        Err(mpsc::error::TrySendError::Full(_)) => crate::stats::inc("estuary_datagrams_dropped_total", &[("protocol", "srt")]),
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             self.sessions.remove(&from);
                         }

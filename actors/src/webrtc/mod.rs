@@ -164,7 +164,10 @@ pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
         match target {
             Some(tx) => match tx.try_send(Datagram { from, to, data }) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => tracing::debug!(%from, "WebRTC session not keeping up; datagram dropped"),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    crate::stats::inc("estuary_datagrams_dropped_total", &[("protocol", "webrtc")]);
+                    tracing::debug!(%from, "WebRTC session not keeping up; datagram dropped");
+                }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     lock(&shared.by_addr).remove(&from);
                 }
