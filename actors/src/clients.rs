@@ -1,18 +1,16 @@
-//! The node's table of connected clients (publishers and players of every protocol), for the
+//! A node's table of connected clients (publishers and players of every protocol), for the
 //! API and stream statistics. Each session registers itself and holds a [`ClientGuard`]; the
 //! entry disappears when the guard drops, however the session ends.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A client's id: unique for the life of the process.
 pub type ClientId = u64;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static TABLE: LazyLock<Mutex<BTreeMap<ClientId, Arc<ClientRecord>>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
 
 /// What one client is doing.
 #[derive(Debug)]
@@ -101,60 +99,87 @@ impl ClientRecord {
 
 /// Keeps a client in the table while alive.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<ClientRecord>);
+pub struct ClientGuard {
+    record: Arc<ClientRecord>,
+    clients: Arc<Clients>,
+}
 
 impl ClientGuard {
     /// The record.
     pub fn record(&self) -> &Arc<ClientRecord> {
-        &self.0
+        &self.record
     }
 
     /// The id.
     pub fn id(&self) -> ClientId {
-        self.0.id
+        self.record.id
     }
 }
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        crate::stats::add_closed_bytes(self.0.bytes_in.load(Ordering::Relaxed), self.0.bytes_out.load(Ordering::Relaxed));
-        TABLE.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0.id);
+        self.clients.closed_bytes_in.fetch_add(self.record.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.clients.closed_bytes_out.fetch_add(self.record.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.clients.table().remove(&self.record.id);
     }
 }
 
-/// A fresh id for an internal subscriber (a muxer, a recorder) that is not a client.
-pub fn allocate_id() -> ClientId {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+/// A node's client table.
+#[derive(Debug)]
+pub struct Clients {
+    next_id: AtomicU64,
+    table: Mutex<BTreeMap<ClientId, Arc<ClientRecord>>>,
+    /// Bytes received from clients that have disconnected.
+    pub closed_bytes_in: AtomicU64,
+    /// Bytes sent to clients that have disconnected.
+    pub closed_bytes_out: AtomicU64,
+    stats: Arc<crate::stats::Stats>,
 }
 
-/// Registers a new client.
-pub fn register(protocol: &'static str, peer: String) -> ClientGuard {
-    let record = Arc::new(ClientRecord {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        protocol,
-        peer,
-        connected: Instant::now(),
-        bytes_in: AtomicU64::new(0),
-        bytes_out: AtomicU64::new(0),
-        frames_dropped: AtomicU64::new(0),
-        role: Mutex::new(None),
-        transport: Mutex::new(None),
-        kicked: std::sync::atomic::AtomicBool::new(false),
-        kick: tokio::sync::Notify::new(),
-    });
-    crate::stats::inc("estuary_connections_total", &[("protocol", protocol)]);
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).insert(record.id, record.clone());
-    ClientGuard(record)
-}
+impl Clients {
+    /// An empty table that counts connections in `stats`.
+    pub fn new(stats: Arc<crate::stats::Stats>) -> Arc<Clients> {
+        Arc::new(Clients { next_id: AtomicU64::new(1), table: Mutex::new(BTreeMap::new()), closed_bytes_in: AtomicU64::new(0), closed_bytes_out: AtomicU64::new(0), stats })
+    }
 
-/// All clients, ordered by id.
-pub fn snapshot() -> Vec<Arc<ClientRecord>> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
-}
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<ClientId, Arc<ClientRecord>>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-/// One client by id.
-pub fn get(id: ClientId) -> Option<Arc<ClientRecord>> {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    /// A fresh id for an internal subscriber (a muxer, a recorder) that is not a client.
+    pub fn allocate_id(&self) -> ClientId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a new client; it stays in the table while the guard lives.
+    pub fn register(self: &Arc<Self>, protocol: &'static str, peer: String) -> ClientGuard {
+        let record = Arc::new(ClientRecord {
+            id: self.allocate_id(),
+            protocol,
+            peer,
+            connected: Instant::now(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            frames_dropped: AtomicU64::new(0),
+            role: Mutex::new(None),
+            transport: Mutex::new(None),
+            kicked: std::sync::atomic::AtomicBool::new(false),
+            kick: tokio::sync::Notify::new(),
+        });
+        self.stats.inc("estuary_connections_total", &[("protocol", protocol)]);
+        self.table().insert(record.id, record.clone());
+        ClientGuard { record, clients: self.clone() }
+    }
+
+    /// All clients, ordered by id.
+    pub fn snapshot(&self) -> Vec<Arc<ClientRecord>> {
+        self.table().values().cloned().collect()
+    }
+
+    /// One client by id.
+    pub fn get(&self, id: ClientId) -> Option<Arc<ClientRecord>> {
+        self.table().get(&id).cloned()
+    }
 }
 
 #[cfg(test)]
@@ -162,12 +187,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guard_removes_entry() {
-        let guard = register("rtmp", "127.0.0.1:5000".into());
+    fn guard_removes_entry_and_keeps_its_bytes() {
+        let clients = Clients::new(Default::default());
+        let guard = clients.register("rtmp", "127.0.0.1:5000".into());
         let id = guard.id();
         guard.record().set_role(Role::Play, "live/x".into());
-        assert_eq!(get(id).unwrap().role(), Some((Role::Play, "live/x".into())));
+        guard.record().add_out(10);
+        assert_eq!(clients.get(id).unwrap().role(), Some((Role::Play, "live/x".into())));
         drop(guard);
-        assert!(get(id).is_none());
+        assert!(clients.get(id).is_none());
+        assert_eq!(clients.closed_bytes_out.load(Ordering::Relaxed), 10);
     }
 }

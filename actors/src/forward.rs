@@ -30,8 +30,8 @@ use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
 use estuary_storage::StreamKey;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use crate::node::{Node, NodeContext};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -41,8 +41,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static TABLE: WorkerTable<ForwardStatus, (StreamKey, String)> = WorkerTable::new();
+/// A node's forwarders, and the extra CA file they trust.
+#[derive(Default)]
+pub struct Forwards {
+    table: WorkerTable<ForwardStatus, (StreamKey, String)>,
+    tls_ca_file: Option<String>,
+}
+
+impl Forwards {
+    /// An empty table; `tls_ca_file` (PEM) is trusted for `rtmps://` besides the system roots.
+    pub fn new(tls_ca_file: Option<String>) -> Self {
+        Forwards { table: WorkerTable::new(), tls_ca_file: tls_ca_file.filter(|p| !p.is_empty()) }
+    }
+}
 
 /// Where a forwarder is.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -89,13 +100,13 @@ pub struct ForwardStatus {
 type ForwardEntry = WorkerEntry<ForwardStatus, (StreamKey, String)>;
 
 /// Every forwarder of this process's life, running or stopped, until removed.
-pub fn list() -> Vec<ForwardStatus> {
-    TABLE.list()
+pub fn list(node: &Node) -> Vec<ForwardStatus> {
+    node.forwards.table.list()
 }
 
 /// Stops and removes forwarder `id`; false when unknown.
-pub fn remove(id: u64) -> bool {
-    TABLE.remove(id)
+pub fn remove(node: &Node, id: u64) -> bool {
+    node.forwards.table.remove(id)
 }
 
 /// A destination URL with `[app]`/`[stream]` filled in (see the module docs).
@@ -188,14 +199,14 @@ impl Destination {
 
 /// Starts forwarding `key` to `template` (subscribing through `registry`). A destination
 /// already forwarded for this stream returns the running forwarder.
-pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: String, origin: &'static str) -> Result<ForwardStatus, String> {
+pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, template: String, origin: &'static str) -> Result<ForwardStatus, String> {
     let destination = resolve(&template, &key)?;
-    if let Some(existing) = TABLE.find_running(|(k, t)| *k == key && *t == template) {
+    if let Some(existing) = node.forwards.table.find_running(|(k, t)| *k == key && *t == template) {
         return Ok(existing.status());
     }
     let stream = registry.send(FindStream { key: key.clone(), create: true }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or("stream not found")?;
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let client = crate::clients::allocate_id();
+    let id = node.forwards.table.next_id();
+    let client = node.clients.allocate_id();
     let subscription = stream.send(crate::messages::AddSubscriber { client, require_live: false }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
     let entry = ForwardEntry::new(
         ForwardStatus {
@@ -211,17 +222,17 @@ pub async fn start(registry: Addr<StreamRegistry>, key: StreamKey, template: Str
         },
         (key.clone(), template),
     );
-    TABLE.insert(id, entry.clone());
+    node.forwards.table.insert(id, entry.clone());
     tracing::info!(stream = %key, destination = %crate::secrets::mask_url(destination.url()), %origin, "forwarding started");
     let status = entry.status();
-    TABLE.arbiter().spawn(run(entry, destination, subscription));
+    node.topology.workers.next().spawn(run(entry, destination, subscription, node.forwards.tls_ca_file.clone()));
     Ok(status)
 }
 
 /// SRS's forward backend: asks `backend` (HTTP POST, SRS's `on_forward` body) where to
 /// forward a stream that was just published; the answer `{"code":0,"data":{"urls":[...]}}`
 /// starts one forwarder per URL (origin `backend`). Failures are logged; publishing goes on.
-pub async fn ask_backend(registry: Addr<StreamRegistry>, key: StreamKey, backend: String) {
+pub async fn ask_backend(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, backend: String) {
     let body = serde_json::json!({ "action": "on_forward", "vhost": key.vhost, "app": key.app, "stream": key.stream, "param": "" });
     let answer = match crate::hooks::post(&backend, &body, Duration::from_secs(3)).await {
         Ok((200, text)) => text,
@@ -243,25 +254,19 @@ pub async fn ask_backend(registry: Addr<StreamRegistry>, key: StreamKey, backend
         }
     };
     for url in urls {
-        if let Err(e) = start(registry.clone(), key.clone(), url.clone(), "backend").await {
+        if let Err(e) = start(node.clone(), registry.clone(), key.clone(), url.clone(), "backend").await {
             tracing::error!(stream = %key, destination = %crate::secrets::mask_url(&url), error = %e, "cannot forward (from the backend's answer)");
         }
     }
 }
 
-static TLS_CA_FILE: OnceLock<String> = OnceLock::new();
-
-/// Adds the certificates of a PEM file to the roots RTMPS destinations are checked against
-/// (besides the Mozilla roots built in), e.g. for a private CDN or a self-signed test server.
-pub fn set_tls_ca_file(path: String) {
-    let _ = TLS_CA_FILE.set(path);
-}
-
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+/// A TLS connector trusting the Mozilla roots built in and, when given, the certificates of a
+/// PEM file (`forward.tls_ca_file`: a private CDN, a self-signed test server).
+fn tls_connector(tls_ca_file: Option<&str>) -> Result<tokio_rustls::TlsConnector, String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = TLS_CA_FILE.get().filter(|p| !p.is_empty()) {
+    if let Some(path) = tls_ca_file {
         for cert in rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| format!("forward.tls_ca_file {path}: {e}"))? {
             let cert = cert.map_err(|e| format!("forward.tls_ca_file {path}: {e}"))?;
             roots.add(cert).map_err(|e| format!("forward.tls_ca_file {path}: {e}"))?;
@@ -283,7 +288,7 @@ enum Sink {
 }
 
 impl Sink {
-    async fn connect(destination: &Destination) -> Result<Sink, String> {
+    async fn connect(destination: &Destination, tls_ca_file: Option<&str>) -> Result<Sink, String> {
         match destination {
             Destination::Rtmp { tls, host, port, app, stream, .. } => {
                 let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), *port))).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| format!("connect: {e}"))?;
@@ -295,7 +300,7 @@ impl Sink {
                 type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
                 let (mut read, mut write): (Reader, Writer) = if *tls {
                     let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("TLS name {host}: {e}"))?;
-                    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls_connector()?.connect(name, socket)).await.map_err(|_| "TLS handshake timed out".to_string())?.map_err(|e| format!("TLS: {e}"))?;
+                    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls_connector(tls_ca_file)?.connect(name, socket)).await.map_err(|_| "TLS handshake timed out".to_string())?.map_err(|e| format!("TLS: {e}"))?;
                     let (r, w) = tokio::io::split(stream);
                     (Box::new(r), Box::new(w))
                 } else {
@@ -376,7 +381,7 @@ impl Sink {
     }
 }
 
-async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: Subscription) {
+async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: Subscription, tls_ca_file: Option<String>) {
     let mut rx = subscription.rx;
     let mut configs: Vec<Arc<MediaFrame>> = Vec::new();
     let mut sink: Option<Sink> = None;
@@ -389,9 +394,9 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
         if sink.is_none() && !attempt_running && tokio::time::Instant::now() >= next_attempt {
             attempt_running = true;
             entry.update(|s| s.state = ForwardState::Connecting);
-            let (destination, tx) = (destination.clone(), result_tx.clone());
+            let (destination, tx, ca) = (destination.clone(), result_tx.clone(), tls_ca_file.clone());
             tokio::spawn(async move {
-                let _ = tx.send(Sink::connect(&destination).await).await;
+                let _ = tx.send(Sink::connect(&destination, ca.as_deref()).await).await;
             });
         }
         let wait = next_attempt.max(tokio::time::Instant::now() + Duration::from_millis(10));

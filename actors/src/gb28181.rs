@@ -13,6 +13,7 @@
 //! pack are skipped up to the next start code; an unknown SSRC is refused.
 
 use crate::clients::{self, Role};
+use crate::node::NodeContext;
 use crate::registry::StreamRegistry;
 use actix::prelude::*;
 use estuary_protocols::ps::PsDemuxer;
@@ -22,14 +23,27 @@ use estuary_protocols::ts::TsFrameReader;
 use estuary_storage::StreamKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
-/// Announced SSRCs: the stream each belongs to, and the hosts its media may come from (the
-/// invited device's address, and the media address its answer's SDP names; empty for SSRCs
-/// announced through the API: any host).
-static SSRCS: LazyLock<Mutex<HashMap<u32, Announced>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// SSRCs remembered at most; the one announced longest ago goes first. (The API can
+/// announce any number; each INVITE announces one.)
+const MAX_SSRCS: usize = 65_536;
+
+/// A node's GB28181 state shared by the SIP server, the media listeners and the API.
+#[derive(Default)]
+pub struct GbState {
+    /// Announced SSRCs: the stream each belongs to, and the hosts its media may come from
+    /// (the invited device's address, and the media address its answer's SDP names; empty
+    /// for SSRCs announced through the API: any host); with the order of announcement.
+    ssrcs: Mutex<HashMap<u32, (Announced, u64)>>,
+    serial: std::sync::atomic::AtomicU64,
+    /// The SIP server's command channel (set when it starts).
+    pub(crate) commands: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::gb28181_sip::Command>>,
+    /// Where media connections report that they ended (set when the SIP server starts).
+    pub(crate) media_ended: std::sync::OnceLock<tokio::sync::mpsc::Sender<u32>>,
+}
 
 /// An announced SSRC's stream and the hosts allowed to send it (empty: any).
 type Announced = (StreamKey, Vec<std::net::IpAddr>);
@@ -41,32 +55,49 @@ const IDLE: Duration = Duration::from_secs(20);
 /// How long RTP over UDP waits for a packet that arrived out of order.
 const UDP_REORDER_WAIT: Duration = Duration::from_millis(50);
 
-/// Expects media with `ssrc` for `key`, from the host `from` when known (an invited device),
-/// else from anywhere (the API's `/gb/v1/publish/`, for an external signalling server).
-/// Announcing the same SSRC and stream again with another host adds that host.
-pub fn expect(ssrc: u32, key: StreamKey, from: Option<std::net::IpAddr>) {
-    let mut ssrcs = SSRCS.lock().unwrap_or_else(|e| e.into_inner());
-    match (ssrcs.get_mut(&ssrc), from) {
-        (Some((known, hosts)), Some(host)) if *known == key && !hosts.is_empty() => {
-            if !hosts.contains(&host) {
-                hosts.push(host);
+impl GbState {
+    /// Expects media with `ssrc` for `key`, from the host `from` when known (an invited
+    /// device), else from anywhere (the API's `/gb/v1/publish/`, for an external signalling
+    /// server). Announcing the same SSRC and stream again with another host adds that host.
+    pub fn expect(&self, ssrc: u32, key: StreamKey, from: Option<std::net::IpAddr>) {
+        let order = self.serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ssrcs = self.ssrcs.lock().unwrap_or_else(|e| e.into_inner());
+        match (ssrcs.get_mut(&ssrc), from) {
+            (Some(((known, hosts), _)), Some(host)) if *known == key && !hosts.is_empty() => {
+                if !hosts.contains(&host) && hosts.len() < 8 {
+                    hosts.push(host);
+                }
+            }
+            (_, from) => {
+                ssrcs.insert(ssrc, ((key, from.into_iter().collect()), order));
+                if ssrcs.len() > MAX_SSRCS {
+                    if let Some(oldest) = ssrcs.iter().min_by_key(|(_, (_, order))| *order).map(|(ssrc, _)| *ssrc) {
+                        ssrcs.remove(&oldest);
+                    }
+                }
             }
         }
-        (_, from) => {
-            ssrcs.insert(ssrc, (key, from.into_iter().collect()));
+    }
+
+    /// The stream of an announced SSRC, if `peer` may send it.
+    fn announced(&self, ssrc: u32, peer: SocketAddr) -> Result<StreamKey, String> {
+        match self.ssrcs.lock().unwrap_or_else(|e| e.into_inner()).get(&ssrc).map(|(announced, _)| announced.clone()) {
+            None => Err(format!("unknown SSRC {ssrc}")),
+            Some((_, hosts)) if !hosts.is_empty() && !hosts.iter().any(|h| h.to_canonical() == peer.ip().to_canonical()) => {
+                let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+                Err(format!("SSRC {ssrc} was given to the device at {}, not {}", hosts.join(" or "), peer.ip()))
+            }
+            Some((key, _)) => Ok(key),
         }
     }
-}
 
-/// The stream of an announced SSRC, if `peer` may send it.
-fn announced(ssrc: u32, peer: SocketAddr) -> Result<StreamKey, String> {
-    match SSRCS.lock().unwrap_or_else(|e| e.into_inner()).get(&ssrc).cloned() {
-        None => Err(format!("unknown SSRC {ssrc}")),
-        Some((_, hosts)) if !hosts.is_empty() && !hosts.iter().any(|h| h.to_canonical() == peer.ip().to_canonical()) => {
-            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-            Err(format!("SSRC {ssrc} was given to the device at {}, not {}", hosts.join(" or "), peer.ip()))
+    /// Called by the media side when the connection carrying `ssrc` ended.
+    pub(crate) fn media_ended(&self, ssrc: u32) {
+        if let Some(tx) = self.media_ended.get() {
+            if tx.try_send(ssrc).is_err() {
+                tracing::warn!(ssrc, "GB28181 SIP task not keeping up; media-ended notice dropped (no re-INVITE for it)");
+            }
         }
-        Some((key, _)) => Ok(key),
     }
 }
 
@@ -88,7 +119,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Accepts camera media connections forever.
-pub async fn serve(listener: std::net::TcpListener, registry: Addr<StreamRegistry>) {
+pub async fn serve(node: NodeContext, listener: std::net::TcpListener, registry: Addr<StreamRegistry>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -99,9 +130,9 @@ pub async fn serve(listener: std::net::TcpListener, registry: Addr<StreamRegistr
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
-                let registry = registry.clone();
-                crate::workers::get().next().spawn(async move {
-                    let reason = connection(socket, peer, registry).await;
+                let (node, registry) = (node.clone(), registry.clone());
+                node.topology.workers.next().spawn(async move {
+                    let reason = connection(node, socket, peer, registry).await;
                     tracing::info!(%peer, %reason, "GB28181 media connection closed");
                 });
             }
@@ -124,7 +155,7 @@ async fn read_some(socket: &mut tokio::net::TcpStream, buf: &mut [u8], deadline:
     }
 }
 
-async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registry: Addr<StreamRegistry>) -> String {
+async fn connection(node: NodeContext, mut socket: tokio::net::TcpStream, peer: SocketAddr, registry: Addr<StreamRegistry>) -> String {
     let mut reader = Rfc4571Reader::default();
     let mut buf = vec![0u8; 64 * 1024];
     // The first packet names the stream.
@@ -151,7 +182,7 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
             return e.to_string();
         }
     };
-    let mut session = match MediaSession::open(&first, peer, registry, "tcp").await {
+    let mut session = match MediaSession::open(node, &first, peer, registry, "tcp").await {
         Ok(session) => session,
         Err(e) => return e,
     };
@@ -196,6 +227,7 @@ async fn connection(mut socket: tokio::net::TcpStream, peer: SocketAddr, registr
 
 /// One camera's media, whatever carries it: RTP packets in, frames out to its stream.
 struct MediaSession {
+    node: NodeContext,
     peer: SocketAddr,
     key: StreamKey,
     guard: clients::ClientGuard,
@@ -213,14 +245,14 @@ struct MediaSession {
 
 impl MediaSession {
     /// Claims the stream the SSRC of `first` was announced for.
-    async fn open(first: &RtpPacket, peer: SocketAddr, registry: Addr<StreamRegistry>, transport: &'static str) -> Result<MediaSession, String> {
-        let key = announced(first.ssrc, peer).inspect_err(|reason| {
+    async fn open(node: NodeContext, first: &RtpPacket, peer: SocketAddr, registry: Addr<StreamRegistry>, transport: &'static str) -> Result<MediaSession, String> {
+        let key = node.gb.announced(first.ssrc, peer).inspect_err(|reason| {
             tracing::warn!(%peer, ssrc = first.ssrc, %reason, "GB28181 media refused (an SSRC must be announced by an INVITE to this host, or POST /gb/v1/publish/)");
         })?;
-        let guard = clients::register("gb28181", peer.to_string());
+        let guard = node.clients.register("gb28181", peer.to_string());
         // The camera proved itself with the SIP digest; CIDR rules and on_publish apply.
         let check = crate::access::Request { action: crate::auth::Action::Publish, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &[] };
-        crate::access::check_without_token(&check).await?;
+        node.access.check_without_token(&check).await?;
         let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "gb28181").await.map_err(|e| {
             tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
             e.to_string()
@@ -228,6 +260,7 @@ impl MediaSession {
         guard.record().set_role(Role::Publish, key.to_string());
         tracing::info!(%peer, stream = %key, ssrc = first.ssrc, transport, "GB28181 publish started");
         Ok(MediaSession {
+            node,
             peer,
             key,
             guard,
@@ -277,13 +310,13 @@ impl MediaSession {
         if self.demuxer.skipped > 0 || self.lost > 0 {
             tracing::info!(peer = %self.peer, stream = %self.key, skipped_bytes = self.demuxer.skipped, lost_packets = self.lost, untyped_units = self.demuxer.untyped, "GB28181 media had gaps");
         }
-        crate::gb28181_sip::media_ended(self.ssrc);
+        self.node.gb.media_ended(self.ssrc);
     }
 }
 
 /// Receives camera media over UDP (one RTP packet per datagram) on the media port: one
 /// session per SSRC, ended after [`IDLE`] without packets.
-pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistry>) {
+pub async fn serve_udp(node: NodeContext, socket: std::net::UdpSocket, registry: Addr<StreamRegistry>) {
     let socket = match tokio::net::UdpSocket::from_std(socket) {
         Ok(s) => s,
         Err(e) => {
@@ -313,7 +346,7 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
             // knows the SSRC cannot inject into it.
             if *source == peer {
                 if tx.try_send(packet).is_err() {
-                    crate::stats::inc("estuary_datagrams_dropped_total", &[("protocol", "gb28181")]);
+                    node.stats.inc("estuary_datagrams_dropped_total", &[("protocol", "gb28181")]);
                 }
             } else {
                 bad += 1;
@@ -323,7 +356,7 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
             }
             continue;
         }
-        if let Err(reason) = announced(packet.ssrc, peer) {
+        if let Err(reason) = node.gb.announced(packet.ssrc, peer) {
             bad += 1;
             if bad == 1 || bad.is_power_of_two() {
                 tracing::warn!(%peer, ssrc = packet.ssrc, %reason, count = bad, "GB28181 UDP media dropped");
@@ -332,9 +365,9 @@ pub async fn serve_udp(socket: std::net::UdpSocket, registry: Addr<StreamRegistr
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RtpPacket>(1024);
         sessions.insert(packet.ssrc, (peer, tx));
-        let registry = registry.clone();
-        crate::workers::get().next().spawn(async move {
-            let mut session = match MediaSession::open(&packet, peer, registry, "udp").await {
+        let (session_node, registry) = (node.clone(), registry.clone());
+        node.topology.workers.next().spawn(async move {
+            let mut session = match MediaSession::open(session_node, &packet, peer, registry, "udp").await {
                 Ok(s) => s,
                 Err(_) => return,
             };

@@ -14,7 +14,7 @@ use estuary_storage::StreamKey;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use crate::node::{Node, NodeContext};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -60,47 +60,36 @@ pub struct ChannelStatus {
     pub invites: u64,
 }
 
-enum Command {
+pub(crate) enum Command {
     List(oneshot::Sender<Vec<DeviceStatus>>),
     Invite(String, String, oneshot::Sender<Result<String, String>>),
     Bye(String, String, oneshot::Sender<Result<(), String>>),
 }
 
-static COMMANDS: OnceLock<mpsc::Sender<Command>> = OnceLock::new();
 /// Media-ended notices waiting for the SIP task. One per ended media connection, so the
 /// bound only matters if the SIP task stalls; a notice that does not fit is logged and the
 /// session is left to the keepalive check.
 const MEDIA_ENDED_QUEUE: usize = 1024;
-static MEDIA_ENDED: OnceLock<mpsc::Sender<u32>> = OnceLock::new();
-
-/// Called by the media side when the connection carrying `ssrc` ended.
-pub fn media_ended(ssrc: u32) {
-    if let Some(tx) = MEDIA_ENDED.get() {
-        if tx.try_send(ssrc).is_err() {
-            tracing::warn!(ssrc, "GB28181 SIP task not keeping up; media-ended notice dropped (no re-INVITE for it)");
-        }
-    }
-}
 
 /// Devices and channels.
-pub async fn devices() -> Result<Vec<DeviceStatus>, String> {
-    let tx = COMMANDS.get().ok_or("GB28181 SIP is disabled")?;
+pub async fn devices(node: &Node) -> Result<Vec<DeviceStatus>, String> {
+    let tx = node.gb.commands.get().ok_or("GB28181 SIP is disabled")?;
     let (reply, rx) = oneshot::channel();
     tx.send(Command::List(reply)).await.map_err(|_| "SIP server stopped")?;
     rx.await.map_err(|_| "SIP server stopped".into())
 }
 
 /// Invites a channel; returns the stream name.
-pub async fn invite(device: &str, channel: &str) -> Result<String, String> {
-    let tx = COMMANDS.get().ok_or("GB28181 SIP is disabled")?;
+pub async fn invite(node: &Node, device: &str, channel: &str) -> Result<String, String> {
+    let tx = node.gb.commands.get().ok_or("GB28181 SIP is disabled")?;
     let (reply, rx) = oneshot::channel();
     tx.send(Command::Invite(device.into(), channel.into(), reply)).await.map_err(|_| "SIP server stopped")?;
     rx.await.map_err(|_| "SIP server stopped".to_string())?
 }
 
 /// Ends a channel's session.
-pub async fn bye(device: &str, channel: &str) -> Result<(), String> {
-    let tx = COMMANDS.get().ok_or("GB28181 SIP is disabled")?;
+pub async fn bye(node: &Node, device: &str, channel: &str) -> Result<(), String> {
+    let tx = node.gb.commands.get().ok_or("GB28181 SIP is disabled")?;
     let (reply, rx) = oneshot::channel();
     tx.send(Command::Bye(device.into(), channel.into(), reply)).await.map_err(|_| "SIP server stopped")?;
     rx.await.map_err(|_| "SIP server stopped".to_string())?
@@ -120,6 +109,7 @@ const SUPERVISION_NAME: &str = "gb28181_sip";
 /// The IO shell around [`Platform`]: sockets, the storage actor, the media side's SSRC table
 /// and the log.
 struct Shell {
+    node: NodeContext,
     settings: SipSettings,
     platform: Platform,
     storage: Option<crate::storage::StorageHandle>,
@@ -138,7 +128,7 @@ impl Shell {
         let platform = &mut self.platform;
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(platform))) {
             let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-            crate::supervision::record_restart(SUPERVISION_NAME);
+            self.node.restarts.record(SUPERVISION_NAME);
             tracing::error!(%peer, panic = %what, "GB28181 SIP message made the platform panic; message dropped, server carries on");
         }
     }
@@ -158,7 +148,7 @@ impl Shell {
         while let Some(output) = self.platform.poll_output() {
             match output {
                 Output::Send(message, to) => self.send(&message, to).await,
-                Output::ExpectMedia { ssrc, device, channel, from } => crate::gb28181::expect(ssrc, self.stream_key(&device, &channel), Some(from)),
+                Output::ExpectMedia { ssrc, device, channel, from } => self.node.gb.expect(ssrc, self.stream_key(&device, &channel), Some(from)),
                 Output::Remember(record) => {
                     if let Some(storage) = &self.storage {
                         storage.tell(crate::messages::PutGbDevice(estuary_storage::GbDeviceRecord {
@@ -340,6 +330,7 @@ pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// Runs the SIP server (UDP and, when given, TCP on the same port). `known` are the devices
 /// remembered from earlier runs (shown offline until they register).
 pub async fn serve(
+    node: NodeContext,
     socket: std::net::UdpSocket,
     tcp: Option<std::net::TcpListener>,
     settings: SipSettings,
@@ -376,17 +367,17 @@ pub async fn serve(
             return;
         }
     };
-    crate::supervision::register(SUPERVISION_NAME);
+    node.restarts.register(SUPERVISION_NAME);
     let (command_tx, mut commands) = mpsc::channel(64);
-    let _ = COMMANDS.set(command_tx);
+    let _ = node.gb.commands.set(command_tx);
     let (media_tx, mut media) = mpsc::channel(MEDIA_ENDED_QUEUE);
-    let _ = MEDIA_ENDED.set(media_tx);
+    let _ = node.gb.media_ended.set(media_tx);
     tracing::info!(listen = %settings.platform.listen, server_id = %settings.platform.server_id, realm = %settings.platform.realm, auth = !settings.platform.password.is_empty(), "GB28181 SIP listening (UDP and TCP)");
     let config = PlatformConfig { seed: seed(), ..settings.platform.clone() };
     let mut platform = Platform::new(config, Duration::ZERO, crate::unix_ms());
     let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
     platform.remember_known(Duration::ZERO, known.into_iter().map(|r| DeviceRecord { address: r.address.parse().unwrap_or(unknown), id: r.id, channels: r.channels }));
-    let mut shell = Shell { settings, platform, storage, tcp: HashMap::new(), socket, origin: Instant::now() };
+    let mut shell = Shell { node, settings, platform, storage, tcp: HashMap::new(), socket, origin: Instant::now() };
     let mut buf = vec![0u8; 65_536];
     let mut control = [0u8; crate::pktinfo::CONTROL_SPACE];
     let fd = std::os::fd::AsRawFd::as_raw_fd(&shell.socket);

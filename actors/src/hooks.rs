@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -73,15 +73,11 @@ pub struct HookSettings {
     pub server_id: String,
 }
 
-static SETTINGS: OnceLock<Arc<HookSettings>> = OnceLock::new();
-
-/// Installs the node's hook settings (once, at boot).
-pub fn install(settings: HookSettings) {
-    let _ = SETTINGS.set(Arc::new(settings));
-}
-
-fn settings() -> Option<Arc<HookSettings>> {
-    SETTINGS.get().cloned()
+/// A node's hooks: its settings and the counters calls are counted in.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    settings: Arc<HookSettings>,
+    stats: Arc<crate::stats::Stats>,
 }
 
 fn urls(settings: &HookSettings, event: Event, app: &str) -> Vec<String> {
@@ -89,77 +85,85 @@ fn urls(settings: &HookSettings, event: Event, app: &str) -> Vec<String> {
     set.get(event.name()).cloned().unwrap_or_default()
 }
 
-/// True when any URL is configured for `event` in `app`.
-pub fn configured(event: Event, app: &str) -> bool {
-    settings().is_some_and(|s| !urls(&s, event, app).is_empty())
+impl Hooks {
+    /// Hooks with `settings`, counting calls in `stats`.
+    pub fn new(settings: HookSettings, stats: Arc<crate::stats::Stats>) -> Self {
+        Hooks { settings: Arc::new(settings), stats }
+    }
+
+    /// True when any URL is configured for `event` in `app`.
+    pub fn configured(&self, event: Event, app: &str) -> bool {
+        !urls(&self.settings, event, app).is_empty()
+    }
+
+    /// Calls a deciding hook. `Ok` when every configured URL allows (or none is configured).
+    pub async fn decide(&self, event: Event, app: &str, mut body: Value) -> Result<(), Denied> {
+        let settings = self.settings.clone();
+        let urls = urls(&settings, event, app);
+        if urls.is_empty() {
+            return Ok(());
+        }
+        body["action"] = Value::String(event.name().into());
+        body["server_id"] = Value::String(settings.server_id.clone());
+        for url in urls {
+            match post(&url, &body, settings.timeout).await {
+                Ok((200, text)) if allows(&text) => {
+                    self.stats.inc("estuary_hook_calls_total", &[("event", event.name()), ("result", "allow")]);
+                }
+                Ok((status, text)) => {
+                    self.stats.inc("estuary_hook_calls_total", &[("event", event.name()), ("result", "deny")]);
+                    let text: String = text.chars().take(200).collect();
+                    return Err(Denied(format!("{} hook {url} answered {status} {text:?}", event.name())));
+                }
+                Err(e) => {
+                    self.stats.inc("estuary_hook_calls_total", &[("event", event.name()), ("result", "error")]);
+                    if settings.fail_open.contains(event.name()) {
+                        tracing::warn!(hook = event.name(), %url, error = %e, "hook server unreachable; allowing (fail_open)");
+                        continue;
+                    }
+                    return Err(Denied(format!("{} hook {url} failed: {e}", event.name())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls a notifying hook in the background.
+    pub fn notify(&self, event: Event, app: &str, mut body: Value) {
+        let settings = self.settings.clone();
+        let stats = self.stats.clone();
+        let urls = urls(&settings, event, app);
+        if urls.is_empty() {
+            return;
+        }
+        body["action"] = Value::String(event.name().into());
+        body["server_id"] = Value::String(settings.server_id.clone());
+        let spawn = move || async move {
+            for url in urls {
+                let result = post(&url, &body, settings.timeout).await;
+                let outcome = match &result {
+                    Ok((200, _)) => "ok",
+                    Ok(_) => "rejected",
+                    Err(_) => "error",
+                };
+                stats.inc("estuary_hook_calls_total", &[("event", event.name()), ("result", outcome)]);
+                if outcome != "ok" {
+                    tracing::warn!(hook = event.name(), %url, result = ?result, "notification hook failed");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(spawn());
+            }
+            Err(_) => tracing::warn!(hook = event.name(), "no runtime to send the hook from"),
+        }
+    }
 }
 
 /// Why a deciding hook refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied(pub String);
-
-/// Calls a deciding hook. `Ok` when every configured URL allows (or none is configured).
-pub async fn decide(event: Event, app: &str, mut body: Value) -> Result<(), Denied> {
-    let Some(settings) = settings() else { return Ok(()) };
-    let urls = urls(&settings, event, app);
-    if urls.is_empty() {
-        return Ok(());
-    }
-    body["action"] = Value::String(event.name().into());
-    body["server_id"] = Value::String(settings.server_id.clone());
-    for url in urls {
-        match post(&url, &body, settings.timeout).await {
-            Ok((200, text)) if allows(&text) => {
-                crate::stats::inc("estuary_hook_calls_total", &[("event", event.name()), ("result", "allow")]);
-            }
-            Ok((status, text)) => {
-                crate::stats::inc("estuary_hook_calls_total", &[("event", event.name()), ("result", "deny")]);
-                let text: String = text.chars().take(200).collect();
-                return Err(Denied(format!("{} hook {url} answered {status} {text:?}", event.name())));
-            }
-            Err(e) => {
-                crate::stats::inc("estuary_hook_calls_total", &[("event", event.name()), ("result", "error")]);
-                if settings.fail_open.contains(event.name()) {
-                    tracing::warn!(hook = event.name(), %url, error = %e, "hook server unreachable; allowing (fail_open)");
-                    continue;
-                }
-                return Err(Denied(format!("{} hook {url} failed: {e}", event.name())));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Calls a notifying hook in the background.
-pub fn notify(event: Event, app: &str, mut body: Value) {
-    let Some(settings) = settings() else { return };
-    let urls = urls(&settings, event, app);
-    if urls.is_empty() {
-        return;
-    }
-    body["action"] = Value::String(event.name().into());
-    body["server_id"] = Value::String(settings.server_id.clone());
-    let spawn = move || async move {
-        for url in urls {
-            let result = post(&url, &body, settings.timeout).await;
-            let outcome = match &result {
-                Ok((200, _)) => "ok",
-                Ok(_) => "rejected",
-                Err(_) => "error",
-            };
-            crate::stats::inc("estuary_hook_calls_total", &[("event", event.name()), ("result", outcome)]);
-            if outcome != "ok" {
-                tracing::warn!(hook = event.name(), %url, result = ?result, "notification hook failed");
-            }
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            handle.spawn(spawn());
-        }
-        Err(_) => tracing::warn!(hook = event.name(), "no runtime to send the hook from"),
-    }
-}
 
 /// SRS's rule: `0`, or JSON with `code` 0.
 pub fn allows(body: &str) -> bool {

@@ -3,7 +3,8 @@
 //! what a late joiner receives and how a slow player is treated); each poll encodes every
 //! frame already queued, up to 64 KiB, into one chunk.
 
-use crate::clients::{self, ClientGuard, Role};
+use crate::clients::{ClientGuard, Role};
+use crate::node::Node;
 use crate::messages::{AddSubscriber, FindStream, PlayRefused};
 use crate::registry::StreamRegistry;
 use crate::stream::Subscription;
@@ -103,6 +104,7 @@ impl Encoder for TsEncoder {
 }
 
 struct Player<E: Encoder> {
+    hooks: std::sync::Arc<crate::hooks::Hooks>,
     guard: ClientGuard,
     key: StreamKey,
     params: Vec<(String, String)>,
@@ -117,7 +119,7 @@ impl<E: Encoder> Drop for Player<E> {
     fn drop(&mut self) {
         let record = self.guard.record();
         let ip = record.peer.rsplit_once(':').map(|(ip, _)| ip.trim_matches(['[', ']'])).unwrap_or("");
-        crate::hooks::notify(crate::hooks::Event::Stop, &self.key.app, crate::hooks::body(record.id, ip, &self.key.vhost, &self.key.app, &self.key.stream, &self.params));
+        self.hooks.notify(crate::hooks::Event::Stop, &self.key.app, crate::hooks::body(record.id, ip, &self.key.vhost, &self.key.app, &self.key.stream, &self.params));
         tracing::info!(
             client = record.id,
             protocol = record.protocol,
@@ -134,6 +136,7 @@ impl<E: Encoder> Drop for Player<E> {
 /// access policy allowed it. Fails when the stream is unknown or has never been published,
 /// or the policy refuses.
 pub async fn play<E: Encoder>(
+    node: &Node,
     registry: &Addr<StreamRegistry>,
     key: StreamKey,
     peer: std::net::SocketAddr,
@@ -143,7 +146,7 @@ pub async fn play<E: Encoder>(
     merge: std::time::Duration,
 ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
     let not_found = || PlayRefused::NotFound(key.to_string());
-    let guard = clients::register(protocol, peer.to_string());
+    let guard = node.clients.register(protocol, peer.to_string());
     let request = crate::access::Request {
         action: crate::auth::Action::Play,
         client: guard.id(),
@@ -153,13 +156,13 @@ pub async fn play<E: Encoder>(
         stream: &key.stream,
         params: &params,
     };
-    crate::access::check(&request).await.map_err(PlayRefused::Denied)?;
+    node.access.check(&request).await.map_err(PlayRefused::Denied)?;
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
     guard.record().set_role(Role::Play, key.to_string());
     tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
     let header = encoder.start(&subscription);
-    let player = Player { guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false };
+    let player = Player { hooks: node.hooks.clone(), guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false };
     Ok(futures_util::stream::unfold(player, move |mut player| async move {
         if let Some(header) = player.header.take() {
             player.guard.record().add_out(header.len());

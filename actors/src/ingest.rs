@@ -21,6 +21,7 @@
 
 use crate::registry::StreamRegistry;
 use crate::stream::PublisherLink;
+use crate::node::{Node, NodeContext};
 use crate::worker_table::{WorkerEntry, WorkerTable};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -37,13 +38,19 @@ use std::time::Duration;
 pub const MAX_SOURCE_BYTES: u64 = 1 << 30;
 const RETRY: Duration = Duration::from_secs(10);
 
-static RUNTIME: OnceLock<(String, u16)> = OnceLock::new();
-
-/// Sets the ffmpeg binary and the node's RTMP port, for URL relays (once, at boot).
-pub fn configure(ffmpeg: String, rtmp_port: u16) {
-    let _ = RUNTIME.set((ffmpeg, rtmp_port));
+/// A node's ingests, and what URL relays need: the ffmpeg binary and the node's RTMP port.
+#[derive(Default)]
+pub struct Ingests {
+    table: WorkerTable<IngestStatus, u64>,
+    relay: OnceLock<(String, u16)>,
 }
-static TABLE: WorkerTable<IngestStatus, u64> = WorkerTable::new();
+
+impl Ingests {
+    /// Sets the ffmpeg binary and the node's RTMP port, for URL relays (once, at boot).
+    pub fn configure(&self, ffmpeg: String, rtmp_port: u16) {
+        let _ = self.relay.set((ffmpeg, rtmp_port));
+    }
+}
 
 /// What the API shows of an ingest.
 #[derive(Debug, Clone, Serialize)]
@@ -71,17 +78,17 @@ pub struct IngestStatus {
 type IngestEntry = WorkerEntry<IngestStatus, u64>;
 
 /// Every ingest.
-pub fn list() -> Vec<IngestStatus> {
-    TABLE.list()
+pub fn list(node: &Node) -> Vec<IngestStatus> {
+    node.ingests.table.list()
 }
 
 /// Stops ingest `id`; false when unknown.
-pub fn stop(id: u64) -> bool {
-    TABLE.remove(id)
+pub fn stop(node: &Node, id: u64) -> bool {
+    node.ingests.table.remove(id)
 }
 
 /// Starts an ingest.
-pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static str) {
+pub fn start(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static str) {
     let entry = IngestEntry::new(
         IngestStatus {
             id: spec.id.to_string(),
@@ -97,9 +104,9 @@ pub fn start(registry: Addr<StreamRegistry>, spec: IngestSpec, origin: &'static 
         },
         spec.id,
     );
-    TABLE.insert(spec.id, entry.clone());
+    node.ingests.table.insert(spec.id, entry.clone());
     tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %crate::secrets::mask_url(&spec.source), %origin, "ingest started");
-    TABLE.arbiter().spawn(run(registry, spec, entry));
+    node.topology.workers.next().spawn(run(node.clone(), registry, spec, entry));
 }
 
 /// A clip: configuration frames, media frames in decode order, and its length.
@@ -214,13 +221,14 @@ async fn load(path: &str) -> Result<Clip, String> {
     read_clip(Bytes::from(data)).map_err(|e| format!("{path}: {e}"))
 }
 
-async fn run(registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<IngestEntry>) {
+async fn run(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<IngestEntry>) {
     let key = StreamKey::new(&spec.app, &spec.stream);
     if spec.source.contains("://") {
-        return relay(spec, key, entry).await;
+        let relay_with = node.ingests.relay.get().cloned();
+        return relay(relay_with, spec, key, entry).await;
     }
     while !entry.is_stopped() {
-        let result = publish(&registry, &spec, &key, &entry).await;
+        let result = publish(&node, &registry, &spec, &key, &entry).await;
         if entry.is_stopped() {
             break;
         }
@@ -280,7 +288,7 @@ pub fn source_files(source: &str) -> Result<Vec<std::path::PathBuf>, String> {
     Ok(vec![path.to_path_buf()])
 }
 
-async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &StreamKey, entry: &IngestEntry) -> Result<(), String> {
+async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &StreamKey, entry: &IngestEntry) -> Result<(), String> {
     let source = spec.source.clone();
     let files = tokio::task::spawn_blocking(move || source_files(&source)).await.map_err(|e| e.to_string())??;
     // The first file is read before the stream is claimed: a bad source never takes a name.
@@ -288,11 +296,11 @@ async fn publish(registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &Strea
     // The client list is readable without credentials: it names the file, not where on
     // this machine it lives (the ingest list, for operators, has the full source).
     let file_name = std::path::Path::new(&spec.source).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let guard = crate::clients::register("ingest", format!("file:{file_name}"));
+    let guard = node.clients.register("ingest", format!("file:{file_name}"));
     let client = guard.id();
     // Configured or added with the API's rights: no token, but on_publish has its say.
     let check = crate::access::Request { action: crate::auth::Action::Publish, client, ip: None, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &[] };
-    crate::access::check_without_token(&check).await?;
+    node.access.check_without_token(&check).await?;
     let stream = crate::attach::claim_publish(registry.clone(), key.clone(), client, "ingest").await.map_err(|e| e.to_string())?;
     guard.record().set_role(crate::clients::Role::Publish, key.to_string());
     entry.update(|s| {
@@ -355,8 +363,8 @@ async fn pace(stream: &PublisherLink, clip: &Clip, start: tokio::time::Instant, 
 }
 
 /// A URL relayed by a supervised ffmpeg child into the stream.
-async fn relay(spec: IngestSpec, key: StreamKey, entry: Arc<IngestEntry>) {
-    let Some((ffmpeg, port)) = RUNTIME.get().cloned() else {
+async fn relay(relay_with: Option<(String, u16)>, spec: IngestSpec, key: StreamKey, entry: Arc<IngestEntry>) {
+    let Some((ffmpeg, port)) = relay_with else {
         entry.update(|s| {
             s.state = "failed";
             s.last_error = Some("URL ingests are not configured on this node".into());

@@ -1,18 +1,27 @@
 //! Estuary's actors. All I/O lives here; wire formats come from `estuary-protocols`.
 //!
+//! Everything a node's actors share (threads, client table, restart counts, counters, hooks,
+//! access policy, per-feature tables) is in its [`node::Node`] context, built once and handed
+//! down: this crate keeps no process-wide state.
+//!
 //! | actor | where it runs | supervised by |
 //! |---|---|---|
-//! | [`registry::StreamRegistry`] — one per node: `app/stream` → stream actor, publish claims | system arbiter | — (never stops) |
-//! | [`stream::StreamActor`] — one per live stream: headers, GOP cache, bounded fan-out, grace period | system arbiter | the registry (recreated on demand) |
-//! | [`rtmp::RtmpListener`] — accepts TCP connections | system arbiter | actix `Supervisor`, capped exponential backoff |
+//! | [`registry::StreamRegistry`] — one per node: `app/stream` → stream actor, publish claims | system arbiter | — (never stops; carries no media) |
+//! | [`stream::StreamActor`] — one per live stream: publisher input, headers, GOP cache, bounded fan-out, grace period | the worker its key hashes to | itself: panics caught, state started over, counted (`stream`) |
+//! | [`rtmp::RtmpListener`], [`srt::SrtListener`] — accept connections / callers | system arbiter | actix `Supervisor`, capped exponential backoff; a panic stops it for a restart |
 //! | [`rtmp::RtmpSession`] — one per connection, owns a sans-IO RTMP session, plus a writer task | worker arbiters, round robin | — (a failure ends that one connection) |
-//! | [`storage::StorageActor`] — owns sled | its own `SyncArbiter` thread | the `SyncArbiter` (recreates it via its factory, with backoff) |
+//! | SRT, WebRTC (WHIP/WHEP) and GB28181 sessions — tasks | worker arbiters, round robin | — (a failure ends that one session) |
+//! | [`segmenter::HlsMuxer`], [`segmenter::DashMuxer`] | the segmenter arbiter | themselves: panics caught, counted (`hls`, `dash`) |
+//! | [`dvr::DvrWriter`] | the DVR arbiter | itself: panics caught, file closed, gap indexed, counted (`dvr`) |
+//! | [`storage::StorageActor`] — owns sled | its own `SyncArbiter` thread | itself (panics caught, counted `storage`); the `SyncArbiter` recreates it if it stops |
 //!
 //! HTTP-FLV and HTTP-TS players ([`http_stream`]) are subscribers served through actix-web
-//! streaming bodies; HLS and DASH muxers ([`segmenter`]) are subscribers that write files.
+//! streaming bodies; HLS and DASH muxers ([`segmenter`]) and the DVR writer are internal
+//! subscribers with their own queue policy (see [`stream`]).
 //!
-//! Media travels as `Arc<MediaFrame>` through bounded channels (see [`stream`] for the
-//! drop-a-GOP policy). Control messages use bounded mailboxes via `send`/`try_send`.
+//! Media enters a stream through its publisher's [`stream::PublisherLink`] (one bounded queue
+//! per publisher) and leaves as `Arc<MediaFrame>` through each subscriber's bounded channel
+//! (see [`stream`] for the drop-a-GOP policy). Control messages use bounded mailboxes.
 
 pub mod access;
 pub mod attach;
@@ -28,6 +37,7 @@ pub mod stats;
 pub mod http_stream;
 pub mod ingest;
 pub mod messages;
+pub mod node;
 mod pktinfo;
 pub mod registry;
 pub mod rtmp;

@@ -1,35 +1,47 @@
-//! Process-wide counters for the metrics exporter: labelled counters bumped on rare events
-//! (connections, refusals, hook calls) and atomics for hot paths (dropped frames, bytes of
-//! finished clients).
+//! Counters for the metrics exporter: labelled counters bumped on rare events (connections,
+//! refusals, hook calls, dropped datagrams) and an atomic for the hot path (frames players
+//! lost). One [`Stats`] per node, in its [`crate::node::Node`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
-
-/// Frames lost by slow subscribers, all streams.
-pub static FRAMES_DROPPED: AtomicU64 = AtomicU64::new(0);
-/// Bytes received from clients that have disconnected.
-pub static CLOSED_BYTES_IN: AtomicU64 = AtomicU64::new(0);
-/// Bytes sent to clients that have disconnected.
-pub static CLOSED_BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 type Labels = Vec<(&'static str, String)>;
 
-static COUNTERS: LazyLock<Mutex<BTreeMap<(&'static str, Labels), u64>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
-
-/// Adds one to counter `name` with `labels`.
-pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
-    let labels: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
-    *COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).entry((name, labels)).or_insert(0) += 1;
+/// A node's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Frames lost by slow players, all streams.
+    pub frames_dropped: AtomicU64,
+    counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
 }
 
-/// Every labelled counter.
-pub fn counters() -> Vec<(&'static str, Labels, u64)> {
-    COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|((n, l), v)| (*n, l.clone(), *v)).collect()
+impl Stats {
+    /// Adds one to counter `name` with `labels`. The label values come from a fixed set
+    /// (protocols, actions, events, message types), so the map stays small.
+    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        let labels: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner()).entry((name, labels)).or_insert(0) += 1;
+    }
+
+    /// Every labelled counter.
+    pub fn counters(&self) -> Vec<(&'static str, Labels, u64)> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|((n, l), v)| (*n, l.clone(), *v)).collect()
+    }
 }
 
-/// Adds a finished client's bytes to the totals.
-pub fn add_closed_bytes(bytes_in: u64, bytes_out: u64) {
-    CLOSED_BYTES_IN.fetch_add(bytes_in, Ordering::Relaxed);
-    CLOSED_BYTES_OUT.fetch_add(bytes_out, Ordering::Relaxed);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_count_per_label_set() {
+        let stats = Stats::default();
+        stats.inc("c", &[("protocol", "rtmp")]);
+        stats.inc("c", &[("protocol", "rtmp")]);
+        stats.inc("c", &[("protocol", "srt")]);
+        let counters = stats.counters();
+        assert_eq!(counters.len(), 2);
+        assert!(counters.contains(&("c", vec![("protocol", "rtmp".to_string())], 2)));
+    }
 }

@@ -1,6 +1,6 @@
-//! Restart bookkeeping shared by every supervised worker: a process-wide table of restart
-//! counts (shown by the API and metrics), a capped exponential backoff, and [`catch`], which
-//! turns a panic inside an actor's handler into an error the actor recovers from.
+//! Restart bookkeeping shared by every supervised worker: the node's table of restart counts
+//! ([`Restarts`], shown by the API and metrics), a capped exponential backoff, and [`catch`],
+//! which turns a panic inside an actor's handler into an error the actor recovers from.
 //!
 //! actix does not catch panics: a panic in a handler ends that actor's future (on a
 //! `SyncArbiter`, its thread) without `stopped` running, and its `Supervisor` never sees it.
@@ -12,27 +12,34 @@
 //! start within `stable_after`; a worker that ran longer than that starts again from `base`.
 
 use std::collections::BTreeMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static RESTARTS: LazyLock<Mutex<BTreeMap<String, u64>>> = LazyLock::new(|| Mutex::new(BTreeMap::new()));
+/// Restart counts by worker name (a fixed set of names: one per kind of worker, never per
+/// stream or client, so the table stays small).
+#[derive(Debug, Default)]
+pub struct Restarts(Mutex<BTreeMap<String, u64>>);
 
-/// Counts one restart of the worker called `name`.
-pub fn record_restart(name: &str) {
-    // A poisoned lock only means another thread panicked while counting; the map is still valid.
-    let mut map = RESTARTS.lock().unwrap_or_else(|e| e.into_inner());
-    *map.entry(name.to_string()).or_insert(0) += 1;
-}
+impl Restarts {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        // A poisoned lock only means another thread panicked while counting; the map is still valid.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-/// Makes `name` appear in the table with zero restarts.
-pub fn register(name: &str) {
-    let mut map = RESTARTS.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(name.to_string()).or_insert(0);
-}
+    /// Counts one restart of the worker called `name`.
+    pub fn record(&self, name: &str) {
+        *self.map().entry(name.to_string()).or_insert(0) += 1;
+    }
 
-/// Restart counts by worker name.
-pub fn restarts() -> BTreeMap<String, u64> {
-    RESTARTS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Makes `name` appear in the table with zero restarts.
+    pub fn register(&self, name: &str) {
+        self.map().entry(name.to_string()).or_insert(0);
+    }
+
+    /// Restart counts by worker name.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.map().clone()
+    }
 }
 
 /// A handler panicked; the text is the panic's message.
@@ -42,9 +49,9 @@ pub struct Panicked(pub String);
 
 /// Runs `f`, catching a panic. On a panic, logs it with `worker` and `context`, counts a
 /// restart of `worker`, and returns [`Panicked`]; the caller then resets what `f` touched.
-pub fn catch<R>(worker: &str, context: &dyn std::fmt::Display, f: impl FnOnce() -> R) -> Result<R, Panicked> {
+pub fn catch<R>(restarts: &Restarts, worker: &str, context: &dyn std::fmt::Display, f: impl FnOnce() -> R) -> Result<R, Panicked> {
     catch_panic(f).inspect_err(|panic| {
-        record_restart(worker);
+        restarts.record(worker);
         tracing::error!(worker, context = %context, panic = %panic.0, "a handler panicked; the actor restarts its state");
     })
 }
@@ -119,19 +126,21 @@ mod tests {
 
     #[test]
     fn catch_counts_a_panic_and_passes_results_through() {
-        register("catch-test");
-        assert_eq!(catch("catch-test", &"ctx", || 7), Ok(7));
-        assert_eq!(restarts().get("catch-test"), Some(&0));
-        let caught = catch("catch-test", &"ctx", || -> u8 { panic!("boom {}", 1) });
+        let restarts = Restarts::default();
+        restarts.register("catch-test");
+        assert_eq!(catch(&restarts, "catch-test", &"ctx", || 7), Ok(7));
+        assert_eq!(restarts.snapshot().get("catch-test"), Some(&0));
+        let caught = catch(&restarts, "catch-test", &"ctx", || -> u8 { panic!("boom {}", 1) });
         assert_eq!(caught, Err(Panicked("boom 1".into())));
-        assert_eq!(restarts().get("catch-test"), Some(&1));
+        assert_eq!(restarts.snapshot().get("catch-test"), Some(&1));
     }
 
     #[test]
     fn restart_table_counts() {
-        register("test-worker");
-        record_restart("test-worker");
-        record_restart("test-worker");
-        assert_eq!(restarts().get("test-worker"), Some(&2));
+        let restarts = Restarts::default();
+        restarts.register("test-worker");
+        restarts.record("test-worker");
+        restarts.record("test-worker");
+        assert_eq!(restarts.snapshot().get("test-worker"), Some(&2));
     }
 }

@@ -21,11 +21,11 @@ use crate::child::ChildEvent;
 use estuary_transcode::ffmpeg::{rendition_args_as, Rendition, VideoCodec};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::node::{Node, NodeContext};
 use std::sync::Arc;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static TABLE: WorkerTable<TranscodeStatus, (StreamKey, String)> = WorkerTable::new();
+/// A node's transcoders.
+pub type Transcoders = WorkerTable<TranscodeStatus, (StreamKey, String)>;
 
 /// Where the node listens, for the children's URLs.
 #[derive(Debug, Clone)]
@@ -74,8 +74,8 @@ pub struct TranscodeStatus {
 type TranscodeEntry = WorkerEntry<TranscodeStatus, (StreamKey, String)>;
 
 /// Every transcoder.
-pub fn list() -> Vec<TranscodeStatus> {
-    TABLE.list()
+pub fn list(node: &Node) -> Vec<TranscodeStatus> {
+    node.transcoders.list()
 }
 
 /// Renditions configured for `source`'s app that `source` is not itself one of.
@@ -87,8 +87,8 @@ pub fn ladder_for<'a>(settings: &'a TranscodeSettings, source: &StreamKey) -> &'
 }
 
 /// Stops transcoder `id`; false when unknown.
-pub fn remove(id: u64) -> bool {
-    TABLE.remove(id)
+pub fn remove(node: &Node, id: u64) -> bool {
+    node.transcoders.remove(id)
 }
 
 /// Whether `ffmpeg` can be run.
@@ -102,7 +102,7 @@ pub fn ffmpeg_available(ffmpeg: &str) -> Result<(), String> {
 
 /// Starts one transcoder per rendition of `ladder` for `source` (those already running for
 /// the same source and suffix are kept).
-pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettings>, source: StreamKey, ladder: Vec<Rendition>, origin: &'static str) -> Result<Vec<TranscodeStatus>, String> {
+pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettings>, source: StreamKey, ladder: Vec<Rendition>, origin: &'static str) -> Result<Vec<TranscodeStatus>, String> {
     for rendition in &ladder {
         rendition.validate().map_err(|e| e.to_string())?;
         if rendition.video_codec == VideoCodec::H265 && settings.srt_port.is_none() {
@@ -111,13 +111,13 @@ pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettin
     }
     let mut started = Vec::new();
     for rendition in ladder {
-        if let Some(existing) = TABLE.find_running(|(s, suffix)| *s == source && *suffix == rendition.suffix) {
+        if let Some(existing) = node.transcoders.find_running(|(s, suffix)| *s == source && *suffix == rendition.suffix) {
             started.push(existing.status());
             continue;
         }
         let stream = registry.send(FindStream { key: source.clone(), create: false }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or_else(|| format!("stream {source} is not live"))?;
-        let subscription = stream.send(AddSubscriber { client: crate::clients::allocate_id(), require_live: true }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let subscription = stream.send(AddSubscriber { client: node.clients.allocate_id(), require_live: true }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
+        let id = node.transcoders.next_id();
         let output = StreamKey::new(&source.app, &format!("{}{}", source.stream, rendition.suffix));
         let entry = TranscodeEntry::new(
             TranscodeStatus {
@@ -137,11 +137,11 @@ pub async fn start(registry: Addr<StreamRegistry>, settings: Arc<TranscodeSettin
             },
             (source.clone(), rendition.suffix.clone()),
         );
-        TABLE.insert(id, entry.clone());
+        node.transcoders.insert(id, entry.clone());
         started.push(entry.status());
         tracing::info!(source = %source, output = %output, "transcoder started");
         let (settings, source) = (settings.clone(), source.clone());
-        TABLE.arbiter().spawn(async move {
+        node.topology.workers.next().spawn(async move {
             let mut rx = subscription.rx;
             let ended = async move { while rx.recv().await.is_some() {} };
             supervise(entry, settings, source, output, rendition, ended).await;

@@ -1,11 +1,10 @@
 //! The bookkeeping shared by long-running workers the API lists and stops (forwarders,
 //! ingests, transcoders): a status snapshot the worker updates, a stop request it waits on,
-//! a table by id, and the arbiter the workers of one kind run on.
+//! and a table by id. The workers themselves run on the node's worker arbiters.
 
-use actix::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// One worker's shared record; `K` identifies what it works on (for de-duplication).
@@ -56,31 +55,41 @@ impl<S: Clone, K> WorkerEntry<S, K> {
     }
 }
 
-/// Workers of one kind by id.
+/// Finished workers kept for the API to show; older ones are forgotten.
+const FINISHED_KEPT: usize = 256;
+
+/// Workers of one kind by id (one table per kind in each node).
 pub struct WorkerTable<S, K> {
     entries: Mutex<BTreeMap<u64, Arc<WorkerEntry<S, K>>>>,
-    arbiter: OnceLock<ArbiterHandle>,
+    next_id: AtomicU64,
 }
 
 impl<S: Clone, K> WorkerTable<S, K> {
-    /// An empty table (usable in a `static`).
+    /// An empty table.
     pub const fn new() -> Self {
-        WorkerTable { entries: Mutex::new(BTreeMap::new()), arbiter: OnceLock::new() }
+        WorkerTable { entries: Mutex::new(BTreeMap::new()), next_id: AtomicU64::new(1) }
+    }
+
+    /// A fresh worker id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<WorkerEntry<S, K>>>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The arbiter these workers run on (started on first use).
-    pub fn arbiter(&self) -> ArbiterHandle {
-        self.arbiter.get_or_init(|| Arbiter::new().handle()).clone()
-    }
-
     /// Adds (or replaces, stopping the old one) worker `id`.
     pub fn insert(&self, id: u64, entry: Arc<WorkerEntry<S, K>>) {
-        if let Some(old) = self.entries().insert(id, entry) {
+        let mut entries = self.entries();
+        if let Some(old) = entries.insert(id, entry) {
             old.stop();
+        }
+        // Workers started per publish (configured forwards, ladders) would otherwise pile up
+        // as finished entries: keep the newest few for the API.
+        let finished: Vec<u64> = entries.iter().filter(|(_, e)| e.is_stopped()).map(|(id, _)| *id).collect();
+        for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
+            entries.remove(id);
         }
     }
 

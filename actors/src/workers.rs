@@ -5,9 +5,7 @@
 
 use actix::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-
-static WORKERS: OnceLock<Workers> = OnceLock::new();
+use std::sync::Arc;
 
 /// A set of arbiters.
 #[derive(Clone)]
@@ -17,6 +15,12 @@ pub struct Workers {
 }
 
 impl Workers {
+    /// Starts `count` worker arbiters (at least one). Call inside an actix system.
+    pub fn start(count: usize) -> Workers {
+        let arbiters = (0..count.max(1)).map(|_| Arbiter::new().handle()).collect();
+        Workers { arbiters: Arc::new(arbiters), next: Arc::new(AtomicUsize::new(0)) }
+    }
+
     /// The arbiter for the next connection.
     pub fn next(&self) -> ArbiterHandle {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
@@ -68,20 +72,4 @@ mod tests {
         assert!(per[0] > 16 && per[1] > 16, "both arbiters get streams: {per:?}");
         assert_eq!(index_for(&keys[0], 1), 0);
     }
-}
-
-/// Starts `count` worker arbiters (at least one) for the process. Later calls return the
-/// first set.
-pub fn start(count: usize) -> Workers {
-    WORKERS
-        .get_or_init(|| {
-            let arbiters = (0..count.max(1)).map(|_| Arbiter::new().handle()).collect();
-            Workers { arbiters: Arc::new(arbiters), next: Arc::new(AtomicUsize::new(0)) }
-        })
-        .clone()
-}
-
-/// The process's workers; starts one if none were configured.
-pub fn get() -> Workers {
-    start(1)
 }

@@ -171,7 +171,7 @@ async fn versions(_: Authorized) -> HttpResponse {
 }
 
 async fn summaries(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
-    let (bytes_in, bytes_out) = metrics::byte_totals();
+    let (bytes_in, bytes_out) = metrics::byte_totals(&state.node);
     HttpResponse::Ok().json(json!({
         "code": 0,
         "server": SERVER,
@@ -183,10 +183,10 @@ async fn summaries(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
                 "uptime_ms": state.started.elapsed().as_millis() as u64,
                 "mem_kbyte": metrics::rss_bytes() / 1024,
                 "cpu_seconds": metrics::cpu_seconds(),
-                "cpu_percent": metrics::cpu_percent(),
+                "cpu_percent": metrics::cpu_percent(&state.last_cpu),
             },
             "network": { "recv_bytes": bytes_in, "send_bytes": bytes_out },
-            "clients": clients::snapshot().len(),
+            "clients": state.node.clients.snapshot().len(),
         }
     }))
 }
@@ -269,7 +269,7 @@ pub async fn all_streams(state: &AppState) -> Result<BTreeMap<(String, String, S
     Ok(by_key)
 }
 
-fn stream_json((vhost, app, stream): &(String, String, String), (info, record): &Merged) -> Value {
+fn stream_json(node: &estuary_actors::node::Node, (vhost, app, stream): &(String, String, String), (info, record): &Merged) -> Value {
     let active = info.as_ref().is_some_and(|i| i.publisher.is_some());
     let video = info.as_ref().and_then(|i| i.video.clone()).or_else(|| record.as_ref().and_then(|r| r.video.clone()));
     let audio = info.as_ref().and_then(|i| i.audio.clone()).or_else(|| record.as_ref().and_then(|r| r.audio.clone()));
@@ -303,7 +303,7 @@ fn stream_json((vhost, app, stream): &(String, String, String), (info, record): 
             "protocol": info.as_ref().and_then(|i| i.publisher_protocol),
             "in_grace": info.as_ref().is_some_and(|i| i.in_grace),
             // The publisher's transport statistics (SRT: RTT, loss, retransmits, rates).
-            "transport": info.as_ref().and_then(|i| i.publisher).and_then(clients::get).and_then(|c| c.transport()),
+            "transport": info.as_ref().and_then(|i| i.publisher).and_then(|id| node.clients.get(id)).and_then(|c| c.transport()),
         },
         "video": video_json(&video),
         "audio": audio_json(&audio),
@@ -320,7 +320,7 @@ async fn streams(_: Authorized, state: web::Data<AppState>, page: web::Query<Pag
         Ok(all) => all,
         Err(response) => return response,
     };
-    let list: Vec<Value> = all.iter().skip(start).take(count).map(|(k, m)| stream_json(k, m)).collect();
+    let list: Vec<Value> = all.iter().skip(start).take(count).map(|(k, m)| stream_json(&state.node, k, m)).collect();
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": all.len(), "streams": list }))
 }
 
@@ -330,7 +330,7 @@ async fn stream_by_id(_: Authorized, state: web::Data<AppState>, id: web::Path<S
         Err(response) => return response,
     };
     match all.iter().find(|(k, _)| stream_id(&k.0, &k.1, &k.2) == *id) {
-        Some((k, m)) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "stream": stream_json(k, m) })),
+        Some((k, m)) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "stream": stream_json(&state.node, k, m) })),
         None => error(404, &format!("no stream with id {id}")),
     }
 }
@@ -354,30 +354,30 @@ fn client_json(c: &clients::ClientRecord) -> Value {
     value
 }
 
-async fn list_clients(_: Authorized, page: web::Query<Page>) -> HttpResponse {
+async fn list_clients(_: Authorized, state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
     let (start, count) = match page.bounds() {
         Ok(bounds) => bounds,
         Err(response) => return response,
     };
-    let all = clients::snapshot();
+    let all = state.node.clients.snapshot();
     let list: Vec<Value> = all.iter().skip(start).take(count).map(|c| client_json(c)).collect();
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": all.len(), "clients": list }))
 }
 
-fn find_client(id: &str) -> Result<std::sync::Arc<clients::ClientRecord>, HttpResponse> {
+fn find_client(state: &AppState, id: &str) -> Result<std::sync::Arc<clients::ClientRecord>, HttpResponse> {
     let id: u64 = id.parse().map_err(|_| error(400, &format!("client id {id:?} is not a number")))?;
-    clients::get(id).ok_or_else(|| error(404, &format!("no client with id {id}")))
+    state.node.clients.get(id).ok_or_else(|| error(404, &format!("no client with id {id}")))
 }
 
-async fn client_by_id(_: Authorized, id: web::Path<String>) -> HttpResponse {
-    match find_client(&id) {
+async fn client_by_id(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    match find_client(&state, &id) {
         Ok(client) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "client": client_json(&client) })),
         Err(response) => response,
     }
 }
 
-async fn kick_client(_: Authorized, id: web::Path<String>) -> HttpResponse {
-    match find_client(&id) {
+async fn kick_client(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    match find_client(&state, &id) {
         Ok(client) => {
             tracing::info!(client = client.id, protocol = client.protocol, peer = %client.peer, "kicking client through the API");
             client.kick();
@@ -395,11 +395,11 @@ struct TokenRequest {
     ttl_seconds: Option<u64>,
 }
 
-async fn mint_token(_: Authorized, body: web::Json<TokenRequest>) -> HttpResponse {
+async fn mint_token(_: Authorized, state: web::Data<AppState>, body: web::Json<TokenRequest>) -> HttpResponse {
     let Some(action) = estuary_actors::auth::Action::parse(&body.action) else {
         return error(400, "action must be publish or play");
     };
-    let Some(signer) = estuary_actors::access::settings().and_then(|s| s.signer.clone()) else {
+    let Some(signer) = state.node.access.settings().signer.clone() else {
         return error(409, "no auth.token_secret configured");
     };
     let ttl = body.ttl_seconds.unwrap_or(3600).clamp(1, 366 * 86_400);
@@ -408,8 +408,8 @@ async fn mint_token(_: Authorized, body: web::Json<TokenRequest>) -> HttpRespons
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "token": token, "expires": expiry, "query": format!("token={token}") }))
 }
 
-async fn supervisors(_: Authorized) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "restarts": estuary_actors::supervision::restarts() }))
+async fn supervisors(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "restarts": state.node.restarts.snapshot() }))
 }
 
 #[derive(Deserialize)]
@@ -668,27 +668,27 @@ async fn dvr_control(_: Authorized, state: web::Data<AppState>, query: web::Quer
     let key = estuary_actors::StreamKey::new(&query.app, &query.stream);
     match query.action.as_str() {
         "start" => {
-            estuary_actors::dvr::set_runtime(&key, true);
+            state.node.dvr.set_runtime(&key, true);
             if let Ok(Some(stream)) = state.registry.send(estuary_actors::messages::FindStream { key: key.clone(), create: false }).await {
                 let _ = stream.send(estuary_actors::messages::StartOutputs).await;
             }
             tracing::info!(stream = %key, "recording switched on through the API");
         }
         "stop" => {
-            estuary_actors::dvr::set_runtime(&key, false);
-            if let Some(writer) = estuary_actors::dvr::writer_of(&key) {
+            state.node.dvr.set_runtime(&key, false);
+            if let Some(writer) = state.node.dvr.writer_of(&key) {
                 let _ = writer.send(estuary_actors::dvr::StopRecording).await;
             }
             tracing::info!(stream = %key, "recording switched off through the API");
         }
         other => return error(400, &format!("action {other:?} is not start or stop")),
     }
-    let recording = estuary_actors::dvr::writer_of(&key).is_some();
+    let recording = state.node.dvr.writer_of(&key).is_some();
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "app": key.app, "stream": key.stream, "action": query.action, "recording": recording }))
 }
 
-async fn list_forwards(_: Authorized) -> HttpResponse {
-    let list = estuary_actors::forward::list();
+async fn list_forwards(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let list = estuary_actors::forward::list(&state.node);
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "forwards": list }))
 }
 
@@ -706,23 +706,23 @@ async fn add_forward(_: Authorized, state: web::Data<AppState>, body: web::Json<
         return error(400, "app and stream are required");
     }
     let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
-    match estuary_actors::forward::start(state.registry.clone(), key, body.url, "api").await {
+    match estuary_actors::forward::start(state.node.clone(), state.registry.clone(), key, body.url, "api").await {
         Ok(status) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "forward": status })),
         Err(e) => error(400, &e),
     }
 }
 
-async fn remove_forward(_: Authorized, id: web::Path<String>) -> HttpResponse {
+async fn remove_forward(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
     let Ok(id) = id.parse::<u64>() else { return error(400, "forward ids are numbers") };
-    if estuary_actors::forward::remove(id) {
+    if estuary_actors::forward::remove(&state.node, id) {
         HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
     } else {
         error(404, &format!("no forward {id}"))
     }
 }
 
-async fn list_ingests(_: Authorized) -> HttpResponse {
-    let list = estuary_actors::ingest::list();
+async fn list_ingests(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let list = estuary_actors::ingest::list(&state.node);
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "ingests": list }))
 }
 
@@ -779,13 +779,13 @@ async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<N
         Ok(Err(e)) => return error(503, &e),
         Err(e) => return error(503, &e.to_string()),
     }
-    estuary_actors::ingest::start(state.registry.clone(), spec.clone(), "api");
+    estuary_actors::ingest::start(state.node.clone(), state.registry.clone(), spec.clone(), "api");
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "id": spec.id.to_string() }))
 }
 
 async fn remove_ingest(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
     let Ok(id) = id.parse::<u64>() else { return error(400, "ingest ids are numbers") };
-    let stopped = estuary_actors::ingest::stop(id);
+    let stopped = estuary_actors::ingest::stop(&state.node, id);
     let forgotten = matches!(state.storage.ask(estuary_actors::messages::DeleteIngest(id)).await, Ok(Ok(true)));
     if stopped || forgotten {
         HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
@@ -794,8 +794,8 @@ async fn remove_ingest(_: Authorized, state: web::Data<AppState>, id: web::Path<
     }
 }
 
-async fn list_transcodes(_: Authorized) -> HttpResponse {
-    let list = estuary_actors::transcoder::list();
+async fn list_transcodes(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let list = estuary_actors::transcoder::list(&state.node);
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "transcodes": list }))
 }
 
@@ -826,15 +826,15 @@ async fn add_transcode(_: Authorized, state: web::Data<AppState>, body: web::Jso
         return error(503, &e);
     }
     let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
-    match estuary_actors::transcoder::start(state.registry.clone(), settings, key, ladder, "api").await {
+    match estuary_actors::transcoder::start(state.node.clone(), state.registry.clone(), settings, key, ladder, "api").await {
         Ok(list) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "transcodes": list })),
         Err(e) => error(400, &e),
     }
 }
 
-async fn remove_transcode(_: Authorized, id: web::Path<String>) -> HttpResponse {
+async fn remove_transcode(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
     let Ok(id) = id.parse::<u64>() else { return error(400, "transcode ids are numbers") };
-    if estuary_actors::transcoder::remove(id) {
+    if estuary_actors::transcoder::remove(&state.node, id) {
         HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
     } else {
         error(404, &format!("no transcode {id}"))
@@ -866,24 +866,24 @@ async fn gb_publish(_: Authorized, state: web::Data<AppState>, body: web::Json<G
         Err(e) => return error(400, &e),
     };
     let key = estuary_actors::StreamKey::new(&state.gb_app, &body.id);
-    estuary_actors::gb28181::expect(ssrc, key.clone(), None);
+    state.node.gb.expect(ssrc, key.clone(), None);
     tracing::info!(stream = %key, ssrc, "GB28181 media expected");
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "port": port, "is_tcp": true, "stream": key.to_string() }))
 }
 
-async fn gb_devices(_: Authorized) -> HttpResponse {
-    match estuary_actors::gb28181_sip::devices().await {
+async fn gb_devices(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    match estuary_actors::gb28181_sip::devices(&state.node).await {
         Ok(list) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "devices": list })),
         Err(e) => error(503, &e),
     }
 }
 
 /// `POST /api/v1/gb28181/devices/{device}/channels/{channel}/invite` (or `/bye`).
-async fn gb_channel(_: Authorized, path: web::Path<(String, String, String)>) -> HttpResponse {
+async fn gb_channel(_: Authorized, state: web::Data<AppState>, path: web::Path<(String, String, String)>) -> HttpResponse {
     let (device, channel, action) = path.into_inner();
     let result = match action.as_str() {
-        "invite" => estuary_actors::gb28181_sip::invite(&device, &channel).await.map(|stream| json!({ "code": 0, "server": SERVER, "stream": stream })),
-        "bye" => estuary_actors::gb28181_sip::bye(&device, &channel).await.map(|()| json!({ "code": 0, "server": SERVER })),
+        "invite" => estuary_actors::gb28181_sip::invite(&state.node, &device, &channel).await.map(|stream| json!({ "code": 0, "server": SERVER, "stream": stream })),
+        "bye" => estuary_actors::gb28181_sip::bye(&state.node, &device, &channel).await.map(|()| json!({ "code": 0, "server": SERVER })),
         other => return error(400, &format!("action {other:?} is not invite or bye")),
     };
     match result {
@@ -917,9 +917,9 @@ async fn rtc_offer(req: HttpRequest, state: web::Data<AppState>, params: Vec<(St
     let key = estuary_actors::StreamKey::new(&app, &stream);
     let peer = req.peer_addr().map(|a| a.ip());
     let result = if kind == "whip" {
-        estuary_actors::webrtc::whip::publish(state.registry.clone(), key, params, offer, peer).await
+        estuary_actors::webrtc::whip::publish(state.node.clone(), state.registry.clone(), key, params, offer, peer).await
     } else {
-        estuary_actors::webrtc::whep::play(state.registry.clone(), key, params, offer, peer).await
+        estuary_actors::webrtc::whep::play(state.node.clone(), state.registry.clone(), key, params, offer, peer).await
     };
     match result {
         Ok(answer) => HttpResponse::Created()
@@ -976,9 +976,9 @@ async fn srs_rtc(req: HttpRequest, state: web::Data<AppState>, body: SrsRtcReque
     let key = estuary_actors::StreamKey::new(&app, &stream);
     let peer = req.peer_addr().map(|a| a.ip());
     let result = if kind == "whip" {
-        estuary_actors::webrtc::whip::publish(state.registry.clone(), key, params, body.sdp, peer).await
+        estuary_actors::webrtc::whip::publish(state.node.clone(), state.registry.clone(), key, params, body.sdp, peer).await
     } else {
-        estuary_actors::webrtc::whep::play(state.registry.clone(), key, params, body.sdp, peer).await
+        estuary_actors::webrtc::whep::play(state.node.clone(), state.registry.clone(), key, params, body.sdp, peer).await
     };
     match result {
         Ok(answer) => HttpResponse::Ok().insert_header(("Access-Control-Allow-Origin", "*")).json(json!({ "code": 0, "server": SERVER, "sdp": answer.sdp, "sessionid": answer.id })),
@@ -1002,8 +1002,8 @@ async fn rtc_preflight() -> HttpResponse {
 }
 
 /// Ends a WHIP or WHEP session.
-async fn rtc_delete(path: web::Path<String>) -> HttpResponse {
-    if estuary_actors::webrtc::end_session(&path) {
+async fn rtc_delete(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    if state.node.rtc.end_session(&path) {
         HttpResponse::Ok().insert_header(("Access-Control-Allow-Origin", "*")).finish()
     } else {
         error(404, "no such WebRTC session")

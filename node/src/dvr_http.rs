@@ -221,7 +221,7 @@ async fn range_mp4(state: web::Data<AppState>, req: HttpRequest, path: web::Path
     let key = StreamKey::new(&app, stream);
     let ip = req.peer_addr().map(|a| a.ip());
     let request = estuary_actors::access::Request { action: Action::Play, client: 0, ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
-    if let Err(reason) = estuary_actors::access::check_rules(&request) {
+    if let Err(reason) = state.node.access.check_rules(&request) {
         return bad(StatusCode::FORBIDDEN, reason);
     }
     let plan = match playback::plan(&state.storage, &state.dvr.dir, &key, start, end).await {
@@ -258,7 +258,7 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
     let key = &recording.key;
     let request = estuary_actors::access::Request { action: Action::Play, client: 0, ip: req.peer_addr().map(|a| a.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
-    if let Err(reason) = estuary_actors::access::check_rules(&request) {
+    if let Err(reason) = state.node.access.check_rules(&request) {
         return bad(StatusCode::FORBIDDEN, reason);
     }
     let path = state.dvr.dir.join(&tail);

@@ -108,13 +108,13 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             stream: &checked,
             params: &params,
         };
-        if let Err(reason) = estuary_actors::access::check_rules(&request) {
+        if let Err(reason) = state.node.access.check_rules(&request) {
             return refusal(PlayRefused::Denied(reason));
         }
     }
     let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());
     match extension {
-        "flv" => match http_stream::play(&state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
+        "flv" => match http_stream::play(&state.node, &state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
             Ok(body) => live(body, "video/x-flv"),
             Err(refused) => refusal(refused),
         },
@@ -122,7 +122,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;
             }
-            match http_stream::play(&state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
+            match http_stream::play(&state.node, &state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
                 Ok(body) => live(body, "video/mp2t"),
                 Err(refused) => refusal(refused),
             }
@@ -152,7 +152,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
 async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
     let mut variants: Vec<(u64, Option<(u32, u32)>, String)> = Vec::new();
     let renditions: Vec<estuary_actors::transcoder::TranscodeStatus> =
-        estuary_actors::transcoder::list().into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
+        estuary_actors::transcoder::list(&state.node).into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
     let streams = state.registry.send(estuary_actors::messages::ListStreams).await.unwrap_or_default();
     let info_of = |name: &str| {
         let key = StreamKey::new(app, name);

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use clap::Parser;
 use estuary_actors::messages::FlushStorage;
+use estuary_actors::node::{Node, NodeContext, NodeOptions};
 use estuary_actors::registry::StreamRegistry;
 use estuary_actors::rtmp::{self, RtmpListener};
 use estuary_actors::storage::StorageHandle;
@@ -66,6 +67,7 @@ pub struct ApiAuth {
 /// Shared state of the HTTP and API servers.
 #[derive(Clone)]
 pub struct AppState {
+    pub node: NodeContext,
     pub registry: Addr<StreamRegistry>,
     pub storage: StorageHandle,
     pub rtmp_listener: Addr<RtmpListener>,
@@ -84,6 +86,8 @@ pub struct AppState {
     /// The last ingest id handed out (ids are `unix_ms << 8` or one more than the last, so
     /// two ingests created in the same millisecond differ, and ids grow across restarts).
     pub last_ingest_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The process's CPU seconds at the last `/api/v1/summaries` sample, for its CPU %.
+    pub last_cpu: std::sync::Arc<std::sync::Mutex<(Instant, f64)>>,
 }
 
 impl AppState {
@@ -209,63 +213,64 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     };
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
-    estuary_actors::hooks::install(config.hook_settings());
-    estuary_actors::access::install(config.access_settings());
     let system = actix::System::new();
     system.block_on(async move {
-        estuary_actors::workers::start(workers);
-        let storage = StorageHandle::start(store.clone());
-        let registry = StreamRegistry::new(config.stream_settings(), storage.clone()).start();
+        // The node's context: its threads and everything its actors share. Built here, once,
+        // and handed to every actor (nothing in the actors crate is process-wide).
+        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()) });
+        let storage = StorageHandle::start(node.clone(), store.clone());
+        let registry = StreamRegistry::new(node.clone(), config.stream_settings(), storage.clone()).start();
         let dvr_settings = std::sync::Arc::new(config.dvr_settings());
         {
             let (settings, storage) = (dvr_settings.clone(), storage.clone());
-            estuary_actors::dvr::janitor::DvrJanitor::start_in_arbiter(&estuary_actors::dvr::arbiter(), move |_| estuary_actors::dvr::janitor::DvrJanitor::new(settings, storage));
+            estuary_actors::dvr::janitor::DvrJanitor::start_in_arbiter(&node.topology.dvr, move |_| estuary_actors::dvr::janitor::DvrJanitor::new(settings, storage));
         }
         let rtmp_settings = config.rtmp_settings();
-        let listener_registry = registry.clone();
-        let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(rtmp_settings, listener_registry, Some(rtmp_socket)));
+        let (listener_node, listener_registry) = (node.clone(), registry.clone());
+        let rtmp_listener = Supervisor::start(move |_| RtmpListener::new(listener_node, rtmp_settings, listener_registry, Some(rtmp_socket)));
         let srt_listener = srt_socket.map(|socket| {
             let settings = config.srt_settings();
-            let registry = registry.clone();
+            let (node, registry) = (node.clone(), registry.clone());
             let mut socket = Some(socket);
-            Supervisor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| estuary_actors::srt::SrtListener::new(settings.clone(), registry.clone(), socket.take()))
+            let arbiter = node.topology.srt.clone();
+            Supervisor::start_in_arbiter(&arbiter, move |_| estuary_actors::srt::SrtListener::new(node.clone(), settings.clone(), registry.clone(), socket.take()))
         });
         if let Some((socket, settings)) = rtc_socket {
-            actix::spawn(estuary_actors::webrtc::serve(socket, settings));
+            actix::spawn(estuary_actors::webrtc::serve(node.clone(), socket, settings));
         }
         if let Some((socket, tcp, settings)) = gb_sip {
             let known = store.gb_devices().unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot read remembered GB28181 devices");
                 Vec::new()
             });
-            actix::spawn(estuary_actors::gb28181_sip::serve(socket, Some(tcp), settings, Some(storage.clone()), known));
+            actix::spawn(estuary_actors::gb28181_sip::serve(node.clone(), socket, Some(tcp), settings, Some(storage.clone()), known));
         }
         if let Some((listener, udp)) = gb_media {
-            actix::spawn(estuary_actors::gb28181::serve(listener, registry.clone()));
-            actix::spawn(estuary_actors::gb28181::serve_udp(udp, registry.clone()));
+            actix::spawn(estuary_actors::gb28181::serve(node.clone(), listener, registry.clone()));
+            actix::spawn(estuary_actors::gb28181::serve_udp(node.clone(), udp, registry.clone()));
             tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP, TCP and UDP)");
         }
-        estuary_actors::forward::set_tls_ca_file(config.forward.tls_ca_file.clone());
-        estuary_actors::ingest::configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
+        node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
         for (index, (stream, source)) in config.ingest.sources.iter().enumerate() {
             if let Some((app, name)) = stream.split_once('/') {
                 let spec = estuary_storage::IngestSpec { id: 1_000_000_000 + index as u64, app: app.into(), stream: name.into(), source: source.clone(), looped: true };
-                estuary_actors::ingest::start(registry.clone(), spec, "config");
+                estuary_actors::ingest::start(node.clone(), registry.clone(), spec, "config");
             }
         }
         match store.ingests() {
             Ok(saved) => {
                 for spec in saved {
-                    estuary_actors::ingest::start(registry.clone(), spec, "api");
+                    estuary_actors::ingest::start(node.clone(), registry.clone(), spec, "api");
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read saved ingests"),
         }
-        let state = AppState { registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
+        let state = AppState { node: node.clone(), registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
             api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
             max_stream_series: config.metrics.max_stream_series,
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
             last_ingest_id: Default::default(),
+            last_cpu: std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), metrics::cpu_seconds()))),
         };
 
         let http_state = state.clone();

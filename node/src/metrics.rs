@@ -6,11 +6,12 @@
 use crate::api::all_streams;
 use crate::AppState;
 use actix_web::HttpResponse;
-use estuary_actors::{clients, stats, supervision};
+use estuary_actors::clients;
+use estuary_actors::node::Node;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Resident memory of this process, bytes.
@@ -32,11 +33,9 @@ pub fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-static LAST_CPU: LazyLock<Mutex<(Instant, f64)>> = LazyLock::new(|| Mutex::new((Instant::now(), cpu_seconds())));
-
-/// CPU use since the previous call, percent of one core.
-pub fn cpu_percent() -> f64 {
-    let mut last = LAST_CPU.lock().unwrap_or_else(|e| e.into_inner());
+/// CPU use since the previous call (`last` holds that call's sample), percent of one core.
+pub fn cpu_percent(last: &Mutex<(Instant, f64)>) -> f64 {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
     let now = (Instant::now(), cpu_seconds());
     let wall = now.0.duration_since(last.0).as_secs_f64();
     let percent = if wall > 0.0 { (now.1 - last.1) / wall * 100.0 } else { 0.0 };
@@ -45,10 +44,10 @@ pub fn cpu_percent() -> f64 {
 }
 
 /// Bytes received and sent, all clients ever.
-pub fn byte_totals() -> (u64, u64) {
-    let mut received = stats::CLOSED_BYTES_IN.load(Ordering::Relaxed);
-    let mut sent = stats::CLOSED_BYTES_OUT.load(Ordering::Relaxed);
-    for client in clients::snapshot() {
+pub fn byte_totals(node: &Node) -> (u64, u64) {
+    let mut received = node.clients.closed_bytes_in.load(Ordering::Relaxed);
+    let mut sent = node.clients.closed_bytes_out.load(Ordering::Relaxed);
+    for client in node.clients.snapshot() {
         received += client.bytes_in.load(Ordering::Relaxed);
         sent += client.bytes_out.load(Ordering::Relaxed);
     }
@@ -102,7 +101,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     f.sample("estuary_streams", &[], live.len() as f64);
 
     let mut by_protocol: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
-    for client in clients::snapshot() {
+    for client in state.node.clients.snapshot() {
         let role = match client.role() {
             Some((clients::Role::Publish, _)) => "publish",
             Some((clients::Role::Play, _)) => "play",
@@ -115,15 +114,15 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         f.sample("estuary_clients", &[("protocol", protocol), ("type", role)], *count as f64);
     }
 
-    let (received, sent) = byte_totals();
+    let (received, sent) = byte_totals(&state.node);
     f.header("estuary_received_bytes_total", "counter", "Bytes received from clients.");
     f.sample("estuary_received_bytes_total", &[], received as f64);
     f.header("estuary_sent_bytes_total", "counter", "Bytes sent to clients.");
     f.sample("estuary_sent_bytes_total", &[], sent as f64);
     f.header("estuary_dropped_frames_total", "counter", "Frames slow subscribers lost to backpressure.");
-    f.sample("estuary_dropped_frames_total", &[], stats::FRAMES_DROPPED.load(Ordering::Relaxed) as f64);
+    f.sample("estuary_dropped_frames_total", &[], state.node.stats.frames_dropped.load(Ordering::Relaxed) as f64);
 
-    let counters = stats::counters();
+    let counters = state.node.stats.counters();
     for (name, help) in [
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
@@ -138,7 +137,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         }
     }
     f.header("estuary_supervisor_restarts_total", "counter", "Restarts of supervised workers.");
-    for (worker, count) in supervision::restarts() {
+    for (worker, count) in state.node.restarts.snapshot() {
         f.sample("estuary_supervisor_restarts_total", &[("worker", &worker)], count as f64);
     }
 

@@ -5,7 +5,8 @@
 //! One [`DvrWriter`] per recorded stream, a subscriber of the stream actor like any player,
 //! on the DVR arbiter (its own thread: file writes and fsyncs never stall connections). A
 //! stream is recorded when `[dvr]` enables its app, or when `POST /api/v1/dvr` switched it on
-//! at runtime ([`set_runtime`]; a runtime switch wins over config until the node restarts).
+//! at runtime ([`DvrRuntime::set_runtime`]; a runtime switch wins over config until the node
+//! restarts).
 //!
 //! ## Files and crash safety (fragmented MP4)
 //! A segment file starts with an initialization segment; then every `dvr.fragment_ms` one
@@ -42,43 +43,63 @@ use crate::settings::DvrSettings;
 use actix::prelude::*;
 use estuary_storage::StreamKey;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
-static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
-static RUNTIME: LazyLock<Mutex<HashMap<StreamKey, bool>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-static WRITERS: LazyLock<Mutex<HashMap<StreamKey, Addr<DvrWriter>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Runtime switches kept at most (streams named through the API); the oldest switch goes
+/// first.
+const MAX_SWITCHES: usize = 10_000;
 
-/// The arbiter DVR writers and the janitor run on.
-pub fn arbiter() -> ArbiterHandle {
-    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
+/// A node's DVR state: switches set through the API and the writers running.
+#[derive(Default)]
+pub struct DvrRuntime {
+    /// Stream → (on, order set), bounded by [`MAX_SWITCHES`].
+    switches: Mutex<HashMap<StreamKey, (bool, u64)>>,
+    writers: Mutex<HashMap<StreamKey, Addr<DvrWriter>>>,
+    serial: AtomicU64,
 }
 
-/// Switches recording of `key` on or off at runtime (overrides config until restart).
-pub fn set_runtime(key: &StreamKey, on: bool) {
-    RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), on);
-}
-
-/// Whether `key` should be recorded now.
-pub fn wanted(key: &StreamKey, settings: &DvrSettings) -> bool {
-    match RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
-        Some(on) => *on,
-        None => settings.applies_to(&key.app),
+impl DvrRuntime {
+    /// Switches recording of `key` on or off at runtime (overrides config until restart).
+    pub fn set_runtime(&self, key: &StreamKey, on: bool) {
+        let order = self.serial.fetch_add(1, Ordering::Relaxed);
+        let mut switches = self.switches.lock().unwrap_or_else(|e| e.into_inner());
+        switches.insert(key.clone(), (on, order));
+        if switches.len() > MAX_SWITCHES {
+            if let Some(oldest) = switches.iter().min_by_key(|(_, (_, order))| *order).map(|(k, _)| k.clone()) {
+                switches.remove(&oldest);
+            }
+        }
     }
-}
 
-/// The writer recording `key`, if one runs.
-pub fn writer_of(key: &StreamKey) -> Option<Addr<DvrWriter>> {
-    WRITERS.lock().unwrap_or_else(|e| e.into_inner()).get(key).filter(|a| a.connected()).cloned()
-}
+    /// Whether `key` should be recorded now.
+    pub fn wanted(&self, key: &StreamKey, settings: &DvrSettings) -> bool {
+        match self.switches.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            Some((on, _)) => *on,
+            None => settings.applies_to(&key.app),
+        }
+    }
 
-pub(crate) fn register_writer(key: &StreamKey, addr: Addr<DvrWriter>) {
-    WRITERS.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), addr);
-}
+    /// The writer recording `key`, if one runs.
+    pub fn writer_of(&self, key: &StreamKey) -> Option<Addr<DvrWriter>> {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner()).get(key).filter(|a| a.connected()).cloned()
+    }
 
-pub(crate) fn unregister_writer(key: &StreamKey) {
-    let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-    if writers.get(key).is_some_and(|a| !a.connected()) {
-        writers.remove(key);
+    pub(crate) fn register_writer(&self, key: &StreamKey, addr: Addr<DvrWriter>) {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), addr);
+    }
+
+    pub(crate) fn unregister_writer(&self, key: &StreamKey) {
+        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        if writers.get(key).is_some_and(|a| !a.connected()) {
+            writers.remove(key);
+        }
+    }
+
+    /// A recording id unique in this node and across restarts: Unix ms in the high bits, a
+    /// counter below.
+    pub(crate) fn new_recording_id(&self) -> u64 {
+        ((crate::unix_ms().max(0) as u64) << 16) | (self.serial.fetch_add(1, Ordering::Relaxed) & 0xffff)
     }
 }
 

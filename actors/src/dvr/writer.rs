@@ -2,6 +2,7 @@
 //! for the order of writes).
 
 use crate::hooks;
+use crate::node::NodeContext;
 use crate::messages::{Fault, InjectFault, PutRecording, PutRecordingGap};
 use crate::stream::{Gap, Gaps};
 use crate::settings::{DvrFormat, DvrPlan, DvrSettings};
@@ -15,17 +16,10 @@ use estuary_storage::{AudioInfo, Recording, RecordingGap, RecordingState, Stored
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-
-/// A process-unique, restart-unique recording id: Unix ms in the high bits, a counter below.
-fn new_id() -> u64 {
-    ((crate::unix_ms().max(0) as u64) << 16) | (NEXT_ID.fetch_add(1, Ordering::Relaxed) & 0xffff)
-}
 
 /// Asks a writer to close its file and stop (the API's DVR stop).
 #[derive(Message)]
@@ -49,6 +43,7 @@ struct OpenFile {
 
 /// Records one stream.
 pub struct DvrWriter {
+    node: NodeContext,
     key: StreamKey,
     settings: Arc<DvrSettings>,
     storage: StorageHandle,
@@ -75,8 +70,9 @@ pub struct DvrWriter {
 
 impl DvrWriter {
     /// A writer reading `rx` (a subscription of the stream actor).
-    pub fn new(key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps, has_video: bool) -> Self {
+    pub fn new(node: NodeContext, key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps, has_video: bool) -> Self {
         DvrWriter {
+            node,
             key,
             settings,
             storage,
@@ -296,7 +292,7 @@ impl DvrWriter {
             })
             .collect();
         let recording = Recording {
-            id: new_id(),
+            id: self.node.dvr.new_recording_id(),
             key: self.key.clone(),
             path: relative.clone(),
             format: match self.settings.format {
@@ -401,10 +397,11 @@ impl DvrWriter {
         let recording = open.recording;
         let storage = self.storage.clone();
         let app = self.key.app.clone();
+        let hooks = self.node.hooks.clone();
         // The hook fires once the index has the closed file.
         actix::spawn(async move {
             match storage.ask(PutRecording { recording, samples }).await {
-                Ok(Ok(())) => hooks::notify(hooks::Event::Dvr, &app, body),
+                Ok(Ok(())) => hooks.notify(hooks::Event::Dvr, &app, body),
                 Ok(Err(e)) => tracing::error!(error = %e, "closed recording not indexed"),
                 Err(e) => tracing::error!(error = %e, "storage unavailable; closed recording not indexed (repaired on the next start)"),
             }
@@ -508,7 +505,7 @@ impl Actor for DvrWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        super::register_writer(&self.key, ctx.address());
+        self.node.dvr.register_writer(&self.key, ctx.address());
         if let Some(rx) = self.rx.take() {
             ctx.add_stream(ReceiverStream::new(rx));
         }
@@ -516,14 +513,14 @@ impl Actor for DvrWriter {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.close("recording stopped");
-        super::unregister_writer(&self.key);
+        self.node.dvr.unregister_writer(&self.key);
     }
 }
 
 impl StreamHandler<Arc<MediaFrame>> for DvrWriter {
     fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
-        let key = self.key.clone();
-        if crate::supervision::catch("dvr", &format_args!("recording of {key}"), || self.frame(frame)).is_err() {
+        let (key, node) = (self.key.clone(), self.node.clone());
+        if crate::supervision::catch(&node.restarts, "dvr", &format_args!("recording of {key}"), || self.frame(frame)).is_err() {
             self.restart();
         }
     }
@@ -541,8 +538,8 @@ impl Handler<InjectFault> for DvrWriter {
         tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the DVR writer");
         match msg.0 {
             Fault::Panic => {
-                let key = self.key.clone();
-                if crate::supervision::catch("dvr", &format_args!("recording of {key}"), || panic!("fault injected into the DVR writer")).is_err() {
+                let (key, node) = (self.key.clone(), self.node.clone());
+                if crate::supervision::catch(&node.restarts, "dvr", &format_args!("recording of {key}"), || panic!("fault injected into the DVR writer")).is_err() {
                     self.restart();
                 }
             }

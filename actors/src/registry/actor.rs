@@ -1,4 +1,5 @@
 use crate::clients::ClientId;
+use crate::node::NodeContext;
 use crate::settings::StreamSettings;
 use crate::storage::StorageHandle;
 use crate::stream::StreamActor;
@@ -14,6 +15,7 @@ pub(super) struct Entry {
 
 /// Maps streams to their actors.
 pub struct StreamRegistry {
+    pub(super) node: NodeContext,
     pub(super) settings: StreamSettings,
     pub(super) storage: StorageHandle,
     pub(super) entries: HashMap<StreamKey, Entry>,
@@ -22,8 +24,8 @@ pub struct StreamRegistry {
 
 impl StreamRegistry {
     /// A registry whose stream actors use `settings` and record into `storage`.
-    pub fn new(settings: StreamSettings, storage: StorageHandle) -> Self {
-        StreamRegistry { settings, storage, entries: HashMap::new(), next_generation: 1 }
+    pub fn new(node: NodeContext, settings: StreamSettings, storage: StorageHandle) -> Self {
+        StreamRegistry { node, settings, storage, entries: HashMap::new(), next_generation: 1 }
     }
 
     pub(super) fn spawn_stream(&mut self, key: &StreamKey, ctx: &mut Context<Self>) -> Addr<StreamActor> {
@@ -31,8 +33,8 @@ impl StreamRegistry {
         self.next_generation += 1;
         // Each stream lives on the worker thread its key hashes to: streams use every core,
         // and the registry (control only) never carries media.
-        let (settings, registry, storage, stream_key) = (self.settings.clone(), ctx.address(), self.storage.clone(), key.clone());
-        let addr = StreamActor::start_in_arbiter(&crate::workers::get().for_key(key), move |_| StreamActor::new(stream_key, generation, settings, registry, storage));
+        let (node, settings, registry, storage, stream_key) = (self.node.clone(), self.settings.clone(), ctx.address(), self.storage.clone(), key.clone());
+        let addr = StreamActor::start_in_arbiter(&self.node.topology.workers.for_key(key), move |_| StreamActor::new(node, stream_key, generation, settings, registry, storage));
         self.entries.insert(key.clone(), Entry { addr: addr.clone(), generation, publisher: None });
         addr
     }

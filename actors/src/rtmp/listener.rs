@@ -2,7 +2,8 @@ use super::session::RtmpSession;
 use crate::messages::InjectFault;
 use crate::registry::StreamRegistry;
 use crate::settings::RtmpSettings;
-use crate::supervision::{self, Backoff};
+use crate::node::NodeContext;
+use crate::supervision::Backoff;
 use actix::prelude::*;
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Accepts RTMP connections.
 pub struct RtmpListener {
+    node: NodeContext,
     settings: Arc<RtmpSettings>,
     registry: Addr<StreamRegistry>,
     first_socket: Option<std::net::TcpListener>,
@@ -31,9 +33,9 @@ pub struct RtmpListener {
 impl RtmpListener {
     /// A listener; `first_socket` is the socket bound at boot (so a busy port fails the boot
     /// with a clear error), later restarts bind anew.
-    pub fn new(settings: RtmpSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::TcpListener>) -> Self {
-        supervision::register(NAME);
-        RtmpListener { settings: Arc::new(settings), registry, first_socket, backoff: Backoff::workers() }
+    pub fn new(node: NodeContext, settings: RtmpSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::TcpListener>) -> Self {
+        node.restarts.register(NAME);
+        RtmpListener { node, settings: Arc::new(settings), registry, first_socket, backoff: Backoff::workers() }
     }
 
     fn listen(&mut self, ctx: &mut Context<Self>) {
@@ -73,7 +75,7 @@ impl Actor for RtmpListener {
 
 impl Supervised for RtmpListener {
     fn restarting(&mut self, _: &mut Self::Context) {
-        supervision::record_restart(NAME);
+        self.node.restarts.record(NAME);
         tracing::warn!(listen = %self.settings.listen, "RTMP listener restarting");
     }
 }
@@ -107,8 +109,9 @@ impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
         };
         let settings = self.settings.clone();
         let registry = self.registry.clone();
-        let worker = crate::workers::get().next();
-        RtmpSession::start_in_arbiter(&worker, move |_| RtmpSession::new(socket, peer, settings, registry));
+        let worker = self.node.topology.workers.next();
+        let node = self.node.clone();
+        RtmpSession::start_in_arbiter(&worker, move |_| RtmpSession::new(node, socket, peer, settings, registry));
     }
 }
 

@@ -2,7 +2,8 @@ use super::writer::{self, WriterCmd, WriterEnd};
 use crate::access;
 use crate::auth::Action;
 use crate::hooks;
-use crate::clients::{self, ClientGuard, ClientId, Role};
+use crate::clients::{ClientGuard, ClientId, Role};
+use crate::node::NodeContext;
 use crate::messages::*;
 use crate::registry::StreamRegistry;
 use crate::settings::RtmpSettings;
@@ -48,6 +49,7 @@ enum State {
 
 /// One RTMP connection.
 pub struct RtmpSession {
+    node: NodeContext,
     client: ClientGuard,
     peer: SocketAddr,
     settings: Arc<RtmpSettings>,
@@ -72,15 +74,16 @@ pub struct RtmpSession {
 
 impl RtmpSession {
     /// A session for an accepted connection.
-    pub fn new(socket: std::net::TcpStream, peer: SocketAddr, settings: Arc<RtmpSettings>, registry: Addr<StreamRegistry>) -> Self {
+    pub fn new(node: NodeContext, socket: std::net::TcpStream, peer: SocketAddr, settings: Arc<RtmpSettings>, registry: Addr<StreamRegistry>) -> Self {
         let config = ServerConfig {
             chunk_size: settings.chunk_size,
             max_message_size: settings.max_message_size,
             ..ServerConfig::default()
         };
-        let client = clients::register("rtmp", peer.to_string());
+        let client = node.clients.register("rtmp", peer.to_string());
         let span = tracing::info_span!("rtmp", client = client.id(), %peer, stream = tracing::field::Empty);
         RtmpSession {
+            node,
             client,
             span,
             peer,
@@ -180,11 +183,12 @@ impl RtmpSession {
             ServerEvent::Connected { app, tc_url, params } => {
                 tracing::debug!(client = self.id(), peer = %self.peer, %app, %tc_url, "RTMP connect");
                 self.app = app.clone();
-                if hooks::configured(hooks::Event::Connect, &app) {
+                if self.node.hooks.configured(hooks::Event::Connect, &app) {
                     // Hold the connection's further commands until the hook decides.
                     let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), "__defaultVhost__", &app, "", &params);
                     body["tcUrl"] = serde_json::Value::String(tc_url);
-                    let fut = async move { hooks::decide(hooks::Event::Connect, &app, body).await };
+                    let hooks = self.node.hooks.clone();
+                    let fut = async move { hooks.decide(hooks::Event::Connect, &app, body).await };
                     ctx.wait(fut.into_actor(self).map(|result, act, ctx| {
                         if let Err(denied) = result {
                             tracing::warn!(client = act.id(), peer = %act.peer, reason = %denied.0, "RTMP connect refused by hook");
@@ -199,13 +203,14 @@ impl RtmpSession {
                     Err(reason) => return self.refuse(request, None, reason),
                 };
                 let registry = self.registry.clone();
+                let node = self.node.clone();
                 let client = self.id();
                 let claim_key = key.clone();
                 let ip = self.peer.ip();
                 self.params = params.clone();
                 let fut = async move {
                     let request = access::Request { action: Action::Publish, client, ip: Some(ip), vhost: &claim_key.vhost, app: &claim_key.app, stream: &claim_key.stream, params: &params };
-                    access::check(&request).await.map_err(Refusal::Denied)?;
+                    node.access.check(&request).await.map_err(Refusal::Denied)?;
                     crate::attach::claim_publish(registry, claim_key, client, "rtmp").await.map_err(Refusal::Busy)
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
@@ -237,13 +242,14 @@ impl RtmpSession {
                     Err(reason) => return self.refuse(request, None, reason),
                 };
                 let registry = self.registry.clone();
+                let node = self.node.clone();
                 let client = self.id();
                 let find_key = key.clone();
                 let ip = self.peer.ip();
                 self.params = params.clone();
                 let fut = async move {
                     let request = access::Request { action: Action::Play, client, ip: Some(ip), vhost: &find_key.vhost, app: &find_key.app, stream: &find_key.stream, params: &params };
-                    access::check(&request).await.map_err(Refusal::Denied)?;
+                    node.access.check(&request).await.map_err(Refusal::Denied)?;
                     crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
@@ -375,7 +381,7 @@ impl RtmpSession {
             State::Playing => hooks::Event::Stop,
             State::Idle => return,
         };
-        hooks::notify(event, &key.app, hooks::body(self.id(), &self.peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &self.params));
+        self.node.hooks.notify(event, &key.app, hooks::body(self.id(), &self.peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &self.params));
     }
 
     fn check_timeouts(&mut self, ctx: &mut Context<Self>) {
@@ -446,7 +452,7 @@ impl Actor for RtmpSession {
             let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), "__defaultVhost__", &self.app, &stream, &self.params);
             body["send_bytes"] = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed).into();
             body["recv_bytes"] = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed).into();
-            hooks::notify(hooks::Event::Close, &self.app, body);
+            self.node.hooks.notify(hooks::Event::Close, &self.app, body);
         }
         self.link = None;
         let record = self.client.record();

@@ -17,6 +17,7 @@ use super::{Cut, Cutter};
 use crate::settings::SegmentSettings;
 use actix::prelude::*;
 use crate::messages::{Fault, InjectFault};
+use crate::node::NodeContext;
 use crate::stream::Gaps;
 use estuary_protocols::dash::{rfc3339, Mpd, Representation, TimelineEntry};
 use estuary_protocols::fmp4::{self, to_timescale, Track, TrackFragment};
@@ -36,6 +37,7 @@ struct Listed {
 
 /// Writes DASH for one stream.
 pub struct DashMuxer {
+    node: NodeContext,
     key: StreamKey,
     settings: Arc<SegmentSettings>,
     dir: PathBuf,
@@ -55,9 +57,10 @@ pub struct DashMuxer {
 
 impl DashMuxer {
     /// A muxer reading `rx`.
-    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
+    pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
         let dir = settings.dir.join(&key.app);
         DashMuxer {
+            node,
             key,
             dir,
             rx: Some(rx),
@@ -268,8 +271,8 @@ impl Handler<InjectFault> for DashMuxer {
         tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the DASH muxer");
         match msg.0 {
             Fault::Panic => {
-                let key = self.key.clone();
-                if crate::supervision::catch("dash", &format_args!("DASH of {key}"), || panic!("fault injected into the DASH muxer")).is_err() {
+                let (key, node) = (self.key.clone(), self.node.clone());
+                if crate::supervision::catch(&node.restarts, "dash", &format_args!("DASH of {key}"), || panic!("fault injected into the DASH muxer")).is_err() {
                     self.restart();
                 }
             }
@@ -295,8 +298,8 @@ impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
             tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, reason = gap.reason, "DASH output lost frames; the segment before the gap is closed and the next starts at this keyframe");
             self.after_gap();
         }
-        let key = self.key.clone();
-        if crate::supervision::catch("dash", &format_args!("DASH of {key}"), || self.on_frame(frame)).is_err() {
+        let (key, node) = (self.key.clone(), self.node.clone());
+        if crate::supervision::catch(&node.restarts, "dash", &format_args!("DASH of {key}"), || self.on_frame(frame)).is_err() {
             self.restart();
         }
     }

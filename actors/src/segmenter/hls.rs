@@ -5,6 +5,7 @@ use super::{Cut, Cutter};
 use crate::settings::SegmentSettings;
 use actix::prelude::*;
 use crate::messages::{Fault, InjectFault};
+use crate::node::NodeContext;
 use crate::stream::Gaps;
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::fmp4::{self, Track, TrackFragment};
@@ -14,7 +15,7 @@ use estuary_protocols::ts::TsMuxer;
 use estuary_storage::StreamKey;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -26,10 +27,45 @@ struct Saved {
     init_version: u32,
 }
 
-static SAVED: LazyLock<Mutex<HashMap<StreamKey, Saved>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Playlists kept at most; the oldest goes first. (A busy node sees a new stream name per
+/// broadcast: without a bound this would grow with every name ever published.)
+const MAX_HISTORY: usize = 10_000;
+
+/// A node's HLS playlists of ended publishes, so a stream published again continues its
+/// playlist (numbering and a discontinuity) instead of starting over.
+#[derive(Default)]
+pub struct HlsHistory(Mutex<HashMap<StreamKey, (Saved, u64)>>, std::sync::atomic::AtomicU64);
+
+impl HlsHistory {
+    fn take(&self, key: &StreamKey) -> Option<Saved> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key).map(|(saved, _)| saved)
+    }
+
+    fn keep(&self, key: StreamKey, saved: Saved) {
+        let order = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, (saved, order));
+        if map.len() > MAX_HISTORY {
+            if let Some(oldest) = map.iter().min_by_key(|(_, (_, order))| *order).map(|(k, _)| k.clone()) {
+                map.remove(&oldest);
+            }
+        }
+    }
+
+    /// Playlists kept now.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Writes HLS for one stream.
 pub struct HlsMuxer {
+    node: NodeContext,
     key: StreamKey,
     settings: Arc<SegmentSettings>,
     dir: PathBuf,
@@ -49,9 +85,9 @@ pub struct HlsMuxer {
 
 impl HlsMuxer {
     /// A muxer reading `rx`.
-    pub fn new(key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
+    pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
         let dir = settings.dir.join(&key.app);
-        let saved = SAVED.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        let saved = node.hls.take(&key);
         let (playlist, next_sequence, retired, discontinuity, init_version) = match saved {
             Some(saved) => {
                 let mut playlist = saved.playlist;
@@ -61,6 +97,7 @@ impl HlsMuxer {
             None => (MediaPlaylist { target_duration: settings.fragment.as_secs_f64().round().max(1.0) as u64, ..Default::default() }, 0, VecDeque::new(), false, 0),
         };
         HlsMuxer {
+            node,
             key,
             dir,
             rx: Some(rx),
@@ -237,7 +274,7 @@ impl HlsMuxer {
             }
         }
         self.write_playlist();
-        crate::hooks::notify(crate::hooks::Event::Hls, &self.key.app, body);
+        self.node.hooks.notify(crate::hooks::Event::Hls, &self.key.app, body);
     }
 
     fn write_playlist(&self) {
@@ -259,7 +296,7 @@ impl HlsMuxer {
             retired: std::mem::take(&mut self.retired),
             init_version: self.init_version,
         };
-        SAVED.lock().unwrap_or_else(|e| e.into_inner()).insert(self.key.clone(), saved);
+        self.node.hls.keep(self.key.clone(), saved);
     }
 }
 
@@ -270,8 +307,8 @@ impl Handler<InjectFault> for HlsMuxer {
         tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the HLS muxer");
         match msg.0 {
             Fault::Panic => {
-                let key = self.key.clone();
-                if crate::supervision::catch("hls", &format_args!("HLS of {key}"), || panic!("fault injected into the HLS muxer")).is_err() {
+                let (key, node) = (self.key.clone(), self.node.clone());
+                if crate::supervision::catch(&node.restarts, "hls", &format_args!("HLS of {key}"), || panic!("fault injected into the HLS muxer")).is_err() {
                     self.restart();
                 }
             }
@@ -297,8 +334,8 @@ impl StreamHandler<Arc<MediaFrame>> for HlsMuxer {
             tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, reason = gap.reason, "HLS output lost frames; the segment before the gap is closed and the next starts at this keyframe");
             self.after_gap();
         }
-        let key = self.key.clone();
-        if crate::supervision::catch("hls", &format_args!("HLS of {key}"), || self.on_frame(frame)).is_err() {
+        let (key, node) = (self.key.clone(), self.node.clone());
+        if crate::supervision::catch(&node.restarts, "hls", &format_args!("HLS of {key}"), || self.on_frame(frame)).is_err() {
             self.restart();
         }
     }

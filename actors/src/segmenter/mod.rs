@@ -10,24 +10,14 @@
 //!
 //! A stream that ends gets `EXT-X-ENDLIST` (HLS). A stream published again later continues
 //! the same numbering after an `EXT-X-DISCONTINUITY`; so does a codec change within one
-//! publish (the muxer keeps its state per stream in a process-wide table).
+//! publish (the node keeps ended playlists in its [`HlsHistory`], bounded).
 
 mod dash;
 mod files;
 mod hls;
 
 pub use dash::DashMuxer;
-pub use hls::HlsMuxer;
-
-use actix::prelude::*;
-use std::sync::OnceLock;
-
-static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
-
-/// The arbiter muxers run on.
-pub fn arbiter() -> ArbiterHandle {
-    ARBITER.get_or_init(|| Arbiter::new().handle()).clone()
-}
+pub use hls::{HlsHistory, HlsMuxer};
 
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use std::sync::Arc;

@@ -1,11 +1,11 @@
 use super::session::{self, Role, SessionInput, SessionSetup};
 use crate::access;
+use crate::node::{Node, NodeContext};
 use crate::auth::Action;
-use crate::clients::{self, ClientGuard};
+use crate::clients::ClientGuard;
 use crate::messages::{InjectFault, PlayRefused, PublishRefused};
 use crate::registry::StreamRegistry;
 use crate::settings::SrtSettings;
-use crate::supervision;
 use actix::prelude::*;
 use bytes::BytesMut;
 use estuary_protocols::srt_handshake::{self, EXT_CONGESTION, EXT_FILTER, EXT_GROUP, EXT_KEY_MATERIAL};
@@ -34,6 +34,7 @@ pub(super) const SEND_BUFFER_PACKETS: usize = 8192;
 
 /// Accepts SRT callers and routes their packets.
 pub struct SrtListener {
+    node: NodeContext,
     settings: Arc<SrtSettings>,
     registry: Addr<StreamRegistry>,
     first_socket: Option<std::net::UdpSocket>,
@@ -77,8 +78,8 @@ struct Decision {
 
 impl SrtListener {
     /// A listener; `first_socket` is the socket bound at boot.
-    pub fn new(settings: SrtSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::UdpSocket>) -> Self {
-        supervision::register(NAME);
+    pub fn new(node: NodeContext, settings: SrtSettings, registry: Addr<StreamRegistry>, first_socket: Option<std::net::UdpSocket>) -> Self {
+        node.restarts.register(NAME);
         let init = ConnInitSettings {
             recv_latency: settings.latency,
             send_latency: settings.peer_latency,
@@ -93,6 +94,7 @@ impl SrtListener {
             ..ConnInitSettings::default()
         };
         SrtListener {
+            node,
             settings: Arc::new(settings),
             registry,
             first_socket,
@@ -148,7 +150,7 @@ impl SrtListener {
                         Ok(()) => {}
                         // The session is behind (its publisher waits for the stream): SRT
                         // retransmits what is lost, so the datagram is dropped, and counted.
-                        Err(mpsc::error::TrySendError::Full(_)) => crate::stats::inc("estuary_datagrams_dropped_total", &[("protocol", "srt")]),
+                        Err(mpsc::error::TrySendError::Full(_)) => self.node.stats.inc("estuary_datagrams_dropped_total", &[("protocol", "srt")]),
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             self.sessions.remove(&from);
                         }
@@ -290,8 +292,9 @@ impl SrtListener {
                     role: admission.role,
                     payload_size: self.settings.payload_size,
                     listener: ctx.address(),
+                    node: self.node.clone(),
                 };
-                crate::workers::get().next().spawn(session::run(setup));
+                self.node.topology.workers.next().spawn(session::run(setup));
             }
             ConnectionResult::NotHandled(error) => tracing::debug!(%peer, %error, "SRT handshake packet not handled"),
             ConnectionResult::NoAction => {}
@@ -308,9 +311,10 @@ impl SrtListener {
     fn decide(&mut self, peer: SocketAddr, request: AccessControlRequest, ctx: &mut Context<Self>) {
         let registry = self.registry.clone();
         let settings = self.settings.clone();
+        let node = self.node.clone();
         let encrypts = request.key_size != KeySize::Unspecified || self.pending.get(&peer).is_some_and(|p| p.encrypts);
         let fut = async move {
-            let (response, admission) = match admit(&settings, registry, peer, &request, encrypts).await {
+            let (response, admission) = match admit(&node, &settings, registry, peer, &request, encrypts).await {
                 Ok(admission) => {
                     let keys = settings.passphrase.as_ref().and_then(|p| Passphrase::try_from(p.clone()).ok()).map(|passphrase| KeySettings { key_size: request.key_size, passphrase });
                     (AccessControlResponse::Accepted(keys), Some(admission))
@@ -393,7 +397,7 @@ fn release(admission: Admission) {
     drop(admission);
 }
 
-async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
+async fn admit(node: &Node, settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
     let bad_request = |text: String| (RejectReason::Server(ServerRejectReason::BadRequest), text);
     let raw = request.stream_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
     let id = srt_streamid::parse(&raw).map_err(|e| bad_request(format!("stream id {raw:?}: {e}")))?;
@@ -407,13 +411,13 @@ async fn admit(settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: Soc
     if let Some(vhost) = &id.vhost {
         key.vhost = vhost.clone();
     }
-    let guard = clients::register("srt", peer.to_string());
+    let guard = node.clients.register("srt", peer.to_string());
     let action = match id.mode {
         Mode::Publish => Action::Publish,
         Mode::Request => Action::Play,
     };
     let check = access::Request { action, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &id.params };
-    access::check(&check).await.map_err(|text| (RejectReason::Server(ServerRejectReason::Forbidden), text))?;
+    node.access.check(&check).await.map_err(|text| (RejectReason::Server(ServerRejectReason::Forbidden), text))?;
     let role = match id.mode {
         Mode::Publish => {
             let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "srt").await.map_err(|refused| match refused {
@@ -446,7 +450,7 @@ impl Actor for SrtListener {
 
 impl Supervised for SrtListener {
     fn restarting(&mut self, _: &mut Self::Context) {
-        supervision::record_restart(NAME);
+        self.node.restarts.record(NAME);
         tracing::warn!(sessions = self.sessions.len(), "SRT listener restarting (established sessions keep their routes)");
         self.pending.clear();
     }

@@ -9,6 +9,7 @@
 use super::listener::{SessionEnded, SrtListener, SEND_BUFFER_PACKETS};
 use crate::clients::{ClientGuard, Role as ClientRole};
 use crate::hooks;
+use crate::node::NodeContext;
 use crate::http_stream::{Encoder, TsEncoder};
 use crate::stream::{PublisherLink, Subscription};
 use actix::prelude::*;
@@ -66,6 +67,7 @@ pub(super) struct SessionSetup {
     pub role: Role,
     pub payload_size: usize,
     pub listener: Addr<SrtListener>,
+    pub node: NodeContext,
 }
 
 /// An action, owned (the library's borrows the connection).
@@ -214,7 +216,7 @@ fn stats_json(stats: &SocketStatistics, path: &PathEstimate, previous: &mut Opti
 
 /// Runs the connection until it closes.
 pub(super) async fn run(setup: SessionSetup) {
-    let SessionSetup { connection, socket, peer, mut inbox, guard, key, params, role, payload_size, listener } = setup;
+    let SessionSetup { connection, socket, peer, mut inbox, guard, key, params, role, payload_size, listener, node } = setup;
     let client = guard.id();
     let record = guard.record().clone();
     let latency_ms = connection.settings.recv_tsbpd_latency.max(connection.settings.send_tsbpd_latency).as_millis() as u64;
@@ -333,7 +335,7 @@ pub(super) async fn run(setup: SessionSetup) {
     };
 
     let event = if publisher.is_some() { hooks::Event::Unpublish } else { hooks::Event::Stop };
-    hooks::notify(event, &key.app, hooks::body(client, &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &params));
+    node.hooks.notify(event, &key.app, hooks::body(client, &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &params));
     let frames_skipped = player.as_ref().map(|p| p.skipped).unwrap_or(0);
     drop(player);
     drop(publisher);

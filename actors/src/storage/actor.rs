@@ -1,4 +1,5 @@
-use crate::supervision::{self, Backoff};
+use crate::node::NodeContext;
+use crate::supervision::Backoff;
 use actix::prelude::*;
 use estuary_storage::Store;
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,7 @@ use std::time::Instant;
 /// Owns the database.
 pub struct StorageActor {
     pub(super) store: Store,
+    node: NodeContext,
 }
 
 /// What a handler answers when it panicked.
@@ -29,7 +31,8 @@ impl StorageActor {
     /// handle (sled itself is crash-safe), so starting over is counting the restart and
     /// answering the one request that failed with an error; the thread lives on.
     pub(super) fn guarded<R: FromPanic>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        crate::supervision::catch(NAME, &format_args!("storage ({what})"), || f(self)).unwrap_or_else(R::from_panic)
+        let node = self.node.clone();
+        crate::supervision::catch(&node.restarts, NAME, &format_args!("storage ({what})"), || f(self)).unwrap_or_else(R::from_panic)
     }
 }
 
@@ -52,19 +55,21 @@ const QUEUE: usize = 4096;
 pub struct StorageHandle {
     addr: Addr<StorageActor>,
     permits: Arc<tokio::sync::Semaphore>,
+    node: NodeContext,
 }
 
 pub(crate) const NAME: &str = "storage";
 
 impl StorageHandle {
     /// Starts the storage actor on its own thread.
-    pub fn start(store: Store) -> StorageHandle {
-        supervision::register(NAME);
+    pub fn start(node: NodeContext, store: Store) -> StorageHandle {
+        node.restarts.register(NAME);
+        let factory_node = node.clone();
         let backoff = Arc::new(Mutex::new(Backoff::workers()));
         let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let addr = SyncArbiter::start(1, move || {
             if !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                supervision::record_restart(NAME);
+                factory_node.restarts.record(NAME);
                 let delay = backoff.lock().unwrap_or_else(|e| e.into_inner()).on_start(Instant::now());
                 tracing::warn!(delay_ms = delay.as_millis() as u64, "storage actor restarting");
                 // This factory runs on the storage thread itself, so sleeping only delays storage.
@@ -72,9 +77,9 @@ impl StorageHandle {
             } else {
                 backoff.lock().unwrap_or_else(|e| e.into_inner()).on_start(Instant::now());
             }
-            StorageActor { store: store.clone() }
+            StorageActor { store: store.clone(), node: factory_node.clone() }
         });
-        StorageHandle { addr, permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)) }
+        StorageHandle { addr, permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)), node }
     }
 
     /// Sends a request and waits for its answer, waiting first for room in the queue.
@@ -113,7 +118,7 @@ impl StorageHandle {
                 });
             }
             Err(_) => {
-                crate::stats::inc("estuary_storage_dropped_total", &[("message", std::any::type_name::<M>().rsplit("::").next().unwrap_or("?"))]);
+                self.node.stats.inc("estuary_storage_dropped_total", &[("message", std::any::type_name::<M>().rsplit("::").next().unwrap_or("?"))]);
                 tracing::warn!(message = std::any::type_name::<M>(), queue = QUEUE, "storage queue full; update dropped");
             }
         }

@@ -1,4 +1,5 @@
-use crate::clients::{self, ClientId, ClientRecord};
+use crate::clients::{ClientId, ClientRecord};
+use crate::node::NodeContext;
 use crate::messages::{ForgetStream, RecordCodecs, RecordPublishEnd, ReleasePublish};
 use crate::registry::StreamRegistry;
 use crate::settings::StreamSettings;
@@ -106,6 +107,7 @@ pub(super) struct Publisher {
 
 /// One live stream.
 pub struct StreamActor {
+    pub(super) node: NodeContext,
     pub(super) key: StreamKey,
     pub(super) generation: u64,
     pub(super) settings: StreamSettings,
@@ -151,8 +153,9 @@ pub struct StreamActor {
 
 impl StreamActor {
     /// A stream actor for `key`.
-    pub fn new(key: StreamKey, generation: u64, settings: StreamSettings, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
+    pub fn new(node: NodeContext, key: StreamKey, generation: u64, settings: StreamSettings, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
         StreamActor {
+            node,
             key,
             generation,
             settings,
@@ -215,7 +218,7 @@ impl StreamActor {
                 }
             });
         ctx.spawn(input);
-        PublisherLink::new(self.key.clone(), client, tx, self.publish_drops.clone())
+        PublisherLink::new(self.key.clone(), client, tx, self.publish_drops.clone(), self.node.clients.get(client))
     }
 
     /// Runs `f` on this actor, catching a panic. After a panic the actor starts its media
@@ -224,7 +227,8 @@ impl StreamActor {
     /// keep playing after a short freeze instead of hanging on a dead actor.
     pub(super) fn guarded<R>(&mut self, ctx: &mut Context<Self>, what: &str, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> Option<R> {
         let context = format!("stream {} ({what})", self.key);
-        match crate::supervision::catch("stream", &context, || f(self, ctx)) {
+        let node = self.node.clone();
+        match crate::supervision::catch(&node.restarts, "stream", &context, || f(self, ctx)) {
             Ok(result) => Some(result),
             Err(_) => {
                 self.restart_state();
@@ -257,50 +261,50 @@ impl StreamActor {
     pub(super) fn start_outputs(&mut self) {
         let app = self.key.app.clone();
         if self.settings.hls.applies_to(&app) && !self.subscribed(self.hls_subscriber) {
-            let id = clients::allocate_id();
+            let id = self.node.clients.allocate_id();
             let subscription = self.subscribe_as(id, true);
-            let (key, settings) = (self.key.clone(), self.settings.hls.clone());
-            let addr = crate::segmenter::HlsMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::HlsMuxer::new(key, settings, subscription.rx, subscription.gaps));
+            let (node, key, settings) = (self.node.clone(), self.key.clone(), self.settings.hls.clone());
+            let addr = crate::segmenter::HlsMuxer::start_in_arbiter(&self.node.topology.segmenter, move |_| crate::segmenter::HlsMuxer::new(node, key, settings, subscription.rx, subscription.gaps));
             self.hls_subscriber = Some(id);
             self.hls_output = Some(addr);
         }
         if self.settings.dash.applies_to(&app) && !self.subscribed(self.dash_subscriber) {
-            let id = clients::allocate_id();
+            let id = self.node.clients.allocate_id();
             let subscription = self.subscribe_as(id, true);
-            let (key, settings) = (self.key.clone(), self.settings.dash.clone());
-            let addr = crate::segmenter::DashMuxer::start_in_arbiter(&crate::segmenter::arbiter(), move |_| crate::segmenter::DashMuxer::new(key, settings, subscription.rx, subscription.gaps));
+            let (node, key, settings) = (self.node.clone(), self.key.clone(), self.settings.dash.clone());
+            let addr = crate::segmenter::DashMuxer::start_in_arbiter(&self.node.topology.segmenter, move |_| crate::segmenter::DashMuxer::new(node, key, settings, subscription.rx, subscription.gaps));
             self.dash_subscriber = Some(id);
             self.dash_output = Some(addr);
         }
-        if crate::dvr::wanted(&self.key, &self.settings.dvr) && !self.subscribed(self.dvr_subscriber) {
-            let id = clients::allocate_id();
+        if self.node.dvr.wanted(&self.key, &self.settings.dvr) && !self.subscribed(self.dvr_subscriber) {
+            let id = self.node.clients.allocate_id();
             let subscription = self.subscribe_as(id, true);
             let has_video = subscription.has_video;
-            let (key, settings, storage) = (self.key.clone(), self.settings.dvr.clone(), self.storage.clone());
-            let addr = crate::dvr::DvrWriter::start_in_arbiter(&crate::dvr::arbiter(), move |_| crate::dvr::DvrWriter::new(key, settings, storage, subscription.rx, subscription.gaps, has_video));
+            let (node, key, settings, storage) = (self.node.clone(), self.key.clone(), self.settings.dvr.clone(), self.storage.clone());
+            let addr = crate::dvr::DvrWriter::start_in_arbiter(&self.node.topology.dvr, move |_| crate::dvr::DvrWriter::new(node, key, settings, storage, subscription.rx, subscription.gaps, has_video));
             self.dvr_subscriber = Some(id);
             self.dvr_output = Some(addr);
         }
         if let Some(transcode) = &self.settings.transcode {
             let ladder = crate::transcoder::ladder_for(transcode, &self.key).to_vec();
             if !ladder.is_empty() {
-                let (registry, key, settings) = (self.registry.clone(), self.key.clone(), transcode.clone());
+                let (node, registry, key, settings) = (self.node.clone(), self.registry.clone(), self.key.clone(), transcode.clone());
                 actix::spawn(async move {
                     // The child reads the stream like any player: it is served the headers
                     // and the cached GOP, or waits for the next keyframe, so it needs no head start.
-                    if let Err(e) = crate::transcoder::start(registry, settings, key.clone(), ladder, "config").await {
+                    if let Err(e) = crate::transcoder::start(node, registry, settings, key.clone(), ladder, "config").await {
                         tracing::error!(stream = %key, error = %e, "cannot transcode");
                     }
                 });
             }
         }
         if let Some(backend) = &self.settings.forward_backend {
-            actix::spawn(crate::forward::ask_backend(self.registry.clone(), self.key.clone(), backend.clone()));
+            actix::spawn(crate::forward::ask_backend(self.node.clone(), self.registry.clone(), self.key.clone(), backend.clone()));
         }
         for template in self.settings.forward.get(&self.key.app).into_iter().flatten() {
-            let (registry, key, template) = (self.registry.clone(), self.key.clone(), template.clone());
+            let (node, registry, key, template) = (self.node.clone(), self.registry.clone(), self.key.clone(), template.clone());
             actix::spawn(async move {
-                if let Err(e) = crate::forward::start(registry, key.clone(), template.clone(), "config").await {
+                if let Err(e) = crate::forward::start(node, registry, key.clone(), template.clone(), "config").await {
                     tracing::error!(stream = %key, destination = %template, error = %e, "cannot forward");
                 }
             });
@@ -451,7 +455,7 @@ impl StreamActor {
                         self.output_frames_lost += 1;
                     } else {
                         self.frames_dropped += 1;
-                        crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                        self.node.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
                         if let Some(record) = &sub.record {
                             record.frames_dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -472,7 +476,7 @@ impl StreamActor {
                     } else {
                         sub.behind_since = Some(now);
                         self.frames_dropped += 1;
-                        crate::stats::FRAMES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                        self.node.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
                         if let Some(record) = &sub.record {
                             record.frames_dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -530,7 +534,7 @@ impl StreamActor {
                 internal,
                 gaps: gaps.clone(),
                 lost_from_ms: None,
-                record: clients::get(client),
+                record: self.node.clients.get(client),
                 dropping: waiting_for_keyframe,
                 behind_since: None,
                 dropped: 0,

@@ -45,8 +45,7 @@ pub struct PublisherLink {
 }
 
 impl PublisherLink {
-    pub(super) fn new(key: StreamKey, client: ClientId, tx: mpsc::Sender<Arc<MediaFrame>>, drops: Arc<PublishDrops>) -> Self {
-        let record = crate::clients::get(client);
+    pub(super) fn new(key: StreamKey, client: ClientId, tx: mpsc::Sender<Arc<MediaFrame>>, drops: Arc<PublishDrops>, record: Option<Arc<ClientRecord>>) -> Self {
         PublisherLink { key, client, tx, drops, record }
     }
 

@@ -17,8 +17,9 @@ fn frame(track: TrackKind, dts: i64, keyframe: bool, config: bool) -> Arc<MediaF
 }
 
 async fn setup(settings: StreamSettings, dir: &std::path::Path) -> Harness {
-    let storage = StorageHandle::start(Store::open(dir).unwrap());
-    let registry = StreamRegistry::new(settings, storage).start();
+    let node = crate::node::Node::for_tests();
+    let storage = StorageHandle::start(node.clone(), Store::open(dir).unwrap());
+    let registry = StreamRegistry::new(node, settings, storage).start();
     let stream = registry.send(ClaimPublish { key: StreamKey::new("live", "t"), client: 1 }).await.unwrap().unwrap();
     let link = stream.send(AttachPublisher { client: 1, protocol: "test" }).await.unwrap().unwrap();
     let mut harness = Harness { stream, link, pushed: 0 };
@@ -119,8 +120,9 @@ async fn a_full_subscriber_drops_until_a_keyframe_then_resumes_with_headers() {
 #[actix_rt::test]
 async fn second_publisher_is_refused_by_the_registry() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = StorageHandle::start(Store::open(dir.path()).unwrap());
-    let registry = StreamRegistry::new(StreamSettings::default(), storage).start();
+    let node = crate::node::Node::for_tests();
+    let storage = StorageHandle::start(node.clone(), Store::open(dir.path()).unwrap());
+    let registry = StreamRegistry::new(node, StreamSettings::default(), storage).start();
     let key = StreamKey::new("live", "x");
     registry.send(ClaimPublish { key: key.clone(), client: 1 }).await.unwrap().unwrap();
     let refused = registry.send(ClaimPublish { key: key.clone(), client: 2 }).await.unwrap().unwrap_err();

@@ -27,6 +27,7 @@ pub use peer::{SessionAnswer, SignalError};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use crate::node::NodeContext;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -72,40 +73,62 @@ struct Shared {
     ends: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
 }
 
-/// Keyframe requests for WHIP publishers, by stream: WHEP players that join or lose packets
-/// ask through here, and the publisher's session sends a PLI (at most one per 300 ms).
-static KEYFRAME_REQUESTS: OnceLock<Mutex<HashMap<String, mpsc::Sender<()>>>> = OnceLock::new();
-
-fn keyframe_requests() -> &'static Mutex<HashMap<String, mpsc::Sender<()>>> {
-    KEYFRAME_REQUESTS.get_or_init(Mutex::default)
+/// A node's WebRTC state: the UDP socket reader's routes (set when it starts) and the
+/// keyframe requests of WHIP publishers.
+#[derive(Default)]
+pub struct RtcState {
+    shared: OnceLock<Arc<Shared>>,
+    /// Keyframe requests for WHIP publishers, by stream: WHEP players that join or lose
+    /// packets ask through here, and the publisher's session sends a PLI (at most one per
+    /// 300 ms). Entries of ended publishers go when the next publisher registers.
+    keyframes: Mutex<HashMap<String, mpsc::Sender<()>>>,
 }
 
-/// A WHIP publisher of `stream` takes keyframe requests on the returned channel until it
-/// drops it.
-pub(crate) fn take_keyframe_requests(stream: &str) -> mpsc::Receiver<()> {
-    let (tx, rx) = mpsc::channel(1);
-    lock(keyframe_requests()).insert(stream.to_string(), tx);
-    rx
-}
+impl RtcState {
+    /// A WHIP publisher of `stream` takes keyframe requests on the returned channel until it
+    /// drops it.
+    pub(crate) fn take_keyframe_requests(&self, stream: &str) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        let mut map = lock(&self.keyframes);
+        map.retain(|_, tx| !tx.is_closed());
+        map.insert(stream.to_string(), tx);
+        rx
+    }
 
-/// Asks the WHIP publisher of `stream`, if there is one, for a keyframe. True if asked.
-pub(crate) fn request_keyframe(stream: &str) -> bool {
-    let mut map = lock(keyframe_requests());
-    match map.get(stream) {
-        Some(tx) if tx.is_closed() => {
-            map.remove(stream);
-            false
+    /// Asks the WHIP publisher of `stream`, if there is one, for a keyframe. True if asked.
+    pub(crate) fn request_keyframe(&self, stream: &str) -> bool {
+        let mut map = lock(&self.keyframes);
+        match map.get(stream) {
+            Some(tx) if tx.is_closed() => {
+                map.remove(stream);
+                false
+            }
+            // A request already waiting covers this one too.
+            Some(tx) => {
+                let _ = tx.try_send(());
+                true
+            }
+            None => false,
         }
-        // A request already waiting covers this one too.
-        Some(tx) => {
-            let _ = tx.try_send(());
-            true
+    }
+
+    /// The socket and settings, when WebRTC is on.
+    pub(crate) fn socket(&self) -> Option<(Arc<UdpSocket>, RtcSettings)> {
+        self.shared.get().map(|s| (s.socket.clone(), s.settings.clone()))
+    }
+
+    /// Ends the session with this id (the WHIP resource's DELETE). False if there is none.
+    pub fn end_session(&self, id: &str) -> bool {
+        let Some(shared) = self.shared.get() else { return false };
+        match lock(&shared.ends).get(id) {
+            Some(tx) => {
+                let _ = tx.send(true);
+                true
+            }
+            None => false,
         }
-        None => false,
     }
 }
-
-static SHARED: OnceLock<Shared> = OnceLock::new();
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -120,7 +143,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 /// Runs the socket reader. Call once, inside the actix system.
-pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
+pub async fn serve(node: NodeContext, socket: std::net::UdpSocket, settings: RtcSettings) {
     let socket = match UdpSocket::from_std(socket) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -132,11 +155,11 @@ pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
     let offered = offered.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", ");
     let source = if settings.candidates.is_empty() { "interfaces" } else { "rtc.candidate" };
     tracing::info!(listen = %settings.listen, candidates = %offered, from = source, "WebRTC listening (UDP, ICE-lite)");
-    if SHARED.set(Shared { socket: socket.clone(), settings, by_ufrag: Mutex::default(), by_addr: Mutex::default(), ends: Mutex::default() }).is_err() {
+    let shared = Arc::new(Shared { socket: socket.clone(), settings, by_ufrag: Mutex::default(), by_addr: Mutex::default(), ends: Mutex::default() });
+    if node.rtc.shared.set(shared.clone()).is_err() {
         tracing::error!("WebRTC socket reader started twice");
         return;
     }
-    let Some(shared) = SHARED.get() else { return };
     let mut buf = vec![0u8; 2048];
     let mut control = [0u8; crate::pktinfo::CONTROL_SPACE];
     let fd = std::os::fd::AsRawFd::as_raw_fd(&*socket);
@@ -165,7 +188,7 @@ pub async fn serve(socket: std::net::UdpSocket, settings: RtcSettings) {
             Some(tx) => match tx.try_send(Datagram { from, to, data }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    crate::stats::inc("estuary_datagrams_dropped_total", &[("protocol", "webrtc")]);
+                    node.stats.inc("estuary_datagrams_dropped_total", &[("protocol", "webrtc")]);
                     tracing::debug!(%from, "WebRTC session not keeping up; datagram dropped");
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -208,6 +231,7 @@ pub fn stun_username(data: &[u8]) -> Option<&str> {
 
 /// A session's registration with the socket reader; removed on drop.
 pub(crate) struct Registration {
+    shared: Arc<Shared>,
     ufrag: String,
     id: String,
     pub(crate) inbox: mpsc::Receiver<Datagram>,
@@ -215,8 +239,13 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    pub(crate) fn new(ufrag: &str, id: &str) -> Result<Registration, String> {
-        let shared = SHARED.get().ok_or("WebRTC is disabled (rtc.enabled = false)")?;
+    /// The node's WebRTC socket.
+    pub(crate) fn socket(&self) -> Arc<UdpSocket> {
+        self.shared.socket.clone()
+    }
+
+    pub(crate) fn new(rtc: &RtcState, ufrag: &str, id: &str) -> Result<Registration, String> {
+        let shared = rtc.shared.get().ok_or("WebRTC is disabled (rtc.enabled = false)")?.clone();
         if lock(&shared.ends).len() >= shared.settings.max_sessions {
             return Err(format!("too many WebRTC sessions (rtc.max_sessions = {})", shared.settings.max_sessions));
         }
@@ -224,35 +253,18 @@ impl Registration {
         let (end_tx, end) = tokio::sync::watch::channel(false);
         lock(&shared.by_ufrag).insert(ufrag.to_string(), tx);
         lock(&shared.ends).insert(id.to_string(), end_tx);
-        Ok(Registration { ufrag: ufrag.to_string(), id: id.to_string(), inbox, end })
+        Ok(Registration { shared, ufrag: ufrag.to_string(), id: id.to_string(), inbox, end })
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(shared) = SHARED.get() {
-            lock(&shared.by_ufrag).remove(&self.ufrag);
-            lock(&shared.ends).remove(&self.id);
-            // Addresses bound to this session go when their sender is found closed; remove
-            // them now so a new session from the same address is not misrouted.
-            lock(&shared.by_addr).retain(|_, tx| !tx.is_closed());
-        }
-    }
-}
-
-pub(crate) fn socket() -> Option<(Arc<UdpSocket>, RtcSettings)> {
-    SHARED.get().map(|s| (s.socket.clone(), s.settings.clone()))
-}
-
-/// Ends the session with this id (the WHIP resource's DELETE). False if there is none.
-pub fn end_session(id: &str) -> bool {
-    let Some(shared) = SHARED.get() else { return false };
-    match lock(&shared.ends).get(id) {
-        Some(tx) => {
-            let _ = tx.send(true);
-            true
-        }
-        None => false,
+        let shared = &self.shared;
+        lock(&shared.by_ufrag).remove(&self.ufrag);
+        lock(&shared.ends).remove(&self.id);
+        // Addresses bound to this session go when their sender is found closed; remove
+        // them now so a new session from the same address is not misrouted.
+        lock(&shared.by_addr).retain(|_, tx| !tx.is_closed());
     }
 }
 

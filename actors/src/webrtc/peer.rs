@@ -107,12 +107,12 @@ fn check_offer(offer: &str) -> Result<(), SignalError> {
 /// What every offer goes through first: WebRTC must be on, the offer must look like SDP,
 /// and access control (rules, token, hooks) must allow `action` on `key`. Returns the
 /// client's registration, the shared socket's port and the settings.
-pub(crate) async fn admit(key: &estuary_storage::StreamKey, params: &[(String, String)], offer: &str, peer_ip: Option<std::net::IpAddr>, action: crate::auth::Action) -> Result<(crate::clients::ClientGuard, u16, RtcSettings), SignalError> {
-    let (socket, settings) = super::socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
+pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::StreamKey, params: &[(String, String)], offer: &str, peer_ip: Option<std::net::IpAddr>, action: crate::auth::Action) -> Result<(crate::clients::ClientGuard, u16, RtcSettings), SignalError> {
+    let (socket, settings) = node.rtc.socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
     check_offer(offer)?;
-    let guard = crate::clients::register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
+    let guard = node.clients.register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
     let check = crate::access::Request { action, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params };
-    crate::access::check(&check).await.map_err(SignalError::Forbidden)?;
+    node.access.check(&check).await.map_err(SignalError::Forbidden)?;
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
     Ok((guard, port, settings))
 }
@@ -216,7 +216,7 @@ pub(crate) struct Peer {
 
 impl Peer {
     pub(crate) fn new(pc: RTCPeerConnection, registration: Registration, client: u64, settings: &RtcSettings, answer: &Answer) -> Option<Peer> {
-        let (socket, _) = super::socket()?;
+        let socket = registration.socket();
         Some(Peer { pc, socket, candidates: answer.candidates.clone(), port: answer.port, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None })
     }
 

@@ -19,6 +19,7 @@
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
 use crate::clients::Role as ClientRole;
+use crate::node::NodeContext;
 use crate::registry::StreamRegistry;
 use actix::Addr;
 use bytes::Bytes;
@@ -58,8 +59,8 @@ fn track(kind: RtpCodecKind, ssrc: u32, codec: rtc::rtp_transceiver::rtp_sender:
 
 /// Accepts a WHEP offer for `key`: admission, subscription, the answer, and a session task
 /// sending the stream.
-pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
-    let (guard, port, settings) = peer::admit(&key, &params, &offer, peer_ip, crate::auth::Action::Play).await?;
+pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
+    let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::auth::Action::Play).await?;
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
@@ -68,11 +69,13 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
     let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, peer::h264("42e01f", 102).rtp_codec)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
     let audio = if subscription.has_audio { Some(pc.add_track(track(RtpCodecKind::Audio, audio_ssrc, peer::opus().rtp_codec)).map_err(|e| SignalError::Unavailable(format!("audio track: {e}")))?) } else { None };
     let answer = peer::answer(&mut pc, offer, &settings, port)?;
-    let registration = Registration::new(&ufrag, &id).map_err(SignalError::Unavailable)?;
+    let registration = Registration::new(&node.rtc, &ufrag, &id).map_err(SignalError::Unavailable)?;
     let peer = Peer::new(pc, registration, guard.id(), &settings, &answer).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
     guard.record().set_role(ClientRole::Play, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
+    let worker = node.topology.workers.next();
     let player = Player {
+        node,
         peer,
         stream: key.to_string(),
         key,
@@ -88,7 +91,7 @@ pub async fn play(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(S
         audio_packets: 0,
     };
     let rx = subscription.rx;
-    crate::workers::get().next().spawn(async move {
+    worker.spawn(async move {
         let _guard = guard;
         player.run(rx).await;
     });
@@ -113,6 +116,7 @@ impl Outgoing {
 }
 
 struct Player {
+    node: NodeContext,
     peer: Peer,
     key: StreamKey,
     /// `key` as text: the name keyframe requests and the shared audio bridge go by.
@@ -135,7 +139,7 @@ impl Player {
         super::audio_bridge::join(&self.stream);
         // A WHIP publisher sends a fresh keyframe for a player that joins; with other
         // publishers the player starts from the cached GOP.
-        if super::request_keyframe(&self.stream) {
+        if self.node.rtc.request_keyframe(&self.stream) {
             tracing::debug!(client = self.peer.client, stream = %self.key, "keyframe requested from the WHIP publisher for a new player");
         }
         let reason = loop {
@@ -147,7 +151,7 @@ impl Player {
             while let Some(TaggedRTCMessage { message, .. }) = self.peer.pc.poll_read() {
                 if let RTCMessage::RtcpPacket(_, packets) = message {
                     if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
-                        super::request_keyframe(&self.stream);
+                        self.node.rtc.request_keyframe(&self.stream);
                     }
                 }
             }

@@ -18,6 +18,7 @@ use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
 use crate::clients::Role as ClientRole;
 use crate::messages::PublishRefused;
+use crate::node::NodeContext;
 use crate::registry::StreamRegistry;
 use crate::stream::PublisherLink;
 use actix::Addr;
@@ -39,8 +40,8 @@ use std::time::{Duration, Instant};
 
 /// Accepts a WHIP offer for `key`: admission, the answer, and a session task publishing
 /// what arrives.
-pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
-    let (guard, port, settings) = peer::admit(&key, &params, &offer, peer_ip, crate::auth::Action::Publish).await?;
+pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
+    let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::auth::Action::Publish).await?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
     let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
@@ -50,7 +51,7 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
         PublishRefused::Unavailable(_) => SignalError::Unavailable(refused.to_string()),
         PublishRefused::BadName(_) => SignalError::BadOffer(refused.to_string()),
     })?;
-    let peer = match Registration::new(&ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings, &answer).ok_or_else(|| "WebRTC is disabled".to_string())) {
+    let peer = match Registration::new(&node.rtc, &ufrag, &id).and_then(|r| Peer::new(pc, r, guard.id(), &settings, &answer).ok_or_else(|| "WebRTC is disabled".to_string())) {
         Ok(p) => p,
         Err(e) => {
             drop(stream);
@@ -59,8 +60,9 @@ pub async fn publish(registry: Addr<StreamRegistry>, key: StreamKey, params: Vec
     };
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
-    let session = Session { peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
-    crate::workers::get().next().spawn(async move {
+    let worker = node.topology.workers.next();
+    let session = Session { node, peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
+    worker.spawn(async move {
         let _guard = guard;
         session.run().await;
     });
@@ -232,6 +234,7 @@ impl VideoTrack {
 }
 
 struct Session {
+    node: NodeContext,
     peer: Peer,
     stream: PublisherLink,
     key: StreamKey,
@@ -243,7 +246,7 @@ struct Session {
 
 impl Session {
     async fn run(mut self) {
-        let mut keyframes = super::take_keyframe_requests(&self.key.to_string());
+        let mut keyframes = self.node.rtc.take_keyframe_requests(&self.key.to_string());
         let reason = loop {
             if let Err(reason) = self.drain().await {
                 break reason;
