@@ -3,7 +3,7 @@
 //! stops between the registry lookup and the attach (the registry forgets it, then the next
 //! attempt starts a new one).
 
-use crate::clients::ClientId;
+use crate::node::clients::ClientId;
 use crate::messages::*;
 use crate::registry::StreamRegistry;
 use crate::stream::{PublisherLink, Subscription};

@@ -11,12 +11,12 @@
 //! | [`rtmp::RtmpListener`], [`srt::SrtListener`] — accept connections / callers | system arbiter | actix `Supervisor`, capped exponential backoff; a panic stops it for a restart |
 //! | [`rtmp::RtmpSession`] — one per connection, owns a sans-IO RTMP session, plus a writer task | worker arbiters, round robin | — (a failure ends that one connection) |
 //! | SRT, WebRTC (WHIP/WHEP) and GB28181 sessions — tasks | worker arbiters, round robin | — (a failure ends that one session) |
-//! | [`segmenter::HlsMuxer`], [`segmenter::DashMuxer`] | the segmenter arbiter | themselves: panics caught, counted (`hls`, `dash`) |
+//! | [`hls::HlsMuxer`], [`dash::DashMuxer`] | the segmenter arbiter | themselves: panics caught, counted (`hls`, `dash`) |
 //! | [`dvr::DvrWriter`] | the DVR arbiter | itself: panics caught, file closed, gap indexed, counted (`dvr`) |
 //! | [`storage::StorageActor`] — owns sled | its own `SyncArbiter` thread | itself (panics caught, counted `storage`); the `SyncArbiter` recreates it if it stops |
 //!
-//! HTTP-FLV and HTTP-TS players ([`http_stream`]) are subscribers served through actix-web
-//! streaming bodies; HLS and DASH muxers ([`segmenter`]) and the DVR writer are internal
+//! HTTP-FLV and HTTP-TS players ([`http_live`]) are subscribers served through actix-web
+//! streaming bodies; HLS and DASH muxers ([`hls`], [`dash`]) and the DVR writer are internal
 //! subscribers with their own queue policy (see [`stream`]).
 //!
 //! Media enters a stream through its publisher's [`stream::PublisherLink`] (one bounded queue
@@ -25,33 +25,25 @@
 
 pub mod access;
 pub mod attach;
-pub mod auth;
-pub mod child;
-pub mod clients;
+pub mod dash;
 pub mod dvr;
+pub mod files;
 pub mod forward;
 pub mod gb28181;
-pub mod gb28181_sip;
-pub mod hooks;
-pub mod stats;
-pub mod http_stream;
+pub mod hls;
+pub mod http_live;
 pub mod ingest;
 pub mod messages;
 pub mod node;
 mod pktinfo;
 pub mod registry;
 pub mod rtmp;
-pub mod secrets;
-pub mod segmenter;
 pub mod settings;
 pub mod srt;
 pub mod storage;
 pub mod stream;
-pub mod supervision;
-pub mod transcoder;
+pub mod transcode;
 pub mod webrtc;
-pub mod worker_table;
-pub mod workers;
 
 pub use estuary_storage::StreamKey;
 

@@ -1,6 +1,6 @@
 //! Every message the actors exchange, named as verbs.
 
-use crate::clients::ClientId;
+use crate::node::clients::ClientId;
 use crate::stream::{StreamActor, StreamInfo, Subscription};
 use actix::prelude::*;
 use estuary_storage::{AudioInfo, StreamKey, StreamRecord, VideoInfo};

@@ -33,7 +33,7 @@ pub struct StreamSettings {
     /// HTTP backend asked where to forward each published stream.
     pub forward_backend: Option<String>,
     /// Transcoding ladders.
-    pub transcode: Option<std::sync::Arc<crate::transcoder::TranscodeSettings>>,
+    pub transcode: Option<std::sync::Arc<crate::transcode::TranscodeSettings>>,
 }
 
 impl Default for StreamSettings {

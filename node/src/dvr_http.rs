@@ -13,10 +13,11 @@
 use crate::AppState;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use estuary_actors::auth::Action;
+use estuary_actors::access::auth::Action;
 use estuary_actors::dvr::playback::{self, PlaybackError};
 use estuary_actors::StreamKey;
-use estuary_protocols::mp4::Piece;
+use estuary_protocols::http::{parse_range, RangeRequest};
+use estuary_storage::layout::{parts, Layout, Part};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -28,99 +29,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/dvr/files/{tail:.*}", web::head().to(download))
         .route("/dvr/{app}/{file}", web::get().to(range_mp4))
         .route("/dvr/{app}/{file}", web::head().to(range_mp4));
-}
-
-/// A response body described as memory plus file slices.
-struct Layout {
-    header: Bytes,
-    pieces: Vec<Piece>,
-    /// Start of each piece in the whole body.
-    starts: Vec<u64>,
-    files: Vec<PathBuf>,
-    len: u64,
-}
-
-impl Layout {
-    fn new(header: Bytes, pieces: Vec<Piece>, files: Vec<PathBuf>) -> Layout {
-        let mut starts = Vec::with_capacity(pieces.len());
-        let mut at = header.len() as u64;
-        for piece in &pieces {
-            starts.push(at);
-            at += piece.len as u64;
-        }
-        Layout { header, pieces, starts, files, len: at }
-    }
-}
-
-enum Part {
-    Memory(Bytes),
-    File { source: u32, offset: u64, len: u64 },
-}
-
-/// The parts covering `[from, to)` of the body, with adjacent slices of one file merged.
-fn parts(layout: &Layout, from: u64, to: u64) -> Vec<Part> {
-    let mut out = Vec::new();
-    let header_len = layout.header.len() as u64;
-    if from < header_len {
-        out.push(Part::Memory(layout.header.slice(from as usize..to.min(header_len) as usize)));
-    }
-    let first = layout.starts.partition_point(|&s| s <= from).saturating_sub(1);
-    for (piece, &start) in layout.pieces.iter().zip(&layout.starts).skip(first) {
-        if start >= to {
-            break;
-        }
-        let end = start + piece.len as u64;
-        if end <= from {
-            continue;
-        }
-        let a = from.max(start) - start;
-        let b = to.min(end) - start;
-        let (offset, len) = (piece.offset + a, b - a);
-        match out.last_mut() {
-            Some(Part::File { source, offset: o, len: l }) if *source == piece.source && *o + *l == offset => *l += len,
-            _ => out.push(Part::File { source: piece.source, offset, len }),
-        }
-    }
-    out
-}
-
-enum RangeRequest {
-    Whole,
-    Part(u64, u64),
-    Unsatisfiable,
-}
-
-fn parse_range(req: &HttpRequest, len: u64) -> RangeRequest {
-    let Some(value) = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) else { return RangeRequest::Whole };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeRequest::Whole };
-    if spec.contains(',') {
-        // Several ranges: answered with the whole body (allowed by RFC 9110).
-        return RangeRequest::Whole;
-    }
-    let Some((a, b)) = spec.split_once('-') else { return RangeRequest::Whole };
-    let (a, b) = (a.trim(), b.trim());
-    let range = match (a.is_empty(), b.is_empty()) {
-        (true, false) => b.parse::<u64>().ok().map(|n| (len.saturating_sub(n), len.saturating_sub(1))).filter(|_| len > 0),
-        (false, _) => {
-            let Ok(start) = a.parse::<u64>() else { return RangeRequest::Whole };
-            if start >= len {
-                return RangeRequest::Unsatisfiable;
-            }
-            let end = if b.is_empty() { len - 1 } else {
-                match b.parse::<u64>() {
-                    Ok(end) if end >= start => end.min(len - 1),
-                    // An invalid range is ignored (RFC 9110, 14.2).
-                    _ => return RangeRequest::Whole,
-                }
-            };
-            Some((start, end))
-        }
-        (true, true) => return RangeRequest::Whole,
-    };
-    match range {
-        Some((s, e)) if s < len && s <= e => RangeRequest::Part(s, e + 1),
-        _ => RangeRequest::Unsatisfiable,
-    }
 }
 
 fn body_stream(layout: Arc<Layout>, from: u64, to: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
@@ -170,7 +78,7 @@ fn respond(req: &HttpRequest, layout: Layout, etag: &str, content_type: &str, ex
     }
     let len = layout.len;
     let head = req.method() == actix_web::http::Method::HEAD;
-    let (mut builder, from, to) = match parse_range(req, len) {
+    let (mut builder, from, to) = match parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), len) {
         RangeRequest::Whole => (HttpResponse::Ok(), 0, len),
         RangeRequest::Part(from, to) => {
             let mut b = HttpResponse::PartialContent();
@@ -204,9 +112,8 @@ async fn range_mp4(state: web::Data<AppState>, req: HttpRequest, path: web::Path
     let Some(stream) = file.strip_suffix(".mp4") else {
         return bad(StatusCode::NOT_FOUND, format!("{file}: DVR ranges are served as <stream>.mp4"));
     };
-    let valid = |s: &str| !s.is_empty() && s.len() <= 200 && !s.contains("..") && s.chars().all(|c| !c.is_control() && c != '/' && c != '\\');
-    if !valid(&app) || !valid(stream) {
-        return bad(StatusCode::BAD_REQUEST, "invalid app or stream name".into());
+    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(stream)) {
+        return bad(StatusCode::BAD_REQUEST, format!("invalid app or stream name: {reason}"));
     }
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
     let time = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| estuary_actors::dvr::parse_time(v)).transpose();
@@ -287,59 +194,4 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<
         pieces
     };
     respond(&req, Layout::new(Bytes::new(), pieces, vec![path]), &etag, content_type, &[])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layout() -> Layout {
-        let pieces = vec![
-            Piece { source: 0, offset: 100, len: 10 },
-            Piece { source: 0, offset: 110, len: 5 },
-            Piece { source: 1, offset: 0, len: 20 },
-            Piece { source: 0, offset: 200, len: 10 },
-        ];
-        Layout::new(Bytes::from_static(b"HEADER"), pieces, vec![PathBuf::from("a"), PathBuf::from("b")])
-    }
-
-    fn describe(parts: &[Part]) -> Vec<String> {
-        parts
-            .iter()
-            .map(|p| match p {
-                Part::Memory(b) => format!("mem {}", String::from_utf8_lossy(b)),
-                Part::File { source, offset, len } => format!("{source}@{offset}+{len}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn range_headers() {
-        let req = |value: &str| actix_web::test::TestRequest::default().insert_header((header::RANGE, value)).to_http_request();
-        let check = |value: &str, len: u64| match parse_range(&req(value), len) {
-            RangeRequest::Whole => "whole".to_string(),
-            RangeRequest::Part(a, b) => format!("{a}..{b}"),
-            RangeRequest::Unsatisfiable => "416".to_string(),
-        };
-        assert_eq!(check("bytes=0-99", 1000), "0..100");
-        assert_eq!(check("bytes=990-2000", 1000), "990..1000");
-        assert_eq!(check("bytes=-10", 1000), "990..1000");
-        assert_eq!(check("bytes=500-", 1000), "500..1000");
-        assert_eq!(check("bytes=1000-", 1000), "416");
-        assert_eq!(check("bytes=1010-1020", 1000), "416");
-        assert_eq!(check("bytes=9-3", 1000), "whole");
-        assert_eq!(check("bytes=0-1,5-6", 1000), "whole");
-        assert_eq!(check("items=0-1", 1000), "whole");
-    }
-
-    #[test]
-    fn ranges_map_to_exact_file_slices() {
-        let l = layout();
-        assert_eq!(l.len, 6 + 45);
-        assert_eq!(describe(&parts(&l, 0, l.len)), vec!["mem HEADER", "0@100+15", "1@0+20", "0@200+10"]);
-        assert_eq!(describe(&parts(&l, 3, 8)), vec!["mem DER", "0@100+2"]);
-        assert_eq!(describe(&parts(&l, 20, 22)), vec!["0@114+1", "1@0+1"]);
-        assert_eq!(describe(&parts(&l, 50, 51)), vec!["0@209+1"]);
-        assert!(parts(&l, 51, 51).is_empty());
-    }
 }

@@ -12,7 +12,9 @@
 
 use crate::AppState;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use estuary_actors::http_stream::{self, FlvEncoder, TsEncoder};
+use estuary_actors::http_live::{self, FlvEncoder, TsEncoder};
+use estuary_protocols::manifest::hls::{master_playlist, Variant};
+use estuary_protocols::naming;
 use estuary_actors::messages::PlayRefused;
 use estuary_actors::StreamKey;
 use std::path::PathBuf;
@@ -22,15 +24,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/{app}/{file}", web::head().to(stream_file))
         .route("/{app}/{file}", web::method(actix_web::http::Method::OPTIONS).to(preflight))
         .default_service(web::to(|| async { HttpResponse::NotFound().body("not found\n") }));
-}
-
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && name != "."
-        && name != ".."
-        && !name.contains("..")
-        && name.chars().all(|c| !c.is_control() && c != '/' && c != '\\')
 }
 
 async fn preflight() -> HttpResponse {
@@ -74,8 +67,10 @@ async fn serve_file(path: PathBuf, content_type: &'static str, cache: &'static s
 
 async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (app, file) = path.into_inner();
-    if !valid_name(&app) || !valid_name(&file) {
-        return HttpResponse::BadRequest().body("invalid app or file name\n");
+    // The one name rule (letters, digits, - _ . ~ @ + = ! ,; no `..`): segment and playlist
+    // names are the stream's name with a suffix, so they pass it too.
+    if let Err(reason) = naming::check_app(&app).and_then(|()| naming::check_stream(&file)) {
+        return HttpResponse::BadRequest().body(format!("invalid app or file name: {reason}\n"));
     }
     let Some((stream, extension)) = file.rsplit_once('.') else {
         return HttpResponse::NotFound().body(format!("no such resource /{app}/{file}\n"));
@@ -100,7 +95,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     if matches!(extension, "m3u8" | "mpd") || segment {
         let checked = owner.unwrap_or_else(|| stream.strip_suffix("_master").unwrap_or(stream).to_string());
         let request = estuary_actors::access::Request {
-            action: estuary_actors::auth::Action::Play,
+            action: estuary_actors::access::auth::Action::Play,
             client: 0,
             ip: Some(peer.ip()),
             vhost: &key.vhost,
@@ -114,7 +109,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     }
     let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());
     match extension {
-        "flv" => match http_stream::play(&state.node, &state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
+        "flv" => match http_live::play(&state.node, &state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
             Ok(body) => live(body, "video/x-flv"),
             Err(refused) => refusal(refused),
         },
@@ -122,19 +117,19 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;
             }
-            match http_stream::play(&state.node, &state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
+            match http_live::play(&state.node, &state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
                 Ok(body) => live(body, "video/mp2t"),
                 Err(refused) => refusal(refused),
             }
         }
-        "m3u8" => match serve_text(hls_file, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::hls::with_query_on_uris).await {
+        "m3u8" => match serve_text(hls_file, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::manifest::hls::with_query_on_uris).await {
             Some(response) => response,
             None => match stream.strip_suffix("_master") {
                 Some(base) => master_playlist(&state, &app, base, token.as_deref()).await,
                 None => not_found(&format!("no HLS playlist for {app}/{stream}")),
             },
         },
-        "mpd" => serve_text(dash_file, "application/dash+xml", token.as_deref(), estuary_protocols::dash::with_query_on_templates).await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
+        "mpd" => serve_text(dash_file, "application/dash+xml", token.as_deref(), estuary_protocols::manifest::dash::with_query_on_templates).await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
         "m4s" | "mp4" => {
             let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
             let cache = if extension == "mp4" { "no-cache" } else { "max-age=60" };
@@ -151,8 +146,8 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
 /// renditions that currently have a playlist, highest bandwidth first.
 async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
     let mut variants: Vec<(u64, Option<(u32, u32)>, String)> = Vec::new();
-    let renditions: Vec<estuary_actors::transcoder::TranscodeStatus> =
-        estuary_actors::transcoder::list(&state.node).into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
+    let renditions: Vec<estuary_actors::transcode::TranscodeStatus> =
+        estuary_actors::transcode::list(&state.node).into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
     let streams = state.registry.send(estuary_actors::messages::ListStreams).await.unwrap_or_default();
     let info_of = |name: &str| {
         let key = StreamKey::new(app, name);
@@ -174,17 +169,10 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Optio
     if variants.is_empty() {
         return HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("no HLS playlist for {app}/{stream} or its renditions\n"));
     }
-    variants.sort_by_key(|v| std::cmp::Reverse(v.0));
-    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
-    for (bandwidth, resolution, name) in variants {
-        text.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={bandwidth}"));
-        if let Some((w, h)) = resolution {
-            text.push_str(&format!(",RESOLUTION={w}x{h}"));
-        }
-        text.push_str(&format!("\n{name}.m3u8\n"));
-    }
+    let variants: Vec<Variant> = variants.into_iter().map(|(bandwidth, resolution, name)| Variant { bandwidth, resolution, uri: format!("{name}.m3u8") }).collect();
+    let text = master_playlist(variants);
     let text = match token {
-        Some(token) => estuary_protocols::hls::with_query_on_uris(&text, &format!("token={token}")),
+        Some(token) => estuary_protocols::manifest::hls::with_query_on_uris(&text, &format!("token={token}")),
         None => text,
     };
     HttpResponse::Ok()

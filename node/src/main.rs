@@ -76,7 +76,7 @@ pub struct AppState {
     pub started: Instant,
     pub hls_dir: PathBuf,
     pub dvr: std::sync::Arc<estuary_actors::settings::DvrSettings>,
-    pub transcode: std::sync::Arc<estuary_actors::transcoder::TranscodeSettings>,
+    pub transcode: std::sync::Arc<estuary_actors::transcode::TranscodeSettings>,
     pub gb_app: String,
     pub gb_media_port: Option<u16>,
     pub dash_dir: PathBuf,
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(Command::Token { action, stream, ttl }) = &cli.command {
-        let Some(action) = estuary_actors::auth::Action::parse(action) else {
+        let Some(action) = estuary_actors::access::auth::Action::parse(action) else {
             eprintln!("estuary: --action must be publish or play");
             return ExitCode::from(2);
         };
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         let expiry = (estuary_actors::unix_ms() / 1000) as u64 + ttl;
-        println!("{}", estuary_actors::auth::TokenSigner::new(&config.auth.token_secret).mint(action, stream.trim_matches('/'), expiry));
+        println!("{}", estuary_actors::access::auth::TokenSigner::new(&config.auth.token_secret).mint(action, stream.trim_matches('/'), expiry));
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log.level);
@@ -196,8 +196,8 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     let gb_sip = if config.gb28181.enabled {
         let settings = config.sip_settings();
         let listen = settings.platform.listen;
-        let udp = estuary_actors::gb28181_sip::bind(listen).map_err(|e| format!("cannot listen for GB28181 SIP on {listen} (UDP): {e}"))?;
-        let tcp = estuary_actors::gb28181_sip::bind_tcp(listen).map_err(|e| format!("cannot listen for GB28181 SIP on {listen} (TCP): {e}"))?;
+        let udp = estuary_actors::gb28181::sip::bind(listen).map_err(|e| format!("cannot listen for GB28181 SIP on {listen} (UDP): {e}"))?;
+        let tcp = estuary_actors::gb28181::sip::bind_tcp(listen).map_err(|e| format!("cannot listen for GB28181 SIP on {listen} (TCP): {e}"))?;
         Some((udp, tcp, settings))
     } else {
         None
@@ -243,7 +243,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
                 tracing::error!(error = %e, "cannot read remembered GB28181 devices");
                 Vec::new()
             });
-            actix::spawn(estuary_actors::gb28181_sip::serve(node.clone(), socket, Some(tcp), settings, Some(storage.clone()), known));
+            actix::spawn(estuary_actors::gb28181::sip::serve(node.clone(), socket, Some(tcp), settings, Some(storage.clone()), known));
         }
         if let Some((listener, udp)) = gb_media {
             actix::spawn(estuary_actors::gb28181::serve(node.clone(), listener, registry.clone()));

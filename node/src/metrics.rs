@@ -6,7 +6,7 @@
 use crate::api::all_streams;
 use crate::AppState;
 use actix_web::HttpResponse;
-use estuary_actors::clients;
+use estuary_actors::node::clients;
 use estuary_actors::node::Node;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -127,8 +127,6 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
         ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
-        ("estuary_datagrams_dropped_total", "Datagrams received but dropped because their session's queue was full, by protocol."),
-        ("estuary_storage_dropped_total", "Storage updates dropped because the storage queue was full, by message."),
     ] {
         f.header(name, "counter", help);
         for (_, pairs, value) in counters.iter().filter(|(n, _, _)| *n == name) {
@@ -136,6 +134,13 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
             f.sample(name, &pairs, *value as f64);
         }
     }
+    let stats = &state.node.stats;
+    f.header("estuary_datagrams_dropped_total", "counter", "Datagrams received but dropped because their session's inbox was full, by protocol.");
+    for (protocol, counter) in [("srt", &stats.datagrams_dropped_srt), ("webrtc", &stats.datagrams_dropped_webrtc), ("gb28181", &stats.datagrams_dropped_gb28181)] {
+        f.sample("estuary_datagrams_dropped_total", &[("protocol", protocol)], counter.load(Ordering::Relaxed) as f64);
+    }
+    f.header("estuary_storage_dropped_total", "counter", "Storage updates dropped because the storage queue was full.");
+    f.sample("estuary_storage_dropped_total", &[], stats.storage_dropped.load(Ordering::Relaxed) as f64);
     f.header("estuary_supervisor_restarts_total", "counter", "Restarts of supervised workers.");
     for (worker, count) in state.node.restarts.snapshot() {
         f.sample("estuary_supervisor_restarts_total", &[("worker", &worker)], count as f64);

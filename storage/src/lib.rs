@@ -22,6 +22,7 @@
 pub mod codec;
 pub mod gb_devices;
 pub mod ingests;
+pub mod layout;
 pub mod recordings;
 mod streams;
 

@@ -123,6 +123,54 @@ pub struct RecordingGap {
     pub reason: String,
 }
 
+/// Recordings that touch within this many ms count as continuous (a segment cut is not a
+/// gap); a loss this close to a hole explains it.
+const CONTINUOUS_MS: i64 = 100;
+
+/// A hole between recordings, with the recorded loss that explains it, if any (a hole
+/// without one is time nobody published).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hole {
+    /// Start (the end of the recording before), Unix ms.
+    pub start_ms: i64,
+    /// End (the start of the recording after), Unix ms.
+    pub end_ms: i64,
+    /// Why it is there.
+    pub loss: Option<RecordingGap>,
+}
+
+/// What recordings cover of [from, to).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Coverage {
+    /// Covered spans (start, end), Unix ms, in order, merged.
+    pub spans: Vec<(i64, i64)>,
+    /// The holes between spans.
+    pub holes: Vec<Hole>,
+}
+
+/// What `recordings` (of one stream) cover of [from, to), and the holes between, each
+/// matched with a loss from `losses` when one explains it.
+pub fn coverage(recordings: &[Recording], losses: &[RecordingGap], from: i64, to: i64) -> Coverage {
+    let mut spans: Vec<(i64, i64)> = recordings.iter().map(|r| (r.start_ms.max(from), r.end_ms.min(to))).filter(|(a, b)| b > a).collect();
+    spans.sort();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 + CONTINUOUS_MS => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let holes = merged
+        .windows(2)
+        .map(|w| {
+            let (start_ms, end_ms) = (w[0].1, w[1].0);
+            let loss = losses.iter().find(|l| l.start_ms <= end_ms + CONTINUOUS_MS && l.end_ms >= start_ms - CONTINUOUS_MS).cloned();
+            Hole { start_ms, end_ms, loss }
+        })
+        .collect();
+    Coverage { spans: merged, holes }
+}
+
 fn time_key(ms: i64) -> [u8; 8] {
     ((ms as u64) ^ (1 << 63)).to_be_bytes()
 }
@@ -223,10 +271,25 @@ impl Store {
     }
 
     /// Removes a recording and its samples from the index (the caller deletes the file).
+    /// Gaps before the stream's oldest remaining recording go with it (retention follows the
+    /// files).
     pub fn delete_recording(&self, recording: &Recording) -> Result<(), StorageError> {
         self.recordings.remove(recording_key(recording)).map_err(|e| self.sled_err(e))?;
         self.recording_samples.remove(recording.id.to_be_bytes()).map_err(|e| self.sled_err(e))?;
+        // The first entry under the stream's prefix is its oldest recording (keys sort by time).
+        let oldest = self.scan_recordings_first(&recording.key)?;
+        self.prune_recording_gaps(&recording.key, oldest.map_or(i64::MAX, |r| r.start_ms))?;
         self.flush()
+    }
+
+    fn scan_recordings_first(&self, key: &StreamKey) -> Result<Option<Recording>, StorageError> {
+        match self.recordings.scan_prefix(stream_prefix(key)).next() {
+            Some(item) => {
+                let (k, v) = item.map_err(|e| self.sled_err(e))?;
+                codec::decode(&v).map(Some).map_err(|detail| StorageError::Decode { tree: "recordings", key: String::from_utf8_lossy(&k).into_owned(), detail })
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -306,5 +369,29 @@ mod tests {
         assert_eq!(store.prune_recording_gaps(&StreamKey::new("live", "a"), 16_000).unwrap(), 1);
         assert_eq!(store.recording_gaps_of(&StreamKey::new("live", "a")).unwrap().len(), 1);
         assert_eq!(store.recording_gaps_of(&StreamKey::new("live", "b")).unwrap().len(), 1);
+        // Deleting recordings takes the gaps before the oldest one left with them.
+        let (old, newer) = (recording(1, "b", 1_000), recording(2, "b", 40_000));
+        store.put_recording(&old, None).unwrap();
+        store.put_recording(&newer, None).unwrap();
+        store.delete_recording(&old).unwrap();
+        assert!(store.recording_gaps_of(&StreamKey::new("live", "b")).unwrap().is_empty(), "the gap at 15 s ended before the oldest file left (40 s)");
+        store.put_recording_gap(&gap("b", 50_000)).unwrap();
+        store.delete_recording(&newer).unwrap();
+        assert!(store.recording_gaps_of(&StreamKey::new("live", "b")).unwrap().is_empty(), "no file left, no gap left");
+    }
+
+    #[test]
+    fn coverage_merges_touching_files_and_explains_holes_with_losses() {
+        let a = recording(1, "c", 0);
+        let mut b = recording(2, "c", 30_050);
+        b.end_ms = 40_000;
+        let c = recording(3, "c", 50_000);
+        let loss = RecordingGap { key: StreamKey::new("live", "c"), start_ms: 40_000, end_ms: 50_000, lost_frames: 12, reason: "output could not keep up".into() };
+        let coverage = coverage(&[c.clone(), a.clone(), b.clone()], std::slice::from_ref(&loss), 0, 100_000);
+        assert_eq!(coverage.spans, vec![(0, 40_000), (50_000, 80_000)], "a 50 ms cut is continuous");
+        assert_eq!(coverage.holes, vec![Hole { start_ms: 40_000, end_ms: 50_000, loss: Some(loss) }]);
+        let unexplained = super::coverage(&[a, c], &[], 0, 100_000);
+        assert_eq!(unexplained.holes[0].loss, None);
+        assert_eq!(super::coverage(&[b], &[], 35_000, 38_000).spans, vec![(35_000, 38_000)], "clipped to the range");
     }
 }

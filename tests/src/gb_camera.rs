@@ -4,11 +4,11 @@
 //! piece cut into RTP packets of at most 1400 bytes, payload type 96, one SSRC.
 
 use bytes::Bytes;
-use estuary_protocols::aac::AacConfig;
-use estuary_protocols::avc::{self, AvcConfig};
+use estuary_protocols::codec::aac::AacConfig;
+use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::Codec;
-use estuary_protocols::mp4::{read_moov, top_level_box};
-use estuary_protocols::ps::mux;
+use estuary_protocols::container::mp4::{read_moov, top_level_box};
+use estuary_protocols::container::ps::mux;
 use estuary_protocols::rtp::{frame_4571, RtpPacket};
 use std::io::Write;
 use std::net::TcpStream;
@@ -103,7 +103,7 @@ fn units(data: &Bytes) -> Vec<Unit> {
                 // Access unit delimiter, the parameter sets (sent before keyframes) and the
                 // length-prefix size, per codec.
                 let (aud, parameter_sets, length_size): (&[u8], Vec<Bytes>, usize) = if hevc {
-                    let (size, sets) = estuary_protocols::hevc::config_parameter_sets(&track.track.config).expect("hvcC");
+                    let (size, sets) = estuary_protocols::codec::hevc::config_parameter_sets(&track.track.config).expect("hvcC");
                     (&[0x46, 0x01, 0x50], sets, size as usize)
                 } else {
                     let config = AvcConfig::parse(&track.track.config).expect("avcC");

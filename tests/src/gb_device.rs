@@ -5,7 +5,7 @@
 //! any SIP, as a camera losing its uplink would.
 
 use crate::gb_camera::{Camera, Fault};
-use estuary_protocols::sip::{self, SipMessage};
+use estuary_protocols::gb28181::sip::{self, SipMessage};
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

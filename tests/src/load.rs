@@ -54,7 +54,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     }
     if protocol == "srt" {
         let stream_id = path.trim_start_matches('/').strip_prefix('?').and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("streamid="))).ok_or_else(|| format!("{url}: SRT players need ?streamid=#!::r=app/stream,m=request"))?;
-        let id = estuary_protocols::srt_streamid::parse(stream_id).map_err(|e| format!("{url}: {e}"))?;
+        let id = estuary_protocols::srt::streamid::parse(stream_id).map_err(|e| format!("{url}: {e}"))?;
         return Ok(Target { protocol, host, port, app: id.app, stream: id.stream });
     }
     if protocol == "http-flv" && path.starts_with("/rtc/v1/whep") {

@@ -8,7 +8,7 @@
 //! what only the defaults get wrong (WebRTC and SIP on a wildcard listen address, above all).
 //! Needs root for `unshare(CLONE_NEWNET)`: outside CI a non-root run says why it skips.
 
-use estuary_protocols::sip::SipMessage;
+use estuary_protocols::gb28181::sip::SipMessage;
 use estuary_tests::ffmpeg::{self, decode, probe_streams, stream_of, Source};
 use estuary_tests::gb_device::Device;
 use estuary_tests::aiortc::{whep_play, whip_publish};

@@ -222,7 +222,7 @@ fn anonymous_remote_callers_cannot_change_the_node_or_mint_tokens() {
 /// 400 MiB above the starting RSS, is the one docs/SECURITY.md documents.
 #[test]
 fn a_publisher_of_huge_frames_cannot_grow_memory_without_bound() {
-    use estuary_protocols::flv::{self, FlvDemuxer, TAG_VIDEO};
+    use estuary_protocols::container::flv::{self, FlvDemuxer, TAG_VIDEO};
     use estuary_protocols::media::MediaFrame;
     let scratch = Scratch::new("sec-memory");
     let node = Node::start(&scratch, &[("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "500")]);

@@ -44,6 +44,7 @@ use actix::prelude::*;
 use estuary_storage::StreamKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use crate::node::bounded::BoundedMap;
 use std::sync::Mutex;
 
 /// Runtime switches kept at most (streams named through the API); the oldest switch goes
@@ -51,31 +52,29 @@ use std::sync::Mutex;
 const MAX_SWITCHES: usize = 10_000;
 
 /// A node's DVR state: switches set through the API and the writers running.
-#[derive(Default)]
 pub struct DvrRuntime {
-    /// Stream → (on, order set), bounded by [`MAX_SWITCHES`].
-    switches: Mutex<HashMap<StreamKey, (bool, u64)>>,
+    /// Stream → on, bounded by [`MAX_SWITCHES`].
+    switches: Mutex<BoundedMap<StreamKey, bool>>,
     writers: Mutex<HashMap<StreamKey, Addr<DvrWriter>>>,
     serial: AtomicU64,
+}
+
+impl Default for DvrRuntime {
+    fn default() -> Self {
+        DvrRuntime { switches: Mutex::new(BoundedMap::new(MAX_SWITCHES)), writers: Mutex::default(), serial: AtomicU64::new(0) }
+    }
 }
 
 impl DvrRuntime {
     /// Switches recording of `key` on or off at runtime (overrides config until restart).
     pub fn set_runtime(&self, key: &StreamKey, on: bool) {
-        let order = self.serial.fetch_add(1, Ordering::Relaxed);
-        let mut switches = self.switches.lock().unwrap_or_else(|e| e.into_inner());
-        switches.insert(key.clone(), (on, order));
-        if switches.len() > MAX_SWITCHES {
-            if let Some(oldest) = switches.iter().min_by_key(|(_, (_, order))| *order).map(|(k, _)| k.clone()) {
-                switches.remove(&oldest);
-            }
-        }
+        self.switches.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), on);
     }
 
     /// Whether `key` should be recorded now.
     pub fn wanted(&self, key: &StreamKey, settings: &DvrSettings) -> bool {
         match self.switches.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
-            Some((on, _)) => *on,
+            Some(on) => *on,
             None => settings.applies_to(&key.app),
         }
     }

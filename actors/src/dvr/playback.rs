@@ -13,9 +13,9 @@
 
 use crate::messages::{GetRecordingSamples, ListRecordings};
 use crate::storage::StorageHandle;
-use estuary_protocols::fmp4::Track;
+use estuary_protocols::container::fmp4::Track;
 use estuary_protocols::media::Codec;
-use estuary_protocols::mp4::{self, Progressive, ProgressiveTrack, SampleRef};
+use estuary_protocols::container::mp4::{self, Progressive, ProgressiveTrack, SampleRef};
 use estuary_storage::{Recording, RecordingState, StreamKey, TrackSamples};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! Start-up reconciliation of the recordings index with the files on disk (see the module
 //! docs of [`crate::dvr`]). Runs synchronously before the node starts serving.
 
-use estuary_protocols::mp4::{box_header, fragment_samples};
+use estuary_protocols::container::flv::{self, FlvDemuxer};
+use estuary_protocols::container::mp4::{box_header, fragment_samples};
 use estuary_storage::{Recording, RecordingState, StoredSample, Store, TrackSamples};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -102,7 +103,7 @@ fn repair_mp4(store: &Store, recording: &Recording, path: &Path) -> Result<Repai
     let mut init_end = None;
     let mut pending_moof: Option<(u64, Vec<u8>)> = None;
     let mut tracks: Vec<TrackSamples> = store.recording_samples(recording.id).ok().flatten().unwrap_or_default();
-    let mut collected: Vec<(u32, Vec<estuary_protocols::mp4::SampleRef>)> = Vec::new();
+    let mut collected: Vec<(u32, Vec<estuary_protocols::container::mp4::SampleRef>)> = Vec::new();
     while at + 8 <= len {
         let mut header = [0u8; 16];
         file.seek(SeekFrom::Start(at)).map_err(|e| e.to_string())?;
@@ -192,112 +193,67 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize, String> {
     Ok(n)
 }
 
-/// Track descriptions from our own init segment's `moov`, for a file indexed before its sample
-/// table was written (the table is stored at the cut).
+/// Track descriptions from our own init segment's `moov` (the protocols crate's reader), for
+/// a file indexed before its sample table was written (the table is stored at the cut).
 fn tracks_of_moov(moov: &[u8]) -> Vec<TrackSamples> {
-    fn children(data: &[u8]) -> Vec<([u8; 4], &[u8])> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        while let Some((kind, h, len)) = box_header(&data[at..]) {
-            let Some(end) = at.checked_add(len as usize).filter(|&e| e <= data.len()) else { break };
-            out.push((kind, &data[at + h as usize..end]));
-            at = end;
+    let tracks = match estuary_protocols::container::mp4::read_init(moov) {
+        Ok(tracks) => tracks,
+        Err(error) => {
+            tracing::warn!(%error, "DVR repair: the init segment is not readable");
+            return Vec::new();
         }
-        out
-    }
-    let mut tracks = Vec::new();
-    let Some((_, moov_body)) = children(moov).into_iter().find(|(k, _)| k == b"moov") else { return tracks };
-    for (_, trak) in children(moov_body).into_iter().filter(|(k, _)| k == b"trak") {
-        let parts = children(trak);
-        let track_id = parts.iter().find(|(k, _)| k == b"tkhd").and_then(|(_, b)| b.get(12..16)).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
-        let Some((_, mdia)) = parts.iter().find(|(k, _)| k == b"mdia") else { continue };
-        let mdia = children(mdia);
-        let timescale = mdia.iter().find(|(k, _)| k == b"mdhd").and_then(|(_, b)| b.get(12..16)).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
-        let Some((_, minf)) = mdia.iter().find(|(k, _)| k == b"minf") else { continue };
-        let Some((_, stbl)) = children(minf).into_iter().find(|(k, _)| k == b"stbl") else { continue };
-        let Some((_, stsd)) = children(stbl).into_iter().find(|(k, _)| k == b"stsd") else { continue };
-        let Some(entries) = stsd.get(8..) else { continue };
-        let Some((kind, entry)) = children(entries).into_iter().next() else { continue };
-        let (codec, config, width, height, channels, sample_rate) = match &kind {
-            b"avc1" | b"hvc1" => {
-                let config = entry.get(78..).map(children).and_then(|c| c.into_iter().find(|(k, _)| k == b"avcC" || k == b"hvcC")).map(|(_, b)| b.to_vec()).unwrap_or_default();
-                let width = entry.get(24..26).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
-                let height = entry.get(26..28).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
-                (if &kind == b"avc1" { "H264" } else { "H265" }, config, width, height, 0, 0)
-            }
-            b"mp4a" => {
-                let channels = entry.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]])).unwrap_or(2);
-                let rate = entry.get(24..26).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).unwrap_or(0);
-                // esds: ES descriptor -> decoder config -> decoder specific info (tag 5).
-                let esds = entry.get(28..).map(children).and_then(|c| c.into_iter().find(|(k, _)| k == b"esds")).map(|(_, b)| b.to_vec()).unwrap_or_default();
-                let config = audio_specific_config(&esds).unwrap_or_default();
-                ("AAC", config, 0, 0, channels, rate)
-            }
-            _ => continue,
-        };
-        tracks.push(TrackSamples { track_id, codec: codec.into(), timescale, config, width, height, channels, sample_rate, samples: Vec::new() });
-    }
+    };
     tracks
+        .into_iter()
+        .map(|t| TrackSamples {
+            track_id: t.id,
+            codec: t.codec.name().to_string(),
+            timescale: t.timescale,
+            config: t.config.to_vec(),
+            width: t.width,
+            height: t.height,
+            channels: t.channels,
+            sample_rate: t.sample_rate,
+            samples: Vec::new(),
+        })
+        .collect()
 }
 
-/// The AudioSpecificConfig in an `esds` body as this crate's writer lays it out (one-byte
-/// descriptor lengths, no optional ES fields): ES (0x03) > DecoderConfig (0x04, 13 bytes of
-/// fields) > DecoderSpecificInfo (0x05).
-fn audio_specific_config(esds: &[u8]) -> Option<Vec<u8>> {
-    let d = esds.get(4..)?;
-    if *d.first()? != 0x03 {
-        return None;
-    }
-    let decoder = d.get(5..)?;
-    if *decoder.first()? != 0x04 {
-        return None;
-    }
-    let specific = decoder.get(2 + 13..)?;
-    if *specific.first()? != 0x05 {
-        return None;
-    }
-    let len = *specific.get(1)? as usize;
-    specific.get(2..2 + len).map(|c| c.to_vec())
-}
-
-/// FLV: keep whole tags (11-byte header, body, 4-byte previous size); cut the rest.
+/// FLV: keep whole tags (the protocols crate's demuxer reads them, with their offsets); cut
+/// the rest.
 fn repair_flv(recording: &Recording, path: &Path) -> Result<Repaired, String> {
     let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| e.to_string())?;
     let mut data = Vec::new();
     file.read_to_end(&mut data).map_err(|e| e.to_string())?;
-    if data.len() < 13 || &data[..3] != b"FLV" {
-        return Ok(None);
-    }
-    let mut at = 13usize;
+    let mut demuxer = FlvDemuxer::new(64 << 20);
+    demuxer.push(&data);
+    let mut at = 0u64;
     let mut last_ts = None;
     let mut first_ts = None;
     let mut keyframes = Vec::new();
     let mut media_tags = 0;
-    while at + 11 <= data.len() {
-        let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
-        let end = at + 11 + size + 4;
-        if end > data.len() {
-            break;
+    // Complete tags only; a truncated or damaged tail ends the walk.
+    while let Ok(Some(tag)) = demuxer.next_tag() {
+        let ts = tag.timestamp as i64;
+        // Frame type in bits 4-6 of the first body byte (legacy and enhanced FLV alike).
+        if tag.tag_type == flv::TAG_VIDEO && tag.body.first().is_some_and(|b| (b >> 4) & 0x07 == 1) {
+            keyframes.push((ts, tag.offset));
         }
-        let ts = (u32::from_be_bytes([data[at + 7], data[at + 4], data[at + 5], data[at + 6]])) as i64;
-        if data[at] == 9 && size > 0 && data[at + 11] >> 4 == 1 {
-            keyframes.push((ts, at as u64));
-        }
-        if data[at] == 8 || data[at] == 9 {
+        if tag.tag_type == flv::TAG_AUDIO || tag.tag_type == flv::TAG_VIDEO {
             media_tags += 1;
             first_ts.get_or_insert(ts);
             last_ts = Some(ts);
         }
-        at = end;
+        at = tag.offset + 11 + tag.body.len() as u64 + 4;
     }
     if media_tags < 3 {
         return Ok(None);
     }
-    file.set_len(at as u64).map_err(|e| e.to_string())?;
+    file.set_len(at).map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
     let mut fixed = recording.clone();
     fixed.state = RecordingState::Repaired;
-    fixed.bytes = at as u64;
+    fixed.bytes = at;
     fixed.keyframes = keyframes;
     fixed.media_end_ms = last_ts.unwrap_or(fixed.media_start_ms);
     fixed.end_ms = fixed.start_ms + (fixed.media_end_ms - fixed.media_start_ms).max(0);

@@ -1,7 +1,7 @@
 //! The DVR writer actor: frames in, segment files and index entries out (see the module docs
 //! for the order of writes).
 
-use crate::hooks;
+use crate::access::hooks;
 use crate::node::NodeContext;
 use crate::messages::{Fault, InjectFault, PutRecording, PutRecordingGap};
 use crate::stream::{Gap, Gaps};
@@ -9,8 +9,8 @@ use crate::settings::{DvrFormat, DvrPlan, DvrSettings};
 use crate::storage::StorageHandle;
 use actix::prelude::*;
 use bytes::BytesMut;
-use estuary_protocols::flv;
-use estuary_protocols::fmp4::{self, to_timescale, Track, TrackFragment};
+use estuary_protocols::container::flv;
+use estuary_protocols::container::fmp4::{self, to_timescale, Track};
 use estuary_protocols::media::{Codec, MediaFrame, TrackKind};
 use estuary_storage::{AudioInfo, Recording, RecordingGap, RecordingState, StoredSample, StreamKey, TrackSamples, VideoInfo};
 use std::fs::File;
@@ -101,6 +101,14 @@ impl DvrWriter {
         self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), gap.lost_frames, gap.reason.to_string()));
     }
 
+    /// Indexes the gap waiting since the last cut, as ending at `end_ms` (the next file's
+    /// start, or the writer's stop).
+    fn index_gap(&mut self, end_ms: i64) {
+        let Some((start_ms, lost_frames, reason)) = self.open_gap.take() else { return };
+        let gap = RecordingGap { key: self.key.clone(), start_ms, end_ms: end_ms.max(start_ms), lost_frames, reason };
+        self.storage.persist(PutRecordingGap(gap));
+    }
+
     /// Wall-clock end of what the open (or closing) file holds.
     fn last_wall_ms(&self) -> Option<i64> {
         let open = self.open.as_ref().or(self.closing.as_ref().map(|(o, _)| o))?;
@@ -113,7 +121,7 @@ impl DvrWriter {
     /// is indexed as a gap.
     fn restart(&mut self) {
         let end = self.last_wall_ms();
-        let closed = crate::supervision::catch_panic(|| self.close("writer restarted after a panic"));
+        let closed = crate::node::supervision::catch(|| self.close("writer restarted after a panic"));
         if closed.is_err() {
             tracing::error!(stream = %self.key, "closing the recording after a panic panicked too; its file is repaired on the next start");
             self.open = None;
@@ -311,18 +319,10 @@ impl DvrWriter {
             keyframes: Vec::new(),
         };
         tracing::info!(stream = %self.key, file = %relative, "recording started");
-        if let Some((start_ms, lost_frames, reason)) = self.open_gap.take() {
-            let gap = RecordingGap { key: self.key.clone(), start_ms, end_ms: now.max(start_ms), lost_frames, reason };
-            let storage = self.storage.clone();
-            actix::spawn(async move {
-                match storage.ask(PutRecordingGap(gap)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "recording gap not indexed"),
-                    Err(e) => tracing::error!(error = %e, "storage unavailable; recording gap not indexed"),
-                }
-            });
-        }
-        self.storage.tell(PutRecording {
+        self.index_gap(now);
+        // The entry must exist before fragments are appended: a crash then leaves an indexed
+        // file that the next start repairs (never an orphan).
+        self.storage.persist(PutRecording {
             recording: recording.clone(),
             samples: None,
         });
@@ -417,19 +417,8 @@ fn write_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()>
     match format {
         DvrFormat::Mp4 => {
             open.sequence += 1;
-            let per_track: Vec<Vec<Arc<MediaFrame>>> = open
-                .tracks
-                .iter()
-                .map(|t| pending.iter().filter(|f| f.track == t.kind() && f.codec == t.codec).cloned().collect())
-                .collect();
-            let fragments: Vec<TrackFragment> = open
-                .tracks
-                .iter()
-                .zip(&per_track)
-                .filter(|(_, frames)| !frames.is_empty())
-                .map(|(track, frames)| TrackFragment { track, frames, next_dts: None })
-                .collect();
-            let bytes = fmp4::media_segment(open.sequence, &fragments);
+            let per_track = fmp4::frames_by_track(&open.tracks, &pending);
+            let bytes = fmp4::fragment_of(open.sequence, &open.tracks, &per_track, |_, _| None);
             let media_len: u64 = per_track.iter().flatten().map(|f| f.payload.len() as u64).sum();
             let mut offset = open.position + bytes.len() as u64 - media_len;
             for (track, frames) in open.tracks.iter().zip(&per_track) {
@@ -479,7 +468,7 @@ fn video_info(config: &MediaFrame) -> VideoInfo {
         ..Default::default()
     };
     if config.codec == Codec::H264 {
-        if let Ok(sps) = estuary_protocols::avc::AvcConfig::parse(&config.payload).and_then(|c| c.sps_info()) {
+        if let Ok(sps) = estuary_protocols::codec::avc::AvcConfig::parse(&config.payload).and_then(|c| c.sps_info()) {
             info.width = sps.width;
             info.height = sps.height;
         }
@@ -493,7 +482,7 @@ fn audio_info(config: &MediaFrame) -> AudioInfo {
         ..Default::default()
     };
     if config.codec == Codec::Aac {
-        if let Ok(aac) = estuary_protocols::aac::AacConfig::parse(&config.payload) {
+        if let Ok(aac) = estuary_protocols::codec::aac::AacConfig::parse(&config.payload) {
             info.sample_rate = aac.sample_rate;
             info.channels = aac.channel_config;
         }
@@ -513,14 +502,16 @@ impl Actor for DvrWriter {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.close("recording stopped");
+        // A gap that no new file closed ends here.
+        self.index_gap(crate::unix_ms());
         self.node.dvr.unregister_writer(&self.key);
     }
 }
 
 impl StreamHandler<Arc<MediaFrame>> for DvrWriter {
     fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
-        let (key, node) = (self.key.clone(), self.node.clone());
-        if crate::supervision::catch(&node.restarts, "dvr", &format_args!("recording of {key}"), || self.frame(frame)).is_err() {
+        if let Err(panic) = crate::node::supervision::catch(|| self.frame(frame)) {
+            self.node.restarts.panicked("dvr", &format_args!("recording of {}", self.key), &panic);
             self.restart();
         }
     }
@@ -538,8 +529,8 @@ impl Handler<InjectFault> for DvrWriter {
         tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the DVR writer");
         match msg.0 {
             Fault::Panic => {
-                let (key, node) = (self.key.clone(), self.node.clone());
-                if crate::supervision::catch(&node.restarts, "dvr", &format_args!("recording of {key}"), || panic!("fault injected into the DVR writer")).is_err() {
+                if let Err(panic) = crate::node::supervision::catch(|| panic!("fault injected into the DVR writer")) {
+                    self.node.restarts.panicked("dvr", &format_args!("recording of {}", self.key), &panic);
                     self.restart();
                 }
             }

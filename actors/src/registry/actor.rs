@@ -1,4 +1,4 @@
-use crate::clients::ClientId;
+use crate::node::clients::ClientId;
 use crate::node::NodeContext;
 use crate::settings::StreamSettings;
 use crate::storage::StorageHandle;

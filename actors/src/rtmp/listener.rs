@@ -3,7 +3,7 @@ use crate::messages::InjectFault;
 use crate::registry::StreamRegistry;
 use crate::settings::RtmpSettings;
 use crate::node::NodeContext;
-use crate::supervision::Backoff;
+use crate::node::supervision::Backoff;
 use actix::prelude::*;
 use std::io;
 use std::net::SocketAddr;
@@ -123,7 +123,7 @@ impl Handler<InjectFault> for RtmpListener {
         // A panic is caught at the actor's boundary and handled as a fatal error: the actor
         // stops and its Supervisor restarts it (counting the restart, with backoff).
         let fault = msg.0;
-        let outcome = crate::supervision::catch_panic(|| {
+        let outcome = crate::node::supervision::catch(|| {
             if fault == crate::messages::Fault::Panic {
                 panic!("fault injected into the RTMP listener");
             }

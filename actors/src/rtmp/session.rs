@@ -1,8 +1,8 @@
 use super::writer::{self, WriterCmd, WriterEnd};
 use crate::access;
-use crate::auth::Action;
-use crate::hooks;
-use crate::clients::{ClientGuard, ClientId, Role};
+use crate::access::auth::Action;
+use crate::access::hooks;
+use crate::node::clients::{ClientGuard, ClientId, Role};
 use crate::node::NodeContext;
 use crate::messages::*;
 use crate::registry::StreamRegistry;
@@ -35,9 +35,13 @@ enum Refusal {
     Unavailable(String),
 }
 
+/// What the publisher side does, in order. Attaching goes through the queue too: a publish
+/// that ends and starts again on one connection while frames of the first still wait for room
+/// must not hand those frames (or its detach) to the second.
 enum Outgoing {
     Frame(Arc<MediaFrame>),
     Detach,
+    Attach(PublisherLink),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +225,8 @@ impl RtmpSession {
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP publish started");
                         act.span.record("stream", tracing::field::display(&key));
                         act.stream_key = Some(key);
-                        act.link = Some(stream);
+                        act.outbox.push_back(Outgoing::Attach(stream));
+                        act.flush_outbox(ctx);
                         act.drain(ctx);
                     }
                     Err(Refusal::Busy(reason)) => {
@@ -328,46 +333,43 @@ impl RtmpSession {
         if self.flushing {
             return;
         }
-        let Some(link) = &self.link else {
-            self.outbox.clear();
-            return;
-        };
         let client = self.id();
         while let Some(item) = self.outbox.pop_front() {
             match item {
-                Outgoing::Frame(frame) => match link.try_push(frame) {
-                    Ok(()) => {}
-                    Err(TryPush::Full(frame)) => {
-                        // The stream is behind: stop reading the socket (`ctx.wait` holds this
-                        // actor's reads) until its queue has room, which pushes back on the
-                        // publisher through TCP.
-                        self.flushing = true;
-                        self.paused_reads += 1;
-                        let sender = link.sender();
-                        ctx.wait(async move { sender.send(frame).await }.into_actor(self).map(|result, act, ctx| {
-                            act.flushing = false;
-                            // The silence timer restarts: the peer could not be heard meanwhile.
-                            act.last_input = Instant::now();
-                            if result.is_err() {
-                                tracing::warn!(client = act.id(), "stream went away under a publisher; closing");
-                                ctx.stop();
-                            } else {
-                                act.flush_outbox(ctx);
-                            }
-                        }));
-                        return;
+                Outgoing::Attach(link) => self.link = Some(link),
+                // Dropping the link detaches after the frames already queued.
+                Outgoing::Detach => self.link = None,
+                Outgoing::Frame(frame) => {
+                    // Frames after an unpublish and before the next publish have no stream.
+                    let Some(link) = &self.link else { continue };
+                    match link.try_push(frame) {
+                        Ok(()) => {}
+                        Err(TryPush::Full(frame)) => {
+                            // The stream is behind: stop reading the socket (`ctx.wait` holds
+                            // this actor's reads) until its queue has room, which pushes back
+                            // on the publisher through TCP.
+                            let sender = link.sender();
+                            self.flushing = true;
+                            self.paused_reads += 1;
+                            ctx.wait(async move { sender.send(frame).await }.into_actor(self).map(|result, act, ctx| {
+                                act.flushing = false;
+                                // The silence timer restarts: the peer could not be heard meanwhile.
+                                act.last_input = Instant::now();
+                                if result.is_err() {
+                                    tracing::warn!(client = act.id(), "stream went away under a publisher; closing");
+                                    ctx.stop();
+                                } else {
+                                    act.flush_outbox(ctx);
+                                }
+                            }));
+                            return;
+                        }
+                        Err(TryPush::Gone) => {
+                            tracing::warn!(client, "stream went away under a publisher; closing");
+                            ctx.stop();
+                            return;
+                        }
                     }
-                    Err(TryPush::Gone) => {
-                        tracing::warn!(client, "stream went away under a publisher; closing");
-                        ctx.stop();
-                        return;
-                    }
-                },
-                Outgoing::Detach => {
-                    // Dropping the link detaches after the frames already queued.
-                    self.link = None;
-                    self.outbox.clear();
-                    return;
                 }
             }
         }

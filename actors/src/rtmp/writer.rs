@@ -1,6 +1,6 @@
 //! The write half of an RTMP connection.
 
-use crate::clients::ClientRecord;
+use crate::node::clients::ClientRecord;
 use super::wire::{self, Pending};
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::rtmp::server::MediaWriter;

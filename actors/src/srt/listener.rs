@@ -1,15 +1,15 @@
 use super::session::{self, Role, SessionInput, SessionSetup};
 use crate::access;
 use crate::node::{Node, NodeContext};
-use crate::auth::Action;
-use crate::clients::ClientGuard;
+use crate::access::auth::Action;
+use crate::node::clients::ClientGuard;
 use crate::messages::{InjectFault, PlayRefused, PublishRefused};
 use crate::registry::StreamRegistry;
 use crate::settings::SrtSettings;
 use actix::prelude::*;
 use bytes::BytesMut;
-use estuary_protocols::srt_handshake::{self, EXT_CONGESTION, EXT_FILTER, EXT_GROUP, EXT_KEY_MATERIAL};
-use estuary_protocols::srt_streamid::{self, Mode};
+use estuary_protocols::srt::handshake::{self, EXT_CONGESTION, EXT_FILTER, EXT_GROUP, EXT_KEY_MATERIAL};
+use estuary_protocols::srt::streamid::{self, Mode};
 use estuary_storage::StreamKey;
 use srt_protocol::options::{KeySize, Passphrase};
 use srt_protocol::packet::*;
@@ -148,9 +148,11 @@ impl SrtListener {
                 match parse(&data) {
                     Ok(packet) => match tx.try_send(SessionInput::Packet(packet)) {
                         Ok(()) => {}
-                        // The session is behind (its publisher waits for the stream): SRT
-                        // retransmits what is lost, so the datagram is dropped, and counted.
-                        Err(mpsc::error::TrySendError::Full(_)) => self.node.stats.inc("estuary_datagrams_dropped_total", &[("protocol", "srt")]),
+                        // The session is behind: SRT retransmits what is lost, so the datagram
+                        // is dropped, and counted.
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            self.node.stats.datagrams_dropped_srt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             self.sessions.remove(&from);
                         }
@@ -320,7 +322,7 @@ impl SrtListener {
                     (AccessControlResponse::Accepted(keys), Some(admission))
                 }
                 Err((reason, text)) => {
-                    tracing::warn!(%peer, stream_id = ?request.stream_id.as_ref().map(|s| crate::secrets::mask_stream_id(&s.to_string())), code = i32::from(reason), reason = %text, "SRT caller refused");
+                    tracing::warn!(%peer, stream_id = ?request.stream_id.as_ref().map(|s| crate::access::secrets::mask_stream_id(&s.to_string())), code = i32::from(reason), reason = %text, "SRT caller refused");
                     (AccessControlResponse::Rejected(reason), None)
                 }
             };
@@ -496,7 +498,7 @@ impl Handler<InjectFault> for SrtListener {
         // A panic is caught at the actor's boundary and handled as a fatal error: the actor
         // stops and its Supervisor restarts it (counting the restart, with backoff).
         let fault = msg.0;
-        let outcome = crate::supervision::catch_panic(|| {
+        let outcome = crate::node::supervision::catch(|| {
             if fault == crate::messages::Fault::Panic {
                 panic!("fault injected into the SRT listener");
             }

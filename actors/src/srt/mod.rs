@@ -31,7 +31,7 @@
 //! 32), as libsrt listeners do.
 //!
 //! ## Stream ids
-//! SRS's convention, see [`estuary_protocols::srt_streamid`]: `#!::r=live/livestream,m=publish`
+//! SRS's convention, see [`estuary_protocols::srt::streamid`]: `#!::r=live/livestream,m=publish`
 //! to publish, `m=request` to play (the default), `h=` a vhost, other keys become hook
 //! parameters; plain `live/livestream` and URL-encoded forms too.
 

@@ -7,14 +7,14 @@
 //! `catch_unwind`: a panic in the library ends this connection only.
 
 use super::listener::{SessionEnded, SrtListener, SEND_BUFFER_PACKETS};
-use crate::clients::{ClientGuard, Role as ClientRole};
-use crate::hooks;
+use crate::node::clients::{ClientGuard, Role as ClientRole};
+use crate::access::hooks;
 use crate::node::NodeContext;
-use crate::http_stream::{Encoder, TsEncoder};
+use crate::http_live::{Encoder, TsEncoder};
 use crate::stream::{PublisherLink, Subscription};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use estuary_protocols::ts::{TsDemuxer, TsFrameReader, PACKET_SIZE};
+use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader, PACKET_SIZE};
 use estuary_protocols::MediaFrame;
 use estuary_storage::StreamKey;
 use serde_json::json;
@@ -89,8 +89,8 @@ struct Publisher {
 }
 
 impl Publisher {
-    /// Demuxes `data` and hands the frames to the stream actor; waits when its mailbox is full.
-    async fn push(&mut self, client: u64, data: &[u8]) -> Result<(), &'static str> {
+    /// Demuxes `data` and hands the frames to the stream (see `push_or_drop`).
+    fn push(&mut self, client: u64, data: &[u8]) -> Result<(), &'static str> {
         if let Err(e) = self.demuxer.push(data) {
             self.errors += 1;
             if self.errors == 1 || self.errors.is_power_of_two() {
@@ -99,9 +99,10 @@ impl Publisher {
         }
         while let Some(pes) = self.demuxer.next_pes() {
             for frame in self.reader.frames(&pes) {
-                // Waits while the stream is behind: the session stops reading, SRT's receive
-                // buffer fills and its flow window pushes back on the caller.
-                self.stream.push(Arc::new(frame)).await.map_err(|_| "the stream actor went away")?;
+                // Never waits: this loop also runs SRT itself (ACKs, NAKs, keepalives), so a
+                // stream that is behind costs frames (counted; video until the next
+                // keyframe), as SRT's own live mode drops what comes too late.
+                self.stream.push_or_drop(Arc::new(frame)).map_err(|_| "the stream actor went away")?;
             }
         }
         Ok(())
@@ -274,7 +275,7 @@ pub(super) async fn run(setup: SessionSetup) {
             Step::Data(data) => {
                 record.add_in(data.len());
                 if let Some(publisher) = publisher.as_mut() {
-                    if let Err(why) = publisher.push(client, &data).await {
+                    if let Err(why) = publisher.push(client, &data) {
                         break why.into();
                     }
                 }

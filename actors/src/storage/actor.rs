@@ -1,5 +1,5 @@
 use crate::node::NodeContext;
-use crate::supervision::Backoff;
+use crate::node::supervision::Backoff;
 use actix::prelude::*;
 use estuary_storage::Store;
 use std::sync::{Arc, Mutex};
@@ -13,15 +13,15 @@ pub struct StorageActor {
 
 /// What a handler answers when it panicked.
 pub(super) trait FromPanic {
-    fn from_panic(panic: crate::supervision::Panicked) -> Self;
+    fn from_panic(panic: crate::node::supervision::Panicked) -> Self;
 }
 
 impl FromPanic for () {
-    fn from_panic(_: crate::supervision::Panicked) -> Self {}
+    fn from_panic(_: crate::node::supervision::Panicked) -> Self {}
 }
 
 impl<T> FromPanic for Result<T, String> {
-    fn from_panic(panic: crate::supervision::Panicked) -> Self {
+    fn from_panic(panic: crate::node::supervision::Panicked) -> Self {
         Err(format!("the storage actor {panic}; it started over, try again"))
     }
 }
@@ -31,8 +31,10 @@ impl StorageActor {
     /// handle (sled itself is crash-safe), so starting over is counting the restart and
     /// answering the one request that failed with an error; the thread lives on.
     pub(super) fn guarded<R: FromPanic>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> R) -> R {
-        let node = self.node.clone();
-        crate::supervision::catch(&node.restarts, NAME, &format_args!("storage ({what})"), || f(self)).unwrap_or_else(R::from_panic)
+        crate::node::supervision::catch(|| f(self)).unwrap_or_else(|panic| {
+            self.node.restarts.panicked(NAME, &format_args!("storage ({what})"), &panic);
+            R::from_panic(panic)
+        })
     }
 }
 
@@ -99,10 +101,27 @@ impl StorageHandle {
         &self.addr
     }
 
+    /// Sends a message that must not be lost, without waiting for it: a task waits for room
+    /// in the queue, then delivers it; failures are logged. For the index entry of a new
+    /// recording and publish counters (a few per publish, so the waiting tasks are bounded by
+    /// the publishes in flight).
+    pub fn persist<M>(&self, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        StorageActor: Handler<M>,
+    {
+        let handle = self.clone();
+        actix::spawn(async move {
+            if let Err(e) = handle.ask(msg).await {
+                tracing::error!(message = std::any::type_name::<M>(), error = %e, "storage unavailable; update lost");
+            }
+        });
+    }
+
     /// Sends a message whose result nobody waits for. With the queue full (storage far
-    /// behind), the message is dropped and counted rather than queued without bound; what
-    /// goes this way is bookkeeping (publish counts, codecs, device records) that the next
-    /// event rewrites.
+    /// behind), the message is dropped and counted rather than queued without bound; only
+    /// bookkeeping that the next event rewrites goes this way (codecs, device records).
     pub fn tell<M>(&self, msg: M)
     where
         M: Message + Send + 'static,
@@ -118,8 +137,10 @@ impl StorageHandle {
                 });
             }
             Err(_) => {
-                self.node.stats.inc("estuary_storage_dropped_total", &[("message", std::any::type_name::<M>().rsplit("::").next().unwrap_or("?"))]);
-                tracing::warn!(message = std::any::type_name::<M>(), queue = QUEUE, "storage queue full; update dropped");
+                let dropped = self.node.stats.storage_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if dropped == 1 || dropped.is_power_of_two() {
+                    tracing::warn!(message = std::any::type_name::<M>(), queue = QUEUE, dropped, "storage queue full; update dropped");
+                }
             }
         }
     }

@@ -28,7 +28,7 @@ impl Handler<AttachPublisher> for StreamActor {
             out_at_start: self.bytes_out,
         });
         self.ever_published = true;
-        self.storage.tell(RecordPublishStart { key: self.key.clone(), now_ms: crate::unix_ms() });
+        self.storage.persist(RecordPublishStart { key: self.key.clone(), now_ms: crate::unix_ms() });
         self.guarded(ctx, "start outputs", |act, _| act.start_outputs());
         MessageResult(Ok::<PublisherLink, PublishRefused>(self.open_input(msg.client, ctx)))
     }
@@ -51,8 +51,10 @@ impl Handler<AddSubscriber> for StreamActor {
 impl Handler<GetStreamInfo> for StreamActor {
     type Result = MessageResult<GetStreamInfo>;
 
-    fn handle(&mut self, _: GetStreamInfo, _: &mut Self::Context) -> Self::Result {
-        MessageResult::<GetStreamInfo>(self.info())
+    fn handle(&mut self, _: GetStreamInfo, ctx: &mut Self::Context) -> Self::Result {
+        let info = self.guarded(ctx, "info", |act, _| act.info());
+        // After a panic the state started over; its info is safe to read now.
+        MessageResult::<GetStreamInfo>(info.unwrap_or_else(|| self.info()))
     }
 }
 

@@ -5,17 +5,20 @@
 //! whose receiver the stream actor drains. Unlike an actix `Addr` (where every clone gets a
 //! mailbox slot of its own, so a clone's `try_send` never reports `Full`), a tokio bounded
 //! channel has one bound for all senders, so the bound holds whatever the caller does:
-//! - TCP publishers (RTMP, SRT, GB28181 over TCP, ingest) call [`PublisherLink::push`], which
+//! - TCP publishers (RTMP, GB28181 over TCP, file ingest) call [`PublisherLink::push`], which
 //!   waits while the stream is behind; the session stops reading its socket meanwhile and
-//!   TCP (or SRT's flow window) pushes back on the encoder.
-//! - Datagram publishers (WHIP, GB28181 over UDP) call [`PublisherLink::push_or_drop`]: a
-//!   frame that finds the queue full is dropped and counted for the stream and the client.
+//!   TCP pushes back on the encoder.
+//! - Datagram publishers (WHIP, SRT, GB28181 over UDP) call [`PublisherLink::push_or_drop`]:
+//!   a frame that finds the queue full is dropped and counted for the stream and the client,
+//!   video until the next keyframe; codec headers are held, never dropped. (SRT's session
+//!   task also runs the SRT protocol, so it must not wait; SRT live mode drops late data
+//!   too.)
 //!
 //! Dropping the link (or the session that holds it) closes the channel; the stream actor
 //! takes the frames still queued and then detaches that publisher, so no separate "detach"
 //! message can be lost or overtake the last frames.
 
-use crate::clients::{ClientId, ClientRecord};
+use crate::node::clients::{ClientId, ClientRecord};
 use estuary_protocols::MediaFrame;
 use estuary_storage::StreamKey;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,11 +45,17 @@ pub struct PublisherLink {
     tx: mpsc::Sender<Arc<MediaFrame>>,
     drops: Arc<PublishDrops>,
     record: Option<Arc<ClientRecord>>,
+    /// After a video frame was dropped: video waits for the next keyframe (frames that
+    /// depend on a lost one would only show as corruption).
+    video_broken: bool,
+    /// Codec headers that found the queue full: sent before the next frame that gets in,
+    /// never dropped (only the newest of each track is kept).
+    held_configs: Vec<Arc<MediaFrame>>,
 }
 
 impl PublisherLink {
     pub(super) fn new(key: StreamKey, client: ClientId, tx: mpsc::Sender<Arc<MediaFrame>>, drops: Arc<PublishDrops>, record: Option<Arc<ClientRecord>>) -> Self {
-        PublisherLink { key, client, tx, drops, record }
+        PublisherLink { key, client, tx, drops, record, video_broken: false, held_configs: Vec::new() }
     }
 
     /// The stream this link feeds.
@@ -73,22 +82,71 @@ impl PublisherLink {
         }
     }
 
-    /// Queues `frame` if there is room; otherwise drops it and counts the drop for the stream
-    /// and the client. Returns whether the frame was queued.
-    pub fn push_or_drop(&self, frame: Arc<MediaFrame>) -> Result<bool, StreamGone> {
+    /// For datagram publishers: queues `frame` if there is room; otherwise drops it and counts
+    /// the drop for the stream and the client. Returns whether the frame was queued.
+    ///
+    /// A drop never leaves damage behind it: after a video frame is lost, video frames are
+    /// dropped (counted) until the next keyframe, and codec headers are never lost (one that
+    /// finds the queue full is held and sent before the next frame that gets in). The caller
+    /// may ask its peer for a keyframe when this returns `false` (WHIP sends a PLI).
+    pub fn push_or_drop(&mut self, frame: Arc<MediaFrame>) -> Result<bool, StreamGone> {
+        if frame.config {
+            self.held_configs.retain(|held| held.track != frame.track);
+            self.held_configs.push(frame);
+            return self.flush_held().map(|flushed| flushed && self.held_configs.is_empty());
+        }
+        let video = frame.track == estuary_protocols::media::TrackKind::Video;
+        if video && self.video_broken && !frame.keyframe {
+            self.count_drop();
+            return Ok(false);
+        }
+        // Held headers go first; if they still do not fit, neither does this frame.
+        if !self.flush_held()? {
+            if video {
+                self.video_broken = true;
+            }
+            self.count_drop();
+            return Ok(false);
+        }
         match self.try_push(frame) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if video {
+                    self.video_broken = false;
+                }
+                Ok(true)
+            }
             Err(TryPush::Full(_)) => {
-                let dropped = self.drops.frames.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(record) = &self.record {
-                    record.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                if video {
+                    self.video_broken = true;
                 }
-                if dropped == 1 || dropped.is_power_of_two() {
-                    tracing::warn!(stream = %self.key, client = self.client, dropped, "stream input queue full; dropping the publisher's frames");
-                }
+                self.count_drop();
                 Ok(false)
             }
             Err(TryPush::Gone) => Err(StreamGone),
+        }
+    }
+
+    /// Sends held codec headers; true when none is left.
+    fn flush_held(&mut self) -> Result<bool, StreamGone> {
+        while let Some(config) = self.held_configs.first().cloned() {
+            match self.try_push(config) {
+                Ok(()) => {
+                    self.held_configs.remove(0);
+                }
+                Err(TryPush::Full(_)) => return Ok(false),
+                Err(TryPush::Gone) => return Err(StreamGone),
+            }
+        }
+        Ok(true)
+    }
+
+    fn count_drop(&self) {
+        let dropped = self.drops.frames.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(record) = &self.record {
+            record.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if dropped == 1 || dropped.is_power_of_two() {
+            tracing::warn!(stream = %self.key, client = self.client, dropped, "stream input queue full; dropping the publisher's frames (video until the next keyframe)");
         }
     }
 

@@ -36,11 +36,15 @@
 //! An actor created for players waiting before any publish stays while it has players.
 
 mod actor;
+mod fanout;
 pub mod gaps;
+mod gop;
 mod handlers;
 pub mod link;
+mod stats;
 
-pub use actor::{StreamActor, StreamInfo, Subscription};
+pub use actor::{StreamActor, Subscription};
+pub use stats::StreamInfo;
 pub use gaps::{Gap, Gaps};
 pub use link::{PublisherLink, StreamGone, TryPush};
 

@@ -161,7 +161,7 @@ async fn a_stalled_stream_fills_the_publishers_queue_and_push_waits_for_it() {
 async fn a_datagram_publisher_loses_frames_to_a_full_queue_and_they_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let settings = StreamSettings { publish_queue_frames: 16, ..StreamSettings::default() };
-    let h = setup(settings, dir.path()).await;
+    let mut h = setup(settings, dir.path()).await;
     h.stream.send(InjectStreamFault { target: FaultTarget::Stream, fault: Fault::Stall(std::time::Duration::from_millis(200)) }).await.unwrap().unwrap();
     let mut kept = 0;
     for i in 0..40 {
@@ -228,4 +228,25 @@ async fn dropping_the_link_detaches_after_the_frames_already_queued() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("the publisher was not detached when its link dropped");
+}
+
+#[test]
+fn a_dropping_link_waits_for_a_keyframe_and_never_loses_headers() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let drops = Arc::new(crate::stream::link::PublishDrops::default());
+    let mut link = crate::stream::PublisherLink::new(StreamKey::new("live", "d"), 1, tx, drops.clone(), None);
+    assert!(link.push_or_drop(frame(TrackKind::Video, 0, true, false)).unwrap());
+    assert!(link.push_or_drop(frame(TrackKind::Video, 40, false, false)).unwrap());
+    // Full: a P-frame is lost, and so are the frames that depend on it.
+    assert!(!link.push_or_drop(frame(TrackKind::Video, 80, false, false)).unwrap());
+    // New headers find no room either: held, not lost.
+    assert!(!link.push_or_drop(frame(TrackKind::Video, 100, true, true)).unwrap());
+    while rx.try_recv().is_ok() {}
+    assert!(!link.push_or_drop(frame(TrackKind::Video, 120, false, false)).unwrap(), "room again, but video waits for a keyframe");
+    assert!(link.push_or_drop(frame(TrackKind::Video, 160, true, false)).unwrap());
+    let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].config && got[0].dts == 100, "the held headers go first");
+    assert!(got[1].is_video_keyframe() && got[1].dts == 160);
+    assert_eq!(drops.frames.load(std::sync::atomic::Ordering::Relaxed), 2);
 }

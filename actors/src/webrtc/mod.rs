@@ -177,7 +177,7 @@ pub async fn serve(node: NodeContext, socket: std::net::UdpSocket, settings: Rtc
         let known = lock(&shared.by_addr).get(&from).cloned();
         let target = match known {
             Some(tx) => Some(tx),
-            None => stun_username(&data).and_then(|user| {
+            None => estuary_protocols::stun::username(&data).and_then(|user| {
                 let local = user.split(':').next().unwrap_or_default().to_string();
                 let tx = lock(&shared.by_ufrag).get(&local).cloned()?;
                 lock(&shared.by_addr).insert(from, tx.clone());
@@ -188,7 +188,7 @@ pub async fn serve(node: NodeContext, socket: std::net::UdpSocket, settings: Rtc
             Some(tx) => match tx.try_send(Datagram { from, to, data }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    node.stats.inc("estuary_datagrams_dropped_total", &[("protocol", "webrtc")]);
+                    node.stats.datagrams_dropped_webrtc.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(%from, "WebRTC session not keeping up; datagram dropped");
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -205,29 +205,6 @@ pub async fn serve(node: NodeContext, socket: std::net::UdpSocket, settings: Rtc
     }
 }
 
-/// The USERNAME attribute of a STUN Binding request (RFC 8489), if `data` is one.
-pub fn stun_username(data: &[u8]) -> Option<&str> {
-    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
-        return None;
-    }
-    let method = u16::from_be_bytes([data[0], data[1]]);
-    if method != 0x0001 {
-        return None;
-    }
-    let length = u16::from_be_bytes([data[2], data[3]]) as usize;
-    let mut rest = data.get(20..20 + length)?;
-    while rest.len() >= 4 {
-        let kind = u16::from_be_bytes([rest[0], rest[1]]);
-        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-        let value = rest.get(4..4 + len)?;
-        if kind == 0x0006 {
-            return std::str::from_utf8(value).ok();
-        }
-        let padded = (4 + len).div_ceil(4) * 4;
-        rest = rest.get(padded..)?;
-    }
-    None
-}
 
 /// A session's registration with the socket reader; removed on drop.
 pub(crate) struct Registration {
@@ -273,30 +250,4 @@ pub(crate) fn random_token(len: usize) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     (0..len).map(|_| b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)] as char).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_username_of_a_binding_request() {
-        // Binding request with USERNAME "abcd:wxyz" (9 bytes, padded to 12) and a fake
-        // PRIORITY attribute before it.
-        let mut msg = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-        msg.extend_from_slice(&[7; 12]);
-        msg.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
-        msg.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
-        msg.extend_from_slice(b"abcd:wxyz\0\0\0");
-        let len = (msg.len() - 20) as u16;
-        msg[2..4].copy_from_slice(&len.to_be_bytes());
-        assert_eq!(stun_username(&msg), Some("abcd:wxyz"));
-        // A Binding response, RTP, and truncated input are not requests.
-        let mut response = msg.clone();
-        response[1] = 0x01;
-        response[0] = 0x01;
-        assert_eq!(stun_username(&response), None);
-        assert_eq!(stun_username(&[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0]), None);
-        assert_eq!(stun_username(&msg[..25]), None);
-    }
 }

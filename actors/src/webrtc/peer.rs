@@ -107,7 +107,7 @@ fn check_offer(offer: &str) -> Result<(), SignalError> {
 /// What every offer goes through first: WebRTC must be on, the offer must look like SDP,
 /// and access control (rules, token, hooks) must allow `action` on `key`. Returns the
 /// client's registration, the shared socket's port and the settings.
-pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::StreamKey, params: &[(String, String)], offer: &str, peer_ip: Option<std::net::IpAddr>, action: crate::auth::Action) -> Result<(crate::clients::ClientGuard, u16, RtcSettings), SignalError> {
+pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::StreamKey, params: &[(String, String)], offer: &str, peer_ip: Option<std::net::IpAddr>, action: crate::access::auth::Action) -> Result<(crate::node::clients::ClientGuard, u16, RtcSettings), SignalError> {
     let (socket, settings) = node.rtc.socket().ok_or_else(|| SignalError::Unavailable("WebRTC is disabled (rtc.enabled = false)".into()))?;
     check_offer(offer)?;
     let guard = node.clients.register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());

@@ -18,14 +18,14 @@
 
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
-use crate::clients::Role as ClientRole;
+use crate::node::clients::Role as ClientRole;
 use crate::node::NodeContext;
 use crate::registry::StreamRegistry;
 use actix::Addr;
 use bytes::Bytes;
-use estuary_protocols::avc::{self, AvcConfig};
+use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
-use estuary_protocols::rtp_h264;
+use estuary_protocols::rtp::h264;
 use estuary_storage::StreamKey;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -60,7 +60,7 @@ fn track(kind: RtpCodecKind, ssrc: u32, codec: rtc::rtp_transceiver::rtp_sender:
 /// Accepts a WHEP offer for `key`: admission, subscription, the answer, and a session task
 /// sending the stream.
 pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
-    let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::auth::Action::Play).await?;
+    let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::access::auth::Action::Play).await?;
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));

@@ -16,18 +16,18 @@
 
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
 use super::{random_token, Registration};
-use crate::clients::Role as ClientRole;
+use crate::node::clients::Role as ClientRole;
 use crate::messages::PublishRefused;
 use crate::node::NodeContext;
 use crate::registry::StreamRegistry;
 use crate::stream::PublisherLink;
 use actix::Addr;
 use bytes::{Bytes, BytesMut};
-use estuary_protocols::avc::{self, AvcConfig};
+use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp::RtpPacket;
-use estuary_protocols::rtp_h264::{AccessUnit, H264Depacketizer};
-use estuary_protocols::rtp_reorder::ReorderBuffer;
+use estuary_protocols::rtp::h264::{AccessUnit, H264Depacketizer};
+use estuary_protocols::rtp::reorder::ReorderBuffer;
 use estuary_storage::StreamKey;
 use estuary_transcode::opus::OpusToAac;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 /// Accepts a WHIP offer for `key`: admission, the answer, and a session task publishing
 /// what arrives.
 pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
-    let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::auth::Action::Publish).await?;
+    let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::access::auth::Action::Publish).await?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
     let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
@@ -221,13 +221,9 @@ impl VideoTrack {
             }
         }
         if self.config_sent && !media.is_empty() {
-            let mut payload = BytesMut::new();
-            for nal in &media {
-                payload.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-                payload.extend_from_slice(nal);
-            }
+            let payload = avc::to_length_prefixed(media.iter().map(|nal| nal.as_ref()));
             self.frames += 1;
-            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload: payload.freeze() });
+            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload });
         }
         out
     }
@@ -336,10 +332,17 @@ impl Session {
 
     /// Hands a frame to the stream. RTP arrives over UDP and cannot be pushed back: a frame
     /// that finds the stream's queue full is dropped and counted (the stream's
-    /// `publish_dropped`, the client's `frames_dropped`). (Takes `&mut self`
-    /// so the future stays `Send`: the peer connection is not `Sync`.)
+    /// `publish_dropped`, the client's `frames_dropped`), video until the next keyframe, which
+    /// a lost video frame asks the sender for (PLI). (Takes `&mut self` so the future stays
+    /// `Send`: the peer connection is not `Sync`.)
     async fn publish(&mut self, frame: MediaFrame) -> Result<(), String> {
-        self.stream.push_or_drop(Arc::new(frame)).map(|_| ()).map_err(|gone| gone.to_string())
+        let video = frame.track == TrackKind::Video;
+        let queued = self.stream.push_or_drop(Arc::new(frame)).map_err(|gone| gone.to_string())?;
+        if !queued && video {
+            self.video.player_request = true;
+            self.request_keyframe();
+        }
+        Ok(())
     }
 
 }

@@ -1,7 +1,7 @@
 //! H.264 and AAC header parsing.
 #![no_main]
-use estuary_protocols::aac::{AacConfig, AdtsHeader};
-use estuary_protocols::avc::{annexb_nals, length_prefixed_nals, AvcConfig, SpsInfo};
+use estuary_protocols::codec::aac::{AacConfig, AdtsHeader};
+use estuary_protocols::codec::avc::{annexb_nals, length_prefixed_nals, AvcConfig, SpsInfo};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! FLV demuxing and tag-body conversion.
 #![no_main]
 use bytes::Bytes;
-use estuary_protocols::flv::{audio_body_to_frame, script_body_to_frame, video_body_to_frame, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
+use estuary_protocols::container::flv::{audio_body_to_frame, script_body_to_frame, video_body_to_frame, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

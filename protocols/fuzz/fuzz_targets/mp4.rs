@@ -7,7 +7,7 @@
 //! at once stays within `heap_budget(input length)` (a counting allocator measures it).
 //! Seeds: `protocols/fuzz/seeds/mp4` (replayed on stable by `mp4::tests::fuzz_corpus_replays`).
 #![no_main]
-use estuary_protocols::mp4::{box_header, fragment_samples, heap_budget, read_file, FILE_BYTES_PER_SAMPLE, MAX_TICKS};
+use estuary_protocols::container::mp4::{box_header, fragment_samples, heap_budget, read_file, FILE_BYTES_PER_SAMPLE, MAX_TICKS};
 use libfuzzer_sys::fuzz_target;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

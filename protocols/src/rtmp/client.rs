@@ -12,7 +12,7 @@ use super::message::{self as msg, Command};
 use super::server::MediaWriter;
 use super::RtmpError;
 use crate::amf0::Value;
-use crate::flv;
+use crate::container::flv;
 use crate::media::{MediaFrame, TimestampNormalizer, TrackKind};
 use bytes::{Bytes, BytesMut};
 use rml_rtmp::handshake::{Handshake, PeerType};

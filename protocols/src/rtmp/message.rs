@@ -204,7 +204,7 @@ pub fn parse_u32(payload: &[u8]) -> Option<u32> {
 pub fn build_aggregate(parts: &[(u8, u32, &[u8])]) -> BytesMut {
     let mut out = BytesMut::new();
     for (type_id, ts, body) in parts {
-        out.put_slice(&crate::flv::tag_header(*type_id, body.len(), *ts as i64));
+        out.put_slice(&crate::container::flv::tag_header(*type_id, body.len(), *ts as i64));
         out.put_slice(body);
         out.put_u32(11 + body.len() as u32);
     }

@@ -6,10 +6,10 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use estuary_protocols::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
+use estuary_protocols::container::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
-use estuary_protocols::ts::{TsDemuxer, TsFrameReader};
+use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader};
 use estuary_tests::load::{median_p99, parse_target, process_cpu_seconds, process_rss_kb, read_stamp, stamp_nal, Dechunker, Target};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,7 +210,7 @@ async fn srt_player(target: Target, stats: Arc<PlayerStats>, latency: Duration) 
 async fn whep_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), String> {
     use estuary_protocols::media::{Codec, Timebase};
     use estuary_protocols::rtp::RtpPacket;
-    use estuary_protocols::rtp_h264::H264Depacketizer;
+    use estuary_protocols::rtp::h264::H264Depacketizer;
     use rtc::interceptor::Registry;
     use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
     use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
@@ -269,7 +269,7 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), Stri
             if let Some(unit) = depacketizer.push(&rtp) {
                 // Parameter sets go in front of keyframes; the stamp is the next NAL unit.
                 let nals: Vec<&[u8]> = unit.nals.iter().map(|n| &n[..]).filter(|n| !matches!(n[0] & 0x1f, 7 | 8)).collect();
-                let payload = estuary_protocols::avc::to_length_prefixed(nals);
+                let payload = estuary_protocols::codec::avc::to_length_prefixed(nals);
                 let frame = MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: unit.timestamp as i64, pts: unit.timestamp as i64, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload };
                 stats.frame(&frame);
             }

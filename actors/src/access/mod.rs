@@ -1,0 +1,148 @@
+//! The access policy every protocol asks before a publish or play: CIDR rules, then the
+//! signed token (when a secret is configured and the action requires one), then the deciding
+//! HTTP hook. One [`Access`] per node; with default settings everything is allowed.
+
+
+pub mod auth;
+pub mod hooks;
+pub mod secrets;
+
+use crate::access::auth::{Action, CidrRules, TokenSigner};
+use crate::access::hooks::{self, Event};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Local rules.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// Token signer, when a secret is configured.
+    pub signer: Option<TokenSigner>,
+    /// Actions that need a valid token.
+    pub require_token: HashSet<&'static str>,
+    /// CIDR rules for publishing.
+    pub publish: CidrRules,
+    /// CIDR rules for playing.
+    pub play: CidrRules,
+}
+
+/// A node's access policy.
+#[derive(Debug, Default)]
+pub struct Access {
+    settings: AccessSettings,
+    hooks: Arc<hooks::Hooks>,
+    stats: Arc<crate::node::stats::Stats>,
+}
+
+/// A request to check.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// Publish or play.
+    pub action: Action,
+    /// Client id.
+    pub client: u64,
+    /// Peer address.
+    pub ip: Option<IpAddr>,
+    /// Virtual host.
+    pub vhost: &'a str,
+    /// Application.
+    pub app: &'a str,
+    /// Stream name.
+    pub stream: &'a str,
+    /// Query parameters (`token` among them).
+    pub params: &'a [(String, String)],
+}
+
+impl Access {
+    /// The policy `settings`, asking `hooks` and counting refusals in `stats`.
+    pub fn new(settings: AccessSettings, hooks: Arc<hooks::Hooks>, stats: Arc<crate::node::stats::Stats>) -> Self {
+        Access { settings, hooks, stats }
+    }
+
+    /// The settings (for minting tokens through the API).
+    pub fn settings(&self) -> &AccessSettings {
+        &self.settings
+    }
+
+    /// Checks a request; `Err` carries a reason fit for the client and the log.
+    pub async fn check(&self, request: &Request<'_>) -> Result<(), String> {
+        // The name rule first: a bad name reaches neither a hook nor the log.
+        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
+        let result = self.check_inner(request).await;
+        if let Err(reason) = &result {
+            self.stats.inc("estuary_requests_refused_total", &[("action", request.action.name())]);
+            tracing::warn!(client = request.client, ip = ?request.ip, stream = %format!("{}/{}", request.app, request.stream), action = request.action.name(), %reason, "access refused");
+        }
+        result
+    }
+
+    /// For publishers that proved who they are another way and cannot carry a URL token:
+    /// GB28181 cameras (SIP digest) and ingests (configured, or added through the API). The CIDR
+    /// rules and the `on_publish` hook apply as to everyone; the token rule does not.
+    pub async fn check_without_token(&self, request: &Request<'_>) -> Result<(), String> {
+        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
+        let result = async {
+            self.check_cidr(request)?;
+            self.decide_by_hook(request).await
+        }
+        .await;
+        if let Err(reason) = &result {
+            self.stats.inc("estuary_requests_refused_total", &[("action", request.action.name())]);
+            tracing::warn!(client = request.client, ip = ?request.ip, stream = %format!("{}/{}", request.app, request.stream), action = request.action.name(), %reason, "access refused");
+        }
+        result
+    }
+
+    /// Only the local rules (CIDR and token), without the hook: for repeated requests of one
+    /// viewer such as HLS playlist refreshes.
+    pub fn check_rules(&self, request: &Request<'_>) -> Result<(), String> {
+        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
+        let result = self.check_local(request);
+        if let Err(reason) = &result {
+            self.stats.inc("estuary_requests_refused_total", &[("action", request.action.name())]);
+            tracing::warn!(ip = ?request.ip, stream = %format!("{}/{}", request.app, request.stream), action = request.action.name(), %reason, "access refused");
+        }
+        result
+    }
+
+    fn check_cidr(&self, request: &Request<'_>) -> Result<(), String> {
+        if let Some(ip) = request.ip {
+            let settings = &self.settings;
+            let rules = match request.action {
+                Action::Publish => &settings.publish,
+                Action::Play => &settings.play,
+            };
+            rules.check(ip)?;
+        }
+        Ok(())
+    }
+
+    fn check_local(&self, request: &Request<'_>) -> Result<(), String> {
+        self.check_cidr(request)?;
+        {
+            let settings = &self.settings;
+            if settings.require_token.contains(request.action.name()) {
+                let signer = settings.signer.as_ref().ok_or("tokens required but no secret configured")?;
+                let token = request.params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()).ok_or("a token is required (?token=...)")?;
+                let now = (crate::unix_ms() / 1000).max(0) as u64;
+                signer.verify(token, request.action, &format!("{}/{}", request.app, request.stream), now)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_inner(&self, request: &Request<'_>) -> Result<(), String> {
+        self.check_local(request)?;
+        self.decide_by_hook(request).await
+    }
+
+    async fn decide_by_hook(&self, request: &Request<'_>) -> Result<(), String> {
+        let event = match request.action {
+            Action::Publish => Event::Publish,
+            Action::Play => Event::Play,
+        };
+        let ip = request.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let body = hooks::body(request.client, &ip, request.vhost, request.app, request.stream, request.params);
+        self.hooks.decide(event, request.app, body).await.map_err(|denied| denied.0)
+    }
+}

@@ -1,0 +1,339 @@
+//! The HLS muxer actor: MPEG-TS segments (default) or fMP4 segments, and the media playlist.
+
+use crate::files::{remove, write_atomic};
+use estuary_protocols::segment::{Cut, Cutter};
+use crate::settings::SegmentSettings;
+use actix::prelude::*;
+use crate::messages::{Fault, InjectFault};
+use crate::node::bounded::BoundedMap;
+use crate::node::NodeContext;
+use crate::stream::Gaps;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::container::fmp4::{self, Track};
+use estuary_protocols::manifest::hls::{MediaPlaylist, Segment};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::container::ts::TsMuxer;
+use estuary_storage::StreamKey;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// What survives a muxer so the next publish of the stream continues the playlist.
+struct Saved {
+    playlist: MediaPlaylist,
+    next_sequence: u64,
+    retired: VecDeque<String>,
+    init_version: u32,
+}
+
+/// Playlists kept at most; the oldest goes first. (A busy node sees a new stream name per
+/// broadcast: without a bound this would grow with every name ever published.)
+const MAX_HISTORY: usize = 10_000;
+
+/// A node's HLS playlists of ended publishes, so a stream published again continues its
+/// playlist (numbering and a discontinuity) instead of starting over.
+pub struct HlsHistory(Mutex<BoundedMap<StreamKey, Saved>>);
+
+impl Default for HlsHistory {
+    fn default() -> Self {
+        HlsHistory(Mutex::new(BoundedMap::new(MAX_HISTORY)))
+    }
+}
+
+impl HlsHistory {
+    fn take(&self, key: &StreamKey) -> Option<Saved> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key)
+    }
+
+    fn keep(&self, key: StreamKey, saved: Saved) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, saved);
+    }
+
+    /// Playlists kept now.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Writes HLS for one stream.
+pub struct HlsMuxer {
+    node: NodeContext,
+    key: StreamKey,
+    settings: Arc<SegmentSettings>,
+    dir: PathBuf,
+    rx: Option<mpsc::Receiver<Arc<MediaFrame>>>,
+    playlist: MediaPlaylist,
+    next_sequence: u64,
+    retired: VecDeque<String>,
+    discontinuity: bool,
+    video_config: Option<Arc<MediaFrame>>,
+    audio_config: Option<Arc<MediaFrame>>,
+    ts: Option<TsMuxer>,
+    init_version: u32,
+    init_written: bool,
+    cutter: Cutter,
+    gaps: Gaps,
+}
+
+impl HlsMuxer {
+    /// A muxer reading `rx`.
+    pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
+        let dir = settings.dir.join(&key.app);
+        let saved = node.hls.take(&key);
+        let (playlist, next_sequence, retired, discontinuity, init_version) = match saved {
+            Some(saved) => {
+                let mut playlist = saved.playlist;
+                playlist.ended = false;
+                (playlist, saved.next_sequence, saved.retired, true, saved.init_version + 1)
+            }
+            None => (MediaPlaylist { target_duration: settings.fragment.as_secs_f64().round().max(1.0) as u64, ..Default::default() }, 0, VecDeque::new(), false, 0),
+        };
+        HlsMuxer {
+            node,
+            key,
+            dir,
+            rx: Some(rx),
+            playlist,
+            next_sequence,
+            retired,
+            discontinuity,
+            video_config: None,
+            audio_config: None,
+            ts: None,
+            init_version,
+            init_written: false,
+            cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
+            gaps,
+            settings,
+        }
+    }
+
+    fn playlist_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.m3u8", self.key.stream))
+    }
+
+    fn init_name(&self) -> String {
+        format!("{}-init-{}.mp4", self.key.stream, self.init_version)
+    }
+
+    fn on_config(&mut self, frame: Arc<MediaFrame>) {
+        let slot = match frame.track {
+            TrackKind::Video => &mut self.video_config,
+            TrackKind::Audio => &mut self.audio_config,
+            TrackKind::Data => return,
+        };
+        if slot.as_ref().is_some_and(|old| old.codec == frame.codec && old.payload == frame.payload) {
+            return;
+        }
+        let changed = slot.is_some();
+        *slot = Some(frame);
+        if changed {
+            // New parameters start a new segment after a discontinuity.
+            if let Some(cut) = self.cutter.flush() {
+                self.close_segment(cut);
+            }
+            self.discontinuity = true;
+        }
+        self.ts = None;
+        if self.init_written {
+            self.init_version += 1;
+            self.init_written = false;
+        }
+    }
+
+    /// The frames before a gap make a (short) segment of their own; the next segment follows
+    /// a discontinuity.
+    fn after_gap(&mut self) {
+        if let Some(cut) = self.cutter.flush() {
+            self.close_segment(cut);
+        }
+        self.discontinuity = true;
+    }
+
+    /// After a panic: the segment in progress is given up, the TS muxer starts over, and the
+    /// next segment (from the next keyframe) follows a discontinuity. The playlist and the
+    /// segments already written stay.
+    fn restart(&mut self) {
+        self.cutter = Cutter::new(self.settings.fragment, self.settings.max_segment_bytes);
+        self.ts = None;
+        self.discontinuity = true;
+    }
+
+    fn on_frame(&mut self, frame: Arc<MediaFrame>) {
+        if frame.track == TrackKind::Data {
+            return;
+        }
+        if frame.config {
+            self.on_config(frame);
+            return;
+        }
+        let dropped = self.cutter.dropped;
+        let closed = self.cutter.push(frame, self.video_config.is_some());
+        if self.cutter.dropped != dropped && (self.cutter.dropped == 1 || self.cutter.dropped.is_power_of_two()) {
+            tracing::warn!(stream = %self.key, dropped = self.cutter.dropped, max_bytes = self.settings.max_segment_bytes, "HLS segment grew past max_segment_bytes before a keyframe; dropped, the next starts at the next keyframe");
+        }
+        if let Some(cut) = closed {
+            self.close_segment(cut);
+        }
+    }
+
+    fn serialize_ts(&mut self, frames: &[Arc<MediaFrame>]) -> Bytes {
+        let video = self.video_config.as_ref().map(|f| f.codec);
+        let audio = self.audio_config.as_ref().map(|f| f.codec);
+        let ts = self.ts.get_or_insert_with(|| {
+            let mut muxer = TsMuxer::new(video, audio);
+            let mut scratch = BytesMut::new();
+            for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+                muxer.write_frame(config, &mut scratch);
+            }
+            muxer
+        });
+        let mut out = BytesMut::with_capacity(frames.iter().map(|f| f.payload.len() * 105 / 100 + 64).sum());
+        ts.write_tables(&mut out);
+        for frame in frames {
+            ts.write_frame(frame, &mut out);
+        }
+        out.freeze()
+    }
+
+    fn tracks(&self) -> Vec<Track> {
+        let mut tracks = Vec::new();
+        for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+            if let Some(track) = Track::from_config(tracks.len() as u32 + 1, config) {
+                tracks.push(track);
+            }
+        }
+        tracks
+    }
+
+    fn serialize_fmp4(&mut self, frames: &[Arc<MediaFrame>], sequence: u64, end_ms: i64) -> std::io::Result<Bytes> {
+        let tracks = self.tracks();
+        if !self.init_written {
+            write_atomic(&self.dir.join(self.init_name()), &fmp4::init_segment(&tracks))?;
+            self.init_written = true;
+        }
+        let per_track = fmp4::frames_by_track(&tracks, frames);
+        // Video's last sample lasts until the segment's end; audio repeats its frame duration.
+        let next_dts = |track: &Track, first: &MediaFrame| (track.kind() == TrackKind::Video).then(|| estuary_protocols::Timebase::MILLIS.rescale(end_ms, first.timebase));
+        Ok(fmp4::fragment_of(sequence as u32, &tracks, &per_track, next_dts))
+    }
+
+    fn close_segment(&mut self, cut: Cut) {
+        let sequence = self.next_sequence;
+        let extension = if self.settings.fmp4 { "m4s" } else { "ts" };
+        let name = format!("{}-{sequence}.{extension}", self.key.stream);
+        let data = if self.settings.fmp4 { self.serialize_fmp4(&cut.frames, sequence, cut.end_ms) } else { Ok(self.serialize_ts(&cut.frames)) };
+        let duration = (cut.end_ms - cut.start_ms).max(1) as f64 / 1000.0;
+        let written = data.and_then(|data| write_atomic(&self.dir.join(&name), &data));
+        if let Err(e) = written {
+            tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write HLS segment; skipping it");
+            return;
+        }
+        self.next_sequence += 1;
+        let mut body = crate::access::hooks::body(0, "", &self.key.vhost, &self.key.app, &self.key.stream, &[]);
+        body["duration"] = duration.into();
+        body["file"] = self.dir.join(&name).display().to_string().into();
+        body["url"] = format!("{}/{name}", self.key.app).into();
+        body["m3u8"] = self.playlist_path().display().to_string().into();
+        body["m3u8_url"] = format!("{}/{}.m3u8", self.key.app, self.key.stream).into();
+        body["seq_no"] = sequence.into();
+        let segment = Segment {
+            sequence,
+            duration,
+            uri: name,
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            map: if self.settings.fmp4 { Some(self.init_name()) } else { None },
+        };
+        for removed in self.playlist.push(segment, self.settings.window) {
+            self.retired.push_back(removed.uri);
+        }
+        while self.retired.len() > self.settings.window {
+            if let Some(old) = self.retired.pop_front() {
+                remove(&self.dir.join(old));
+            }
+        }
+        self.write_playlist();
+        self.node.hooks.notify(crate::access::hooks::Event::Hls, &self.key.app, body);
+    }
+
+    fn write_playlist(&self) {
+        if let Err(e) = write_atomic(&self.playlist_path(), self.playlist.render().as_bytes()) {
+            tracing::error!(stream = %self.key, error = %e, "cannot write HLS playlist");
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(cut) = self.cutter.flush() {
+            self.close_segment(cut);
+        }
+        self.playlist.ended = true;
+        self.write_playlist();
+        tracing::info!(stream = %self.key, segments = self.next_sequence, "HLS ended");
+        let saved = Saved {
+            playlist: std::mem::take(&mut self.playlist),
+            next_sequence: self.next_sequence,
+            retired: std::mem::take(&mut self.retired),
+            init_version: self.init_version,
+        };
+        self.node.hls.keep(self.key.clone(), saved);
+    }
+}
+
+impl Handler<InjectFault> for HlsMuxer {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        tracing::warn!(stream = %self.key, fault = ?msg.0, "fault injected into the HLS muxer");
+        match msg.0 {
+            Fault::Panic => {
+                if let Err(panic) = crate::node::supervision::catch(|| panic!("fault injected into the HLS muxer")) {
+                    self.node.restarts.panicked("hls", &format_args!("HLS of {}", self.key), &panic);
+                    self.restart();
+                }
+            }
+            Fault::Stall(duration) => ctx.wait(actix::fut::wrap_future(tokio::time::sleep(duration))),
+            // The API refuses it: the muxers' writes are not throttled.
+            Fault::SlowWrites { .. } => {}
+        }
+    }
+}
+
+impl Actor for HlsMuxer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(rx) = self.rx.take() {
+            ctx.add_stream(ReceiverStream::new(rx));
+        }
+        tracing::info!(stream = %self.key, dir = %self.dir.display(), fmp4 = self.settings.fmp4, "HLS muxer started");
+    }
+}
+
+impl StreamHandler<Arc<MediaFrame>> for HlsMuxer {
+    fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
+        let outcome = crate::node::supervision::catch(|| {
+            if let Some(gap) = self.gaps.ended_by(&frame) {
+                tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, reason = gap.reason, "HLS output lost frames; the segment before the gap is closed and the next starts at this keyframe");
+                self.after_gap();
+            }
+            self.on_frame(frame)
+        });
+        if let Err(panic) = outcome {
+            self.node.restarts.panicked("hls", &format_args!("HLS of {}", self.key), &panic);
+            self.restart();
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.finish();
+        ctx.stop();
+    }
+}
+

@@ -1,0 +1,203 @@
+//! HTTP live players (HTTP-FLV and HTTP-TS): a stream subscription encoded into a byte stream
+//! for a chunked HTTP response. Frames come from the stream actor (see [`crate::stream`] for
+//! what a late joiner receives and how a slow player is treated); each poll encodes every
+//! frame already queued, up to 64 KiB, into one chunk.
+
+use crate::node::clients::{ClientGuard, Role};
+use crate::node::Node;
+use crate::messages::{AddSubscriber, FindStream, PlayRefused};
+use crate::registry::StreamRegistry;
+use crate::stream::Subscription;
+use actix::Addr;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::container::ts::TsMuxer;
+use estuary_protocols::container::flv;
+use estuary_storage::StreamKey;
+use futures_util::Stream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Turns frames into a container byte stream.
+pub trait Encoder: Send + Unpin + 'static {
+    /// Bytes sent before any frame.
+    fn start(&mut self, subscription: &Subscription) -> Option<Bytes>;
+    /// Appends `frame`.
+    fn encode(&mut self, frame: &MediaFrame, out: &mut BytesMut);
+}
+
+/// FLV: the file header, then one tag per frame.
+#[derive(Default)]
+pub struct FlvEncoder;
+
+impl Encoder for FlvEncoder {
+    fn start(&mut self, subscription: &Subscription) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(&flv::file_header(subscription.has_audio, subscription.has_video)))
+    }
+
+    fn encode(&mut self, frame: &MediaFrame, out: &mut BytesMut) {
+        flv::write_frame_tag(out, frame);
+    }
+}
+
+/// MPEG-TS: PAT/PMT once the codecs are known (and again at every video keyframe), then one
+/// PES per frame.
+#[derive(Default)]
+pub struct TsEncoder {
+    video: Option<Arc<MediaFrame>>,
+    audio: Option<Arc<MediaFrame>>,
+    muxer: Option<TsMuxer>,
+    /// A track appeared or changed codec: the next media frame starts new tables.
+    retrack: bool,
+}
+
+impl Encoder for TsEncoder {
+    fn start(&mut self, _: &Subscription) -> Option<Bytes> {
+        None
+    }
+
+    fn encode(&mut self, frame: &MediaFrame, out: &mut BytesMut) {
+        if frame.config {
+            let slot = match frame.track {
+                TrackKind::Video => &mut self.video,
+                TrackKind::Audio => &mut self.audio,
+                TrackKind::Data => return,
+            };
+            let codec_changed = slot.as_ref().map(|f| f.codec) != Some(frame.codec);
+            *slot = Some(Arc::new(frame.clone()));
+            match (&mut self.muxer, codec_changed) {
+                (Some(muxer), false) => {
+                    muxer.write_frame(frame, out);
+                }
+                _ => self.retrack = true,
+            }
+            return;
+        }
+        if frame.track == TrackKind::Data {
+            return;
+        }
+        if self.muxer.is_none() || self.retrack {
+            let (video, audio) = (self.video.as_ref().map(|f| f.codec), self.audio.as_ref().map(|f| f.codec));
+            // A track change mid-stream continues the old muxer's continuity counters.
+            let mut muxer = match &self.muxer {
+                Some(old) => old.retracked(video, audio),
+                None => TsMuxer::new(video, audio),
+            };
+            self.retrack = false;
+            for config in [&self.video, &self.audio].into_iter().flatten() {
+                muxer.write_frame(config, out);
+            }
+            muxer.write_tables(out);
+            self.muxer = Some(muxer);
+        } else if frame.is_video_keyframe() {
+            if let Some(muxer) = self.muxer.as_mut() {
+                muxer.write_tables(out);
+            }
+        }
+        if let Some(muxer) = self.muxer.as_mut() {
+            muxer.write_frame(frame, out);
+        }
+    }
+}
+
+struct Player<E: Encoder> {
+    hooks: std::sync::Arc<crate::access::hooks::Hooks>,
+    guard: ClientGuard,
+    key: StreamKey,
+    params: Vec<(String, String)>,
+    header: Option<Bytes>,
+    rx: mpsc::Receiver<Arc<MediaFrame>>,
+    encoder: E,
+    started: bool,
+    backlogged: bool,
+}
+
+impl<E: Encoder> Drop for Player<E> {
+    fn drop(&mut self) {
+        let record = self.guard.record();
+        let ip = record.peer.rsplit_once(':').map(|(ip, _)| ip.trim_matches(['[', ']'])).unwrap_or("");
+        self.hooks.notify(crate::access::hooks::Event::Stop, &self.key.app, crate::access::hooks::body(record.id, ip, &self.key.vhost, &self.key.app, &self.key.stream, &self.params));
+        tracing::info!(
+            client = record.id,
+            protocol = record.protocol,
+            peer = %record.peer,
+            stream = %self.key,
+            bytes_out = record.bytes_out.load(Ordering::Relaxed),
+            alive_ms = record.connected.elapsed().as_millis() as u64,
+            "HTTP player left"
+        );
+    }
+}
+
+/// Subscribes an HTTP player of `protocol` (`http-flv`, `http-ts`) to `key`, after the
+/// access policy allowed it. Fails when the stream is unknown or has never been published,
+/// or the policy refuses.
+pub async fn play<E: Encoder>(
+    node: &Node,
+    registry: &Addr<StreamRegistry>,
+    key: StreamKey,
+    peer: std::net::SocketAddr,
+    params: Vec<(String, String)>,
+    protocol: &'static str,
+    mut encoder: E,
+    merge: std::time::Duration,
+) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
+    let not_found = || PlayRefused::NotFound(key.to_string());
+    let guard = node.clients.register(protocol, peer.to_string());
+    let request = crate::access::Request {
+        action: crate::access::auth::Action::Play,
+        client: guard.id(),
+        ip: Some(peer.ip()),
+        vhost: &key.vhost,
+        app: &key.app,
+        stream: &key.stream,
+        params: &params,
+    };
+    node.access.check(&request).await.map_err(PlayRefused::Denied)?;
+    let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
+    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
+    guard.record().set_role(Role::Play, key.to_string());
+    tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
+    let header = encoder.start(&subscription);
+    let player = Player { hooks: node.hooks.clone(), guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false };
+    Ok(futures_util::stream::unfold(player, move |mut player| async move {
+        if let Some(header) = player.header.take() {
+            player.guard.record().add_out(header.len());
+            return Some((Ok(header), player));
+        }
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        while buf.is_empty() {
+            let record = player.guard.record().clone();
+            let first = tokio::select! {
+                frame = player.rx.recv() => frame?,
+                _ = record.kicked() => {
+                    tracing::info!(client = record.id, stream = %player.key, "HTTP player kicked through the API");
+                    return None;
+                }
+            };
+            player.encoder.encode(&first, &mut buf);
+            // The first chunk (headers and the cached GOP) goes out at once, and so does
+            // everything while the player has a backlog; merging applies when it is caught up.
+            if !merge.is_zero() && player.started && !player.backlogged {
+                tokio::time::sleep(merge).await;
+            }
+            player.started = true;
+            // Chunks stay at 64 KiB even for the startup burst: the HTTP server keeps its write
+            // buffer at the largest chunk it was given, per connection.
+            let limit = BATCH_BYTES;
+            while buf.len() < limit {
+                match player.rx.try_recv() {
+                    Ok(frame) => player.encoder.encode(&frame, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            player.backlogged = buf.len() >= limit;
+        }
+        player.guard.record().add_out(buf.len());
+        Some((Ok(buf.freeze()), player))
+    }))
+}
+

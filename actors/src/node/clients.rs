@@ -1,0 +1,201 @@
+//! A node's table of connected clients (publishers and players of every protocol), for the
+//! API and stream statistics. Each session registers itself and holds a [`ClientGuard`]; the
+//! entry disappears when the guard drops, however the session ends.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A client's id: unique for the life of the process.
+pub type ClientId = u64;
+
+
+/// What one client is doing.
+#[derive(Debug)]
+pub struct ClientRecord {
+    /// Id.
+    pub id: ClientId,
+    /// `rtmp`, `http-flv`, ...
+    pub protocol: &'static str,
+    /// Peer address.
+    pub peer: String,
+    /// When it connected.
+    pub connected: Instant,
+    /// Bytes received from it.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to it.
+    pub bytes_out: AtomicU64,
+    /// Frames this client lost: a player's frames dropped for being slow, a datagram
+    /// publisher's frames dropped because its stream's input queue was full.
+    pub frames_dropped: AtomicU64,
+    role: Mutex<Option<(Role, String)>>,
+    transport: Mutex<Option<serde_json::Value>>,
+    kicked: std::sync::atomic::AtomicBool,
+    kick: tokio::sync::Notify,
+}
+
+/// Publisher or player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sends a stream.
+    Publish,
+    /// Receives a stream.
+    Play,
+}
+
+impl ClientRecord {
+    /// Sets what the client does and on which stream (`app/stream`).
+    pub fn set_role(&self, role: Role, stream: String) {
+        *self.role.lock().unwrap_or_else(|e| e.into_inner()) = Some((role, stream));
+    }
+
+    /// Clears the role (the client stopped publishing/playing but is still connected).
+    pub fn clear_role(&self) {
+        *self.role.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The current role and stream.
+    pub fn role(&self) -> Option<(Role, String)> {
+        self.role.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the transport's own statistics (SRT: RTT, loss, retransmits, rates).
+    pub fn set_transport(&self, stats: serde_json::Value) {
+        *self.transport.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+    }
+
+    /// The transport's statistics, when the protocol has any.
+    pub fn transport(&self) -> Option<serde_json::Value> {
+        self.transport.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks the client's session to disconnect (the API's `DELETE /clients/{id}`).
+    pub fn kick(&self) {
+        self.kicked.store(true, Ordering::SeqCst);
+        self.kick.notify_one();
+    }
+
+    /// Completes when the client has been kicked.
+    pub async fn kicked(&self) {
+        if self.kicked.load(Ordering::SeqCst) {
+            return;
+        }
+        self.kick.notified().await;
+    }
+
+    /// Adds received bytes.
+    pub fn add_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Adds sent bytes.
+    pub fn add_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a client in the table while alive.
+#[derive(Debug)]
+pub struct ClientGuard {
+    record: Arc<ClientRecord>,
+    clients: Arc<Clients>,
+}
+
+impl ClientGuard {
+    /// The record.
+    pub fn record(&self) -> &Arc<ClientRecord> {
+        &self.record
+    }
+
+    /// The id.
+    pub fn id(&self) -> ClientId {
+        self.record.id
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.clients.closed_bytes_in.fetch_add(self.record.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.clients.closed_bytes_out.fetch_add(self.record.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.clients.table().remove(&self.record.id);
+    }
+}
+
+/// A node's client table.
+#[derive(Debug)]
+pub struct Clients {
+    next_id: AtomicU64,
+    table: Mutex<BTreeMap<ClientId, Arc<ClientRecord>>>,
+    /// Bytes received from clients that have disconnected.
+    pub closed_bytes_in: AtomicU64,
+    /// Bytes sent to clients that have disconnected.
+    pub closed_bytes_out: AtomicU64,
+    stats: Arc<crate::node::stats::Stats>,
+}
+
+impl Clients {
+    /// An empty table that counts connections in `stats`.
+    pub fn new(stats: Arc<crate::node::stats::Stats>) -> Arc<Clients> {
+        Arc::new(Clients { next_id: AtomicU64::new(1), table: Mutex::new(BTreeMap::new()), closed_bytes_in: AtomicU64::new(0), closed_bytes_out: AtomicU64::new(0), stats })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<ClientId, Arc<ClientRecord>>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh id for an internal subscriber (a muxer, a recorder) that is not a client.
+    pub fn allocate_id(&self) -> ClientId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a new client; it stays in the table while the guard lives.
+    pub fn register(self: &Arc<Self>, protocol: &'static str, peer: String) -> ClientGuard {
+        let record = Arc::new(ClientRecord {
+            id: self.allocate_id(),
+            protocol,
+            peer,
+            connected: Instant::now(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            frames_dropped: AtomicU64::new(0),
+            role: Mutex::new(None),
+            transport: Mutex::new(None),
+            kicked: std::sync::atomic::AtomicBool::new(false),
+            kick: tokio::sync::Notify::new(),
+        });
+        self.stats.inc("estuary_connections_total", &[("protocol", protocol)]);
+        self.table().insert(record.id, record.clone());
+        ClientGuard { record, clients: self.clone() }
+    }
+
+    /// All clients, ordered by id.
+    pub fn snapshot(&self) -> Vec<Arc<ClientRecord>> {
+        self.table().values().cloned().collect()
+    }
+
+    /// One client by id.
+    pub fn get(&self, id: ClientId) -> Option<Arc<ClientRecord>> {
+        self.table().get(&id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_removes_entry_and_keeps_its_bytes() {
+        let clients = Clients::new(Default::default());
+        let guard = clients.register("rtmp", "127.0.0.1:5000".into());
+        let id = guard.id();
+        guard.record().set_role(Role::Play, "live/x".into());
+        guard.record().add_out(10);
+        assert_eq!(clients.get(id).unwrap().role(), Some((Role::Play, "live/x".into())));
+        drop(guard);
+        assert!(clients.get(id).is_none());
+        assert_eq!(clients.closed_bytes_out.load(Ordering::Relaxed), 10);
+    }
+}

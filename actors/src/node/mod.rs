@@ -1,0 +1,118 @@
+//! The node context: everything the actors of one node share, built once (by the `estuary`
+//! binary, or by a test) and handed down to every actor and session as a [`NodeContext`].
+//!
+//! Nothing in this crate keeps process-wide state: two nodes (or two roles) can run in one
+//! process, each with its own context, and a handler can be tested with a context of its own.
+//! Every table here that is keyed by something a peer or an API caller chooses has a bound
+//! and evicts (see each table's docs).
+
+pub mod bounded;
+pub mod clients;
+pub mod stats;
+pub mod supervision;
+pub mod worker_table;
+pub mod workers;
+
+use crate::access::{Access, AccessSettings};
+use clients::Clients;
+use crate::access::hooks::{HookSettings, Hooks};
+use stats::Stats;
+use supervision::Restarts;
+use workers::Workers;
+use actix::prelude::*;
+use std::sync::Arc;
+
+/// A node's shared state; cheap to clone.
+pub type NodeContext = Arc<Node>;
+
+/// The threads a node's actors run on (see docs/ARCHITECTURE.md, "Threads").
+#[derive(Clone)]
+pub struct Topology {
+    /// Worker arbiters: stream actors (by key hash) and connection sessions (round robin).
+    pub workers: Workers,
+    /// HLS and DASH muxers.
+    pub segmenter: ArbiterHandle,
+    /// DVR writers and the janitor.
+    pub dvr: ArbiterHandle,
+    /// The SRT listener (it reads every SRT datagram of the node).
+    pub srt: ArbiterHandle,
+}
+
+impl Topology {
+    /// Starts `workers` worker arbiters (at least one) and the dedicated ones. Call inside an
+    /// actix system.
+    pub fn start(workers: usize) -> Topology {
+        Topology { workers: Workers::start(workers), segmenter: Arbiter::new().handle(), dvr: Arbiter::new().handle(), srt: Arbiter::new().handle() }
+    }
+}
+
+/// One node.
+pub struct Node {
+    /// Its threads.
+    pub topology: Topology,
+    /// Connected clients.
+    pub clients: Arc<Clients>,
+    /// Restart counts of supervised workers.
+    pub restarts: Restarts,
+    /// Counters for `/metrics`.
+    pub stats: Arc<Stats>,
+    /// HTTP callbacks.
+    pub hooks: Arc<Hooks>,
+    /// The access policy (CIDR rules, tokens, deciding hooks).
+    pub access: Access,
+    /// DVR switches set at runtime and the writers running.
+    pub dvr: crate::dvr::DvrRuntime,
+    /// HLS playlists of ended publishes, kept so the next publish continues them.
+    pub hls: crate::hls::HlsHistory,
+    /// Transcoders.
+    pub transcoders: crate::transcode::Transcoders,
+    /// Forwarders.
+    pub forwards: crate::forward::Forwards,
+    /// Ingests.
+    pub ingests: crate::ingest::Ingests,
+    /// GB28181: announced SSRCs and the SIP server's command channel.
+    pub gb: crate::gb28181::GbState,
+    /// WebRTC: the UDP socket's routes and keyframe requests.
+    pub rtc: crate::webrtc::RtcState,
+}
+
+/// What a node is built from (settings that actors read through the context).
+#[derive(Default)]
+pub struct NodeOptions {
+    /// Worker arbiters (at least one).
+    pub workers: usize,
+    /// HTTP callbacks.
+    pub hooks: HookSettings,
+    /// The access policy.
+    pub access: AccessSettings,
+    /// A CA file forwarders trust for `rtmps://` besides the system's (tests' self-signed).
+    pub forward_tls_ca_file: Option<String>,
+}
+
+impl Node {
+    /// Builds a node's context. Call inside an actix system (it starts the arbiters).
+    pub fn start(options: NodeOptions) -> NodeContext {
+        let stats = Arc::new(Stats::default());
+        let hooks = Arc::new(Hooks::new(options.hooks, stats.clone()));
+        Arc::new(Node {
+            topology: Topology::start(options.workers),
+            clients: Clients::new(stats.clone()),
+            restarts: Restarts::default(),
+            access: Access::new(options.access, hooks.clone(), stats.clone()),
+            hooks,
+            stats,
+            dvr: Default::default(),
+            hls: Default::default(),
+            transcoders: Default::default(),
+            forwards: crate::forward::Forwards::new(options.forward_tls_ca_file),
+            ingests: Default::default(),
+            gb: Default::default(),
+            rtc: Default::default(),
+        })
+    }
+
+    /// A node with default settings and one worker, for tests.
+    pub fn for_tests() -> NodeContext {
+        Node::start(NodeOptions { workers: 1, ..NodeOptions::default() })
+    }
+}

@@ -1,0 +1,157 @@
+//! Forwards, ingests and transcoders: `GET|POST /api/v1/{forwards,ingests,transcodes}`,
+//! `DELETE /api/v1/{forwards,ingests,transcodes}/{id}`.
+
+use super::*;
+
+pub(super) async fn list_forwards(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let list = estuary_actors::forward::list(&state.node);
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "forwards": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct NewForward {
+    app: String,
+    stream: String,
+    url: String,
+}
+
+/// Starts forwarding a stream (published or not yet) to a destination.
+pub(super) async fn add_forward(_: Authorized, state: web::Data<AppState>, body: web::Json<NewForward>) -> HttpResponse {
+    let body = body.into_inner();
+    if let Err(reason) = estuary_protocols::naming::check_app(&body.app).and_then(|()| estuary_protocols::naming::check_stream(&body.stream)) {
+        return error(400, &format!("app and stream are required: {reason}"));
+    }
+    let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
+    match estuary_actors::forward::start(state.node.clone(), state.registry.clone(), key, body.url, "api").await {
+        Ok(status) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "forward": status })),
+        Err(e) => error(400, &e),
+    }
+}
+
+pub(super) async fn remove_forward(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<u64>() else { return error(400, "forward ids are numbers") };
+    if estuary_actors::forward::remove(&state.node, id) {
+        HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+    } else {
+        error(404, &format!("no forward {id}"))
+    }
+}
+
+pub(super) async fn list_ingests(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let list = estuary_actors::ingest::list(&state.node);
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "ingests": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct NewIngest {
+    app: String,
+    stream: String,
+    source: String,
+    #[serde(default = "looped_default")]
+    looped: bool,
+}
+
+pub(super) fn looped_default() -> bool {
+    true
+}
+
+/// Publishes a file as a live stream (saved; it starts again with the node). The source is
+/// checked now so a missing or non-media file is refused with the reason.
+pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<NewIngest>) -> HttpResponse {
+    let body = body.into_inner();
+    if let Err(reason) = estuary_protocols::naming::check_app(&body.app).and_then(|()| estuary_protocols::naming::check_stream(&body.stream)) {
+        return error(400, &format!("app and stream are required: {reason}"));
+    }
+    let source = body.source.clone();
+    let check = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if let Some((scheme, _)) = source.split_once("://") {
+            return match scheme {
+                "rtmp" | "srt" | "http" | "https" => Ok(()),
+                other => Err(format!("{other}:// sources are not supported (rtmp, srt, http, https, or a file path)")),
+            };
+        }
+        let files = estuary_actors::ingest::source_files(&source)?;
+        let first = &files[0];
+        let meta = std::fs::metadata(first).map_err(|e| format!("cannot open {}: {e}", first.display()))?;
+        if meta.len() > estuary_actors::ingest::MAX_SOURCE_BYTES {
+            return Err(format!("{} is too large", first.display()));
+        }
+        let data = std::fs::read(first).map_err(|e| format!("cannot read {}: {e}", first.display()))?;
+        estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map(|_| ()).map_err(|e| format!("{}: {e}", first.display()))
+    })
+    .await;
+    match check {
+        Ok(Ok(_)) => {}
+        Ok(Err(reason)) => {
+            tracing::warn!(source = %body.source, %reason, "ingest refused");
+            return error(400, &reason);
+        }
+        Err(e) => return error(500, &e.to_string()),
+    }
+    let spec = estuary_storage::IngestSpec { id: state.next_ingest_id(), app: body.app, stream: body.stream, source: body.source, looped: body.looped };
+    match state.storage.ask(estuary_actors::messages::PutIngest(spec.clone())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error(503, &e),
+        Err(e) => return error(503, &e.to_string()),
+    }
+    estuary_actors::ingest::start(state.node.clone(), state.registry.clone(), spec.clone(), "api");
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "id": spec.id.to_string() }))
+}
+
+pub(super) async fn remove_ingest(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<u64>() else { return error(400, "ingest ids are numbers") };
+    let stopped = estuary_actors::ingest::stop(&state.node, id);
+    let forgotten = matches!(state.storage.ask(estuary_actors::messages::DeleteIngest(id)).await, Ok(Ok(true)));
+    if stopped || forgotten {
+        HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+    } else {
+        error(404, &format!("no ingest {id}"))
+    }
+}
+
+pub(super) async fn list_transcodes(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let list = estuary_actors::transcode::list(&state.node);
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": list.len(), "transcodes": list }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct NewTranscode {
+    app: String,
+    stream: String,
+    renditions: Vec<crate::config::RenditionSection>,
+}
+
+/// Starts a ladder for a live stream (until it ends).
+pub(super) async fn add_transcode(_: Authorized, state: web::Data<AppState>, body: web::Json<NewTranscode>) -> HttpResponse {
+    let body = body.into_inner();
+    if body.renditions.is_empty() {
+        return error(400, "renditions must not be empty");
+    }
+    let mut ladder = Vec::new();
+    for (i, r) in body.renditions.iter().enumerate() {
+        match r.to_rendition() {
+            Ok(r) => ladder.push(r),
+            Err(e) => return error(400, &format!("renditions[{i}]: {e}")),
+        }
+    }
+    let settings = state.transcode.clone();
+    let ffmpeg = settings.ffmpeg.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || estuary_actors::transcode::ffmpeg_available(&ffmpeg)).await {
+        tracing::error!(error = %e, "transcode refused");
+        return error(503, &e);
+    }
+    let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
+    match estuary_actors::transcode::start(state.node.clone(), state.registry.clone(), settings, key, ladder, "api").await {
+        Ok(list) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "transcodes": list })),
+        Err(e) => error(400, &e),
+    }
+}
+
+pub(super) async fn remove_transcode(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<u64>() else { return error(400, "transcode ids are numbers") };
+    if estuary_actors::transcode::remove(&state.node, id) {
+        HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER }))
+    } else {
+        error(404, &format!("no transcode {id}"))
+    }
+}

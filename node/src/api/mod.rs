@@ -1,0 +1,248 @@
+//! The HTTP API (SRS's port 1985) in SRS's JSON shapes: every answer has `code` (0 on
+//! success, otherwise the HTTP status) and `server`; errors add `message`.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /api/v1/versions` | version |
+//! | `GET /api/v1/summaries` | uptime, memory, CPU, network totals, clients |
+//! | `GET /api/v1/streams[?start=&count=]`, `GET /api/v1/streams/{id}` | live and remembered streams |
+//! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
+//! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
+//! | `GET /api/v1/supervisors` | restart counts |
+//! | `POST /api/v1/debug/fault?actor=&stream=&kind=&ms=&during_ms=` | fault injection (only with `api.debug_faults`): `actor` is `rtmp_listener`, `srt_listener`, `storage`, or `stream`, `hls`, `dash`, `dvr` of `stream=app/name`; `kind` is `panic` (default), `stall` (`ms`) or `slow` (sleep `ms` per write for `during_ms`) |
+//! | `GET /metrics` | Prometheus text |
+
+mod clients;
+mod debug;
+mod gb28181;
+mod jobs;
+mod recordings;
+mod rtc;
+mod streams;
+mod tokens;
+
+pub use streams::{all_streams, stream_id};
+use clients::*;
+use debug::*;
+use gb28181::*;
+use jobs::*;
+use recordings::*;
+use rtc::*;
+use streams::*;
+use tokens::*;
+
+use crate::{metrics, AppState};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
+
+use estuary_actors::messages::{GetStreamInfo, InjectFault, ListStreamRecords, ListStreams};
+use estuary_actors::stream::StreamInfo;
+use estuary_storage::StreamRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+const SERVER: &str = "estuary";
+/// Largest page the list endpoints serve.
+const MAX_PAGE: usize = 1000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad query: {err}"))).into()))
+        // Like SRS, a JSON body is read whatever its Content-Type: `curl -d` sends
+        // application/x-www-form-urlencoded. What is not JSON still gets 400 with serde's
+        // reason (the field, or the line and column).
+        .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
+        .route("/api/v1/versions", web::get().to(versions))
+        .route("/api/v1/summaries", web::get().to(summaries))
+        .route("/api/v1/streams", web::get().to(streams))
+        .route("/api/v1/streams/{id}", web::get().to(stream_by_id))
+        .route("/api/v1/clients", web::get().to(list_clients))
+        .route("/api/v1/clients/{id}", web::get().to(client_by_id))
+        .route("/api/v1/clients/{id}", web::delete().to(kick_client))
+        .route("/api/v1/tokens", web::post().to(mint_token))
+        .route("/api/v1/recordings", web::get().to(list_recordings))
+        .route("/api/v1/recordings", web::delete().to(delete_recordings))
+        .route("/api/v1/dvr", web::post().to(dvr_control))
+        .route("/gb/v1/publish/", web::post().to(gb_publish))
+        .route("/rtc/v1/whip/", web::post().to(whip_publish))
+        .route("/rtc/v1/whip", web::post().to(whip_publish))
+        .route("/rtc/v1/whip/resource/{id}", web::delete().to(rtc_delete))
+        .route("/rtc/v1/whep/", web::post().to(whep_play))
+        .route("/rtc/v1/whep", web::post().to(whep_play))
+        .route("/rtc/v1/whep/resource/{id}", web::delete().to(rtc_delete))
+        .route("/rtc/v1/publish/", web::post().to(srs_rtc_publish))
+        .route("/rtc/v1/play/", web::post().to(srs_rtc_play))
+        .route("/rtc/v1/publish/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/play/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whip/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whep/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whip/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whep/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/api/v1/gb28181/devices", web::get().to(gb_devices))
+        .route("/api/v1/gb28181/devices/{device}/channels/{channel}/{action}", web::post().to(gb_channel))
+        .route("/gb/v1/publish", web::post().to(gb_publish))
+        .route("/api/v1/transcodes", web::get().to(list_transcodes))
+        .route("/api/v1/transcodes", web::post().to(add_transcode))
+        .route("/api/v1/transcodes/{id}", web::delete().to(remove_transcode))
+        .route("/api/v1/ingests", web::get().to(list_ingests))
+        .route("/api/v1/ingests", web::post().to(add_ingest))
+        .route("/api/v1/ingests/{id}", web::delete().to(remove_ingest))
+        .route("/api/v1/forwards", web::get().to(list_forwards))
+        .route("/api/v1/forwards", web::post().to(add_forward))
+        .route("/api/v1/forwards/{id}", web::delete().to(remove_forward))
+        .route("/api/v1/supervisors", web::get().to(supervisors))
+        .route("/api/v1/debug/fault", web::post().to(fault))
+        .route("/metrics", web::get().to(metrics_text))
+        .default_service(web::to(|| async { error(404, "no such API") }));
+}
+
+pub fn error(status: u16, message: &str) -> HttpResponse {
+    let status_code = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(status_code).json(json!({ "code": status, "server": SERVER, "message": message }))
+}
+
+/// Passes when the API is open or the request carries the configured credentials.
+pub struct Authorized;
+
+impl FromRequest for Authorized {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return std::future::ready(Ok(Authorized));
+        };
+        let auth = &state.api_auth;
+        let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+        // JSON bodies are read whatever their Content-Type (for `curl -d`). A browser sends a
+        // form or text/plain POST to another origin without asking first (no CORS
+        // preflight), so such a request from a web page (it carries Origin, or
+        // Sec-Fetch-Site: cross-site) is refused: no page can drive the API from a visitor's
+        // browser. Real JSON from a page needs a preflight, which the API does not grant.
+        let json_typed = actix_web::HttpMessage::mime_type(req).ok().flatten().is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+        let from_a_page = req.headers().contains_key("origin") || req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+        if !reads && from_a_page && !json_typed {
+            let response = error(403, "a cross-site form or text POST cannot change the node; send Content-Type: application/json");
+            return std::future::ready(Err(actix_web::error::InternalError::from_response("forbidden", response).into()));
+        }
+        if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
+            // No credentials configured: reads stay open, as in SRS, but what changes the
+            // node or mints tokens (every method but GET/HEAD) is served to this machine only.
+            // Direct from this machine only: not through a local reverse proxy or tunnel (its
+            // forwarding headers give it away; without them, put api.token on such setups),
+            // and not a page whose own host name was rebound to 127.0.0.1 (Host must name
+            // a loopback address).
+            let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
+            let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+            let host_name = host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !h.ends_with(']') || port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
+            let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
+            let local = !proxied && loopback_host && req.peer_addr().is_some_and(|peer| peer.ip().to_canonical().is_loopback());
+            if reads || local {
+                return std::future::ready(Ok(Authorized));
+            }
+            let response = error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set");
+            return std::future::ready(Err(actix_web::error::InternalError::from_response("forbidden", response).into()));
+        }
+        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);
+        let basic_ok = !auth.username.is_empty()
+            && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| pair == format!("{}:{}", auth.username, auth.password));
+        if bearer_ok || basic_ok {
+            std::future::ready(Ok(Authorized))
+        } else {
+            let response = error(401, "authentication required");
+            std::future::ready(Err(actix_web::error::InternalError::from_response("unauthorized", response).into()))
+        }
+    }
+}
+
+/// `user:password` of a Basic credential (RFC 7617), when it is valid base64 and UTF-8.
+fn decode_base64(text: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+async fn versions(_: Authorized) -> HttpResponse {
+    let version = env!("CARGO_PKG_VERSION");
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    HttpResponse::Ok().json(json!({
+        "code": 0,
+        "server": SERVER,
+        "data": {
+            "major": parts.first().copied().unwrap_or(0),
+            "minor": parts.get(1).copied().unwrap_or(0),
+            "revision": parts.get(2).copied().unwrap_or(0),
+            "version": version,
+        }
+    }))
+}
+
+async fn summaries(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let (bytes_in, bytes_out) = metrics::byte_totals(&state.node);
+    HttpResponse::Ok().json(json!({
+        "code": 0,
+        "server": SERVER,
+        "data": {
+            "ok": true,
+            "self": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "uptime_ms": state.started.elapsed().as_millis() as u64,
+                "mem_kbyte": metrics::rss_bytes() / 1024,
+                "cpu_seconds": metrics::cpu_seconds(),
+                "cpu_percent": metrics::cpu_percent(&state.last_cpu),
+            },
+            "network": { "recv_bytes": bytes_in, "send_bytes": bytes_out },
+            "clients": state.node.clients.snapshot().len(),
+        }
+    }))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    start: Option<usize>,
+    count: Option<usize>,
+}
+
+impl Page {
+    fn bounds(&self) -> Result<(usize, usize), HttpResponse> {
+        let count = self.count.unwrap_or(100);
+        if count == 0 || count > MAX_PAGE {
+            return Err(error(400, &format!("count must be 1..={MAX_PAGE}")));
+        }
+        Ok((self.start.unwrap_or(0), count))
+    }
+}
+
+
+pub async fn metrics_text(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    match metrics::render(&state).await {
+        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
+        Err(response) => response,
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srs_stream_urls() {
+        assert_eq!(parse_stream_url("webrtc://example.com/live/livestream"), Some(("live".into(), "livestream".into(), vec![])));
+        assert_eq!(parse_stream_url("webrtc://h:1985/live/s?token=abc&x"), Some(("live".into(), "s".into(), vec![("token".into(), "abc".into()), ("x".into(), String::new())])));
+        assert_eq!(parse_stream_url("webrtc://h/only-stream"), None);
+        assert_eq!(parse_stream_url("rtmp://h/live/s"), None);
+    }
+
+    #[test]
+    fn base64_and_ids() {
+        assert_eq!(decode_base64("dXNlcjpwYXNz").as_deref(), Some("user:pass"));
+        assert_eq!(decode_base64("YQ==").as_deref(), Some("a"));
+        assert!(decode_base64("!!").is_none());
+        assert_eq!(stream_id("v", "a", "s"), stream_id("v", "a", "s"));
+        assert_ne!(stream_id("v", "a", "s"), stream_id("v", "a", "t"));
+        assert_eq!(stream_id("v", "a", "s").len(), 16);
+    }
+}

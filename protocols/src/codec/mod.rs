@@ -1,0 +1,6 @@
+//! Codec headers: what the node must read of each codec's configuration and bitstream to
+//! describe a stream and convert between its carriages.
+
+pub mod aac;
+pub mod avc;
+pub mod hevc;
