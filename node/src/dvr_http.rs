@@ -16,9 +16,9 @@ use bytes::Bytes;
 use estuary_actors::access::auth::Action;
 use estuary_actors::dvr::playback::{self, PlaybackError};
 use estuary_actors::StreamKey;
+use estuary_protocols::container::mp4::Piece;
 use estuary_protocols::http::{parse_range, RangeRequest};
 use estuary_storage::layout::{parts, Layout, Part};
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 

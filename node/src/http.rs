@@ -13,7 +13,7 @@
 use crate::AppState;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use estuary_actors::http_live::{self, FlvEncoder, TsEncoder};
-use estuary_protocols::manifest::hls::{master_playlist, Variant};
+use estuary_protocols::manifest::hls::{self, Variant};
 use estuary_protocols::naming;
 use estuary_actors::messages::PlayRefused;
 use estuary_actors::StreamKey;
@@ -170,7 +170,7 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Optio
         return HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("no HLS playlist for {app}/{stream} or its renditions\n"));
     }
     let variants: Vec<Variant> = variants.into_iter().map(|(bandwidth, resolution, name)| Variant { bandwidth, resolution, uri: format!("{name}.m3u8") }).collect();
-    let text = master_playlist(variants);
+    let text = hls::master_playlist(variants);
     let text = match token {
         Some(token) => estuary_protocols::manifest::hls::with_query_on_uris(&text, &format!("token={token}")),
         None => text,

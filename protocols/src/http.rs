@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn responses_plain_and_chunked() {
         assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n0"), Some((200, "0".to_string())));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"co\r\n7\r\nde\":0}\r\n0\r\n\r\n";
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"co\r\n6\r\nde\":0}\r\n0\r\n\r\n";
         assert_eq!(parse_response(chunked), Some((200, "{\"code\":0}".to_string())));
         assert_eq!(parse_response(b"HTTP/1.1 403 Forbidden\r\n\r\n"), Some((403, String::new())));
         assert_eq!(parse_response(b"garbage"), None);

@@ -8,7 +8,7 @@ pub mod hooks;
 pub mod secrets;
 
 use crate::access::auth::{Action, CidrRules, TokenSigner};
-use crate::access::hooks::{self, Event};
+use hooks::Event;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use estuary_protocols::manifest::hls::{MediaPlaylist, Segment};
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::container::ts::TsMuxer;
 use estuary_storage::StreamKey;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;

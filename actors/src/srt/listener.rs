@@ -141,7 +141,7 @@ impl SrtListener {
     }
 
     fn datagram(&mut self, data: BytesMut, from: SocketAddr, ctx: &mut Context<Self>) {
-        let view = srt_handshake::inspect(&data);
+        let view = handshake::inspect(&data);
         let is_new_call = view.as_ref().is_some_and(|v| v.shake_type == 1);
         if let Some(tx) = self.sessions.get(&from) {
             if !is_new_call {
@@ -179,7 +179,7 @@ impl SrtListener {
                 _ if view.has(EXT_GROUP) => Some((RejectReason::Core(CoreRejectReason::Group), "socket groups (bonding) are not supported".to_string())),
                 _ => None,
             };
-            let stripped = srt_handshake::strip(&data, view, &[EXT_CONGESTION, EXT_FILTER, EXT_GROUP]);
+            let stripped = handshake::strip(&data, view, &[EXT_CONGESTION, EXT_FILTER, EXT_GROUP]);
             if stripped.len() != data.len() {
                 data = BytesMut::from(&stripped[..]);
             }
@@ -402,7 +402,7 @@ fn release(admission: Admission) {
 async fn admit(node: &Node, settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
     let bad_request = |text: String| (RejectReason::Server(ServerRejectReason::BadRequest), text);
     let raw = request.stream_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
-    let id = srt_streamid::parse(&raw).map_err(|e| bad_request(format!("stream id {raw:?}: {e}")))?;
+    let id = streamid::parse(&raw).map_err(|e| bad_request(format!("stream id {raw:?}: {e}")))?;
     // Refused here, before the library sees the mismatch (it panics on both).
     match (&settings.passphrase, encrypts) {
         (None, false) | (Some(_), true) => {}

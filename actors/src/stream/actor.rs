@@ -1,20 +1,19 @@
-use crate::node::clients::{ClientId, ClientRecord};
+use crate::node::clients::ClientId;
 use crate::node::NodeContext;
 use crate::messages::{ForgetStream, RecordCodecs, RecordPublishEnd, ReleasePublish};
 use crate::registry::StreamRegistry;
 use crate::settings::StreamSettings;
 use crate::storage::StorageHandle;
 use actix::prelude::*;
-use estuary_protocols::codec::aac::AacConfig;
-use estuary_protocols::codec::avc::AvcConfig;
-use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
+use estuary_protocols::media::{MediaFrame, Timebase, TrackKind};
 use estuary_storage::{AudioInfo, StreamKey, VideoInfo};
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use super::gaps::{Gap, Gaps};
+use super::fanout::{Subscriber, RESTARTED};
+use super::gaps::Gaps;
+use super::gop::retime;
+use super::stats::{describe_audio, describe_video};
 use super::link::{PublishDrops, PublisherLink};
 use tokio::sync::mpsc;
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 /// Why an output lost frames: its queue overflowed (a slow disk).
 const OVERFLOW: &str = "output could not keep up";
 /// Why an output lost frames: the stream actor started over after a panic.
-const RESTARTED: &str = "stream restarted after a panic";
+pub(super) const RESTARTED: &str = "stream restarted after a panic";
 
 pub(super) struct Subscriber {
     pub tx: mpsc::Sender<Arc<MediaFrame>>,

@@ -2,6 +2,7 @@
 //! API and `/metrics` read.
 
 use super::actor::StreamActor;
+use crate::node::clients::ClientId;
 use actix::prelude::*;
 use estuary_protocols::codec::aac::AacConfig;
 use estuary_protocols::codec::avc::AvcConfig;

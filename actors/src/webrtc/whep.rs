@@ -2,7 +2,7 @@
 //! task subscribed to the stream like any player, sending its frames as RTP.
 //!
 //! - Video: H.264 passes through. Each frame's NAL units go out as single-NAL or FU-A
-//!   packets of at most 1200 bytes (`protocols::rtp_h264::packetize`), SPS and PPS in front
+//!   packets of at most 1200 bytes (`protocols::rtp::h264::packetize`), SPS and PPS in front
 //!   of every keyframe, the RTP timestamp from the presentation time (90 kHz). A stream with
 //!   B-frames is passed through as it is (packets in decode order); WebRTC decoders in
 //!   browsers expect none, so such streams stutter there, and a warning is logged once.
@@ -227,7 +227,7 @@ impl Player {
         }
         nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7..=9)));
         let unit = avc::to_length_prefixed(nals);
-        let payloads = rtp_h264::packetize(&unit, MTU);
+        let payloads = h264::packetize(&unit, MTU);
         let timestamp = (frame.timebase.rescale(frame.pts, Timebase::MPEG) as u32).wrapping_add(self.video.offset);
         let count = payloads.len();
         for (i, payload) in payloads.into_iter().enumerate() {

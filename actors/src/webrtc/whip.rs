@@ -22,7 +22,7 @@ use crate::node::NodeContext;
 use crate::registry::StreamRegistry;
 use crate::stream::PublisherLink;
 use actix::Addr;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp::RtpPacket;

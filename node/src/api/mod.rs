@@ -21,7 +21,7 @@ mod rtc;
 mod streams;
 mod tokens;
 
-pub use streams::{all_streams, stream_id};
+pub use streams::all_streams;
 use clients::*;
 use debug::*;
 use gb28181::*;

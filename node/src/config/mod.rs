@@ -55,7 +55,6 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::settings::rtc_candidates;
 
     #[test]
     fn documented_defaults_match_the_code() {

@@ -2,6 +2,7 @@
 //! what each means).
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,7 +65,7 @@ pub struct HookUrls {
 }
 
 impl HookUrls {
-    fn by_event(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+    pub(super) fn by_event(&self) -> std::collections::BTreeMap<String, Vec<String>> {
         [
             ("on_connect", &self.on_connect),
             ("on_close", &self.on_close),

@@ -197,6 +197,7 @@ mod query_tests {
 
     #[test]
     fn master_playlist_lists_variants_by_bandwidth() {
+        use super::{master_playlist, Variant};
         let text = master_playlist(vec![
             Variant { bandwidth: 500_000, resolution: Some((320, 180)), uri: "s_low.m3u8".into() },
             Variant { bandwidth: 2_000_000, resolution: None, uri: "s.m3u8".into() },

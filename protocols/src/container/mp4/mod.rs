@@ -55,6 +55,9 @@ pub use mux::{build, Piece, Progressive, ProgressiveTrack, SampleRef};
 mod tests {
     use super::*;
     use super::mux::*;
+    use crate::container::fmp4::Track;
+    use crate::media::TrackKind;
+    use bytes::Bytes;
     use crate::codec::aac::AacConfig;
     use crate::codec::avc::AvcConfig;
     use crate::container::fmp4::{init_segment, media_segment, TrackFragment};

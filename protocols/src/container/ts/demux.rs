@@ -4,9 +4,8 @@ use crate::codec::aac::{AacConfig, AdtsHeader};
 use crate::codec::avc::{self, AvcConfig};
 use crate::codec::hevc;
 use crate::media::{Codec, MediaFrame, Timebase, TimestampNormalizer, TrackKind};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
-use thiserror::Error;
 use super::*;
 
 pub(super) fn read_timestamp(b: &[u8]) -> u64 {

@@ -82,10 +82,13 @@ pub fn crc32_mpeg2(data: &[u8]) -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::codec::aac::AacConfig;
+    use super::demux::*;
+    use super::mux::*;
     use crate::codec::avc::{self, AvcConfig};
+    use crate::codec::hevc;
     use crate::media::{Codec, MediaFrame, Timebase, TrackKind};
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
+    use std::collections::HashMap;
 
     pub(crate) const SPS: [u8; 25] = [
         0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1,

@@ -1,12 +1,11 @@
 //! The MPEG-TS muxer: frames to 188-byte packets (see the module docs).
 
-use crate::codec::aac::{AacConfig, AdtsHeader};
+use crate::codec::aac::AacConfig;
 use crate::codec::avc::{self, AvcConfig};
 use crate::codec::hevc;
-use crate::media::{Codec, MediaFrame, Timebase, TimestampNormalizer, TrackKind};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use std::collections::{HashMap, VecDeque};
-use thiserror::Error;
+use crate::media::{Codec, MediaFrame, Timebase, TrackKind};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::HashMap;
 use super::*;
 
 fn stream_type(codec: Codec) -> Option<u8> {
