@@ -150,12 +150,12 @@ pub struct RecordPublishEnd {
 
 /// Storage: every stream record.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<StreamRecord>, String>")]
+#[rtype(result = "Result<Vec<StreamRecord>, crate::storage::StorageFailure>")]
 pub struct ListStreamRecords;
 
 /// Storage: flush to disk.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), crate::storage::StorageFailure>")]
 pub struct FlushStorage;
 
 /// A fault to inject (tests and operators; the API accepts it only with `api.debug_faults`).
@@ -206,7 +206,7 @@ pub struct InjectStreamFault {
 
 /// Storage: insert or replace a recording (and its sample table), flushed before replying.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), crate::storage::StorageFailure>")]
 pub struct PutRecording {
     /// The recording.
     pub recording: estuary_storage::Recording,
@@ -216,7 +216,7 @@ pub struct PutRecording {
 
 /// Storage: recordings of one stream (or all).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<estuary_storage::Recording>, String>")]
+#[rtype(result = "Result<Vec<estuary_storage::Recording>, crate::storage::StorageFailure>")]
 pub struct ListRecordings {
     /// The stream; `None` for all.
     pub key: Option<StreamKey>,
@@ -224,17 +224,17 @@ pub struct ListRecordings {
 
 /// Storage: record a gap in a stream's recordings (flushed before replying).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), crate::storage::StorageFailure>")]
 pub struct PutRecordingGap(pub estuary_storage::RecordingGap);
 
 /// Storage: the gaps of one stream's recordings.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<estuary_storage::RecordingGap>, String>")]
+#[rtype(result = "Result<Vec<estuary_storage::RecordingGap>, crate::storage::StorageFailure>")]
 pub struct ListRecordingGaps(pub StreamKey);
 
 /// Storage: the sample table of a recording.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Vec<estuary_storage::TrackSamples>>, String>")]
+#[rtype(result = "Result<Option<Vec<estuary_storage::TrackSamples>>, crate::storage::StorageFailure>")]
 pub struct GetRecordingSamples {
     /// Recording id.
     pub id: u64,
@@ -242,7 +242,7 @@ pub struct GetRecordingSamples {
 
 /// Storage: remove a recording from the index.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), crate::storage::StorageFailure>")]
 pub struct DeleteRecording {
     /// The recording.
     pub recording: estuary_storage::Recording,
@@ -255,17 +255,17 @@ pub struct StartOutputs;
 
 /// Storage: save an ingest.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), crate::storage::StorageFailure>")]
 pub struct PutIngest(pub estuary_storage::IngestSpec);
 
 /// Storage: every saved ingest.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<estuary_storage::IngestSpec>, String>")]
+#[rtype(result = "Result<Vec<estuary_storage::IngestSpec>, crate::storage::StorageFailure>")]
 pub struct ListIngests;
 
 /// Storage: forget an ingest.
 #[derive(Message)]
-#[rtype(result = "Result<bool, String>")]
+#[rtype(result = "Result<bool, crate::storage::StorageFailure>")]
 pub struct DeleteIngest(pub u64);
 
 /// Storage: remember a GB28181 device.

@@ -129,7 +129,7 @@ async fn range_mp4(state: web::Data<AppState>, req: HttpRequest, path: web::Path
     let ip = req.peer_addr().map(|a| a.ip());
     let request = estuary_actors::access::Request { action: Action::Play, client: 0, ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
     if let Err(reason) = state.node.access.check_rules(&request) {
-        return bad(StatusCode::FORBIDDEN, reason);
+        return bad(StatusCode::FORBIDDEN, reason.to_string());
     }
     let plan = match playback::plan(&state.storage, &state.dvr.dir, &key, start, end).await {
         Ok(plan) => plan,
@@ -156,7 +156,7 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<
     // rules (CIDR, token) as the range URL, since file names are easy to guess.
     let recordings = match state.storage.ask(estuary_actors::messages::ListRecordings { key: None }).await {
         Ok(Ok(list)) => list,
-        Ok(Err(e)) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Err(e)) => return bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, format!("storage unavailable: {e}")),
     };
     let Some(recording) = recordings.into_iter().find(|r| r.path == tail) else {
@@ -166,7 +166,7 @@ async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<
     let key = &recording.key;
     let request = estuary_actors::access::Request { action: Action::Play, client: 0, ip: req.peer_addr().map(|a| a.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
     if let Err(reason) = state.node.access.check_rules(&request) {
-        return bad(StatusCode::FORBIDDEN, reason);
+        return bad(StatusCode::FORBIDDEN, reason.to_string());
     }
     let path = state.dvr.dir.join(&tail);
     let Ok(meta) = tokio::fs::metadata(&path).await else {

@@ -104,7 +104,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             params: &params,
         };
         if let Err(reason) = state.node.access.check_rules(&request) {
-            return refusal(PlayRefused::Denied(reason));
+            return refusal(PlayRefused::Denied(reason.to_string()));
         }
     }
     let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());

@@ -123,6 +123,24 @@ pub struct RecordingGap {
     pub reason: String,
 }
 
+impl TrackSamples {
+    /// A track's description with no samples yet (a recording's sample table as its file
+    /// starts, or as repair begins from the file's init segment).
+    pub fn empty_for(track: &estuary_protocols::container::fmp4::Track) -> TrackSamples {
+        TrackSamples {
+            track_id: track.id,
+            codec: track.codec.name().to_string(),
+            timescale: track.timescale,
+            config: track.config.to_vec(),
+            width: track.width,
+            height: track.height,
+            channels: track.channels,
+            sample_rate: track.sample_rate,
+            samples: Vec::new(),
+        }
+    }
+}
+
 /// Recordings that touch within this many ms count as continuous (a segment cut is not a
 /// gap); a loss this close to a hole explains it.
 const CONTINUOUS_MS: i64 = 100;

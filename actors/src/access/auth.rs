@@ -74,20 +74,45 @@ impl TokenSigner {
     }
 
     /// Checks a token at time `now` (Unix seconds).
-    pub fn verify(&self, token: &str, action: Action, stream: &str, now: u64) -> Result<(), String> {
-        let (expiry, signature) = token.split_once('.').ok_or("malformed token (expected <expiry>.<signature>)")?;
-        let expiry: u64 = expiry.parse().map_err(|_| "malformed token expiry".to_string())?;
+    pub fn verify(&self, token: &str, action: Action, stream: &str, now: u64) -> Result<(), TokenError> {
+        let (expiry, signature) = token.split_once('.').ok_or(TokenError::Malformed("expected <expiry>.<signature>"))?;
+        let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed("the expiry is not a number"))?;
         let expected = self.signature(action, stream, expiry);
         // Compare in constant time: the signature is a secret-derived value.
         let matches = expected.len() == signature.len() && expected.bytes().zip(signature.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if !matches {
-            return Err(format!("token signature does not match {} {stream}", action.name()));
+            return Err(TokenError::Forged { action: action.name(), stream: stream.to_string() });
         }
         if now > expiry {
-            return Err(format!("token expired {} s ago", now - expiry));
+            return Err(TokenError::Expired { ago_s: now - expiry });
         }
         Ok(())
     }
+}
+
+/// Why a signed URL token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No `?token=`.
+    #[error("a token is required (?token=...)")]
+    Missing,
+    /// Not `<expiry>.<signature>`.
+    #[error("malformed token ({0})")]
+    Malformed(&'static str),
+    /// The signature is not ours for this action and stream.
+    #[error("token signature does not match {action} {stream}")]
+    Forged {
+        /// `publish` or `play`.
+        action: &'static str,
+        /// `app/stream`.
+        stream: String,
+    },
+    /// Past its expiry.
+    #[error("token expired {ago_s} s ago")]
+    Expired {
+        /// Seconds since it expired.
+        ago_s: u64,
+    },
 }
 
 /// A network: address and prefix length.
@@ -165,14 +190,14 @@ mod tests {
         let token = signer.mint(Action::Play, "live/cam", 1000);
         assert!(signer.verify(&token, Action::Play, "live/cam", 999).is_ok());
         assert!(signer.verify(&token, Action::Play, "live/cam", 1000).is_ok());
-        assert!(signer.verify(&token, Action::Play, "live/cam", 1001).unwrap_err().contains("expired"));
-        assert!(signer.verify(&token, Action::Publish, "live/cam", 999).is_err());
-        assert!(signer.verify(&token, Action::Play, "live/other", 999).is_err());
+        assert_eq!(signer.verify(&token, Action::Play, "live/cam", 1001), Err(TokenError::Expired { ago_s: 1 }));
+        assert!(matches!(signer.verify(&token, Action::Publish, "live/cam", 999), Err(TokenError::Forged { action: "publish", .. })));
+        assert!(matches!(signer.verify(&token, Action::Play, "live/other", 999), Err(TokenError::Forged { .. })));
         let mut tampered = token.clone();
         tampered.replace_range(0..4, "9999");
-        assert!(signer.verify(&tampered, Action::Play, "live/cam", 999).is_err());
-        assert!(signer.verify("garbage", Action::Play, "live/cam", 0).is_err());
-        assert!(TokenSigner::new("other").verify(&token, Action::Play, "live/cam", 999).is_err());
+        assert!(matches!(signer.verify(&tampered, Action::Play, "live/cam", 999), Err(TokenError::Forged { .. })));
+        assert!(matches!(signer.verify("garbage", Action::Play, "live/cam", 0), Err(TokenError::Malformed(_))));
+        assert!(matches!(TokenSigner::new("other").verify(&token, Action::Play, "live/cam", 999), Err(TokenError::Forged { .. })));
     }
 
     #[test]

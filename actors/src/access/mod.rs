@@ -26,6 +26,26 @@ pub struct AccessSettings {
     pub play: CidrRules,
 }
 
+/// Why a publish or play was refused; the text is fit for the client and the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The name breaks the stream-name rule.
+    #[error("bad stream name: {0}")]
+    BadName(String),
+    /// The CIDR rules refused the address.
+    #[error("{0}")]
+    Network(String),
+    /// A token was required and missing, malformed, forged or expired.
+    #[error("{0}")]
+    Token(#[from] auth::TokenError),
+    /// Tokens are required but no secret is configured.
+    #[error("tokens required but no secret configured")]
+    NoSecret,
+    /// The deciding hook refused (or could not be reached).
+    #[error("{0}")]
+    Hook(String),
+}
+
 /// A node's access policy.
 #[derive(Debug, Default)]
 pub struct Access {
@@ -65,9 +85,9 @@ impl Access {
     }
 
     /// Checks a request; `Err` carries a reason fit for the client and the log.
-    pub async fn check(&self, request: &Request<'_>) -> Result<(), String> {
+    pub async fn check(&self, request: &Request<'_>) -> Result<(), Refused> {
         // The name rule first: a bad name reaches neither a hook nor the log.
-        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
+        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream).map_err(Refused::BadName)?;
         let result = self.check_inner(request).await;
         if let Err(reason) = &result {
             self.stats.inc("estuary_requests_refused_total", &[("action", request.action.name())]);
@@ -79,8 +99,8 @@ impl Access {
     /// For publishers that proved who they are another way and cannot carry a URL token:
     /// GB28181 cameras (SIP digest) and ingests (configured, or added through the API). The CIDR
     /// rules and the `on_publish` hook apply as to everyone; the token rule does not.
-    pub async fn check_without_token(&self, request: &Request<'_>) -> Result<(), String> {
-        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
+    pub async fn check_without_token(&self, request: &Request<'_>) -> Result<(), Refused> {
+        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream).map_err(Refused::BadName)?;
         let result = async {
             self.check_cidr(request)?;
             self.decide_by_hook(request).await
@@ -95,8 +115,8 @@ impl Access {
 
     /// Only the local rules (CIDR and token), without the hook: for repeated requests of one
     /// viewer such as HLS playlist refreshes.
-    pub fn check_rules(&self, request: &Request<'_>) -> Result<(), String> {
-        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream)?;
+    pub fn check_rules(&self, request: &Request<'_>) -> Result<(), Refused> {
+        estuary_protocols::naming::check_key(request.vhost, request.app, request.stream).map_err(Refused::BadName)?;
         let result = self.check_local(request);
         if let Err(reason) = &result {
             self.stats.inc("estuary_requests_refused_total", &[("action", request.action.name())]);
@@ -105,25 +125,25 @@ impl Access {
         result
     }
 
-    fn check_cidr(&self, request: &Request<'_>) -> Result<(), String> {
+    fn check_cidr(&self, request: &Request<'_>) -> Result<(), Refused> {
         if let Some(ip) = request.ip {
             let settings = &self.settings;
             let rules = match request.action {
                 Action::Publish => &settings.publish,
                 Action::Play => &settings.play,
             };
-            rules.check(ip)?;
+            rules.check(ip).map_err(Refused::Network)?;
         }
         Ok(())
     }
 
-    fn check_local(&self, request: &Request<'_>) -> Result<(), String> {
+    fn check_local(&self, request: &Request<'_>) -> Result<(), Refused> {
         self.check_cidr(request)?;
         {
             let settings = &self.settings;
             if settings.require_token.contains(request.action.name()) {
-                let signer = settings.signer.as_ref().ok_or("tokens required but no secret configured")?;
-                let token = request.params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()).ok_or("a token is required (?token=...)")?;
+                let signer = settings.signer.as_ref().ok_or(Refused::NoSecret)?;
+                let token = request.params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()).ok_or(auth::TokenError::Missing)?;
                 let now = (crate::unix_ms() / 1000).max(0) as u64;
                 signer.verify(token, request.action, &format!("{}/{}", request.app, request.stream), now)?;
             }
@@ -131,18 +151,18 @@ impl Access {
         Ok(())
     }
 
-    async fn check_inner(&self, request: &Request<'_>) -> Result<(), String> {
+    async fn check_inner(&self, request: &Request<'_>) -> Result<(), Refused> {
         self.check_local(request)?;
         self.decide_by_hook(request).await
     }
 
-    async fn decide_by_hook(&self, request: &Request<'_>) -> Result<(), String> {
+    async fn decide_by_hook(&self, request: &Request<'_>) -> Result<(), Refused> {
         let event = match request.action {
             Action::Publish => Event::Publish,
             Action::Play => Event::Play,
         };
         let ip = request.ip.map(|ip| ip.to_string()).unwrap_or_default();
         let body = hooks::body(request.client, &ip, request.vhost, request.app, request.stream, request.params);
-        self.hooks.decide(event, request.app, body).await.map_err(|denied| denied.0)
+        self.hooks.decide(event, request.app, body).await.map_err(|denied| Refused::Hook(denied.0))
     }
 }

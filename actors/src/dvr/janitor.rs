@@ -63,7 +63,7 @@ pub fn expired(settings: &DvrSettings, recordings: &[Recording], now_ms: i64) ->
 pub async fn delete(storage: &StorageHandle, dir: &Path, recordings: Vec<Recording>, reason: &str) -> Result<usize, String> {
     let mut deleted = 0;
     for recording in recordings {
-        storage.ask(DeleteRecording { recording: recording.clone() }).await.map_err(|e| e.to_string())??;
+        storage.ask(DeleteRecording { recording: recording.clone() }).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         let path = dir.join(&recording.path);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -87,7 +87,7 @@ impl Actor for DvrJanitor {
             act.busy = true;
             let (settings, storage) = (act.settings.clone(), act.storage.clone());
             let fut = async move {
-                let recordings = storage.ask(ListRecordings { key: None }).await.map_err(|e| e.to_string())??;
+                let recordings = storage.ask(ListRecordings { key: None }).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
                 let victims = expired(&settings, &recordings, crate::unix_ms());
                 if victims.is_empty() {
                     return Ok(0);

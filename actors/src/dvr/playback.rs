@@ -88,7 +88,7 @@ fn ticks(ms: i64, timescale: u32) -> i64 {
 
 /// Plans `[start_ms, end_ms)` of `key`.
 pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms: i64, end_ms: i64) -> Result<Plan, PlaybackError> {
-    let all = storage.ask(ListRecordings { key: Some(key.clone()) }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(PlaybackError::Storage)?;
+    let all = storage.ask(ListRecordings { key: Some(key.clone()) }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))?;
     if all.is_empty() {
         return Err(PlaybackError::UnknownStream(key.to_string()));
     }
@@ -110,7 +110,7 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
     let mut cut_at_ms = None;
     let mut begin_wall = None;
     for recording in &selected {
-        let Some(samples) = storage.ask(GetRecordingSamples { id: recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(PlaybackError::Storage)? else {
+        let Some(samples) = storage.ask(GetRecordingSamples { id: recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))? else {
             continue;
         };
         match &reference {

@@ -203,20 +203,7 @@ fn tracks_of_moov(moov: &[u8]) -> Vec<TrackSamples> {
             return Vec::new();
         }
     };
-    tracks
-        .into_iter()
-        .map(|t| TrackSamples {
-            track_id: t.id,
-            codec: t.codec.name().to_string(),
-            timescale: t.timescale,
-            config: t.config.to_vec(),
-            width: t.width,
-            height: t.height,
-            channels: t.channels,
-            sample_rate: t.sample_rate,
-            samples: Vec::new(),
-        })
-        .collect()
+    tracks.iter().map(TrackSamples::empty_for).collect()
 }
 
 /// FLV: keep whole tags (the protocols crate's demuxer reads them, with their offsets); cut

@@ -285,20 +285,7 @@ impl DvrWriter {
         file.write_all(&header)?;
         file.sync_all()?;
         File::open(&dir)?.sync_all()?;
-        let samples = tracks
-            .iter()
-            .map(|t| TrackSamples {
-                track_id: t.id,
-                codec: t.codec.name().to_string(),
-                timescale: t.timescale,
-                config: t.config.to_vec(),
-                width: t.width,
-                height: t.height,
-                channels: t.channels,
-                sample_rate: t.sample_rate,
-                samples: Vec::new(),
-            })
-            .collect();
+        let samples = tracks.iter().map(TrackSamples::empty_for).collect();
         let recording = Recording {
             id: self.node.dvr.new_recording_id(),
             key: self.key.clone(),

@@ -254,7 +254,7 @@ impl MediaSession {
         let guard = node.clients.register("gb28181", peer.to_string());
         // The camera proved itself with the SIP digest; CIDR rules and on_publish apply.
         let check = crate::access::Request { action: crate::access::auth::Action::Publish, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &[] };
-        node.access.check_without_token(&check).await?;
+        node.access.check_without_token(&check).await.map_err(|refused| refused.to_string())?;
         let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "gb28181").await.map_err(|e| {
             tracing::warn!(%peer, stream = %key, error = %e, "GB28181 publish refused");
             e.to_string()

@@ -156,7 +156,7 @@ pub async fn play<E: Encoder>(
         stream: &key.stream,
         params: &params,
     };
-    node.access.check(&request).await.map_err(PlayRefused::Denied)?;
+    node.access.check(&request).await.map_err(|refused| PlayRefused::Denied(refused.to_string()))?;
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
     guard.record().set_role(Role::Play, key.to_string());

@@ -301,7 +301,7 @@ async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec
     let client = guard.id();
     // Configured or added with the API's rights: no token, but on_publish has its say.
     let check = crate::access::Request { action: crate::access::auth::Action::Publish, client, ip: None, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &[] };
-    node.access.check_without_token(&check).await?;
+    node.access.check_without_token(&check).await.map_err(|refused| refused.to_string())?;
     let stream = crate::attach::claim_publish(registry.clone(), key.clone(), client, "ingest").await.map_err(|e| e.to_string())?;
     guard.record().set_role(crate::node::clients::Role::Publish, key.to_string());
     entry.update(|s| {

@@ -214,7 +214,7 @@ impl RtmpSession {
                 self.params = params.clone();
                 let fut = async move {
                     let request = access::Request { action: Action::Publish, client, ip: Some(ip), vhost: &claim_key.vhost, app: &claim_key.app, stream: &claim_key.stream, params: &params };
-                    node.access.check(&request).await.map_err(Refusal::Denied)?;
+                    node.access.check(&request).await.map_err(|refused| Refusal::Denied(refused.to_string()))?;
                     crate::attach::claim_publish(registry, claim_key, client, "rtmp").await.map_err(Refusal::Busy)
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
@@ -254,7 +254,7 @@ impl RtmpSession {
                 self.params = params.clone();
                 let fut = async move {
                     let request = access::Request { action: Action::Play, client, ip: Some(ip), vhost: &find_key.vhost, app: &find_key.app, stream: &find_key.stream, params: &params };
-                    node.access.check(&request).await.map_err(Refusal::Denied)?;
+                    node.access.check(&request).await.map_err(|refused| Refusal::Denied(refused.to_string()))?;
                     crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {

@@ -419,7 +419,7 @@ async fn admit(node: &Node, settings: &SrtSettings, registry: Addr<StreamRegistr
         Mode::Request => Action::Play,
     };
     let check = access::Request { action, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &id.params };
-    node.access.check(&check).await.map_err(|text| (RejectReason::Server(ServerRejectReason::Forbidden), text))?;
+    node.access.check(&check).await.map_err(|refused| (RejectReason::Server(ServerRejectReason::Forbidden), refused.to_string()))?;
     let role = match id.mode {
         Mode::Publish => {
             let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "srt").await.map_err(|refused| match refused {

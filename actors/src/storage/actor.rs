@@ -20,10 +20,21 @@ impl FromPanic for () {
     fn from_panic(_: crate::node::supervision::Panicked) -> Self {}
 }
 
-impl<T> FromPanic for Result<T, String> {
+impl<T> FromPanic for Result<T, StorageFailure> {
     fn from_panic(panic: crate::node::supervision::Panicked) -> Self {
-        Err(format!("the storage actor {panic}; it started over, try again"))
+        Err(StorageFailure::Panicked(panic.0))
     }
+}
+
+/// Why a storage request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageFailure {
+    /// The store refused or could not complete it (names the tree and key).
+    #[error(transparent)]
+    Store(#[from] estuary_storage::StorageError),
+    /// The handler panicked; the actor started over, the request may be retried.
+    #[error("the storage actor panicked ({0}); it started over, try again")]
+    Panicked(String),
 }
 
 impl StorageActor {

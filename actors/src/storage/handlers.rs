@@ -1,4 +1,4 @@
-use super::actor::StorageActor;
+use super::actor::{StorageActor, StorageFailure};
 use crate::messages::*;
 use actix::prelude::*;
 use estuary_storage::StreamRecord;
@@ -65,11 +65,11 @@ impl Handler<RecordPublishEnd> for StorageActor {
 }
 
 impl Handler<ListStreamRecords> for StorageActor {
-    type Result = Result<Vec<StreamRecord>, String>;
+    type Result = Result<Vec<StreamRecord>, StorageFailure>;
 
     fn handle(&mut self, _: ListStreamRecords, _: &mut Self::Context) -> Self::Result {
         self.guarded("ListStreamRecords", |s| {
-            let (records, errors) = s.store.list_streams().map_err(|e| e.to_string())?;
+            let (records, errors) = s.store.list_streams().map_err(StorageFailure::from)?;
             for error in errors {
                 tracing::warn!(error = %error, "skipping undecodable stream record");
             }
@@ -79,11 +79,11 @@ impl Handler<ListStreamRecords> for StorageActor {
 }
 
 impl Handler<FlushStorage> for StorageActor {
-    type Result = Result<(), String>;
+    type Result = Result<(), StorageFailure>;
 
     fn handle(&mut self, _: FlushStorage, _: &mut Self::Context) -> Self::Result {
         self.guarded("FlushStorage", |s| {
-            s.store.flush().map_err(|e| e.to_string())
+            s.store.flush().map_err(StorageFailure::from)
         })
     }
 }
@@ -102,36 +102,36 @@ impl Handler<InjectFault> for StorageActor {
 }
 
 impl Handler<PutRecordingGap> for StorageActor {
-    type Result = Result<(), String>;
+    type Result = Result<(), StorageFailure>;
 
     fn handle(&mut self, msg: PutRecordingGap, _: &mut Self::Context) -> Self::Result {
-        self.guarded("put recording gap", |s| s.store.put_recording_gap(&msg.0).map_err(|e| e.to_string()))
+        self.guarded("put recording gap", |s| s.store.put_recording_gap(&msg.0).map_err(StorageFailure::from))
     }
 }
 
 impl Handler<ListRecordingGaps> for StorageActor {
-    type Result = Result<Vec<estuary_storage::RecordingGap>, String>;
+    type Result = Result<Vec<estuary_storage::RecordingGap>, StorageFailure>;
 
     fn handle(&mut self, msg: ListRecordingGaps, _: &mut Self::Context) -> Self::Result {
-        self.guarded("list recording gaps", |s| s.store.recording_gaps_of(&msg.0).map_err(|e| e.to_string()))
+        self.guarded("list recording gaps", |s| s.store.recording_gaps_of(&msg.0).map_err(StorageFailure::from))
     }
 }
 
 impl Handler<PutRecording> for StorageActor {
-    type Result = Result<(), String>;
+    type Result = Result<(), StorageFailure>;
 
     fn handle(&mut self, msg: PutRecording, _: &mut Self::Context) -> Self::Result {
         self.guarded("PutRecording", |s| {
             s.store.put_recording(&msg.recording, msg.samples.as_deref()).map_err(|e| {
                 tracing::error!(stream = %msg.recording.key, file = %msg.recording.path, error = %e, "could not index recording");
-                e.to_string()
+                StorageFailure::from(e)
             })
         })
     }
 }
 
 impl Handler<ListRecordings> for StorageActor {
-    type Result = Result<Vec<estuary_storage::Recording>, String>;
+    type Result = Result<Vec<estuary_storage::Recording>, StorageFailure>;
 
     fn handle(&mut self, msg: ListRecordings, _: &mut Self::Context) -> Self::Result {
         self.guarded("ListRecordings", |s| {
@@ -139,57 +139,57 @@ impl Handler<ListRecordings> for StorageActor {
                 Some(key) => s.store.recordings_of(key),
                 None => s.store.all_recordings(),
             }
-            .map_err(|e| e.to_string())
+            .map_err(StorageFailure::from)
         })
     }
 }
 
 impl Handler<GetRecordingSamples> for StorageActor {
-    type Result = Result<Option<Vec<estuary_storage::TrackSamples>>, String>;
+    type Result = Result<Option<Vec<estuary_storage::TrackSamples>>, StorageFailure>;
 
     fn handle(&mut self, msg: GetRecordingSamples, _: &mut Self::Context) -> Self::Result {
         self.guarded("GetRecordingSamples", |s| {
-            s.store.recording_samples(msg.id).map_err(|e| e.to_string())
+            s.store.recording_samples(msg.id).map_err(StorageFailure::from)
         })
     }
 }
 
 impl Handler<DeleteRecording> for StorageActor {
-    type Result = Result<(), String>;
+    type Result = Result<(), StorageFailure>;
 
     fn handle(&mut self, msg: DeleteRecording, _: &mut Self::Context) -> Self::Result {
         self.guarded("DeleteRecording", |s| {
-            s.store.delete_recording(&msg.recording).map_err(|e| e.to_string())
+            s.store.delete_recording(&msg.recording).map_err(StorageFailure::from)
         })
     }
 }
 
 impl Handler<PutIngest> for StorageActor {
-    type Result = Result<(), String>;
+    type Result = Result<(), StorageFailure>;
 
     fn handle(&mut self, msg: PutIngest, _: &mut Self::Context) -> Self::Result {
         self.guarded("PutIngest", |s| {
-            s.store.put_ingest(&msg.0).map_err(|e| e.to_string())
+            s.store.put_ingest(&msg.0).map_err(StorageFailure::from)
         })
     }
 }
 
 impl Handler<ListIngests> for StorageActor {
-    type Result = Result<Vec<estuary_storage::IngestSpec>, String>;
+    type Result = Result<Vec<estuary_storage::IngestSpec>, StorageFailure>;
 
     fn handle(&mut self, _: ListIngests, _: &mut Self::Context) -> Self::Result {
         self.guarded("ListIngests", |s| {
-            s.store.ingests().map_err(|e| e.to_string())
+            s.store.ingests().map_err(StorageFailure::from)
         })
     }
 }
 
 impl Handler<DeleteIngest> for StorageActor {
-    type Result = Result<bool, String>;
+    type Result = Result<bool, StorageFailure>;
 
     fn handle(&mut self, msg: DeleteIngest, _: &mut Self::Context) -> Self::Result {
         self.guarded("DeleteIngest", |s| {
-            s.store.delete_ingest(msg.0).map_err(|e| e.to_string())
+            s.store.delete_ingest(msg.0).map_err(StorageFailure::from)
         })
     }
 }

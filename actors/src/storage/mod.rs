@@ -9,4 +9,4 @@
 mod actor;
 mod handlers;
 
-pub use actor::{StorageActor, StorageHandle};
+pub use actor::{StorageActor, StorageFailure, StorageHandle};

@@ -112,7 +112,7 @@ pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::Strea
     check_offer(offer)?;
     let guard = node.clients.register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
     let check = crate::access::Request { action, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params };
-    node.access.check(&check).await.map_err(SignalError::Forbidden)?;
+    node.access.check(&check).await.map_err(|refused| SignalError::Forbidden(refused.to_string()))?;
     let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
     Ok((guard, port, settings))
 }

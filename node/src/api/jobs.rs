@@ -91,7 +91,7 @@ pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: 
     let spec = estuary_storage::IngestSpec { id: state.next_ingest_id(), app: body.app, stream: body.stream, source: body.source, looped: body.looped };
     match state.storage.ask(estuary_actors::messages::PutIngest(spec.clone())).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return error(503, &e),
+        Ok(Err(e)) => return error(503, &e.to_string()),
         Err(e) => return error(503, &e.to_string()),
     }
     estuary_actors::ingest::start(state.node.clone(), state.registry.clone(), spec.clone(), "api");

@@ -43,7 +43,7 @@ impl RecordingQuery {
             .send(estuary_actors::messages::ListRecordings { key: self.key() })
             .await
             .map_err(|e| error(503, &format!("storage unavailable: {e}")))?
-            .map_err(|e| error(503, &e))?;
+            .map_err(|e| error(503, &e.to_string()))?;
         let list = list
             .into_iter()
             .filter(|r| self.app.as_ref().is_none_or(|a| &r.key.app == a) && self.stream.as_ref().is_none_or(|s| &r.key.stream == s))
@@ -102,7 +102,7 @@ pub(super) async fn list_recordings(_: Authorized, state: web::Data<AppState>, q
     let losses = match query.key() {
         Some(key) => match state.storage.ask(estuary_actors::messages::ListRecordingGaps(key)).await {
             Ok(Ok(losses)) => losses.into_iter().filter(|l| l.end_ms >= from && l.start_ms <= to).collect(),
-            Ok(Err(e)) => return error(503, &e),
+            Ok(Err(e)) => return error(503, &e.to_string()),
             Err(e) => return error(503, &e.to_string()),
         },
         None => Vec::new(),
