@@ -7,29 +7,54 @@ use actix::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// What a worker's sessions share, used only from the worker's own thread (so its locks are
+/// never contended): memoised work that players of the same stream on one worker would
+/// otherwise each redo.
+#[derive(Default)]
+pub struct WorkerLocals {
+    /// RTMP messages of recent frames (see `rtmp::wire`).
+    pub rtmp_frames: std::sync::Mutex<crate::rtmp::wire::FrameCache>,
+    /// AAC-to-Opus transcoders of WHEP players (see `webrtc::audio_bridge`).
+    pub audio: std::sync::Mutex<crate::webrtc::audio_bridge::AudioBridges>,
+}
+
+/// One worker: its arbiter and what its sessions share.
+#[derive(Clone)]
+pub struct Worker {
+    /// The event loop.
+    pub arbiter: ArbiterHandle,
+    /// Shared by the sessions placed here.
+    pub locals: Arc<WorkerLocals>,
+}
+
 /// A set of arbiters.
 #[derive(Clone)]
 pub struct Workers {
-    arbiters: Arc<Vec<ArbiterHandle>>,
+    arbiters: Arc<Vec<Worker>>,
     next: Arc<AtomicUsize>,
 }
 
 impl Workers {
     /// Starts `count` worker arbiters (at least one). Call inside an actix system.
     pub fn start(count: usize) -> Workers {
-        let arbiters = (0..count.max(1)).map(|_| Arbiter::new().handle()).collect();
+        let arbiters = (0..count.max(1)).map(|_| Worker { arbiter: Arbiter::new().handle(), locals: Arc::default() }).collect();
         Workers { arbiters: Arc::new(arbiters), next: Arc::new(AtomicUsize::new(0)) }
     }
 
     /// The arbiter for the next connection.
     pub fn next(&self) -> ArbiterHandle {
+        self.next_worker().arbiter
+    }
+
+    /// The worker for the next connection, with what its sessions share.
+    pub fn next_worker(&self) -> Worker {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         self.arbiters[index].clone()
     }
 
     /// The arbiter of the stream `key` (the same one for the life of the process).
     pub fn for_key(&self, key: &estuary_storage::StreamKey) -> ArbiterHandle {
-        self.arbiters[index_for(key, self.arbiters.len())].clone()
+        self.arbiters[index_for(key, self.arbiters.len())].arbiter.clone()
     }
 
     /// How many arbiters there are.

@@ -109,9 +109,9 @@ impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
         };
         let settings = self.settings.clone();
         let registry = self.registry.clone();
-        let worker = self.node.topology.workers.next();
-        let node = self.node.clone();
-        RtmpSession::start_in_arbiter(&worker, move |_| RtmpSession::new(node, socket, peer, settings, registry));
+        let worker = self.node.topology.workers.next_worker();
+        let (node, locals) = (self.node.clone(), worker.locals.clone());
+        RtmpSession::start_in_arbiter(&worker.arbiter, move |_| RtmpSession::new(node, locals, socket, peer, settings, registry));
     }
 }
 

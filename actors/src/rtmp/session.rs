@@ -3,6 +3,7 @@ use crate::access;
 use crate::access::auth::Action;
 use crate::access::hooks;
 use crate::node::clients::{ClientGuard, ClientId, Role};
+use crate::node::workers::WorkerLocals;
 use crate::node::NodeContext;
 use crate::messages::*;
 use crate::registry::StreamRegistry;
@@ -54,6 +55,8 @@ enum State {
 /// One RTMP connection.
 pub struct RtmpSession {
     node: NodeContext,
+    /// What the sessions of this session's worker share.
+    locals: Arc<WorkerLocals>,
     client: ClientGuard,
     peer: SocketAddr,
     settings: Arc<RtmpSettings>,
@@ -78,7 +81,7 @@ pub struct RtmpSession {
 
 impl RtmpSession {
     /// A session for an accepted connection.
-    pub fn new(node: NodeContext, socket: std::net::TcpStream, peer: SocketAddr, settings: Arc<RtmpSettings>, registry: Addr<StreamRegistry>) -> Self {
+    pub fn new(node: NodeContext, locals: Arc<WorkerLocals>, socket: std::net::TcpStream, peer: SocketAddr, settings: Arc<RtmpSettings>, registry: Addr<StreamRegistry>) -> Self {
         let config = ServerConfig {
             chunk_size: settings.chunk_size,
             max_message_size: settings.max_message_size,
@@ -88,6 +91,7 @@ impl RtmpSession {
         let span = tracing::info_span!("rtmp", client = client.id(), %peer, stream = tracing::field::Empty);
         RtmpSession {
             node,
+            locals,
             client,
             span,
             peer,
@@ -421,7 +425,7 @@ impl Actor for RtmpSession {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         self.writer = Some(tx);
-        let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout, self.settings.write_merge));
+        let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout, self.settings.write_merge, self.locals.clone()));
         ctx.spawn(handle.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(WriterEnd::Closed) => {}

@@ -1,18 +1,18 @@
-//! Each frame serialised once per worker thread for all RTMP players that need the same
-//! bytes, and the bytes written with `writev` instead of copied into a buffer per player.
+//! Each frame serialised once per worker for all RTMP players that need the same bytes, and
+//! the bytes written with `writev` instead of copied into a buffer per player.
 //!
 //! A frame's RTMP chunks depend only on the frame, the outgoing chunk size and the message
 //! stream id ([`MediaWriter::key`]), and the same `Arc<MediaFrame>` goes to every player of a
-//! stream. The players' writers of one worker thread run one after another when a frame
-//! arrives, so a short per-thread list of recently serialised frames catches nearly every
-//! repeat: the first player pays for the chunking, the others take a reference-counted
-//! [`Bytes`]. Entries hold their `Arc`, so a frame's address cannot be reused by another
-//! frame while it is listed.
+//! stream. The players' writers of one worker run one after another when a frame arrives, so
+//! a short list of recently serialised frames per worker ([`FrameCache`], in the worker's
+//! `WorkerLocals`) catches nearly every repeat: the first player pays for the chunking, the
+//! others take a reference-counted [`Bytes`]. Entries hold their `Arc`, so a frame's address
+//! cannot be reused by another frame while it is listed. (Its lock is only ever taken by the
+//! worker's own thread, so it is never contended.)
 
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::rtmp::server::MediaWriter;
 use estuary_protocols::MediaFrame;
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -27,27 +27,31 @@ struct Entry {
     bytes: Bytes,
 }
 
-thread_local! {
-    static CACHE: RefCell<VecDeque<Entry>> = const { RefCell::new(VecDeque::new()) };
-}
+/// Recently serialised frames of one worker.
+#[derive(Default)]
+pub struct FrameCache(VecDeque<Entry>);
 
-/// The RTMP message for `frame` as `writer` would write it, shared with other players.
-pub fn frame_bytes(frame: &Arc<MediaFrame>, writer: &MediaWriter) -> Bytes {
-    let key = writer.key();
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(entry) = cache.iter().rev().find(|e| e.key == key && Arc::ptr_eq(&e.frame, frame)) {
+impl FrameCache {
+    /// The RTMP message for `frame` as `writer` would write it, shared with other players.
+    pub fn bytes(&mut self, frame: &Arc<MediaFrame>, writer: &MediaWriter) -> Bytes {
+        let key = writer.key();
+        if let Some(entry) = self.0.iter().rev().find(|e| e.key == key && Arc::ptr_eq(&e.frame, frame)) {
             return entry.bytes.clone();
         }
         let mut out = BytesMut::new();
         writer.write_frame(&mut out, frame);
         let bytes = out.freeze();
-        if cache.len() == CACHE_FRAMES {
-            cache.pop_front();
+        if self.0.len() == CACHE_FRAMES {
+            self.0.pop_front();
         }
-        cache.push_back(Entry { frame: frame.clone(), key, bytes: bytes.clone() });
+        self.0.push_back(Entry { frame: frame.clone(), key, bytes: bytes.clone() });
         bytes
-    })
+    }
+}
+
+/// [`FrameCache::bytes`] through the worker's lock.
+pub fn frame_bytes(cache: &std::sync::Mutex<FrameCache>, frame: &Arc<MediaFrame>, writer: &MediaWriter) -> Bytes {
+    cache.lock().unwrap_or_else(|e| e.into_inner()).bytes(frame, writer)
 }
 
 /// Byte pieces waiting to be written, in order.
@@ -121,18 +125,19 @@ mod tests {
 
     #[test]
     fn shared_bytes_equal_a_fresh_serialisation() {
+        let cache = std::sync::Mutex::new(FrameCache::default());
         let (a, b) = (frame(&[1; 300]), frame(&[2; 300]));
         for (chunk, sid) in [(128, 1), (4096, 1), (128, 2)] {
             let writer = MediaWriter::new(chunk, sid);
             for f in [&a, &b, &a] {
                 let mut fresh = BytesMut::new();
                 writer.write_frame(&mut fresh, f);
-                assert_eq!(frame_bytes(f, &writer), fresh.freeze(), "chunk {chunk} stream {sid}");
+                assert_eq!(frame_bytes(&cache, f, &writer), fresh.freeze(), "chunk {chunk} stream {sid}");
             }
         }
         // A second request for the same frame and writer is the same allocation.
         let writer = MediaWriter::new(128, 1);
-        assert_eq!(frame_bytes(&a, &writer).as_ptr(), frame_bytes(&a, &writer).as_ptr());
+        assert_eq!(frame_bytes(&cache, &a, &writer).as_ptr(), frame_bytes(&cache, &a, &writer).as_ptr());
     }
 
     /// A writer that takes at most `step` bytes per call.

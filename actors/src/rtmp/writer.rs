@@ -53,7 +53,8 @@ async fn next_frame(media: &mut Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWr
 
 /// Runs until the connection ends. With a non-zero `merge`, media is written at most once per
 /// `merge` interval: frames that arrive in between wait and go out in the same write.
-pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration, merge: Duration) -> WriterEnd {
+pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration, merge: Duration, locals: Arc<crate::node::workers::WorkerLocals>) -> WriterEnd {
+    let cache = &locals.rtmp_frames;
     let mut media: Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)> = None;
     let mut buf = Pending::default();
     // The first media write (sequence headers and the cached GOP) goes out at once: merging
@@ -80,7 +81,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             },
             frame = next_frame(&mut media) => match (frame, media.as_mut()) {
                 (Some(frame), Some((rx, writer))) => {
-                    buf.push(wire::frame_bytes(&frame, writer));
+                    buf.push(wire::frame_bytes(cache, &frame, writer));
                     // Merge only when caught up: a player with a backlog is written to at once.
                     if !merge.is_zero() && !backlogged {
                         tokio::time::sleep_until(last_media_write + merge).await;
@@ -89,7 +90,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
                     let limit = BATCH_BYTES;
                     while buf.len() < limit {
                         match rx.try_recv() {
-                            Ok(frame) => buf.push(wire::frame_bytes(&frame, writer)),
+                            Ok(frame) => buf.push(wire::frame_bytes(cache, &frame, writer)),
                             Err(_) => break,
                         }
                     }

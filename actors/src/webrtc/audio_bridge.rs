@@ -1,4 +1,4 @@
-//! AAC to Opus once per stream and worker thread, shared by every WHEP player there.
+//! AAC to Opus once per stream and worker, shared by every WHEP player there.
 //!
 //! Transcoding costs far more than sending: done per player it made AAC-to-Opus the largest
 //! part of a WHEP player's CPU and memory. The same `Arc<MediaFrame>` reaches every player
@@ -12,7 +12,6 @@
 use bytes::Bytes;
 use estuary_protocols::media::MediaFrame;
 use estuary_transcode::opus::AacToOpus;
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -29,39 +28,35 @@ struct Bridge {
     recent: VecDeque<Transcoded>,
 }
 
-thread_local! {
-    static BRIDGES: RefCell<HashMap<String, Bridge>> = RefCell::new(HashMap::new());
-    /// WHEP players of each stream on this thread.
-    static PLAYERS: RefCell<HashMap<String, usize>> = RefCell::new(HashMap::new());
+/// The transcoders of one worker: one per stream with WHEP players on that worker (in the
+/// worker's `WorkerLocals`; its lock is only taken by the worker's own thread).
+#[derive(Default)]
+pub struct AudioBridges {
+    bridges: HashMap<String, Bridge>,
+    /// WHEP players of each stream on this worker.
+    players: HashMap<String, usize>,
 }
 
-/// A player of `stream` started on this thread.
-pub(crate) fn join(stream: &str) {
-    PLAYERS.with(|p| *p.borrow_mut().entry(stream.to_string()).or_default() += 1);
-}
-
-/// A player of `stream` on this thread ended; the last one frees the stream's transcoder.
-pub(crate) fn leave(stream: &str) {
-    let last = PLAYERS.with(|p| {
-        let mut players = p.borrow_mut();
-        let count = players.entry(stream.to_string()).or_default();
-        *count = count.saturating_sub(1);
-        let last = *count == 0;
-        if last {
-            players.remove(stream);
-        }
-        last
-    });
-    if last {
-        BRIDGES.with(|bridges| bridges.borrow_mut().remove(stream));
+impl AudioBridges {
+    /// A player of `stream` started on this worker.
+    pub(crate) fn join(&mut self, stream: &str) {
+        *self.players.entry(stream.to_string()).or_default() += 1;
     }
-}
 
-/// Opus packets (48 kHz times) for one AAC frame of `stream` with AudioSpecificConfig
-/// `config`, presented at `time` (48 kHz ticks).
-pub(crate) fn opus_for(stream: &str, config: &Bytes, bitrate: u32, frame: &Arc<MediaFrame>, time: i64) -> Result<Vec<(i64, Bytes)>, String> {
-    BRIDGES.with(|bridges| {
-        let mut bridges = bridges.borrow_mut();
+    /// A player of `stream` on this worker ended; the last one frees the stream's transcoder.
+    pub(crate) fn leave(&mut self, stream: &str) {
+        let count = self.players.entry(stream.to_string()).or_default();
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.players.remove(stream);
+            self.bridges.remove(stream);
+        }
+    }
+
+    /// Opus packets (48 kHz times) for one AAC frame of `stream` with AudioSpecificConfig
+    /// `config`, presented at `time` (48 kHz ticks).
+    pub(crate) fn opus_for(&mut self, stream: &str, config: &Bytes, bitrate: u32, frame: &Arc<MediaFrame>, time: i64) -> Result<Vec<(i64, Bytes)>, String> {
+        let bridges = &mut self.bridges;
         if bridges.get(stream).is_none_or(|b| b.config != *config) {
             let transcoder = AacToOpus::new(config, bitrate).map_err(|e| e.to_string())?;
             bridges.insert(stream.to_string(), Bridge { config: config.clone(), transcoder, last_fed: i64::MIN, recent: VecDeque::new() });
@@ -80,6 +75,5 @@ pub(crate) fn opus_for(stream: &str, config: &Bytes, bitrate: u32, frame: &Arc<M
         }
         bridge.recent.push_back((frame.clone(), packets.clone()));
         Ok(packets)
-    })
+    }
 }
-

@@ -17,7 +17,7 @@
 //! to come (WHEP, the AAC/Opus bridge).
 
 mod addresses;
-mod audio_bridge;
+pub mod audio_bridge;
 mod peer;
 pub mod whep;
 pub mod whip;

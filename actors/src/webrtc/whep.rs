@@ -73,9 +73,10 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     let peer = Peer::new(pc, registration, guard.id(), &settings, &answer).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
     guard.record().set_role(ClientRole::Play, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
-    let worker = node.topology.workers.next();
+    let worker = node.topology.workers.next_worker();
     let player = Player {
         node,
+        locals: worker.locals.clone(),
         peer,
         stream: key.to_string(),
         key,
@@ -91,7 +92,7 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
         audio_packets: 0,
     };
     let rx = subscription.rx;
-    worker.spawn(async move {
+    worker.arbiter.spawn(async move {
         let _guard = guard;
         player.run(rx).await;
     });
@@ -117,6 +118,8 @@ impl Outgoing {
 
 struct Player {
     node: NodeContext,
+    /// The worker's shared transcoders.
+    locals: std::sync::Arc<crate::node::workers::WorkerLocals>,
     peer: Peer,
     key: StreamKey,
     /// `key` as text: the name keyframe requests and the shared audio bridge go by.
@@ -136,7 +139,7 @@ struct Player {
 
 impl Player {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<MediaFrame>>) {
-        super::audio_bridge::join(&self.stream);
+        self.locals.audio.lock().unwrap_or_else(|e| e.into_inner()).join(&self.stream);
         // A WHIP publisher sends a fresh keyframe for a player that joins; with other
         // publishers the player starts from the cached GOP.
         if self.node.rtc.request_keyframe(&self.stream) {
@@ -175,7 +178,7 @@ impl Player {
             }
         };
         tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, %reason, "WHEP play ended");
-        super::audio_bridge::leave(&self.stream);
+        self.locals.audio.lock().unwrap_or_else(|e| e.into_inner()).leave(&self.stream);
         self.peer.close();
     }
 
@@ -240,7 +243,7 @@ impl Player {
         let time = frame.timebase.rescale(frame.pts, RTP_48K);
         let packets = match (frame.codec, &self.aac_config) {
             (Codec::Opus, _) => vec![(time, frame.payload.clone())],
-            (Codec::Aac, Some(config)) => match super::audio_bridge::opus_for(&self.stream, config, self.opus_bitrate, frame, time) {
+            (Codec::Aac, Some(config)) => match self.locals.audio.lock().unwrap_or_else(|e| e.into_inner()).opus_for(&self.stream, config, self.opus_bitrate, frame, time) {
                 Ok(packets) => packets,
                 Err(e) => {
                     if self.audio_packets == 0 {
