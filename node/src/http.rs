@@ -69,7 +69,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     let (app, file) = path.into_inner();
     // The one name rule (letters, digits, - _ . ~ @ + = ! ,; no `..`): segment and playlist
     // names are the stream's name with a suffix, so they pass it too.
-    if let Err(reason) = naming::check_app(&app).and_then(|()| naming::check_stream(&file)) {
+    if let Err(reason) = naming::check_app(&app).and_then(|()| naming::check_file_name(&file)) {
         return HttpResponse::BadRequest().body(format!("invalid app or file name: {reason}\n"));
     }
     let Some((stream, extension)) = file.rsplit_once('.') else {
@@ -160,7 +160,8 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Optio
             continue;
         }
         let Some(addr) = info_of(&name) else { continue };
-        let Ok(info) = addr.send(estuary_actors::messages::GetStreamInfo).await else { continue };
+        // A stream actor that does not answer in time is left out rather than holding the playlist.
+        let Ok(Ok(info)) = tokio::time::timeout(std::time::Duration::from_millis(500), addr.send(estuary_actors::messages::GetStreamInfo)).await else { continue };
         let measured = info.kbps_in_30s * 1000;
         let bandwidth = configured_kbps.map(|k| (k as u64 + 128) * 1000).unwrap_or(measured).max(measured).max(64_000);
         let resolution = info.video.as_ref().map(|v| (v.width, v.height)).filter(|(w, h)| *w > 0 && *h > 0);

@@ -41,6 +41,25 @@ fn check_parts(what: &str, name: &str) -> Result<(), String> {
     parts.iter().try_for_each(|p| check_part(what, p))
 }
 
+/// Checks a file name served under an app (a playlist or segment: the stream's name with a
+/// suffix and an extension, `<stream>-video-<time>.m4s`): one part of allowed characters,
+/// not `.` or `..`, up to [`MAX_PART`] plus 64 bytes (room for the suffix of a stream name of
+/// the longest allowed length).
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_PART + 64 {
+        return Err(format!("file name is {} bytes long; at most {}", name.len(), MAX_PART + 64));
+    }
+    // The name before the extension is a stream's name with a suffix: never empty, `.` or `..`.
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    if name.is_empty() || name == "." || name == ".." || stem.is_empty() || stem == "." || stem == ".." {
+        return Err(format!("file name {name:?} is not allowed"));
+    }
+    match name.chars().find(|c| !allowed(*c)) {
+        Some(bad) => Err(format!("file name contains {bad:?}; names use letters, digits and - _ . ~ @ + = ! ,")),
+        None => Ok(()),
+    }
+}
+
 /// Checks an app name: up to [`MAX_PARTS`] parts joined by `/` (`live/sub`).
 pub fn check_app(app: &str) -> Result<(), String> {
     check_parts("app name", app)
@@ -95,5 +114,18 @@ mod tests {
         for id in ["3402000000132000000", "340200000013200000011", "../../../../../tmp/x/pwn", "3402000000132000000a"] {
             assert!(check_gb_id(id).is_err(), "{id}");
         }
+    }
+
+    #[test]
+    fn file_names_allow_a_suffix_past_the_longest_stream_name() {
+        let stream = "名".repeat(42); // 126 bytes: a valid stream name
+        assert!(check_stream(&stream).is_ok());
+        assert!(check_file_name(&format!("{stream}-video-123456789012.m4s")).is_ok());
+        assert!(check_file_name(&format!("{stream}_master.m3u8")).is_ok());
+        assert!(check_file_name("..").is_err());
+        assert!(check_file_name("...m3u8").is_err(), "`..` with an extension");
+        assert!(check_file_name(".m3u8").is_err());
+        assert!(check_file_name("a/b.ts").is_err());
+        assert!(check_file_name(&"x".repeat(MAX_PART + 65)).is_err());
     }
 }

@@ -174,35 +174,60 @@ pub fn allows(body: &str) -> bool {
     serde_json::from_str::<Value>(body).ok().and_then(|v| v.get("code").and_then(|c| c.as_i64())) == Some(0)
 }
 
-/// POSTs JSON; returns status and body.
-pub async fn post(url: &str, body: &Value, timeout: Duration) -> Result<(u16, String), String> {
-    tokio::time::timeout(timeout, post_inner(url, body)).await.map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+/// Why a callback got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Not an `http://` URL.
+    #[error("{0}: only http:// hook URLs are supported")]
+    NotHttp(String),
+    /// No answer in time.
+    #[error("no answer within {0} ms")]
+    Timeout(u128),
+    /// Could not connect.
+    #[error("connect {address}: {source}")]
+    Connect {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection failed midway.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// What came back is not an HTTP response.
+    #[error("malformed HTTP response")]
+    Malformed,
 }
 
-async fn post_inner(url: &str, body: &Value) -> Result<(u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// hook URLs are supported"))?;
+/// POSTs JSON; returns status and body.
+pub async fn post(url: &str, body: &Value, timeout: Duration) -> Result<(u16, String), CallError> {
+    tokio::time::timeout(timeout, post_inner(url, body)).await.map_err(|_| CallError::Timeout(timeout.as_millis()))?
+}
+
+async fn post_inner(url: &str, body: &Value) -> Result<(u16, String), CallError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| CallError::NotHttp(url.to_string()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let address = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
-    let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(|e| format!("connect {address}: {e}"))?;
+    let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(|source| CallError::Connect { address: address.clone(), source })?;
     let payload = body.to_string();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: estuary\r\n\r\n{payload}",
         payload.len()
     );
-    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        let n = stream.read(&mut chunk).await?;
         if n == 0 || raw.len() > 64 * 1024 {
             break;
         }
         raw.extend_from_slice(&chunk[..n]);
     }
-    estuary_protocols::http::parse_response(&raw).ok_or_else(|| "malformed HTTP response".to_string())
+    estuary_protocols::http::parse_response(&raw).ok_or(CallError::Malformed)
 }
 
 

@@ -210,10 +210,12 @@ fn tracks_of_moov(moov: &[u8]) -> Vec<TrackSamples> {
 /// the rest.
 fn repair_flv(recording: &Recording, path: &Path) -> Result<Repaired, String> {
     let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| e.to_string())?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data).map_err(|e| e.to_string())?;
+    // Read straight into the demuxer's buffer: a long recording is held in memory once.
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut data = bytes::BytesMut::zeroed(usize::try_from(len).map_err(|_| "file too large".to_string())?);
+    file.read_exact(&mut data[..]).map_err(|e| e.to_string())?;
     let mut demuxer = FlvDemuxer::new(64 << 20);
-    demuxer.push(&data);
+    demuxer.push_owned(data);
     let mut at = 0u64;
     let mut last_ts = None;
     let mut first_ts = None;

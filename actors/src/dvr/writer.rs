@@ -66,6 +66,8 @@ pub struct DvrWriter {
     open_gap: Option<(i64, u64, String)>,
     /// Fault injection: sleep this long before each write until the instant given.
     slow_writes: Option<(std::time::Duration, std::time::Instant)>,
+    /// The index entry of the file just opened, to be stored before anything is appended.
+    pending_index: Option<PutRecording>,
 }
 
 impl DvrWriter {
@@ -89,13 +91,14 @@ impl DvrWriter {
             gaps,
             open_gap: None,
             slow_writes: None,
+            pending_index: None,
         }
     }
 
     /// A gap ends at `frame`: the file before it is closed (and indexed) at the last frame
     /// it has; the gap is indexed once the next file starts (at this keyframe).
     fn on_gap(&mut self, gap: Gap) {
-        tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, from_media_ms = gap.from_dts_ms, resume_media_ms = gap.resume.dts_ms(), reason = gap.reason, "recording lost frames (the disk could not keep up); the file is cut at the gap and recording resumes at this keyframe");
+        tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, from_media_ms = gap.from_dts_ms, resume_media_ms = gap.resume.dts_ms(), reason = gap.reason, "recording lost frames; the file is cut at the gap and recording resumes at this keyframe");
         let end = self.last_wall_ms();
         self.close(&format!("gap: {}", gap.reason));
         self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), gap.lost_frames, gap.reason.to_string()));
@@ -307,12 +310,10 @@ impl DvrWriter {
         };
         tracing::info!(stream = %self.key, file = %relative, "recording started");
         self.index_gap(now);
-        // The entry must exist before fragments are appended: a crash then leaves an indexed
-        // file that the next start repairs (never an orphan).
-        self.storage.persist(PutRecording {
-            recording: recording.clone(),
-            samples: None,
-        });
+        // The entry must exist before fragments are appended (a crash then leaves an indexed
+        // file that the next start repairs, never an orphan): the writer waits for it before
+        // taking the next frame (see `StreamHandler::handle`).
+        self.pending_index = Some(PutRecording { recording: recording.clone(), samples: None });
         self.open = Some(OpenFile {
             recording,
             file,
@@ -496,10 +497,20 @@ impl Actor for DvrWriter {
 }
 
 impl StreamHandler<Arc<MediaFrame>> for DvrWriter {
-    fn handle(&mut self, frame: Arc<MediaFrame>, _: &mut Self::Context) {
+    fn handle(&mut self, frame: Arc<MediaFrame>, ctx: &mut Self::Context) {
         if let Err(panic) = crate::node::supervision::catch(|| self.frame(frame)) {
             self.node.restarts.panicked("dvr", &format_args!("recording of {}", self.key), &panic);
             self.restart();
+        }
+        if let Some(entry) = self.pending_index.take() {
+            // No frame is taken (so no fragment appended) until the index has the new file.
+            let storage = self.storage.clone();
+            let file = entry.recording.path.clone();
+            ctx.wait(async move { storage.ask(entry).await }.into_actor(self).map(move |answer, act, _| match answer {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(stream = %act.key, %file, error = %e, "new recording not indexed; its file is removed on the next start if the node stops first"),
+                Err(e) => tracing::error!(stream = %act.key, %file, error = %e, "storage unavailable; new recording not indexed"),
+            }));
         }
     }
 

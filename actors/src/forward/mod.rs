@@ -112,13 +112,39 @@ pub fn remove(node: &Node, id: u64) -> bool {
     node.forwards.table.remove(id)
 }
 
+/// Why a forward cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The destination URL is not one Estuary can forward to.
+    #[error("{url}: {problem}")]
+    BadDestination {
+        /// The URL with `[app]`/`[stream]` filled in.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The stream registry is gone (the node is stopping).
+    #[error("stream registry unavailable")]
+    RegistryGone,
+    /// No stream actor could be found or created.
+    #[error("stream {0} not found")]
+    NoStream(String),
+    /// The stream actor stopped while subscribing.
+    #[error("stream {0} is restarting, try again")]
+    StreamRestarting(String),
+    /// The stream refused the subscription.
+    #[error(transparent)]
+    Refused(#[from] crate::messages::PlayRefused),
+}
+
 /// A destination URL with `[app]`/`[stream]` filled in (see the module docs).
-pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, String> {
+pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, ForwardError> {
     let url = template.replace("[app]", &key.app).replace("[stream]", &key.stream).replace("[vhost]", &key.vhost);
     let rtmp = url.strip_prefix("rtmp://").map(|r| (r, false)).or_else(|| url.strip_prefix("rtmps://").map(|r| (r, true)));
     if let Some((rest, tls)) = rtmp {
-        let (authority, path) = rest.split_once('/').ok_or_else(|| format!("{url}: expected rtmp://host[:port]/app[/stream]"))?;
-        let (host, port) = split_host(authority, if tls { 443 } else { 1935 }).ok_or_else(|| format!("{url}: bad host or port"))?;
+        let bad = |problem| ForwardError::BadDestination { url: url.clone(), problem };
+        let (authority, path) = rest.split_once('/').ok_or_else(|| bad("expected rtmp://host[:port]/app[/stream]"))?;
+        let (host, port) = split_host(authority, if tls { 443 } else { 1935 }).ok_or_else(|| bad("bad host or port"))?;
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
@@ -128,7 +154,7 @@ pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, String> {
             _ => (path.trim_end_matches('/').to_string(), key.stream.clone()),
         };
         if app.is_empty() {
-            return Err(format!("{url}: no app"));
+            return Err(bad("no app"));
         }
         let stream = match query {
             Some(q) => format!("{stream}?{q}"),
@@ -138,13 +164,13 @@ pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, String> {
         Ok(Destination::Rtmp { tls, host, port, app, stream, url: resolved })
     } else if let Some(rest) = url.strip_prefix("srt://") {
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (host, port) = split_host(authority.trim_end_matches('/'), 10080).ok_or_else(|| format!("{url}: bad host or port"))?;
+        let (host, port) = split_host(authority.trim_end_matches('/'), 10080).ok_or_else(|| ForwardError::BadDestination { url: url.clone(), problem: "bad host or port" })?;
         let stream_id = query.split('&').find_map(|kv| kv.strip_prefix("streamid=")).map(str::to_string).unwrap_or_else(|| format!("#!::r={}/{},m=publish", key.app, key.stream));
         let latency = query.split('&').find_map(|kv| kv.strip_prefix("latency=")).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_micros).unwrap_or(Duration::from_millis(120));
         let resolved = format!("srt://{host}:{port}?streamid={stream_id}");
         Ok(Destination::Srt { host, port, stream_id, latency, url: resolved })
     } else {
-        Err(format!("{url}: only rtmp://, rtmps:// and srt:// destinations are supported"))
+        Err(ForwardError::BadDestination { url, problem: "only rtmp://, rtmps:// and srt:// destinations are supported" })
     }
 }
 
@@ -202,15 +228,15 @@ impl Destination {
 
 /// Starts forwarding `key` to `template` (subscribing through `registry`). A destination
 /// already forwarded for this stream returns the running forwarder.
-pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, template: String, origin: &'static str) -> Result<ForwardStatus, String> {
+pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, template: String, origin: &'static str) -> Result<ForwardStatus, ForwardError> {
     let destination = resolve(&template, &key)?;
     if let Some(existing) = node.forwards.table.find_running(|(k, t)| *k == key && *t == template) {
         return Ok(existing.status());
     }
-    let stream = registry.send(FindStream { key: key.clone(), create: true }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or("stream not found")?;
+    let stream = registry.send(FindStream { key: key.clone(), create: true }).await.map_err(|_| ForwardError::RegistryGone)?.ok_or_else(|| ForwardError::NoStream(key.to_string()))?;
     let id = node.forwards.table.next_id();
     let client = node.clients.allocate_id();
-    let subscription = stream.send(crate::messages::AddSubscriber { client, require_live: false }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
+    let subscription = stream.send(crate::messages::AddSubscriber { client, require_live: false }).await.map_err(|_| ForwardError::StreamRestarting(key.to_string()))??;
     let entry = ForwardEntry::new(
         ForwardStatus {
             id: id.to_string(),

@@ -120,16 +120,39 @@ pub struct Clip {
     pub duration_ms: i64,
 }
 
+/// Why a file cannot be played as a clip.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    /// Neither MP4, FLV nor MPEG-TS.
+    #[error("not a media file Estuary reads (MP4, FLV or MPEG-TS)")]
+    NotMedia,
+    /// The MP4 reader refused it (names the box and offset).
+    #[error(transparent)]
+    Mp4(#[from] estuary_protocols::container::mp4::Mp4Error),
+    /// The FLV demuxer refused it.
+    #[error(transparent)]
+    Flv(#[from] estuary_protocols::container::flv::FlvError),
+    /// The MPEG-TS demuxer refused it.
+    #[error(transparent)]
+    Ts(#[from] estuary_protocols::container::ts::TsError),
+    /// An MP4 sample table points past the end of the file.
+    #[error("a sample lies outside the file")]
+    SampleOutside,
+    /// Nothing to start playing from.
+    #[error("no playable frames (no keyframe or audio)")]
+    NoFrames,
+}
+
 /// Reads a clip from file bytes, by content (MP4 `ftyp`/`moov`, `FLV`, TS sync bytes).
-pub fn read_clip(data: Bytes) -> Result<Clip, String> {
+pub fn read_clip(data: Bytes) -> Result<Clip, ClipError> {
     let (configs, mut frames) = match estuary_protocols::container::sniff(&data) {
         Some(Sniffed::Flv) => read_flv(&data)?,
         Some(Sniffed::Ts) => read_ts(&data)?,
         Some(Sniffed::Mp4) => read_mp4(&data)?,
-        None => return Err("not a media file Estuary reads (MP4, FLV or MPEG-TS)".into()),
+        None => return Err(ClipError::NotMedia),
     };
     if !frames.iter().any(|f| f.is_video_keyframe() || f.track == TrackKind::Audio) {
-        return Err("no playable frames (no keyframe or audio)".into());
+        return Err(ClipError::NoFrames);
     }
     frames.sort_by(|a, b| a.dts_ms().cmp(&b.dts_ms()).then((a.track as u8).cmp(&(b.track as u8))));
     let first = frames.first().map(|f| f.dts_ms()).unwrap_or(0);
@@ -144,9 +167,9 @@ pub fn read_clip(data: Bytes) -> Result<Clip, String> {
     Ok(Clip { configs, duration_ms: (end - first).max(1), frames })
 }
 
-fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
+fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), ClipError> {
     // Checks the tables against the file: a crafted file is refused within the reader's budget.
-    let tracks = read_file(data).map_err(|e| e.to_string())?;
+    let tracks = read_file(data)?;
     let mut configs = Vec::new();
     let mut frames = Vec::new();
     for track in tracks {
@@ -154,7 +177,7 @@ fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> 
         let timebase = Timebase { num: 1, den: track.track.timescale.max(1) };
         configs.push(MediaFrame { track: kind, codec: track.track.codec, dts: 0, pts: 0, timebase, keyframe: true, config: true, payload: track.track.config.clone() });
         for s in track.samples {
-            let end = s.offset.checked_add(s.size as u64).filter(|&e| e <= data.len() as u64).ok_or("a sample lies outside the file")?;
+            let end = s.offset.checked_add(s.size as u64).filter(|&e| e <= data.len() as u64).ok_or(ClipError::SampleOutside)?;
             frames.push(MediaFrame {
                 track: kind,
                 codec: track.track.codec,
@@ -170,11 +193,11 @@ fn read_mp4(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> 
     Ok((configs, frames))
 }
 
-fn read_flv(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
+fn read_flv(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), ClipError> {
     let mut demuxer = FlvDemuxer::new(16 << 20);
     demuxer.push(data);
     let (mut configs, mut frames) = (Vec::new(), Vec::new());
-    while let Some(tag) = demuxer.next_tag().map_err(|e| e.to_string())? {
+    while let Some(tag) = demuxer.next_tag()? {
         let frame = match tag.tag_type {
             TAG_VIDEO => flv::video_body_to_frame(tag.timestamp as i64, &tag.body).ok().flatten(),
             TAG_AUDIO => flv::audio_body_to_frame(tag.timestamp as i64, &tag.body).ok().flatten(),
@@ -189,10 +212,10 @@ fn read_flv(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> 
     Ok((configs, frames))
 }
 
-fn read_ts(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), String> {
+fn read_ts(data: &Bytes) -> Result<(Vec<MediaFrame>, Vec<MediaFrame>), ClipError> {
     let mut demuxer = TsDemuxer::default();
     let mut reader = TsFrameReader::default();
-    demuxer.push(data).map_err(|e| e.to_string())?;
+    demuxer.push(data)?;
     demuxer.flush();
     let (mut configs, mut frames) = (Vec::new(), Vec::new());
     while let Some(pes) = demuxer.next_pes() {

@@ -68,7 +68,31 @@ const QUEUE: usize = 4096;
 pub struct StorageHandle {
     addr: Addr<StorageActor>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// `persist` deliveries waiting now.
+    persisting: Arc<std::sync::atomic::AtomicUsize>,
     node: NodeContext,
+}
+
+/// `persist` deliveries that may wait at once (a storage stall with publishers reconnecting in
+/// a loop must not pile up tasks without end); past it, updates are dropped, logged and counted.
+const PERSIST_WAITING: usize = 4096;
+
+/// A storage answer that may carry a failure worth logging.
+pub trait Reported {
+    /// The failure, if any.
+    fn failure(&self) -> Option<String>;
+}
+
+impl Reported for () {
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<T> Reported for Result<T, StorageFailure> {
+    fn failure(&self) -> Option<String> {
+        self.as_ref().err().map(|e| e.to_string())
+    }
 }
 
 pub(crate) const NAME: &str = "storage";
@@ -92,7 +116,7 @@ impl StorageHandle {
             }
             StorageActor { store: store.clone(), node: factory_node.clone() }
         });
-        StorageHandle { addr, permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)), node }
+        StorageHandle { addr, permits: Arc::new(tokio::sync::Semaphore::new(QUEUE)), persisting: Arc::default(), node }
     }
 
     /// Sends a request and waits for its answer, waiting first for room in the queue.
@@ -112,21 +136,36 @@ impl StorageHandle {
         &self.addr
     }
 
-    /// Sends a message that must not be lost, without waiting for it: a task waits for room
-    /// in the queue, then delivers it; failures are logged. For the index entry of a new
-    /// recording and publish counters (a few per publish, so the waiting tasks are bounded by
-    /// the publishes in flight).
+    /// Sends a message that should not be lost, without waiting for it: a task waits for room
+    /// in the queue, then delivers it; a failure is logged. For publish counters and recording
+    /// gaps. At most [`PERSIST_WAITING`] such deliveries wait at once; past that (storage
+    /// stalled for long), updates are dropped, logged and counted.
     pub fn persist<M>(&self, msg: M)
     where
         M: Message + Send + 'static,
-        M::Result: Send,
+        M::Result: Send + Reported,
         StorageActor: Handler<M>,
     {
+        use std::sync::atomic::Ordering;
+        if self.persisting.fetch_add(1, Ordering::AcqRel) >= PERSIST_WAITING {
+            self.persisting.fetch_sub(1, Ordering::AcqRel);
+            let dropped = self.node.stats.storage_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped == 1 || dropped.is_power_of_two() {
+                tracing::error!(message = std::any::type_name::<M>(), waiting = PERSIST_WAITING, dropped, "storage far behind; update dropped");
+            }
+            return;
+        }
         let handle = self.clone();
         actix::spawn(async move {
-            if let Err(e) = handle.ask(msg).await {
-                tracing::error!(message = std::any::type_name::<M>(), error = %e, "storage unavailable; update lost");
+            match handle.ask(msg).await {
+                Ok(answer) => {
+                    if let Some(failure) = answer.failure() {
+                        tracing::error!(message = std::any::type_name::<M>(), error = %failure, "storage update failed");
+                    }
+                }
+                Err(e) => tracing::error!(message = std::any::type_name::<M>(), error = %e, "storage unavailable; update lost"),
             }
+            handle.persisting.fetch_sub(1, Ordering::AcqRel);
         });
     }
 

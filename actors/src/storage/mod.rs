@@ -9,4 +9,4 @@
 mod actor;
 mod handlers;
 
-pub use actor::{StorageActor, StorageFailure, StorageHandle};
+pub use actor::{Reported, StorageActor, StorageFailure, StorageHandle};

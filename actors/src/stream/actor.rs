@@ -171,6 +171,7 @@ impl StreamActor {
 
     pub(super) fn restart_state(&mut self) {
         self.restarts += 1;
+        self.samples.clear();
         self.gop.clear();
         self.gop_bytes = 0;
         self.gop_overflow = false;

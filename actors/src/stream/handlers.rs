@@ -52,9 +52,9 @@ impl Handler<GetStreamInfo> for StreamActor {
     type Result = MessageResult<GetStreamInfo>;
 
     fn handle(&mut self, _: GetStreamInfo, ctx: &mut Self::Context) -> Self::Result {
-        let info = self.guarded(ctx, "info", |act, _| act.info());
-        // After a panic the state started over; its info is safe to read now.
-        MessageResult::<GetStreamInfo>(info.unwrap_or_else(|| self.info()))
+        // After a panic the state started over; one more try, then what needs no figures.
+        let info = self.guarded(ctx, "info", |act, _| act.info()).or_else(|| self.guarded(ctx, "info", |act, _| act.info()));
+        MessageResult::<GetStreamInfo>(info.unwrap_or_else(|| self.minimal_info()))
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A snapshot for the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamInfo {
     /// `app`.
     pub app: String,
@@ -61,6 +61,11 @@ pub struct StreamInfo {
 }
 
 impl StreamActor {
+    /// What is known of the stream without reading its figures (when reading them panicked).
+    pub(super) fn minimal_info(&self) -> StreamInfo {
+        StreamInfo { app: self.key.app.clone(), stream: self.key.stream.clone(), vhost: self.key.vhost.clone(), restarts: self.restarts, ..StreamInfo::default() }
+    }
+
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let slow_timeout = self.settings.slow_player_timeout;

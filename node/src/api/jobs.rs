@@ -24,7 +24,7 @@ pub(super) async fn add_forward(_: Authorized, state: web::Data<AppState>, body:
     let key = estuary_actors::StreamKey::new(&body.app, &body.stream);
     match estuary_actors::forward::start(state.node.clone(), state.registry.clone(), key, body.url, "api").await {
         Ok(status) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "forward": status })),
-        Err(e) => error(400, &e),
+        Err(e) => error(400, &e.to_string()),
     }
 }
 

@@ -158,8 +158,11 @@ impl FromRequest for Authorized {
 
 /// `user:password` of a Basic credential (RFC 7617), when it is valid base64 and UTF-8.
 fn decode_base64(text: &str) -> Option<String> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    // Padding optional, as clients send it either way.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+    let bytes = LENIENT.decode(text).ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -240,6 +243,7 @@ mod tests {
     fn base64_and_ids() {
         assert_eq!(decode_base64("dXNlcjpwYXNz").as_deref(), Some("user:pass"));
         assert_eq!(decode_base64("YQ==").as_deref(), Some("a"));
+        assert_eq!(decode_base64("YQ").as_deref(), Some("a"), "padding is optional");
         assert!(decode_base64("!!").is_none());
         assert_eq!(stream_id("v", "a", "s"), stream_id("v", "a", "s"));
         assert_ne!(stream_id("v", "a", "s"), stream_id("v", "a", "t"));

@@ -41,10 +41,10 @@ pub(super) fn audio_json(audio: &Option<estuary_storage::AudioInfo>) -> Value {
 
 pub(super) type Merged = (Option<StreamInfo>, Option<StreamRecord>);
 
-/// Live stream state merged with remembered records, by (vhost, app, stream).
 /// How long the API waits for one stream actor's state.
 const STREAM_INFO_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Live stream state merged with remembered records, by (vhost, app, stream).
 pub async fn all_streams(state: &AppState) -> Result<BTreeMap<(String, String, String), Merged>, HttpResponse> {
     let live = state.registry.send(ListStreams).await.map_err(|_| error(500, "stream registry unavailable"))?;
     // A stream actor that is stuck (a stall, a long handler) must not hold the whole list: it

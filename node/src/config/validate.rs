@@ -93,7 +93,7 @@ impl Config {
         for (app, urls) in &self.forward.apps {
             for url in urls {
                 estuary_actors::forward::resolve(url, &estuary_actors::StreamKey::new(app, "stream"))
-                    .map_err(|problem| ConfigError::Invalid { key: "forward.apps", problem })?;
+                    .map_err(|problem| ConfigError::Invalid { key: "forward.apps", problem: problem.to_string() })?;
             }
         }
         if !self.dvr.path.contains("[stream]") {

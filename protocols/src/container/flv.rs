@@ -380,6 +380,15 @@ impl FlvDemuxer {
         self.buffer.extend_from_slice(data);
     }
 
+    /// Adds bytes it may keep without copying (a whole file read at once).
+    pub fn push_owned(&mut self, data: BytesMut) {
+        if self.buffer.is_empty() {
+            self.buffer = data;
+        } else {
+            self.buffer.extend_from_slice(&data);
+        }
+    }
+
     /// The next complete tag, if buffered.
     pub fn next_tag(&mut self) -> Result<Option<FlvTag>, FlvError> {
         if !self.header_done {

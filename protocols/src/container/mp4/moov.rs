@@ -94,10 +94,14 @@ pub fn read_init(moov: &[u8]) -> Result<Vec<Track>, Mp4Error> {
         if &trak.kind != b"trak" {
             continue;
         }
-        let tkhd = trak.require(b"tkhd")?;
-        // version/flags, then creation and modification times (32 or 64 bits), then track_ID.
-        let id = if tkhd.body.first() == Some(&1) { tkhd.u32_at(20)? } else { tkhd.u32_at(12)? };
-        if let Some(track) = track_of(&trak, id)? {
+        // A damaged track is left out; the others are still read.
+        let read = || -> Result<Option<Track>, Mp4Error> {
+            let tkhd = trak.require(b"tkhd")?;
+            // version/flags, then creation and modification times (32 or 64 bits), then track_ID.
+            let id = if tkhd.body.first() == Some(&1) { tkhd.u32_at(20)? } else { tkhd.u32_at(12)? };
+            track_of(&trak, id)
+        };
+        if let Ok(Some(track)) = read() {
             tracks.push(track);
         }
     }
