@@ -206,19 +206,10 @@ impl RtmpSession {
                 }
             }
             ServerEvent::PublishRequested { request, app, stream, params } => {
-                let key = match self.key_for(&app, &stream, &params) {
-                    Ok(key) => key,
-                    Err(reason) => return self.refuse(request, None, reason),
-                };
-                let registry = self.registry.clone();
-                let node = self.node.clone();
-                let client = self.id();
-                let claim_key = key.clone();
-                let ip = self.peer.ip();
-                self.params = params.clone();
+                let Some((key, allowed)) = self.admit(request, Action::Publish, &app, &stream, params) else { return };
+                let (registry, client, claim_key) = (self.registry.clone(), self.id(), key.clone());
                 let fut = async move {
-                    let request = access::Request { action: Action::Publish, client, ip: Some(ip), vhost: &claim_key.vhost, app: &claim_key.app, stream: &claim_key.stream, params: &params };
-                    node.access.check(&request).await.map_err(|refused| Refusal::Denied(refused.to_string()))?;
+                    allowed.await?;
                     crate::attach::claim_publish(registry, claim_key, client, "rtmp").await.map_err(Refusal::Busy)
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
@@ -246,19 +237,10 @@ impl RtmpSession {
                 }));
             }
             ServerEvent::PlayRequested { request, app, stream, params } => {
-                let key = match self.key_for(&app, &stream, &params) {
-                    Ok(key) => key,
-                    Err(reason) => return self.refuse(request, None, reason),
-                };
-                let registry = self.registry.clone();
-                let node = self.node.clone();
-                let client = self.id();
-                let find_key = key.clone();
-                let ip = self.peer.ip();
-                self.params = params.clone();
+                let Some((key, allowed)) = self.admit(request, Action::Play, &app, &stream, params) else { return };
+                let (registry, client, find_key) = (self.registry.clone(), self.id(), key.clone());
                 let fut = async move {
-                    let request = access::Request { action: Action::Play, client, ip: Some(ip), vhost: &find_key.vhost, app: &find_key.app, stream: &find_key.stream, params: &params };
-                    node.access.check(&request).await.map_err(|refused| Refusal::Denied(refused.to_string()))?;
+                    allowed.await?;
                     crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
@@ -316,6 +298,25 @@ impl RtmpSession {
                 tracing::warn!(client = self.id(), peer = %self.peer, stream = ?self.stream_key.as_ref().map(|k| k.to_string()), "{text}");
             }
         }
+    }
+
+    /// The first step of a publish or play request: the stream key (a bad one is refused
+    /// here, and `None` returned) and a future that asks the access policy.
+    fn admit(&mut self, request: u32, action: Action, app: &str, stream: &str, params: Vec<(String, String)>) -> Option<(StreamKey, impl std::future::Future<Output = Result<(), Refusal>> + 'static)> {
+        let key = match self.key_for(app, stream, &params) {
+            Ok(key) => key,
+            Err(reason) => {
+                self.refuse(request, None, reason);
+                return None;
+            }
+        };
+        self.params = params.clone();
+        let (node, client, ip, checked) = (self.node.clone(), self.id(), self.peer.ip(), key.clone());
+        let allowed = async move {
+            let request = access::Request { action, client, ip: Some(ip), vhost: &checked.vhost, app: &checked.app, stream: &checked.stream, params: &params };
+            node.access.check(&request).await.map_err(|refused| Refusal::Denied(refused.to_string()))
+        };
+        Some((key, allowed))
     }
 
     fn refuse(&mut self, request: u32, code: Option<&str>, reason: String) {

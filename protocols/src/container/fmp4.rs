@@ -105,20 +105,7 @@ pub fn init_segment(tracks: &[Track]) -> Bytes {
         }
     });
     boxed(&mut out, b"moov", |o| {
-        full_box(o, b"mvhd", 0, 0, |o| {
-            o.put_u32(0);
-            o.put_u32(0);
-            o.put_u32(1000);
-            o.put_u32(0);
-            o.put_u32(0x0001_0000);
-            o.put_u16(0x0100);
-            o.put_slice(&[0; 10]);
-            for m in MATRIX {
-                o.put_u32(m);
-            }
-            o.put_slice(&[0; 24]);
-            o.put_u32(tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1);
-        });
+        write_mvhd(o, 1000, 0, tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1);
         for track in tracks {
             write_trak(o, track);
         }
@@ -296,6 +283,25 @@ pub fn fragment_of(sequence: u32, tracks: &[Track], per_track: &[Vec<std::sync::
         .map(|(track, frames)| TrackFragment { track, frames, next_dts: next_dts(track, &frames[0]) })
         .collect();
     media_segment(sequence, &fragments)
+}
+
+/// A version 0 `mvhd`: no creation or modification time, unit rate and volume, the identity
+/// matrix; shared by the init segments and the progressive files.
+pub(crate) fn write_mvhd(o: &mut BytesMut, timescale: u32, duration: u32, next_track_id: u32) {
+    full_box(o, b"mvhd", 0, 0, |o| {
+        o.put_u32(0);
+        o.put_u32(0);
+        o.put_u32(timescale);
+        o.put_u32(duration);
+        o.put_u32(0x0001_0000);
+        o.put_u16(0x0100);
+        o.put_slice(&[0; 10]);
+        for m in MATRIX {
+            o.put_u32(m);
+        }
+        o.put_slice(&[0; 24]);
+        o.put_u32(next_track_id);
+    });
 }
 
 /// A track's timestamp in its own timescale.

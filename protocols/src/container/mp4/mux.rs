@@ -1,7 +1,7 @@
 //! A progressive MP4 (`ftyp`, `moov`, one `mdat`) laid out over samples stored elsewhere:
 //! the header is built, the media bytes are named by file and offset (see the module docs).
 
-use crate::container::fmp4::{boxed, full_box, write_trak_with, Track, MATRIX};
+use crate::container::fmp4::{boxed, full_box, write_mvhd, write_trak_with, Track};
 use crate::media::TrackKind;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -162,20 +162,7 @@ fn moov(tracks: &[&ProgressiveTrack], positions: &[Vec<u64>], origin: f64, base:
     let mut o = BytesMut::new();
     let movie_duration = tracks.iter().map(|t| track_movie_duration(t, origin)).max().unwrap_or(0);
     boxed(&mut o, b"moov", |o| {
-        full_box(o, b"mvhd", 0, 0, |o| {
-            o.put_u32(0);
-            o.put_u32(0);
-            o.put_u32(MOVIE_TIMESCALE);
-            o.put_u32(movie_duration.min(u32::MAX as u64) as u32);
-            o.put_u32(0x0001_0000);
-            o.put_u16(0x0100);
-            o.put_slice(&[0; 10]);
-            for m in MATRIX {
-                o.put_u32(m);
-            }
-            o.put_slice(&[0; 24]);
-            o.put_u32(tracks.iter().map(|t| t.track.id).max().unwrap_or(0) + 1);
-        });
+        write_mvhd(o, MOVIE_TIMESCALE, movie_duration.min(u32::MAX as u64) as u32, tracks.iter().map(|t| t.track.id).max().unwrap_or(0) + 1);
         for (track, positions) in tracks.iter().zip(positions) {
             trak(o, track, positions, origin, base, wide);
         }
