@@ -1,4 +1,4 @@
-//! Atomic file writes and names.
+//! Atomic file writes and names, and the disposal of an ended stream's live output files.
 
 use std::io::Write;
 use std::path::Path;
@@ -23,4 +23,25 @@ pub fn remove(path: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot delete old segment"),
     }
+}
+
+/// After `after`, removes `files` of the ended live output of `key`, unless a newer muxer of
+/// the stream started meanwhile (`generation` is no longer current); `forget` runs then too
+/// (dropping what was kept for the stream's continuity). A zero `after` keeps the files.
+pub fn dispose_later(node: crate::node::NodeContext, key: estuary_storage::StreamKey, kind: crate::node::outputs::OutputKind, generation: u64, after: std::time::Duration, files: Vec<std::path::PathBuf>, forget: impl FnOnce(&crate::node::Node) + Send + 'static) {
+    if after.is_zero() {
+        return;
+    }
+    actix::spawn(async move {
+        tokio::time::sleep(after).await;
+        if !node.outputs.end_if_current(&key, kind, generation) {
+            return;
+        }
+        forget(&node);
+        let count = files.len();
+        for file in &files {
+            remove(file);
+        }
+        tracing::info!(stream = %key, output = ?kind, files = count, after_s = after.as_secs(), "files of the ended stream removed");
+    });
 }

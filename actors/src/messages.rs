@@ -153,6 +153,18 @@ pub struct RecordPublishEnd {
 #[rtype(result = "Result<Vec<StreamRecord>, crate::storage::StorageFailure>")]
 pub struct ListStreamRecords;
 
+/// Storage: forget ended streams older than `max_age_ms` and the oldest beyond `max_count`.
+#[derive(Message)]
+#[rtype(result = "Result<usize, crate::storage::StorageFailure>")]
+pub struct PruneStreams {
+    /// Now, Unix ms.
+    pub now_ms: i64,
+    /// Oldest end kept.
+    pub max_age_ms: i64,
+    /// Most records kept.
+    pub max_count: usize,
+}
+
 /// Storage: flush to disk.
 #[derive(Message)]
 #[rtype(result = "Result<(), crate::storage::StorageFailure>")]

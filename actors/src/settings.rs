@@ -109,12 +109,14 @@ pub struct SegmentSettings {
     pub fmp4: bool,
     /// A segment larger than this before its closing keyframe is dropped.
     pub max_segment_bytes: usize,
+    /// How long an ended stream's files stay; zero keeps them.
+    pub dispose: Duration,
 }
 
 impl SegmentSettings {
     /// Defaults for `dir`: on, every app, 2 s segments, a window of 6.
     pub fn new(dir: std::path::PathBuf, enabled: bool) -> Self {
-        SegmentSettings { enabled, apps: Vec::new(), dir, fragment: Duration::from_secs(2), window: 6, fmp4: false, max_segment_bytes: 64 << 20 }
+        SegmentSettings { enabled, apps: Vec::new(), dir, fragment: Duration::from_secs(2), window: 6, fmp4: false, max_segment_bytes: 64 << 20, dispose: Duration::from_secs(120) }
     }
 
     /// True when this output is produced for `app`.

@@ -251,6 +251,22 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP, TCP and UDP)");
         }
         node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
+        {
+            // Stream history stays bounded however many names are used.
+            let (storage, max_age_ms, max_count) = (storage.clone(), (config.stream.history_max_age_s * 1000) as i64, config.stream.history_max_count);
+            actix::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+                loop {
+                    every.tick().await;
+                    match storage.ask(estuary_actors::messages::PruneStreams { now_ms: estuary_actors::unix_ms(), max_age_ms, max_count }).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(removed)) => tracing::info!(removed, max_count, max_age_s = max_age_ms / 1000, "ended streams forgotten"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "stream history not pruned"),
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
         for (index, (stream, source)) in config.ingest.sources.iter().enumerate() {
             if let Some((app, name)) = stream.split_once('/') {
                 let spec = estuary_storage::IngestSpec { id: 1_000_000_000 + index as u64, app: app.into(), stream: name.into(), source: source.clone(), looped: true };

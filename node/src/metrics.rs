@@ -96,7 +96,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     f.header("estuary_process_cpu_seconds_total", "counter", "User and system CPU time of the node process.");
     f.sample("estuary_process_cpu_seconds_total", &[], cpu_seconds());
 
-    let live: Vec<_> = streams.iter().filter(|(_, (info, _))| info.as_ref().is_some_and(|i| i.publisher.is_some())).collect();
+    let live: Vec<_> = streams.iter().filter(|(_, m)| m.info.as_ref().is_some_and(|i| i.publisher.is_some())).collect();
     f.header("estuary_streams", "gauge", "Streams with an active publisher.");
     f.sample("estuary_streams", &[], live.len() as f64);
 
@@ -146,7 +146,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         f.sample("estuary_supervisor_restarts_total", &[("worker", &worker)], count as f64);
     }
 
-    let mut ranked: Vec<_> = live.iter().filter_map(|(k, (info, _))| info.as_ref().map(|i| (k, i))).collect();
+    let mut ranked: Vec<_> = live.iter().filter_map(|(k, m)| m.info.as_ref().map(|i| (k, i))).collect();
     ranked.sort_by_key(|(_, i)| std::cmp::Reverse(i.bytes_in + i.bytes_out));
     ranked.truncate(state.max_stream_series);
     type Pick = fn(&estuary_actors::stream::StreamInfo) -> f64;

@@ -157,11 +157,57 @@ impl Store {
         }
         Ok((records, errors))
     }
+
+    /// Forgets streams that ended: those whose last unpublish is older than `max_age_ms`
+    /// before `now_ms`, then the oldest beyond `max_count` (by last activity). A stream that
+    /// is live (published after its last unpublish) is never forgotten. Returns how many went.
+    pub fn prune_streams(&self, now_ms: i64, max_age_ms: i64, max_count: usize) -> Result<usize, StorageError> {
+        let (records, _) = self.list_streams()?;
+        let ended = |r: &StreamRecord| r.last_unpublish_ms.is_some_and(|u| u >= r.last_publish_ms);
+        let mut candidates: Vec<&StreamRecord> = records.iter().filter(|r| ended(r)).collect();
+        // Oldest activity first.
+        candidates.sort_by_key(|r| r.last_unpublish_ms.unwrap_or(r.last_publish_ms));
+        let over = records.len().saturating_sub(max_count);
+        let mut removed = 0;
+        for (index, record) in candidates.iter().enumerate() {
+            let too_old = record.last_unpublish_ms.is_some_and(|u| now_ms - u > max_age_ms);
+            if too_old || index < over {
+                self.streams.remove(record.key.db_key().as_bytes()).map_err(|e| self.sled_err(e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ended_streams_are_forgotten_by_age_and_count_and_live_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = |name: &str, published: i64, unpublished: Option<i64>| {
+            let mut r = StreamRecord::first(StreamKey::new("live", name), published);
+            r.last_unpublish_ms = unpublished;
+            store.put_stream(&r).unwrap();
+        };
+        record("old", 1_000, Some(2_000));
+        record("mid", 50_000, Some(60_000));
+        record("new", 80_000, Some(90_000));
+        record("live", 10_000, None);
+        record("live-again", 95_000, Some(5_000));
+        // "old" ended more than 50 s before now (100 s).
+        assert_eq!(store.prune_streams(100_000, 50_000, 100).unwrap(), 1);
+        // Four left, two allowed: the oldest ended one ("mid") goes, then "new"; the live ones
+        // stay even if that leaves more than the count.
+        assert_eq!(store.prune_streams(100_000, 50_000, 2).unwrap(), 2);
+        let (left, _) = store.list_streams().unwrap();
+        let mut names: Vec<String> = left.iter().map(|r| r.key.stream.clone()).collect();
+        names.sort();
+        assert_eq!(names, vec!["live", "live-again"]);
+    }
 
     #[test]
     fn records_survive_reopen() {

@@ -258,7 +258,7 @@ impl Node {
 
     /// The `/api/v1/streams` entry of `app/stream`.
     pub fn stream_info(&self, app_stream: &str) -> Option<serde_json::Value> {
-        let streams = self.api("/api/v1/streams?count=1000");
+        let streams = self.api("/api/v1/streams?count=1000&all=true");
         streams["streams"].as_array()?.iter().find(|s| s["url"] == format!("/{app_stream}")).cloned()
     }
 

@@ -53,11 +53,14 @@ pub struct DashMuxer {
     retired: VecDeque<String>,
     availability_start_ms: Option<i64>,
     audio_next: Option<i64>,
+    /// This muxer's generation among the stream's DASH muxers (see `node::outputs`).
+    generation: u64,
 }
 
 impl DashMuxer {
     /// A muxer reading `rx`.
     pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
+        let generation = node.outputs.begin(&key, crate::node::outputs::OutputKind::Dash);
         let dir = settings.dir.join(&key.app);
         DashMuxer {
             node,
@@ -75,6 +78,7 @@ impl DashMuxer {
             retired: VecDeque::new(),
             availability_start_ms: None,
             audio_next: None,
+            generation,
             settings,
         }
     }
@@ -315,6 +319,16 @@ impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
         }
         self.write_mpd(true);
         tracing::info!(stream = %self.key, segments = self.number - 1, "DASH ended");
+        let stream = &self.key.stream;
+        let mut files: Vec<PathBuf> = Vec::new();
+        for (track, listed) in self.tracks.iter().zip(&self.listed) {
+            let rep = Self::rep_id(track);
+            files.extend(listed.iter().map(|l| self.dir.join(format!("{stream}-{rep}-{}.m4s", l.entry.start))));
+            files.push(self.dir.join(format!("{stream}-{rep}-init.mp4")));
+        }
+        files.extend(self.retired.iter().map(|name| self.dir.join(name)));
+        files.push(self.dir.join(format!("{stream}.mpd")));
+        crate::files::dispose_later(self.node.clone(), self.key.clone(), crate::node::outputs::OutputKind::Dash, self.generation, self.settings.dispose, files, |_| {});
         ctx.stop();
     }
 }

@@ -80,6 +80,8 @@ pub struct HlsMuxer {
     init_written: bool,
     cutter: Cutter,
     gaps: Gaps,
+    /// This muxer's generation among the stream's HLS muxers (see `node::outputs`).
+    generation: u64,
 }
 
 impl HlsMuxer {
@@ -87,6 +89,7 @@ impl HlsMuxer {
     pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
         let dir = settings.dir.join(&key.app);
         let saved = node.hls.take(&key);
+        let generation = node.outputs.begin(&key, crate::node::outputs::OutputKind::Hls);
         let (playlist, next_sequence, retired, discontinuity, init_version) = match saved {
             Some(saved) => {
                 let mut playlist = saved.playlist;
@@ -111,6 +114,7 @@ impl HlsMuxer {
             init_written: false,
             cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
             gaps,
+            generation,
             settings,
         }
     }
@@ -276,6 +280,10 @@ impl HlsMuxer {
         self.playlist.ended = true;
         self.write_playlist();
         tracing::info!(stream = %self.key, segments = self.next_sequence, "HLS ended");
+        // Everything this stream's HLS has on disk, for its disposal.
+        let mut files: Vec<PathBuf> = self.playlist.segments.iter().map(|s| s.uri.clone()).chain(self.retired.iter().cloned()).map(|name| self.dir.join(name)).collect();
+        files.extend((0..=self.init_version).map(|v| self.dir.join(format!("{}-init-{v}.mp4", self.key.stream))));
+        files.push(self.playlist_path());
         let saved = Saved {
             playlist: std::mem::take(&mut self.playlist),
             next_sequence: self.next_sequence,
@@ -283,6 +291,11 @@ impl HlsMuxer {
             init_version: self.init_version,
         };
         self.node.hls.keep(self.key.clone(), saved);
+        let key = self.key.clone();
+        crate::files::dispose_later(self.node.clone(), self.key.clone(), crate::node::outputs::OutputKind::Hls, self.generation, self.settings.dispose, files, move |node| {
+            // A stream published after the disposal starts a new playlist.
+            node.hls.take(&key);
+        });
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod bounded;
 pub mod clients;
+pub mod outputs;
 pub mod stats;
 pub mod supervision;
 pub mod worker_table;
@@ -64,6 +65,8 @@ pub struct Node {
     pub dvr: crate::dvr::DvrRuntime,
     /// HLS playlists of ended publishes, kept so the next publish continues them.
     pub hls: crate::hls::HlsHistory,
+    /// Which HLS/DASH muxer of each stream is current (for disposing of ended outputs).
+    pub outputs: outputs::OutputGenerations,
     /// Transcoders.
     pub transcoders: crate::transcode::Transcoders,
     /// Forwarders.
@@ -103,6 +106,7 @@ impl Node {
             stats,
             dvr: Default::default(),
             hls: Default::default(),
+            outputs: Default::default(),
             transcoders: Default::default(),
             forwards: crate::forward::Forwards::new(options.forward_tls_ca_file),
             ingests: Default::default(),

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /api/v1/versions` | version |
 //! | `GET /api/v1/summaries` | uptime, memory, CPU, network totals, clients |
-//! | `GET /api/v1/streams[?start=&count=]`, `GET /api/v1/streams/{id}` | live and remembered streams |
+//! | `GET /api/v1/streams[?start=&count=&all=true]`, `GET /api/v1/streams/{id}` | live streams; with `all=true` also the remembered (ended) ones |
 //! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
 //! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
 //! | `GET /api/v1/supervisors` | restart counts |
@@ -206,6 +206,8 @@ async fn summaries(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
 struct Page {
     start: Option<usize>,
     count: Option<usize>,
+    /// Streams: also those that ended (remembered in storage).
+    all: Option<bool>,
 }
 
 impl Page {

@@ -1,5 +1,5 @@
-//! `GET /api/v1/streams[?start=&count=]`, `GET /api/v1/streams/{id}`: live streams merged with
-//! what storage remembers of them.
+//! `GET /api/v1/streams[?start=&count=&all=true]`, `GET /api/v1/streams/{id}`: live streams
+//! merged with what storage remembers of them (ended ones only with `all=true`, or by id).
 
 use super::*;
 
@@ -39,7 +39,16 @@ pub(super) fn audio_json(audio: &Option<estuary_storage::AudioInfo>) -> Value {
     }
 }
 
-pub(super) type Merged = (Option<StreamInfo>, Option<StreamRecord>);
+/// A stream as the API lists it.
+#[derive(Default)]
+pub struct Merged {
+    /// A stream actor exists (publishing, in its grace period, or holding waiting players).
+    pub live: bool,
+    /// Its live state, when it answered in time.
+    pub info: Option<StreamInfo>,
+    /// What storage remembers of it.
+    pub record: Option<StreamRecord>,
+}
 
 /// How long the API waits for one stream actor's state.
 const STREAM_INFO_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -69,16 +78,18 @@ pub async fn all_streams(state: &AppState) -> Result<BTreeMap<(String, String, S
     };
     let mut by_key: BTreeMap<(String, String, String), Merged> = BTreeMap::new();
     for ((key, _), info) in live.iter().zip(infos) {
-        by_key.entry((key.vhost.clone(), key.app.clone(), key.stream.clone())).or_default().0 = info;
+        let entry = by_key.entry((key.vhost.clone(), key.app.clone(), key.stream.clone())).or_default();
+        entry.live = true;
+        entry.info = info;
     }
     for record in records {
         let k = record.key.clone();
-        by_key.entry((k.vhost, k.app, k.stream)).or_default().1 = Some(record);
+        by_key.entry((k.vhost, k.app, k.stream)).or_default().record = Some(record);
     }
     Ok(by_key)
 }
 
-pub(super) fn stream_json(node: &estuary_actors::node::Node, (vhost, app, stream): &(String, String, String), (info, record): &Merged) -> Value {
+pub(super) fn stream_json(node: &estuary_actors::node::Node, (vhost, app, stream): &(String, String, String), Merged { info, record, .. }: &Merged) -> Value {
     let active = info.as_ref().is_some_and(|i| i.publisher.is_some());
     let video = info.as_ref().and_then(|i| i.video.clone()).or_else(|| record.as_ref().and_then(|r| r.video.clone()));
     let audio = info.as_ref().and_then(|i| i.audio.clone()).or_else(|| record.as_ref().and_then(|r| r.audio.clone()));
@@ -129,8 +140,10 @@ pub(super) async fn streams(_: Authorized, state: web::Data<AppState>, page: web
         Ok(all) => all,
         Err(response) => return response,
     };
-    let list: Vec<Value> = all.iter().skip(start).take(count).map(|(k, m)| stream_json(&state.node, k, m)).collect();
-    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": all.len(), "streams": list }))
+    // Live streams by default; with `?all=true` also the ones storage remembers.
+    let listed: Vec<_> = all.iter().filter(|(_, m)| m.live || page.all == Some(true)).collect();
+    let list: Vec<Value> = listed.iter().skip(start).take(count).map(|(k, m)| stream_json(&state.node, k, m)).collect();
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "total": listed.len(), "streams": list }))
 }
 
 pub(super) async fn stream_by_id(_: Authorized, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {

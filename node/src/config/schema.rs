@@ -108,6 +108,7 @@ pub struct HlsSection {
     pub window: usize,
     pub fmp4: bool,
     pub max_segment_bytes: usize,
+    pub dispose_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,11 +119,12 @@ pub struct DashSection {
     pub fragment_ms: u64,
     pub window: usize,
     pub max_segment_bytes: usize,
+    pub dispose_s: u64,
 }
 
 impl Default for HlsSection {
     fn default() -> Self {
-        HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false, max_segment_bytes: 64 << 20 }
+        HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false, max_segment_bytes: 64 << 20, dispose_s: 120 }
     }
 }
 
@@ -272,7 +274,7 @@ impl Default for DvrSection {
 
 impl Default for DashSection {
     fn default() -> Self {
-        DashSection { enabled: false, apps: Vec::new(), fragment_ms: 2000, window: 6, max_segment_bytes: 64 << 20 }
+        DashSection { enabled: false, apps: Vec::new(), fragment_ms: 2000, window: 6, max_segment_bytes: 64 << 20, dispose_s: 120 }
     }
 }
 
@@ -368,6 +370,8 @@ pub struct StreamSection {
     pub output_queue_frames: usize,
     pub slow_player_timeout_ms: u64,
     pub write_merge_ms: u64,
+    pub history_max_age_s: u64,
+    pub history_max_count: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -419,6 +423,8 @@ impl Default for StreamSection {
             output_queue_frames: 1024,
             slow_player_timeout_ms: 10_000,
             write_merge_ms: 50,
+            history_max_age_s: 30 * 86_400,
+            history_max_count: 10_000,
         }
     }
 }

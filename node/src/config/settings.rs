@@ -157,6 +157,7 @@ impl Config {
             window: self.hls.window,
             fmp4: self.hls.fmp4,
             max_segment_bytes: self.hls.max_segment_bytes,
+            dispose: Duration::from_secs(self.hls.dispose_s),
         };
         let dash = SegmentSettings {
             enabled: self.dash.enabled,
@@ -166,6 +167,7 @@ impl Config {
             window: self.dash.window,
             fmp4: true,
             max_segment_bytes: self.dash.max_segment_bytes,
+            dispose: Duration::from_secs(self.dash.dispose_s),
         };
         estuary_actors::settings::StreamSettings {
             hls: std::sync::Arc::new(hls),

@@ -59,6 +59,10 @@ impl Config {
         range("hls.max_segment_bytes", self.hls.max_segment_bytes as u64, 1 << 20, 1 << 32)?;
         range("dash.max_segment_bytes", self.dash.max_segment_bytes as u64, 1 << 20, 1 << 32)?;
         range("stream.player_queue_frames", self.stream.player_queue_frames, 16, 100_000)?;
+        range("hls.dispose_s", self.hls.dispose_s, 0, 7 * 86_400)?;
+        range("dash.dispose_s", self.dash.dispose_s, 0, 7 * 86_400)?;
+        range("stream.history_max_age_s", self.stream.history_max_age_s, 60, 10 * 365 * 86_400)?;
+        range("stream.history_max_count", self.stream.history_max_count, 1, 10_000_000)?;
         range("stream.publish_queue_frames", self.stream.publish_queue_frames, 16, 100_000)?;
         range("stream.output_queue_frames", self.stream.output_queue_frames, 16, 100_000)?;
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
