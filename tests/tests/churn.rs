@@ -1,5 +1,5 @@
 //! Stream churn, as platforms make it (a new stream name per broadcast): hundreds of short
-//! publishes, some watched over HLS. After the dispose time nothing of the ended streams is
+//! publishes, some watched over HLS (playlist requests, and ffprobe on every hundredth). After the dispose time nothing of the ended streams is
 //! left: no HLS or DASH files, nothing in the default stream list, no `/metrics` series, and
 //! a bounded stream history in sled. A stream back within the dispose time continues its
 //! playlist; one back after it starts afresh.
@@ -85,6 +85,8 @@ fn ended_streams_leave_no_files_no_list_entries_no_series_and_a_bounded_history(
     let data = node.dir.join("estuary-data");
     let (hls, dash, db) = (data.join("hls"), data.join("dash"), data.join("db"));
     let rss_start = node.rss_kb();
+    let fds = |node: &Node| std::fs::read_dir(format!("/proc/{}/fd", node.pid())).map(|d| d.count()).unwrap_or(0);
+    let fds_start = fds(&node);
 
     // Four publishers at a time; every 25th stream is watched: its playlist and a segment
     // are fetched while it exists.
@@ -101,6 +103,11 @@ fn ended_streams_leave_no_files_no_list_entries_no_series_and_a_bounded_history(
             if wait_until(Duration::from_secs(10), || media_sequence(&node, &name).is_some()) {
                 watched += 1;
             }
+            // Every 100th is also opened by a real HLS client.
+            if i % 100 == 0 {
+                let streams = estuary_tests::ffmpeg::probe_streams(&format!("http://127.0.0.1:{}/live/{name}.m3u8", node.ports.http));
+                assert!(estuary_tests::ffmpeg::stream_of(&streams, "video").is_some(), "ffprobe found no video in {name}'s HLS: {streams:?}");
+            }
         }
         if batch.contains(&99) {
             std::thread::sleep(Duration::from_secs(1));
@@ -109,6 +116,7 @@ fn ended_streams_leave_no_files_no_list_entries_no_series_and_a_bounded_history(
     }
     assert_eq!(watched, streams.div_ceil(25), "HLS was not produced for every watched stream");
     let files_at_end = files(&hls).len() + files(&dash).len();
+    let disk_at_end = bytes_under(&hls) + bytes_under(&dash);
     assert!(files_at_end > 0, "no HLS or DASH files were written");
 
     // Dispose time (4 s) after the last stream ended (grace 0.5 s): nothing left.
@@ -124,7 +132,11 @@ fn ended_streams_leave_no_files_no_list_entries_no_series_and_a_bounded_history(
     assert!(wait_until(Duration::from_secs(30), || node.api("/api/v1/streams?count=1000&all=true")["total"].as_u64().is_some_and(|t| t <= 50)), "stream history not pruned to 50");
     let sled_end = bytes_under(&db);
     let rss_end = node.rss_kb();
-    eprintln!("{streams} streams: RSS {rss_start} -> {rss_end} KiB; sled {sled_after_100} B after 100 streams, {sled_end} B at the end; {files_at_end} live files at the end of publishing");
+    eprintln!(
+        "{streams} streams: RSS {rss_start} -> {rss_end} KiB; open files {fds_start} -> {}; sled {sled_after_100} B after 100 streams, {sled_end} B at the end; HLS+DASH {files_at_end} files, {disk_at_end} B when publishing ended, {} files after the dispose time",
+        fds(&node),
+        files(&hls).len() + files(&dash).len()
+    );
     assert!(sled_end <= sled_after_100 + 8 * 1024 * 1024, "sled grew from {sled_after_100} to {sled_end} bytes");
 
     // Back after the dispose time: a new playlist (sequence from 0, no discontinuity).
