@@ -25,23 +25,31 @@ pub fn remove(path: &Path) {
     }
 }
 
-/// After `after`, removes `files` of the ended live output of `key`, unless a newer muxer of
-/// the stream started meanwhile (`generation` is no longer current); `forget` runs then too
-/// (dropping what was kept for the stream's continuity). A zero `after` keeps the files.
+/// The live output (`kind`) of `key`, muxer `generation`, ended leaving `files`: after
+/// `after` they are removed, unless a newer muxer of the stream started meanwhile (it takes
+/// them over); `forget` runs with the removal (dropping what was kept for the stream's
+/// continuity). A zero `after` keeps the files. Files of a muxer that ended after a newer one
+/// started are left alone (the newer one may be writing the same names).
 pub fn dispose_later(node: crate::node::NodeContext, key: estuary_storage::StreamKey, kind: crate::node::outputs::OutputKind, generation: u64, after: std::time::Duration, files: Vec<std::path::PathBuf>, forget: impl FnOnce(&crate::node::Node) + Send + 'static) {
+    if node.outputs.ended(&key, kind, generation, files, !after.is_zero()).is_some() {
+        tracing::debug!(stream = %key, output = ?kind, "a newer muxer of this stream runs; its files stay");
+        return;
+    }
     if after.is_zero() {
         return;
     }
     actix::spawn(async move {
         tokio::time::sleep(after).await;
-        if !node.outputs.end_if_current(&key, kind, generation) {
-            return;
-        }
+        let Some(files) = node.outputs.dispose(&key, kind, generation) else { return };
         forget(&node);
-        let count = files.len();
-        for file in &files {
-            remove(file);
-        }
-        tracing::info!(stream = %key, output = ?kind, files = count, after_s = after.as_secs(), "files of the ended stream removed");
+        remove_all(&files);
+        tracing::info!(stream = %key, output = ?kind, files = files.len(), after_s = after.as_secs(), "files of the ended stream removed");
     });
+}
+
+/// Removes `files` (already gone is fine).
+pub fn remove_all(files: &[std::path::PathBuf]) {
+    for file in files {
+        remove(file);
+    }
 }

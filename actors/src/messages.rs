@@ -163,6 +163,8 @@ pub struct PruneStreams {
     pub max_age_ms: i64,
     /// Most records kept.
     pub max_count: usize,
+    /// Streams live now (never forgotten).
+    pub live: std::collections::HashSet<StreamKey>,
 }
 
 /// Storage: flush to disk.

@@ -253,12 +253,14 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
         {
             // Stream history stays bounded however many names are used.
-            let (storage, max_age_ms, max_count) = (storage.clone(), (config.stream.history_max_age_s * 1000) as i64, config.stream.history_max_count);
+            let (storage, registry, max_age_ms, max_count) = (storage.clone(), registry.clone(), (config.stream.history_max_age_s * 1000) as i64, config.stream.history_max_count);
             actix::spawn(async move {
                 let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
                 loop {
                     every.tick().await;
-                    match storage.ask(estuary_actors::messages::PruneStreams { now_ms: estuary_actors::unix_ms(), max_age_ms, max_count }).await {
+                    let Ok(live) = registry.send(estuary_actors::messages::ListStreams).await else { continue };
+                    let live = live.into_iter().map(|(key, _)| key).collect();
+                    match storage.ask(estuary_actors::messages::PruneStreams { now_ms: estuary_actors::unix_ms(), max_age_ms, max_count, live }).await {
                         Ok(Ok(0)) => {}
                         Ok(Ok(removed)) => tracing::info!(removed, max_count, max_age_s = max_age_ms / 1000, "ended streams forgotten"),
                         Ok(Err(e)) => tracing::warn!(error = %e, "stream history not pruned"),

@@ -158,19 +158,20 @@ impl Store {
         Ok((records, errors))
     }
 
-    /// Forgets streams that ended: those whose last unpublish is older than `max_age_ms`
-    /// before `now_ms`, then the oldest beyond `max_count` (by last activity). A stream that
-    /// is live (published after its last unpublish) is never forgotten. Returns how many went.
-    pub fn prune_streams(&self, now_ms: i64, max_age_ms: i64, max_count: usize) -> Result<usize, StorageError> {
+    /// Forgets streams that are not live (`is_live` says which are): those whose last
+    /// activity is older than `max_age_ms` before `now_ms`, then the oldest beyond `max_count`.
+    /// A stream's last activity is its last unpublish, or its last publish when no unpublish
+    /// was recorded after it (a node killed mid-publish). Returns how many went.
+    pub fn prune_streams(&self, now_ms: i64, max_age_ms: i64, max_count: usize, is_live: impl Fn(&StreamKey) -> bool) -> Result<usize, StorageError> {
         let (records, _) = self.list_streams()?;
-        let ended = |r: &StreamRecord| r.last_unpublish_ms.is_some_and(|u| u >= r.last_publish_ms);
-        let mut candidates: Vec<&StreamRecord> = records.iter().filter(|r| ended(r)).collect();
+        let last_activity = |r: &StreamRecord| r.last_unpublish_ms.unwrap_or(r.last_publish_ms).max(r.last_publish_ms);
+        let mut candidates: Vec<&StreamRecord> = records.iter().filter(|r| !is_live(&r.key)).collect();
         // Oldest activity first.
-        candidates.sort_by_key(|r| r.last_unpublish_ms.unwrap_or(r.last_publish_ms));
+        candidates.sort_by_key(|r| last_activity(r));
         let over = records.len().saturating_sub(max_count);
         let mut removed = 0;
         for (index, record) in candidates.iter().enumerate() {
-            let too_old = record.last_unpublish_ms.is_some_and(|u| now_ms - u > max_age_ms);
+            let too_old = now_ms - last_activity(record) > max_age_ms;
             if too_old || index < over {
                 self.streams.remove(record.key.db_key().as_bytes()).map_err(|e| self.sled_err(e))?;
                 removed += 1;
@@ -198,11 +199,14 @@ mod tests {
         record("new", 80_000, Some(90_000));
         record("live", 10_000, None);
         record("live-again", 95_000, Some(5_000));
-        // "old" ended more than 50 s before now (100 s).
-        assert_eq!(store.prune_streams(100_000, 50_000, 100).unwrap(), 1);
-        // Four left, two allowed: the oldest ended one ("mid") goes, then "new"; the live ones
-        // stay even if that leaves more than the count.
-        assert_eq!(store.prune_streams(100_000, 50_000, 2).unwrap(), 2);
+        // Published at 30 s, never unpublished, not live: a node killed mid-publish left it.
+        record("stuck", 30_000, None);
+        let live = |key: &StreamKey| key.stream.starts_with("live");
+        // "old" ended, and "stuck" was last active, more than 50 s before now (100 s).
+        assert_eq!(store.prune_streams(100_000, 50_000, 100, live).unwrap(), 2);
+        // Four left, two allowed: the oldest not-live ones ("mid", then "new") go; the live
+        // ones stay even if that leaves more than the count.
+        assert_eq!(store.prune_streams(100_000, 50_000, 2, live).unwrap(), 2);
         let (left, _) = store.list_streams().unwrap();
         let mut names: Vec<String> = left.iter().map(|r| r.key.stream.clone()).collect();
         names.sort();

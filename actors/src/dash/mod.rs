@@ -60,7 +60,10 @@ pub struct DashMuxer {
 impl DashMuxer {
     /// A muxer reading `rx`.
     pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
-        let generation = node.outputs.begin(&key, crate::node::outputs::OutputKind::Dash);
+        let (generation, left) = node.outputs.begin(&key, crate::node::outputs::OutputKind::Dash);
+        // A new publish starts a new MPD: what the last one left goes now, before any name is
+        // reused.
+        crate::files::remove_all(&left);
         let dir = settings.dir.join(&key.app);
         DashMuxer {
             node,
@@ -166,6 +169,12 @@ impl DashMuxer {
             write_atomic(&self.dir.join(name), &fmp4::init_segment(std::slice::from_ref(track)))?;
         }
         if self.listed.len() != tracks.len() {
+            // A track came (or went): the segments listed so far leave with the old timeline,
+            // retired so they are still deleted.
+            for (old, listed) in self.tracks.iter().zip(&self.listed) {
+                let rep = Self::rep_id(old);
+                self.retired.extend(listed.iter().map(|l| format!("{}-{rep}-{}.m4s", self.key.stream, l.entry.start)));
+            }
             self.listed = tracks.iter().map(|_| VecDeque::new()).collect();
         }
         self.tracks = tracks;
@@ -314,10 +323,16 @@ impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        if let Some(cut) = self.cutter.flush() {
-            self.close_segment(cut);
+        // The last segment and the final MPD; a panic there still lets the files be disposed of.
+        let ended = crate::node::supervision::catch(|| {
+            if let Some(cut) = self.cutter.flush() {
+                self.close_segment(cut);
+            }
+            self.write_mpd(true);
+        });
+        if let Err(panic) = ended {
+            self.node.restarts.panicked("dash", &format_args!("DASH of {} (end)", self.key), &panic);
         }
-        self.write_mpd(true);
         tracing::info!(stream = %self.key, segments = self.number - 1, "DASH ended");
         let stream = &self.key.stream;
         let mut files: Vec<PathBuf> = Vec::new();

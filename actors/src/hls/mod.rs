@@ -89,7 +89,12 @@ impl HlsMuxer {
     pub fn new(node: NodeContext, key: StreamKey, settings: Arc<SegmentSettings>, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps) -> Self {
         let dir = settings.dir.join(&key.app);
         let saved = node.hls.take(&key);
-        let generation = node.outputs.begin(&key, crate::node::outputs::OutputKind::Hls);
+        let (generation, left) = node.outputs.begin(&key, crate::node::outputs::OutputKind::Hls);
+        if saved.is_none() {
+            // Files an ended publish left without a playlist to continue (its history was
+            // evicted): this one starts afresh, so they go now, before any name is reused.
+            crate::files::remove_all(&left);
+        }
         let (playlist, next_sequence, retired, discontinuity, init_version) = match saved {
             Some(saved) => {
                 let mut playlist = saved.playlist;
@@ -345,7 +350,9 @@ impl StreamHandler<Arc<MediaFrame>> for HlsMuxer {
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        self.finish();
+        if let Err(panic) = crate::node::supervision::catch(|| self.finish()) {
+            self.node.restarts.panicked("hls", &format_args!("HLS of {} (end)", self.key), &panic);
+        }
         ctx.stop();
     }
 }

@@ -92,7 +92,7 @@ impl Handler<PruneStreams> for StorageActor {
     type Result = Result<usize, StorageFailure>;
 
     fn handle(&mut self, msg: PruneStreams, _: &mut Self::Context) -> Self::Result {
-        self.guarded("PruneStreams", |s| s.store.prune_streams(msg.now_ms, msg.max_age_ms, msg.max_count).map_err(StorageFailure::from))
+        self.guarded("PruneStreams", |s| s.store.prune_streams(msg.now_ms, msg.max_age_ms, msg.max_count, |key| msg.live.contains(key)).map_err(StorageFailure::from))
     }
 }
 

@@ -206,7 +206,7 @@ async fn summaries(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
 struct Page {
     start: Option<usize>,
     count: Option<usize>,
-    /// Streams: also those that ended (remembered in storage).
+    /// Streams: also those that ended (remembered in storage); `true` or `false`.
     all: Option<bool>,
 }
 
