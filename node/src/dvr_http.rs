@@ -2,10 +2,11 @@
 //!
 //! | URL | what |
 //! |---|---|
-//! | `/dvr/<app>/<stream>.mp4?start=&end=` | one progressive MP4 over the range (RFC 3339 or Unix ms; either may be left out) |
+//! | `/dvr/<app>/<stream>.mp4?start=&end=` | one progressive MP4 over the range (RFC 3339, Unix ms or `now`; either may be left out), up to the last durable fragment of the file being written |
+//! | `/dvr/<app>/<stream>.m3u8?start=&end=` | the rewind playlist: HLS over the recorded fragments from `start`, growing while the stream is recorded (see `estuary_actors::dvr::rewind`) |
 //! | `/dvr/files/<path>` | a recording file as written (path as listed by the recordings API) |
 //!
-//! Both support `HEAD`, `Range: bytes=...` (one range; 206 with exactly those bytes, 416 past
+//! The MP4 and the files support `HEAD`, `Range: bytes=...` (one range; 206 with exactly those bytes, 416 past
 //! the end) and `ETag`/`If-None-Match`. The MP4 is never assembled in memory: its header is
 //! built from the index, and media bytes are read from the segment files by offset as the
 //! response is written.
@@ -27,8 +28,8 @@ const READ_CHUNK: u64 = 256 * 1024;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/dvr/files/{tail:.*}", web::get().to(download))
         .route("/dvr/files/{tail:.*}", web::head().to(download))
-        .route("/dvr/{app}/{file}", web::get().to(range_mp4))
-        .route("/dvr/{app}/{file}", web::head().to(range_mp4));
+        .route("/dvr/{app}/{file}", web::get().to(range))
+        .route("/dvr/{app}/{file}", web::head().to(range));
 }
 
 fn body_stream(layout: Arc<Layout>, from: u64, to: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
@@ -106,36 +107,73 @@ fn bad(status: actix_web::http::StatusCode, text: String) -> HttpResponse {
     HttpResponse::build(status).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(text + "\n")
 }
 
-async fn range_mp4(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+/// A range request's stream, query and times, checked (names, times, play rules).
+struct DvrQuery {
+    key: StreamKey,
+    query: String,
+    start: Option<i64>,
+    end: Option<i64>,
+}
+
+fn check_range(state: &AppState, req: &HttpRequest, app: &str, stream: &str) -> Result<DvrQuery, HttpResponse> {
     use actix_web::http::StatusCode;
-    let (app, file) = path.into_inner();
-    let Some(stream) = file.strip_suffix(".mp4") else {
-        return bad(StatusCode::NOT_FOUND, format!("{file}: DVR ranges are served as <stream>.mp4"));
-    };
-    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(stream)) {
-        return bad(StatusCode::BAD_REQUEST, format!("invalid app or stream name: {reason}"));
+    if let Err(reason) = estuary_protocols::naming::check_app(app).and_then(|()| estuary_protocols::naming::check_stream(stream)) {
+        return Err(bad(StatusCode::BAD_REQUEST, format!("invalid app or stream name: {reason}")));
     }
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
     let time = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| estuary_actors::dvr::parse_time(v)).transpose();
     let (start, end) = match (time("start"), time("end")) {
-        (Ok(s), Ok(e)) => (s.unwrap_or(i64::MIN / 4), e.unwrap_or(i64::MAX / 4)),
-        (Err(e), _) => return bad(StatusCode::BAD_REQUEST, format!("start: {e}")),
-        (_, Err(e)) => return bad(StatusCode::BAD_REQUEST, format!("end: {e}")),
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) => return Err(bad(StatusCode::BAD_REQUEST, format!("start: {e}"))),
+        (_, Err(e)) => return Err(bad(StatusCode::BAD_REQUEST, format!("end: {e}"))),
     };
-    if end <= start {
-        return bad(StatusCode::BAD_REQUEST, format!("end ({end}) must be after start ({start})"));
+    if let (Some(start), Some(end)) = (start, end) {
+        if end <= start {
+            return Err(bad(StatusCode::BAD_REQUEST, format!("end ({end}) must be after start ({start})")));
+        }
     }
-    let key = StreamKey::new(&app, stream);
+    let key = StreamKey::new(app, stream);
     let ip = req.peer_addr().map(|a| a.ip());
     let request = estuary_actors::access::Request { action: Action::Play, client: 0, ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
     if let Err(reason) = state.node.access.check_rules(&request) {
-        return bad(StatusCode::FORBIDDEN, reason.to_string());
+        return Err(bad(StatusCode::FORBIDDEN, reason.to_string()));
     }
-    let plan = match playback::plan(&state.storage, &state.dvr.dir, &key, start, end).await {
+    // What the segment URLs of a rewind playlist carry on (a token, say): the query without
+    // the times.
+    let query = req.query_string().split('&').filter(|p| !p.is_empty() && !p.starts_with("start=") && !p.starts_with("end=")).collect::<Vec<_>>().join("&");
+    Ok(DvrQuery { key, query, start, end })
+}
+
+fn playback_error(e: PlaybackError) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match e {
+        e @ (PlaybackError::UnknownStream(_) | PlaybackError::NothingInRange { .. }) => bad(StatusCode::NOT_FOUND, e.to_string()),
+        e @ PlaybackError::NotMp4 => bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+        e @ PlaybackError::Storage(_) => bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn range(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let (app, file) = path.into_inner();
+    if let Some(stream) = file.strip_suffix(".m3u8") {
+        return match check_range(&state, &req, &app, stream) {
+            Ok(request) => rewind(&state, request).await,
+            Err(response) => response,
+        };
+    }
+    let Some(stream) = file.strip_suffix(".mp4") else {
+        return bad(StatusCode::NOT_FOUND, format!("{file}: DVR ranges are served as <stream>.mp4, rewind playlists as <stream>.m3u8"));
+    };
+    let request = match check_range(&state, &req, &app, stream) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let (key, start, end) = (request.key, request.start.unwrap_or(i64::MIN / 4), request.end.unwrap_or(i64::MAX / 4));
+    let open = state.node.dvr.open_recordings(&key).await;
+    let plan = match playback::plan(&state.storage, &state.dvr.dir, &key, start, end, &open).await {
         Ok(plan) => plan,
-        Err(e @ (PlaybackError::UnknownStream(_) | PlaybackError::NothingInRange { .. })) => return bad(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ PlaybackError::NotMp4) => return bad(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
-        Err(e @ PlaybackError::Storage(_)) => return bad(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => return playback_error(e),
     };
     let mut extra = vec![("X-Estuary-Duration-Ms", plan.progressive.duration_ms.to_string()), ("X-Estuary-Segments", plan.recordings.len().to_string())];
     if let Some(cut) = plan.cut_at_ms {
@@ -143,6 +181,71 @@ async fn range_mp4(state: web::Data<AppState>, req: HttpRequest, path: web::Path
     }
     let layout = Layout::new(plan.progressive.header, plan.progressive.pieces, plan.files);
     respond(&req, layout, &plan.etag, "video/mp4", &extra)
+}
+
+/// Length of an MP4 file's init segment (`ftyp` + `moov`), read from its box headers.
+async fn init_len(path: &std::path::Path) -> std::io::Result<u64> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut at = 0u64;
+    for expected in [b"ftyp", b"moov"] {
+        let mut header = [0u8; 8];
+        file.seek(std::io::SeekFrom::Start(at)).await?;
+        file.read_exact(&mut header).await?;
+        let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as u64;
+        if &header[4..8] != expected || size < 8 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("expected a {} box at byte {at}", String::from_utf8_lossy(expected))));
+        }
+        at += size;
+    }
+    Ok(at)
+}
+
+/// The rewind playlist (see [`estuary_actors::dvr::rewind`]).
+async fn rewind(state: &AppState, request: DvrQuery) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    use estuary_actors::dvr::rewind;
+    let key = &request.key;
+    let open = state.node.dvr.open_recordings(key).await;
+    let recordings = match playback::playable(&state.storage, key, &open).await {
+        Ok(list) => list,
+        Err(e) => return playback_error(e),
+    };
+    let start = request.start.unwrap_or_else(|| recordings.first().map(|r| r.start_ms).unwrap_or(0));
+    let end = request.end.unwrap_or(i64::MAX / 4);
+    let selected: Vec<_> = recordings.into_iter().filter(|r| r.format == "mp4" && r.end_ms > start && r.start_ms < end).collect();
+    if selected.is_empty() {
+        return playback_error(PlaybackError::NothingInRange { stream: key.to_string(), start_ms: start, end_ms: end });
+    }
+    let mut loaded = Vec::new();
+    for recording in selected {
+        let samples = match playback::samples_of(&state.storage, &recording, &open).await {
+            Ok(Some(samples)) => samples,
+            Ok(None) => continue,
+            Err(e) => return playback_error(e),
+        };
+        let init = match init_len(&state.dvr.dir.join(&recording.path)).await {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::warn!(stream = %key, file = %recording.path, error = %e, "recording left out of the rewind playlist: its init segment cannot be read");
+                continue;
+            }
+        };
+        let in_progress = recording.state == estuary_storage::RecordingState::Recording;
+        loaded.push((recording, samples, init, in_progress));
+    }
+    let sources: Vec<rewind::Source> = loaded.iter().map(|(recording, samples, init_len, in_progress)| rewind::Source { recording, samples, init_len: *init_len, in_progress: *in_progress }).collect();
+    // Open while the stream is recorded and the range reaches the present.
+    let live = request.end.is_none() && state.node.dvr.writer_of(key).is_some();
+    let query = if request.query.is_empty() { String::new() } else { format!("?{}", request.query) };
+    let text = rewind::playlist(&sources, start, end, live, |r| format!("../files/{}{query}", r.path));
+    if !text.contains("#EXTINF") && !live {
+        return bad(StatusCode::NOT_FOUND, format!("no recorded fragments of {key} from {start}"));
+    }
+    HttpResponse::Ok()
+        .content_type("application/vnd.apple.mpegurl")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(text)
 }
 
 async fn download(state: web::Data<AppState>, req: HttpRequest, tail: web::Path<String>) -> HttpResponse {

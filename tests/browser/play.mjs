@@ -24,7 +24,13 @@ try {
   await page.waitForFunction(() => document.getElementById('video').currentTime > 0, null, { timeout: 60_000, polling: 100 });
   const started = await page.evaluate(() => document.getElementById('video').currentTime);
   await page.waitForFunction((target) => document.getElementById('video').currentTime > target, started + Number(seconds), { timeout: 60_000, polling: 250 });
-  const state = await page.evaluate(() => ({ currentTime: document.getElementById('video').currentTime, width: document.getElementById('video').videoWidth, height: document.getElementById('video').videoHeight, events: window.events }));
+  const state = await page.evaluate(() => {
+    const v = document.getElementById('video');
+    // Where the player could seek: a rewind playlist starts near the beginning of it, a live
+    // one near its end.
+    const seekable = v.seekable.length ? [v.seekable.start(0), v.seekable.end(v.seekable.length - 1)] : null;
+    return { currentTime: v.currentTime, width: v.videoWidth, height: v.videoHeight, seekable, events: window.events };
+  });
   console.log(JSON.stringify({ kind, started, advanced: state.currentTime - started, ...state }));
 } catch (error) {
   code = 1;

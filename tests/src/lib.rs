@@ -5,6 +5,7 @@
 //! node shared by all tests of a file (kept in a `static`) goes away with the test process.
 
 pub mod aiortc;
+pub mod browser;
 pub mod ffmpeg;
 pub mod gb_camera;
 pub mod gb_device;

@@ -2,26 +2,10 @@
 //! dash.js, driven by playwright-core (`tests/browser/play.mjs`). Passing means the video's
 //! currentTime advanced 5 s past where playback started, with no player errors.
 
-use estuary_tests::ffmpeg::{publish, run, Source};
+use estuary_tests::browser::play;
+use estuary_tests::ffmpeg::{publish, Source};
 use estuary_tests::{http, wait_until, Node, Scratch};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
-
-fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-fn play(kind: &str, url: &str) -> serde_json::Value {
-    let dir = browser_dir();
-    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
-    let mut command = Command::new("node");
-    command.arg(dir.join("play.mjs")).args([kind, url, "5"]);
-    let output = run(command, Duration::from_secs(150));
-    assert!(output.success(), "{kind} playback in Chromium failed:\n{}\n{}", output.stdout, output.stderr);
-    let line = output.stdout.lines().last().unwrap_or_default().to_string();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
-}
 
 #[test]
 fn chromium_plays_hls_and_dash() {
@@ -36,7 +20,7 @@ fn chromium_plays_hls_and_dash() {
 
     for (kind, path) in [("hls", "live/browser.m3u8"), ("dash", "live/browser.mpd")] {
         let url = format!("http://127.0.0.1:{}/{path}", node.ports.http);
-        let result = play(kind, &url);
+        let result = play(kind, &url, 5);
         assert!(result["advanced"].as_f64().unwrap_or(0.0) >= 5.0, "{kind}: {result}");
         assert_eq!(result["width"], 320, "{kind}: {result}");
         assert_eq!(result["events"].as_array().map(|e| e.len()), Some(0), "{kind} player reported errors: {result}");

@@ -264,3 +264,112 @@ fn retention_and_runtime_switch() {
     assert_eq!(node.api("/api/v1/recordings?app=other&stream=cam")["total"], 0);
     assert!(!scratch.0.join("estuary-data/dvr/other").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false), "files left after delete");
 }
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The entry of the file being written, once it has a synced fragment.
+fn in_progress(node: &Node, stream: &str) -> Option<Value> {
+    list(node, stream).into_iter().find(|r| r["state"] == "recording" && r["duration_ms"].as_i64().unwrap_or(0) > 0)
+}
+
+/// Fetches a range MP4 and checks it decodes clean with both tracks and lasts `seconds`
+/// within a GOP (it starts at the keyframe at or before `start`).
+fn check_range(node: &Node, path: &str, seconds: f64) {
+    let url = format!("http://127.0.0.1:{}{path}", node.ports.http);
+    let response = http::get(node.ports.http, path).expect("range MP4");
+    assert_eq!(response.status, 200, "{path}: {}", String::from_utf8_lossy(&response.body));
+    let streams = probe_streams(&url);
+    assert!(stream_of(&streams, "video").is_some() && stream_of(&streams, "audio").is_some(), "{url}: {streams:?}");
+    let probe = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", &url]).output().expect("ffprobe");
+    let duration: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().expect("duration");
+    assert!(duration >= seconds - 0.2 && duration <= seconds + 2.1, "{path}: {duration} s is not within one GOP (2 s) of {seconds} s");
+    let (ok, errors) = decode(&url, 60);
+    assert!(ok && errors.trim().is_empty(), "{path} does not decode clean: {errors}");
+}
+
+#[test]
+fn the_recording_in_progress_plays_up_to_its_last_durable_fragment_and_rewinds_in_a_browser() {
+    let scratch = Scratch::new("dvr-live");
+    // Default segment length: 60 s.
+    let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")]);
+    let mut publisher = publish(&node.rtmp_url("live/rewind"), &Source { duration: Some(100.0), ..Source::default() }, &scratch, "publisher");
+
+    // The file in progress is listed from its first synced fragment on, and its end grows.
+    assert!(wait_until(Duration::from_secs(20), || in_progress(&node, "rewind").is_some()), "no recording in progress listed: {}\nlog:\n{}", recordings(&node, "rewind"), node.log());
+    let early = in_progress(&node, "rewind").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let later = in_progress(&node, "rewind").expect("still recording");
+    assert_eq!(later["id"], early["id"]);
+    assert!(later["end_ms"].as_i64().unwrap() >= early["end_ms"].as_i64().unwrap() + 2000, "the end did not advance: {early} then {later}");
+    // A range in it plays before the file closes.
+    let start = early["start_ms"].as_i64().unwrap();
+    check_range(&node, &format!("/dvr/live/rewind.mp4?start={start}&end={}", start + 3000), 3.0);
+
+    // The first file closes at 60 s; the rewind playlist from 60 s ago plays in Chromium while
+    // the stream is live, starting where it was asked to (not at the live edge).
+    assert!(wait_until(Duration::from_secs(80), || closed(&node, "rewind").len() == 1), "first file never closed: {}", recordings(&node, "rewind"));
+    let playlist_path = format!("/dvr/live/rewind.m3u8?start={}", unix_ms() - 60_000);
+    let playlist_url = format!("http://127.0.0.1:{}{playlist_path}", node.ports.http);
+    let playlist = http::get(node.ports.http, &playlist_path).expect("rewind playlist");
+    let text = String::from_utf8_lossy(&playlist.body).into_owned();
+    assert_eq!(playlist.status, 200, "{text}");
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !text.contains("#EXT-X-ENDLIST"), "a live rewind playlist stays open: {text}");
+    assert!(text.matches("#EXTINF").count() >= 25, "about 60 s of segments expected: {text}");
+    let streams = probe_streams(&playlist_url);
+    assert!(stream_of(&streams, "video").is_some() && stream_of(&streams, "audio").is_some(), "ffprobe on the rewind playlist: {streams:?}");
+    let played = estuary_tests::browser::play("hls", &playlist_url, 5);
+    assert!(played["advanced"].as_f64().unwrap_or(0.0) >= 5.0, "{played}");
+    assert_eq!(played["events"].as_array().map(Vec::len), Some(0), "hls.js reported errors: {played}");
+    let seekable_start = played["seekable"][0].as_f64().expect("seekable range");
+    assert!(played["started"].as_f64().unwrap() - seekable_start < 10.0, "hls.js did not start at the rewind point: {played}");
+
+    // The last 20 s (all in the open file), and a range across the closed and the open file.
+    assert!(wait_until(Duration::from_secs(40), || in_progress(&node, "rewind").is_some_and(|r| r["duration_ms"].as_i64().unwrap() >= 21_000)), "{}", recordings(&node, "rewind"));
+    let listing = recordings(&node, "rewind");
+    let open = in_progress(&node, "rewind").unwrap();
+    let first = closed(&node, "rewind").remove(0);
+    let open_end = open["end_ms"].as_i64().unwrap();
+    assert_eq!(listing["coverage"].as_array().map(Vec::len), Some(1), "the open file joins the closed one: {listing}");
+    check_range(&node, &format!("/dvr/live/rewind.mp4?start={}&end={open_end}", open_end - 20_000), 20.0);
+    let across = first["end_ms"].as_i64().unwrap() - 10_000;
+    let path = format!("/dvr/live/rewind.mp4?start={across}&end={}", open_end - 1000);
+    let response = http::get(node.ports.http, &path).expect("range across files");
+    assert_eq!(header(&response, "x-estuary-segments"), Some("2"), "{path}");
+    check_range(&node, &path, (open_end - 1000 - across) as f64 / 1000.0);
+    assert!(in_progress(&node, "rewind").is_some(), "the stream ended before the live checks were done");
+    // Without `end` (or with `end=now`) a range ends at the last durable fragment.
+    for path in [format!("/dvr/live/rewind.mp4?start={}", open_end - 5000), format!("/dvr/live/rewind.mp4?start={}&end=now", open_end - 5000)] {
+        let response = http::get(node.ports.http, &path).expect("open-ended range");
+        assert_eq!(response.status, 200, "{path}: {}", String::from_utf8_lossy(&response.body));
+        let duration: i64 = header(&response, "x-estuary-duration-ms").and_then(|d| d.parse().ok()).expect("duration header");
+        assert!(duration >= 4_800, "{path}: {duration} ms");
+    }
+
+    // Once the stream ends, the rewind playlist is a finished VOD over both files.
+    assert!(publisher.wait(Duration::from_secs(60)).is_some_and(|s| s.success()), "publisher: {}", publisher.stderr());
+    assert!(wait_until(Duration::from_secs(20), || closed(&node, "rewind").len() == 2 && in_progress(&node, "rewind").is_none()), "{}", recordings(&node, "rewind"));
+    let text = http::get(node.ports.http, &playlist_path).map(|r| String::from_utf8_lossy(&r.body).into_owned()).expect("rewind playlist");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n") && text.matches("#EXT-X-MAP").count() == 2, "{text}");
+}
+
+#[test]
+fn an_hevc_recording_lists_its_size_and_profile() {
+    let scratch = Scratch::new("dvr-hevc");
+    let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_DVR__SEGMENT_MS", "4000"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")]);
+    let source = Source { video_codec: "libx265", bframes: 0, duration: Some(12.0), ..Source::default() };
+    let mut publisher = estuary_tests::ffmpeg::publish_ts(&node.srt_url("live/hevc", true, ""), &source, &scratch, "publisher");
+    assert!(wait_until(Duration::from_secs(30), || !closed(&node, "hevc").is_empty()), "no closed H.265 recording: {}\nlog:\n{}", recordings(&node, "hevc"), node.log());
+    let recording = closed(&node, "hevc").remove(0);
+    let video = &recording["video"];
+    assert_eq!((video["codec"].as_str(), video["width"].as_u64(), video["height"].as_u64(), video["profile"].as_str()), (Some("H265"), Some(320), Some(240), Some("Main")), "{recording}");
+    assert!(!video["level"].as_str().unwrap_or_default().is_empty(), "{recording}");
+    let url = format!("http://127.0.0.1:{}{}", node.ports.http, recording["url"].as_str().unwrap());
+    let streams = probe_streams(&url);
+    let probed = stream_of(&streams, "video").expect("video track");
+    assert_eq!((probed["codec_name"].as_str(), probed["width"].as_u64()), (Some("hevc"), Some(320)), "{probed}");
+    let (ok, errors) = decode(&url, 10);
+    assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    publisher.kill();
+}

@@ -9,9 +9,9 @@
 //! restarts).
 //!
 //! ## Files and crash safety (fragmented MP4)
-//! A segment file starts with an initialization segment; then every `dvr.fragment_ms` one
-//! fragment (`moof` + `mdat`) is appended and made durable (`fdatasync`) before the next. The
-//! order of operations is the index's guarantee:
+//! A segment file starts with an initialization segment; then one fragment (`moof` + `mdat`)
+//! per `dvr.fragment_ms`, and a new one at every video keyframe, is appended and made durable
+//! (`fdatasync`) before the next. The order of operations is the index's guarantee:
 //! 1. create the file, write the init segment, fsync file and directory;
 //! 2. index it as `Recording` (so a crash leaves an entry that the next start repairs);
 //! 3. append fragments, each synced;
@@ -22,6 +22,14 @@
 //! sample table rebuilt from the `moof` boxes) or, with no complete fragment, removed; files
 //! under the DVR directory that no entry names are deleted. An index entry therefore only
 //! ever points at playable bytes.
+//!
+//! ## The file being written
+//! Its index entry exists from the start (step 2) but its end and sample table are stored only
+//! at the cut (a write per fragment would cost the index far more than it gives). Until then
+//! its writer describes it on request ([`GetOpenRecordings`]): the entry as of the last synced
+//! fragment, and the sample table of the synced fragments. The recordings API, the HTTP-MP4
+//! ranges and the rewind playlist ([`rewind`]) merge that view with the index
+//! ([`with_open`]), so the recording in progress plays up to about a second behind live.
 //!
 //! FLV recordings are written the same way (synced every fragment interval; repaired by
 //! cutting after the last complete tag) and can be downloaded, but only MP4 recordings are
@@ -35,9 +43,10 @@
 pub mod janitor;
 pub mod playback;
 pub mod repair;
+pub mod rewind;
 mod writer;
 
-pub use writer::{DvrWriter, StopRecording};
+pub use writer::{DvrWriter, GetOpenRecordings, OpenRecording, StopRecording};
 
 use crate::settings::DvrSettings;
 use actix::prelude::*;
@@ -84,6 +93,23 @@ impl DvrRuntime {
         self.writers.lock().unwrap_or_else(|e| e.into_inner()).get(key).filter(|a| a.connected()).cloned()
     }
 
+    /// The recordings of `key` in progress, as far as they are durable (empty when no writer
+    /// runs, or it does not answer within two seconds).
+    pub async fn open_recordings(&self, key: &StreamKey) -> Vec<OpenRecording> {
+        let Some(writer) = self.writer_of(key) else { return Vec::new() };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), writer.send(GetOpenRecordings)).await {
+            Ok(Ok(open)) => open,
+            Ok(Err(e)) => {
+                tracing::debug!(stream = %key, error = %e, "DVR writer gone while asked for its open recording");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!(stream = %key, "DVR writer did not describe its open recording within 2 s; answering with closed recordings only");
+                Vec::new()
+            }
+        }
+    }
+
     pub(crate) fn register_writer(&self, key: &StreamKey, addr: Addr<DvrWriter>) {
         self.writers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), addr);
     }
@@ -100,6 +126,27 @@ impl DvrRuntime {
     pub(crate) fn new_recording_id(&self) -> u64 {
         ((crate::unix_ms().max(0) as u64) << 16) | (self.serial.fetch_add(1, Ordering::Relaxed) & 0xffff)
     }
+}
+
+/// The index's entries with the recordings in progress brought up to date: an entry still
+/// `Recording` in the index takes the writer's view of it (its end as of the last synced
+/// fragment); a file the writer describes and the index does not list is added. Oldest first.
+pub fn with_open(indexed: Vec<estuary_storage::Recording>, open: &[OpenRecording]) -> Vec<estuary_storage::Recording> {
+    use estuary_storage::RecordingState;
+    let mut out: Vec<estuary_storage::Recording> = indexed
+        .into_iter()
+        .map(|r| match open.iter().find(|o| o.recording.id == r.id) {
+            Some(o) if r.state == RecordingState::Recording => o.recording.clone(),
+            _ => r,
+        })
+        .collect();
+    for o in open {
+        if !out.iter().any(|r| r.id == o.recording.id) {
+            out.push(o.recording.clone());
+        }
+    }
+    out.sort_by_cached_key(|r| (r.key.db_key(), r.start_ms));
+    out
 }
 
 /// Fills a path template: `[app]`, `[stream]`, `[timestamp]` (Unix ms), and date parts in Go's
@@ -122,10 +169,13 @@ pub fn expand_path(template: &str, key: &StreamKey, unix_ms: i64) -> String {
         .replace("[999]", &format!("{:03}", c.millis))
 }
 
-/// Parses a time given as Unix milliseconds or RFC 3339 (`2026-11-25T14:02:00Z`, fractional
+/// Parses a time given as `now`, Unix milliseconds or RFC 3339 (`2026-11-25T14:02:00Z`, fractional
 /// seconds and `+hh:mm` offsets allowed) into Unix ms.
 pub fn parse_time(text: &str) -> Result<i64, String> {
     let text = text.trim();
+    if text == "now" {
+        return Ok(crate::unix_ms());
+    }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().map_err(|_| format!("{text:?} is too large"));
     }

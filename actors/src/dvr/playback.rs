@@ -1,8 +1,10 @@
 //! Assembly of one progressive MP4 over a recorded time range: which recordings, which
 //! samples, on which timeline. The HTTP layer streams the result.
 //!
-//! - Recordings overlapping `[start, end)` (wall clock) are taken in order; those still being
-//!   written are not (their sample table is indexed when they close).
+//! - Recordings overlapping `[start, end)` (wall clock) are taken in order, including the one
+//!   being written, up to its last synced fragment (its writer describes it: see
+//!   [`super::OpenRecording`]). A range that touches it is a snapshot: its `ETag` hashes the
+//!   file's durable length, so it changes with every new fragment.
 //! - The first recording starts at the video keyframe at or before `start` (audio from the
 //!   same instant); the last ends before `end`.
 //! - Each recording's samples are placed on the wall-clock timeline (media time minus the
@@ -87,12 +89,31 @@ fn ticks(ms: i64, timescale: u32) -> i64 {
 }
 
 /// Plans `[start_ms, end_ms)` of `key`.
-pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms: i64, end_ms: i64) -> Result<Plan, PlaybackError> {
-    let all = storage.ask(ListRecordings { key: Some(key.clone()) }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))?;
-    if all.is_empty() {
+/// The recordings of `key` that can be played: closed ones from the index, and the ones in
+/// progress (`open`) as far as they are durable. Oldest first.
+pub async fn playable(storage: &StorageHandle, key: &StreamKey, open: &[super::OpenRecording]) -> Result<Vec<Recording>, PlaybackError> {
+    let indexed = storage.ask(ListRecordings { key: Some(key.clone()) }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))?;
+    if indexed.is_empty() && open.is_empty() {
         return Err(PlaybackError::UnknownStream(key.to_string()));
     }
-    let mut selected: Vec<Recording> = all.into_iter().filter(|r| r.state != RecordingState::Recording && r.end_ms > start_ms && r.start_ms < end_ms).collect();
+    let all = super::with_open(indexed, open);
+    Ok(all.into_iter().filter(|r| r.state != RecordingState::Recording || open.iter().any(|o| o.recording.id == r.id)).collect())
+}
+
+/// The sample table of `recording`: the writer's, while it is in progress, else the index's.
+pub async fn samples_of(storage: &StorageHandle, recording: &Recording, open: &[super::OpenRecording]) -> Result<Option<Vec<TrackSamples>>, PlaybackError> {
+    if let Some(o) = open.iter().find(|o| o.recording.id == recording.id) {
+        if o.samples.is_some() {
+            return Ok(o.samples.clone());
+        }
+    }
+    storage.ask(GetRecordingSamples { id: recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))
+}
+
+/// Plans `[start_ms, end_ms)` of `key`; `open` are the stream's recordings in progress.
+pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms: i64, end_ms: i64, open: &[super::OpenRecording]) -> Result<Plan, PlaybackError> {
+    let all = playable(storage, key, open).await?;
+    let mut selected: Vec<Recording> = all.into_iter().filter(|r| r.end_ms > start_ms && r.start_ms < end_ms).collect();
     selected.sort_by_key(|r| r.start_ms);
     if selected.is_empty() {
         return Err(PlaybackError::NothingInRange { stream: key.to_string(), start_ms, end_ms });
@@ -110,7 +131,7 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
     let mut cut_at_ms = None;
     let mut begin_wall = None;
     for recording in &selected {
-        let Some(samples) = storage.ask(GetRecordingSamples { id: recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))? else {
+        let Some(samples) = samples_of(storage, recording, open).await? else {
             continue;
         };
         match &reference {

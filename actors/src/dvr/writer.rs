@@ -11,8 +11,8 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use estuary_protocols::container::flv;
 use estuary_protocols::container::fmp4::{self, to_timescale, Track};
-use estuary_protocols::media::{Codec, MediaFrame, TrackKind};
-use estuary_storage::{AudioInfo, Recording, RecordingGap, RecordingState, StoredSample, StreamKey, TrackSamples, VideoInfo};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_storage::{Recording, RecordingGap, RecordingState, StoredSample, StreamKey, TrackSamples};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,26 @@ use tokio_stream::wrappers::ReceiverStream;
 #[rtype(result = "()")]
 pub struct StopRecording;
 
+/// A recording not yet (or only just) indexed as closed, as far as its bytes are durable: its
+/// index entry with the current end, and its sample table for MP4 files.
+#[derive(Debug, Clone)]
+pub struct OpenRecording {
+    /// The entry, with `end_ms`, `media_end_ms`, `bytes` and `keyframes` as of the last
+    /// synced fragment.
+    pub recording: Recording,
+    /// The samples of the synced fragments (MP4 only).
+    pub samples: Option<Vec<TrackSamples>>,
+}
+
+/// Asks a writer for its recordings in progress ([`OpenRecording`]): the open file, the one
+/// still taking audio after a cut, and the last closed ones until the index has them.
+#[derive(Message)]
+#[rtype(result = "Vec<OpenRecording>")]
+pub struct GetOpenRecordings;
+
+/// Recently closed files a writer keeps describing until the index surely has them.
+const RECENTLY_CLOSED: usize = 2;
+
 struct OpenFile {
     recording: Recording,
     file: File,
@@ -37,6 +57,8 @@ struct OpenFile {
     pending: Vec<Arc<MediaFrame>>,
     fragment_start_ms: i64,
     last_end_ms: i64,
+    /// Media time where the synced fragments end (the end of the durable part).
+    durable_end_ms: i64,
     /// Presentation time of the first keyframe: audio before it belongs to the file before.
     presentation_start_ms: i64,
 }
@@ -68,6 +90,8 @@ pub struct DvrWriter {
     slow_writes: Option<(std::time::Duration, std::time::Instant)>,
     /// The index entry of the file just opened, to be stored before anything is appended.
     pending_index: Option<PutRecording>,
+    /// The last files closed, as handed to the index (newest last).
+    recently_closed: std::collections::VecDeque<OpenRecording>,
 }
 
 impl DvrWriter {
@@ -92,6 +116,7 @@ impl DvrWriter {
             open_gap: None,
             slow_writes: None,
             pending_index: None,
+            recently_closed: std::collections::VecDeque::new(),
         }
     }
 
@@ -210,10 +235,12 @@ impl DvrWriter {
             }
         }
         let fragment_ms = self.settings.fragment.as_millis() as i64;
+        // A fragment ends after `fragment_ms`, and before every video keyframe, so that each
+        // keyframe starts a fragment (the rewind playlist's segments start at keyframes).
         let flush = self
             .open
             .as_ref()
-            .is_some_and(|open| !open.pending.is_empty() && frame.dts_ms() - open.fragment_start_ms >= fragment_ms);
+            .is_some_and(|open| !open.pending.is_empty() && (frame.dts_ms() - open.fragment_start_ms >= fragment_ms || frame.is_video_keyframe()));
         if flush {
             if let Err(e) = self.write_fragment() {
                 self.fail(e);
@@ -304,8 +331,8 @@ impl DvrWriter {
             media_start_ms: first.dts_ms(),
             media_end_ms: first.dts_ms(),
             bytes: header.len() as u64,
-            video: self.video_config.as_ref().map(|c| video_info(c)),
-            audio: self.audio_config.as_ref().map(|c| audio_info(c)),
+            video: self.video_config.as_ref().map(|c| crate::stream::stats::describe_video(c)),
+            audio: self.audio_config.as_ref().map(|c| crate::stream::stats::describe_audio(c)),
             keyframes: Vec::new(),
         };
         tracing::info!(stream = %self.key, file = %relative, "recording started");
@@ -325,6 +352,7 @@ impl DvrWriter {
             pending: Vec::new(),
             fragment_start_ms: first.dts_ms(),
             last_end_ms: first.dts_ms(),
+            durable_end_ms: first.dts_ms(),
             presentation_start_ms: first.pts_ms(),
         });
         Ok(())
@@ -383,6 +411,10 @@ impl DvrWriter {
         body["cwd"] = serde_json::Value::String(self.settings.dir.display().to_string());
         body["file"] = serde_json::Value::String(open.absolute.display().to_string());
         let recording = open.recording;
+        if self.recently_closed.len() == RECENTLY_CLOSED {
+            self.recently_closed.pop_front();
+        }
+        self.recently_closed.push_back(OpenRecording { recording: recording.clone(), samples: samples.clone() });
         let storage = self.storage.clone();
         let app = self.key.app.clone();
         let hooks = self.node.hooks.clone();
@@ -447,35 +479,25 @@ fn write_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()>
     }
     // Each fragment is durable before the next one starts: a crash loses at most one.
     open.file.sync_data()?;
+    open.durable_end_ms = open.last_end_ms;
     Ok(())
 }
 
-fn video_info(config: &MediaFrame) -> VideoInfo {
-    let mut info = VideoInfo {
-        codec: config.codec.name().to_string(),
-        ..Default::default()
-    };
-    if config.codec == Codec::H264 {
-        if let Ok(sps) = estuary_protocols::codec::avc::AvcConfig::parse(&config.payload).and_then(|c| c.sps_info()) {
-            info.width = sps.width;
-            info.height = sps.height;
-        }
+/// What `open` holds durably, as an index entry and a sample table; `None` before its first
+/// synced fragment.
+fn durable_view(open: &OpenFile, format: DvrFormat) -> Option<OpenRecording> {
+    if open.durable_end_ms <= open.recording.media_start_ms {
+        return None;
     }
-    info
-}
-
-fn audio_info(config: &MediaFrame) -> AudioInfo {
-    let mut info = AudioInfo {
-        codec: config.codec.name().to_string(),
-        ..Default::default()
+    let mut recording = open.recording.clone();
+    recording.media_end_ms = open.durable_end_ms;
+    recording.end_ms = recording.start_ms + (open.durable_end_ms - recording.media_start_ms);
+    recording.bytes = open.position;
+    let samples = match format {
+        DvrFormat::Mp4 => Some(open.samples.clone()),
+        DvrFormat::Flv => None,
     };
-    if config.codec == Codec::Aac {
-        if let Ok(aac) = estuary_protocols::codec::aac::AacConfig::parse(&config.payload) {
-            info.sample_rate = aac.sample_rate;
-            info.channels = aac.channel_config;
-        }
-    }
-    info
+    Some(OpenRecording { recording, samples })
 }
 
 impl Actor for DvrWriter {
@@ -535,6 +557,18 @@ impl Handler<InjectFault> for DvrWriter {
             Fault::Stall(duration) => ctx.wait(actix::fut::wrap_future(tokio::time::sleep(duration))),
             Fault::SlowWrites { per_write, during } => self.slow_writes = Some((per_write, std::time::Instant::now() + during)),
         }
+    }
+}
+
+impl Handler<GetOpenRecordings> for DvrWriter {
+    type Result = MessageResult<GetOpenRecordings>;
+
+    fn handle(&mut self, _: GetOpenRecordings, _: &mut Self::Context) -> Self::Result {
+        let format = self.settings.format;
+        let mut out: Vec<OpenRecording> = self.recently_closed.iter().cloned().collect();
+        out.extend(self.closing.iter().filter_map(|(open, _)| durable_view(open, format)));
+        out.extend(self.open.iter().filter_map(|open| durable_view(open, format)));
+        MessageResult(out)
     }
 }
 

@@ -41,7 +41,7 @@ pub mod gaps;
 mod gop;
 mod handlers;
 pub mod link;
-mod stats;
+pub(crate) mod stats;
 
 pub use actor::{StreamActor, Subscription};
 pub use stats::StreamInfo;

@@ -142,7 +142,7 @@ impl StreamActor {
     }
 }
 
-pub(super) fn describe_video(frame: &MediaFrame) -> VideoInfo {
+pub(crate) fn describe_video(frame: &MediaFrame) -> VideoInfo {
     let mut info = VideoInfo { codec: frame.codec.name().to_string(), ..Default::default() };
     if frame.codec == Codec::H264 {
         if let Ok(sps) = AvcConfig::parse(&frame.payload).and_then(|c| c.sps_info()) {
@@ -162,10 +162,19 @@ pub(super) fn describe_video(frame: &MediaFrame) -> VideoInfo {
             info.height = sps.height;
         }
     }
+    if frame.codec == Codec::H265 {
+        if let Some(sps) = estuary_protocols::codec::hevc::HevcSps::from_config(&frame.payload) {
+            info.profile = sps.profile_name().to_string();
+            info.level = sps.level_name();
+            info.width = sps.width;
+            info.height = sps.height;
+        }
+    }
     info
 }
 
-pub(super) fn describe_audio(frame: &MediaFrame) -> AudioInfo {
+/// What the API and the recordings index say about an audio sequence header.
+pub(crate) fn describe_audio(frame: &MediaFrame) -> AudioInfo {
     let mut info = AudioInfo { codec: frame.codec.name().to_string(), ..Default::default() };
     if frame.codec == Codec::Aac {
         if let Ok(config) = AacConfig::parse(&frame.payload) {

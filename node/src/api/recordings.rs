@@ -44,6 +44,15 @@ impl RecordingQuery {
             .await
             .map_err(|e| error(503, &format!("storage unavailable: {e}")))?
             .map_err(|e| error(503, &e.to_string()))?;
+        // Files being written are shown as their writers see them: `state: "recording"` and
+        // the end of their last synced fragment.
+        let mut in_progress: Vec<estuary_actors::StreamKey> = list.iter().filter(|r| r.state == estuary_storage::RecordingState::Recording).map(|r| r.key.clone()).collect();
+        in_progress.dedup();
+        let mut open = Vec::new();
+        for key in &in_progress {
+            open.extend(state.node.dvr.open_recordings(key).await);
+        }
+        let list = estuary_actors::dvr::with_open(list, &open);
         let list = list
             .into_iter()
             .filter(|r| self.app.as_ref().is_none_or(|a| &r.key.app == a) && self.stream.as_ref().is_none_or(|s| &r.key.stream == s))

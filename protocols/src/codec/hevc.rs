@@ -73,6 +73,93 @@ pub fn config_from_parameter_sets(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<
     Some(Bytes::from(out))
 }
 
+/// What the node reports about an H.265 SPS (H.265 §7.3.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HevcSps {
+    /// `general_profile_idc` (1 Main, 2 Main 10, 3 Main Still Picture, 4 range extensions).
+    pub profile_idc: u8,
+    /// `general_level_idc`: thirty times the level (93 is level 3.1).
+    pub level_idc: u8,
+    /// Displayed width in pixels, after the conformance window.
+    pub width: u32,
+    /// Displayed height in pixels, after the conformance window.
+    pub height: u32,
+}
+
+impl HevcSps {
+    /// Parses an SPS NAL unit (2-byte header included, no start code).
+    pub fn parse(nal: &[u8]) -> Result<HevcSps, crate::bits::BitsError> {
+        let rbsp = crate::bits::remove_emulation_prevention(nal);
+        let mut r = crate::bits::BitReader::new(rbsp.get(2..).unwrap_or(&[]));
+        r.skip(4)?; // sps_video_parameter_set_id
+        let max_sub_layers_minus1 = r.bits(3)? as usize;
+        r.skip(1)?; // sps_temporal_id_nesting_flag
+        // profile_tier_level(1, max_sub_layers_minus1): profile space, tier, profile_idc,
+        // 32 compatibility flags, 48 bits of constraint flags, then the level.
+        r.skip(3)?;
+        let profile_idc = r.bits(5)? as u8;
+        r.skip(32 + 48)?;
+        let level_idc = r.bits(8)? as u8;
+        let mut sub_layers = Vec::with_capacity(max_sub_layers_minus1);
+        for _ in 0..max_sub_layers_minus1 {
+            sub_layers.push((r.bit()?, r.bit()?));
+        }
+        if max_sub_layers_minus1 > 0 {
+            r.skip(2 * (8 - max_sub_layers_minus1))?;
+        }
+        for (profile_present, level_present) in sub_layers {
+            if profile_present {
+                r.skip(88)?;
+            }
+            if level_present {
+                r.skip(8)?;
+            }
+        }
+        r.ue()?; // sps_seq_parameter_set_id
+        let chroma_format_idc = r.ue()?;
+        let separate_colour_plane = chroma_format_idc == 3 && r.bit()?;
+        let mut width = r.ue()?;
+        let mut height = r.ue()?;
+        if r.bit()? {
+            // Conformance window offsets are in chroma samples (Table 6-1).
+            let (sub_width, sub_height) = match (chroma_format_idc, separate_colour_plane) {
+                (1, _) => (2, 2),
+                (2, _) => (2, 1),
+                _ => (1, 1),
+            };
+            let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+            width = width.saturating_sub(sub_width * left.saturating_add(right));
+            height = height.saturating_sub(sub_height * top.saturating_add(bottom));
+        }
+        Ok(HevcSps { profile_idc, level_idc, width, height })
+    }
+
+    /// The SPS of an `HEVCDecoderConfigurationRecord`, parsed; `None` when the record has no
+    /// SPS or it does not parse.
+    pub fn from_config(record: &[u8]) -> Option<HevcSps> {
+        let (_, nals) = config_parameter_sets(record)?;
+        let sps = nals.iter().find(|nal| !nal.is_empty() && nal_type(nal[0]) == NAL_SPS)?;
+        HevcSps::parse(sps).ok()
+    }
+
+    /// The profile's name.
+    pub fn profile_name(&self) -> &'static str {
+        match self.profile_idc {
+            1 => "Main",
+            2 => "Main 10",
+            3 => "Main Still Picture",
+            4 => "Range Extensions",
+            _ => "Other",
+        }
+    }
+
+    /// The level as people write it (`3.1`).
+    pub fn level_name(&self) -> String {
+        let tenths = self.level_idc as u32 * 10 / 30;
+        format!("{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -115,5 +202,20 @@ pub(crate) mod tests {
         assert_eq!(nal_type(nals[0][0]), NAL_VPS);
         assert_eq!(nal_type(nals[1][0]), NAL_SPS);
         assert!(config_parameter_sets(&record[..record.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn sps_gives_size_profile_and_level() {
+        let sps = HevcSps::parse(&SPS).unwrap();
+        assert_eq!((sps.width, sps.height), (640, 360));
+        assert_eq!(sps.profile_name(), "Main");
+        assert_eq!(sps.level_name(), "2.1");
+        let record = config_from_parameter_sets(&VPS, &SPS, &PPS).unwrap();
+        assert_eq!(HevcSps::from_config(&record), Some(sps));
+        for cut in 0..SPS.len() - 1 {
+            // Every truncation is an error, never a panic (some still hold the size).
+            let _ = HevcSps::parse(&SPS[..cut]);
+        }
+        assert!(HevcSps::parse(&SPS[..10]).is_err());
     }
 }

@@ -41,7 +41,10 @@ impl Track {
                 let sps = AvcConfig::parse(&frame.payload).ok()?.sps_info().ok()?;
                 Some(Track { id, codec: Codec::H264, timescale: 90_000, config: frame.payload.clone(), width: sps.width, height: sps.height, channels: 0, sample_rate: 0 })
             }
-            Codec::H265 => Some(Track { id, codec: Codec::H265, timescale: 90_000, config: frame.payload.clone(), width: 0, height: 0, channels: 0, sample_rate: 0 }),
+            Codec::H265 => {
+                let (width, height) = crate::codec::hevc::HevcSps::from_config(&frame.payload).map(|sps| (sps.width, sps.height)).unwrap_or((0, 0));
+                Some(Track { id, codec: Codec::H265, timescale: 90_000, config: frame.payload.clone(), width, height, channels: 0, sample_rate: 0 })
+            }
             Codec::Aac => {
                 let aac = AacConfig::parse(&frame.payload).ok()?;
                 Some(Track {

@@ -1,0 +1,27 @@
+//! Headless Chromium playing a URL with hls.js or dash.js (`tests/browser/play.mjs`, driven by
+//! playwright-core; `tests/run` installs it with `npm ci`).
+
+use crate::ffmpeg::run;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// The directory of the browser scripts.
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Plays `url` (`kind` is `hls` or `dash`) until its currentTime has advanced `seconds` past
+/// where playback started, and returns what `play.mjs` printed: `started`, `advanced`,
+/// `currentTime`, `width`, `height`, `seekable` ([start, end] or null) and the player's
+/// `events` (errors). Panics when playback does not advance.
+pub fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
+    let dir = dir();
+    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
+    let mut command = Command::new("node");
+    command.arg(dir.join("play.mjs")).args([kind, url, &seconds.to_string()]);
+    let output = run(command, Duration::from_secs(150));
+    assert!(output.success(), "{kind} playback of {url} in Chromium failed:\n{}\n{}", output.stdout, output.stderr);
+    let line = output.stdout.lines().last().unwrap_or_default().to_string();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
+}
