@@ -6,8 +6,12 @@
 //! | `/dvr/<app>/<stream>.m3u8?start=&end=` | the rewind playlist: HLS over the recorded fragments from `start`, growing while the stream is recorded (see `estuary_actors::dvr::rewind`) |
 //! | `/dvr/files/<path>` | a recording file as written (path as listed by the recordings API) |
 //!
-//! The MP4 and the files support `HEAD`, `Range: bytes=...` (one range; 206 with exactly those bytes, 416 past
-//! the end) and `ETag`/`If-None-Match`. The MP4 is never assembled in memory: its header is
+//! An MP4 or playlist URL whose times move (no `end`, `end=now`; a playlist without `start` or
+//! with `start=now`) is redirected (302) to one with fixed times, so the URL a player reads
+//! ranges or reloads of always names the same bytes.
+//!
+//! The MP4 and the files support `HEAD`, `Range: bytes=...` (one range; 206 with exactly
+//! those bytes, 416 past the end), `If-Range`, and `ETag`/`If-None-Match`. The MP4 is never assembled in memory: its header is
 //! built from the index, and media bytes are read from the segment files by offset as the
 //! response is written.
 
@@ -79,7 +83,10 @@ fn respond(req: &HttpRequest, layout: Layout, etag: &str, content_type: &str, ex
     }
     let len = layout.len;
     let head = req.method() == actix_web::http::Method::HEAD;
-    let (mut builder, from, to) = match parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), len) {
+    // A range is only served of the same representation: `If-Range` with another validator
+    // gets the whole body.
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == etag));
+    let (mut builder, from, to) = match parse_range(range, len) {
         RangeRequest::Whole => (HttpResponse::Ok(), 0, len),
         RangeRequest::Part(from, to) => {
             let mut b = HttpResponse::PartialContent();
@@ -110,9 +117,27 @@ fn bad(status: actix_web::http::StatusCode, text: String) -> HttpResponse {
 /// A range request's stream, query and times, checked (names, times, play rules).
 struct DvrQuery {
     key: StreamKey,
+    /// The query without the times, made safe to repeat in URLs (a token, say).
     query: String,
     start: Option<i64>,
     end: Option<i64>,
+    /// `start` was `now` (a new instant on every request).
+    start_now: bool,
+    /// `end` was left out or `now`.
+    end_open: bool,
+}
+
+/// `text` with every byte outside RFC 3986's unreserved set and `keep` percent-encoded.
+fn escape(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn check_range(state: &AppState, req: &HttpRequest, app: &str, stream: &str) -> Result<DvrQuery, HttpResponse> {
@@ -121,7 +146,8 @@ fn check_range(state: &AppState, req: &HttpRequest, app: &str, stream: &str) -> 
         return Err(bad(StatusCode::BAD_REQUEST, format!("invalid app or stream name: {reason}")));
     }
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
-    let time = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| estuary_actors::dvr::parse_time(v)).transpose();
+    let raw = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    let time = |name: &str| raw(name).map(|v| estuary_actors::dvr::parse_time(&v)).transpose();
     let (start, end) = match (time("start"), time("end")) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) => return Err(bad(StatusCode::BAD_REQUEST, format!("start: {e}"))),
@@ -138,10 +164,28 @@ fn check_range(state: &AppState, req: &HttpRequest, app: &str, stream: &str) -> 
     if let Err(reason) = state.node.access.check_rules(&request) {
         return Err(bad(StatusCode::FORBIDDEN, reason.to_string()));
     }
-    // What the segment URLs of a rewind playlist carry on (a token, say): the query without
-    // the times.
-    let query = req.query_string().split('&').filter(|p| !p.is_empty() && !p.starts_with("start=") && !p.starts_with("end=")).collect::<Vec<_>>().join("&");
-    Ok(DvrQuery { key, query, start, end })
+    let query = params.iter().filter(|(k, _)| k != "start" && k != "end").map(|(k, v)| format!("{}={}", escape(k, b""), escape(v, b""))).collect::<Vec<_>>().join("&");
+    Ok(DvrQuery { key, query, start, end, start_now: raw("start").as_deref() == Some("now"), end_open: raw("end").is_none_or(|v| v == "now") })
+}
+
+/// A redirect to the same DVR resource with fixed times.
+fn redirect(request: &DvrQuery, extension: &str, start: Option<i64>, end: Option<i64>) -> HttpResponse {
+    let mut params: Vec<String> = Vec::new();
+    if let Some(start) = start {
+        params.push(format!("start={start}"));
+    }
+    if let Some(end) = end {
+        params.push(format!("end={end}"));
+    }
+    if !request.query.is_empty() {
+        params.push(request.query.clone());
+    }
+    let location = format!("/dvr/{}/{}.{extension}?{}", escape(&request.key.app, b""), escape(&request.key.stream, b""), params.join("&"));
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .finish()
 }
 
 fn playback_error(e: PlaybackError) -> HttpResponse {
@@ -169,12 +213,21 @@ async fn range(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(St
         Ok(request) => request,
         Err(response) => return response,
     };
-    let (key, start, end) = (request.key, request.start.unwrap_or(i64::MIN / 4), request.end.unwrap_or(i64::MAX / 4));
-    let open = state.node.dvr.open_recordings(&key).await;
-    let plan = match playback::plan(&state.storage, &state.dvr.dir, &key, start, end, &open).await {
+    let (key, start, end) = (&request.key, request.start.unwrap_or(i64::MIN / 4), if request.end_open { i64::MAX / 4 } else { request.end.unwrap_or(i64::MAX / 4) });
+    let open = match state.node.dvr.open_recordings(key).await {
+        Ok(open) => open,
+        Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let plan = match playback::plan(&state.storage, &state.dvr.dir, key, start, end, &open).await {
         Ok(plan) => plan,
         Err(e) => return playback_error(e),
     };
+    if request.end_open {
+        // An open end is a moving target (the recording grows): name the current end, so the
+        // URL a player reads ranges of is one fixed MP4.
+        let current_end = plan.recordings.last().map(|r| r.end_ms).unwrap_or(start);
+        return redirect(&request, "mp4", request.start, Some(current_end));
+    }
     let mut extra = vec![("X-Estuary-Duration-Ms", plan.progressive.duration_ms.to_string()), ("X-Estuary-Segments", plan.recordings.len().to_string())];
     if let Some(cut) = plan.cut_at_ms {
         extra.push(("X-Estuary-Cut-At", cut.to_string()));
@@ -205,24 +258,33 @@ async fn rewind(state: &AppState, request: DvrQuery) -> HttpResponse {
     use actix_web::http::StatusCode;
     use estuary_actors::dvr::rewind;
     let key = &request.key;
-    let open = state.node.dvr.open_recordings(key).await;
+    let open = match state.node.dvr.open_recordings(key).await {
+        Ok(open) => open,
+        Err(e) => return bad(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
     let recordings = match playback::playable(&state.storage, key, &open).await {
         Ok(list) => list,
         Err(e) => return playback_error(e),
     };
-    let start = request.start.unwrap_or_else(|| recordings.first().map(|r| r.start_ms).unwrap_or(0));
-    let end = request.end.unwrap_or(i64::MAX / 4);
-    let selected: Vec<_> = recordings.into_iter().filter(|r| r.format == "mp4" && r.end_ms > start && r.start_ms < end).collect();
+    // A playlist's first segments must not change between reloads: `start` is fixed first.
+    if request.start.is_none() || request.start_now {
+        let start = if request.start_now { request.start } else { recordings.iter().map(|p| p.recording.start_ms).min() };
+        return redirect(&request, "m3u8", start, if request.end_open { None } else { request.end });
+    }
+    let start = request.start.unwrap_or(0);
+    let end = if request.end_open { i64::MAX / 4 } else { request.end.unwrap_or(i64::MAX / 4) };
+    let selected: Vec<_> = recordings.into_iter().filter(|p| p.recording.format == "mp4" && p.recording.end_ms > start && p.recording.start_ms < end).collect();
     if selected.is_empty() {
         return playback_error(PlaybackError::NothingInRange { stream: key.to_string(), start_ms: start, end_ms: end });
     }
     let mut loaded = Vec::new();
-    for recording in selected {
-        let samples = match playback::samples_of(&state.storage, &recording, &open).await {
+    for playable in selected {
+        let samples = match playback::samples_of(&state.storage, &playable).await {
             Ok(Some(samples)) => samples,
             Ok(None) => continue,
             Err(e) => return playback_error(e),
         };
+        let recording = playable.recording;
         let init = match init_len(&state.dvr.dir.join(&recording.path)).await {
             Ok(len) => len,
             Err(e) => {
@@ -234,10 +296,11 @@ async fn rewind(state: &AppState, request: DvrQuery) -> HttpResponse {
         loaded.push((recording, samples, init, in_progress));
     }
     let sources: Vec<rewind::Source> = loaded.iter().map(|(recording, samples, init_len, in_progress)| rewind::Source { recording, samples, init_len: *init_len, in_progress: *in_progress }).collect();
-    // Open while the stream is recorded and the range reaches the present.
-    let live = request.end.is_none() && state.node.dvr.writer_of(key).is_some();
+    // Open while the stream is recorded and the range reaches past what is recorded.
+    let recorded_end = loaded.iter().map(|(r, ..)| r.end_ms).max().unwrap_or(start);
+    let live = state.node.dvr.writer_of(key).is_some() && end > recorded_end;
     let query = if request.query.is_empty() { String::new() } else { format!("?{}", request.query) };
-    let text = rewind::playlist(&sources, start, end, live, |r| format!("../files/{}{query}", r.path));
+    let text = rewind::playlist(&sources, start, end, live, |r| format!("../files/{}{query}", escape(&r.path, b"/")));
     if !text.contains("#EXTINF") && !live {
         return bad(StatusCode::NOT_FOUND, format!("no recorded fragments of {key} from {start}"));
     }

@@ -294,7 +294,7 @@ fn the_recording_in_progress_plays_up_to_its_last_durable_fragment_and_rewinds_i
     let scratch = Scratch::new("dvr-live");
     // Default segment length: 60 s.
     let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")]);
-    let mut publisher = publish(&node.rtmp_url("live/rewind"), &Source { duration: Some(100.0), ..Source::default() }, &scratch, "publisher");
+    let mut publisher = publish(&node.rtmp_url("live/rewind"), &Source { duration: Some(110.0), ..Source::default() }, &scratch, "publisher");
 
     // The file in progress is listed from its first synced fragment on, and its end grows.
     assert!(wait_until(Duration::from_secs(20), || in_progress(&node, "rewind").is_some()), "no recording in progress listed: {}\nlog:\n{}", recordings(&node, "rewind"), node.log());
@@ -324,6 +324,13 @@ fn the_recording_in_progress_plays_up_to_its_last_durable_fragment_and_rewinds_i
     assert_eq!(played["events"].as_array().map(Vec::len), Some(0), "hls.js reported errors: {played}");
     let seekable_start = played["seekable"][0].as_f64().expect("seekable range");
     assert!(played["started"].as_f64().unwrap() - seekable_start < 10.0, "hls.js did not start at the rewind point: {played}");
+    // Reloads only add to the playlist: what it listed stays as it was.
+    let again = http::get(node.ports.http, &playlist_path).map(|r| String::from_utf8_lossy(&r.body).into_owned()).expect("reload");
+    assert!(again.starts_with(&text) && again.len() > text.len(), "a reload changed what was listed:\nfirst:\n{text}\nthen:\n{again}");
+    // Without a start, the playlist is redirected to a fixed one.
+    let moving = http::get(node.ports.http, "/dvr/live/rewind.m3u8").expect("rewind without start");
+    assert_eq!(moving.status, 302);
+    assert!(header(&moving, "location").is_some_and(|l| l.starts_with("/dvr/live/rewind.m3u8?start=")), "{:?}", moving.headers);
 
     // The last 20 s (all in the open file), and a range across the closed and the open file.
     assert!(wait_until(Duration::from_secs(40), || in_progress(&node, "rewind").is_some_and(|r| r["duration_ms"].as_i64().unwrap() >= 21_000)), "{}", recordings(&node, "rewind"));
@@ -339,13 +346,33 @@ fn the_recording_in_progress_plays_up_to_its_last_durable_fragment_and_rewinds_i
     assert_eq!(header(&response, "x-estuary-segments"), Some("2"), "{path}");
     check_range(&node, &path, (open_end - 1000 - across) as f64 / 1000.0);
     assert!(in_progress(&node, "rewind").is_some(), "the stream ended before the live checks were done");
-    // Without `end` (or with `end=now`) a range ends at the last durable fragment.
+    // A fixed range in the growing file names fixed bytes: once the file has grown, a byte
+    // range of it is the same, under the same validator.
+    let fixed = format!("/dvr/live/rewind.mp4?start={}&end={open_end}", open_end - 20_000);
+    let before = http::get(node.ports.http, &fixed).expect("fixed range");
+    std::thread::sleep(Duration::from_secs(2));
+    let part = http::send(node.ports.http, "GET", &fixed, &[("Range", "bytes=1000-60000")], b"").expect("range of the fixed MP4");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, before.body[1000..=60000], "the bytes of a fixed range changed as the file grew");
+    assert_eq!(header(&part, "etag"), header(&before, "etag"));
+    // Without `end` (or with `end=now`) the range is redirected to one ending at the last
+    // durable fragment.
     for path in [format!("/dvr/live/rewind.mp4?start={}", open_end - 5000), format!("/dvr/live/rewind.mp4?start={}&end=now", open_end - 5000)] {
         let response = http::get(node.ports.http, &path).expect("open-ended range");
-        assert_eq!(response.status, 200, "{path}: {}", String::from_utf8_lossy(&response.body));
+        assert_eq!(response.status, 302, "{path}: {}", String::from_utf8_lossy(&response.body));
+        let location = header(&response, "location").expect("location").to_string();
+        let end: i64 = location.split("end=").nth(1).and_then(|e| e.split('&').next()).and_then(|e| e.parse().ok()).unwrap_or_else(|| panic!("{location}"));
+        assert!(end >= open_end, "{path} redirected to {location}, before the durable end {open_end}");
+        let response = http::get(node.ports.http, &location).expect("redirected range");
+        assert_eq!(response.status, 200, "{location}");
         let duration: i64 = header(&response, "x-estuary-duration-ms").and_then(|d| d.parse().ok()).expect("duration header");
-        assert!(duration >= 4_800, "{path}: {duration} ms");
+        assert!(duration >= 4_800, "{location}: {duration} ms");
     }
+    // hls.js plays across the end of the closed file into the open one.
+    let across_url = format!("http://127.0.0.1:{}/dvr/live/rewind.m3u8?start={}", node.ports.http, first["end_ms"].as_i64().unwrap() - 4000);
+    let crossed = estuary_tests::browser::play("hls", &across_url, 8);
+    assert!(crossed["advanced"].as_f64().unwrap_or(0.0) >= 8.0, "{crossed}");
+    assert_eq!(crossed["events"].as_array().map(Vec::len), Some(0), "hls.js reported errors crossing files: {crossed}");
 
     // Once the stream ends, the rewind playlist is a finished VOD over both files.
     assert!(publisher.wait(Duration::from_secs(60)).is_some_and(|s| s.success()), "publisher: {}", publisher.stderr());

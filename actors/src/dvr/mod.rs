@@ -65,12 +65,17 @@ pub struct DvrRuntime {
     /// Stream → on, bounded by [`MAX_SWITCHES`].
     switches: Mutex<BoundedMap<StreamKey, bool>>,
     writers: Mutex<HashMap<StreamKey, Addr<DvrWriter>>>,
+    /// Files closed whose index entry is not stored yet (at most [`CLOSED_KEPT`] a stream).
+    closed: Mutex<HashMap<StreamKey, Vec<OpenRecording>>>,
     serial: AtomicU64,
 }
 
+/// Closed files described per stream while their index entries are being stored.
+const CLOSED_KEPT: usize = 4;
+
 impl Default for DvrRuntime {
     fn default() -> Self {
-        DvrRuntime { switches: Mutex::new(BoundedMap::new(MAX_SWITCHES)), writers: Mutex::default(), serial: AtomicU64::new(0) }
+        DvrRuntime { switches: Mutex::new(BoundedMap::new(MAX_SWITCHES)), writers: Mutex::default(), closed: Mutex::default(), serial: AtomicU64::new(0) }
     }
 }
 
@@ -93,19 +98,44 @@ impl DvrRuntime {
         self.writers.lock().unwrap_or_else(|e| e.into_inner()).get(key).filter(|a| a.connected()).cloned()
     }
 
-    /// The recordings of `key` in progress, as far as they are durable (empty when no writer
-    /// runs, or it does not answer within two seconds).
-    pub async fn open_recordings(&self, key: &StreamKey) -> Vec<OpenRecording> {
-        let Some(writer) = self.writer_of(key) else { return Vec::new() };
-        match tokio::time::timeout(std::time::Duration::from_secs(2), writer.send(GetOpenRecordings)).await {
-            Ok(Ok(open)) => open,
-            Ok(Err(e)) => {
-                tracing::debug!(stream = %key, error = %e, "DVR writer gone while asked for its open recording");
-                Vec::new()
-            }
-            Err(_) => {
-                tracing::warn!(stream = %key, "DVR writer did not describe its open recording within 2 s; answering with closed recordings only");
-                Vec::new()
+    /// The recordings of `key` not (yet) closed in the index, as far as they are durable: the
+    /// writer's open (and closing) file, and files closed whose entries are being stored.
+    /// `Err` when the writer does not answer within two seconds (callers answer 503 rather
+    /// than leave out what they listed before).
+    pub async fn open_recordings(&self, key: &StreamKey) -> Result<Vec<OpenRecording>, String> {
+        let mut out = match self.writer_of(key) {
+            Some(writer) => match tokio::time::timeout(std::time::Duration::from_secs(2), writer.send(GetOpenRecordings)).await {
+                Ok(Ok(open)) => open,
+                // The writer stopped meanwhile: what it closed is in `closed` or the index.
+                Ok(Err(_)) => Vec::new(),
+                Err(_) => {
+                    tracing::warn!(stream = %key, "DVR writer did not describe its open recording within 2 s");
+                    return Err(format!("the recording of {key} is busy; try again"));
+                }
+            },
+            None => Vec::new(),
+        };
+        if let Some(closed) = self.closed.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            out.extend(closed.iter().filter(|c| !out.iter().any(|o| o.recording.id == c.recording.id)).cloned().collect::<Vec<_>>());
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn remember_closed(&self, key: &StreamKey, closed: OpenRecording) {
+        let mut map = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.entry(key.clone()).or_default();
+        if list.len() == CLOSED_KEPT {
+            list.remove(0);
+        }
+        list.push(closed);
+    }
+
+    pub(crate) fn forget_closed(&self, key: &StreamKey, id: u64) {
+        let mut map = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = map.get_mut(key) {
+            list.retain(|c| c.recording.id != id);
+            if list.is_empty() {
+                map.remove(key);
             }
         }
     }
@@ -128,25 +158,30 @@ impl DvrRuntime {
     }
 }
 
-/// The index's entries with the recordings in progress brought up to date: an entry still
-/// `Recording` in the index takes the writer's view of it (its end as of the last synced
-/// fragment); a file the writer describes and the index does not list is added. Oldest first.
-pub fn with_open(indexed: Vec<estuary_storage::Recording>, open: &[OpenRecording]) -> Vec<estuary_storage::Recording> {
+/// A recording as playback sees it: from the index, or (while the index still says
+/// `Recording`) as its writer describes it.
+#[derive(Debug, Clone)]
+pub struct Playable {
+    /// The entry.
+    pub recording: estuary_storage::Recording,
+    /// Taken from the writer's description (then `samples` is its sample table, for MP4).
+    pub from_writer: bool,
+    /// The writer's sample table of the durable fragments.
+    pub samples: Option<Vec<estuary_storage::TrackSamples>>,
+}
+
+/// The index's entries, each one still `Recording` in the index replaced by its writer's
+/// description when there is one (entry and samples from the same moment). Nothing the index
+/// does not list is added (a file deleted meanwhile stays deleted).
+pub fn with_open(indexed: Vec<estuary_storage::Recording>, open: &[OpenRecording]) -> Vec<Playable> {
     use estuary_storage::RecordingState;
-    let mut out: Vec<estuary_storage::Recording> = indexed
+    indexed
         .into_iter()
         .map(|r| match open.iter().find(|o| o.recording.id == r.id) {
-            Some(o) if r.state == RecordingState::Recording => o.recording.clone(),
-            _ => r,
+            Some(o) if r.state == RecordingState::Recording => Playable { recording: o.recording.clone(), from_writer: true, samples: o.samples.clone() },
+            _ => Playable { recording: r, from_writer: false, samples: None },
         })
-        .collect();
-    for o in open {
-        if !out.iter().any(|r| r.id == o.recording.id) {
-            out.push(o.recording.clone());
-        }
-    }
-    out.sort_by_cached_key(|r| (r.key.db_key(), r.start_ms));
-    out
+        .collect()
 }
 
 /// Fills a path template: `[app]`, `[stream]`, `[timestamp]` (Unix ms), and date parts in Go's

@@ -3,8 +3,9 @@
 //!
 //! - Recordings overlapping `[start, end)` (wall clock) are taken in order, including the one
 //!   being written, up to its last synced fragment (its writer describes it: see
-//!   [`super::OpenRecording`]). A range that touches it is a snapshot: its `ETag` hashes the
-//!   file's durable length, so it changes with every new fragment.
+//!   [`super::OpenRecording`]). The `ETag` hashes the layout (recordings, sample counts and
+//!   offsets), so a range inside the durable part keeps it while the file grows; an open-ended
+//!   range is redirected by the HTTP layer to its current end, so every URL names fixed bytes.
 //! - The first recording starts at the video keyframe at or before `start` (audio from the
 //!   same instant); the last ends before `end`.
 //! - Each recording's samples are placed on the wall-clock timeline (media time minus the
@@ -91,47 +92,48 @@ fn ticks(ms: i64, timescale: u32) -> i64 {
 /// Plans `[start_ms, end_ms)` of `key`.
 /// The recordings of `key` that can be played: closed ones from the index, and the ones in
 /// progress (`open`) as far as they are durable. Oldest first.
-pub async fn playable(storage: &StorageHandle, key: &StreamKey, open: &[super::OpenRecording]) -> Result<Vec<Recording>, PlaybackError> {
+pub async fn playable(storage: &StorageHandle, key: &StreamKey, open: &[super::OpenRecording]) -> Result<Vec<super::Playable>, PlaybackError> {
     let indexed = storage.ask(ListRecordings { key: Some(key.clone()) }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))?;
-    if indexed.is_empty() && open.is_empty() {
+    if indexed.is_empty() {
         return Err(PlaybackError::UnknownStream(key.to_string()));
     }
-    let all = super::with_open(indexed, open);
-    Ok(all.into_iter().filter(|r| r.state != RecordingState::Recording || open.iter().any(|o| o.recording.id == r.id)).collect())
+    // An entry still `Recording` that no writer describes has nothing durable yet (or is
+    // being repaired on the next start).
+    Ok(super::with_open(indexed, open).into_iter().filter(|p| p.from_writer || p.recording.state != RecordingState::Recording).collect())
 }
 
-/// The sample table of `recording`: the writer's, while it is in progress, else the index's.
-pub async fn samples_of(storage: &StorageHandle, recording: &Recording, open: &[super::OpenRecording]) -> Result<Option<Vec<TrackSamples>>, PlaybackError> {
-    if let Some(o) = open.iter().find(|o| o.recording.id == recording.id) {
-        if o.samples.is_some() {
-            return Ok(o.samples.clone());
-        }
+/// The sample table of `playable`: the writer's, when the entry is the writer's, else the
+/// index's.
+pub async fn samples_of(storage: &StorageHandle, playable: &super::Playable) -> Result<Option<Vec<TrackSamples>>, PlaybackError> {
+    if playable.from_writer {
+        return Ok(playable.samples.clone());
     }
-    storage.ask(GetRecordingSamples { id: recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))
+    storage.ask(GetRecordingSamples { id: playable.recording.id }).await.map_err(|e| PlaybackError::Storage(e.to_string()))?.map_err(|e| PlaybackError::Storage(e.to_string()))
 }
 
 /// Plans `[start_ms, end_ms)` of `key`; `open` are the stream's recordings in progress.
 pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms: i64, end_ms: i64, open: &[super::OpenRecording]) -> Result<Plan, PlaybackError> {
     let all = playable(storage, key, open).await?;
-    let mut selected: Vec<Recording> = all.into_iter().filter(|r| r.end_ms > start_ms && r.start_ms < end_ms).collect();
-    selected.sort_by_key(|r| r.start_ms);
+    let mut selected: Vec<super::Playable> = all.into_iter().filter(|p| p.recording.end_ms > start_ms && p.recording.start_ms < end_ms).collect();
+    selected.sort_by_key(|p| p.recording.start_ms);
     if selected.is_empty() {
         return Err(PlaybackError::NothingInRange { stream: key.to_string(), start_ms, end_ms });
     }
-    if selected.iter().all(|r| r.format != "mp4") {
+    if selected.iter().all(|p| p.recording.format != "mp4") {
         return Err(PlaybackError::NotMp4);
     }
-    selected.retain(|r| r.format == "mp4");
+    selected.retain(|p| p.recording.format == "mp4");
 
-    let origin_wall = selected[0].start_ms;
+    let origin_wall = selected[0].recording.start_ms;
     let mut reference: Option<Vec<TrackSamples>> = None;
     let mut tracks: Vec<ProgressiveTrack> = Vec::new();
     let mut used = Vec::new();
     let mut files = Vec::new();
     let mut cut_at_ms = None;
     let mut begin_wall = None;
-    for recording in &selected {
-        let Some(samples) = samples_of(storage, recording, open).await? else {
+    for playable in &selected {
+        let recording = &playable.recording;
+        let Some(samples) = samples_of(storage, playable).await? else {
             continue;
         };
         match &reference {
@@ -200,15 +202,18 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
     }
     let progressive = mp4::build(&tracks);
     let mut hash = Sha256::new();
+    // The layout, not the files' sizes: a range inside the durable part of a growing file
+    // keeps its validator while the file grows (its bytes do not change).
     for r in &used {
         hash.update(r.id.to_be_bytes());
-        hash.update(r.bytes.to_be_bytes());
     }
     for t in &tracks {
         hash.update((t.samples.len() as u64).to_be_bytes());
         if let (Some(first), Some(last)) = (t.samples.first(), t.samples.last()) {
             hash.update(first.offset.to_be_bytes());
             hash.update(last.offset.to_be_bytes());
+            hash.update(first.dts.to_be_bytes());
+            hash.update(last.dts.to_be_bytes());
         }
     }
     let etag = format!("\"{}\"", hex::encode(&hash.finalize()[..12]));

@@ -11,6 +11,7 @@
 //!   durable (a listed segment never changes). Once recording stops it ends with
 //!   `EXT-X-ENDLIST`.
 //! - `EXT-X-START:TIME-OFFSET=0` asks players to begin at `start`, not at the live edge.
+//! - The target duration is at least 6 s, so it stays the same as the playlist grows.
 //! - A new file after a hole, a publisher's timestamp reset or a codec change is marked
 //!   `EXT-X-DISCONTINUITY`; every file carries `EXT-X-PROGRAM-DATE-TIME`.
 
@@ -20,8 +21,16 @@ use std::fmt::Write;
 /// Segments are at least this long (whole GOPs), unless a file ends first.
 pub const SEGMENT_MS: i64 = 2_000;
 
-/// Files that touch within this many ms (wall clock and media time) play as one timeline.
+/// A file that starts at most this many ms after the previous one ends (wall clock and media
+/// time) continues its timeline...
 const CONTINUOUS_MS: i64 = 100;
+/// ...as does one that starts up to this much before the previous one's end (the audio that
+/// ends a file is presented before the next file's first picture).
+const OVERLAP_MS: i64 = 1000;
+
+/// The target duration a playlist declares at least, so that it rarely has to change as
+/// segments are added (it changes only for GOPs longer than this).
+const MIN_TARGET_S: i64 = 6;
 
 /// One fragment (`moof` + `mdat`) of a recording, from its sample table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,21 +157,27 @@ pub fn segments(index: usize, source: &Source, from_ms: i64, to_ms: i64) -> Vec<
 /// source's file; `live` leaves the playlist open (an `EVENT` playlist).
 pub fn playlist(sources: &[Source], from_ms: i64, to_ms: i64, live: bool, uri: impl Fn(&Recording) -> String) -> String {
     let segments: Vec<Segment> = sources.iter().enumerate().flat_map(|(i, s)| segments(i, s, from_ms, to_ms)).collect();
-    let target = segments.iter().map(|s| (s.duration_ms + 999) / 1000).max().unwrap_or(SEGMENT_MS / 1000).max(1);
+    let target = segments.iter().map(|s| (s.duration_ms + 999) / 1000).max().unwrap_or(0).max(MIN_TARGET_S);
     let mut out = String::new();
     let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0");
     let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{}", if live { "EVENT" } else { "VOD" });
-    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n");
+    // Segments start at keyframes; for H.265 a keyframe may be a CRA whose leading pictures
+    // need the segment before, so the claim is made for the other codecs only.
+    if !sources.iter().any(|s| s.samples.iter().any(|t| t.codec == "H265")) {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    out.push_str("#EXT-X-START:TIME-OFFSET=0,PRECISE=YES\n");
     let mut current: Option<usize> = None;
     for segment in &segments {
         let source = &sources[segment.source];
         if current != Some(segment.source) {
             if let Some(previous) = current.map(|i| sources[i].recording) {
                 let r = source.recording;
-                let wall_gap = (r.start_ms - previous.end_ms).abs();
-                let media_gap = (r.media_start_ms - previous.media_end_ms).abs();
+                // Files of one publish join (a file may overlap the next by the audio that
+                // ends it); a hole, a timestamp reset or new codec parameters do not.
+                let joins = |gap: i64| (-OVERLAP_MS..=CONTINUOUS_MS).contains(&gap);
                 let same_tracks = sources[current.unwrap_or(0)].samples.iter().map(|t| (&t.codec, &t.config)).eq(source.samples.iter().map(|t| (&t.codec, &t.config)));
-                if wall_gap > CONTINUOUS_MS || media_gap > CONTINUOUS_MS || !same_tracks {
+                if !joins(r.start_ms - previous.end_ms) || !joins(r.media_start_ms - previous.media_end_ms) || !same_tracks {
                     out.push_str("#EXT-X-DISCONTINUITY\n");
                 }
             }

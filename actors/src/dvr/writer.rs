@@ -37,14 +37,12 @@ pub struct OpenRecording {
     pub samples: Option<Vec<TrackSamples>>,
 }
 
-/// Asks a writer for its recordings in progress ([`OpenRecording`]): the open file, the one
-/// still taking audio after a cut, and the last closed ones until the index has them.
+/// Asks a writer for its recordings in progress ([`OpenRecording`]): the open file and the one
+/// still taking audio after a cut (files closed since are described by
+/// [`super::DvrRuntime`] until the index has them).
 #[derive(Message)]
 #[rtype(result = "Vec<OpenRecording>")]
 pub struct GetOpenRecordings;
-
-/// Recently closed files a writer keeps describing until the index surely has them.
-const RECENTLY_CLOSED: usize = 2;
 
 struct OpenFile {
     recording: Recording,
@@ -90,8 +88,6 @@ pub struct DvrWriter {
     slow_writes: Option<(std::time::Duration, std::time::Instant)>,
     /// The index entry of the file just opened, to be stored before anything is appended.
     pending_index: Option<PutRecording>,
-    /// The last files closed, as handed to the index (newest last).
-    recently_closed: std::collections::VecDeque<OpenRecording>,
 }
 
 impl DvrWriter {
@@ -116,7 +112,6 @@ impl DvrWriter {
             open_gap: None,
             slow_writes: None,
             pending_index: None,
-            recently_closed: std::collections::VecDeque::new(),
         }
     }
 
@@ -235,12 +230,14 @@ impl DvrWriter {
             }
         }
         let fragment_ms = self.settings.fragment.as_millis() as i64;
-        // A fragment ends after `fragment_ms`, and before every video keyframe, so that each
-        // keyframe starts a fragment (the rewind playlist's segments start at keyframes).
-        let flush = self
-            .open
-            .as_ref()
-            .is_some_and(|open| !open.pending.is_empty() && (frame.dts_ms() - open.fragment_start_ms >= fragment_ms || frame.is_video_keyframe()));
+        // A fragment ends after `fragment_ms`, or at a video keyframe once it holds half that
+        // (at most 500 ms), so that keyframes start fragments (the rewind playlist's segments
+        // start at keyframes) without a sync per frame when keyframes are dense.
+        let key_flush_ms = (fragment_ms / 2).min(500);
+        let flush = self.open.as_ref().is_some_and(|open| {
+            let held = frame.dts_ms() - open.fragment_start_ms;
+            !open.pending.is_empty() && (held >= fragment_ms || (frame.is_video_keyframe() && held >= key_flush_ms))
+        });
         if flush {
             if let Err(e) = self.write_fragment() {
                 self.fail(e);
@@ -411,20 +408,21 @@ impl DvrWriter {
         body["cwd"] = serde_json::Value::String(self.settings.dir.display().to_string());
         body["file"] = serde_json::Value::String(open.absolute.display().to_string());
         let recording = open.recording;
-        if self.recently_closed.len() == RECENTLY_CLOSED {
-            self.recently_closed.pop_front();
-        }
-        self.recently_closed.push_back(OpenRecording { recording: recording.clone(), samples: samples.clone() });
+        // Until the index has it, the closed file is described by the node's DVR state (the
+        // writer may stop before the index answers).
+        let id = recording.id;
+        self.node.dvr.remember_closed(&self.key, OpenRecording { recording: recording.clone(), samples: samples.clone() });
         let storage = self.storage.clone();
         let app = self.key.app.clone();
-        let hooks = self.node.hooks.clone();
+        let (node, key) = (self.node.clone(), self.key.clone());
         // The hook fires once the index has the closed file.
         actix::spawn(async move {
             match storage.ask(PutRecording { recording, samples }).await {
-                Ok(Ok(())) => hooks.notify(hooks::Event::Dvr, &app, body),
+                Ok(Ok(())) => node.hooks.notify(hooks::Event::Dvr, &app, body),
                 Ok(Err(e)) => tracing::error!(error = %e, "closed recording not indexed"),
                 Err(e) => tracing::error!(error = %e, "storage unavailable; closed recording not indexed (repaired on the next start)"),
             }
+            node.dvr.forget_closed(&key, id);
         });
     }
 }
@@ -565,8 +563,7 @@ impl Handler<GetOpenRecordings> for DvrWriter {
 
     fn handle(&mut self, _: GetOpenRecordings, _: &mut Self::Context) -> Self::Result {
         let format = self.settings.format;
-        let mut out: Vec<OpenRecording> = self.recently_closed.iter().cloned().collect();
-        out.extend(self.closing.iter().filter_map(|(open, _)| durable_view(open, format)));
+        let mut out: Vec<OpenRecording> = self.closing.iter().filter_map(|(open, _)| durable_view(open, format)).collect();
         out.extend(self.open.iter().filter_map(|open| durable_view(open, format)));
         MessageResult(out)
     }

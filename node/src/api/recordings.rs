@@ -35,7 +35,10 @@ impl RecordingQuery {
         Some(key)
     }
 
-    async fn select(&self, state: &AppState) -> Result<(Vec<estuary_storage::Recording>, i64, i64), HttpResponse> {
+    /// The recordings of the query's range. With `live_view`, files being written are shown
+    /// as their writers see them (`state: "recording"`, the end of their last synced
+    /// fragment); without, as the index has them (what deletion acts on).
+    async fn select(&self, state: &AppState, live_view: bool) -> Result<(Vec<estuary_storage::Recording>, i64, i64), HttpResponse> {
         let (from, to) = self.range()?;
         let list = state
             .storage
@@ -44,20 +47,20 @@ impl RecordingQuery {
             .await
             .map_err(|e| error(503, &format!("storage unavailable: {e}")))?
             .map_err(|e| error(503, &e.to_string()))?;
-        // Files being written are shown as their writers see them: `state: "recording"` and
-        // the end of their last synced fragment.
-        let mut in_progress: Vec<estuary_actors::StreamKey> = list.iter().filter(|r| r.state == estuary_storage::RecordingState::Recording).map(|r| r.key.clone()).collect();
-        in_progress.dedup();
-        let mut open = Vec::new();
-        for key in &in_progress {
-            open.extend(state.node.dvr.open_recordings(key).await);
-        }
-        let list = estuary_actors::dvr::with_open(list, &open);
-        let list = list
-            .into_iter()
-            .filter(|r| self.app.as_ref().is_none_or(|a| &r.key.app == a) && self.stream.as_ref().is_none_or(|s| &r.key.stream == s))
-            .filter(|r| r.end_ms > from && r.start_ms < to)
-            .collect();
+        let list: Vec<estuary_storage::Recording> = list.into_iter().filter(|r| self.app.as_ref().is_none_or(|a| &r.key.app == a) && self.stream.as_ref().is_none_or(|s| &r.key.stream == s)).collect();
+        let list = if live_view {
+            let mut in_progress: Vec<estuary_actors::StreamKey> = list.iter().filter(|r| r.state == estuary_storage::RecordingState::Recording).map(|r| r.key.clone()).collect();
+            in_progress.dedup();
+            let mut open = Vec::new();
+            for key in &in_progress {
+                // A writer that does not answer leaves its file as the index has it.
+                open.extend(state.node.dvr.open_recordings(key).await.unwrap_or_default());
+            }
+            estuary_actors::dvr::with_open(list, &open).into_iter().map(|p| p.recording).collect()
+        } else {
+            list
+        };
+        let list = list.into_iter().filter(|r| r.end_ms > from && r.start_ms < to).collect();
         Ok((list, from, to))
     }
 }
@@ -104,7 +107,7 @@ pub(super) fn coverage(recordings: &[estuary_storage::Recording], losses: &[estu
 }
 
 pub(super) async fn list_recordings(_: Authorized, state: web::Data<AppState>, query: web::Query<RecordingQuery>) -> HttpResponse {
-    let (list, from, to) = match query.select(&state).await {
+    let (list, from, to) = match query.select(&state, true).await {
         Ok(selected) => selected,
         Err(response) => return response,
     };
@@ -134,7 +137,7 @@ pub(super) async fn delete_recordings(_: Authorized, state: web::Data<AppState>,
     if query.key().is_none() {
         return error(400, "app and stream are required");
     }
-    let (list, from, to) = match query.select(&state).await {
+    let (list, from, to) = match query.select(&state, false).await {
         Ok(selected) => selected,
         Err(response) => return response,
     };

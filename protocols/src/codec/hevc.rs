@@ -128,8 +128,8 @@ impl HevcSps {
                 _ => (1, 1),
             };
             let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-            width = width.saturating_sub(sub_width * left.saturating_add(right));
-            height = height.saturating_sub(sub_height * top.saturating_add(bottom));
+            width = width.saturating_sub(left.saturating_add(right).saturating_mul(sub_width));
+            height = height.saturating_sub(top.saturating_add(bottom).saturating_mul(sub_height));
         }
         Ok(HevcSps { profile_idc, level_idc, width, height })
     }
