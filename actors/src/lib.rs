@@ -25,6 +25,7 @@
 
 pub mod access;
 pub mod attach;
+pub mod cluster;
 pub mod dash;
 pub mod dvr;
 pub mod files;

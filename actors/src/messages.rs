@@ -84,6 +84,11 @@ pub struct ForgetStream {
 #[rtype(result = "Vec<(StreamKey, Addr<StreamActor>)>")]
 pub struct ListStreams;
 
+/// Registry: the streams that have a publisher now.
+#[derive(Message)]
+#[rtype(result = "Vec<StreamKey>")]
+pub struct PublishedStreams;
+
 /// Stream: this client now publishes. The answer is the publisher's only way to send media
 /// (see [`crate::stream::PublisherLink`]); dropping it detaches the publisher.
 #[derive(Message)]

@@ -213,11 +213,17 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     };
     let workers = if config.node.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { config.node.workers };
 
+    let cluster_settings = if config.cluster.mode == "standalone" {
+        None
+    } else {
+        let stored = store.node_id().map_err(|e| format!("cannot read or make this node's cluster id: {e}"))?;
+        config.cluster_settings(&stored)
+    };
     let system = actix::System::new();
     system.block_on(async move {
         // The node's context: its threads and everything its actors share. Built here, once,
         // and handed to every actor (nothing in the actors crate is process-wide).
-        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()) });
+        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), cluster: cluster_settings });
         let storage = StorageHandle::start(node.clone(), store.clone());
         let registry = StreamRegistry::new(node.clone(), config.stream_settings(), storage.clone()).start();
         let dvr_settings = std::sync::Arc::new(config.dvr_settings());
@@ -266,6 +272,21 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
                         Ok(Err(e)) => tracing::warn!(error = %e, "stream history not pruned"),
                         Err(_) => {}
                     }
+                }
+            });
+        }
+        if let Some(directory) = node.cluster.clone() {
+            // The node's registration and its streams' claims, renewed on every beat.
+            let (registry, node) = (registry.clone(), node.clone());
+            tracing::info!(node = %directory.node_id(), role = %directory.settings().role, redis = %directory.settings().redis_url, "joining the cluster");
+            actix::spawn(async move {
+                let mut every = tokio::time::interval(directory.settings().heartbeat);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Ok(published) = registry.send(estuary_actors::messages::PublishedStreams).await else { continue };
+                    let published: Vec<String> = published.iter().map(|k| k.db_key()).collect();
+                    directory.beat(&published, node.clients.snapshot().len()).await;
                 }
             });
         }

@@ -127,12 +127,19 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
         ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
+        ("estuary_cluster_registry_errors_total", "Cluster registry (Redis) operations that failed or timed out."),
+        ("estuary_cluster_publish_refused_total", "Publishes refused because another node owns the stream."),
+        ("estuary_cluster_conflicts_total", "Streams published here found claimed by another node (after a registry outage)."),
     ] {
         f.header(name, "counter", help);
         for (_, pairs, value) in counters.iter().filter(|(n, _, _)| *n == name) {
             let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             f.sample(name, &pairs, *value as f64);
         }
+    }
+    if let Some(directory) = &state.node.cluster {
+        f.header("estuary_cluster_registry_up", "gauge", "1 when the cluster registry (Redis) answered the last operation.");
+        f.sample("estuary_cluster_registry_up", &[], if directory.health().0 { 1.0 } else { 0.0 });
     }
     let stats = &state.node.stats;
     f.header("estuary_datagrams_dropped_total", "counter", "Datagrams received but dropped because their session's inbox was full, by protocol.");

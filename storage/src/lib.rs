@@ -121,6 +121,25 @@ impl Store {
         Ok(Store { path, db, streams, recordings, recording_samples, ingests, gb_devices, recording_gaps })
     }
 
+    /// This node's cluster id: made once (`node-` and 8 hex digits from the clock and the
+    /// process id) and kept in the `meta` tree, so a node keeps its name across restarts.
+    pub fn node_id(&self) -> Result<String, StorageError> {
+        let meta = self.db.open_tree("meta").map_err(|e| self.sled_err(e))?;
+        if let Some(raw) = meta.get("node_id").map_err(|e| self.sled_err(e))? {
+            return Ok(String::from_utf8_lossy(&raw).into_owned());
+        }
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) as u64 ^ ((std::process::id() as u64) << 32);
+        // A 64-bit mix (splitmix64's finaliser) so ids of nodes made in the same instant differ.
+        let mut x = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        let id = format!("node-{:08x}", x as u32);
+        meta.insert("node_id", id.as_bytes()).map_err(|e| self.sled_err(e))?;
+        self.flush()?;
+        Ok(id)
+    }
+
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.path

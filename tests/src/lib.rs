@@ -11,6 +11,7 @@ pub mod gb_camera;
 pub mod gb_device;
 pub mod hook_server;
 pub mod load;
+pub mod redis_server;
 pub mod http;
 pub mod lossy;
 pub mod rtmp_raw;

@@ -44,6 +44,9 @@ pub enum Refused {
     /// The deciding hook refused (or could not be reached).
     #[error("{0}")]
     Hook(String),
+    /// Another node of the cluster publishes the stream.
+    #[error("{0}")]
+    Cluster(#[from] crate::cluster::Taken),
 }
 
 /// A node's access policy.
@@ -52,6 +55,8 @@ pub struct Access {
     settings: AccessSettings,
     hooks: Arc<hooks::Hooks>,
     stats: Arc<crate::node::stats::Stats>,
+    /// Publishes claim their stream in the cluster directory once everything else agreed.
+    cluster: Option<Arc<crate::cluster::Directory>>,
 }
 
 /// A request to check.
@@ -75,8 +80,8 @@ pub struct Request<'a> {
 
 impl Access {
     /// The policy `settings`, asking `hooks` and counting refusals in `stats`.
-    pub fn new(settings: AccessSettings, hooks: Arc<hooks::Hooks>, stats: Arc<crate::node::stats::Stats>) -> Self {
-        Access { settings, hooks, stats }
+    pub fn new(settings: AccessSettings, hooks: Arc<hooks::Hooks>, stats: Arc<crate::node::stats::Stats>, cluster: Option<Arc<crate::cluster::Directory>>) -> Self {
+        Access { settings, hooks, stats, cluster }
     }
 
     /// The settings (for minting tokens through the API).
@@ -103,7 +108,8 @@ impl Access {
         estuary_protocols::naming::check_key(request.vhost, request.app, request.stream).map_err(Refused::BadName)?;
         let result = async {
             self.check_cidr(request)?;
-            self.decide_by_hook(request).await
+            self.decide_by_hook(request).await?;
+            self.claim(request).await
         }
         .await;
         if let Err(reason) = &result {
@@ -153,7 +159,17 @@ impl Access {
 
     async fn check_inner(&self, request: &Request<'_>) -> Result<(), Refused> {
         self.check_local(request)?;
-        self.decide_by_hook(request).await
+        self.decide_by_hook(request).await?;
+        self.claim(request).await
+    }
+
+    /// A publish claims its stream in the cluster directory (origins only), last, so that a
+    /// publish refused for another reason never holds a claim.
+    async fn claim(&self, request: &Request<'_>) -> Result<(), Refused> {
+        match (&self.cluster, request.action) {
+            (Some(directory), Action::Publish) => Ok(directory.claim(&format!("{}/{}/{}", request.vhost, request.app, request.stream)).await?),
+            _ => Ok(()),
+        }
     }
 
     async fn decide_by_hook(&self, request: &Request<'_>) -> Result<(), Refused> {

@@ -77,6 +77,8 @@ pub struct Node {
     pub gb: crate::gb28181::GbState,
     /// WebRTC: the UDP socket's routes and keyframe requests.
     pub rtc: crate::webrtc::RtcState,
+    /// The cluster directory (origins only).
+    pub cluster: Option<Arc<crate::cluster::Directory>>,
 }
 
 /// What a node is built from (settings that actors read through the context).
@@ -90,6 +92,8 @@ pub struct NodeOptions {
     pub access: AccessSettings,
     /// A CA file forwarders trust for `rtmps://` besides the system's (tests' self-signed).
     pub forward_tls_ca_file: Option<String>,
+    /// Cluster membership (`None`: standalone).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl Node {
@@ -97,11 +101,12 @@ impl Node {
     pub fn start(options: NodeOptions) -> NodeContext {
         let stats = Arc::new(Stats::default());
         let hooks = Arc::new(Hooks::new(options.hooks, stats.clone()));
+        let cluster = options.cluster.map(|settings| Arc::new(crate::cluster::Directory::new(settings, stats.clone())));
         Arc::new(Node {
             topology: Topology::start(options.workers),
             clients: Clients::new(stats.clone()),
             restarts: Restarts::default(),
-            access: Access::new(options.access, hooks.clone(), stats.clone()),
+            access: Access::new(options.access, hooks.clone(), stats.clone(), cluster.clone()),
             hooks,
             stats,
             dvr: Default::default(),
@@ -112,6 +117,7 @@ impl Node {
             ingests: Default::default(),
             gb: Default::default(),
             rtc: Default::default(),
+            cluster,
         })
     }
 

@@ -61,6 +61,14 @@ impl Handler<ForgetStream> for StreamRegistry {
     }
 }
 
+impl Handler<PublishedStreams> for StreamRegistry {
+    type Result = MessageResult<PublishedStreams>;
+
+    fn handle(&mut self, _: PublishedStreams, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.entries.iter().filter(|(_, e)| e.publisher.is_some() && e.addr.connected()).map(|(k, _)| k.clone()).collect())
+    }
+}
+
 impl Handler<ListStreams> for StreamRegistry {
     type Result = MessageResult<ListStreams>;
 

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
 //! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
 //! | `GET /api/v1/supervisors` | restart counts |
+//! | `GET /api/v1/cluster` | the cluster directory: this node, the registry's health, the nodes (role, addresses, load, last beat) and the stream owners; `mode: "standalone"` and nothing else on a standalone node |
 //! | `POST /api/v1/debug/fault?actor=&stream=&kind=&ms=&during_ms=` | fault injection (only with `api.debug_faults`): `actor` is `rtmp_listener`, `srt_listener`, `storage`, or `stream`, `hls`, `dash`, `dvr` of `stream=app/name`; `kind` is `panic` (default), `stall` (`ms`) or `slow` (sleep `ms` per write for `during_ms`) |
 //! | `GET /metrics` | Prometheus text |
 
@@ -54,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
         .route("/api/v1/versions", web::get().to(versions))
         .route("/api/v1/summaries", web::get().to(summaries))
+        .route("/api/v1/cluster", web::get().to(cluster))
         .route("/api/v1/streams", web::get().to(streams))
         .route("/api/v1/streams/{id}", web::get().to(stream_by_id))
         .route("/api/v1/clients", web::get().to(list_clients))
@@ -178,6 +180,25 @@ async fn versions(_: Authorized) -> HttpResponse {
             "revision": parts.get(2).copied().unwrap_or(0),
             "version": version,
         }
+    }))
+}
+
+async fn cluster(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let Some(directory) = state.node.cluster.clone() else {
+        return HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "mode": "standalone" }));
+    };
+    let snapshot = directory.snapshot().await;
+    let (connected, last_error, last_ok_ms) = directory.health();
+    let registry = json!({ "url": directory.settings().redis_url, "reachable": connected && snapshot.is_ok(), "error": snapshot.as_ref().err().cloned().or(last_error), "last_ok_ms": last_ok_ms });
+    let (nodes, streams) = snapshot.unwrap_or_default();
+    HttpResponse::Ok().json(json!({
+        "code": 0,
+        "server": SERVER,
+        "mode": directory.settings().role,
+        "node_id": directory.node_id(),
+        "registry": registry,
+        "nodes": nodes,
+        "streams": streams,
     }))
 }
 

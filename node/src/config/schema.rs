@@ -24,6 +24,7 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub auth: AuthSection,
     pub hooks: HooksSection,
+    pub cluster: ClusterSection,
     pub log: LogSection,
 }
 
@@ -432,5 +433,22 @@ impl Default for StreamSection {
 impl Default for LogSection {
     fn default() -> Self {
         LogSection { level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    pub mode: String,
+    pub redis: String,
+    pub node_id: String,
+    pub advertise: String,
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { mode: "standalone".into(), redis: "redis://127.0.0.1:6379".into(), node_id: String::new(), advertise: "127.0.0.1".into(), lease_ms: 5000, heartbeat_ms: 1000 }
     }
 }

@@ -65,6 +65,27 @@ impl Config {
         }
     }
 
+    /// Cluster membership, `None` when standalone; `node_id` is used when the config names
+    /// none.
+    pub fn cluster_settings(&self, node_id: &str) -> Option<estuary_actors::cluster::ClusterSettings> {
+        if self.cluster.mode == "standalone" {
+            return None;
+        }
+        let host = &self.cluster.advertise;
+        let port = |listen: &str| listen.parse::<SocketAddr>().map(|a| a.port()).unwrap_or(0);
+        Some(estuary_actors::cluster::ClusterSettings {
+            role: self.cluster.mode.clone(),
+            node_id: if self.cluster.node_id.is_empty() { node_id.to_string() } else { self.cluster.node_id.clone() },
+            redis_url: self.cluster.redis.clone(),
+            rtmp: format!("rtmp://{host}:{}", self.rtmp_listen().port()),
+            http: format!("http://{host}:{}", port(&self.http.listen)),
+            srt: format!("srt://{host}:{}", self.srt_listen().port()),
+            api: format!("http://{host}:{}", port(&self.api.listen)),
+            lease: std::time::Duration::from_millis(self.cluster.lease_ms),
+            heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
+        })
+    }
+
     /// Access settings for the actors (validated, so parsing cannot fail here).
     pub fn access_settings(&self) -> estuary_actors::access::AccessSettings {
         use estuary_actors::access::auth::{Cidr, CidrRules, TokenSigner};
