@@ -216,6 +216,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
     let cluster_settings = if config.cluster.mode == "standalone" {
         None
     } else {
+        estuary_actors::cluster::check_url(&config.cluster.redis).map_err(|e| format!("cluster.redis: {e}"))?;
         let stored = store.node_id().map_err(|e| format!("cannot read or make this node's cluster id: {e}"))?;
         config.cluster_settings(&stored)
     };
@@ -278,14 +279,14 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         if let Some(directory) = node.cluster.clone() {
             // The node's registration and its streams' claims, renewed on every beat.
             let (registry, node) = (registry.clone(), node.clone());
-            tracing::info!(node = %directory.node_id(), role = %directory.settings().role, redis = %directory.settings().redis_url, "joining the cluster");
+            tracing::info!(node = %directory.node_id(), role = %directory.settings().role, redis = %directory.shown_url(), "joining the cluster");
             actix::spawn(async move {
                 let mut every = tokio::time::interval(directory.settings().heartbeat);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     every.tick().await;
                     let Ok(published) = registry.send(estuary_actors::messages::PublishedStreams).await else { continue };
-                    let published: Vec<String> = published.iter().map(|k| k.db_key()).collect();
+                    let published: std::collections::HashSet<String> = published.iter().map(|k| k.db_key()).collect();
                     directory.beat(&published, node.clients.snapshot().len()).await;
                 }
             });
@@ -359,6 +360,10 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
 
         let reason = wait_for_shutdown(exit_on_stdin_close).await;
         tracing::info!(%reason, "shutting down");
+        if let Some(directory) = node.cluster.clone() {
+            // Others may take this node's streams at once, not after their leases.
+            directory.leave().await;
+        }
         http_handle.stop(false).await;
         api_handle.stop(false).await;
         if let Some(handle) = metrics_handle {

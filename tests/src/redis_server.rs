@@ -1,5 +1,6 @@
-//! A throwaway `redis-server` (Debian's) on a free loopback port, without persistence, for the
-//! cluster tests; killed when dropped. It can be stopped and started again on the same port.
+//! A throwaway `redis-server` (Debian's) on a free loopback port, without persistence and with
+//! a password (so tests can check it never shows), for the cluster tests; killed when dropped.
+//! It can be stopped and started again on the same port.
 
 use crate::{free_port, Scratch};
 use std::process::{Child, Command, Stdio};
@@ -21,16 +22,19 @@ impl RedisServer {
         server
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// The password it requires.
+    pub const PASSWORD: &'static str = "cluster-test-secret";
+
+    /// `redis://:<password>@127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://:{}@127.0.0.1:{}", Self::PASSWORD, self.port)
     }
 
     /// Starts it again (after [`RedisServer::kill`]), empty, on the same port.
     pub fn restart(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("redis log");
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--requirepass", Self::PASSWORD])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("redis log"))
             .stderr(log)
@@ -41,8 +45,8 @@ impl RedisServer {
         let up = crate::wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
                 use std::io::{Read, Write};
-                let mut answer = [0u8; 7];
-                s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+                let mut answer = [0u8; 12];
+                s.write_all(format!("AUTH {}\r\nPING\r\n", Self::PASSWORD).as_bytes()).is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+OK\r\n+PONG\r\n"
             })
         });
         assert!(up, "redis-server did not answer on port {port}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());

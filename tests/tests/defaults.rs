@@ -80,6 +80,9 @@ fn every_protocol_plays_on_the_default_ports_with_no_configuration() {
     };
     let streams = curl(&["-s", "http://127.0.0.1:1985/api/v1/streams"]);
     assert!(streams.contains("\"livestream\""), "{streams}");
+    // No Redis by default: the node is on its own.
+    let cluster = curl(&["-s", "http://127.0.0.1:1985/api/v1/cluster"]);
+    assert!(cluster.contains("\"mode\":\"standalone\""), "{cluster}");
     let added = curl(&["-s", "-X", "POST", "http://127.0.0.1:1985/api/v1/forwards", "-d", r#"{"app":"live","stream":"livestream","url":"rtmp://127.0.0.1/live/[stream]_copy"}"#]);
     assert!(added.contains("\"code\":0"), "a form-typed JSON body must be accepted: {added}");
     node.wait_live("live/livestream_copy", Duration::from_secs(20));

@@ -7,14 +7,20 @@
 //!   lease of `cluster.lease_ms`, atomically (a script: set when absent or already ours). A
 //!   claim held by another node refuses the publish with the owner's name. The owner renews
 //!   its claims on every beat while the stream has a publisher here, and deletes them (only if
-//!   still its own) once it has had none for a lease; a dead owner's claims lapse by
+//!   still its own) at the first beat after the publisher left; a dead owner's claims lapse by
 //!   themselves, and the next publish anywhere takes over.
 //! - **Events.** Claims and releases are published on `estuary:events` as JSON
 //!   (`{"event":"publish"|"unpublish","stream":..,"node":..}`) for nodes that react to them.
-//! - **Redis away.** A node keeps serving; a publish it cannot check is accepted (and logged),
-//!   and claimed as soon as Redis answers again; a claim found taken by another node then is
-//!   logged as a conflict (the earlier owner keeps the directory entry). The API and
-//!   `/metrics` say the registry is unreachable; reconnection is tried on every beat.
+//! - **Redis away.** A node keeps serving; a publish it cannot check is accepted at once (and
+//!   logged), and claimed as soon as Redis answers again; a claim found taken by another node
+//!   then is logged once as a conflict (the earlier owner keeps the directory entry). The API
+//!   and `/metrics` say the registry is unreachable. Only the beat connects (publishes never
+//!   wait for a connection attempt), so the connection's I/O runs on the beat's thread, not on
+//!   a media worker's.
+//! - **Leaving.** On a clean shutdown a node deletes its registration and its claims at once.
+//! - **Two processes with one id** (a copied data directory) are detected: each registration
+//!   carries a random instance id, and a node that finds another live instance under its id
+//!   logs it.
 
 use crate::node::stats::Stats;
 use redis::aio::MultiplexedConnection;
@@ -27,8 +33,13 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "estuary:";
 /// The channel of publish/unpublish events.
 pub const EVENTS: &str = "estuary:events";
-/// How long one Redis operation may take before the registry counts as unreachable.
-const OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one Redis operation may take before the registry counts as unreachable (the
+/// configuration keeps `lease_ms` at least two beats plus this).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the API's directory scan may take.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Claims renewed per script call.
+const RENEW_BATCH: usize = 500;
 
 /// Claims a stream for a node (or renews its own claim); answers the owner.
 const CLAIM: &str = r"
@@ -38,6 +49,21 @@ if (not owner) or owner == ARGV[1] then
   return ARGV[1]
 end
 return owner
+";
+
+/// Claims or renews many streams at once (KEYS); answers their owners in order.
+const CLAIM_MANY: &str = r"
+local owners = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if (not owner) or owner == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    owners[i] = ARGV[1]
+  else
+    owners[i] = owner
+  end
+end
+return owners
 ";
 
 /// Deletes a claim if it is still the node's own.
@@ -88,20 +114,51 @@ struct Health {
     last_ok_ms: Option<i64>,
 }
 
+/// The connection, and a number that changes each time it is made (so a failure on an old
+/// connection never throws away a newer one).
+#[derive(Default)]
+struct Slot {
+    connection: Option<MultiplexedConnection>,
+    generation: u64,
+}
+
+/// Checks a Redis URL the way the client will read it (at start-up, so a bad one stops the
+/// node with a reason instead of leaving it without a registry).
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url).map(|_| ()).map_err(|e| format!("{:?} is not a Redis URL the client accepts: {e}", redacted(url)))
+}
+
+/// `redis://user:secret@host:port/db` without its credentials, for logs and the API.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &url[..scheme + 3], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 /// A node's view of the cluster directory (see the module docs).
 pub struct Directory {
     settings: ClusterSettings,
-    client: Result<redis::Client, String>,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    client: redis::Client,
+    slot: Mutex<Slot>,
     /// Streams this node claimed, and when (or when they were last seen published).
     claimed: Mutex<HashMap<String, Instant>>,
+    /// Streams published here but claimed by another node (logged once each).
+    conflicts: Mutex<std::collections::HashSet<String>>,
+    /// Claims and releases of this node, one at a time (a release never deletes a claim
+    /// made meanwhile).
+    claiming: tokio::sync::Mutex<()>,
+    /// This process's random id, in its registration.
+    instance: String,
+    /// The URL without credentials.
+    shown_url: String,
     health: Mutex<Health>,
     stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for Directory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Directory").field("node_id", &self.settings.node_id).field("redis", &self.settings.redis_url).finish()
+        f.debug_struct("Directory").field("node_id", &self.settings.node_id).field("redis", &self.shown_url).finish()
     }
 }
 
@@ -114,10 +171,23 @@ fn node_key(id: &str) -> String {
 }
 
 impl Directory {
-    /// A directory client (it connects on first use).
-    pub fn new(settings: ClusterSettings, stats: Arc<Stats>) -> Directory {
-        let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| format!("bad cluster.redis {:?}: {e}", settings.redis_url));
-        Directory { settings, client, connection: tokio::sync::Mutex::new(None), claimed: Mutex::default(), health: Mutex::default(), stats }
+    /// A directory client (the beat connects). `Err` for a URL the redis client refuses.
+    pub fn new(settings: ClusterSettings, stats: Arc<Stats>) -> Result<Directory, String> {
+        let shown_url = redacted(&settings.redis_url);
+        let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| format!("bad cluster.redis {shown_url:?}: {e}"))?;
+        let instance = format!("{:016x}", rand::random::<u64>());
+        Ok(Directory {
+            settings,
+            client,
+            slot: Mutex::default(),
+            claimed: Mutex::default(),
+            conflicts: Mutex::default(),
+            claiming: tokio::sync::Mutex::new(()),
+            instance,
+            shown_url,
+            health: Mutex::default(),
+            stats,
+        })
     }
 
     /// This node's id.
@@ -130,86 +200,119 @@ impl Directory {
         &self.settings
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, String> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
-        }
-        let client = self.client.as_ref().map_err(Clone::clone)?;
-        match tokio::time::timeout(OP_TIMEOUT, client.get_multiplexed_async_connection()).await {
-            Ok(Ok(connection)) => {
-                *slot = Some(connection.clone());
-                Ok(connection)
-            }
-            Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", self.settings.redis_url)),
-            Err(_) => Err(format!("cannot connect to {}: no answer within {} ms", self.settings.redis_url, OP_TIMEOUT.as_millis())),
-        }
+    /// The Redis URL without credentials.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_url
     }
 
-    /// Runs one operation against Redis, keeping the health state and the connection.
-    async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, String>
+    /// The connection and its generation. Only `connect` (the beat) makes a new one; others
+    /// fail at once when there is none, so a publish never waits on a connection attempt.
+    async fn connection(&self, connect: bool) -> Result<(MultiplexedConnection, u64), String> {
+        {
+            let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(connection) = &slot.connection {
+                return Ok((connection.clone(), slot.generation));
+            }
+        }
+        if !connect {
+            return Err("cluster registry not connected (the next beat tries again)".into());
+        }
+        let connection = match tokio::time::timeout(OP_TIMEOUT, self.client.get_multiplexed_async_connection()).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", self.shown_url)),
+            Err(_) => return Err(format!("cannot connect to {}: no answer within {} ms", self.shown_url, OP_TIMEOUT.as_millis())),
+        };
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.generation += 1;
+        slot.connection = Some(connection.clone());
+        Ok((connection, slot.generation))
+    }
+
+    /// Runs one operation against Redis, keeping the health state and the connection: a
+    /// failed connection (I/O, timeout) is dropped and counts as the registry being
+    /// unreachable; an error Redis answered with does neither.
+    async fn run<T, F, Fut>(&self, what: &str, connect: bool, timeout: Duration, op: F) -> Result<T, String>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let result = match self.connection().await {
-            Ok(connection) => match tokio::time::timeout(OP_TIMEOUT, op(connection)).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(format!("{what}: {e}")),
-                Err(_) => Err(format!("{what}: no answer within {} ms", OP_TIMEOUT.as_millis())),
-            },
-            Err(e) => Err(e),
+        let (connection, generation) = match self.connection(connect).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.unhealthy(&e);
+                return Err(e);
+            }
         };
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        match &result {
-            Ok(_) => {
+        let broken = |this: &Self, error: String| {
+            let mut slot = this.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.generation == generation {
+                slot.connection = None;
+            }
+            drop(slot);
+            this.unhealthy(&error);
+            Err(error)
+        };
+        match tokio::time::timeout(timeout, op(connection)).await {
+            Ok(Ok(value)) => {
+                let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
                 if !health.connected {
-                    tracing::info!(redis = %self.settings.redis_url, node = %self.settings.node_id, "cluster registry reachable");
+                    tracing::info!(redis = %self.shown_url, node = %self.settings.node_id, "cluster registry reachable");
                 }
                 health.connected = true;
+                health.last_error = None;
                 health.last_ok_ms = Some(crate::unix_ms());
+                Ok(value)
             }
-            Err(e) => {
-                if health.connected || health.last_error.is_none() {
-                    tracing::warn!(redis = %self.settings.redis_url, error = %e, "cluster registry unreachable; this node keeps serving what it serves and retries on every beat");
-                }
-                health.connected = false;
-                health.last_error = Some(e.clone());
-                self.stats.inc("estuary_cluster_registry_errors_total", &[]);
-                drop(health);
-                // A broken connection is made again on the next call.
-                if let Ok(mut slot) = self.connection.try_lock() {
-                    *slot = None;
-                }
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() => broken(self, format!("{what}: {e}")),
+            Ok(Err(e)) => {
+                tracing::warn!(redis = %self.shown_url, error = %e, "{what} failed");
+                Err(format!("{what}: {e}"))
             }
+            Err(_) => broken(self, format!("{what}: no answer within {} ms", timeout.as_millis())),
         }
-        result
+    }
+
+    fn unhealthy(&self, error: &str) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if health.connected || health.last_error.is_none() {
+            tracing::warn!(redis = %self.shown_url, %error, "cluster registry unreachable; this node keeps serving what it serves and retries on every beat");
+        }
+        health.connected = false;
+        health.last_error = Some(error.to_string());
+        self.stats.inc("estuary_cluster_registry_errors_total", &[]);
     }
 
     async fn claim_script(&self, stream: &str) -> Result<String, String> {
         let key = stream_key(stream);
         let (me, lease) = (self.settings.node_id.clone(), self.settings.lease.as_millis() as u64);
-        self.run("claim", |mut c| async move { redis::Script::new(CLAIM).key(key).arg(me).arg(lease).invoke_async::<String>(&mut c).await }).await
+        self.run("claim", false, OP_TIMEOUT, |mut c| async move { redis::Script::new(CLAIM).key(key).arg(me).arg(lease).invoke_async::<String>(&mut c).await }).await
     }
 
     async fn event(&self, event: &str, stream: &str) {
         let message = json!({ "event": event, "stream": stream, "node": self.settings.node_id }).to_string();
-        let _ = self.run("publish event", |mut c| async move { redis::cmd("PUBLISH").arg(EVENTS).arg(message).query_async::<i64>(&mut c).await }).await;
+        let _ = self.run("publish event", false, OP_TIMEOUT, |mut c| async move { redis::cmd("PUBLISH").arg(EVENTS).arg(message).query_async::<i64>(&mut c).await }).await;
+    }
+
+    fn display(stream: &str) -> String {
+        stream.trim_start_matches("__defaultVhost__/").to_string()
     }
 
     /// Claims `stream` (`vhost/app/stream`) for a publish on this node. `Err` when another
     /// node owns it. When Redis cannot be asked, the publish is allowed (logged) and the
     /// claim is made on a later beat.
     pub async fn claim(&self, stream: &str) -> Result<(), Taken> {
+        let _one_at_a_time = self.claiming.lock().await;
         match self.claim_script(stream).await {
             Ok(owner) if owner == self.settings.node_id => {
-                self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(stream.to_string(), Instant::now());
-                self.event("publish", stream).await;
+                let new = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(stream.to_string(), Instant::now()).is_none();
+                if new {
+                    self.event("publish", stream).await;
+                }
                 Ok(())
             }
             Ok(owner) => {
                 self.stats.inc("estuary_cluster_publish_refused_total", &[]);
-                Err(Taken { stream: stream.trim_start_matches("__defaultVhost__/").to_string(), owner })
+                Err(Taken { stream: Self::display(stream), owner })
             }
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "cluster registry unreachable: publish accepted here without a claim; it is claimed once the registry answers");
@@ -219,20 +322,33 @@ impl Directory {
         }
     }
 
-    async fn release(&self, stream: &str) {
+    /// Releases `stream` if it is still unpublished since `since` (a publish meanwhile
+    /// renewed it) and still ours in Redis.
+    async fn release(&self, stream: &str, since: Instant) {
+        let _one_at_a_time = self.claiming.lock().await;
+        {
+            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+            if claimed.get(stream) != Some(&since) {
+                return;
+            }
+            claimed.remove(stream);
+        }
+        self.conflicts.lock().unwrap_or_else(|e| e.into_inner()).remove(stream);
         let key = stream_key(stream);
         let me = self.settings.node_id.clone();
-        if self.run("release", |mut c| async move { redis::Script::new(RELEASE).key(key).arg(me).invoke_async::<i64>(&mut c).await }).await.is_ok() {
+        if let Ok(1) = self.run("release", false, OP_TIMEOUT, |mut c| async move { redis::Script::new(RELEASE).key(key).arg(me).invoke_async::<i64>(&mut c).await }).await {
             tracing::info!(%stream, "cluster claim released");
             self.event("unpublish", stream).await;
         }
     }
 
-    /// One beat: registration, then claims renewed for streams published here (`published`)
-    /// and released for those without a publisher for a whole lease.
-    pub async fn beat(&self, published: &[String], clients: usize) {
+    /// One beat: registration, then claims renewed for streams published here (`published`;
+    /// those published without a claim are claimed), and released for those without a
+    /// publisher since the last beat.
+    pub async fn beat(&self, published: &std::collections::HashSet<String>, clients: usize) {
         let record = json!({
             "id": self.settings.node_id,
+            "instance": self.instance,
             "role": self.settings.role,
             "rtmp": self.settings.rtmp,
             "http": self.settings.http,
@@ -244,38 +360,63 @@ impl Directory {
         })
         .to_string();
         let (key, ttl) = (node_key(&self.settings.node_id), self.settings.heartbeat.as_millis() as u64 * 3);
-        if self.run("register", |mut c| async move { redis::cmd("SET").arg(key).arg(record).arg("PX").arg(ttl).query_async::<()>(&mut c).await }).await.is_err() {
-            return;
+        let previous = match self.run("register", true, OP_TIMEOUT, |mut c| async move { redis::cmd("SET").arg(key).arg(record).arg("PX").arg(ttl).arg("GET").query_async::<Option<String>>(&mut c).await }).await {
+            Ok(previous) => previous,
+            Err(_) => return,
+        };
+        if let Some(other) = previous.and_then(|p| serde_json::from_str::<Value>(&p).ok()).and_then(|p| p["instance"].as_str().map(String::from)) {
+            if other != self.instance {
+                tracing::error!(node = %self.settings.node_id, "another process registers under this node id (same cluster.node_id, or a copied data directory): claims of the two are indistinguishable; give each node its own id");
+            }
         }
+        // Renewals (and claims of streams published while the registry was away), in batches.
         let now = Instant::now();
-        let claimed: Vec<(String, Instant)> = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
-        for (stream, since) in claimed {
-            if published.contains(&stream) {
-                match self.claim_script(&stream).await {
-                    Ok(owner) if owner == self.settings.node_id => {
-                        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(stream, now);
+        let mut wanted: Vec<String> = published.iter().cloned().collect();
+        wanted.sort();
+        for batch in wanted.chunks(RENEW_BATCH) {
+            let keys: Vec<String> = batch.iter().map(|s| stream_key(s)).collect();
+            let (me, lease) = (self.settings.node_id.clone(), self.settings.lease.as_millis() as u64);
+            let owners = match self.run("renew", false, OP_TIMEOUT, |mut c| async move { redis::Script::new(CLAIM_MANY).key(keys).arg(me).arg(lease).invoke_async::<Vec<String>>(&mut c).await }).await {
+                Ok(owners) => owners,
+                Err(_) => return,
+            };
+            for (stream, owner) in batch.iter().zip(owners) {
+                if owner == self.settings.node_id {
+                    let new = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(stream.clone(), now).is_none();
+                    self.conflicts.lock().unwrap_or_else(|e| e.into_inner()).remove(stream);
+                    if new {
+                        self.event("publish", stream).await;
                     }
-                    Ok(owner) => {
-                        self.stats.inc("estuary_cluster_conflicts_total", &[]);
-                        tracing::error!(%stream, %owner, "stream published here is claimed by another node (both took publishers while the registry was away); the directory keeps the earlier owner");
-                    }
-                    Err(_) => return,
+                } else if self.conflicts.lock().unwrap_or_else(|e| e.into_inner()).insert(stream.clone()) {
+                    self.stats.inc("estuary_cluster_conflicts_total", &[]);
+                    tracing::error!(%stream, %owner, "stream published here is claimed by another node (both took publishers while the registry was away); the directory keeps the earlier owner");
                 }
-            } else if now.duration_since(since) >= self.settings.lease {
-                self.claimed.lock().unwrap_or_else(|e| e.into_inner()).remove(&stream);
-                self.release(&stream).await;
             }
         }
-        // Streams published here without a claim (taken while the registry was away, or
-        // published before this node joined) are claimed now.
-        for stream in published {
-            let known = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).contains_key(stream);
-            if !known {
-                if let Err(taken) = self.claim(stream).await {
-                    self.stats.inc("estuary_cluster_conflicts_total", &[]);
-                    tracing::error!(stream = %taken.stream, owner = %taken.owner, "stream published here is claimed by another node; the directory keeps the earlier owner");
-                }
-            }
+        // Claims whose stream has had no publisher here for a beat go (a publisher back later
+        // claims again).
+        let stale: Vec<(String, Instant)> = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(stream, since)| !published.contains(*stream) && now.duration_since(**since) >= self.settings.heartbeat)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (stream, since) in stale {
+            self.release(&stream, since).await;
+        }
+    }
+
+    /// Leaves the directory at once (clean shutdown): the registration and every claim.
+    pub async fn leave(&self) {
+        let claims: Vec<(String, Instant)> = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (stream, since) in claims {
+            self.release(&stream, since).await;
+        }
+        let key = node_key(&self.settings.node_id);
+        if self.run("unregister", false, OP_TIMEOUT, |mut c| async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut c).await }).await.is_ok() {
+            tracing::info!(node = %self.settings.node_id, "left the cluster");
         }
     }
 
@@ -286,7 +427,7 @@ impl Directory {
     }
 
     async fn scan(&self, pattern: String) -> Result<Vec<(String, String)>, String> {
-        self.run("scan", |mut c| async move {
+        self.run("scan", false, SCAN_TIMEOUT, |mut c| async move {
             let mut keys: Vec<String> = Vec::new();
             let mut cursor: u64 = 0;
             loop {
@@ -297,6 +438,9 @@ impl Directory {
                 }
                 cursor = next;
             }
+            // SCAN may return a key twice.
+            keys.sort();
+            keys.dedup();
             if keys.is_empty() {
                 return Ok(Vec::new());
             }

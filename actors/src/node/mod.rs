@@ -101,7 +101,14 @@ impl Node {
     pub fn start(options: NodeOptions) -> NodeContext {
         let stats = Arc::new(Stats::default());
         let hooks = Arc::new(Hooks::new(options.hooks, stats.clone()));
-        let cluster = options.cluster.map(|settings| Arc::new(crate::cluster::Directory::new(settings, stats.clone())));
+        // The URL was checked at start-up (`cluster::check_url`).
+        let cluster = options.cluster.and_then(|settings| match crate::cluster::Directory::new(settings, stats.clone()) {
+            Ok(directory) => Some(Arc::new(directory)),
+            Err(e) => {
+                tracing::error!(error = %e, "cluster directory unavailable; this node runs standalone");
+                None
+            }
+        });
         Arc::new(Node {
             topology: Topology::start(options.workers),
             clients: Clients::new(stats.clone()),

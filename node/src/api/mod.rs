@@ -189,7 +189,7 @@ async fn cluster(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
     };
     let snapshot = directory.snapshot().await;
     let (connected, last_error, last_ok_ms) = directory.health();
-    let registry = json!({ "url": directory.settings().redis_url, "reachable": connected && snapshot.is_ok(), "error": snapshot.as_ref().err().cloned().or(last_error), "last_ok_ms": last_ok_ms });
+    let registry = json!({ "url": directory.shown_url(), "reachable": connected && snapshot.is_ok(), "error": snapshot.as_ref().err().cloned().or(last_error), "last_ok_ms": last_ok_ms });
     let (nodes, streams) = snapshot.unwrap_or_default();
     HttpResponse::Ok().json(json!({
         "code": 0,

@@ -72,14 +72,15 @@ impl Config {
         range("dash.fragment_ms", self.dash.fragment_ms, 200, 60_000)?;
         range("dvr.segment_ms", self.dvr.segment_ms, 1000, 86_400_000)?;
         range("dvr.fragment_ms", self.dvr.fragment_ms, 100, 60_000)?;
-        range("cluster.lease_ms", self.cluster.lease_ms, 500, 600_000)?;
+        range("cluster.lease_ms", self.cluster.lease_ms, 1200, 600_000)?;
         range("cluster.heartbeat_ms", self.cluster.heartbeat_ms, 100, 60_000)?;
         if !["standalone", "origin"].contains(&self.cluster.mode.as_str()) {
             let problem = if self.cluster.mode == "edge" { "\"edge\" is not built yet: use \"origin\" (see docs/CLUSTER.md)".to_string() } else { format!("{:?} is not standalone or origin", self.cluster.mode) };
             return Err(ConfigError::Invalid { key: "cluster.mode", problem });
         }
-        if self.cluster.heartbeat_ms * 2 > self.cluster.lease_ms {
-            return Err(ConfigError::Invalid { key: "cluster.heartbeat_ms", problem: format!("{} ms leaves no room for a missed beat within cluster.lease_ms ({} ms): make it at most half", self.cluster.heartbeat_ms, self.cluster.lease_ms) });
+        // A claim must survive one missed beat and one slow Redis answer (1 s).
+        if self.cluster.heartbeat_ms * 2 + 1000 > self.cluster.lease_ms {
+            return Err(ConfigError::Invalid { key: "cluster.lease_ms", problem: format!("{} ms must be at least two beats (cluster.heartbeat_ms = {} ms) plus 1000 ms, so that a claim survives a missed beat and a slow registry answer", self.cluster.lease_ms, self.cluster.heartbeat_ms) });
         }
         if self.cluster.mode != "standalone" && !self.cluster.redis.starts_with("redis://") {
             return Err(ConfigError::Invalid { key: "cluster.redis", problem: format!("{:?} is not a redis:// URL", self.cluster.redis) });
