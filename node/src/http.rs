@@ -122,7 +122,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
                 Err(refused) => refusal(refused),
             }
         }
-        "m3u8" => match serve_text(hls_file, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::manifest::hls::with_query_on_uris).await {
+        "m3u8" => match serve_text(pulled_playlist(&state, &key, hls_file).await, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::manifest::hls::with_query_on_uris).await {
             Some(response) => response,
             None => match stream.strip_suffix("_master") {
                 Some(base) => master_playlist(&state, &app, base, token.as_deref()).await,
@@ -140,6 +140,25 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         }
         other => not_found(&format!("unsupported format .{other}")),
     }
+}
+
+/// An HLS playlist of a stream another origin owns: the first request makes this node pull
+/// it and waits (up to 10 s) for its first playlist; each request keeps the pull going.
+/// Returns the path to serve (unchanged on a standalone node).
+async fn pulled_playlist(state: &AppState, key: &estuary_actors::StreamKey, playlist: std::path::PathBuf) -> std::path::PathBuf {
+    let Some(directory) = state.node.cluster.clone() else { return playlist };
+    let stream = key.db_key();
+    if playlist.is_file() && !directory.is_pulling(&stream) {
+        return playlist;
+    }
+    if estuary_actors::cluster::pull::ensure(&state.node, &state.registry, key).await {
+        directory.touch(&stream);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !playlist.is_file() && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    playlist
 }
 
 /// `/<app>/<stream>_master.m3u8`: an HLS master playlist of the stream and its transcoded

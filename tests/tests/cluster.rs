@@ -20,6 +20,7 @@ fn origin(scratch: &Scratch, redis: &RedisServer, id: &str) -> Node {
             ("ESTUARY_CLUSTER__NODE_ID", id),
             ("ESTUARY_CLUSTER__LEASE_MS", "3000"),
             ("ESTUARY_CLUSTER__HEARTBEAT_MS", "500"),
+            ("ESTUARY_CLUSTER__EDGE_IDLE_MS", "2000"),
             ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000"),
         ],
     )
@@ -128,4 +129,47 @@ fn a_node_keeps_serving_while_redis_is_away_and_claims_its_streams_when_it_retur
         directory(&node),
         node.log()
     );
+}
+
+/// Clients of `node` playing `stream` (on the owner, a pulling origin shows as one of them).
+fn players_of(node: &Node, stream: &str) -> usize {
+    node.api("/api/v1/clients?count=1000")["clients"].as_array().map(|clients| clients.iter().filter(|c| c["type"] == "play" && c["stream"] == stream).count()).unwrap_or(0)
+}
+
+#[test]
+fn a_stream_published_on_one_origin_plays_on_another_through_one_pull() {
+    let scratch = Scratch::new("cluster-pull");
+    let redis = RedisServer::start(&scratch);
+    let (scratch_a, scratch_b) = (Scratch::new("cluster-pull-a"), Scratch::new("cluster-pull-b"));
+    let a = origin(&scratch_a, &redis, "origin-a");
+    let b = origin(&scratch_b, &redis, "origin-b");
+    assert!(wait_until(Duration::from_secs(10), || node_ids(&b) == ["origin-a", "origin-b"]), "directory: {}", directory(&b));
+    let _publisher = publish(&a.rtmp_url("live/pull"), &Source { bframes: 0, ..Source::default() }, &scratch_a, "publisher");
+    a.wait_live("live/pull", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(5), || owner(&b, "live/pull").as_deref() == Some("origin-a")), "directory: {}", directory(&b));
+
+    // B has no publisher of it: each protocol's first player makes B pull it from A.
+    let http = |path: &str| format!("http://127.0.0.1:{}/{path}", b.ports.http);
+    for url in [b.rtmp_url("live/pull"), b.flv_url("live/pull"), b.srt_url("live/pull", false, ""), http("live/pull.m3u8")] {
+        let streams = estuary_tests::ffmpeg::probe_streams(&url);
+        assert!(estuary_tests::ffmpeg::stream_of(&streams, "video").is_some() && estuary_tests::ffmpeg::stream_of(&streams, "audio").is_some(), "{url}: {streams:?}\nB's log:\n{}", b.log());
+        let (ok, errors) = decode(&url, 3);
+        assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    }
+    let whep = estuary_tests::aiortc::whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=pull", b.ports.api), 4, 1);
+    assert_eq!(whep[0]["connected"], true, "{}", whep[0]);
+    assert!(whep[0]["video_frames"].as_u64().unwrap_or(0) > 25 && whep[0]["audio_frames"].as_u64().unwrap_or(0) > 50, "{}", whep[0]);
+    let info = b.stream_info("live/pull").expect("B lists the pulled stream");
+    assert_eq!(info["publish"]["protocol"], "cluster-pull", "{info}");
+
+    // Three players on B at once: A serves B one pull.
+    let players: Vec<_> = (0..3).map(|i| estuary_tests::ffmpeg::record(&b.flv_url("live/pull"), &scratch_b.path(&format!("p{i}.flv")), Some(8.0), &scratch_b, &format!("player{i}"))).collect();
+    assert!(wait_until(Duration::from_secs(10), || players_of(&b, "live/pull") == 3), "players on B: {}", b.api("/api/v1/clients"));
+    assert_eq!(players_of(&a, "live/pull"), 1, "A should serve exactly one puller: {}", a.api("/api/v1/clients"));
+    assert!(b.api("/api/v1/cluster")["streams"].as_array().unwrap().iter().all(|s| s["owner"] == "origin-a"), "B claimed a pulled stream: {}", directory(&b));
+    drop(players);
+
+    // With no player left (and no HLS viewer), B stops pulling after edge_idle_ms (2 s).
+    assert!(wait_until(Duration::from_secs(20), || players_of(&a, "live/pull") == 0), "B kept pulling with no player: {}", a.api("/api/v1/clients"));
+    assert!(b.log().contains("pull ended"), "{}", b.log());
 }

@@ -22,6 +22,8 @@
 //!   carries a random instance id, and a node that finds another live instance under its id
 //!   logs it.
 
+pub mod pull;
+
 use crate::node::stats::Stats;
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
@@ -95,6 +97,8 @@ pub struct ClusterSettings {
     pub lease: Duration,
     /// Registration and renewal period.
     pub heartbeat: Duration,
+    /// A pull stops this long after its last player left.
+    pub idle: Duration,
 }
 
 /// Why a publish was refused by the directory.
@@ -145,6 +149,9 @@ pub struct Directory {
     claimed: Mutex<HashMap<String, Instant>>,
     /// Streams published here but claimed by another node (logged once each).
     conflicts: Mutex<std::collections::HashSet<String>>,
+    /// Streams this node pulls from their owners (published here, never claimed), with the
+    /// last time a viewer without a connection (an HLS or DASH player) asked for one.
+    pulls: Mutex<HashMap<String, Instant>>,
     /// Claims and releases of this node, one at a time (a release never deletes a claim
     /// made meanwhile).
     claiming: tokio::sync::Mutex<()>,
@@ -182,6 +189,7 @@ impl Directory {
             slot: Mutex::default(),
             claimed: Mutex::default(),
             conflicts: Mutex::default(),
+            pulls: Mutex::default(),
             claiming: tokio::sync::Mutex::new(()),
             instance,
             shown_url,
@@ -371,7 +379,8 @@ impl Directory {
         }
         // Renewals (and claims of streams published while the registry was away), in batches.
         let now = Instant::now();
-        let mut wanted: Vec<String> = published.iter().cloned().collect();
+        let pulled: std::collections::HashSet<String> = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        let mut wanted: Vec<String> = published.iter().filter(|s| !pulled.contains(*s)).cloned().collect();
         wanted.sort();
         for batch in wanted.chunks(RENEW_BATCH) {
             let keys: Vec<String> = batch.iter().map(|s| stream_key(s)).collect();
@@ -418,6 +427,58 @@ impl Directory {
         if self.run("unregister", false, OP_TIMEOUT, |mut c| async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut c).await }).await.is_ok() {
             tracing::info!(node = %self.settings.node_id, "left the cluster");
         }
+    }
+
+    /// Whether this node pulls `stream`.
+    pub fn is_pulling(&self, stream: &str) -> bool {
+        self.pulls.lock().unwrap_or_else(|e| e.into_inner()).contains_key(stream)
+    }
+
+    /// A viewer without a connection (HLS, DASH) asked for pulled `stream` now.
+    pub fn touch(&self, stream: &str) {
+        if let Some(at) = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get_mut(stream) {
+            *at = Instant::now();
+        }
+    }
+
+    /// When a viewer without a connection last asked for pulled `stream`.
+    pub fn last_touched(&self, stream: &str) -> Option<Instant> {
+        self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get(stream).copied()
+    }
+
+    /// Marks `stream` as pulled here; `false` if it already was (one pull per stream).
+    pub fn start_pulling(&self, stream: &str) -> bool {
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        if pulls.contains_key(stream) {
+            return false;
+        }
+        pulls.insert(stream.to_string(), Instant::now());
+        true
+    }
+
+    /// The pull of `stream` ended.
+    pub fn stop_pulling(&self, stream: &str) {
+        self.pulls.lock().unwrap_or_else(|e| e.into_inner()).remove(stream);
+    }
+
+    /// Streams pulled here now.
+    pub fn pulls(&self) -> Vec<String> {
+        let mut list: Vec<String> = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        list.sort();
+        list
+    }
+
+    /// The owner of `stream` when it is another node, and that node's RTMP address.
+    pub async fn owner_address(&self, stream: &str) -> Option<(String, String)> {
+        let key = stream_key(stream);
+        let owner = self.run("look up owner", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await }).await.ok()??;
+        if owner == self.settings.node_id {
+            return None;
+        }
+        let node = node_key(&owner);
+        let record = self.run("look up node", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(node).query_async::<Option<String>>(&mut c).await }).await.ok()??;
+        let rtmp = serde_json::from_str::<Value>(&record).ok()?["rtmp"].as_str()?.to_string();
+        Some((owner, rtmp))
     }
 
     /// Whether the registry answered the last operation, and its last error.

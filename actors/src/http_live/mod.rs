@@ -4,7 +4,6 @@
 //! frame already queued, up to 64 KiB, into one chunk.
 
 use crate::node::clients::{ClientGuard, Role};
-use crate::node::Node;
 use crate::messages::{AddSubscriber, FindStream, PlayRefused};
 use crate::registry::StreamRegistry;
 use crate::stream::Subscription;
@@ -136,7 +135,7 @@ impl<E: Encoder> Drop for Player<E> {
 /// access policy allowed it. Fails when the stream is unknown or has never been published,
 /// or the policy refuses.
 pub async fn play<E: Encoder>(
-    node: &Node,
+    node: &crate::node::NodeContext,
     registry: &Addr<StreamRegistry>,
     key: StreamKey,
     peer: std::net::SocketAddr,
@@ -157,6 +156,9 @@ pub async fn play<E: Encoder>(
         params: &params,
     };
     node.access.check(&request).await.map_err(|refused| PlayRefused::Denied(refused.to_string()))?;
+    if crate::cluster::pull::ensure(node, registry, &key).await {
+        crate::cluster::pull::wait_live(registry, &key, crate::cluster::pull::START_TIMEOUT).await;
+    }
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
     guard.record().set_role(Role::Play, key.to_string());

@@ -238,9 +238,11 @@ impl RtmpSession {
             }
             ServerEvent::PlayRequested { request, app, stream, params } => {
                 let Some((key, allowed)) = self.admit(request, Action::Play, &app, &stream, params) else { return };
-                let (registry, client, find_key) = (self.registry.clone(), self.id(), key.clone());
+                let (registry, client, find_key, node) = (self.registry.clone(), self.id(), key.clone(), self.node.clone());
                 let fut = async move {
                     allowed.await?;
+                    // A stream another origin owns is pulled here (the player waits for it).
+                    crate::cluster::pull::ensure(&node, &registry, &find_key).await;
                     crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {

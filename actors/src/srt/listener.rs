@@ -1,6 +1,6 @@
 use super::session::{self, Role, SessionInput, SessionSetup};
 use crate::access;
-use crate::node::{Node, NodeContext};
+use crate::node::NodeContext;
 use crate::access::auth::Action;
 use crate::node::clients::ClientGuard;
 use crate::messages::{InjectFault, PlayRefused, PublishRefused};
@@ -399,7 +399,7 @@ fn release(admission: Admission) {
     drop(admission);
 }
 
-async fn admit(node: &Node, settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
+async fn admit(node: &NodeContext, settings: &SrtSettings, registry: Addr<StreamRegistry>, peer: SocketAddr, request: &AccessControlRequest, encrypts: bool) -> Result<Admission, (RejectReason, String)> {
     let bad_request = |text: String| (RejectReason::Server(ServerRejectReason::BadRequest), text);
     let raw = request.stream_id.as_ref().map(|s| s.to_string()).unwrap_or_default();
     let id = streamid::parse(&raw).map_err(|e| bad_request(format!("stream id {raw:?}: {e}")))?;
@@ -430,6 +430,9 @@ async fn admit(node: &Node, settings: &SrtSettings, registry: Addr<StreamRegistr
             Role::Publish { stream }
         }
         Mode::Request => {
+            if crate::cluster::pull::ensure(node, &registry, &key).await {
+                crate::cluster::pull::wait_live(&registry, &key, crate::cluster::pull::START_TIMEOUT).await;
+            }
             let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
                 PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => (RejectReason::Server(ServerRejectReason::Notfound), refused.to_string()),
                 PlayRefused::Denied(text) => (RejectReason::Server(ServerRejectReason::Forbidden), text),

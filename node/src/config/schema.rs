@@ -445,10 +445,11 @@ pub struct ClusterSection {
     pub advertise: String,
     pub lease_ms: u64,
     pub heartbeat_ms: u64,
+    pub edge_idle_ms: u64,
 }
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { mode: "standalone".into(), redis: "redis://127.0.0.1:6379".into(), node_id: String::new(), advertise: "127.0.0.1".into(), lease_ms: 5000, heartbeat_ms: 1000 }
+        ClusterSection { mode: "standalone".into(), redis: "redis://127.0.0.1:6379".into(), node_id: String::new(), advertise: "127.0.0.1".into(), lease_ms: 5000, heartbeat_ms: 1000, edge_idle_ms: 5000 }
     }
 }

@@ -83,6 +83,7 @@ impl Config {
             api: format!("http://{host}:{}", port(&self.api.listen)),
             lease: std::time::Duration::from_millis(self.cluster.lease_ms),
             heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
+            idle: std::time::Duration::from_millis(self.cluster.edge_idle_ms),
         })
     }
 

@@ -1,0 +1,133 @@
+//! Playing a stream that lives on another origin: the node pulls it from its owner over RTMP
+//! (Estuary's own client, [`estuary_protocols::rtmp::client`]) and publishes it locally, so
+//! every output (RTMP, HTTP-FLV/TS, HLS, DASH, SRT, WHEP) serves it as an ordinary stream.
+//!
+//! - One pull per stream per node, shared by all its players; the owner's client list shows
+//!   one `cluster-pull` player per pulling node.
+//! - A pull starts when a player asks for a stream that has no publisher here and that the
+//!   directory says another node owns; it stops `cluster.edge_idle_ms` after its last player
+//!   leaves, or when the owner's stream ends (players then wait, as for any stream in grace).
+//! - A pulled stream is not claimed by the puller (the beat leaves it out).
+
+use crate::messages::PublishedStreams;
+use crate::node::clients::Role;
+use crate::node::NodeContext;
+use crate::registry::StreamRegistry;
+use actix::Addr;
+use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
+use estuary_storage::StreamKey;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a player that needs a live stream (HTTP-FLV/TS, SRT, WHEP) waits for a pull to
+/// bring it.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Makes sure a stream owned elsewhere is being pulled here. `true` when a pull runs (or was
+/// just started) for `key`; `false` when the stream is local, unowned, or the node is not in
+/// a cluster.
+pub async fn ensure(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey) -> bool {
+    let Some(directory) = node.cluster.clone() else { return false };
+    let stream = key.db_key();
+    if directory.is_pulling(&stream) {
+        return true;
+    }
+    if registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(key)) {
+        return false;
+    }
+    let Some((owner, rtmp)) = directory.owner_address(&stream).await else { return false };
+    if !directory.start_pulling(&stream) {
+        return true;
+    }
+    tracing::info!(stream = %key, %owner, upstream = %rtmp, "pulling a stream from its owner");
+    let (node, registry, key) = (node.clone(), registry.clone(), key.clone());
+    let worker = node.topology.workers.next();
+    worker.spawn(async move {
+        let result = run(&node, registry, &key, &rtmp).await;
+        match &result {
+            Ok(reason) => tracing::info!(stream = %key, %owner, %reason, "pull ended"),
+            Err(e) => {
+                node.stats.inc("estuary_cluster_pull_failures_total", &[]);
+                tracing::warn!(stream = %key, %owner, error = %e, "pull failed");
+            }
+        }
+        if let Some(directory) = &node.cluster {
+            directory.stop_pulling(&key.db_key());
+        }
+    });
+    true
+}
+
+/// Waits (at most `timeout`) until `key` has a publisher here.
+pub async fn wait_live(registry: &Addr<StreamRegistry>, key: &StreamKey, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(key)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Players of `key` on this node.
+fn players(node: &NodeContext, key: &StreamKey) -> usize {
+    let name = key.to_string();
+    node.clients.snapshot().iter().filter(|c| matches!(c.role(), Some((Role::Play, s)) if s == name)).count()
+}
+
+async fn run(node: &NodeContext, registry: Addr<StreamRegistry>, key: &StreamKey, rtmp: &str) -> Result<String, String> {
+    let authority = rtmp.strip_prefix("rtmp://").ok_or_else(|| format!("owner's RTMP address {rtmp:?} is not rtmp://host:port"))?;
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority)).await.map_err(|_| format!("connect to {authority} timed out"))?.map_err(|e| format!("connect to {authority}: {e}"))?;
+    socket.set_nodelay(true).ok();
+    let (mut read, mut write) = socket.into_split();
+    let tc_url = format!("rtmp://{authority}/{}", key.app);
+    let mut session = ClientSession::new(ClientConfig::new(&key.app, &tc_url, &key.stream, ClientMode::Play));
+    let guard = node.clients.register("cluster-pull", authority.to_string());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut link = None;
+    let idle_after = node.cluster.as_ref().map(|d| d.settings().idle).unwrap_or(Duration::from_secs(5));
+    let mut last_player = Instant::now();
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        while let Some(output) = session.poll_output() {
+            match output {
+                ClientOutput::Transmit(bytes) => write.write_all(&bytes).await.map_err(|e| format!("write: {e}"))?,
+                ClientOutput::Event(ClientEvent::Playing) if link.is_none() => {
+                    // Published here as an ordinary stream; the link's drop unpublishes it.
+                    let claimed = crate::attach::claim_publish(registry.clone(), key.clone(), guard.id(), "cluster-pull").await.map_err(|e| format!("cannot publish the pulled stream here: {e}"))?;
+                    guard.record().set_role(Role::Publish, key.to_string());
+                    link = Some(claimed);
+                }
+                ClientOutput::Event(ClientEvent::Frame(frame)) => {
+                    if let Some(link) = &link {
+                        guard.record().add_in(frame.payload.len());
+                        link.push(Arc::new(frame)).await.map_err(|_| "the local stream went away".to_string())?;
+                    }
+                }
+                ClientOutput::Event(ClientEvent::Rejected { description, .. }) => return Err(format!("the owner refused: {description}")),
+                ClientOutput::Event(ClientEvent::Status { code }) if code.contains("UnpublishNotify") || code.contains("Play.Stop") => return Ok(format!("the owner's stream ended ({code})")),
+                ClientOutput::Event(_) => {}
+            }
+        }
+        tokio::select! {
+            read_result = read.read(&mut buf) => {
+                let n = read_result.map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    return Ok("the owner closed the connection".into());
+                }
+                session.handle_input(&buf[..n]).map_err(|e| format!("RTMP: {e}"))?;
+            }
+            _ = check.tick() => {
+                let touched = node.cluster.as_ref().and_then(|d| d.last_touched(&key.db_key()));
+                if players(node, key) > 0 || touched.is_some_and(|t| t.elapsed() < idle_after) {
+                    last_player = Instant::now();
+                } else if last_player.elapsed() >= idle_after {
+                    return Ok(format!("no player for {} ms", idle_after.as_millis()));
+                }
+            }
+        }
+    }
+}
