@@ -173,3 +173,107 @@ fn a_stream_published_on_one_origin_plays_on_another_through_one_pull() {
     assert!(wait_until(Duration::from_secs(20), || players_of(&a, "live/pull") == 0), "B kept pulling with no player: {}", a.api("/api/v1/clients"));
     assert!(b.log().contains("pull ended"), "{}", b.log());
 }
+
+fn edge(scratch: &Scratch, redis: &RedisServer, id: &str) -> Node {
+    let url = redis.url();
+    Node::start(
+        scratch,
+        &[
+            ("ESTUARY_CLUSTER__MODE", "edge"),
+            ("ESTUARY_CLUSTER__REDIS", &url),
+            ("ESTUARY_CLUSTER__NODE_ID", id),
+            ("ESTUARY_CLUSTER__LEASE_MS", "3000"),
+            ("ESTUARY_CLUSTER__HEARTBEAT_MS", "500"),
+            ("ESTUARY_CLUSTER__EDGE_IDLE_MS", "2000"),
+            ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000"),
+        ],
+    )
+}
+
+fn plays_clean(url: &str) {
+    let streams = estuary_tests::ffmpeg::probe_streams(url);
+    assert!(estuary_tests::ffmpeg::stream_of(&streams, "video").is_some() && estuary_tests::ffmpeg::stream_of(&streams, "audio").is_some(), "{url}: {streams:?}");
+    let (ok, errors) = decode(url, 3);
+    assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+}
+
+#[test]
+fn edges_pull_from_the_owner_resume_when_the_stream_moves_and_pass_publishes_on() {
+    let scratch = Scratch::new("cluster-edges");
+    let redis = RedisServer::start(&scratch);
+    let scratches: Vec<Scratch> = ["edges-a", "edges-b", "edges-1", "edges-2"].iter().map(|n| Scratch::new(n)).collect();
+    let mut a = origin(&scratches[0], &redis, "origin-a");
+    let b = origin(&scratches[1], &redis, "origin-b");
+    let e1 = edge(&scratches[2], &redis, "edge-1");
+    let e2 = edge(&scratches[3], &redis, "edge-2");
+    assert!(wait_until(Duration::from_secs(10), || node_ids(&e1) == ["edge-1", "edge-2", "origin-a", "origin-b"]), "directory: {}", directory(&e1));
+    assert_eq!(directory(&e1)["nodes"][0]["role"], "edge");
+
+    let source = Source { bframes: 0, ..Source::default() };
+    let mut publisher = publish(&a.rtmp_url("live/e"), &source, &scratch, "publisher");
+    a.wait_live("live/e", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(5), || owner(&e1, "live/e").as_deref() == Some("origin-a")), "directory: {}", directory(&e1));
+
+    // Every output of an edge plays the stream it pulls.
+    for url in [e1.rtmp_url("live/e"), e1.flv_url("live/e"), e1.srt_url("live/e", false, ""), format!("http://127.0.0.1:{}/live/e.m3u8", e1.ports.http), e2.rtmp_url("live/e"), e2.flv_url("live/e")] {
+        plays_clean(&url);
+    }
+    let whep = estuary_tests::aiortc::whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=e", e1.ports.api), 4, 1);
+    assert_eq!(whep[0]["connected"], true, "{}", whep[0]);
+    assert!(whep[0]["video_frames"].as_u64().unwrap_or(0) > 25, "{}", whep[0]);
+
+    // Long players on both edges: the origin serves one pull per edge.
+    let recordings: Vec<std::path::PathBuf> = (0..2).map(|i| scratch.path(&format!("edge{i}.flv"))).collect();
+    let mut long_players = vec![
+        estuary_tests::ffmpeg::record(&e1.flv_url("live/e"), &recordings[0], Some(30.0), &scratch, "long-1"),
+        estuary_tests::ffmpeg::record(&e2.flv_url("live/e"), &recordings[1], Some(30.0), &scratch, "long-2"),
+    ];
+    assert!(wait_until(Duration::from_secs(10), || players_of(&a, "live/e") == 2), "A should serve one pull per edge: {}", a.api("/api/v1/clients"));
+    std::thread::sleep(Duration::from_secs(4));
+
+    // The owner dies and the publisher starts again against B: the edges find the stream on
+    // B and their players go on by themselves.
+    a.kill();
+    publisher.kill();
+    let mut moved = None;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            if owner(&b, "live/e").is_none() && moved.is_none() {
+                moved = Some(publish(&b.rtmp_url("live/e"), &source, &scratch, "publisher-moved"));
+            }
+            owner(&b, "live/e").as_deref() == Some("origin-b")
+        }),
+        "the stream did not move to B: {}",
+        directory(&b)
+    );
+    assert!(wait_until(Duration::from_secs(15), || players_of(&b, "live/e") == 2), "the edges did not resume from B: {}\nedge-1 log:\n{}", b.api("/api/v1/clients"), e1.log());
+    for player in &mut long_players {
+        assert!(player.running(), "an edge player was disconnected when the stream moved: {}", player.stderr());
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let mut player_logs = String::new();
+    for player in &mut long_players {
+        player.interrupt();
+        player_logs.push_str(&player.stderr());
+    }
+    assert!(e1.log().contains("pulled stream found again; resuming"), "edge-1 did not resume its pull:\n{}", e1.log());
+    for path in &recordings {
+        let file = path.display().to_string();
+        let (ok, errors) = decode(&file, 60);
+        assert!(ok && errors.trim().is_empty(), "what an edge player received across the move does not decode clean: {errors}");
+        // Timestamps continue across the move: video decode times never go back or jump.
+        let video: Vec<f64> = estuary_tests::ffmpeg::probe_packets(&file, None).into_iter().filter(|p| p.codec_type == "video").filter_map(|p| p.dts).collect();
+        // About 4 s before the move and 6 s after it.
+        assert!(video.len() > 200, "{file}: {} video packets; players:\n{player_logs}\nedge-1 log:\n{}", video.len(), e1.log());
+        let worst = video.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, |worst, step| if step.abs() > worst.abs() { step } else { worst });
+        assert!((0.0..=1.0).contains(&worst), "{file}: video timestamps step by {worst} s across the move");
+    }
+    plays_clean(&e1.flv_url("live/e"));
+
+    // A publish on an edge goes on to an origin (only B is left), which owns it; another edge
+    // plays it.
+    let _edge_publisher = publish(&e2.rtmp_url("live/fromedge"), &source, &scratch, "edge-publisher");
+    assert!(wait_until(Duration::from_secs(15), || owner(&b, "live/fromedge").as_deref() == Some("origin-b")), "the edge's publish did not reach an origin: {}\nedge-2 log:\n{}", directory(&b), e2.log());
+    plays_clean(&e1.flv_url("live/fromedge"));
+    drop(moved);
+}

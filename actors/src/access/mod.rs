@@ -167,7 +167,8 @@ impl Access {
     /// publish refused for another reason never holds a claim.
     async fn claim(&self, request: &Request<'_>) -> Result<(), Refused> {
         match (&self.cluster, request.action) {
-            (Some(directory), Action::Publish) => Ok(directory.claim(&format!("{}/{}/{}", request.vhost, request.app, request.stream)).await?),
+            // An edge claims nothing: what is published on it goes on to an origin, which claims.
+            (Some(directory), Action::Publish) if !directory.is_edge() => Ok(directory.claim(&format!("{}/{}/{}", request.vhost, request.app, request.stream)).await?),
             _ => Ok(()),
         }
     }

@@ -208,6 +208,22 @@ impl Directory {
         &self.settings
     }
 
+    /// Whether this node is an edge (it pulls and forwards, and claims nothing).
+    pub fn is_edge(&self) -> bool {
+        self.settings.role == "edge"
+    }
+
+    /// The RTMP address of the origin with the fewest published streams (ties: by id).
+    pub async fn least_loaded_origin(&self) -> Option<String> {
+        let nodes = self.scan(format!("{PREFIX}node:*")).await.ok()?;
+        nodes
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+            .filter(|n| n["role"] == "origin")
+            .min_by_key(|n| (n["streams"].as_u64().unwrap_or(u64::MAX), n["id"].as_str().unwrap_or_default().to_string()))
+            .and_then(|n| n["rtmp"].as_str().map(String::from))
+    }
+
     /// The Redis URL without credentials.
     pub fn shown_url(&self) -> &str {
         &self.shown_url
@@ -376,6 +392,9 @@ impl Directory {
             if other != self.instance {
                 tracing::error!(node = %self.settings.node_id, "another process registers under this node id (same cluster.node_id, or a copied data directory): claims of the two are indistinguishable; give each node its own id");
             }
+        }
+        if self.is_edge() {
+            return;
         }
         // Renewals (and claims of streams published while the registry was away), in batches.
         let now = Instant::now();

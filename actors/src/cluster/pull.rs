@@ -78,54 +78,156 @@ fn players(node: &NodeContext, key: &StreamKey) -> usize {
     node.clients.snapshot().iter().filter(|c| matches!(c.role(), Some((Role::Play, s)) if s == name)).count()
 }
 
+/// How a pulled stream's timestamps continue across upstream sessions: each new session's
+/// first frame lands one frame after the last frame sent on.
+#[derive(Default)]
+struct Timeline {
+    /// Added to every timestamp of the current session, in ms.
+    offset_ms: i64,
+    /// The last timestamp sent on (after the offset), ms.
+    last_ms: Option<i64>,
+    /// The next frame starts a new session.
+    fresh: bool,
+}
+
+impl Timeline {
+    fn place(&mut self, mut frame: estuary_protocols::media::MediaFrame) -> estuary_protocols::media::MediaFrame {
+        use estuary_protocols::media::Timebase;
+        let dts_ms = frame.timebase.rescale(frame.dts, Timebase::MILLIS);
+        if self.fresh {
+            self.fresh = false;
+            self.offset_ms = self.last_ms.map(|last| last + 40 - dts_ms).unwrap_or(0);
+        }
+        if self.offset_ms != 0 {
+            let shift = Timebase::MILLIS.rescale(self.offset_ms, frame.timebase);
+            frame.dts += shift;
+            frame.pts += shift;
+        }
+        let out_ms = dts_ms + self.offset_ms;
+        self.last_ms = Some(self.last_ms.map_or(out_ms, |last| last.max(out_ms)));
+        frame
+    }
+}
+
+/// Why one upstream session ended.
+enum Ended {
+    /// Nobody watches any more: the pull is over.
+    Idle(String),
+    /// The owner's stream or connection ended: look the stream up again.
+    Upstream(String),
+}
+
 async fn run(node: &NodeContext, registry: Addr<StreamRegistry>, key: &StreamKey, rtmp: &str) -> Result<String, String> {
-    let authority = rtmp.strip_prefix("rtmp://").ok_or_else(|| format!("owner's RTMP address {rtmp:?} is not rtmp://host:port"))?;
-    let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority)).await.map_err(|_| format!("connect to {authority} timed out"))?.map_err(|e| format!("connect to {authority}: {e}"))?;
-    socket.set_nodelay(true).ok();
-    let (mut read, mut write) = socket.into_split();
-    let tc_url = format!("rtmp://{authority}/{}", key.app);
-    let mut session = ClientSession::new(ClientConfig::new(&key.app, &tc_url, &key.stream, ClientMode::Play));
-    let guard = node.clients.register("cluster-pull", authority.to_string());
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut link = None;
+    let guard = node.clients.register("cluster-pull", rtmp.trim_start_matches("rtmp://").to_string());
     let idle_after = node.cluster.as_ref().map(|d| d.settings().idle).unwrap_or(Duration::from_secs(5));
-    let mut last_player = Instant::now();
-    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut pull = Pull { node, registry, key, guard, link: None, timeline: Timeline::default(), last_player: Instant::now(), idle_after };
+    let mut upstream = rtmp.to_string();
     loop {
-        while let Some(output) = session.poll_output() {
-            match output {
-                ClientOutput::Transmit(bytes) => write.write_all(&bytes).await.map_err(|e| format!("write: {e}"))?,
-                ClientOutput::Event(ClientEvent::Playing) if link.is_none() => {
-                    // Published here as an ordinary stream; the link's drop unpublishes it.
-                    let claimed = crate::attach::claim_publish(registry.clone(), key.clone(), guard.id(), "cluster-pull").await.map_err(|e| format!("cannot publish the pulled stream here: {e}"))?;
-                    guard.record().set_role(Role::Publish, key.to_string());
-                    link = Some(claimed);
+        let reason = match pull.session(&upstream).await {
+            Ok(Ended::Idle(reason)) => return Ok(reason),
+            Ok(Ended::Upstream(reason)) => reason,
+            // Before anything was published here, a failure ends the pull (players get the
+            // usual "not found"); after, it is an upstream break like any other.
+            Err(e) if pull.link.is_none() => return Err(e),
+            Err(e) => e,
+        };
+        tracing::warn!(stream = %key, %upstream, %reason, "upstream of a pulled stream ended; looking the stream up again (players stay connected)");
+        // The stream may be moving (its owner died, its publisher started again elsewhere):
+        // look it up until it has an owner again, while somebody watches. The address that
+        // just failed is tried again only every 2 s (a dead owner's claim lasts its lease).
+        let failed_at = Instant::now();
+        loop {
+            if let Some(reason) = pull.idle() {
+                return Ok(reason);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let Some(directory) = node.cluster.clone() else { return Ok(reason) };
+            if let Some((owner, rtmp)) = directory.owner_address(&key.db_key()).await {
+                if rtmp == upstream && failed_at.elapsed() < Duration::from_secs(2) {
+                    continue;
                 }
-                ClientOutput::Event(ClientEvent::Frame(frame)) => {
-                    if let Some(link) = &link {
-                        guard.record().add_in(frame.payload.len());
-                        link.push(Arc::new(frame)).await.map_err(|_| "the local stream went away".to_string())?;
-                    }
-                }
-                ClientOutput::Event(ClientEvent::Rejected { description, .. }) => return Err(format!("the owner refused: {description}")),
-                ClientOutput::Event(ClientEvent::Status { code }) if code.contains("UnpublishNotify") || code.contains("Play.Stop") => return Ok(format!("the owner's stream ended ({code})")),
-                ClientOutput::Event(_) => {}
+                tracing::info!(stream = %key, %owner, upstream = %rtmp, "pulled stream found again; resuming");
+                upstream = rtmp;
+                break;
             }
         }
-        tokio::select! {
-            read_result = read.read(&mut buf) => {
-                let n = read_result.map_err(|e| format!("read: {e}"))?;
-                if n == 0 {
-                    return Ok("the owner closed the connection".into());
+        pull.timeline.fresh = true;
+    }
+}
+
+struct Pull<'a> {
+    node: &'a NodeContext,
+    registry: Addr<StreamRegistry>,
+    key: &'a StreamKey,
+    guard: crate::node::clients::ClientGuard,
+    link: Option<crate::stream::PublisherLink>,
+    timeline: Timeline,
+    last_player: Instant,
+    idle_after: Duration,
+}
+
+impl Pull<'_> {
+    /// `Some(reason)` once nobody has watched for `idle_after`.
+    fn idle(&mut self) -> Option<String> {
+        let touched = self.node.cluster.as_ref().and_then(|d| d.last_touched(&self.key.db_key()));
+        if players(self.node, self.key) > 0 || touched.is_some_and(|t| t.elapsed() < self.idle_after) {
+            self.last_player = Instant::now();
+            None
+        } else if self.last_player.elapsed() >= self.idle_after {
+            Some(format!("no player for {} ms", self.idle_after.as_millis()))
+        } else {
+            None
+        }
+    }
+
+    /// One upstream session: connect, play, pass frames on until it ends.
+    async fn session(&mut self, rtmp: &str) -> Result<Ended, String> {
+        let key = self.key;
+        let authority = rtmp.strip_prefix("rtmp://").ok_or_else(|| format!("owner's RTMP address {rtmp:?} is not rtmp://host:port"))?;
+        let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority)).await.map_err(|_| format!("connect to {authority} timed out"))?.map_err(|e| format!("connect to {authority}: {e}"))?;
+        socket.set_nodelay(true).ok();
+        let (mut read, mut write) = socket.into_split();
+        let tc_url = format!("rtmp://{authority}/{}", key.app);
+        let mut session = ClientSession::new(ClientConfig::new(&key.app, &tc_url, &key.stream, ClientMode::Play));
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            while let Some(output) = session.poll_output() {
+                match output {
+                    ClientOutput::Transmit(bytes) => write.write_all(&bytes).await.map_err(|e| format!("write: {e}"))?,
+                    ClientOutput::Event(ClientEvent::Playing) if self.link.is_none() => {
+                        // Published here as an ordinary stream; the link's drop unpublishes it.
+                        let claimed = crate::attach::claim_publish(self.registry.clone(), key.clone(), self.guard.id(), "cluster-pull").await.map_err(|e| format!("cannot publish the pulled stream here: {e}"))?;
+                        self.guard.record().set_role(Role::Publish, key.to_string());
+                        self.link = Some(claimed);
+                    }
+                    ClientOutput::Event(ClientEvent::Frame(frame)) => {
+                        if let Some(link) = &self.link {
+                            self.guard.record().add_in(frame.payload.len());
+                            let frame = self.timeline.place(frame);
+                            link.push(Arc::new(frame)).await.map_err(|_| "the local stream went away".to_string())?;
+                        }
+                    }
+                    ClientOutput::Event(ClientEvent::Rejected { description, .. }) => return Err(format!("the owner refused: {description}")),
+                    ClientOutput::Event(ClientEvent::Status { code }) if code.contains("UnpublishNotify") || code.contains("Play.Stop") => return Ok(Ended::Upstream(format!("the owner's stream ended ({code})"))),
+                    ClientOutput::Event(_) => {}
                 }
-                session.handle_input(&buf[..n]).map_err(|e| format!("RTMP: {e}"))?;
             }
-            _ = check.tick() => {
-                let touched = node.cluster.as_ref().and_then(|d| d.last_touched(&key.db_key()));
-                if players(node, key) > 0 || touched.is_some_and(|t| t.elapsed() < idle_after) {
-                    last_player = Instant::now();
-                } else if last_player.elapsed() >= idle_after {
-                    return Ok(format!("no player for {} ms", idle_after.as_millis()));
+            tokio::select! {
+                read_result = read.read(&mut buf) => {
+                    let n = match read_result {
+                        Ok(n) => n,
+                        Err(e) => return Ok(Ended::Upstream(format!("read: {e}"))),
+                    };
+                    if n == 0 {
+                        return Ok(Ended::Upstream("the owner closed the connection".into()));
+                    }
+                    session.handle_input(&buf[..n]).map_err(|e| format!("RTMP: {e}"))?;
+                }
+                _ = check.tick() => {
+                    if let Some(reason) = self.idle() {
+                        return Ok(Ended::Idle(reason));
+                    }
                 }
             }
         }

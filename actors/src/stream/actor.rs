@@ -232,6 +232,23 @@ impl StreamActor {
         if let Some(backend) = &self.settings.forward_backend {
             actix::spawn(crate::forward::ask_backend(self.node.clone(), self.registry.clone(), self.key.clone(), backend.clone()));
         }
+        if let Some(directory) = self.node.cluster.clone().filter(|d| d.is_edge()) {
+            // A publish on an edge goes on to the least-loaded origin (which claims it); a
+            // pulled stream is the origin's already.
+            if self.publisher.as_ref().is_some_and(|p| p.protocol != "cluster-pull") {
+                let (node, registry, key) = (self.node.clone(), self.registry.clone(), self.key.clone());
+                actix::spawn(async move {
+                    let Some(origin) = directory.least_loaded_origin().await else {
+                        tracing::error!(stream = %key, "published on an edge but no origin is registered; it plays on this edge only");
+                        return;
+                    };
+                    tracing::info!(stream = %key, %origin, "publish on an edge passed on to the least-loaded origin");
+                    if let Err(e) = crate::forward::start(node, registry, key.clone(), format!("{origin}/[app]/[stream]"), "cluster").await {
+                        tracing::error!(stream = %key, %origin, error = %e, "cannot pass the publish on to an origin");
+                    }
+                });
+            }
+        }
         for template in self.settings.forward.get(&self.key.app).into_iter().flatten() {
             let (node, registry, key, template) = (self.node.clone(), self.registry.clone(), self.key.clone(), template.clone());
             actix::spawn(async move {

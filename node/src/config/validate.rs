@@ -75,9 +75,8 @@ impl Config {
         range("cluster.lease_ms", self.cluster.lease_ms, 1200, 600_000)?;
         range("cluster.heartbeat_ms", self.cluster.heartbeat_ms, 100, 60_000)?;
         range("cluster.edge_idle_ms", self.cluster.edge_idle_ms, 0, 3_600_000)?;
-        if !["standalone", "origin"].contains(&self.cluster.mode.as_str()) {
-            let problem = if self.cluster.mode == "edge" { "\"edge\" is not built yet: use \"origin\" (see docs/CLUSTER.md)".to_string() } else { format!("{:?} is not standalone or origin", self.cluster.mode) };
-            return Err(ConfigError::Invalid { key: "cluster.mode", problem });
+        if !["standalone", "origin", "edge"].contains(&self.cluster.mode.as_str()) {
+            return Err(ConfigError::Invalid { key: "cluster.mode", problem: format!("{:?} is not standalone, origin or edge", self.cluster.mode) });
         }
         // A claim must survive one missed beat and one slow Redis answer (1 s).
         if self.cluster.heartbeat_ms * 2 + 1000 > self.cluster.lease_ms {
