@@ -130,6 +130,8 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         ("estuary_cluster_registry_errors_total", "Cluster registry (Redis) operations that failed or timed out."),
         ("estuary_cluster_publish_refused_total", "Publishes refused because another node owns the stream."),
         ("estuary_cluster_conflicts_total", "Streams published here found claimed by another node (after a registry outage)."),
+        ("estuary_cluster_pull_failures_total", "Pulls of a stream from its owner that failed before they started."),
+        ("estuary_cluster_pull_resumes_total", "Pulls that resumed from a (new) owner after their upstream broke."),
     ] {
         f.header(name, "counter", help);
         for (_, pairs, value) in counters.iter().filter(|(n, _, _)| *n == name) {
@@ -140,6 +142,8 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     if let Some(directory) = &state.node.cluster {
         f.header("estuary_cluster_registry_up", "gauge", "1 when the cluster registry (Redis) answered the last operation.");
         f.sample("estuary_cluster_registry_up", &[], if directory.health().0 { 1.0 } else { 0.0 });
+        f.header("estuary_cluster_pulls", "gauge", "Streams this node pulls from their owners now.");
+        f.sample("estuary_cluster_pulls", &[], directory.pulls().len() as f64);
     }
     let stats = &state.node.stats;
     f.header("estuary_datagrams_dropped_total", "counter", "Datagrams received but dropped because their session's inbox was full, by protocol.");

@@ -11,19 +11,23 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn origin(scratch: &Scratch, redis: &RedisServer, id: &str) -> Node {
+    member(scratch, redis, "origin", id, &[])
+}
+
+/// A cluster node in `mode`, with short leases and beats, and `extra` settings.
+fn member(scratch: &Scratch, redis: &RedisServer, mode: &str, id: &str, extra: &[(&str, &str)]) -> Node {
     let url = redis.url();
-    Node::start(
-        scratch,
-        &[
-            ("ESTUARY_CLUSTER__MODE", "origin"),
-            ("ESTUARY_CLUSTER__REDIS", &url),
-            ("ESTUARY_CLUSTER__NODE_ID", id),
-            ("ESTUARY_CLUSTER__LEASE_MS", "3000"),
-            ("ESTUARY_CLUSTER__HEARTBEAT_MS", "500"),
-            ("ESTUARY_CLUSTER__EDGE_IDLE_MS", "2000"),
-            ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000"),
-        ],
-    )
+    let mut env: Vec<(&str, &str)> = vec![
+        ("ESTUARY_CLUSTER__MODE", mode),
+        ("ESTUARY_CLUSTER__REDIS", &url),
+        ("ESTUARY_CLUSTER__NODE_ID", id),
+        ("ESTUARY_CLUSTER__LEASE_MS", "3000"),
+        ("ESTUARY_CLUSTER__HEARTBEAT_MS", "500"),
+        ("ESTUARY_CLUSTER__EDGE_IDLE_MS", "2000"),
+        ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000"),
+    ];
+    env.extend_from_slice(extra);
+    Node::start(scratch, &env)
 }
 
 fn directory(node: &Node) -> Value {
@@ -175,19 +179,7 @@ fn a_stream_published_on_one_origin_plays_on_another_through_one_pull() {
 }
 
 fn edge(scratch: &Scratch, redis: &RedisServer, id: &str) -> Node {
-    let url = redis.url();
-    Node::start(
-        scratch,
-        &[
-            ("ESTUARY_CLUSTER__MODE", "edge"),
-            ("ESTUARY_CLUSTER__REDIS", &url),
-            ("ESTUARY_CLUSTER__NODE_ID", id),
-            ("ESTUARY_CLUSTER__LEASE_MS", "3000"),
-            ("ESTUARY_CLUSTER__HEARTBEAT_MS", "500"),
-            ("ESTUARY_CLUSTER__EDGE_IDLE_MS", "2000"),
-            ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000"),
-        ],
-    )
+    member(scratch, redis, "edge", id, &[])
 }
 
 fn plays_clean(url: &str) {
@@ -276,4 +268,72 @@ fn edges_pull_from_the_owner_resume_when_the_stream_moves_and_pass_publishes_on(
     assert!(wait_until(Duration::from_secs(15), || owner(&b, "live/fromedge").as_deref() == Some("origin-b")), "the edge's publish did not reach an origin: {}\nedge-2 log:\n{}", directory(&b), e2.log());
     plays_clean(&e1.flv_url("live/fromedge"));
     drop(moved);
+}
+
+/// `count` HTTP-FLV readers of `url_path` on `port` for `seconds`; the bytes each received.
+fn flv_readers(port: u16, url_path: &str, count: usize, seconds: u64) -> Vec<u64> {
+    let threads: Vec<_> = (0..count)
+        .map(|_| {
+            let path = url_path.to_string();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return 0 };
+                let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+                if socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_err() {
+                    return 0;
+                }
+                let until = std::time::Instant::now() + Duration::from_secs(seconds);
+                let mut total = 0u64;
+                let mut buf = vec![0u8; 64 * 1024];
+                while std::time::Instant::now() < until {
+                    match socket.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => total += n as u64,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+                total
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap_or(0)).collect()
+}
+
+#[test]
+fn an_origin_that_requires_play_tokens_serves_edges_holding_the_cluster_secret_one_pull_for_100_players() {
+    let scratch = Scratch::new("cluster-auth");
+    let redis = RedisServer::start(&scratch);
+    let scratches: Vec<Scratch> = ["auth-a", "auth-e", "auth-x"].iter().map(|n| Scratch::new(n)).collect();
+    let secured = [("ESTUARY_AUTH__TOKEN_SECRET", "viewer-secret"), ("ESTUARY_AUTH__REQUIRE_TOKEN", "[\"play\"]"), ("ESTUARY_CLUSTER__SECRET", "cluster-secret")];
+    let a = member(&scratches[0], &redis, "origin", "origin-a", &secured);
+    let e = member(&scratches[1], &redis, "edge", "edge-1", &[("ESTUARY_CLUSTER__SECRET", "cluster-secret")]);
+    let stranger = member(&scratches[2], &redis, "edge", "edge-x", &[("ESTUARY_CLUSTER__SECRET", "another-secret")]);
+    assert!(wait_until(Duration::from_secs(10), || node_ids(&e).len() == 3), "directory: {}", directory(&e));
+    let _publisher = publish(&a.rtmp_url("live/sec"), &Source { bframes: 0, ..Source::default() }, &scratch, "publisher");
+    a.wait_live("live/sec", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(5), || owner(&e, "live/sec").as_deref() == Some("origin-a")), "directory: {}", directory(&e));
+
+    // A viewer without a token is refused by A; the edge holding the cluster secret is served,
+    // an edge with another secret is not.
+    let (ok, _) = decode(&a.flv_url("live/sec"), 2);
+    assert!(!ok, "A played to a viewer without a token");
+    plays_clean(&e.flv_url("live/sec"));
+    let (ok, _) = decode(&stranger.flv_url("live/sec"), 2);
+    assert!(!ok, "an edge with another cluster secret was served");
+    assert!(a.log().contains("cluster pull token that does not verify"), "{}", a.log());
+
+    // 100 players on the edge: A serves it one pull, and every player receives.
+    let readers = std::thread::spawn({
+        let port = e.ports.http;
+        move || flv_readers(port, "/live/sec.flv", 100, 8)
+    });
+    assert!(wait_until(Duration::from_secs(10), || players_of(&e, "live/sec") == 100), "players on the edge: {}\nedge log:\n{}", players_of(&e, "live/sec"), e.log());
+    assert_eq!(players_of(&a, "live/sec"), 1, "A should serve exactly one puller: {}", a.api("/api/v1/clients?count=1000"));
+    let pulled = e.stream_info("live/sec").expect("the edge lists the stream");
+    assert_eq!((pulled["pull"]["owner"].as_str(), pulled["pull"]["state"].as_str()), (Some("origin-a"), Some("playing")), "{pulled}");
+    let metrics = estuary_tests::http::get(e.ports.api, "/metrics").map(|r| String::from_utf8_lossy(&r.body).into_owned()).expect("metrics");
+    assert!(metrics.contains("estuary_cluster_pulls 1"), "{metrics}");
+    let received = readers.join().expect("readers");
+    assert!(received.iter().all(|&bytes| bytes > 100_000), "some of the 100 players received little: {received:?}");
 }

@@ -93,6 +93,15 @@ impl Access {
     pub async fn check(&self, request: &Request<'_>) -> Result<(), Refused> {
         // The name rule first: a bad name reaches neither a hook nor the log.
         estuary_protocols::naming::check_key(request.vhost, request.app, request.stream).map_err(Refused::BadName)?;
+        // Another node of the cluster pulling the stream, proven by `cluster.secret`.
+        if let (Some(directory), Action::Play) = (&self.cluster, request.action) {
+            if let Some((_, token)) = request.params.iter().find(|(k, _)| k == "cluster_token") {
+                if directory.is_pull_token(token, &format!("{}/{}", request.app, request.stream)) {
+                    return Ok(());
+                }
+                tracing::warn!(client = request.client, ip = ?request.ip, stream = %format!("{}/{}", request.app, request.stream), "a cluster pull token that does not verify (another cluster.secret?); the ordinary play rules apply");
+            }
+        }
         let result = self.check_inner(request).await;
         if let Err(reason) = &result {
             self.stats.inc("estuary_requests_refused_total", &[("action", request.action.name())]);

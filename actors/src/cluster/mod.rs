@@ -99,6 +99,24 @@ pub struct ClusterSettings {
     pub heartbeat: Duration,
     /// A pull stops this long after its last player left.
     pub idle: Duration,
+    /// Shared by the cluster's nodes: pulls carry a token signed with it, which an origin
+    /// accepts in place of its own play rules (empty: pulls are ordinary players).
+    pub secret: String,
+}
+
+/// A pull as the API shows it.
+#[derive(Debug, Clone)]
+pub struct PullState {
+    /// The owner pulled from.
+    pub owner: String,
+    /// Its RTMP address.
+    pub upstream: String,
+    /// `connecting`, `playing` or `looking up` (the upstream broke).
+    pub state: &'static str,
+    /// The last time a viewer without a connection (HLS, DASH) asked for the stream.
+    pub touched: Instant,
+    /// Upstream sessions resumed after a break.
+    pub resumes: u64,
 }
 
 /// Why a publish was refused by the directory.
@@ -149,9 +167,8 @@ pub struct Directory {
     claimed: Mutex<HashMap<String, Instant>>,
     /// Streams published here but claimed by another node (logged once each).
     conflicts: Mutex<std::collections::HashSet<String>>,
-    /// Streams this node pulls from their owners (published here, never claimed), with the
-    /// last time a viewer without a connection (an HLS or DASH player) asked for one.
-    pulls: Mutex<HashMap<String, Instant>>,
+    /// Streams this node pulls from their owners (published here, never claimed).
+    pulls: Mutex<HashMap<String, PullState>>,
     /// Claims and releases of this node, one at a time (a release never deletes a claim
     /// made meanwhile).
     claiming: tokio::sync::Mutex<()>,
@@ -206,6 +223,21 @@ impl Directory {
     /// The settings.
     pub fn settings(&self) -> &ClusterSettings {
         &self.settings
+    }
+
+    /// The token a pull of `stream` (`app/stream`) presents: signed with `cluster.secret`,
+    /// valid for a minute; `None` without a secret.
+    pub fn pull_token(&self, stream: &str) -> Option<String> {
+        if self.settings.secret.is_empty() {
+            return None;
+        }
+        let expiry = (crate::unix_ms() / 1000).max(0) as u64 + 60;
+        Some(crate::access::auth::TokenSigner::new(&self.settings.secret).mint(crate::access::auth::Action::Play, stream, expiry))
+    }
+
+    /// Whether `token` is a valid pull token for `stream` (`app/stream`).
+    pub fn is_pull_token(&self, token: &str, stream: &str) -> bool {
+        !self.settings.secret.is_empty() && crate::access::auth::TokenSigner::new(&self.settings.secret).verify(token, crate::access::auth::Action::Play, stream, (crate::unix_ms() / 1000).max(0) as u64).is_ok()
     }
 
     /// Whether this node is an edge (it pulls and forwards, and claims nothing).
@@ -455,23 +487,36 @@ impl Directory {
 
     /// A viewer without a connection (HLS, DASH) asked for pulled `stream` now.
     pub fn touch(&self, stream: &str) {
-        if let Some(at) = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get_mut(stream) {
-            *at = Instant::now();
+        if let Some(pull) = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get_mut(stream) {
+            pull.touched = Instant::now();
         }
     }
 
     /// When a viewer without a connection last asked for pulled `stream`.
     pub fn last_touched(&self, stream: &str) -> Option<Instant> {
-        self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get(stream).copied()
+        self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get(stream).map(|p| p.touched)
     }
 
-    /// Marks `stream` as pulled here; `false` if it already was (one pull per stream).
-    pub fn start_pulling(&self, stream: &str) -> bool {
+    /// The pull of `stream`, if this node pulls it.
+    pub fn pull_state(&self, stream: &str) -> Option<PullState> {
+        self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get(stream).cloned()
+    }
+
+    /// Updates the pull of `stream`.
+    pub fn set_pull(&self, stream: &str, update: impl FnOnce(&mut PullState)) {
+        if let Some(pull) = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).get_mut(stream) {
+            update(pull);
+        }
+    }
+
+    /// Marks `stream` as pulled here from `owner` at `upstream`; `false` if it already was
+    /// (one pull per stream).
+    pub fn start_pulling(&self, stream: &str, owner: &str, upstream: &str) -> bool {
         let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
         if pulls.contains_key(stream) {
             return false;
         }
-        pulls.insert(stream.to_string(), Instant::now());
+        pulls.insert(stream.to_string(), PullState { owner: owner.to_string(), upstream: upstream.to_string(), state: "connecting", touched: Instant::now(), resumes: 0 });
         true
     }
 

@@ -32,20 +32,28 @@ pub async fn ensure(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &S
     let Some(directory) = node.cluster.clone() else { return false };
     let stream = key.db_key();
     if directory.is_pulling(&stream) {
+        // A player arriving counts as interest at once (before it is listed as a player), so
+        // the pull does not stop under it.
+        directory.touch(&stream);
         return true;
     }
     if registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(key)) {
         return false;
     }
     let Some((owner, rtmp)) = directory.owner_address(&stream).await else { return false };
-    if !directory.start_pulling(&stream) {
+    if !directory.start_pulling(&stream, &owner, &rtmp) {
         return true;
     }
+    spawn_pull(node.clone(), registry.clone(), key.clone(), owner, rtmp);
+    true
+}
+
+/// Runs a pull (marked in the directory by the caller) on a worker.
+fn spawn_pull(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, owner: String, rtmp: String) {
     tracing::info!(stream = %key, %owner, upstream = %rtmp, "pulling a stream from its owner");
-    let (node, registry, key) = (node.clone(), registry.clone(), key.clone());
     let worker = node.topology.workers.next();
     worker.spawn(async move {
-        let result = run(&node, registry, &key, &rtmp).await;
+        let result = run(&node, registry.clone(), &key, &rtmp).await;
         match &result {
             Ok(reason) => tracing::info!(stream = %key, %owner, %reason, "pull ended"),
             Err(e) => {
@@ -53,11 +61,24 @@ pub async fn ensure(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &S
                 tracing::warn!(stream = %key, %owner, error = %e, "pull failed");
             }
         }
-        if let Some(directory) = &node.cluster {
-            directory.stop_pulling(&key.db_key());
+        let Some(directory) = node.cluster.clone() else { return };
+        directory.stop_pulling(&key.db_key());
+        // A player that arrived as the pull was ending got the local stream just before it
+        // lost its publisher: pull again for it once the old pull is gone.
+        if result.is_ok() && players(&node, &key) > 0 {
+            for _ in 0..40 {
+                if !registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(&key)) {
+                    if let Some((owner, rtmp)) = directory.owner_address(&key.db_key()).await {
+                        if directory.start_pulling(&key.db_key(), &owner, &rtmp) {
+                            spawn_pull(node.clone(), registry.clone(), key.clone(), owner, rtmp);
+                        }
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     });
-    true
 }
 
 /// Waits (at most `timeout`) until `key` has a publisher here.
@@ -132,6 +153,9 @@ async fn run(node: &NodeContext, registry: Addr<StreamRegistry>, key: &StreamKey
             Err(e) => e,
         };
         tracing::warn!(stream = %key, %upstream, %reason, "upstream of a pulled stream ended; looking the stream up again (players stay connected)");
+        if let Some(directory) = &node.cluster {
+            directory.set_pull(&key.db_key(), |p| p.state = "looking up");
+        }
         // The stream may be moving (its owner died, its publisher started again elsewhere):
         // look it up until it has an owner again, while somebody watches. The address that
         // just failed is tried again only every 2 s (a dead owner's claim lasts its lease).
@@ -147,6 +171,13 @@ async fn run(node: &NodeContext, registry: Addr<StreamRegistry>, key: &StreamKey
                     continue;
                 }
                 tracing::info!(stream = %key, %owner, upstream = %rtmp, "pulled stream found again; resuming");
+                node.stats.inc("estuary_cluster_pull_resumes_total", &[]);
+                directory.set_pull(&key.db_key(), |p| {
+                    p.owner = owner.clone();
+                    p.upstream = rtmp.clone();
+                    p.state = "connecting";
+                    p.resumes += 1;
+                });
                 upstream = rtmp;
                 break;
             }
@@ -188,14 +219,27 @@ impl Pull<'_> {
         socket.set_nodelay(true).ok();
         let (mut read, mut write) = socket.into_split();
         let tc_url = format!("rtmp://{authority}/{}", key.app);
-        let mut session = ClientSession::new(ClientConfig::new(&key.app, &tc_url, &key.stream, ClientMode::Play));
+        // With `cluster.secret`, the play carries a token the owner accepts in place of its
+        // own play rules (its tokens, CIDR lists and hooks are for viewers, not for nodes).
+        let token = self.node.cluster.as_ref().and_then(|d| d.pull_token(&key.to_string()));
+        let stream = match token {
+            Some(token) => format!("{}?cluster_token={token}", key.stream),
+            None => key.stream.clone(),
+        };
+        let mut session = ClientSession::new(ClientConfig::new(&key.app, &tc_url, &stream, ClientMode::Play));
         let mut buf = vec![0u8; 64 * 1024];
         let mut check = tokio::time::interval(Duration::from_millis(500));
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
                     ClientOutput::Transmit(bytes) => write.write_all(&bytes).await.map_err(|e| format!("write: {e}"))?,
-                    ClientOutput::Event(ClientEvent::Playing) if self.link.is_none() => {
+                    ClientOutput::Event(ClientEvent::Playing) => {
+                        if let Some(directory) = &self.node.cluster {
+                            directory.set_pull(&key.db_key(), |p| p.state = "playing");
+                        }
+                        if self.link.is_some() {
+                            continue;
+                        }
                         // Published here as an ordinary stream; the link's drop unpublishes it.
                         let claimed = crate::attach::claim_publish(self.registry.clone(), key.clone(), self.guard.id(), "cluster-pull").await.map_err(|e| format!("cannot publish the pulled stream here: {e}"))?;
                         self.guard.record().set_role(Role::Publish, key.to_string());

@@ -128,6 +128,8 @@ pub(super) fn stream_json(node: &estuary_actors::node::Node, (vhost, app, stream
         "video": video_json(&video),
         "audio": audio_json(&audio),
         "history": record.as_ref().map(history).unwrap_or(Value::Null),
+        // A stream this node pulls from another node of the cluster: from whom, and how.
+        "pull": node.cluster.as_ref().and_then(|d| d.pull_state(&format!("{vhost}/{app}/{stream}"))).map(|p| json!({ "owner": p.owner, "upstream": p.upstream, "state": p.state, "resumes": p.resumes })),
     })
 }
 

@@ -84,6 +84,7 @@ impl Config {
             lease: std::time::Duration::from_millis(self.cluster.lease_ms),
             heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
             idle: std::time::Duration::from_millis(self.cluster.edge_idle_ms),
+            secret: self.cluster.secret.clone(),
         })
     }
 
