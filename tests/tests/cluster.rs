@@ -106,33 +106,59 @@ fn origins_share_one_directory_refuse_a_second_publisher_and_take_over_after_kil
 }
 
 #[test]
-fn a_node_keeps_serving_while_redis_is_away_and_claims_its_streams_when_it_returns() {
+fn every_node_keeps_serving_while_redis_is_away_and_registers_and_claims_again_when_it_returns() {
     let scratch = Scratch::new("cluster-outage");
     let mut redis = RedisServer::start(&scratch);
+    let scratch_e = Scratch::new("cluster-outage-edge");
     let node = origin(&scratch, &redis, "origin-c");
-    assert!(wait_until(Duration::from_secs(10), || node_ids(&node) == ["origin-c"]), "directory: {}", directory(&node));
+    let e = edge(&scratch_e, &redis, "edge-c");
+    assert!(wait_until(Duration::from_secs(10), || node_ids(&node) == ["edge-c", "origin-c"]), "directory: {}", directory(&node));
     let _before = publish(&node.rtmp_url("live/before"), &Source::default(), &scratch, "before");
     node.wait_live("live/before", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(5), || owner(&e, "live/before").as_deref() == Some("origin-c")), "directory: {}", directory(&e));
+    // A player on the edge, across the whole outage.
+    let recording = scratch_e.path("outage.flv");
+    let mut edge_player = estuary_tests::ffmpeg::record(&e.flv_url("live/before"), &recording, Some(30.0), &scratch_e, "edge-player");
+    let player_started = std::time::Instant::now();
+    assert!(wait_until(Duration::from_secs(10), || players_of(&node, "live/before") == 1), "the edge does not pull: {}", node.api("/api/v1/clients"));
 
+    // Redis away for 10 s.
     redis.kill();
+    let killed = std::time::Instant::now();
     assert!(wait_until(Duration::from_secs(10), || directory(&node)["registry"]["reachable"] == false), "{}", directory(&node));
     let listing = directory(&node);
     assert!(listing["registry"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{listing}");
+    let metrics = estuary_tests::http::get(node.ports.api, "/metrics").map(|r| String::from_utf8_lossy(&r.body).into_owned()).expect("metrics");
+    assert!(metrics.contains("estuary_cluster_registry_up 0"), "{metrics}");
     // Playback goes on, and a new publish is accepted (and logged as unclaimed).
     let (ok, errors) = decode(&node.flv_url("live/before"), 3);
     assert!(ok && errors.trim().is_empty(), "{errors}");
     let _during = publish(&node.rtmp_url("live/during"), &Source::default(), &scratch, "during");
     node.wait_live("live/during", Duration::from_secs(20));
     assert!(node.log().contains("publish accepted here without a claim"), "{}", node.log());
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(killed.elapsed()));
+    assert!(edge_player.running(), "the edge's player stopped while Redis was away: {}", edge_player.stderr());
 
-    // Redis returns empty: the node registers again and claims both streams.
+    // Redis returns empty: both nodes register again, the origin claims both streams, and a
+    // publish after the return plays on the edge.
     redis.restart();
     assert!(
-        wait_until(Duration::from_secs(10), || node_ids(&node) == ["origin-c"] && owner(&node, "live/before").as_deref() == Some("origin-c") && owner(&node, "live/during").as_deref() == Some("origin-c")),
+        wait_until(Duration::from_secs(10), || node_ids(&node) == ["edge-c", "origin-c"] && owner(&node, "live/before").as_deref() == Some("origin-c") && owner(&node, "live/during").as_deref() == Some("origin-c")),
         "directory after Redis returned: {}\nlog:\n{}",
         directory(&node),
         node.log()
     );
+    let _after = publish(&node.rtmp_url("live/after"), &Source::default(), &scratch, "after");
+    node.wait_live("live/after", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(5), || owner(&e, "live/after").as_deref() == Some("origin-c")), "directory: {}", directory(&e));
+    plays_clean(&e.flv_url("live/after"));
+    edge_player.interrupt();
+    let played = player_started.elapsed().as_secs_f64();
+    let (ok, errors) = decode(&recording.display().to_string(), 60);
+    assert!(ok && errors.trim().is_empty(), "the edge player's recording across the outage: {errors}");
+    let video = estuary_tests::ffmpeg::probe_packets(&recording.display().to_string(), None).into_iter().filter(|p| p.codec_type == "video").count();
+    // 25 fps for as long as it played, less its start-up (and the GOP it started with).
+    assert!(video as f64 >= (played - 3.0) * 25.0, "the edge player received {video} video packets in {played:.1} s");
 }
 
 /// Clients of `node` playing `stream` (on the owner, a pulling origin shows as one of them).
