@@ -129,7 +129,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
                 None => not_found(&format!("no HLS playlist for {app}/{stream}")),
             },
         },
-        "mpd" => serve_text(dash_file, "application/dash+xml", token.as_deref(), estuary_protocols::manifest::dash::with_query_on_templates).await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
+        "mpd" => serve_text(pulled_playlist(&state, &key, dash_file).await, "application/dash+xml", token.as_deref(), estuary_protocols::manifest::dash::with_query_on_templates).await.unwrap_or_else(|| not_found(&format!("no DASH manifest for {app}/{stream}"))),
         "m4s" | "mp4" => {
             let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
             let cache = if extension == "mp4" { "no-cache" } else { "max-age=60" };
@@ -142,8 +142,8 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     }
 }
 
-/// An HLS playlist of a stream another origin owns: the first request makes this node pull
-/// it and waits (up to 10 s) for its first playlist; each request keeps the pull going.
+/// An HLS playlist or DASH manifest of a stream another node owns: the first request makes
+/// this node pull it and waits (up to 10 s) for the file; each request keeps the pull going.
 /// Returns the path to serve (unchanged on a standalone node).
 async fn pulled_playlist(state: &AppState, key: &estuary_actors::StreamKey, playlist: std::path::PathBuf) -> std::path::PathBuf {
     let Some(directory) = state.node.cluster.clone() else { return playlist };

@@ -202,6 +202,16 @@ fn a_stream_published_on_one_origin_plays_on_another_through_one_pull() {
     // With no player left (and no HLS viewer), B stops pulling after edge_idle_ms (2 s).
     assert!(wait_until(Duration::from_secs(20), || players_of(&a, "live/pull") == 0), "B kept pulling with no player: {}", a.api("/api/v1/clients"));
     assert!(b.log().contains("pull ended"), "{}", b.log());
+    // H.265 (published over SRT) travels through the pull too (enhanced RTMP between nodes).
+    let hevc = Source { video_codec: "libx265", bframes: 0, ..Source::default() };
+    let _hevc_publisher = estuary_tests::ffmpeg::publish_ts(&a.srt_url("live/hevcpull", true, ""), &hevc, &scratch_a, "hevc-publisher");
+    a.wait_live("live/hevcpull", Duration::from_secs(30));
+    let hevc_url = b.srt_url("live/hevcpull", false, "");
+    let streams = estuary_tests::ffmpeg::probe_streams(&hevc_url);
+    assert_eq!(estuary_tests::ffmpeg::stream_of(&streams, "video").map(|v| v["codec_name"].clone()), Some(serde_json::json!("hevc")), "{streams:?}\nB's log:\n{}", b.log());
+    assert!(estuary_tests::ffmpeg::stream_of(&streams, "audio").is_some(), "{streams:?}");
+    let (ok, errors) = decode(&hevc_url, 3);
+    assert!(ok && errors.trim().is_empty(), "{hevc_url}: {errors}");
 }
 
 fn edge(scratch: &Scratch, redis: &RedisServer, id: &str) -> Node {
@@ -233,12 +243,14 @@ fn edges_pull_from_the_owner_resume_when_the_stream_moves_and_pass_publishes_on(
     assert!(wait_until(Duration::from_secs(5), || owner(&e1, "live/e").as_deref() == Some("origin-a")), "directory: {}", directory(&e1));
 
     // Every output of an edge plays the stream it pulls.
-    for url in [e1.rtmp_url("live/e"), e1.flv_url("live/e"), e1.srt_url("live/e", false, ""), format!("http://127.0.0.1:{}/live/e.m3u8", e1.ports.http), e2.rtmp_url("live/e"), e2.flv_url("live/e")] {
-        plays_clean(&url);
+    for edge in [&e1, &e2] {
+        for url in [edge.rtmp_url("live/e"), edge.flv_url("live/e"), edge.srt_url("live/e", false, ""), format!("http://127.0.0.1:{}/live/e.m3u8", edge.ports.http)] {
+            plays_clean(&url);
+        }
+        let whep = estuary_tests::aiortc::whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=e", edge.ports.api), 4, 1);
+        assert_eq!(whep[0]["connected"], true, "{}", whep[0]);
+        assert!(whep[0]["video_frames"].as_u64().unwrap_or(0) > 25 && whep[0]["audio_frames"].as_u64().unwrap_or(0) > 50, "{}", whep[0]);
     }
-    let whep = estuary_tests::aiortc::whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=e", e1.ports.api), 4, 1);
-    assert_eq!(whep[0]["connected"], true, "{}", whep[0]);
-    assert!(whep[0]["video_frames"].as_u64().unwrap_or(0) > 25, "{}", whep[0]);
 
     // Long players on both edges: the origin serves one pull per edge.
     let recordings: Vec<std::path::PathBuf> = (0..2).map(|i| scratch.path(&format!("edge{i}.flv"))).collect();
@@ -287,6 +299,8 @@ fn edges_pull_from_the_owner_resume_when_the_stream_moves_and_pass_publishes_on(
         assert!((0.0..=1.0).contains(&worst), "{file}: video timestamps step by {worst} s across the move");
     }
     plays_clean(&e1.flv_url("live/e"));
+    // With no player left, the edges stop pulling: the owner's client list loses them.
+    assert!(wait_until(Duration::from_secs(15), || players_of(&b, "live/e") == 0), "an edge kept pulling with no player: {}", b.api("/api/v1/clients"));
 
     // A publish on an edge goes on to an origin (only B is left), which owns it; another edge
     // plays it.
