@@ -93,7 +93,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         return not_found(&format!("no such segment {app}/{file}"));
     }
     if matches!(extension, "m3u8" | "mpd") || segment {
-        let checked = owner.unwrap_or_else(|| stream.strip_suffix("_master").unwrap_or(stream).to_string());
+        let checked = owner.clone().unwrap_or_else(|| stream.strip_suffix("_master").unwrap_or(stream).to_string());
         let request = estuary_actors::access::Request {
             action: estuary_actors::access::auth::Action::Play,
             client: 0,
@@ -108,6 +108,17 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         }
     }
     let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());
+    // `cluster.redirect`: a stream another origin owns is played there (live URLs only; a
+    // segment is fetched where its playlist came from).
+    if matches!(extension, "flv" | "m3u8" | "mpd") || (extension == "ts" && owner.is_none()) {
+        if let Some(node) = estuary_actors::cluster::pull::redirect(&state.node, &state.registry, &key).await {
+            let base = node["http"].as_str().unwrap_or_default();
+            let query = if req.query_string().is_empty() { String::new() } else { format!("?{}", req.query_string()) };
+            let location = format!("{base}/{app}/{file}{query}");
+            tracing::info!(stream = %key, %location, "HTTP play redirected to the stream's owner (cluster.redirect)");
+            return HttpResponse::Found().insert_header((header::LOCATION, location)).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).finish();
+        }
+    }
     match extension {
         "flv" => match http_live::play(&state.node, &state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
             Ok(body) => live(body, "video/x-flv"),

@@ -63,6 +63,21 @@ pub fn playing(port: u16, app: &str, stream_name: &str) -> TcpStream {
     stream
 }
 
+/// Asks to play `app/stream` and returns the server's answer: `Ok(())` once playing, or the
+/// events up to the refusal as the error text (a refused or redirected play).
+pub fn try_play(port: u16, app: &str, stream_name: &str) -> Result<(), String> {
+    let mut stream = connect(port);
+    let config = ClientConfig::new(app, &format!("rtmp://127.0.0.1:{port}/{app}"), stream_name, ClientMode::Play);
+    let mut session = ClientSession::new(config);
+    pump(&mut stream, &mut session, |e| *e == ClientEvent::Playing || matches!(e, ClientEvent::Rejected { .. }), Duration::from_secs(10)).and_then(|events| {
+        if events.iter().any(|e| *e == ClientEvent::Playing) {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+}
+
 /// Reads until the server closes the connection; returns the bytes read, or `None` if it was
 /// still open after `timeout`.
 pub fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> Option<u64> {

@@ -377,3 +377,30 @@ fn an_origin_that_requires_play_tokens_serves_edges_holding_the_cluster_secret_o
     let received = readers.join().expect("readers");
     assert!(received.iter().all(|&bytes| bytes > 100_000), "some of the 100 players received little: {received:?}");
 }
+
+#[test]
+fn with_cluster_redirect_an_origin_sends_players_to_the_owner() {
+    let scratch = Scratch::new("cluster-redirect");
+    let redis = RedisServer::start(&scratch);
+    let (scratch_a, scratch_b) = (Scratch::new("redirect-a"), Scratch::new("redirect-b"));
+    let a = origin(&scratch_a, &redis, "origin-a");
+    let b = member(&scratch_b, &redis, "origin", "origin-b", &[("ESTUARY_CLUSTER__REDIRECT", "true")]);
+    assert!(wait_until(Duration::from_secs(10), || node_ids(&b) == ["origin-a", "origin-b"]), "directory: {}", directory(&b));
+    let _publisher = publish(&a.rtmp_url("live/r"), &Source::default(), &scratch_a, "publisher");
+    a.wait_live("live/r", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(5), || owner(&b, "live/r").as_deref() == Some("origin-a")), "directory: {}", directory(&b));
+
+    // HTTP: a 302 to the owner's same URL (query kept), which plays.
+    let response = estuary_tests::http::get(b.ports.http, "/live/r.flv?x=1").expect("GET on B");
+    assert_eq!(response.status, 302, "{}", String::from_utf8_lossy(&response.body));
+    let location = response.headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(location, format!("http://127.0.0.1:{}/live/r.flv?x=1", a.ports.http));
+    plays_clean(&b.flv_url("live/r"));
+    // RTMP: SRS's redirect status, naming the owner's URL.
+    let answer = estuary_tests::rtmp_raw::try_play(b.ports.rtmp, "live", "r").expect_err("B played instead of redirecting");
+    assert!(answer.contains("NetConnection.Connect.Rejected") && answer.contains(&format!("Redirect to rtmp://127.0.0.1:{}/live/r", a.ports.rtmp)), "{answer}");
+    // B did not pull: it has no such stream, and A no RTMP player (a pull plays over RTMP).
+    assert!(b.stream_info("live/r").is_none_or(|s| s["publish"]["active"] != true), "B pulled the stream");
+    let rtmp_players = a.api("/api/v1/clients")["clients"].as_array().map(|c| c.iter().filter(|c| c["type"] == "play" && c["protocol"] == "rtmp").count()).unwrap_or(0);
+    assert_eq!(rtmp_players, 0, "{}", a.api("/api/v1/clients"));
+}

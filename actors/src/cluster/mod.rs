@@ -102,6 +102,9 @@ pub struct ClusterSettings {
     /// Shared by the cluster's nodes: pulls carry a token signed with it, which an origin
     /// accepts in place of its own play rules (empty: pulls are ordinary players).
     pub secret: String,
+    /// An origin answers a play of a stream another origin owns with a redirect to the owner
+    /// instead of pulling it.
+    pub redirect: bool,
 }
 
 /// A pull as the API shows it.
@@ -530,6 +533,22 @@ impl Directory {
         let mut list: Vec<String> = self.pulls.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         list.sort();
         list
+    }
+
+    /// With `cluster.redirect` (origins only): the owner's registration when `stream` has no
+    /// publisher here and another node owns it; players are sent there.
+    pub async fn redirect_to(&self, stream: &str) -> Option<Value> {
+        if !self.settings.redirect || self.is_edge() || self.is_pulling(stream) {
+            return None;
+        }
+        let key = stream_key(stream);
+        let owner = self.run("look up owner", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await }).await.ok()??;
+        if owner == self.settings.node_id {
+            return None;
+        }
+        let node = node_key(&owner);
+        let record = self.run("look up node", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(node).query_async::<Option<String>>(&mut c).await }).await.ok()??;
+        serde_json::from_str(&record).ok()
     }
 
     /// The owner of `stream` when it is another node, and that node's RTMP address.

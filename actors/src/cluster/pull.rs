@@ -30,6 +30,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// a cluster.
 pub async fn ensure(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey) -> bool {
     let Some(directory) = node.cluster.clone() else { return false };
+    if directory.settings().redirect && !directory.is_edge() {
+        // Players are redirected to the owner instead (see `redirect`).
+        return false;
+    }
     let stream = key.db_key();
     if directory.is_pulling(&stream) {
         // A player arriving counts as interest at once (before it is listed as a player), so
@@ -79,6 +83,19 @@ fn spawn_pull(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey,
             }
         }
     });
+}
+
+/// With `cluster.redirect` on an origin: where a player of `key` should go instead (the
+/// owner's registration), when `key` has no publisher here and another node owns it.
+pub async fn redirect(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey) -> Option<serde_json::Value> {
+    let directory = node.cluster.clone()?;
+    if !directory.settings().redirect {
+        return None;
+    }
+    if registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(key)) {
+        return None;
+    }
+    directory.redirect_to(&key.db_key()).await
 }
 
 /// Waits (at most `timeout`) until `key` has a publisher here.

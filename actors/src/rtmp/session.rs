@@ -34,6 +34,8 @@ enum Refusal {
     Busy(PublishRefused),
     /// The stream could not be subscribed.
     Unavailable(String),
+    /// Another origin owns the stream and `cluster.redirect` sends players there.
+    Redirect(String),
 }
 
 /// What the publisher side does, in order. Attaching goes through the queue too: a publish
@@ -229,7 +231,7 @@ impl RtmpSession {
                         act.refuse(request, None, reason.to_string());
                         act.drain(ctx);
                     }
-                    Err(Refusal::Denied(reason) | Refusal::Unavailable(reason)) => {
+                    Err(Refusal::Denied(reason) | Refusal::Unavailable(reason) | Refusal::Redirect(reason)) => {
                         tracing::warn!(client = act.id(), peer = %act.peer, stream = %key, %reason, "RTMP publish refused");
                         act.refuse(request, Some("NetStream.Publish.Rejected"), reason);
                         act.drain(ctx);
@@ -241,6 +243,10 @@ impl RtmpSession {
                 let (registry, client, find_key, node) = (self.registry.clone(), self.id(), key.clone(), self.node.clone());
                 let fut = async move {
                     allowed.await?;
+                    if let Some(owner) = crate::cluster::pull::redirect(&node, &registry, &find_key).await {
+                        let base = owner["rtmp"].as_str().unwrap_or_default();
+                        return Err(Refusal::Redirect(format!("{base}/{}/{}", find_key.app, find_key.stream)));
+                    }
                     // A stream another origin owns is pulled here (the player waits for it).
                     crate::cluster::pull::ensure(&node, &registry, &find_key).await;
                     crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
@@ -260,9 +266,15 @@ impl RtmpSession {
                         act.stream_key = Some(key);
                         act.transmit(WriterCmd::StartMedia { rx: subscription.rx, writer: media_writer }, ctx);
                     }
+                    Err(Refusal::Redirect(url)) => {
+                        tracing::info!(client = act.id(), peer = %act.peer, stream = %key, %url, "RTMP play redirected to the stream's owner (cluster.redirect)");
+                        act.session.redirect(request, &url);
+                        act.drain(ctx);
+                    }
                     Err(refusal) => {
                         let (code, reason) = match refusal {
                             Refusal::Denied(reason) => (Some("NetStream.Play.Rejected"), reason),
+                            Refusal::Redirect(url) => (None, url),
                             Refusal::Unavailable(reason) => (None, reason),
                             Refusal::Busy(reason) => (None, reason.to_string()),
                         };

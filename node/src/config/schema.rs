@@ -447,10 +447,11 @@ pub struct ClusterSection {
     pub heartbeat_ms: u64,
     pub edge_idle_ms: u64,
     pub secret: String,
+    pub redirect: bool,
 }
 
 impl Default for ClusterSection {
     fn default() -> Self {
-        ClusterSection { mode: "standalone".into(), redis: "redis://127.0.0.1:6379".into(), node_id: String::new(), advertise: "127.0.0.1".into(), lease_ms: 5000, heartbeat_ms: 1000, edge_idle_ms: 5000, secret: String::new() }
+        ClusterSection { mode: "standalone".into(), redis: "redis://127.0.0.1:6379".into(), node_id: String::new(), advertise: "127.0.0.1".into(), lease_ms: 5000, heartbeat_ms: 1000, edge_idle_ms: 5000, secret: String::new(), redirect: false }
     }
 }

@@ -85,6 +85,7 @@ impl Config {
             heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
             idle: std::time::Duration::from_millis(self.cluster.edge_idle_ms),
             secret: self.cluster.secret.clone(),
+            redirect: self.cluster.redirect,
         })
     }
 

@@ -110,6 +110,29 @@ pub fn write_on_status(out: &mut BytesMut, encoder: &ChunkEncoder, stream_id: u3
     );
 }
 
+/// Writes an `onStatus` error that sends the client elsewhere, as SRS does for its origin
+/// cluster: code `NetConnection.Connect.Rejected` and an `ex` object with `code: 302` and the
+/// `redirect` URL.
+pub fn write_redirect_status(out: &mut BytesMut, encoder: &ChunkEncoder, stream_id: u32, url: &str) {
+    write_command(
+        out,
+        encoder,
+        CSID_STREAM,
+        stream_id,
+        &[
+            Value::String("onStatus".into()),
+            Value::Number(0.0),
+            Value::Null,
+            Value::object([
+                ("level", Value::String("error".into())),
+                ("code", Value::String("NetConnection.Connect.Rejected".into())),
+                ("description", Value::String(format!("RTMP 302 Redirect to {url}"))),
+                ("ex", Value::object([("code", Value::Number(302.0)), ("redirect", Value::String(url.into()))])),
+            ]),
+        ],
+    );
+}
+
 /// A decoded command: name, transaction id, command object and further arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {

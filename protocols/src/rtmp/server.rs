@@ -460,6 +460,13 @@ impl ServerSession {
         msg::write_on_status(&mut self.out, &self.encoder, pending.stream_id, "error", code, reason);
     }
 
+    /// Answers a pending request with a redirect to `url` (see
+    /// [`msg::write_redirect_status`]). The caller should flush and close.
+    pub fn redirect(&mut self, request: RequestId, url: &str) {
+        let Some(pending) = self.pending.remove(&request) else { return };
+        msg::write_redirect_status(&mut self.out, &self.encoder, pending.stream_id, url);
+    }
+
     /// True when `request` is a pending publish (false for a play or an unknown id).
     pub fn is_publish_request(&self, request: RequestId) -> bool {
         self.pending.get(&request).is_some_and(|p| p.publish)

@@ -79,6 +79,7 @@ async fn run(args: Args) -> Result<(), String> {
                 heartbeat,
                 idle: Duration::from_secs(5),
                 secret: String::new(),
+                redirect: false,
             };
             Directory::new(settings, Arc::new(Default::default())).map(Arc::new)
         })
