@@ -112,6 +112,11 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     // segment is fetched where its playlist came from).
     if matches!(extension, "flv" | "m3u8" | "mpd") || (extension == "ts" && owner.is_none()) {
         if let Some(node) = estuary_actors::cluster::pull::redirect(&state.node, &state.registry, &key).await {
+            // The play rules first: nobody learns where a stream lives without passing them.
+            let request = estuary_actors::access::Request { action: estuary_actors::access::auth::Action::Play, client: 0, ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+            if let Err(reason) = state.node.access.check_rules(&request) {
+                return refusal(PlayRefused::Denied(reason.to_string()));
+            }
             let base = node["http"].as_str().unwrap_or_default();
             let query = if req.query_string().is_empty() { String::new() } else { format!("?{}", req.query_string()) };
             let location = format!("{base}/{app}/{file}{query}");
@@ -159,9 +164,8 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
 async fn pulled_playlist(state: &AppState, key: &estuary_actors::StreamKey, playlist: std::path::PathBuf) -> std::path::PathBuf {
     let Some(directory) = state.node.cluster.clone() else { return playlist };
     let stream = key.db_key();
-    if playlist.is_file() && !directory.is_pulling(&stream) {
-        return playlist;
-    }
+    // Decided by whether the stream is published here, not by whether a file is on disk (an
+    // ended stream's playlist stays until it is disposed of).
     if estuary_actors::cluster::pull::ensure(&state.node, &state.registry, key).await {
         directory.touch(&stream);
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);

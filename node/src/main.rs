@@ -280,14 +280,27 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             // The node's registration and its streams' claims, renewed on every beat.
             let (registry, node) = (registry.clone(), node.clone());
             tracing::info!(node = %directory.node_id(), role = %directory.settings().role, redis = %directory.shown_url(), "joining the cluster");
+            {
+                // Publishes on other nodes reach players waiting here at once.
+                let (directory, registry, node) = (directory.clone(), registry.clone(), node.clone());
+                actix::spawn(async move {
+                    directory
+                        .follow_events(|stream| {
+                            let (registry, node) = (registry.clone(), node.clone());
+                            actix::spawn(async move { estuary_actors::cluster::pull::on_published_elsewhere(&node, &registry, &stream).await });
+                        })
+                        .await
+                });
+            }
             actix::spawn(async move {
                 let mut every = tokio::time::interval(directory.settings().heartbeat);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let cpu = std::sync::Mutex::new((std::time::Instant::now(), metrics::cpu_seconds()));
                 loop {
                     every.tick().await;
                     let Ok(published) = registry.send(estuary_actors::messages::PublishedStreams).await else { continue };
                     let published: std::collections::HashSet<String> = published.iter().map(|k| k.db_key()).collect();
-                    directory.beat(&published, node.clients.snapshot().len()).await;
+                    directory.beat(&published, node.clients.snapshot().len(), metrics::cpu_percent(&cpu)).await;
                 }
             });
         }

@@ -57,6 +57,7 @@ fn origins_share_one_directory_refuse_a_second_publisher_and_take_over_after_kil
     let record = listing["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "origin-a").cloned().unwrap();
     assert_eq!(record["role"], "origin");
     assert_eq!(record["rtmp"], format!("rtmp://127.0.0.1:{}", a.ports.rtmp), "{record}");
+    assert!(record["cpu_percent"].is_number() && record["clients"].is_number() && record["streams"].is_number() && record["heartbeat_ms"].is_number(), "load figures missing: {record}");
     assert!(!listing.to_string().contains(RedisServer::PASSWORD) && !a.log().contains(RedisServer::PASSWORD), "the Redis password shows: {listing}");
 
     // A publish on A claims the stream, and A keeps it beyond its lease (3 s) by renewing it;
@@ -199,9 +200,35 @@ fn a_stream_published_on_one_origin_plays_on_another_through_one_pull() {
     assert!(b.api("/api/v1/cluster")["streams"].as_array().unwrap().iter().all(|s| s["owner"] == "origin-a"), "B claimed a pulled stream: {}", directory(&b));
     drop(players);
 
+    // The upstream breaks while the owner's stream has long been live (A kicks B's puller):
+    // B pulls again and a player on B goes on with continuous timestamps.
+    let recording = scratch_b.path("resumed.flv");
+    let mut resumed = estuary_tests::ffmpeg::record(&b.flv_url("live/pull"), &recording, Some(30.0), &scratch_b, "resumed");
+    assert!(wait_until(Duration::from_secs(10), || players_of(&a, "live/pull") == 1), "{}", a.api("/api/v1/clients"));
+    std::thread::sleep(Duration::from_secs(3));
+    let puller = a.api("/api/v1/clients?count=1000")["clients"].as_array().unwrap().iter().find(|c| c["type"] == "play" && c["stream"] == "live/pull").map(|c| c["id"].as_str().unwrap().to_string()).expect("the puller on A");
+    assert_eq!(estuary_tests::http::delete(a.ports.api, &format!("/api/v1/clients/{puller}")).expect("kick").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || b.stream_info("live/pull").is_some_and(|s| s["pull"]["resumes"].as_u64().unwrap_or(0) >= 1 && s["pull"]["state"] == "playing")), "B did not resume: {}", b.log());
+    std::thread::sleep(Duration::from_secs(4));
+    resumed.interrupt();
+    let file = recording.display().to_string();
+    let video: Vec<f64> = estuary_tests::ffmpeg::probe_packets(&file, None).into_iter().filter(|p| p.codec_type == "video").filter_map(|p| p.dts).collect();
+    assert!(video.len() > 100, "{file}: {} video packets", video.len());
+    let worst = video.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, |worst, step| if step.abs() > worst.abs() { step } else { worst });
+    assert!((0.0..=1.0).contains(&worst), "{file}: video timestamps step by {worst} s across the resume");
+
     // With no player left (and no HLS viewer), B stops pulling after edge_idle_ms (2 s).
     assert!(wait_until(Duration::from_secs(20), || players_of(&a, "live/pull") == 0), "B kept pulling with no player: {}", a.api("/api/v1/clients"));
     assert!(b.log().contains("pull ended"), "{}", b.log());
+    // An RTMP player waiting on B for a stream nobody publishes yet gets it as soon as it is
+    // published on A (B follows the cluster's events).
+    let waiting_url = b.rtmp_url("live/later");
+    let waiting = std::thread::spawn(move || decode(&waiting_url, 3));
+    assert!(wait_until(Duration::from_secs(10), || players_of(&b, "live/later") == 1), "the player is not waiting on B: {}", b.api("/api/v1/clients"));
+    let _later = publish(&a.rtmp_url("live/later"), &Source { bframes: 0, ..Source::default() }, &scratch_a, "later");
+    let (ok, errors) = waiting.join().expect("waiting player");
+    assert!(ok && errors.trim().is_empty(), "the waiting player on B: {errors}\nB's log:\n{}", b.log());
+    assert!(b.log().contains("players were waiting here for a stream published on another node"), "{}", b.log());
     // H.265 (published over SRT) travels through the pull too (enhanced RTMP between nodes).
     let hevc = Source { video_codec: "libx265", bframes: 0, ..Source::default() };
     let _hevc_publisher = estuary_tests::ffmpeg::publish_ts(&a.srt_url("live/hevcpull", true, ""), &hevc, &scratch_a, "hevc-publisher");

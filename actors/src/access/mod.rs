@@ -96,7 +96,7 @@ impl Access {
         // Another node of the cluster pulling the stream, proven by `cluster.secret`.
         if let (Some(directory), Action::Play) = (&self.cluster, request.action) {
             if let Some((_, token)) = request.params.iter().find(|(k, _)| k == "cluster_token") {
-                if directory.is_pull_token(token, &format!("{}/{}", request.app, request.stream)) {
+                if directory.is_pull_token(token, &format!("{}/{}/{}", request.vhost, request.app, request.stream)) {
                     return Ok(());
                 }
                 tracing::warn!(client = request.client, ip = ?request.ip, stream = %format!("{}/{}", request.app, request.stream), "a cluster pull token that does not verify (another cluster.secret?); the ordinary play rules apply");
@@ -177,7 +177,20 @@ impl Access {
     async fn claim(&self, request: &Request<'_>) -> Result<(), Refused> {
         match (&self.cluster, request.action) {
             // An edge claims nothing: what is published on it goes on to an origin, which claims.
-            (Some(directory), Action::Publish) if !directory.is_edge() => Ok(directory.claim(&format!("{}/{}/{}", request.vhost, request.app, request.stream)).await?),
+            (Some(directory), Action::Publish) if !directory.is_edge() => {
+                let stream = format!("{}/{}/{}", request.vhost, request.app, request.stream);
+                if let Some(pull) = directory.pull_state(&stream) {
+                    // This node pulls the stream: while its owner plays it, it is the owner's;
+                    // once the owner is gone, the pull gives way (the publisher may retry at once).
+                    let name = format!("{}/{}", request.app, request.stream);
+                    if pull.state == "looking up" {
+                        directory.request_stop(&stream);
+                        return Err(Refused::Cluster(crate::cluster::Taken { stream: format!("{name} (pulled here from a node that is gone; the pull stops now, publish again)"), owner: pull.owner }));
+                    }
+                    return Err(Refused::Cluster(crate::cluster::Taken { stream: name, owner: pull.owner }));
+                }
+                Ok(directory.claim(&stream).await?)
+            }
             _ => Ok(()),
         }
     }

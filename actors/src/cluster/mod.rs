@@ -120,6 +120,8 @@ pub struct PullState {
     pub touched: Instant,
     /// Upstream sessions resumed after a break.
     pub resumes: u64,
+    /// A real publisher arrived here: the pull ends.
+    pub stop: bool,
 }
 
 /// Why a publish was refused by the directory.
@@ -228,19 +230,20 @@ impl Directory {
         &self.settings
     }
 
-    /// The token a pull of `stream` (`app/stream`) presents: signed with `cluster.secret`,
-    /// valid for a minute; `None` without a secret.
+    /// The token a pull of `stream` (`vhost/app/stream`) presents: signed with
+    /// `cluster.secret` over `cluster:vhost/app/stream` (never valid as a viewer's token, even
+    /// with the same secret), valid for a minute; `None` without a secret.
     pub fn pull_token(&self, stream: &str) -> Option<String> {
         if self.settings.secret.is_empty() {
             return None;
         }
         let expiry = (crate::unix_ms() / 1000).max(0) as u64 + 60;
-        Some(crate::access::auth::TokenSigner::new(&self.settings.secret).mint(crate::access::auth::Action::Play, stream, expiry))
+        Some(crate::access::auth::TokenSigner::new(&self.settings.secret).mint(crate::access::auth::Action::Play, &format!("cluster:{stream}"), expiry))
     }
 
-    /// Whether `token` is a valid pull token for `stream` (`app/stream`).
+    /// Whether `token` is a valid pull token for `stream` (`vhost/app/stream`).
     pub fn is_pull_token(&self, token: &str, stream: &str) -> bool {
-        !self.settings.secret.is_empty() && crate::access::auth::TokenSigner::new(&self.settings.secret).verify(token, crate::access::auth::Action::Play, stream, (crate::unix_ms() / 1000).max(0) as u64).is_ok()
+        !self.settings.secret.is_empty() && crate::access::auth::TokenSigner::new(&self.settings.secret).verify(token, crate::access::auth::Action::Play, &format!("cluster:{stream}"), (crate::unix_ms() / 1000).max(0) as u64).is_ok()
     }
 
     /// Whether this node is an edge (it pulls and forwards, and claims nothing).
@@ -404,7 +407,7 @@ impl Directory {
     /// One beat: registration, then claims renewed for streams published here (`published`;
     /// those published without a claim are claimed), and released for those without a
     /// publisher since the last beat.
-    pub async fn beat(&self, published: &std::collections::HashSet<String>, clients: usize) {
+    pub async fn beat(&self, published: &std::collections::HashSet<String>, clients: usize, cpu_percent: f64) {
         let record = json!({
             "id": self.settings.node_id,
             "instance": self.instance,
@@ -415,6 +418,7 @@ impl Directory {
             "api": self.settings.api,
             "streams": published.len(),
             "clients": clients,
+            "cpu_percent": (cpu_percent * 10.0).round() / 10.0,
             "heartbeat_ms": crate::unix_ms(),
         })
         .to_string();
@@ -471,6 +475,38 @@ impl Directory {
         }
     }
 
+    /// Follows the `estuary:events` channel (on its own connection, reconnecting every second
+    /// while Redis is away) and hands each `publish` event of another node to `on_publish`
+    /// with the stream (`vhost/app/stream`). Runs until the node stops.
+    pub async fn follow_events(&self, on_publish: impl Fn(String)) {
+        use futures_util::StreamExt;
+        loop {
+            let subscribed = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(EVENTS).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match tokio::time::timeout(OP_TIMEOUT, subscribed).await {
+                Ok(Ok(mut pubsub)) => {
+                    tracing::debug!(channel = EVENTS, "following cluster events");
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Ok(payload) = message.get_payload::<String>() else { continue };
+                        let Ok(event) = serde_json::from_str::<Value>(&payload) else { continue };
+                        if event["event"] == "publish" && event["node"] != self.settings.node_id.as_str() {
+                            if let Some(stream) = event["stream"].as_str() {
+                                on_publish(stream.to_string());
+                            }
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "cannot follow cluster events yet"),
+                Err(_) => tracing::debug!("cannot follow cluster events yet: no answer"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Leaves the directory at once (clean shutdown): the registration and every claim.
     pub async fn leave(&self) {
         let claims: Vec<(String, Instant)> = self.claimed.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
@@ -519,8 +555,13 @@ impl Directory {
         if pulls.contains_key(stream) {
             return false;
         }
-        pulls.insert(stream.to_string(), PullState { owner: owner.to_string(), upstream: upstream.to_string(), state: "connecting", touched: Instant::now(), resumes: 0 });
+        pulls.insert(stream.to_string(), PullState { owner: owner.to_string(), upstream: upstream.to_string(), state: "connecting", touched: Instant::now(), resumes: 0, stop: false });
         true
+    }
+
+    /// Asks the pull of `stream` to end (a real publisher arrived here).
+    pub fn request_stop(&self, stream: &str) {
+        self.set_pull(stream, |p| p.stop = true);
     }
 
     /// The pull of `stream` ended.

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A pull whose stream has had no owner this long gives up.
+const NO_OWNER_TIMEOUT: Duration = Duration::from_secs(15);
+/// An upstream session that brings no media this long counts as broken.
+const NO_MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a player that needs a live stream (HTTP-FLV/TS, SRT, WHEP) waits for a pull to
 /// bring it.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,20 +70,26 @@ fn spawn_pull(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey,
             }
         }
         let Some(directory) = node.cluster.clone() else { return };
+        // The pull stays marked until the local stream has let it go, so the beat never takes
+        // the pulled stream for one published here.
+        for _ in 0..40 {
+            if !registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(&key)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stopped_by_publisher = directory.pull_state(&key.db_key()).is_some_and(|p| p.stop);
         directory.stop_pulling(&key.db_key());
-        // A player that arrived as the pull was ending got the local stream just before it
-        // lost its publisher: pull again for it once the old pull is gone.
-        if result.is_ok() && players(&node, &key) > 0 {
-            for _ in 0..40 {
-                if !registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(&key)) {
-                    if let Some((owner, rtmp)) = directory.owner_address(&key.db_key()).await {
-                        if directory.start_pulling(&key.db_key(), &owner, &rtmp) {
-                            spawn_pull(node.clone(), registry.clone(), key.clone(), owner, rtmp);
-                        }
-                    }
-                    break;
+        // Players still here (one that arrived as the pull was ending, or players of a pull
+        // that failed to start) get a new pull, once, after a pause if it failed.
+        if !stopped_by_publisher && players(&node, &key) > 0 {
+            if result.is_err() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if let Some((owner, rtmp)) = directory.owner_address(&key.db_key()).await {
+                if directory.start_pulling(&key.db_key(), &owner, &rtmp) {
+                    spawn_pull(node.clone(), registry.clone(), key.clone(), owner, rtmp);
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     });
@@ -98,12 +108,27 @@ pub async fn redirect(node: &NodeContext, registry: &Addr<StreamRegistry>, key: 
     directory.redirect_to(&key.db_key()).await
 }
 
+/// A stream was just published on another node: players already waiting here for it (RTMP
+/// players wait for streams nobody publishes yet) get it pulled at once.
+pub async fn on_published_elsewhere(node: &NodeContext, registry: &Addr<StreamRegistry>, stream: &str) {
+    let mut parts = stream.splitn(3, '/');
+    let (Some(vhost), Some(app), Some(name)) = (parts.next(), parts.next(), parts.next()) else { return };
+    let key = StreamKey { vhost: vhost.to_string(), app: app.to_string(), stream: name.to_string() };
+    if players(node, &key) > 0 && ensure(node, registry, &key).await {
+        tracing::info!(stream = %key, "players were waiting here for a stream published on another node; pulling it");
+    }
+}
+
 /// Waits (at most `timeout`) until `key` has a publisher here.
-pub async fn wait_live(registry: &Addr<StreamRegistry>, key: &StreamKey, timeout: Duration) -> bool {
+pub async fn wait_live(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey, timeout: Duration) -> bool {
     let until = Instant::now() + timeout;
     while Instant::now() < until {
         if registry.send(PublishedStreams).await.is_ok_and(|published| published.contains(key)) {
             return true;
+        }
+        if !node.cluster.as_ref().is_some_and(|d| d.is_pulling(&key.db_key())) {
+            // The pull failed (or never started): no reason to wait on.
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -130,7 +155,17 @@ struct Timeline {
 
 impl Timeline {
     fn place(&mut self, mut frame: estuary_protocols::media::MediaFrame) -> estuary_protocols::media::MediaFrame {
-        use estuary_protocols::media::Timebase;
+        use estuary_protocols::media::{Timebase, TrackKind};
+        // Metadata and codec headers carry no time of the media (the owner sends metadata at
+        // 0): only audio and video frames set the new session's offset.
+        if frame.track == TrackKind::Data || frame.config {
+            if !self.fresh && self.offset_ms != 0 {
+                let shift = Timebase::MILLIS.rescale(self.offset_ms, frame.timebase);
+                frame.dts += shift;
+                frame.pts += shift;
+            }
+            return frame;
+        }
         let dts_ms = frame.timebase.rescale(frame.dts, Timebase::MILLIS);
         if self.fresh {
             self.fresh = false;
@@ -177,11 +212,18 @@ async fn run(node: &NodeContext, registry: Addr<StreamRegistry>, key: &StreamKey
         // look it up until it has an owner again, while somebody watches. The address that
         // just failed is tried again only every 2 s (a dead owner's claim lasts its lease).
         let failed_at = Instant::now();
+        let mut pause = Duration::from_millis(250);
         loop {
             if let Some(reason) = pull.idle() {
                 return Ok(reason);
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Nobody owns it any more (its lease lapsed and nobody published it again): the
+            // local stream lets its players go through its ordinary grace.
+            if failed_at.elapsed() >= NO_OWNER_TIMEOUT {
+                return Ok(format!("no node has published the stream for {} s", NO_OWNER_TIMEOUT.as_secs()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
             let Some(directory) = node.cluster.clone() else { return Ok(reason) };
             if let Some((owner, rtmp)) = directory.owner_address(&key.db_key()).await {
                 if rtmp == upstream && failed_at.elapsed() < Duration::from_secs(2) {
@@ -215,9 +257,13 @@ struct Pull<'a> {
 }
 
 impl Pull<'_> {
-    /// `Some(reason)` once nobody has watched for `idle_after`.
+    /// `Some(reason)` once nobody has watched for `idle_after`, or a real publisher arrived.
     fn idle(&mut self) -> Option<String> {
-        let touched = self.node.cluster.as_ref().and_then(|d| d.last_touched(&self.key.db_key()));
+        let state = self.node.cluster.as_ref().and_then(|d| d.pull_state(&self.key.db_key()));
+        if state.as_ref().is_some_and(|s| s.stop) {
+            return Some("a publisher arrived here".into());
+        }
+        let touched = state.map(|s| s.touched);
         if players(self.node, self.key) > 0 || touched.is_some_and(|t| t.elapsed() < self.idle_after) {
             self.last_player = Instant::now();
             None
@@ -238,14 +284,19 @@ impl Pull<'_> {
         let tc_url = format!("rtmp://{authority}/{}", key.app);
         // With `cluster.secret`, the play carries a token the owner accepts in place of its
         // own play rules (its tokens, CIDR lists and hooks are for viewers, not for nodes).
-        let token = self.node.cluster.as_ref().and_then(|d| d.pull_token(&key.to_string()));
-        let stream = match token {
-            Some(token) => format!("{}?cluster_token={token}", key.stream),
-            None => key.stream.clone(),
-        };
+        let token = self.node.cluster.as_ref().and_then(|d| d.pull_token(&key.db_key()));
+        let mut query: Vec<String> = Vec::new();
+        if key.vhost != "__defaultVhost__" {
+            query.push(format!("vhost={}", key.vhost));
+        }
+        if let Some(token) = token {
+            query.push(format!("cluster_token={token}"));
+        }
+        let stream = if query.is_empty() { key.stream.clone() } else { format!("{}?{}", key.stream, query.join("&")) };
         let mut session = ClientSession::new(ClientConfig::new(&key.app, &tc_url, &stream, ClientMode::Play));
         let mut buf = vec![0u8; 64 * 1024];
         let mut check = tokio::time::interval(Duration::from_millis(500));
+        let mut last_media = Instant::now();
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
@@ -263,6 +314,7 @@ impl Pull<'_> {
                         self.link = Some(claimed);
                     }
                     ClientOutput::Event(ClientEvent::Frame(frame)) => {
+                        last_media = Instant::now();
                         if let Some(link) = &self.link {
                             self.guard.record().add_in(frame.payload.len());
                             let frame = self.timeline.place(frame);
@@ -270,7 +322,8 @@ impl Pull<'_> {
                         }
                     }
                     ClientOutput::Event(ClientEvent::Rejected { description, .. }) => return Err(format!("the owner refused: {description}")),
-                    ClientOutput::Event(ClientEvent::Status { code }) if code.contains("UnpublishNotify") || code.contains("Play.Stop") => return Ok(Ended::Upstream(format!("the owner's stream ended ({code})"))),
+                    // The owner keeps its players through its publisher's grace (and closes them
+                    // after): a publisher's blip is not a reason to leave.
                     ClientOutput::Event(_) => {}
                 }
             }
@@ -288,6 +341,9 @@ impl Pull<'_> {
                 _ = check.tick() => {
                     if let Some(reason) = self.idle() {
                         return Ok(Ended::Idle(reason));
+                    }
+                    if last_media.elapsed() >= NO_MEDIA_TIMEOUT {
+                        return Ok(Ended::Upstream(format!("no media from the owner for {} s", NO_MEDIA_TIMEOUT.as_secs())));
                     }
                 }
             }

@@ -157,7 +157,7 @@ pub async fn play<E: Encoder>(
     };
     node.access.check(&request).await.map_err(|refused| PlayRefused::Denied(refused.to_string()))?;
     if crate::cluster::pull::ensure(node, registry, &key).await {
-        crate::cluster::pull::wait_live(registry, &key, crate::cluster::pull::START_TIMEOUT).await;
+        crate::cluster::pull::wait_live(node, registry, &key, crate::cluster::pull::START_TIMEOUT).await;
     }
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;

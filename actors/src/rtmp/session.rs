@@ -269,6 +269,7 @@ impl RtmpSession {
                     Err(Refusal::Redirect(url)) => {
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, %url, "RTMP play redirected to the stream's owner (cluster.redirect)");
                         act.session.redirect(request, &url);
+                        act.close_after_status();
                         act.drain(ctx);
                     }
                     Err(refusal) => {
@@ -338,7 +339,11 @@ impl RtmpSession {
             Some(code) => self.session.reject_with(request, code, &reason),
             None => self.session.reject(request, &reason),
         }
-        // The status goes out with the next drain; then the connection closes.
+        self.close_after_status();
+    }
+
+    /// The status just written goes out, then the connection closes.
+    fn close_after_status(&mut self) {
         self.closing = true;
         if let Some(writer) = &self.writer {
             while let Some(ServerOutput::Transmit(bytes)) = self.session.poll_output() {

@@ -431,7 +431,7 @@ async fn admit(node: &NodeContext, settings: &SrtSettings, registry: Addr<Stream
         }
         Mode::Request => {
             if crate::cluster::pull::ensure(node, &registry, &key).await {
-                crate::cluster::pull::wait_live(&registry, &key, crate::cluster::pull::START_TIMEOUT).await;
+                crate::cluster::pull::wait_live(node, &registry, &key, crate::cluster::pull::START_TIMEOUT).await;
             }
             let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
                 PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => (RejectReason::Server(ServerRejectReason::Notfound), refused.to_string()),

@@ -191,6 +191,9 @@ impl StreamActor {
     /// Starts the HLS and DASH muxers this stream's app has enabled, unless running.
     pub(super) fn start_outputs(&mut self) {
         let app = self.key.app.clone();
+        // A stream pulled from its owner in the cluster gets its players' outputs only:
+        // recording, transcoding and forwarding are the owner's (no duplicate pushes or files).
+        let pulled = self.publisher.as_ref().is_some_and(|p| p.protocol == "cluster-pull");
         if self.settings.hls.applies_to(&app) && !self.subscribed(self.hls_subscriber) {
             let id = self.node.clients.allocate_id();
             let subscription = self.subscribe_as(id, true);
@@ -206,6 +209,9 @@ impl StreamActor {
             let addr = crate::dash::DashMuxer::start_in_arbiter(&self.node.topology.segmenter, move |_| crate::dash::DashMuxer::new(node, key, settings, subscription.rx, subscription.gaps));
             self.dash_subscriber = Some(id);
             self.dash_output = Some(addr);
+        }
+        if pulled {
+            return;
         }
         if self.node.dvr.wanted(&self.key, &self.settings.dvr) && !self.subscribed(self.dvr_subscriber) {
             let id = self.node.clients.allocate_id();
@@ -235,7 +241,7 @@ impl StreamActor {
         if let Some(directory) = self.node.cluster.clone().filter(|d| d.is_edge()) {
             // A publish on an edge goes on to the least-loaded origin (which claims it); a
             // pulled stream is the origin's already.
-            if self.publisher.as_ref().is_some_and(|p| p.protocol != "cluster-pull") {
+            {
                 let (node, registry, key) = (self.node.clone(), self.registry.clone(), self.key.clone());
                 actix::spawn(async move {
                     let Some(origin) = directory.least_loaded_origin().await else {

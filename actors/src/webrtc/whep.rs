@@ -62,7 +62,7 @@ fn track(kind: RtpCodecKind, ssrc: u32, codec: rtc::rtp_transceiver::rtp_sender:
 pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, params: Vec<(String, String)>, offer: String, peer_ip: Option<std::net::IpAddr>) -> Result<SessionAnswer, SignalError> {
     let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::access::auth::Action::Play).await?;
     if crate::cluster::pull::ensure(&node, &registry, &key).await {
-        crate::cluster::pull::wait_live(&registry, &key, crate::cluster::pull::START_TIMEOUT).await;
+        crate::cluster::pull::wait_live(&node, &registry, &key, crate::cluster::pull::START_TIMEOUT).await;
     }
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 

@@ -74,7 +74,7 @@ impl Config {
         range("dvr.fragment_ms", self.dvr.fragment_ms, 100, 60_000)?;
         range("cluster.lease_ms", self.cluster.lease_ms, 1200, 600_000)?;
         range("cluster.heartbeat_ms", self.cluster.heartbeat_ms, 100, 60_000)?;
-        range("cluster.edge_idle_ms", self.cluster.edge_idle_ms, 0, 3_600_000)?;
+        range("cluster.edge_idle_ms", self.cluster.edge_idle_ms, 1000, 3_600_000)?;
         if !["standalone", "origin", "edge"].contains(&self.cluster.mode.as_str()) {
             return Err(ConfigError::Invalid { key: "cluster.mode", problem: format!("{:?} is not standalone, origin or edge", self.cluster.mode) });
         }

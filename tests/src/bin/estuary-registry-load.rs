@@ -88,7 +88,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     // Registration (the first beat connects each node), then the claims, all nodes at once.
     for (node, mine) in nodes.iter().zip(&published) {
-        node.beat(&HashSet::new(), 0).await;
+        node.beat(&HashSet::new(), 0, 0.0).await;
         let _ = mine;
     }
     let before = commands_processed(&client).await?;
@@ -136,7 +136,7 @@ async fn run(args: Args) -> Result<(), String> {
                 while Instant::now() < until {
                     every.tick().await;
                     let at = Instant::now();
-                    node.beat(&mine, 0).await;
+                    node.beat(&mine, 0, 0.0).await;
                     latencies.push(at.elapsed().as_secs_f64() * 1000.0);
                 }
                 latencies
