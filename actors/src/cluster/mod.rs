@@ -582,18 +582,17 @@ impl Directory {
         if !self.settings.redirect || self.is_edge() || self.is_pulling(stream) {
             return None;
         }
-        let key = stream_key(stream);
-        let owner = self.run("look up owner", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await }).await.ok()??;
-        if owner == self.settings.node_id {
-            return None;
-        }
-        let node = node_key(&owner);
-        let record = self.run("look up node", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(node).query_async::<Option<String>>(&mut c).await }).await.ok()??;
-        serde_json::from_str(&record).ok()
+        self.owner_record(stream).await.map(|(_, record)| record)
     }
 
     /// The owner of `stream` when it is another node, and that node's RTMP address.
     pub async fn owner_address(&self, stream: &str) -> Option<(String, String)> {
+        let (owner, record) = self.owner_record(stream).await?;
+        Some((owner, record["rtmp"].as_str()?.to_string()))
+    }
+
+    /// The owner of `stream` when it is another node, and its registration.
+    async fn owner_record(&self, stream: &str) -> Option<(String, Value)> {
         let key = stream_key(stream);
         let owner = self.run("look up owner", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut c).await }).await.ok()??;
         if owner == self.settings.node_id {
@@ -601,8 +600,7 @@ impl Directory {
         }
         let node = node_key(&owner);
         let record = self.run("look up node", false, OP_TIMEOUT, |mut c| async move { redis::cmd("GET").arg(node).query_async::<Option<String>>(&mut c).await }).await.ok()??;
-        let rtmp = serde_json::from_str::<Value>(&record).ok()?["rtmp"].as_str()?.to_string();
-        Some((owner, rtmp))
+        Some((owner, serde_json::from_str(&record).ok()?))
     }
 
     /// Whether the registry answered the last operation, and its last error.

@@ -92,45 +92,28 @@ pub fn write_data(out: &mut BytesMut, encoder: &ChunkEncoder, stream_id: u32, va
 
 /// Appends an `onStatus` command on a message stream.
 pub fn write_on_status(out: &mut BytesMut, encoder: &ChunkEncoder, stream_id: u32, level: &str, code: &str, description: &str) {
-    write_command(
-        out,
-        encoder,
-        CSID_STREAM,
-        stream_id,
-        &[
-            Value::String("onStatus".into()),
-            Value::Number(0.0),
-            Value::Null,
-            Value::object([
-                ("level", Value::String(level.into())),
-                ("code", Value::String(code.into())),
-                ("description", Value::String(description.into())),
-            ]),
-        ],
-    );
+    write_status(out, encoder, stream_id, vec![("level", Value::String(level.into())), ("code", Value::String(code.into())), ("description", Value::String(description.into()))]);
 }
 
 /// Writes an `onStatus` error that sends the client elsewhere, as SRS does for its origin
 /// cluster: code `NetConnection.Connect.Rejected` and an `ex` object with `code: 302` and the
 /// `redirect` URL.
 pub fn write_redirect_status(out: &mut BytesMut, encoder: &ChunkEncoder, stream_id: u32, url: &str) {
-    write_command(
+    write_status(
         out,
         encoder,
-        CSID_STREAM,
         stream_id,
-        &[
-            Value::String("onStatus".into()),
-            Value::Number(0.0),
-            Value::Null,
-            Value::object([
-                ("level", Value::String("error".into())),
-                ("code", Value::String("NetConnection.Connect.Rejected".into())),
-                ("description", Value::String(format!("RTMP 302 Redirect to {url}"))),
-                ("ex", Value::object([("code", Value::Number(302.0)), ("redirect", Value::String(url.into()))])),
-            ]),
+        vec![
+            ("level", Value::String("error".into())),
+            ("code", Value::String("NetConnection.Connect.Rejected".into())),
+            ("description", Value::String(format!("RTMP 302 Redirect to {url}"))),
+            ("ex", Value::object([("code", Value::Number(302.0)), ("redirect", Value::String(url.into()))])),
         ],
     );
+}
+
+fn write_status(out: &mut BytesMut, encoder: &ChunkEncoder, stream_id: u32, info: Vec<(&str, Value)>) {
+    write_command(out, encoder, CSID_STREAM, stream_id, &[Value::String("onStatus".into()), Value::Number(0.0), Value::Null, Value::object(info)]);
 }
 
 /// A decoded command: name, transaction id, command object and further arguments.
