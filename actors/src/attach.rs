@@ -38,6 +38,15 @@ pub async fn claim_publish(registry: Addr<StreamRegistry>, key: StreamKey, clien
 /// Subscribes player `client` to `key`. With `require_live`, a stream nobody publishes (and
 /// that is not in its grace period) is refused; without, the player waits for a publisher.
 pub async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, require_live: bool) -> Result<Subscription, PlayRefused> {
+    subscribe_with(registry, key, client, require_live, false).await
+}
+
+/// [`subscribe`] for a feed of the delivery engine (see [`crate::delivery`]).
+pub async fn subscribe_shared(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, require_live: bool) -> Result<Subscription, PlayRefused> {
+    subscribe_with(registry, key, client, require_live, true).await
+}
+
+async fn subscribe_with(registry: Addr<StreamRegistry>, key: StreamKey, client: ClientId, require_live: bool, shared: bool) -> Result<Subscription, PlayRefused> {
     if let Err(reason) = check_name(&key) {
         return Err(PlayRefused::NotFound(format!("{key} ({reason})")));
     }
@@ -47,7 +56,7 @@ pub async fn subscribe(registry: Addr<StreamRegistry>, key: StreamKey, client: C
             .await
             .map_err(|_| PlayRefused::NotFound(key.to_string()))?
             .ok_or_else(|| PlayRefused::NotFound(key.to_string()))?;
-        match stream.send(AddSubscriber { client, require_live }).await {
+        match stream.send(AddSubscriber { client, require_live, shared }).await {
             Ok(result) => return result,
             Err(_) => tokio::time::sleep(RETRY_DELAY).await,
         }

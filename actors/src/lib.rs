@@ -27,6 +27,7 @@ pub mod access;
 pub mod attach;
 pub mod cluster;
 pub mod dash;
+pub mod delivery;
 pub mod dvr;
 pub mod files;
 pub mod forward;

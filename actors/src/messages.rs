@@ -108,6 +108,9 @@ pub struct AddSubscriber {
     pub client: ClientId,
     /// Refuse when no publisher is attached and the stream is not in its grace period.
     pub require_live: bool,
+    /// A feed of the delivery engine (many players behind one subscription): counted through
+    /// the stream's delivery counters, not a client record.
+    pub shared: bool,
 }
 
 /// Stream: its current state.

@@ -236,7 +236,7 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: Strea
     let stream = registry.send(FindStream { key: key.clone(), create: true }).await.map_err(|_| ForwardError::RegistryGone)?.ok_or_else(|| ForwardError::NoStream(key.to_string()))?;
     let id = node.forwards.table.next_id();
     let client = node.clients.allocate_id();
-    let subscription = stream.send(crate::messages::AddSubscriber { client, require_live: false }).await.map_err(|_| ForwardError::StreamRestarting(key.to_string()))??;
+    let subscription = stream.send(crate::messages::AddSubscriber { client, require_live: false, shared: false }).await.map_err(|_| ForwardError::StreamRestarting(key.to_string()))??;
     let entry = ForwardEntry::new(
         ForwardStatus {
             id: id.to_string(),

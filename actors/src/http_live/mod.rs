@@ -160,7 +160,7 @@ pub async fn play<E: Encoder>(
         crate::cluster::pull::wait_live(node, registry, &key, crate::cluster::pull::START_TIMEOUT).await;
     }
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
-    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true }).await.map_err(|_| not_found())??;
+    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true, shared: false }).await.map_err(|_| not_found())??;
     guard.record().set_role(Role::Play, key.to_string());
     tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
     let header = encoder.start(&subscription);

@@ -12,8 +12,8 @@ use std::sync::Arc;
 /// otherwise each redo.
 #[derive(Default)]
 pub struct WorkerLocals {
-    /// RTMP messages of recent frames (see `rtmp::wire`).
-    pub rtmp_frames: std::sync::Mutex<crate::rtmp::wire::FrameCache>,
+    /// The inbox of the worker's delivery loop (see `delivery`).
+    pub delivery: crate::delivery::engine::Port,
     /// AAC-to-Opus transcoders of WHEP players (see `webrtc::audio_bridge`).
     pub audio: std::sync::Mutex<crate::webrtc::audio_bridge::AudioBridges>,
 }

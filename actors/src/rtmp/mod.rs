@@ -13,7 +13,7 @@
 mod listener;
 mod session;
 pub mod wire;
-mod writer;
+pub(crate) mod writer;
 
 pub use listener::{bind, RtmpListener};
 pub use session::RtmpSession;

@@ -249,10 +249,10 @@ impl RtmpSession {
                     }
                     // A stream another origin owns is pulled here (the player waits for it).
                     crate::cluster::pull::ensure(&node, &registry, &find_key).await;
-                    crate::attach::subscribe(registry, find_key, client, false).await.map_err(|e| Refusal::Unavailable(e.to_string()))
+                    crate::attach::subscribe_shared(registry, find_key.clone(), client, false).await.map(|subscription| (find_key, subscription)).map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
-                    Ok(subscription) => {
+                    Ok((stream_key, subscription)) => {
                         act.session.accept(request);
                         act.drain(ctx);
                         let Some(media_writer) = act.session.media_writer() else {
@@ -264,7 +264,7 @@ impl RtmpSession {
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, "RTMP play started");
                         act.span.record("stream", tracing::field::display(&key));
                         act.stream_key = Some(key);
-                        act.transmit(WriterCmd::StartMedia { rx: subscription.rx, writer: media_writer }, ctx);
+                        act.transmit(WriterCmd::StartMedia { key: stream_key, subscription, writer: media_writer }, ctx);
                     }
                     Err(Refusal::Redirect(url)) => {
                         tracing::info!(client = act.id(), peer = %act.peer, stream = %key, %url, "RTMP play redirected to the stream's owner (cluster.redirect)");
@@ -445,7 +445,8 @@ impl Actor for RtmpSession {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         self.writer = Some(tx);
-        let handle = actix::spawn(writer::run(write, rx, self.client.record().clone(), self.settings.send_timeout, self.settings.write_merge, self.locals.clone()));
+        let context = writer::WriterContext { record: self.client.record().clone(), send_timeout: self.settings.send_timeout, merge: self.settings.write_merge, locals: self.locals.clone(), stats: self.node.stats.clone() };
+        let handle = actix::spawn(writer::run(write, rx, context));
         ctx.spawn(handle.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(WriterEnd::Closed) => {}

@@ -1,58 +1,9 @@
-//! Each frame serialised once per worker for all RTMP players that need the same bytes, and
-//! the bytes written with `writev` instead of copied into a buffer per player.
-//!
-//! A frame's RTMP chunks depend only on the frame, the outgoing chunk size and the message
-//! stream id ([`MediaWriter::key`]), and the same `Arc<MediaFrame>` goes to every player of a
-//! stream. The players' writers of one worker run one after another when a frame arrives, so
-//! a short list of recently serialised frames per worker ([`FrameCache`], in the worker's
-//! `WorkerLocals`) catches nearly every repeat: the first player pays for the chunking, the
-//! others take a reference-counted [`Bytes`]. Entries hold their `Arc`, so a frame's address
-//! cannot be reused by another frame while it is listed. (Its lock is only ever taken by the
-//! worker's own thread, so it is never contended.)
+//! Bytes written with `writev` instead of copied into one buffer.
 
-use bytes::{Bytes, BytesMut};
-use estuary_protocols::rtmp::server::MediaWriter;
-use estuary_protocols::MediaFrame;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-
-/// Frames remembered per thread: a few frames of a few streams.
-const CACHE_FRAMES: usize = 64;
-
-struct Entry {
-    frame: Arc<MediaFrame>,
-    key: u64,
-    bytes: Bytes,
-}
-
-/// Recently serialised frames of one worker.
-#[derive(Default)]
-pub struct FrameCache(VecDeque<Entry>);
-
-impl FrameCache {
-    /// The RTMP message for `frame` as `writer` would write it, shared with other players.
-    pub fn bytes(&mut self, frame: &Arc<MediaFrame>, writer: &MediaWriter) -> Bytes {
-        let key = writer.key();
-        if let Some(entry) = self.0.iter().rev().find(|e| e.key == key && Arc::ptr_eq(&e.frame, frame)) {
-            return entry.bytes.clone();
-        }
-        let mut out = BytesMut::new();
-        writer.write_frame(&mut out, frame);
-        let bytes = out.freeze();
-        if self.0.len() == CACHE_FRAMES {
-            self.0.pop_front();
-        }
-        self.0.push_back(Entry { frame: frame.clone(), key, bytes: bytes.clone() });
-        bytes
-    }
-}
-
-/// [`FrameCache::bytes`] through the worker's lock.
-pub fn frame_bytes(cache: &std::sync::Mutex<FrameCache>, frame: &Arc<MediaFrame>, writer: &MediaWriter) -> Bytes {
-    cache.lock().unwrap_or_else(|e| e.into_inner()).bytes(frame, writer)
-}
 
 /// Byte pieces waiting to be written, in order.
 #[derive(Default)]
@@ -71,6 +22,12 @@ impl Pending {
             self.len += bytes.len();
             self.pieces.push_back(bytes);
         }
+    }
+
+    /// Takes every piece queued.
+    pub fn take_all(&mut self) -> Vec<Bytes> {
+        self.len = 0;
+        self.pieces.drain(..).collect()
     }
 
     /// Bytes queued.
@@ -117,28 +74,6 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use estuary_protocols::media::{Codec, Timebase, TrackKind};
-
-    fn frame(payload: &'static [u8]) -> Arc<MediaFrame> {
-        Arc::new(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: 40, pts: 40, timebase: Timebase::MILLIS, keyframe: false, config: false, payload: Bytes::from_static(payload) })
-    }
-
-    #[test]
-    fn shared_bytes_equal_a_fresh_serialisation() {
-        let cache = std::sync::Mutex::new(FrameCache::default());
-        let (a, b) = (frame(&[1; 300]), frame(&[2; 300]));
-        for (chunk, sid) in [(128, 1), (4096, 1), (128, 2)] {
-            let writer = MediaWriter::new(chunk, sid);
-            for f in [&a, &b, &a] {
-                let mut fresh = BytesMut::new();
-                writer.write_frame(&mut fresh, f);
-                assert_eq!(frame_bytes(&cache, f, &writer), fresh.freeze(), "chunk {chunk} stream {sid}");
-            }
-        }
-        // A second request for the same frame and writer is the same allocation.
-        let writer = MediaWriter::new(128, 1);
-        assert_eq!(frame_bytes(&cache, &a, &writer).as_ptr(), frame_bytes(&cache, &a, &writer).as_ptr());
-    }
 
     /// A writer that takes at most `step` bytes per call.
     struct Trickle {

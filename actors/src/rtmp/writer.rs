@@ -1,27 +1,29 @@
-//! The write half of an RTMP connection.
+//! The write half of an RTMP connection: control messages until the session plays a
+//! stream, then the worker's delivery loop (see [`crate::delivery`]) writes until the player
+//! stops.
 
 use crate::node::clients::ClientRecord;
-use super::wire::{self, Pending};
-use bytes::{Bytes, BytesMut};
+use super::wire::Pending;
+use crate::delivery::{self, Outcome, Registration};
+use bytes::Bytes;
 use estuary_protocols::rtmp::server::MediaWriter;
-use estuary_protocols::MediaFrame;
+use estuary_storage::StreamKey;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
-
-/// Bytes gathered into one write.
-const BATCH_BYTES: usize = 64 * 1024;
+use tokio::sync::{mpsc, oneshot};
 
 /// What the session tells its writer.
 pub enum WriterCmd {
     /// Control bytes from the protocol session.
     Bytes(Bytes),
-    /// Start sending a subscription's frames.
+    /// Start sending a stream: the connection goes to the worker's delivery loop.
     StartMedia {
-        /// The subscription.
-        rx: mpsc::Receiver<Arc<MediaFrame>>,
+        /// The stream.
+        key: StreamKey,
+        /// A shared subscription to it (see [`crate::delivery`]).
+        subscription: crate::stream::Subscription,
         /// How to serialise frames for this connection.
         writer: MediaWriter,
     },
@@ -44,75 +46,54 @@ pub enum WriterEnd {
     Timeout(Duration),
 }
 
-async fn next_frame(media: &mut Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)>) -> Option<Arc<MediaFrame>> {
-    match media {
-        Some((rx, _)) => rx.recv().await,
-        None => std::future::pending().await,
-    }
+/// What the writer needs from its node.
+pub struct WriterContext {
+    /// The connection's record.
+    pub record: Arc<ClientRecord>,
+    /// A write that does not complete within this time ends the connection.
+    pub send_timeout: Duration,
+    /// Players' writes are merged over this interval.
+    pub merge: Duration,
+    /// The worker's shared state (its delivery loop).
+    pub locals: Arc<crate::node::workers::WorkerLocals>,
+    /// The node's counters.
+    pub stats: Arc<crate::node::stats::Stats>,
 }
 
-/// Runs until the connection ends. With a non-zero `merge`, media is written at most once per
-/// `merge` interval: frames that arrive in between wait and go out in the same write.
-pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, record: Arc<ClientRecord>, send_timeout: Duration, merge: Duration, locals: Arc<crate::node::workers::WorkerLocals>) -> WriterEnd {
-    let cache = &locals.rtmp_frames;
-    let mut media: Option<(mpsc::Receiver<Arc<MediaFrame>>, MediaWriter)> = None;
+/// Runs until the connection ends.
+pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>, context: WriterContext) -> WriterEnd {
     let mut buf = Pending::default();
-    // The first media write (sequence headers and the cached GOP) goes out at once: merging
-    // only starts after it, so startup time is not delayed.
-    let mut last_media_write = tokio::time::Instant::now().checked_sub(merge).unwrap_or_else(tokio::time::Instant::now);
-    let mut backlogged = false;
     loop {
-        let end = tokio::select! {
-            biased;
-            cmd = ctrl.recv() => match cmd {
-                Some(WriterCmd::Bytes(bytes)) => {
-                    buf.push(bytes);
-                    None
-                }
-                Some(WriterCmd::StartMedia { rx, writer }) => {
-                    media = Some((rx, writer));
-                    None
-                }
-                Some(WriterCmd::StopMedia) => {
-                    media = None;
-                    None
-                }
-                Some(WriterCmd::Close) | None => Some(WriterEnd::Closed),
-            },
-            frame = next_frame(&mut media) => match (frame, media.as_mut()) {
-                (Some(frame), Some((rx, writer))) => {
-                    buf.push(wire::frame_bytes(cache, &frame, writer));
-                    // Merge only when caught up: a player with a backlog is written to at once.
-                    if !merge.is_zero() && !backlogged {
-                        tokio::time::sleep_until(last_media_write + merge).await;
-                        last_media_write = tokio::time::Instant::now();
-                    }
-                    let limit = BATCH_BYTES;
-                    while buf.len() < limit {
-                        match rx.try_recv() {
-                            Ok(frame) => buf.push(wire::frame_bytes(cache, &frame, writer)),
-                            Err(_) => break,
+        let end = match ctrl.recv().await {
+            Some(WriterCmd::Bytes(bytes)) => {
+                buf.push(bytes);
+                None
+            }
+            Some(WriterCmd::StartMedia { key, subscription, writer }) => {
+                let (done, outcome) = oneshot::channel();
+                let registration = Registration { key, subscription, socket, ctrl, own: buf.take_all(), writer, record: context.record.clone(), send_timeout: context.send_timeout, done };
+                delivery::hand_over(&context.locals.delivery, context.merge, context.stats.clone(), registration);
+                match outcome.await {
+                    Ok(Outcome::Ended(end)) => return end,
+                    Ok(Outcome::Returned { socket: returned, ctrl: commands, own }) => {
+                        socket = returned;
+                        ctrl = commands;
+                        for bytes in own {
+                            buf.push(bytes);
                         }
+                        None
                     }
-                    backlogged = buf.len() >= limit;
-                    None
+                    Err(_) => return WriterEnd::Io("the delivery loop stopped".into()),
                 }
-                (_, media_now) => {
-                    if let Some((_, writer)) = media_now {
-                        let mut end = BytesMut::new();
-                        writer.write_stream_end(&mut end);
-                        buf.push(end.freeze());
-                    }
-                    media = None;
-                    Some(WriterEnd::StreamEnded)
-                }
-            },
+            }
+            Some(WriterCmd::StopMedia) => None,
+            Some(WriterCmd::Close) | None => Some(WriterEnd::Closed),
         };
         if !buf.is_empty() {
-            match tokio::time::timeout(send_timeout, buf.write_to(&mut socket)).await {
-                Ok(Ok(written)) => record.add_out(written),
+            match tokio::time::timeout(context.send_timeout, buf.write_to(&mut socket)).await {
+                Ok(Ok(written)) => context.record.add_out(written),
                 Ok(Err(e)) => return WriterEnd::Io(e.to_string()),
-                Err(_) => return WriterEnd::Timeout(send_timeout),
+                Err(_) => return WriterEnd::Timeout(context.send_timeout),
             }
         }
         if let Some(end) = end {

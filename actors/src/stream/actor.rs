@@ -28,6 +28,8 @@ pub struct Subscription {
     pub has_video: bool,
     /// Where an internal output lost frames (always empty for players, which are not told).
     pub gaps: Gaps,
+    /// For a feed of the delivery engine: its ring limits, slow-player rule and counters.
+    pub shared: Option<crate::delivery::FeedTerms>,
 }
 
 pub(super) struct Publisher {
@@ -68,6 +70,8 @@ pub struct StreamActor {
     pub(super) video_frames: u64,
     pub(super) frames_dropped: u64,
     pub(super) slow_disconnects: u64,
+    /// Figures of the delivery engine's feeds of this stream.
+    pub(super) delivery: Arc<crate::delivery::DeliveryCounters>,
     pub(super) samples: VecDeque<(u64, u64, u64)>,
     pub(super) fps: f64,
     pub(super) idle_since: Instant,
@@ -115,6 +119,7 @@ impl StreamActor {
             video_frames: 0,
             frames_dropped: 0,
             slow_disconnects: 0,
+            delivery: Arc::default(),
             samples: VecDeque::new(),
             fps: 0.0,
             idle_since: Instant::now(),

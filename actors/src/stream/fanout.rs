@@ -140,9 +140,23 @@ impl StreamActor {
         }
     }
 
-    /// Creates a subscription primed with headers and the cached GOP.
-    pub(super) fn subscribe(&mut self, client: ClientId) -> Subscription {
-        self.subscribe_as(client, false)
+    /// A player's subscription primed with headers and the cached GOP or, with `shared`, a feed of the delivery engine: counted
+    /// through the stream's delivery counters instead of a client record.
+    pub(super) fn subscribe_for(&mut self, client: ClientId, shared: bool) -> Subscription {
+        let mut subscription = self.subscribe_as(client, false);
+        if shared {
+            if let Some(sub) = self.subscribers.get_mut(&client) {
+                sub.record = None;
+            }
+            let settings = &self.settings;
+            let gop_frames = if settings.gop_cache { settings.gop_cache_max_frames } else { 0 };
+            subscription.shared = Some(crate::delivery::FeedTerms {
+                limits: crate::delivery::ring::RingLimits { window_frames: settings.player_queue_frames, gop_frames, max_bytes: settings.gop_cache_max_bytes.saturating_mul(2) },
+                slow_player_timeout: settings.slow_player_timeout,
+                counters: self.delivery.clone(),
+            });
+        }
+        subscription
     }
 
     /// A subscription for a player or, with `internal`, for an output of this node (HLS,
@@ -197,6 +211,7 @@ impl StreamActor {
             has_audio: !known || self.audio_config.is_some(),
             has_video: !known || self.video_config.is_some(),
             gaps,
+            shared: None,
         }
     }
 }

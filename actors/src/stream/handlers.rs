@@ -41,7 +41,7 @@ impl Handler<AddSubscriber> for StreamActor {
         if msg.require_live && !self.ever_published {
             return MessageResult(Err(PlayRefused::NotLive(self.key.to_string())));
         }
-        match self.guarded(ctx, "subscribe", |act, _| act.subscribe(msg.client)) {
+        match self.guarded(ctx, "subscribe", |act, _| act.subscribe_for(msg.client, msg.shared)) {
             Some(subscription) => MessageResult(Ok::<Subscription, PlayRefused>(subscription)),
             None => MessageResult(Err(PlayRefused::NotFound(format!("{} (the stream restarted; try again)", self.key)))),
         }

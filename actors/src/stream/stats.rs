@@ -91,6 +91,7 @@ impl StreamActor {
         }
         // Bytes sent: count what current subscribers report, never going backwards when one
         // leaves.
+        out_total += crate::delivery::DeliveryCounters::get(&self.delivery.sent);
         self.bytes_out = self.bytes_out.max(out_total);
         self.samples.push_back((self.bytes_in, self.bytes_out, self.video_frames));
         while self.samples.len() > 31 {
@@ -130,8 +131,8 @@ impl StreamActor {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             frames_in: self.frames_in,
-            frames_dropped: self.frames_dropped,
-            slow_disconnects: self.slow_disconnects,
+            frames_dropped: self.frames_dropped + crate::delivery::DeliveryCounters::get(&self.delivery.dropped),
+            slow_disconnects: self.slow_disconnects + crate::delivery::DeliveryCounters::get(&self.delivery.slow_disconnects),
             publish_dropped: self.publish_drops.frames.load(Ordering::Relaxed),
             output_frames_lost: self.output_frames_lost,
             restarts: self.restarts,

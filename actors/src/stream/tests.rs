@@ -69,7 +69,7 @@ async fn late_joiner_gets_headers_then_the_cached_gop() {
     let mut h = setup(StreamSettings::default(), dir.path()).await;
     h.gop(0, 5).await;
     h.gop(200, 3).await;
-    let mut sub = h.stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
+    let mut sub = h.stream.send(AddSubscriber { client: 2, require_live: true, shared: false }).await.unwrap().unwrap();
     let mut got = Vec::new();
     while let Ok(f) = sub.rx.try_recv() {
         got.push(f);
@@ -87,8 +87,8 @@ async fn a_full_subscriber_drops_until_a_keyframe_then_resumes_with_headers() {
     let dir = tempfile::tempdir().unwrap();
     let settings = StreamSettings { player_queue_frames: 16, ..StreamSettings::default() };
     let mut h = setup(settings, dir.path()).await;
-    let mut slow = h.stream.send(AddSubscriber { client: 2, require_live: false }).await.unwrap().unwrap();
-    let mut fast = h.stream.send(AddSubscriber { client: 3, require_live: false }).await.unwrap().unwrap();
+    let mut slow = h.stream.send(AddSubscriber { client: 2, require_live: false, shared: false }).await.unwrap().unwrap();
+    let mut fast = h.stream.send(AddSubscriber { client: 3, require_live: false, shared: false }).await.unwrap().unwrap();
     // Nobody reads `slow`: 2 headers + 14 frames fill its 16 slots. `fast` is read after
     // every GOP.
     let mut fast_count = 0;
@@ -178,7 +178,7 @@ async fn a_panic_in_the_stream_is_caught_and_players_resume_at_the_next_keyframe
     let dir = tempfile::tempdir().unwrap();
     let mut h = setup(StreamSettings::default(), dir.path()).await;
     h.gop(0, 5).await;
-    let mut player = h.stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
+    let mut player = h.stream.send(AddSubscriber { client: 2, require_live: true, shared: false }).await.unwrap().unwrap();
     while player.rx.try_recv().is_ok() {}
     h.stream.send(InjectStreamFault { target: FaultTarget::Stream, fault: Fault::Panic }).await.unwrap().unwrap();
     let info = h.stream.send(GetStreamInfo).await.unwrap();
@@ -195,7 +195,7 @@ async fn a_panic_in_the_stream_is_caught_and_players_resume_at_the_next_keyframe
     assert_eq!(resumed.len(), 4, "headers, keyframe, next frame");
     assert!(resumed[0].config && resumed[1].config && resumed[2].is_video_keyframe());
     // A late joiner is served from the new GOP cache.
-    let late = h.stream.send(AddSubscriber { client: 3, require_live: true }).await.unwrap().unwrap();
+    let late = h.stream.send(AddSubscriber { client: 3, require_live: true, shared: false }).await.unwrap().unwrap();
     assert!(late.rx.len() >= 3);
 }
 
@@ -203,7 +203,7 @@ async fn a_panic_in_the_stream_is_caught_and_players_resume_at_the_next_keyframe
 async fn dropping_the_link_detaches_after_the_frames_already_queued() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = setup(StreamSettings::default(), dir.path()).await;
-    let mut player = h.stream.send(AddSubscriber { client: 2, require_live: true }).await.unwrap().unwrap();
+    let mut player = h.stream.send(AddSubscriber { client: 2, require_live: true, shared: false }).await.unwrap().unwrap();
     for i in 0..5 {
         h.push(frame(TrackKind::Video, i * 40, i == 0, false)).await;
     }

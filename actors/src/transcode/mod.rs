@@ -119,7 +119,7 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: 
             continue;
         }
         let stream = registry.send(FindStream { key: source.clone(), create: false }).await.map_err(|_| "stream registry unavailable".to_string())?.ok_or_else(|| format!("stream {source} is not live"))?;
-        let subscription = stream.send(AddSubscriber { client: node.clients.allocate_id(), require_live: true }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
+        let subscription = stream.send(AddSubscriber { client: node.clients.allocate_id(), require_live: true, shared: false }).await.map_err(|_| "stream is restarting".to_string())?.map_err(|e| e.to_string())?;
         let id = node.transcoders.next_id();
         let output = StreamKey::new(&source.app, &format!("{}{}", source.stream, rendition.suffix));
         let entry = TranscodeEntry::new(

@@ -1,0 +1,362 @@
+//! One delivery loop per worker thread (see the module docs).
+
+use super::ring::{Cursor, Ring};
+use super::FeedTerms;
+use crate::node::clients::ClientRecord;
+use crate::node::stats::Stats;
+use crate::rtmp::writer::{WriterCmd, WriterEnd};
+use crate::stream::Subscription;
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::rtmp::server::MediaWriter;
+use estuary_protocols::MediaFrame;
+use estuary_storage::StreamKey;
+use futures_util::stream::{SelectAll, StreamExt};
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+/// An RTMP player handed to its worker's loop once its play was accepted.
+pub struct Registration {
+    /// The stream.
+    pub key: StreamKey,
+    /// A shared subscription to the stream: becomes the worker's feed for it unless the
+    /// worker has one already (then it is dropped).
+    pub subscription: Subscription,
+    /// The connection's write half.
+    pub socket: OwnedWriteHalf,
+    /// The session's commands (control bytes, stop, close).
+    pub ctrl: mpsc::Receiver<WriterCmd>,
+    /// Bytes the session's writer had not written yet.
+    pub own: Vec<Bytes>,
+    /// How frames are serialised for this connection.
+    pub writer: MediaWriter,
+    /// The player's record (bytes out, frames dropped).
+    pub record: Arc<ClientRecord>,
+    /// A socket that takes no byte for this long is closed.
+    pub send_timeout: Duration,
+    /// Told when the loop lets go of the player.
+    pub done: oneshot::Sender<Outcome>,
+}
+
+/// How the loop let go of a player.
+pub enum Outcome {
+    /// The connection is over.
+    Ended(WriterEnd),
+    /// The player stopped playing: the connection goes back to the session's writer.
+    Returned {
+        /// The write half.
+        socket: OwnedWriteHalf,
+        /// The session's commands.
+        ctrl: mpsc::Receiver<WriterCmd>,
+        /// Bytes not written yet.
+        own: Vec<Bytes>,
+    },
+}
+
+/// The loop's inbox on each worker (kept in the worker's `WorkerLocals`).
+#[derive(Default)]
+pub struct Port(std::sync::Mutex<Option<mpsc::UnboundedSender<Registration>>>);
+
+/// Hands a player to the loop of the current worker thread, starting the loop if needed.
+/// Must be called on the worker's own thread (the session's writer runs there).
+pub fn hand_over(port: &Port, merge: Duration, stats: Arc<Stats>, registration: Registration) {
+    let mut slot = port.0.lock().unwrap_or_else(|e| e.into_inner());
+    let registration = match slot.as_ref() {
+        Some(tx) => match tx.send(registration) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(registration)) => registration,
+        },
+        None => registration,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(registration);
+    *slot = Some(tx);
+    tokio::task::spawn_local(Engine::new(merge, stats).run(rx));
+}
+
+type Frames = Pin<Box<dyn futures_util::Stream<Item = (u64, Option<Arc<MediaFrame>>)>>>;
+
+struct Player {
+    socket: OwnedWriteHalf,
+    ctrl: mpsc::Receiver<WriterCmd>,
+    cursor: Cursor,
+    writer: MediaWriter,
+    record: Arc<ClientRecord>,
+    send_timeout: Duration,
+    done: oneshot::Sender<Outcome>,
+    /// Last time the socket took bytes or there was nothing to write.
+    progress: Instant,
+    /// Since the player first lost frames without catching up since.
+    behind_since: Option<Instant>,
+    /// Has not received media yet: written to as soon as frames arrive.
+    fresh: bool,
+    /// The stream ended: the player gets what it can within a second, then goes.
+    ending: Option<Instant>,
+}
+
+enum Finish {
+    End(WriterEnd),
+    Return,
+}
+
+struct Feed {
+    key: StreamKey,
+    ring: Ring,
+    terms: FeedTerms,
+    players: Vec<Player>,
+    /// Dropping it ends the feed's frame stream (and so its subscription).
+    _stop: oneshot::Sender<()>,
+}
+
+struct Engine {
+    merge: Duration,
+    stats: Arc<Stats>,
+    feeds: HashMap<u64, Feed>,
+    by_key: HashMap<StreamKey, u64>,
+    frames: SelectAll<Frames>,
+    next_id: u64,
+}
+
+/// Ends of an unfinished write wait at most this long once the stream ended.
+const END_GRACE: Duration = Duration::from_secs(1);
+/// Housekeeping tick when writes are not merged (control bytes, retries, timeouts).
+const IDLE_TICK: Duration = Duration::from_millis(50);
+
+impl Engine {
+    fn new(merge: Duration, stats: Arc<Stats>) -> Engine {
+        Engine { merge, stats, feeds: HashMap::new(), by_key: HashMap::new(), frames: SelectAll::new(), next_id: 0 }
+    }
+
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Registration>) {
+        let mut tick = tokio::time::interval(if self.merge.is_zero() { IDLE_TICK } else { self.merge });
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                registration = inbox.recv() => match registration {
+                    Some(registration) => self.add(registration),
+                    None => break,
+                },
+                Some((id, frame)) = self.frames.next(), if !self.frames.is_empty() => {
+                    let mut touched = vec![id];
+                    self.arrived(id, frame);
+                    // Everything else already queued goes into the rings before writing.
+                    for _ in 0..256 {
+                        match self.frames.next().now_or_never() {
+                            Some(Some((id, frame))) => {
+                                if !touched.contains(&id) {
+                                    touched.push(id);
+                                }
+                                self.arrived(id, frame);
+                            }
+                            _ => break,
+                        }
+                    }
+                    let everyone = self.merge.is_zero();
+                    for id in touched {
+                        self.serve_feed(id, everyone);
+                    }
+                }
+                _ = tick.tick() => {
+                    let ids: Vec<u64> = self.feeds.keys().copied().collect();
+                    for id in ids {
+                        self.serve_feed(id, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, registration: Registration) {
+        let Registration { key, subscription, socket, ctrl, own, writer, record, send_timeout, done } = registration;
+        let id = match self.by_key.get(&key) {
+            Some(&id) => id,
+            None => {
+                let Some(terms) = subscription.shared.clone() else {
+                    tracing::error!(stream = %key, client = record.id, "delivery needs a shared subscription; closing the player");
+                    let _ = done.send(Outcome::Ended(WriterEnd::StreamEnded));
+                    return;
+                };
+                let id = self.next_id;
+                self.next_id += 1;
+                let (stop_tx, stop_rx) = oneshot::channel::<()>();
+                let rx = subscription.rx;
+                let frames = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|frame| (frame, rx)) })
+                    .take_until(stop_rx)
+                    .map(move |frame| (id, Some(frame)))
+                    .chain(futures_util::stream::once(async move { (id, None) }));
+                self.frames.push(Box::pin(frames));
+                tracing::debug!(stream = %key, feed = id, "delivery feed started on this worker");
+                self.feeds.insert(id, Feed { key: key.clone(), ring: Ring::new(terms.limits), terms, players: Vec::new(), _stop: stop_tx });
+                self.by_key.insert(key, id);
+                id
+            }
+        };
+        let Some(feed) = self.feeds.get_mut(&id) else { return };
+        let mut cursor = Cursor::join(&feed.ring, &writer);
+        // What the writer had not sent yet goes first.
+        let joined = cursor.take_own();
+        for bytes in own.into_iter().chain(joined) {
+            cursor.push_own(bytes);
+        }
+        let now = Instant::now();
+        feed.players.push(Player { socket, ctrl, cursor, writer, record, send_timeout, done, progress: now, behind_since: None, fresh: true, ending: None });
+        // Startup does not wait for a tick.
+        let index = feed.players.len() - 1;
+        self.serve_one(id, index, now);
+    }
+
+    fn arrived(&mut self, id: u64, frame: Option<Arc<MediaFrame>>) {
+        let Some(feed) = self.feeds.get_mut(&id) else { return };
+        match frame {
+            Some(frame) => {
+                let ring = &mut feed.ring;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.push(frame))).is_err() {
+                    tracing::error!(stream = %feed.key, "delivery ring panicked on a frame; its players resume at the next keyframe");
+                    feed.ring = Ring::new(feed.terms.limits);
+                }
+            }
+            None => {
+                let now = Instant::now();
+                tracing::debug!(stream = %feed.key, feed = id, players = feed.players.len(), "delivery feed ended");
+                for player in &mut feed.players {
+                    let mut end = BytesMut::new();
+                    player.writer.write_stream_end(&mut end);
+                    player.cursor.push_own(end.freeze());
+                    player.ending.get_or_insert(now);
+                }
+                self.by_key.remove(&feed.key);
+            }
+        }
+    }
+
+    /// Writes to a feed's players (only the fresh ones unless `everyone`), and lets go of
+    /// the players that finished and of a feed without players.
+    fn serve_feed(&mut self, id: u64, everyone: bool) {
+        let now = Instant::now();
+        let Some(feed) = self.feeds.get(&id) else { return };
+        let count = feed.players.len();
+        let mut index = 0;
+        for _ in 0..count {
+            let Some(feed) = self.feeds.get(&id) else { return };
+            let Some(player) = feed.players.get(index) else { break };
+            if everyone || player.fresh || player.ending.is_some() {
+                if self.serve_one(id, index, now) {
+                    continue;
+                }
+            }
+            index += 1;
+        }
+        if self.feeds.get(&id).is_some_and(|feed| feed.players.is_empty()) {
+            if let Some(feed) = self.feeds.remove(&id) {
+                tracing::debug!(stream = %feed.key, feed = id, "delivery feed stopped: no players left on this worker");
+                if self.by_key.get(&feed.key) == Some(&id) {
+                    self.by_key.remove(&feed.key);
+                }
+            }
+        }
+    }
+
+    /// Serves player `index` of feed `id`; true when it finished and was removed.
+    fn serve_one(&mut self, id: u64, index: usize, now: Instant) -> bool {
+        let Some(feed) = self.feeds.get_mut(&id) else { return false };
+        let Feed { key, ring, terms, players, .. } = feed;
+        let Some(player) = players.get_mut(index) else { return false };
+        let finish = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(player, ring, terms, &self.stats, key, now))) {
+            Ok(finish) => finish,
+            Err(_) => {
+                tracing::error!(stream = %key, client = player.record.id, "delivery panicked serving a player; closing that player");
+                Some(Finish::End(WriterEnd::Io("internal error in delivery".into())))
+            }
+        };
+        let Some(finish) = finish else { return false };
+        let player = players.swap_remove(index);
+        let outcome = match finish {
+            Finish::End(end) => Outcome::Ended(end),
+            Finish::Return => {
+                let mut player = player;
+                let own = player.cursor.take_own();
+                let _ = player.done.send(Outcome::Returned { socket: player.socket, ctrl: player.ctrl, own });
+                return true;
+            }
+        };
+        // Dropping the write half shuts its direction down.
+        let Player { done, socket, .. } = player;
+        drop(socket);
+        let _ = done.send(outcome);
+        true
+    }
+}
+
+/// One step for one player: its commands, then one write.
+fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key: &StreamKey, now: Instant) -> Option<Finish> {
+    let mut close = false;
+    loop {
+        match player.ctrl.try_recv() {
+            Ok(WriterCmd::Bytes(bytes)) => player.cursor.push_own(bytes),
+            Ok(WriterCmd::StopMedia) => return Some(Finish::Return),
+            Ok(WriterCmd::StartMedia { .. }) => {}
+            Ok(WriterCmd::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                close = true;
+                break;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => break,
+        }
+    }
+    let plan = player.cursor.plan(ring, &player.writer);
+    if plan.lost_frames > 0 {
+        player.record.frames_dropped.fetch_add(plan.lost_frames, Ordering::Relaxed);
+        stats.frames_dropped.fetch_add(plan.lost_frames, Ordering::Relaxed);
+        terms.counters.dropped.fetch_add(plan.lost_frames, Ordering::Relaxed);
+        if player.behind_since.is_none() {
+            tracing::debug!(stream = %key, client = player.record.id, lost_frames = plan.lost_frames, "player behind; it lost frames up to a keyframe");
+        }
+        player.behind_since.get_or_insert(now);
+    }
+    if plan.is_empty() {
+        player.progress = now;
+    } else {
+        let slices: Vec<IoSlice<'_>> = plan.pieces.iter().map(|piece| IoSlice::new(piece)).collect();
+        match player.socket.try_write_vectored(&slices) {
+            Ok(0) => return Some(Finish::End(WriterEnd::Io("connection wrote zero bytes".into()))),
+            Ok(written) => {
+                player.record.add_out(written);
+                terms.counters.sent.fetch_add(written as u64, Ordering::Relaxed);
+                player.cursor.advance(plan, written);
+                player.progress = now;
+                player.fresh = false;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Some(Finish::End(WriterEnd::Io(e.to_string()))),
+        }
+    }
+    let caught_up = player.cursor.caught_up(ring);
+    if caught_up && !player.cursor.losing() {
+        player.behind_since = None;
+    }
+    if close {
+        return Some(Finish::End(WriterEnd::Closed));
+    }
+    if let Some(since) = player.ending {
+        if player.cursor.own_len() == 0 || now.duration_since(since) > END_GRACE {
+            return Some(Finish::End(WriterEnd::StreamEnded));
+        }
+    }
+    if now.duration_since(player.progress) > player.send_timeout {
+        return Some(Finish::End(WriterEnd::Timeout(player.send_timeout)));
+    }
+    if let Some(since) = player.behind_since {
+        if now.duration_since(since) > terms.slow_player_timeout {
+            terms.counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(stream = %key, client = player.record.id, dropped_frames = player.record.frames_dropped.load(Ordering::Relaxed), timeout_ms = terms.slow_player_timeout.as_millis() as u64, "player too slow for too long; disconnecting it");
+            return Some(Finish::End(WriterEnd::StreamEnded));
+        }
+    }
+    None
+}

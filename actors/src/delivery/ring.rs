@@ -1,0 +1,586 @@
+//! The shared part of delivery, free of I/O: a stream's recent frames in order
+//! ([`Ring`], each frame serialised once for all the players that need the same bytes) and
+//! a player's place in it ([`Cursor`]).
+
+use bytes::{Bytes, BytesMut};
+use estuary_protocols::media::{MediaFrame, TrackKind};
+use std::cell::OnceCell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// How a player's bytes are made from a frame (RTMP with a chunk size and message stream id;
+/// other formats later). Two serialisers with the same [`Serialise::key`] write the same
+/// bytes for the same frame.
+pub trait Serialise {
+    /// What the bytes depend on besides the frame.
+    fn key(&self) -> u64;
+    /// Appends the bytes of `frame`.
+    fn write(&self, out: &mut BytesMut, frame: &MediaFrame);
+}
+
+impl Serialise for estuary_protocols::rtmp::server::MediaWriter {
+    fn key(&self) -> u64 {
+        estuary_protocols::rtmp::server::MediaWriter::key(self)
+    }
+    fn write(&self, out: &mut BytesMut, frame: &MediaFrame) {
+        self.write_frame(out, frame)
+    }
+}
+
+/// One frame in the ring.
+pub struct Entry {
+    /// The frame.
+    pub frame: Arc<MediaFrame>,
+    /// A player may start here (a video keyframe; any audio frame of a stream without video).
+    pub start: bool,
+    /// The bytes for the first serialiser that asked (nearly always the only one).
+    bytes: OnceCell<(u64, Bytes)>,
+}
+
+impl Entry {
+    /// The frame's bytes as `with` writes them, made once and shared.
+    pub fn bytes<S: Serialise>(&self, with: &S) -> Bytes {
+        let key = with.key();
+        let (cached_key, bytes) = self.bytes.get_or_init(|| (key, serialise(with, &self.frame)));
+        if *cached_key == key {
+            return bytes.clone();
+        }
+        serialise(with, &self.frame)
+    }
+}
+
+fn serialise<S: Serialise>(with: &S, frame: &MediaFrame) -> Bytes {
+    let mut out = BytesMut::new();
+    with.write(&mut out, frame);
+    out.freeze()
+}
+
+/// Limits of a ring.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLimits {
+    /// A player further behind the newest frame than this loses frames up to a start point
+    /// (`stream.player_queue_frames`).
+    pub window_frames: usize,
+    /// Frames since the last start point kept for players that join (0: no GOP cache).
+    pub gop_frames: usize,
+    /// Bytes held at most.
+    pub max_bytes: usize,
+}
+
+/// A stream's recent frames, numbered from 0 in arrival order.
+pub struct Ring {
+    entries: VecDeque<Entry>,
+    /// Number of the first entry held.
+    base: u64,
+    bytes: usize,
+    limits: RingLimits,
+    /// The newest start point, while held.
+    last_start: Option<u64>,
+    metadata: Option<Arc<MediaFrame>>,
+    video_config: Option<Arc<MediaFrame>>,
+    audio_config: Option<Arc<MediaFrame>>,
+}
+
+impl Ring {
+    /// An empty ring.
+    pub fn new(limits: RingLimits) -> Ring {
+        Ring { entries: VecDeque::new(), base: 0, bytes: 0, limits, last_start: None, metadata: None, video_config: None, audio_config: None }
+    }
+
+    /// Number the next frame will get.
+    pub fn head(&self) -> u64 {
+        self.base + self.entries.len() as u64
+    }
+
+    /// Number of the oldest frame held.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Frames held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of payload held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> RingLimits {
+        self.limits
+    }
+
+    /// Frame number `seq`, if held.
+    pub fn get(&self, seq: u64) -> Option<&Entry> {
+        seq.checked_sub(self.base).and_then(|i| self.entries.get(i as usize))
+    }
+
+    /// Appends a frame, keeping the headers a joining player needs, and lets go of what no
+    /// limit keeps.
+    pub fn push(&mut self, frame: Arc<MediaFrame>) {
+        if frame.config {
+            match frame.track {
+                TrackKind::Video => self.video_config = Some(frame.clone()),
+                TrackKind::Audio => self.audio_config = Some(frame.clone()),
+                TrackKind::Data => {}
+            }
+        } else if frame.track == TrackKind::Data {
+            self.metadata = Some(frame.clone());
+        }
+        let start = !frame.config
+            && match frame.track {
+                TrackKind::Video => frame.keyframe,
+                TrackKind::Audio => self.video_config.is_none(),
+                TrackKind::Data => false,
+            };
+        if start {
+            self.last_start = Some(self.head());
+        }
+        self.bytes += frame.payload.len();
+        self.entries.push_back(Entry { frame, start, bytes: OnceCell::new() });
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        let limits = self.limits;
+        while self.entries.len() > 1 {
+            let len = self.entries.len();
+            let over_bytes = self.bytes > limits.max_bytes;
+            // Frames from the last start point stay for joiners, within their own limit.
+            let joiners_need = self.last_start.is_some_and(|start| self.base >= start && self.head() - start <= limits.gop_frames as u64 && limits.gop_frames > 0);
+            let over_window = len > limits.window_frames && !joiners_need;
+            if !over_bytes && !over_window {
+                break;
+            }
+            let Some(entry) = self.entries.pop_front() else { break };
+            self.bytes -= entry.frame.payload.len();
+            if self.last_start == Some(self.base) {
+                self.last_start = None;
+            }
+            self.base += 1;
+        }
+    }
+
+    /// The first start point at or after `from`.
+    pub fn next_start(&self, from: u64) -> Option<u64> {
+        let from = from.max(self.base);
+        (from..self.head()).find(|&seq| self.get(seq).is_some_and(|e| e.start))
+    }
+
+    /// Where a joining player starts: the newest start point (the cached GOP), if the GOP
+    /// cache holds one.
+    pub fn join_point(&self) -> Option<u64> {
+        if self.limits.gop_frames == 0 {
+            return None;
+        }
+        self.last_start.filter(|&start| start >= self.base && self.head() - start <= self.limits.gop_frames as u64)
+    }
+
+    /// The newest start point held, whatever the GOP cache says (for a player that lost its
+    /// place).
+    pub fn last_start(&self) -> Option<u64> {
+        self.last_start.filter(|&start| start >= self.base)
+    }
+
+    /// Metadata and sequence headers to send before starting at the frame numbered `seq`,
+    /// stamped with its decode time (metadata keeps 0).
+    pub fn headers_for(&self, seq: u64) -> Vec<Arc<MediaFrame>> {
+        let dts = self.get(seq).map(|e| e.frame.dts);
+        [&self.metadata, &self.video_config, &self.audio_config]
+            .into_iter()
+            .flatten()
+            .map(|header| match dts {
+                Some(dts) if header.track != TrackKind::Data && header.dts != dts => {
+                    let mut copy = MediaFrame::clone(header);
+                    copy.dts = dts;
+                    copy.pts = dts;
+                    Arc::new(copy)
+                }
+                _ => header.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A player's place in a ring: the next frame it gets, and its own bytes to send first
+/// (control messages, headers, the rest of a frame written in part).
+pub struct Cursor {
+    /// Next frame.
+    next: u64,
+    /// Waiting for a start point (a new player without a cached GOP, or one that lost its
+    /// place).
+    waiting: bool,
+    /// Lost its place and has not started again: frames passed are losses.
+    losing: bool,
+    /// Audio presented before this time is skipped after (re)starting at a keyframe, so the
+    /// tracks start together.
+    audio_floor_ms: Option<i64>,
+    own: VecDeque<Bytes>,
+    own_len: usize,
+}
+
+/// Pieces per write (Linux's IOV_MAX is 1024).
+pub const MAX_PIECES: usize = 256;
+/// Bytes per write at most.
+pub const MAX_WRITE: usize = 256 * 1024;
+
+/// What one write covers, to be passed back to [`Cursor::advance`].
+#[derive(Default)]
+pub struct Plan {
+    /// The bytes, in order.
+    pub pieces: Vec<Bytes>,
+    /// How many of the pieces are the cursor's own.
+    own: usize,
+    /// Frame number of each of the other pieces.
+    seqs: Vec<u64>,
+    /// Where the cursor is once everything is written.
+    end: u64,
+    /// Media frames the player lost on the way to this plan (fell out of the window).
+    pub lost_frames: u64,
+}
+
+impl Plan {
+    /// Bytes in the plan.
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+}
+
+impl Cursor {
+    /// A player joining `ring`: at the cached GOP with headers first, or waiting for the next
+    /// start point.
+    pub fn join<S: Serialise>(ring: &Ring, with: &S) -> Cursor {
+        let mut cursor = Cursor { next: ring.head(), waiting: true, losing: false, audio_floor_ms: None, own: VecDeque::new(), own_len: 0 };
+        if let Some(start) = ring.join_point() {
+            cursor.start_at(ring, start, with);
+        }
+        cursor
+    }
+
+    /// Queues bytes of the player's own, sent before the next frame.
+    pub fn push_own(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.own_len += bytes.len();
+            self.own.push_back(bytes);
+        }
+    }
+
+    /// Takes the player's own bytes waiting (when delivery hands the connection back).
+    pub fn take_own(&mut self) -> Vec<Bytes> {
+        self.own_len = 0;
+        self.own.drain(..).collect()
+    }
+
+    /// Bytes of the player's own waiting.
+    pub fn own_len(&self) -> usize {
+        self.own_len
+    }
+
+    /// The player has everything it can get from the ring now.
+    pub fn caught_up(&self, ring: &Ring) -> bool {
+        self.own_len == 0 && (self.next >= ring.head() || self.waiting)
+    }
+
+    /// Lost its place and has not started again.
+    pub fn losing(&self) -> bool {
+        self.losing
+    }
+
+    fn start_at<S: Serialise>(&mut self, ring: &Ring, seq: u64, with: &S) {
+        for header in ring.headers_for(seq) {
+            self.push_own(serialise(with, &header));
+        }
+        self.next = seq;
+        self.waiting = false;
+        self.losing = false;
+        self.audio_floor_ms = ring.get(seq).filter(|e| e.frame.track == TrackKind::Video).map(|e| e.frame.pts_ms());
+    }
+
+    /// Media frames (not headers) numbered `from..to`, counting those no longer held as media.
+    fn media_between(ring: &Ring, from: u64, to: u64) -> u64 {
+        (from..to).filter(|&seq| ring.get(seq).is_none_or(|e| !e.frame.config)).count() as u64
+    }
+
+    /// The next write: the player's own bytes, then frames from its place. A player further
+    /// behind than the ring's window (or behind what it holds) loses frames up to the newest
+    /// start point, or waits for the next one; a waiting player starts at the next start
+    /// point with fresh headers.
+    pub fn plan<S: Serialise>(&mut self, ring: &Ring, with: &S) -> Plan {
+        let mut plan = Plan::default();
+        let head = ring.head();
+        if !self.waiting && (self.next < ring.base() || head.saturating_sub(self.next) > ring.limits().window_frames as u64) {
+            self.losing = true;
+            match ring.last_start().filter(|&start| start > self.next) {
+                Some(start) => {
+                    plan.lost_frames += Self::media_between(ring, self.next, start);
+                    self.start_at(ring, start, with);
+                }
+                None => {
+                    plan.lost_frames += Self::media_between(ring, self.next, head);
+                    self.next = head;
+                    self.waiting = true;
+                }
+            }
+        }
+        if self.waiting {
+            match ring.next_start(self.next) {
+                Some(start) => {
+                    if self.losing {
+                        plan.lost_frames += Self::media_between(ring, self.next, start);
+                    }
+                    self.start_at(ring, start, with);
+                }
+                None => {
+                    if self.losing {
+                        plan.lost_frames += Self::media_between(ring, self.next, head);
+                    }
+                    self.next = head;
+                }
+            }
+        }
+        let mut bytes = 0;
+        for piece in &self.own {
+            if plan.pieces.len() >= MAX_PIECES {
+                break;
+            }
+            bytes += piece.len();
+            plan.pieces.push(piece.clone());
+        }
+        plan.own = plan.pieces.len();
+        plan.end = self.next;
+        if plan.own < self.own.len() || self.waiting {
+            return plan;
+        }
+        let mut seq = self.next;
+        while seq < head && plan.pieces.len() < MAX_PIECES && bytes < MAX_WRITE {
+            let Some(entry) = ring.get(seq) else { break };
+            seq += 1;
+            let frame = &entry.frame;
+            if let Some(floor) = self.audio_floor_ms {
+                if frame.track == TrackKind::Audio && !frame.config {
+                    if frame.pts_ms() < floor {
+                        continue;
+                    }
+                    self.audio_floor_ms = None;
+                }
+            }
+            let piece = entry.bytes(with);
+            bytes += piece.len();
+            plan.pieces.push(piece);
+            plan.seqs.push(seq - 1);
+        }
+        plan.end = seq;
+        plan
+    }
+
+    /// Records that the first `written` bytes of `plan` went out.
+    pub fn advance(&mut self, plan: Plan, mut written: usize) {
+        let mut pieces = plan.pieces.into_iter();
+        for _ in 0..plan.own {
+            let Some(piece) = pieces.next() else { break };
+            let Some(front) = self.own.front_mut() else { break };
+            if piece.len() <= written {
+                written -= piece.len();
+                self.own_len -= piece.len();
+                self.own.pop_front();
+            } else {
+                let _ = front.split_to(written);
+                self.own_len -= written;
+                return;
+            }
+        }
+        for (piece, seq) in pieces.zip(plan.seqs) {
+            if piece.len() <= written {
+                written -= piece.len();
+                self.next = seq + 1;
+            } else {
+                if written > 0 {
+                    // The rest of this frame goes out before anything else.
+                    self.own.push_front(piece.slice(written..));
+                    self.own_len += piece.len() - written;
+                    self.next = seq + 1;
+                } else {
+                    self.next = seq;
+                }
+                return;
+            }
+        }
+        self.next = plan.end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use estuary_protocols::media::{Codec, Timebase};
+
+    /// Writes a frame as its track letter and its decode time, so outputs read as text.
+    struct Text;
+
+    impl Serialise for Text {
+        fn key(&self) -> u64 {
+            1
+        }
+        fn write(&self, out: &mut BytesMut, frame: &MediaFrame) {
+            let kind = match (frame.track, frame.config, frame.keyframe) {
+                (TrackKind::Video, true, _) => "VH",
+                (TrackKind::Audio, true, _) => "AH",
+                (TrackKind::Video, false, true) => "K",
+                (TrackKind::Video, false, false) => "v",
+                (TrackKind::Audio, false, _) => "a",
+                (TrackKind::Data, _, _) => "M",
+            };
+            out.put_slice(format!("{kind}{} ", frame.dts).as_bytes());
+        }
+    }
+
+    fn frame(track: TrackKind, dts: i64, keyframe: bool, config: bool) -> Arc<MediaFrame> {
+        let codec = if track == TrackKind::Audio { Codec::Aac } else { Codec::H264 };
+        Arc::new(MediaFrame { track, codec, dts, pts: dts, timebase: Timebase::MILLIS, keyframe, config, payload: Bytes::from_static(&[0; 100]) })
+    }
+
+    fn limits(window: usize) -> RingLimits {
+        RingLimits { window_frames: window, gop_frames: 1000, max_bytes: 1 << 20 }
+    }
+
+    /// A stream with headers, then GOPs of one keyframe and three frames with audio between.
+    fn feed(ring: &mut Ring, from: i64, gops: usize) {
+        if from == 0 {
+            ring.push(frame(TrackKind::Data, 0, false, false));
+            ring.push(frame(TrackKind::Video, 0, false, true));
+            ring.push(frame(TrackKind::Audio, 0, false, true));
+        }
+        for g in 0..gops as i64 {
+            let base = from + g * 400;
+            for i in 0..4 {
+                ring.push(frame(TrackKind::Video, base + i * 100, i == 0, false));
+                ring.push(frame(TrackKind::Audio, base + i * 100 + 10, false, false));
+            }
+        }
+    }
+
+    /// Writes everything the cursor can get, `step` bytes at a time.
+    fn drain(cursor: &mut Cursor, ring: &Ring, step: usize) -> (String, u64) {
+        let mut out = Vec::new();
+        let mut lost = 0;
+        loop {
+            let plan = cursor.plan(ring, &Text);
+            lost += plan.lost_frames;
+            if plan.is_empty() {
+                return (String::from_utf8(out).unwrap(), lost);
+            }
+            let all: Vec<u8> = plan.pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            let n = all.len().min(step);
+            out.extend_from_slice(&all[..n]);
+            cursor.advance(plan, n);
+        }
+    }
+
+    #[test]
+    fn a_joiner_gets_headers_then_the_cached_gop_then_live_frames() {
+        let mut ring = Ring::new(limits(64));
+        feed(&mut ring, 0, 2);
+        let mut cursor = Cursor::join(&ring, &Text);
+        let (out, lost) = drain(&mut cursor, &ring, 1 << 20);
+        assert_eq!(out, "M0 VH400 AH400 K400 a410 v500 a510 v600 a610 v700 a710 ");
+        assert_eq!(lost, 0);
+        assert!(cursor.caught_up(&ring));
+        feed(&mut ring, 800, 1);
+        assert_eq!(drain(&mut cursor, &ring, 1 << 20).0, "K800 a810 v900 a910 v1000 a1010 v1100 a1110 ");
+    }
+
+    #[test]
+    fn writes_of_any_size_give_the_same_bytes() {
+        let mut ring = Ring::new(limits(64));
+        feed(&mut ring, 0, 2);
+        let whole = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20).0;
+        for step in [1, 3, 7, 50] {
+            let mut cursor = Cursor::join(&ring, &Text);
+            cursor.push_own(Bytes::from_static(b"C "));
+            let (out, _) = drain(&mut cursor, &ring, step);
+            assert_eq!(out, whole.replacen("K400", "C K400", 1), "step {step}");
+        }
+    }
+
+    #[test]
+    fn audio_before_the_keyframe_is_skipped_so_tracks_start_together() {
+        let mut ring = Ring::new(limits(64));
+        ring.push(frame(TrackKind::Video, 0, false, true));
+        ring.push(frame(TrackKind::Audio, 0, false, true));
+        ring.push(frame(TrackKind::Video, 1000, true, false));
+        ring.push(frame(TrackKind::Audio, 990, false, false));
+        ring.push(frame(TrackKind::Audio, 1010, false, false));
+        ring.push(frame(TrackKind::Audio, 995, false, false));
+        let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
+        assert_eq!(out, "VH1000 AH1000 K1000 a1010 a995 ");
+    }
+
+    #[test]
+    fn without_a_cached_gop_a_joiner_waits_for_the_next_keyframe() {
+        let mut ring = Ring::new(RingLimits { gop_frames: 0, ..limits(64) });
+        feed(&mut ring, 0, 1);
+        let mut cursor = Cursor::join(&ring, &Text);
+        assert_eq!(drain(&mut cursor, &ring, 1 << 20), (String::new(), 0));
+        feed(&mut ring, 400, 1);
+        assert_eq!(drain(&mut cursor, &ring, 1 << 20).0, "M0 VH400 AH400 K400 a410 v500 a510 v600 a610 v700 a710 ");
+    }
+
+    #[test]
+    fn a_player_behind_the_window_loses_whole_gops_and_restarts_with_headers() {
+        let mut ring = Ring::new(limits(12));
+        feed(&mut ring, 0, 1);
+        let mut cursor = Cursor::join(&ring, &Text);
+        // Takes its first two frames after the headers, then stalls for three GOPs.
+        let plan = cursor.plan(&ring, &Text);
+        let n = plan.pieces.iter().take(5).map(Bytes::len).sum();
+        cursor.advance(plan, n);
+        feed(&mut ring, 400, 3);
+        assert!(!cursor.caught_up(&ring));
+        let (out, lost) = drain(&mut cursor, &ring, 1 << 20);
+        assert!(cursor.losing() == false && cursor.caught_up(&ring));
+        assert_eq!(out, "M0 VH1200 AH1200 K1200 a1210 v1300 a1310 v1400 a1410 v1500 a1510 ");
+        // Frames 2..8 of the first GOP and the two GOPs after it: 6 + 16.
+        assert_eq!(lost, 22);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_gop_for_joiners_and_lets_go_by_window_and_bytes() {
+        let mut ring = Ring::new(limits(4));
+        feed(&mut ring, 0, 3);
+        // The last GOP (8 frames) is kept though the window is 4.
+        assert_eq!(ring.len(), 8);
+        assert_eq!(ring.get(ring.base()).map(|e| e.start), Some(true));
+        let mut tight = Ring::new(RingLimits { window_frames: 4, gop_frames: 1000, max_bytes: 350 });
+        feed(&mut tight, 0, 3);
+        assert!(tight.bytes() <= 350 && tight.len() == 3, "{} frames, {} bytes", tight.len(), tight.bytes());
+        // The GOP went with the bytes: a joiner waits.
+        assert_eq!(tight.join_point(), None);
+    }
+
+    #[test]
+    fn a_partly_written_frame_finishes_before_control_bytes() {
+        let mut ring = Ring::new(limits(64));
+        feed(&mut ring, 0, 1);
+        let mut cursor = Cursor::join(&ring, &Text);
+        let plan = cursor.plan(&ring, &Text);
+        let headers: usize = plan.pieces.iter().take(3).map(Bytes::len).sum();
+        // Headers and two bytes of the keyframe ("K0 ").
+        cursor.advance(plan, headers + 2);
+        cursor.push_own(Bytes::from_static(b"C "));
+        let (out, _) = drain(&mut cursor, &ring, 1 << 20);
+        assert!(out.starts_with(" C a10 "), "{out}");
+    }
+}
