@@ -43,6 +43,22 @@ fn refusal(refused: PlayRefused) -> HttpResponse {
     HttpResponse::build(status).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{refused}\n"))
 }
 
+/// A second handle of an HTTP connection, made when it is accepted, for a live player the
+/// delivery engine serves (see `estuary_actors::delivery`).
+pub struct LiveSocket(pub std::sync::Mutex<Option<std::net::TcpStream>>);
+
+/// For `HttpServer::on_connect`: keeps a second handle of each TCP connection.
+pub fn keep_live_socket(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        match socket2::SockRef::from(stream).try_clone() {
+            Ok(socket) => {
+                data.insert(LiveSocket(std::sync::Mutex::new(Some(socket.into()))));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot keep a handle of an HTTP connection; HTTP-FLV on it streams through the HTTP server"),
+        }
+    }
+}
+
 fn live<S>(body: S, content_type: &'static str) -> HttpResponse
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + 'static,
@@ -125,10 +141,22 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         }
     }
     match extension {
-        "flv" => match http_live::play(&state.node, &state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
-            Ok(body) => live(body, "video/x-flv"),
-            Err(refused) => refusal(refused),
-        },
+        "flv" => {
+            // The delivery engine writes to its own handle of the connection (made when it was
+            // accepted); without one (another transport), the response streams as a body.
+            let socket = req.conn_data::<LiveSocket>().and_then(|slot| slot.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+            match socket {
+                Some(socket) => match http_live::play_flv_on(&state.node, &state.registry, key, peer, params, socket, state.write_merge, "Access-Control-Allow-Origin: *\r\n").await {
+                    // Nothing reaches the client any more: the connection is shut down.
+                    Ok(()) => HttpResponse::Ok().force_close().finish(),
+                    Err(refused) => refusal(refused),
+                },
+                None => match http_live::play(&state.node, &state.registry, key, peer, params, "http-flv", FlvEncoder, state.write_merge).await {
+                    Ok(body) => live(body, "video/x-flv"),
+                    Err(refused) => refusal(refused),
+                },
+            }
+        }
         "ts" => {
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;

@@ -328,6 +328,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
 
         let http_state = state.clone();
         let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(dvr_http::routes).configure(http::routes))
+            .on_connect(http::keep_live_socket)
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(1)

@@ -21,21 +21,85 @@ use std::time::{Duration, Instant};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
-/// An RTMP player handed to its worker's loop once its play was accepted.
+/// How a player's bytes are made.
+#[derive(Debug, Clone, Copy)]
+pub enum Format {
+    /// RTMP messages for one connection's chunk size and message stream id.
+    Rtmp(MediaWriter),
+    /// FLV tags (HTTP-FLV).
+    Flv,
+}
+
+impl super::ring::Serialise for Format {
+    fn key(&self) -> u64 {
+        match self {
+            Format::Rtmp(writer) => writer.key(),
+            // Above any RTMP key (chunk sizes stay far below 2^31).
+            Format::Flv => 1 << 63,
+        }
+    }
+
+    fn write(&self, out: &mut BytesMut, frame: &MediaFrame) {
+        match self {
+            Format::Rtmp(writer) => writer.write_frame(out, frame),
+            Format::Flv => estuary_protocols::container::flv::write_frame_tag(out, frame),
+        }
+    }
+}
+
+impl Format {
+    /// What a player gets when the stream ends.
+    fn stream_end(&self) -> Option<Bytes> {
+        match self {
+            Format::Rtmp(writer) => {
+                let mut end = BytesMut::new();
+                writer.write_stream_end(&mut end);
+                Some(end.freeze())
+            }
+            Format::Flv => None,
+        }
+    }
+}
+
+/// A player's connection.
+pub enum Sink {
+    /// The write half of an RTMP session's connection.
+    Rtmp(OwnedWriteHalf),
+    /// An HTTP connection whose response head is among the player's first bytes; registered
+    /// with the worker's event loop when the loop takes it.
+    Http(std::net::TcpStream),
+}
+
+enum PlayerSocket {
+    Rtmp(OwnedWriteHalf),
+    Http(tokio::net::TcpStream),
+}
+
+impl PlayerSocket {
+    fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            PlayerSocket::Rtmp(socket) => socket.try_write_vectored(slices),
+            PlayerSocket::Http(socket) => socket.try_write_vectored(slices),
+        }
+    }
+}
+
+/// A player handed to a worker's loop once its play was accepted.
 pub struct Registration {
     /// The stream.
     pub key: StreamKey,
     /// A shared subscription to the stream: becomes the worker's feed for it unless the
     /// worker has one already (then it is dropped).
     pub subscription: Subscription,
-    /// The connection's write half.
-    pub socket: OwnedWriteHalf,
-    /// The session's commands (control bytes, stop, close).
+    /// The connection.
+    pub socket: Sink,
+    /// The session's commands (control bytes, stop, close); dropping the sender ends the
+    /// player.
     pub ctrl: mpsc::Receiver<WriterCmd>,
     /// Bytes the session's writer had not written yet.
     pub own: Vec<Bytes>,
     /// How frames are serialised for this connection.
-    pub writer: MediaWriter,
+    pub writer: Format,
     /// The player's record (bytes out, frames dropped).
     pub record: Arc<ClientRecord>,
     /// A socket that takes no byte for this long is closed.
@@ -66,6 +130,22 @@ pub struct Port(std::sync::Mutex<Option<mpsc::UnboundedSender<Registration>>>);
 /// Hands a player to the loop of the current worker thread, starting the loop if needed.
 /// Must be called on the worker's own thread (the session's writer runs there).
 pub fn hand_over(port: &Port, merge: Duration, stats: Arc<Stats>, registration: Registration) {
+    send(port, registration, move |rx| {
+        tokio::task::spawn_local(Engine::new(merge, stats).run(rx));
+    });
+}
+
+/// Hands a player to the loop of `worker`, from any thread, starting the loop if needed.
+pub fn hand_over_to(worker: &crate::node::workers::Worker, merge: Duration, stats: Arc<Stats>, registration: Registration) {
+    let arbiter = worker.arbiter.clone();
+    send(&worker.locals.delivery, registration, move |rx| {
+        arbiter.spawn_fn(move || {
+            tokio::task::spawn_local(Engine::new(merge, stats).run(rx));
+        });
+    });
+}
+
+fn send(port: &Port, registration: Registration, start: impl FnOnce(mpsc::UnboundedReceiver<Registration>)) {
     let mut slot = port.0.lock().unwrap_or_else(|e| e.into_inner());
     let registration = match slot.as_ref() {
         Some(tx) => match tx.send(registration) {
@@ -77,16 +157,16 @@ pub fn hand_over(port: &Port, merge: Duration, stats: Arc<Stats>, registration: 
     let (tx, rx) = mpsc::unbounded_channel();
     let _ = tx.send(registration);
     *slot = Some(tx);
-    tokio::task::spawn_local(Engine::new(merge, stats).run(rx));
+    start(rx);
 }
 
 type Frames = Pin<Box<dyn futures_util::Stream<Item = (u64, Option<Arc<MediaFrame>>)>>>;
 
 struct Player {
-    socket: OwnedWriteHalf,
+    socket: PlayerSocket,
     ctrl: mpsc::Receiver<WriterCmd>,
     cursor: Cursor,
-    writer: MediaWriter,
+    writer: Format,
     record: Arc<ClientRecord>,
     send_timeout: Duration,
     done: oneshot::Sender<Outcome>,
@@ -198,6 +278,16 @@ impl Engine {
                 id
             }
         };
+        let socket = match socket {
+            Sink::Rtmp(socket) => PlayerSocket::Rtmp(socket),
+            Sink::Http(socket) => match socket.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(socket)) {
+                Ok(socket) => PlayerSocket::Http(socket),
+                Err(e) => {
+                    let _ = done.send(Outcome::Ended(WriterEnd::Io(format!("cannot register the connection: {e}"))));
+                    return;
+                }
+            },
+        };
         let Some(feed) = self.feeds.get_mut(&id) else { return };
         let mut cursor = Cursor::join(&feed.ring, &writer);
         // What the writer had not sent yet goes first.
@@ -226,9 +316,9 @@ impl Engine {
                 let now = Instant::now();
                 tracing::debug!(stream = %feed.key, feed = id, players = feed.players.len(), "delivery feed ended");
                 for player in &mut feed.players {
-                    let mut end = BytesMut::new();
-                    player.writer.write_stream_end(&mut end);
-                    player.cursor.push_own(end.freeze());
+                    if let Some(end) = player.writer.stream_end() {
+                        player.cursor.push_own(end);
+                    }
                     player.ending.get_or_insert(now);
                 }
                 self.by_key.remove(&feed.key);
@@ -282,13 +372,23 @@ impl Engine {
             Finish::Return => {
                 let mut player = player;
                 let own = player.cursor.take_own();
-                let _ = player.done.send(Outcome::Returned { socket: player.socket, ctrl: player.ctrl, own });
+                let outcome = match player.socket {
+                    PlayerSocket::Rtmp(socket) => Outcome::Returned { socket, ctrl: player.ctrl, own },
+                    // An HTTP response has no way back.
+                    PlayerSocket::Http(_) => Outcome::Ended(WriterEnd::Closed),
+                };
+                let _ = player.done.send(outcome);
                 return true;
             }
         };
-        // Dropping the write half shuts its direction down.
+        // Dropping an RTMP write half shuts its direction down; an HTTP response ends with
+        // its connection (the HTTP server holds the other handle and sees it closed).
         let Player { done, socket, .. } = player;
-        drop(socket);
+        if let PlayerSocket::Http(socket) = socket {
+            if let Ok(socket) = socket.into_std() {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
         let _ = done.send(outcome);
         true
     }

@@ -33,17 +33,20 @@ pub struct Entry {
     pub frame: Arc<MediaFrame>,
     /// A player may start here (a video keyframe; any audio frame of a stream without video).
     pub start: bool,
-    /// The bytes for the first serialiser that asked (nearly always the only one).
-    bytes: OnceCell<(u64, Bytes)>,
+    /// The bytes for the first two serialisers that asked (RTMP at the node's chunk size
+    /// and HTTP-FLV, nearly always).
+    bytes: [OnceCell<(u64, Bytes)>; 2],
 }
 
 impl Entry {
     /// The frame's bytes as `with` writes them, made once and shared.
     pub fn bytes<S: Serialise>(&self, with: &S) -> Bytes {
         let key = with.key();
-        let (cached_key, bytes) = self.bytes.get_or_init(|| (key, serialise(with, &self.frame)));
-        if *cached_key == key {
-            return bytes.clone();
+        for slot in &self.bytes {
+            let (cached_key, bytes) = slot.get_or_init(|| (key, serialise(with, &self.frame)));
+            if *cached_key == key {
+                return bytes.clone();
+            }
         }
         serialise(with, &self.frame)
     }
@@ -144,7 +147,7 @@ impl Ring {
             self.last_start = Some(self.head());
         }
         self.bytes += frame.payload.len();
-        self.entries.push_back(Entry { frame, start, bytes: OnceCell::new() });
+        self.entries.push_back(Entry { frame, start, bytes: Default::default() });
         self.trim();
     }
 

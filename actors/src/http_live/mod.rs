@@ -131,9 +131,37 @@ impl<E: Encoder> Drop for Player<E> {
     }
 }
 
+/// The admission of an HTTP player of `protocol` (`http-flv`, `http-ts`) to `key`: the access
+/// policy, a cluster pull if the stream lives elsewhere, and a subscription (`shared` for the
+/// delivery engine). Fails when the stream is unknown or has never been published, or the
+/// policy refuses.
+async fn admit(node: &crate::node::NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey, peer: std::net::SocketAddr, params: &[(String, String)], protocol: &'static str, shared: bool) -> Result<(ClientGuard, Subscription), PlayRefused> {
+    let not_found = || PlayRefused::NotFound(key.to_string());
+    let guard = node.clients.register(protocol, peer.to_string());
+    let request = crate::access::Request {
+        action: crate::access::auth::Action::Play,
+        client: guard.id(),
+        ip: Some(peer.ip()),
+        vhost: &key.vhost,
+        app: &key.app,
+        stream: &key.stream,
+        params,
+    };
+    node.access.check(&request).await.map_err(|refused| PlayRefused::Denied(refused.to_string()))?;
+    if crate::cluster::pull::ensure(node, registry, key).await {
+        crate::cluster::pull::wait_live(node, registry, key, crate::cluster::pull::START_TIMEOUT).await;
+    }
+    let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
+    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true, shared }).await.map_err(|_| not_found())??;
+    guard.record().set_role(Role::Play, key.to_string());
+    tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
+    Ok((guard, subscription))
+}
+
 /// Subscribes an HTTP player of `protocol` (`http-flv`, `http-ts`) to `key`, after the
-/// access policy allowed it. Fails when the stream is unknown or has never been published,
-/// or the policy refuses.
+/// access policy allowed it, as a byte stream for a chunked response. Fails when the stream
+/// is unknown or has never been published, or the policy refuses.
+#[allow(clippy::too_many_arguments)]
 pub async fn play<E: Encoder>(
     node: &crate::node::NodeContext,
     registry: &Addr<StreamRegistry>,
@@ -144,25 +172,7 @@ pub async fn play<E: Encoder>(
     mut encoder: E,
     merge: std::time::Duration,
 ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
-    let not_found = || PlayRefused::NotFound(key.to_string());
-    let guard = node.clients.register(protocol, peer.to_string());
-    let request = crate::access::Request {
-        action: crate::access::auth::Action::Play,
-        client: guard.id(),
-        ip: Some(peer.ip()),
-        vhost: &key.vhost,
-        app: &key.app,
-        stream: &key.stream,
-        params: &params,
-    };
-    node.access.check(&request).await.map_err(|refused| PlayRefused::Denied(refused.to_string()))?;
-    if crate::cluster::pull::ensure(node, registry, &key).await {
-        crate::cluster::pull::wait_live(node, registry, &key, crate::cluster::pull::START_TIMEOUT).await;
-    }
-    let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
-    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true, shared: false }).await.map_err(|_| not_found())??;
-    guard.record().set_role(Role::Play, key.to_string());
-    tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
+    let (guard, subscription) = admit(node, registry, &key, peer, &params, protocol, false).await?;
     let header = encoder.start(&subscription);
     let player = Player { hooks: node.hooks.clone(), guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false };
     Ok(futures_util::stream::unfold(player, move |mut player| async move {
@@ -203,3 +213,73 @@ pub async fn play<E: Encoder>(
     }))
 }
 
+
+/// A write to an HTTP-FLV player that takes no byte for this long ends it.
+const HTTP_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Plays `key` as HTTP-FLV on `socket` through the delivery engine (see [`crate::delivery`]):
+/// after the admission, the response head, the FLV header and the stream's tags are written
+/// by a worker's delivery loop straight to the connection (a handle of the HTTP server's
+/// own), with no copy through the HTTP server's buffers. Returns once the player is gone;
+/// the connection is shut down by then, so the HTTP server's own response goes nowhere.
+/// `head_fields` are extra response header lines (CORS).
+#[allow(clippy::too_many_arguments)]
+pub async fn play_flv_on(
+    node: &crate::node::NodeContext,
+    registry: &Addr<StreamRegistry>,
+    key: StreamKey,
+    peer: std::net::SocketAddr,
+    params: Vec<(String, String)>,
+    socket: std::net::TcpStream,
+    merge: std::time::Duration,
+    head_fields: &str,
+) -> Result<(), PlayRefused> {
+    use crate::delivery::engine::{self, Format, Outcome, Registration, Sink};
+    let (guard, subscription) = admit(node, registry, &key, peer, &params, "http-flv", true).await?;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nConnection: close\r\n{head_fields}\r\n");
+    let own = vec![Bytes::from(head), Bytes::copy_from_slice(&flv::file_header(subscription.has_audio, subscription.has_video))];
+    // The player ends when this sender goes (a kick, or the HTTP server dropping the request).
+    let (ctrl_tx, ctrl) = mpsc::channel(1);
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let record = guard.record().clone();
+    let registration = Registration { key: key.clone(), subscription, socket: Sink::Http(socket), ctrl, own, writer: Format::Flv, record: record.clone(), send_timeout: HTTP_SEND_TIMEOUT, done };
+    let worker = node.topology.workers.next_worker();
+    engine::hand_over_to(&worker, merge, node.stats.clone(), registration);
+    // Hooks and the log line when the player goes, whichever way.
+    let _left = Left { hooks: node.hooks.clone(), guard, key: key.clone(), params };
+    let mut ctrl_tx = Some(ctrl_tx);
+    let mut outcome = outcome;
+    loop {
+        tokio::select! {
+            end = &mut outcome => {
+                if let Ok(Outcome::Ended(end)) = end {
+                    tracing::debug!(client = record.id, stream = %key, ?end, "HTTP-FLV player ended");
+                }
+                break;
+            }
+            // The loop ends the player once this sender is gone, then answers.
+            _ = record.kicked(), if ctrl_tx.is_some() => {
+                tracing::info!(client = record.id, stream = %key, "HTTP player kicked through the API");
+                ctrl_tx = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `on_stop` and logs when an HTTP player served by the delivery engine goes.
+struct Left {
+    hooks: std::sync::Arc<crate::access::hooks::Hooks>,
+    guard: ClientGuard,
+    key: StreamKey,
+    params: Vec<(String, String)>,
+}
+
+impl Drop for Left {
+    fn drop(&mut self) {
+        let record = self.guard.record();
+        let ip = record.peer.rsplit_once(':').map(|(ip, _)| ip.trim_matches(['[', ']'])).unwrap_or("");
+        self.hooks.notify(crate::access::hooks::Event::Stop, &self.key.app, crate::access::hooks::body(record.id, ip, &self.key.vhost, &self.key.app, &self.key.stream, &self.params));
+        tracing::info!(client = record.id, protocol = record.protocol, peer = %record.peer, stream = %self.key, bytes_out = record.bytes_out.load(Ordering::Relaxed), alive_ms = record.connected.elapsed().as_millis() as u64, "HTTP player left");
+    }
+}

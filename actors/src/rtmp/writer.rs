@@ -71,7 +71,7 @@ pub async fn run(mut socket: OwnedWriteHalf, mut ctrl: mpsc::Receiver<WriterCmd>
             }
             Some(WriterCmd::StartMedia { key, subscription, writer }) => {
                 let (done, outcome) = oneshot::channel();
-                let registration = Registration { key, subscription, socket, ctrl, own: buf.take_all(), writer, record: context.record.clone(), send_timeout: context.send_timeout, done };
+                let registration = Registration { key, subscription, socket: delivery::engine::Sink::Rtmp(socket), ctrl, own: buf.take_all(), writer: delivery::engine::Format::Rtmp(writer), record: context.record.clone(), send_timeout: context.send_timeout, done };
                 delivery::hand_over(&context.locals.delivery, context.merge, context.stats.clone(), registration);
                 match outcome.await {
                     Ok(Outcome::Ended(end)) => return end,

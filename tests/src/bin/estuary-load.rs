@@ -50,6 +50,10 @@ struct Args {
     /// Players read every this many milliseconds, like a buffering player (0: on every wakeup).
     #[arg(long, default_value_t = 50)]
     read_batch_ms: u64,
+    /// Once playing, RTMP and HTTP-FLV players wake only when this many bytes are readable
+    /// (SO_RCVLOWAT; 0: off). Use with --read-batch-ms 0.
+    #[arg(long, default_value_t = 0)]
+    read_lowat: usize,
     /// SRT players' receiver latency (the connection uses the larger of both sides').
     #[arg(long, default_value_t = 120)]
     srt_latency_ms: u64,
@@ -97,13 +101,14 @@ impl PlayerStats {
     }
 }
 
-async fn rtmp_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) -> Result<(), String> {
+async fn rtmp_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lowat: usize) -> Result<(), String> {
     let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
     socket.set_nodelay(true).ok();
     stats.connect_us.store(now_us(), Ordering::Relaxed);
     let tc_url = format!("rtmp://{}:{}/{}", target.host, target.port, target.app);
     let mut session = ClientSession::new(ClientConfig::new(&target.app, &tc_url, &target.stream, ClientMode::Play));
     let mut buf = vec![0u8; 256 * 1024];
+    let mut lowat_set = false;
     loop {
         while let Some(output) = session.poll_output() {
             match output {
@@ -119,13 +124,29 @@ async fn rtmp_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) -
         }
         stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
         session.handle_input(&buf[..n]).map_err(|e| e.to_string())?;
+        wake_on(&socket, lowat, &stats, &mut lowat_set);
         if !batch.is_zero() && stats.playing() {
             tokio::time::sleep(batch).await;
         }
     }
 }
 
-async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) -> Result<(), String> {
+// SO_RCVLOWAT, which nix does not name.
+use nix::{setsockopt_impl, sockopt_impl};
+sockopt_impl!(RcvLowat, SetOnly, libc::SOL_SOCKET, libc::SO_RCVLOWAT, libc::c_int);
+
+/// Once the player plays, sets its socket's receive low-water mark (see `--read-lowat`).
+fn wake_on(socket: &TcpStream, lowat: usize, stats: &PlayerStats, set: &mut bool) {
+    if lowat > 0 && !*set && stats.playing() {
+        *set = true;
+        let value = libc::c_int::try_from(lowat).unwrap_or(libc::c_int::MAX);
+        if let Err(e) = nix::sys::socket::setsockopt(socket, RcvLowat, &value) {
+            eprintln!("SO_RCVLOWAT: {e}");
+        }
+    }
+}
+
+async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lowat: usize) -> Result<(), String> {
     let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
     stats.connect_us.store(now_us(), Ordering::Relaxed);
     let request = format!("GET /{}/{}.flv HTTP/1.1\r\nHost: {}\r\n\r\n", target.app, target.stream, target.host);
@@ -135,6 +156,7 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) ->
     let mut chunked: Option<Option<Dechunker>> = None;
     let mut body = Vec::new();
     let mut demuxer = FlvDemuxer::default();
+    let mut lowat_set = false;
     loop {
         let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
@@ -175,6 +197,7 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration) ->
                 stats.frame(&frame);
             }
         }
+        wake_on(&socket, lowat, &stats, &mut lowat_set);
         if !batch.is_zero() && stats.playing() {
             tokio::time::sleep(batch).await;
         }
@@ -402,6 +425,7 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     let batch = Duration::from_millis(args.read_batch_ms);
+    let lowat = args.read_lowat;
     let srt_latency = Duration::from_millis(args.srt_latency_ms);
     let mut players = Vec::with_capacity(args.players);
     let errors = Arc::new(AtomicU64::new(0));
@@ -413,10 +437,10 @@ async fn run(args: Args) -> Result<(), String> {
         let errors = errors.clone();
         tokio::spawn(async move {
             let result = match target.protocol {
-                "rtmp" => rtmp_player(target, stats, batch).await,
+                "rtmp" => rtmp_player(target, stats, batch, lowat).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
                 "whep" => whep_player(target, stats).await,
-                _ => flv_player(target, stats, batch).await,
+                _ => flv_player(target, stats, batch, lowat).await,
             };
             if result.is_err() {
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -466,6 +490,7 @@ async fn run(args: Args) -> Result<(), String> {
         "receiving_at_end": receiving,
         "player_errors": errors.load(Ordering::Relaxed),
         "read_batch_ms": if matches!(target.protocol, "srt" | "whep") { None } else { Some(args.read_batch_ms) },
+        "read_lowat": if matches!(target.protocol, "srt" | "whep") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
         "delivered_mbps": (mbps * 10.0).round() / 10.0,
         "startup_ms_median": startup.map(|s| (s.0 * 10.0).round() / 10.0),
