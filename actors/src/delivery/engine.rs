@@ -299,7 +299,7 @@ impl Engine {
         feed.players.push(Player { socket, ctrl, cursor, writer, record, send_timeout, done, progress: now, behind_since: None, fresh: true, ending: None });
         // Startup does not wait for a tick.
         let index = feed.players.len() - 1;
-        self.serve_one(id, index, now);
+        self.serve_one(id, index, now, &mut Batches::new());
     }
 
     fn arrived(&mut self, id: u64, frame: Option<Arc<MediaFrame>>) {
@@ -330,6 +330,7 @@ impl Engine {
     /// the players that finished and of a feed without players.
     fn serve_feed(&mut self, id: u64, everyone: bool) {
         let now = Instant::now();
+        let mut batches = Batches::new();
         let Some(feed) = self.feeds.get(&id) else { return };
         let count = feed.players.len();
         let mut index = 0;
@@ -337,7 +338,7 @@ impl Engine {
             let Some(feed) = self.feeds.get(&id) else { return };
             let Some(player) = feed.players.get(index) else { break };
             if everyone || player.fresh || player.ending.is_some() {
-                if self.serve_one(id, index, now) {
+                if self.serve_one(id, index, now, &mut batches) {
                     continue;
                 }
             }
@@ -354,11 +355,11 @@ impl Engine {
     }
 
     /// Serves player `index` of feed `id`; true when it finished and was removed.
-    fn serve_one(&mut self, id: u64, index: usize, now: Instant) -> bool {
+    fn serve_one(&mut self, id: u64, index: usize, now: Instant, batches: &mut Batches) -> bool {
         let Some(feed) = self.feeds.get_mut(&id) else { return false };
         let Feed { key, ring, terms, players, .. } = feed;
         let Some(player) = players.get_mut(index) else { return false };
-        let finish = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(player, ring, terms, &self.stats, key, now))) {
+        let finish = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(player, ring, terms, &self.stats, key, now, batches))) {
             Ok(finish) => finish,
             Err(_) => {
                 tracing::error!(stream = %key, client = player.record.id, "delivery panicked serving a player; closing that player");
@@ -395,7 +396,10 @@ impl Engine {
 }
 
 /// One step for one player: its commands, then one write.
-fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key: &StreamKey, now: Instant) -> Option<Finish> {
+/// Pieces for caught-up players, made once per feed and tick: (format key, first frame, bytes).
+type Batches = Vec<(u64, u64, Bytes)>;
+
+fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key: &StreamKey, now: Instant, batches: &mut Batches) -> Option<Finish> {
     let mut close = false;
     loop {
         match player.ctrl.try_recv() {
@@ -408,6 +412,37 @@ fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key
             }
             Err(mpsc::error::TryRecvError::Empty) => break,
         }
+    }
+    // The plain case, nearly every player on nearly every tick: one write of the piece all
+    // caught-up players of this format get.
+    if let Some(from) = player.cursor.plain_from(ring) {
+        let head = ring.head();
+        if from == head {
+            player.progress = now;
+        } else {
+            let format = super::ring::Serialise::key(&player.writer);
+            let batch = match batches.iter().find(|(k, f, _)| *k == format && *f == from) {
+                Some((_, _, batch)) => batch.clone(),
+                None => {
+                    let batch = ring.concat(from, &player.writer);
+                    batches.push((format, from, batch.clone()));
+                    batch
+                }
+            };
+            match player.socket.try_write_vectored(&[IoSlice::new(&batch)]) {
+                Ok(0) => return Some(Finish::End(WriterEnd::Io("connection wrote zero bytes".into()))),
+                Ok(written) => {
+                    player.record.add_out(written);
+                    terms.counters.sent.fetch_add(written as u64, Ordering::Relaxed);
+                    player.cursor.advance_plain(head, &batch, written);
+                    player.progress = now;
+                    player.fresh = false;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Some(Finish::End(WriterEnd::Io(e.to_string()))),
+            }
+        }
+        return finish_checks(player, ring, terms, key, now, close);
     }
     let plan = player.cursor.plan(ring, &player.writer);
     if plan.lost_frames > 0 {
@@ -436,6 +471,12 @@ fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key
             Err(e) => return Some(Finish::End(WriterEnd::Io(e.to_string()))),
         }
     }
+    finish_checks(player, ring, terms, key, now, close)
+}
+
+/// After a write: catching up, closing, the end of the stream, the send timeout and the slow
+/// player rule.
+fn finish_checks(player: &mut Player, ring: &Ring, terms: &FeedTerms, key: &StreamKey, now: Instant, close: bool) -> Option<Finish> {
     let caught_up = player.cursor.caught_up(ring);
     if caught_up && !player.cursor.losing() {
         player.behind_since = None;

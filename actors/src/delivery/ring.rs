@@ -192,6 +192,18 @@ impl Ring {
         self.last_start.filter(|&start| start >= self.base)
     }
 
+    /// The bytes of frames `from..head` as `with` writes them, in one piece (what every
+    /// caught-up player of one format is owed on a tick).
+    pub fn concat<S: Serialise>(&self, from: u64, with: &S) -> Bytes {
+        let mut out = BytesMut::new();
+        for seq in from.max(self.base)..self.head() {
+            if let Some(entry) = self.get(seq) {
+                out.extend_from_slice(&entry.bytes(with));
+            }
+        }
+        out.freeze()
+    }
+
     /// Metadata and sequence headers to send before starting at the frame numbered `seq`,
     /// stamped with its decode time (metadata keeps 0).
     pub fn headers_for(&self, seq: u64) -> Vec<Arc<MediaFrame>> {
@@ -314,6 +326,23 @@ impl Cursor {
     /// Media frames (not headers) numbered `from..to`, counting those no longer held as media.
     fn media_between(ring: &Ring, from: u64, to: u64) -> u64 {
         (from..to).filter(|&seq| ring.get(seq).is_none_or(|e| !e.frame.config)).count() as u64
+    }
+
+    /// Where a player in the plain case stands: nothing of its own to send, started, not
+    /// skipping audio, within the window. Such players are owed exactly the frames from
+    /// there to the newest, the same bytes for all of them ([`Ring::concat`]).
+    pub fn plain_from(&self, ring: &Ring) -> Option<u64> {
+        let plain = self.own_len == 0 && !self.waiting && self.audio_floor_ms.is_none() && self.next >= ring.base() && ring.head().saturating_sub(self.next) <= ring.limits().window_frames as u64;
+        plain.then_some(self.next)
+    }
+
+    /// Records that `written` bytes of `batch` (the frames up to `to`) went out; the rest is
+    /// the player's own to send first.
+    pub fn advance_plain(&mut self, to: u64, batch: &Bytes, written: usize) {
+        if written < batch.len() {
+            self.push_own(batch.slice(written..));
+        }
+        self.next = to;
     }
 
     /// The next write: the player's own bytes, then frames from its place. A player further
@@ -571,6 +600,27 @@ mod tests {
         assert!(tight.bytes() <= 350 && tight.len() == 3, "{} frames, {} bytes", tight.len(), tight.bytes());
         // The GOP went with the bytes: a joiner waits.
         assert_eq!(tight.join_point(), None);
+    }
+
+    #[test]
+    fn caught_up_players_share_one_piece_with_the_same_bytes() {
+        let mut ring = Ring::new(limits(64));
+        feed(&mut ring, 0, 1);
+        let mut cursor = Cursor::join(&ring, &Text);
+        drain(&mut cursor, &ring, 1 << 20);
+        feed(&mut ring, 400, 1);
+        let from = cursor.plain_from(&ring).expect("caught up and started");
+        let batch = ring.concat(from, &Text);
+        assert_eq!(&batch[..], b"K400 a410 v500 a510 v600 a610 v700 a710 ");
+        // A partial write leaves the rest as the player's own, sent first.
+        cursor.advance_plain(ring.head(), &batch, 5);
+        assert_eq!(cursor.plain_from(&ring), None);
+        feed(&mut ring, 800, 1);
+        let (out, _) = drain(&mut cursor, &ring, 1 << 20);
+        assert!(out.starts_with("a410 v500 a510 v600 a610 v700 a710 K800 "), "{out}");
+        assert_eq!(cursor.plain_from(&ring), Some(ring.head()));
+        // A player that is waiting, or behind the window, is not plain.
+        assert_eq!(Cursor::join(&Ring::new(RingLimits { gop_frames: 0, ..limits(64) }), &Text).plain_from(&ring), None);
     }
 
     #[test]
