@@ -465,7 +465,9 @@ fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key
                 terms.counters.sent.fetch_add(written as u64, Ordering::Relaxed);
                 player.cursor.advance(plan, written);
                 player.progress = now;
-                player.fresh = false;
+                // Still fresh until media went out (a waiting joiner gets its first frames
+                // as they arrive, not at the next tick).
+                player.fresh = !player.cursor.started();
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Some(Finish::End(WriterEnd::Io(e.to_string()))),

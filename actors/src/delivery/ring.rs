@@ -308,6 +308,11 @@ impl Cursor {
         self.own_len == 0 && (self.next >= ring.head() || self.waiting)
     }
 
+    /// Has a place in the stream (not waiting for a start point).
+    pub fn started(&self) -> bool {
+        !self.waiting
+    }
+
     /// Lost its place and has not started again.
     pub fn losing(&self) -> bool {
         self.losing
