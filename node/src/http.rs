@@ -59,6 +59,11 @@ pub fn keep_live_socket(connection: &dyn std::any::Any, data: &mut actix_web::de
     }
 }
 
+/// The connection's second handle, for the first live play on it.
+fn take_live_socket(req: &HttpRequest) -> Option<std::net::TcpStream> {
+    req.conn_data::<LiveSocket>().and_then(|slot| slot.0.lock().unwrap_or_else(|e| e.into_inner()).take())
+}
+
 fn live<S>(body: S, content_type: &'static str) -> HttpResponse
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + 'static,
@@ -144,9 +149,9 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         "flv" => {
             // The delivery engine writes to its own handle of the connection (made when it was
             // accepted); without one (another transport), the response streams as a body.
-            let socket = req.conn_data::<LiveSocket>().and_then(|slot| slot.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+            let socket = take_live_socket(&req);
             match socket {
-                Some(socket) => match http_live::play_flv_on(&state.node, &state.registry, key, peer, params, socket, state.write_merge, "Access-Control-Allow-Origin: *\r\n").await {
+                Some(socket) => match http_live::play_on(http_live::LiveFormat::Flv, &state.node, &state.registry, key, peer, params, socket, state.write_merge, "Access-Control-Allow-Origin: *\r\n").await {
                     // Nothing reaches the client any more: the connection is shut down.
                     Ok(()) => HttpResponse::Ok().force_close().finish(),
                     Err(refused) => refusal(refused),
@@ -161,9 +166,16 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;
             }
-            match http_live::play(&state.node, &state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
-                Ok(body) => live(body, "video/mp2t"),
-                Err(refused) => refusal(refused),
+            let socket = take_live_socket(&req);
+            match socket {
+                Some(socket) => match http_live::play_on(http_live::LiveFormat::Ts, &state.node, &state.registry, key, peer, params, socket, state.write_merge, "Access-Control-Allow-Origin: *\r\n").await {
+                    Ok(()) => HttpResponse::Ok().force_close().finish(),
+                    Err(refused) => refusal(refused),
+                },
+                None => match http_live::play(&state.node, &state.registry, key, peer, params, "http-ts", TsEncoder::default(), state.write_merge).await {
+                    Ok(body) => live(body, "video/mp2t"),
+                    Err(refused) => refusal(refused),
+                },
             }
         }
         "m3u8" => match serve_text(pulled_playlist(&state, &key, hls_file).await, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::manifest::hls::with_query_on_uris).await {

@@ -16,7 +16,7 @@ pub const STAMP_UUID: [u8; 16] = *b"estuary-latency!";
 /// What a load URL points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `rtmp`, `http-flv`, `srt` or `whep`.
+    /// `rtmp`, `http-flv`, `http-ts`, `srt` or `whep`.
     pub protocol: &'static str,
     /// Host.
     pub host: String,
@@ -28,7 +28,8 @@ pub struct Target {
     pub stream: String,
 }
 
-/// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv`,
+/// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` (or
+/// `.ts`),
 /// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request` or a WHEP endpoint
 /// `http://127.0.0.1[:1985]/rtc/v1/whep/?app=app&stream=stream`. Only loopback hosts are
 /// accepted: this tool never loads anything but this machine.
@@ -65,10 +66,14 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     }
     let path = path.strip_prefix('/').ok_or_else(|| format!("{url}: no path"))?;
     let (app, stream) = path.split_once('/').ok_or_else(|| format!("{url}: expected /app/stream"))?;
-    let stream = if protocol == "http-flv" {
-        stream.strip_suffix(".flv").ok_or_else(|| format!("{url}: HTTP players need a .flv URL"))?.to_string()
+    let (protocol, stream) = if protocol == "http-flv" {
+        match (stream.strip_suffix(".flv"), stream.strip_suffix(".ts")) {
+            (Some(stream), _) => ("http-flv", stream.to_string()),
+            (_, Some(stream)) => ("http-ts", stream.to_string()),
+            _ => return Err(format!("{url}: HTTP players need a .flv or .ts URL")),
+        }
     } else {
-        stream.to_string()
+        (protocol, stream.to_string())
     };
     Ok(Target { protocol, host, port, app: app.to_string(), stream })
 }
@@ -183,6 +188,8 @@ mod tests {
         assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("rtmp", 1936, "live", "s?x=1"));
         let t = parse_target("http://localhost/live/s.flv").unwrap();
         assert_eq!((t.protocol, t.port, t.stream.as_str()), ("http-flv", 8080, "s"));
+        let t = parse_target("http://127.0.0.1:8081/live/s.ts").unwrap();
+        assert_eq!((t.protocol, t.port, t.stream.as_str()), ("http-ts", 8081, "s"));
         assert!(parse_target("rtmp://10.0.0.1/live/s").unwrap_err().contains("loopback"));
         assert!(parse_target("rtmp://example.com/live/s").is_err());
         assert!(parse_target("http://127.0.0.1/live/s.m3u8").is_err());

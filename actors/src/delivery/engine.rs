@@ -28,6 +28,8 @@ pub enum Format {
     Rtmp(MediaWriter),
     /// FLV tags (HTTP-FLV).
     Flv,
+    /// MPEG-TS packets (HTTP-TS), made by the ring in arrival order.
+    Ts,
 }
 
 impl super::ring::Serialise for Format {
@@ -36,6 +38,7 @@ impl super::ring::Serialise for Format {
             Format::Rtmp(writer) => writer.key(),
             // Above any RTMP key (chunk sizes stay far below 2^31).
             Format::Flv => 1 << 63,
+            Format::Ts => (1 << 63) + 1,
         }
     }
 
@@ -43,7 +46,13 @@ impl super::ring::Serialise for Format {
         match self {
             Format::Rtmp(writer) => writer.write_frame(out, frame),
             Format::Flv => estuary_protocols::container::flv::write_frame_tag(out, frame),
+            // Made by the ring (continuity counters run across frames); headers need no bytes.
+            Format::Ts => {}
         }
+    }
+
+    fn in_order(&self) -> bool {
+        matches!(self, Format::Ts)
     }
 }
 
@@ -56,7 +65,7 @@ impl Format {
                 writer.write_stream_end(&mut end);
                 Some(end.freeze())
             }
-            Format::Flv => None,
+            Format::Flv | Format::Ts => None,
         }
     }
 }
@@ -289,6 +298,9 @@ impl Engine {
             },
         };
         let Some(feed) = self.feeds.get_mut(&id) else { return };
+        if matches!(writer, Format::Ts) {
+            feed.ring.enable_ts();
+        }
         let mut cursor = Cursor::join(&feed.ring, &writer);
         // What the writer had not sent yet goes first.
         let joined = cursor.take_own();
@@ -429,6 +441,11 @@ fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key
                     batch
                 }
             };
+            if batch.is_empty() {
+                // Frames with no bytes in this format (metadata in MPEG-TS).
+                player.cursor.advance_plain(head, &batch, 0);
+                return finish_checks(player, ring, terms, key, now, close);
+            }
             match player.socket.try_write_vectored(&[IoSlice::new(&batch)]) {
                 Ok(0) => return Some(Finish::End(WriterEnd::Io("connection wrote zero bytes".into()))),
                 Ok(written) => {
@@ -455,6 +472,10 @@ fn serve(player: &mut Player, ring: &Ring, terms: &FeedTerms, stats: &Stats, key
         player.behind_since.get_or_insert(now);
     }
     if plan.is_empty() {
+        player.progress = now;
+    } else if plan.len() == 0 {
+        // Only frames with no bytes in this format.
+        player.cursor.advance(plan, 0);
         player.progress = now;
     } else {
         let slices: Vec<IoSlice<'_>> = plan.pieces.iter().map(|piece| IoSlice::new(piece)).collect();

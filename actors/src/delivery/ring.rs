@@ -16,6 +16,11 @@ pub trait Serialise {
     fn key(&self) -> u64;
     /// Appends the bytes of `frame`.
     fn write(&self, out: &mut BytesMut, frame: &MediaFrame);
+    /// The format's bytes depend on the frames before (MPEG-TS continuity counters): they are
+    /// made by the ring in arrival order ([`Ring::enable_ts`]) and `write` is not used.
+    fn in_order(&self) -> bool {
+        false
+    }
 }
 
 impl Serialise for estuary_protocols::rtmp::server::MediaWriter {
@@ -36,11 +41,16 @@ pub struct Entry {
     /// The bytes for the first two serialisers that asked (RTMP at the node's chunk size
     /// and HTTP-FLV, nearly always).
     bytes: [OnceCell<(u64, Bytes)>; 2],
+    /// MPEG-TS packets of the frame, made in arrival order once a TS player joined.
+    ts: OnceCell<Bytes>,
 }
 
 impl Entry {
     /// The frame's bytes as `with` writes them, made once and shared.
     pub fn bytes<S: Serialise>(&self, with: &S) -> Bytes {
+        if with.in_order() {
+            return self.ts.get().cloned().unwrap_or_default();
+        }
         let key = with.key();
         for slot in &self.bytes {
             let (cached_key, bytes) = slot.get_or_init(|| (key, serialise(with, &self.frame)));
@@ -50,6 +60,13 @@ impl Entry {
         }
         serialise(with, &self.frame)
     }
+}
+
+fn encode_ts(ts: &mut crate::http_live::TsEncoder, frame: &MediaFrame) -> Bytes {
+    use crate::http_live::Encoder;
+    let mut out = BytesMut::new();
+    ts.encode(frame, &mut out);
+    out.freeze()
 }
 
 fn serialise<S: Serialise>(with: &S, frame: &MediaFrame) -> Bytes {
@@ -82,12 +99,14 @@ pub struct Ring {
     metadata: Option<Arc<MediaFrame>>,
     video_config: Option<Arc<MediaFrame>>,
     audio_config: Option<Arc<MediaFrame>>,
+    /// The stream's MPEG-TS muxer, once a TS player joined.
+    ts: Option<crate::http_live::TsEncoder>,
 }
 
 impl Ring {
     /// An empty ring.
     pub fn new(limits: RingLimits) -> Ring {
-        Ring { entries: VecDeque::new(), base: 0, bytes: 0, limits, last_start: None, metadata: None, video_config: None, audio_config: None }
+        Ring { entries: VecDeque::new(), base: 0, bytes: 0, limits, last_start: None, metadata: None, video_config: None, audio_config: None, ts: None }
     }
 
     /// Number the next frame will get.
@@ -147,8 +166,33 @@ impl Ring {
             self.last_start = Some(self.head());
         }
         self.bytes += frame.payload.len();
-        self.entries.push_back(Entry { frame, start, bytes: Default::default() });
+        let entry = Entry { frame, start, bytes: Default::default(), ts: OnceCell::new() };
+        if let Some(ts) = self.ts.as_mut() {
+            let _ = entry.ts.set(encode_ts(ts, &entry.frame));
+        }
+        self.entries.push_back(entry);
         self.trim();
+    }
+
+    /// Starts making MPEG-TS packets for every frame from the newest start point on (what a
+    /// TS player can be given); later frames get theirs as they arrive.
+    pub fn enable_ts(&mut self) {
+        if self.ts.is_some() {
+            return;
+        }
+        use crate::http_live::Encoder;
+        let mut ts = crate::http_live::TsEncoder::default();
+        let mut scratch = BytesMut::new();
+        for header in [&self.video_config, &self.audio_config].into_iter().flatten() {
+            ts.encode(header, &mut scratch);
+        }
+        let from = self.last_start().unwrap_or(self.head());
+        for seq in from..self.head() {
+            if let Some(entry) = self.get(seq) {
+                let _ = entry.ts.set(encode_ts(&mut ts, &entry.frame));
+            }
+        }
+        self.ts = Some(ts);
     }
 
     fn trim(&mut self) {

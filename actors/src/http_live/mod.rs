@@ -217,14 +217,24 @@ pub async fn play<E: Encoder>(
 /// A write to an HTTP-FLV player that takes no byte for this long ends it.
 const HTTP_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Plays `key` as HTTP-FLV on `socket` through the delivery engine (see [`crate::delivery`]):
-/// after the admission, the response head, the FLV header and the stream's tags are written
-/// by a worker's delivery loop straight to the connection (a handle of the HTTP server's
-/// own), with no copy through the HTTP server's buffers. Returns once the player is gone;
-/// the connection is shut down by then, so the HTTP server's own response goes nowhere.
-/// `head_fields` are extra response header lines (CORS).
+/// Which HTTP live format a delivered player gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveFormat {
+    /// HTTP-FLV.
+    Flv,
+    /// HTTP-TS.
+    Ts,
+}
+
+/// Plays `key` as HTTP-FLV or HTTP-TS on `socket` through the delivery engine (see
+/// [`crate::delivery`]): after the admission, the response head and the stream's bytes are
+/// written by a worker's delivery loop straight to the connection (a handle of the HTTP
+/// server's own), with no copy through the HTTP server's buffers. Returns once the player
+/// is gone; the connection is shut down by then, so the HTTP server's own response goes
+/// nowhere. `head_fields` are extra response header lines (CORS).
 #[allow(clippy::too_many_arguments)]
-pub async fn play_flv_on(
+pub async fn play_on(
+    live_format: LiveFormat,
     node: &crate::node::NodeContext,
     registry: &Addr<StreamRegistry>,
     key: StreamKey,
@@ -235,14 +245,21 @@ pub async fn play_flv_on(
     head_fields: &str,
 ) -> Result<(), PlayRefused> {
     use crate::delivery::engine::{self, Format, Outcome, Registration, Sink};
-    let (guard, subscription) = admit(node, registry, &key, peer, &params, "http-flv", true).await?;
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache\r\nConnection: close\r\n{head_fields}\r\n");
-    let own = vec![Bytes::from(head), Bytes::copy_from_slice(&flv::file_header(subscription.has_audio, subscription.has_video))];
+    let (protocol, content_type, format) = match live_format {
+        LiveFormat::Flv => ("http-flv", "video/x-flv", Format::Flv),
+        LiveFormat::Ts => ("http-ts", "video/mp2t", Format::Ts),
+    };
+    let (guard, subscription) = admit(node, registry, &key, peer, &params, protocol, true).await?;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nCache-Control: no-cache\r\nConnection: close\r\n{head_fields}\r\n");
+    let mut own = vec![Bytes::from(head)];
+    if live_format == LiveFormat::Flv {
+        own.push(Bytes::copy_from_slice(&flv::file_header(subscription.has_audio, subscription.has_video)));
+    }
     // The player ends when this sender goes (a kick, or the HTTP server dropping the request).
     let (ctrl_tx, ctrl) = mpsc::channel(1);
     let (done, outcome) = tokio::sync::oneshot::channel();
     let record = guard.record().clone();
-    let registration = Registration { key: key.clone(), subscription, socket: Sink::Http(socket), ctrl, own, writer: Format::Flv, record: record.clone(), send_timeout: HTTP_SEND_TIMEOUT, done };
+    let registration = Registration { key: key.clone(), subscription, socket: Sink::Http(socket), ctrl, own, writer: format, record: record.clone(), send_timeout: HTTP_SEND_TIMEOUT, done };
     let worker = node.topology.workers.next_worker();
     engine::hand_over_to(&worker, merge, node.stats.clone(), registration);
     // Hooks and the log line when the player goes, whichever way.
@@ -253,7 +270,7 @@ pub async fn play_flv_on(
         tokio::select! {
             end = &mut outcome => {
                 if let Ok(Outcome::Ended(end)) = end {
-                    tracing::debug!(client = record.id, stream = %key, ?end, "HTTP-FLV player ended");
+                    tracing::debug!(client = record.id, stream = %key, ?end, protocol, "HTTP player ended");
                 }
                 break;
             }

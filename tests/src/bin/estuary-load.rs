@@ -24,7 +24,8 @@ const MAX_HOLD_S: u64 = 600;
 #[derive(Parser, Debug)]
 #[command(name = "estuary-load", about = "Load and latency tool for RTMP / HTTP-FLV servers on this machine")]
 struct Args {
-    /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv,
+    /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv (or
+    /// .ts),
     /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request' or
     /// 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=bench'
     #[arg(long)]
@@ -149,13 +150,16 @@ fn wake_on(socket: &TcpStream, lowat: usize, stats: &PlayerStats, set: &mut bool
 async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lowat: usize) -> Result<(), String> {
     let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
     stats.connect_us.store(now_us(), Ordering::Relaxed);
-    let request = format!("GET /{}/{}.flv HTTP/1.1\r\nHost: {}\r\n\r\n", target.app, target.stream, target.host);
+    let extension = if target.protocol == "http-ts" { "ts" } else { "flv" };
+    let request = format!("GET /{}/{}.{extension} HTTP/1.1\r\nHost: {}\r\n\r\n", target.app, target.stream, target.host);
     socket.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut head = Vec::new();
     let mut chunked: Option<Option<Dechunker>> = None;
     let mut body = Vec::new();
     let mut demuxer = FlvDemuxer::default();
+    let mut ts = TsDemuxer::default();
+    let mut ts_reader = TsFrameReader::default();
     let mut lowat_set = false;
     loop {
         let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
@@ -184,6 +188,20 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lo
                 body.extend_from_slice(&decoded);
             }
             None => body.extend_from_slice(data),
+        }
+        if extension == "ts" {
+            ts.push(&body).map_err(|e| e.to_string())?;
+            body.clear();
+            while let Some(pes) = ts.next_pes() {
+                for frame in ts_reader.frames(&pes) {
+                    stats.frame(&frame);
+                }
+            }
+            wake_on(&socket, lowat, &stats, &mut lowat_set);
+            if !batch.is_zero() && stats.playing() {
+                tokio::time::sleep(batch).await;
+            }
+            continue;
         }
         demuxer.push(&body);
         body.clear();
