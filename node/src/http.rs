@@ -61,6 +61,10 @@ pub fn keep_live_socket(connection: &dyn std::any::Any, data: &mut actix_web::de
 
 /// The connection's second handle, for the first live play on it.
 fn take_live_socket(req: &HttpRequest) -> Option<std::net::TcpStream> {
+    // A HEAD gets the head only, through the HTTP server.
+    if req.method() != actix_web::http::Method::GET {
+        return None;
+    }
     req.conn_data::<LiveSocket>().and_then(|slot| slot.0.lock().unwrap_or_else(|e| e.into_inner()).take())
 }
 

@@ -152,7 +152,7 @@ async fn admit(node: &crate::node::NodeContext, registry: &Addr<StreamRegistry>,
         crate::cluster::pull::wait_live(node, registry, key, crate::cluster::pull::START_TIMEOUT).await;
     }
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
-    let subscription = stream.send(AddSubscriber { client: guard.id(), require_live: true, shared }).await.map_err(|_| not_found())??;
+    let subscription = stream.send(AddSubscriber { client: if shared { node.clients.allocate_id() } else { guard.id() }, require_live: true, shared }).await.map_err(|_| not_found())??;
     guard.record().set_role(Role::Play, key.to_string());
     tracing::info!(client = guard.id(), protocol, peer = %guard.record().peer, stream = %key, "HTTP play started");
     Ok((guard, subscription))

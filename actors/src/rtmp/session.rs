@@ -240,7 +240,7 @@ impl RtmpSession {
             }
             ServerEvent::PlayRequested { request, app, stream, params } => {
                 let Some((key, allowed)) = self.admit(request, Action::Play, &app, &stream, params) else { return };
-                let (registry, client, find_key, node) = (self.registry.clone(), self.id(), key.clone(), self.node.clone());
+                let (registry, find_key, node) = (self.registry.clone(), key.clone(), self.node.clone());
                 let fut = async move {
                     allowed.await?;
                     if let Some(owner) = crate::cluster::pull::redirect(&node, &registry, &find_key).await {
@@ -249,7 +249,10 @@ impl RtmpSession {
                     }
                     // A stream another origin owns is pulled here (the player waits for it).
                     crate::cluster::pull::ensure(&node, &registry, &find_key).await;
-                    crate::attach::subscribe_shared(registry, find_key.clone(), client, false).await.map(|subscription| (find_key, subscription)).map_err(|e| Refusal::Unavailable(e.to_string()))
+                    // A shared subscription has an id of its own: it may outlive this client as
+                    // the worker's feed, and a replay by this client must not replace it.
+                    let feed_id = node.clients.allocate_id();
+                    crate::attach::subscribe_shared(registry, find_key.clone(), feed_id, false).await.map(|subscription| (find_key, subscription)).map_err(|e| Refusal::Unavailable(e.to_string()))
                 };
                 ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
                     Ok((stream_key, subscription)) => {
