@@ -134,7 +134,11 @@ pub enum Outcome {
 
 /// The loop's inbox on each worker (kept in the worker's `WorkerLocals`).
 #[derive(Default)]
-pub struct Port(std::sync::Mutex<Option<mpsc::UnboundedSender<Registration>>>);
+pub struct Port(std::sync::Mutex<Option<mpsc::Sender<Registration>>>);
+
+/// Registrations waiting for a loop. The loop takes them before anything else, so this fills
+/// only when the loop is stuck; a player arriving then is refused.
+const INBOX: usize = 4096;
 
 /// Hands a player to the loop of the current worker thread, starting the loop if needed.
 /// Must be called on the worker's own thread (the session's writer runs there).
@@ -154,17 +158,22 @@ pub fn hand_over_to(worker: &crate::node::workers::Worker, merge: Duration, stat
     });
 }
 
-fn send(port: &Port, registration: Registration, start: impl FnOnce(mpsc::UnboundedReceiver<Registration>)) {
+fn send(port: &Port, registration: Registration, start: impl FnOnce(mpsc::Receiver<Registration>)) {
     let mut slot = port.0.lock().unwrap_or_else(|e| e.into_inner());
     let registration = match slot.as_ref() {
-        Some(tx) => match tx.send(registration) {
+        Some(tx) => match tx.try_send(registration) {
             Ok(()) => return,
-            Err(mpsc::error::SendError(registration)) => registration,
+            Err(mpsc::error::TrySendError::Full(registration)) => {
+                tracing::warn!(stream = %registration.key, client = registration.record.id, waiting = INBOX, "the worker's delivery loop is not taking players; refusing this one");
+                let _ = registration.done.send(Outcome::Ended(WriterEnd::Io("the worker's delivery loop is busy".into())));
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(registration)) => registration,
         },
         None => registration,
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let _ = tx.send(registration);
+    let (tx, rx) = mpsc::channel(INBOX);
+    let _ = tx.try_send(registration);
     *slot = Some(tx);
     start(rx);
 }
@@ -222,7 +231,7 @@ impl Engine {
         Engine { merge, stats, feeds: HashMap::new(), by_key: HashMap::new(), frames: SelectAll::new(), next_id: 0 }
     }
 
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Registration>) {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Registration>) {
         let mut tick = tokio::time::interval(if self.merge.is_zero() { IDLE_TICK } else { self.merge });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

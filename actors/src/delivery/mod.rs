@@ -28,6 +28,7 @@
 //! shared, so a stalled player costs its cursor and its socket buffer, nothing more.
 
 pub mod engine;
+pub mod pending;
 pub mod ring;
 
 pub use engine::{hand_over, Outcome, Registration};

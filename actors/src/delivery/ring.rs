@@ -281,8 +281,7 @@ pub struct Cursor {
     /// Audio presented before this time is skipped after (re)starting at a keyframe, so the
     /// tracks start together.
     audio_floor_ms: Option<i64>,
-    own: VecDeque<Bytes>,
-    own_len: usize,
+    own: super::pending::Pending,
 }
 
 /// Pieces per write (Linux's IOV_MAX is 1024).
@@ -295,8 +294,9 @@ pub const MAX_WRITE: usize = 256 * 1024;
 pub struct Plan {
     /// The bytes, in order.
     pub pieces: Vec<Bytes>,
-    /// How many of the pieces are the cursor's own.
+    /// How many of the pieces are the cursor's own, and their bytes.
     own: usize,
+    own_bytes: usize,
     /// Frame number of each of the other pieces.
     seqs: Vec<u64>,
     /// Where the cursor is once everything is written.
@@ -321,7 +321,7 @@ impl Cursor {
     /// A player joining `ring`: at the cached GOP with headers first, or waiting for the next
     /// start point.
     pub fn join<S: Serialise>(ring: &Ring, with: &S) -> Cursor {
-        let mut cursor = Cursor { next: ring.head(), waiting: true, losing: false, audio_floor_ms: None, own: VecDeque::new(), own_len: 0 };
+        let mut cursor = Cursor { next: ring.head(), waiting: true, losing: false, audio_floor_ms: None, own: Default::default() };
         if let Some(start) = ring.join_point() {
             cursor.start_at(ring, start, with);
         }
@@ -330,26 +330,22 @@ impl Cursor {
 
     /// Queues bytes of the player's own, sent before the next frame.
     pub fn push_own(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.own_len += bytes.len();
-            self.own.push_back(bytes);
-        }
+        self.own.push(bytes);
     }
 
     /// Takes the player's own bytes waiting (when delivery hands the connection back).
     pub fn take_own(&mut self) -> Vec<Bytes> {
-        self.own_len = 0;
-        self.own.drain(..).collect()
+        self.own.take_all()
     }
 
     /// Bytes of the player's own waiting.
     pub fn own_len(&self) -> usize {
-        self.own_len
+        self.own.len()
     }
 
     /// The player has everything it can get from the ring now.
     pub fn caught_up(&self, ring: &Ring) -> bool {
-        self.own_len == 0 && (self.next >= ring.head() || self.waiting)
+        self.own.is_empty() && (self.next >= ring.head() || self.waiting)
     }
 
     /// Has a place in the stream (not waiting for a start point).
@@ -381,7 +377,7 @@ impl Cursor {
     /// skipping audio, within the window. Such players are owed exactly the frames from
     /// there to the newest, the same bytes for all of them ([`Ring::concat`]).
     pub fn plain_from(&self, ring: &Ring) -> Option<u64> {
-        let plain = self.own_len == 0 && !self.waiting && self.audio_floor_ms.is_none() && self.next >= ring.base() && ring.head().saturating_sub(self.next) <= ring.limits().window_frames as u64;
+        let plain = self.own.is_empty() && !self.waiting && self.audio_floor_ms.is_none() && self.next >= ring.base() && ring.head().saturating_sub(self.next) <= ring.limits().window_frames as u64;
         plain.then_some(self.next)
     }
 
@@ -432,16 +428,14 @@ impl Cursor {
             }
         }
         let mut bytes = 0;
-        for piece in &self.own {
-            if plan.pieces.len() >= MAX_PIECES {
-                break;
-            }
+        for piece in self.own.pieces().take(MAX_PIECES) {
             bytes += piece.len();
             plan.pieces.push(piece.clone());
         }
         plan.own = plan.pieces.len();
+        plan.own_bytes = bytes;
         plan.end = self.next;
-        if plan.own < self.own.len() || self.waiting {
+        if bytes < self.own.len() || self.waiting {
             return plan;
         }
         let mut seq = self.next;
@@ -468,21 +462,12 @@ impl Cursor {
 
     /// Records that the first `written` bytes of `plan` went out.
     pub fn advance(&mut self, plan: Plan, mut written: usize) {
-        let mut pieces = plan.pieces.into_iter();
-        for _ in 0..plan.own {
-            let Some(piece) = pieces.next() else { break };
-            let Some(front) = self.own.front_mut() else { break };
-            if piece.len() <= written {
-                written -= piece.len();
-                self.own_len -= piece.len();
-                self.own.pop_front();
-            } else {
-                let _ = front.split_to(written);
-                self.own_len -= written;
-                return;
-            }
+        self.own.consume(written.min(plan.own_bytes));
+        if written < plan.own_bytes {
+            return;
         }
-        for (piece, seq) in pieces.zip(plan.seqs) {
+        written -= plan.own_bytes;
+        for (piece, seq) in plan.pieces.into_iter().skip(plan.own).zip(plan.seqs) {
             if piece.len() <= written {
                 written -= piece.len();
                 self.next = seq + 1;
@@ -490,7 +475,6 @@ impl Cursor {
                 if written > 0 {
                     // The rest of this frame goes out before anything else.
                     self.own.push_front(piece.slice(written..));
-                    self.own_len += piece.len() - written;
                     self.next = seq + 1;
                 } else {
                     self.next = seq;

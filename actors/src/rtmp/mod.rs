@@ -5,14 +5,12 @@
 //! bytes from the socket go in (behind `catch_unwind`, so a bug in protocol code ends only
 //! that connection), outputs are drained: bytes to the connection's writer task, events to the
 //! actor. Publish and play requests are decided by the stream registry before the session
-//! accepts them. The writer task owns the socket's write half; it writes control replies and,
-//! for players, drains the subscription channel in batches of up to 64 KiB per write, with a
-//! send timeout so a stalled peer cannot pin it. Frames are chunked once per worker thread
-//! and the shared bytes written with `writev` ([`wire`]).
+//! accepts them. The writer task owns the socket's write half and writes control replies, with
+//! a send timeout so a stalled peer cannot pin it; once a play is accepted it hands the write
+//! half to its worker's delivery loop ([`crate::delivery`]) until the player stops.
 
 mod listener;
 mod session;
-pub mod wire;
 pub(crate) mod writer;
 
 pub use listener::{bind, RtmpListener};

@@ -3,7 +3,7 @@
 //! stops.
 
 use crate::node::clients::ClientRecord;
-use super::wire::Pending;
+use crate::delivery::pending::Pending;
 use crate::delivery::{self, Outcome, Registration};
 use bytes::Bytes;
 use estuary_protocols::rtmp::server::MediaWriter;

@@ -1,4 +1,5 @@
-//! Bytes written with `writev` instead of copied into one buffer.
+//! Byte pieces waiting to be written, in order, written with `writev` instead of copied into
+//! one buffer (an RTMP session's control bytes; a delivery cursor's own bytes).
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -22,6 +23,19 @@ impl Pending {
             self.len += bytes.len();
             self.pieces.push_back(bytes);
         }
+    }
+
+    /// Queues `bytes` before everything else.
+    pub fn push_front(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.pieces.push_front(bytes);
+        }
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &Bytes> {
+        self.pieces.iter()
     }
 
     /// Takes every piece queued.
@@ -56,7 +70,9 @@ impl Pending {
         Ok(total)
     }
 
-    fn consume(&mut self, mut n: usize) {
+    /// Drops the first `n` bytes (at most what is queued).
+    pub fn consume(&mut self, n: usize) {
+        let mut n = n.min(self.len);
         self.len -= n;
         while n > 0 {
             let Some(front) = self.pieces.front_mut() else { return };
