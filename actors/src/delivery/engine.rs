@@ -196,6 +196,8 @@ struct Player {
     fresh: bool,
     /// The stream ended: the player gets what it can within a second, then goes.
     ending: Option<Instant>,
+    /// The player's place in its stream's player count.
+    _counted: super::PlayerCount,
 }
 
 enum Finish {
@@ -317,7 +319,7 @@ impl Engine {
             cursor.push_own(bytes);
         }
         let now = Instant::now();
-        feed.players.push(Player { socket, ctrl, cursor, writer, record, send_timeout, done, progress: now, behind_since: None, fresh: true, ending: None });
+        feed.players.push(Player { socket, ctrl, cursor, writer, record, send_timeout, done, progress: now, behind_since: None, fresh: true, ending: None, _counted: super::PlayerCount::new(feed.terms.counters.clone()) });
         // Startup does not wait for a tick.
         let index = feed.players.len() - 1;
         self.serve_one(id, index, now, &mut Batches::new());

@@ -44,6 +44,27 @@ pub struct DeliveryCounters {
     pub dropped: AtomicU64,
     /// Players disconnected for staying behind.
     pub slow_disconnects: AtomicU64,
+    /// Players the feeds serve now (a gauge: one up when a player joins a feed, one down when
+    /// it leaves, whatever the way out).
+    pub players: AtomicU64,
+}
+
+/// Holds one place in [`DeliveryCounters::players`] while a player is in a feed.
+#[derive(Debug)]
+pub struct PlayerCount(std::sync::Arc<DeliveryCounters>);
+
+impl PlayerCount {
+    /// Counts one more player.
+    pub fn new(counters: std::sync::Arc<DeliveryCounters>) -> Self {
+        counters.players.fetch_add(1, Ordering::Relaxed);
+        PlayerCount(counters)
+    }
+}
+
+impl Drop for PlayerCount {
+    fn drop(&mut self) {
+        self.0.players.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl DeliveryCounters {

@@ -190,7 +190,7 @@ impl StreamActor {
             // A restart is not the player's fault: it is not timed out for it.
             sub.behind_since = None;
         }
-        tracing::warn!(stream = %self.key, restarts = self.restarts, players = self.subscribers.len(), "stream state started over after a panic; players resume at the next keyframe");
+        tracing::warn!(stream = %self.key, restarts = self.restarts, players = self.player_count(), "stream state started over after a panic; players resume at the next keyframe");
     }
 
     /// Starts the HLS and DASH muxers this stream's app has enabled, unless running.
@@ -364,6 +364,6 @@ impl Actor for StreamActor {
             crate::tell(&self.registry, ReleasePublish { key: self.key.clone(), client: publisher.client });
         }
         crate::tell(&self.registry, ForgetStream { key: self.key.clone(), generation: self.generation });
-        tracing::info!(stream = %self.key, players = self.subscribers.len(), "stream actor stopped");
+        tracing::info!(stream = %self.key, players = self.player_count(), "stream actor stopped");
     }
 }

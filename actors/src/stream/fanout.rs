@@ -28,6 +28,9 @@ pub(super) struct Subscriber {
     /// Media time of the first frame lost.
     pub lost_from_ms: Option<i64>,
     pub record: Option<Arc<ClientRecord>>,
+    /// A feed of the delivery engine: its players are counted in the stream's delivery
+    /// counters, not as this one subscriber.
+    pub feed: bool,
     pub dropping: bool,
     pub behind_since: Option<Instant>,
     pub dropped: u64,
@@ -147,6 +150,7 @@ impl StreamActor {
         if shared {
             if let Some(sub) = self.subscribers.get_mut(&client) {
                 sub.record = None;
+                sub.feed = true;
             }
             let settings = &self.settings;
             let gop_frames = if settings.gop_cache { settings.gop_cache_max_frames } else { 0 };
@@ -199,6 +203,7 @@ impl StreamActor {
                 lost_reason: None,
                 lost_from_ms: None,
                 record: self.node.clients.get(client),
+                feed: false,
                 dropping: waiting_for_keyframe,
                 behind_since: None,
                 dropped: 0,

@@ -17,7 +17,7 @@ impl Handler<AttachPublisher> for StreamActor {
         }
         if let Some(handle) = self.grace.take() {
             ctx.cancel_future(handle);
-            tracing::info!(stream = %self.key, client = msg.client, players = self.subscribers.len(), "publisher resumed within the grace period");
+            tracing::info!(stream = %self.key, client = msg.client, players = self.player_count(), "publisher resumed within the grace period");
         }
         self.pending_rebase = self.last_out_dts_ms.is_some();
         self.publisher = Some(Publisher {

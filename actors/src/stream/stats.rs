@@ -108,6 +108,17 @@ impl StreamActor {
         }
     }
 
+    /// Players of the stream: its own subscribers that are players (not HLS, DASH, DVR, nor
+    /// the delivery engine's feeds) and the players the feeds serve.
+    pub(super) fn player_count(&self) -> usize {
+        let own = self
+            .subscribers
+            .iter()
+            .filter(|(id, sub)| !sub.feed && Some(**id) != self.hls_subscriber && Some(**id) != self.dash_subscriber && Some(**id) != self.dvr_subscriber)
+            .count();
+        own + crate::delivery::DeliveryCounters::get(&self.delivery.players) as usize
+    }
+
     pub(super) fn info(&self) -> StreamInfo {
         let rate = |pick: fn(&(u64, u64, u64)) -> u64| -> u64 {
             match (self.samples.front(), self.samples.back()) {
@@ -124,7 +135,7 @@ impl StreamActor {
             publisher: self.publisher.as_ref().map(|p| p.client),
             publisher_protocol: self.publisher.as_ref().map(|p| p.protocol),
             live_ms: self.publisher.as_ref().map(|p| p.since.elapsed().as_millis() as u64).unwrap_or(0),
-            subscribers: self.subscribers.keys().filter(|id| Some(**id) != self.hls_subscriber && Some(**id) != self.dash_subscriber && Some(**id) != self.dvr_subscriber).count(),
+            subscribers: self.player_count(),
             video: self.video.clone(),
             audio: self.audio.clone(),
             fps: (self.fps * 100.0).round() / 100.0,
