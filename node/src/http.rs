@@ -44,28 +44,45 @@ fn refusal(refused: PlayRefused) -> HttpResponse {
 }
 
 /// A second handle of an HTTP connection, made when it is accepted, for a live player the
-/// delivery engine serves (see `estuary_actors::delivery`).
-pub struct LiveSocket(pub std::sync::Mutex<Option<std::net::TcpStream>>);
+/// delivery engine serves (see `estuary_actors::delivery`), and the number of requests seen
+/// on the connection.
+pub struct LiveSocket {
+    socket: std::cell::RefCell<Option<std::net::TcpStream>>,
+    requests: std::cell::Cell<u32>,
+}
+
+/// For the HTTP server's middleware: counts a request on its connection.
+pub fn count_request(req: &actix_web::dev::ServiceRequest) {
+    if let Some(slot) = req.conn_data::<LiveSocket>() {
+        slot.requests.set(slot.requests.get().saturating_add(1));
+    }
+}
 
 /// For `HttpServer::on_connect`: keeps a second handle of each TCP connection.
 pub fn keep_live_socket(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
         match socket2::SockRef::from(stream).try_clone() {
             Ok(socket) => {
-                data.insert(LiveSocket(std::sync::Mutex::new(Some(socket.into()))));
+                data.insert(LiveSocket { socket: std::cell::RefCell::new(Some(socket.into())), requests: std::cell::Cell::new(0) });
             }
             Err(e) => tracing::warn!(error = %e, "cannot keep a handle of an HTTP connection; HTTP-FLV on it streams through the HTTP server"),
         }
     }
 }
 
-/// The connection's second handle, for the first live play on it.
+/// The connection's second handle, when a live play is the connection's first request.
+/// Later requests on a kept-alive connection stream through the HTTP server: a response
+/// before them may still sit in its buffers, and writing past them would interleave.
 fn take_live_socket(req: &HttpRequest) -> Option<std::net::TcpStream> {
     // A HEAD gets the head only, through the HTTP server.
     if req.method() != actix_web::http::Method::GET {
         return None;
     }
-    req.conn_data::<LiveSocket>().and_then(|slot| slot.0.lock().unwrap_or_else(|e| e.into_inner()).take())
+    let slot = req.conn_data::<LiveSocket>()?;
+    if slot.requests.get() != 1 {
+        return None;
+    }
+    slot.socket.borrow_mut().take()
 }
 
 fn live<S>(body: S, content_type: &'static str) -> HttpResponse

@@ -327,7 +327,16 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
         };
 
         let http_state = state.clone();
-        let http_server = HttpServer::new(move || App::new().app_data(web::Data::new(http_state.clone())).configure(dvr_http::routes).configure(http::routes))
+        let http_server = HttpServer::new(move || {
+            App::new()
+                .wrap_fn(|req, srv| {
+                    http::count_request(&req);
+                    actix_web::dev::Service::call(srv, req)
+                })
+                .app_data(web::Data::new(http_state.clone()))
+                .configure(dvr_http::routes)
+                .configure(http::routes)
+        })
             .on_connect(http::keep_live_socket)
             .workers(workers)
             .disable_signals()

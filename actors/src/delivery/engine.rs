@@ -81,15 +81,22 @@ pub enum Sink {
 
 enum PlayerSocket {
     Rtmp(OwnedWriteHalf),
-    Http(tokio::net::TcpStream),
+    /// Non-blocking; never registered with the event loop (the loop's tick, not readiness,
+    /// decides when to write).
+    Http(std::net::TcpStream),
 }
 
 impl PlayerSocket {
+    /// One non-blocking `sendmsg` straight to the socket. The loop polls its players on a
+    /// tick instead of waiting for readiness, so the write goes past tokio's readiness
+    /// state: a socket just handed over is written to at once (tokio would answer
+    /// `WouldBlock` until its reactor had seen the socket, delaying a joiner by a tick).
     fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        match self {
-            PlayerSocket::Rtmp(socket) => socket.try_write_vectored(slices),
-            PlayerSocket::Http(socket) => socket.try_write_vectored(slices),
-        }
+        let socket = match self {
+            PlayerSocket::Rtmp(socket) => socket2::SockRef::from(socket.as_ref()),
+            PlayerSocket::Http(socket) => socket2::SockRef::from(socket),
+        };
+        socket.send_vectored(slices)
     }
 }
 
@@ -196,6 +203,8 @@ struct Player {
     fresh: bool,
     /// The stream ended: the player gets what it can within a second, then goes.
     ending: Option<Instant>,
+    /// The end of the stream was queued (after the frames the player had not had).
+    end_queued: bool,
     /// The player's place in its stream's player count.
     _counted: super::PlayerCount,
 }
@@ -240,7 +249,14 @@ impl Engine {
             tokio::select! {
                 biased;
                 registration = inbox.recv() => match registration {
-                    Some(registration) => self.add(registration),
+                    Some(registration) => {
+                        let (key, client) = (registration.key.clone(), registration.record.id);
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.add(registration))).is_err() {
+                            // The registration is gone with its socket and its answer: the
+                            // player's side sees the connection end.
+                            tracing::error!(stream = %key, client, "delivery panicked taking a player; that player is closed");
+                        }
+                    }
                     None => break,
                 },
                 Some((id, frame)) = self.frames.next(), if !self.frames.is_empty() => {
@@ -275,8 +291,17 @@ impl Engine {
 
     fn add(&mut self, registration: Registration) {
         let Registration { key, subscription, socket, ctrl, own, writer, record, send_timeout, done } = registration;
-        let id = match self.by_key.get(&key) {
-            Some(&id) => id,
+        // The worker's feed of the stream, unless it belongs to an earlier life of the stream
+        // (a republish after the stream actor went: the old feed is still ending).
+        let current = self.by_key.get(&key).copied().filter(|id| {
+            let same = match (&subscription.shared, self.feeds.get(id)) {
+                (Some(terms), Some(feed)) => Arc::ptr_eq(&terms.counters, &feed.terms.counters),
+                _ => false,
+            };
+            same
+        });
+        let id = match current {
+            Some(id) => id,
             None => {
                 let Some(terms) = subscription.shared.clone() else {
                     tracing::error!(stream = %key, client = record.id, "delivery needs a shared subscription; closing the player");
@@ -300,8 +325,8 @@ impl Engine {
         };
         let socket = match socket {
             Sink::Rtmp(socket) => PlayerSocket::Rtmp(socket),
-            Sink::Http(socket) => match socket.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(socket)) {
-                Ok(socket) => PlayerSocket::Http(socket),
+            Sink::Http(socket) => match socket.set_nonblocking(true) {
+                Ok(()) => PlayerSocket::Http(socket),
                 Err(e) => {
                     let _ = done.send(Outcome::Ended(WriterEnd::Io(format!("cannot register the connection: {e}"))));
                     return;
@@ -319,7 +344,7 @@ impl Engine {
             cursor.push_own(bytes);
         }
         let now = Instant::now();
-        feed.players.push(Player { socket, ctrl, cursor, writer, record, send_timeout, done, progress: now, behind_since: None, fresh: true, ending: None, _counted: super::PlayerCount::new(feed.terms.counters.clone()) });
+        feed.players.push(Player { socket, ctrl, cursor, writer, record, send_timeout, done, progress: now, behind_since: None, fresh: true, ending: None, end_queued: false, _counted: super::PlayerCount::new(feed.terms.counters.clone()) });
         // Startup does not wait for a tick.
         let index = feed.players.len() - 1;
         self.serve_one(id, index, now, &mut Batches::new());
@@ -332,19 +357,25 @@ impl Engine {
                 let ring = &mut feed.ring;
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.push(frame))).is_err() {
                     tracing::error!(stream = %feed.key, "delivery ring panicked on a frame; its players resume at the next keyframe");
-                    feed.ring = Ring::new(feed.terms.limits);
+                                        feed.ring = feed.ring.started_over();
+                    if feed.players.iter().any(|p| matches!(p.writer, Format::Ts)) {
+                        feed.ring.enable_ts();
+                    }
+                    for player in &mut feed.players {
+                        player.cursor.wait_for_start(feed.ring.head());
+                    }
                 }
             }
             None => {
                 let now = Instant::now();
                 tracing::debug!(stream = %feed.key, feed = id, players = feed.players.len(), "delivery feed ended");
+                // Each player gets the frames it has not had, then the end of the stream.
                 for player in &mut feed.players {
-                    if let Some(end) = player.writer.stream_end() {
-                        player.cursor.push_own(end);
-                    }
                     player.ending.get_or_insert(now);
                 }
-                self.by_key.remove(&feed.key);
+                if self.by_key.get(&feed.key) == Some(&id) {
+                    self.by_key.remove(&feed.key);
+                }
             }
         }
     }
@@ -409,9 +440,7 @@ impl Engine {
         // its connection (the HTTP server holds the other handle and sees it closed).
         let Player { done, socket, .. } = player;
         if let PlayerSocket::Http(socket) = socket {
-            if let Ok(socket) = socket.into_std() {
-                let _ = socket.shutdown(std::net::Shutdown::Both);
-            }
+            let _ = socket.shutdown(std::net::Shutdown::Both);
         }
         let _ = done.send(outcome);
         true
@@ -519,7 +548,15 @@ fn finish_checks(player: &mut Player, ring: &Ring, terms: &FeedTerms, key: &Stre
         return Some(Finish::End(WriterEnd::Closed));
     }
     if let Some(since) = player.ending {
-        if player.cursor.own_len() == 0 || now.duration_since(since) > END_GRACE {
+        // The end goes after the frames the player had not had yet, or once the grace is
+        // half gone; the player is let go once it went out, or at the end of the grace.
+        if !player.end_queued && (caught_up || now.duration_since(since) > END_GRACE / 2) {
+            if let Some(end) = player.writer.stream_end() {
+                player.cursor.push_own(end);
+            }
+            player.end_queued = true;
+        }
+        if (player.end_queued && player.cursor.own_len() == 0) || now.duration_since(since) > END_GRACE {
             return Some(Finish::End(WriterEnd::StreamEnded));
         }
     }

@@ -101,12 +101,32 @@ pub struct Ring {
     audio_config: Option<Arc<MediaFrame>>,
     /// The stream's MPEG-TS muxer, once a TS player joined.
     ts: Option<crate::http_live::TsEncoder>,
+    /// An audio frame went by: players starting at a keyframe skip the audio before it.
+    seen_audio: bool,
 }
 
 impl Ring {
     /// An empty ring.
     pub fn new(limits: RingLimits) -> Ring {
-        Ring { entries: VecDeque::new(), base: 0, bytes: 0, limits, last_start: None, metadata: None, video_config: None, audio_config: None, ts: None }
+        Ring::starting_at(limits, 0)
+    }
+
+    /// An empty ring whose first frame gets number `head` (a ring started over keeps its
+    /// numbering, so its players' cursors stay at or before it).
+    pub fn starting_at(limits: RingLimits, head: u64) -> Ring {
+        Ring { entries: VecDeque::new(), base: head, bytes: 0, limits, last_start: None, metadata: None, video_config: None, audio_config: None, ts: None, seen_audio: false }
+    }
+
+    /// An empty ring in place of this one (after a panic), keeping the numbering (so every
+    /// cursor is at or before its start) and the stream's headers (so players start again at
+    /// a keyframe with them).
+    pub fn started_over(&self) -> Ring {
+        let mut ring = Ring::starting_at(self.limits, self.head());
+        ring.metadata = self.metadata.clone();
+        ring.video_config = self.video_config.clone();
+        ring.audio_config = self.audio_config.clone();
+        ring.seen_audio = self.seen_audio;
+        ring
     }
 
     /// Number the next frame will get.
@@ -165,6 +185,7 @@ impl Ring {
         if start {
             self.last_start = Some(self.head());
         }
+        self.seen_audio |= frame.track == TrackKind::Audio;
         self.bytes += frame.payload.len();
         let entry = Entry { frame, start, bytes: Default::default(), ts: OnceCell::new() };
         if let Some(ts) = self.ts.as_mut() {
@@ -193,6 +214,17 @@ impl Ring {
             }
         }
         self.ts = Some(ts);
+    }
+
+    /// PAT and PMT as the stream's MPEG-TS muxer writes them now, for a TS player starting
+    /// at a frame that does not carry them (any audio frame of a stream without video; tables
+    /// go out with video keyframes only).
+    fn ts_tables_for(&self, seq: u64) -> Option<Bytes> {
+        let entry = self.get(seq)?;
+        if entry.frame.is_video_keyframe() {
+            return None;
+        }
+        self.ts.as_ref()?.tables()
     }
 
     fn trim(&mut self) {
@@ -362,10 +394,25 @@ impl Cursor {
         for header in ring.headers_for(seq) {
             self.push_own(serialise(with, &header));
         }
+        if with.in_order() {
+            if let Some(tables) = ring.ts_tables_for(seq) {
+                self.push_own(tables);
+            }
+        }
         self.next = seq;
         self.waiting = false;
         self.losing = false;
-        self.audio_floor_ms = ring.get(seq).filter(|e| e.frame.track == TrackKind::Video).map(|e| e.frame.pts_ms());
+        // Without audio in the stream there is nothing to skip (and the player stays on the
+        // shared path, [`Cursor::plain_from`]).
+        self.audio_floor_ms = ring.get(seq).filter(|e| ring.seen_audio && e.frame.track == TrackKind::Video).map(|e| e.frame.pts_ms());
+    }
+
+    /// Starts over at the next start point from `at` (the ring it was in started over).
+    pub fn wait_for_start(&mut self, at: u64) {
+        self.next = at;
+        self.waiting = true;
+        self.losing = false;
+        self.audio_floor_ms = None;
     }
 
     /// Media frames (not headers) numbered `from..to`, counting those no longer held as media.
@@ -668,5 +715,91 @@ mod tests {
         cursor.push_own(Bytes::from_static(b"C "));
         let (out, _) = drain(&mut cursor, &ring, 1 << 20);
         assert!(out.starts_with(" C a10 "), "{out}");
+    }
+
+    /// MPEG-TS, made by the ring in arrival order.
+    struct InOrder;
+
+    impl Serialise for InOrder {
+        fn key(&self) -> u64 {
+            2
+        }
+        fn write(&self, _: &mut BytesMut, _: &MediaFrame) {}
+        fn in_order(&self) -> bool {
+            true
+        }
+    }
+
+    fn aac(dts: i64, config: bool) -> Arc<MediaFrame> {
+        // AAC-LC, 44.1 kHz, stereo.
+        let payload = if config { Bytes::from_static(&[0x12, 0x10]) } else { Bytes::from_static(&[0x21; 64]) };
+        Arc::new(MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts, pts: dts, timebase: Timebase::MILLIS, keyframe: false, config, payload })
+    }
+
+    fn pids(ts: &[u8]) -> Vec<u16> {
+        ts.chunks(188).map(|p| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])).collect()
+    }
+
+    #[test]
+    fn a_ts_player_joining_an_audio_only_stream_gets_the_tables_first() {
+        let mut ring = Ring::new(limits(256));
+        ring.push(aac(0, true));
+        ring.enable_ts();
+        for i in 0..20 {
+            ring.push(aac(i * 23, false));
+        }
+        // Tables went out with the first frame only; a player joining now starts at the
+        // newest audio frame and must still be told the programme.
+        let mut cursor = Cursor::join(&ring, &InOrder);
+        let mut out = Vec::new();
+        loop {
+            let plan = cursor.plan(&ring, &InOrder);
+            if plan.is_empty() {
+                break;
+            }
+            let n = plan.len();
+            for piece in &plan.pieces {
+                out.extend_from_slice(piece);
+            }
+            cursor.advance(plan, n);
+        }
+        assert!(!out.is_empty() && out.len() % 188 == 0, "{} bytes", out.len());
+        let pids = pids(&out);
+        assert_eq!(pids[0], 0, "first packet is not the PAT: {pids:?}");
+        assert!(pids.len() > 2 && pids[2] != 0, "tables then audio: {pids:?}");
+    }
+
+    #[test]
+    fn players_of_a_stream_without_audio_stay_on_the_shared_path() {
+        let mut ring = Ring::new(limits(64));
+        ring.push(frame(TrackKind::Video, 0, false, true));
+        for i in 0..8 {
+            ring.push(frame(TrackKind::Video, i * 100, i % 4 == 0, false));
+        }
+        let mut cursor = Cursor::join(&ring, &Text);
+        drain(&mut cursor, &ring, 1 << 20);
+        ring.push(frame(TrackKind::Video, 800, false, false));
+        assert_eq!(cursor.plain_from(&ring), Some(ring.head() - 1));
+        // With audio in the stream, a joiner skips audio before its keyframe first.
+        ring.push(frame(TrackKind::Audio, 0, false, true));
+        ring.push(frame(TrackKind::Video, 900, true, false));
+        let joiner = Cursor::join(&ring, &Text);
+        assert_eq!(joiner.plain_from(&ring), None);
+    }
+
+    #[test]
+    fn after_the_ring_started_over_players_wait_for_a_keyframe() {
+        let mut ring = Ring::new(limits(64));
+        feed(&mut ring, 0, 1);
+        let mut cursor = Cursor::join(&ring, &Text);
+        drain(&mut cursor, &ring, 1 << 20);
+        let mut ring = ring.started_over();
+        cursor.wait_for_start(ring.head());
+        ring.push(frame(TrackKind::Video, 500, false, false));
+        ring.push(frame(TrackKind::Audio, 510, false, false));
+        assert_eq!(drain(&mut cursor, &ring, 1 << 20), (String::new(), 0));
+        ring.push(frame(TrackKind::Video, 800, true, false));
+        ring.push(frame(TrackKind::Audio, 810, false, false));
+        assert_eq!(drain(&mut cursor, &ring, 1 << 20).0, "M0 VH800 AH800 K800 a810 ");
     }
 }

@@ -53,6 +53,17 @@ pub struct TsEncoder {
     retrack: bool,
 }
 
+impl TsEncoder {
+    /// PAT and PMT as the next ones will be, once the muxer started (for a player joining
+    /// between two sets of tables).
+    pub fn tables(&self) -> Option<Bytes> {
+        let mut muxer = self.muxer.clone()?;
+        let mut out = BytesMut::new();
+        muxer.write_tables(&mut out);
+        Some(out.freeze())
+    }
+}
+
 impl Encoder for TsEncoder {
     fn start(&mut self, _: &Subscription) -> Option<Bytes> {
         None
