@@ -83,7 +83,11 @@ impl PlayerStats {
     }
 
     fn frame(&self, frame: &MediaFrame) {
-        let now = now_us();
+        self.frame_at(frame, now_us());
+    }
+
+    /// A frame whose first byte arrived at `now`.
+    fn frame_at(&self, frame: &MediaFrame, now: u64) {
         self.last_frame_us.store(now, Ordering::Relaxed);
         if frame.track == TrackKind::Video && !frame.config {
             if frame.keyframe && self.first_key_us.load(Ordering::Relaxed) == 0 {
@@ -160,6 +164,11 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lo
     let mut demuxer = FlvDemuxer::default();
     let mut ts = TsDemuxer::default();
     let mut ts_reader = TsFrameReader::default();
+    // MPEG-TS: bytes of an unfinished packet, and per PID the arrival times of PES starts not
+    // yet complete. A video PES has no length, so the demuxer completes it only when the
+    // next one starts; its frame is timed by the read that brought its first packet.
+    let mut ts_partial: Vec<u8> = Vec::new();
+    let mut ts_starts: std::collections::HashMap<u16, std::collections::VecDeque<u64>> = Default::default();
     let mut lowat_set = false;
     loop {
         let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
@@ -190,13 +199,28 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lo
             None => body.extend_from_slice(data),
         }
         if extension == "ts" {
-            ts.push(&body).map_err(|e| e.to_string())?;
+            let now = now_us();
+            ts_partial.extend_from_slice(&body);
             body.clear();
-            while let Some(pes) = ts.next_pes() {
-                for frame in ts_reader.frames(&pes) {
-                    stats.frame(&frame);
+            let whole = ts_partial.len() / 188 * 188;
+            for packet in ts_partial[..whole].chunks(188) {
+                ts.push(packet).map_err(|e| e.to_string())?;
+                let pid = (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]);
+                if packet[1] & 0x40 != 0 && ts.streams().contains_key(&pid) {
+                    let starts = ts_starts.entry(pid).or_default();
+                    starts.push_back(now);
+                    if starts.len() > 64 {
+                        starts.pop_front();
+                    }
+                }
+                while let Some(pes) = ts.next_pes() {
+                    let at = ts_starts.get_mut(&pes.pid).and_then(|q| q.pop_front()).unwrap_or(now);
+                    for frame in ts_reader.frames(&pes) {
+                        stats.frame_at(&frame, at);
+                    }
                 }
             }
+            ts_partial.drain(..whole);
             wake_on(&socket, lowat, &stats, &mut lowat_set);
             if !batch.is_zero() && stats.playing() {
                 tokio::time::sleep(batch).await;
