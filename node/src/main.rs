@@ -88,6 +88,8 @@ pub struct AppState {
     pub last_ingest_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The process's CPU seconds at the last `/api/v1/summaries` sample, for its CPU %.
     pub last_cpu: std::sync::Arc<std::sync::Mutex<(Instant, f64)>>,
+    /// HLS fragment length in seconds, when HLS is on (SRS's vhost `hls.fragment`).
+    pub hls_fragment_s: Option<f64>,
 }
 
 impl AppState {
@@ -324,6 +326,7 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
             last_ingest_id: Default::default(),
             last_cpu: std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), metrics::cpu_seconds()))),
+            hls_fragment_s: config.hls.enabled.then(|| config.hls.fragment_ms as f64 / 1000.0),
         };
 
         let http_state = state.clone();
@@ -345,7 +348,14 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?
             .run();
         let api_state = state.clone();
-        let api_server = HttpServer::new(move || App::new().app_data(web::Data::new(api_state.clone())).configure(api::routes))
+        let api_server = HttpServer::new(move || {
+            App::new()
+                // SRS answers `/api/v1/streams/` as `/api/v1/streams`, and so do its users'
+                // scripts: the trailing slash is trimmed before routing.
+                .wrap(actix_web::middleware::NormalizePath::trim())
+                .app_data(web::Data::new(api_state.clone()))
+                .configure(api::routes)
+        })
             .workers(1)
             .disable_signals()
             .shutdown_timeout(1)

@@ -266,3 +266,106 @@ fn bad_api_input_gets_srs_style_errors_and_auth_is_enforced() {
     // Still serving.
     assert_eq!(ask("GET", "/api/v1/versions", b"").status, 200);
 }
+
+/// Differences between `value` and `shape`: a shape is an object of shapes, a one-element
+/// array (every element has that shape) or a JSON type name (`string`, `number`, `bool`,
+/// `object`, `array`). Fields the value has beyond the shape are fine (Estuary adds some).
+fn shape_differences(path: &str, value: &Value, shape: &Value) -> Vec<String> {
+    match shape {
+        Value::Object(fields) => match value {
+            Value::Object(_) => fields.iter().flat_map(|(name, inner)| shape_differences(&format!("{path}.{name}"), &value[name], inner)).collect(),
+            other => vec![format!("{path}: an object expected, got {other}")],
+        },
+        Value::Array(items) => match value.as_array() {
+            Some(values) => values.iter().enumerate().flat_map(|(i, v)| shape_differences(&format!("{path}[{i}]"), v, &items[0])).collect(),
+            None => vec![format!("{path}: an array expected, got {value}")],
+        },
+        Value::String(kind) => {
+            let fits = match kind.as_str() {
+                "string" => value.is_string(),
+                "number" => value.is_number(),
+                "bool" => value.is_boolean(),
+                "object" => value.is_object(),
+                "array" => value.is_array(),
+                _ => false,
+            };
+            if fits { Vec::new() } else { vec![format!("{path}: {kind} expected, got {value}")] }
+        }
+        _ => vec![format!("{path}: bad shape {shape}")],
+    }
+}
+
+#[test]
+fn srs_api_paths_answer_with_and_without_the_trailing_slash_in_srs_shapes() {
+    let scratch = Scratch::new("srs-api");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/srsapi"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/srsapi", Duration::from_secs(20));
+    assert!(
+        wait_until(Duration::from_secs(15), || node.stream_info("live/srsapi").is_some_and(|s| s["video"]["width"].is_number() && s["audio"]["sample_rate"].is_number())),
+        "stream never described: {:?}",
+        node.stream_info("live/srsapi")
+    );
+    let vhost_id = node.api("/api/v1/vhosts")["vhosts"][0]["id"].as_str().expect("a vhost id").to_string();
+    let stream_id = node.stream_info("live/srsapi").expect("stream")["id"].as_str().expect("stream id").to_string();
+    let client_id = clients(&node)[0]["id"].as_str().expect("client id").to_string();
+    // Field names and JSON types as SRS documents them for each path (written from SRS's
+    // HTTP API page and its console's use of the answers).
+    let kbps = serde_json::json!({ "recv_30s": "number", "send_30s": "number" });
+    let stream = serde_json::json!({
+        "id": "string", "name": "string", "vhost": "string", "app": "string", "url": "string",
+        "live_ms": "number", "clients": "number", "frames": "number", "send_bytes": "number", "recv_bytes": "number",
+        "kbps": kbps, "publish": { "active": "bool", "cid": "string" },
+        "video": { "codec": "string", "profile": "string", "level": "string", "width": "number", "height": "number" },
+        "audio": { "codec": "string", "sample_rate": "number", "channel": "number", "profile": "string" },
+    });
+    let vhost = serde_json::json!({
+        "id": "string", "name": "string", "enabled": "bool", "clients": "number", "streams": "number",
+        "send_bytes": "number", "recv_bytes": "number", "kbps": kbps, "hls": { "enabled": "bool", "fragment": "number" },
+    });
+    let client = serde_json::json!({ "id": "string", "ip": "string", "alive": "number", "send_bytes": "number", "recv_bytes": "number" });
+    let paths: Vec<(String, Value)> = vec![
+        ("/api".into(), serde_json::json!({ "urls": { "v1": "string" } })),
+        ("/api/v1".into(), serde_json::json!({ "urls": { "versions": "string", "summaries": "string", "rusages": "string", "self_proc_stats": "string", "system_proc_stats": "string", "meminfos": "string", "authors": "string", "features": "string", "requests": "string", "vhosts": "string", "streams": "string", "clients": "string" } })),
+        ("/api/v1/versions".into(), serde_json::json!({ "data": { "major": "number", "minor": "number", "revision": "number", "version": "string" } })),
+        ("/api/v1/summaries".into(), serde_json::json!({ "data": { "ok": "bool", "self": { "version": "string", "pid": "number" } } })),
+        ("/api/v1/rusages".into(), serde_json::json!({ "data": { "ok": "bool", "sample_time": "number", "ru_utime": "number", "ru_stime": "number", "ru_maxrss": "number", "ru_minflt": "number", "ru_majflt": "number", "ru_nvcsw": "number", "ru_nivcsw": "number" } })),
+        ("/api/v1/self_proc_stats".into(), serde_json::json!({ "data": { "ok": "bool", "sample_time": "number", "percent": "number", "pid": "number", "comm": "string", "state": "string", "ppid": "number", "utime": "number", "stime": "number", "num_threads": "number", "vsize": "number", "rss": "number" } })),
+        ("/api/v1/system_proc_stats".into(), serde_json::json!({ "data": { "ok": "bool", "sample_time": "number", "percent": "number", "user": "number", "nice": "number", "sys": "number", "idle": "number" } })),
+        ("/api/v1/meminfos".into(), serde_json::json!({ "data": { "ok": "bool", "sample_time": "number", "percent_ram": "number", "percent_swap": "number", "MemActive": "number", "RealInUse": "number", "NotInUse": "number", "MemTotal": "number", "MemFree": "number", "Buffers": "number", "Cached": "number", "SwapTotal": "number", "SwapFree": "number" } })),
+        ("/api/v1/features".into(), serde_json::json!({ "data": { "features": { "hls": "bool", "dvr": "bool", "api": "bool", "httpd": "bool", "callback": "bool" } } })),
+        ("/api/v1/requests".into(), serde_json::json!({ "data": { "uri": "string", "path": "string", "METHOD": "string", "headers": "array" } })),
+        ("/api/v1/authors".into(), serde_json::json!({ "data": { "license": "string", "contributors": "string" } })),
+        ("/api/v1/vhosts".into(), serde_json::json!({ "vhosts": [vhost.clone()] })),
+        (format!("/api/v1/vhosts/{vhost_id}"), serde_json::json!({ "vhost": vhost })),
+        ("/api/v1/streams?start=0&count=10".into(), serde_json::json!({ "streams": [stream.clone()] })),
+        (format!("/api/v1/streams/{stream_id}"), serde_json::json!({ "stream": stream })),
+        ("/api/v1/clients?start=0&count=10".into(), serde_json::json!({ "clients": [client.clone()] })),
+        (format!("/api/v1/clients/{client_id}"), serde_json::json!({ "client": client })),
+    ];
+    for (path, shape) in &paths {
+        let (bare, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), format!("?{q}")),
+            None => (path.clone(), String::new()),
+        };
+        for variant in [format!("{bare}{query}"), format!("{bare}/{query}")] {
+            let response = http::get(node.ports.api, &variant).unwrap_or_else(|e| panic!("{variant}: {e}"));
+            assert_eq!(response.status, 200, "{variant}: {}", String::from_utf8_lossy(&response.body));
+            let body: Value = serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("{variant}: not JSON ({e})"));
+            assert_eq!(body["code"], 0, "{variant}: {body}");
+            assert!(body["server"].is_string(), "{variant}: {body}");
+            let differences = shape_differences(&variant, &body, shape);
+            assert!(differences.is_empty(), "{variant} differs from SRS's shape:\n{}\n{body}", differences.join("\n"));
+        }
+    }
+    // The list answers are not empty: the shapes above were checked against real entries.
+    assert_eq!(node.api("/api/v1/streams/")["streams"].as_array().map(Vec::len), Some(1));
+    assert!(node.api("/api/v1/clients/")["clients"].as_array().is_some_and(|c| !c.is_empty()));
+    let requests = node.api("/api/v1/requests/?x=1");
+    assert_eq!(requests["data"]["query"]["x"], "1", "{requests}");
+    // An unknown path is still a JSON 404, slash or not.
+    for path in ["/api/v1/nothing", "/api/v1/nothing/"] {
+        let response = http::get(node.ports.api, path).expect(path);
+        assert_eq!(response.status, 404, "{path}");
+    }
+}

@@ -1,8 +1,13 @@
 //! The HTTP API (SRS's port 1985) in SRS's JSON shapes: every answer has `code` (0 on
 //! success, otherwise the HTTP status) and `server`; errors add `message`.
+//! Every path answers with and without a trailing slash.
 //!
 //! | method and path | what |
 //! |---|---|
+//! | `GET /api/`, `GET /api/v1/` | SRS's lists of versions and endpoints |
+//! | `GET /api/v1/vhosts`, `GET /api/v1/vhosts/{id}` | vhosts with their streams, clients and bytes |
+//! | `GET /api/v1/rusages`, `/self_proc_stats`, `/system_proc_stats`, `/meminfos` | the process and the machine, from `/proc` |
+//! | `GET /api/v1/features`, `/requests`, `/authors` | the build's features, the request echoed, the license |
 //! | `GET /api/v1/versions` | version |
 //! | `GET /api/v1/summaries` | uptime, memory, CPU, network totals, clients |
 //! | `GET /api/v1/streams[?start=&count=&all=true]`, `GET /api/v1/streams/{id}` | live streams; with `all=true` also the remembered (ended) ones |
@@ -19,6 +24,7 @@ mod gb28181;
 mod jobs;
 mod recordings;
 mod rtc;
+mod srs;
 mod streams;
 mod tokens;
 
@@ -29,6 +35,7 @@ use gb28181::*;
 use jobs::*;
 use recordings::*;
 use rtc::*;
+use srs::*;
 use streams::*;
 use tokens::*;
 
@@ -53,6 +60,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // application/x-www-form-urlencoded. What is not JSON still gets 400 with serde's
         // reason (the field, or the line and column).
         .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
+        // Paths are matched without their trailing slash (the server trims it first, see
+        // `main.rs`): `/api/v1/streams/` is `/api/v1/streams`, as in SRS.
+        .route("/api", web::get().to(api_root))
+        .route("/api/v1", web::get().to(api_v1_root))
+        .route("/api/v1/vhosts", web::get().to(vhosts))
+        .route("/api/v1/vhosts/{id}", web::get().to(vhost_by_id))
+        .route("/api/v1/rusages", web::get().to(rusages))
+        .route("/api/v1/self_proc_stats", web::get().to(self_proc_stats))
+        .route("/api/v1/system_proc_stats", web::get().to(system_proc_stats))
+        .route("/api/v1/meminfos", web::get().to(meminfos))
+        .route("/api/v1/features", web::get().to(features))
+        .route("/api/v1/requests", web::get().to(requests))
+        .route("/api/v1/authors", web::get().to(authors))
         .route("/api/v1/versions", web::get().to(versions))
         .route("/api/v1/summaries", web::get().to(summaries))
         .route("/api/v1/cluster", web::get().to(cluster))
@@ -65,19 +85,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::get().to(list_recordings))
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
-        .route("/gb/v1/publish/", web::post().to(gb_publish))
-        .route("/rtc/v1/whip/", web::post().to(whip_publish))
         .route("/rtc/v1/whip", web::post().to(whip_publish))
         .route("/rtc/v1/whip/resource/{id}", web::delete().to(rtc_delete))
-        .route("/rtc/v1/whep/", web::post().to(whep_play))
         .route("/rtc/v1/whep", web::post().to(whep_play))
         .route("/rtc/v1/whep/resource/{id}", web::delete().to(rtc_delete))
-        .route("/rtc/v1/publish/", web::post().to(srs_rtc_publish))
-        .route("/rtc/v1/play/", web::post().to(srs_rtc_play))
-        .route("/rtc/v1/publish/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
-        .route("/rtc/v1/play/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
-        .route("/rtc/v1/whip/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
-        .route("/rtc/v1/whep/", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/publish", web::post().to(srs_rtc_publish))
+        .route("/rtc/v1/play", web::post().to(srs_rtc_play))
+        .route("/rtc/v1/publish", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/play", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whip", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
+        .route("/rtc/v1/whep", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/rtc/v1/whip/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/rtc/v1/whep/resource/{id}", web::method(actix_web::http::Method::OPTIONS).to(rtc_preflight))
         .route("/api/v1/gb28181/devices", web::get().to(gb_devices))
