@@ -23,14 +23,21 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(name = "estuary", version, about)]
 struct Cli {
-    /// TOML configuration file (defaults are built in; see --print-default-config).
+    /// Configuration file: Estuary's TOML (defaults are built in; see --print-default-config),
+    /// or SRS's srs.conf when it ends in .conf.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// An SRS configuration file (srs.conf syntax), whatever its name.
+    #[arg(long, conflicts_with = "config")]
+    srs_config: Option<PathBuf>,
     /// Print the documented default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
-    /// Validate the configuration and exit.
+    /// Print the SRS directives and SRS_* variables Estuary applies, as a Markdown table.
     #[arg(long)]
+    srs_table: bool,
+    /// Validate the configuration, list what is not applied, and exit (SRS's -t).
+    #[arg(long, short = 't')]
     check_config: bool,
     /// Shut down when standard input closes (for supervisors and test harnesses that own
     /// the node's lifetime through a pipe).
@@ -109,14 +116,22 @@ fn main() -> ExitCode {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
-    let config = match config::load(cli.config.as_deref(), std::env::vars()) {
-        Ok(config) => config,
+    if cli.srs_table {
+        print!("{}", config::srs::markdown_table());
+        return ExitCode::SUCCESS;
+    }
+    let file = cli.srs_config.as_deref().or(cli.config.as_deref());
+    let (config, warnings) = match config::load_with_warnings(file, cli.srs_config.is_some(), std::env::vars()) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("estuary: invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
     if cli.check_config {
+        for warning in &warnings {
+            println!("estuary: not applied: {warning}");
+        }
         println!("estuary: configuration is valid");
         return ExitCode::SUCCESS;
     }
@@ -134,6 +149,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log.level);
+    for warning in &warnings {
+        tracing::warn!("SRS configuration not applied: {warning}");
+    }
     match run(config, cli.exit_on_stdin_close) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -138,6 +138,9 @@ pub struct Node {
     /// Its working directory (data dir and log inside).
     pub dir: PathBuf,
     env: Vec<(String, String)>,
+    /// Command-line arguments; with any, the ports come from them (a configuration file),
+    /// not from `ESTUARY_*` variables.
+    args: Vec<String>,
     log: PathBuf,
 }
 
@@ -146,30 +149,53 @@ impl Node {
     /// directory.
     pub fn start(scratch: &Scratch, env: &[(&str, &str)]) -> Node {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Node::launch(scratch.0.clone(), Ports::free(), env)
+        Node::launch(scratch.0.clone(), Ports::free(), env, Vec::new())
+    }
+
+    /// Starts a node with an SRS configuration file made by `conf` from a set of free ports
+    /// (the file, not the environment, must put every listener on them), and `env` (e.g.
+    /// `SRS_*` variables). With `conf` None, only `env` configures the node, which must then
+    /// set the ports itself.
+    pub fn start_srs(scratch: &Scratch, conf: Option<&dyn Fn(&Ports) -> String>, env: &dyn Fn(&Ports) -> Vec<(String, String)>) -> Node {
+        let ports = Ports::free();
+        let mut args = Vec::new();
+        if let Some(conf) = conf {
+            let path = scratch.path("srs.conf");
+            std::fs::write(&path, conf(&ports)).expect("write srs.conf");
+            args = vec!["-c".to_string(), path.display().to_string()];
+        }
+        let env = env(&ports);
+        // Marks the node as configured by its arguments or its SRS variables.
+        args.push("--exit-on-stdin-close".to_string());
+        Node::launch(scratch.0.clone(), ports, env, args)
     }
 
     /// Starts a node with no configuration at all: built-in defaults, default ports, data in
     /// `./estuary-data` of a fresh directory. Run it inside [`private_network`], where the
     /// default ports are free.
     pub fn start_with_defaults(scratch: &Scratch) -> Node {
-        Node::launch(scratch.0.clone(), Ports::defaults(), Vec::new())
+        Node::launch(scratch.0.clone(), Ports::defaults(), Vec::new(), Vec::new())
     }
 
     /// Starts again with the same directory, ports and settings (after `stop` or `kill`).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart needs a stopped node");
-        let node = Node::launch(self.dir.clone(), self.ports, self.env.clone());
+        let node = Node::launch(self.dir.clone(), self.ports, self.env.clone(), self.args.clone());
         *self = node;
     }
 
-    fn launch(dir: PathBuf, ports: Ports, env: Vec<(String, String)>) -> Node {
+    fn launch(dir: PathBuf, ports: Ports, env: Vec<(String, String)>, args: Vec<String>) -> Node {
         let log = dir.join(format!("node-{}.log", unique()));
         let log_file = std::fs::File::create(&log).expect("node log file");
         let mut command = Command::new(estuary_bin());
-        command.arg("--exit-on-stdin-close").current_dir(&dir);
-        if ports.api != Ports::defaults().api {
-            Node::on_loopback_ports(&mut command, ports);
+        command.current_dir(&dir);
+        if args.is_empty() {
+            command.arg("--exit-on-stdin-close");
+            if ports.api != Ports::defaults().api {
+                Node::on_loopback_ports(&mut command, ports);
+            }
+        } else {
+            command.args(&args);
         }
         command
             .env_remove("RUST_LOG")
@@ -180,7 +206,7 @@ impl Node {
             command.env(k, v);
         }
         let child = command.spawn().expect("start estuary");
-        let node = Node { child: Some(child), ports, dir, env, log };
+        let node = Node { child: Some(child), ports, dir, env, args, log };
         node.wait_ready();
         node
     }

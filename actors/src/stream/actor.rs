@@ -260,7 +260,7 @@ impl StreamActor {
                 });
             }
         }
-        for template in self.settings.forward.get(&self.key.app).into_iter().flatten() {
+        for template in self.settings.forward.get(&self.key.app).into_iter().chain(self.settings.forward.get("*")).flatten() {
             let (node, registry, key, template) = (self.node.clone(), self.registry.clone(), self.key.clone(), template.clone());
             actix::spawn(async move {
                 if let Err(e) = crate::forward::start(node, registry, key.clone(), template.clone(), "config").await {

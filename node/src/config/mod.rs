@@ -7,15 +7,19 @@
 //! |---|---|
 //! | `schema.rs` | the sections and keys, with their defaults |
 //! | `load.rs` | defaults, file, environment overrides |
+//! | `srs.rs` | SRS's `srs.conf` and `SRS_*` variables mapped onto these settings |
 //! | `validate.rs` | ranges, addresses and names |
 //! | `settings.rs` | the actors' settings derived from a valid configuration |
 
 mod load;
 mod schema;
 mod settings;
+pub mod srs;
 mod validate;
 
+#[cfg(test)]
 pub use load::load;
+pub use load::load_with_warnings;
 pub use schema::*;
 
 use std::path::PathBuf;

@@ -1,0 +1,832 @@
+//! SRS's configuration, read as SRS reads it, mapped onto Estuary's settings: an `srs.conf`
+//! (SRS's nginx-like syntax: `name args;` and `name args { ... }`, `#` comments) and SRS's
+//! `SRS_*` environment variables (`SRS_HTTP_API_LISTEN` is `http_api.listen`,
+//! `SRS_VHOST_HLS_HLS_FRAGMENT` is `hls.hls_fragment` of `__defaultVhost__`).
+//!
+//! Both become a TOML table like the one an Estuary TOML file gives, so every check of
+//! Estuary's own configuration applies. A directive Estuary does not apply is never ignored
+//! silently: each is named in one warning, logged at start-up and printed by `-t`.
+
+use std::fmt;
+
+/// A directive: its name and arguments, the line it starts on, and its block, if it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directive {
+    pub name: String,
+    pub args: Vec<String>,
+    pub line: usize,
+    pub block: Option<Vec<Directive>>,
+}
+
+/// Why a file could not be read as SRS configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrsError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for SrsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    Word(String),
+    Semicolon,
+    Open,
+    Close,
+}
+
+fn tokens(text: &str) -> Result<Vec<(Token, usize)>, SrsError> {
+    let mut out = Vec::new();
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        match c {
+            '\n' => {
+                line += 1;
+                chars.next();
+            }
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '#' => {
+                while chars.peek().is_some_and(|&c| c != '\n') {
+                    chars.next();
+                }
+            }
+            ';' => {
+                out.push((Token::Semicolon, line));
+                chars.next();
+            }
+            '{' => {
+                out.push((Token::Open, line));
+                chars.next();
+            }
+            '}' => {
+                out.push((Token::Close, line));
+                chars.next();
+            }
+            '"' | '\'' => {
+                let quote = c;
+                let start = line;
+                chars.next();
+                let mut word = String::new();
+                loop {
+                    match chars.next() {
+                        Some(c) if c == quote => break,
+                        Some('\n') => {
+                            line += 1;
+                            word.push('\n');
+                        }
+                        Some(c) => word.push(c),
+                        None => return Err(SrsError { line: start, message: format!("the quote {quote} opened here is never closed") }),
+                    }
+                }
+                out.push((Token::Word(word), start));
+            }
+            _ => {
+                let mut word = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() || matches!(c, ';' | '{' | '}' | '#') {
+                        break;
+                    }
+                    word.push(c);
+                    chars.next();
+                }
+                out.push((Token::Word(word), line));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads SRS configuration text.
+pub fn parse(text: &str) -> Result<Vec<Directive>, SrsError> {
+    let tokens = tokens(text)?;
+    let mut at = 0;
+    let directives = block(&tokens, &mut at, None)?;
+    Ok(directives)
+}
+
+fn block(tokens: &[(Token, usize)], at: &mut usize, opened: Option<usize>) -> Result<Vec<Directive>, SrsError> {
+    let mut out = Vec::new();
+    loop {
+        let Some((token, line)) = tokens.get(*at) else {
+            return match opened {
+                Some(line) => Err(SrsError { line, message: "the block opened here is never closed (a `}` is missing)".into() }),
+                None => Ok(out),
+            };
+        };
+        let line = *line;
+        match token {
+            Token::Close => {
+                *at += 1;
+                return match opened {
+                    Some(_) => Ok(out),
+                    None => Err(SrsError { line, message: "a `}` closes no block".into() }),
+                };
+            }
+            Token::Semicolon => return Err(SrsError { line, message: "a `;` ends no directive".into() }),
+            Token::Open => return Err(SrsError { line, message: "a block `{` has no directive name before it".into() }),
+            Token::Word(name) => {
+                *at += 1;
+                let mut args = Vec::new();
+                loop {
+                    match tokens.get(*at) {
+                        Some((Token::Word(arg), _)) => {
+                            args.push(arg.clone());
+                            *at += 1;
+                        }
+                        Some((Token::Semicolon, _)) => {
+                            *at += 1;
+                            out.push(Directive { name: name.clone(), args, line, block: None });
+                            break;
+                        }
+                        Some((Token::Open, open_line)) => {
+                            let open_line = *open_line;
+                            *at += 1;
+                            let inner = block(tokens, at, Some(open_line))?;
+                            out.push(Directive { name: name.clone(), args, line, block: Some(inner) });
+                            break;
+                        }
+                        Some((Token::Close, close_line)) => return Err(SrsError { line: *close_line, message: format!("`{name}` on line {line} is not ended with `;`") }),
+                        None => return Err(SrsError { line, message: format!("`{name}` is not ended with `;`") }),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The directive paths Estuary applies, as SRS names them (`vhost.` is a directive of
+/// `vhost __defaultVhost__`), with what each sets. The `SRS_*` variables are these paths in
+/// capitals with `_` for `.` (see [`env_name`]).
+pub const SUPPORTED: &[(&str, &str)] = &[
+    ("listen", "rtmp.listen (the first address)"),
+    ("chunk_size", "rtmp.chunk_size"),
+    ("srs_log_level", "log.level (verbose: trace, info: debug, trace: info, warn, error)"),
+    ("srs_log_tank", "console only (logs go to standard error)"),
+    ("daemon", "off only (run Estuary under a supervisor)"),
+    ("http_api.enabled", "on only (the API is always served)"),
+    ("http_api.listen", "api.listen"),
+    ("http_api.crossdomain", "on only"),
+    ("http_api.auth.enabled", "with username and password: api.username, api.password"),
+    ("http_api.auth.username", "api.username"),
+    ("http_api.auth.password", "api.password"),
+    ("http_server.enabled", "on only (HTTP-FLV/TS, HLS and DASH are always served)"),
+    ("http_server.listen", "http.listen"),
+    ("http_server.crossdomain", "on only"),
+    ("rtc_server.enabled", "rtc.enabled"),
+    ("rtc_server.listen", "rtc.listen (UDP port)"),
+    ("rtc_server.candidate", "rtc.candidate ($CANDIDATE and * keep the default)"),
+    ("srt_server.enabled", "srt.enabled"),
+    ("srt_server.listen", "srt.listen (UDP port)"),
+    ("srt_server.latency", "srt.latency_ms"),
+    ("srt_server.recvlatency", "srt.latency_ms"),
+    ("srt_server.peerlatency", "srt.peer_latency_ms"),
+    ("srt_server.passphrase", "srt.passphrase"),
+    ("srt_server.peer_idle_timeout", "srt.peer_idle_timeout_ms"),
+    ("srt_server.payloadsize", "srt.payload_size"),
+    ("srt_server.default_app", "live only (SRT stream ids name their app)"),
+    ("exporter.enabled", "metrics.listen is set when on"),
+    ("exporter.listen", "metrics.listen (port)"),
+    ("stream_caster.enabled", "gb28181.enabled (with caster gb28181)"),
+    ("stream_caster.caster", "gb28181 only"),
+    ("stream_caster.output", "gb28181.app (the app of rtmp://.../<app>/[stream])"),
+    ("stream_caster.listen", "gb28181.media_listen (port)"),
+    ("stream_caster.sip.enabled", "on only"),
+    ("stream_caster.sip.listen", "gb28181.sip_listen (port)"),
+    ("stream_caster.sip.serial", "gb28181.server_id"),
+    ("stream_caster.sip.realm", "gb28181.realm"),
+    ("vhost.chunk_size", "rtmp.chunk_size"),
+    ("vhost.hls.enabled", "hls.enabled"),
+    ("vhost.hls.hls_fragment", "hls.fragment_ms (seconds)"),
+    ("vhost.hls.hls_window", "hls.window (seconds / hls_fragment)"),
+    ("vhost.hls.hls_dispose", "hls.dispose_s"),
+    ("vhost.hls.hls_wait_keyframe", "on only (segments start at keyframes)"),
+    ("vhost.hls.hls_path", "served at SRS's URLs; files live under node.data_dir"),
+    ("vhost.hls.hls_m3u8_file", "[app]/[stream].m3u8 only"),
+    ("vhost.hls.hls_use_fmp4", "hls.fmp4"),
+    ("vhost.http_remux.enabled", "on only (HTTP-FLV is always served)"),
+    ("vhost.http_remux.mount", "[vhost]/[app]/[stream].flv only"),
+    ("vhost.dash.enabled", "dash.enabled"),
+    ("vhost.dash.dash_fragment", "dash.fragment_ms (seconds)"),
+    ("vhost.dash.dash_timeshift", "dash.window (seconds / dash_fragment)"),
+    ("vhost.dash.dash_path", "served at SRS's URLs; files live under node.data_dir"),
+    ("vhost.dvr.enabled", "dvr.enabled"),
+    ("vhost.dvr.dvr_apply", "dvr.apps (all, or the apps of the app/stream entries)"),
+    ("vhost.dvr.dvr_plan", "dvr.plan (session or segment)"),
+    ("vhost.dvr.dvr_duration", "dvr.segment_ms (seconds)"),
+    ("vhost.dvr.dvr_wait_keyframe", "on only (files start at keyframes)"),
+    ("vhost.dvr.dvr_path", "dvr.path (MP4 files: the extension becomes .mp4)"),
+    ("vhost.forward.enabled", "forward.apps.\"*\" when on"),
+    ("vhost.forward.destination", "forward.apps.\"*\" (rtmp://<host:port>/[app]/[stream] each)"),
+    ("vhost.forward.backend", "forward.backend"),
+    ("vhost.http_hooks.enabled", "the hooks below when on"),
+    ("vhost.http_hooks.on_connect", "hooks.on_connect"),
+    ("vhost.http_hooks.on_close", "hooks.on_close"),
+    ("vhost.http_hooks.on_publish", "hooks.on_publish"),
+    ("vhost.http_hooks.on_unpublish", "hooks.on_unpublish"),
+    ("vhost.http_hooks.on_play", "hooks.on_play"),
+    ("vhost.http_hooks.on_stop", "hooks.on_stop"),
+    ("vhost.http_hooks.on_dvr", "hooks.on_dvr"),
+    ("vhost.http_hooks.on_hls", "hooks.on_hls"),
+    ("vhost.rtc.enabled", "on only (rtc_server.enabled decides)"),
+    ("vhost.rtc.rtmp_to_rtc", "on only (streams are always bridged)"),
+    ("vhost.rtc.rtc_to_rtmp", "on only (streams are always bridged)"),
+    ("vhost.play.gop_cache", "stream.gop_cache"),
+    ("vhost.play.gop_cache_max_frames", "stream.gop_cache_max_frames"),
+    ("vhost.play.mw_latency", "stream.write_merge_ms"),
+    ("vhost.publish.normal_timeout", "rtmp.publish_timeout_ms"),
+];
+
+/// The `SRS_*` environment variable of a supported path.
+pub fn env_name(path: &str) -> String {
+    format!("SRS_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The supported directives and their variables as a Markdown table (docs/SRS.md carries it;
+/// `estuary --srs-table` prints it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| srs.conf directive | environment variable | Estuary setting |\n|---|---|---|\n");
+    for (path, what) in SUPPORTED {
+        let shown = match path.strip_prefix("vhost.") {
+            Some(rest) => format!("vhost __defaultVhost__ {{ {} }}", rest.replace('.', " { ") + &" }".repeat(rest.matches('.').count())),
+            None => path.replace('.', " { ") + &" }".repeat(path.matches('.').count()),
+        };
+        out.push_str(&format!("| `{shown}` | `{}` | {what} |\n", env_name(path)));
+    }
+    out
+}
+
+/// What a configuration gives: the table of Estuary settings and a warning for each
+/// directive not applied.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub table: toml::Table,
+    pub warnings: Vec<String>,
+}
+
+impl Mapped {
+    fn set(&mut self, section: &str, key: &str, value: toml::Value) {
+        let entry = self.table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.insert(key.to_string(), value);
+        }
+    }
+
+    fn set_in(&mut self, section: &str, sub: &str, key: &str, value: toml::Value) {
+        let entry = self.table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            let inner = t.entry(sub.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = inner {
+                inner.insert(key.to_string(), value);
+            }
+        }
+    }
+
+    fn warn(&mut self, origin: &Origin, path: &str, why: &str) {
+        self.warnings.push(format!("{}: `{path}` {why}", origin.describe()));
+    }
+}
+
+/// Where a directive came from, for messages.
+enum Origin<'a> {
+    Line(&'a str, usize),
+    Env(&'a str),
+}
+
+impl Origin<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Origin::Line(file, line) => format!("{file} line {line}"),
+            Origin::Env(name) => format!("environment variable {name}"),
+        }
+    }
+}
+
+/// Maps parsed SRS directives (from `file`, for messages) onto Estuary's settings.
+pub fn map_file(directives: &[Directive], file: &str) -> Result<Mapped, SrsError> {
+    let mut mapped = Mapped::default();
+    let mut flat = Vec::new();
+    flatten(directives, "", &mut flat);
+    for d in directives.iter().filter(|d| d.name == "vhost") {
+        let name = d.args.first().cloned().unwrap_or_default();
+        if name != "__defaultVhost__" {
+            mapped.warnings.push(format!("{file} line {}: vhost {name}: named vhosts are not configured separately in Estuary (their streams use the default vhost's settings); its directives are not applied", d.line));
+        }
+    }
+    for (path, args, line, vhost) in flat {
+        if vhost.as_deref().is_some_and(|v| v != "__defaultVhost__") {
+            continue;
+        }
+        apply(&mut mapped, &Origin::Line(file, line), &path, &args)?;
+    }
+    finish(&mut mapped);
+    Ok(mapped)
+}
+
+/// Directive paths with their arguments, line and vhost (for directives inside a vhost, the
+/// path starts `vhost.`).
+fn flatten(directives: &[Directive], prefix: &str, out: &mut Vec<(String, Vec<String>, usize, Option<String>)>) {
+    for d in directives {
+        let path = if prefix.is_empty() { d.name.clone() } else { format!("{prefix}.{}", d.name) };
+        match &d.block {
+            Some(inner) if d.name == "vhost" && prefix.is_empty() => {
+                let name = d.args.first().cloned().unwrap_or_default();
+                let mut inner_flat = Vec::new();
+                flatten(inner, "vhost", &mut inner_flat);
+                out.extend(inner_flat.into_iter().map(|(p, a, l, _)| (p, a, l, Some(name.clone()))));
+            }
+            Some(inner) => {
+                // A block's own arguments (ingest <name>, engine <name>) and its contents.
+                out.push((format!("{path}{{}}"), d.args.clone(), d.line, None));
+                flatten(inner, &path, out);
+            }
+            None => out.push((path, d.args.clone(), d.line, None)),
+        }
+    }
+}
+
+/// Maps the `SRS_*` variables among `env` onto `mapped` (after a file, before `ESTUARY_*`).
+pub fn map_env(mapped: &mut Mapped, env: &[(String, String)]) -> Result<(), SrsError> {
+    for (name, value) in env {
+        let Some(_) = name.strip_prefix("SRS_") else { continue };
+        match SUPPORTED.iter().find(|(path, _)| env_name(path) == *name) {
+            Some((path, _)) => {
+                let args: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+                apply(mapped, &Origin::Env(name), path, &args)?;
+            }
+            None => mapped.warnings.push(format!("environment variable {name} is not an SRS setting Estuary applies; ignored")),
+        }
+    }
+    finish(mapped);
+    Ok(())
+}
+
+fn on_off(origin: &Origin, path: &str, args: &[String]) -> Result<bool, SrsError> {
+    match args.first().map(String::as_str) {
+        Some("on") | Some("true") => Ok(true),
+        Some("off") | Some("false") => Ok(false),
+        other => Err(error(origin, format!("`{path}` takes on or off, not {}", other.unwrap_or("nothing")))),
+    }
+}
+
+fn error(origin: &Origin, message: String) -> SrsError {
+    match origin {
+        Origin::Line(_, line) => SrsError { line: *line, message },
+        Origin::Env(name) => SrsError { line: 0, message: format!("{name}: {message}") },
+    }
+}
+
+fn one<'a>(origin: &Origin, path: &str, args: &'a [String]) -> Result<&'a str, SrsError> {
+    args.first().map(String::as_str).ok_or_else(|| error(origin, format!("`{path}` needs a value")))
+}
+
+fn number(origin: &Origin, path: &str, args: &[String]) -> Result<f64, SrsError> {
+    let raw = one(origin, path, args)?;
+    raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| error(origin, format!("`{path}` takes a number, not {raw}")))
+}
+
+/// SRS's `listen` values: a port, or an address with a port. The first is used.
+fn address(origin: &Origin, path: &str, args: &[String], mapped: &mut Mapped) -> Result<String, SrsError> {
+    let raw = one(origin, path, args)?;
+    if args.len() > 1 {
+        mapped.warn(origin, path, &format!("lists {} addresses; Estuary listens on the first, {raw}", args.len()));
+    }
+    if let Ok(port) = raw.parse::<u16>() {
+        return Ok(format!("0.0.0.0:{port}"));
+    }
+    match raw.parse::<std::net::SocketAddr>() {
+        Ok(addr) => Ok(addr.to_string()),
+        Err(_) => Err(error(origin, format!("`{path}` takes a port or an address with a port, not {raw}"))),
+    }
+}
+
+/// Values a directive is accepted with when it only restates what Estuary does anyway.
+fn only(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String], accepted: &[&str], what: &str) {
+    let value = args.join(" ");
+    if !accepted.contains(&value.as_str()) {
+        mapped.warn(origin, path, &format!("is {value}, which Estuary does not do ({what}); ignored"));
+    }
+}
+
+fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> Result<(), SrsError> {
+    use toml::Value as V;
+    let ms = |seconds: f64| V::Integer((seconds * 1000.0).round() as i64);
+    match path {
+        "listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set("rtmp", "listen", V::String(addr));
+        }
+        "chunk_size" | "vhost.chunk_size" => mapped.set("rtmp", "chunk_size", V::Integer(number(origin, path, args)? as i64)),
+        "srs_log_level" | "srs_log_level_v2" => {
+            let level = match one(origin, path, args)? {
+                "verbose" => "trace",
+                "info" => "debug",
+                "trace" => "info",
+                "warn" => "warn",
+                "error" => "error",
+                other => return Err(error(origin, format!("`{path}` is one of verbose, info, trace, warn, error, not {other}"))),
+            };
+            mapped.set("log", "level", V::String(level.into()));
+        }
+        "srs_log_tank" => only(mapped, origin, path, args, &["console"], "logs go to standard error"),
+        "daemon" => only(mapped, origin, path, args, &["off"], "it does not daemonize; run it under systemd, Docker or another supervisor"),
+        "http_api.enabled" | "http_server.enabled" | "vhost.http_remux.enabled" | "stream_caster.sip.enabled" | "vhost.rtc.enabled" | "vhost.rtc.rtmp_to_rtc" | "vhost.rtc.rtc_to_rtmp" | "vhost.hls.hls_wait_keyframe" | "vhost.dvr.dvr_wait_keyframe" => {
+            only(mapped, origin, path, args, &["on"], "this is always on")
+        }
+        "http_api.crossdomain" | "http_server.crossdomain" => only(mapped, origin, path, args, &["on"], "CORS headers are always sent"),
+        "http_api.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set("api", "listen", V::String(addr));
+        }
+        "http_api.auth.enabled" => {
+            if !on_off(origin, path, args)? {
+                mapped.set("api", "username", V::String(String::new()));
+                mapped.set("api", "password", V::String(String::new()));
+            }
+        }
+        "http_api.auth.username" => mapped.set("api", "username", V::String(one(origin, path, args)?.into())),
+        "http_api.auth.password" => mapped.set("api", "password", V::String(one(origin, path, args)?.into())),
+        "http_server.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set("http", "listen", V::String(addr));
+        }
+        "rtc_server.enabled" => mapped.set("rtc", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "rtc_server.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set("rtc", "listen", V::String(addr));
+        }
+        "rtc_server.candidate" => {
+            let candidate = one(origin, path, args)?;
+            if candidate != "$CANDIDATE" && candidate != "*" {
+                mapped.set("rtc", "candidate", V::String(candidate.into()));
+            }
+        }
+        "srt_server.enabled" => mapped.set("srt", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "srt_server.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set("srt", "listen", V::String(addr));
+        }
+        "srt_server.latency" | "srt_server.recvlatency" => mapped.set("srt", "latency_ms", V::Integer(number(origin, path, args)? as i64)),
+        "srt_server.peerlatency" => mapped.set("srt", "peer_latency_ms", V::Integer(number(origin, path, args)? as i64)),
+        "srt_server.passphrase" => mapped.set("srt", "passphrase", V::String(one(origin, path, args)?.into())),
+        "srt_server.peer_idle_timeout" => mapped.set("srt", "peer_idle_timeout_ms", V::Integer(number(origin, path, args)? as i64)),
+        "srt_server.payloadsize" => mapped.set("srt", "payload_size", V::Integer(number(origin, path, args)? as i64)),
+        "srt_server.default_app" => only(mapped, origin, path, args, &["live"], "a stream id without an app plays from live"),
+        "exporter.enabled" => {
+            if on_off(origin, path, args)? {
+                mapped.table.entry("metrics").or_insert_with(|| V::Table(toml::Table::new()));
+                mapped.set_in("metrics", "_srs", "enabled", V::Boolean(true));
+            }
+        }
+        "exporter.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set_in("metrics", "_srs", "listen", V::String(addr));
+        }
+        "stream_caster.enabled" => mapped.set_in("gb28181", "_srs", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "stream_caster.caster" => mapped.set_in("gb28181", "_srs", "caster", V::String(one(origin, path, args)?.into())),
+        "stream_caster.output" => {
+            // rtmp://127.0.0.1[:port]/<app>/[stream]: Estuary publishes into <app> itself.
+            let output = one(origin, path, args)?;
+            let app = output.split("://").nth(1).and_then(|rest| rest.split('/').nth(1)).filter(|a| !a.is_empty() && !a.contains('['));
+            match app {
+                Some(app) => mapped.set_in("gb28181", "_srs", "app", V::String(app.split('?').next().unwrap_or(app).into())),
+                None => mapped.warn(origin, path, &format!("is {output}; Estuary needs rtmp://<host>/<app>/[stream] to know the app; the default app is used")),
+            }
+        }
+        "stream_caster.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set_in("gb28181", "_srs", "media_listen", V::String(addr));
+        }
+        "stream_caster.sip.listen" => {
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set_in("gb28181", "_srs", "sip_listen", V::String(addr));
+        }
+        "stream_caster.sip.serial" => mapped.set_in("gb28181", "_srs", "server_id", V::String(one(origin, path, args)?.into())),
+        "stream_caster.sip.realm" => mapped.set_in("gb28181", "_srs", "realm", V::String(one(origin, path, args)?.into())),
+        "vhost.hls.enabled" => mapped.set("hls", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.hls.hls_fragment" => {
+            let seconds = number(origin, path, args)?;
+            mapped.set("hls", "fragment_ms", ms(seconds));
+            mapped.set_in("hls", "_srs", "fragment_s", V::Float(seconds));
+        }
+        "vhost.hls.hls_window" => mapped.set_in("hls", "_srs", "window_s", V::Float(number(origin, path, args)?)),
+        "vhost.hls.hls_dispose" => mapped.set("hls", "dispose_s", V::Integer(number(origin, path, args)? as i64)),
+        "vhost.hls.hls_use_fmp4" => mapped.set("hls", "fmp4", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.hls.hls_path" | "vhost.dash.dash_path" => {
+            mapped.warn(origin, path, "is not applied: Estuary keeps these files under node.data_dir and serves them at SRS's URLs (http://host:8080/<app>/<stream>.m3u8, .mpd)")
+        }
+        "vhost.hls.hls_m3u8_file" => only(mapped, origin, path, args, &["[app]/[stream].m3u8"], "playlists are [app]/[stream].m3u8"),
+        "vhost.http_remux.mount" => only(mapped, origin, path, args, &["[vhost]/[app]/[stream].flv", "[app]/[stream].flv"], "HTTP-FLV is served at /<app>/<stream>.flv"),
+        "vhost.dash.enabled" => mapped.set("dash", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.dash.dash_fragment" => {
+            let seconds = number(origin, path, args)?;
+            mapped.set("dash", "fragment_ms", ms(seconds));
+            mapped.set_in("dash", "_srs", "fragment_s", V::Float(seconds));
+        }
+        "vhost.dash.dash_timeshift" => mapped.set_in("dash", "_srs", "window_s", V::Float(number(origin, path, args)?)),
+        "vhost.dvr.enabled" => mapped.set("dvr", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.dvr.dvr_apply" => {
+            if args.iter().any(|a| a == "all") {
+                mapped.set("dvr", "apps", V::Array(Vec::new()));
+            } else {
+                let mut apps: Vec<String> = args.iter().map(|a| a.split('/').next().unwrap_or(a).to_string()).collect();
+                apps.dedup();
+                if args.iter().any(|a| a.contains('/')) {
+                    mapped.warn(origin, path, "names streams; Estuary records whole apps, so every stream of those apps is recorded");
+                }
+                mapped.set("dvr", "apps", V::Array(apps.into_iter().map(V::String).collect()));
+            }
+        }
+        "vhost.dvr.dvr_plan" => {
+            let plan = one(origin, path, args)?;
+            if plan != "session" && plan != "segment" {
+                return Err(error(origin, format!("`{path}` is session or segment, not {plan}")));
+            }
+            mapped.set("dvr", "plan", V::String(plan.into()));
+        }
+        "vhost.dvr.dvr_duration" => mapped.set("dvr", "segment_ms", ms(number(origin, path, args)?)),
+        "vhost.dvr.dvr_path" => {
+            // SRS: ./objs/nginx/html/[app]/[stream].[timestamp].flv; Estuary: a path under
+            // dvr.dir with the same variables, written as MP4.
+            let raw = one(origin, path, args)?;
+            let file = raw.rsplit_once('/').map(|(dir, file)| (dir.rsplit('/').next().unwrap_or(""), file)).map(|(dir, file)| if dir.contains('[') { format!("{dir}/{file}") } else { file.to_string() }).unwrap_or_else(|| raw.to_string());
+            let file = match file.rsplit_once('.') {
+                Some((stem, "flv" | "mp4")) => format!("{stem}.mp4"),
+                _ => format!("{file}.mp4"),
+            };
+            if !raw.ends_with(".mp4") {
+                mapped.warn(origin, path, &format!("is {raw}; Estuary records MP4, so files are written as {file} under dvr.dir"));
+            }
+            mapped.set("dvr", "path", V::String(file));
+        }
+        "vhost.forward.enabled" => mapped.set_in("forward", "_srs", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.forward.destination" => {
+            let urls: Vec<V> = args.iter().map(|d| V::String(if d.contains("://") { d.clone() } else { format!("rtmp://{d}/[app]/[stream]") })).collect();
+            mapped.set_in("forward", "_srs", "destination", V::Array(urls));
+        }
+        "vhost.forward.backend" => mapped.set("forward", "backend", V::String(one(origin, path, args)?.into())),
+        "vhost.http_hooks.enabled" => mapped.set_in("hooks", "_srs", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        p if p.starts_with("vhost.http_hooks.on_") && SUPPORTED.iter().any(|(s, _)| *s == p) => {
+            let event = &p["vhost.http_hooks.".len()..];
+            mapped.set_in("hooks", "_srs", event, V::Array(args.iter().cloned().map(V::String).collect()));
+        }
+        "vhost.play.gop_cache" => mapped.set("stream", "gop_cache", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.play.gop_cache_max_frames" => mapped.set("stream", "gop_cache_max_frames", V::Integer(number(origin, path, args)? as i64)),
+        "vhost.play.mw_latency" => mapped.set("stream", "write_merge_ms", V::Integer(number(origin, path, args)? as i64)),
+        "vhost.publish.normal_timeout" => mapped.set("rtmp", "publish_timeout_ms", V::Integer(number(origin, path, args)? as i64)),
+        // A block's own line (its contents are mapped one by one).
+        p if p.ends_with("{}") => {
+            let name = &p[..p.len() - 2];
+            let known_block = SUPPORTED.iter().any(|(s, _)| s.starts_with(&format!("{name}.")));
+            if !known_block {
+                mapped.warn(origin, name, "is not applied by Estuary (configure it in Estuary's TOML: see docs/SRS.md); its directives are ignored");
+                return Ok(());
+            }
+        }
+        _ => {
+            // Inside a block that is not applied as a whole, one warning for the block is
+            // enough.
+            let parent_unknown = path.rsplit_once('.').is_some_and(|(parent, _)| parent != "vhost" && !SUPPORTED.iter().any(|(s, _)| s.starts_with(&format!("{parent}."))));
+            if !parent_unknown {
+                mapped.warn(origin, path, "is not applied by Estuary; ignored");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Settings that depend on more than one directive, resolved once all are read (the helper
+/// tables `_srs` are removed).
+fn finish(mapped: &mut Mapped) {
+    use toml::Value as V;
+    let take = |mapped: &mut Mapped, section: &str| -> toml::Table {
+        match mapped.table.get_mut(section) {
+            Some(V::Table(t)) => match t.remove("_srs") {
+                Some(V::Table(srs)) => srs,
+                _ => toml::Table::new(),
+            },
+            _ => toml::Table::new(),
+        }
+    };
+    for section in ["hls", "dash"] {
+        let srs = take(mapped, section);
+        if let Some(window) = srs.get("window_s").and_then(V::as_float) {
+            let set_ms = mapped.table.get(section).and_then(|t| t.get("fragment_ms")).and_then(V::as_integer).map(|ms| ms as f64 / 1000.0);
+            let fragment = srs.get("fragment_s").and_then(V::as_float).or(set_ms).unwrap_or(if section == "hls" { 10.0 } else { 30.0 }).max(0.2);
+            mapped.set(section, "window", V::Integer(((window / fragment).round() as i64).max(1)));
+        }
+    }
+    let metrics = take(mapped, "metrics");
+    if metrics.get("enabled").and_then(V::as_bool) == Some(true) {
+        let listen = metrics.get("listen").and_then(V::as_str).unwrap_or("0.0.0.0:9972").to_string();
+        mapped.set("metrics", "listen", V::String(listen));
+    }
+    if let Some(V::Table(m)) = mapped.table.get("metrics") {
+        if m.is_empty() {
+            mapped.table.remove("metrics");
+        }
+    }
+    let gb = take(mapped, "gb28181");
+    if gb.get("enabled").and_then(V::as_bool) == Some(true) {
+        match gb.get("caster").and_then(V::as_str) {
+            Some("gb28181") | None => {
+                mapped.set("gb28181", "enabled", V::Boolean(true));
+                for key in ["app", "media_listen", "sip_listen", "server_id", "realm"] {
+                    if let Some(value) = gb.get(key) {
+                        mapped.set("gb28181", key, value.clone());
+                    }
+                }
+            }
+            Some(other) => mapped.warnings.push(format!("stream_caster {other} is not supported by Estuary (gb28181 is); not started")),
+        }
+    } else if gb.get("enabled").and_then(V::as_bool) == Some(false) {
+        mapped.set("gb28181", "enabled", V::Boolean(false));
+    }
+    if let Some(V::Table(t)) = mapped.table.get("gb28181") {
+        if t.is_empty() {
+            mapped.table.remove("gb28181");
+        }
+    }
+    let forward = take(mapped, "forward");
+    if forward.get("enabled").and_then(V::as_bool) == Some(true) {
+        if let Some(destination) = forward.get("destination") {
+            mapped.set_in("forward", "apps", "*", destination.clone());
+        }
+    }
+    let hooks = take(mapped, "hooks");
+    if hooks.get("enabled").and_then(V::as_bool) == Some(true) {
+        for (event, urls) in hooks.iter().filter(|(k, _)| k.starts_with("on_")) {
+            mapped.set("hooks", event, urls.clone());
+        }
+    }
+    for section in ["forward", "hooks", "hls", "dash"] {
+        if let Some(V::Table(t)) = mapped.table.get(section) {
+            if t.is_empty() {
+                mapped.table.remove(section);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+# An srs.conf as SRS's docs write it.
+listen              1935;
+max_connections     1000;
+daemon              off;
+srs_log_tank        console;
+http_api {
+    enabled         on;
+    listen          1985;
+}
+http_server {
+    enabled         on;
+    listen          8080;
+    dir             ./objs/nginx/html;
+}
+rtc_server {
+    enabled on;
+    listen 8000; # UDP port
+    candidate $CANDIDATE;
+}
+vhost __defaultVhost__ {
+    hls {
+        enabled         on;
+        hls_fragment    2;
+        hls_window      10;
+    }
+    http_remux {
+        enabled     on;
+        mount       [vhost]/[app]/[stream].flv;
+    }
+    dvr {
+        enabled      on;
+        dvr_plan     segment;
+        dvr_duration 30;
+        dvr_path     ./objs/nginx/html/[app]/[stream].[timestamp].flv;
+    }
+    http_hooks {
+        enabled         on;
+        on_publish      http://127.0.0.1:8085/api/v1/streams http://127.0.0.1:8086/hooks;
+    }
+    forward {
+        enabled on;
+        destination 127.0.0.1:19350;
+    }
+    play { gop_cache off; mw_latency 100; }
+    refer { enabled on; all a.com; }
+}
+vhost other.example.com {
+    hls { enabled off; }
+}
+"#;
+
+    fn get<'a>(table: &'a toml::Table, section: &str, key: &str) -> Option<&'a toml::Value> {
+        table.get(section)?.as_table()?.get(key)
+    }
+
+    #[test]
+    fn parses_blocks_arguments_comments_and_quotes() {
+        let parsed = parse("a 1 2; # comment\nb { c \"x y\"; d 'z;'; }\n").unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0], Directive { name: "a".into(), args: vec!["1".into(), "2".into()], line: 1, block: None });
+        let inner = parsed[1].block.as_ref().unwrap();
+        assert_eq!(parsed[1].line, 2);
+        assert_eq!(inner[0].args, vec!["x y".to_string()]);
+        assert_eq!(inner[1].args, vec!["z;".to_string()]);
+    }
+
+    #[test]
+    fn malformed_files_name_the_line() {
+        assert_eq!(parse("listen 1935;\nvhost x {\n hls { enabled on; }\n").unwrap_err().line, 2);
+        assert_eq!(parse("listen 1935\n}\n").unwrap_err().line, 2);
+        assert_eq!(parse("a;\n;\n").unwrap_err().line, 2);
+        assert_eq!(parse("a \"open;\n").unwrap_err().line, 1);
+        assert_eq!(parse("a 1;\nb 2").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn maps_srs_directives_onto_estuary_settings() {
+        let mapped = map_file(&parse(SAMPLE).unwrap(), "srs.conf").unwrap();
+        let t = &mapped.table;
+        assert_eq!(get(t, "rtmp", "listen").unwrap().as_str(), Some("0.0.0.0:1935"));
+        assert_eq!(get(t, "api", "listen").unwrap().as_str(), Some("0.0.0.0:1985"));
+        assert_eq!(get(t, "http", "listen").unwrap().as_str(), Some("0.0.0.0:8080"));
+        assert_eq!(get(t, "rtc", "enabled").unwrap().as_bool(), Some(true));
+        assert_eq!(get(t, "rtc", "candidate"), None);
+        assert_eq!(get(t, "hls", "fragment_ms").unwrap().as_integer(), Some(2000));
+        assert_eq!(get(t, "hls", "window").unwrap().as_integer(), Some(5));
+        assert_eq!(get(t, "dvr", "plan").unwrap().as_str(), Some("segment"));
+        assert_eq!(get(t, "dvr", "segment_ms").unwrap().as_integer(), Some(30000));
+        assert_eq!(get(t, "dvr", "path").unwrap().as_str(), Some("[app]/[stream].[timestamp].mp4"));
+        assert_eq!(get(t, "hooks", "on_publish").unwrap().as_array().map(Vec::len), Some(2));
+        assert_eq!(get(t, "stream", "gop_cache").unwrap().as_bool(), Some(false));
+        assert_eq!(get(t, "stream", "write_merge_ms").unwrap().as_integer(), Some(100));
+        let forward = t["forward"]["apps"]["*"].as_array().unwrap();
+        assert_eq!(forward[0].as_str(), Some("rtmp://127.0.0.1:19350/[app]/[stream]"));
+        // No helper tables are left for Estuary's own checks to trip on.
+        assert!(t.values().all(|s| s.as_table().is_none_or(|s| !s.contains_key("_srs"))), "{t:?}");
+        // What is not applied is named once each, with its line.
+        let w = mapped.warnings.join("\n");
+        for expected in ["line 4: `max_connections`", "line 14: `http_server.dir`", "line 46: `vhost.refer` is not applied", "vhost other.example.com", "line 35: `vhost.dvr.dvr_path`"] {
+            assert!(w.contains(expected), "no warning {expected:?} in:\n{w}");
+        }
+        assert!(!w.contains("refer.enabled") && !w.contains("refer.all"), "one warning per unapplied block:\n{w}");
+        assert!(!w.contains("hls.enabled"), "the named vhost's directives are covered by its own warning:\n{w}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_the_line() {
+        let err = map_file(&parse("vhost __defaultVhost__ {\n hls {\n enabled maybe;\n }\n}\n").unwrap(), "srs.conf").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.message.contains("on or off"), "{err}");
+        assert_eq!(map_file(&parse("listen nowhere;").unwrap(), "srs.conf").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn srs_environment_variables_map_like_the_file() {
+        let env: Vec<(String, String)> = [
+            ("SRS_LISTEN", "19350"),
+            ("SRS_HTTP_API_LISTEN", "19850"),
+            ("SRS_VHOST_HLS_ENABLED", "on"),
+            ("SRS_VHOST_HLS_HLS_FRAGMENT", "4"),
+            ("SRS_VHOST_HLS_HLS_WINDOW", "20"),
+            ("SRS_VHOST_DVR_ENABLED", "on"),
+            ("SRS_RTC_SERVER_ENABLED", "off"),
+            ("SRS_SOMETHING_ELSE", "1"),
+            ("PATH", "/bin"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut mapped = Mapped::default();
+        map_env(&mut mapped, &env).unwrap();
+        let t = &mapped.table;
+        assert_eq!(get(t, "rtmp", "listen").unwrap().as_str(), Some("0.0.0.0:19350"));
+        assert_eq!(get(t, "api", "listen").unwrap().as_str(), Some("0.0.0.0:19850"));
+        assert_eq!(get(t, "hls", "fragment_ms").unwrap().as_integer(), Some(4000));
+        assert_eq!(get(t, "hls", "window").unwrap().as_integer(), Some(5));
+        assert_eq!(get(t, "dvr", "enabled").unwrap().as_bool(), Some(true));
+        assert_eq!(get(t, "rtc", "enabled").unwrap().as_bool(), Some(false));
+        assert_eq!(mapped.warnings.len(), 1, "{:?}", mapped.warnings);
+        assert!(mapped.warnings[0].contains("SRS_SOMETHING_ELSE"));
+    }
+
+    #[test]
+    fn every_supported_path_has_its_variable_and_a_table_row() {
+        let table = markdown_table();
+        for (path, _) in SUPPORTED {
+            assert!(table.contains(&format!("`{}`", env_name(path))), "{path}");
+        }
+        assert!(table.contains("| `vhost __defaultVhost__ { hls { hls_fragment } }` | `SRS_VHOST_HLS_HLS_FRAGMENT` |"), "{table}");
+    }
+}
