@@ -37,6 +37,9 @@ pub enum PlayRefused {
     /// The access policy (rules, token, hook) refused.
     #[error("{0}")]
     Denied(String),
+    /// The node could not take the player now (a busy or failing delivery loop).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Registry: claim `key` for a publisher. Creates the stream actor when needed.

@@ -39,6 +39,7 @@ fn refusal(refused: PlayRefused) -> HttpResponse {
     let status = match refused {
         PlayRefused::Denied(_) => actix_web::http::StatusCode::FORBIDDEN,
         PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => actix_web::http::StatusCode::NOT_FOUND,
+        PlayRefused::Unavailable(_) => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
     };
     HttpResponse::build(status).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{refused}\n"))
 }

@@ -52,13 +52,17 @@ fn an_srs_conf_runs_rtmp_http_flv_hls_dvr_and_hooks() {
     assert_eq!(body["app"], "live");
     assert_eq!(body["stream"], "livestream");
 
-    // dvr_plan session: one file for the publish, an MP4 named after dvr_path's pattern.
+    // dvr_plan session: one file for the publish.
     assert!(publisher.wait(Duration::from_secs(60)).is_some(), "publisher did not finish");
     assert!(wait_until(Duration::from_secs(15), || !hooks.calls_of("on_unpublish").is_empty()), "no on_unpublish: {:?}", hooks.calls());
     let recordings = || node.api("/api/v1/recordings?app=live&stream=livestream");
     assert!(wait_until(Duration::from_secs(15), || recordings()["recordings"].as_array().is_some_and(|r| r.len() == 1 && r[0]["state"] != "recording")), "{}", recordings());
+    // An .flv dvr_path records FLV, as SRS does, at the path's pattern under dvr.dir.
     let path = recordings()["recordings"][0]["file"].as_str().unwrap_or_default().to_string();
-    assert!(path.starts_with("live/livestream.") && path.ends_with(".mp4"), "{path}");
+    assert!(path.starts_with("live/livestream.") && path.ends_with(".flv"), "{path}");
+    let on_disk = node.dir.join("estuary-data/dvr").join(&path);
+    let recorded = probe_streams(&on_disk.display().to_string());
+    assert!(stream_of(&recorded, "video").is_some(), "{}: {recorded:?}", on_disk.display());
 }
 
 #[test]

@@ -219,6 +219,8 @@ struct Feed {
     ring: Ring,
     terms: FeedTerms,
     players: Vec<Player>,
+    /// The stream's frames ended: no new player joins this feed.
+    ended: bool,
     /// Dropping it ends the feed's frame stream (and so its subscription).
     _stop: oneshot::Sender<()>,
 }
@@ -295,7 +297,7 @@ impl Engine {
         // (a republish after the stream actor went: the old feed is still ending).
         let current = self.by_key.get(&key).copied().filter(|id| {
             let same = match (&subscription.shared, self.feeds.get(id)) {
-                (Some(terms), Some(feed)) => Arc::ptr_eq(&terms.counters, &feed.terms.counters),
+                (Some(terms), Some(feed)) => !feed.ended && Arc::ptr_eq(&terms.counters, &feed.terms.counters),
                 _ => false,
             };
             same
@@ -318,7 +320,7 @@ impl Engine {
                     .chain(futures_util::stream::once(async move { (id, None) }));
                 self.frames.push(Box::pin(frames));
                 tracing::debug!(stream = %key, feed = id, "delivery feed started on this worker");
-                self.feeds.insert(id, Feed { key: key.clone(), ring: Ring::new(terms.limits), terms, players: Vec::new(), _stop: stop_tx });
+                self.feeds.insert(id, Feed { key: key.clone(), ring: Ring::new(terms.limits), terms, players: Vec::new(), ended: false, _stop: stop_tx });
                 self.by_key.insert(key, id);
                 id
             }
@@ -357,9 +359,25 @@ impl Engine {
                 let ring = &mut feed.ring;
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.push(frame))).is_err() {
                     tracing::error!(stream = %feed.key, "delivery ring panicked on a frame; its players resume at the next keyframe");
-                                        feed.ring = feed.ring.started_over();
-                    if feed.players.iter().any(|p| matches!(p.writer, Format::Ts)) {
-                        feed.ring.enable_ts();
+                                        let ts = feed.players.iter().any(|p| matches!(p.writer, Format::Ts));
+                    let limits = feed.terms.limits;
+                    let head = feed.ring.head();
+                    let old = std::mem::replace(&mut feed.ring, Ring::starting_at(limits, head));
+                    // The headers come along unless they are what made it panic.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut ring = old.started_over();
+                        if ts {
+                            ring.enable_ts();
+                        }
+                        ring
+                    })) {
+                        Ok(ring) => feed.ring = ring,
+                        Err(_) => {
+                            tracing::error!(stream = %feed.key, "delivery ring panicked again on the stream's headers; players wait for new ones");
+                            if ts {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| feed.ring.enable_ts()));
+                            }
+                        }
                     }
                     for player in &mut feed.players {
                         player.cursor.wait_for_start(feed.ring.head());
@@ -370,6 +388,7 @@ impl Engine {
                 let now = Instant::now();
                 tracing::debug!(stream = %feed.key, feed = id, players = feed.players.len(), "delivery feed ended");
                 // Each player gets the frames it has not had, then the end of the stream.
+                feed.ended = true;
                 for player in &mut feed.players {
                     player.ending.get_or_insert(now);
                 }
@@ -551,6 +570,9 @@ fn finish_checks(player: &mut Player, ring: &Ring, terms: &FeedTerms, key: &Stre
         // The end goes after the frames the player had not had yet, or once the grace is
         // half gone; the player is let go once it went out, or at the end of the grace.
         if !player.end_queued && (caught_up || now.duration_since(since) > END_GRACE / 2) {
+            // Nothing from the ring follows the end: a player still behind at half the grace
+            // gives up the frames it has not had (a frame written in part is finished first).
+            player.cursor.wait_for_start(ring.head());
             if let Some(end) = player.writer.stream_end() {
                 player.cursor.push_own(end);
             }

@@ -280,8 +280,17 @@ pub async fn play_on(
     loop {
         tokio::select! {
             end = &mut outcome => {
-                if let Ok(Outcome::Ended(end)) = end {
+                if let Ok(Outcome::Ended(end)) = &end {
                     tracing::debug!(client = record.id, stream = %key, ?end, protocol, "HTTP player ended");
+                }
+                // Not a byte went out (the loop refused the player or failed taking it): the
+                // HTTP server answers with an error instead of an empty stream.
+                if record.bytes_out.load(Ordering::Relaxed) == 0 {
+                    let why = match end {
+                        Ok(Outcome::Ended(end)) => format!("{end:?}"),
+                        _ => "the delivery loop dropped the player".to_string(),
+                    };
+                    return Err(PlayRefused::Unavailable(format!("cannot serve {key} now: {why}")));
                 }
                 break;
             }

@@ -436,6 +436,7 @@ async fn admit(node: &NodeContext, settings: &SrtSettings, registry: Addr<Stream
             let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
                 PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => (RejectReason::Server(ServerRejectReason::Notfound), refused.to_string()),
                 PlayRefused::Denied(text) => (RejectReason::Server(ServerRejectReason::Forbidden), text),
+                PlayRefused::Unavailable(text) => (RejectReason::Server(ServerRejectReason::Overload), text),
             })?;
             Role::Play { subscription: Box::new(subscription) }
         }

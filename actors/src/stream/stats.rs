@@ -74,7 +74,7 @@ impl StreamActor {
         for (id, sub) in &self.subscribers {
             if sub.tx.is_closed() {
                 cut.push((*id, false));
-            } else if !sub.internal && sub.behind_since.is_some_and(|since| now.duration_since(since) > slow_timeout) {
+            } else if !sub.internal && !sub.feed && sub.behind_since.is_some_and(|since| now.duration_since(since) > slow_timeout) {
                 cut.push((*id, true));
             }
             if let Some(record) = &sub.record {

@@ -33,14 +33,15 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
 pub fn load_with_warnings(file: Option<&Path>, srs_file: bool, env: impl IntoIterator<Item = (String, String)>) -> Result<(Config, Vec<String>), ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().collect();
     let mut warnings = Vec::new();
+    // SRS's file and SRS's variables go into one mapping, resolved once both are read.
+    let mut srs_mapped = srs::Mapped { vars: env.iter().cloned().collect(), ..Default::default() };
     let (mut table, origin) = match file {
         Some(path) if is_srs_file(path, srs_file) => {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
             let name = path.display().to_string();
             let parse_error = |e: srs::SrsError| ConfigError::Parse { origin: format!("{name} line {}", e.line), message: e.message };
-            let mapped = srs::map_file(&srs::parse(&text).map_err(parse_error)?, &name).map_err(parse_error)?;
-            warnings.extend(mapped.warnings);
-            (mapped.table, format!("{name} (SRS configuration)"))
+            srs::map_file(&mut srs_mapped, &srs::parse(&text).map_err(parse_error)?, &name).map_err(parse_error)?;
+            (toml::Table::new(), format!("{name} (SRS configuration)"))
         }
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -49,11 +50,11 @@ pub fn load_with_warnings(file: Option<&Path>, srs_file: bool, env: impl IntoIte
         }
         None => (toml::Table::new(), "built-in defaults".to_string()),
     };
-    let mut from_srs_env = srs::Mapped::default();
-    srs::map_env(&mut from_srs_env, &env).map_err(|e| ConfigError::Parse { origin: "SRS environment".into(), message: e.message })?;
+    srs::map_env(&mut srs_mapped, &env).map_err(|e| ConfigError::Parse { origin: "SRS environment".into(), message: e.message })?;
+    srs::finish(&mut srs_mapped);
     let srs_env: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("SRS_")).collect();
-    warnings.extend(from_srs_env.warnings);
-    merge(&mut table, from_srs_env.table);
+    warnings.extend(srs_mapped.warnings);
+    merge(&mut table, srs_mapped.table);
     let origin = if srs_env.is_empty() { origin } else { format!("{origin} with SRS variables {}", srs_env.join(", ")) };
     let mut overridden = Vec::new();
     for (name, raw) in env {

@@ -168,6 +168,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("listen", "rtmp.listen (the first address)"),
     ("chunk_size", "rtmp.chunk_size"),
     ("srs_log_level", "log.level (verbose: trace, info: debug, trace: info, warn, error)"),
+    ("srs_log_level_v2", "log.level (trace, debug, info, warn, error)"),
     ("srs_log_tank", "console only (logs go to standard error)"),
     ("daemon", "off only (run Estuary under a supervisor)"),
     ("http_api.enabled", "on only (the API is always served)"),
@@ -181,10 +182,10 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("http_server.crossdomain", "on only"),
     ("rtc_server.enabled", "rtc.enabled"),
     ("rtc_server.listen", "rtc.listen (UDP port)"),
-    ("rtc_server.candidate", "rtc.candidate ($CANDIDATE and * keep the default)"),
+    ("rtc_server.candidate", "rtc.candidate ($NAME is read from the environment; * or an unset variable keeps the default)"),
     ("srt_server.enabled", "srt.enabled"),
     ("srt_server.listen", "srt.listen (UDP port)"),
-    ("srt_server.latency", "srt.latency_ms"),
+    ("srt_server.latency", "srt.latency_ms and srt.peer_latency_ms"),
     ("srt_server.recvlatency", "srt.latency_ms"),
     ("srt_server.peerlatency", "srt.peer_latency_ms"),
     ("srt_server.passphrase", "srt.passphrase"),
@@ -221,7 +222,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("vhost.dvr.dvr_plan", "dvr.plan (session or segment)"),
     ("vhost.dvr.dvr_duration", "dvr.segment_ms (seconds)"),
     ("vhost.dvr.dvr_wait_keyframe", "on only (files start at keyframes)"),
-    ("vhost.dvr.dvr_path", "dvr.path (MP4 files: the extension becomes .mp4)"),
+    ("vhost.dvr.dvr_path", "dvr.path from the first [variable] on, under dvr.dir; dvr.format mp4 for .mp4, else flv"),
     ("vhost.forward.enabled", "forward.apps.\"*\" when on"),
     ("vhost.forward.destination", "forward.apps.\"*\" (rtmp://<host:port>/[app]/[stream] each)"),
     ("vhost.forward.backend", "forward.backend"),
@@ -268,6 +269,8 @@ pub fn markdown_table() -> String {
 pub struct Mapped {
     pub table: toml::Table,
     pub warnings: Vec<String>,
+    /// The environment, for SRS's `$NAME` values (`candidate $CANDIDATE`).
+    pub vars: std::collections::HashMap<String, String>,
 }
 
 impl Mapped {
@@ -308,9 +311,28 @@ impl Origin<'_> {
     }
 }
 
-/// Maps parsed SRS directives (from `file`, for messages) onto Estuary's settings.
-pub fn map_file(directives: &[Directive], file: &str) -> Result<Mapped, SrsError> {
-    let mut mapped = Mapped::default();
+/// SRS's defaults where they differ from Estuary's, for a node configured by an srs.conf:
+/// what the file does not turn on stays off (HLS, WebRTC, SRT, GB28181), and DVR and HLS
+/// segment as SRS does. The API and the HTTP server are always on in Estuary.
+fn srs_defaults(mapped: &mut Mapped) {
+    use toml::Value as V;
+    mapped.set("hls", "enabled", V::Boolean(false));
+    mapped.set("hls", "fragment_ms", V::Integer(10_000));
+    mapped.set("hls", "window", V::Integer(6));
+    mapped.set("dash", "enabled", V::Boolean(false));
+    mapped.set("dash", "fragment_ms", V::Integer(30_000));
+    mapped.set("rtc", "enabled", V::Boolean(false));
+    mapped.set("srt", "enabled", V::Boolean(false));
+    mapped.set("gb28181", "enabled", V::Boolean(false));
+    mapped.set("dvr", "enabled", V::Boolean(false));
+    mapped.set("dvr", "plan", V::String("session".into()));
+    mapped.set("dvr", "segment_ms", V::Integer(30_000));
+}
+
+/// Maps parsed SRS directives (from `file`, for messages) onto `mapped`, over SRS's defaults.
+/// Call [`map_env`] next if there are `SRS_*` variables, then [`finish`].
+pub fn map_file(mapped: &mut Mapped, directives: &[Directive], file: &str) -> Result<(), SrsError> {
+    srs_defaults(mapped);
     let mut flat = Vec::new();
     flatten(directives, "", &mut flat);
     for d in directives.iter().filter(|d| d.name == "vhost") {
@@ -319,14 +341,23 @@ pub fn map_file(directives: &[Directive], file: &str) -> Result<Mapped, SrsError
             mapped.warnings.push(format!("{file} line {}: vhost {name}: named vhosts are not configured separately in Estuary (their streams use the default vhost's settings); its directives are not applied", d.line));
         }
     }
+    let mut casters = 0;
     for (path, args, line, vhost) in flat {
         if vhost.as_deref().is_some_and(|v| v != "__defaultVhost__") {
             continue;
         }
-        apply(&mut mapped, &Origin::Line(file, line), &path, &args)?;
+        if path == "stream_caster{}" {
+            casters += 1;
+            if casters > 1 {
+                mapped.warnings.push(format!("{file} line {line}: a second stream_caster block is not applied (Estuary runs one GB28181 caster)"));
+            }
+        }
+        if casters > 1 && path.starts_with("stream_caster.") {
+            continue;
+        }
+        apply(mapped, &Origin::Line(file, line), &path, &args)?;
     }
-    finish(&mut mapped);
-    Ok(mapped)
+    Ok(())
 }
 
 /// Directive paths with their arguments, line and vhost (for directives inside a vhost, the
@@ -352,9 +383,13 @@ fn flatten(directives: &[Directive], prefix: &str, out: &mut Vec<(String, Vec<St
 }
 
 /// Maps the `SRS_*` variables among `env` onto `mapped` (after a file, before `ESTUARY_*`).
+/// An empty variable counts as unset.
 pub fn map_env(mapped: &mut Mapped, env: &[(String, String)]) -> Result<(), SrsError> {
     for (name, value) in env {
         let Some(_) = name.strip_prefix("SRS_") else { continue };
+        if value.trim().is_empty() {
+            continue;
+        }
         match SUPPORTED.iter().find(|(path, _)| env_name(path) == *name) {
             Some((path, _)) => {
                 let args: Vec<String> = value.split_whitespace().map(str::to_string).collect();
@@ -363,7 +398,6 @@ pub fn map_env(mapped: &mut Mapped, env: &[(String, String)]) -> Result<(), SrsE
             None => mapped.warnings.push(format!("environment variable {name} is not an SRS setting Estuary applies; ignored")),
         }
     }
-    finish(mapped);
     Ok(())
 }
 
@@ -423,7 +457,14 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             mapped.set("rtmp", "listen", V::String(addr));
         }
         "chunk_size" | "vhost.chunk_size" => mapped.set("rtmp", "chunk_size", V::Integer(number(origin, path, args)? as i64)),
-        "srs_log_level" | "srs_log_level_v2" => {
+        "srs_log_level_v2" => {
+            let level = match one(origin, path, args)? {
+                level @ ("trace" | "debug" | "info" | "warn" | "error") => level,
+                other => return Err(error(origin, format!("`{path}` is one of trace, debug, info, warn, error, not {other}"))),
+            };
+            mapped.set("log", "level", V::String(level.into()));
+        }
+        "srs_log_level" => {
             let level = match one(origin, path, args)? {
                 "verbose" => "trace",
                 "info" => "debug",
@@ -444,14 +485,9 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             let addr = address(origin, path, args, mapped)?;
             mapped.set("api", "listen", V::String(addr));
         }
-        "http_api.auth.enabled" => {
-            if !on_off(origin, path, args)? {
-                mapped.set("api", "username", V::String(String::new()));
-                mapped.set("api", "password", V::String(String::new()));
-            }
-        }
-        "http_api.auth.username" => mapped.set("api", "username", V::String(one(origin, path, args)?.into())),
-        "http_api.auth.password" => mapped.set("api", "password", V::String(one(origin, path, args)?.into())),
+        "http_api.auth.enabled" => mapped.set_in("api", "_srs", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "http_api.auth.username" => mapped.set_in("api", "_srs", "username", V::String(one(origin, path, args)?.into())),
+        "http_api.auth.password" => mapped.set_in("api", "_srs", "password", V::String(one(origin, path, args)?.into())),
         "http_server.listen" => {
             let addr = address(origin, path, args, mapped)?;
             mapped.set("http", "listen", V::String(addr));
@@ -462,9 +498,15 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             mapped.set("rtc", "listen", V::String(addr));
         }
         "rtc_server.candidate" => {
-            let candidate = one(origin, path, args)?;
-            if candidate != "$CANDIDATE" && candidate != "*" {
-                mapped.set("rtc", "candidate", V::String(candidate.into()));
+            // SRS reads `$NAME` from the environment (Docker: -e CANDIDATE=<ip>); `*` or an
+            // unset variable keeps Estuary's default.
+            let raw = one(origin, path, args)?;
+            let candidate = match raw.strip_prefix('$') {
+                Some(name) => mapped.vars.get(name).cloned().filter(|v| !v.is_empty()),
+                None => Some(raw.to_string()).filter(|c| c != "*"),
+            };
+            if let Some(candidate) = candidate {
+                mapped.set("rtc", "candidate", V::String(candidate));
             }
         }
         "srt_server.enabled" => mapped.set("srt", "enabled", V::Boolean(on_off(origin, path, args)?)),
@@ -472,7 +514,13 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             let addr = address(origin, path, args, mapped)?;
             mapped.set("srt", "listen", V::String(addr));
         }
-        "srt_server.latency" | "srt_server.recvlatency" => mapped.set("srt", "latency_ms", V::Integer(number(origin, path, args)? as i64)),
+        "srt_server.latency" => {
+            // SRT's LATENCY is the receive and the peer latency at once.
+            let ms = number(origin, path, args)? as i64;
+            mapped.set("srt", "latency_ms", V::Integer(ms));
+            mapped.set("srt", "peer_latency_ms", V::Integer(ms));
+        }
+        "srt_server.recvlatency" => mapped.set("srt", "latency_ms", V::Integer(number(origin, path, args)? as i64)),
         "srt_server.peerlatency" => mapped.set("srt", "peer_latency_ms", V::Integer(number(origin, path, args)? as i64)),
         "srt_server.passphrase" => mapped.set("srt", "passphrase", V::String(one(origin, path, args)?.into())),
         "srt_server.peer_idle_timeout" => mapped.set("srt", "peer_idle_timeout_ms", V::Integer(number(origin, path, args)? as i64)),
@@ -536,6 +584,7 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
                 mapped.set("dvr", "apps", V::Array(Vec::new()));
             } else {
                 let mut apps: Vec<String> = args.iter().map(|a| a.split('/').next().unwrap_or(a).to_string()).collect();
+                apps.sort();
                 apps.dedup();
                 if args.iter().any(|a| a.contains('/')) {
                     mapped.warn(origin, path, "names streams; Estuary records whole apps, so every stream of those apps is recorded");
@@ -552,18 +601,15 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         }
         "vhost.dvr.dvr_duration" => mapped.set("dvr", "segment_ms", ms(number(origin, path, args)?)),
         "vhost.dvr.dvr_path" => {
-            // SRS: ./objs/nginx/html/[app]/[stream].[timestamp].flv; Estuary: a path under
-            // dvr.dir with the same variables, written as MP4.
             let raw = one(origin, path, args)?;
-            let file = raw.rsplit_once('/').map(|(dir, file)| (dir.rsplit('/').next().unwrap_or(""), file)).map(|(dir, file)| if dir.contains('[') { format!("{dir}/{file}") } else { file.to_string() }).unwrap_or_else(|| raw.to_string());
-            let file = match file.rsplit_once('.') {
-                Some((stem, "flv" | "mp4")) => format!("{stem}.mp4"),
-                _ => format!("{file}.mp4"),
-            };
-            if !raw.ends_with(".mp4") {
-                mapped.warn(origin, path, &format!("is {raw}; Estuary records MP4, so files are written as {file} under dvr.dir"));
+            let (relative, format) = dvr_path(raw);
+            if !raw.contains('[') {
+                mapped.warn(origin, path, &format!("names no file pattern; files are written as {relative} under dvr.dir"));
+            } else if !raw.starts_with(&relative) {
+                mapped.warn(origin, path, &format!("is {raw}; files are written as {relative} under dvr.dir (node.data_dir/dvr by default)"));
             }
-            mapped.set("dvr", "path", V::String(file));
+            mapped.set("dvr", "path", V::String(relative));
+            mapped.set("dvr", "format", V::String(format.into()));
         }
         "vhost.forward.enabled" => mapped.set_in("forward", "_srs", "enabled", V::Boolean(on_off(origin, path, args)?)),
         "vhost.forward.destination" => {
@@ -601,9 +647,29 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
     Ok(())
 }
 
-/// Settings that depend on more than one directive, resolved once all are read (the helper
-/// tables `_srs` are removed).
-fn finish(mapped: &mut Mapped) {
+/// SRS's `dvr_path` as a path under `dvr.dir` and a format: everything from the first
+/// component with a variable on (`[vhost]/` left out: Estuary's paths are per app), or SRS
+/// 1.0's directory form (no variables) with `[app]/[stream].[timestamp].flv` added; the
+/// format from the extension (FLV unless it is `.mp4`, as in SRS).
+fn dvr_path(raw: &str) -> (String, &'static str) {
+    let format = if raw.ends_with(".mp4") { "mp4" } else { "flv" };
+    let parts: Vec<&str> = raw.split('/').collect();
+    let relative = match parts.iter().position(|p| p.contains('[')) {
+        Some(first) => {
+            let mut rest: Vec<&str> = parts[first..].to_vec();
+            if rest.first() == Some(&"[vhost]") && rest.len() > 1 {
+                rest.remove(0);
+            }
+            rest.join("/")
+        }
+        None => "[app]/[stream].[timestamp].flv".to_string(),
+    };
+    (relative, format)
+}
+
+/// Settings that depend on more than one directive or variable, resolved once the file and
+/// the variables are all read (the helper tables `_srs` are removed).
+pub fn finish(mapped: &mut Mapped) {
     use toml::Value as V;
     let take = |mapped: &mut Mapped, section: &str| -> toml::Table {
         match mapped.table.get_mut(section) {
@@ -617,9 +683,34 @@ fn finish(mapped: &mut Mapped) {
     for section in ["hls", "dash"] {
         let srs = take(mapped, section);
         if let Some(window) = srs.get("window_s").and_then(V::as_float) {
+            // The fragment the node will use: set here, or Estuary's default (2 s).
             let set_ms = mapped.table.get(section).and_then(|t| t.get("fragment_ms")).and_then(V::as_integer).map(|ms| ms as f64 / 1000.0);
-            let fragment = srs.get("fragment_s").and_then(V::as_float).or(set_ms).unwrap_or(if section == "hls" { 10.0 } else { 30.0 }).max(0.2);
+            let fragment = set_ms.unwrap_or(2.0).max(0.2);
             mapped.set(section, "window", V::Integer(((window / fragment).round() as i64).max(1)));
+        }
+    }
+    let auth = take(mapped, "api");
+    match auth.get("enabled").and_then(V::as_bool) {
+        Some(true) => {
+            for key in ["username", "password"] {
+                if let Some(value) = auth.get(key) {
+                    mapped.set("api", key, value.clone());
+                }
+            }
+        }
+        Some(false) => {
+            mapped.set("api", "username", V::String(String::new()));
+            mapped.set("api", "password", V::String(String::new()));
+        }
+        None => {
+            if auth.contains_key("username") || auth.contains_key("password") {
+                mapped.warnings.push("http_api.auth has a username or password but is not enabled; the API stays open to reads".into());
+            }
+        }
+    }
+    if let Some(V::Table(t)) = mapped.table.get("api") {
+        if t.is_empty() {
+            mapped.table.remove("api");
         }
     }
     let metrics = take(mapped, "metrics");
@@ -756,7 +847,9 @@ vhost other.example.com {
 
     #[test]
     fn maps_srs_directives_onto_estuary_settings() {
-        let mapped = map_file(&parse(SAMPLE).unwrap(), "srs.conf").unwrap();
+        let mut mapped = Mapped::default();
+        map_file(&mut mapped, &parse(SAMPLE).unwrap(), "srs.conf").unwrap();
+        finish(&mut mapped);
         let t = &mapped.table;
         assert_eq!(get(t, "rtmp", "listen").unwrap().as_str(), Some("0.0.0.0:1935"));
         assert_eq!(get(t, "api", "listen").unwrap().as_str(), Some("0.0.0.0:1985"));
@@ -767,7 +860,12 @@ vhost other.example.com {
         assert_eq!(get(t, "hls", "window").unwrap().as_integer(), Some(5));
         assert_eq!(get(t, "dvr", "plan").unwrap().as_str(), Some("segment"));
         assert_eq!(get(t, "dvr", "segment_ms").unwrap().as_integer(), Some(30000));
-        assert_eq!(get(t, "dvr", "path").unwrap().as_str(), Some("[app]/[stream].[timestamp].mp4"));
+        assert_eq!(get(t, "dvr", "path").unwrap().as_str(), Some("[app]/[stream].[timestamp].flv"));
+        assert_eq!(get(t, "dvr", "format").unwrap().as_str(), Some("flv"));
+        // SRS's defaults for what the file leaves out.
+        assert_eq!(get(t, "srt", "enabled").unwrap().as_bool(), Some(false));
+        assert_eq!(get(t, "gb28181", "enabled").unwrap().as_bool(), Some(false));
+        assert_eq!(get(t, "dash", "enabled").unwrap().as_bool(), Some(false));
         assert_eq!(get(t, "hooks", "on_publish").unwrap().as_array().map(Vec::len), Some(2));
         assert_eq!(get(t, "stream", "gop_cache").unwrap().as_bool(), Some(false));
         assert_eq!(get(t, "stream", "write_merge_ms").unwrap().as_integer(), Some(100));
@@ -786,10 +884,10 @@ vhost other.example.com {
 
     #[test]
     fn bad_values_are_errors_with_the_line() {
-        let err = map_file(&parse("vhost __defaultVhost__ {\n hls {\n enabled maybe;\n }\n}\n").unwrap(), "srs.conf").unwrap_err();
+        let err = map_file(&mut Mapped::default(), &parse("vhost __defaultVhost__ {\n hls {\n enabled maybe;\n }\n}\n").unwrap(), "srs.conf").unwrap_err();
         assert_eq!(err.line, 3);
         assert!(err.message.contains("on or off"), "{err}");
-        assert_eq!(map_file(&parse("listen nowhere;").unwrap(), "srs.conf").unwrap_err().line, 1);
+        assert_eq!(map_file(&mut Mapped::default(), &parse("listen nowhere;").unwrap(), "srs.conf").unwrap_err().line, 1);
     }
 
     #[test]
@@ -810,6 +908,7 @@ vhost other.example.com {
         .collect();
         let mut mapped = Mapped::default();
         map_env(&mut mapped, &env).unwrap();
+        finish(&mut mapped);
         let t = &mapped.table;
         assert_eq!(get(t, "rtmp", "listen").unwrap().as_str(), Some("0.0.0.0:19350"));
         assert_eq!(get(t, "api", "listen").unwrap().as_str(), Some("0.0.0.0:19850"));
@@ -828,5 +927,33 @@ vhost other.example.com {
             assert!(table.contains(&format!("`{}`", env_name(path))), "{path}");
         }
         assert!(table.contains("| `vhost __defaultVhost__ { hls { hls_fragment } }` | `SRS_VHOST_HLS_HLS_FRAGMENT` |"), "{table}");
+    }
+
+    #[test]
+    fn file_and_variables_combine_before_settings_are_resolved() {
+        let mut mapped = Mapped::default();
+        mapped.vars.insert("CANDIDATE".into(), "192.0.2.7".into());
+        let text = "rtc_server { enabled on; candidate $CANDIDATE; }\nhttp_api { auth { enabled on; username admin; } }\nvhost __defaultVhost__ {\n http_hooks { enabled on; }\n hls { enabled on; hls_fragment 2; }\n}\n";
+        map_file(&mut mapped, &parse(text).unwrap(), "srs.conf").unwrap();
+        let env: Vec<(String, String)> = [("SRS_VHOST_HTTP_HOOKS_ON_PUBLISH", "http://127.0.0.1:1/hook"), ("SRS_VHOST_HLS_HLS_WINDOW", "60"), ("SRS_HTTP_API_AUTH_PASSWORD", "secret"), ("SRS_LISTEN", "")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map_env(&mut mapped, &env).unwrap();
+        finish(&mut mapped);
+        let t = &mapped.table;
+        assert_eq!(get(t, "hooks", "on_publish").unwrap().as_array().map(Vec::len), Some(1));
+        assert_eq!(get(t, "hls", "window").unwrap().as_integer(), Some(30));
+        assert_eq!(get(t, "api", "username").unwrap().as_str(), Some("admin"));
+        assert_eq!(get(t, "api", "password").unwrap().as_str(), Some("secret"));
+        assert_eq!(get(t, "rtc", "candidate").unwrap().as_str(), Some("192.0.2.7"));
+        assert_eq!(get(t, "rtmp", "listen"), None, "an empty variable counts as unset");
+    }
+
+    #[test]
+    fn dvr_paths_keep_their_pattern_and_format() {
+        assert_eq!(dvr_path("./objs/nginx/html/[app]/[stream].[timestamp].flv"), ("[app]/[stream].[timestamp].flv".to_string(), "flv"));
+        assert_eq!(dvr_path("/data/[vhost]/[app]/[stream]/[2006]/[01]/[02]/[15].[04].[05].[999].mp4"), ("[app]/[stream]/[2006]/[01]/[02]/[15].[04].[05].[999].mp4".to_string(), "mp4"));
+        assert_eq!(dvr_path("./objs/nginx/html"), ("[app]/[stream].[timestamp].flv".to_string(), "flv"));
     }
 }
