@@ -323,7 +323,7 @@ fn srs_api_paths_answer_with_and_without_the_trailing_slash_in_srs_shapes() {
         "id": "string", "name": "string", "enabled": "bool", "clients": "number", "streams": "number",
         "send_bytes": "number", "recv_bytes": "number", "kbps": kbps, "hls": { "enabled": "bool", "fragment": "number" },
     });
-    let client = serde_json::json!({ "id": "string", "ip": "string", "alive": "number", "send_bytes": "number", "recv_bytes": "number" });
+    let client = serde_json::json!({ "id": "string", "ip": "string", "alive": "number", "send_bytes": "number", "recv_bytes": "number", "publish": "bool", "url": "string", "name": "string" });
     let paths: Vec<(String, Value)> = vec![
         ("/api".into(), serde_json::json!({ "urls": { "v1": "string" } })),
         ("/api/v1".into(), serde_json::json!({ "urls": { "versions": "string", "summaries": "string", "rusages": "string", "self_proc_stats": "string", "system_proc_stats": "string", "meminfos": "string", "authors": "string", "features": "string", "requests": "string", "vhosts": "string", "streams": "string", "clients": "string" } })),

@@ -10,6 +10,10 @@ pub(super) fn client_json(c: &estuary_actors::node::clients::ClientRecord) -> Va
         "ip": c.peer,
         "type": role.as_ref().map(|(r, _)| *r),
         "stream": role.as_ref().map(|(_, s)| s.clone()),
+        // SRS's fields: whether it publishes, the stream's URL path and its name.
+        "publish": matches!(role, Some((estuary_actors::node::clients::Role::Publish, _))),
+        "url": role.as_ref().map(|(_, s)| format!("/{s}")),
+        "name": role.as_ref().map(|(_, s)| s.rsplit('/').next().unwrap_or(s).to_string()),
         "alive": c.connected.elapsed().as_secs_f64(),
         "recv_bytes": c.bytes_in.load(Ordering::Relaxed),
         "send_bytes": c.bytes_out.load(Ordering::Relaxed),
