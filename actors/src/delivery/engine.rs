@@ -295,12 +295,9 @@ impl Engine {
         let Registration { key, subscription, socket, ctrl, own, writer, record, send_timeout, done } = registration;
         // The worker's feed of the stream, unless it belongs to an earlier life of the stream
         // (a republish after the stream actor went: the old feed is still ending).
-        let current = self.by_key.get(&key).copied().filter(|id| {
-            let same = match (&subscription.shared, self.feeds.get(id)) {
-                (Some(terms), Some(feed)) => !feed.ended && Arc::ptr_eq(&terms.counters, &feed.terms.counters),
-                _ => false,
-            };
-            same
+        let current = self.by_key.get(&key).copied().filter(|id| match (&subscription.shared, self.feeds.get(id)) {
+            (Some(terms), Some(feed)) => !feed.ended && Arc::ptr_eq(&terms.counters, &feed.terms.counters),
+            _ => false,
         });
         let id = match current {
             Some(id) => id,
@@ -360,25 +357,19 @@ impl Engine {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ring.push(frame))).is_err() {
                     tracing::error!(stream = %feed.key, "delivery ring panicked on a frame; its players resume at the next keyframe");
                                         let ts = feed.players.iter().any(|p| matches!(p.writer, Format::Ts));
-                    let limits = feed.terms.limits;
-                    let head = feed.ring.head();
-                    let old = std::mem::replace(&mut feed.ring, Ring::starting_at(limits, head));
-                    // The headers come along unless they are what made it panic.
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let mut ring = old.started_over();
+                    let (limits, head, old) = (feed.terms.limits, feed.ring.head(), &feed.ring);
+                    let with_ts = |mut ring: Ring| {
                         if ts {
                             ring.enable_ts();
                         }
                         ring
-                    })) {
-                        Ok(ring) => feed.ring = ring,
-                        Err(_) => {
-                            tracing::error!(stream = %feed.key, "delivery ring panicked again on the stream's headers; players wait for new ones");
-                            if ts {
-                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| feed.ring.enable_ts()));
-                            }
-                        }
-                    }
+                    };
+                    // The headers come along unless they are what made it panic (an empty
+                    // ring without headers has nothing to encode).
+                    feed.ring = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| with_ts(old.started_over()))).unwrap_or_else(|_| {
+                        tracing::error!(stream = %feed.key, "delivery ring panicked again on the stream's headers; players wait for new ones");
+                        with_ts(Ring::starting_at(limits, head))
+                    });
                     for player in &mut feed.players {
                         player.cursor.wait_for_start(feed.ring.head());
                     }

@@ -586,13 +586,19 @@ mod tests {
 
     /// Writes everything the cursor can get, `step` bytes at a time.
     fn drain(cursor: &mut Cursor, ring: &Ring, step: usize) -> (String, u64) {
+        let (out, lost) = drain_with(cursor, ring, &Text, step);
+        (String::from_utf8(out).unwrap(), lost)
+    }
+
+    /// The bytes `with` gives, written `step` at a time, and the frames lost on the way.
+    fn drain_with<S: Serialise>(cursor: &mut Cursor, ring: &Ring, with: &S, step: usize) -> (Vec<u8>, u64) {
         let mut out = Vec::new();
         let mut lost = 0;
         loop {
-            let plan = cursor.plan(ring, &Text);
+            let plan = cursor.plan(ring, with);
             lost += plan.lost_frames;
             if plan.is_empty() {
-                return (String::from_utf8(out).unwrap(), lost);
+                return (out, lost);
             }
             let all: Vec<u8> = plan.pieces.iter().flat_map(|p| p.iter().copied()).collect();
             let n = all.len().min(step);
@@ -751,18 +757,7 @@ mod tests {
         // Tables went out with the first frame only; a player joining now starts at the
         // newest audio frame and must still be told the programme.
         let mut cursor = Cursor::join(&ring, &InOrder);
-        let mut out = Vec::new();
-        loop {
-            let plan = cursor.plan(&ring, &InOrder);
-            if plan.is_empty() {
-                break;
-            }
-            let n = plan.len();
-            for piece in &plan.pieces {
-                out.extend_from_slice(piece);
-            }
-            cursor.advance(plan, n);
-        }
+        let (out, _) = drain_with(&mut cursor, &ring, &InOrder, 1 << 20);
         assert!(!out.is_empty() && out.len() % 188 == 0, "{} bytes", out.len());
         let pids = pids(&out);
         assert_eq!(pids[0], 0, "first packet is not the PAT: {pids:?}");

@@ -120,10 +120,8 @@ fn self_stat() -> Option<(String, Vec<String>)> {
     Some((comm, rest))
 }
 
-fn ticks_per_second() -> f64 {
-    // USER_HZ is 100 on every Linux the node runs on.
-    100.0
-}
+/// Clock ticks per second of /proc's CPU times (USER_HZ is 100 on every Linux the node runs on).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// `GET /api/v1/rusages`: the process's resource usage, in getrusage's field names.
 pub(super) async fn rusages(_: Authorized) -> HttpResponse {
@@ -134,8 +132,8 @@ pub(super) async fn rusages(_: Authorized) -> HttpResponse {
     ok(json!({
         "ok": true,
         "sample_time": now_ms(),
-        "ru_utime": field(14) as f64 / ticks_per_second(),
-        "ru_stime": field(15) as f64 / ticks_per_second(),
+        "ru_utime": field(14) as f64 / TICKS_PER_SECOND,
+        "ru_stime": field(15) as f64 / TICKS_PER_SECOND,
         "ru_maxrss": status_kb("VmHWM:"),
         "ru_minflt": field(10),
         "ru_majflt": field(12),
@@ -259,7 +257,7 @@ pub(super) async fn features(_: Authorized) -> HttpResponse {
 /// `GET /api/v1/requests`: the request as received (method, path, query, headers).
 pub(super) async fn requests(_: Authorized, req: HttpRequest) -> HttpResponse {
     let headers: Vec<Value> = req.headers().iter().map(|(k, v)| json!({ k.as_str(): String::from_utf8_lossy(v.as_bytes()) })).collect();
-    let query: serde_json::Map<String, Value> = url_pairs(req.query_string()).into_iter().map(|(k, v)| (k, Value::from(v))).collect();
+    let query: serde_json::Map<String, Value> = estuary_protocols::rtmp::message::parse_query(req.query_string()).into_iter().map(|(k, v)| (k, Value::from(v))).collect();
     ok(json!({
         "uri": req.uri().to_string(),
         "path": req.path(),
@@ -268,17 +266,6 @@ pub(super) async fn requests(_: Authorized, req: HttpRequest) -> HttpResponse {
         "query": query,
         "server": { "sigature": SERVER, "version": env!("CARGO_PKG_VERSION"), "time": now_ms() },
     }))
-}
-
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (p.to_string(), String::new()),
-        })
-        .collect()
 }
 
 /// `GET /api/v1/authors`.

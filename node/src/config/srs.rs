@@ -528,7 +528,6 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         "srt_server.default_app" => only(mapped, origin, path, args, &["live"], "a stream id without an app plays from live"),
         "exporter.enabled" => {
             if on_off(origin, path, args)? {
-                mapped.table.entry("metrics").or_insert_with(|| V::Table(toml::Table::new()));
                 mapped.set_in("metrics", "_srs", "enabled", V::Boolean(true));
             }
         }
@@ -558,11 +557,7 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         "stream_caster.sip.serial" => mapped.set_in("gb28181", "_srs", "server_id", V::String(one(origin, path, args)?.into())),
         "stream_caster.sip.realm" => mapped.set_in("gb28181", "_srs", "realm", V::String(one(origin, path, args)?.into())),
         "vhost.hls.enabled" => mapped.set("hls", "enabled", V::Boolean(on_off(origin, path, args)?)),
-        "vhost.hls.hls_fragment" => {
-            let seconds = number(origin, path, args)?;
-            mapped.set("hls", "fragment_ms", ms(seconds));
-            mapped.set_in("hls", "_srs", "fragment_s", V::Float(seconds));
-        }
+        "vhost.hls.hls_fragment" => mapped.set("hls", "fragment_ms", ms(number(origin, path, args)?)),
         "vhost.hls.hls_window" => mapped.set_in("hls", "_srs", "window_s", V::Float(number(origin, path, args)?)),
         "vhost.hls.hls_dispose" => mapped.set("hls", "dispose_s", V::Integer(number(origin, path, args)? as i64)),
         "vhost.hls.hls_use_fmp4" => mapped.set("hls", "fmp4", V::Boolean(on_off(origin, path, args)?)),
@@ -572,11 +567,7 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         "vhost.hls.hls_m3u8_file" => only(mapped, origin, path, args, &["[app]/[stream].m3u8"], "playlists are [app]/[stream].m3u8"),
         "vhost.http_remux.mount" => only(mapped, origin, path, args, &["[vhost]/[app]/[stream].flv", "[app]/[stream].flv"], "HTTP-FLV is served at /<app>/<stream>.flv"),
         "vhost.dash.enabled" => mapped.set("dash", "enabled", V::Boolean(on_off(origin, path, args)?)),
-        "vhost.dash.dash_fragment" => {
-            let seconds = number(origin, path, args)?;
-            mapped.set("dash", "fragment_ms", ms(seconds));
-            mapped.set_in("dash", "_srs", "fragment_s", V::Float(seconds));
-        }
+        "vhost.dash.dash_fragment" => mapped.set("dash", "fragment_ms", ms(number(origin, path, args)?)),
         "vhost.dash.dash_timeshift" => mapped.set_in("dash", "_srs", "window_s", V::Float(number(origin, path, args)?)),
         "vhost.dvr.enabled" => mapped.set("dvr", "enabled", V::Boolean(on_off(origin, path, args)?)),
         "vhost.dvr.dvr_apply" => {
@@ -708,20 +699,10 @@ pub fn finish(mapped: &mut Mapped) {
             }
         }
     }
-    if let Some(V::Table(t)) = mapped.table.get("api") {
-        if t.is_empty() {
-            mapped.table.remove("api");
-        }
-    }
     let metrics = take(mapped, "metrics");
     if metrics.get("enabled").and_then(V::as_bool) == Some(true) {
         let listen = metrics.get("listen").and_then(V::as_str).unwrap_or("0.0.0.0:9972").to_string();
         mapped.set("metrics", "listen", V::String(listen));
-    }
-    if let Some(V::Table(m)) = mapped.table.get("metrics") {
-        if m.is_empty() {
-            mapped.table.remove("metrics");
-        }
     }
     let gb = take(mapped, "gb28181");
     if gb.get("enabled").and_then(V::as_bool) == Some(true) {
@@ -739,11 +720,6 @@ pub fn finish(mapped: &mut Mapped) {
     } else if gb.get("enabled").and_then(V::as_bool) == Some(false) {
         mapped.set("gb28181", "enabled", V::Boolean(false));
     }
-    if let Some(V::Table(t)) = mapped.table.get("gb28181") {
-        if t.is_empty() {
-            mapped.table.remove("gb28181");
-        }
-    }
     let forward = take(mapped, "forward");
     if forward.get("enabled").and_then(V::as_bool) == Some(true) {
         if let Some(destination) = forward.get("destination") {
@@ -756,13 +732,8 @@ pub fn finish(mapped: &mut Mapped) {
             mapped.set("hooks", event, urls.clone());
         }
     }
-    for section in ["forward", "hooks", "hls", "dash"] {
-        if let Some(V::Table(t)) = mapped.table.get(section) {
-            if t.is_empty() {
-                mapped.table.remove(section);
-            }
-        }
-    }
+    // Sections that held only helper entries are left out.
+    mapped.table.retain(|_, section| section.as_table().is_none_or(|t| !t.is_empty()));
 }
 
 #[cfg(test)]
