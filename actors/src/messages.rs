@@ -87,6 +87,12 @@ pub struct ForgetStream {
 #[rtype(result = "Vec<(StreamKey, Addr<StreamActor>)>")]
 pub struct ListStreams;
 
+/// Registry: the stream settings of every publish from now on (a configuration reload).
+/// Streams being published keep theirs until their publisher leaves.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReloadStreamSettings(pub crate::settings::StreamSettings);
+
 /// Registry: the streams that have a publisher now.
 #[derive(Message)]
 #[rtype(result = "Vec<StreamKey>")]

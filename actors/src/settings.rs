@@ -1,7 +1,32 @@
 //! Runtime settings the actors need, filled from the node's configuration.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// Settings a configuration reload may replace while the node runs. Readers take the current
+/// value as an `Arc` and keep it for as long as their session or call lasts: a reload changes
+/// what the next session sees, never what a running one is using.
+#[derive(Debug, Default)]
+pub struct Reloadable<T>(RwLock<Arc<T>>);
+
+impl<T> Reloadable<T> {
+    /// Starts with `value`.
+    pub fn new(value: T) -> Self {
+        Reloadable(RwLock::new(Arc::new(value)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        // A writer only swaps an `Arc`, so a poisoned lock still holds a whole value.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the value for every later [`Reloadable::get`].
+    pub fn set(&self, value: T) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+    }
+}
 
 /// Stream actor behaviour.
 #[derive(Debug, Clone)]

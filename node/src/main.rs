@@ -5,6 +5,7 @@ mod config;
 mod dvr_http;
 mod http;
 mod metrics;
+mod reload;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
@@ -63,14 +64,6 @@ enum Command {
     },
 }
 
-/// API credentials.
-#[derive(Clone, Default)]
-pub struct ApiAuth {
-    pub token: String,
-    pub username: String,
-    pub password: String,
-}
-
 /// Shared state of the HTTP and API servers.
 #[derive(Clone)]
 pub struct AppState {
@@ -87,19 +80,24 @@ pub struct AppState {
     pub gb_app: String,
     pub gb_media_port: Option<u16>,
     pub dash_dir: PathBuf,
-    pub api_auth: ApiAuth,
-    pub max_stream_series: usize,
+    /// The configuration in effect and how to read it again (SIGHUP, `/api/v1/raw?rpc=reload`);
+    /// API credentials and metric limits are read from it per request.
+    pub reloader: std::sync::Arc<reload::Reloader>,
     pub write_merge: std::time::Duration,
     /// The last ingest id handed out (ids are `unix_ms << 8` or one more than the last, so
     /// two ingests created in the same millisecond differ, and ids grow across restarts).
     pub last_ingest_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The process's CPU seconds at the last `/api/v1/summaries` sample, for its CPU %.
     pub last_cpu: std::sync::Arc<std::sync::Mutex<(Instant, f64)>>,
-    /// HLS fragment length in seconds, when HLS is on (SRS's vhost `hls.fragment`).
-    pub hls_fragment_s: Option<f64>,
 }
 
 impl AppState {
+    /// HLS fragment length in seconds, when HLS is on (SRS's vhost `hls.fragment`).
+    pub fn hls_fragment_s(&self) -> Option<f64> {
+        let running = self.reloader.running();
+        running.hls.enabled.then(|| running.hls.fragment_ms as f64 / 1000.0)
+    }
+
     /// A fresh ingest id.
     pub fn next_ingest_id(&self) -> u64 {
         let floor = (estuary_actors::unix_ms().max(0) as u64) << 8;
@@ -148,11 +146,12 @@ fn main() -> ExitCode {
         println!("{}", estuary_actors::access::auth::TokenSigner::new(&config.auth.token_secret).mint(action, stream.trim_matches('/'), expiry));
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log.level);
+    let set_log_level = init_logging(&config.log.level);
     for warning in &warnings {
         tracing::warn!("SRS configuration not applied: {warning}");
     }
-    match run(config, cli.exit_on_stdin_close) {
+    let source = ConfigSource { file: file.map(PathBuf::from), srs: cli.srs_config.is_some(), set_log_level };
+    match run(config, source, cli.exit_on_stdin_close) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -162,10 +161,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn,srt_protocol=warn,rtc=warn,rtc_ice=warn,rtc_dtls=error,rtc_srtp=warn,rtc_sctp=warn,rtc_interceptor=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).init();
+/// Where the configuration came from, for reloads.
+struct ConfigSource {
+    file: Option<PathBuf>,
+    srs: bool,
+    set_log_level: reload::LogLevelSetter,
+}
+
+/// The log filter of `level`: the node's own messages at `level`, its libraries' quieter.
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!("{level},actix_server=warn,actix_web=warn,srt_protocol=warn,rtc=warn,rtc_ice=warn,rtc_dtls=error,rtc_srtp=warn,rtc_sctp=warn,rtc_interceptor=warn"))
+}
+
+/// Starts logging at `level` (or as RUST_LOG says); the answer changes the level later.
+fn init_logging(level: &str) -> reload::LogLevelSetter {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| log_filter(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).with_target(false).with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
     // Panics caught at a session boundary are logged by that session with its context; the
     // panic itself goes to the same log, as one line, instead of raw stderr.
     std::panic::set_hook(Box::new(|info| {
@@ -174,9 +187,10 @@ fn init_logging(level: &str) {
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
         tracing::error!(%thread, %location, "panic: {message}");
     }));
+    Box::new(move |level| handle.reload(log_filter(level)).map_err(|e| e.to_string()))
 }
 
-fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> {
+fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) -> Result<(), String> {
     let store = Store::open(&config.node.data_dir).map_err(|e| format!("cannot open the database: {e}"))?;
     // HLS and DASH files are live artifacts: whatever a previous run left is stale.
     for dir in [config.hls_dir(), config.dash_dir()] {
@@ -338,13 +352,13 @@ fn run(config: config::Config, exit_on_stdin_close: bool) -> Result<(), String> 
             }
             Err(e) => tracing::error!(error = %e, "cannot read saved ingests"),
         }
+        let reloader = std::sync::Arc::new(reload::Reloader::new(source.file, source.srs, config.clone(), node.clone(), registry.clone(), Some(source.set_log_level)));
+        actix::spawn(reload::on_sighup(reloader.clone()));
         let state = AppState { node: node.clone(), registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
-            api_auth: ApiAuth { token: config.api.token.clone(), username: config.api.username.clone(), password: config.api.password.clone() },
-            max_stream_series: config.metrics.max_stream_series,
+            reloader: reloader.clone(),
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
             last_ingest_id: Default::default(),
             last_cpu: std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), metrics::cpu_seconds()))),
-            hls_fragment_s: config.hls.enabled.then(|| config.hls.fragment_ms as f64 / 1000.0),
         };
 
         let http_state = state.clone();

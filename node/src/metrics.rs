@@ -159,7 +159,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
 
     let mut ranked: Vec<_> = live.iter().filter_map(|(k, m)| m.info.as_ref().map(|i| (k, i))).collect();
     ranked.sort_by_key(|(_, i)| std::cmp::Reverse(i.bytes_in + i.bytes_out));
-    ranked.truncate(state.max_stream_series);
+    ranked.truncate(state.reloader.running().metrics.max_stream_series);
     type Pick = fn(&estuary_actors::stream::StreamInfo) -> f64;
     let per_stream: [(&str, &str, &str, Pick); 8] = [
         ("estuary_stream_players", "gauge", "Players of the stream.", |i| i.subscribers as f64),

@@ -170,6 +170,23 @@ impl Node {
         Node::launch(scratch.0.clone(), ports, env, args)
     }
 
+    /// Starts a node with an Estuary TOML file made by `toml` from a set of free ports (the file
+    /// must put every listener on them); the file is `estuary.toml` in `scratch`.
+    pub fn start_toml(scratch: &Scratch, toml: &dyn Fn(&Ports) -> String) -> Node {
+        let ports = Ports::free();
+        let path = scratch.path("estuary.toml");
+        std::fs::write(&path, toml(&ports)).expect("write estuary.toml");
+        let args = vec!["-c".to_string(), path.display().to_string(), "--exit-on-stdin-close".to_string()];
+        Node::launch(scratch.0.clone(), ports, Vec::new(), args)
+    }
+
+    /// Sends SIGHUP (SRS's reload signal).
+    pub fn hangup(&self) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
+        assert!(status.success(), "kill -HUP {pid} failed");
+    }
+
     /// Starts a node with no configuration at all: built-in defaults, default ports, data in
     /// `./estuary-data` of a fresh directory. Run it inside [`private_network`], where the
     /// default ports are free.

@@ -76,7 +76,7 @@ pub struct HookSettings {
 /// A node's hooks: its settings and the counters calls are counted in.
 #[derive(Debug, Default)]
 pub struct Hooks {
-    settings: Arc<HookSettings>,
+    settings: crate::settings::Reloadable<HookSettings>,
     stats: Arc<crate::node::stats::Stats>,
 }
 
@@ -88,17 +88,22 @@ fn urls(settings: &HookSettings, event: Event, app: &str) -> Vec<String> {
 impl Hooks {
     /// Hooks with `settings`, counting calls in `stats`.
     pub fn new(settings: HookSettings, stats: Arc<crate::node::stats::Stats>) -> Self {
-        Hooks { settings: Arc::new(settings), stats }
+        Hooks { settings: crate::settings::Reloadable::new(settings), stats }
+    }
+
+    /// Replaces the settings (a configuration reload): calls made from now on use them.
+    pub fn reload(&self, settings: HookSettings) {
+        self.settings.set(settings);
     }
 
     /// True when any URL is configured for `event` in `app`.
     pub fn configured(&self, event: Event, app: &str) -> bool {
-        !urls(&self.settings, event, app).is_empty()
+        !urls(&self.settings.get(), event, app).is_empty()
     }
 
     /// Calls a deciding hook. `Ok` when every configured URL allows (or none is configured).
     pub async fn decide(&self, event: Event, app: &str, mut body: Value) -> Result<(), Denied> {
-        let settings = self.settings.clone();
+        let settings = self.settings.get();
         let urls = urls(&settings, event, app);
         if urls.is_empty() {
             return Ok(());
@@ -130,7 +135,7 @@ impl Hooks {
 
     /// Calls a notifying hook in the background.
     pub fn notify(&self, event: Event, app: &str, mut body: Value) {
-        let settings = self.settings.clone();
+        let settings = self.settings.get();
         let stats = self.stats.clone();
         let urls = urls(&settings, event, app);
         if urls.is_empty() {

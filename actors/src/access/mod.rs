@@ -52,7 +52,7 @@ pub enum Refused {
 /// A node's access policy.
 #[derive(Debug, Default)]
 pub struct Access {
-    settings: AccessSettings,
+    settings: crate::settings::Reloadable<AccessSettings>,
     hooks: Arc<hooks::Hooks>,
     stats: Arc<crate::node::stats::Stats>,
     /// Publishes claim their stream in the cluster directory once everything else agreed.
@@ -81,12 +81,17 @@ pub struct Request<'a> {
 impl Access {
     /// The policy `settings`, asking `hooks` and counting refusals in `stats`.
     pub fn new(settings: AccessSettings, hooks: Arc<hooks::Hooks>, stats: Arc<crate::node::stats::Stats>, cluster: Option<Arc<crate::cluster::Directory>>) -> Self {
-        Access { settings, hooks, stats, cluster }
+        Access { settings: crate::settings::Reloadable::new(settings), hooks, stats, cluster }
     }
 
     /// The settings (for minting tokens through the API).
-    pub fn settings(&self) -> &AccessSettings {
-        &self.settings
+    pub fn settings(&self) -> Arc<AccessSettings> {
+        self.settings.get()
+    }
+
+    /// Replaces the local rules (a configuration reload): requests checked from now on use them.
+    pub fn reload(&self, settings: AccessSettings) {
+        self.settings.set(settings);
     }
 
     /// Checks a request; `Err` carries a reason fit for the client and the log.
@@ -142,7 +147,7 @@ impl Access {
 
     fn check_cidr(&self, request: &Request<'_>) -> Result<(), Refused> {
         if let Some(ip) = request.ip {
-            let settings = &self.settings;
+            let settings = self.settings.get();
             let rules = match request.action {
                 Action::Publish => &settings.publish,
                 Action::Play => &settings.play,
@@ -155,7 +160,7 @@ impl Access {
     fn check_local(&self, request: &Request<'_>) -> Result<(), Refused> {
         self.check_cidr(request)?;
         {
-            let settings = &self.settings;
+            let settings = self.settings.get();
             if settings.require_token.contains(request.action.name()) {
                 let signer = settings.signer.as_ref().ok_or(Refused::NoSecret)?;
                 let token = request.params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()).ok_or(auth::TokenError::Missing)?;

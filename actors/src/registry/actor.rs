@@ -1,6 +1,7 @@
 use crate::node::clients::ClientId;
 use crate::node::NodeContext;
-use crate::settings::StreamSettings;
+use crate::settings::{Reloadable, StreamSettings};
+use std::sync::Arc;
 use crate::storage::StorageHandle;
 use crate::stream::StreamActor;
 use actix::prelude::*;
@@ -16,7 +17,8 @@ pub(super) struct Entry {
 /// Maps streams to their actors.
 pub struct StreamRegistry {
     pub(super) node: NodeContext,
-    pub(super) settings: StreamSettings,
+    /// Shared with every stream actor, which takes the current value at each new publish.
+    pub(super) settings: Arc<Reloadable<StreamSettings>>,
     pub(super) storage: StorageHandle,
     pub(super) entries: HashMap<StreamKey, Entry>,
     pub(super) next_generation: u64,
@@ -25,7 +27,7 @@ pub struct StreamRegistry {
 impl StreamRegistry {
     /// A registry whose stream actors use `settings` and record into `storage`.
     pub fn new(node: NodeContext, settings: StreamSettings, storage: StorageHandle) -> Self {
-        StreamRegistry { node, settings, storage, entries: HashMap::new(), next_generation: 1 }
+        StreamRegistry { node, settings: Arc::new(Reloadable::new(settings)), storage, entries: HashMap::new(), next_generation: 1 }
     }
 
     pub(super) fn spawn_stream(&mut self, key: &StreamKey, ctx: &mut Context<Self>) -> Addr<StreamActor> {

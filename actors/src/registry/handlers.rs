@@ -61,6 +61,14 @@ impl Handler<ForgetStream> for StreamRegistry {
     }
 }
 
+impl Handler<ReloadStreamSettings> for StreamRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReloadStreamSettings, _: &mut Self::Context) {
+        self.settings.set(msg.0);
+    }
+}
+
 impl Handler<PublishedStreams> for StreamRegistry {
     type Result = MessageResult<PublishedStreams>;
 

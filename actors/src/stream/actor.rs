@@ -45,7 +45,10 @@ pub struct StreamActor {
     pub(super) node: NodeContext,
     pub(super) key: StreamKey,
     pub(super) generation: u64,
+    /// The settings of the current publish, taken from `live` when a publisher attaches.
     pub(super) settings: StreamSettings,
+    /// The registry's settings, replaced by a configuration reload.
+    pub(super) live: Arc<crate::settings::Reloadable<StreamSettings>>,
     pub(super) registry: Addr<StreamRegistry>,
     pub(super) storage: StorageHandle,
     pub(super) publisher: Option<Publisher>,
@@ -90,12 +93,13 @@ pub struct StreamActor {
 
 impl StreamActor {
     /// A stream actor for `key`.
-    pub fn new(node: NodeContext, key: StreamKey, generation: u64, settings: StreamSettings, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
+    pub fn new(node: NodeContext, key: StreamKey, generation: u64, live: Arc<crate::settings::Reloadable<StreamSettings>>, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
         StreamActor {
             node,
             key,
             generation,
-            settings,
+            settings: StreamSettings::clone(&live.get()),
+            live,
             registry,
             storage,
             publisher: None,

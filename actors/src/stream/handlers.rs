@@ -19,6 +19,8 @@ impl Handler<AttachPublisher> for StreamActor {
             ctx.cancel_future(handle);
             tracing::info!(stream = %self.key, client = msg.client, players = self.player_count(), "publisher resumed within the grace period");
         }
+        // A new publish runs with the settings of now (a reload since the last one applies).
+        self.settings = crate::settings::StreamSettings::clone(&self.live.get());
         self.pending_rebase = self.last_out_dts_ms.is_some();
         self.publisher = Some(Publisher {
             client: msg.client,

@@ -73,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/features", web::get().to(features))
         .route("/api/v1/requests", web::get().to(requests))
         .route("/api/v1/authors", web::get().to(authors))
+        .route("/api/v1/raw", web::get().to(raw))
         .route("/api/v1/versions", web::get().to(versions))
         .route("/api/v1/summaries", web::get().to(summaries))
         .route("/api/v1/cluster", web::get().to(cluster))
@@ -128,50 +129,71 @@ impl FromRequest for Authorized {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return std::future::ready(Ok(Authorized));
-        };
-        let auth = &state.api_auth;
         let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
-        // JSON bodies are read whatever their Content-Type (for `curl -d`). A browser sends a
-        // form or text/plain POST to another origin without asking first (no CORS
-        // preflight), so such a request from a web page (it carries Origin, or
-        // Sec-Fetch-Site: cross-site) is refused: no page can drive the API from a visitor's
-        // browser. Real JSON from a page needs a preflight, which the API does not grant.
-        let json_typed = actix_web::HttpMessage::mime_type(req).ok().flatten().is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
-        let from_a_page = req.headers().contains_key("origin") || req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
-        if !reads && from_a_page && !json_typed {
-            let response = error(403, "a cross-site form or text POST cannot change the node; send Content-Type: application/json");
-            return std::future::ready(Err(actix_web::error::InternalError::from_response("forbidden", response).into()));
+        std::future::ready(authorize(req, !reads).map(|()| Authorized))
+    }
+}
+
+/// Passes as [`Authorized`] does for a call that changes the node, whatever its method (SRS's
+/// `GET /api/v1/raw?rpc=reload`).
+pub struct AuthorizedChange;
+
+impl FromRequest for AuthorizedChange {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authorize(req, true).map(|()| AuthorizedChange))
+    }
+}
+
+/// The API's rule: reads are open unless credentials are configured; a call that `changes`
+/// the node needs the credentials, or, without any configured, comes straight from this machine.
+fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Ok(());
+    };
+    let running = state.reloader.running();
+    let auth = &running.api;
+    let reads = !changes;
+    // JSON bodies are read whatever their Content-Type (for `curl -d`). A browser sends a
+    // form or text/plain POST to another origin without asking first (no CORS
+    // preflight), so such a request from a web page (it carries Origin, or
+    // Sec-Fetch-Site: cross-site) is refused: no page can drive the API from a visitor's
+    // browser. Real JSON from a page needs a preflight, which the API does not grant.
+    let json_typed = actix_web::HttpMessage::mime_type(req).ok().flatten().is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+    let from_a_page = req.headers().contains_key("origin") || req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
+    if !reads && from_a_page && !json_typed {
+        let response = error(403, "a cross-site form or text POST cannot change the node; send Content-Type: application/json");
+        return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
+    }
+    if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
+        // No credentials configured: reads stay open, as in SRS, but what changes the
+        // node or mints tokens (every method but GET/HEAD, and a reload) is served to this
+        // machine only. Direct from this machine only: not through a local reverse proxy or
+        // tunnel (its forwarding headers give it away; without them, put api.token on such
+        // setups), and not a page whose own host name was rebound to 127.0.0.1 (Host must
+        // name a loopback address).
+        let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host_name = host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !h.ends_with(']') || port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
+        let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
+        let local = !proxied && loopback_host && req.peer_addr().is_some_and(|peer| peer.ip().to_canonical().is_loopback());
+        if reads || local {
+            return Ok(());
         }
-        if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
-            // No credentials configured: reads stay open, as in SRS, but what changes the
-            // node or mints tokens (every method but GET/HEAD) is served to this machine only.
-            // Direct from this machine only: not through a local reverse proxy or tunnel (its
-            // forwarding headers give it away; without them, put api.token on such setups),
-            // and not a page whose own host name was rebound to 127.0.0.1 (Host must name
-            // a loopback address).
-            let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
-            let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
-            let host_name = host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !h.ends_with(']') || port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
-            let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
-            let local = !proxied && loopback_host && req.peer_addr().is_some_and(|peer| peer.ip().to_canonical().is_loopback());
-            if reads || local {
-                return std::future::ready(Ok(Authorized));
-            }
-            let response = error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set");
-            return std::future::ready(Err(actix_web::error::InternalError::from_response("forbidden", response).into()));
-        }
-        let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);
-        let basic_ok = !auth.username.is_empty()
-            && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| pair == format!("{}:{}", auth.username, auth.password));
-        if bearer_ok || basic_ok {
-            std::future::ready(Ok(Authorized))
-        } else {
-            let response = error(401, "authentication required");
-            std::future::ready(Err(actix_web::error::InternalError::from_response("unauthorized", response).into()))
-        }
+        let response = error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set");
+        return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
+    }
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);
+    let basic_ok = !auth.username.is_empty()
+        && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| pair == format!("{}:{}", auth.username, auth.password));
+    if bearer_ok || basic_ok {
+        Ok(())
+    } else {
+        let response = error(401, "authentication required");
+        Err(actix_web::error::InternalError::from_response("unauthorized", response).into())
     }
 }
 

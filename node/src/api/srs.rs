@@ -1,8 +1,9 @@
 //! SRS's informational API paths, in SRS's shapes, for the scripts and consoles written for
 //! SRS: `/api/` and `/api/v1/` (the lists of endpoints), `/api/v1/vhosts[/{id}]`,
 //! `/api/v1/rusages`, `/api/v1/self_proc_stats`, `/api/v1/system_proc_stats`,
-//! `/api/v1/meminfos`, `/api/v1/features`, `/api/v1/requests` and `/api/v1/authors`.
-//! Figures come from the kernel (`/proc`) and from the node's own counters.
+//! `/api/v1/meminfos`, `/api/v1/features`, `/api/v1/requests`, `/api/v1/authors`, and
+//! `/api/v1/raw?rpc=reload` / `rpc=reload-fetch`. Figures come from the kernel (`/proc`) and
+//! from the node's own counters.
 
 use super::*;
 
@@ -35,6 +36,7 @@ pub const V1_URLS: &[(&str, &str)] = &[
     ("streams", "live streams (?start=&count=)"),
     ("clients", "connected clients (?start=&count=); DELETE /api/v1/clients/{id} kicks one"),
     ("cluster", "the cluster directory when the node is in one"),
+    ("raw", "?rpc=reload reads the configuration again (as SIGHUP); ?rpc=reload-fetch tells how the last reload went"),
 ];
 
 /// `GET /api/v1/`: the endpoints of version 1.
@@ -71,7 +73,7 @@ async fn vhosts_json(state: &AppState) -> Result<Vec<Value>, HttpResponse> {
             entry.5 += info.subscribers + usize::from(info.publisher.is_some());
         }
     }
-    let hls_fragment = state.hls_fragment_s;
+    let hls_fragment = state.hls_fragment_s();
     Ok(by_vhost
         .into_iter()
         .map(|(name, (send, recv, kbps_send, kbps_recv, streams, clients))| {
@@ -274,4 +276,35 @@ pub(super) async fn authors(_: Authorized) -> HttpResponse {
         "license": env!("CARGO_PKG_LICENSE"),
         "contributors": "the Estuary developers",
     }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawQuery {
+    rpc: Option<String>,
+}
+
+/// `GET /api/v1/raw?rpc=reload`: reads the configuration again and applies what can change
+/// live (see `reload.rs`); `rpc=reload-fetch`: the last reload's result. SRS serves these only
+/// with `raw_api { enabled on; allow_reload on; }` (Estuary: `api.allow_reload`), and a
+/// reload changes the node, so it passes the API's rule for changes.
+pub(super) async fn raw(state: web::Data<AppState>, _: AuthorizedChange, query: web::Query<RawQuery>) -> HttpResponse {
+    if !state.reloader.running().api.allow_reload {
+        return error(403, "reloading through the API is off (api.allow_reload = false; in an srs.conf: http_api { raw_api { enabled on; allow_reload on; } })");
+    }
+    match query.rpc.as_deref() {
+        Some("reload") => match state.reloader.reload("API").await {
+            Ok(outcome) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "data": outcome })),
+            Err(reason) => error(400, &reason),
+        },
+        Some("reload-fetch") => {
+            let data = match state.reloader.last() {
+                None => json!({ "err": 0, "msg": "no reload yet", "state": 0, "rid": "" }),
+                Some((number, Ok(outcome))) => json!({ "err": 0, "msg": "Success", "state": 0, "rid": number.to_string(), "outcome": outcome }),
+                Some((number, Err(reason))) => json!({ "err": 1, "msg": reason, "state": 0, "rid": number.to_string() }),
+            };
+            ok(data)
+        }
+        Some(other) => error(400, &format!("rpc={other} is not served; the raw API has reload and reload-fetch (SRS 4 and later removed the rest)")),
+        None => error(400, "the raw API needs ?rpc=reload or ?rpc=reload-fetch"),
+    }
 }

@@ -357,6 +357,7 @@ pub struct ApiSection {
     pub token: String,
     pub username: String,
     pub password: String,
+    pub allow_reload: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -408,7 +409,7 @@ impl Default for HttpSection {
 
 impl Default for ApiSection {
     fn default() -> Self {
-        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false, token: String::new(), username: String::new(), password: String::new() }
+        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false, token: String::new(), username: String::new(), password: String::new(), allow_reload: true }
     }
 }
 

@@ -177,6 +177,8 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("http_api.auth.enabled", "with username and password: api.username, api.password"),
     ("http_api.auth.username", "api.username"),
     ("http_api.auth.password", "api.password"),
+    ("http_api.raw_api.enabled", "api.allow_reload (with allow_reload)"),
+    ("http_api.raw_api.allow_reload", "api.allow_reload (with raw_api.enabled)"),
     ("http_server.enabled", "on only (HTTP-FLV/TS, HLS and DASH are always served)"),
     ("http_server.listen", "http.listen"),
     ("http_server.crossdomain", "on only"),
@@ -327,6 +329,8 @@ fn srs_defaults(mapped: &mut Mapped) {
     mapped.set("dvr", "enabled", V::Boolean(false));
     mapped.set("dvr", "plan", V::String("session".into()));
     mapped.set("dvr", "segment_ms", V::Integer(30_000));
+    // SRS serves /api/v1/raw?rpc=reload only with raw_api { enabled on; allow_reload on; }.
+    mapped.set("api", "allow_reload", V::Boolean(false));
 }
 
 /// Maps parsed SRS directives (from `file`, for messages) onto `mapped`, over SRS's defaults.
@@ -488,6 +492,8 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         "http_api.auth.enabled" => mapped.set_in("api", "_srs", "enabled", V::Boolean(on_off(origin, path, args)?)),
         "http_api.auth.username" => mapped.set_in("api", "_srs", "username", V::String(one(origin, path, args)?.into())),
         "http_api.auth.password" => mapped.set_in("api", "_srs", "password", V::String(one(origin, path, args)?.into())),
+        "http_api.raw_api.enabled" => mapped.set_in("api", "_srs", "raw_api", V::Boolean(on_off(origin, path, args)?)),
+        "http_api.raw_api.allow_reload" => mapped.set_in("api", "_srs", "allow_reload", V::Boolean(on_off(origin, path, args)?)),
         "http_server.listen" => {
             let addr = address(origin, path, args, mapped)?;
             mapped.set("http", "listen", V::String(addr));
@@ -681,6 +687,10 @@ pub fn finish(mapped: &mut Mapped) {
         }
     }
     let auth = take(mapped, "api");
+    if auth.contains_key("raw_api") || auth.contains_key("allow_reload") {
+        let on = |key: &str| auth.get(key).and_then(V::as_bool).unwrap_or(false);
+        mapped.set("api", "allow_reload", V::Boolean(on("raw_api") && on("allow_reload")));
+    }
     match auth.get("enabled").and_then(V::as_bool) {
         Some(true) => {
             for key in ["username", "password"] {
