@@ -259,3 +259,76 @@ fn gb28181() {
         },
     );
 }
+
+#[test]
+fn security_ingest_and_transcode_blocks() {
+    let scratch = Scratch::new("srs-blocks");
+    let clip = estuary_tests::ffmpeg::make_clip(&scratch.path("source.mp4"), "libx264", 0, 6);
+    let clip_path = clip.display().to_string();
+    let conf = move |p: &Ports| {
+        format!(
+            "{}vhost __defaultVhost__ {{
+    security {{
+        enabled on;
+        allow publish 127.0.0.1;
+        allow play all;
+        deny play 127.0.0.2;
+    }}
+    ingest loop {{
+        enabled on;
+        input {{ type file; url {clip_path}; }}
+        ffmpeg ./objs/ffmpeg/bin/ffmpeg;
+        engine {{ enabled off; output rtmp://127.0.0.1:[port]/live?vhost=[vhost]/ingested; }}
+    }}
+    transcode live {{
+        enabled on;
+        ffmpeg ./objs/ffmpeg/bin/ffmpeg;
+        engine sd {{
+            enabled on;
+            vcodec libx264;
+            vbitrate 300;
+            vheight 120;
+            acodec libfdk_aac;
+            abitrate 64;
+            output rtmp://127.0.0.1:[port]/[app]?vhost=[vhost]/[stream]_[engine];
+        }}
+    }}
+}}
+",
+            conf_listeners(p)
+        )
+    };
+    let node = Node::start_srs(&scratch, Some(&conf), &|_| Vec::new());
+    // The ingest publishes the file as live/ingested (looped), and the security rules let a
+    // publisher from 127.0.0.1 in.
+    let ingested = node.wait_live("live/ingested", Duration::from_secs(30));
+    assert_eq!(ingested["publish"]["active"], true, "{ingested}");
+    let _publisher = publish(&node.rtmp_url("live/cam"), &source(None), &scratch, "publisher");
+    node.wait_live("live/cam", Duration::from_secs(20));
+    // The engine "sd" makes live/cam_sd at 120 lines.
+    let rendition = node.wait_live("live/cam_sd", Duration::from_secs(60));
+    assert_eq!(rendition["publish"]["active"], true, "{rendition}");
+    plays_both_tracks(&node.flv_url("live/cam_sd"), "srs.conf");
+    // A player from 127.0.0.2 is refused by `deny play 127.0.0.2` (as SRS does: deny wins).
+    assert_eq!(http_status_from("127.0.0.2", node.ports.http, "/live/cam.flv"), 403);
+    assert!(node.log().contains("is denied by rule 127.0.0.2/32"), "{}", node.log());
+    assert_eq!(http_status_from("127.0.0.1", node.ports.http, "/live/cam.flv"), 200);
+    let info = node.stream_info("live/cam_sd").expect("the rendition");
+    assert_eq!(info["video"]["height"].as_u64(), Some(120), "{info}");
+}
+
+/// The status of an HTTP GET of `path` from the local address `source` (any 127.x address).
+fn http_status_from(source: &str, port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let local: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&local.into()).expect("bind the source address");
+    let remote: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect(&remote.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).expect("a status line");
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
+}

@@ -83,7 +83,8 @@ pub fn list(node: &Node) -> Vec<TranscodeStatus> {
 
 /// Renditions configured for `source`'s app that `source` is not itself one of.
 pub fn ladder_for<'a>(settings: &'a TranscodeSettings, source: &StreamKey) -> &'a [Rendition] {
-    match settings.ladders.get(&source.app) {
+    // The app's own ladder, or the ladder of every app ("*", SRS's `transcode` without an app).
+    match settings.ladders.get(&source.app).or_else(|| settings.ladders.get("*")) {
         Some(ladder) if !ladder.iter().any(|r| source.stream.ends_with(&r.suffix)) => ladder,
         _ => &[],
     }

@@ -244,7 +244,17 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("vhost.play.gop_cache_max_frames", "stream.gop_cache_max_frames"),
     ("vhost.play.mw_latency", "stream.write_merge_ms"),
     ("vhost.publish.normal_timeout", "rtmp.publish_timeout_ms"),
+    ("vhost.security.enabled", "the rules below when on (as in SRS, what no allow rule lets in is refused)"),
+    ("vhost.security.allow", "auth.publish_allow / auth.play_allow (`allow publish|play all|<address>|<network>`)"),
+    ("vhost.security.deny", "auth.publish_deny / auth.play_deny (`deny publish|play all|<address>|<network>`)"),
+    ("vhost.ingest", "ingest.sources: `ingest <name> { enabled on; input { url <file or URL>; } engine { output rtmp://host/<app>/<stream>; } }` (published as it is)"),
+    ("vhost.transcode", "transcode.apps: `transcode [<app>] { enabled on; engine <name> { vcodec; vbitrate; vheight; abitrate; output .../[stream]_<suffix>; } }`"),
 ];
+
+/// Supported paths that only a file can set (blocks with names, or lists of rules).
+fn file_only(path: &str) -> bool {
+    ["vhost.security", "vhost.ingest", "vhost.transcode"].iter().any(|block| path == *block || path.starts_with(&format!("{block}.")) || path.starts_with(&format!("{block}{{")))
+}
 
 /// The `SRS_*` environment variable of a supported path.
 pub fn env_name(path: &str) -> String {
@@ -260,7 +270,8 @@ pub fn markdown_table() -> String {
             Some(rest) => format!("vhost __defaultVhost__ {{ {} }}", rest.replace('.', " { ") + &" }".repeat(rest.matches('.').count())),
             None => path.replace('.', " { ") + &" }".repeat(path.matches('.').count()),
         };
-        out.push_str(&format!("| `{shown}` | `{}` | {what} |\n", env_name(path)));
+        let variable = if file_only(path) { "(srs.conf only)".to_string() } else { format!("`{}`", env_name(path)) };
+        out.push_str(&format!("| `{shown}` | {variable} | {what} |\n"));
     }
     out
 }
@@ -345,9 +356,19 @@ pub fn map_file(mapped: &mut Mapped, directives: &[Directive], file: &str) -> Re
             mapped.warnings.push(format!("{file} line {}: vhost {name}: named vhosts are not configured separately in Estuary (their streams use the default vhost's settings); its directives are not applied", d.line));
         }
     }
+    for d in directives.iter().filter(|d| d.name == "vhost" && d.args.first().is_some_and(|v| v == "__defaultVhost__")) {
+        for inner in d.block.iter().flatten() {
+            match inner.name.as_str() {
+                "security" => security(mapped, inner, file)?,
+                "ingest" => ingest(mapped, inner, file)?,
+                "transcode" => transcode(mapped, inner, file)?,
+                _ => {}
+            }
+        }
+    }
     let mut casters = 0;
     for (path, args, line, vhost) in flat {
-        if vhost.as_deref().is_some_and(|v| v != "__defaultVhost__") {
+        if vhost.as_deref().is_some_and(|v| v != "__defaultVhost__") || file_only(&path) {
             continue;
         }
         if path == "stream_caster{}" {
@@ -395,6 +416,7 @@ pub fn map_env(mapped: &mut Mapped, env: &[(String, String)]) -> Result<(), SrsE
             continue;
         }
         match SUPPORTED.iter().find(|(path, _)| env_name(path) == *name) {
+            Some((path, _)) if file_only(path) => mapped.warnings.push(format!("environment variable {name}: `{path}` is read from an srs.conf only (its rules or blocks have names); ignored")),
             Some((path, _)) => {
                 let args: Vec<String> = value.split_whitespace().map(str::to_string).collect();
                 apply(mapped, &Origin::Env(name), path, &args)?;
@@ -644,6 +666,187 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
     Ok(())
 }
 
+/// The directives of `block` with their arguments and lines (one level).
+fn children(block: &Directive) -> impl Iterator<Item = &Directive> {
+    block.block.iter().flatten()
+}
+
+fn child<'a>(block: &'a Directive, name: &str) -> Option<&'a Directive> {
+    children(block).find(|d| d.name == name)
+}
+
+fn enabled(block: &Directive, file: &str) -> Result<bool, SrsError> {
+    match child(block, "enabled") {
+        Some(d) => on_off(&Origin::Line(file, d.line), &format!("{}.enabled", block.name), &d.args),
+        None => Ok(false),
+    }
+}
+
+/// `security { enabled on; allow|deny publish|play all|<ip>; }`: SRS refuses what no allow
+/// rule lets in, and a deny rule wins over an allow rule.
+fn security(mapped: &mut Mapped, block: &Directive, file: &str) -> Result<(), SrsError> {
+    use toml::Value as V;
+    if !enabled(block, file)? {
+        return Ok(());
+    }
+    let everyone = || vec![V::String("0.0.0.0/0".into()), V::String("::/0".into())];
+    for action in ["publish", "play"] {
+        let (mut allow, mut deny, mut allow_all, mut allow_rules) = (Vec::new(), Vec::new(), false, 0);
+        for rule in children(block).filter(|d| d.name == "allow" || d.name == "deny") {
+            let origin = Origin::Line(file, rule.line);
+            let (Some(what), Some(who)) = (rule.args.first(), rule.args.get(1)) else {
+                return Err(error(&origin, format!("`{}` takes publish or play and all or an address, as in `{} play all;`", rule.name, rule.name)));
+            };
+            if what != "publish" && what != "play" {
+                return Err(error(&origin, format!("`{}` applies to publish or play, not {what}", rule.name)));
+            }
+            if what != action {
+                continue;
+            }
+            if who != "all" && estuary_actors::access::auth::Cidr::parse(who).is_err() {
+                return Err(error(&origin, format!("`{} {what} {who}`: {who} is not all, an address or a network", rule.name)));
+            }
+            match (rule.name.as_str(), who.as_str()) {
+                ("allow", "all") => {
+                    allow_rules += 1;
+                    allow_all = true;
+                }
+                ("allow", who) => {
+                    allow_rules += 1;
+                    allow.push(V::String(who.into()));
+                }
+                (_, "all") => deny.extend(everyone()),
+                (_, who) => deny.push(V::String(who.into())),
+            }
+        }
+        if allow_rules == 0 {
+            // Enabled with no allow rule for the action: nobody may.
+            deny = everyone();
+        }
+        mapped.set("auth", &format!("{action}_allow"), V::Array(if allow_all { Vec::new() } else { allow }));
+        mapped.set("auth", &format!("{action}_deny"), V::Array(deny));
+    }
+    Ok(())
+}
+
+/// `app/stream` of an RTMP output URL such as `rtmp://127.0.0.1:[port]/live?vhost=[vhost]/livestream`.
+fn output_stream(output: &str) -> Option<(String, String)> {
+    let rest = output.strip_prefix("rtmp://")?.split_once('/')?.1;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let app = parts.first()?.split('?').next()?;
+    let stream = parts.last()?.split('?').next()?;
+    (parts.len() >= 2 && !app.is_empty() && !stream.is_empty()).then(|| (app.to_string(), stream.to_string()))
+}
+
+/// `ingest <name> { enabled on; input { type file|stream; url ...; } engine { output ...; } }`.
+fn ingest(mapped: &mut Mapped, block: &Directive, file: &str) -> Result<(), SrsError> {
+    use toml::Value as V;
+    let name = block.args.first().cloned().unwrap_or_default();
+    let origin = Origin::Line(file, block.line);
+    if !enabled(block, file)? {
+        return Ok(());
+    }
+    let input = child(block, "input");
+    let url = input.and_then(|i| child(i, "url")).and_then(|u| u.args.first()).cloned();
+    let kind = input.and_then(|i| child(i, "type")).and_then(|t| t.args.first()).map(String::as_str).unwrap_or("file");
+    let Some(url) = url else {
+        return Err(error(&origin, format!("ingest {name} has no input {{ url ...; }}")));
+    };
+    if kind == "device" {
+        mapped.warn(&origin, &format!("ingest {name}"), "reads a capture device, which Estuary does not; not started");
+        return Ok(());
+    }
+    let engines: Vec<&Directive> = children(block).filter(|d| d.name == "engine").collect();
+    let output = engines.iter().find_map(|e| child(e, "output").and_then(|o| o.args.first()).cloned());
+    let Some((app, stream)) = output.as_deref().and_then(output_stream).filter(|(a, s)| !a.contains('[') && !s.contains('[')) else {
+        mapped.warn(&origin, &format!("ingest {name}"), &format!("has output {:?}; Estuary needs rtmp://<host>/<app>/<stream> to know the stream; not started", output.unwrap_or_default()));
+        return Ok(());
+    };
+    for engine in engines {
+        let transcodes = enabled(engine, file)? && child(engine, "vcodec").and_then(|v| v.args.first()).is_some_and(|c| c != "copy");
+        if transcodes {
+            mapped.warn(&Origin::Line(file, engine.line), &format!("ingest {name} engine"), "transcodes; Estuary publishes the input as it is (add a transcode ladder for renditions)");
+        }
+    }
+    mapped.set_in("ingest", "sources", &format!("{app}/{stream}"), V::String(url));
+    Ok(())
+}
+
+/// `transcode [<app>] { enabled on; ffmpeg ...; engine <name> { ... } }`: each enabled engine
+/// is a rendition of the app's ladder, named by what its output adds after `[stream]`.
+fn transcode(mapped: &mut Mapped, block: &Directive, file: &str) -> Result<(), SrsError> {
+    use toml::Value as V;
+    let origin = Origin::Line(file, block.line);
+    if !enabled(block, file)? {
+        return Ok(());
+    }
+    let scope = block.args.first().cloned().unwrap_or_default();
+    let app = match scope.split_once('/') {
+        Some((app, stream)) => {
+            mapped.warn(&origin, &format!("transcode {scope}"), &format!("names the stream {stream}; Estuary's ladders are per app, so every stream of {app} is transcoded"));
+            app.to_string()
+        }
+        None if scope.is_empty() => "*".to_string(),
+        None => scope.clone(),
+    };
+    if let Some(ffmpeg) = child(block, "ffmpeg").and_then(|f| f.args.first()) {
+        if std::path::Path::new(ffmpeg).is_file() {
+            mapped.set("transcode", "ffmpeg", V::String(ffmpeg.clone()));
+        } else {
+            mapped.warn(&origin, "transcode.ffmpeg", &format!("{ffmpeg} is not a file here; ffmpeg is run from PATH"));
+        }
+    }
+    let mut ladder = Vec::new();
+    for engine in children(block).filter(|d| d.name == "engine") {
+        let engine_name = engine.args.first().cloned().unwrap_or_default();
+        let at = Origin::Line(file, engine.line);
+        if !enabled(engine, file)? {
+            continue;
+        }
+        let value = |name: &str| child(engine, name).and_then(|d| d.args.first()).cloned();
+        let number_of = |name: &str| -> Result<Option<u32>, SrsError> {
+            match child(engine, name) {
+                Some(d) => Ok(Some(number(&Origin::Line(file, d.line), &format!("engine.{name}"), &d.args)? as u32)),
+                None => Ok(None),
+            }
+        };
+        let output = value("output").unwrap_or_default();
+        let last = output.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("").replace("[engine]", &engine_name);
+        let Some(suffix) = last.strip_prefix("[stream]").filter(|s| !s.is_empty() && !s.contains('[')) else {
+            mapped.warn(&at, &format!("transcode engine {engine_name}"), &format!("has output {output:?}; Estuary publishes renditions as [stream]<suffix> in the same app; not applied"));
+            continue;
+        };
+        let codec = match value("vcodec").as_deref() {
+            Some("libx264") | None => "h264",
+            Some("libx265") => "h265",
+            Some("copy") => "copy",
+            Some(other) => {
+                mapped.warn(&at, &format!("transcode engine {engine_name}"), &format!("has vcodec {other}; Estuary encodes libx264, libx265 or copies; not applied"));
+                continue;
+            }
+        };
+        let mut rendition = toml::Table::new();
+        rendition.insert("suffix".into(), V::String(suffix.to_string()));
+        rendition.insert("codec".into(), V::String(codec.into()));
+        rendition.insert("video_kbps".into(), V::Integer(number_of("vbitrate")?.unwrap_or(1000) as i64));
+        if let Some(height) = number_of("vheight")?.filter(|h| *h > 0) {
+            rendition.insert("height".into(), V::Integer(height as i64));
+        }
+        if let Some(audio) = number_of("abitrate")?.filter(|a| *a > 0) {
+            rendition.insert("audio_kbps".into(), V::Integer(audio as i64));
+        }
+        let ignored: Vec<&str> = children(engine).map(|d| d.name.as_str()).filter(|n| !["enabled", "vcodec", "vbitrate", "vheight", "abitrate", "acodec", "output", "iformat", "oformat"].contains(n)).collect();
+        if !ignored.is_empty() {
+            mapped.warn(&at, &format!("transcode engine {engine_name}"), &format!("sets {}, which Estuary does not apply (it keeps the aspect ratio and the frame rate, and encodes AAC)", ignored.join(", ")));
+        }
+        ladder.push(V::Table(rendition));
+    }
+    if !ladder.is_empty() {
+        mapped.set_in("transcode", "apps", &app, V::Array(ladder));
+    }
+    Ok(())
+}
+
 /// SRS's `dvr_path` as a path under `dvr.dir` and a format: everything from the first
 /// component with a variable on (`[vhost]/` left out: Estuary's paths are per app), or SRS
 /// 1.0's directory form (no variables) with `[app]/[stream].[timestamp].flv` added; the
@@ -863,6 +1066,83 @@ vhost other.example.com {
         assert!(!w.contains("hls.enabled"), "the named vhost's directives are covered by its own warning:\n{w}");
     }
 
+    /// The table and warnings an srs.conf gives, resolved.
+    fn mapped_from(text: &str) -> Mapped {
+        let mut mapped = Mapped::default();
+        map_file(&mut mapped, &parse(text).unwrap(), "srs.conf").unwrap();
+        finish(&mut mapped);
+        mapped
+    }
+
+    fn strings(value: Option<&toml::Value>) -> Vec<String> {
+        value.and_then(toml::Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn security_rules_refuse_what_no_allow_rule_lets_in() {
+        let m = mapped_from("vhost __defaultVhost__ {\n security {\n enabled on;\n allow play all;\n deny play 10.0.0.0/8;\n allow publish 127.0.0.1;\n }\n}\n");
+        let t = &m.table;
+        assert_eq!(strings(get(t, "auth", "play_allow")), Vec::<String>::new());
+        assert_eq!(strings(get(t, "auth", "play_deny")), ["10.0.0.0/8"]);
+        assert_eq!(strings(get(t, "auth", "publish_allow")), ["127.0.0.1"]);
+        assert_eq!(strings(get(t, "auth", "publish_deny")), Vec::<String>::new());
+        // Enabled without an allow rule for an action: nobody may.
+        let t = mapped_from("vhost __defaultVhost__ { security { enabled on; allow publish all; } }").table;
+        assert_eq!(strings(get(&t, "auth", "play_deny")), ["0.0.0.0/0", "::/0"]);
+        assert_eq!(strings(get(&t, "auth", "publish_deny")), Vec::<String>::new());
+        // Off: no rules at all.
+        assert!(get(&mapped_from("vhost __defaultVhost__ { security { enabled off; deny play all; } }").table, "auth", "play_deny").is_none());
+        let err = map_file(&mut Mapped::default(), &parse("vhost __defaultVhost__ {\n security {\n enabled on;\n allow play somewhere;\n }\n}\n").unwrap(), "srs.conf").unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+        // The rules are a file's only.
+        let mut mapped = Mapped::default();
+        map_env(&mut mapped, &[("SRS_VHOST_SECURITY_ENABLED".into(), "on".into())]).unwrap();
+        assert!(mapped.warnings.join("").contains("srs.conf only"), "{:?}", mapped.warnings);
+    }
+
+    #[test]
+    fn ingests_become_sources_and_transcode_engines_renditions() {
+        let m = mapped_from(
+            "vhost __defaultVhost__ {
+    ingest livestream {
+        enabled on;
+        input { type file; url ./doc/source.flv; }
+        ffmpeg ./objs/ffmpeg/bin/ffmpeg;
+        engine { enabled off; output rtmp://127.0.0.1:[port]/live?vhost=[vhost]/livestream; }
+    }
+    ingest camera { enabled on; input { type stream; url rtsp://10.0.0.9/main; } engine { enabled on; vcodec libx264; output rtmp://127.0.0.1/cams/front; } }
+    ingest off { enabled off; input { url x.flv; } engine { output rtmp://127.0.0.1/live/off; } }
+    transcode live {
+        enabled on;
+        ffmpeg ./objs/ffmpeg/bin/ffmpeg;
+        engine sd { enabled on; vcodec libx264; vbitrate 500; vfps 25; vwidth 640; vheight 360; acodec libfdk_aac; abitrate 70; output rtmp://127.0.0.1:[port]/[app]?vhost=[vhost]/[stream]_[engine]; }
+        engine hd { enabled off; output rtmp://127.0.0.1:[port]/[app]/[stream]_hd; }
+        engine elsewhere { enabled on; output rtmp://127.0.0.1:[port]/other/[stream]; }
+    }
+}
+",
+        );
+        let t = &m.table;
+        let sources = t["ingest"]["sources"].as_table().unwrap();
+        assert_eq!(sources.get("live/livestream").and_then(|v| v.as_str()), Some("./doc/source.flv"));
+        assert_eq!(sources.get("cams/front").and_then(|v| v.as_str()), Some("rtsp://10.0.0.9/main"));
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        let ladder = t["transcode"]["apps"]["live"].as_array().unwrap();
+        assert_eq!(ladder.len(), 1, "{ladder:?}");
+        let sd = ladder[0].as_table().unwrap();
+        assert_eq!((sd["suffix"].as_str(), sd["codec"].as_str(), sd["video_kbps"].as_integer(), sd["height"].as_integer(), sd["audio_kbps"].as_integer()), (Some("_sd"), Some("h264"), Some(500), Some(360), Some(70)));
+        let w = m.warnings.join("\n");
+        for expected in ["ingest camera engine", "transcode engine sd` sets vfps, vwidth", "transcode engine elsewhere", "transcode.ffmpeg"] {
+            assert!(w.contains(expected), "no warning {expected:?} in:\n{w}");
+        }
+        // Estuary checks the result as it checks its own TOML.
+        let config: crate::config::Config = toml::Value::Table(m.table.clone()).try_into().unwrap();
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        // Without an app, the ladder is every app's.
+        let t = mapped_from("vhost __defaultVhost__ { transcode { enabled on; engine low { enabled on; vbitrate 300; output rtmp://h/[app]/[stream]_low; } } }").table;
+        assert_eq!(t["transcode"]["apps"]["*"][0]["suffix"].as_str(), Some("_low"));
+    }
+
     #[test]
     fn bad_values_are_errors_with_the_line() {
         let err = map_file(&mut Mapped::default(), &parse("vhost __defaultVhost__ {\n hls {\n enabled maybe;\n }\n}\n").unwrap(), "srs.conf").unwrap_err();
@@ -905,7 +1185,8 @@ vhost other.example.com {
     fn every_supported_path_has_its_variable_and_a_table_row() {
         let table = markdown_table();
         for (path, _) in SUPPORTED {
-            assert!(table.contains(&format!("`{}`", env_name(path))), "{path}");
+            let variable = if file_only(path) { "(srs.conf only)".to_string() } else { format!("`{}`", env_name(path)) };
+            assert!(table.contains(&variable), "{path}");
         }
         assert!(table.contains("| `vhost __defaultVhost__ { hls { hls_fragment } }` | `SRS_VHOST_HLS_HLS_FRAGMENT` |"), "{table}");
     }
