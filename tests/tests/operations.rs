@@ -323,7 +323,7 @@ fn srs_api_paths_answer_with_and_without_the_trailing_slash_in_srs_shapes() {
         "id": "string", "name": "string", "enabled": "bool", "clients": "number", "streams": "number",
         "send_bytes": "number", "recv_bytes": "number", "kbps": kbps, "hls": { "enabled": "bool", "fragment": "number" },
     });
-    let client = serde_json::json!({ "id": "string", "ip": "string", "alive": "number", "send_bytes": "number", "recv_bytes": "number", "publish": "bool", "url": "string", "name": "string" });
+    let client = serde_json::json!({ "id": "string", "vhost": "string", "ip": "string", "alive": "number", "send_bytes": "number", "recv_bytes": "number", "kbps": kbps, "publish": "bool", "url": "string", "name": "string" });
     let paths: Vec<(String, Value)> = vec![
         ("/api".into(), serde_json::json!({ "urls": { "v1": "string" } })),
         ("/api/v1".into(), serde_json::json!({ "urls": { "versions": "string", "summaries": "string", "rusages": "string", "self_proc_stats": "string", "system_proc_stats": "string", "meminfos": "string", "authors": "string", "features": "string", "requests": "string", "vhosts": "string", "streams": "string", "clients": "string" } })),
@@ -361,6 +361,10 @@ fn srs_api_paths_answer_with_and_without_the_trailing_slash_in_srs_shapes() {
     // The list answers are not empty: the shapes above were checked against real entries.
     assert_eq!(node.api("/api/v1/streams/")["streams"].as_array().map(Vec::len), Some(1));
     assert!(node.api("/api/v1/clients/")["clients"].as_array().is_some_and(|c| !c.is_empty()));
+    // The console's links: a client's vhost is a vhost's id; a publisher's rate is its media.
+    let publisher = || clients(&node).into_iter().find(|c| c["publish"] == true).expect("the publisher");
+    assert_eq!(publisher()["vhost"].as_str(), Some(vhost_id.as_str()), "{}", publisher());
+    assert!(wait_until(Duration::from_secs(10), || publisher()["kbps"]["recv_30s"].as_f64().is_some_and(|k| k > 10.0)), "the publisher's rate: {}", publisher());
     let requests = node.api("/api/v1/requests/?x=1");
     assert_eq!(requests["data"]["query"]["x"], "1", "{requests}");
     // An unknown path is still a JSON 404, slash or not.

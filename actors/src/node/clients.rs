@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A client's id: unique for the life of the process.
 pub type ClientId = u64;
@@ -32,6 +32,9 @@ pub struct ClientRecord {
     pub frames_dropped: AtomicU64,
     role: Mutex<Option<(Role, String)>>,
     transport: Mutex<Option<serde_json::Value>>,
+    /// Byte counts sampled when the API asks for the rate: (when, in, out), oldest first,
+    /// at most one per 5 s over the last 30 s.
+    samples: Mutex<std::collections::VecDeque<(Instant, u64, u64)>>,
     kicked: std::sync::atomic::AtomicBool,
     kick: tokio::sync::Notify,
 }
@@ -46,7 +49,43 @@ pub enum Role {
     Play,
 }
 
+/// Kilobits per second from `bytes` over `seconds` (0 for no time).
+fn kbps(bytes: u64, seconds: f64) -> f64 {
+    if seconds <= 0.0 {
+        0.0
+    } else {
+        bytes as f64 * 8.0 / 1000.0 / seconds
+    }
+}
+
 impl ClientRecord {
+    /// Received and sent kilobits per second over about the last 30 s (SRS's `kbps.recv_30s`
+    /// and `send_30s`): against the oldest sample younger than 30 s, or since the connection
+    /// opened. Sampled when asked (the API), so it costs the media path nothing.
+    pub fn kbps_30s(&self) -> (f64, f64) {
+        self.kbps_at(Instant::now(), self.bytes_in.load(Ordering::Relaxed), self.bytes_out.load(Ordering::Relaxed))
+    }
+
+    fn kbps_at(&self, now: Instant, bytes_in: u64, bytes_out: u64) -> (f64, f64) {
+        const WINDOW: Duration = Duration::from_secs(30);
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        while samples.front().is_some_and(|(at, _, _)| now.duration_since(*at) > WINDOW) {
+            samples.pop_front();
+        }
+        let (since, base_in, base_out) = match samples.front() {
+            // A connection younger than the window: everything since it opened.
+            _ if now.duration_since(self.connected) <= WINDOW => (self.connected, 0, 0),
+            Some(&oldest) => oldest,
+            // Nothing sampled in the window of a long connection: from now on.
+            None => (now, bytes_in, bytes_out),
+        };
+        if samples.back().is_none_or(|(at, _, _)| now.duration_since(*at) >= Duration::from_secs(5)) {
+            samples.push_back((now, bytes_in, bytes_out));
+        }
+        let seconds = now.duration_since(since).as_secs_f64();
+        (kbps(bytes_in.saturating_sub(base_in), seconds), kbps(bytes_out.saturating_sub(base_out), seconds))
+    }
+
     /// Sets what the client does and on which stream (`app/stream`).
     pub fn set_role(&self, role: Role, stream: String) {
         *self.role.lock().unwrap_or_else(|e| e.into_inner()) = Some((role, stream));
@@ -163,6 +202,7 @@ impl Clients {
             frames_dropped: AtomicU64::new(0),
             role: Mutex::new(None),
             transport: Mutex::new(None),
+            samples: Mutex::new(std::collections::VecDeque::new()),
             kicked: std::sync::atomic::AtomicBool::new(false),
             kick: tokio::sync::Notify::new(),
         });
@@ -197,5 +237,29 @@ mod tests {
         drop(guard);
         assert!(clients.get(id).is_none());
         assert_eq!(clients.closed_bytes_out.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn kbps_covers_about_the_last_30_seconds() {
+        let clients = Clients::new(Default::default());
+        let guard = clients.register("rtmp", "127.0.0.1:5000".into());
+        let record = guard.record();
+        let t0 = record.connected;
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // 10 s in, 125,000 bytes out: 100 kbit/s since the connection opened.
+        assert_eq!(record.kbps_at(at(10), 0, 125_000), (0.0, 100.0));
+        // Samples every 5 s at 100 kbit/s, then 20 s at 300 kbit/s: the last 30 s average
+        // (10 s at 100 and 20 s at 300) is 233.3, not the whole connection's.
+        let mut out = 125_000u64;
+        for s in (15..=30).step_by(5) {
+            out += 62_500;
+            record.kbps_at(at(s), 0, out);
+        }
+        for s in (35..=50).step_by(5) {
+            out += 187_500;
+            record.kbps_at(at(s), 0, out);
+        }
+        let (_, send) = record.kbps_at(at(50), 0, out);
+        assert!((send - 233.33).abs() < 0.1, "{send}");
     }
 }

@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) fn client_json(c: &estuary_actors::node::clients::ClientRecord) -> Value {
     let role = c.role();
+    let (recv_kbps, send_kbps) = c.kbps_30s();
     let mut value = json!({
         "id": c.id.to_string(),
         "protocol": c.protocol,
@@ -14,6 +15,9 @@ pub(super) fn client_json(c: &estuary_actors::node::clients::ClientRecord) -> Va
         "publish": matches!(role, Some((estuary_actors::node::clients::Role::Publish, _))),
         "url": role.as_ref().map(|(_, s)| format!("/{s}")),
         "name": role.as_ref().map(|(_, s)| s.rsplit('/').next().unwrap_or(s).to_string()),
+        // SRS's vhost id (streams' ids link the same way), and the rates of the last 30 s.
+        "vhost": super::srs::vhost_id("__defaultVhost__"),
+        "kbps": { "recv_30s": recv_kbps, "send_30s": send_kbps },
         "alive": c.connected.elapsed().as_secs_f64(),
         "recv_bytes": c.bytes_in.load(Ordering::Relaxed),
         "send_bytes": c.bytes_out.load(Ordering::Relaxed),
