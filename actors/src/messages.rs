@@ -91,7 +91,7 @@ pub struct ListStreams;
 /// Streams being published keep theirs until their publisher leaves.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ReloadStreamSettings(pub crate::settings::StreamSettings);
+pub struct ReloadStreamSettings(pub crate::settings::VhostStreamSettings);
 
 /// Registry: the streams that have a publisher now.
 #[derive(Message)]

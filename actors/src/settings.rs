@@ -84,6 +84,28 @@ impl Default for StreamSettings {
     }
 }
 
+/// Stream settings of the default vhost and of each named vhost that has its own.
+#[derive(Debug, Clone, Default)]
+pub struct VhostStreamSettings {
+    /// For every vhost without its own.
+    pub default: StreamSettings,
+    /// By vhost name.
+    pub vhosts: std::collections::BTreeMap<String, StreamSettings>,
+}
+
+impl VhostStreamSettings {
+    /// The settings of `vhost`'s streams.
+    pub fn for_vhost(&self, vhost: &str) -> &StreamSettings {
+        self.vhosts.get(vhost).unwrap_or(&self.default)
+    }
+}
+
+impl From<StreamSettings> for VhostStreamSettings {
+    fn from(default: StreamSettings) -> Self {
+        VhostStreamSettings { default, vhosts: Default::default() }
+    }
+}
+
 /// RTMP listener and session behaviour.
 #[derive(Debug, Clone)]
 pub struct RtmpSettings {

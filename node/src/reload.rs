@@ -173,7 +173,7 @@ impl Reloader {
         let config = plan.config;
         self.node.hooks.reload(config.hook_settings());
         self.node.access.reload(config.access_settings());
-        self.registry.send(estuary_actors::messages::ReloadStreamSettings(config.stream_settings())).await.map_err(|e| format!("the stream registry did not take the new settings: {e}"))?;
+        self.registry.send(estuary_actors::messages::ReloadStreamSettings(config.stream_settings_by_vhost())).await.map_err(|e| format!("the stream registry did not take the new settings: {e}"))?;
         self.node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
         if config.log.level != old.log.level {
             match (&self.set_log_level, std::env::var_os("RUST_LOG")) {

@@ -332,3 +332,24 @@ fn http_status_from(source: &str, port: u16, path: &str) -> u16 {
     stream.read_exact(&mut head).expect("a status line");
     String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
 }
+
+#[test]
+fn a_named_vhost_has_its_own_hls_and_hooks() {
+    let scratch = Scratch::new("srs-vhost");
+    let hooks = HookServer::start(|_| r#"{"code":0}"#.to_string());
+    let url = hooks.url("/api/v1/streams");
+    let conf = move |p: &Ports| format!("{}vhost __defaultVhost__ {{\n}}\nvhost example.com {{\n    hls {{ enabled on; hls_fragment 1; hls_window 10; }}\n    http_hooks {{ enabled on; on_publish {url}; }}\n}}\n", conf_listeners(p));
+    let node = Node::start_srs(&scratch, Some(&conf), &|_| Vec::new());
+    // A publisher naming the vhost (SRS's ?vhost=) gets its hooks and its HLS.
+    let _named = publish(&format!("{}?vhost=example.com", node.rtmp_url("live/named")), &source(None), &scratch, "named");
+    assert!(wait_until(Duration::from_secs(20), || hooks.calls_of("on_publish").iter().any(|b| b["stream"] == "named" && b["vhost"] == "example.com")), "{:?}\n{}", hooks.calls(), node.log());
+    let playlist = || http::get(node.ports.http, "/live/named.m3u8").map(|r| String::from_utf8_lossy(&r.body).into_owned()).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(20), || playlist().matches("#EXTINF").count() >= 2), "no HLS for the named vhost: {}", playlist());
+    plays_both_tracks(&format!("{}?vhost=example.com", node.rtmp_url("live/named")), "named vhost");
+    // The default vhost has neither (SRS's defaults: HLS off, no hooks).
+    let _plain = publish(&node.rtmp_url("live/plain"), &source(None), &scratch, "plain");
+    node.wait_live("live/plain", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(hooks.calls_of("on_publish").iter().all(|b| b["stream"] != "plain"), "the default vhost called the named vhost's hook: {:?}", hooks.calls());
+    assert_eq!(http::get(node.ports.http, "/live/plain.m3u8").map(|r| r.status).unwrap_or(0), 404, "the default vhost made HLS");
+}

@@ -71,6 +71,8 @@ pub struct HookSettings {
     pub apps: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     /// `server_id` in bodies.
     pub server_id: String,
+    /// The hooks of named vhosts that have their own (their streams use these instead).
+    pub vhosts: BTreeMap<String, Arc<HookSettings>>,
 }
 
 /// A node's hooks: its settings and the counters calls are counted in.
@@ -96,14 +98,24 @@ impl Hooks {
         self.settings.set(settings);
     }
 
-    /// True when any URL is configured for `event` in `app`.
+    /// True when any URL is configured for `event` in `app` (in any vhost).
     pub fn configured(&self, event: Event, app: &str) -> bool {
-        !urls(&self.settings.get(), event, app).is_empty()
+        let settings = self.settings.get();
+        !urls(&settings, event, app).is_empty() || settings.vhosts.values().any(|v| !urls(v, event, app).is_empty())
+    }
+
+    /// The settings for a call with `body`: its vhost's own, or the node's.
+    fn current(&self, body: &Value) -> Arc<HookSettings> {
+        let settings = self.settings.get();
+        match body["vhost"].as_str().and_then(|vhost| settings.vhosts.get(vhost)) {
+            Some(own) => own.clone(),
+            None => settings,
+        }
     }
 
     /// Calls a deciding hook. `Ok` when every configured URL allows (or none is configured).
     pub async fn decide(&self, event: Event, app: &str, mut body: Value) -> Result<(), Denied> {
-        let settings = self.settings.get();
+        let settings = self.current(&body);
         let urls = urls(&settings, event, app);
         if urls.is_empty() {
             return Ok(());
@@ -135,7 +147,7 @@ impl Hooks {
 
     /// Calls a notifying hook in the background.
     pub fn notify(&self, event: Event, app: &str, mut body: Value) {
-        let settings = self.settings.get();
+        let settings = self.current(&body);
         let stats = self.stats.clone();
         let urls = urls(&settings, event, app);
         if urls.is_empty() {

@@ -1,6 +1,6 @@
 use crate::node::clients::ClientId;
 use crate::node::NodeContext;
-use crate::settings::{Reloadable, StreamSettings};
+use crate::settings::{Reloadable, VhostStreamSettings};
 use std::sync::Arc;
 use crate::storage::StorageHandle;
 use crate::stream::StreamActor;
@@ -18,16 +18,17 @@ pub(super) struct Entry {
 pub struct StreamRegistry {
     pub(super) node: NodeContext,
     /// Shared with every stream actor, which takes the current value at each new publish.
-    pub(super) settings: Arc<Reloadable<StreamSettings>>,
+    pub(super) settings: Arc<Reloadable<VhostStreamSettings>>,
     pub(super) storage: StorageHandle,
     pub(super) entries: HashMap<StreamKey, Entry>,
     pub(super) next_generation: u64,
 }
 
 impl StreamRegistry {
-    /// A registry whose stream actors use `settings` and record into `storage`.
-    pub fn new(node: NodeContext, settings: StreamSettings, storage: StorageHandle) -> Self {
-        StreamRegistry { node, settings: Arc::new(Reloadable::new(settings)), storage, entries: HashMap::new(), next_generation: 1 }
+    /// A registry whose stream actors use `settings` (one set, or one per vhost) and record
+    /// into `storage`.
+    pub fn new(node: NodeContext, settings: impl Into<VhostStreamSettings>, storage: StorageHandle) -> Self {
+        StreamRegistry { node, settings: Arc::new(Reloadable::new(settings.into())), storage, entries: HashMap::new(), next_generation: 1 }
     }
 
     pub(super) fn spawn_stream(&mut self, key: &StreamKey, ctx: &mut Context<Self>) -> Addr<StreamActor> {

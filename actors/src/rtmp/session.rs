@@ -195,7 +195,9 @@ impl RtmpSession {
                 self.app = app.clone();
                 if self.node.hooks.configured(hooks::Event::Connect, &app) {
                     // Hold the connection's further commands until the hook decides.
-                    let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), "__defaultVhost__", &app, "", &params);
+                    // The vhost a client names in its connect URL (`?vhost=`), as for its streams.
+                    let vhost = params.iter().find(|(k, _)| k == "vhost" || k == "domain").map(|(_, v)| v.as_str()).unwrap_or("__defaultVhost__");
+                    let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), vhost, &app, "", &params);
                     body["tcUrl"] = serde_json::Value::String(tc_url);
                     let hooks = self.node.hooks.clone();
                     let fut = async move { hooks.decide(hooks::Event::Connect, &app, body).await };

@@ -48,7 +48,7 @@ pub struct StreamActor {
     /// The settings of the current publish, taken from `live` when a publisher attaches.
     pub(super) settings: StreamSettings,
     /// The registry's settings, replaced by a configuration reload.
-    pub(super) live: Arc<crate::settings::Reloadable<StreamSettings>>,
+    pub(super) live: Arc<crate::settings::Reloadable<crate::settings::VhostStreamSettings>>,
     pub(super) registry: Addr<StreamRegistry>,
     pub(super) storage: StorageHandle,
     pub(super) publisher: Option<Publisher>,
@@ -93,12 +93,12 @@ pub struct StreamActor {
 
 impl StreamActor {
     /// A stream actor for `key`.
-    pub fn new(node: NodeContext, key: StreamKey, generation: u64, live: Arc<crate::settings::Reloadable<StreamSettings>>, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
+    pub fn new(node: NodeContext, key: StreamKey, generation: u64, live: Arc<crate::settings::Reloadable<crate::settings::VhostStreamSettings>>, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
         StreamActor {
+            settings: live.get().for_vhost(&key.vhost).clone(),
             node,
             key,
             generation,
-            settings: StreamSettings::clone(&live.get()),
             live,
             registry,
             storage,

@@ -20,7 +20,7 @@ impl Handler<AttachPublisher> for StreamActor {
             tracing::info!(stream = %self.key, client = msg.client, players = self.player_count(), "publisher resumed within the grace period");
         }
         // A new publish runs with the settings of now (a reload since the last one applies).
-        self.settings = crate::settings::StreamSettings::clone(&self.live.get());
+        self.settings = self.live.get().for_vhost(&self.key.vhost).clone();
         self.pending_rebase = self.last_out_dts_ms.is_some();
         self.publisher = Some(Publisher {
             client: msg.client,

@@ -26,6 +26,20 @@ pub struct Config {
     pub hooks: HooksSection,
     pub cluster: ClusterSection,
     pub log: LogSection,
+    pub vhosts: std::collections::BTreeMap<String, VhostSection>,
+}
+
+/// A named virtual host's own sections: each one given replaces the node's section for the
+/// streams of that vhost (keys it leaves out take the built-in defaults); sections not given
+/// are the node's. DVR's directory and retention stay the node's.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VhostSection {
+    pub hls: Option<HlsSection>,
+    pub dash: Option<DashSection>,
+    pub dvr: Option<DvrSection>,
+    pub forward: Option<ForwardSection>,
+    pub hooks: Option<HooksSection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

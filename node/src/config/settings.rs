@@ -1,6 +1,6 @@
 //! The actors' settings, derived from a valid configuration.
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, DvrSection, ForwardSection};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -54,15 +54,52 @@ impl Config {
         }
     }
 
+    /// The configuration the streams of `vhost` run with: the node's, with the sections the
+    /// vhost gives in place of the node's (DVR's directory and retention stay the node's).
+    pub fn for_vhost(&self, vhost: &str) -> Config {
+        let mut config = self.clone();
+        let Some(own) = self.vhosts.get(vhost) else { return config };
+        if let Some(hls) = &own.hls {
+            config.hls = hls.clone();
+        }
+        if let Some(dash) = &own.dash {
+            config.dash = dash.clone();
+        }
+        if let Some(dvr) = &own.dvr {
+            let node = &self.dvr;
+            config.dvr = DvrSection { dir: node.dir.clone(), max_age_s: node.max_age_s, max_bytes: node.max_bytes, retention: node.retention.clone(), ..dvr.clone() };
+        }
+        if let Some(forward) = &own.forward {
+            config.forward = ForwardSection { tls_ca_file: self.forward.tls_ca_file.clone(), ..forward.clone() };
+        }
+        if let Some(hooks) = &own.hooks {
+            config.hooks = hooks.clone();
+        }
+        config.vhosts.clear();
+        config
+    }
+
     /// Hook settings for the actors.
     pub fn hook_settings(&self) -> estuary_actors::access::hooks::HookSettings {
+        let mut settings = self.own_hook_settings();
+        settings.vhosts = self.vhosts.iter().filter(|(_, v)| v.hooks.is_some()).map(|(name, _)| (name.clone(), std::sync::Arc::new(self.for_vhost(name).own_hook_settings()))).collect();
+        settings
+    }
+
+    fn own_hook_settings(&self) -> estuary_actors::access::hooks::HookSettings {
         estuary_actors::access::hooks::HookSettings {
             timeout: Duration::from_millis(self.hooks.timeout_ms),
             fail_open: self.hooks.fail_open.iter().cloned().collect(),
             default: self.hooks.default.by_event(),
             apps: self.hooks.apps.iter().map(|(app, urls)| (app.clone(), urls.by_event())).collect(),
             server_id: format!("estuary-{}", std::process::id()),
+            vhosts: Default::default(),
         }
+    }
+
+    /// Stream settings of the node's default vhost and of each named vhost.
+    pub fn stream_settings_by_vhost(&self) -> estuary_actors::settings::VhostStreamSettings {
+        estuary_actors::settings::VhostStreamSettings { default: self.stream_settings(), vhosts: self.vhosts.keys().map(|name| (name.clone(), self.for_vhost(name).stream_settings())).collect() }
     }
 
     /// Cluster membership, `None` when standalone; `node_id` is used when the config names

@@ -353,7 +353,7 @@ pub fn map_file(mapped: &mut Mapped, directives: &[Directive], file: &str) -> Re
     for d in directives.iter().filter(|d| d.name == "vhost") {
         let name = d.args.first().cloned().unwrap_or_default();
         if name != "__defaultVhost__" {
-            mapped.warnings.push(format!("{file} line {}: vhost {name}: named vhosts are not configured separately in Estuary (their streams use the default vhost's settings); its directives are not applied", d.line));
+            named_vhost(mapped, d, &name, file)?;
         }
     }
     for d in directives.iter().filter(|d| d.name == "vhost" && d.args.first().is_some_and(|v| v == "__defaultVhost__")) {
@@ -661,6 +661,62 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             if !parent_unknown {
                 mapped.warn(origin, path, "is not applied by Estuary; ignored");
             }
+        }
+    }
+    Ok(())
+}
+
+/// The sections a named vhost has of its own in Estuary (`vhosts.<name>.<section>`).
+const VHOST_SECTIONS: [&str; 5] = ["hls", "dash", "dvr", "forward", "hooks"];
+
+/// A named vhost (`vhost example.com { ... }`): its HLS, DASH, DVR, forward and hooks become
+/// `vhosts."example.com"`, from SRS's defaults as a vhost of SRS starts from (what it does
+/// not turn on is off; no hooks or forwards unless it has them). What Estuary keeps node-wide
+/// (play, publish, chunk_size) and the blocks read for the default vhost only are warned about.
+fn named_vhost(mapped: &mut Mapped, vhost: &Directive, name: &str, file: &str) -> Result<(), SrsError> {
+    use toml::Value as V;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+        return Err(SrsError { line: vhost.line, message: format!("vhost {name:?} is not a host name") });
+    }
+    let mut own = Mapped { vars: mapped.vars.clone(), ..Default::default() };
+    own.set("hls", "enabled", V::Boolean(false));
+    own.set("hls", "fragment_ms", V::Integer(10_000));
+    own.set("hls", "window", V::Integer(6));
+    own.set("dash", "enabled", V::Boolean(false));
+    own.set("dash", "fragment_ms", V::Integer(30_000));
+    own.set("dvr", "enabled", V::Boolean(false));
+    own.set("dvr", "plan", V::String("session".into()));
+    own.set("dvr", "segment_ms", V::Integer(30_000));
+    let mut flat = Vec::new();
+    flatten(vhost.block.as_deref().unwrap_or_default(), "vhost", &mut flat);
+    for (path, args, line, _) in flat {
+        if file_only(&path) {
+            // One warning per block (its own line), none for what is inside.
+            if let Some(block) = path.strip_suffix("{}").filter(|b| b.matches('.').count() == 1) {
+                own.warnings.push(format!("{file} line {line}: vhost {name}: `{block}` is applied in __defaultVhost__ only; ignored"));
+            }
+            continue;
+        }
+        apply(&mut own, &Origin::Line(file, line), &path, &args)?;
+        // What a directive set outside the vhost's own sections is node-wide in Estuary.
+        let node_wide: Vec<String> = own.table.keys().filter(|k| !VHOST_SECTIONS.contains(&k.as_str())).cloned().collect();
+        for section in node_wide {
+            if let Some(V::Table(keys)) = own.table.remove(&section) {
+                for key in keys.keys().filter(|k| *k != "_srs") {
+                    own.warnings.push(format!("{file} line {line}: vhost {name}: `{path}` sets {section}.{key}, one setting for the whole node in Estuary (set it in __defaultVhost__); ignored here"));
+                }
+            }
+        }
+    }
+    finish(&mut own);
+    mapped.warnings.extend(own.warnings);
+    // No forwards and no hooks unless the vhost has its own (not the node's).
+    for section in ["forward", "hooks"] {
+        own.table.entry(section).or_insert_with(|| V::Table(toml::Table::new()));
+    }
+    for section in VHOST_SECTIONS {
+        if let Some(value) = own.table.remove(section) {
+            mapped.set_in("vhosts", name, section, value);
         }
     }
     Ok(())
@@ -1001,7 +1057,10 @@ vhost __defaultVhost__ {
     refer { enabled on; all a.com; }
 }
 vhost other.example.com {
-    hls { enabled off; }
+    hls { enabled on; hls_fragment 4; hls_window 20; }
+    http_hooks { enabled on; on_publish http://127.0.0.1:9/other; }
+    play { gop_cache on; }
+    security { enabled on; allow play all; }
 }
 "#;
 
@@ -1059,11 +1118,30 @@ vhost other.example.com {
         assert!(t.values().all(|s| s.as_table().is_none_or(|s| !s.contains_key("_srs"))), "{t:?}");
         // What is not applied is named once each, with its line.
         let w = mapped.warnings.join("\n");
-        for expected in ["line 4: `max_connections`", "line 14: `http_server.dir`", "line 46: `vhost.refer` is not applied", "vhost other.example.com", "line 35: `vhost.dvr.dvr_path`"] {
+        for expected in [
+            "line 4: `max_connections`",
+            "line 14: `http_server.dir`",
+            "line 46: `vhost.refer` is not applied",
+            "line 35: `vhost.dvr.dvr_path`",
+            "line 51: vhost other.example.com: `vhost.play.gop_cache` sets stream.gop_cache, one setting for the whole node",
+            "line 52: vhost other.example.com: `vhost.security` is applied in __defaultVhost__ only",
+        ] {
             assert!(w.contains(expected), "no warning {expected:?} in:\n{w}");
         }
         assert!(!w.contains("refer.enabled") && !w.contains("refer.all"), "one warning per unapplied block:\n{w}");
-        assert!(!w.contains("hls.enabled"), "the named vhost's directives are covered by its own warning:\n{w}");
+        // The named vhost has sections of its own, from SRS's defaults.
+        let other = t["vhosts"]["other.example.com"].as_table().unwrap();
+        assert_eq!((other["hls"]["enabled"].as_bool(), other["hls"]["fragment_ms"].as_integer(), other["hls"]["window"].as_integer()), (Some(true), Some(4000), Some(5)));
+        assert_eq!(other["hooks"]["on_publish"][0].as_str(), Some("http://127.0.0.1:9/other"));
+        assert_eq!((other["dvr"]["enabled"].as_bool(), other["dash"]["enabled"].as_bool()), (Some(false), Some(false)));
+        assert!(other["forward"].as_table().is_some_and(|f| f.is_empty()), "{other:?}");
+        // The default vhost's own settings did not move.
+        assert_eq!(get(t, "hls", "fragment_ms").unwrap().as_integer(), Some(2000));
+        assert_eq!(get(t, "stream", "gop_cache").unwrap().as_bool(), Some(false));
+        let config: crate::config::Config = toml::Value::Table(t.clone()).try_into().unwrap();
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        assert_eq!(config.for_vhost("other.example.com").hooks.default.on_publish, ["http://127.0.0.1:9/other"]);
+        assert!(config.for_vhost("other.example.com").forward.apps.is_empty() && !config.forward.apps.is_empty());
     }
 
     /// The table and warnings an srs.conf gives, resolved.

@@ -164,6 +164,13 @@ impl Config {
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(ConfigError::Invalid { key: "log.level", problem: format!("{:?} is not one of error, warn, info, debug, trace", self.log.level) });
         }
+        for name in self.vhosts.keys() {
+            if name.is_empty() || name.len() > 200 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+                return Err(ConfigError::Invalid { key: "vhosts", problem: format!("{name:?} is not a host name (letters, digits, '-', '.', '_')") });
+            }
+            // A vhost's sections are checked as the node's are, in place.
+            self.for_vhost(name).validate().map_err(|e| ConfigError::Parse { origin: format!("vhosts.\"{name}\""), message: e.to_string() })?;
+        }
         Ok(())
     }
 }
