@@ -118,9 +118,12 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     let Some((stream, extension)) = file.rsplit_once('.') else {
         return HttpResponse::NotFound().body(format!("no such resource /{app}/{file}\n"));
     };
-    let key = StreamKey::new(&app, stream);
     let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
+    // The vhost as SRS picks it: `?vhost=`, or the Host header when it names a configured one.
+    let mut key = StreamKey::new(&app, stream);
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    key.vhost = estuary_actors::rtmp::connection_vhost(&format!("http://{host}/"), &params, &state.node.vhosts.get());
     let not_found = |what: &str| HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{what}\n"));
     let hls_file = state.hls_dir.join(&app).join(&file);
     let dash_file = state.dash_dir.join(&app).join(&file);

@@ -258,7 +258,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
     system.block_on(async move {
         // The node's context: its threads and everything its actors share. Built here, once,
         // and handed to every actor (nothing in the actors crate is process-wide).
-        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), cluster: cluster_settings });
+        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), cluster: cluster_settings, vhosts: config.vhosts.keys().cloned().collect() });
         let storage = StorageHandle::start(node.clone(), store.clone());
         let registry = StreamRegistry::new(node.clone(), config.stream_settings_by_vhost(), storage.clone()).start();
         let dvr_settings = std::sync::Arc::new(config.dvr_settings());

@@ -33,6 +33,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "cluster",
     "ingest",
     "forward.tls_ca_file",
+    "transcode.ffmpeg",
     "dvr.dir",
     "dvr.max_age_s",
     "dvr.max_bytes",
@@ -160,7 +161,10 @@ impl Reloader {
 
     async fn reload_now(&self, trigger: &str) -> Result<Outcome, String> {
         let source = self.file.as_ref().map_or_else(|| "the built-in defaults and the environment".to_string(), |f| f.display().to_string());
-        let (new, warnings) = match config::load_with_warnings(self.file.as_deref(), self.srs, std::env::vars()) {
+        // Reading and checking the file (which may resolve host names) runs off the actors' threads.
+        let (file, srs) = (self.file.clone(), self.srs);
+        let loaded = tokio::task::spawn_blocking(move || config::load_with_warnings(file.as_deref(), srs, std::env::vars())).await.map_err(|e| format!("configuration reload failed: {e}"))?;
+        let (new, warnings) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 let reason = format!("configuration reload refused ({source}): {e}; the running configuration stays");
@@ -171,10 +175,13 @@ impl Reloader {
         let old = self.running.get();
         let plan = plan(&old, &new)?;
         let config = plan.config;
+        // The running values of restart-only keys with the new others: checked as a whole.
+        config.validate().map_err(|e| format!("configuration reload refused ({source}): {e} (with the running values of the keys that need a restart); the running configuration stays"))?;
+        // The registry first: if it cannot take the settings, nothing has changed yet.
+        self.registry.send(estuary_actors::messages::ReloadStreamSettings(config.stream_settings_by_vhost())).await.map_err(|e| format!("the stream registry did not take the new settings: {e}; nothing was changed"))?;
         self.node.hooks.reload(config.hook_settings());
         self.node.access.reload(config.access_settings());
-        self.registry.send(estuary_actors::messages::ReloadStreamSettings(config.stream_settings_by_vhost())).await.map_err(|e| format!("the stream registry did not take the new settings: {e}"))?;
-        self.node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
+        self.node.vhosts.set(config.vhosts.keys().cloned().collect());
         if config.log.level != old.log.level {
             match (&self.set_log_level, std::env::var_os("RUST_LOG")) {
                 (_, Some(_)) => tracing::warn!(level = %config.log.level, "log.level changed, but RUST_LOG is set and decides the log level"),

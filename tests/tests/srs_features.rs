@@ -346,10 +346,26 @@ fn a_named_vhost_has_its_own_hls_and_hooks() {
     let playlist = || http::get(node.ports.http, "/live/named.m3u8").map(|r| String::from_utf8_lossy(&r.body).into_owned()).unwrap_or_default();
     assert!(wait_until(Duration::from_secs(20), || playlist().matches("#EXTINF").count() >= 2), "no HLS for the named vhost: {}", playlist());
     plays_both_tracks(&format!("{}?vhost=example.com", node.rtmp_url("live/named")), "named vhost");
+    // Over HTTP too: by ?vhost=, or by the Host header as SRS does; without either it is the
+    // default vhost's stream, which nobody publishes.
+    plays_both_tracks(&format!("{}?vhost=example.com", node.flv_url("live/named")), "named vhost over HTTP-FLV");
+    assert_eq!(http_status_with_host("example.com", node.ports.http, "/live/named.flv"), 200);
+    assert_ne!(http_status_with_host("127.0.0.1", node.ports.http, "/live/named.flv"), 200);
     // The default vhost has neither (SRS's defaults: HLS off, no hooks).
     let _plain = publish(&node.rtmp_url("live/plain"), &source(None), &scratch, "plain");
     node.wait_live("live/plain", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(4));
     assert!(hooks.calls_of("on_publish").iter().all(|b| b["stream"] != "plain"), "the default vhost called the named vhost's hook: {:?}", hooks.calls());
     assert_eq!(http::get(node.ports.http, "/live/plain.m3u8").map(|r| r.status).unwrap_or(0), 404, "the default vhost made HLS");
+}
+
+/// The status of an HTTP GET of `path` on `port` that names `host` in its Host header.
+fn http_status_with_host(host: &str, port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).expect("a status line");
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
 }

@@ -60,8 +60,9 @@ fn kbps(bytes: u64, seconds: f64) -> f64 {
 
 impl ClientRecord {
     /// Received and sent kilobits per second over about the last 30 s (SRS's `kbps.recv_30s`
-    /// and `send_30s`): against the oldest sample younger than 30 s, or since the connection
-    /// opened. Sampled when asked (the API), so it costs the media path nothing.
+    /// and `send_30s`): against the sample nearest before the last 30 s (samples are kept
+    /// every 5 s at most, when asked), or since the connection opened when it is younger or
+    /// was never asked. Sampled when asked (the API), so it costs the media path nothing.
     pub fn kbps_30s(&self) -> (f64, f64) {
         self.kbps_at(Instant::now(), self.bytes_in.load(Ordering::Relaxed), self.bytes_out.load(Ordering::Relaxed))
     }
@@ -69,15 +70,17 @@ impl ClientRecord {
     fn kbps_at(&self, now: Instant, bytes_in: u64, bytes_out: u64) -> (f64, f64) {
         const WINDOW: Duration = Duration::from_secs(30);
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        while samples.front().is_some_and(|(at, _, _)| now.duration_since(*at) > WINDOW) {
+        // Keep the newest sample at or beyond the window's start as the base, drop older ones.
+        while samples.get(1).is_some_and(|(at, _, _)| now.duration_since(*at) >= WINDOW) {
             samples.pop_front();
         }
         let (since, base_in, base_out) = match samples.front() {
             // A connection younger than the window: everything since it opened.
             _ if now.duration_since(self.connected) <= WINDOW => (self.connected, 0, 0),
+            // The last sample (at most 30 s, or the one just before the window).
             Some(&oldest) => oldest,
-            // Nothing sampled in the window of a long connection: from now on.
-            None => (now, bytes_in, bytes_out),
+            // Never sampled: the average since the connection opened.
+            None => (self.connected, 0, 0),
         };
         if samples.back().is_none_or(|(at, _, _)| now.duration_since(*at) >= Duration::from_secs(5)) {
             samples.push_back((now, bytes_in, bytes_out));
@@ -261,5 +264,17 @@ mod tests {
         }
         let (_, send) = record.kbps_at(at(50), 0, out);
         assert!((send - 233.33).abs() < 0.1, "{send}");
+        // Asked again only a minute later: against the last sample (at 50 s), not zero.
+        let (_, send) = record.kbps_at(at(110), 0, out + 750_000);
+        assert!((send - 100.0).abs() < 0.1, "{send}");
+    }
+
+    #[test]
+    fn kbps_of_a_long_connection_never_asked_is_its_average() {
+        let clients = Clients::new(Default::default());
+        let guard = clients.register("rtmp", "127.0.0.1:5000".into());
+        let record = guard.record();
+        let (recv, _) = record.kbps_at(record.connected + Duration::from_secs(100), 1_250_000, 0);
+        assert!((recv - 100.0).abs() < 0.1, "{recv}");
     }
 }

@@ -79,6 +79,8 @@ pub struct Node {
     pub rtc: crate::webrtc::RtcState,
     /// The cluster directory (origins only).
     pub cluster: Option<Arc<crate::cluster::Directory>>,
+    /// Named vhosts with settings of their own (a client's URL host selects one, as in SRS).
+    pub vhosts: crate::settings::Reloadable<std::collections::BTreeSet<String>>,
 }
 
 /// What a node is built from (settings that actors read through the context).
@@ -94,6 +96,8 @@ pub struct NodeOptions {
     pub forward_tls_ca_file: Option<String>,
     /// Cluster membership (`None`: standalone).
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// Named vhosts with settings of their own.
+    pub vhosts: std::collections::BTreeSet<String>,
 }
 
 impl Node {
@@ -125,6 +129,7 @@ impl Node {
             gb: Default::default(),
             rtc: Default::default(),
             cluster,
+            vhosts: crate::settings::Reloadable::new(options.vhosts),
         })
     }
 

@@ -14,4 +14,4 @@ mod session;
 pub(crate) mod writer;
 
 pub use listener::{bind, RtmpListener};
-pub use session::RtmpSession;
+pub use session::{connection_vhost, RtmpSession};

@@ -77,6 +77,9 @@ pub struct RtmpSession {
     started_at: Instant,
     last_input: Instant,
     app: String,
+    /// The vhost of the connection: named in the connect URL (`?vhost=`), or its host when
+    /// that is a configured vhost (SRS's rule), else the default.
+    vhost: String,
     params: Vec<(String, String)>,
     span: tracing::Span,
 }
@@ -112,6 +115,7 @@ impl RtmpSession {
             started_at: Instant::now(),
             last_input: Instant::now(),
             app: String::new(),
+            vhost: "__defaultVhost__".to_string(),
             params: Vec::new(),
         }
     }
@@ -180,10 +184,9 @@ impl RtmpSession {
             return Err(format!("invalid stream name {app:?}/{stream:?}"));
         }
         let mut key = StreamKey::new(app, stream);
-        if let Some((_, vhost)) = params.iter().find(|(k, _)| k == "vhost" || k == "domain") {
-            if valid(vhost) {
-                key.vhost = vhost.clone();
-            }
+        match params.iter().find(|(k, _)| k == "vhost" || k == "domain") {
+            Some((_, vhost)) if valid(vhost) => key.vhost = vhost.clone(),
+            _ => key.vhost = self.vhost.clone(),
         }
         Ok(key)
     }
@@ -193,11 +196,10 @@ impl RtmpSession {
             ServerEvent::Connected { app, tc_url, params } => {
                 tracing::debug!(client = self.id(), peer = %self.peer, %app, %tc_url, "RTMP connect");
                 self.app = app.clone();
+                self.vhost = connection_vhost(&tc_url, &params, &self.node.vhosts.get());
                 if self.node.hooks.configured(hooks::Event::Connect, &app) {
                     // Hold the connection's further commands until the hook decides.
-                    // The vhost a client names in its connect URL (`?vhost=`), as for its streams.
-                    let vhost = params.iter().find(|(k, _)| k == "vhost" || k == "domain").map(|(_, v)| v.as_str()).unwrap_or("__defaultVhost__");
-                    let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), vhost, &app, "", &params);
+                    let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), &self.vhost, &app, "", &params);
                     body["tcUrl"] = serde_json::Value::String(tc_url);
                     let hooks = self.node.hooks.clone();
                     let fut = async move { hooks.decide(hooks::Event::Connect, &app, body).await };
@@ -481,7 +483,8 @@ impl Actor for RtmpSession {
         if !self.app.is_empty() {
             let record = self.client.record();
             let stream = self.stream_key.as_ref().map(|k| k.stream.clone()).unwrap_or_default();
-            let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), "__defaultVhost__", &self.app, &stream, &self.params);
+            let vhost = self.stream_key.as_ref().map_or(self.vhost.as_str(), |k| k.vhost.as_str());
+            let mut body = hooks::body(self.id(), &self.peer.ip().to_string(), vhost, &self.app, &stream, &self.params);
             body["send_bytes"] = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed).into();
             body["recv_bytes"] = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed).into();
             self.node.hooks.notify(hooks::Event::Close, &self.app, body);
@@ -523,3 +526,35 @@ impl StreamHandler<Result<BytesMut, io::Error>> for RtmpSession {
     }
 }
 
+/// The vhost of an RTMP connection: `?vhost=` (or `?domain=`) in its connect URL, else the
+/// host of its tcUrl when that is one of the node's named `vhosts`, else the default vhost.
+pub fn connection_vhost(tc_url: &str, params: &[(String, String)], vhosts: &std::collections::BTreeSet<String>) -> String {
+    if let Some((_, vhost)) = params.iter().find(|(k, _)| k == "vhost" || k == "domain").filter(|(_, v)| !v.is_empty()) {
+        return vhost.clone();
+    }
+    let host = tc_url.split_once("://").map_or("", |(_, rest)| rest).split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name);
+    if vhosts.contains(host) {
+        host.to_string()
+    } else {
+        "__defaultVhost__".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_vhost;
+
+    #[test]
+    fn the_vhost_comes_from_the_url_parameter_or_a_configured_host() {
+        let vhosts: std::collections::BTreeSet<String> = ["example.com".to_string()].into();
+        let param = |v: &str| vec![("vhost".to_string(), v.to_string())];
+        assert_eq!(connection_vhost("rtmp://127.0.0.1/live", &param("other.org"), &vhosts), "other.org");
+        assert_eq!(connection_vhost("rtmp://example.com:1935/live", &[], &vhosts), "example.com");
+        assert_eq!(connection_vhost("rtmp://example.com/live?x=1", &[], &vhosts), "example.com");
+        // A host that is no configured vhost (an address, another name): the default, as SRS.
+        assert_eq!(connection_vhost("rtmp://127.0.0.1:1935/live", &[], &vhosts), "__defaultVhost__");
+        assert_eq!(connection_vhost("rtmp://cdn.example.net/live", &[], &vhosts), "__defaultVhost__");
+        assert_eq!(connection_vhost("", &[], &vhosts), "__defaultVhost__");
+    }
+}

@@ -16,11 +16,14 @@ impl Handler<AttachPublisher> for StreamActor {
             return MessageResult(Ok(self.open_input(msg.client, ctx)));
         }
         if let Some(handle) = self.grace.take() {
+            // A publisher back within the grace period continues the same publish: its outputs
+            // are still running, so it keeps the settings they started with.
             ctx.cancel_future(handle);
             tracing::info!(stream = %self.key, client = msg.client, players = self.player_count(), "publisher resumed within the grace period");
+        } else {
+            // A new publish runs with the settings of now (a reload since the last one applies).
+            self.settings = self.live.get().for_vhost(&self.key.vhost).clone();
         }
-        // A new publish runs with the settings of now (a reload since the last one applies).
-        self.settings = self.live.get().for_vhost(&self.key.vhost).clone();
         self.pending_rebase = self.last_out_dts_ms.is_some();
         self.publisher = Some(Publisher {
             client: msg.client,

@@ -167,6 +167,14 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         let response = error(403, "a cross-site form or text POST cannot change the node; send Content-Type: application/json");
         return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
     }
+    // A GET that changes the node (SRS's reload) could be an <img> on a page of another
+    // site, or of another port of this host (same-site); browsers say where a request comes
+    // from, tools such as curl do not.
+    let get = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+    if changes && get && req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() != b"same-origin" && v.as_bytes() != b"none") {
+        let response = error(403, "a page of another origin cannot make this call; use curl or the API from this origin");
+        return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
+    }
     if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
         // No credentials configured: reads stay open, as in SRS, but what changes the
         // node or mints tokens (every method but GET/HEAD, and a reload) is served to this

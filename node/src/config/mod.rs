@@ -88,6 +88,21 @@ mod tests {
     }
 
     #[test]
+    fn a_vhost_overrides_its_own_sections_and_not_what_is_the_nodes() {
+        let config: Config = toml::from_str("[hls]\nfragment_ms = 4000\n[vhosts.\"example.com\".hls]\nfragment_ms = 1000\n").unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.for_vhost("example.com").hls.fragment_ms, 1000);
+        assert_eq!(config.for_vhost("other.org").hls.fragment_ms, 4000);
+        assert_eq!(config.stream_settings_by_vhost().for_vhost("example.com").hls.fragment.as_millis(), 1000);
+        let bad: Config = toml::from_str("[vhosts.\"example.com\".dvr]\ndir = \"/elsewhere\"\n").unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("set them in [dvr]"));
+        let bad: Config = toml::from_str("[vhosts.\"example.com\".hls]\nfragment_ms = 1\n").unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("vhosts.\"example.com\""));
+        let bad: Config = toml::from_str("[vhosts.\"a/b\"]\n").unwrap();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
     fn file_with_unknown_key_is_refused() {
         let dir = std::env::temp_dir().join(format!("estuary-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -168,6 +168,15 @@ impl Config {
             if name.is_empty() || name.len() > 200 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
                 return Err(ConfigError::Invalid { key: "vhosts", problem: format!("{name:?} is not a host name (letters, digits, '-', '.', '_')") });
             }
+            // What stays the node's cannot be set per vhost.
+            let own = &self.vhosts[name];
+            let node_dvr = super::DvrSection::default();
+            if own.dvr.as_ref().is_some_and(|d| d.dir != node_dvr.dir || d.max_age_s != node_dvr.max_age_s || d.max_bytes != node_dvr.max_bytes || !d.retention.is_empty()) {
+                return Err(ConfigError::Parse { origin: format!("vhosts.\"{name}\".dvr"), message: "dir, max_age_s, max_bytes and retention are the node's: set them in [dvr]".into() });
+            }
+            if own.forward.as_ref().is_some_and(|f| !f.tls_ca_file.is_empty()) {
+                return Err(ConfigError::Parse { origin: format!("vhosts.\"{name}\".forward"), message: "tls_ca_file is the node's: set it in [forward]".into() });
+            }
             // A vhost's sections are checked as the node's are, in place.
             self.for_vhost(name).validate().map_err(|e| ConfigError::Parse { origin: format!("vhosts.\"{name}\""), message: e.to_string() })?;
         }
