@@ -6,6 +6,7 @@ mod dvr_http;
 mod http;
 mod metrics;
 mod reload;
+mod tls;
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
@@ -240,6 +241,19 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
     // a clear error and nothing half-started to tear down.
     let http_socket = std::net::TcpListener::bind(&config.http.listen).map_err(|e| format!("cannot listen for HTTP on {}: {e}", config.http.listen))?;
     let api_socket = std::net::TcpListener::bind(&config.api.listen).map_err(|e| format!("cannot listen for the API on {}: {e}", config.api.listen))?;
+    // HTTPS: the certificate is loaded before anything starts, so a bad file ends the boot.
+    let https = if config.https.listen.is_empty() && config.https.api_listen.is_empty() {
+        None
+    } else {
+        let (tls, certificate) = tls::server_config(std::path::Path::new(&config.https.cert_file), std::path::Path::new(&config.https.key_file))?;
+        let bind = |listen: &str, what: &str| -> Result<Option<std::net::TcpListener>, String> {
+            if listen.is_empty() {
+                return Ok(None);
+            }
+            std::net::TcpListener::bind(listen).map(Some).map_err(|e| format!("cannot listen for {what} over HTTPS on {listen}: {e}"))
+        };
+        Some((bind(&config.https.listen, "HTTP")?, bind(&config.https.api_listen, "the API")?, tls, certificate))
+    };
     let metrics_socket = if config.metrics.listen.is_empty() {
         None
     } else {
@@ -361,6 +375,13 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             last_cpu: std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), metrics::cpu_seconds()))),
         };
 
+        let (https_http, https_api, tls_config) = match https {
+            Some((http, api, tls_config, certificate)) => {
+                actix::spawn(tls::watch(certificate));
+                (http, api, Some(tls_config))
+            }
+            None => (None, None, None),
+        };
         let http_state = state.clone();
         let http_server = HttpServer::new(move || {
             App::new()
@@ -377,8 +398,12 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             .disable_signals()
             .shutdown_timeout(1)
             .listen(http_socket)
-            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?
-            .run();
+            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?;
+        let http_server = match (https_http, &tls_config) {
+            (Some(socket), Some(tls_config)) => http_server.listen_rustls_0_23(socket, tls_config.clone()).map_err(|e| format!("cannot serve HTTPS on {}: {e}", config.https.listen))?,
+            _ => http_server,
+        }
+        .run();
         let api_state = state.clone();
         let api_server = HttpServer::new(move || {
             App::new()
@@ -392,8 +417,12 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             .disable_signals()
             .shutdown_timeout(1)
             .listen(api_socket)
-            .map_err(|e| format!("cannot serve the API on {}: {e}", config.api.listen))?
-            .run();
+            .map_err(|e| format!("cannot serve the API on {}: {e}", config.api.listen))?;
+        let api_server = match (https_api, &tls_config) {
+            (Some(socket), Some(tls_config)) => api_server.listen_rustls_0_23(socket, tls_config.clone()).map_err(|e| format!("cannot serve the API over HTTPS on {}: {e}", config.https.api_listen))?,
+            _ => api_server,
+        }
+        .run();
         let (http_handle, api_handle) = (http_server.handle(), api_server.handle());
         actix::spawn(http_server);
         actix::spawn(api_server);
@@ -418,6 +447,8 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             srt = %if config.srt.enabled { config.srt.listen.as_str() } else { "off" },
             http = %config.http.listen,
             api = %config.api.listen,
+            https = %if config.https.listen.is_empty() { "off" } else { config.https.listen.as_str() },
+            https_api = %if config.https.api_listen.is_empty() { "off" } else { config.https.api_listen.as_str() },
             data_dir = %config.node.data_dir.display(),
             workers,
             "estuary ready"

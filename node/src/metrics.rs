@@ -152,6 +152,14 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     }
     f.header("estuary_storage_dropped_total", "counter", "Storage updates dropped because the storage queue was full.");
     f.sample("estuary_storage_dropped_total", &[], stats.storage_dropped.load(Ordering::Relaxed) as f64);
+    f.header("estuary_dvr_recordings", "gauge", "Streams being recorded (DVR) now.");
+    f.sample("estuary_dvr_recordings", &[], state.node.dvr.writing() as f64);
+    f.header("estuary_forwards", "gauge", "Forwards (restreams) by state: connecting, live, retrying.");
+    let forwards = estuary_actors::forward::list(&state.node);
+    for name in ["connecting", "live", "retrying"] {
+        let count = forwards.iter().filter(|f| forward_state(&f.state) == name).count();
+        f.sample("estuary_forwards", &[("state", name)], count as f64);
+    }
     f.header("estuary_supervisor_restarts_total", "counter", "Restarts of supervised workers.");
     for (worker, count) in state.node.restarts.snapshot() {
         f.sample("estuary_supervisor_restarts_total", &[("worker", &worker)], count as f64);
@@ -178,4 +186,14 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         }
     }
     Ok(out)
+}
+
+fn forward_state(state: &estuary_actors::forward::ForwardState) -> &'static str {
+    use estuary_actors::forward::ForwardState;
+    match state {
+        ForwardState::Connecting => "connecting",
+        ForwardState::Live => "live",
+        ForwardState::Retrying { .. } => "retrying",
+        ForwardState::Stopped => "stopped",
+    }
 }

@@ -26,6 +26,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "srt",
     "rtc",
     "http",
+    "https",
     "api.listen",
     "api.debug_faults",
     "metrics.listen",

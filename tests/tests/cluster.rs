@@ -431,3 +431,39 @@ fn with_cluster_redirect_an_origin_sends_players_to_the_owner() {
     let rtmp_players = a.api("/api/v1/clients")["clients"].as_array().map(|c| c.iter().filter(|c| c["type"] == "play" && c["protocol"] == "rtmp").count()).unwrap_or(0);
     assert_eq!(rtmp_players, 0, "{}", a.api("/api/v1/clients"));
 }
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_a_node_exports() {
+    // An origin (so the cluster gauges exist) with a live, recorded, forwarded stream.
+    let scratch = Scratch::new("grafana");
+    let redis = RedisServer::start(&scratch);
+    let sink = Node::start(&Scratch::new("grafana-sink"), &[]);
+    let destination = format!("{{ live = [\"rtmp://127.0.0.1:{}/[app]/[stream]\"] }}", sink.ports.rtmp);
+    let node = member(&scratch, &redis, "origin", "origin-g", &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_FORWARD__APPS", &destination)]);
+    let _publisher = publish(&node.rtmp_url("live/dash"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/dash", Duration::from_secs(20));
+    sink.wait_live("live/dash", Duration::from_secs(20));
+    let metrics = || estuary_tests::http::get(node.ports.api, "/metrics").map(|r| String::from_utf8_lossy(&r.body).into_owned()).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(10), || metrics().contains("estuary_dvr_recordings 1") && metrics().contains("estuary_forwards{state=\"live\"} 1")), "{}", metrics());
+
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/estuary.json")).expect("docs/grafana/estuary.json");
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"].as_array().expect("panels").iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()).filter_map(|t| t["expr"].as_str().map(str::to_string)).collect();
+    assert!(exprs.len() >= 15, "{exprs:?}");
+    // Every estuary_* name a query uses is a metric the node exports: declared with its type
+    // (a counter of events that did not happen yet, such as refusals, has no sample).
+    let exported = metrics();
+    let samples: std::collections::BTreeSet<&str> = exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("estuary_") {
+            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            rest = &rest[at + name.len()..];
+            used.insert(name);
+        }
+    }
+    let missing: Vec<&String> = used.iter().filter(|n| !samples.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "the dashboard queries metrics the node does not export: {missing:?}\n{exported}");
+    assert!(used.len() >= 20, "{used:?}");
+}

@@ -373,3 +373,86 @@ fn srs_api_paths_answer_with_and_without_the_trailing_slash_in_srs_shapes() {
         assert_eq!(response.status, 404, "{path}");
     }
 }
+
+/// A fresh self-signed certificate for 127.0.0.1 written as `<name>.crt` and `<name>.key`;
+/// the certificate's PEM.
+fn self_signed(scratch: &Scratch, name: &str) -> String {
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("self-signed certificate");
+    std::fs::write(scratch.path(&format!("{name}.key")), pair.key_pair.serialize_pem()).unwrap();
+    std::fs::write(scratch.path(&format!("{name}.crt")), pair.cert.pem()).unwrap();
+    pair.cert.pem()
+}
+
+/// The certificate a TLS server on `port` presents, PEM with white space removed (Python's
+/// ssl module: a TLS client that is not ours).
+fn served_certificate(port: u16) -> String {
+    let out = Command::new("python3").args(["-c", "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))", &port.to_string()]).output().expect("python3");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().collect()
+}
+
+#[test]
+fn https_serves_hls_flv_and_the_api_and_takes_a_renewed_certificate() {
+    let scratch = Scratch::new("https");
+    let first = self_signed(&scratch, "first");
+    let (https, https_api) = (estuary_tests::free_port(), estuary_tests::free_port());
+    // The node reads the files it is pointed at; a renewal replaces their contents.
+    std::fs::copy(scratch.path("first.crt"), scratch.path("server.crt")).unwrap();
+    std::fs::copy(scratch.path("first.key"), scratch.path("server.key")).unwrap();
+    let (cert_file, key_file) = (scratch.path("server.crt").display().to_string(), scratch.path("server.key").display().to_string());
+    let (listen, api_listen) = (format!("127.0.0.1:{https}"), format!("127.0.0.1:{https_api}"));
+    let node = Node::start(&scratch, &[("ESTUARY_HTTPS__LISTEN", &listen), ("ESTUARY_HTTPS__API_LISTEN", &api_listen), ("ESTUARY_HTTPS__CERT_FILE", &cert_file), ("ESTUARY_HTTPS__KEY_FILE", &key_file)]);
+    let _publisher = publish(&node.rtmp_url("live/tls"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/tls", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(20), || http::get(node.ports.http, "/live/tls.m3u8").is_ok_and(|r| String::from_utf8_lossy(&r.body).matches("#EXTINF").count() >= 2)), "no playlist");
+
+    // HLS and HTTP-FLV over https:// (ffmpeg's TLS client), both tracks, decoded clean.
+    for url in [format!("https://127.0.0.1:{https}/live/tls.m3u8"), format!("https://127.0.0.1:{https}/live/tls.flv")] {
+        let streams = probe_streams(&url);
+        assert!(estuary_tests::ffmpeg::stream_of(&streams, "video").is_some() && estuary_tests::ffmpeg::stream_of(&streams, "audio").is_some(), "{url}: {streams:?}\n{}", node.log());
+        let (ok, errors) = estuary_tests::ffmpeg::decode(&url, 3);
+        assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    }
+    // The API over TLS (curl).
+    let out = Command::new("curl").args(["-sk", &format!("https://127.0.0.1:{https_api}/api/v1/versions")]).output().expect("curl");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(body["code"], 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let first: String = first.split_whitespace().collect();
+    assert_eq!(served_certificate(https), first);
+
+    // A renewed certificate on disk serves new connections, on both listeners.
+    let second: String = self_signed(&scratch, "second").split_whitespace().collect();
+    std::fs::copy(scratch.path("second.key"), scratch.path("server.key")).unwrap();
+    std::fs::copy(scratch.path("second.crt"), scratch.path("server.crt")).unwrap();
+    assert!(wait_until(Duration::from_secs(15), || served_certificate(https) == second && served_certificate(https_api) == second), "the renewed certificate is not served:\n{}", node.log());
+    assert!(node.log().contains("HTTPS certificate changed on disk"), "{}", node.log());
+    // A file that does not load keeps the certificate in use.
+    let refusals = || node.log().matches("does not load; the one in use stays").count();
+    let before = refusals();
+    std::fs::write(scratch.path("server.crt"), "not a certificate\n").unwrap();
+    assert!(wait_until(Duration::from_secs(15), || refusals() > before), "{}", node.log());
+    assert_eq!(served_certificate(https), second);
+    let (ok, errors) = estuary_tests::ffmpeg::decode(&format!("https://127.0.0.1:{https}/live/tls.flv"), 2);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
+}
+
+#[test]
+fn https_without_a_loadable_certificate_stops_the_start_naming_the_file() {
+    let scratch = Scratch::new("https-bad");
+    std::fs::write(scratch.path("bad.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(scratch.path("bad.key"), "nothing").unwrap();
+    let out = Command::new(estuary_bin())
+        .current_dir(&scratch.0)
+        .env("ESTUARY_HTTPS__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+        .env("ESTUARY_HTTPS__CERT_FILE", scratch.path("bad.crt"))
+        .env("ESTUARY_HTTPS__KEY_FILE", scratch.path("bad.key"))
+        .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+        .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+        .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+        .env("ESTUARY_SRT__ENABLED", "false")
+        .env("ESTUARY_RTC__ENABLED", "false")
+        .env("ESTUARY_GB28181__ENABLED", "false")
+        .output()
+        .expect("estuary");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("https.key_file") && err.contains("bad.key"), "{err}");
+}

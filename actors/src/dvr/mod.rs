@@ -93,6 +93,11 @@ impl DvrRuntime {
         }
     }
 
+    /// How many streams are being recorded now.
+    pub fn writing(&self) -> usize {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|a| a.connected()).count()
+    }
+
     /// The writer recording `key`, if one runs.
     pub fn writer_of(&self, key: &StreamKey) -> Option<Addr<DvrWriter>> {
         self.writers.lock().unwrap_or_else(|e| e.into_inner()).get(key).filter(|a| a.connected()).cloned()

@@ -26,7 +26,18 @@ pub struct Config {
     pub hooks: HooksSection,
     pub cluster: ClusterSection,
     pub log: LogSection,
+    pub https: HttpsSection,
     pub vhosts: std::collections::BTreeMap<String, VhostSection>,
+}
+
+/// HTTPS listeners of the HTTP server and the API, with one certificate.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpsSection {
+    pub listen: String,
+    pub api_listen: String,
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// A named virtual host's own sections: each one given replaces the node's section for the

@@ -182,6 +182,14 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("http_server.enabled", "on only (HTTP-FLV/TS, HLS and DASH are always served)"),
     ("http_server.listen", "http.listen"),
     ("http_server.crossdomain", "on only"),
+    ("http_server.https.enabled", "https.listen when on"),
+    ("http_server.https.listen", "https.listen (port)"),
+    ("http_server.https.key", "https.key_file"),
+    ("http_server.https.cert", "https.cert_file"),
+    ("http_api.https.enabled", "https.api_listen when on"),
+    ("http_api.https.listen", "https.api_listen (port)"),
+    ("http_api.https.key", "https.key_file (one certificate serves both)"),
+    ("http_api.https.cert", "https.cert_file (one certificate serves both)"),
     ("rtc_server.enabled", "rtc.enabled"),
     ("rtc_server.listen", "rtc.listen (UDP port)"),
     ("rtc_server.candidate", "rtc.candidate ($NAME is read from the environment; * or an unset variable keeps the default)"),
@@ -329,19 +337,25 @@ impl Origin<'_> {
 /// segment as SRS does. The API and the HTTP server are always on in Estuary.
 fn srs_defaults(mapped: &mut Mapped) {
     use toml::Value as V;
+    srs_vhost_defaults(mapped);
+    mapped.set("rtc", "enabled", V::Boolean(false));
+    mapped.set("srt", "enabled", V::Boolean(false));
+    mapped.set("gb28181", "enabled", V::Boolean(false));
+    // SRS serves /api/v1/raw?rpc=reload only with raw_api { enabled on; allow_reload on; }.
+    mapped.set("api", "allow_reload", V::Boolean(false));
+}
+
+/// SRS's defaults of a vhost's HLS, DASH and DVR: off, SRS's fragment lengths, session DVR.
+fn srs_vhost_defaults(mapped: &mut Mapped) {
+    use toml::Value as V;
     mapped.set("hls", "enabled", V::Boolean(false));
     mapped.set("hls", "fragment_ms", V::Integer(10_000));
     mapped.set("hls", "window", V::Integer(6));
     mapped.set("dash", "enabled", V::Boolean(false));
     mapped.set("dash", "fragment_ms", V::Integer(30_000));
-    mapped.set("rtc", "enabled", V::Boolean(false));
-    mapped.set("srt", "enabled", V::Boolean(false));
-    mapped.set("gb28181", "enabled", V::Boolean(false));
     mapped.set("dvr", "enabled", V::Boolean(false));
     mapped.set("dvr", "plan", V::String("session".into()));
     mapped.set("dvr", "segment_ms", V::Integer(30_000));
-    // SRS serves /api/v1/raw?rpc=reload only with raw_api { enabled on; allow_reload on; }.
-    mapped.set("api", "allow_reload", V::Boolean(false));
 }
 
 /// Maps parsed SRS directives (from `file`, for messages) onto `mapped`, over SRS's defaults.
@@ -516,6 +530,25 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         "http_api.auth.password" => mapped.set_in("api", "_srs", "password", V::String(one(origin, path, args)?.into())),
         "http_api.raw_api.enabled" => mapped.set_in("api", "_srs", "raw_api", V::Boolean(on_off(origin, path, args)?)),
         "http_api.raw_api.allow_reload" => mapped.set_in("api", "_srs", "allow_reload", V::Boolean(on_off(origin, path, args)?)),
+        p @ ("http_server.https.enabled" | "http_api.https.enabled") => {
+            let server = if p.starts_with("http_api") { "api" } else { "http" };
+            mapped.set_in("https", "_srs", &format!("{server}_enabled"), V::Boolean(on_off(origin, path, args)?));
+        }
+        p @ ("http_server.https.listen" | "http_api.https.listen") => {
+            let server = if p.starts_with("http_api") { "api" } else { "http" };
+            let addr = address(origin, path, args, mapped)?;
+            mapped.set_in("https", "_srs", &format!("{server}_listen"), V::String(addr));
+        }
+        p @ ("http_server.https.key" | "http_server.https.cert" | "http_api.https.key" | "http_api.https.cert") => {
+            let file = if p.ends_with(".key") { "key_file" } else { "cert_file" };
+            let value = one(origin, path, args)?.to_string();
+            let previous = mapped.table.get("https").and_then(|t| t.get(file)).and_then(V::as_str).map(str::to_string);
+            match previous {
+                Some(other) if other != value => mapped.warn(origin, path, &format!("is {value}, but Estuary serves one certificate for the HTTP server and the API: {other} is used")),
+                Some(_) => {}
+                None => mapped.set("https", file, V::String(value)),
+            }
+        }
         "http_server.listen" => {
             let addr = address(origin, path, args, mapped)?;
             mapped.set("http", "listen", V::String(addr));
@@ -679,14 +712,7 @@ fn named_vhost(mapped: &mut Mapped, vhost: &Directive, name: &str, file: &str) -
         return Err(SrsError { line: vhost.line, message: format!("vhost {name:?} is not a host name") });
     }
     let mut own = Mapped { vars: mapped.vars.clone(), ..Default::default() };
-    own.set("hls", "enabled", V::Boolean(false));
-    own.set("hls", "fragment_ms", V::Integer(10_000));
-    own.set("hls", "window", V::Integer(6));
-    own.set("dash", "enabled", V::Boolean(false));
-    own.set("dash", "fragment_ms", V::Integer(30_000));
-    own.set("dvr", "enabled", V::Boolean(false));
-    own.set("dvr", "plan", V::String("session".into()));
-    own.set("dvr", "segment_ms", V::Integer(30_000));
+    srs_vhost_defaults(&mut own);
     let mut flat = Vec::new();
     flatten(vhost.block.as_deref().unwrap_or_default(), "vhost", &mut flat);
     for (path, args, line, _) in flat {
@@ -968,6 +994,13 @@ pub fn finish(mapped: &mut Mapped) {
             }
         }
     }
+    let https = take(mapped, "https");
+    for (server, key, port) in [("http", "listen", 8088), ("api", "api_listen", 1990)] {
+        if https.get(&format!("{server}_enabled")).and_then(V::as_bool) == Some(true) {
+            let listen = https.get(&format!("{server}_listen")).and_then(V::as_str).map_or_else(|| format!("0.0.0.0:{port}"), str::to_string);
+            mapped.set("https", key, V::String(listen));
+        }
+    }
     let metrics = take(mapped, "metrics");
     if metrics.get("enabled").and_then(V::as_bool) == Some(true) {
         let listen = metrics.get("listen").and_then(V::as_str).unwrap_or("0.0.0.0:9972").to_string();
@@ -1154,6 +1187,19 @@ vhost other.example.com {
 
     fn strings(value: Option<&toml::Value>) -> Vec<String> {
         value.and_then(toml::Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn https_blocks_map_onto_one_certificate() {
+        let m = mapped_from("http_server {\n enabled on;\n https { enabled on; listen 8088; key ./server.key; cert ./server.crt; }\n}\nhttp_api {\n enabled on;\n https { enabled on; key ./other.key; cert ./server.crt; }\n}\n");
+        let t = &m.table;
+        let text = |key: &str| get(t, "https", key).and_then(|v| v.as_str()).map(str::to_string);
+        assert_eq!(text("listen").as_deref(), Some("0.0.0.0:8088"));
+        assert_eq!(text("api_listen").as_deref(), Some("0.0.0.0:1990"));
+        assert_eq!((text("key_file").as_deref(), text("cert_file").as_deref()), (Some("./server.key"), Some("./server.crt")));
+        assert!(m.warnings.join("\n").contains("line 7: `http_api.https.key` is ./other.key"), "{:?}", m.warnings);
+        // Off: no listener.
+        assert!(get(&mapped_from("http_server { https { enabled off; listen 8088; } }").table, "https", "listen").is_none());
     }
 
     #[test]

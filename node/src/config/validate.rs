@@ -164,6 +164,14 @@ impl Config {
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(ConfigError::Invalid { key: "log.level", problem: format!("{:?} is not one of error, warn, info, debug, trace", self.log.level) });
         }
+        for (key, listen) in [("https.listen", &self.https.listen), ("https.api_listen", &self.https.api_listen)] {
+            if !listen.is_empty() {
+                address(key, listen)?;
+                if self.https.cert_file.is_empty() || self.https.key_file.is_empty() {
+                    return Err(ConfigError::Invalid { key, problem: "needs https.cert_file and https.key_file (PEM)".into() });
+                }
+            }
+        }
         for name in self.vhosts.keys() {
             if name.is_empty() || name.len() > 200 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
                 return Err(ConfigError::Invalid { key: "vhosts", problem: format!("{name:?} is not a host name (letters, digits, '-', '.', '_')") });
