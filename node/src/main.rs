@@ -127,6 +127,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !config.https.listen.is_empty() || !config.https.api_listen.is_empty() {
+        // The certificate is part of the configuration: a file that does not load is a bad
+        // configuration (for -t too), named with the problem.
+        if let Err(e) = tls::load(std::path::Path::new(&config.https.cert_file), std::path::Path::new(&config.https.key_file)) {
+            eprintln!("estuary: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if cli.check_config {
         for warning in &warnings {
             println!("estuary: not applied: {warning}");

@@ -181,8 +181,13 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     ];
     for (name, kind, help, pick) in per_stream {
         f.header(name, kind, help);
-        for ((_, app, stream), info) in &ranked {
-            f.sample(name, &[("app", app), ("stream", stream)], pick(info));
+        for ((vhost, app, stream), info) in &ranked {
+            // One app/stream may be live on several vhosts: a named vhost is a label.
+            if vhost == "__defaultVhost__" {
+                f.sample(name, &[("app", app), ("stream", stream)], pick(info));
+            } else {
+                f.sample(name, &[("vhost", vhost), ("app", app), ("stream", stream)], pick(info));
+            }
         }
     }
     Ok(out)

@@ -163,21 +163,26 @@ impl Reloader {
     async fn reload_now(&self, trigger: &str) -> Result<Outcome, String> {
         let source = self.file.as_ref().map_or_else(|| "the built-in defaults and the environment".to_string(), |f| f.display().to_string());
         // Reading and checking the file (which may resolve host names) runs off the actors' threads.
-        let (file, srs) = (self.file.clone(), self.srs);
-        let loaded = tokio::task::spawn_blocking(move || config::load_with_warnings(file.as_deref(), srs, std::env::vars())).await.map_err(|e| format!("configuration reload failed: {e}"))?;
-        let (new, warnings) = match loaded {
-            Ok(loaded) => loaded,
+        let old = self.running.get();
+        let (file, srs, running) = (self.file.clone(), self.srs, old.clone());
+        let checked = tokio::task::spawn_blocking(move || -> Result<(Plan, Vec<String>), String> {
+            let (new, warnings) = config::load_with_warnings(file.as_deref(), srs, std::env::vars()).map_err(|e| e.to_string())?;
+            let plan = plan(&running, &new)?;
+            // The running values of restart-only keys with the new others: checked as a whole.
+            plan.config.validate().map_err(|e| format!("{e} (with the running values of the keys that need a restart)"))?;
+            Ok((plan, warnings))
+        })
+        .await
+        .map_err(|e| format!("configuration reload failed: {e}"))?;
+        let (plan, warnings) = match checked {
+            Ok(checked) => checked,
             Err(e) => {
                 let reason = format!("configuration reload refused ({source}): {e}; the running configuration stays");
                 tracing::error!(%trigger, "{reason}");
                 return Err(reason);
             }
         };
-        let old = self.running.get();
-        let plan = plan(&old, &new)?;
         let config = plan.config;
-        // The running values of restart-only keys with the new others: checked as a whole.
-        config.validate().map_err(|e| format!("configuration reload refused ({source}): {e} (with the running values of the keys that need a restart); the running configuration stays"))?;
         // The registry first: if it cannot take the settings, nothing has changed yet.
         self.registry.send(estuary_actors::messages::ReloadStreamSettings(config.stream_settings_by_vhost())).await.map_err(|e| format!("the stream registry did not take the new settings: {e}; nothing was changed"))?;
         self.node.hooks.reload(config.hook_settings());

@@ -20,6 +20,17 @@ pub struct Certificate {
     current: RwLock<Arc<CertifiedKey>>,
     cert_file: PathBuf,
     key_file: PathBuf,
+    /// The files' stamps when they were read, taken before reading (a change meanwhile is
+    /// seen by the watcher).
+    loaded: Stamp,
+}
+
+/// Modification time and length of the certificate and the key file.
+type Stamp = [Option<(SystemTime, u64)>; 2];
+
+fn stamp(cert_file: &Path, key_file: &Path) -> Stamp {
+    let one = |path: &Path| std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+    [one(cert_file), one(key_file)]
 }
 
 impl ResolvesServerCert for Certificate {
@@ -39,9 +50,11 @@ pub fn load(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("https.cert_file {}: {e}", cert_file.display()))?;
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(format!("https.cert_file {}: no CERTIFICATE in it", cert_file.display()));
-    }
+    };
+    // The first certificate must parse as one (PEM around anything else is not a certificate).
+    webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("https.cert_file {}: not a valid certificate ({e:?})", cert_file.display()))?;
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("https.key_file {}: {e}", key_file.display()))?;
     let signing = provider().key_provider.load_private_key(key).map_err(|e| format!("https.key_file {}: {e}", key_file.display()))?;
     let certified = CertifiedKey::new(chain, signing);
@@ -51,7 +64,8 @@ pub fn load(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
 
 /// The TLS configuration of a server, and its certificate (to watch).
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<(rustls::ServerConfig, Arc<Certificate>), String> {
-    let certificate = Arc::new(Certificate { current: RwLock::new(Arc::new(load(cert_file, key_file)?)), cert_file: cert_file.to_path_buf(), key_file: key_file.to_path_buf() });
+    let loaded = stamp(cert_file, key_file);
+    let certificate = Arc::new(Certificate { current: RwLock::new(Arc::new(load(cert_file, key_file)?)), cert_file: cert_file.to_path_buf(), key_file: key_file.to_path_buf(), loaded });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
@@ -62,19 +76,16 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<(rustls::Serve
     Ok((config, certificate))
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Reads the files again whenever either one's modification time changes, until the node stops.
+/// Reads the files again whenever either one's modification time or length changes, until
+/// the node stops. The files are looked at and read off the actors' threads.
 pub async fn watch(certificate: Arc<Certificate>) {
-    let stamp = |c: &Certificate| (modified(&c.cert_file), modified(&c.key_file));
-    let mut seen = stamp(&certificate);
+    let mut seen = certificate.loaded;
     let mut every = tokio::time::interval(WATCH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let now = stamp(&certificate);
+        let (cert_file, key_file) = (certificate.cert_file.clone(), certificate.key_file.clone());
+        let Ok(now) = tokio::task::spawn_blocking(move || stamp(&cert_file, &key_file)).await else { continue };
         if now == seen {
             continue;
         }

@@ -448,22 +448,56 @@ fn the_grafana_dashboard_queries_only_metrics_a_node_exports() {
 
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/estuary.json")).expect("docs/grafana/estuary.json");
     let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
-    let exprs: Vec<String> = dashboard["panels"].as_array().expect("panels").iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()).filter_map(|t| t["expr"].as_str().map(str::to_string)).collect();
-    assert!(exprs.len() >= 15, "{exprs:?}");
-    // Every estuary_* name a query uses is a metric the node exports: declared with its type
-    // (a counter of events that did not happen yet, such as refusals, has no sample).
+    // Panels, and panels inside rows.
+    let panels: Vec<Value> = dashboard["panels"].as_array().expect("panels").iter().flat_map(|p| std::iter::once(p.clone()).chain(p["panels"].as_array().cloned().unwrap_or_default())).collect();
+    let targets: Vec<(String, String)> = panels.iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default()).filter_map(|t| Some((t["expr"].as_str()?.to_string(), t["legendFormat"].as_str().unwrap_or("").to_string()))).collect();
+    assert!(targets.len() >= 15, "{targets:?}");
+
+    // What the node exports: each family's type line, and the label names of its samples.
     let exported = metrics();
-    let samples: std::collections::BTreeSet<&str> = exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
-    let mut used = std::collections::BTreeSet::new();
-    for expr in &exprs {
-        let mut rest = expr.as_str();
-        while let Some(at) = rest.find("estuary_") {
-            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            rest = &rest[at + name.len()..];
-            used.insert(name);
+    let declared: std::collections::BTreeSet<&str> = exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let mut labels: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for line in exported.lines().filter(|l| !l.starts_with('#')) {
+        let (name, rest) = line.split_once('{').unwrap_or((line.split(' ').next().unwrap_or(""), ""));
+        let names = labels.entry(name.to_string()).or_default();
+        for pair in rest.split('}').next().unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+            names.insert(pair.split('=').next().unwrap_or("").to_string());
         }
     }
-    let missing: Vec<&String> = used.iter().filter(|n| !samples.contains(n.as_str())).collect();
-    assert!(missing.is_empty(), "the dashboard queries metrics the node does not export: {missing:?}\n{exported}");
+    let word = |text: &str| -> String { text.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect() };
+    let mut used = std::collections::BTreeSet::new();
+    for (expr, legend) in &targets {
+        // Every estuary_* name a query uses is declared by the node (a counter of events that
+        // did not happen yet, such as refusals, has a type line but no sample).
+        let mut names = Vec::new();
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("estuary_") {
+            let name = word(&rest[at..]);
+            rest = &rest[at + name.len()..];
+            assert!(declared.contains(name.as_str()), "{expr}: {name} is not exported:\n{exported}");
+            names.push(name.clone());
+            used.insert(name);
+        }
+        // Label names in matchers, `by (...)` and the legend exist on those families (those
+        // with samples here), or are the ones Prometheus adds.
+        let mut wanted: Vec<String> = Vec::new();
+        for part in expr.split('{').skip(1) {
+            let inside = part.split('}').next().unwrap_or("");
+            wanted.extend(inside.split(',').map(|m| word(m.trim())).filter(|w| !w.is_empty()));
+        }
+        for part in expr.split("by (").skip(1) {
+            wanted.extend(part.split(')').next().unwrap_or("").split(',').map(|w| w.trim().to_string()));
+        }
+        for part in legend.split("{{").skip(1) {
+            wanted.push(part.split("}}").next().unwrap_or("").trim().to_string());
+        }
+        let known: Vec<&std::collections::BTreeSet<String>> = names.iter().filter_map(|n| labels.get(n)).collect();
+        if known.is_empty() {
+            continue;
+        }
+        for label in wanted.iter().filter(|l| *l != "instance" && *l != "job") {
+            assert!(known.iter().any(|set| set.contains(label)), "{expr} (legend {legend:?}): no label {label} on {names:?}:\n{exported}");
+        }
+    }
     assert!(used.len() >= 20, "{used:?}");
 }

@@ -438,21 +438,33 @@ fn https_serves_hls_flv_and_the_api_and_takes_a_renewed_certificate() {
 #[test]
 fn https_without_a_loadable_certificate_stops_the_start_naming_the_file() {
     let scratch = Scratch::new("https-bad");
+    self_signed(&scratch, "good");
     std::fs::write(scratch.path("bad.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
     std::fs::write(scratch.path("bad.key"), "nothing").unwrap();
-    let out = Command::new(estuary_bin())
-        .current_dir(&scratch.0)
-        .env("ESTUARY_HTTPS__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
-        .env("ESTUARY_HTTPS__CERT_FILE", scratch.path("bad.crt"))
-        .env("ESTUARY_HTTPS__KEY_FILE", scratch.path("bad.key"))
-        .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
-        .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
-        .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
-        .env("ESTUARY_SRT__ENABLED", "false")
-        .env("ESTUARY_RTC__ENABLED", "false")
-        .env("ESTUARY_GB28181__ENABLED", "false")
-        .output()
-        .expect("estuary");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("https.key_file") && err.contains("bad.key"), "{err}");
+    // Each broken file is named, by a start and by -t, with the exit status of a bad configuration.
+    for (cert, key, named) in [("bad.crt", "good.key", "https.cert_file"), ("good.crt", "bad.key", "https.key_file")] {
+        for check in [false, true] {
+            let mut command = Command::new(estuary_bin());
+            command
+                .current_dir(&scratch.0)
+                // A node that starts anyway ends with its (closed) standard input.
+                .arg("--exit-on-stdin-close")
+                .env("ESTUARY_HTTPS__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+                .env("ESTUARY_HTTPS__CERT_FILE", scratch.path(cert))
+                .env("ESTUARY_HTTPS__KEY_FILE", scratch.path(key))
+                .env("ESTUARY_RTMP__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+                .env("ESTUARY_HTTP__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+                .env("ESTUARY_API__LISTEN", format!("127.0.0.1:{}", estuary_tests::free_port()))
+                .env("ESTUARY_SRT__ENABLED", "false")
+                .env("ESTUARY_RTC__ENABLED", "false")
+                .env("ESTUARY_GB28181__ENABLED", "false");
+            if check {
+                command.arg("-t");
+            }
+            let out = command.output().expect("estuary");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cert}/{key} (-t {check}): {err}");
+            assert!(err.contains(named) && err.contains(if named == "https.cert_file" { "bad.crt" } else { "bad.key" }), "{err}");
+        }
+    }
 }

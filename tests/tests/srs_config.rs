@@ -263,6 +263,11 @@ fn estuary_toml_reloads_through_the_api_and_refuses_an_invalid_file() {
 
     // The hook and the log level change through the API.
     std::fs::write(&file, toml(&node.ports, &hooks[1].url("/hook"), "[log]\nlevel = \"debug\"\n")).unwrap();
+    // Not from a page of another origin (an <img> on a page of this host's other port), even
+    // on this machine; a browser says where its request comes from.
+    let from_a_page = http::send(node.ports.api, "GET", "/api/v1/raw?rpc=reload", &[("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Mode", "no-cors")], b"").expect("reload");
+    assert_eq!(from_a_page.status, 403, "{}", String::from_utf8_lossy(&from_a_page.body));
+    assert!(!node.log().contains("configuration reloaded"), "a page reloaded the node");
     let answer = http::get(node.ports.api, "/api/v1/raw?rpc=reload").expect("reload");
     let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     assert_eq!(body["data"]["applied"], serde_json::json!(["hooks.on_publish", "log.level"]), "{body}");

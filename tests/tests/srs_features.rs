@@ -350,7 +350,9 @@ fn a_named_vhost_has_its_own_hls_and_hooks() {
     // default vhost's stream, which nobody publishes.
     plays_both_tracks(&format!("{}?vhost=example.com", node.flv_url("live/named")), "named vhost over HTTP-FLV");
     assert_eq!(http_status_with_host("example.com", node.ports.http, "/live/named.flv"), 200);
-    assert_ne!(http_status_with_host("127.0.0.1", node.ports.http, "/live/named.flv"), 200);
+    assert_eq!(http_status_with_host("127.0.0.1", node.ports.http, "/live/named.flv"), 404);
+    // A vhost nobody configured is the default vhost, as in SRS.
+    assert_eq!(http_status_with_host("127.0.0.1", node.ports.http, "/live/named.flv?vhost=nowhere.example"), 404);
     // The default vhost has neither (SRS's defaults: HLS off, no hooks).
     let _plain = publish(&node.rtmp_url("live/plain"), &source(None), &scratch, "plain");
     node.wait_live("live/plain", Duration::from_secs(20));

@@ -77,8 +77,10 @@ impl ClientRecord {
         let (since, base_in, base_out) = match samples.front() {
             // A connection younger than the window: everything since it opened.
             _ if now.duration_since(self.connected) <= WINDOW => (self.connected, 0, 0),
-            // The last sample (at most 30 s, or the one just before the window).
-            Some(&oldest) => oldest,
+            // The last sample (at most 30 s, or the one just before the window), unless it is
+            // too recent to measure a rate over (two calls in a row).
+            Some(&oldest) if now.duration_since(oldest.0) >= Duration::from_secs(5) => oldest,
+            Some(_) => (self.connected, 0, 0),
             // Never sampled: the average since the connection opened.
             None => (self.connected, 0, 0),
         };

@@ -184,10 +184,8 @@ impl RtmpSession {
             return Err(format!("invalid stream name {app:?}/{stream:?}"));
         }
         let mut key = StreamKey::new(app, stream);
-        match params.iter().find(|(k, _)| k == "vhost" || k == "domain") {
-            Some((_, vhost)) if valid(vhost) => key.vhost = vhost.clone(),
-            _ => key.vhost = self.vhost.clone(),
-        }
+        // A vhost named on the stream's own URL, else the connection's.
+        key.vhost = if params.iter().any(|(k, v)| (k == "vhost" || k == "domain") && !v.is_empty()) { connection_vhost("", params, &self.node.vhosts.get()) } else { self.vhost.clone() };
         Ok(key)
     }
 
@@ -526,19 +524,15 @@ impl StreamHandler<Result<BytesMut, io::Error>> for RtmpSession {
     }
 }
 
-/// The vhost of an RTMP connection: `?vhost=` (or `?domain=`) in its connect URL, else the
-/// host of its tcUrl when that is one of the node's named `vhosts`, else the default vhost.
+/// The vhost of a connection, as SRS picks it: `?vhost=` (or `?domain=`) in its URL, else the
+/// host of its URL (RTMP's tcUrl, HTTP's Host); a name that is none of the node's named
+/// `vhosts` (compared without case, as host names are) is the default vhost.
 pub fn connection_vhost(tc_url: &str, params: &[(String, String)], vhosts: &std::collections::BTreeSet<String>) -> String {
-    if let Some((_, vhost)) = params.iter().find(|(k, _)| k == "vhost" || k == "domain").filter(|(_, v)| !v.is_empty()) {
-        return vhost.clone();
-    }
+    let named = params.iter().find(|(k, _)| k == "vhost" || k == "domain").map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
     let host = tc_url.split_once("://").map_or("", |(_, rest)| rest).split(['/', '?']).next().unwrap_or("");
     let host = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name);
-    if vhosts.contains(host) {
-        host.to_string()
-    } else {
-        "__defaultVhost__".to_string()
-    }
+    let wanted = named.unwrap_or(host);
+    vhosts.iter().find(|v| v.eq_ignore_ascii_case(wanted)).cloned().unwrap_or_else(|| "__defaultVhost__".to_string())
 }
 
 #[cfg(test)]
@@ -549,7 +543,10 @@ mod tests {
     fn the_vhost_comes_from_the_url_parameter_or_a_configured_host() {
         let vhosts: std::collections::BTreeSet<String> = ["example.com".to_string()].into();
         let param = |v: &str| vec![("vhost".to_string(), v.to_string())];
-        assert_eq!(connection_vhost("rtmp://127.0.0.1/live", &param("other.org"), &vhosts), "other.org");
+        assert_eq!(connection_vhost("rtmp://127.0.0.1/live", &param("example.com"), &vhosts), "example.com");
+        assert_eq!(connection_vhost("rtmp://127.0.0.1/live", &param("Example.COM"), &vhosts), "example.com");
+        // A vhost nobody configured is the default one, as in SRS.
+        assert_eq!(connection_vhost("rtmp://127.0.0.1/live", &param("other.org"), &vhosts), "__defaultVhost__");
         assert_eq!(connection_vhost("rtmp://example.com:1935/live", &[], &vhosts), "example.com");
         assert_eq!(connection_vhost("rtmp://example.com/live?x=1", &[], &vhosts), "example.com");
         // A host that is no configured vhost (an address, another name): the default, as SRS.

@@ -540,14 +540,11 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             mapped.set_in("https", "_srs", &format!("{server}_listen"), V::String(addr));
         }
         p @ ("http_server.https.key" | "http_server.https.cert" | "http_api.https.key" | "http_api.https.cert") => {
-            let file = if p.ends_with(".key") { "key_file" } else { "cert_file" };
-            let value = one(origin, path, args)?.to_string();
-            let previous = mapped.table.get("https").and_then(|t| t.get(file)).and_then(V::as_str).map(str::to_string);
-            match previous {
-                Some(other) if other != value => mapped.warn(origin, path, &format!("is {value}, but Estuary serves one certificate for the HTTP server and the API: {other} is used")),
-                Some(_) => {}
-                None => mapped.set("https", file, V::String(value)),
-            }
+            // Kept per server (a variable after the file replaces it); one pair is chosen once
+            // everything is read.
+            let server = if p.starts_with("http_api") { "api" } else { "http" };
+            let file = if p.ends_with(".key") { "key" } else { "cert" };
+            mapped.set_in("https", "_srs", &format!("{server}_{file}"), V::String(one(origin, path, args)?.to_string()));
         }
         "http_server.listen" => {
             let addr = address(origin, path, args, mapped)?;
@@ -995,11 +992,27 @@ pub fn finish(mapped: &mut Mapped) {
         }
     }
     let https = take(mapped, "https");
-    for (server, key, port) in [("http", "listen", 8088), ("api", "api_listen", 1990)] {
-        if https.get(&format!("{server}_enabled")).and_then(V::as_bool) == Some(true) {
-            let listen = https.get(&format!("{server}_listen")).and_then(V::as_str).map_or_else(|| format!("0.0.0.0:{port}"), str::to_string);
-            mapped.set("https", key, V::String(listen));
+    let mut pair: Option<(String, String, &str)> = None;
+    for (server, key, port, block) in [("http", "listen", 8088, "http_server"), ("api", "api_listen", 1990, "http_api")] {
+        if https.get(&format!("{server}_enabled")).and_then(V::as_bool) != Some(true) {
+            continue;
         }
+        let listen = https.get(&format!("{server}_listen")).and_then(V::as_str).map_or_else(|| format!("0.0.0.0:{port}"), str::to_string);
+        mapped.set("https", key, V::String(listen));
+        let file = |name: &str| https.get(&format!("{server}_{name}")).and_then(V::as_str).unwrap_or("").to_string();
+        let (cert, key_file) = (file("cert"), file("key"));
+        match &pair {
+            None => pair = Some((cert, key_file, block)),
+            // Estuary serves one certificate on both listeners: the HTTP server's.
+            Some((c, k, first)) if (c, k) != (&cert, &key_file) => {
+                mapped.warnings.push(format!("{block}.https names cert {cert} and key {key_file}, but Estuary serves one certificate on both HTTPS listeners: {first}'s ({c}, {k}) is used"));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((cert, key, _)) = pair {
+        mapped.set("https", "cert_file", V::String(cert));
+        mapped.set("https", "key_file", V::String(key));
     }
     let metrics = take(mapped, "metrics");
     if metrics.get("enabled").and_then(V::as_bool) == Some(true) {
@@ -1197,7 +1210,13 @@ vhost other.example.com {
         assert_eq!(text("listen").as_deref(), Some("0.0.0.0:8088"));
         assert_eq!(text("api_listen").as_deref(), Some("0.0.0.0:1990"));
         assert_eq!((text("key_file").as_deref(), text("cert_file").as_deref()), (Some("./server.key"), Some("./server.crt")));
-        assert!(m.warnings.join("\n").contains("line 7: `http_api.https.key` is ./other.key"), "{:?}", m.warnings);
+        assert!(m.warnings.join("\n").contains("http_api.https names cert ./server.crt and key ./other.key"), "{:?}", m.warnings);
+        // A variable replaces the file's value, as in SRS.
+        let mut mapped = Mapped::default();
+        map_file(&mut mapped, &parse("http_server { https { enabled on; key a.key; cert a.crt; } }").unwrap(), "srs.conf").unwrap();
+        map_env(&mut mapped, &[("SRS_HTTP_SERVER_HTTPS_CERT".into(), "b.crt".into())]).unwrap();
+        finish(&mut mapped);
+        assert_eq!((get(&mapped.table, "https", "cert_file").and_then(|v| v.as_str()), get(&mapped.table, "https", "key_file").and_then(|v| v.as_str())), (Some("b.crt"), Some("a.key")));
         // Off: no listener.
         assert!(get(&mapped_from("http_server { https { enabled off; listen 8088; } }").table, "https", "listen").is_none());
     }
