@@ -80,9 +80,8 @@ impl ClientRecord {
             // The last sample (at most 30 s, or the one just before the window), unless it is
             // too recent to measure a rate over (two calls in a row).
             Some(&oldest) if now.duration_since(oldest.0) >= Duration::from_secs(5) => oldest,
-            Some(_) => (self.connected, 0, 0),
-            // Never sampled: the average since the connection opened.
-            None => (self.connected, 0, 0),
+            // Otherwise (or never sampled) the average since the connection opened.
+            _ => (self.connected, 0, 0),
         };
         if samples.back().is_none_or(|(at, _, _)| now.duration_since(*at) >= Duration::from_secs(5)) {
             samples.push_back((now, bytes_in, bytes_out));
