@@ -59,6 +59,25 @@ pub fn count_request(req: &actix_web::dev::ServiceRequest) {
     }
 }
 
+/// For the HTTP server's middleware: the API's paths (`/api/...`, `/rtc/...`, mounted here for
+/// the console) lose a trailing slash before routing, as on the API port, so SRS's
+/// `/rtc/v1/whep/?app=..` works on both.
+pub fn trim_api_slash(req: &mut actix_web::dev::ServiceRequest) {
+    let path = req.path();
+    if !(path.starts_with("/api/") || path.starts_with("/rtc/")) || !path.ends_with('/') {
+        return;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let rebuilt = match req.query_string() {
+        "" => trimmed.to_string(),
+        query => format!("{trimmed}?{query}"),
+    };
+    if let Ok(uri) = rebuilt.parse::<actix_web::http::Uri>() {
+        req.match_info_mut().get_mut().update(&uri);
+        req.head_mut().uri = uri;
+    }
+}
+
 /// For `HttpServer::on_connect`: keeps a second handle of each TCP connection.
 pub fn keep_live_socket(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {

@@ -2,6 +2,7 @@
 
 mod api;
 mod config;
+mod console;
 mod dvr_http;
 mod http;
 mod metrics;
@@ -391,13 +392,25 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             None => (None, None, None),
         };
         let http_state = state.clone();
+        let console_on = config.http.console;
         let http_server = HttpServer::new(move || {
             App::new()
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |mut req, srv| {
                     http::count_request(&req);
+                    if console_on {
+                        http::trim_api_slash(&mut req);
+                    }
                     actix_web::dev::Service::call(srv, req)
                 })
                 .app_data(web::Data::new(http_state.clone()))
+                .configure(|cfg| {
+                    if console_on {
+                        // Before the stream routes: `/console/x` and `/api/v1` have the shape of `/{app}/{file}`.
+                        console::routes(cfg);
+                        api::extractors(cfg);
+                        api::endpoints(cfg);
+                    }
+                })
                 .configure(dvr_http::routes)
                 .configure(http::routes)
         })

@@ -25,3 +25,24 @@ pub fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
     let line = output.stdout.lines().last().unwrap_or_default().to_string();
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
 }
+
+/// Where the console tests keep their screenshots (one PNG per view they visit), for a person
+/// to look at after a run: `target/console-screenshots/`.
+pub fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("console-screenshots")
+}
+
+/// Runs one scenario of `tests/browser/console.mjs` (the console and player pages driven in
+/// headless Chromium) with `args`, and returns the JSON line it printed. Panics with the page's
+/// state when the scenario fails.
+pub fn console(scenario: &str, args: serde_json::Value) -> serde_json::Value {
+    let dir = dir();
+    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
+    let mut command = Command::new("node");
+    command.arg(dir.join("console.mjs")).arg(scenario).arg(args.to_string());
+    let output = run(command, Duration::from_secs(240));
+    assert!(output.success(), "console scenario {scenario} failed:\n{}\n{}", output.stdout, output.stderr);
+    let line = output.stdout.lines().last().unwrap_or_default().to_string();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("console.mjs printed {line:?}: {e}"))
+}

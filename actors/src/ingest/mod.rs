@@ -120,6 +120,16 @@ pub struct Clip {
     pub duration_ms: i64,
 }
 
+impl Clip {
+    /// The clip's video and audio as the API describes a stream's tracks, and its length in ms.
+    pub fn describe(&self) -> (Option<estuary_storage::VideoInfo>, Option<estuary_storage::AudioInfo>, u64) {
+        use estuary_protocols::media::TrackKind;
+        let video = self.configs.iter().find(|f| f.track == TrackKind::Video).map(crate::stream::stats::describe_video);
+        let audio = self.configs.iter().find(|f| f.track == TrackKind::Audio).map(crate::stream::stats::describe_audio);
+        (video, audio, self.duration_ms.max(0) as u64)
+    }
+}
+
 /// Why a file cannot be played as a clip.
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {

@@ -52,6 +52,10 @@ pub struct RtcSettings {
     pub opus_bitrate: u32,
     /// WHIP and WHEP sessions at once (connecting or connected); more offers get 503.
     pub max_sessions: usize,
+    /// A WHIP publisher whose last keyframe is older than this is asked for one (PLI), so
+    /// RTMP, HLS and DASH players get GOPs from browsers, which send keyframes only when asked.
+    /// Zero: only when a picture was lost or a WHEP player asked.
+    pub pli_interval: std::time::Duration,
 }
 
 /// What a session receives from the socket reader.

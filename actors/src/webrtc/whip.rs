@@ -61,7 +61,7 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
     let worker = node.topology.workers.next();
-    let session = Session { node, peer, stream, key, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
+    let session = Session { node, peer, stream, key, pli_interval: settings.pli_interval, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
     worker.spawn(async move {
         let _guard = guard;
         session.run().await;
@@ -168,6 +168,8 @@ struct VideoTrack {
     /// A WHEP player asked for a keyframe.
     player_request: bool,
     last_pli: Option<Instant>,
+    /// When the last keyframe arrived.
+    last_keyframe: Option<Instant>,
     frames: u64,
 }
 
@@ -184,6 +186,7 @@ impl Default for VideoTrack {
             clock: RtpClock::default(),
             player_request: false,
             last_pli: None,
+            last_keyframe: None,
             frames: 0,
         }
     }
@@ -238,6 +241,8 @@ struct Session {
     audio: AudioTrack,
     opus_packets: u64,
     player_keyframe_requests: u64,
+    /// See [`super::RtcSettings::pli_interval`].
+    pli_interval: Duration,
 }
 
 impl Session {
@@ -300,6 +305,9 @@ impl Session {
             if let Some(unit) = unit {
                 let arrival = self.peer.arrival(90_000);
                 for frame in self.video.frames(unit, arrival) {
+                    if frame.keyframe && !frame.config {
+                        self.video.last_keyframe = Some(Instant::now());
+                    }
                     self.publish(frame).await?;
                 }
             }
@@ -307,13 +315,16 @@ impl Session {
         Ok(())
     }
 
-    /// PLI when the depacketizer lost a picture or a player asked, and every 3 s until the
-    /// first IDR.
+    /// PLI when the depacketizer lost a picture or a player asked, every 3 s until the first
+    /// IDR, and when the last keyframe is older than the PLI interval (at most once per
+    /// interval: the answer takes a round trip).
     fn request_keyframe(&mut self) {
         let Some(receiver) = self.video.receiver else { return };
         let wanted = self.video.depacketizer.as_mut().is_some_and(|d| d.wants_keyframe()) | std::mem::take(&mut self.video.player_request);
         let waiting = self.video.frames == 0 && self.video.last_pli.is_none_or(|t| t.elapsed() > Duration::from_secs(3));
-        if !(wanted || waiting) {
+        let interval = self.pli_interval;
+        let periodic = !interval.is_zero() && self.video.last_keyframe.is_some_and(|t| t.elapsed() >= interval) && self.video.last_pli.is_none_or(|t| t.elapsed() >= interval);
+        if !(wanted || waiting || periodic) {
             return;
         }
         if self.video.last_pli.is_some_and(|t| t.elapsed() < Duration::from_millis(300)) {

@@ -16,9 +16,16 @@
 //! | `GET /api/v1/supervisors` | restart counts |
 //! | `GET /api/v1/cluster` | the cluster directory: this node, the registry's health, the nodes (role, addresses, load, last beat) and the stream owners; `mode: "standalone"` and nothing else on a standalone node |
 //! | `POST /api/v1/debug/fault?actor=&stream=&kind=&ms=&during_ms=` | fault injection (only with `api.debug_faults`): `actor` is `rtmp_listener`, `srt_listener`, `storage`, or `stream`, `hls`, `dash`, `dvr` of `stream=app/name`; `kind` is `panic` (default), `stall` (`ms`) or `slow` (sleep `ms` per write for `during_ms`) |
+//! | `GET /api/v1/console` | what the web console shows play URLs from: ports, switches, upload limits |
+//! | `POST /api/v1/uploads?name=clip.mp4`, `GET /api/v1/uploads` | a media file (the body) saved to `ingest.media_dir` for virtual live; the files there |
 //! | `GET /metrics` | Prometheus text |
+//!
+//! With `http.console` (the default) the HTTP server answers the same `/api/` and `/rtc/`
+//! paths, with the same authentication, so the console and player pages reach them from their
+//! own origin (without the trailing-slash trimming, which the console does not need).
 
 mod clients;
+mod console;
 mod debug;
 mod gb28181;
 mod jobs;
@@ -30,6 +37,7 @@ mod tokens;
 
 pub use streams::all_streams;
 use clients::*;
+use console::*;
 use debug::*;
 use gb28181::*;
 use jobs::*;
@@ -54,12 +62,26 @@ const SERVER: &str = "estuary";
 /// Largest page the list endpoints serve.
 const MAX_PAGE: usize = 1000;
 
+/// The API server: the endpoints, with SRS's error shapes for bad queries and bodies, and a
+/// JSON 404 for every other path.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    extractors(cfg);
+    endpoints(cfg);
+    cfg.default_service(web::to(|| async { error(404, "no such API") }));
+}
+
+/// How the API's extractors answer a bad query or body.
+pub fn extractors(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad query: {err}"))).into()))
         // Like SRS, a JSON body is read whatever its Content-Type: `curl -d` sends
         // application/x-www-form-urlencoded. What is not JSON still gets 400 with serde's
         // reason (the field, or the line and column).
-        .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()))
+        .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()));
+}
+
+/// Every API path (the HTTP server mounts them too, for the console).
+pub fn endpoints(cfg: &mut web::ServiceConfig) {
+    cfg
         // Paths are matched without their trailing slash (the server trims it first, see
         // `main.rs`): `/api/v1/streams/` is `/api/v1/streams`, as in SRS.
         .route("/api", web::get().to(api_root))
@@ -112,8 +134,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/forwards/{id}", web::delete().to(remove_forward))
         .route("/api/v1/supervisors", web::get().to(supervisors))
         .route("/api/v1/debug/fault", web::post().to(fault))
-        .route("/metrics", web::get().to(metrics_text))
-        .default_service(web::to(|| async { error(404, "no such API") }));
+        .route("/api/v1/console", web::get().to(console_info))
+        .route("/api/v1/uploads", web::get().to(list_uploads))
+        .route("/api/v1/uploads", web::post().to(upload))
+        .route("/metrics", web::get().to(metrics_text));
 }
 
 pub fn error(status: u16, message: &str) -> HttpResponse {
@@ -157,13 +181,20 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
     let auth = &running.api;
     let reads = !changes;
     // JSON bodies are read whatever their Content-Type (for `curl -d`). A browser sends a
-    // form or text/plain POST to another origin without asking first (no CORS
-    // preflight), so such a request from a web page (it carries Origin, or
-    // Sec-Fetch-Site: cross-site) is refused: no page can drive the API from a visitor's
-    // browser. Real JSON from a page needs a preflight, which the API does not grant.
-    let json_typed = actix_web::HttpMessage::mime_type(req).ok().flatten().is_some_and(|m| m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"));
+    // POST without a body type, or with a form or text/plain one (CORS's "simple" requests),
+    // to another origin without asking first (no preflight), so such a request from a web
+    // page (it carries Origin, or Sec-Fetch-Site: cross-site) is refused: no page can drive
+    // the API from a visitor's browser. Any other type (JSON, an upload's
+    // application/octet-stream) or method (DELETE) from another origin needs a preflight,
+    // which the API does not grant; from the console's own origin it is served.
+    let simple_type = match actix_web::HttpMessage::mime_type(req) {
+        Ok(Some(mime)) => matches!((mime.type_().as_str(), mime.subtype().as_str()), ("application", "x-www-form-urlencoded") | ("multipart", "form-data") | ("text", "plain")),
+        Ok(None) => true,
+        Err(_) => true,
+    };
+    let simple = simple_type && matches!(*req.method(), actix_web::http::Method::POST | actix_web::http::Method::GET | actix_web::http::Method::HEAD);
     let from_a_page = req.headers().contains_key("origin") || req.headers().get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site");
-    if !reads && from_a_page && !json_typed {
+    if !reads && from_a_page && simple {
         let response = error(403, "a cross-site form or text POST cannot change the node; send Content-Type: application/json");
         return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
     }

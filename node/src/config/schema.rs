@@ -243,10 +243,20 @@ impl Default for Gb28181Section {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSection {
     pub sources: std::collections::BTreeMap<String, String>,
+    /// Where uploaded media files go (`POST /api/v1/uploads`); empty: `<node.data_dir>/media`.
+    pub media_dir: String,
+    /// Largest upload accepted, in bytes.
+    pub upload_max_bytes: u64,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection { sources: Default::default(), media_dir: String::new(), upload_max_bytes: 1 << 30 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -345,11 +355,14 @@ pub struct RtcSection {
     pub aac_bitrate: u32,
     pub opus_bitrate: u32,
     pub max_sessions: usize,
+    /// How often a WHIP publisher that sends no keyframe of its own is asked for one (RTCP
+    /// PLI), in ms; 0: never (SRS's `pli_for_rtmp`).
+    pub pli_interval_ms: u64,
 }
 
 impl Default for RtcSection {
     fn default() -> Self {
-        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000, max_sessions: 1000 }
+        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000, max_sessions: 1000, pli_interval_ms: 2000 }
     }
 }
 
@@ -372,6 +385,9 @@ impl Default for SrtSection {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: String,
+    /// The web console (`/console/`), the player page (`/players/`) and, for them, the API's
+    /// paths (`/api/...`, `/rtc/...`) on this port too.
+    pub console: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,7 +444,7 @@ impl Default for RtmpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "0.0.0.0:8080".into() }
+        HttpSection { listen: "0.0.0.0:8080".into(), console: true }
     }
 }
 

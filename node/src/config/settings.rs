@@ -32,6 +32,7 @@ impl Config {
             aac_bitrate: self.rtc.aac_bitrate,
             opus_bitrate: self.rtc.opus_bitrate,
             max_sessions: self.rtc.max_sessions,
+            pli_interval: std::time::Duration::from_millis(self.rtc.pli_interval_ms),
         }
     }
 
@@ -141,6 +142,15 @@ impl Config {
     /// Where HLS files go.
     pub fn hls_dir(&self) -> std::path::PathBuf {
         self.node.data_dir.join("hls")
+    }
+
+    /// Where uploaded media files go (`ingest.media_dir`, or `<node.data_dir>/media`).
+    pub fn media_dir(&self) -> std::path::PathBuf {
+        if self.ingest.media_dir.is_empty() {
+            self.node.data_dir.join("media")
+        } else {
+            std::path::PathBuf::from(&self.ingest.media_dir)
+        }
     }
 
     /// Where DASH files go.

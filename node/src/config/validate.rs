@@ -20,12 +20,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         address("rtmp.listen", &self.rtmp.listen)?;
         address("http.listen", &self.http.listen)?;
+        range("ingest.upload_max_bytes", self.ingest.upload_max_bytes, 1, estuary_actors::ingest::MAX_SOURCE_BYTES)?;
         address("srt.listen", &self.srt.listen)?;
         address("rtc.listen", &self.rtc.listen)?;
         rtc_candidates(&self.rtc.candidate)?;
         range("rtc.connect_timeout_s", self.rtc.connect_timeout_s, 1, 300)?;
         range("rtc.aac_bitrate", self.rtc.aac_bitrate as u64, 16_000, 512_000)?;
         range("rtc.opus_bitrate", self.rtc.opus_bitrate as u64, 6_000, 510_000)?;
+        if self.rtc.pli_interval_ms != 0 {
+            range("rtc.pli_interval_ms", self.rtc.pli_interval_ms, 500, 30_000)?;
+        }
         range("rtc.max_sessions", self.rtc.max_sessions as u64, 1, 100_000)?;
         address("gb28181.media_listen", &self.gb28181.media_listen)?;
         address("gb28181.sip_listen", &self.gb28181.sip_listen)?;
