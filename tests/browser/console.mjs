@@ -96,8 +96,10 @@ const scenarios = {
     await page.locator('#embed-iframe').waitFor({ timeout: 10_000 });
     await page.selectOption('#embed-protocol', 'hls');
     const urls = await page.locator('#urls tr').evaluateAll((rows) => rows.map((r) => [r.cells[0].innerText, r.cells[1].innerText]));
+    await page.locator('#play-frame').waitFor();
+    const player = await watch(page.frames().find((f) => f.url().includes('/players/')), '#video', 1);
     if (args.shots) await shot(page, 'play-and-embed');
-    return { iframe: await page.locator('#embed-iframe').innerText(), script: await page.locator('#embed-script').innerText(), urls };
+    return { iframe: await page.locator('#embed-iframe').innerText(), script: await page.locator('#embed-script').innerText(), urls, player };
   },
 
   async embed() {

@@ -60,6 +60,7 @@ fn the_console_lists_a_stream_previews_it_and_the_player_page_plays_every_protoc
 
     // The embed snippets as the console shows them, pasted into another site's page.
     let snippets = console("snippets", json!({ "base": base(&node), "stream": "live/show", "shots": shots() }));
+    assert_played(&snippets["player"], "the play view's player", 1.0, 320);
     let urls: Vec<(String, String)> = serde_json::from_value(snippets["urls"].clone()).expect("urls");
     let url_of = |label: &str| urls.iter().find(|(l, _)| l == label).map(|(_, u)| u.clone()).unwrap_or_default();
     assert_eq!(url_of("RTMP"), node.rtmp_url("live/show"), "{snippets}");
