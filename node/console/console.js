@@ -40,13 +40,24 @@
     return d ? `${d}d ${hh}h` : hh ? `${hh}h ${mm}m` : mm ? `${mm}m ${ss}s` : `${ss}s`;
   }
   const iso = (ms) => new Date(ms).toISOString().replace('.000Z', 'Z');
+  // A string as a JavaScript literal that is safe inside an HTML <script> element.
+  const js = (value) => JSON.stringify(value).replace(/</g, '\\u003c');
   const pill = (state) => h('span', { class: `pill ${state}` }, state);
-  // Runs f now and every ms while the view is shown; a refresh that fails shows why in the view.
+  // Runs f now and every ms while the view is shown (a tick is skipped while the last one is
+  // still waiting for the API); a refresh that fails shows why in the view.
   function every(ms, f) {
-    const run = () => Promise.resolve().then(f).then(() => { const e = document.getElementById('view-error'); if (e) e.remove(); }).catch(showError);
+    let busy = false;
+    const run = () => {
+      if (busy) return;
+      busy = true;
+      Promise.resolve().then(f).then(() => { const e = document.getElementById('view-error'); if (e) e.remove(); }).catch(showError).finally(() => { busy = false; });
+    };
     run();
     timers.push(setInterval(run, ms));
   }
+  // A stream name as the node accepts it (app/name, each part of letters, digits and -_.~@+=!,),
+  // so nothing taken from the address bar ends up in a URL or a snippet as something else.
+  const validStream = (name) => /^[\p{L}\p{N}_.~@+=!,-]+(\/[\p{L}\p{N}_.~@+=!,-]+)+$/u.test(name || '') && !name.split('/').some((p) => p === '.' || p === '..');
   async function copy(text, button) {
     try {
       await navigator.clipboard.writeText(text);
@@ -65,6 +76,12 @@
 
   // ---- the API, with the API's own credentials ---------------------------------------------
   let signingIn = null;
+  // The console opened as <url>#token=<console token> (the node logs where the token is): signed in.
+  const linked = location.hash.match(/(?:^#|[?&])token=([^&]+)/);
+  if (linked) {
+    sessionStorage.setItem('estuary-auth', `Bearer ${decodeURIComponent(linked[1])}`);
+    history.replaceState(null, '', location.pathname + location.search + '#/dashboard');
+  }
   function credentials() {
     return sessionStorage.getItem('estuary-auth') || '';
   }
@@ -72,11 +89,14 @@
     if (!signingIn) {
       signingIn = new Promise((resolve) => {
         const dialog = document.getElementById('login');
+        // Nothing works without signing in: Escape does not close the dialog.
+        dialog.oncancel = (event) => event.preventDefault();
         document.getElementById('login-form').onsubmit = () => {
           const token = document.getElementById('login-token').value.trim();
           const user = document.getElementById('login-user').value;
           const password = document.getElementById('login-password').value;
-          sessionStorage.setItem('estuary-auth', token ? `Bearer ${token}` : `Basic ${btoa(`${user}:${password}`)}`);
+          const pair = String.fromCharCode(...new TextEncoder().encode(`${user}:${password}`));
+          sessionStorage.setItem('estuary-auth', token ? `Bearer ${token}` : `Basic ${btoa(pair)}`);
           signingIn = null;
           resolve();
         };
@@ -127,7 +147,7 @@
   const views = {};
 
   // Dashboard: the node's summary and two charts over the last five minutes.
-  const history = { bandwidth: [], viewers: [], last: null };
+  const samples = { bandwidth: [], viewers: [], last: null };
   function chart(series, colors, unit) {
     const [w, hgt, pad] = [600, 180, 34];
     const all = series.flatMap((points) => points.map((p) => p.v));
@@ -152,21 +172,21 @@
     const charts = h('div', { class: 'charts' });
     view.append(h('h1', {}, 'Dashboard'), cards, charts);
     every(2000, async () => {
-      const [summary, streams] = await Promise.all([api('summaries'), api('streams')]);
+      const [summary, streams] = await Promise.all([api('summaries'), api('streams?count=1000')]);
       const d = summary.data;
       const now = Date.now();
       let [inKbps, outKbps] = [0, 0];
-      if (history.last && now > history.last.t) {
-        const dt = (now - history.last.t) / 1000;
-        inKbps = Math.max(0, ((d.network.recv_bytes - history.last.recv) * 8) / 1000 / dt);
-        outKbps = Math.max(0, ((d.network.send_bytes - history.last.send) * 8) / 1000 / dt);
-        history.bandwidth.push({ t: now, in: inKbps, out: outKbps });
+      if (samples.last && now > samples.last.t) {
+        const dt = (now - samples.last.t) / 1000;
+        inKbps = Math.max(0, ((d.network.recv_bytes - samples.last.recv) * 8) / 1000 / dt);
+        outKbps = Math.max(0, ((d.network.send_bytes - samples.last.send) * 8) / 1000 / dt);
+        samples.bandwidth.push({ t: now, in: inKbps, out: outKbps });
       }
-      history.last = { t: now, recv: d.network.recv_bytes, send: d.network.send_bytes };
+      samples.last = { t: now, recv: d.network.recv_bytes, send: d.network.send_bytes };
       const live = streams.streams.filter((x) => x.publish.active);
       const viewers = live.reduce((n, x) => n + x.players, 0);
-      history.viewers.push({ t: now, v: viewers });
-      for (const list of [history.bandwidth, history.viewers]) while (list.length && list[0].t < now - 300000) list.shift();
+      samples.viewers.push({ t: now, v: viewers });
+      for (const list of [samples.bandwidth, samples.viewers]) while (list.length && list[0].t < now - 300000) list.shift();
       const stat = (label, value) => h('div', { class: 'stat' }, h('span', {}, label), h('b', {}, value));
       cards.replaceChildren(
         stat('Uptime', duration(d.self.uptime_ms)),
@@ -180,8 +200,8 @@
       );
       charts.replaceChildren(
         h('div', { class: 'card' }, h('h2', {}, 'Bandwidth'), h('div', { class: 'legend' }, h('span', {}, h('i', { style: 'background:#1f6feb' }), 'in'), h('span', {}, h('i', { style: 'background:#e36209' }), 'out')),
-          chart([history.bandwidth.map((p) => ({ t: p.t, v: p.in })), history.bandwidth.map((p) => ({ t: p.t, v: p.out }))], ['#1f6feb', '#e36209'], 'kbps')),
-        h('div', { class: 'card' }, h('h2', {}, 'Viewers'), chart([history.viewers], ['#1a7f37'], 'n')),
+          chart([samples.bandwidth.map((p) => ({ t: p.t, v: p.in })), samples.bandwidth.map((p) => ({ t: p.t, v: p.out }))], ['#1f6feb', '#e36209'], 'kbps')),
+        h('div', { class: 'card' }, h('h2', {}, 'Viewers'), chart([samples.viewers], ['#1a7f37'], 'n')),
       );
     });
   };
@@ -196,12 +216,13 @@
     const body = h('tbody');
     const clientsBody = h('tbody');
     const previewBox = h('div', { id: 'preview-box' });
+    const empty = h('p', { class: 'muted', id: 'streams-empty' });
     let previewing = null;
     view.append(
       h('h1', {}, 'Streams'),
       h('div', { class: 'card' }, h('table', { id: 'streams' },
         h('thead', {}, h('tr', {}, ['Stream', 'Video', 'Audio', 'Resolution', 'Bitrate', 'Players', 'Drops', 'Uptime', 'Publisher', ''].map((t) => h('th', {}, t)))), body),
-        h('p', { class: 'muted', id: 'streams-empty' })),
+        empty),
       previewBox,
       h('div', { class: 'card' }, h('h2', {}, 'Clients'), h('table', { id: 'clients' },
         h('thead', {}, h('tr', {}, ['Id', 'Stream', 'Role', 'Protocol', 'Address', 'Rate', 'Connected', ''].map((t) => h('th', {}, t)))), clientsBody)),
@@ -221,9 +242,9 @@
       }
     }
     every(2000, async () => {
-      const [streams, clients] = await Promise.all([api('streams'), api('clients?count=1000')]);
+      const [streams, clients] = await Promise.all([api('streams?count=1000'), api('clients?count=1000')]);
       const live = streams.streams.filter((x) => x.publish.active);
-      document.getElementById('streams-empty').textContent = live.length ? '' : 'Nothing is live. Publish with: ffmpeg -re -i video.mp4 -c copy -f flv rtmp://host/live/livestream';
+      empty.textContent = live.length ? '' : 'Nothing is live. Publish with: ffmpeg -re -i video.mp4 -c copy -f flv rtmp://host/live/livestream';
       body.replaceChildren(...live.map((x) => {
         const name = `${x.app}/${x.name}`;
         const [v, a] = tracks(x);
@@ -253,9 +274,13 @@
     view.append(h('h1', {}, 'Play and embed'), h('div', { class: 'row' }, h('label', {}, 'Stream', picker)));
     const content = h('div');
     view.append(content);
-    api('streams').then((list) => {
+    api('streams?count=1000').then((list) => {
       const names = list.streams.filter((x) => x.publish.active).map((x) => `${x.app}/${x.name}`);
       const stream = params.get('stream') || names[0];
+      if (stream && !validStream(stream)) {
+        content.append(h('p', { class: 'error' }, 'That is not a stream name (app/name, e.g. live/livestream).'));
+        return;
+      }
       if (stream && !names.includes(stream)) names.unshift(stream);
       picker.replaceChildren(...names.map((n) => h('option', { value: n, selected: n === stream }, n)));
       if (!stream) {
@@ -278,7 +303,7 @@
         iframeCode.textContent = `<iframe src="${src}" width="640" height="360" frameborder="0" allow="autoplay; fullscreen; picture-in-picture" allowfullscreen></iframe>`;
         scriptCode.textContent = `<video id="${id}" controls playsinline${autoplay.checked ? ' autoplay' : ''}${muted.checked ? ' muted' : ''} style="width:100%;max-width:960px;background:#000"></video>\n`
           + `<script src="${new URL('console/player.js', root).href}"></script>\n`
-          + `<script>EstuaryPlayer.attach(document.getElementById(${JSON.stringify(id)}), { stream: ${JSON.stringify(stream)}, protocol: ${JSON.stringify(protocol.value)}, autoplay: ${autoplay.checked} });</script>`;
+          + `<script>EstuaryPlayer.attach(document.getElementById(${js(id)}), { stream: ${js(stream)}, protocol: ${js(protocol.value)}, autoplay: ${autoplay.checked} });</script>`;
         if (frame.getAttribute('src') !== src) frame.setAttribute('src', src);
       }
       for (const input of [protocol, autoplay, muted]) input.addEventListener('change', render);
@@ -518,11 +543,13 @@
     every(3000, async () => {
       const c = await api('cluster');
       if (c.mode === 'standalone') { box.replaceChildren(h('p', { class: 'card muted' }, 'This node is standalone (no cluster.redis_url).')); return; }
-      const nodes = (c.nodes || []).map((n) => h('tr', {}, ['id', 'role', 'rtmp', 'http', 'load'].map((k) => h('td', {}, typeof n[k] === 'object' ? JSON.stringify(n[k]) : n[k] ?? ''))));
-      const streams = (c.streams || []).map((x) => h('tr', {}, h('td', {}, x.stream || x.key || ''), h('td', {}, x.owner || x.node || '')));
+      const nodes = (c.nodes || []).map((n) => h('tr', {}, h('td', {}, n.id), h('td', {}, n.role), h('td', {}, n.rtmp || ''), h('td', {}, n.http || ''),
+        h('td', { class: 'num' }, n.streams ?? ''), h('td', { class: 'num' }, n.clients ?? ''), h('td', { class: 'num' }, n.cpu_percent !== undefined ? `${n.cpu_percent} %` : ''),
+        h('td', {}, n.heartbeat_ms ? `${Math.max(0, Math.round((Date.now() - n.heartbeat_ms) / 1000))}s ago` : '')));
+      const streams = (c.streams || []).map((x) => h('tr', {}, h('td', {}, x.stream), h('td', {}, x.owner)));
       box.replaceChildren(
         h('div', { class: 'card' }, h('p', {}, `This node: ${c.node_id} (${c.mode}); registry ${c.registry.url}: `, c.registry.reachable ? pill('online') : pill('offline'))),
-        h('div', { class: 'card' }, h('h2', {}, 'Nodes'), h('table', { id: 'cluster-nodes' }, h('thead', {}, h('tr', {}, ['Node', 'Role', 'RTMP', 'HTTP', 'Load'].map((t) => h('th', {}, t)))), h('tbody', {}, nodes))),
+        h('div', { class: 'card' }, h('h2', {}, 'Nodes'), h('table', { id: 'cluster-nodes' }, h('thead', {}, h('tr', {}, ['Node', 'Role', 'RTMP', 'HTTP', 'Streams', 'Clients', 'CPU', 'Heartbeat'].map((t) => h('th', {}, t)))), h('tbody', {}, nodes))),
         h('div', { class: 'card' }, h('h2', {}, 'Stream owners'), h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Stream'), h('th', {}, 'Owner'))), h('tbody', {}, streams))));
     });
   };

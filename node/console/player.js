@@ -31,10 +31,16 @@
     return loading[path];
   }
 
+  // app/name as the node accepts names (parts of letters, digits and -_.~@+=!,), so a page
+  // address cannot make the player fetch from anywhere else.
   function split(stream) {
-    const at = String(stream || '').lastIndexOf('/');
-    if (at <= 0 || at === stream.length - 1) throw new Error('stream must be app/name, e.g. live/livestream');
-    return [stream.slice(0, at), stream.slice(at + 1)];
+    const text = String(stream || '');
+    const parts = text.split('/');
+    if (parts.length < 2 || parts.some((p) => !/^[\p{L}\p{N}_.~@+=!,-]+$/u.test(p) || p === '.' || p === '..')) {
+      throw new Error('stream must be app/name, e.g. live/livestream');
+    }
+    const at = text.lastIndexOf('/');
+    return [text.slice(0, at), text.slice(at + 1)];
   }
 
   // The URL of `stream` over `protocol` on the node at `server` (a URL ending in '/').
@@ -62,14 +68,22 @@
       default: throw new Error(`unknown protocol ${protocol} (one of ${PROTOCOLS.join(', ')})`);
     }
     const text = query.toString();
-    return new URL(relative + (text ? `?${text}` : ''), server).href;
+    const url = new URL(relative + (text ? `?${text}` : ''), server);
+    if (url.origin !== new URL(server).origin) throw new Error('the stream URL leaves the server');
+    return url.href;
   }
 
   function attach(video, options) {
     const protocol = options.protocol || 'hls';
     const server = new URL(options.server || new URL('..', here).href, location.href).href;
     const status = options.onStatus || (() => {});
-    const url = urlOf(server, options.stream, protocol, options);
+    let url;
+    try {
+      url = urlOf(server, options.stream, protocol, options);
+    } catch (error) {
+      status('error', error.message);
+      return { url: null, stop() {} };
+    }
     const live = protocol !== 'mp4';
     let engine = null; // what stop() tears down for the current attempt
     let retry = null;
@@ -111,8 +125,12 @@
     }
 
     async function play() {
+      const mine = attempt;
+      // Stopped, or a newer attempt began, while a library was loading.
+      const gone = () => stopped || mine !== attempt;
       if (protocol === 'flv' || protocol === 'ts') {
         await load(libraries[protocol]);
+        if (gone()) return;
         const mpegts = global.mpegts;
         if (!mpegts.getFeatureList().mseLivePlayback) throw new Error('this browser cannot play FLV or TS (no Media Source Extensions)');
         const player = mpegts.createPlayer({ type: protocol === 'flv' ? 'flv' : 'mpegts', isLive: true, url },
@@ -125,6 +143,7 @@
         video.play().catch(() => {});
       } else if (protocol === 'hls') {
         await load(libraries.hls);
+        if (gone()) return;
         const Hls = global.Hls;
         if (Hls.isSupported()) {
           const hls = new Hls({ liveSyncDurationCount: 3, manifestLoadingMaxRetry: 1, levelLoadingMaxRetry: 2 });
@@ -140,6 +159,7 @@
         }
       } else if (protocol === 'dash') {
         await load(libraries.dash);
+        if (gone()) return;
         const player = global.dashjs.MediaPlayer().create();
         engine = () => player.reset();
         player.updateSettings({ debug: { logLevel: 1 } });
@@ -180,17 +200,22 @@
       const body = await response.text();
       if (response.status !== 201) throw new Error(response.status === 404 ? 'the stream is not live' : `WHEP answered ${response.status}: ${body.slice(0, 200)}`);
       const location_ = response.headers.get('Location');
-      if (location_) resource = new URL(location_, url).href;
+      // The node names the resource from its root (/rtc/...); resolved against the root this
+      // page reached it by, it still works behind a reverse proxy at a sub-path.
+      if (location_) resource = new URL(location_.replace(/^\//, ''), server).href;
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
     }
 
     // Live playback that stops advancing (the publisher went away, a network hole) is retried.
+    // WebRTC's clock runs on without media, so there progress is decoded frames.
     let last = { time: -1, at: Date.now() };
+    const progress = () => (protocol === 'webrtc' && video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : video.currentTime);
     function watch() {
       if (stopped || !engine) return;
-      if (video.currentTime !== last.time || video.paused) {
-        if (video.currentTime > last.time && video.currentTime > 0) status('playing', `${protocol} ${video.videoWidth}x${video.videoHeight}`);
-        last = { time: video.currentTime, at: Date.now() };
+      const now = progress();
+      if (now !== last.time || video.paused) {
+        if (now > last.time && video.currentTime > 0) status('playing', `${protocol} ${video.videoWidth}x${video.videoHeight}`);
+        last = { time: now, at: Date.now() };
       } else if (live && Date.now() - last.at > STALL_MS) {
         last = { time: -1, at: Date.now() };
         offline('playback stalled');

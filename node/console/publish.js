@@ -50,13 +50,14 @@
       const body = await response.text();
       if (response.status !== 201) throw new Error(`the node answered ${response.status}: ${body.slice(0, 300)}`);
       const location_ = response.headers.get('Location');
-      if (location_) session.resource = new URL(location_, url).href;
+      // From the node's root (/rtc/...), which is ../ of this page (also behind a proxy's sub-path).
+      if (location_) session.resource = new URL(`../${location_.replace(/^\//, '')}`, location.href).href;
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
       state(`Publishing ${stream} (connecting)`);
       $('stop').disabled = false;
     } catch (error) {
-      state(`Cannot publish: ${error.message || error}`);
       stop();
+      state(`Cannot publish: ${error.message || error}`);
     }
   }
 

@@ -100,3 +100,46 @@ mod tests {
         }
     }
 }
+
+/// At start, with the console on: the console token (read from `<data_dir>/console-token`, or
+/// made and written there, readable by the owner only) when no API credentials are configured,
+/// and a log line saying where the console is and how to sign in. Upload leftovers of a process
+/// that died mid-upload (`.upload-*.part` in the media directory) are removed.
+pub fn prepare(config: &crate::config::Config) -> Result<Option<std::sync::Arc<str>>, String> {
+    let media = config.media_dir();
+    if let Ok(entries) = std::fs::read_dir(&media) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(".upload-") && name.ends_with(".part") {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::info!(file = %entry.path().display(), "removed an upload a previous run did not finish"),
+                    Err(e) => tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove an unfinished upload"),
+                }
+            }
+        }
+    }
+    if !config.http.console {
+        return Ok(None);
+    }
+    let url = format!("http://{}/console/", config.http.listen.replace("0.0.0.0", "127.0.0.1"));
+    let api = &config.api;
+    if !api.token.is_empty() || (!api.username.is_empty() && !api.password.is_empty()) {
+        tracing::info!(%url, "web console; sign in with the API credentials");
+        return Ok(None);
+    }
+    let path = config.node.data_dir.join("console-token");
+    let token = match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        _ => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let token = estuary_actors::webrtc::random_token(32);
+            std::fs::create_dir_all(&config.node.data_dir).map_err(|e| format!("cannot create {}: {e}", config.node.data_dir.display()))?;
+            let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            file.write_all(format!("{token}\n").as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            token
+        }
+    };
+    tracing::info!(%url, token_file = %path.display(), "web console; sign in with the token in the file (or open the console with #token=<it>)");
+    Ok(Some(std::sync::Arc::from(token.as_str())))
+}

@@ -72,7 +72,11 @@ pub fn trim_api_slash(req: &mut actix_web::dev::ServiceRequest) {
         "" => trimmed.to_string(),
         query => format!("{trimmed}?{query}"),
     };
-    if let Ok(uri) = rebuilt.parse::<actix_web::http::Uri>() {
+    // Scheme and authority (HTTP/2, absolute-form requests) are kept.
+    let mut parts = req.head().uri.clone().into_parts();
+    let Ok(path_and_query) = rebuilt.parse() else { return };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = actix_web::http::Uri::from_parts(parts) {
         req.match_info_mut().get_mut().update(&uri);
         req.head_mut().uri = uri;
     }

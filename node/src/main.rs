@@ -91,6 +91,9 @@ pub struct AppState {
     pub last_ingest_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The process's CPU seconds at the last `/api/v1/summaries` sample, for its CPU %.
     pub last_cpu: std::sync::Arc<std::sync::Mutex<(Instant, f64)>>,
+    /// What the console signs in with on the HTTP port when no API credentials are configured
+    /// (`<node.data_dir>/console-token`, made at the first start).
+    pub console_token: Option<std::sync::Arc<str>>,
 }
 
 impl AppState {
@@ -377,11 +380,13 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         }
         let reloader = std::sync::Arc::new(reload::Reloader::new(source.file, source.srs, config.clone(), node.clone(), registry.clone(), Some(source.set_log_level)));
         actix::spawn(reload::on_sighup(reloader.clone()));
+        let console_token = console::prepare(&config)?;
         let state = AppState { node: node.clone(), registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
             reloader: reloader.clone(),
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
             last_ingest_id: Default::default(),
             last_cpu: std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), metrics::cpu_seconds()))),
+            console_token: console_token.clone(),
         };
 
         let (https_http, https_api, tls_config) = match https {
@@ -403,6 +408,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
                     actix_web::dev::Service::call(srv, req)
                 })
                 .app_data(web::Data::new(http_state.clone()))
+                .app_data(api::OnHttpPort)
                 .configure(|cfg| {
                     if console_on {
                         // Before the stream routes: `/console/x` and `/api/v1` have the shape of `/{app}/{file}`.

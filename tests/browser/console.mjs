@@ -16,7 +16,8 @@
 //   recordings {base, stream, shots}                the recordings view shows coverage; its clip plays
 //   kick      {base, client, token, shots}          the streams view's Kick disconnects that client
 //   login     {base, token}                         the console asks for credentials and works with them
-//   views     {base, shots}                         every view renders without an error; screenshots
+//   views     {base, token, shots}                  opened with #token=, every view renders without an error
+// With `token`, the other scenarios run signed in (the API's token or the console token).
 import { launch } from './launch.mjs';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -30,7 +31,7 @@ const browser = await launch([
 const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
 // A node with API credentials: the console is signed in as a person would be after the login
 // dialog (the login scenario goes through the dialog itself).
-if (args.token && scenario !== 'login') await context.addInitScript((token) => sessionStorage.setItem('estuary-auth', `Bearer ${token}`), args.token);
+if (args.token && !['login', 'views'].includes(scenario)) await context.addInitScript((token) => sessionStorage.setItem('estuary-auth', `Bearer ${token}`), args.token);
 const consoleErrors = [];
 const open = async (url) => {
   const page = await context.newPage();
@@ -169,13 +170,14 @@ const scenarios = {
   },
 
   async kick() {
+    // (the result is what the test checks afterwards: the player's connection ended)
     const page = await open(`${args.base}/console/#/streams`);
     const row = page.locator(`#clients tr[data-client="${args.client}"]`);
     await row.waitFor({ timeout: 20_000 });
     await shot(page, 'clients');
     await row.locator('button.kick').click();
     await row.waitFor({ state: 'detached', timeout: 20_000 });
-    return { kicked: args.client };
+    return {};
   },
 
   async login() {
@@ -187,13 +189,14 @@ const scenarios = {
     await page.waitForFunction(() => /refused/.test(document.getElementById('login-error').innerText) && document.getElementById('login').open, null, { timeout: 10_000 });
     await page.fill('#login-token', args.token);
     await page.click('#login-submit');
-    await page.locator('#streams').waitFor({ timeout: 10_000 });
+    await page.locator('#streams tr[data-stream]').first().waitFor({ timeout: 10_000 });
     await page.waitForFunction(() => !document.getElementById('login').open && !document.getElementById('view-error'), null, { timeout: 10_000 });
-    return { asked, signed_in: true };
+    return { asked, listed: await page.locator('#streams tr[data-stream]').evaluateAll((rows) => rows.map((r) => r.dataset.stream)) };
   },
 
   async views() {
-    const page = await open(`${args.base}/console/`);
+    // As the node's log tells a person to: the console's address with #token=.
+    const page = await open(`${args.base}/console/#token=${encodeURIComponent(args.token)}`);
     const seen = {};
     for (const name of ['dashboard', 'streams', 'play', 'virtual-live', 'jobs', 'recordings', 'gb28181', 'cluster']) {
       await view(page, `#/${name}`);

@@ -44,5 +44,10 @@ pub fn console(scenario: &str, args: serde_json::Value) -> serde_json::Value {
     let output = run(command, Duration::from_secs(240));
     assert!(output.success(), "console scenario {scenario} failed:\n{}\n{}", output.stdout, output.stderr);
     let line = output.stdout.lines().last().unwrap_or_default().to_string();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("console.mjs printed {line:?}: {e}"))
+    let result: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("console.mjs printed {line:?}: {e}"));
+    // Resources that fail to load are expected (an offline stream's retries); a script error
+    // in a page is a defect.
+    let thrown: Vec<&serde_json::Value> = result["console_errors"].as_array().into_iter().flatten().filter(|e| e.as_str().is_some_and(|e| e.starts_with("page error"))).collect();
+    assert!(thrown.is_empty(), "console scenario {scenario}: the page threw: {thrown:?}");
+    result
 }

@@ -249,8 +249,9 @@ impl Drop for Registration {
     }
 }
 
-/// Random characters for ICE credentials and resource ids (`[a-z0-9]`).
-pub(crate) fn random_token(len: usize) -> String {
+/// `len` random letters and digits (thread_rng: a CSPRNG), for ICE credentials, session ids and
+/// the console token (`[a-z0-9]`).
+pub fn random_token(len: usize) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     (0..len).map(|_| b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)] as char).collect()

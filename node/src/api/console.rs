@@ -83,15 +83,26 @@ impl Drop for PartFile {
     }
 }
 
-/// The first free name in `dir`: `name`, then `stem-1.ext`, `stem-2.ext`...
-fn free_path(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    if !path.exists() {
-        return path;
-    }
+/// Gives `part` its name in `dir`: `name`, or, when taken, `stem-1.ext`, `stem-2.ext`... A hard
+/// link never replaces a file, so two uploads of one name at once both keep theirs.
+fn save_as(part: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
     let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
-    (1..).map(|n| dir.join(format!("{stem}-{n}.{ext}"))).find(|p| !p.exists()).unwrap_or(path)
+    for n in 0..10_000u32 {
+        let path = if n == 0 { dir.join(name) } else { dir.join(format!("{stem}-{n}.{ext}")) };
+        match std::fs::hard_link(part, &path) {
+            Ok(()) => {
+                std::fs::remove_file(part)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!("no free name for {name}")))
 }
+
+/// Uploads are read back whole to check them (up to `ingest.upload_max_bytes`): one at a time.
+static CHECKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpRequest, query: web::Query<UploadQuery>, mut payload: web::Payload) -> HttpResponse {
     let running = state.reloader.running();
@@ -111,7 +122,8 @@ pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpR
     }
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let part_path = dir.join(format!(".upload-{}-{}.part", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    let mut file = match tokio::fs::File::create(&part_path).await {
+    // A new file: never one that is there already, nor where a link there points.
+    let mut file = match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&part_path).await {
         Ok(file) => file,
         Err(e) => return error(503, &format!("cannot write {}: {e}", part_path.display())),
     };
@@ -146,6 +158,7 @@ pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpR
     }
     drop(file);
     let check_path = part_path.clone();
+    let Ok(_checking) = CHECKING.acquire().await else { return error(503, "uploads are closed") };
     let check = tokio::task::spawn_blocking(move || -> Result<(Option<estuary_storage::VideoInfo>, Option<estuary_storage::AudioInfo>, u64), String> {
         let data = std::fs::read(&check_path).map_err(|e| format!("cannot read the upload back: {e}"))?;
         let clip = estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map_err(|e| e.to_string())?;
@@ -160,10 +173,12 @@ pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpR
         }
         Err(e) => return error(500, &e.to_string()),
     };
-    let saved = free_path(&dir, &name);
-    if let Err(e) = tokio::fs::rename(&part_path, &saved).await {
-        return error(503, &format!("cannot save {}: {e}", saved.display()));
-    }
+    let (from, into, wanted) = (part_path.clone(), dir.clone(), name.clone());
+    let saved = match tokio::task::spawn_blocking(move || save_as(&from, &into, &wanted)).await {
+        Ok(Ok(saved)) => saved,
+        Ok(Err(e)) => return error(503, &format!("cannot save {name}: {e}")),
+        Err(e) => return error(500, &e.to_string()),
+    };
     part.path = None;
     tracing::info!(file = %saved.display(), bytes = total, %peer, "upload saved");
     HttpResponse::Ok().json(json!({

@@ -21,8 +21,9 @@
 //! | `GET /metrics` | Prometheus text |
 //!
 //! With `http.console` (the default) the HTTP server answers the same `/api/` and `/rtc/`
-//! paths, with the same authentication, so the console and player pages reach them from their
-//! own origin (without the trailing-slash trimming, which the console does not need).
+//! paths (their trailing slash trimmed too), so the console and player pages reach them from
+//! their own origin. There every `/api/` call needs credentials (see [`OnHttpPort`]); WHIP and
+//! WHEP stay public as on this port.
 
 mod clients;
 mod console;
@@ -171,8 +172,28 @@ impl FromRequest for AuthorizedChange {
     }
 }
 
+/// Marks the HTTP server's app: the API's paths there (for the console) always need
+/// credentials, the API's or the console token, since that port is the one put behind reverse
+/// proxies and opened to viewers.
+pub struct OnHttpPort;
+
+fn refuse(status: u16, message: &str) -> actix_web::Error {
+    actix_web::error::InternalError::from_response(if status == 401 { "unauthorized" } else { "forbidden" }, error(status, message)).into()
+}
+
+/// Whether a request's `Origin` names another site than its `Host` (a page of another origin).
+fn foreign_origin(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get("origin").and_then(|v| v.to_str().ok()) else { return false };
+    let host = req.headers().get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    let bare = |a: &str| a.strip_suffix(":80").or_else(|| a.strip_suffix(":443")).unwrap_or(a).to_ascii_lowercase();
+    authority.is_empty() || bare(authority) != bare(host)
+}
+
 /// The API's rule: reads are open unless credentials are configured; a call that `changes`
 /// the node needs the credentials, or, without any configured, comes straight from this machine.
+/// On the HTTP port (the console's) every call needs credentials: the API's, or, when none are
+/// configured, the console token.
 fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Ok(());
@@ -180,6 +201,9 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
     let running = state.reloader.running();
     let auth = &running.api;
     let reads = !changes;
+    if changes && foreign_origin(req) {
+        return Err(refuse(403, "a page of another origin cannot change the node"));
+    }
     // JSON bodies are read whatever their Content-Type (for `curl -d`). A browser sends a
     // POST without a body type, or with a form or text/plain one (CORS's "simple" requests),
     // to another origin without asking first (no preflight), so such a request from a web
@@ -206,7 +230,18 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         let response = error(403, "a page of another origin cannot make this call; use curl or the API from this origin");
         return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
     }
-    if auth.token.is_empty() && (auth.username.is_empty() || auth.password.is_empty()) {
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let configured = !auth.token.is_empty() || (!auth.username.is_empty() && !auth.password.is_empty());
+    if req.app_data::<OnHttpPort>().is_some() && !configured {
+        let token = state.console_token.as_deref().unwrap_or("");
+        let ok = !token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == token);
+        return if ok {
+            Ok(())
+        } else {
+            Err(refuse(401, "the API on the HTTP port needs credentials: the console token (in <node.data_dir>/console-token), or set api.token or api.username/api.password"))
+        };
+    }
+    if !configured {
         // No credentials configured: reads stay open, as in SRS, but what changes the
         // node or mints tokens (every method but GET/HEAD, and a reload) is served to this
         // machine only. Direct from this machine only: not through a local reverse proxy or
@@ -224,7 +259,6 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         let response = error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set");
         return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
     }
-    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);
     let basic_ok = !auth.username.is_empty()
         && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| pair == format!("{}:{}", auth.username, auth.password));

@@ -362,7 +362,7 @@ pub struct RtcSection {
 
 impl Default for RtcSection {
     fn default() -> Self {
-        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000, max_sessions: 1000, pli_interval_ms: 2000 }
+        RtcSection { enabled: true, listen: "0.0.0.0:8000".into(), candidate: String::new(), connect_timeout_s: 10, aac_bitrate: 128_000, opus_bitrate: 64_000, max_sessions: 1000, pli_interval_ms: 3000 }
     }
 }
 
