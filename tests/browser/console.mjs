@@ -8,6 +8,8 @@
 //   streams   {base, stream, shots}                 the stream list shows the stream; its preview plays
 //   player    {base, stream, protocol, seconds}     the player page plays the stream
 //   offline   {base, stream}                        the player page says a missing stream is offline
+//   proxied   {base, stream, token}                 through a reverse proxy at a sub-path: the console
+//                                                   lists and previews the stream, the player page plays WHEP
 //   embed     {iframe, script, shots}               both embed snippets, pasted into a page that a server of
 //                                                   this script's serves (another origin), play
 //   snippets  {base, stream}                        the console's embed snippets for the stream
@@ -31,7 +33,7 @@ const browser = await launch([
 const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
 // A node with API credentials: the console is signed in as a person would be after the login
 // dialog (the login scenario goes through the dialog itself).
-if (args.token && !['login', 'views'].includes(scenario)) await context.addInitScript((token) => sessionStorage.setItem('estuary-auth', `Bearer ${token}`), args.token);
+if (args.token && !['login', 'views', 'proxied'].includes(scenario)) await context.addInitScript((token) => sessionStorage.setItem('estuary-auth', `Bearer ${token}`), args.token);
 const consoleErrors = [];
 const open = async (url) => {
   const page = await context.newPage();
@@ -101,6 +103,36 @@ const scenarios = {
     const player = await watch(page.frames().find((f) => f.url().includes('/players/')), '#video', 1);
     if (args.shots) await shot(page, 'play-and-embed');
     return { iframe: await page.locator('#embed-iframe').innerText(), script: await page.locator('#embed-script').innerText(), urls, player };
+  },
+
+  async proxied() {
+    // A reverse proxy that serves the node at /video/ of another port (as nginx's
+    // `location /video/ { proxy_pass http://node:8080/; }` does), for HTTP and WHEP alike.
+    const target = new URL(args.base);
+    const proxy = http.createServer((req, res) => {
+      if (!req.url.startsWith('/video/')) { res.writeHead(404); res.end('not proxied\n'); return; }
+      const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url.slice('/video'.length), headers: { ...req.headers, host: target.host } }, (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      });
+      upstream.on('error', (e) => { res.writeHead(502); res.end(String(e)); });
+      req.pipe(upstream);
+    });
+    await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const front = `http://127.0.0.1:${proxy.address().port}/video/`;
+    const page = await open(`${front}#token=${encodeURIComponent(args.token)}`);
+    await page.waitForURL(/\/video\/console\//);
+    await view(page, '#/streams');
+    const row = page.locator(`#streams tr[data-stream="${args.stream}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    await row.locator('button[data-preview]').click();
+    await page.locator('#preview-frame').waitFor();
+    const preview = await watch(page.frames().find((f) => f.url().includes('/players/')), '#video', 2);
+    const whep = await open(`${front}players/?stream=${encodeURIComponent(args.stream)}&protocol=webrtc`);
+    const webrtc = await watch(whep, '#video', 2);
+    await shot(page, 'proxied');
+    proxy.close();
+    return { console_url: page.url(), preview, webrtc };
   },
 
   async embed() {

@@ -85,6 +85,12 @@ fn the_console_lists_a_stream_previews_it_and_the_player_page_plays_every_protoc
         assert!(views[name]["error"].is_null() && !views[name]["text"].as_str().unwrap_or("").is_empty(), "view {name}: {views}");
     }
     assert!(views["streams"]["text"].as_str().unwrap_or("").contains("live/show"), "{views}");
+
+    // Behind a reverse proxy at a sub-path.
+    let proxied = console("proxied", json!({ "base": base(&node), "stream": "live/show", "token": token, "shots": shots() }));
+    assert!(proxied["console_url"].as_str().unwrap_or("").contains("/video/console/"), "{proxied}");
+    assert_played(&proxied["preview"], "preview through the proxy", 2.0, 320);
+    assert_played(&proxied["webrtc"], "WHEP through the proxy", 2.0, 320);
 }
 
 #[test]
