@@ -101,12 +101,14 @@ mod tests {
     }
 }
 
-/// At start, with the console on: the console token (read from `<data_dir>/console-token`, or
+/// At start: the media directory made, and, with the console on, the console token (read from `<data_dir>/console-token`, or
 /// made and written there, readable by the owner only) when no API credentials are configured,
 /// and a log line saying where the console is and how to sign in. Upload leftovers of a process
 /// that died mid-upload (`.upload-*.part` in the media directory) are removed.
 pub fn prepare(config: &crate::config::Config) -> Result<Option<std::sync::Arc<str>>, String> {
     let media = config.media_dir();
+    // Uploads go there and API ingests read files only from there.
+    std::fs::create_dir_all(&media).map_err(|e| format!("cannot create ingest.media_dir {}: {e}", media.display()))?;
     if let Ok(entries) = std::fs::read_dir(&media) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();

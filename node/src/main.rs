@@ -7,6 +7,7 @@ mod dvr_http;
 mod http;
 mod metrics;
 mod reload;
+mod rtmps;
 mod tls;
 
 use actix::prelude::*;
@@ -266,6 +267,16 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         };
         Some((bind(&config.https.listen, "HTTP")?, bind(&config.https.api_listen, "the API")?, tls, certificate))
     };
+    // RTMPS: bound and its certificate loaded before anything starts, as HTTPS's.
+    let rtmps = if config.rtmps.listen.is_empty() {
+        None
+    } else {
+        let socket = std::net::TcpListener::bind(&config.rtmps.listen).map_err(|e| format!("cannot listen for RTMPS on {}: {e}", config.rtmps.listen))?;
+        let (mut tls, certificate) = tls::server_config(std::path::Path::new(&config.https.cert_file), std::path::Path::new(&config.https.key_file))?;
+        // RTMP clients name no application protocol.
+        tls.alpn_protocols.clear();
+        Some((socket, tls, certificate))
+    };
     let metrics_socket = if config.metrics.listen.is_empty() {
         None
     } else {
@@ -284,7 +295,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
     system.block_on(async move {
         // The node's context: its threads and everything its actors share. Built here, once,
         // and handed to every actor (nothing in the actors crate is process-wide).
-        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), cluster: cluster_settings, vhosts: config.vhosts.keys().cloned().collect() });
+        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), forward_deny_private: config.forward.deny_private, cluster: cluster_settings, vhosts: config.vhosts.keys().cloned().collect() });
         let storage = StorageHandle::start(node.clone(), store.clone());
         let registry = StreamRegistry::new(node.clone(), config.stream_settings_by_vhost(), storage.clone()).start();
         let dvr_settings = std::sync::Arc::new(config.dvr_settings());
@@ -396,6 +407,10 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             }
             None => (None, None, None),
         };
+        if let Some((socket, tls, certificate)) = rtmps {
+            actix::spawn(tls::watch(certificate));
+            actix::spawn(rtmps::serve(socket, tls, config.rtmp_listen(), node.proxied_peers.clone(), std::time::Duration::from_millis(config.rtmp.handshake_timeout_ms)));
+        }
         let http_state = state.clone();
         let console_on = config.http.console;
         let http_server = HttpServer::new(move || {
@@ -455,7 +470,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         actix::spawn(api_server);
         let metrics_handle = if let Some(socket) = metrics_socket {
             let metrics_state = state.clone();
-            let server = HttpServer::new(move || App::new().app_data(web::Data::new(metrics_state.clone())).route("/metrics", web::get().to(api::metrics_text)))
+            let server = HttpServer::new(move || App::new().app_data(web::Data::new(metrics_state.clone())).app_data(api::PublicReads).route("/metrics", web::get().to(api::metrics_text)))
                 .workers(1)
                 .disable_signals()
                 .shutdown_timeout(1)

@@ -83,9 +83,11 @@ fn every_protocol_plays_on_the_default_ports_with_no_configuration() {
     // No Redis by default: the node is on its own.
     let cluster = curl(&["-s", "http://127.0.0.1:1985/api/v1/cluster"]);
     assert!(cluster.contains("\"mode\":\"standalone\""), "{cluster}");
-    let added = curl(&["-s", "-X", "POST", "http://127.0.0.1:1985/api/v1/forwards", "-d", r#"{"app":"live","stream":"livestream","url":"rtmp://127.0.0.1/live/[stream]_copy"}"#]);
+    let added = curl(&["-s", "-X", "POST", "http://127.0.0.1:1985/api/v1/forwards", "-d", r#"{"app":"live","stream":"livestream","url":"rtmp://198.51.100.20/live/[stream]_copy"}"#]);
     assert!(added.contains("\"code\":0"), "a form-typed JSON body must be accepted: {added}");
-    node.wait_live("live/livestream_copy", Duration::from_secs(20));
+    // By default the API cannot point the node at itself or a private network.
+    let inside = curl(&["-s", "-X", "POST", "http://127.0.0.1:1985/api/v1/forwards", "-d", r#"{"app":"live","stream":"livestream","url":"rtmp://127.0.0.1/live/[stream]_copy"}"#]);
+    assert!(inside.contains("\"code\":400") && inside.contains("forward.deny_private"), "{inside}");
     let refused = curl(&["-s", "-X", "POST", "http://127.0.0.1:1985/api/v1/forwards", "-d", "app=live&stream=livestream"]);
     assert!(refused.contains("\"code\":400") && refused.contains("bad JSON body"), "a body that is not JSON gets 400 with the reason: {refused}");
 }

@@ -65,7 +65,8 @@ fn one_publish_to_several_destinations_and_bad_ones_refused() {
         let stream = body["stream"].as_str().unwrap_or_default();
         serde_json::json!({ "code": 0, "data": { "urls": [format!("rtmp://127.0.0.1:{b_rtmp}/live/{stream}_from_backend")] } }).to_string()
     });
-    let a = Node::start(&scratch_a, &[("ESTUARY_FORWARD__TLS_CA_FILE", &ca.display().to_string()), ("ESTUARY_FORWARD__BACKEND", &backend.url("/forward"))]);
+    // Destinations on this machine, added through the API: allowed explicitly.
+    let a = Node::start(&scratch_a, &[("ESTUARY_FORWARD__TLS_CA_FILE", &ca.display().to_string()), ("ESTUARY_FORWARD__BACKEND", &backend.url("/forward")), ("ESTUARY_FORWARD__DENY_PRIVATE", "false")]);
     let _publisher = publish(&a.rtmp_url("live/show"), &Source::default(), &scratch_a, "publisher");
     a.wait_live("live/show", Duration::from_secs(20));
     let destinations = [

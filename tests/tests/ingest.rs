@@ -21,7 +21,7 @@ fn looping_mp4_plays_for_ninety_seconds_and_survives_a_restart() {
     let not_media = scratch.path("notes.bin");
     std::fs::write(&not_media, "this is not a video\n".repeat(100)).unwrap();
 
-    let mut node = Node::start(&scratch, &[]);
+    let mut node = Node::start(&scratch, &[("ESTUARY_INGEST__MEDIA_DIR", scratch.0.to_str().unwrap()), ("ESTUARY_FORWARD__DENY_PRIVATE", "false")]);
     // Bad sources are refused with the reason; nothing starts.
     let missing = post(&node, r#"{"app":"live","stream":"gone","source":"/nonexistent/file.mp4"}"#);
     assert_eq!(missing.status, 400);
@@ -88,7 +88,7 @@ fn directory_of_files_and_url_relay() {
             .arg(dir.join(name));
         assert!(ffmpeg::run(make, Duration::from_secs(60)).success(), "could not make {name}");
     }
-    let node = Node::start(&scratch, &[]);
+    let node = Node::start(&scratch, &[("ESTUARY_INGEST__MEDIA_DIR", scratch.0.to_str().unwrap()), ("ESTUARY_FORWARD__DENY_PRIVATE", "false")]);
     let created = post(&node, &format!(r#"{{"app":"live","stream":"dir","source":"{}"}}"#, dir.display()));
     assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
     node.wait_live("live/dir", Duration::from_secs(20));
@@ -141,7 +141,7 @@ fn crafted_mp4_files_are_refused_with_the_reason() {
     std::fs::write(&stsz, unhex(STSZ_10M_SAMPLES)).unwrap();
     assert_eq!((std::fs::metadata(&ctts).unwrap().len(), std::fs::metadata(&stsz).unwrap().len()), (305, 281));
 
-    let node = Node::start(&scratch, &[]);
+    let node = Node::start(&scratch, &[("ESTUARY_INGEST__MEDIA_DIR", scratch.0.to_str().unwrap()), ("ESTUARY_FORWARD__DENY_PRIVATE", "false")]);
     assert!(ingests(&node).is_empty());
     let rss_before = node.rss_kb();
     let cpu_before = cpu_ticks(node.pid());

@@ -150,7 +150,7 @@ fn a_media_connection_dripping_bytes_is_closed() {
 fn cross_site_form_posts_cannot_change_the_node() {
     let scratch = Scratch::new("sec-csrf");
     let node = Node::start(&scratch, &[]);
-    let body = br#"{"app":"live","stream":"cam","url":"rtmp://127.0.0.1:1/live/stolen"}"#;
+    let body = br#"{"app":"live","stream":"cam","url":"rtmp://192.0.2.9:1/live/stolen"}"#;
     for headers in [&[("Origin", "http://evil.example"), ("Content-Type", "text/plain")][..], &[("Sec-Fetch-Site", "cross-site"), ("Content-Type", "application/x-www-form-urlencoded")][..]] {
         let response = http::send(node.ports.api, "POST", "/api/v1/forwards", headers, body).unwrap();
         assert_eq!(response.status, 403, "{headers:?}: {}", String::from_utf8_lossy(&response.body));
@@ -168,7 +168,7 @@ fn secrets_stay_out_of_the_api_the_log_and_errors() {
     let scratch = Scratch::new("sec-secrets");
     let node = Node::start(&scratch, &[]);
     let key = "abcd-efgh-ijkl-mnop-SECRETKEY";
-    let body = format!(r#"{{"app":"live","stream":"cam","url":"rtmp://127.0.0.1:1/live2/{key}"}}"#);
+    let body = format!(r#"{{"app":"live","stream":"cam","url":"rtmp://192.0.2.9:1/live2/{key}"}}"#);
     let response = http::send(node.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
     assert_eq!(response.status, 200);
     assert!(wait_until(Duration::from_secs(10), || node.log().contains("forward")), "{}", node.log());
@@ -187,8 +187,8 @@ fn secrets_stay_out_of_the_api_the_log_and_errors() {
     assert!(!node.log().contains("TOPSECRET"));
 }
 
-/// With no API credentials configured, another host may read the API but not change the
-/// node or mint tokens. Runs in a private network namespace with a second address on `lo`,
+/// With no API credentials configured, another host may neither read the API nor change the
+/// node or mint tokens (WHIP stays public). Runs in a private network namespace with a second address on `lo`,
 /// so the request really comes from a non-loopback address.
 #[test]
 fn anonymous_remote_callers_cannot_change_the_node_or_mint_tokens() {
@@ -206,13 +206,57 @@ fn anonymous_remote_callers_cannot_change_the_node_or_mint_tokens() {
         let _ = socket.read_to_string(&mut answer);
         answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
     };
-    assert_eq!(remote("GET", "/api/v1/streams", ""), 200, "reads stay open");
+    assert_eq!(remote("GET", "/api/v1/streams", ""), 403, "reads need credentials from other hosts");
+    assert_eq!(remote("GET", "/api/v1/clients", ""), 403);
+    assert_eq!(remote("GET", "/metrics", ""), 403);
+    assert_eq!(remote("POST", "/rtc/v1/whep/?app=live&stream=x", "v=0"), 400, "WHEP is public (a bad offer is 400)");
     assert_eq!(remote("POST", "/api/v1/tokens", r#"{"action":"play","app":"live","stream":"x","ttl_seconds":60}"#), 403);
     assert_eq!(remote("POST", "/api/v1/forwards", r#"{"app":"live","stream":"x","url":"rtmp://192.0.2.9/live/x"}"#), 403);
     assert_eq!(remote("DELETE", "/api/v1/clients/1", ""), 403);
     // The same calls from this machine work.
-    let local = http::send(1985, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"x","url":"rtmp://127.0.0.1/live/y"}"#).unwrap();
+    assert_eq!(http::get(1985, "/api/v1/streams").unwrap().status, 200);
+    let local = http::send(1985, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"x","url":"rtmp://192.0.2.9/live/y"}"#).unwrap();
     assert_eq!(local.status, 200, "{}", String::from_utf8_lossy(&local.body));
+}
+
+/// Through the API, the node plays files only from `ingest.media_dir` and connects only to public
+/// addresses (`forward.deny_private`, on by default); with the check off, the same requests pass.
+#[test]
+fn api_ingests_and_forwards_cannot_reach_outside_the_media_dir_or_into_private_networks() {
+    let scratch = Scratch::new("sec-outside");
+    let media = scratch.path("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let clip = ffmpeg::make_clip(&media.join("clip.mp4"), "libx264", 0, 2);
+    let outside = ffmpeg::make_clip(&scratch.path("outside.mp4"), "libx264", 0, 2);
+    std::os::unix::fs::symlink(&outside, media.join("link.mp4")).unwrap();
+    let node = Node::start(&scratch, &[("ESTUARY_INGEST__MEDIA_DIR", media.to_str().unwrap())]);
+    let post = |path: &str, body: String| -> (u16, String) {
+        let response = http::send(node.ports.api, "POST", path, &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
+        (response.status, String::from_utf8_lossy(&response.body).into_owned())
+    };
+    let ingest = |stream: &str, source: &str| post("/api/v1/ingests", format!(r#"{{"app":"live","stream":"{stream}","source":"{source}"}}"#));
+    for (stream, source) in [("passwd", "/etc/passwd".to_string()), ("dots", format!("{}/../outside.mp4", media.display())), ("dots2", "../outside.mp4".into()), ("link", "link.mp4".into())] {
+        let (status, text) = ingest(stream, &source);
+        assert!(status == 400 && text.contains("not in ingest.media_dir"), "{source}: {status} {text}");
+    }
+    for source in ["rtmp://127.0.0.1/live/x", "srt://10.1.2.3:10080", "http://169.254.169.254/latest/meta-data", "rtmp://localhost/live/x"] {
+        let (status, text) = ingest("url", source);
+        assert!(status == 400 && text.contains("forward.deny_private"), "{source}: {status} {text}");
+    }
+    for url in ["rtmp://127.0.0.1:1935/live/copy", "rtmp://[::1]/live/copy", "srt://192.168.1.10:10080", "rtmp://localhost/live/copy"] {
+        let (status, text) = post("/api/v1/forwards", format!(r#"{{"app":"live","stream":"x","url":"{url}"}}"#));
+        assert!(status == 400 && text.contains("forward.deny_private"), "{url}: {status} {text}");
+    }
+    assert_eq!(node.api("/api/v1/ingests")["total"], 0);
+    assert_eq!(node.api("/api/v1/forwards")["total"], 0);
+    // What is inside the media directory plays, by name or by path.
+    assert_eq!(ingest("byname", "clip.mp4").0, 200);
+    assert_eq!(ingest("bypath", clip.to_str().unwrap()).0, 200);
+    drop(node);
+
+    let open = Node::start(&Scratch::new("sec-outside-open"), &[("ESTUARY_INGEST__MEDIA_DIR", media.to_str().unwrap()), ("ESTUARY_FORWARD__DENY_PRIVATE", "false")]);
+    let response = http::send(open.ports.api, "POST", "/api/v1/forwards", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"x","url":"rtmp://127.0.0.1:1935/live/copy"}"#).unwrap();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
 }
 
 /// One publisher, one keyframe, then 2,000 non-key frames of 1 MB: the GOP cache and the HLS
@@ -343,7 +387,7 @@ fn gb28181_and_ingest_publishing_ask_the_on_publish_hook() {
     let hooks = estuary_tests::hook_server::HookServer::start(|body| if body["stream"].as_str().unwrap_or("").starts_with("denied") { "1".into() } else { "0".into() });
     let url = hooks.url("/hooks");
     let scratch = Scratch::new("sec-hooks");
-    let node = Node::start(&scratch, &[("ESTUARY_HOOKS__ON_PUBLISH", &format!("[\"{url}\"]")), ("ESTUARY_GB28181__STREAM_NAME", "denied_[channel]")]);
+    let node = Node::start(&scratch, &[("ESTUARY_HOOKS__ON_PUBLISH", &format!("[\"{url}\"]")), ("ESTUARY_GB28181__STREAM_NAME", "denied_[channel]"), ("ESTUARY_INGEST__MEDIA_DIR", scratch.0.to_str().unwrap())]);
     let clip = ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 4);
     let device = Device::new(node.ports.sip, "34020000001320000001", "", "34020000001320000002", clip.clone());
     assert_eq!(device.register(3600), 200);
@@ -356,4 +400,39 @@ fn gb28181_and_ingest_publishing_ask_the_on_publish_hook() {
     assert!(wait_until(Duration::from_secs(15), || hooks.calls_of("on_publish").iter().any(|c| c["stream"] == "denied_tv")), "{:?}", hooks.calls());
     std::thread::sleep(Duration::from_secs(2));
     assert!(node.stream_info("live/denied_tv").is_none_or(|s| s["publish"]["active"] != true), "a denied ingest must not publish");
+}
+
+/// RTMPS in: ffmpeg publishes over TLS (the node's self-signed certificate) and plays back over
+/// RTMPS; the node sees the client's own address, not the loopback hop of its TLS front end.
+/// In a private network namespace with a second address on `lo`, so the client's address is
+/// not a loopback one.
+#[test]
+fn rtmps_publishers_and_players_are_served_with_their_own_address() {
+    let Some(()) = private_network_or_skip("security") else { return };
+    assert!(std::process::Command::new("ip").args(["addr", "add", "192.0.2.2/32", "dev", "lo"]).status().unwrap().success());
+    let scratch = Scratch::new("sec-rtmps");
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "192.0.2.2".to_string()]).expect("self-signed certificate");
+    let (crt, key) = (scratch.path("server.crt"), scratch.path("server.key"));
+    std::fs::write(&crt, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.key_pair.serialize_pem()).unwrap();
+    let port = estuary_tests::free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let node = Node::start(&scratch, &[("ESTUARY_HTTPS__CERT_FILE", crt.to_str().unwrap()), ("ESTUARY_HTTPS__KEY_FILE", key.to_str().unwrap()), ("ESTUARY_RTMPS__LISTEN", &listen)]);
+    let url = format!("rtmps://192.0.2.2:{port}/live/secure");
+    let _publisher = ffmpeg::publish(&url, &ffmpeg::Source { gop: 25, ..ffmpeg::Source::default() }, &scratch, "publisher");
+    node.wait_live("live/secure", Duration::from_secs(20));
+    let clients = node.api("/api/v1/clients");
+    let publisher = clients["clients"].as_array().and_then(|c| c.iter().find(|c| c["publish"] == true)).cloned().unwrap_or_default();
+    assert!(publisher["ip"].as_str().unwrap_or("").starts_with("192.0.2.2:"), "the publisher's address: {clients}");
+    let streams = ffmpeg::probe_streams(&url);
+    assert!(ffmpeg::stream_of(&streams, "video").is_some() && ffmpeg::stream_of(&streams, "audio").is_some(), "{streams:?}");
+    let (clean, log) = ffmpeg::decode(&url, 3);
+    assert!(clean, "RTMPS playback does not decode clean:\n{log}");
+    // Plain RTMP on the TLS port is a failed handshake for that client alone.
+    let plain = format!("rtmp://192.0.2.2:{port}/live/secure");
+    let mut probe = std::process::Command::new("ffprobe");
+    probe.args(["-v", "error", "-rw_timeout", "5000000", "-show_streams", &plain]);
+    assert!(!ffmpeg::run(probe, Duration::from_secs(20)).success(), "plain RTMP was served on the RTMPS port");
+    assert!(node.wait_log("RTMPS connection closed", Duration::from_secs(10)), "{}", node.log());
+    assert!(node.stream_info("live/secure").is_some_and(|s| s["publish"]["active"] == true));
 }

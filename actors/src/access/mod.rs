@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod hooks;
+pub mod private;
 pub mod secrets;
 
 use crate::access::auth::{Action, CidrRules, TokenSigner};

@@ -49,12 +49,15 @@ fn backoff() -> Backoff {
 pub struct Forwards {
     table: WorkerTable<ForwardStatus, (StreamKey, String)>,
     tls_ca_file: Option<String>,
+    /// Destinations added through the API may not be private (see [`crate::access::private`]).
+    deny_private: bool,
 }
 
 impl Forwards {
-    /// An empty table; `tls_ca_file` (PEM) is trusted for `rtmps://` besides the system roots.
-    pub fn new(tls_ca_file: Option<String>) -> Self {
-        Forwards { table: WorkerTable::new(), tls_ca_file: tls_ca_file.filter(|p| !p.is_empty()) }
+    /// An empty table; `tls_ca_file` (PEM) is trusted for `rtmps://` besides the system roots;
+    /// with `deny_private`, destinations added through the API must be public addresses.
+    pub fn new(tls_ca_file: Option<String>, deny_private: bool) -> Self {
+        Forwards { table: WorkerTable::new(), tls_ca_file: tls_ca_file.filter(|p| !p.is_empty()), deny_private }
     }
 }
 
@@ -135,6 +138,9 @@ pub enum ForwardError {
     /// The stream refused the subscription.
     #[error(transparent)]
     Refused(#[from] crate::messages::PlayRefused),
+    /// A destination added through the API is this machine or a private network.
+    #[error("{0}")]
+    Private(String),
 }
 
 /// A destination URL with `[app]`/`[stream]` filled in (see the module docs).
@@ -160,23 +166,41 @@ pub fn resolve(template: &str, key: &StreamKey) -> Result<Destination, ForwardEr
             Some(q) => format!("{stream}?{q}"),
             None => stream,
         };
-        let resolved = format!("{}://{host}:{port}/{app}/{stream}", if tls { "rtmps" } else { "rtmp" });
+        let resolved = format!("{}://{}/{app}/{stream}", if tls { "rtmps" } else { "rtmp" }, host_port(&host, port));
         Ok(Destination::Rtmp { tls, host, port, app, stream, url: resolved })
     } else if let Some(rest) = url.strip_prefix("srt://") {
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (host, port) = split_host(authority.trim_end_matches('/'), 10080).ok_or_else(|| ForwardError::BadDestination { url: url.clone(), problem: "bad host or port" })?;
         let stream_id = query.split('&').find_map(|kv| kv.strip_prefix("streamid=")).map(str::to_string).unwrap_or_else(|| format!("#!::r={}/{},m=publish", key.app, key.stream));
         let latency = query.split('&').find_map(|kv| kv.strip_prefix("latency=")).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_micros).unwrap_or(Duration::from_millis(120));
-        let resolved = format!("srt://{host}:{port}?streamid={stream_id}");
+        let resolved = format!("srt://{}?streamid={stream_id}", host_port(&host, port));
         Ok(Destination::Srt { host, port, stream_id, latency, url: resolved })
     } else {
         Err(ForwardError::BadDestination { url, problem: "only rtmp://, rtmps:// and srt:// destinations are supported" })
     }
 }
 
+/// `host:port`, an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 fn split_host(authority: &str, default_port: u16) -> Option<(String, u16)> {
     if authority.is_empty() {
         return None;
+    }
+    // An IPv6 literal: [addr] or [addr]:port (the host is kept without its brackets).
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => default_port,
+            other => other.strip_prefix(':')?.parse().ok()?,
+        };
+        return (!host.is_empty()).then(|| (host.to_string(), port));
     }
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() => Some((host.to_string(), port.parse().ok()?)),
@@ -219,6 +243,13 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// Host and port it connects to.
+    fn endpoint(&self) -> (&str, u16) {
+        match self {
+            Destination::Rtmp { host, port, .. } | Destination::Srt { host, port, .. } => (host, *port),
+        }
+    }
+
     fn url(&self) -> &str {
         match self {
             Destination::Rtmp { url, .. } | Destination::Srt { url, .. } => url,
@@ -230,6 +261,12 @@ impl Destination {
 /// already forwarded for this stream returns the running forwarder.
 pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, template: String, origin: &'static str) -> Result<ForwardStatus, ForwardError> {
     let destination = resolve(&template, &key)?;
+    // What the API adds may not point inside; checked now and at every connection.
+    let guarded = origin == "api" && node.forwards.deny_private;
+    if guarded {
+        let (host, port) = destination.endpoint();
+        crate::access::private::public_addresses(host, port).await.map_err(ForwardError::Private)?;
+    }
     if let Some(existing) = node.forwards.table.find_running(|(k, t)| *k == key && *t == template) {
         return Ok(existing.status());
     }
@@ -254,7 +291,7 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: Strea
     node.forwards.table.insert(id, entry.clone());
     tracing::info!(stream = %key, destination = %crate::access::secrets::mask_url(destination.url()), %origin, "forwarding started");
     let status = entry.status();
-    node.topology.workers.next().spawn(run(entry, destination, subscription, node.forwards.tls_ca_file.clone()));
+    node.topology.workers.next().spawn(run(entry, destination, subscription, node.forwards.tls_ca_file.clone(), guarded));
     Ok(status)
 }
 
@@ -317,13 +354,20 @@ enum Sink {
 }
 
 impl Sink {
-    async fn connect(destination: &Destination, tls_ca_file: Option<&str>) -> Result<Sink, String> {
+    /// Connects to `destination`; when `guarded`, only to public addresses it resolves to.
+    async fn connect(destination: &Destination, tls_ca_file: Option<&str>, guarded: bool) -> Result<Sink, String> {
+        let (host, port) = destination.endpoint();
+        let address = if guarded {
+            crate::access::private::public_addresses(host, port).await?[0].to_string()
+        } else {
+            host_port(host, port)
+        };
         match destination {
             Destination::Rtmp { tls, host, port, app, stream, .. } => {
-                let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), *port))).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| format!("connect: {e}"))?;
+                let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address.as_str())).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| format!("connect: {e}"))?;
                 socket.set_nodelay(true).ok();
                 let scheme = if *tls { "rtmps" } else { "rtmp" };
-                let tc_url = format!("{scheme}://{host}:{port}/{app}");
+                let tc_url = format!("{scheme}://{}/{app}", host_port(host, *port));
                 let mut session = Box::new(ClientSession::new(ClientConfig::new(app, &tc_url, stream, ClientMode::Publish)));
                 type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
                 type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
@@ -362,8 +406,7 @@ impl Sink {
                 });
                 Ok(Sink::Rtmp { session, write })
             }
-            Destination::Srt { host, port, stream_id, latency, .. } => {
-                let address = format!("{host}:{port}");
+            Destination::Srt { stream_id, latency, .. } => {
                 let socket = tokio::time::timeout(CONNECT_TIMEOUT, srt_tokio::SrtSocket::builder().latency(*latency).call(address.as_str(), Some(stream_id)))
                     .await
                     .map_err(|_| "SRT connect timed out".to_string())?
@@ -410,7 +453,7 @@ impl Sink {
     }
 }
 
-async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: Subscription, tls_ca_file: Option<String>) {
+async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: Subscription, tls_ca_file: Option<String>, guarded: bool) {
     let mut rx = subscription.rx;
     let mut configs: Vec<Arc<MediaFrame>> = Vec::new();
     let mut sink: Option<Sink> = None;
@@ -425,7 +468,7 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
             entry.update(|s| s.state = ForwardState::Connecting);
             let (destination, tx, ca) = (destination.clone(), result_tx.clone(), tls_ca_file.clone());
             tokio::spawn(async move {
-                let _ = tx.send(Sink::connect(&destination, ca.as_deref()).await).await;
+                let _ = tx.send(Sink::connect(&destination, ca.as_deref(), guarded).await).await;
             });
         }
         let wait = next_attempt.max(tokio::time::Instant::now() + Duration::from_millis(10));
@@ -537,6 +580,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(resolve("rtmps://live.example.com/app/key", &key).unwrap().url(), "rtmps://live.example.com:443/app/key");
+        assert_eq!(resolve("rtmp://[::1]/live", &key).unwrap().url(), "rtmp://[::1]:1935/live/cam");
+        assert_eq!(resolve("rtmp://[2001:db8::5]:1936/a/b", &key).unwrap().endpoint(), ("2001:db8::5", 1936));
+        assert_eq!(resolve("srt://[fd00::2]:10080", &key).unwrap().url(), "srt://[fd00::2]:10080?streamid=#!::r=live/cam,m=publish");
+        assert!(resolve("rtmp://[::1/live", &key).is_err());
         for bad in ["http://h/live", "rtmp://", "rtmp://h", "rtmp://h:notaport/live", "srt://:5/"] {
             assert!(resolve(bad, &key).is_err(), "{bad}");
         }

@@ -81,6 +81,25 @@ pub struct Node {
     pub cluster: Option<Arc<crate::cluster::Directory>>,
     /// Named vhosts with settings of their own (a client's URL host selects one, as in SRS).
     pub vhosts: crate::settings::Reloadable<std::collections::BTreeSet<String>>,
+    /// Connections the node makes to its own RTMP listener for RTMPS clients: their real peers.
+    pub proxied_peers: Arc<ProxiedPeers>,
+}
+
+/// The real peer of each loopback connection a TLS front end (RTMPS) makes to a listener of this
+/// node, keyed by that connection's local address; the listener takes the entry on accept.
+#[derive(Default, Debug)]
+pub struct ProxiedPeers(std::sync::Mutex<std::collections::HashMap<std::net::SocketAddr, std::net::SocketAddr>>);
+
+impl ProxiedPeers {
+    /// Registers `peer` as the client behind the connection from `local`.
+    pub fn insert(&self, local: std::net::SocketAddr, peer: std::net::SocketAddr) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(local, peer);
+    }
+
+    /// The client behind the connection from `local`, once.
+    pub fn take(&self, local: &std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(local)
+    }
 }
 
 /// What a node is built from (settings that actors read through the context).
@@ -94,6 +113,8 @@ pub struct NodeOptions {
     pub access: AccessSettings,
     /// A CA file forwarders trust for `rtmps://` besides the system's (tests' self-signed).
     pub forward_tls_ca_file: Option<String>,
+    /// Forward destinations added through the API must be public addresses (`forward.deny_private`).
+    pub forward_deny_private: bool,
     /// Cluster membership (`None`: standalone).
     pub cluster: Option<crate::cluster::ClusterSettings>,
     /// Named vhosts with settings of their own.
@@ -124,12 +145,13 @@ impl Node {
             hls: Default::default(),
             outputs: Default::default(),
             transcoders: Default::default(),
-            forwards: crate::forward::Forwards::new(options.forward_tls_ca_file),
+            forwards: crate::forward::Forwards::new(options.forward_tls_ca_file, options.forward_deny_private),
             ingests: Default::default(),
             gb: Default::default(),
             rtc: Default::default(),
             cluster,
             vhosts: crate::settings::Reloadable::new(options.vhosts),
+            proxied_peers: Default::default(),
         })
     }
 

@@ -91,7 +91,8 @@ impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
             }
         };
         let peer = match stream.peer_addr() {
-            Ok(peer) => peer,
+            // An RTMPS client's connection through the node's TLS front end: its real peer.
+            Ok(peer) => self.node.proxied_peers.take(&peer).unwrap_or(peer),
             Err(e) => {
                 tracing::debug!(error = %e, "RTMP connection gone before it was accepted");
                 return;

@@ -12,6 +12,11 @@ use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
+/// `path` from the root (relative paths are the node's working directory's).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 fn port_of(listen: &str) -> Option<u16> {
     listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
@@ -37,7 +42,7 @@ pub(super) async fn console_info(_: Authorized, state: web::Data<AppState>) -> H
         "gb28181": c.gb28181.enabled,
         "cluster": state.node.cluster.is_some(),
         "auth": auth,
-        "uploads": { "media_dir": c.media_dir(), "max_bytes": c.ingest.upload_max_bytes },
+        "uploads": { "media_dir": absolute(c.media_dir()), "max_bytes": c.ingest.upload_max_bytes },
     }))
 }
 
@@ -106,7 +111,8 @@ static CHECKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpRequest, query: web::Query<UploadQuery>, mut payload: web::Payload) -> HttpResponse {
     let running = state.reloader.running();
-    let (dir, limit) = (running.media_dir(), running.ingest.upload_max_bytes);
+    // Absolute, so the saved file's path names it from anywhere (an ingest of it, the console).
+    let (dir, limit) = (absolute(running.media_dir()), running.ingest.upload_max_bytes);
     let name = match upload_name(&query.name) {
         Ok(name) => name,
         Err(reason) => return error(400, &reason),
@@ -194,7 +200,7 @@ pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpR
 }
 
 pub(super) async fn list_uploads(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
-    let dir = state.reloader.running().media_dir();
+    let dir = absolute(state.reloader.running().media_dir());
     let listed = tokio::task::spawn_blocking(move || -> Vec<Value> {
         let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
         let mut files: Vec<Value> = entries

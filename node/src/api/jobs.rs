@@ -62,33 +62,66 @@ pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: 
     if let Err(reason) = estuary_protocols::naming::check_app(&body.app).and_then(|()| estuary_protocols::naming::check_stream(&body.stream)) {
         return error(400, &format!("app and stream are required: {reason}"));
     }
-    let source = body.source.clone();
-    let check = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        if let Some((scheme, _)) = source.split_once("://") {
-            return match scheme {
-                "rtmp" | "srt" | "http" | "https" => Ok(()),
-                other => Err(format!("{other}:// sources are not supported (rtmp, srt, http, https, or a file path)")),
-            };
+    let running = state.reloader.running();
+    let mut source = body.source.clone();
+    if let Some((scheme, _)) = source.split_once("://") {
+        if !matches!(scheme, "rtmp" | "srt" | "http" | "https") {
+            return error(400, &format!("{scheme}:// sources are not supported (rtmp, srt, http, https, or a file in ingest.media_dir)"));
         }
+        // The node would fetch whatever URL it is given: not from inside (forward.deny_private).
+        if running.forward.deny_private {
+            let default_port = match scheme {
+                "rtmp" => 1935,
+                "srt" => 10080,
+                "http" => 80,
+                _ => 443,
+            };
+            let Some((host, port)) = estuary_actors::access::private::host_and_port(&source, default_port) else {
+                return error(400, "the source URL names no host");
+            };
+            if let Err(reason) = estuary_actors::access::private::public_addresses(&host, port).await {
+                tracing::warn!(source = %estuary_actors::access::secrets::mask_url(&source), %reason, "ingest refused");
+                return error(400, &reason);
+            }
+        }
+    }
+    let media_dir = running.media_dir();
+    let url = source.contains("://");
+    let check = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        if url {
+            return Ok(source);
+        }
+        // Files only from the media directory (where uploads go): a name there, or a path that
+        // is there once links are followed; never `..` or a link out of it.
+        let root = std::fs::canonicalize(&media_dir).map_err(|e| format!("ingest.media_dir {}: {e}", media_dir.display()))?;
+        let path = if std::path::Path::new(&source).is_absolute() { std::path::PathBuf::from(&source) } else { media_dir.join(&source) };
+        let real = std::fs::canonicalize(&path).map_err(|e| format!("cannot open {source}: {e}"))?;
+        if !real.starts_with(&root) {
+            return Err(format!("{source} is not in ingest.media_dir ({}): files played through the API must be there (upload them, or copy them there)", root.display()));
+        }
+        source = real.to_string_lossy().to_string();
         let files = estuary_actors::ingest::source_files(&source)?;
+        if let Some(outside) = files.iter().find(|f| std::fs::canonicalize(f).map_or(true, |f| !f.starts_with(&root))) {
+            return Err(format!("{} (listed by {source}) is not in ingest.media_dir", outside.display()));
+        }
         let first = &files[0];
         let meta = std::fs::metadata(first).map_err(|e| format!("cannot open {}: {e}", first.display()))?;
         if meta.len() > estuary_actors::ingest::MAX_SOURCE_BYTES {
             return Err(format!("{} is too large", first.display()));
         }
         let data = std::fs::read(first).map_err(|e| format!("cannot read {}: {e}", first.display()))?;
-        estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map(|_| ()).map_err(|e| format!("{}: {e}", first.display()))
+        estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map(|_| source.clone()).map_err(|e| format!("{}: {e}", first.display()))
     })
     .await;
-    match check {
-        Ok(Ok(_)) => {}
+    let source = match check {
+        Ok(Ok(source)) => source,
         Ok(Err(reason)) => {
-            tracing::warn!(source = %body.source, %reason, "ingest refused");
+            tracing::warn!(source = %estuary_actors::access::secrets::mask_url(&body.source), %reason, "ingest refused");
             return error(400, &reason);
         }
         Err(e) => return error(500, &e.to_string()),
-    }
-    let spec = estuary_storage::IngestSpec { id: state.next_ingest_id(), app: body.app, stream: body.stream, source: body.source, looped: body.looped };
+    };
+    let spec = estuary_storage::IngestSpec { id: state.next_ingest_id(), app: body.app, stream: body.stream, source, looped: body.looped };
     match state.storage.ask(estuary_actors::messages::PutIngest(spec.clone())).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return error(503, &e.to_string()),

@@ -172,6 +172,10 @@ impl FromRequest for AuthorizedChange {
     }
 }
 
+/// Marks an app whose reads are open without credentials: the metrics port (`metrics.listen`),
+/// which serves nothing but `/metrics` to the scrapers it was opened for.
+pub struct PublicReads;
+
 /// Marks the HTTP server's app: the API's paths there (for the console) always need
 /// credentials, the API's or the console token, since that port is the one put behind reverse
 /// proxies and opened to viewers.
@@ -242,8 +246,9 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         };
     }
     if !configured {
-        // No credentials configured: reads stay open, as in SRS, but what changes the
-        // node or mints tokens (every method but GET/HEAD, and a reload) is served to this
+        // No credentials configured: the API is served to this machine only (reads to other
+        // hosts too with api.public_reads, as in SRS, or on the metrics port); what changes
+        // the node or mints tokens (every method but GET/HEAD, and a reload) always to this
         // machine only. Direct from this machine only: not through a local reverse proxy or
         // tunnel (its forwarding headers give it away; without them, put api.token on such
         // setups), and not a page whose own host name was rebound to 127.0.0.1 (Host must
@@ -253,10 +258,15 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         let host_name = host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !h.ends_with(']') || port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
         let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
         let local = !proxied && loopback_host && req.peer_addr().is_some_and(|peer| peer.ip().to_canonical().is_loopback());
-        if reads || local {
+        let public_reads = running.api.public_reads || req.app_data::<PublicReads>().is_some();
+        if local || (reads && public_reads) {
             return Ok(());
         }
-        let response = error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set");
+        let response = if reads {
+            error(403, "the API answers other hosts only with credentials: set api.token or api.username/api.password (or api.public_reads = true to let anyone read it)")
+        } else {
+            error(403, "this API call changes the node or mints tokens: from other hosts it needs api.token or api.username/api.password to be set")
+        };
         return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
     }
     let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);

@@ -27,7 +27,15 @@ pub struct Config {
     pub cluster: ClusterSection,
     pub log: LogSection,
     pub https: HttpsSection,
+    pub rtmps: RtmpsSection,
     pub vhosts: std::collections::BTreeMap<String, VhostSection>,
+}
+
+/// RTMPS in: RTMP over TLS, with the `[https]` certificate.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpsSection {
+    pub listen: String,
 }
 
 /// HTTPS listeners of the HTTP server and the API, with one certificate.
@@ -259,12 +267,21 @@ impl Default for IngestSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardSection {
     pub backend: String,
     pub tls_ca_file: String,
     pub apps: std::collections::BTreeMap<String, Vec<String>>,
+    /// Forwards and URL ingests added through the API may not point at this machine or a
+    /// private network.
+    pub deny_private: bool,
+}
+
+impl Default for ForwardSection {
+    fn default() -> Self {
+        ForwardSection { backend: String::new(), tls_ca_file: String::new(), apps: Default::default(), deny_private: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -399,6 +416,9 @@ pub struct ApiSection {
     pub username: String,
     pub password: String,
     pub allow_reload: bool,
+    /// Without credentials: other hosts may read the API (SRS's behaviour). Off: only this
+    /// machine may, other hosts get 403 until credentials are set.
+    pub public_reads: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -450,7 +470,7 @@ impl Default for HttpSection {
 
 impl Default for ApiSection {
     fn default() -> Self {
-        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false, token: String::new(), username: String::new(), password: String::new(), allow_reload: true }
+        ApiSection { listen: "0.0.0.0:1985".into(), debug_faults: false, token: String::new(), username: String::new(), password: String::new(), allow_reload: true, public_reads: false }
     }
 }
 

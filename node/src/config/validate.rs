@@ -168,7 +168,7 @@ impl Config {
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return Err(ConfigError::Invalid { key: "log.level", problem: format!("{:?} is not one of error, warn, info, debug, trace", self.log.level) });
         }
-        for (key, listen) in [("https.listen", &self.https.listen), ("https.api_listen", &self.https.api_listen)] {
+        for (key, listen) in [("https.listen", &self.https.listen), ("https.api_listen", &self.https.api_listen), ("rtmps.listen", &self.rtmps.listen)] {
             if !listen.is_empty() {
                 address(key, listen)?;
                 if self.https.cert_file.is_empty() || self.https.key_file.is_empty() {
