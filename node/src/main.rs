@@ -409,7 +409,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         };
         if let Some((socket, tls, certificate)) = rtmps {
             actix::spawn(tls::watch(certificate));
-            actix::spawn(rtmps::serve(socket, tls, config.rtmp_listen(), node.proxied_peers.clone(), std::time::Duration::from_millis(config.rtmp.handshake_timeout_ms)));
+            actix::spawn(rtmps::serve(node.clone(), socket, tls, config.rtmp_listen(), std::time::Duration::from_millis(config.rtmp.handshake_timeout_ms)));
         }
         let http_state = state.clone();
         let console_on = config.http.console;

@@ -25,7 +25,7 @@ fn looping_mp4_plays_for_ninety_seconds_and_survives_a_restart() {
     // Bad sources are refused with the reason; nothing starts.
     let missing = post(&node, r#"{"app":"live","stream":"gone","source":"/nonexistent/file.mp4"}"#);
     assert_eq!(missing.status, 400);
-    assert!(String::from_utf8_lossy(&missing.body).contains("cannot open"), "{}", String::from_utf8_lossy(&missing.body));
+    assert!(String::from_utf8_lossy(&missing.body).contains("is not a file in ingest.media_dir"), "{}", String::from_utf8_lossy(&missing.body));
     let text = post(&node, &format!(r#"{{"app":"live","stream":"text","source":"{}"}}"#, not_media.display()));
     assert_eq!(text.status, 400);
     assert!(String::from_utf8_lossy(&text.body).contains("not a media file"), "{}", String::from_utf8_lossy(&text.body));

@@ -235,14 +235,24 @@ fn api_ingests_and_forwards_cannot_reach_outside_the_media_dir_or_into_private_n
         (response.status, String::from_utf8_lossy(&response.body).into_owned())
     };
     let ingest = |stream: &str, source: &str| post("/api/v1/ingests", format!(r#"{{"app":"live","stream":"{stream}","source":"{source}"}}"#));
-    for (stream, source) in [("passwd", "/etc/passwd".to_string()), ("dots", format!("{}/../outside.mp4", media.display())), ("dots2", "../outside.mp4".into()), ("link", "link.mp4".into())] {
+    // A playlist in the media directory that lists a file outside it.
+    std::fs::write(media.join("list.m3u"), format!("clip.mp4\n{}\n", outside.display())).unwrap();
+    let missing = format!("{}/missing.mp4", scratch.0.display());
+    for (stream, source) in [("passwd", "/etc/passwd".to_string()), ("dots", format!("{}/../outside.mp4", media.display())), ("dots2", "../outside.mp4".into()), ("link", "link.mp4".into()), ("list", "list.m3u".into()), ("missing", missing)] {
         let (status, text) = ingest(stream, &source);
-        assert!(status == 400 && text.contains("not in ingest.media_dir"), "{source}: {status} {text}");
+        assert!(status == 400 && text.contains("is not a file in ingest.media_dir"), "{source}: {status} {text}");
     }
-    for source in ["rtmp://127.0.0.1/live/x", "srt://10.1.2.3:10080", "http://169.254.169.254/latest/meta-data", "rtmp://localhost/live/x"] {
+    // Whether a path outside exists is not told: a missing one gets the same answer.
+    let (_, passwd) = ingest("passwd", "/etc/passwd");
+    let (_, nothing) = ingest("passwd", "/etc/no-such-file");
+    assert_eq!(passwd.replace("/etc/passwd", "X"), nothing.replace("/etc/no-such-file", "X"));
+    for source in ["rtmp://127.0.0.1/live/x", "srt://10.1.2.3:10080", "rtmp://localhost/live/x", "rtmp://[::ffff:7f00:1]/live/x", "srt://[64:ff9b::a00:5]:10080"] {
         let (status, text) = ingest("url", source);
         assert!(status == 400 && text.contains("forward.deny_private"), "{source}: {status} {text}");
     }
+    // HTTP can redirect anywhere: with the check on, not through the API at all.
+    let (status, text) = ingest("url", "http://198.51.100.20/live.m3u8");
+    assert!(status == 400 && text.contains("forward.deny_private"), "{status} {text}");
     for url in ["rtmp://127.0.0.1:1935/live/copy", "rtmp://[::1]/live/copy", "srt://192.168.1.10:10080", "rtmp://localhost/live/copy"] {
         let (status, text) = post("/api/v1/forwards", format!(r#"{{"app":"live","stream":"x","url":"{url}"}}"#));
         assert!(status == 400 && text.contains("forward.deny_private"), "{url}: {status} {text}");
@@ -417,7 +427,7 @@ fn rtmps_publishers_and_players_are_served_with_their_own_address() {
     std::fs::write(&key, pair.key_pair.serialize_pem()).unwrap();
     let port = estuary_tests::free_port();
     let listen = format!("0.0.0.0:{port}");
-    let node = Node::start(&scratch, &[("ESTUARY_HTTPS__CERT_FILE", crt.to_str().unwrap()), ("ESTUARY_HTTPS__KEY_FILE", key.to_str().unwrap()), ("ESTUARY_RTMPS__LISTEN", &listen)]);
+    let node = Node::start(&scratch, &[("ESTUARY_HTTPS__CERT_FILE", crt.to_str().unwrap()), ("ESTUARY_HTTPS__KEY_FILE", key.to_str().unwrap()), ("ESTUARY_RTMPS__LISTEN", &listen), ("ESTUARY_RTMP__HANDSHAKE_TIMEOUT_MS", "2000")]);
     let url = format!("rtmps://192.0.2.2:{port}/live/secure");
     let _publisher = ffmpeg::publish(&url, &ffmpeg::Source { gop: 25, ..ffmpeg::Source::default() }, &scratch, "publisher");
     node.wait_live("live/secure", Duration::from_secs(20));
@@ -428,11 +438,27 @@ fn rtmps_publishers_and_players_are_served_with_their_own_address() {
     assert!(ffmpeg::stream_of(&streams, "video").is_some() && ffmpeg::stream_of(&streams, "audio").is_some(), "{streams:?}");
     let (clean, log) = ffmpeg::decode(&url, 3);
     assert!(clean, "RTMPS playback does not decode clean:\n{log}");
-    // Plain RTMP on the TLS port is a failed handshake for that client alone.
+    // Plain RTMP on the TLS port is a failed TLS handshake for that client alone.
+    let failed_handshakes = || node.log().lines().filter(|l| l.contains("RTMPS connection closed") && l.contains("TLS handshake")).count();
+    let before = failed_handshakes();
     let plain = format!("rtmp://192.0.2.2:{port}/live/secure");
     let mut probe = std::process::Command::new("ffprobe");
     probe.args(["-v", "error", "-rw_timeout", "5000000", "-show_streams", &plain]);
     assert!(!ffmpeg::run(probe, Duration::from_secs(20)).success(), "plain RTMP was served on the RTMPS port");
-    assert!(node.wait_log("RTMPS connection closed", Duration::from_secs(10)), "{}", node.log());
+    assert!(wait_until(Duration::from_secs(10), || failed_handshakes() > before), "{}", node.log());
+    // A client that completes TLS and then says nothing is closed with its RTMP session (the
+    // RTMP handshake timeout, 2 s here), and the node lets go of both of its sockets even
+    // while the client keeps its end open (it is told EOF, and then holds on for 20 s).
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", node.pid())).map(|d| d.count()).unwrap_or(0);
+    let baseline = (0..10).map(|_| { std::thread::sleep(Duration::from_millis(100)); fds() }).min().unwrap_or(0);
+    let silent = format!(
+        "import socket, ssl, sys, time\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\ns = ctx.wrap_socket(socket.create_connection(('192.0.2.2', {port})), server_hostname='x')\ns.settimeout(60)\nprint(len(s.recv(1)), flush=True)\ntime.sleep(20)"
+    );
+    let mut client = std::process::Command::new("python3").args(["-c", &silent]).stdout(std::process::Stdio::piped()).spawn().expect("python3");
+    let mut told = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(client.stdout.take().unwrap()), &mut told).unwrap();
+    assert_eq!(told.trim(), "0", "a silent RTMPS client was not told EOF");
+    assert!(wait_until(Duration::from_secs(15), || fds() <= baseline), "the node still holds the silent client's sockets: {} open, {baseline} before", fds());
+    let _ = client.kill();
     assert!(node.stream_info("live/secure").is_some_and(|s| s["publish"]["active"] == true));
 }

@@ -9,16 +9,42 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// Loopback, unspecified, private (RFC 1918, RFC 4193), shared (RFC 6598), link-local,
-/// multicast and broadcast addresses, also when written as IPv4-mapped IPv6.
+/// site-local, multicast, broadcast, reserved and benchmarking addresses, and IPv6 addresses
+/// that carry an IPv4 one (IPv4-mapped and -compatible, NAT64, 6to4) when that one is; Teredo
+/// is refused whole (its client address is hidden).
 pub fn is_private(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
+    match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback() || v4.is_unspecified() || v4.is_private() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast() || (a == 100 && (64..128).contains(&b)) || a == 0
+            let [a, b, c, _] = v4.octets();
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| is_private(IpAddr::V4(std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32)));
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // ::ffff:a.b.c.d and ::a.b.c.d
+                || (s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) && embedded(s[6], s[7]))
+                // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
+                || (s[0] == 0x64 && s[1] == 0xff9b && embedded(s[6], s[7]))
+                // 6to4 2002:aabb:ccdd::/48
+                || (s[0] == 0x2002 && embedded(s[1], s[2]))
+                // Teredo 2001:0::/32
+                || (s[0] == 0x2001 && s[1] == 0)
         }
     }
 }
@@ -33,8 +59,8 @@ pub async fn public_addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, 
     if addresses.is_empty() {
         return Err(format!("{bare} has no address"));
     }
-    if let Some(private) = addresses.iter().find(|a| is_private(a.ip())) {
-        return Err(format!("{bare} is {} (this machine or a private network); destinations added through the API may not be (forward.deny_private)", private.ip()));
+    if addresses.iter().any(|a| is_private(a.ip())) {
+        return Err(format!("{bare} is this machine or a private network; destinations added through the API may not be (forward.deny_private)"));
     }
     Ok(addresses)
 }
@@ -63,10 +89,10 @@ mod tests {
 
     #[test]
     fn private_addresses() {
-        for text in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+        for text in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "0.1.2.3", "192.0.0.8", "198.18.0.1", "240.0.0.1", "::1", "fd00::1", "fe80::1", "fec0::1", "::ffff:127.0.0.1", "::10.0.0.1", "64:ff9b::a00:5", "64:ff9b:1::a9fe:a9fe", "2002:c0a8:0101::1", "2001:0:4136:e378::1", "224.0.0.1", "255.255.255.255"] {
             assert!(is_private(text.parse().unwrap()), "{text}");
         }
-        for text in ["8.8.8.8", "198.51.100.20", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888"] {
+        for text in ["8.8.8.8", "198.51.100.20", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888", "64:ff9b::808:808", "2002:0808:0808::1"] {
             assert!(!is_private(text.parse().unwrap()), "{text}");
         }
     }

@@ -356,15 +356,19 @@ enum Sink {
 impl Sink {
     /// Connects to `destination`; when `guarded`, only to public addresses it resolves to.
     async fn connect(destination: &Destination, tls_ca_file: Option<&str>, guarded: bool) -> Result<Sink, String> {
+        // Resolved here (each attempt), checked when guarded; every address is tried in turn.
         let (host, port) = destination.endpoint();
-        let address = if guarded {
-            crate::access::private::public_addresses(host, port).await?[0].to_string()
+        let addresses: Vec<std::net::SocketAddr> = if guarded {
+            crate::access::private::public_addresses(host, port).await?
         } else {
-            host_port(host, port)
+            tokio::net::lookup_host(host_port(host, port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect()
         };
+        if addresses.is_empty() {
+            return Err(format!("{host} has no address"));
+        }
         match destination {
             Destination::Rtmp { tls, host, port, app, stream, .. } => {
-                let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address.as_str())).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| format!("connect: {e}"))?;
+                let socket = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addresses[..])).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| format!("connect: {e}"))?;
                 socket.set_nodelay(true).ok();
                 let scheme = if *tls { "rtmps" } else { "rtmp" };
                 let tc_url = format!("{scheme}://{}/{app}", host_port(host, *port));
@@ -407,7 +411,8 @@ impl Sink {
                 Ok(Sink::Rtmp { session, write })
             }
             Destination::Srt { stream_id, latency, .. } => {
-                let socket = tokio::time::timeout(CONNECT_TIMEOUT, srt_tokio::SrtSocket::builder().latency(*latency).call(address.as_str(), Some(stream_id)))
+                // srt-tokio parses only host:port strings without IPv6 brackets: an address it takes.
+                let socket = tokio::time::timeout(CONNECT_TIMEOUT, srt_tokio::SrtSocket::builder().latency(*latency).call(addresses[0], Some(stream_id)))
                     .await
                     .map_err(|_| "SRT connect timed out".to_string())?
                     .map_err(|e| format!("SRT: {e}"))?;

@@ -69,6 +69,11 @@ pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: 
             return error(400, &format!("{scheme}:// sources are not supported (rtmp, srt, http, https, or a file in ingest.media_dir)"));
         }
         // The node would fetch whatever URL it is given: not from inside (forward.deny_private).
+        // ffmpeg follows HTTP redirects and playlists' URLs wherever they lead, which no check
+        // of the first host can bound.
+        if running.forward.deny_private && matches!(scheme, "http" | "https") {
+            return error(400, "http(s) sources may redirect or list segments anywhere, so with forward.deny_private on they are taken from the configuration file ([ingest.sources]) only, or set forward.deny_private = false");
+        }
         if running.forward.deny_private {
             let default_port = match scheme {
                 "rtmp" => 1935,
@@ -95,14 +100,16 @@ pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: 
         // is there once links are followed; never `..` or a link out of it.
         let root = std::fs::canonicalize(&media_dir).map_err(|e| format!("ingest.media_dir {}: {e}", media_dir.display()))?;
         let path = if std::path::Path::new(&source).is_absolute() { std::path::PathBuf::from(&source) } else { media_dir.join(&source) };
-        let real = std::fs::canonicalize(&path).map_err(|e| format!("cannot open {source}: {e}"))?;
+        // One answer for a missing file and one elsewhere: the API does not tell which paths exist.
+        let outside = || format!("{source} is not a file in ingest.media_dir ({}): files played through the API must be there (upload them, or copy them there)", root.display());
+        let real = std::fs::canonicalize(&path).map_err(|_| outside())?;
         if !real.starts_with(&root) {
-            return Err(format!("{source} is not in ingest.media_dir ({}): files played through the API must be there (upload them, or copy them there)", root.display()));
+            return Err(outside());
         }
         source = real.to_string_lossy().to_string();
         let files = estuary_actors::ingest::source_files(&source)?;
         if let Some(outside) = files.iter().find(|f| std::fs::canonicalize(f).map_or(true, |f| !f.starts_with(&root))) {
-            return Err(format!("{} (listed by {source}) is not in ingest.media_dir", outside.display()));
+            return Err(format!("{} (listed by {source}) is not a file in ingest.media_dir", outside.display()));
         }
         let first = &files[0];
         let meta = std::fs::metadata(first).map_err(|e| format!("cannot open {}: {e}", first.display()))?;

@@ -255,8 +255,12 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         // name a loopback address).
         let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
-        let host_name = host.rsplit_once(':').filter(|(h, port)| !h.is_empty() && !h.ends_with(']') || port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host);
-        let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
+        // `[v6]`, `[v6]:port`, `name`, `name:port`.
+        let host_name = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map(|(h, _)| h).unwrap_or(host),
+        };
+        let loopback_host = host_name.eq_ignore_ascii_case("localhost") || host_name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback());
         let local = !proxied && loopback_host && req.peer_addr().is_some_and(|peer| peer.ip().to_canonical().is_loopback());
         let public_reads = running.api.public_reads || req.app_data::<PublicReads>().is_some();
         if local || (reads && public_reads) {
