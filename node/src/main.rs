@@ -95,6 +95,8 @@ pub struct AppState {
     /// What the console signs in with on the HTTP port when no API credentials are configured
     /// (`<node.data_dir>/console-token`, made at the first start).
     pub console_token: Option<std::sync::Arc<str>>,
+    /// Uploads in progress (`POST /api/v1/uploads`).
+    pub uploads: std::sync::Arc<api::Uploads>,
 }
 
 impl AppState {
@@ -398,6 +400,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             last_ingest_id: Default::default(),
             last_cpu: std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), metrics::cpu_seconds()))),
             console_token: console_token.clone(),
+            uploads: Default::default(),
         };
 
         let (https_http, https_api, tls_config) = match https {

@@ -106,8 +106,18 @@ fn save_as(part: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other(format!("no free name for {name}")))
 }
 
-/// Uploads are read back whole to check them (up to `ingest.upload_max_bytes`): one at a time.
-static CHECKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+/// The node's uploads in progress: names for their `.part` files, and the check that reads a
+/// finished one back whole (up to `ingest.upload_max_bytes`), one at a time.
+pub struct Uploads {
+    next: std::sync::atomic::AtomicU64,
+    checking: tokio::sync::Semaphore,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Uploads { next: std::sync::atomic::AtomicU64::new(0), checking: tokio::sync::Semaphore::new(1) }
+    }
+}
 
 pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpRequest, query: web::Query<UploadQuery>, mut payload: web::Payload) -> HttpResponse {
     let running = state.reloader.running();
@@ -126,8 +136,7 @@ pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpR
     if let Err(e) = tokio::fs::create_dir_all(&dir).await {
         return error(503, &format!("cannot create {}: {e}", dir.display()));
     }
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let part_path = dir.join(format!(".upload-{}-{}.part", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let part_path = dir.join(format!(".upload-{}-{}.part", std::process::id(), state.uploads.next.fetch_add(1, Ordering::Relaxed)));
     // A new file: never one that is there already, nor where a link there points.
     let mut file = match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&part_path).await {
         Ok(file) => file,
@@ -164,7 +173,7 @@ pub(super) async fn upload(_: Authorized, state: web::Data<AppState>, req: HttpR
     }
     drop(file);
     let check_path = part_path.clone();
-    let Ok(_checking) = CHECKING.acquire().await else { return error(503, "uploads are closed") };
+    let Ok(_checking) = state.uploads.checking.acquire().await else { return error(503, "uploads are closed") };
     let check = tokio::task::spawn_blocking(move || -> Result<(Option<estuary_storage::VideoInfo>, Option<estuary_storage::AudioInfo>, u64), String> {
         let data = std::fs::read(&check_path).map_err(|e| format!("cannot read the upload back: {e}"))?;
         let clip = estuary_actors::ingest::read_clip(bytes::Bytes::from(data)).map_err(|e| e.to_string())?;

@@ -36,6 +36,7 @@ mod srs;
 mod streams;
 mod tokens;
 
+pub use console::Uploads;
 pub use streams::all_streams;
 use clients::*;
 use console::*;
