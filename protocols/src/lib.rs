@@ -35,5 +35,7 @@ pub mod rtp;
 pub mod segment;
 pub mod srt;
 pub mod stun;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use media::{Codec, MediaFrame, Timebase, TrackKind};

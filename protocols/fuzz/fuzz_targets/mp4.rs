@@ -7,7 +7,8 @@
 //! at once stays within `heap_budget(input length)` (a counting allocator measures it).
 //! Seeds: `protocols/fuzz/seeds/mp4` (replayed on stable by `mp4::tests::fuzz_corpus_replays`).
 #![no_main]
-use estuary_protocols::container::mp4::{box_header, fragment_samples, heap_budget, read_file, FILE_BYTES_PER_SAMPLE, MAX_TICKS};
+use estuary_protocols::container::mp4::heap_budget;
+use estuary_protocols::fuzzing;
 use libfuzzer_sys::fuzz_target;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -61,45 +62,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-fn as_ingest(data: &[u8]) {
-    let Ok(tracks) = read_file(data) else { return };
-    let samples: usize = tracks.iter().map(|t| t.samples.len()).sum();
-    assert!(samples as u64 <= data.len() as u64 / FILE_BYTES_PER_SAMPLE, "{samples} samples from {} bytes", data.len());
-    for s in tracks.iter().flat_map(|t| &t.samples) {
-        let end = s.offset.checked_add(s.size as u64).expect("sample end overflows");
-        assert!(end <= data.len() as u64, "sample outside the file");
-        assert!((0..MAX_TICKS).contains(&s.dts), "dts {}", s.dts);
-    }
-}
-
-fn as_repair(data: &[u8]) {
-    let len = data.len() as u64;
-    let mut at = 0u64;
-    while at + 8 <= len {
-        let Some((kind, _, size)) = box_header(&data[at as usize..]) else { break };
-        // As repair does: size 0 ("to the end", reported as u64::MAX) ends the walk; any other
-        // size is at most 2^62, so adding it to an offset in the file cannot overflow.
-        if size == u64::MAX {
-            break;
-        }
-        let end = at.checked_add(size).expect("box end overflows");
-        if end > len {
-            break;
-        }
-        if &kind == b"moof" {
-            if let Ok(fragments) = fragment_samples(&data[at as usize..end as usize], at, 0) {
-                for s in fragments.iter().flat_map(|(_, s)| s) {
-                    assert!(s.offset >= end, "sample data inside or before its moof");
-                    assert!(s.offset.checked_add(s.size as u64).is_some(), "sample end overflows");
-                    assert!((0..MAX_TICKS).contains(&s.dts), "dts {}", s.dts);
-                }
-            }
-        }
-        at = end;
-    }
-}
-
-fn measured(data: &[u8], read: fn(&[u8])) {
+fn measured(data: &[u8], read: fn(&[u8]) -> usize) {
     let before = LIVE.load(Relaxed);
     PEAK.store(before, Relaxed);
     read(data);
@@ -108,6 +71,6 @@ fn measured(data: &[u8], read: fn(&[u8])) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    measured(data, as_ingest);
-    measured(data, as_repair);
+    measured(data, fuzzing::mp4_ingest);
+    measured(data, fuzzing::mp4_repair);
 });

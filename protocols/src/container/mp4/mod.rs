@@ -360,35 +360,7 @@ mod tests {
     /// read each `moof` with `fragment_samples`). Returns how many samples were described.
     /// The fuzz target `mp4` does the same and also checks the heap budget.
     fn read_both_ways(data: &[u8]) -> usize {
-        let mut described = 0;
-        if let Ok(tracks) = read_file(data) {
-            let samples = tracks.iter().map(|t| t.samples.len()).sum::<usize>();
-            assert!(samples as u64 <= data.len() as u64 / FILE_BYTES_PER_SAMPLE, "{samples} samples in {} bytes", data.len());
-            for s in tracks.iter().flat_map(|t| &t.samples) {
-                assert!(s.offset + s.size as u64 <= data.len() as u64, "sample outside the file");
-                assert!((0..MAX_TICKS).contains(&s.dts));
-            }
-            described += samples;
-        }
-        let mut at = 0u64;
-        let len = data.len() as u64;
-        while at + 8 <= len {
-            let Some((kind, _, size)) = box_header(&data[at as usize..]) else { break };
-            if size == u64::MAX || at + size > len {
-                break;
-            }
-            if &kind == b"moof" {
-                if let Ok(fragments) = fragment_samples(&data[at as usize..(at + size) as usize], at, 0) {
-                    for s in fragments.iter().flat_map(|(_, s)| s) {
-                        assert!(s.offset.checked_add(s.size as u64).is_some() && s.offset >= at + size);
-                        assert!((0..MAX_TICKS).contains(&s.dts));
-                        described += 1;
-                    }
-                }
-            }
-            at += size;
-        }
-        described
+        crate::fuzzing::mp4_ingest(data) + crate::fuzzing::mp4_repair(data)
     }
 
     /// The fuzz target's seeds and every input it ever failed on (`protocols/fuzz/seeds/mp4`),

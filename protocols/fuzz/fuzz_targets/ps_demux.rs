@@ -1,0 +1,3 @@
+//! Fuzz target `ps_demux`: see `estuary_protocols::fuzzing::ps_demux` for what it feeds and checks.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| estuary_protocols::fuzzing::ps_demux(data));
