@@ -17,7 +17,9 @@ use estuary_protocols::manifest::hls::{self, Variant};
 use estuary_protocols::naming;
 use estuary_actors::messages::PlayRefused;
 use estuary_actors::StreamKey;
+use estuary_actors::node::connections::{ConnectionGate, Permit, Refusal};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/{app}/{file}", web::get().to(stream_file))
@@ -82,16 +84,44 @@ pub fn trim_api_slash(req: &mut actix_web::dev::ServiceRequest) {
     }
 }
 
-/// For `HttpServer::on_connect`: keeps a second handle of each TCP connection.
-pub fn keep_live_socket(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
-    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        match socket2::SockRef::from(stream).try_clone() {
-            Ok(socket) => {
-                data.insert(LiveSocket { socket: std::cell::RefCell::new(Some(socket.into())), requests: std::cell::Cell::new(0) });
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot keep a handle of an HTTP connection; HTTP-FLV on it streams through the HTTP server"),
-        }
+/// What the connection gate said of an HTTP connection, kept in its extensions for its life
+/// (the permit frees the slot when the connection closes).
+pub struct Admission(pub Result<Permit, Refusal>);
+
+/// For `HttpServer::on_connect`: admits the connection through the node's gate (`listener`
+/// names the port in the log and metrics) and, with `live_socket`, keeps a second handle of
+/// its TCP socket for the delivery engine.
+pub fn on_connect(gate: &Arc<ConnectionGate>, listener: &'static str, live_socket: bool, connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    let plain = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
+    let tcp = plain.or_else(|| connection.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>>().map(|tls| tls.get_ref().0));
+    if let Some(peer) = tcp.and_then(|s| s.peer_addr().ok()) {
+        data.insert(Admission(gate.admit(peer.ip(), listener)));
     }
+    let Some(stream) = plain.filter(|_| live_socket) else { return };
+    match socket2::SockRef::from(stream).try_clone() {
+        Ok(socket) => {
+            data.insert(LiveSocket { socket: std::cell::RefCell::new(Some(socket.into())), requests: std::cell::Cell::new(0) });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot keep a handle of an HTTP connection; HTTP-FLV on it streams through the HTTP server"),
+    }
+}
+
+/// Most bytes of header fields (names and values) a request may carry on the HTTP, HTTPS
+/// and API ports; more is answered 431 (the HTTP server itself refuses a head that does not
+/// fit its buffer, about 128 KiB, the same way).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// For the servers' middleware: a connection the gate refused gets 503 with the reason and is
+/// closed; a request with more than [`MAX_HEADER_BYTES`] of header fields gets 431.
+pub fn refused(req: &actix_web::dev::ServiceRequest) -> Option<HttpResponse> {
+    if let Some(Admission(Err(refusal))) = req.conn_data::<Admission>() {
+        return Some(HttpResponse::ServiceUnavailable().force_close().insert_header((header::RETRY_AFTER, "5")).content_type("text/plain; charset=utf-8").body(format!("connection refused: {refusal}\n")));
+    }
+    let header_bytes: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Some(HttpResponse::build(actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).force_close().content_type("text/plain; charset=utf-8").body(format!("request header fields too large: {header_bytes} bytes (the limit is {MAX_HEADER_BYTES})\n")));
+    }
+    None
 }
 
 /// The connection's second handle, when a live play is the connection's first request.

@@ -297,7 +297,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
     system.block_on(async move {
         // The node's context: its threads and everything its actors share. Built here, once,
         // and handed to every actor (nothing in the actors crate is process-wide).
-        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), forward_deny_private: config.forward.deny_private, cluster: cluster_settings, vhosts: config.vhosts.keys().cloned().collect() });
+        let node = Node::start(NodeOptions { workers, hooks: config.hook_settings(), access: config.access_settings(), forward_tls_ca_file: Some(config.forward.tls_ca_file.clone()), forward_deny_private: config.forward.deny_private, cluster: cluster_settings, vhosts: config.vhosts.keys().cloned().collect(), connections: estuary_actors::node::connections::ConnectionLimits { max: config.node.max_connections, per_ip: config.node.max_connections_per_ip } });
         let storage = StorageHandle::start(node.clone(), store.clone());
         let registry = StreamRegistry::new(node.clone(), config.stream_settings_by_vhost(), storage.clone()).start();
         let dvr_settings = std::sync::Arc::new(config.dvr_settings());
@@ -415,15 +415,19 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             actix::spawn(rtmps::serve(node.clone(), socket, tls, config.rtmp_listen(), std::time::Duration::from_millis(config.rtmp.handshake_timeout_ms)));
         }
         let http_state = state.clone();
+        let (http_gate, api_gate) = (node.connections.clone(), node.connections.clone());
         let console_on = config.http.console;
         let http_server = HttpServer::new(move || {
             App::new()
                 .wrap_fn(move |mut req, srv| {
+                    if let Some(response) = http::refused(&req) {
+                        return futures_util::future::Either::Left(std::future::ready(Ok(req.into_response(response))));
+                    }
                     http::count_request(&req);
                     if console_on {
                         http::trim_api_slash(&mut req);
                     }
-                    actix_web::dev::Service::call(srv, req)
+                    futures_util::future::Either::Right(actix_web::dev::Service::call(srv, req))
                 })
                 .app_data(web::Data::new(http_state.clone()))
                 .app_data(api::OnHttpPort)
@@ -438,7 +442,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
                 .configure(dvr_http::routes)
                 .configure(http::routes)
         })
-            .on_connect(http::keep_live_socket)
+            .on_connect(move |connection, data| http::on_connect(&http_gate, "http", true, connection, data))
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(1)
@@ -455,9 +459,14 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
                 // SRS answers `/api/v1/streams/` as `/api/v1/streams`, and so do its users'
                 // scripts: the trailing slash is trimmed before routing.
                 .wrap(actix_web::middleware::NormalizePath::trim())
+                .wrap_fn(|req, srv| match http::refused(&req) {
+                    Some(response) => futures_util::future::Either::Left(std::future::ready(Ok(req.into_response(response)))),
+                    None => futures_util::future::Either::Right(actix_web::dev::Service::call(srv, req)),
+                })
                 .app_data(web::Data::new(api_state.clone()))
                 .configure(api::routes)
         })
+            .on_connect(move |connection, data| http::on_connect(&api_gate, "api", false, connection, data))
             .workers(1)
             .disable_signals()
             .shutdown_timeout(1)

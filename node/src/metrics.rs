@@ -122,10 +122,14 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     f.header("estuary_dropped_frames_total", "counter", "Frames slow subscribers lost to backpressure.");
     f.sample("estuary_dropped_frames_total", &[], state.node.stats.frames_dropped.load(Ordering::Relaxed) as f64);
 
+    f.header("estuary_connections_open", "gauge", "TCP connections open on the RTMP, RTMPS, HTTP, HTTPS and API ports (counted against node.max_connections).");
+    f.sample("estuary_connections_open", &[], state.node.connections.open() as f64);
+
     let counters = state.node.stats.counters();
     for (name, help) in [
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
+        ("estuary_connections_refused_total", "TCP connections refused by node.max_connections or node.max_connections_per_ip, by listener and reason."),
         ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
         ("estuary_cluster_registry_errors_total", "Cluster registry (Redis) operations that failed or timed out."),
         ("estuary_cluster_publish_refused_total", "Publishes refused because another node owns the stream."),

@@ -44,8 +44,12 @@ pub async fn serve(node: NodeContext, listener: std::net::TcpListener, tls: toki
                 continue;
             }
         };
+        // Admitted here with the client's address; the loopback hop to the RTMP listener is
+        // not counted again.
+        let Ok(permit) = node.connections.admit(peer.ip(), "rtmps") else { continue };
         let (acceptor, peers) = (acceptor.clone(), peers.clone());
         node.topology.workers.next().spawn(async move {
+            let _permit = permit;
             if let Err(reason) = relay(socket, peer, acceptor, rtmp, peers, handshake_timeout).await {
                 tracing::info!(%peer, %reason, "RTMPS connection closed");
             }

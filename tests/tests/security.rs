@@ -187,6 +187,35 @@ fn secrets_stay_out_of_the_api_the_log_and_errors() {
     assert!(!node.log().contains("TOPSECRET"));
 }
 
+/// Keys and tokens that publishers and players put in their URLs (RTMP query, SRT stream id
+/// fields, HTTP-FLV and WHEP queries) appear neither in the log, at debug level, nor in the
+/// API's streams and clients, while the streams and clients themselves do.
+#[test]
+fn stream_keys_in_publish_and_play_urls_stay_out_of_the_log_and_the_api() {
+    let scratch = Scratch::new("sec-keys");
+    let node = Node::start(&scratch, &[("RUST_LOG", "debug")]);
+    let source = ffmpeg::Source::default();
+    let rtmp_url = format!("{}?secret=RTMPKEY1&token=RTMPKEY2", node.rtmp_url("live/cam"));
+    let _rtmp = ffmpeg::publish(&rtmp_url, &source, &scratch, "rtmp");
+    let srt_url = format!("srt://127.0.0.1:{}?streamid=#!::r=live/srtcam,m=publish,token=SRTKEY3,key=SRTKEY4", node.ports.srt);
+    let _srt = ffmpeg::publish_ts(&srt_url, &source, &scratch, "srt");
+    assert!(wait_until(Duration::from_secs(20), || node.api("/api/v1/streams")["streams"].as_array().is_some_and(|s| s.len() == 2)), "{}", node.log());
+    let flv = format!("http://127.0.0.1:{}/live/cam.flv?token=FLVKEY5", node.ports.http);
+    let mut player = ffmpeg::record(&flv, &scratch.path("out.flv"), Some(3.0), &scratch, "flv");
+    let whep = http::send(node.ports.api, "POST", "/rtc/v1/whep/?app=live&stream=cam&token=WHEPKEY6", &[("Content-Type", "application/sdp")], b"v=0").unwrap();
+    assert_eq!(whep.status, 400);
+    let clients = wait_until(Duration::from_secs(10), || node.api("/api/v1/clients")["clients"].as_array().is_some_and(|c| c.len() >= 3));
+    let api = format!("{}{}", node.api("/api/v1/streams"), node.api("/api/v1/clients"));
+    assert!(clients, "{api}");
+    player.wait(Duration::from_secs(20));
+    let log = node.log();
+    assert!(api.contains("srtcam") && log.contains("live/cam") && log.contains("live/srtcam"), "{api}\n{log}");
+    for key in ["RTMPKEY1", "RTMPKEY2", "SRTKEY3", "SRTKEY4", "FLVKEY5", "WHEPKEY6"] {
+        assert!(!api.contains(key), "{key} in the API: {api}");
+        assert!(!log.contains(key), "{key} in the log: {log}");
+    }
+}
+
 /// With no API credentials configured, another host may neither read the API nor change the
 /// node or mint tokens (WHIP stays public). Runs in a private network namespace with a second address on `lo`,
 /// so the request really comes from a non-loopback address.

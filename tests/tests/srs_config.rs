@@ -22,16 +22,16 @@ fn an_srs_conf_runs_rtmp_http_flv_hls_dvr_and_hooks() {
     let hook_url = hooks.url("/api/v1/streams");
     let conf = move |p: &Ports| {
         format!(
-            "# srs.conf as SRS's docs write it\n{}max_connections 1000;\ndaemon off;\nsrs_log_tank console;\nvhost __defaultVhost__ {{\n    hls {{\n        enabled on;\n        hls_fragment 1;\n        hls_window 6;\n    }}\n    http_remux {{\n        enabled on;\n        mount [vhost]/[app]/[stream].flv;\n    }}\n    dvr {{\n        enabled on;\n        dvr_plan session;\n        dvr_path ./objs/nginx/html/[app]/[stream].[timestamp].flv;\n    }}\n    http_hooks {{\n        enabled on;\n        on_publish {hook_url};\n        on_unpublish {hook_url};\n    }}\n}}\n",
+            "# srs.conf as SRS's docs write it\n{}pid ./objs/srs.pid;\ndaemon off;\nsrs_log_tank console;\nvhost __defaultVhost__ {{\n    hls {{\n        enabled on;\n        hls_fragment 1;\n        hls_window 6;\n    }}\n    http_remux {{\n        enabled on;\n        mount [vhost]/[app]/[stream].flv;\n    }}\n    dvr {{\n        enabled on;\n        dvr_plan session;\n        dvr_path ./objs/nginx/html/[app]/[stream].[timestamp].flv;\n    }}\n    http_hooks {{\n        enabled on;\n        on_publish {hook_url};\n        on_unpublish {hook_url};\n    }}\n}}\n",
             listeners(p)
         )
     };
     let node = Node::start_srs(&scratch, Some(&conf), &|_| Vec::new());
     // What SRS would do and Estuary does not is named at start-up, once each, with its line.
-    assert!(node.wait_log("`max_connections` is not applied", Duration::from_secs(5)), "{}", node.log());
+    assert!(node.wait_log("`pid` is not applied", Duration::from_secs(5)), "{}", node.log());
     assert!(node.log().contains("srs.conf line 4: `http_server.dir`"), "{}", node.log());
-    assert!(node.log().contains("srs.conf line 8: `max_connections`"), "{}", node.log());
-    assert_eq!(node.log().matches("`max_connections`").count(), 1, "{}", node.log());
+    assert!(node.log().contains("srs.conf line 8: `pid`"), "{}", node.log());
+    assert_eq!(node.log().matches("`pid`").count(), 1, "{}", node.log());
 
     let mut publisher = publish(&node.rtmp_url("live/livestream"), &Source { duration: Some(8.0), ..Source::default() }, &scratch, "publisher");
     node.wait_live("live/livestream", Duration::from_secs(20));
@@ -107,11 +107,11 @@ fn srs_variables_alone_configure_the_node() {
 fn srs_t_checks_the_file_and_names_the_bad_line() {
     let scratch = Scratch::new("srs-t");
     let good = scratch.path("good.conf");
-    std::fs::write(&good, "listen 1935;\nmax_connections 1000;\nvhost __defaultVhost__ {\n    hls { enabled on; }\n}\n").unwrap();
+    std::fs::write(&good, "listen 1935;\npid ./objs/srs.pid;\nvhost __defaultVhost__ {\n    hls { enabled on; }\n}\n").unwrap();
     let out = std::process::Command::new(estuary_tests::estuary_bin()).args(["-t", "-c"]).arg(&good).output().expect("estuary -t");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("line 2: `max_connections`") && text.contains("configuration is valid"), "{text}");
+    assert!(text.contains("line 2: `pid`") && text.contains("configuration is valid"), "{text}");
     let bad = scratch.path("bad.conf");
     std::fs::write(&bad, "listen 1935;\nvhost __defaultVhost__ {\n    hls { enabled on; }\n").unwrap();
     let out = std::process::Command::new(estuary_tests::estuary_bin()).args(["-t", "-c"]).arg(&bad).output().expect("estuary -t");

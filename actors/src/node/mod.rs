@@ -8,6 +8,7 @@
 
 pub mod bounded;
 pub mod clients;
+pub mod connections;
 pub mod outputs;
 pub mod stats;
 pub mod supervision;
@@ -83,6 +84,8 @@ pub struct Node {
     pub vhosts: crate::settings::Reloadable<std::collections::BTreeSet<String>>,
     /// Connections the node makes to its own RTMP listener for RTMPS clients: their real peers.
     pub proxied_peers: Arc<ProxiedPeers>,
+    /// TCP connections open, against `node.max_connections` and `node.max_connections_per_ip`.
+    pub connections: Arc<connections::ConnectionGate>,
 }
 
 /// The real peer of each loopback connection a TLS front end (RTMPS) makes to a listener of this
@@ -119,6 +122,8 @@ pub struct NodeOptions {
     pub cluster: Option<crate::cluster::ClusterSettings>,
     /// Named vhosts with settings of their own.
     pub vhosts: std::collections::BTreeSet<String>,
+    /// Connection limits (0: none).
+    pub connections: connections::ConnectionLimits,
 }
 
 impl Node {
@@ -134,6 +139,7 @@ impl Node {
                 None
             }
         });
+        let connections = connections::ConnectionGate::new(options.connections, stats.clone());
         Arc::new(Node {
             topology: Topology::start(options.workers),
             clients: Clients::new(stats.clone()),
@@ -152,6 +158,7 @@ impl Node {
             cluster,
             vhosts: crate::settings::Reloadable::new(options.vhosts),
             proxied_peers: Default::default(),
+            connections,
         })
     }
 

@@ -90,9 +90,18 @@ impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
                 return;
             }
         };
-        let peer = match stream.peer_addr() {
-            // An RTMPS client's connection through the node's TLS front end: its real peer.
-            Ok(peer) => self.node.proxied_peers.take(&peer).unwrap_or(peer),
+        let (peer, permit) = match stream.peer_addr() {
+            // An RTMPS client's connection through the node's TLS front end: its real peer
+            // (admitted by the front end).
+            Ok(peer) => match self.node.proxied_peers.take(&peer) {
+                Some(client) => (client, None),
+                None => match self.node.connections.admit(peer.ip(), "rtmp") {
+                    Ok(permit) => (peer, Some(permit)),
+                    // Logged by the gate; the connection is closed unanswered (RTMP has no
+                    // way to say why before its handshake).
+                    Err(_) => return,
+                },
+            },
             Err(e) => {
                 tracing::debug!(error = %e, "RTMP connection gone before it was accepted");
                 return;
@@ -112,7 +121,7 @@ impl StreamHandler<io::Result<TcpStream>> for RtmpListener {
         let registry = self.registry.clone();
         let worker = self.node.topology.workers.next_worker();
         let (node, locals) = (self.node.clone(), worker.locals.clone());
-        RtmpSession::start_in_arbiter(&worker.arbiter, move |_| RtmpSession::new(node, locals, socket, peer, settings, registry));
+        RtmpSession::start_in_arbiter(&worker.arbiter, move |_| RtmpSession::new(node, locals, socket, peer, settings, registry).holding(permit));
     }
 }
 

@@ -57,6 +57,9 @@ enum State {
 /// One RTMP connection.
 pub struct RtmpSession {
     node: NodeContext,
+    /// The connection's slot under `node.max_connections` (none for RTMPS's loopback hop:
+    /// the TLS front end holds that client's).
+    permit: Option<crate::node::connections::Permit>,
     /// What the sessions of this session's worker share.
     locals: Arc<WorkerLocals>,
     client: ClientGuard,
@@ -86,6 +89,13 @@ pub struct RtmpSession {
 
 impl RtmpSession {
     /// A session for an accepted connection.
+    /// Holds `permit` for the session's life.
+    pub fn holding(mut self, permit: Option<crate::node::connections::Permit>) -> Self {
+        self.permit = permit;
+        self
+    }
+
+    /// A session on an accepted connection.
     pub fn new(node: NodeContext, locals: Arc<WorkerLocals>, socket: std::net::TcpStream, peer: SocketAddr, settings: Arc<RtmpSettings>, registry: Addr<StreamRegistry>) -> Self {
         let config = ServerConfig {
             chunk_size: settings.chunk_size,
@@ -96,6 +106,7 @@ impl RtmpSession {
         let span = tracing::info_span!("rtmp", client = client.id(), %peer, stream = tracing::field::Empty);
         RtmpSession {
             node,
+            permit: None,
             locals,
             client,
             span,

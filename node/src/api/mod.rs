@@ -78,7 +78,14 @@ pub fn extractors(cfg: &mut web::ServiceConfig) {
         // Like SRS, a JSON body is read whatever its Content-Type: `curl -d` sends
         // application/x-www-form-urlencoded. What is not JSON still gets 400 with serde's
         // reason (the field, or the line and column).
-        .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| actix_web::error::InternalError::from_response(err.to_string(), error(400, &format!("bad JSON body: {err}"))).into()));
+        .app_data(web::JsonConfig::default().limit(64 * 1024).content_type(|_| true).content_type_required(false).error_handler(|err, _| {
+            // Too large is 413, anything else about the body 400.
+            let status = match err {
+                actix_web::error::JsonPayloadError::Overflow { .. } | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => 413,
+                _ => 400,
+            };
+            actix_web::error::InternalError::from_response(err.to_string(), error(status, &format!("bad JSON body: {err}"))).into()
+        }));
 }
 
 /// Every API path (the HTTP server mounts them too, for the console).

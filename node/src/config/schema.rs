@@ -336,6 +336,8 @@ impl Default for DashSection {
 pub struct NodeSection {
     pub data_dir: PathBuf,
     pub workers: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -445,7 +447,7 @@ pub struct LogSection {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { data_dir: PathBuf::from("./estuary-data"), workers: 0 }
+        NodeSection { data_dir: PathBuf::from("./estuary-data"), workers: 0, max_connections: 10_000, max_connections_per_ip: 1000 }
     }
 }
 

@@ -167,6 +167,7 @@ fn block(tokens: &[(Token, usize)], at: &mut usize, opened: Option<usize>) -> Re
 pub const SUPPORTED: &[(&str, &str)] = &[
     ("listen", "rtmp.listen (the first address)"),
     ("chunk_size", "rtmp.chunk_size"),
+    ("max_connections", "node.max_connections"),
     ("srs_log_level", "log.level (verbose: trace, info: debug, trace: info, warn, error)"),
     ("srs_log_level_v2", "log.level (trace, debug, info, warn, error)"),
     ("srs_log_tank", "console only (logs go to standard error)"),
@@ -498,6 +499,7 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
             mapped.set("rtmp", "listen", V::String(addr));
         }
         "chunk_size" | "vhost.chunk_size" => mapped.set("rtmp", "chunk_size", V::Integer(number(origin, path, args)? as i64)),
+        "max_connections" => mapped.set("node", "max_connections", V::Integer(number(origin, path, args)? as i64)),
         "srs_log_level_v2" => {
             let level = match one(origin, path, args)? {
                 level @ ("trace" | "debug" | "info" | "warn" | "error") => level,
@@ -1061,6 +1063,7 @@ mod tests {
 # An srs.conf as SRS's docs write it.
 listen              1935;
 max_connections     1000;
+pid                 ./objs/srs.pid;
 daemon              off;
 srs_log_tank        console;
 http_api {
@@ -1143,6 +1146,7 @@ vhost other.example.com {
         finish(&mut mapped);
         let t = &mapped.table;
         assert_eq!(get(t, "rtmp", "listen").unwrap().as_str(), Some("0.0.0.0:1935"));
+        assert_eq!(get(t, "node", "max_connections").unwrap().as_integer(), Some(1000));
         assert_eq!(get(t, "api", "listen").unwrap().as_str(), Some("0.0.0.0:1985"));
         assert_eq!(get(t, "http", "listen").unwrap().as_str(), Some("0.0.0.0:8080"));
         assert_eq!(get(t, "rtc", "enabled").unwrap().as_bool(), Some(true));
@@ -1167,12 +1171,12 @@ vhost other.example.com {
         // What is not applied is named once each, with its line.
         let w = mapped.warnings.join("\n");
         for expected in [
-            "line 4: `max_connections`",
-            "line 14: `http_server.dir`",
-            "line 46: `vhost.refer` is not applied",
-            "line 35: `vhost.dvr.dvr_path`",
-            "line 51: vhost other.example.com: `vhost.play.gop_cache` sets stream.gop_cache, one setting for the whole node",
-            "line 52: vhost other.example.com: `vhost.security` is applied in __defaultVhost__ only",
+            "line 5: `pid`",
+            "line 15: `http_server.dir`",
+            "line 47: `vhost.refer` is not applied",
+            "line 36: `vhost.dvr.dvr_path`",
+            "line 52: vhost other.example.com: `vhost.play.gop_cache` sets stream.gop_cache, one setting for the whole node",
+            "line 53: vhost other.example.com: `vhost.security` is applied in __defaultVhost__ only",
         ] {
             assert!(w.contains(expected), "no warning {expected:?} in:\n{w}");
         }

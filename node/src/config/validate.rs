@@ -57,6 +57,8 @@ impl Config {
         range("rtmp.publish_timeout_ms", self.rtmp.publish_timeout_ms, 100, 3_600_000)?;
         range("rtmp.send_timeout_ms", self.rtmp.send_timeout_ms, 100, 600_000)?;
         range("node.workers", self.node.workers, 0, 256)?;
+        range("node.max_connections", self.node.max_connections, 0, 1_000_000)?;
+        range("node.max_connections_per_ip", self.node.max_connections_per_ip, 0, 1_000_000)?;
         range("stream.publisher_grace_ms", self.stream.publisher_grace_ms, 0, 3_600_000)?;
         range("stream.gop_cache_max_frames", self.stream.gop_cache_max_frames, 1, 100_000)?;
         range("stream.gop_cache_max_bytes", self.stream.gop_cache_max_bytes as u64, 1 << 20, 1 << 32)?;
