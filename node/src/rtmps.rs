@@ -48,8 +48,9 @@ pub async fn serve(node: NodeContext, listener: std::net::TcpListener, tls: toki
         // not counted again.
         let Ok(permit) = node.connections.admit(peer.ip(), "rtmps") else { continue };
         let (acceptor, peers) = (acceptor.clone(), peers.clone());
+        let counted = node.census.enter("rtmps_relay");
         node.topology.workers.next().spawn(async move {
-            let _permit = permit;
+            let (_permit, _counted) = (permit, counted);
             if let Err(reason) = relay(socket, peer, acceptor, rtmp, peers, handshake_timeout).await {
                 tracing::info!(%peer, %reason, "RTMPS connection closed");
             }

@@ -60,7 +60,9 @@ pub async fn ensure(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &S
 fn spawn_pull(node: NodeContext, registry: Addr<StreamRegistry>, key: StreamKey, owner: String, rtmp: String) {
     tracing::info!(stream = %key, %owner, upstream = %rtmp, "pulling a stream from its owner");
     let worker = node.topology.workers.next();
+    let counted = node.census.enter("cluster_pull");
     worker.spawn(async move {
+        let _counted = counted;
         let result = run(&node, registry.clone(), &key, &rtmp).await;
         match &result {
             Ok(reason) => tracing::info!(stream = %key, %owner, %reason, "pull ended"),

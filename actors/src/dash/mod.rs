@@ -38,6 +38,8 @@ struct Listed {
 /// Writes DASH for one stream.
 pub struct DashMuxer {
     node: NodeContext,
+    /// On the node's census while the actor lives.
+    _counted: crate::node::census::Counted,
     key: StreamKey,
     settings: Arc<SegmentSettings>,
     dir: PathBuf,
@@ -66,6 +68,7 @@ impl DashMuxer {
         crate::files::remove_all(&left);
         let dir = settings.dir.join(&key.app);
         DashMuxer {
+            _counted: node.census.enter("dash_muxer"),
             node,
             key,
             dir,

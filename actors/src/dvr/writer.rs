@@ -64,6 +64,8 @@ struct OpenFile {
 /// Records one stream.
 pub struct DvrWriter {
     node: NodeContext,
+    /// On the node's census while the actor lives.
+    _counted: crate::node::census::Counted,
     key: StreamKey,
     settings: Arc<DvrSettings>,
     storage: StorageHandle,
@@ -94,6 +96,7 @@ impl DvrWriter {
     /// A writer reading `rx` (a subscription of the stream actor).
     pub fn new(node: NodeContext, key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps, has_video: bool) -> Self {
         DvrWriter {
+            _counted: node.census.enter("dvr_writer"),
             node,
             key,
             settings,

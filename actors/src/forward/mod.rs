@@ -291,7 +291,7 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, key: Strea
     node.forwards.table.insert(id, entry.clone());
     tracing::info!(stream = %key, destination = %crate::access::secrets::mask_url(destination.url()), %origin, "forwarding started");
     let status = entry.status();
-    node.topology.workers.next().spawn(run(entry, destination, subscription, node.forwards.tls_ca_file.clone(), guarded));
+    node.topology.workers.next().spawn(node.census.track("forward", run(entry, destination, subscription, node.forwards.tls_ca_file.clone(), guarded)));
     Ok(status)
 }
 

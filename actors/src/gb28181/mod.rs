@@ -133,7 +133,9 @@ pub async fn serve(node: NodeContext, listener: std::net::TcpListener, registry:
         match listener.accept().await {
             Ok((socket, peer)) => {
                 let (node, registry) = (node.clone(), registry.clone());
+                let counted = node.census.enter("gb28181_media");
                 node.topology.workers.next().spawn(async move {
+                    let _counted = counted;
                     let reason = connection(node, socket, peer, registry).await;
                     tracing::info!(%peer, %reason, "GB28181 media connection closed");
                 });
@@ -368,7 +370,9 @@ pub async fn serve_udp(node: NodeContext, socket: std::net::UdpSocket, registry:
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RtpPacket>(1024);
         sessions.insert(packet.ssrc, (peer, tx));
         let (session_node, registry) = (node.clone(), registry.clone());
+        let counted = node.census.enter("gb28181_media");
         node.topology.workers.next().spawn(async move {
+            let _counted = counted;
             let mut session = match MediaSession::open(session_node, &packet, peer, registry, "udp").await {
                 Ok(s) => s,
                 Err(_) => return,

@@ -65,6 +65,8 @@ impl HlsHistory {
 /// Writes HLS for one stream.
 pub struct HlsMuxer {
     node: NodeContext,
+    /// On the node's census while the actor lives.
+    _counted: crate::node::census::Counted,
     key: StreamKey,
     settings: Arc<SegmentSettings>,
     dir: PathBuf,
@@ -104,6 +106,7 @@ impl HlsMuxer {
             None => (MediaPlaylist { target_duration: settings.fragment.as_secs_f64().round().max(1.0) as u64, ..Default::default() }, 0, VecDeque::new(), false, 0),
         };
         HlsMuxer {
+            _counted: node.census.enter("hls_muxer"),
             node,
             key,
             dir,

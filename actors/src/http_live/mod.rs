@@ -261,6 +261,8 @@ pub async fn play_on(
         LiveFormat::Ts => ("http-ts", "video/mp2t", Format::Ts),
     };
     let (guard, subscription) = admit(node, registry, &key, peer, &params, protocol, true).await?;
+    // Counted until the player has gone (this function returns then).
+    let _counted = node.census.enter("http_live_player");
     let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nCache-Control: no-cache\r\nConnection: close\r\n{head_fields}\r\n");
     let mut own = vec![Bytes::from(head)];
     if live_format == LiveFormat::Flv {

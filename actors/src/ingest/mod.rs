@@ -107,7 +107,7 @@ pub fn start(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec
     );
     node.ingests.table.insert(spec.id, entry.clone());
     tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %crate::access::secrets::mask_url(&spec.source), %origin, "ingest started");
-    node.topology.workers.next().spawn(run(node.clone(), registry, spec, entry));
+    node.topology.workers.next().spawn(node.census.track("ingest", run(node.clone(), registry, spec, entry)));
 }
 
 /// A clip: configuration frames, media frames in decode order, and its length.

@@ -7,6 +7,7 @@
 //! and evicts (see each table's docs).
 
 pub mod bounded;
+pub mod census;
 pub mod clients;
 pub mod connections;
 pub mod outputs;
@@ -86,6 +87,8 @@ pub struct Node {
     pub proxied_peers: Arc<ProxiedPeers>,
     /// TCP connections open, against `node.max_connections` and `node.max_connections_per_ip`.
     pub connections: Arc<connections::ConnectionGate>,
+    /// Actors and per-connection tasks alive, by kind (for leak checks).
+    pub census: Arc<census::Census>,
 }
 
 /// The real peer of each loopback connection a TLS front end (RTMPS) makes to a listener of this
@@ -159,6 +162,7 @@ impl Node {
             vhosts: crate::settings::Reloadable::new(options.vhosts),
             proxied_peers: Default::default(),
             connections,
+            census: Default::default(),
         })
     }
 

@@ -57,6 +57,8 @@ enum State {
 /// One RTMP connection.
 pub struct RtmpSession {
     node: NodeContext,
+    /// On the node's census while the actor lives.
+    _counted: crate::node::census::Counted,
     /// The connection's slot under `node.max_connections` (none for RTMPS's loopback hop:
     /// the TLS front end holds that client's).
     permit: Option<crate::node::connections::Permit>,
@@ -105,6 +107,7 @@ impl RtmpSession {
         let client = node.clients.register("rtmp", peer.to_string());
         let span = tracing::info_span!("rtmp", client = client.id(), %peer, stream = tracing::field::Empty);
         RtmpSession {
+            _counted: node.census.enter("rtmp_session"),
             node,
             permit: None,
             locals,

@@ -296,7 +296,8 @@ impl SrtListener {
                     listener: ctx.address(),
                     node: self.node.clone(),
                 };
-                self.node.topology.workers.next().spawn(session::run(setup));
+                let census = self.node.census.clone();
+                self.node.topology.workers.next().spawn(census.track("srt_session", session::run(setup)));
             }
             ConnectionResult::NotHandled(error) => tracing::debug!(%peer, %error, "SRT handshake packet not handled"),
             ConnectionResult::NoAction => {}

@@ -43,6 +43,8 @@ pub(super) struct Publisher {
 /// One live stream.
 pub struct StreamActor {
     pub(super) node: NodeContext,
+    /// On the node's census while the actor lives.
+    _counted: crate::node::census::Counted,
     pub(super) key: StreamKey,
     pub(super) generation: u64,
     /// The settings of the current publish, taken from `live` when a publisher attaches.
@@ -95,6 +97,7 @@ impl StreamActor {
     /// A stream actor for `key`.
     pub fn new(node: NodeContext, key: StreamKey, generation: u64, live: Arc<crate::settings::Reloadable<crate::settings::VhostStreamSettings>>, registry: Addr<StreamRegistry>, storage: StorageHandle) -> Self {
         StreamActor {
+            _counted: node.census.enter("stream"),
             settings: live.get().for_vhost(&key.vhost).clone(),
             node,
             key,

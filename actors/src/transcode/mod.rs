@@ -145,7 +145,9 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: 
         started.push(entry.status());
         tracing::info!(source = %source, output = %output, "transcoder started");
         let (settings, source) = (settings.clone(), source.clone());
+        let counted = node.census.enter("transcode");
         node.topology.workers.next().spawn(async move {
+            let _counted = counted;
             let mut rx = subscription.rx;
             let ended = async move { while rx.recv().await.is_some() {} };
             supervise(entry, settings, source, output, rendition, ended).await;

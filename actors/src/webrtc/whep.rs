@@ -77,6 +77,7 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     guard.record().set_role(ClientRole::Play, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
     let worker = node.topology.workers.next_worker();
+    let counted = node.census.enter("whep_session");
     let player = Player {
         node,
         locals: worker.locals.clone(),
@@ -96,7 +97,7 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     };
     let rx = subscription.rx;
     worker.arbiter.spawn(async move {
-        let _guard = guard;
+        let (_guard, _counted) = (guard, counted);
         player.run(rx).await;
     });
     Ok(SessionAnswer { sdp: answer.sdp, id })

@@ -61,9 +61,10 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
     guard.record().set_role(ClientRole::Publish, key.to_string());
     tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
     let worker = node.topology.workers.next();
+    let counted = node.census.enter("whip_session");
     let session = Session { node, peer, stream, key, pli_interval: settings.pli_interval, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
     worker.spawn(async move {
-        let _guard = guard;
+        let (_guard, _counted) = (guard, counted);
         session.run().await;
     });
     Ok(SessionAnswer { sdp: answer.sdp, id })

@@ -14,6 +14,7 @@
 //! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
 //! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
 //! | `GET /api/v1/supervisors` | restart counts |
+//! | `GET /api/v1/tasks` | actors and tasks alive by kind, connections, clients (leak checks) |
 //! | `GET /api/v1/cluster` | the cluster directory: this node, the registry's health, the nodes (role, addresses, load, last beat) and the stream owners; `mode: "standalone"` and nothing else on a standalone node |
 //! | `POST /api/v1/debug/fault?actor=&stream=&kind=&ms=&during_ms=` | fault injection (only with `api.debug_faults`): `actor` is `rtmp_listener`, `srt_listener`, `storage`, or `stream`, `hls`, `dash`, `dvr` of `stream=app/name`; `kind` is `panic` (default), `stall` (`ms`) or `slow` (sleep `ms` per write for `during_ms`) |
 //! | `GET /api/v1/console` | what the web console shows play URLs from: ports, switches, upload limits |
@@ -142,6 +143,7 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/forwards", web::post().to(add_forward))
         .route("/api/v1/forwards/{id}", web::delete().to(remove_forward))
         .route("/api/v1/supervisors", web::get().to(supervisors))
+        .route("/api/v1/tasks", web::get().to(tasks))
         .route("/api/v1/debug/fault", web::post().to(fault))
         .route("/api/v1/console", web::get().to(console_info))
         .route("/api/v1/uploads", web::get().to(list_uploads))

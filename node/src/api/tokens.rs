@@ -1,4 +1,5 @@
-//! `POST /api/v1/tokens` (signed URL tokens) and `GET /api/v1/supervisors` (restart counts).
+//! `POST /api/v1/tokens` (signed URL tokens), `GET /api/v1/supervisors` (restart counts) and
+//! `GET /api/v1/tasks` (what the node holds, for leak checks).
 
 use super::*;
 
@@ -25,4 +26,20 @@ pub(super) async fn mint_token(_: Authorized, state: web::Data<AppState>, body: 
 
 pub(super) async fn supervisors(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "restarts": state.node.restarts.snapshot() }))
+}
+
+/// `GET /api/v1/tasks`: what the node holds now, for leak checks: actors and per-connection
+/// tasks by kind (RTMP sessions, streams, muxers, SRT and WebRTC sessions, delivery players,
+/// ...), TCP connections open and clients registered.
+pub(super) async fn tasks(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let kinds = state.node.census.snapshot();
+    let total: usize = kinds.values().sum();
+    HttpResponse::Ok().json(json!({
+        "code": 0,
+        "server": SERVER,
+        "total": total,
+        "kinds": kinds,
+        "connections": state.node.connections.open(),
+        "clients": state.node.clients.snapshot().len(),
+    }))
 }
