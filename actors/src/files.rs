@@ -9,11 +9,46 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| file.write_all(data)).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A full disk leaves a partial file: it would hold the space it is short of.
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written
+}
+
+/// The write failures of one output (a stream's HLS or DASH files): the first is logged with
+/// its reason, repeats at most once a minute, and the recovery once; each is counted in
+/// `estuary_disk_write_errors_total`.
+#[derive(Debug, Default)]
+pub struct WriteFailures {
+    since: Option<std::time::Instant>,
+    logged: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl WriteFailures {
+    /// A write of `what` failed.
+    pub fn failed(&mut self, node: &crate::node::Node, stream: &crate::StreamKey, output: &'static str, what: &str, error: &std::io::Error) {
+        node.stats.inc("estuary_disk_write_errors_total", &[("output", output)]);
+        self.count += 1;
+        let now = std::time::Instant::now();
+        self.since.get_or_insert(now);
+        if self.logged.is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(60)) {
+            self.logged = Some(now);
+            let reason = crate::dvr::describe_write_error(error);
+            tracing::error!(%stream, output, file = what, %error, %reason, failures = self.count, "cannot write {output} files; skipping them until writing works again");
+        }
+    }
+
+    /// A write succeeded: logs the recovery after failures. Returns whether it had failed.
+    pub fn succeeded(&mut self, stream: &crate::StreamKey, output: &'static str) -> bool {
+        let Some(since) = self.since.take() else { return false };
+        tracing::info!(%stream, output, failures = self.count, failing_s = since.elapsed().as_secs(), "{output} writing works again");
+        self.logged = None;
+        self.count = 0;
+        true
+    }
 }
 
 /// Removes a file; a file already gone is fine.

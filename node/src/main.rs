@@ -209,11 +209,15 @@ fn init_logging(level: &str) -> reload::LogLevelSetter {
 fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) -> Result<(), String> {
     let store = Store::open(&config.node.data_dir).map_err(|e| format!("cannot open the database: {e}"))?;
     // HLS and DASH files are live artifacts: whatever a previous run left is stale.
+    // The directories themselves stay: each may be a mount point (a tmpfs for HLS).
     for dir in [config.hls_dir(), config.dash_dir()] {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-        }
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| format!("cannot clear {}: {e}", dir.display()))?.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
+        }
     }
     let dvr_dir = config.dvr_dir();
     std::fs::create_dir_all(&dvr_dir).map_err(|e| format!("cannot create the DVR directory {}: {e}", dvr_dir.display()))?;

@@ -129,6 +129,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     for (name, help) in [
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
+        ("estuary_disk_write_errors_total", "Writes of DVR recordings, HLS and DASH files that failed (a full disk), by output."),
         ("estuary_connections_refused_total", "TCP connections refused by node.max_connections or node.max_connections_per_ip, by listener and reason."),
         ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
         ("estuary_cluster_registry_errors_total", "Cluster registry (Redis) operations that failed or timed out."),
@@ -158,6 +159,8 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
     f.sample("estuary_storage_dropped_total", &[], stats.storage_dropped.load(Ordering::Relaxed) as f64);
     f.header("estuary_dvr_recordings", "gauge", "Streams being recorded (DVR) now.");
     f.sample("estuary_dvr_recordings", &[], state.node.dvr.writing() as f64);
+    f.header("estuary_dvr_suspended", "gauge", "Streams whose recording is suspended because writes fail (a full disk); it resumes by itself.");
+    f.sample("estuary_dvr_suspended", &[], state.node.dvr.recording().iter().filter(|(_, failure)| failure.is_some()).count() as f64);
     f.header("estuary_forwards", "gauge", "Forwards (restreams) by state: connecting, live, retrying.");
     let forwards = estuary_actors::forward::list(&state.node);
     for name in ["connecting", "live", "retrying"] {

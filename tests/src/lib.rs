@@ -383,11 +383,50 @@ pub fn private_network() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0"))).unwrap_or(false)
+}
+
+/// Gives the calling thread (and the processes it starts, a node included) a private mount
+/// namespace, so it can mount small filesystems (a tmpfs) that nothing else sees. Mounts made
+/// in it go when the last process in it ends.
+pub fn private_mounts() -> Result<(), String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS) failed: {e} (a private mount namespace needs root or CAP_SYS_ADMIN)"))?;
+    let status = Command::new("mount").args(["--make-rprivate", "/"]).status().map_err(|e| format!("cannot run `mount`: {e}"))?;
+    if !status.success() {
+        return Err(format!("`mount --make-rprivate /` failed: {status}"));
+    }
+    Ok(())
+}
+
+/// Mounts a tmpfs of `megabytes` at `dir` (made if missing), in the calling thread's mount
+/// namespace (see [`private_mounts`]).
+pub fn mount_tmpfs(dir: &Path, megabytes: u32) {
+    std::fs::create_dir_all(dir).expect("mount point");
+    let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"]).arg(dir).status().expect("mount");
+    assert!(status.success(), "mount -t tmpfs at {} failed: {status}", dir.display());
+}
+
+/// [`private_mounts`], or `None` after saying why the suite is skipped (only when not root,
+/// as for [`private_network_or_skip`]).
+pub fn private_mounts_or_skip(suite: &str) -> Option<()> {
+    let root = is_root();
+    match private_mounts() {
+        Ok(()) => Some(()),
+        Err(reason) if !root => {
+            eprintln!("SKIPPED {suite}: not root, so no private mount namespace: {reason}");
+            None
+        }
+        Err(reason) => panic!("{suite} needs a private mount namespace: {reason}"),
+    }
+}
+
 /// [`private_network`], or `None` after saying on stderr why the calling suite is skipped:
 /// only when not running as root. As root (tests/run in CI) not getting a namespace is a
 /// failure, so the suite can never pass by silently doing nothing.
 pub fn private_network_or_skip(suite: &str) -> Option<()> {
-    let root = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0"))).unwrap_or(false);
+    let root = is_root();
     match private_network() {
         Ok(()) => Some(()),
         Err(reason) if !root => {

@@ -57,6 +57,8 @@ pub struct DashMuxer {
     audio_next: Option<i64>,
     /// This muxer's generation among the stream's DASH muxers (see `node::outputs`).
     generation: u64,
+    /// Segment writes failing (a full disk): logged once, counted, recovery logged.
+    write_failures: crate::files::WriteFailures,
 }
 
 impl DashMuxer {
@@ -69,6 +71,7 @@ impl DashMuxer {
         let dir = settings.dir.join(&key.app);
         DashMuxer {
             _counted: node.census.enter("dash_muxer"),
+            write_failures: Default::default(),
             node,
             key,
             dir,
@@ -206,9 +209,10 @@ impl DashMuxer {
             let start = to_timescale(track, first.dts, timebase);
             let name = format!("{}-{}-{}.m4s", self.key.stream, Self::rep_id(track), start.max(0));
             if let Err(e) = write_atomic(&self.dir.join(&name), &data) {
-                tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write DASH segment");
+                self.write_failures.failed(&self.node, &self.key, "DASH", &name, &e);
                 continue;
             }
+            self.write_failures.succeeded(&self.key, "DASH");
             let end = match next_dts {
                 Some(next) => to_timescale(track, next, timebase),
                 None => {

@@ -46,7 +46,7 @@ pub mod repair;
 pub mod rewind;
 mod writer;
 
-pub use writer::{DvrWriter, GetOpenRecordings, OpenRecording, StopRecording};
+pub use writer::{describe_write_error, DvrWriter, GetOpenRecordings, OpenRecording, StopRecording};
 
 use crate::settings::DvrSettings;
 use actix::prelude::*;
@@ -67,6 +67,9 @@ pub struct DvrRuntime {
     writers: Mutex<HashMap<StreamKey, Addr<DvrWriter>>>,
     /// Files closed whose index entry is not stored yet (at most [`CLOSED_KEPT`] a stream).
     closed: Mutex<HashMap<StreamKey, Vec<OpenRecording>>>,
+    /// Streams whose recording is suspended because writes fail, with why and since when
+    /// (unix ms); at most one entry per running writer.
+    failures: Mutex<HashMap<StreamKey, (String, i64)>>,
     serial: AtomicU64,
 }
 
@@ -75,7 +78,7 @@ const CLOSED_KEPT: usize = 4;
 
 impl Default for DvrRuntime {
     fn default() -> Self {
-        DvrRuntime { switches: Mutex::new(BoundedMap::new(MAX_SWITCHES)), writers: Mutex::default(), closed: Mutex::default(), serial: AtomicU64::new(0) }
+        DvrRuntime { switches: Mutex::new(BoundedMap::new(MAX_SWITCHES)), writers: Mutex::default(), closed: Mutex::default(), failures: Mutex::default(), serial: AtomicU64::new(0) }
     }
 }
 
@@ -96,6 +99,33 @@ impl DvrRuntime {
     /// How many streams are being recorded now.
     pub fn writing(&self) -> usize {
         self.writers.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|a| a.connected()).count()
+    }
+
+    /// Records (`Some`) or clears (`None`) why recording `key` is suspended.
+    pub fn set_failure(&self, key: &StreamKey, failure: Option<String>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            Some(reason) => {
+                failures.insert(key.clone(), (reason, crate::unix_ms()));
+            }
+            None => {
+                failures.remove(key);
+            }
+        }
+    }
+
+    /// Why recording `key` is suspended and since when (unix ms), if it is.
+    pub fn failure(&self, key: &StreamKey) -> Option<(String, i64)> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Every stream being recorded, with its failure if recording is suspended.
+    pub fn recording(&self) -> Vec<(StreamKey, Option<(String, i64)>)> {
+        let keys: Vec<StreamKey> = self.writers.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(_, a)| a.connected()).map(|(k, _)| k.clone()).collect();
+        keys.into_iter().map(|key| {
+            let failure = self.failure(&key);
+            (key, failure)
+        }).collect()
     }
 
     /// The writer recording `key`, if one runs.

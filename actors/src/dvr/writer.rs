@@ -20,6 +20,26 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+/// After a write fails (a full disk), how long the writer waits before it tries a new file
+/// (at the next keyframe after that).
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Recording is suspended after a failed write until a new file can be written.
+struct Suspended {
+    reason: String,
+    retry_at: std::time::Instant,
+    lost_frames: u64,
+}
+
+/// What a failed write means to an operator: "disk full" (ENOSPC, EDQUOT) or the error.
+pub fn describe_write_error(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(28) => "disk full".to_string(),
+        Some(122) => "disk quota exceeded".to_string(),
+        _ => error.to_string(),
+    }
+}
+
 
 /// Asks a writer to close its file and stop (the API's DVR stop).
 #[derive(Message)]
@@ -80,6 +100,8 @@ pub struct DvrWriter {
     /// overlaps (re-anchored when the two clocks drift apart by more than a second).
     anchor: Option<(i64, i64)>,
     failed: bool,
+    /// Set while writes fail (a full disk): frames are dropped until a new file can be written.
+    suspended: Option<Suspended>,
     video_step_ms: i64,
     last_video_dts_ms: Option<i64>,
     gaps: Gaps,
@@ -109,6 +131,7 @@ impl DvrWriter {
             closing: None,
             anchor: None,
             failed: false,
+            suspended: None,
             video_step_ms: 40,
             last_video_dts_ms: None,
             gaps,
@@ -223,13 +246,31 @@ impl DvrWriter {
             return;
         }
         if self.open.is_none() {
+            if let Some(suspended) = self.suspended.as_mut() {
+                if !start_point || std::time::Instant::now() < suspended.retry_at {
+                    suspended.lost_frames += 1;
+                    return;
+                }
+            }
             if !start_point {
                 return;
             }
-            if let Err(e) = self.open_file(&frame) {
-                tracing::error!(stream = %self.key, error = %e, "cannot start a recording file; recording of this stream stops");
-                self.failed = true;
-                return;
+            match self.open_file(&frame) {
+                Ok(()) => {
+                    if let Some(suspended) = self.suspended.take() {
+                        tracing::info!(stream = %self.key, lost_frames = suspended.lost_frames, after = %suspended.reason, "recording resumed: writing works again");
+                        self.node.dvr.set_failure(&self.key, None);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(stream = %self.key, error = %e, "cannot start a recording file; recording of this stream stops");
+                    self.failed = true;
+                    return;
+                }
+                Err(e) => {
+                    self.suspend(&e, "cannot start a recording file");
+                    return;
+                }
             }
         }
         let fragment_ms = self.settings.fragment.as_millis() as i64;
@@ -257,11 +298,36 @@ impl DvrWriter {
         }
     }
 
+    /// A write failed: the file is closed at its last complete fragment (and indexed so), the
+    /// stretch until recording resumes becomes a gap in the index, and a new file is tried at
+    /// the first keyframe [`RETRY_AFTER_FAILURE`] later, and so on until one can be written.
     fn fail(&mut self, error: std::io::Error) {
-        let file = self.open.as_ref().map(|o| o.absolute.display().to_string()).unwrap_or_default();
-        tracing::error!(stream = %self.key, %file, %error, "recording write failed; recording of this stream stops (the file is repaired on the next start)");
-        self.open = None;
-        self.failed = true;
+        let file = self.open.as_ref().map(|o| o.recording.path.clone()).unwrap_or_default();
+        let end = self.last_wall_ms();
+        tracing::error!(stream = %self.key, %file, %error, "recording write failed; the file is closed at its last complete fragment, recording resumes when writing works again");
+        let reason = describe_write_error(&error);
+        self.close(&format!("write failed: {reason}"));
+        if self.open_gap.is_none() {
+            self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), 0, format!("recording write failed: {reason}")));
+        }
+        self.suspend(&error, "recording write failed");
+    }
+
+    fn suspend(&mut self, error: &std::io::Error, what: &str) {
+        let reason = describe_write_error(error);
+        let retry_at = std::time::Instant::now() + RETRY_AFTER_FAILURE;
+        match self.suspended.as_mut() {
+            Some(suspended) => suspended.retry_at = retry_at,
+            None => {
+                if self.open_gap.is_none() {
+                    self.open_gap = Some((crate::unix_ms(), 0, format!("{what}: {reason}")));
+                }
+                tracing::warn!(stream = %self.key, %reason, retry_s = RETRY_AFTER_FAILURE.as_secs(), "{what}; recording is suspended and tried again at a keyframe every few seconds");
+                self.node.stats.inc("estuary_disk_write_errors_total", &[("output", "dvr")]);
+                self.node.dvr.set_failure(&self.key, Some(format!("{what}: {reason}")));
+                self.suspended = Some(Suspended { reason, retry_at, lost_frames: 0 });
+            }
+        }
     }
 
     fn open_file(&mut self, first: &MediaFrame) -> std::io::Result<()> {
@@ -295,7 +361,8 @@ impl DvrWriter {
         let header = match self.settings.format {
             DvrFormat::Mp4 => {
                 if tracks.is_empty() {
-                    return Err(std::io::Error::other("no track Estuary can write to MP4 (H.264, H.265, AAC)"));
+                    let _ = std::fs::remove_file(&absolute);
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no track Estuary can write to MP4 (H.264, H.265, AAC)"));
                 }
                 fmp4::init_segment(&tracks).to_vec()
             }
@@ -312,9 +379,12 @@ impl DvrWriter {
                 out
             }
         };
-        file.write_all(&header)?;
-        file.sync_all()?;
-        File::open(&dir)?.sync_all()?;
+        let written = file.write_all(&header).and_then(|()| file.sync_all()).and_then(|()| File::open(&dir)?.sync_all());
+        if let Err(e) = written {
+            // Not indexed yet: nothing refers to it.
+            let _ = std::fs::remove_file(&absolute);
+            return Err(e);
+        }
         let samples = tracks.iter().map(TrackSamples::empty_for).collect();
         let recording = Recording {
             id: self.node.dvr.new_recording_id(),
@@ -390,8 +460,9 @@ impl DvrWriter {
 
     fn finalize(&mut self, mut open: OpenFile, reason: &str) {
         if let Err(e) = write_fragment(&mut open, self.settings.format) {
-            tracing::error!(stream = %self.key, file = %open.recording.path, error = %e, "recording write failed; the file is repaired on the next start");
-            return;
+            // The failed fragment was taken back: the file ends at its last complete one.
+            tracing::error!(stream = %self.key, file = %open.recording.path, error = %e, "the last fragment of the recording could not be written; the file ends at the one before");
+            self.node.stats.inc("estuary_disk_write_errors_total", &[("output", "dvr")]);
         }
         if let Err(e) = open.file.sync_all() {
             tracing::error!(stream = %self.key, file = %open.recording.path, error = %e, "recording sync failed; the file is repaired on the next start");
@@ -430,10 +501,31 @@ impl DvrWriter {
     }
 }
 
+/// Appends the pending frames as one fragment and syncs it. On failure the fragment is taken
+/// back (the file cut to its previous length, the sample tables and keyframes as before, the
+/// pending frames dropped), so the file and its description end at the last complete fragment.
 fn write_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()> {
     if open.pending.is_empty() {
         return Ok(());
     }
+    let before = (open.position, open.sequence, open.recording.keyframes.len(), open.samples.iter().map(|t| t.samples.len()).collect::<Vec<_>>());
+    let written = append_fragment(open, format);
+    if written.is_err() {
+        let (position, sequence, keyframes, samples) = before;
+        let _ = open.file.set_len(position);
+        let _ = std::io::Seek::seek(&mut open.file, std::io::SeekFrom::Start(position));
+        open.position = position;
+        open.sequence = sequence;
+        open.recording.keyframes.truncate(keyframes);
+        for (table, len) in open.samples.iter_mut().zip(samples) {
+            table.samples.truncate(len);
+        }
+        open.last_end_ms = open.durable_end_ms;
+    }
+    written
+}
+
+fn append_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()> {
     let pending = std::mem::take(&mut open.pending);
     match format {
         DvrFormat::Mp4 => {
@@ -515,6 +607,7 @@ impl Actor for DvrWriter {
         self.close("recording stopped");
         // A gap that no new file closed ends here.
         self.index_gap(crate::unix_ms());
+        self.node.dvr.set_failure(&self.key, None);
         self.node.dvr.unregister_writer(&self.key);
     }
 }

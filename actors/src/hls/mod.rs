@@ -75,6 +75,8 @@ pub struct HlsMuxer {
     next_sequence: u64,
     retired: VecDeque<String>,
     discontinuity: bool,
+    /// Segment writes failing (a full disk): logged once, counted, recovery logged.
+    write_failures: crate::files::WriteFailures,
     video_config: Option<Arc<MediaFrame>>,
     audio_config: Option<Arc<MediaFrame>>,
     ts: Option<TsMuxer>,
@@ -106,6 +108,7 @@ impl HlsMuxer {
             None => (MediaPlaylist { target_duration: settings.fragment.as_secs_f64().round().max(1.0) as u64, ..Default::default() }, 0, VecDeque::new(), false, 0),
         };
         HlsMuxer {
+            write_failures: Default::default(),
             _counted: node.census.enter("hls_muxer"),
             node,
             key,
@@ -245,9 +248,12 @@ impl HlsMuxer {
         let duration = (cut.end_ms - cut.start_ms).max(1) as f64 / 1000.0;
         let written = data.and_then(|data| write_atomic(&self.dir.join(&name), &data));
         if let Err(e) = written {
-            tracing::error!(stream = %self.key, segment = %name, error = %e, "cannot write HLS segment; skipping it");
+            self.write_failures.failed(&self.node, &self.key, "HLS", &name, &e);
+            // The playlist skips this stretch of time: players are told.
+            self.discontinuity = true;
             return;
         }
+        self.write_failures.succeeded(&self.key, "HLS");
         self.next_sequence += 1;
         let mut body = crate::access::hooks::body(0, "", &self.key.vhost, &self.key.app, &self.key.stream, &[]);
         body["duration"] = duration.into();

@@ -14,6 +14,7 @@
 //! | `GET /api/v1/clients[?start=&count=]`, `GET /api/v1/clients/{id}`, `DELETE /api/v1/clients/{id}` | clients; DELETE kicks |
 //! | `POST /api/v1/tokens` | mints a signed URL token: `{"action":"play","app":"live","stream":"s","ttl_seconds":3600}` |
 //! | `GET /api/v1/supervisors` | restart counts |
+//! | `GET /api/v1/dvr` | streams being recorded: recording, or suspended with the error |
 //! | `GET /api/v1/tasks` | actors and tasks alive by kind, connections, clients (leak checks) |
 //! | `GET /api/v1/cluster` | the cluster directory: this node, the registry's health, the nodes (role, addresses, load, last beat) and the stream owners; `mode: "standalone"` and nothing else on a standalone node |
 //! | `POST /api/v1/debug/fault?actor=&stream=&kind=&ms=&during_ms=` | fault injection (only with `api.debug_faults`): `actor` is `rtmp_listener`, `srt_listener`, `storage`, or `stream`, `hls`, `dash`, `dvr` of `stream=app/name`; `kind` is `panic` (default), `stall` (`ms`) or `slow` (sleep `ms` per write for `during_ms`) |
@@ -118,6 +119,7 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/recordings", web::get().to(list_recordings))
         .route("/api/v1/recordings", web::delete().to(delete_recordings))
         .route("/api/v1/dvr", web::post().to(dvr_control))
+        .route("/api/v1/dvr", web::get().to(dvr_status))
         .route("/rtc/v1/whip", web::post().to(whip_publish))
         .route("/rtc/v1/whip/resource/{id}", web::delete().to(rtc_delete))
         .route("/rtc/v1/whep", web::post().to(whep_play))

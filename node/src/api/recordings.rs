@@ -180,3 +180,21 @@ pub(super) async fn dvr_control(_: Authorized, state: web::Data<AppState>, query
     let recording = state.node.dvr.writer_of(&key).is_some();
     HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "app": key.app, "stream": key.stream, "action": query.action, "recording": recording }))
 }
+
+/// `GET /api/v1/dvr`: the streams being recorded now, each `recording`, or `suspended` with
+/// the error (a full disk) and since when; a suspended recording resumes by itself when
+/// writing works again.
+pub(super) async fn dvr_status(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let mut streams: Vec<serde_json::Value> = state
+        .node
+        .dvr
+        .recording()
+        .into_iter()
+        .map(|(key, failure)| match failure {
+            None => json!({ "vhost": key.vhost, "app": key.app, "stream": key.stream, "state": "recording" }),
+            Some((error, since_ms)) => json!({ "vhost": key.vhost, "app": key.app, "stream": key.stream, "state": "suspended", "error": error, "since_ms": since_ms }),
+        })
+        .collect();
+    streams.sort_by_key(|s| format!("{}/{}/{}", s["vhost"], s["app"], s["stream"]));
+    HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "streams": streams }))
+}
