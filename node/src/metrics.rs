@@ -130,6 +130,7 @@ pub async fn render(state: &AppState) -> Result<String, HttpResponse> {
         ("estuary_connections_total", "Client connections accepted, by protocol."),
         ("estuary_requests_refused_total", "Publish and play requests refused by the access policy, by action."),
         ("estuary_disk_write_errors_total", "Writes of DVR recordings, HLS and DASH files that failed (a full disk), by output."),
+        ("estuary_srt_bad_cookies_total", "SRT conclusion handshakes dropped because they carried no cookie this listener gave (spoofed or stale callers)."),
         ("estuary_connections_refused_total", "TCP connections refused by node.max_connections or node.max_connections_per_ip, by listener and reason."),
         ("estuary_hook_calls_total", "HTTP callback calls by event and result."),
         ("estuary_cluster_registry_errors_total", "Cluster registry (Redis) operations that failed or timed out."),

@@ -153,3 +153,81 @@ fn storms_and_slow_clients_are_cut_and_players_see_no_gap() {
     }
     assert_eq!(node.api("/api/v1/streams")["streams"].as_array().map(|s| s.len()), Some(1));
 }
+
+/// An SRT induction handshake (version 4, as libsrt's callers open) from socket `socket_id`.
+fn srt_induction(socket_id: u32) -> Vec<u8> {
+    let mut d = vec![0u8; 64];
+    d[0] = 0x80; // control packet, type 0: handshake
+    d[16..20].copy_from_slice(&4u32.to_be_bytes());
+    d[22..24].copy_from_slice(&2u16.to_be_bytes()); // UDT_DGRAM
+    d[24..28].copy_from_slice(&socket_id.wrapping_mul(7).to_be_bytes()); // initial sequence number
+    d[28..32].copy_from_slice(&1500u32.to_be_bytes());
+    d[32..36].copy_from_slice(&8192u32.to_be_bytes());
+    d[36..40].copy_from_slice(&1i32.to_be_bytes()); // induction
+    d[40..44].copy_from_slice(&socket_id.to_be_bytes());
+    d[48..52].copy_from_slice(&[127, 0, 0, 1]);
+    d
+}
+
+/// The same caller's conclusion (version 5) returning `cookie`.
+fn srt_conclusion(socket_id: u32, cookie: i32) -> Vec<u8> {
+    let mut d = srt_induction(socket_id);
+    d[16..20].copy_from_slice(&5u32.to_be_bytes());
+    d[20..22].copy_from_slice(&0u16.to_be_bytes());
+    d[22..24].copy_from_slice(&1u16.to_be_bytes()); // HSREQ
+    d[36..40].copy_from_slice(&(-1i32).to_be_bytes());
+    d[44..48].copy_from_slice(&cookie.to_be_bytes());
+    // HSREQ block: SRT version 1.5.0, flags, latencies.
+    d.extend_from_slice(&[0, 1, 0, 3, 0, 1, 5, 0, 0, 0, 0, 0xbf, 0, 0x78, 0, 0x78]);
+    d
+}
+
+/// 5,000 callers from distinct addresses that send an induction and never come back, and
+/// 5,000 conclusions with made-up cookies: the node answers the inductions, keeps nothing for
+/// them (no table to fill), drops the forged conclusions, and a real caller publishes and
+/// plays during the flood.
+#[test]
+fn srt_handshake_floods_leave_nothing_and_real_callers_get_through() {
+    let callers: usize = std::env::var("STORM_SRT_CALLERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let scratch = Scratch::new("storms-srt");
+    let node = Node::start(&scratch, &[]);
+    let rss_before = node.rss_kb();
+    let port = node.ports.srt;
+    let flood = std::thread::spawn(move || {
+        let mut answered = 0;
+        for n in 0..callers {
+            let source = std::net::Ipv4Addr::new(127, 0, 1 + (n / 250) as u8, 2 + (n % 250) as u8);
+            let socket = std::net::UdpSocket::bind((source, 0)).expect("bind");
+            socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+            socket.send_to(&srt_induction(0x1000 + n as u32), ("127.0.0.1", port)).expect("send");
+            let mut buffer = [0u8; 256];
+            if let Ok((len, _)) = socket.recv_from(&mut buffer) {
+                // An induction answer: a handshake carrying a cookie.
+                if len >= 64 && buffer[0] == 0x80 && buffer[44..48] != [0, 0, 0, 0] {
+                    answered += 1;
+                }
+            }
+            // A forged conclusion from another address.
+            let forger = std::net::UdpSocket::bind((source, 0)).expect("bind");
+            forger.send_to(&srt_conclusion(0x9000 + n as u32, n as i32 * 7919), ("127.0.0.1", port)).expect("send");
+        }
+        answered
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // A real caller during the flood.
+    let mut publisher = ffmpeg::publish_ts(&format!("srt://127.0.0.1:{port}?streamid=#!::r=live/srtcam,m=publish"), &ffmpeg::Source { duration: Some(6.0), ..ffmpeg::Source::default() }, &scratch, "publisher");
+    node.wait_live("live/srtcam", Duration::from_secs(20));
+    let streams = ffmpeg::probe_streams(&format!("srt://127.0.0.1:{port}?streamid=#!::r=live/srtcam,m=request"));
+    assert!(ffmpeg::stream_of(&streams, "video").is_some(), "an SRT player got no video during the flood: {streams:?}");
+    let answered = flood.join().expect("flood");
+    publisher.wait(Duration::from_secs(20));
+    assert!(answered * 10 >= callers * 9, "{answered} of {callers} inductions answered");
+    let forged = {
+        let text = String::from_utf8_lossy(&http::get(node.ports.api, "/metrics").expect("metrics").body).into_owned();
+        text.lines().find(|l| l.starts_with("estuary_srt_bad_cookies_total")).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    assert!(forged >= callers as f64 * 0.9, "{forged} forged conclusions counted of {callers}");
+    let rss_after = node.rss_kb();
+    eprintln!("{callers} spoofed inductions ({answered} answered) and {callers} forged conclusions ({forged} dropped): RSS {rss_before} -> {rss_after} KiB");
+    assert!(rss_after < rss_before + 30 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
+}

@@ -45,7 +45,15 @@ pub struct SrtListener {
     /// Malformed datagrams since the last report (logged once per second, not per packet).
     malformed: u64,
     last_malformed: Option<(SocketAddr, String)>,
+    /// The key of this listener's SYN cookies (random per listener).
+    cookie_key: std::collections::hash_map::RandomState,
 }
+
+/// SYN cookies: an induction is answered without keeping anything; state is made only for a
+/// conclusion that returns a cookie this listener gave that address in this minute or the
+/// one before. So a flood of inductions from spoofed addresses costs a reply each and
+/// nothing else, and cannot fill the table of handshakes in progress.
+const COOKIE_PERIOD_S: u64 = 60;
 
 struct Pending {
     since: Instant,
@@ -104,7 +112,68 @@ impl SrtListener {
             sessions: HashMap::new(),
             malformed: 0,
             last_malformed: None,
+            cookie_key: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    fn period_now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) / COOKIE_PERIOD_S
+    }
+
+    /// The cookie (and the socket id offered) for `from` in cookie period `period`.
+    fn cookie(&self, from: SocketAddr, period: u64) -> (i32, SocketId) {
+        use std::hash::BuildHasher;
+        let hash = self.cookie_key.hash_one((from, period));
+        (hash as u32 as i32, SocketId(((hash >> 32) as u32) | 1))
+    }
+
+    /// The handshake state for `from` as of `period`: the settings with the socket id the
+    /// induction answer offered.
+    fn listen_for(&self, from: SocketAddr, period: u64) -> Listen {
+        let mut init = self.init.copy_randomize();
+        init.local_sockid = self.cookie(from, period).1;
+        Listen::new(init, true)
+    }
+
+    /// Answers an induction with this listener's cookie; keeps nothing.
+    fn answer_induction(&mut self, packet: Packet, from: SocketAddr) {
+        let period = Self::period_now();
+        let mut listen = self.listen_for(from, period);
+        let answer = catch_unwind(AssertUnwindSafe(|| listen.handle_packet(Instant::now(), Ok((packet, from)))));
+        match answer {
+            Ok(ConnectionResult::SendPacket((Packet::Control(mut control), to))) => {
+                if let ControlTypes::Handshake(shake) = &mut control.control_type {
+                    shake.syn_cookie = self.cookie(from, period).0;
+                }
+                self.send(&Packet::Control(control), to);
+            }
+            Ok(other) => tracing::debug!(peer = %from, result = ?other, "SRT induction not answered"),
+            Err(_) => tracing::warn!(peer = %from, "SRT handshake code panicked on an induction; ignored"),
+        }
+    }
+
+    /// For a conclusion from an address with no handshake in progress: when it returns a
+    /// cookie this listener gave, the handshake state as the induction left it and the
+    /// conclusion rewritten to match it; else `None` (dropped: a spoofed or stale caller).
+    fn admit_conclusion(&mut self, packet: Packet, from: SocketAddr) -> Option<(Listen, Packet)> {
+        let Packet::Control(mut control) = packet else { return None };
+        let ControlTypes::Handshake(shake) = &control.control_type else { return None };
+        let now = Self::period_now();
+        let period = [now, now.saturating_sub(1)].into_iter().find(|p| self.cookie(from, *p).0 == shake.syn_cookie)?;
+        let mut listen = self.listen_for(from, period);
+        // The library checks the cookie it made itself: replay the induction to it and hand
+        // the conclusion on with that cookie.
+        let induction = Packet::Control(ControlPacket {
+            timestamp: control.timestamp,
+            dest_sockid: SocketId(0),
+            control_type: ControlTypes::Handshake(HandshakeControlInfo { shake_type: ShakeType::Induction, syn_cookie: 0, info: HandshakeVsInfo::V4(SocketType::Datagram), ..shake.clone() }),
+        });
+        let replayed = catch_unwind(AssertUnwindSafe(|| listen.handle_packet(Instant::now(), Ok((induction, from))))).ok()?;
+        let ConnectionResult::SendPacket((Packet::Control(ControlPacket { control_type: ControlTypes::Handshake(answer), .. }), _)) = replayed else { return None };
+        if let ControlTypes::Handshake(shake) = &mut control.control_type {
+            shake.syn_cookie = answer.syn_cookie;
+        }
+        Some((listen, Packet::Control(control)))
     }
 
     fn listen(&mut self, ctx: &mut Context<Self>) {
@@ -192,21 +261,30 @@ impl SrtListener {
             }
         }
 
-        let packet = match parse(&data) {
+        let mut packet = match parse(&data) {
             Ok(packet) => packet,
             Err(reason) => return self.malformed(from, reason),
         };
         if !self.pending.contains_key(&from) {
-            if view.is_none() {
-                // Not a handshake from an unknown address: a stray or stale packet.
-                tracing::debug!(peer = %from, "SRT packet from an address with no connection; ignored");
-                return;
+            match view.as_ref().map(|v| v.shake_type) {
+                Some(1) => return self.answer_induction(packet, from),
+                Some(-1) => {}
+                _ => {
+                    // Not a handshake that starts anything: a stray or stale packet.
+                    tracing::debug!(peer = %from, "SRT packet from an address with no connection; ignored");
+                    return;
+                }
             }
             if self.pending.len() >= self.settings.max_pending {
                 tracing::warn!(peer = %from, pending = self.pending.len(), "too many SRT handshakes in progress; ignoring this caller for now");
                 return;
             }
-            let listen = Listen::new(self.init.copy_randomize(), true);
+            let Some((listen, conclusion)) = self.admit_conclusion(packet, from) else {
+                self.node.stats.inc("estuary_srt_bad_cookies_total", &[]);
+                tracing::debug!(peer = %from, "SRT conclusion without a cookie this listener gave (spoofed or stale); ignored");
+                return;
+            };
+            packet = conclusion;
             self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Handshaking(Box::new(listen)), encrypts: false });
         }
         let Some(pending) = self.pending.get_mut(&from) else { return };
@@ -248,7 +326,11 @@ impl SrtListener {
         }
         .into();
         self.send(&reply, from);
-        self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Rejected(Some(reply)), encrypts: false });
+        // Kept for the caller's retransmissions, while the table has room (a flood of such
+        // handshakes from spoofed addresses gets its answers and leaves nothing).
+        if self.pending.len() < self.settings.max_pending {
+            self.pending.insert(from, Pending { since: Instant::now(), state: PendingState::Rejected(Some(reply)), encrypts: false });
+        }
     }
 
     fn on_result(&mut self, peer: SocketAddr, result: ConnectionResult, admission: Option<Admission>, ctx: &mut Context<Self>) {
