@@ -82,6 +82,45 @@ fn register_floods_leave_no_device_and_are_not_reflected() {
     assert!(node.log().contains("REGISTERs over the per-source rate dropped"), "{}", node.log());
 }
 
+/// Guessing a device's password: one source gets a burst of answers and then 10 a second;
+/// the rest of its guesses are dropped unanswered, and the device itself (another address,
+/// the right password) registers meanwhile.
+#[test]
+fn sip_digest_guesses_are_rate_limited_per_source() {
+    let scratch = Scratch::new("sec-digest");
+    let node = Node::start(&scratch, &[("ESTUARY_GB28181__PASSWORD", "s3cret")]);
+    let id = "34020000001320000077";
+    let guesser = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let challenge = sip_exchange(&guesser, node.ports.sip, &register_from(id, "guess0")).expect("a challenge");
+    let nonce = challenge.split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("a nonce").to_string();
+    let started = std::time::Instant::now();
+    let guesses = 300;
+    for n in 0..guesses {
+        let mut message = String::from_utf8(register_from(id, &format!("guess{n}"))).unwrap();
+        let authorization = format!("Authorization: Digest username=\"{id}\", realm=\"3402000000\", nonce=\"{nonce}\", uri=\"sip:34020000002000000001@3402000000\", response=\"{:032x}\", algorithm=MD5\r\n", n);
+        message = message.replacen("Content-Length", &format!("{authorization}Content-Length"), 1);
+        guesser.send_to(message.as_bytes(), ("127.0.0.1", node.ports.sip)).unwrap();
+    }
+    let sent_for = started.elapsed().as_secs_f64();
+    guesser.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answers = 0;
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = guesser.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(!text.starts_with("SIP/2.0 200"), "a wrong digest was accepted: {text}");
+        answers += 1;
+    }
+    // The budget: a burst of 20, then 10 a second over the time the guesses took (and the
+    // first challenge).
+    let budget = 21 + (10.0 * sent_for).ceil() as usize;
+    assert!(answers <= budget, "{answers} of {guesses} guesses answered (budget {budget})");
+    assert!(answers < guesses / 2, "{answers} of {guesses} guesses answered");
+    assert!(node.log().contains("REGISTERs over the per-source rate dropped"), "{}", node.log());
+    // The device, from its own address with the right password, registers.
+    let device = Device::new(node.ports.sip, id, "s3cret", "34020000001320000078", scratch.path("none.mp4"));
+    assert_eq!(device.register(3600), 200);
+}
+
 /// SSRCs used to be sequential, and any host could connect first with the next one and
 /// take the camera's stream. Now they are drawn at random and media for an invited device's
 /// SSRC is taken from that device's address only.
