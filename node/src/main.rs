@@ -334,7 +334,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             actix::spawn(estuary_actors::gb28181::serve_udp(node.clone(), udp, registry.clone()));
             tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP, TCP and UDP)");
         }
-        node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port());
+        node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port(), config.media_dir());
         {
             // Stream history stays bounded however many names are used.
             let (storage, registry, max_age_ms, max_count) = (storage.clone(), registry.clone(), (config.stream.history_max_age_s * 1000) as i64, config.stream.history_max_count);

@@ -82,6 +82,29 @@ fn register_floods_leave_no_device_and_are_not_reflected() {
     assert!(node.log().contains("REGISTERs over the per-source rate dropped"), "{}", node.log());
 }
 
+/// A playlist the API accepted is not trusted later: a file it lists that became a link out of
+/// `ingest.media_dir` while the ingest ran is refused when its turn comes.
+#[test]
+fn api_ingest_files_are_checked_again_each_time_they_are_read() {
+    let scratch = Scratch::new("sec-reread");
+    let media = scratch.path("media");
+    std::fs::create_dir_all(&media).unwrap();
+    ffmpeg::make_clip(&media.join("a.mp4"), "libx264", 0, 2);
+    ffmpeg::make_clip(&media.join("b.mp4"), "libx264", 0, 2);
+    let outside = ffmpeg::make_clip(&scratch.path("outside.mp4"), "libx264", 0, 2);
+    std::fs::write(media.join("list.m3u"), "a.mp4\nb.mp4\n").unwrap();
+    let node = Node::start(&scratch, &[("ESTUARY_INGEST__MEDIA_DIR", media.to_str().unwrap())]);
+    let response = http::send(node.ports.api, "POST", "/api/v1/ingests", &[("Content-Type", "application/json")], br#"{"app":"live","stream":"list","source":"list.m3u"}"#).unwrap();
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    node.wait_live("live/list", Duration::from_secs(20));
+    std::fs::remove_file(media.join("b.mp4")).unwrap();
+    std::os::unix::fs::symlink(&outside, media.join("b.mp4")).unwrap();
+    let refused = wait_until(Duration::from_secs(30), || {
+        node.api("/api/v1/ingests")["ingests"][0]["last_error"].as_str().is_some_and(|e| e.contains("b.mp4 is not a file in ingest.media_dir"))
+    });
+    assert!(refused, "{}", node.api("/api/v1/ingests"));
+}
+
 /// Guessing a device's password: one source gets a burst of answers and then 10 a second;
 /// the rest of its guesses are dropped unanswered, and the device itself (another address,
 /// the right password) registers meanwhile.

@@ -44,12 +44,26 @@ const RETRY: Duration = Duration::from_secs(10);
 pub struct Ingests {
     table: WorkerTable<IngestStatus, u64>,
     relay: OnceLock<(String, u16)>,
+    media_dir: OnceLock<std::path::PathBuf>,
 }
 
 impl Ingests {
-    /// Sets the ffmpeg binary and the node's RTMP port, for URL relays (once, at boot).
-    pub fn configure(&self, ffmpeg: String, rtmp_port: u16) {
+    /// Sets the ffmpeg binary and the node's RTMP port, for URL relays, and the directory
+    /// files of ingests added through the API must stay in (once, at boot).
+    pub fn configure(&self, ffmpeg: String, rtmp_port: u16, media_dir: std::path::PathBuf) {
         let _ = self.relay.set((ffmpeg, rtmp_port));
+        let _ = self.media_dir.set(media_dir);
+    }
+}
+
+/// Whether every file lies in `root` once links are followed; else the first that does not.
+/// Files of ingests added through the API are checked each time they are read (a playlist
+/// edited, or a file replaced by a link pointing out, after the API took the ingest).
+pub fn check_confined(root: &std::path::Path, files: &[std::path::PathBuf]) -> Result<(), String> {
+    let root = std::fs::canonicalize(root).map_err(|e| format!("ingest.media_dir {}: {e}", root.display()))?;
+    match files.iter().find(|f| std::fs::canonicalize(f).map_or(true, |f| !f.starts_with(&root))) {
+        Some(outside) => Err(format!("{} is not a file in ingest.media_dir", outside.display())),
+        None => Ok(()),
     }
 }
 
@@ -107,7 +121,8 @@ pub fn start(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec
     );
     node.ingests.table.insert(spec.id, entry.clone());
     tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %crate::access::secrets::mask_url(&spec.source), %origin, "ingest started");
-    node.topology.workers.next().spawn(node.census.track("ingest", run(node.clone(), registry, spec, entry)));
+    let confine = if origin == "api" && !spec.source.contains("://") { node.ingests.media_dir.get().cloned() } else { None };
+    node.topology.workers.next().spawn(node.census.track("ingest", run(node.clone(), registry, spec, entry, confine)));
 }
 
 /// A clip: configuration frames, media frames in decode order, and its length.
@@ -255,14 +270,14 @@ async fn load(path: &str) -> Result<Clip, String> {
     clip.map_err(|e| format!("{path}: {e}"))
 }
 
-async fn run(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<IngestEntry>) {
+async fn run(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec, entry: Arc<IngestEntry>, confine: Option<std::path::PathBuf>) {
     let key = StreamKey::new(&spec.app, &spec.stream);
     if spec.source.contains("://") {
         let relay_with = node.ingests.relay.get().cloned();
         return relay(relay_with, spec, key, entry).await;
     }
     while !entry.is_stopped() {
-        let result = publish(&node, &registry, &spec, &key, &entry).await;
+        let result = publish(&node, &registry, &spec, &key, &entry, confine.as_deref()).await;
         if entry.is_stopped() {
             break;
         }
@@ -322,9 +337,18 @@ pub fn source_files(source: &str) -> Result<Vec<std::path::PathBuf>, String> {
     Ok(vec![path.to_path_buf()])
 }
 
-async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &StreamKey, entry: &IngestEntry) -> Result<(), String> {
+async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec, key: &StreamKey, entry: &IngestEntry, confine: Option<&std::path::Path>) -> Result<(), String> {
     let source = spec.source.clone();
-    let files = tokio::task::spawn_blocking(move || source_files(&source)).await.map_err(|e| e.to_string())??;
+    let root = confine.map(std::path::Path::to_path_buf);
+    let files = tokio::task::spawn_blocking(move || {
+        let files = source_files(&source)?;
+        if let Some(root) = &root {
+            check_confined(root, &files)?;
+        }
+        Ok::<_, String>(files)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     // The first file is read before the stream is claimed: a bad source never takes a name.
     let mut clip = load(&files[0].display().to_string()).await?;
     // The client list is readable without credentials: it names the file, not where on
@@ -361,6 +385,11 @@ async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec
             index = 0;
         }
         if files.len() > 1 {
+            if let Some(root) = confine {
+                if let Err(e) = check_confined(root, std::slice::from_ref(&files[index])) {
+                    break Err(format!("{e} any more; not played"));
+                }
+            }
             clip = match load(&files[index].display().to_string()).await {
                 Ok(clip) => clip,
                 Err(e) => break Err(e),
