@@ -191,6 +191,10 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("http_api.https.listen", "https.api_listen (port)"),
     ("http_api.https.key", "https.key_file (one certificate serves both)"),
     ("http_api.https.cert", "https.cert_file (one certificate serves both)"),
+    ("rtmps.enabled", "rtmps.listen when on"),
+    ("rtmps.listen", "rtmps.listen (port)"),
+    ("rtmps.key", "https.key_file (one certificate serves HTTPS and RTMPS)"),
+    ("rtmps.cert", "https.cert_file (one certificate serves HTTPS and RTMPS)"),
     ("rtc_server.enabled", "rtc.enabled"),
     ("rtc_server.listen", "rtc.listen (UDP port)"),
     ("rtc_server.candidate", "rtc.candidate ($NAME is read from the environment; * or an unset variable keeps the default)"),
@@ -490,6 +494,17 @@ fn only(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String], accep
     }
 }
 
+/// Which TLS listener an SRS directive configures: the HTTP server's, the API's or RTMPS.
+fn srs_tls_server(path: &str) -> &'static str {
+    if path.starts_with("http_api") {
+        "api"
+    } else if path.starts_with("rtmps") {
+        "rtmps"
+    } else {
+        "http"
+    }
+}
+
 fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> Result<(), SrsError> {
     use toml::Value as V;
     let ms = |seconds: f64| V::Integer((seconds * 1000.0).round() as i64);
@@ -533,19 +548,19 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         "http_api.auth.password" => mapped.set_in("api", "_srs", "password", V::String(one(origin, path, args)?.into())),
         "http_api.raw_api.enabled" => mapped.set_in("api", "_srs", "raw_api", V::Boolean(on_off(origin, path, args)?)),
         "http_api.raw_api.allow_reload" => mapped.set_in("api", "_srs", "allow_reload", V::Boolean(on_off(origin, path, args)?)),
-        p @ ("http_server.https.enabled" | "http_api.https.enabled") => {
-            let server = if p.starts_with("http_api") { "api" } else { "http" };
+        p @ ("http_server.https.enabled" | "http_api.https.enabled" | "rtmps.enabled") => {
+            let server = srs_tls_server(p);
             mapped.set_in("https", "_srs", &format!("{server}_enabled"), V::Boolean(on_off(origin, path, args)?));
         }
-        p @ ("http_server.https.listen" | "http_api.https.listen") => {
-            let server = if p.starts_with("http_api") { "api" } else { "http" };
+        p @ ("http_server.https.listen" | "http_api.https.listen" | "rtmps.listen") => {
+            let server = srs_tls_server(p);
             let addr = address(origin, path, args, mapped)?;
             mapped.set_in("https", "_srs", &format!("{server}_listen"), V::String(addr));
         }
-        p @ ("http_server.https.key" | "http_server.https.cert" | "http_api.https.key" | "http_api.https.cert") => {
+        p @ ("http_server.https.key" | "http_server.https.cert" | "http_api.https.key" | "http_api.https.cert" | "rtmps.key" | "rtmps.cert") => {
             // Kept per server (a variable after the file replaces it); one pair is chosen once
             // everything is read.
-            let server = if p.starts_with("http_api") { "api" } else { "http" };
+            let server = srs_tls_server(p);
             let file = if p.ends_with(".key") { "key" } else { "cert" };
             mapped.set_in("https", "_srs", &format!("{server}_{file}"), V::String(one(origin, path, args)?.to_string()));
         }
@@ -997,19 +1012,19 @@ pub fn finish(mapped: &mut Mapped) {
     }
     let https = take(mapped, "https");
     let mut pair: Option<(String, String, &str)> = None;
-    for (server, key, port, block) in [("http", "listen", 8088, "http_server"), ("api", "api_listen", 1990, "http_api")] {
+    for (server, section, key, port, block) in [("http", "https", "listen", 8088, "http_server.https"), ("api", "https", "api_listen", 1990, "http_api.https"), ("rtmps", "rtmps", "listen", 1443, "rtmps")] {
         if https.get(&format!("{server}_enabled")).and_then(V::as_bool) != Some(true) {
             continue;
         }
         let listen = https.get(&format!("{server}_listen")).and_then(V::as_str).map_or_else(|| format!("0.0.0.0:{port}"), str::to_string);
-        mapped.set("https", key, V::String(listen));
+        mapped.set(section, key, V::String(listen));
         let file = |name: &str| https.get(&format!("{server}_{name}")).and_then(V::as_str).unwrap_or("").to_string();
         let (cert, key_file) = (file("cert"), file("key"));
         match &pair {
             None => pair = Some((cert, key_file, block)),
             // Estuary serves one certificate on both listeners: the HTTP server's.
             Some((c, k, first)) if (c, k) != (&cert, &key_file) => {
-                mapped.warnings.push(format!("{block}.https names cert {cert} and key {key_file}, but Estuary serves one certificate on both HTTPS listeners: {first}'s ({c}, {k}) is used"));
+                mapped.warnings.push(format!("{block} names cert {cert} and key {key_file}, but Estuary serves one certificate on all its TLS listeners: {first}'s ({c}, {k}) is used"));
             }
             Some(_) => {}
         }
@@ -1225,6 +1240,11 @@ vhost other.example.com {
         assert_eq!((get(&mapped.table, "https", "cert_file").and_then(|v| v.as_str()), get(&mapped.table, "https", "key_file").and_then(|v| v.as_str())), (Some("b.crt"), Some("a.key")));
         // Off: no listener.
         assert!(get(&mapped_from("http_server { https { enabled off; listen 8088; } }").table, "https", "listen").is_none());
+        // SRS 6's rtmps block: its own port, the one certificate.
+        let m = mapped_from("rtmps {\n enabled on;\n listen 1443;\n key ./server.key;\n cert ./server.crt;\n}\n");
+        assert_eq!(get(&m.table, "rtmps", "listen").and_then(|v| v.as_str()), Some("0.0.0.0:1443"));
+        assert_eq!(get(&m.table, "https", "cert_file").and_then(|v| v.as_str()), Some("./server.crt"));
+        assert!(get(&mapped_from("rtmps { enabled off; listen 1443; }").table, "rtmps", "listen").is_none());
     }
 
     #[test]
