@@ -78,9 +78,8 @@ impl TokenSigner {
         let (expiry, signature) = token.split_once('.').ok_or(TokenError::Malformed("expected <expiry>.<signature>"))?;
         let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed("the expiry is not a number"))?;
         let expected = self.signature(action, stream, expiry);
-        // Compare in constant time: the signature is a secret-derived value.
-        let matches = expected.len() == signature.len() && expected.bytes().zip(signature.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !matches {
+        // The signature is a secret-derived value.
+        if !same_secret(&expected, signature) {
             return Err(TokenError::Forged { action: action.name(), stream: stream.to_string() });
         }
         if now > expiry {
@@ -88,6 +87,17 @@ impl TokenSigner {
         }
         Ok(())
     }
+}
+
+/// Whether two secrets (tokens, passwords, signatures) are equal, in a time that depends on
+/// their lengths only, not on where they first differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
 }
 
 /// Why a signed URL token was refused.
@@ -183,6 +193,13 @@ impl CidrRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc") && same_secret("", ""));
+        assert!(!same_secret("abc", "abd") && !same_secret("abc", "ab") && !same_secret("ab", "abc") && !same_secret("abc", ""));
+        assert!(!same_secret("ab\0", "ab"), "a shorter secret padded with NUL is not equal");
+    }
 
     #[test]
     fn tokens_bind_action_stream_and_expiry() {

@@ -40,6 +40,7 @@ mod tokens;
 
 pub use console::Uploads;
 pub use streams::all_streams;
+use estuary_actors::access::auth::same_secret;
 use clients::*;
 use console::*;
 use debug::*;
@@ -250,7 +251,7 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
     let configured = !auth.token.is_empty() || (!auth.username.is_empty() && !auth.password.is_empty());
     if req.app_data::<OnHttpPort>().is_some() && !configured {
         let token = state.console_token.as_deref().unwrap_or("");
-        let ok = !token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == token);
+        let ok = !token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| same_secret(t.trim(), token));
         return if ok {
             Ok(())
         } else {
@@ -285,9 +286,9 @@ fn authorize(req: &HttpRequest, changes: bool) -> Result<(), actix_web::Error> {
         };
         return Err(actix_web::error::InternalError::from_response("forbidden", response).into());
     }
-    let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| t.trim() == auth.token);
+    let bearer_ok = !auth.token.is_empty() && header.strip_prefix("Bearer ").is_some_and(|t| same_secret(t.trim(), &auth.token));
     let basic_ok = !auth.username.is_empty()
-        && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| pair == format!("{}:{}", auth.username, auth.password));
+        && header.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).is_some_and(|pair| same_secret(&pair, &format!("{}:{}", auth.username, auth.password)));
     if bearer_ok || basic_ok {
         Ok(())
     } else {
