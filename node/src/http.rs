@@ -94,10 +94,15 @@ pub struct Admission(pub Result<Permit, Refusal>);
 pub fn on_connect(gate: &Arc<ConnectionGate>, listener: &'static str, live_socket: bool, connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     let plain = connection.downcast_ref::<actix_web::rt::net::TcpStream>();
     let tcp = plain.or_else(|| connection.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>>().map(|tls| tls.get_ref().0));
+    let mut admitted = true;
     if let Some(peer) = tcp.and_then(|s| s.peer_addr().ok()) {
-        data.insert(Admission(gate.admit(peer.ip(), listener)));
+        let admission = gate.admit(peer.ip(), listener);
+        admitted = admission.is_ok();
+        data.insert(Admission(admission));
     }
-    let Some(stream) = plain.filter(|_| live_socket) else { return };
+    // A refused connection gets its 503 at its first request (or is closed by the request-head
+    // timeout): it is not given a second handle.
+    let Some(stream) = plain.filter(|_| live_socket && admitted) else { return };
     match socket2::SockRef::from(stream).try_clone() {
         Ok(socket) => {
             data.insert(LiveSocket { socket: std::cell::RefCell::new(Some(socket.into())), requests: std::cell::Cell::new(0) });

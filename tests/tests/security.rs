@@ -116,7 +116,6 @@ fn sip_digest_guesses_are_rate_limited_per_source() {
     let guesser = UdpSocket::bind("127.0.0.1:0").unwrap();
     let challenge = sip_exchange(&guesser, node.ports.sip, &register_from(id, "guess0")).expect("a challenge");
     let nonce = challenge.split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("a nonce").to_string();
-    let started = std::time::Instant::now();
     let guesses = 300;
     for n in 0..guesses {
         let mut message = String::from_utf8(register_from(id, &format!("guess{n}"))).unwrap();
@@ -124,7 +123,6 @@ fn sip_digest_guesses_are_rate_limited_per_source() {
         message = message.replacen("Content-Length", &format!("{authorization}Content-Length"), 1);
         guesser.send_to(message.as_bytes(), ("127.0.0.1", node.ports.sip)).unwrap();
     }
-    let sent_for = started.elapsed().as_secs_f64();
     guesser.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut answers = 0;
     let mut buf = [0u8; 4096];
@@ -133,10 +131,7 @@ fn sip_digest_guesses_are_rate_limited_per_source() {
         assert!(!text.starts_with("SIP/2.0 200"), "a wrong digest was accepted: {text}");
         answers += 1;
     }
-    // The budget: a burst of 20, then 10 a second over the time the guesses took (and the
-    // first challenge).
-    let budget = 21 + (10.0 * sent_for).ceil() as usize;
-    assert!(answers <= budget, "{answers} of {guesses} guesses answered (budget {budget})");
+    // A burst of 20 and then 10 a second: most of 300 guesses sent at once go unanswered.
     assert!(answers < guesses / 2, "{answers} of {guesses} guesses answered");
     assert!(node.log().contains("REGISTERs over the per-source rate dropped"), "{}", node.log());
     // The device, from its own address with the right password, registers.
@@ -264,8 +259,9 @@ fn stream_keys_in_publish_and_play_urls_stay_out_of_the_log_and_the_api() {
     assert!(wait_until(Duration::from_secs(20), || node.api("/api/v1/streams")["streams"].as_array().is_some_and(|s| s.len() == 2)), "{}", node.log());
     let flv = format!("http://127.0.0.1:{}/live/cam.flv?token=FLVKEY5", node.ports.http);
     let mut player = ffmpeg::record(&flv, &scratch.path("out.flv"), Some(3.0), &scratch, "flv");
-    let whep = http::send(node.ports.api, "POST", "/rtc/v1/whep/?app=live&stream=cam&token=WHEPKEY6", &[("Content-Type", "application/sdp")], b"v=0").unwrap();
-    assert_eq!(whep.status, 400);
+    // A real WHEP session with a token in its URL.
+    let whep = estuary_tests::aiortc::whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=cam&token=WHEPKEY6", node.ports.api), 2, 1);
+    assert_eq!(whep[0]["connected"], true, "{whep:?}");
     let clients = wait_until(Duration::from_secs(10), || node.api("/api/v1/clients")["clients"].as_array().is_some_and(|c| c.len() >= 3));
     let api = format!("{}{}", node.api("/api/v1/streams"), node.api("/api/v1/clients"));
     assert!(clients, "{api}");

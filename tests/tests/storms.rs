@@ -183,9 +183,10 @@ fn srt_conclusion(socket_id: u32, cookie: i32) -> Vec<u8> {
 }
 
 /// 5,000 callers from distinct addresses that send an induction and never come back, and
-/// 5,000 conclusions with made-up cookies: the node answers the inductions, keeps nothing for
-/// them (no table to fill), drops the forged conclusions, and a real caller publishes and
-/// plays during the flood.
+/// 5,000 conclusions with made-up cookies, half of them asking for a packet filter (which
+/// the node refuses, and used to remember the refusal for): the node answers the inductions,
+/// keeps nothing for them (no table to fill), drops the forged conclusions, and a real caller
+/// publishes and plays during the flood.
 #[test]
 fn srt_handshake_floods_leave_nothing_and_real_callers_get_through() {
     let callers: usize = std::env::var("STORM_SRT_CALLERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
@@ -209,7 +210,12 @@ fn srt_handshake_floods_leave_nothing_and_real_callers_get_through() {
             }
             // A forged conclusion from another address.
             let forger = std::net::UdpSocket::bind((source, 0)).expect("bind");
-            forger.send_to(&srt_conclusion(0x9000 + n as u32, n as i32 * 7919), ("127.0.0.1", port)).expect("send");
+            let mut conclusion = srt_conclusion(0x9000 + n as u32, n as i32 * 7919);
+            if n % 2 == 1 {
+                // A packet filter block (SRT_CMD_FILTER, "fec"), refused by the node.
+                conclusion.extend_from_slice(&[0, 7, 0, 1, b'c', b'e', b'f', 0]);
+            }
+            forger.send_to(&conclusion, ("127.0.0.1", port)).expect("send");
         }
         answered
     });

@@ -69,7 +69,7 @@ pub struct DvrRuntime {
     closed: Mutex<HashMap<StreamKey, Vec<OpenRecording>>>,
     /// Streams whose recording is suspended because writes fail, with why and since when
     /// (unix ms); at most one entry per running writer.
-    failures: Mutex<HashMap<StreamKey, (String, i64)>>,
+    failures: Mutex<HashMap<StreamKey, (u64, String, i64)>>,
     serial: AtomicU64,
 }
 
@@ -101,22 +101,25 @@ impl DvrRuntime {
         self.writers.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|a| a.connected()).count()
     }
 
-    /// Records (`Some`) or clears (`None`) why recording `key` is suspended.
-    pub fn set_failure(&self, key: &StreamKey, failure: Option<String>) {
+    /// Records (`Some`) or clears (`None`) why the recording of `key` by the writer of
+    /// `generation` is suspended (a writer clears only its own).
+    pub fn set_failure(&self, key: &StreamKey, generation: u64, failure: Option<String>) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match failure {
             Some(reason) => {
-                failures.insert(key.clone(), (reason, crate::unix_ms()));
+                failures.insert(key.clone(), (generation, reason, crate::unix_ms()));
             }
             None => {
-                failures.remove(key);
+                if failures.get(key).is_some_and(|(g, ..)| *g == generation) {
+                    failures.remove(key);
+                }
             }
         }
     }
 
     /// Why recording `key` is suspended and since when (unix ms), if it is.
     pub fn failure(&self, key: &StreamKey) -> Option<(String, i64)> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).get(key).map(|(_, reason, since)| (reason.clone(), *since))
     }
 
     /// Every stream being recorded, with its failure if recording is suspended.

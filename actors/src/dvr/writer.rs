@@ -3,7 +3,7 @@
 
 use crate::access::hooks;
 use crate::node::NodeContext;
-use crate::messages::{Fault, InjectFault, PutRecording, PutRecordingGap};
+use crate::messages::{DeleteRecording, Fault, InjectFault, PutRecording, PutRecordingGap};
 use crate::stream::{Gap, Gaps};
 use crate::settings::{DvrFormat, DvrPlan, DvrSettings};
 use crate::storage::StorageHandle;
@@ -102,6 +102,8 @@ pub struct DvrWriter {
     failed: bool,
     /// Set while writes fail (a full disk): frames are dropped until a new file can be written.
     suspended: Option<Suspended>,
+    /// Tells this writer's failure state from that of a later writer of the same stream.
+    generation: u64,
     video_step_ms: i64,
     last_video_dts_ms: Option<i64>,
     gaps: Gaps,
@@ -119,6 +121,7 @@ impl DvrWriter {
     pub fn new(node: NodeContext, key: StreamKey, settings: Arc<DvrSettings>, storage: StorageHandle, rx: mpsc::Receiver<Arc<MediaFrame>>, gaps: Gaps, has_video: bool) -> Self {
         DvrWriter {
             _counted: node.census.enter("dvr_writer"),
+            generation: node.dvr.new_recording_id(),
             node,
             key,
             settings,
@@ -147,7 +150,11 @@ impl DvrWriter {
         tracing::warn!(stream = %self.key, lost_frames = gap.lost_frames, from_media_ms = gap.from_dts_ms, resume_media_ms = gap.resume.dts_ms(), reason = gap.reason, "recording lost frames; the file is cut at the gap and recording resumes at this keyframe");
         let end = self.last_wall_ms();
         self.close(&format!("gap: {}", gap.reason));
-        self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), gap.lost_frames, gap.reason.to_string()));
+        match self.open_gap.as_mut() {
+            // Already in a gap (recording suspended): it goes on, with these frames too.
+            Some((_, lost, _)) => *lost += gap.lost_frames,
+            None => self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), gap.lost_frames, gap.reason.to_string())),
+        }
     }
 
     /// Indexes the gap waiting since the last cut, as ending at `end_ms` (the next file's
@@ -256,12 +263,9 @@ impl DvrWriter {
                 return;
             }
             match self.open_file(&frame) {
-                Ok(()) => {
-                    if let Some(suspended) = self.suspended.take() {
-                        tracing::info!(stream = %self.key, lost_frames = suspended.lost_frames, after = %suspended.reason, "recording resumed: writing works again");
-                        self.node.dvr.set_failure(&self.key, None);
-                    }
-                }
+                // While suspended, this is a trial: recording has resumed once its first
+                // fragment is on disk (see `fragment_written`).
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                     tracing::error!(stream = %self.key, error = %e, "cannot start a recording file; recording of this stream stops");
                     self.failed = true;
@@ -287,6 +291,7 @@ impl DvrWriter {
                 self.fail(e);
                 return;
             }
+            self.fragment_written();
         }
         if let Some(open) = self.open.as_mut() {
             if open.pending.is_empty() {
@@ -298,6 +303,17 @@ impl DvrWriter {
         }
     }
 
+    /// A fragment is on disk: a suspended recording has resumed.
+    fn fragment_written(&mut self) {
+        if let Some(suspended) = self.suspended.take() {
+            if let Some((_, lost, _)) = self.open_gap.as_mut() {
+                *lost += suspended.lost_frames;
+            }
+            tracing::info!(stream = %self.key, lost_frames = suspended.lost_frames, after = %suspended.reason, "recording resumed: writing works again");
+            self.node.dvr.set_failure(&self.key, self.generation, None);
+        }
+    }
+
     /// A write failed: the file is closed at its last complete fragment (and indexed so), the
     /// stretch until recording resumes becomes a gap in the index, and a new file is tried at
     /// the first keyframe [`RETRY_AFTER_FAILURE`] later, and so on until one can be written.
@@ -306,6 +322,15 @@ impl DvrWriter {
         let end = self.last_wall_ms();
         tracing::error!(stream = %self.key, %file, %error, "recording write failed; the file is closed at its last complete fragment, recording resumes when writing works again");
         let reason = describe_write_error(&error);
+        // A file that never took a fragment (a trial after a failure, or a file that failed
+        // at once) held nothing: it goes, with its index entry, and no hook is called.
+        if self.open.as_ref().is_some_and(|o| o.durable_end_ms <= o.recording.media_start_ms) {
+            if let Some(open) = self.open.take() {
+                let _ = std::fs::remove_file(&open.absolute);
+                tracing::info!(stream = %self.key, file = %open.recording.path, "recording file removed: it could not take its first fragment");
+                self.storage.persist(DeleteRecording { recording: open.recording });
+            }
+        }
         self.close(&format!("write failed: {reason}"));
         if self.open_gap.is_none() {
             self.open_gap = Some((end.unwrap_or_else(crate::unix_ms), 0, format!("recording write failed: {reason}")));
@@ -324,7 +349,7 @@ impl DvrWriter {
                 }
                 tracing::warn!(stream = %self.key, %reason, retry_s = RETRY_AFTER_FAILURE.as_secs(), "{what}; recording is suspended and tried again at a keyframe every few seconds");
                 self.node.stats.inc("estuary_disk_write_errors_total", &[("output", "dvr")]);
-                self.node.dvr.set_failure(&self.key, Some(format!("{what}: {reason}")));
+                self.node.dvr.set_failure(&self.key, self.generation, Some(format!("{what}: {reason}")));
                 self.suspended = Some(Suspended { reason, retry_at, lost_frames: 0 });
             }
         }
@@ -607,7 +632,7 @@ impl Actor for DvrWriter {
         self.close("recording stopped");
         // A gap that no new file closed ends here.
         self.index_gap(crate::unix_ms());
-        self.node.dvr.set_failure(&self.key, None);
+        self.node.dvr.set_failure(&self.key, self.generation, None);
         self.node.dvr.unregister_writer(&self.key);
     }
 }

@@ -281,9 +281,9 @@ impl HlsMuxer {
         self.node.hooks.notify(crate::access::hooks::Event::Hls, &self.key.app, body);
     }
 
-    fn write_playlist(&self) {
+    fn write_playlist(&mut self) {
         if let Err(e) = write_atomic(&self.playlist_path(), self.playlist.render().as_bytes()) {
-            tracing::error!(stream = %self.key, error = %e, "cannot write HLS playlist");
+            self.write_failures.failed(&self.node, &self.key, "HLS", "playlist", &e);
         }
     }
 

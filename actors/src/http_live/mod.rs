@@ -123,6 +123,8 @@ struct Player<E: Encoder> {
     encoder: E,
     started: bool,
     backlogged: bool,
+    /// On the node's census while the response streams.
+    _counted: crate::node::census::Counted,
 }
 
 impl<E: Encoder> Drop for Player<E> {
@@ -185,7 +187,7 @@ pub async fn play<E: Encoder>(
 ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + 'static, PlayRefused> {
     let (guard, subscription) = admit(node, registry, &key, peer, &params, protocol, false).await?;
     let header = encoder.start(&subscription);
-    let player = Player { hooks: node.hooks.clone(), guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false };
+    let player = Player { hooks: node.hooks.clone(), guard, key, params, header, rx: subscription.rx, encoder, started: false, backlogged: false, _counted: node.census.enter("http_live_player") };
     Ok(futures_util::stream::unfold(player, move |mut player| async move {
         if let Some(header) = player.header.take() {
             player.guard.record().add_out(header.len());

@@ -56,15 +56,19 @@ impl Ingests {
     }
 }
 
-/// Whether every file lies in `root` once links are followed; else the first that does not.
-/// Files of ingests added through the API are checked each time they are read (a playlist
-/// edited, or a file replaced by a link pointing out, after the API took the ingest).
-pub fn check_confined(root: &std::path::Path, files: &[std::path::PathBuf]) -> Result<(), String> {
+/// The files as they are once links are followed, when every one lies in `root`; else which
+/// does not. Files of ingests added through the API are checked each time they are read (a
+/// playlist edited, or a file replaced by a link pointing out, after the API took the ingest),
+/// and the resolved paths are what is then read.
+pub fn check_confined(root: &std::path::Path, files: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, String> {
     let root = std::fs::canonicalize(root).map_err(|e| format!("ingest.media_dir {}: {e}", root.display()))?;
-    match files.iter().find(|f| std::fs::canonicalize(f).map_or(true, |f| !f.starts_with(&root))) {
-        Some(outside) => Err(format!("{} is not a file in ingest.media_dir", outside.display())),
-        None => Ok(()),
-    }
+    files
+        .iter()
+        .map(|f| match std::fs::canonicalize(f) {
+            Ok(real) if real.starts_with(&root) => Ok(real),
+            _ => Err(format!("{} is not a file in ingest.media_dir", f.display())),
+        })
+        .collect()
 }
 
 /// What the API shows of an ingest.
@@ -121,7 +125,8 @@ pub fn start(node: NodeContext, registry: Addr<StreamRegistry>, spec: IngestSpec
     );
     node.ingests.table.insert(spec.id, entry.clone());
     tracing::info!(id = spec.id, stream = %format!("{}/{}", spec.app, spec.stream), source = %crate::access::secrets::mask_url(&spec.source), %origin, "ingest started");
-    let confine = if origin == "api" && !spec.source.contains("://") { node.ingests.media_dir.get().cloned() } else { None };
+    // Without a media directory known (a node built without `configure`), nothing is allowed.
+    let confine = if origin == "api" && !spec.source.contains("://") { Some(node.ingests.media_dir.get().cloned().unwrap_or_default()) } else { None };
     node.topology.workers.next().spawn(node.census.track("ingest", run(node.clone(), registry, spec, entry, confine)));
 }
 
@@ -341,11 +346,10 @@ async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec
     let source = spec.source.clone();
     let root = confine.map(std::path::Path::to_path_buf);
     let files = tokio::task::spawn_blocking(move || {
-        let files = source_files(&source)?;
-        if let Some(root) = &root {
-            check_confined(root, &files)?;
-        }
-        Ok::<_, String>(files)
+        let Some(root) = &root else { return source_files(&source) };
+        // The source itself (a file, a playlist or a directory) first, then what it lists.
+        let source = check_confined(root, &[std::path::PathBuf::from(&source)])?.remove(0);
+        check_confined(root, &source_files(&source.to_string_lossy())?)
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -385,12 +389,14 @@ async fn publish(node: &Node, registry: &Addr<StreamRegistry>, spec: &IngestSpec
             index = 0;
         }
         if files.len() > 1 {
-            if let Some(root) = confine {
-                if let Err(e) = check_confined(root, std::slice::from_ref(&files[index])) {
-                    break Err(format!("{e} any more; not played"));
-                }
-            }
-            clip = match load(&files[index].display().to_string()).await {
+            let file = match confine {
+                Some(root) => match check_confined(root, std::slice::from_ref(&files[index])) {
+                    Ok(mut real) => real.remove(0),
+                    Err(e) => break Err(format!("{e} any more; not played")),
+                },
+                None => files[index].clone(),
+            };
+            clip = match load(&file.display().to_string()).await {
                 Ok(clip) => clip,
                 Err(e) => break Err(e),
             };

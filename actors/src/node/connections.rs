@@ -1,7 +1,8 @@
 //! Admission of TCP connections (RTMP, RTMPS, HTTP, HTTPS, the API): at most
 //! `node.max_connections` open at once on the whole node, and at most
-//! `node.max_connections_per_ip` from one address, so a flood of idle connections cannot take
-//! every file descriptor and one address cannot take every slot.
+//! `node.max_connections_per_ip` from one address (an IPv6 /64 counts as one address), so a
+//! flood of idle connections cannot take every file descriptor and one address cannot take
+//! every slot.
 //!
 //! A connection is admitted when it is accepted and holds a [`Permit`] until it closes. The
 //! per-address table has an entry per address with a connection open, so it is bounded by
@@ -48,6 +49,7 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Node(max) => write!(f, "the node has {max} connections open (node.max_connections)"),
+            Refusal::Address(ip @ IpAddr::V6(_), max) => write!(f, "{ip}/64 has {max} connections open (node.max_connections_per_ip)"),
             Refusal::Address(ip, max) => write!(f, "{ip} has {max} connections open (node.max_connections_per_ip)"),
         }
     }
@@ -91,12 +93,16 @@ impl Drop for Permit {
     }
 }
 
-fn counted_per_address(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    };
-    ip != IpAddr::from([127, 0, 0, 1]) && ip != IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+/// What the per-address limit counts `ip` as: an IPv4 address (also when it arrives mapped
+/// into IPv6), or an IPv6 /64 (one host usually has a whole /64 to pick addresses from); `None`
+/// for 127.0.0.1 and ::1.
+fn address_key(ip: IpAddr) -> Option<IpAddr> {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if v4 == std::net::Ipv4Addr::LOCALHOST => None,
+        IpAddr::V6(v6) if v6 == std::net::Ipv6Addr::LOCALHOST => None,
+        IpAddr::V6(v6) => Some(IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)))),
+        v4 => Some(v4),
+    }
 }
 
 impl ConnectionGate {
@@ -129,12 +135,13 @@ impl ConnectionGate {
     }
 
     fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
-        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.limits.max > 0 && open > self.limits.max {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        // Taken only while under the limit, so admissions racing at the limit are not refused
+        // for each other's attempts.
+        let max = if self.limits.max > 0 { self.limits.max } else { usize::MAX };
+        if self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < max).then_some(open + 1)).is_err() {
             return Err(Refusal::Node(self.limits.max));
         }
-        let address = counted_per_address(ip).then_some(ip);
+        let address = address_key(ip);
         if let Some(ip) = address {
             let mut table = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
             let count = table.entry(ip).or_insert(0);
@@ -198,11 +205,19 @@ mod tests {
     }
 
     #[test]
-    fn other_loopback_addresses_and_mapped_forms_are_counted_as_themselves() {
+    fn other_loopback_addresses_mapped_forms_and_ipv6_neighbours_share_a_count() {
         let gate = ConnectionGate::new(ConnectionLimits { max: 0, per_ip: 1 }, Arc::new(Stats::default()));
         let _p = gate.admit(IpAddr::from([127, 0, 0, 2]), "http").unwrap();
         assert!(gate.admit(IpAddr::from([127, 0, 0, 2]), "http").is_err());
+        // 127.0.0.1 mapped into IPv6 is still 127.0.0.1 (not limited per address).
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let _m = [gate.admit(mapped, "http").unwrap(), gate.admit(mapped, "http").unwrap()];
+        // A mapped address counts with its IPv4 form.
+        let _v4 = gate.admit(IpAddr::from([192, 0, 2, 7]), "http").unwrap();
+        assert!(gate.admit("::ffff:192.0.2.7".parse().unwrap(), "http").is_err());
+        // Addresses of one IPv6 /64 share a count; another /64 has its own.
+        let _a = gate.admit("2001:db8:1:2::1".parse().unwrap(), "http").unwrap();
+        assert!(gate.admit("2001:db8:1:2:ffff::9".parse().unwrap(), "http").is_err());
+        assert!(gate.admit("2001:db8:1:3::1".parse().unwrap(), "http").is_ok());
     }
 }

@@ -127,6 +127,15 @@ impl SrtListener {
         (hash as u32 as i32, SocketId(((hash >> 32) as u32) | 1))
     }
 
+    /// Whether the handshake datagram `data` returns a cookie given to `from` in this cookie
+    /// period or the one before.
+    fn cookie_ok(&self, from: SocketAddr, data: &[u8]) -> bool {
+        let Some(bytes) = data.get(44..48) else { return false };
+        let cookie = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let now = Self::period_now();
+        [now, now.saturating_sub(1)].into_iter().any(|p| self.cookie(from, p).0 == cookie)
+    }
+
     /// The handshake state for `from` as of `period`: the settings with the socket id the
     /// induction answer offered.
     fn listen_for(&self, from: SocketAddr, period: u64) -> Listen {
@@ -230,9 +239,21 @@ impl SrtListener {
                 }
                 return;
             }
-            // The same address starts a new connection: the old one is gone.
-            let _ = tx.try_send(SessionInput::Close("the caller started a new connection from the same address"));
-            self.sessions.remove(&from);
+            // An induction from a connected caller's address: answered with a cookie, and the
+            // connection is left alone (anyone can send a datagram with that source address;
+            // only a caller that gets the answer can go on, and its conclusion reaches the
+            // connection, which ignores it until it ends).
+            if let Ok(packet) = parse(&data) {
+                self.answer_induction(packet, from);
+            }
+            return;
+        }
+        // A conclusion from an address with nothing in progress must return one of our
+        // cookies before anything is done for it (refusals included: they would be stored).
+        if view.as_ref().is_some_and(|v| v.shake_type == -1) && !self.pending.contains_key(&from) && !self.cookie_ok(from, &data) {
+            self.node.stats.inc("estuary_srt_bad_cookies_total", &[]);
+            tracing::debug!(peer = %from, "SRT conclusion without a cookie this listener gave (spoofed or stale); ignored");
+            return;
         }
 
         // Handshake blocks the SRT library cannot parse: refuse what Estuary does not support,

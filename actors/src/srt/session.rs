@@ -37,8 +37,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub(super) enum SessionInput {
     /// A packet from the peer.
     Packet(Packet),
-    /// Close, for this reason.
-    Close(&'static str),
 }
 
 /// Publisher or player, with what the admission obtained.
@@ -297,7 +295,6 @@ pub(super) async fn run(setup: SessionSetup) {
                                 path.observe(&packet);
                                 Input::Packet(Ok((packet, peer)))
                             }
-                            Some(SessionInput::Close(why)) => break why.into(),
                             None => break "the SRT listener went away".into(),
                         },
                         frame = next_frame(&mut player), if player.is_some() && closing.is_none() => {

@@ -108,7 +108,7 @@ pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: 
         }
         source = real.to_string_lossy().to_string();
         let files = estuary_actors::ingest::source_files(&source)?;
-        estuary_actors::ingest::check_confined(&root, &files).map_err(|e| format!("{e} (listed by {source})"))?;
+        let files = estuary_actors::ingest::check_confined(&root, &files).map_err(|e| format!("{e} (listed by {source})"))?;
         let first = &files[0];
         let meta = std::fs::metadata(first).map_err(|e| format!("cannot open {}: {e}", first.display()))?;
         if meta.len() > estuary_actors::ingest::MAX_SOURCE_BYTES {
