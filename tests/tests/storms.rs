@@ -5,9 +5,10 @@
 //! cut; oversized headers get 431 and oversized API bodies 413. The RTMP and HTTP-FLV players
 //! that were watching before it all see no gap in the stream.
 //!
-//! The storm comes from other loopback addresses (127.0.0.2 and up; 127.0.0.1 is not limited
-//! per address, as a local reverse proxy's address). `STORM_CONNECTIONS=20000` runs the long
-//! form (per port; it needs `ulimit -n` above 70,000 for the test and the node).
+//! The storm comes from other loopback addresses (127.0.1.2 and up, 150 connections each;
+//! 127.0.0.1 is not limited per address, as a local reverse proxy's address).
+//! `STORM_CONNECTIONS=20000` runs the long form (20,000 idle connections over the three
+//! ports; the default is 1,800).
 
 use estuary_tests::{ffmpeg, http, wait_until, Node, Scratch};
 use std::io::{Read, Write};
@@ -35,16 +36,18 @@ fn metric(port: u16, name: &str) -> f64 {
 /// Whether the node has closed `socket` (end of stream, a reset, or an answer such as 408
 /// followed by the close), reading without waiting.
 fn closed_by_node(mut socket: &TcpStream) -> bool {
-    socket.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+    socket.set_nonblocking(true).expect("non-blocking");
     let mut buffer = [0u8; 512];
-    loop {
+    let closed = loop {
         match socket.read(&mut buffer) {
-            Ok(0) => return true,
+            Ok(0) => break true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
-            Err(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
         }
-    }
+    };
+    socket.set_nonblocking(false).expect("blocking");
+    closed
 }
 
 /// The largest gap between consecutive video packets of an FLV file (by their timestamps) and
@@ -59,9 +62,10 @@ fn largest_gap(file: &std::path::Path) -> (f64, f64) {
 
 #[test]
 fn storms_and_slow_clients_are_cut_and_players_see_no_gap() {
-    let per_port: usize = std::env::var("STORM_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let total: usize = std::env::var("STORM_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
     let scratch = Scratch::new("storms");
-    let max = per_port * 3 * 2 / 3;
+    // The node takes two thirds of the storm; no storm address reaches its own limit.
+    let max = total * 2 / 3;
     let metrics = estuary_tests::free_port();
     let node = Node::start(
         &scratch,
@@ -75,13 +79,19 @@ fn storms_and_slow_clients_are_cut_and_players_see_no_gap() {
     assert!(wait_until(Duration::from_secs(20), || node.api("/api/v1/clients")["clients"].as_array().is_some_and(|c| c.len() == 3)), "{}", node.log());
     let baseline = metric(metrics, "estuary_connections_open");
 
-    // 1. Idle connections on every port, from 10 addresses, more than the node takes.
-    let sources: Vec<[u8; 4]> = (2..12).map(|i| [127, 0, 0, i]).collect();
-    let mut idle = Vec::new();
-    for (i, port) in [node.ports.rtmp, node.ports.http, node.ports.api].into_iter().enumerate() {
-        for n in 0..per_port {
-            let source = sources[(n + i) % sources.len()];
-            idle.push(connect_from(source, port).unwrap_or_else(|e| panic!("connection {n} to {port} from {source:?}: {e}")));
+    // 1. Idle connections on every port, from enough addresses that none reaches its own
+    // limit (150 each), more than the node takes. Connections the node has closed already are
+    // let go as the storm goes on (this process has a file descriptor limit too).
+    let sources: Vec<[u8; 4]> = (0..total.div_ceil(150).max(10)).map(|i| [127, 0, 1 + (i / 200) as u8, 2 + (i % 200) as u8]).collect();
+    let ports = [node.ports.rtmp, node.ports.http, node.ports.api];
+    let (mut idle, mut closed_early) = (Vec::new(), 0);
+    for n in 0..total {
+        let (source, port) = (sources[n % sources.len()], ports[n % 3]);
+        idle.push(connect_from(source, port).unwrap_or_else(|e| panic!("connection {n} to {port} from {source:?}: {e}")));
+        if n % 500 == 499 {
+            let before = idle.len();
+            idle.retain(|s| !closed_by_node(s));
+            closed_early += before - idle.len();
         }
     }
     assert!(wait_until(Duration::from_secs(20), || metric(metrics, "estuary_connections_refused_total") > 0.0), "{}", node.log());
@@ -89,12 +99,16 @@ fn storms_and_slow_clients_are_cut_and_players_see_no_gap() {
     // handshake timeout, the HTTP request-head timeout).
     assert!(wait_until(Duration::from_secs(60), || metric(metrics, "estuary_connections_open") <= baseline), "open: {}", metric(metrics, "estuary_connections_open"));
     let still_open = idle.iter().filter(|s| !closed_by_node(s)).count();
-    assert_eq!(still_open, 0, "of {} idle connections", idle.len());
+    assert_eq!(still_open, 0, "of {} idle connections left after {closed_early} closed during the storm", idle.len());
+    let refused = metric(metrics, "estuary_connections_refused_total");
+    eprintln!("{total} idle connections from {} addresses, max_connections {max}: {refused} refused, {closed_early} seen closed during the storm, all closed", sources.len());
     drop(idle);
     assert!(node.log().contains("node.max_connections"), "{}", node.log());
 
     // 2. One address past its own limit: the HTTP connection beyond it is told why.
     let mine: Vec<TcpStream> = (0..400).map(|_| connect_from([127, 0, 0, 20], node.ports.http).expect("connect")).collect();
+    // All 400 admitted (the HTTP server's threads take connections in their own time).
+    assert!(wait_until(Duration::from_secs(10), || metric(metrics, "estuary_connections_open") >= baseline + 400.0), "open: {}", metric(metrics, "estuary_connections_open"));
     let mut extra = connect_from([127, 0, 0, 20], node.ports.http).expect("connect");
     write!(extra, "GET /api/v1/versions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut answer = String::new();
@@ -113,8 +127,9 @@ fn storms_and_slow_clients_are_cut_and_players_see_no_gap() {
     for s in &mut slow {
         s.write_all(b"GET /live/cam.flv HTTP/1.1\r\nHost: 127.0.0.1\r\n").expect("first line");
     }
+    // A byte each tenth of a second per connection, for at most a minute.
     let mut cut = 0;
-    for _round in 0..200 {
+    for _round in 0..600 {
         for s in &mut slow {
             // A write to a connection the node closed fails, or the read below sees the end.
             let _ = s.write_all(b"X");
@@ -123,8 +138,9 @@ fn storms_and_slow_clients_are_cut_and_players_see_no_gap() {
         if cut == slow.len() {
             break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(cut, slow.len(), "trickling connections still open after 200 bytes each");
+    assert_eq!(cut, slow.len(), "trickling connections still open after a minute");
     drop(slow);
 
     // 4. Oversized heads and bodies.
