@@ -54,6 +54,14 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("http_range", http_range),
 ];
 
+/// A version byte and two 1536-byte handshake blocks of zeros: C0 C1 C2 to a server, S0 S1 S2
+/// to a client (neither side checks the other's digest here).
+fn plain_handshake() -> Vec<u8> {
+    let mut handshake = vec![3u8];
+    handshake.extend(std::iter::repeat_n(0u8, 1536 * 2));
+    handshake
+}
+
 /// The RTMP server session from the first byte (handshake, then chunks and commands), and
 /// the same bytes again after a well-formed handshake so the chunk layer is reached quickly.
 pub fn rtmp_server(data: &[u8]) {
@@ -62,8 +70,7 @@ pub fn rtmp_server(data: &[u8]) {
     while session.poll_output().is_some() {}
 
     let mut session = ServerSession::new(ServerConfig { max_message_size: 1 << 16, ..ServerConfig::default() });
-    let mut handshake = vec![3u8];
-    handshake.extend(std::iter::repeat_n(0u8, 1536 * 2));
+    let handshake = plain_handshake();
     if session.handle_input(&handshake).is_ok() {
         for piece in data.chunks(97) {
             if session.handle_input(piece).is_err() {
@@ -88,8 +95,7 @@ pub fn rtmp_client(data: &[u8]) {
 
     let mut session = ClientSession::new(config);
     while session.poll_output().is_some() {}
-    let mut handshake = vec![3u8];
-    handshake.extend(std::iter::repeat_n(0u8, 1536 * 2));
+    let handshake = plain_handshake();
     if session.handle_input(&handshake).is_ok() {
         for piece in rest.chunks(61) {
             if session.handle_input(piece).is_err() {
@@ -651,13 +657,7 @@ mod seeds {
         write("manscdp", "catalog", catalog.as_bytes());
         write("manscdp", "keepalive", keepalive.as_bytes());
 
-        let mut binding = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-        binding.extend_from_slice(&[7; 12]);
-        binding.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
-        binding.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
-        binding.extend_from_slice(b"abcd:wxyz\0\0\0");
-        let len = (binding.len() - 20) as u16;
-        binding[2..4].copy_from_slice(&len.to_be_bytes());
+        let binding = crate::stun::tests::binding_request("abcd:wxyz");
         write("stun", "binding_request", &binding);
 
         write("srt_streamid", "srs_form", b"#!::h=example.com,r=live/cam?token=abc,m=publish,u=alice");

@@ -411,28 +411,23 @@ pub fn mount_tmpfs(dir: &Path, megabytes: u32) {
 /// [`private_mounts`], or `None` after saying why the suite is skipped (only when not root,
 /// as for [`private_network_or_skip`]).
 pub fn private_mounts_or_skip(suite: &str) -> Option<()> {
-    let root = is_root();
-    match private_mounts() {
-        Ok(()) => Some(()),
-        Err(reason) if !root => {
-            eprintln!("SKIPPED {suite}: not root, so no private mount namespace: {reason}");
-            None
-        }
-        Err(reason) => panic!("{suite} needs a private mount namespace: {reason}"),
-    }
+    namespace_or_skip(suite, "mount", private_mounts())
 }
 
 /// [`private_network`], or `None` after saying on stderr why the calling suite is skipped:
 /// only when not running as root. As root (tests/run in CI) not getting a namespace is a
 /// failure, so the suite can never pass by silently doing nothing.
 pub fn private_network_or_skip(suite: &str) -> Option<()> {
-    let root = is_root();
-    match private_network() {
+    namespace_or_skip(suite, "network", private_network())
+}
+
+fn namespace_or_skip(suite: &str, kind: &str, made: Result<(), String>) -> Option<()> {
+    match made {
         Ok(()) => Some(()),
-        Err(reason) if !root => {
-            eprintln!("SKIPPED {suite}: not root, so no private network namespace: {reason}");
+        Err(reason) if !is_root() => {
+            eprintln!("SKIPPED {suite}: not root, so no private {kind} namespace: {reason}");
             None
         }
-        Err(reason) => panic!("{suite} needs a private network namespace: {reason}"),
+        Err(reason) => panic!("{suite} needs a private {kind} namespace: {reason}"),
     }
 }
