@@ -451,13 +451,12 @@ pub fn http_range(data: &[u8]) {
     let _ = crate::http::parse_response(rest);
 }
 
-#[cfg(test)]
-mod seeds {
-    //! The seed corpus: `cargo test -p estuary-protocols write_seeds -- --ignored` writes one
-    //! or more well-formed inputs per target into `protocols/fuzz/seeds/<target>/`, made by
-    //! the crate's own writers (and the SPS/VPS/PPS that Debian's ffmpeg writes), so libFuzzer
-    //! starts from inputs that reach deep into each parser. Files already there (inputs that
-    //! once found a bug) are kept.
+pub mod seeds {
+    //! The seed corpus: one or more well-formed inputs per target, made by the crate's own
+    //! writers (and the SPS/VPS/PPS that Debian's ffmpeg writes), so libFuzzer starts from
+    //! inputs that reach deep into each parser. `cargo run -p estuary-protocols --example
+    //! write_fuzz_seeds` writes them into `protocols/fuzz/seeds/<target>/` (files already
+    //! there, inputs that once found a bug, are kept); `tests/fuzz_corpus.rs` runs them.
     use super::*;
     use crate::amf0::Value;
     use crate::codec::avc::to_annexb;
@@ -467,7 +466,6 @@ mod seeds {
     use crate::rtmp::client::ClientOutput;
     use crate::rtmp::server::{ServerEvent, ServerOutput};
     use bytes::BytesMut;
-    use std::path::PathBuf;
 
     const SPS: [u8; 25] = [
         0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1,
@@ -495,11 +493,6 @@ mod seeds {
         ]
     }
 
-    fn write(target: &str, name: &str, data: &[u8]) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
-        std::fs::create_dir_all(&dir).expect("seed directory");
-        std::fs::write(dir.join(name), data).expect("seed written");
-    }
 
     /// A client and a server session talking until both are quiet; the bytes each sent.
     fn rtmp_conversation(mode: ClientMode) -> (Vec<u8>, Vec<u8>) {
@@ -555,9 +548,10 @@ mod seeds {
         }
     }
 
-    #[test]
-    #[ignore = "writes the seed corpus into the source tree"]
-    fn write_seeds() {
+    /// Every seed: (target, file name, bytes).
+    pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut write = |target: &'static str, name: &str, data: &[u8]| out.push((target, name.to_string(), data.to_vec()));
         for (mode, name) in [(ClientMode::Publish, "publish"), (ClientMode::Play, "play")] {
             let (to_server, to_client) = rtmp_conversation(mode);
             write("rtmp_server", name, &to_server);
@@ -585,7 +579,7 @@ mod seeds {
         write("codec_headers", "sps", &SPS);
         write("codec_headers", "aac_config", &frames()[1].payload);
         write("codec_headers", "adts", &AacConfig::new(2, 44_100, 2).adts_header(6));
-        let hvcc = hevc::config_from_parameter_sets(&crate::codec::hevc::tests::VPS, &crate::codec::hevc::tests::SPS, &crate::codec::hevc::tests::PPS).expect("an hvcC");
+        let hvcc = hevc::config_from_parameter_sets(&crate::codec::hevc::sample::VPS, &crate::codec::hevc::sample::SPS, &crate::codec::hevc::sample::PPS).expect("an hvcC");
         write("codec_headers", "hvcc", &hvcc);
         write("codec_headers", "annexb", &to_annexb([&SPS[..], &PPS[..]]));
 
@@ -657,7 +651,7 @@ mod seeds {
         write("manscdp", "catalog", catalog.as_bytes());
         write("manscdp", "keepalive", keepalive.as_bytes());
 
-        let binding = crate::stun::tests::binding_request("abcd:wxyz");
+        let binding = crate::stun::binding_request("abcd:wxyz");
         write("stun", "binding_request", &binding);
 
         write("srt_streamid", "srs_form", b"#!::h=example.com,r=live/cam?token=abc,m=publish,u=alice");
@@ -686,5 +680,6 @@ mod seeds {
             write("http_range", name, &input);
         }
         write("http_range", "response", b"\x00HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        out
     }
 }

@@ -26,24 +26,25 @@ pub fn username(data: &[u8]) -> Option<&str> {
     None
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// A Binding request with a fake PRIORITY attribute and then USERNAME `user` (padded to a
+/// multiple of 4).
+#[doc(hidden)]
+pub fn binding_request(user: &str) -> Vec<u8> {
+    let mut msg = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    msg.extend_from_slice(&[7; 12]);
+    msg.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+    msg.extend_from_slice(&[0x00, 0x06]);
+    msg.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    msg.extend_from_slice(user.as_bytes());
+    msg.resize(msg.len().div_ceil(4) * 4, 0);
+    let len = (msg.len() - 20) as u16;
+    msg[2..4].copy_from_slice(&len.to_be_bytes());
+    msg
+}
 
-    /// A Binding request with a fake PRIORITY attribute and then USERNAME `user` (padded to a
-    /// multiple of 4).
-    pub(crate) fn binding_request(user: &str) -> Vec<u8> {
-        let mut msg = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-        msg.extend_from_slice(&[7; 12]);
-        msg.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
-        msg.extend_from_slice(&[0x00, 0x06]);
-        msg.extend_from_slice(&(user.len() as u16).to_be_bytes());
-        msg.extend_from_slice(user.as_bytes());
-        msg.resize(msg.len().div_ceil(4) * 4, 0);
-        let len = (msg.len() - 20) as u16;
-        msg[2..4].copy_from_slice(&len.to_be_bytes());
-        msg
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn finds_the_username_of_a_binding_request() {

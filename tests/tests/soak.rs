@@ -183,7 +183,6 @@ fn publish_play_cycles_over_rtmp_srt_and_whip_leave_nothing_behind() {
     // WHIP cycles run alongside, in one aiortc process (about 4 s each).
     let whip_count = (cycles / 50).max(2);
     let whip = whip_cycles(whip_count, "whip");
-    let started = Instant::now();
     let mut after_500 = None;
     let (mut rtmp, mut srt) = (0, 0);
     for i in 0..cycles {
@@ -208,7 +207,6 @@ fn publish_play_cycles_over_rtmp_srt_and_whip_leave_nothing_behind() {
     let whip = whip_result(whip);
     assert_eq!(whip["published"], whip_count, "{whip}");
     assert_eq!(whip["played"], whip_count, "{whip}");
-    let elapsed = started.elapsed();
     assert!(settled(&node), "not settled at the end: {}", node.api("/api/v1/tasks"));
     // HLS files of the ended streams go after their dispose time.
     assert!(wait_until(Duration::from_secs(60), || files_under(&hls) == 0), "{} HLS files left", files_under(&hls));
@@ -216,8 +214,7 @@ fn publish_play_cycles_over_rtmp_srt_and_whip_leave_nothing_behind() {
     let end = held(&node);
     let after_500 = after_500.expect("measured after 500 cycles");
     eprintln!(
-        "{cycles} cycles ({rtmp} RTMP, {srt} SRT, {whip_count} WHIP) in {:.0} s: RSS {} KiB after warm-up, {} KiB after 500, {} KiB at the end; fds {} -> {}; threads {} -> {}; tasks {} -> {} ({}); clients {} -> {}; connections {} -> {}",
-        elapsed.as_secs_f64(),
+        "{cycles} cycles ({rtmp} RTMP, {srt} SRT, {whip_count} WHIP): RSS {} KiB after warm-up, {} KiB after 500, {} KiB at the end; fds {} -> {}; threads {} -> {}; tasks {} -> {} ({}); clients {} -> {}; connections {} -> {}",
         baseline.rss_kb,
         after_500.rss_kb,
         end.rss_kb,
