@@ -191,6 +191,8 @@ pub struct SrtSettings {
     pub payload_size: usize,
     /// Handshakes in progress at once; further callers are ignored until some complete.
     pub max_pending: usize,
+    /// Players get new frames at most this often (`stream.write_merge_ms`; 0: as they come).
+    pub write_merge: Duration,
 }
 
 impl Default for SrtSettings {
@@ -204,6 +206,7 @@ impl Default for SrtSettings {
             passphrase: None,
             payload_size: 1316,
             max_pending: 1024,
+            write_merge: Duration::ZERO,
         }
     }
 }

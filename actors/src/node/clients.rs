@@ -121,6 +121,11 @@ impl ClientRecord {
         self.kick.notify_one();
     }
 
+    /// The client has been kicked (for sessions that poll instead of waiting).
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::SeqCst)
+    }
+
     /// Completes when the client has been kicked.
     pub async fn kicked(&self) {
         if self.kicked.load(Ordering::SeqCst) {

@@ -1,3 +1,4 @@
+use super::players::{self, GroupHandle, Join};
 use super::session::{self, Role, SessionInput, SessionSetup};
 use crate::access;
 use crate::node::NodeContext;
@@ -41,7 +42,12 @@ pub struct SrtListener {
     socket: Option<Arc<UdpSocket>>,
     init: ConnInitSettings,
     pending: HashMap<SocketAddr, Pending>,
-    sessions: HashMap<SocketAddr, mpsc::Sender<SessionInput>>,
+    /// Where the packets of each established connection go (a publisher's session or the
+    /// player group of its stream), with the route's number.
+    sessions: HashMap<SocketAddr, (u64, mpsc::Sender<SessionInput>)>,
+    next_route: u64,
+    /// The player group of each stream with SRT players.
+    groups: HashMap<StreamKey, GroupHandle>,
     /// Malformed datagrams since the last report (logged once per second, not per packet).
     malformed: u64,
     last_malformed: Option<(SocketAddr, String)>,
@@ -110,6 +116,8 @@ impl SrtListener {
             init,
             pending: HashMap::new(),
             sessions: HashMap::new(),
+            next_route: 0,
+            groups: HashMap::new(),
             malformed: 0,
             last_malformed: None,
             cookie_key: std::collections::hash_map::RandomState::new(),
@@ -209,6 +217,12 @@ impl SrtListener {
         }
     }
 
+    fn start_group(&mut self, key: &StreamKey, socket: Arc<UdpSocket>, ctx: &mut Context<Self>) -> GroupHandle {
+        let handle = players::start(key.clone(), socket, ctx.address(), self.node.clone(), self.settings.payload_size, self.settings.write_merge);
+        self.groups.insert(key.clone(), handle.clone());
+        handle
+    }
+
     fn send(&self, packet: &Packet, to: SocketAddr) {
         let Some(socket) = &self.socket else { return };
         let mut buf = BytesMut::with_capacity(128);
@@ -221,10 +235,10 @@ impl SrtListener {
     fn datagram(&mut self, data: BytesMut, from: SocketAddr, ctx: &mut Context<Self>) {
         let view = handshake::inspect(&data);
         let is_new_call = view.as_ref().is_some_and(|v| v.shake_type == 1);
-        if let Some(tx) = self.sessions.get(&from) {
+        if let Some((_, tx)) = self.sessions.get(&from) {
             if !is_new_call {
                 match parse(&data) {
-                    Ok(packet) => match tx.try_send(SessionInput::Packet(packet)) {
+                    Ok(packet) => match tx.try_send(SessionInput::Packet(from, packet)) {
                         Ok(()) => {}
                         // The session is behind: SRT retransmits what is lost, so the datagram
                         // is dropped, and counted.
@@ -384,23 +398,44 @@ impl SrtListener {
                     tracing::warn!(%peer, "SRT connection completed without an access decision; dropped");
                     return;
                 };
-                let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-                self.sessions.insert(peer, tx);
-                let setup = SessionSetup {
-                    connection,
-                    socket,
-                    peer,
-                    inbox: rx,
-                    guard: admission.guard,
-                    key: admission.key,
-                    params: admission.params,
-                    role: admission.role,
-                    payload_size: self.settings.payload_size,
-                    listener: ctx.address(),
-                    node: self.node.clone(),
-                };
-                let census = self.node.census.clone();
-                self.node.topology.workers.next().spawn(census.track("srt_session", session::run(setup)));
+                let route = self.next_route;
+                self.next_route += 1;
+                let Admission { guard, key, params, role } = admission;
+                match role {
+                    Role::Publish { stream } => {
+                        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+                        self.sessions.insert(peer, (route, tx));
+                        let setup = SessionSetup { connection, socket, peer, inbox: rx, guard, key, params, stream, route, listener: ctx.address(), node: self.node.clone() };
+                        let census = self.node.census.clone();
+                        self.node.topology.workers.next().spawn(census.track("srt_session", session::run(setup)));
+                    }
+                    Role::Play { subscription } => {
+                        let join = Join { connection, peer, guard, key: key.clone(), params, subscription, route };
+                        let mut handle = match self.groups.get(&key) {
+                            Some(handle) if !handle.joins.is_closed() => handle.clone(),
+                            _ => self.start_group(&key, socket.clone(), ctx),
+                        };
+                        let mut join = Some(join);
+                        for _ in 0..2 {
+                            let Some(next) = join.take() else { break };
+                            match handle.joins.try_send(next) {
+                                Ok(()) => {
+                                    self.sessions.insert(peer, (route, handle.packets.clone()));
+                                    break;
+                                }
+                                // The group let go of the stream just now: a new one takes it.
+                                Err(mpsc::error::TrySendError::Closed(back)) => {
+                                    join = Some(back);
+                                    handle = self.start_group(&key, socket.clone(), ctx);
+                                }
+                                Err(mpsc::error::TrySendError::Full(back)) => {
+                                    tracing::warn!(%peer, stream = %key, "the stream's SRT player group is not taking players; dropping this one");
+                                    drop(back);
+                                }
+                            }
+                        }
+                    }
+                }
             }
             ConnectionResult::NotHandled(error) => tracing::debug!(%peer, %error, "SRT handshake packet not handled"),
             ConnectionResult::NoAction => {}
@@ -482,7 +517,8 @@ impl SrtListener {
             }
             keep
         });
-        self.sessions.retain(|_, tx| !tx.is_closed());
+        self.sessions.retain(|_, (_, tx)| !tx.is_closed());
+        self.groups.retain(|_, handle| !handle.joins.is_closed());
     }
 }
 
@@ -537,7 +573,7 @@ async fn admit(node: &NodeContext, settings: &SrtSettings, registry: Addr<Stream
             if crate::cluster::pull::ensure(node, &registry, &key).await {
                 crate::cluster::pull::wait_live(node, &registry, &key, crate::cluster::pull::START_TIMEOUT).await;
             }
-            let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
+            let subscription = crate::attach::subscribe_shared(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
                 PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => (RejectReason::Server(ServerRejectReason::Notfound), refused.to_string()),
                 PlayRefused::Denied(text) => (RejectReason::Server(ServerRejectReason::Forbidden), text),
                 PlayRefused::Unavailable(text) => (RejectReason::Server(ServerRejectReason::Overload), text),
@@ -586,13 +622,15 @@ impl StreamHandler<Result<(BytesMut, SocketAddr), std::io::Error>> for SrtListen
 #[rtype(result = "()")]
 pub(super) struct SessionEnded {
     pub peer: SocketAddr,
+    /// The route's number (a new connection from the same address has another).
+    pub route: u64,
 }
 
 impl Handler<SessionEnded> for SrtListener {
     type Result = ();
 
     fn handle(&mut self, msg: SessionEnded, _: &mut Self::Context) {
-        if self.sessions.get(&msg.peer).is_some_and(|tx| tx.is_closed()) {
+        if self.sessions.get(&msg.peer).is_some_and(|(route, _)| *route == msg.route) {
             self.sessions.remove(&msg.peer);
         }
     }

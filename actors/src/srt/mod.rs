@@ -36,6 +36,7 @@
 //! parameters; plain `live/livestream` and URL-encoded forms too.
 
 mod listener;
+mod players;
 mod session;
 
 pub use listener::SrtListener;

@@ -1,27 +1,25 @@
-//! One SRT connection: drives `srt-protocol`'s `DuplexConnection` with packets routed from the
-//! listener, the current time and, when playing, the stream's frames muxed into TS.
+//! One SRT publisher's connection: drives `srt-protocol`'s `DuplexConnection` with packets
+//! routed from the listener and the current time, and demuxes the TS it releases into frames
+//! for the stream actor. (Players are served per stream by [`super::players`].)
 //!
 //! The connection is a state machine that answers every input with one action; the loop feeds
 //! it the result of each action (`PacketSent`, `DataReleased`, ...) until it asks to wait, then
 //! waits for the next packet, frame, timer or close request. Every call sits behind
 //! `catch_unwind`: a panic in the library ends this connection only.
 
-use super::listener::{SessionEnded, SrtListener, SEND_BUFFER_PACKETS};
+use super::listener::{SessionEnded, SrtListener};
 use crate::node::clients::{ClientGuard, Role as ClientRole};
 use crate::access::hooks;
 use crate::node::NodeContext;
-use crate::http_live::{Encoder, TsEncoder};
 use crate::stream::{PublisherLink, Subscription};
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
-use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader, PACKET_SIZE};
-use estuary_protocols::MediaFrame;
+use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader};
 use estuary_storage::StreamKey;
 use serde_json::json;
 use srt_protocol::connection::{Action, Connection, DuplexConnection, Input};
 use srt_protocol::packet::{Acknowledgement, ControlPacket, ControlTypes, Packet};
 use srt_protocol::statistics::SocketStatistics;
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -35,8 +33,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// What the listener sends a session.
 #[allow(clippy::large_enum_variant)] // packets are the common case; boxing would allocate per packet
 pub(super) enum SessionInput {
-    /// A packet from the peer.
-    Packet(Packet),
+    /// A packet from the peer, with the address it came from.
+    Packet(SocketAddr, Packet),
 }
 
 /// Publisher or player, with what the admission obtained.
@@ -62,8 +60,9 @@ pub(super) struct SessionSetup {
     pub guard: ClientGuard,
     pub key: StreamKey,
     pub params: Vec<(String, String)>,
-    pub role: Role,
-    pub payload_size: usize,
+    pub stream: PublisherLink,
+    /// The listener's number for this connection's route.
+    pub route: u64,
     pub listener: Addr<SrtListener>,
     pub node: NodeContext,
 }
@@ -107,74 +106,16 @@ impl Publisher {
     }
 }
 
-/// Frames in, TS payloads out.
-struct Player {
-    rx: mpsc::Receiver<Arc<MediaFrame>>,
-    encoder: TsEncoder,
-    buffer: BytesMut,
-    chunk: usize,
-    /// Packets the connection holds unsent or unacknowledged (updated before each batch).
-    backlog: usize,
-    /// Skipping frames until the next keyframe because the backlog grew too large.
-    skipping: bool,
-    skipped: u64,
-}
-
-impl Player {
-    /// Whether `frame` goes out. A player whose connection cannot carry the stream (its send
-    /// buffer fills up) loses whole GOPs, as players of other protocols do: frames are
-    /// skipped until the next keyframe once half the buffer is in use.
-    fn admit(&mut self, frame: &MediaFrame, queued: usize) -> bool {
-        let backlog = self.backlog + queued;
-        if !self.skipping && backlog > SEND_BUFFER_PACKETS / 2 {
-            self.skipping = true;
-            tracing::warn!(backlog_packets = backlog, "SRT player cannot keep up; skipping to the next keyframe");
-        }
-        if self.skipping && frame.is_video_keyframe() && backlog < SEND_BUFFER_PACKETS / 4 {
-            self.skipping = false;
-        }
-        if self.skipping && !frame.config {
-            self.skipped += 1;
-            return false;
-        }
-        true
-    }
-
-    fn encode(&mut self, frame: &MediaFrame, out: &mut VecDeque<Input>, now: Instant) {
-        if !self.admit(frame, out.len()) {
-            return;
-        }
-        self.encoder.encode(frame, &mut self.buffer);
-        while self.buffer.len() >= self.chunk {
-            out.push_back(Input::Data(Some((now, self.buffer.split_to(self.chunk).freeze()))));
-        }
-    }
-
-    /// Sends what is buffered (part of a payload) once no frame is waiting.
-    fn flush(&mut self, out: &mut VecDeque<Input>, now: Instant) {
-        if !self.buffer.is_empty() {
-            out.push_back(Input::Data(Some((now, self.buffer.split().freeze()))));
-        }
-    }
-}
-
-async fn next_frame(player: &mut Option<Player>) -> Option<Arc<MediaFrame>> {
-    match player {
-        Some(player) => player.rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// What the ACKs in either direction say about the path (the library's statistics do not
 /// carry its RTT estimate).
 #[derive(Default)]
-struct PathEstimate {
+pub(super) struct PathEstimate {
     rtt: Option<Duration>,
     link_capacity_pps: Option<u32>,
 }
 
 impl PathEstimate {
-    fn observe(&mut self, packet: &Packet) {
+    pub(super) fn observe(&mut self, packet: &Packet) {
         if let Packet::Control(ControlPacket { control_type: ControlTypes::Ack(Acknowledgement::Small(_, stats) | Acknowledgement::Full(_, stats, _)), .. }) = packet {
             self.rtt = Some(stats.rtt.mean_as_duration());
             if let Some(capacity) = stats.estimated_link_capacity {
@@ -184,7 +125,7 @@ impl PathEstimate {
     }
 }
 
-fn stats_json(stats: &SocketStatistics, path: &PathEstimate, previous: &mut Option<(Instant, u64, u64)>) -> serde_json::Value {
+pub(super) fn stats_json(stats: &SocketStatistics, path: &PathEstimate, previous: &mut Option<(Instant, u64, u64)>) -> serde_json::Value {
     let now = Instant::now();
     let (recv_kbps, send_kbps) = match previous.replace((now, stats.rx_bytes, stats.tx_bytes)) {
         Some((at, rx, tx)) if now > at => {
@@ -215,26 +156,15 @@ fn stats_json(stats: &SocketStatistics, path: &PathEstimate, previous: &mut Opti
 
 /// Runs the connection until it closes.
 pub(super) async fn run(setup: SessionSetup) {
-    let SessionSetup { connection, socket, peer, mut inbox, guard, key, params, role, payload_size, listener, node } = setup;
+    let SessionSetup { connection, socket, peer, mut inbox, guard, key, params, stream, route, listener, node } = setup;
     let client = guard.id();
     let record = guard.record().clone();
     let latency_ms = connection.settings.recv_tsbpd_latency.max(connection.settings.send_tsbpd_latency).as_millis() as u64;
     let mut connection = DuplexConnection::new(connection);
-    let (mut publisher, mut player) = match role {
-        Role::Publish { stream } => {
-            record.set_role(ClientRole::Publish, key.to_string());
-            tracing::info!(client, %peer, stream = %key, latency_ms, "SRT publish started");
-            (Some(Publisher { stream, demuxer: TsDemuxer::default(), reader: TsFrameReader::default(), errors: 0 }), None)
-        }
-        Role::Play { subscription } => {
-            record.set_role(ClientRole::Play, key.to_string());
-            tracing::info!(client, %peer, stream = %key, latency_ms, "SRT play started");
-            let chunk = (payload_size / PACKET_SIZE).max(1) * PACKET_SIZE;
-            (None, Some(Player { rx: subscription.rx, encoder: TsEncoder::default(), buffer: BytesMut::new(), chunk, backlog: 0, skipping: false, skipped: 0 }))
-        }
-    };
+    record.set_role(ClientRole::Publish, key.to_string());
+    tracing::info!(client, %peer, stream = %key, latency_ms, "SRT publish started");
+    let mut publisher = Publisher { stream, demuxer: TsDemuxer::default(), reader: TsFrameReader::default(), errors: 0 };
 
-    let mut queue: VecDeque<Input> = VecDeque::new();
     let mut input = Input::Timer;
     let mut closing: Option<Instant> = None;
     let mut previous_stats = None;
@@ -272,10 +202,8 @@ pub(super) async fn run(setup: SessionSetup) {
             }
             Step::Data(data) => {
                 record.add_in(data.len());
-                if let Some(publisher) = publisher.as_mut() {
-                    if let Err(why) = publisher.push(client, &data) {
-                        break why.into();
-                    }
+                if let Err(why) = publisher.push(client, &data) {
+                    break why.into();
                 }
                 Input::DataReleased
             }
@@ -285,64 +213,35 @@ pub(super) async fn run(setup: SessionSetup) {
             }
             Step::Close => break if closing.is_some() { "closed".into() } else { "the peer closed the connection or went silent".into() },
             Step::Wait(wait) => {
-                if let Some(next) = queue.pop_front() {
-                    next
-                } else {
-                    let wait = wait.min(Duration::from_millis(100));
-                    tokio::select! {
-                        message = inbox.recv() => match message {
-                            Some(SessionInput::Packet(packet)) => {
-                                path.observe(&packet);
-                                Input::Packet(Ok((packet, peer)))
-                            }
-                            None => break "the SRT listener went away".into(),
-                        },
-                        frame = next_frame(&mut player), if player.is_some() && closing.is_none() => {
-                            let now = Instant::now();
-                            match frame {
-                                Some(frame) => {
-                                    if let Some(player) = player.as_mut() {
-                                        connection.update_statistics(now);
-                                        let stats = connection.statistics();
-                                        player.backlog = stats.tx_buffered_data as usize;
-                                        player.encode(&frame, &mut queue, now);
-                                        while let Ok(frame) = player.rx.try_recv() {
-                                            player.encode(&frame, &mut queue, now);
-                                        }
-                                        player.flush(&mut queue, now);
-                                    }
-                                    queue.pop_front().unwrap_or(Input::Timer)
-                                }
-                                None => {
-                                    tracing::info!(client, stream = %key, "stream ended for this SRT player; closing");
-                                    closing = Some(Instant::now());
-                                    Input::Data(None)
-                                }
-                            }
+                let wait = wait.min(Duration::from_millis(100));
+                tokio::select! {
+                    message = inbox.recv() => match message {
+                        Some(SessionInput::Packet(_, packet)) => {
+                            path.observe(&packet);
+                            Input::Packet(Ok((packet, peer)))
                         }
-                        _ = record.kicked(), if closing.is_none() => {
-                            tracing::info!(client, %peer, stream = %key, "SRT client kicked through the API");
-                            closing = Some(Instant::now());
-                            Input::Data(None)
-                        }
-                        _ = tokio::time::sleep(wait) => Input::Timer,
+                        None => break "the SRT listener went away".into(),
+                    },
+                    _ = record.kicked(), if closing.is_none() => {
+                        tracing::info!(client, %peer, stream = %key, "SRT client kicked through the API");
+                        closing = Some(Instant::now());
+                        Input::Data(None)
                     }
+                    _ = tokio::time::sleep(wait) => Input::Timer,
                 }
             }
         };
     };
 
-    let event = if publisher.is_some() { hooks::Event::Unpublish } else { hooks::Event::Stop };
-    node.hooks.notify(event, &key.app, hooks::body(client, &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &params));
-    let frames_skipped = player.as_ref().map(|p| p.skipped).unwrap_or(0);
-    drop(player);
+    node.hooks.notify(hooks::Event::Unpublish, &key.app, hooks::body(client, &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &params));
+    let errors = publisher.errors;
     drop(publisher);
     tracing::info!(
         client,
         %peer,
         stream = %key,
         %reason,
-        frames_skipped,
+        ts_errors = errors,
         bytes_in = record.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
         bytes_out = record.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
         alive_ms = record.connected.elapsed().as_millis() as u64,
@@ -350,5 +249,5 @@ pub(super) async fn run(setup: SessionSetup) {
     );
     inbox.close();
     drop(guard);
-    crate::tell(&listener, SessionEnded { peer });
+    crate::tell(&listener, SessionEnded { peer, route });
 }

@@ -51,6 +51,7 @@ impl Config {
             handshake_timeout: Duration::from_millis(self.srt.handshake_timeout_ms),
             passphrase: Some(self.srt.passphrase.clone()).filter(|p| !p.is_empty()),
             payload_size: self.srt.payload_size,
+            write_merge: Duration::from_millis(self.stream.write_merge_ms),
             ..Default::default()
         }
     }
