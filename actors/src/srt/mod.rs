@@ -4,10 +4,13 @@
 //! - [`SrtListener`] owns the UDP socket. It parses every datagram, keeps one handshake state
 //!   machine per caller address (`srt-protocol`'s sans-IO `Listen`), decides who may connect
 //!   from the stream id, and routes packets of established connections to their session.
-//! - One session per connection ([`session`]), a task on a worker arbiter with a typed mailbox
-//!   (packets from the listener, frames from the stream actor, a close request). It drives
-//!   `srt-protocol`'s `DuplexConnection` and either demuxes the received TS into frames for
-//!   the stream actor (publish) or muxes the stream's frames into TS for the caller (play).
+//! - One session per publishing connection ([`session`]), a task on a worker arbiter with a
+//!   typed mailbox (packets from the listener, a close request). It drives `srt-protocol`'s
+//!   `DuplexConnection` and demuxes the received TS into frames for the stream actor.
+//! - One player group per stream ([`players`]), a task on the stream's worker holding every
+//!   SRT player's connection: one subscription, the stream's TS muxed once and shared, the
+//!   connections' timers and routed packets handled on a 5 ms tick, and the tick's datagrams
+//!   sent with `sendmmsg` (a player's full-size packets as one UDP segmentation offload run).
 //!
 //! ## Why not `srt-tokio`'s listener
 //! `srt-protocol` has `unimplemented!()`/`todo!()` on inputs ordinary callers send (a
