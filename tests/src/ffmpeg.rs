@@ -190,7 +190,8 @@ impl Drop for Process {
     }
 }
 
-fn spawn(args: Vec<String>, scratch: &Scratch, name: &str) -> Process {
+/// Runs ffmpeg with `args` in the background, stderr kept in the scratch directory as `name.stderr`.
+pub fn spawn(args: Vec<String>, scratch: &Scratch, name: &str) -> Process {
     let stderr_path = scratch.path(&format!("{name}.stderr"));
     let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
     let child = Command::new("ffmpeg")

@@ -1,7 +1,7 @@
 //! Many players of one stream over UDP outputs at once: 200 SRT players (the load tool's
 //! srt-tokio callers) while an RTMP player decodes the same stream, on one node.
 
-use estuary_tests::ffmpeg::{decode, publish, Source};
+use estuary_tests::ffmpeg::{decode, publish, spawn, Source};
 use estuary_tests::{Node, Scratch};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -51,4 +51,29 @@ fn two_hundred_srt_players_share_one_stream_task_while_rtmp_plays_clean() {
     assert_eq!(result["receiving_at_end"], PLAYERS, "every SRT player still receiving at the end: {result}");
     let startup = result["startup_ms_median"].as_f64().unwrap_or(f64::MAX);
     assert!(startup < 2000.0, "SRT players start with the cached GOP: median startup {startup} ms");
+}
+
+#[test]
+fn srt_players_end_with_the_stream_and_a_republish_is_played_by_new_ones() {
+    let scratch = Scratch::new("udp-players-end");
+    let node = Node::start(&scratch, &[("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "0")]);
+    let source = Source { size: "320x180", ..Source::default() };
+    let mut publisher = publish(&node.rtmp_url("live/ends"), &source, &scratch, "publisher");
+    node.wait_live("live/ends", Duration::from_secs(20));
+    let url = node.srt_url("live/ends", false, "");
+    // Two SRT players of the first publish (one group), reading until the stream ends.
+    let mut players: Vec<_> = (0..2).map(|i| spawn(["-hide_banner", "-nostdin", "-v", "error", "-i", url.as_str(), "-t", "120", "-f", "null", "-"].map(String::from).to_vec(), &scratch, &format!("player{i}"))).collect();
+    std::thread::sleep(Duration::from_secs(4));
+    for player in players.iter_mut() {
+        assert!(player.running(), "SRT player stopped while the stream was live: {}", player.stderr());
+    }
+    publisher.kill();
+    for player in players.iter_mut() {
+        assert!(player.wait(Duration::from_secs(15)).is_some(), "SRT player still connected 15 s after the stream ended; log:\n{}", node.log());
+    }
+    // The next publish of the same stream is played by new SRT players, clean.
+    let _publisher = publish(&node.rtmp_url("live/ends"), &source, &scratch, "publisher2");
+    node.wait_live("live/ends", Duration::from_secs(20));
+    let (clean, errors) = decode(&url, 4);
+    assert!(clean && errors.trim().is_empty(), "SRT play of the republished stream not clean: {errors}\nlog:\n{}", node.log());
 }

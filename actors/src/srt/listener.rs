@@ -430,9 +430,13 @@ impl SrtListener {
                                 }
                                 Err(mpsc::error::TrySendError::Full(back)) => {
                                     tracing::warn!(%peer, stream = %key, "the stream's SRT player group is not taking players; dropping this one");
-                                    drop(back);
+                                    self.node.hooks.notify(crate::access::hooks::Event::Stop, &key.app, crate::access::hooks::body(back.guard.id(), &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &back.params));
                                 }
                             }
+                        }
+                        if let Some(lost) = join {
+                            tracing::warn!(%peer, stream = %key, "no SRT player group took this player; dropping it");
+                            self.node.hooks.notify(crate::access::hooks::Event::Stop, &key.app, crate::access::hooks::body(lost.guard.id(), &peer.ip().to_string(), &key.vhost, &key.app, &key.stream, &lost.params));
                         }
                     }
                 }

@@ -48,5 +48,10 @@ pub use listener::SrtListener;
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
+    // Player groups send a wake's datagrams in bursts; a larger buffer (within the system's
+    // `net.core.wmem_max`/`rmem_max`) keeps a burst from meeting a full one.
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    let _ = sock.set_recv_buffer_size(4 << 20);
     Ok(socket)
 }

@@ -63,6 +63,8 @@ const BATCH: usize = 1024;
 const JOINS: usize = 1024;
 /// Packets from players waiting for the next wake.
 pub(super) const PACKETS: usize = 65_536;
+/// A full socket buffer is waited on this long per wake before datagrams are dropped.
+const SEND_WAIT: Duration = Duration::from_millis(20);
 /// A closing player's connection may take this long to flush before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A group without players lets go of its stream after this long.
@@ -96,7 +98,10 @@ pub(super) fn start(key: StreamKey, socket: Arc<UdpSocket>, listener: Addr<SrtLi
     let (joins_tx, joins) = mpsc::channel(JOINS);
     let (packets_tx, packets) = mpsc::channel(PACKETS);
     let chunk = (payload_size / PACKET_SIZE).max(1) * PACKET_SIZE;
-    let group = Group { key: key.clone(), socket, listener, node: node.clone(), chunk, merge, feed: None, members: Vec::new(), by_peer: HashMap::new(), out: Outbox::new(chunk + SRT_HEADER) };
+    let mut out = Outbox::new(chunk + SRT_HEADER);
+    // Kernels without UDP segmentation offload (before Linux 4.18) do not know the option.
+    out.gso = nix::sys::socket::getsockopt(&*socket, nix::sys::socket::sockopt::UdpGsoSegment).is_ok();
+    let group = Group { key: key.clone(), socket, listener, node: node.clone(), chunk, merge, feed: None, members: Vec::new(), by_peer: HashMap::new(), out };
     let census = node.census.clone();
     node.topology.workers.for_key(&key).spawn(census.track("srt_players", group.run(joins, packets)));
     GroupHandle { joins: joins_tx, packets: packets_tx }
@@ -108,6 +113,8 @@ struct Feed {
     ring: Ring,
     terms: FeedTerms,
     ended: bool,
+    /// The players of this life were told the stream ended.
+    end_handled: bool,
     /// Frames arrived since the last delivery.
     fresh: bool,
     last_delivery: Option<Instant>,
@@ -292,14 +299,13 @@ impl Group {
         let mut inbox = Vec::with_capacity(1024);
         let mut next_wake = Instant::now();
         loop {
-            // Without players the group waits for one (or lets go after IDLE).
             // Without players the group still takes frames now and then (its ring stays fresh
             // for the next joiner) and lets go of the stream after IDLE.
             let sleep_until = if self.members.is_empty() { Instant::now() + IDLE_POLL } else { next_wake };
             tokio::select! {
                 biased;
                 join = joins.recv(), if joins_open => match join {
-                    Some(join) => self.add(join),
+                    Some(join) => self.add_guarded(join),
                     None => joins_open = false,
                 },
                 _ = tokio::time::sleep_until(sleep_until.into()) => {}
@@ -307,7 +313,7 @@ impl Group {
             let now = Instant::now();
             while joins_open {
                 match joins.try_recv() {
-                    Ok(join) => self.add(join),
+                    Ok(join) => self.add_guarded(join),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => joins_open = false,
                 }
@@ -356,15 +362,38 @@ impl Group {
                     }
                     joins_open = false;
                     for join in late {
-                        self.add(join);
+                        self.add_guarded(join);
                     }
                 }
             } else {
                 idle_since = None;
             }
-            next_wake = (now + TICK).max(Instant::now());
+            // Measured from the end of the work, so an overloaded group still yields its
+            // worker between wakes.
+            next_wake = Instant::now() + TICK;
         }
         tracing::debug!(stream = %self.key, "SRT player group ended");
+    }
+
+    /// Takes a player; a panic doing so costs that player only.
+    fn add_guarded(&mut self, join: Join) {
+        let (peer, route, client, key) = (join.peer, join.route, join.guard.id(), join.key.clone());
+        if catch_unwind(AssertUnwindSafe(|| self.add(join))).is_err() {
+            tracing::error!(stream = %key, client, %peer, "SRT player group panicked taking a player; that player is dropped");
+            if let Some(&index) = self.by_peer.get(&peer) {
+                if self.members.get(index).is_some_and(|m| m.route == route) {
+                    let member = self.members.swap_remove(index);
+                    self.by_peer.remove(&peer);
+                    if index < self.members.len() {
+                        let moved = self.members[index].peer;
+                        self.by_peer.insert(moved, index);
+                    }
+                    self.finish(member, "internal error taking the player");
+                    return;
+                }
+            }
+            crate::tell(&self.listener, SessionEnded { peer, route });
+        }
     }
 
     fn add(&mut self, join: Join) {
@@ -381,8 +410,13 @@ impl Group {
         let same_life = self.feed.as_ref().is_some_and(|feed| !feed.ended && Arc::ptr_eq(&feed.terms.counters, &terms.counters));
         if !same_life {
             tracing::debug!(stream = %key, "SRT player group takes a feed of the stream");
+            // Players of an earlier life get nothing more from it.
+            let now = Instant::now();
+            if self.feed.as_ref().is_some_and(|feed| !feed.end_handled) {
+                self.close_life(now, "the stream ended", |_, _| true);
+            }
             let ring = Ring::new(terms.limits);
-            self.feed = Some(Feed { rx: subscription.rx, ring, terms: terms.clone(), ended: false, fresh: false, last_delivery: None });
+            self.feed = Some(Feed { rx: subscription.rx, ring, terms: terms.clone(), ended: false, end_handled: false, fresh: false, last_delivery: None });
         }
         let Some(feed) = self.feed.as_mut() else { return };
         feed.ring.enable_ts();
@@ -415,8 +449,9 @@ impl Group {
         let index = self.members.len();
         self.by_peer.insert(peer, index);
         self.members.push(member);
-        // A joiner gets the cached GOP at once.
+        // A joiner gets the cached GOP at once (or, if the stream just ended, its end).
         self.serve_own(index, now);
+        self.end_if_ended(now);
     }
 
     fn drain_feed(feed: &mut Feed) {
@@ -437,21 +472,38 @@ impl Group {
 
     fn take_frames(&mut self, now: Instant) {
         let Some(feed) = self.feed.as_mut() else { return };
-        if feed.ended {
-            return;
-        }
-        if catch_unwind(AssertUnwindSafe(|| Self::drain_feed(feed))).is_err() {
+        if !feed.ended && catch_unwind(AssertUnwindSafe(|| Self::drain_feed(feed))).is_err() {
             tracing::error!(stream = %self.key, "SRT player group panicked taking frames; closing its players (they can connect again)");
             feed.ended = true;
         }
-        if feed.ended {
+        self.end_if_ended(now);
+    }
+
+    /// Once the feed ended: the players of its life get what is left, then are closed (once;
+    /// a player that joins an ended feed is closed at once).
+    fn end_if_ended(&mut self, now: Instant) {
+        let Some(feed) = self.feed.as_mut() else { return };
+        if !feed.ended {
+            return;
+        }
+        let first = !feed.end_handled;
+        feed.end_handled = true;
+        if first {
             tracing::info!(stream = %self.key, players = self.members.len(), "stream ended for its SRT players; closing them");
-            let life = feed.terms.counters.clone();
-            for (index, member) in self.members.iter_mut().enumerate() {
-                if Arc::ptr_eq(&member.life, &life) {
-                    if let Drive::Closed(reason) = member.close(now, "the stream ended", index, &mut self.out) {
-                        member.reason.get_or_insert(reason);
-                    }
+            // The last frames go out before the end.
+            self.deliver_now(now);
+        }
+        self.close_life(now, "the stream ended", |member_life, feed_life| Arc::ptr_eq(member_life, feed_life));
+    }
+
+    /// Closes the players whose life `matches` the feed's.
+    fn close_life(&mut self, now: Instant, reason: &str, matches: impl Fn(&Arc<crate::delivery::DeliveryCounters>, &Arc<crate::delivery::DeliveryCounters>) -> bool) {
+        let Some(feed) = self.feed.as_ref() else { return };
+        let life = feed.terms.counters.clone();
+        for (index, member) in self.members.iter_mut().enumerate() {
+            if member.closing.is_none() && member.reason.is_none() && matches(&member.life, &life) {
+                if let Drive::Closed(closed) = member.close(now, reason, index, &mut self.out) {
+                    member.reason.get_or_insert(closed);
                 }
             }
         }
@@ -463,6 +515,12 @@ impl Group {
         if !feed.fresh || feed.last_delivery.is_some_and(|at| now - at < self.merge) {
             return;
         }
+        self.deliver_now(now);
+    }
+
+    /// New bytes for every player of the feed's life now.
+    fn deliver_now(&mut self, now: Instant) {
+        let Some(feed) = self.feed.as_mut() else { return };
         feed.fresh = false;
         feed.last_delivery = Some(now);
         // Caught-up players of this life share one piece per starting frame.
@@ -474,8 +532,18 @@ impl Group {
             if member.closing.is_some() || member.reason.is_some() || !Arc::ptr_eq(&member.life, &feed.terms.counters) {
                 continue;
             }
-            if member.backlog(now) > SEND_BUFFER_PACKETS / 2 {
-                // Too much unacknowledged: nothing new this time (the cursor stays behind).
+            let backlog = member.backlog(now);
+            if backlog > SEND_BUFFER_PACKETS / 2 {
+                // Too much unacknowledged: nothing new this time (the cursor stays behind and
+                // loses whole GOPs once out of the window); disconnected if it stays so.
+                let since = *member.behind_since.get_or_insert(now);
+                if now - since > feed.terms.slow_player_timeout {
+                    feed.terms.counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(client = member.record.id, stream = %member.key, backlog_packets = backlog, "SRT player stayed behind; disconnecting it");
+                    if let Drive::Closed(reason) = member.close(now, "too slow to keep up with the stream", index, &mut self.out) {
+                        member.reason.get_or_insert(reason);
+                    }
+                }
                 continue;
             }
             if let Some(from) = member.cursor.plain_from(&feed.ring) {
@@ -583,35 +651,37 @@ impl Group {
         let mut items = std::mem::take(&mut self.out.items);
         let segment = self.out.segment;
         let mut done = 0;
-        let mut attempts = 0;
+        let mut dropped = 0u64;
         while done < items.len() {
-            // A message longer than a segment that is not a run (none is made today) would be
-            // cut by the kernel: such messages go in calls of their own, without the option.
-            let gso = self.out.gso && items[done].end - items[done].start <= segment || items[done].segments > 1;
+            // Runs go in calls with the segmentation option, single datagrams in calls without.
+            let run = self.out.gso && items[done].segments > 1;
             let mut upto = done + 1;
-            while upto < items.len() && upto - done < BATCH {
-                let item = &items[upto];
-                let fits = self.out.gso && (item.end - item.start <= segment || item.segments > 1);
-                if fits != gso {
-                    break;
-                }
+            while upto < items.len() && upto - done < BATCH && (self.out.gso && items[upto].segments > 1) == run {
                 upto += 1;
             }
-            match send_batch(&self.socket, &bytes, &items[done..upto], gso.then_some(segment)) {
+            let batch = &items[done..upto];
+            let result = self.socket.try_io(tokio::io::Interest::WRITABLE, || match send_batch(&self.socket, &bytes, batch, run.then_some(segment)) {
+                Ok(0) => Err(std::io::ErrorKind::WouldBlock.into()),
+                other => other,
+            });
+            match result {
                 Ok(sent) => {
                     for item in &items[done..done + sent] {
                         if let Some(member) = self.members.get(item.member) {
                             member.record.add_out(item.end - item.start);
                         }
                     }
-                    done += sent.max(1);
-                    attempts = 0;
+                    done += sent;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 3 => {
-                    attempts += 1;
-                    let _ = self.socket.writable().await;
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The socket buffer is full: wait for room, a little; what cannot go is
+                    // lost as a network would lose it (SRT retransmits what players NAK).
+                    if tokio::time::timeout(SEND_WAIT, self.socket.writable()).await.is_err() {
+                        dropped += (items.len() - done) as u64;
+                        break;
+                    }
                 }
-                Err(e) if gso && self.out.gso && matches!(e.raw_os_error(), Some(code) if code == nix::libc::EIO || code == nix::libc::EINVAL || code == nix::libc::EOPNOTSUPP || code == nix::libc::ENOPROTOOPT) => {
+                Err(e) if run && matches!(e.raw_os_error(), Some(code) if code == nix::libc::EIO || code == nix::libc::EINVAL || code == nix::libc::EOPNOTSUPP || code == nix::libc::ENOPROTOOPT) => {
                     tracing::warn!(error = %e, "UDP segmentation offload refused by the kernel; SRT sends one datagram per packet from now on");
                     self.out.gso = false;
                     let rest = Outbox::unrolled(&items[done..], segment);
@@ -619,12 +689,16 @@ impl Group {
                     items.extend(rest);
                 }
                 Err(e) => {
-                    // Lost as a network would lose them; SRT retransmits what players NAK.
-                    tracing::debug!(stream = %self.key, error = %e, messages = items.len() - done, "SRT datagrams not sent");
-                    self.node.stats.datagrams_dropped_srt.fetch_add((items.len() - done) as u64, Ordering::Relaxed);
-                    break;
+                    // The first message of the call failed (that destination only): it is
+                    // dropped and the rest goes on.
+                    tracing::debug!(stream = %self.key, error = %e, to = %items[done].to, "SRT datagram not sent");
+                    dropped += 1;
+                    done += 1;
                 }
             }
+        }
+        if dropped > 0 {
+            self.node.stats.datagrams_dropped_srt.fetch_add(dropped, Ordering::Relaxed);
         }
         // Keep the arena's allocation for the next wake when nothing else holds it.
         if let Ok(mut reuse) = bytes.try_into_mut() {
