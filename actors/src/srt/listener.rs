@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio_util::codec::BytesCodec;
-use tokio_util::udp::UdpFramed;
 
 const NAME: &str = "srt_listener";
 /// Packets queued toward one session before further ones are dropped (as a network would).
@@ -207,7 +205,7 @@ impl SrtListener {
         match socket {
             Ok(socket) => {
                 tracing::info!(listen = %self.settings.listen, latency_ms = self.settings.latency.as_millis() as u64, encrypted = self.settings.passphrase.is_some(), "SRT listening");
-                ctx.add_stream(UdpFramed::new(socket.clone(), BytesCodec::new()));
+                ctx.add_stream(datagrams(socket.clone()));
                 self.socket = Some(socket);
             }
             Err(e) => {
@@ -606,12 +604,48 @@ impl Supervised for SrtListener {
     }
 }
 
-impl StreamHandler<Result<(BytesMut, SocketAddr), std::io::Error>> for SrtListener {
-    fn handle(&mut self, item: Result<(BytesMut, SocketAddr), std::io::Error>, ctx: &mut Self::Context) {
-        match item {
-            Ok((data, from)) => self.datagram(data, from, ctx),
-            // ICMP errors (a caller's port closed) surface here on Linux; they concern one peer.
-            Err(e) => tracing::debug!(error = %e, "SRT socket receive error"),
+/// Datagrams read at most per batch.
+const READ_BATCH: usize = 512;
+/// After a batch the reader lets datagrams gather this long before reading again, so a busy
+/// listener wakes about a thousand times a second, not once per datagram (every player's
+/// ACKs, every publisher's packets), for at most this much added delay.
+const READ_GATHER: Duration = Duration::from_millis(1);
+
+/// The socket's datagrams in batches: each batch is what was waiting when the reader woke.
+fn datagrams(socket: Arc<UdpSocket>) -> impl futures_util::Stream<Item = Vec<Result<(BytesMut, SocketAddr), std::io::Error>>> {
+    futures_util::stream::unfold((socket, vec![0u8; 65_536]), |(socket, mut buf)| async move {
+        let mut batch = Vec::new();
+        loop {
+            if let Err(e) = socket.readable().await {
+                batch.push(Err(e));
+                return Some((batch, (socket, buf)));
+            }
+            while batch.len() < READ_BATCH {
+                match socket.try_recv_from(&mut buf) {
+                    Ok((n, from)) => batch.push(Ok((BytesMut::from(&buf[..n]), from))),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => batch.push(Err(e)),
+                }
+            }
+            if !batch.is_empty() {
+                break;
+            }
+        }
+        if batch.len() < READ_BATCH {
+            tokio::time::sleep(READ_GATHER).await;
+        }
+        Some((batch, (socket, buf)))
+    })
+}
+
+impl StreamHandler<Vec<Result<(BytesMut, SocketAddr), std::io::Error>>> for SrtListener {
+    fn handle(&mut self, batch: Vec<Result<(BytesMut, SocketAddr), std::io::Error>>, ctx: &mut Self::Context) {
+        for item in batch {
+            match item {
+                Ok((data, from)) => self.datagram(data, from, ctx),
+                // ICMP errors (a caller's port closed) surface here on Linux; they concern one peer.
+                Err(e) => tracing::debug!(error = %e, "SRT socket receive error"),
+            }
         }
     }
 
