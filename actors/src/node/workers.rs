@@ -14,8 +14,9 @@ use std::sync::Arc;
 pub struct WorkerLocals {
     /// The inbox of the worker's delivery loop (see `delivery`).
     pub delivery: crate::delivery::engine::Port,
-    /// AAC-to-Opus transcoders of WHEP players (see `webrtc::audio_bridge`).
-    pub audio: std::sync::Mutex<crate::webrtc::audio_bridge::AudioBridges>,
+    /// What WHEP players of a stream share: the AAC-to-Opus transcoder and the RTP payloads
+    /// of video frames (see `webrtc::shared`).
+    pub whep: std::sync::Mutex<crate::webrtc::shared::PlayerShares>,
 }
 
 /// One worker: its arbiter and what its sessions share.

@@ -17,8 +17,9 @@
 //! to come (WHEP, the AAC/Opus bridge).
 
 mod addresses;
-pub mod audio_bridge;
+pub mod shared;
 mod peer;
+mod send;
 pub mod whep;
 pub mod whip;
 
@@ -143,6 +144,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
     crate::pktinfo::report_destinations(&socket)?;
+    // Every peer's batch of a wakeup leaves through this one socket; a larger buffer (within
+    // the system's `net.core.wmem_max`/`rmem_max`) keeps the keyframe bursts of many players
+    // from meeting a full one.
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    let _ = sock.set_recv_buffer_size(4 << 20);
     Ok(socket)
 }
 

@@ -212,12 +212,18 @@ pub(crate) struct Peer {
     pub(crate) tracks: HashMap<String, RTCRtpReceiverId>,
     /// Another time the owner must be woken at (a reorder buffer's).
     pub(crate) extra_deadline: Option<Instant>,
+    /// When the peer's first datagram (its first ICE check) arrived, since the start.
+    first_datagram: Option<Duration>,
+    /// What the peer connection wrote, sent together at the next flush.
+    outgoing: Vec<(BytesMut, std::net::SocketAddr)>,
+    /// Datagrams lost to a full socket buffer or a failing destination.
+    pub(crate) dropped: u64,
 }
 
 impl Peer {
     pub(crate) fn new(pc: RTCPeerConnection, registration: Registration, client: u64, settings: &RtcSettings, answer: &Answer) -> Option<Peer> {
         let socket = registration.socket();
-        Some(Peer { pc, socket, candidates: answer.candidates.clone(), port: answer.port, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None })
+        Some(Peer { pc, socket, candidates: answer.candidates.clone(), port: answer.port, registration, client, connected: false, started: Instant::now(), connect_timeout: settings.connect_timeout, tracks: HashMap::new(), extra_deadline: None, first_datagram: None, outgoing: Vec::new(), dropped: 0 })
     }
 
     /// Time since the session started: the clock the session's sans-IO parts run on.
@@ -239,9 +245,11 @@ impl Peer {
     /// session.
     pub(crate) async fn flush(&mut self, role: &str) -> Result<(), String> {
         while let Some(out) = self.pc.poll_write() {
-            if let Err(e) = self.socket.send_to(&out.message, out.transport.peer_addr).await {
-                tracing::debug!(client = self.client, error = %e, "WebRTC send failed");
-            }
+            self.outgoing.push((out.message, out.transport.peer_addr));
+        }
+        if !self.outgoing.is_empty() {
+            let sent = super::send::send_all(&self.socket, &mut self.outgoing).await;
+            self.dropped += sent.dropped as u64;
         }
         while let Some(event) = self.pc.poll_event() {
             match event {
@@ -250,7 +258,12 @@ impl Peer {
                     match state {
                         RTCPeerConnectionState::Connected if !self.connected => {
                             self.connected = true;
-                            tracing::info!(client = self.client, "{role} connected");
+                            // Where the startup time goes: from the answer to the peer's
+                            // first check is the peer's own pacing; from there to connected is
+                            // ICE and the DTLS handshake.
+                            let first_check_ms = self.first_datagram.map(|d| d.as_secs_f64() * 1e3);
+                            let connected_ms = self.started.elapsed().as_secs_f64() * 1e3;
+                            tracing::info!(client = self.client, first_check_ms, connected_ms, "{role} connected");
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => return Err(format!("connection {state}")),
                         _ => {}
@@ -298,6 +311,9 @@ impl Peer {
             }
             datagram = self.registration.inbox.recv() => match datagram {
                 Some(Datagram { from, to, data }) => {
+                    if self.first_datagram.is_none() {
+                        self.first_datagram = Some(self.started.elapsed());
+                    }
                     let Some(local_addr) = super::addresses::local_for(to, &self.candidates, self.port) else { return Step::End("no local candidate".into()) };
                     let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&data[..]) };
                     if let Err(e) = self.pc.handle_read(input) {

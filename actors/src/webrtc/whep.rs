@@ -3,11 +3,15 @@
 //!
 //! - Video: H.264 passes through. Each frame's NAL units go out as single-NAL or FU-A
 //!   packets of at most 1200 bytes (`protocols::rtp::h264::packetize`), SPS and PPS in front
-//!   of every keyframe, the RTP timestamp from the presentation time (90 kHz). A stream with
+//!   of every keyframe, the RTP timestamp from the presentation time (90 kHz). A frame is cut
+//!   into payloads once per stream and worker thread ([`super::shared`]); each player adds its
+//!   own RTP header and SRTP. A stream with
 //!   B-frames is passed through as it is (packets in decode order); WebRTC decoders in
 //!   browsers expect none, so such streams stutter there, and a warning is logged once.
 //! - Audio: AAC is transcoded to Opus 48 kHz stereo once per stream and worker thread
-//!   ([`super::audio_bridge`]); Opus from enhanced RTMP passes through.
+//!   ([`super::shared`]); Opus from enhanced RTMP passes through.
+//! - Frames that are waiting when the session wakes are all handed to the peer connection
+//!   before its datagrams go out, in one `sendmmsg` ([`super::send`]).
 //! - The subscription starts with headers and the cached GOP. Frames that arrive before
 //!   ICE and DTLS connect wait in a bounded queue; if it overflows, the player restarts at
 //!   the next keyframe.
@@ -143,7 +147,7 @@ struct Player {
 
 impl Player {
     async fn run(mut self, mut rx: mpsc::Receiver<Arc<MediaFrame>>) {
-        self.locals.audio.lock().unwrap_or_else(|e| e.into_inner()).join(&self.stream);
+        self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).join(&self.stream);
         // A WHIP publisher sends a fresh keyframe for a player that joins; with other
         // publishers the player starts from the cached GOP.
         if self.node.rtc.request_keyframe(&self.stream) {
@@ -173,16 +177,30 @@ impl Player {
                 Step::End(reason) => break reason,
                 Step::Media(None) => break "the stream ended or the player fell too far behind".to_string(),
                 Step::Media(Some(frame)) => {
-                    if self.peer.connected {
-                        self.send(&frame);
-                    } else {
-                        self.hold(frame);
+                    // Everything already waiting goes into this wake's datagrams too.
+                    let mut next = Some(frame);
+                    let mut ended = false;
+                    while let Some(frame) = next.take() {
+                        if self.peer.connected {
+                            self.send(&frame);
+                        } else {
+                            self.hold(frame);
+                        }
+                        match rx.try_recv() {
+                            Ok(more) => next = Some(more),
+                            Err(mpsc::error::TryRecvError::Empty) => {}
+                            Err(mpsc::error::TryRecvError::Disconnected) => ended = true,
+                        }
+                    }
+                    if ended {
+                        let _ = self.peer.flush("WHEP player").await;
+                        break "the stream ended or the player fell too far behind".to_string();
                     }
                 }
             }
         };
-        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, %reason, "WHEP play ended");
-        self.locals.audio.lock().unwrap_or_else(|e| e.into_inner()).leave(&self.stream);
+        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, datagrams_dropped = self.peer.dropped, %reason, "WHEP play ended");
+        self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).leave(&self.stream);
         self.peer.close();
     }
 
@@ -227,18 +245,11 @@ impl Player {
             self.warned_b_frames = true;
             tracing::warn!(client = self.peer.client, stream = %self.key, "stream has B-frames; WebRTC players may stutter (encode with -bf 0 for WebRTC)");
         }
-        let mut nals: Vec<&[u8]> = Vec::new();
-        if frame.keyframe {
-            nals.extend(config.sps.iter().map(|b| &b[..]));
-            nals.extend(config.pps.iter().map(|b| &b[..]));
-        }
-        nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7..=9)));
-        let unit = avc::to_length_prefixed(nals);
-        let payloads = h264::packetize(&unit, MTU);
+        let payloads = self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).video_payloads(&self.stream, frame, || cut(config, frame));
         let timestamp = (frame.timebase.rescale(frame.pts, Timebase::MPEG) as u32).wrapping_add(self.video.offset);
         let count = payloads.len();
-        for (i, payload) in payloads.into_iter().enumerate() {
-            write(&mut self.peer, &mut self.video, timestamp, i + 1 == count, payload);
+        for (i, payload) in payloads.iter().enumerate() {
+            write(&mut self.peer, &mut self.video, timestamp, i + 1 == count, payload.clone());
         }
         self.video_frames += 1;
     }
@@ -247,7 +258,7 @@ impl Player {
         let time = frame.timebase.rescale(frame.pts, RTP_48K);
         let packets = match (frame.codec, &self.aac_config) {
             (Codec::Opus, _) => vec![(time, frame.payload.clone())],
-            (Codec::Aac, Some(config)) => match self.locals.audio.lock().unwrap_or_else(|e| e.into_inner()).opus_for(&self.stream, config, self.opus_bitrate, frame, time) {
+            (Codec::Aac, Some(config)) => match self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).opus_for(&self.stream, config, self.opus_bitrate, frame, time) {
                 Ok(packets) => packets,
                 Err(e) => {
                     if self.audio_packets == 0 {
@@ -264,6 +275,20 @@ impl Player {
             self.audio_packets += 1;
         }
     }
+}
+
+/// A video frame's RTP payloads: its NAL units (parameter sets of the stream's header in front
+/// of a keyframe, the frame's own parameter sets and delimiters left out) as single-NAL and
+/// FU-A payloads.
+fn cut(config: &AvcConfig, frame: &MediaFrame) -> Vec<Bytes> {
+    let mut nals: Vec<&[u8]> = Vec::new();
+    if frame.keyframe {
+        nals.extend(config.sps.iter().map(|b| &b[..]));
+        nals.extend(config.pps.iter().map(|b| &b[..]));
+    }
+    nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7..=9)));
+    let unit = avc::to_length_prefixed(nals);
+    h264::packetize(&unit, MTU)
 }
 
 /// Hands one RTP packet to the peer connection (sent at the next flush).
