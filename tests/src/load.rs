@@ -30,8 +30,9 @@ pub struct Target {
 
 /// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` (or
 /// `.ts`),
-/// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request` or a WHEP endpoint
-/// `http://127.0.0.1[:1985]/rtc/v1/whep/?app=app&stream=stream`. Only loopback hosts are
+/// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request` (or `m=publish`), a WHEP
+/// endpoint `http://127.0.0.1[:1985]/rtc/v1/whep/?app=app&stream=stream` or a WHIP endpoint
+/// (`/rtc/v1/whip/`, the same query). Only loopback hosts are
 /// accepted: this tool never loads anything but this machine.
 pub fn parse_target(url: &str) -> Result<Target, String> {
     let (protocol, rest, default_port) = if let Some(rest) = url.strip_prefix("rtmp://") {
@@ -58,11 +59,13 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         let id = estuary_protocols::srt::streamid::parse(stream_id).map_err(|e| format!("{url}: {e}"))?;
         return Ok(Target { protocol, host, port, app: id.app, stream: id.stream });
     }
-    if protocol == "http-flv" && path.starts_with("/rtc/v1/whep") {
-        let query = path.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        let get = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_string);
-        let (app, stream) = get("app").zip(get("stream")).ok_or_else(|| format!("{url}: WHEP players need ?app=..&stream=.."))?;
-        return Ok(Target { protocol: "whep", host, port: if authority.contains(':') { port } else { 1985 }, app, stream });
+    for (prefix, kind) in [("/rtc/v1/whep", "whep"), ("/rtc/v1/whip", "whip")] {
+        if protocol == "http-flv" && path.starts_with(prefix) {
+            let query = path.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            let get = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_string);
+            let (app, stream) = get("app").zip(get("stream")).ok_or_else(|| format!("{url}: WebRTC endpoints need ?app=..&stream=.."))?;
+            return Ok(Target { protocol: kind, host, port: if authority.contains(':') { port } else { 1985 }, app, stream });
+        }
     }
     let path = path.strip_prefix('/').ok_or_else(|| format!("{url}: no path"))?;
     let (app, stream) = path.split_once('/').ok_or_else(|| format!("{url}: expected /app/stream"))?;
@@ -179,6 +182,8 @@ mod tests {
         assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("whep", 19861, "live", "bench"));
         assert_eq!(parse_target("http://127.0.0.1/rtc/v1/whep/?app=live&stream=s").unwrap().port, 1985);
         assert!(parse_target("http://127.0.0.1:1985/rtc/v1/whep/?app=live").is_err());
+        let t = parse_target("http://127.0.0.1:19861/rtc/v1/whip/?app=live&stream=up").unwrap();
+        assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("whip", 19861, "live", "up"));
         assert!(parse_target("http://10.0.0.1:1985/rtc/v1/whep/?app=live&stream=s").is_err());
     }
 

@@ -113,7 +113,7 @@ pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::Strea
     let guard = node.clients.register("webrtc", peer_ip.map(|ip| ip.to_string()).unwrap_or_default());
     let check = crate::access::Request { action, client: guard.id(), ip: peer_ip, vhost: &key.vhost, app: &key.app, stream: &key.stream, params };
     node.access.check(&check).await.map_err(|refused| SignalError::Forbidden(refused.to_string()))?;
-    let port = socket.local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
+    let port = socket.get_ref().local_addr().map(|a| a.port()).unwrap_or(settings.listen.port());
     Ok((guard, port, settings))
 }
 
@@ -134,6 +134,21 @@ pub(crate) fn peer_connection(ufrag: &str, password: &str) -> Result<RTCPeerConn
         .with_interceptor_registry(registry)
         .build(Instant::now())
         .map_err(|e| e.to_string())
+}
+
+/// The grid the peer connections' own timers (RTCP reports, NACK scans, ICE keepalives) are
+/// moved onto: every session's timer fires at a multiple of this, so hundreds of players'
+/// timers wake the worker thread together rather than each at its own moment.
+const TIMER_GRID_MS: u64 = 10;
+
+/// `deadline` moved later onto the next [`TIMER_GRID_MS`] boundary of the wall clock (read
+/// only for alignment; a clock step costs at most one early or late timer).
+fn on_grid(deadline: Instant, now: Instant) -> Instant {
+    let wall_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ahead_ms = deadline.saturating_duration_since(now).as_millis() as u64;
+    let target = wall_ms + ahead_ms;
+    let aligned = target.div_ceil(TIMER_GRID_MS) * TIMER_GRID_MS;
+    now + Duration::from_millis(aligned - wall_ms)
 }
 
 /// Packets of history per outgoing stream for answering NACKs: 256 is 2.5 s at 1 Mbit/s and
@@ -199,7 +214,7 @@ pub(crate) enum Step {
 /// A running peer connection on the shared socket.
 pub(crate) struct Peer {
     pub(crate) pc: RTCPeerConnection,
-    socket: Arc<tokio::net::UdpSocket>,
+    socket: super::SharedSocket,
     /// The host candidates we offered, and our port.
     candidates: Vec<IpAddr>,
     port: u16,
@@ -248,7 +263,7 @@ impl Peer {
             self.outgoing.push((out.message, out.transport.peer_addr));
         }
         if !self.outgoing.is_empty() {
-            let sent = super::send::send_all(&self.socket, &mut self.outgoing).await;
+            let sent = super::send::send_all(self.socket.get_ref(), &mut self.outgoing).await;
             self.dropped += sent.dropped as u64;
         }
         while let Some(event) = self.pc.poll_event() {
@@ -285,7 +300,7 @@ impl Peer {
     /// `keyframes`) a keyframe request.
     pub(crate) async fn wait(&mut self, media: Option<&mut mpsc::Receiver<Arc<MediaFrame>>>, keyframes: Option<&mut mpsc::Receiver<()>>) -> Step {
         let now = Instant::now();
-        let mut deadline = self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        let mut deadline = on_grid(self.pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500)), now);
         if let Some(extra) = self.extra_deadline {
             deadline = deadline.min(extra.max(now));
         }
@@ -337,5 +352,22 @@ impl Peer {
     /// Closes the peer connection.
     pub(crate) fn close(&mut self) {
         let _ = self.pc.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{on_grid, TIMER_GRID_MS};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn timers_move_later_onto_the_grid_never_earlier_and_by_less_than_a_step() {
+        let now = Instant::now();
+        for ahead in [0u64, 1, 3, 9, 10, 11, 250] {
+            let deadline = now + Duration::from_millis(ahead);
+            let moved = on_grid(deadline, now);
+            assert!(moved >= deadline, "{ahead} ms: moved earlier");
+            assert!(moved <= deadline + Duration::from_millis(TIMER_GRID_MS), "{ahead} ms: moved by more than a step");
+        }
     }
 }

@@ -5,16 +5,18 @@
 use bytes::BytesMut;
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::io::IoSlice;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 
 /// Messages per `sendmmsg` call.
 const BATCH: usize = 256;
 /// How long a full socket buffer is waited on before the rest of the batch is dropped (as a
 /// network would drop it; players ask again with NACKs, or wait for the next keyframe).
 const SEND_WAIT: Duration = Duration::from_millis(20);
+/// The pause between tries while the buffer is full. The socket is registered for reading
+/// only (see [`super::SharedSocket`]), so room in the buffer is polled for, not signalled.
+const SEND_RETRY: Duration = Duration::from_millis(1);
 
 /// What one [`send_all`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,27 +25,30 @@ pub(crate) struct Sent {
     pub(crate) dropped: usize,
 }
 
-/// Sends `datagrams` on `socket` and empties the list (its allocation stays for reuse).
+/// Sends `datagrams` on the non-blocking `socket` and empties the list (its allocation stays
+/// for reuse).
 pub(crate) async fn send_all(socket: &UdpSocket, datagrams: &mut Vec<(BytesMut, SocketAddr)>) -> Sent {
     let mut sent = Sent::default();
     let mut done = 0;
+    let mut waited = Duration::ZERO;
     while done < datagrams.len() {
         let upto = (done + BATCH).min(datagrams.len());
-        let batch = &datagrams[done..upto];
-        let result = socket.try_io(tokio::io::Interest::WRITABLE, || match send_batch(socket, batch) {
+        let result = match send_batch(socket, &datagrams[done..upto]) {
             Ok(0) => Err(std::io::ErrorKind::WouldBlock.into()),
             other => other,
-        });
+        };
         match result {
             Ok(n) => {
                 sent.datagrams += n;
                 done += n;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if tokio::time::timeout(SEND_WAIT, socket.writable()).await.is_err() {
+                if waited >= SEND_WAIT {
                     sent.dropped += datagrams.len() - done;
                     break;
                 }
+                tokio::time::sleep(SEND_RETRY).await;
+                waited += SEND_RETRY;
             }
             Err(e) => {
                 // The first message of the call failed: that destination only. It is dropped
@@ -80,7 +85,8 @@ mod tests {
         socket2::SockRef::from(&receiver).set_recv_buffer_size(4 << 20).unwrap();
         receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
         let to = receiver.local_addr().unwrap();
-        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.set_nonblocking(true).unwrap();
         let mut datagrams: Vec<(BytesMut, std::net::SocketAddr)> = (0..300u16).map(|i| (BytesMut::from(&i.to_be_bytes()[..]), to)).collect();
         let sent = send_all(&sender, &mut datagrams).await;
         assert_eq!((sent.datagrams, sent.dropped), (300, 0));
@@ -97,7 +103,8 @@ mod tests {
         let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
         let to = receiver.local_addr().unwrap();
-        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.set_nonblocking(true).unwrap();
         // An IPv6 destination on an IPv4 socket fails at once (EAFNOSUPPORT / EINVAL).
         let bad: std::net::SocketAddr = "[::1]:9".parse().unwrap();
         let mut datagrams = vec![(BytesMut::from(&b"a"[..]), to), (BytesMut::from(&b"x"[..]), bad), (BytesMut::from(&b"b"[..]), to)];

@@ -4,12 +4,12 @@
 //!
 //! Bounded by design: players and duration are capped, and only loopback targets are accepted.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use estuary_protocols::container::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
-use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader};
+use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader, TsMuxer};
 use estuary_tests::load::{median_p99, parse_target, process_cpu_seconds, process_rss_kb, read_stamp, stamp_nal, Dechunker, Target};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 
 const MAX_PLAYERS: usize = 20_000;
 const MAX_HOLD_S: u64 = 600;
+const MAX_STREAMS: usize = 1000;
 
 #[derive(Parser, Debug)]
 #[command(name = "estuary-load", about = "Load and latency tool for RTMP / HTTP-FLV servers on this machine")]
@@ -42,9 +43,17 @@ struct Args {
     /// Publish this FLV clip (H.264/AAC, looped, timestamps rewritten, latency-stamped) first.
     #[arg(long)]
     clip: Option<PathBuf>,
-    /// Where to publish the clip (default: the player URL, when it is RTMP).
+    /// Where to publish the clip (default: the player URL, when it is RTMP): rtmp://,
+    /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=publish' or
+    /// 'http://127.0.0.1:1985/rtc/v1/whip/?app=live&stream=bench' (WHIP publishers send the
+    /// clip's video only: its AAC has no WebRTC mapping).
     #[arg(long)]
     publish_url: Option<String>,
+    /// Streams published, each by its own publisher; with more than one, stream `s` becomes
+    /// `s-0`, `s-1`, ... on both the publish and the player URL, and players are spread over
+    /// them in turn.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Server process to measure (CPU user+sys and RSS over the hold).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -58,6 +67,10 @@ struct Args {
     /// SRT players' receiver latency (the connection uses the larger of both sides').
     #[arg(long, default_value_t = 120)]
     srt_latency_ms: u64,
+    /// WebRTC peers' ICE check interval (webrtc-rs's default is 200 ms; browsers check
+    /// faster while connecting).
+    #[arg(long, default_value_t = 200)]
+    ice_check_ms: u64,
     /// A label printed with the results.
     #[arg(long, default_value = "")]
     label: String,
@@ -272,7 +285,7 @@ async fn srt_player(target: Target, stats: Arc<PlayerStats>, latency: Duration) 
 /// A WHEP player: `rtc` (the sans-IO WebRTC core Estuary also uses, driven here as a plain
 /// offerer with full ICE) on its own UDP socket; H.264 is reassembled by our depacketizer so
 /// the latency stamp can be read. Opus packets count as delivered bytes.
-async fn whep_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), String> {
+async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duration) -> Result<(), String> {
     use estuary_protocols::media::{Codec, Timebase};
     use estuary_protocols::rtp::RtpPacket;
     use estuary_protocols::rtp::h264::H264Depacketizer;
@@ -297,7 +310,8 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), Stri
     media.register_codec(codec(MIME_TYPE_H264, 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 102), RtpCodecKind::Video).map_err(e)?;
     media.register_codec(codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111), RtpCodecKind::Audio).map_err(e)?;
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(e)?;
-    let mut pc = RTCPeerConnectionBuilder::new().with_configuration(RTCConfigurationBuilder::new().build()).with_media_engine(media).with_interceptor_registry(registry).build(Instant::now()).map_err(e)?;
+    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new().with_ice_connection_attempts(Some(ice_check), None).build();
+    let mut pc = RTCPeerConnectionBuilder::new().with_configuration(RTCConfigurationBuilder::new().build()).with_setting_engine(settings).with_media_engine(media).with_interceptor_registry(registry).build(Instant::now()).map_err(e)?;
     for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
         pc.add_transceiver_from_kind(kind, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() })).map_err(e)?;
     }
@@ -375,7 +389,30 @@ fn load_clip(path: &PathBuf) -> Result<(Vec<MediaFrame>, i64), String> {
     Ok((frames, duration))
 }
 
-async fn publisher(target: Target, clip: Vec<MediaFrame>, clip_ms: i64, ready: tokio::sync::oneshot::Sender<()>) -> Result<(), String> {
+/// The clip's frame `frame` in loop `round`: timestamps moved on by whole clips, and a video
+/// frame latency-stamped (an SEI NAL unit in front carrying the send time).
+fn stamped(frame: &MediaFrame, round: i64, clip_ms: i64) -> MediaFrame {
+    let mut out = frame.shifted(round * clip_ms);
+    if out.track == TrackKind::Video {
+        let stamp = stamp_nal(now_us());
+        let mut payload = (stamp.len() as u32).to_be_bytes().to_vec();
+        payload.extend_from_slice(&stamp);
+        payload.extend_from_slice(&frame.payload);
+        out.payload = Bytes::from(payload);
+    }
+    out
+}
+
+/// Publishes the clip to `target` over its protocol, looped and paced in real time.
+async fn publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64, ready: tokio::sync::oneshot::Sender<()>, ice_check: Duration) -> Result<(), String> {
+    match target.protocol {
+        "srt" => srt_publisher(target, clip, clip_ms, ready).await,
+        "whip" => whip_publisher(target, clip, clip_ms, ready, ice_check).await,
+        _ => rtmp_publisher(target, clip, clip_ms, ready).await,
+    }
+}
+
+async fn rtmp_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64, ready: tokio::sync::oneshot::Sender<()>) -> Result<(), String> {
     let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
     socket.set_nodelay(true).ok();
     let tc_url = format!("rtmp://{}:{}/{}", target.host, target.port, target.app);
@@ -404,24 +441,14 @@ async fn publisher(target: Target, clip: Vec<MediaFrame>, clip_ms: i64, ready: t
         while matches!(read_half.read(&mut sink).await, Ok(n) if n > 0) {}
     });
     let start = Instant::now();
-    let configs: Vec<&MediaFrame> = clip.iter().filter(|f| f.config).collect();
-    for config in &configs {
+    for config in clip.iter().filter(|f| f.config) {
         session.send_frame(config);
     }
     for round in 0i64.. {
         for frame in clip.iter().filter(|f| !f.config) {
-            let dts = frame.dts + round * clip_ms;
-            let due = start + Duration::from_millis(dts.max(0) as u64);
+            let due = start + Duration::from_millis((frame.dts + round * clip_ms).max(0) as u64);
             tokio::time::sleep_until(due.into()).await;
-            let mut out = frame.shifted(round * clip_ms);
-            if out.track == TrackKind::Video {
-                let stamp = stamp_nal(now_us());
-                let mut payload = (stamp.len() as u32).to_be_bytes().to_vec();
-                payload.extend_from_slice(&stamp);
-                payload.extend_from_slice(&frame.payload);
-                out.payload = Bytes::from(payload);
-            }
-            session.send_frame(&out);
+            session.send_frame(&stamped(frame, round, clip_ms));
             while let Some(output) = session.poll_output() {
                 if let ClientOutput::Transmit(bytes) = output {
                     write_half.write_all(&bytes).await.map_err(|e| e.to_string())?;
@@ -430,6 +457,167 @@ async fn publisher(target: Target, clip: Vec<MediaFrame>, clip_ms: i64, ready: t
         }
     }
     Ok(())
+}
+
+/// An SRT publisher: the clip muxed to MPEG-TS (tables before every keyframe), each frame's
+/// packets sent at once in payloads of up to seven TS packets, as encoders do.
+async fn srt_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64, ready: tokio::sync::oneshot::Sender<()>) -> Result<(), String> {
+    use futures_util::SinkExt;
+    let stream_id = format!("#!::r={}/{},m=publish", target.app, target.stream);
+    let address = format!("{}:{}", target.host, target.port);
+    let mut socket = srt_tokio::SrtSocket::builder().latency(Duration::from_millis(120)).call(address.as_str(), Some(&stream_id)).await.map_err(|e| e.to_string())?;
+    let _ = ready.send(());
+    let codec = |track| clip.iter().find(|f| f.track == track).map(|f| f.codec);
+    let mut muxer = TsMuxer::new(codec(TrackKind::Video), codec(TrackKind::Audio));
+    let mut ts = BytesMut::new();
+    for config in clip.iter().filter(|f| f.config) {
+        muxer.write_frame(config, &mut ts);
+    }
+    let start = Instant::now();
+    for round in 0i64.. {
+        for frame in clip.iter().filter(|f| !f.config) {
+            let due = start + Duration::from_millis((frame.dts + round * clip_ms).max(0) as u64);
+            tokio::time::sleep_until(due.into()).await;
+            if frame.is_video_keyframe() {
+                muxer.write_tables(&mut ts);
+            }
+            muxer.write_frame(&stamped(frame, round, clip_ms), &mut ts);
+            while !ts.is_empty() {
+                let chunk = ts.split_to(ts.len().min(7 * 188)).freeze();
+                socket.send((Instant::now(), chunk)).await.map_err(|e| format!("SRT send: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A WHIP publisher: `rtc` as the offerer with full ICE, sending the clip's H.264 (parameter
+/// sets in front of keyframes, cut by our packetizer) once connected.
+async fn whip_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64, ready: tokio::sync::oneshot::Sender<()>, ice_check: Duration) -> Result<(), String> {
+    use estuary_protocols::codec::avc::{self, AvcConfig};
+    use rtc::interceptor::Registry;
+    use rtc::media_stream::MediaStreamTrack;
+    use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+    use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264};
+    use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+    use rtc::peer_connection::event::RTCPeerConnectionEvent;
+    use rtc::peer_connection::sdp::RTCSessionDescription;
+    use rtc::peer_connection::state::RTCPeerConnectionState;
+    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+    use rtc::peer_connection::RTCPeerConnectionBuilder;
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+    use rtc::sansio::Protocol;
+    use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+    let e = |e: rtc::shared::error::Error| e.to_string();
+    let socket = tokio::net::UdpSocket::bind((target.host.as_str(), 0)).await.map_err(|e| e.to_string())?;
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let mut media = MediaEngine::default();
+    let h264 = RTCRtpCodec { mime_type: MIME_TYPE_H264.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_owned(), rtcp_feedback: vec![] };
+    media.register_codec(RTCRtpCodecParameters { rtp_codec: h264.clone(), payload_type: 102 }, RtpCodecKind::Video).map_err(e)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(e)?;
+    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new().with_ice_connection_attempts(Some(ice_check), None).build();
+    let mut pc = RTCPeerConnectionBuilder::new().with_configuration(RTCConfigurationBuilder::new().build()).with_setting_engine(settings).with_media_engine(media).with_interceptor_registry(registry).build(Instant::now()).map_err(e)?;
+    // Distinct per publisher (the time and the stream name mixed); need not be unpredictable.
+    let seed = target.stream.bytes().fold(now_us() | 1, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    let ssrc = (seed >> 32) as u32;
+    let track = MediaStreamTrack::new("load".to_owned(), "load-video".to_owned(), "load video".to_owned(), RtpCodecKind::Video, vec![RTCRtpEncodingParameters { rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() }, codec: h264, ..Default::default() }]);
+    let sender = pc.add_track(track).map_err(e)?;
+    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: local.ip().to_string(), port: local.port(), component: 1, ..Default::default() }, ..Default::default() }.new_candidate_host().map_err(e)?;
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(e)?).map_err(e)?;
+    let offer = pc.create_offer(None).map_err(e)?;
+    pc.set_local_description(Instant::now(), offer).map_err(e)?;
+    let sdp = pc.local_description().map(|d| d.sdp).ok_or("no offer")?;
+    let (port, path) = (target.port, format!("/rtc/v1/whip/?app={}&stream={}", target.app, target.stream));
+    let response = tokio::task::spawn_blocking(move || estuary_tests::http::send(port, "POST", &path, &[("Content-Type", "application/sdp")], sdp.as_bytes()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if response.status != 201 {
+        return Err(format!("WHIP answered {}: {}", response.status, String::from_utf8_lossy(&response.body)));
+    }
+    let answer = RTCSessionDescription::answer(String::from_utf8_lossy(&response.body).into_owned()).map_err(e)?;
+    pc.set_remote_description(Instant::now(), answer).map_err(e)?;
+
+    let mut config: Option<AvcConfig> = clip.iter().find(|f| f.config && f.track == TrackKind::Video).and_then(|f| AvcConfig::parse(&f.payload).ok());
+    let frames: Vec<&MediaFrame> = clip.iter().filter(|f| !f.config && f.track == TrackKind::Video).collect();
+    let (mut ready, mut connected) = (Some(ready), false);
+    let (mut start, mut next, mut round, mut sequence) = (Instant::now(), 0usize, 0i64, seed as u16);
+    let offset = (seed >> 16) as u32;
+    let mut payload_type = None;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(out) = pc.poll_write() {
+            let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+        }
+        while let Some(event) = pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) if !connected => {
+                    connected = true;
+                    start = Instant::now();
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed) => return Err("WHIP connection failed".into()),
+                _ => {}
+            }
+        }
+        while pc.poll_read().is_some() {}
+        let now = Instant::now();
+        if connected {
+            // Every frame that is due goes out now.
+            loop {
+                let frame = frames[next];
+                let due = start + Duration::from_millis((frame.dts + round * clip_ms).max(0) as u64);
+                if due > now {
+                    break;
+                }
+                let out = stamped(frame, round, clip_ms);
+                let Some(avc) = config.as_mut() else { return Err("clip has no H.264 configuration".into()) };
+                let mut nals: Vec<&[u8]> = Vec::new();
+                if out.keyframe {
+                    nals.extend(avc.sps.iter().map(|b| &b[..]));
+                    nals.extend(avc.pps.iter().map(|b| &b[..]));
+                }
+                nals.extend(avc::length_prefixed_nals(&out.payload, avc.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7..=9)));
+                let payloads = estuary_protocols::rtp::h264::packetize(&avc::to_length_prefixed(nals), 1200);
+                let timestamp = offset.wrapping_add((out.dts * 90) as u32);
+                let Some(mut rtp_sender) = pc.rtp_sender(sender) else { return Err("WHIP sender gone".into()) };
+                if payload_type.is_none() {
+                    payload_type = rtp_sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type);
+                }
+                let last = payloads.len().saturating_sub(1);
+                for (i, payload) in payloads.into_iter().enumerate() {
+                    let header = rtc::rtp::Header { version: 2, marker: i == last, payload_type: payload_type.unwrap_or(102), sequence_number: sequence, timestamp, ssrc, ..Default::default() };
+                    sequence = sequence.wrapping_add(1);
+                    rtp_sender.write_rtp(now, rtc::rtp::Packet { header, payload }).map_err(e)?;
+                }
+                next += 1;
+                if next == frames.len() {
+                    next = 0;
+                    round += 1;
+                }
+            }
+            while let Some(out) = pc.poll_write() {
+                let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+            }
+        }
+        let mut deadline = pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        if connected {
+            deadline = deadline.min(start + Duration::from_millis((frames[next].dts + round * clip_ms).max(0) as u64));
+        }
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let (n, from) = received.map_err(|e| e.to_string())?;
+                let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: BytesMut::from(&buf[..n]) };
+                let _ = pc.handle_read(input);
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                let _ = pc.handle_timeout(Instant::now());
+            }
+        }
+    }
 }
 
 fn main() {
@@ -449,20 +637,51 @@ async fn run(args: Args) -> Result<(), String> {
     if args.hold_s == 0 || args.hold_s > MAX_HOLD_S {
         return Err(format!("--hold-s must be 1..={MAX_HOLD_S}"));
     }
+    if args.streams == 0 || args.streams > MAX_STREAMS {
+        return Err(format!("--streams must be 1..={MAX_STREAMS}"));
+    }
+    // Stream `i` of the run: the target itself when there is one stream.
+    let streams = args.streams;
+    let nth = move |target: &Target, i: usize| {
+        let mut target = target.clone();
+        if streams > 1 {
+            target.stream = format!("{}-{i}", target.stream);
+        }
+        target
+    };
+    let ice_check = Duration::from_millis(args.ice_check_ms.max(1));
+    let mut publish_protocol = None;
+    let publisher_errors = Arc::new(AtomicU64::new(0));
     if let Some(clip) = &args.clip {
         let publish_url = args.publish_url.clone().unwrap_or_else(|| args.url.clone());
         let publish_target = parse_target(&publish_url)?;
-        if publish_target.protocol != "rtmp" {
-            return Err("--publish-url must be an rtmp:// URL".into());
+        if !matches!(publish_target.protocol, "rtmp" | "srt" | "whip") {
+            return Err("--publish-url must be an rtmp://, srt:// (m=publish) or WHIP URL".into());
         }
+        publish_protocol = Some(publish_target.protocol);
         let (frames, clip_ms) = load_clip(clip)?;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            if let Err(e) = publisher(publish_target, frames, clip_ms, ready_tx).await {
-                eprintln!("estuary-load: publisher: {e}");
+        let frames = Arc::new(frames);
+        let mut ready = Vec::with_capacity(streams);
+        for i in 0..streams {
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            ready.push(ready_rx);
+            let (target, frames, errors) = (nth(&publish_target, i), frames.clone(), publisher_errors.clone());
+            tokio::spawn(async move {
+                let name = format!("{}/{}", target.app, target.stream);
+                if let Err(e) = publisher(target, frames, clip_ms, ready_tx, ice_check).await {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("estuary-load: publisher of {name}: {e}");
+                }
+            });
+            if streams > 1 {
+                // Publishers start 10 ms apart, not as one burst of handshakes.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-        });
-        tokio::time::timeout(Duration::from_secs(10), ready_rx).await.map_err(|_| "publisher did not start within 10 s")?.map_err(|_| "publisher failed")?;
+        }
+        let wait = Duration::from_secs(10 + streams as u64 / 10);
+        for (i, ready_rx) in ready.into_iter().enumerate() {
+            tokio::time::timeout(wait, ready_rx).await.map_err(|_| format!("publisher {i} did not start within {wait:?}"))?.map_err(|_| format!("publisher {i} failed"))?;
+        }
         // Let a GOP pass so late joiners find a cached keyframe.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -472,16 +691,16 @@ async fn run(args: Args) -> Result<(), String> {
     let mut players = Vec::with_capacity(args.players);
     let errors = Arc::new(AtomicU64::new(0));
     let step = Duration::from_micros(args.ramp_ms * 1000 / args.players as u64);
-    for _ in 0..args.players {
+    for index in 0..args.players {
         let stats = Arc::new(PlayerStats::default());
         players.push(stats.clone());
-        let target = target.clone();
+        let target = nth(&target, index % streams);
         let errors = errors.clone();
         tokio::spawn(async move {
             let result = match target.protocol {
                 "rtmp" => rtmp_player(target, stats, batch, lowat).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
-                "whep" => whep_player(target, stats).await,
+                "whep" => whep_player(target, stats, ice_check).await,
                 _ => flv_player(target, stats, batch, lowat).await,
             };
             if result.is_err() {
@@ -531,6 +750,9 @@ async fn run(args: Args) -> Result<(), String> {
         "connected": connected,
         "receiving_at_end": receiving,
         "player_errors": errors.load(Ordering::Relaxed),
+        "streams": streams,
+        "publish_protocol": publish_protocol,
+        "publisher_errors": publisher_errors.load(Ordering::Relaxed),
         "read_batch_ms": if matches!(target.protocol, "srt" | "whep") { None } else { Some(args.read_batch_ms) },
         "read_lowat": if matches!(target.protocol, "srt" | "whep") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
