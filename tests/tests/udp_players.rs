@@ -43,22 +43,28 @@ fn two_hundred_srt_and_two_hundred_whep_players_while_rtmp_plays_clean() {
     let scratch = Scratch::new("udp-players");
     let node = Node::start(&scratch, &[]);
     // A small picture keeps the debug build's cost for 400 players low; what is tested is
-    // that every player gets the stream and the publisher's other players do not suffer.
-    let source = Source { size: "320x180", ..Source::default() };
+    // that every player gets the stream and the publisher's other players do not suffer. No
+    // B-frames: WebRTC players are sent frames in decode order.
+    let source = Source { size: "320x180", bframes: 0, ..Source::default() };
     let _publisher = publish(&node.rtmp_url("live/many"), &source, &scratch, "publisher");
     node.wait_live("live/many", Duration::from_secs(20));
 
-    let hold_s = 12;
+    let hold_s = 20;
     let whep_url = format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=many", node.ports.api);
     let srt = load(&node.srt_url("live/many", false, ""), "srt", hold_s);
     let whep = load(&whep_url, "whep", hold_s);
 
-    // While every player is on: one task serves the stream's SRT players, and an RTMP player
-    // and an aiortc WHEP player decode the stream.
-    std::thread::sleep(Duration::from_secs(7));
+    // Once every player is on (the ramp takes 4 s; a loaded machine connects slower): one
+    // task serves the stream's SRT players, and an RTMP player and an aiortc WHEP player
+    // decode the stream.
+    let mut counts = (0, 0);
+    estuary_tests::wait_until(Duration::from_secs(15), || {
+        counts = (clients(&node, "srt"), clients(&node, "webrtc"));
+        counts == (PLAYERS, PLAYERS)
+    });
+    let (srt_clients, webrtc_clients) = counts;
     let census = tasks(&node);
     let srt_groups = census["kinds"]["srt_players"].as_u64().unwrap_or(0);
-    let (srt_clients, webrtc_clients) = (clients(&node, "srt"), clients(&node, "webrtc"));
     let aiortc = std::thread::spawn(move || whep_play(&whep_url, 4, 1));
     let (clean, errors) = decode(&node.rtmp_url("live/many"), 5);
     let aiortc = aiortc.join().expect("aiortc player");

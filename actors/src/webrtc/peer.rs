@@ -144,11 +144,13 @@ const TIMER_GRID_MS: u64 = 10;
 /// `deadline` moved later onto the next [`TIMER_GRID_MS`] boundary of the wall clock (read
 /// only for alignment; a clock step costs at most one early or late timer).
 fn on_grid(deadline: Instant, now: Instant) -> Instant {
-    let wall_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let ahead_ms = deadline.saturating_duration_since(now).as_millis() as u64;
-    let target = wall_ms + ahead_ms;
-    let aligned = target.div_ceil(TIMER_GRID_MS) * TIMER_GRID_MS;
-    now + Duration::from_millis(aligned - wall_ms)
+    let grid_us = TIMER_GRID_MS * 1000;
+    let wall_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let ahead_us = deadline.saturating_duration_since(now).as_micros() as u64;
+    // Rounded up to whole microseconds, so the result is never before `deadline`.
+    let ahead_us = if now + Duration::from_micros(ahead_us) < deadline { ahead_us + 1 } else { ahead_us };
+    let aligned = (wall_us + ahead_us).div_ceil(grid_us) * grid_us;
+    now + Duration::from_micros(aligned - wall_us)
 }
 
 /// Packets of history per outgoing stream for answering NACKs: 256 is 2.5 s at 1 Mbit/s and
@@ -363,11 +365,11 @@ mod tests {
     #[test]
     fn timers_move_later_onto_the_grid_never_earlier_and_by_less_than_a_step() {
         let now = Instant::now();
-        for ahead in [0u64, 1, 3, 9, 10, 11, 250] {
-            let deadline = now + Duration::from_millis(ahead);
+        for ahead in [0u64, 1, 3_500, 9_999, 10_000, 10_500, 11_000, 250_001] {
+            let deadline = now + Duration::from_micros(ahead) + Duration::from_nanos(300);
             let moved = on_grid(deadline, now);
-            assert!(moved >= deadline, "{ahead} ms: moved earlier");
-            assert!(moved <= deadline + Duration::from_millis(TIMER_GRID_MS), "{ahead} ms: moved by more than a step");
+            assert!(moved >= deadline, "{ahead} us: moved earlier");
+            assert!(moved <= deadline + Duration::from_millis(TIMER_GRID_MS), "{ahead} us: moved by more than a step");
         }
     }
 }

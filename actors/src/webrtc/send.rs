@@ -14,9 +14,12 @@ const BATCH: usize = 256;
 /// How long a full socket buffer is waited on before the rest of the batch is dropped (as a
 /// network would drop it; players ask again with NACKs, or wait for the next keyframe).
 const SEND_WAIT: Duration = Duration::from_millis(20);
-/// The pause between tries while the buffer is full. The socket is registered for reading
-/// only (see [`super::SharedSocket`]), so room in the buffer is polled for, not signalled.
+/// The first pause while the buffer is full; each further pause doubles, up to
+/// [`SEND_RETRY_MAX`]. The socket is registered for reading only (see
+/// [`super::SharedSocket`]), so room in the buffer is polled for, not signalled; the growing
+/// pause keeps hundreds of waiting players from polling it every millisecond.
 const SEND_RETRY: Duration = Duration::from_millis(1);
+const SEND_RETRY_MAX: Duration = Duration::from_millis(8);
 
 /// What one [`send_all`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -30,7 +33,8 @@ pub(crate) struct Sent {
 pub(crate) async fn send_all(socket: &UdpSocket, datagrams: &mut Vec<(BytesMut, SocketAddr)>) -> Sent {
     let mut sent = Sent::default();
     let mut done = 0;
-    let mut waited = Duration::ZERO;
+    let mut waiting_since: Option<std::time::Instant> = None;
+    let mut pause = SEND_RETRY;
     while done < datagrams.len() {
         let upto = (done + BATCH).min(datagrams.len());
         let result = match send_batch(socket, &datagrams[done..upto]) {
@@ -43,12 +47,14 @@ pub(crate) async fn send_all(socket: &UdpSocket, datagrams: &mut Vec<(BytesMut, 
                 done += n;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if waited >= SEND_WAIT {
+                // What is left of this flush waits SEND_WAIT at most, then goes.
+                let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= SEND_WAIT {
                     sent.dropped += datagrams.len() - done;
                     break;
                 }
-                tokio::time::sleep(SEND_RETRY).await;
-                waited += SEND_RETRY;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(SEND_RETRY_MAX);
             }
             Err(e) => {
                 // The first message of the call failed: that destination only. It is dropped

@@ -541,6 +541,9 @@ async fn whip_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64
 
     let mut config: Option<AvcConfig> = clip.iter().find(|f| f.config && f.track == TrackKind::Video).and_then(|f| AvcConfig::parse(&f.payload).ok());
     let frames: Vec<&MediaFrame> = clip.iter().filter(|f| !f.config && f.track == TrackKind::Video).collect();
+    if frames.is_empty() || config.is_none() {
+        return Err("WHIP publishers send the clip's H.264, and it has none".into());
+    }
     let (mut ready, mut connected) = (Some(ready), false);
     let (mut start, mut next, mut round, mut sequence) = (Instant::now(), 0usize, 0i64, seed as u16);
     let offset = (seed >> 16) as u32;
