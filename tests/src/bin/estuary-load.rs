@@ -282,6 +282,29 @@ async fn srt_player(target: Target, stats: Arc<PlayerStats>, latency: Duration) 
     Ok(())
 }
 
+/// Offers `pc` with one host candidate at `local`, POSTs the offer to the node's WHEP or WHIP
+/// endpoint (`endpoint`) for `target`, and applies the answer.
+async fn negotiate(pc: &mut rtc::peer_connection::RTCPeerConnection, local: std::net::SocketAddr, target: &Target, endpoint: &str) -> Result<(), String> {
+    use rtc::peer_connection::sdp::RTCSessionDescription;
+    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+    let e = |e: rtc::shared::error::Error| e.to_string();
+    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: local.ip().to_string(), port: local.port(), component: 1, ..Default::default() }, ..Default::default() }.new_candidate_host().map_err(e)?;
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(e)?).map_err(e)?;
+    let offer = pc.create_offer(None).map_err(e)?;
+    pc.set_local_description(Instant::now(), offer).map_err(e)?;
+    let sdp = pc.local_description().map(|d| d.sdp).ok_or("no offer")?;
+    let (port, path) = (target.port, format!("/rtc/v1/{endpoint}/?app={}&stream={}", target.app, target.stream));
+    let response = tokio::task::spawn_blocking(move || estuary_tests::http::send(port, "POST", &path, &[("Content-Type", "application/sdp")], sdp.as_bytes()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if response.status != 201 {
+        return Err(format!("{} answered {}: {}", endpoint.to_uppercase(), response.status, String::from_utf8_lossy(&response.body)));
+    }
+    let answer = RTCSessionDescription::answer(String::from_utf8_lossy(&response.body).into_owned()).map_err(e)?;
+    pc.set_remote_description(Instant::now(), answer).map_err(e)
+}
+
 /// A WHEP player: `rtc` (the sans-IO WebRTC core Estuary also uses, driven here as a plain
 /// offerer with full ICE) on its own UDP socket; H.264 is reassembled by our depacketizer so
 /// the latency stamp can be read. Opus packets count as delivered bytes.
@@ -294,8 +317,6 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
     use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
     use rtc::peer_connection::configuration::RTCConfigurationBuilder;
     use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-    use rtc::peer_connection::sdp::RTCSessionDescription;
-    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
     use rtc::peer_connection::RTCPeerConnectionBuilder;
     use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
     use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -315,22 +336,8 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
     for kind in [RtpCodecKind::Video, RtpCodecKind::Audio] {
         pc.add_transceiver_from_kind(kind, Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() })).map_err(e)?;
     }
-    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: local.ip().to_string(), port: local.port(), component: 1, ..Default::default() }, ..Default::default() }.new_candidate_host().map_err(e)?;
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(e)?).map_err(e)?;
-    let offer = pc.create_offer(None).map_err(e)?;
-    pc.set_local_description(Instant::now(), offer).map_err(e)?;
-    let sdp = pc.local_description().map(|d| d.sdp).ok_or("no offer")?;
     stats.connect_us.store(now_us(), Ordering::Relaxed);
-    let (port, path) = (target.port, format!("/rtc/v1/whep/?app={}&stream={}", target.app, target.stream));
-    let response = tokio::task::spawn_blocking(move || estuary_tests::http::send(port, "POST", &path, &[("Content-Type", "application/sdp")], sdp.as_bytes()))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    if response.status != 201 {
-        return Err(format!("WHEP answered {}: {}", response.status, String::from_utf8_lossy(&response.body)));
-    }
-    let answer = RTCSessionDescription::answer(String::from_utf8_lossy(&response.body).into_owned()).map_err(e)?;
-    pc.set_remote_description(Instant::now(), answer).map_err(e)?;
+    negotiate(&mut pc, local, &target, "whep").await?;
     let mut depacketizer = H264Depacketizer::new();
     let mut buf = vec![0u8; 2048];
     loop {
@@ -501,9 +508,7 @@ async fn whip_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64
     use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264};
     use rtc::peer_connection::configuration::RTCConfigurationBuilder;
     use rtc::peer_connection::event::RTCPeerConnectionEvent;
-    use rtc::peer_connection::sdp::RTCSessionDescription;
     use rtc::peer_connection::state::RTCPeerConnectionState;
-    use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
     use rtc::peer_connection::RTCPeerConnectionBuilder;
     use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
     use rtc::sansio::Protocol;
@@ -523,21 +528,7 @@ async fn whip_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64
     let ssrc = (seed >> 32) as u32;
     let track = MediaStreamTrack::new("load".to_owned(), "load-video".to_owned(), "load video".to_owned(), RtpCodecKind::Video, vec![RTCRtpEncodingParameters { rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() }, codec: h264, ..Default::default() }]);
     let sender = pc.add_track(track).map_err(e)?;
-    let candidate = CandidateHostConfig { base_config: CandidateConfig { network: "udp".to_owned(), address: local.ip().to_string(), port: local.port(), component: 1, ..Default::default() }, ..Default::default() }.new_candidate_host().map_err(e)?;
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(e)?).map_err(e)?;
-    let offer = pc.create_offer(None).map_err(e)?;
-    pc.set_local_description(Instant::now(), offer).map_err(e)?;
-    let sdp = pc.local_description().map(|d| d.sdp).ok_or("no offer")?;
-    let (port, path) = (target.port, format!("/rtc/v1/whip/?app={}&stream={}", target.app, target.stream));
-    let response = tokio::task::spawn_blocking(move || estuary_tests::http::send(port, "POST", &path, &[("Content-Type", "application/sdp")], sdp.as_bytes()))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    if response.status != 201 {
-        return Err(format!("WHIP answered {}: {}", response.status, String::from_utf8_lossy(&response.body)));
-    }
-    let answer = RTCSessionDescription::answer(String::from_utf8_lossy(&response.body).into_owned()).map_err(e)?;
-    pc.set_remote_description(Instant::now(), answer).map_err(e)?;
+    negotiate(&mut pc, local, &target, "whip").await?;
 
     let mut config: Option<AvcConfig> = clip.iter().find(|f| f.config && f.track == TrackKind::Video).and_then(|f| AvcConfig::parse(&f.payload).ok());
     let frames: Vec<&MediaFrame> = clip.iter().filter(|f| !f.config && f.track == TrackKind::Video).collect();
