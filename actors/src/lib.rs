@@ -37,6 +37,7 @@ pub mod http_live;
 pub mod ingest;
 pub mod messages;
 pub mod node;
+pub mod package;
 mod pktinfo;
 pub mod registry;
 pub mod rtmp;

@@ -62,6 +62,12 @@ pub struct FindStream {
     pub create: bool,
 }
 
+/// Stream: the stream's live package (LL-HLS and DASH on demand), started if it is not
+/// running; `None` when the stream is not being published and has no package left.
+#[derive(Message)]
+#[rtype(result = "Option<std::sync::Arc<crate::package::LivePackage>>")]
+pub struct StartPackage;
+
 /// Registry: a stream's publisher left (sent by the stream actor).
 #[derive(Message)]
 #[rtype(result = "()")]

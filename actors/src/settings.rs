@@ -158,17 +158,56 @@ pub struct SegmentSettings {
     pub max_segment_bytes: usize,
     /// How long an ended stream's files stay; zero keeps them.
     pub dispose: Duration,
+    /// Written to disk from the publish on (today's writer) instead of packaged in memory
+    /// on demand.
+    pub always: bool,
+    /// On demand: the part target of the live package (LL-HLS parts, DASH chunks).
+    pub part: Duration,
+    /// On demand: a package with no request for this long stops.
+    pub idle: Duration,
 }
 
 impl SegmentSettings {
     /// Defaults for `dir`: on, every app, 2 s segments, a window of 6.
     pub fn new(dir: std::path::PathBuf, enabled: bool) -> Self {
-        SegmentSettings { enabled, apps: Vec::new(), dir, fragment: Duration::from_secs(2), window: 6, fmp4: false, max_segment_bytes: 64 << 20, dispose: Duration::from_secs(120) }
+        SegmentSettings {
+            enabled,
+            apps: Vec::new(),
+            dir,
+            fragment: Duration::from_secs(2),
+            window: 6,
+            fmp4: false,
+            max_segment_bytes: 64 << 20,
+            dispose: Duration::from_secs(120),
+            always: false,
+            part: Duration::from_millis(300),
+            idle: Duration::from_secs(30),
+        }
     }
 
     /// True when this output is produced for `app`.
     pub fn applies_to(&self, app: &str) -> bool {
         self.enabled && (self.apps.is_empty() || self.apps.iter().any(|a| a == app))
+    }
+
+    /// True when this output is written to disk for `app` from the publish on.
+    pub fn written_for(&self, app: &str) -> bool {
+        self.always && self.applies_to(app)
+    }
+
+    /// True when this output is packaged in memory for `app` when a player asks.
+    pub fn on_demand_for(&self, app: &str) -> bool {
+        !self.always && self.applies_to(app)
+    }
+
+    /// How the live package cuts (from the HLS settings, which DASH shares on demand).
+    pub fn package(&self) -> estuary_protocols::cmaf::Settings {
+        estuary_protocols::cmaf::Settings {
+            segment_ms: self.fragment.as_millis() as i64,
+            part_ms: self.part.as_millis() as i64,
+            window: self.window,
+            max_segment_bytes: self.max_segment_bytes,
+        }
     }
 }
 

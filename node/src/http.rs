@@ -4,8 +4,10 @@
 //! |---|---|
 //! | `/<app>/<stream>.flv` | HTTP-FLV live |
 //! | `/<app>/<stream>.ts` | HTTP-TS live (when no HLS segment has that name) |
-//! | `/<app>/<stream>.m3u8`, `/<app>/<stream>-<n>.ts`, `.m4s`, `-init-<n>.mp4` | HLS |
-//! | `/<app>/<stream>.mpd`, `/<app>/<stream>-video-<n>.m4s`, `-init.mp4` | DASH |
+//! | `/<app>/<stream>.m3u8`, `-<n>.m4s`, `-<n>-p<i>.m4s`, `-init-<v>.mp4` | LL-HLS on demand, from memory (see `live_package`) |
+//! | `/<app>/<stream>.mpd`, `-video-<t>.m4s`, `-video-init-<v>.mp4` | DASH on demand, from memory |
+//! | `/<app>/<stream>.m3u8`, `/<app>/<stream>-<n>.ts`, `.m4s`, `-init-<n>.mp4` | HLS files (`hls.always`) |
+//! | `/<app>/<stream>.mpd`, `/<app>/<stream>-video-<n>.m4s`, `-init.mp4` | DASH files (`dash.always`) |
 //!
 //! Names are checked before any file is touched: one path segment each, no `..`, no
 //! separators, no control characters; files are only read from the HLS and DASH directories.
@@ -192,7 +194,9 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     // segment's rename must not skip the check. `.ts` with no owning playlist is live
     // HTTP-TS, checked as its own stream (and again when it subscribes).
     let segment = matches!(extension, "ts" | "m4s" | "mp4");
-    let owner = if segment { segment_stream(&state, &app, stream) } else { None };
+    // A file of a live package in memory (HLS and DASH on demand), else of the files on disk.
+    let packaged = if segment { crate::live_package::owner(&state, &key.vhost, &app, stream, extension) } else { None };
+    let owner = if segment { packaged.as_ref().map(|(owner, _)| owner.clone()).or_else(|| segment_stream(&state, &app, stream)) } else { None };
     if segment && owner.is_none() && extension != "ts" {
         return not_found(&format!("no such segment {app}/{file}"));
     }
@@ -228,7 +232,20 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             return HttpResponse::Found().insert_header((header::LOCATION, location)).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).finish();
         }
     }
+    let (hls_on_demand, dash_on_demand) = crate::live_package::on_demand(&state, &key.vhost, &app);
+    if let Some((owner, name)) = packaged {
+        let mut owner_key = StreamKey::new(&app, &owner);
+        owner_key.vhost = key.vhost.clone();
+        if let Some(response) = crate::live_package::media(&state, &req, owner_key, name, extension).await {
+            return response;
+        }
+    }
     match extension {
+        "m3u8" if hls_on_demand => match stream.strip_suffix("_master") {
+            Some(base) => master_playlist(&state, &app, base, token.as_deref()).await,
+            None => crate::live_package::playlist(&state, &req, &key, &params, token.as_deref()).await,
+        },
+        "mpd" if dash_on_demand => crate::live_package::manifest(&state, &req, &key, token.as_deref()).await,
         "flv" => {
             // The delivery engine writes to its own handle of the connection (made when it was
             // accepted); without one (another transport), the response streams as a body.
@@ -312,8 +329,10 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Optio
     };
     let mut candidates = vec![(stream.to_string(), None)];
     candidates.extend(renditions.iter().map(|r| (r.output.rsplit('/').next().unwrap_or_default().to_string(), Some(r.video_kbps))));
+    let (on_demand, _) = crate::live_package::on_demand(state, "", app);
     for (name, configured_kbps) in candidates {
-        if !state.hls_dir.join(app).join(format!("{name}.m3u8")).exists() {
+        // On demand, every live rendition has a playlist (it starts when asked for).
+        if !on_demand && !state.hls_dir.join(app).join(format!("{name}.m3u8")).exists() {
             continue;
         }
         let Some(addr) = info_of(&name) else { continue };

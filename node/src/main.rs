@@ -5,6 +5,7 @@ mod config;
 mod console;
 mod dvr_http;
 mod http;
+mod live_package;
 mod metrics;
 mod reload;
 mod rtmps;

@@ -10,7 +10,8 @@
 //! | [`naming`] | the one stream-name rule every protocol's names pass before they reach a path, a map or a log |
 //! | [`codec`] | H.264 (`avc`), H.265 (`hevc`) and AAC (`aac`) configuration records and bitstream helpers |
 //! | [`container`] | FLV (`flv`), MPEG-TS (`ts`), MPEG-PS (`ps`), progressive MP4 with budgeted readers (`mp4`), fragmented MP4 (`fmp4`) |
-//! | [`segment`] | where live segments end (shared by HLS and DASH) |
+//! | [`segment`] | where live segments end (shared by the on-disk HLS and DASH writers) |
+//! | [`cmaf`] | a stream's live CMAF package in memory (segments of parts), rendered as an LL-HLS playlist and a DASH MPD |
 //! | [`manifest`] | HLS media playlists (`hls`) and DASH MPDs (`dash`) |
 //! | [`amf0`] | AMF0 values, encoder and depth-limited decoder |
 //! | [`rtmp`] | RTMP chunk stream, messages and the server/client sessions |
@@ -22,6 +23,7 @@
 
 pub mod amf0;
 pub mod bits;
+pub mod cmaf;
 pub mod clock;
 pub mod codec;
 pub mod container;

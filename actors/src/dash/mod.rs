@@ -276,6 +276,7 @@ impl DashMuxer {
             suggested_presentation_delay: fragment * 3.0,
             representations,
             ended,
+            low_latency: None,
         };
         let path = self.dir.join(format!("{}.mpd", self.key.stream));
         if let Err(e) = write_atomic(&path, mpd.render().as_bytes()) {

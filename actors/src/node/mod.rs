@@ -67,6 +67,8 @@ pub struct Node {
     pub dvr: crate::dvr::DvrRuntime,
     /// HLS playlists of ended publishes, kept so the next publish continues them.
     pub hls: crate::hls::HlsHistory,
+    /// Live packages (LL-HLS and DASH on demand), served from memory.
+    pub packages: crate::package::LivePackages,
     /// Which HLS/DASH muxer of each stream is current (for disposing of ended outputs).
     pub outputs: outputs::OutputGenerations,
     /// Transcoders.
@@ -152,6 +154,7 @@ impl Node {
             stats,
             dvr: Default::default(),
             hls: Default::default(),
+            packages: Default::default(),
             outputs: Default::default(),
             transcoders: Default::default(),
             forwards: crate::forward::Forwards::new(options.forward_tls_ca_file, options.forward_deny_private),

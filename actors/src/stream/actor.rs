@@ -81,6 +81,8 @@ pub struct StreamActor {
     pub(super) fps: f64,
     pub(super) idle_since: Instant,
     pub(super) hls_subscriber: Option<ClientId>,
+    /// The live package's subscription (HLS and DASH on demand).
+    pub(super) package_subscriber: Option<ClientId>,
     pub(super) dash_subscriber: Option<ClientId>,
     pub(super) dvr_subscriber: Option<ClientId>,
     pub(super) hls_output: Option<Addr<crate::hls::HlsMuxer>>,
@@ -131,6 +133,7 @@ impl StreamActor {
             fps: 0.0,
             idle_since: Instant::now(),
             hls_subscriber: None,
+            package_subscriber: None,
             dash_subscriber: None,
             dvr_subscriber: None,
             hls_output: None,
@@ -206,7 +209,7 @@ impl StreamActor {
         // A stream pulled from its owner in the cluster gets its players' outputs only:
         // recording, transcoding and forwarding are the owner's (no duplicate pushes or files).
         let pulled = self.publisher.as_ref().is_some_and(|p| p.protocol == "cluster-pull");
-        if self.settings.hls.applies_to(&app) && !self.subscribed(self.hls_subscriber) {
+        if self.settings.hls.written_for(&app) && !self.subscribed(self.hls_subscriber) {
             let id = self.node.clients.allocate_id();
             let subscription = self.subscribe_as(id, true);
             let (node, key, settings) = (self.node.clone(), self.key.clone(), self.settings.hls.clone());
@@ -214,7 +217,7 @@ impl StreamActor {
             self.hls_subscriber = Some(id);
             self.hls_output = Some(addr);
         }
-        if self.settings.dash.applies_to(&app) && !self.subscribed(self.dash_subscriber) {
+        if self.settings.dash.written_for(&app) && !self.subscribed(self.dash_subscriber) {
             let id = self.node.clients.allocate_id();
             let subscription = self.subscribe_as(id, true);
             let (node, key, settings) = (self.node.clone(), self.key.clone(), self.settings.dash.clone());

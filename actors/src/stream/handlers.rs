@@ -73,6 +73,31 @@ impl Handler<StartOutputs> for StreamActor {
     }
 }
 
+impl Handler<StartPackage> for StreamActor {
+    type Result = MessageResult<StartPackage>;
+
+    fn handle(&mut self, _: StartPackage, ctx: &mut Self::Context) -> Self::Result {
+        if self.subscribed(self.package_subscriber) {
+            if let Some(package) = self.node.packages.get(&self.key) {
+                return MessageResult(Some(package));
+            }
+        }
+        if self.publisher.is_none() {
+            // Not live: what an ended publish left, if anything.
+            return MessageResult(self.node.packages.get(&self.key));
+        }
+        let started = self.guarded(ctx, "start package", |act, _| {
+            let id = act.node.clients.allocate_id();
+            let subscription = act.subscribe_as(id, true);
+            let (package, packager) = crate::package::Packager::begin(&act.node, &act.key, &act.settings.hls, subscription.rx, subscription.gaps);
+            crate::package::Packager::start_in_arbiter(&act.node.topology.segmenter, move |_| packager);
+            act.package_subscriber = Some(id);
+            package
+        });
+        MessageResult(started)
+    }
+}
+
 impl Handler<InjectStreamFault> for StreamActor {
     type Result = Result<(), String>;
 

@@ -114,7 +114,7 @@ impl StreamActor {
         let own = self
             .subscribers
             .iter()
-            .filter(|(id, sub)| !sub.feed && Some(**id) != self.hls_subscriber && Some(**id) != self.dash_subscriber && Some(**id) != self.dvr_subscriber)
+            .filter(|(id, sub)| !sub.feed && Some(**id) != self.hls_subscriber && Some(**id) != self.package_subscriber && Some(**id) != self.dash_subscriber && Some(**id) != self.dvr_subscriber)
             .count();
         own + crate::delivery::DeliveryCounters::get(&self.delivery.players) as usize
     }

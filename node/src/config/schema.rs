@@ -138,8 +138,11 @@ impl Default for HooksSection {
 pub struct HlsSection {
     pub enabled: bool,
     pub apps: Vec<String>,
+    pub always: bool,
     pub fragment_ms: u64,
+    pub part_ms: u64,
     pub window: usize,
+    pub idle_s: u64,
     pub fmp4: bool,
     pub max_segment_bytes: usize,
     pub dispose_s: u64,
@@ -150,6 +153,7 @@ pub struct HlsSection {
 pub struct DashSection {
     pub enabled: bool,
     pub apps: Vec<String>,
+    pub always: bool,
     pub fragment_ms: u64,
     pub window: usize,
     pub max_segment_bytes: usize,
@@ -158,7 +162,7 @@ pub struct DashSection {
 
 impl Default for HlsSection {
     fn default() -> Self {
-        HlsSection { enabled: true, apps: Vec::new(), fragment_ms: 2000, window: 6, fmp4: false, max_segment_bytes: 64 << 20, dispose_s: 120 }
+        HlsSection { enabled: true, apps: Vec::new(), always: false, fragment_ms: 2000, part_ms: 300, window: 6, idle_s: 30, fmp4: false, max_segment_bytes: 64 << 20, dispose_s: 120 }
     }
 }
 
@@ -327,7 +331,7 @@ impl Default for DvrSection {
 
 impl Default for DashSection {
     fn default() -> Self {
-        DashSection { enabled: false, apps: Vec::new(), fragment_ms: 2000, window: 6, max_segment_bytes: 64 << 20, dispose_s: 120 }
+        DashSection { enabled: true, apps: Vec::new(), always: false, fragment_ms: 2000, window: 6, max_segment_bytes: 64 << 20, dispose_s: 120 }
     }
 }
 

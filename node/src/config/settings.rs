@@ -230,6 +230,9 @@ impl Config {
             fmp4: self.hls.fmp4,
             max_segment_bytes: self.hls.max_segment_bytes,
             dispose: Duration::from_secs(self.hls.dispose_s),
+            always: self.hls.always,
+            part: Duration::from_millis(self.hls.part_ms),
+            idle: Duration::from_secs(self.hls.idle_s),
         };
         let dash = SegmentSettings {
             enabled: self.dash.enabled,
@@ -240,6 +243,10 @@ impl Config {
             fmp4: true,
             max_segment_bytes: self.dash.max_segment_bytes,
             dispose: Duration::from_secs(self.dash.dispose_s),
+            always: self.dash.always,
+            // On demand, DASH is cut by the same package as HLS (the [hls] settings).
+            part: Duration::from_millis(self.hls.part_ms),
+            idle: Duration::from_secs(self.hls.idle_s),
         };
         estuary_actors::settings::StreamSettings {
             hls: std::sync::Arc::new(hls),

@@ -218,7 +218,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("stream_caster.sip.serial", "gb28181.server_id"),
     ("stream_caster.sip.realm", "gb28181.realm"),
     ("vhost.chunk_size", "rtmp.chunk_size"),
-    ("vhost.hls.enabled", "hls.enabled"),
+    ("vhost.hls.enabled", "hls.enabled and hls.always (files from the publish on, as SRS)"),
     ("vhost.hls.hls_fragment", "hls.fragment_ms (seconds)"),
     ("vhost.hls.hls_window", "hls.window (seconds / hls_fragment)"),
     ("vhost.hls.hls_dispose", "hls.dispose_s"),
@@ -228,7 +228,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("vhost.hls.hls_use_fmp4", "hls.fmp4"),
     ("vhost.http_remux.enabled", "on only (HTTP-FLV is always served)"),
     ("vhost.http_remux.mount", "[vhost]/[app]/[stream].flv only"),
-    ("vhost.dash.enabled", "dash.enabled"),
+    ("vhost.dash.enabled", "dash.enabled and dash.always (files from the publish on, as SRS)"),
     ("vhost.dash.dash_fragment", "dash.fragment_ms (seconds)"),
     ("vhost.dash.dash_timeshift", "dash.window (seconds / dash_fragment)"),
     ("vhost.dash.dash_path", "served at SRS's URLs; files live under node.data_dir"),
@@ -632,7 +632,12 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         }
         "stream_caster.sip.serial" => mapped.set_in("gb28181", "_srs", "server_id", V::String(one(origin, path, args)?.into())),
         "stream_caster.sip.realm" => mapped.set_in("gb28181", "_srs", "realm", V::String(one(origin, path, args)?.into())),
-        "vhost.hls.enabled" => mapped.set("hls", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.hls.enabled" => {
+            // SRS writes HLS files from the publish on: the drop-in does the same.
+            let on = on_off(origin, path, args)?;
+            mapped.set("hls", "enabled", V::Boolean(on));
+            mapped.set("hls", "always", V::Boolean(on));
+        }
         "vhost.hls.hls_fragment" => mapped.set("hls", "fragment_ms", ms(number(origin, path, args)?)),
         "vhost.rtc.pli_for_rtmp" => mapped.set("rtc", "pli_interval_ms", ms(number(origin, path, args)?)),
         "vhost.hls.hls_window" => mapped.set_in("hls", "_srs", "window_s", V::Float(number(origin, path, args)?)),
@@ -643,7 +648,11 @@ fn apply(mapped: &mut Mapped, origin: &Origin, path: &str, args: &[String]) -> R
         }
         "vhost.hls.hls_m3u8_file" => only(mapped, origin, path, args, &["[app]/[stream].m3u8"], "playlists are [app]/[stream].m3u8"),
         "vhost.http_remux.mount" => only(mapped, origin, path, args, &["[vhost]/[app]/[stream].flv", "[app]/[stream].flv"], "HTTP-FLV is served at /<app>/<stream>.flv"),
-        "vhost.dash.enabled" => mapped.set("dash", "enabled", V::Boolean(on_off(origin, path, args)?)),
+        "vhost.dash.enabled" => {
+            let on = on_off(origin, path, args)?;
+            mapped.set("dash", "enabled", V::Boolean(on));
+            mapped.set("dash", "always", V::Boolean(on));
+        }
         "vhost.dash.dash_fragment" => mapped.set("dash", "fragment_ms", ms(number(origin, path, args)?)),
         "vhost.dash.dash_timeshift" => mapped.set_in("dash", "_srs", "window_s", V::Float(number(origin, path, args)?)),
         "vhost.dvr.enabled" => mapped.set("dvr", "enabled", V::Boolean(on_off(origin, path, args)?)),

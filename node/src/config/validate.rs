@@ -74,6 +74,11 @@ impl Config {
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
         range("stream.write_merge_ms", self.stream.write_merge_ms, 0, 1000)?;
         range("hls.fragment_ms", self.hls.fragment_ms, 200, 60_000)?;
+        range("hls.part_ms", self.hls.part_ms, 50, 5_000)?;
+        range("hls.idle_s", self.hls.idle_s, 1, 86_400)?;
+        if self.hls.part_ms > self.hls.fragment_ms {
+            return Err(ConfigError::Invalid { key: "hls.part_ms", problem: format!("{} exceeds hls.fragment_ms ({}): parts divide segments", self.hls.part_ms, self.hls.fragment_ms) });
+        }
         range("hls.window", self.hls.window, 1, 1000)?;
         range("dash.fragment_ms", self.dash.fragment_ms, 200, 60_000)?;
         range("dvr.segment_ms", self.dvr.segment_ms, 1000, 86_400_000)?;

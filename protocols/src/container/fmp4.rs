@@ -314,13 +314,22 @@ pub fn to_timescale(track: &Track, value: i64, timebase: Timebase) -> i64 {
 
 /// A media segment (`styp`, `moof`, `mdat`) with sequence number `sequence`.
 pub fn media_segment(sequence: u32, fragments: &[TrackFragment<'_>]) -> Bytes {
+    media_fragment(sequence, fragments, true)
+}
+
+/// One fragment (`moof` + `mdat`, a CMAF chunk) with sequence number `sequence`, led by a
+/// `styp` when it starts a segment (the later chunks of a segment follow without one, so the
+/// segment is their plain concatenation).
+pub fn media_fragment(sequence: u32, fragments: &[TrackFragment<'_>], styp: bool) -> Bytes {
     let mut out = BytesMut::new();
-    boxed(&mut out, b"styp", |o| {
-        o.put_slice(b"msdh");
-        o.put_u32(0);
-        o.put_slice(b"msdh");
-        o.put_slice(b"msix");
-    });
+    if styp {
+        boxed(&mut out, b"styp", |o| {
+            o.put_slice(b"msdh");
+            o.put_u32(0);
+            o.put_slice(b"msdh");
+            o.put_slice(b"msix");
+        });
+    }
     let moof_start = out.len();
     let mut data_offset_positions = Vec::new();
     boxed(&mut out, b"moof", |o| {

@@ -63,6 +63,19 @@ pub struct Mpd {
     pub representations: Vec<Representation>,
     /// The stream has ended (the MPD becomes static-like: no more updates).
     pub ended: bool,
+    /// Low-latency signalling, when segments are delivered chunk by chunk.
+    pub low_latency: Option<LowLatency>,
+}
+
+/// Low-latency DASH signalling: a `ServiceDescription` with the target latency, and an
+/// `availabilityTimeOffset` on each `SegmentTemplate` (segments may be asked for before they
+/// are complete and arrive chunk by chunk, `availabilityTimeComplete="false"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LowLatency {
+    /// Latency a player should aim at, ms.
+    pub target_latency_ms: u64,
+    /// Seconds before its end a segment can be requested.
+    pub availability_time_offset: f64,
 }
 
 fn xml_escape(value: &str) -> String {
@@ -83,6 +96,13 @@ impl Mpd {
             let _ = write!(out, r#" minimumUpdatePeriod="PT{:.1}S""#, self.minimum_update_period);
         }
         let _ = writeln!(out, ">");
+        if let Some(ll) = self.low_latency {
+            let target = ll.target_latency_ms;
+            let _ = writeln!(out, r#"  <ServiceDescription id="0">"#);
+            let _ = writeln!(out, r#"    <Latency referenceId="0" target="{target}" min="{}" max="{}"/>"#, target / 2, target * 2);
+            let _ = writeln!(out, r#"    <PlaybackRate min="0.96" max="1.04"/>"#);
+            let _ = writeln!(out, "  </ServiceDescription>");
+        }
         let _ = writeln!(out, r#"  <Period id="0" start="PT0S">"#);
         for (index, r) in self.representations.iter().enumerate() {
             let mime = if r.content_type == "video" { "video/mp4" } else { "audio/mp4" };
@@ -100,6 +120,9 @@ impl Mpd {
             let _ = write!(out, r#"        <SegmentTemplate timescale="{}" initialization="{}" media="{}""#, r.timescale, xml_escape(&r.initialization), xml_escape(&r.media));
             if r.media.contains("$Number$") {
                 let _ = write!(out, r#" startNumber="{}""#, r.start_number);
+            }
+            if let Some(ll) = self.low_latency {
+                let _ = write!(out, r#" availabilityTimeOffset="{:.3}" availabilityTimeComplete="false""#, ll.availability_time_offset);
             }
             let _ = writeln!(out, ">");
             let _ = writeln!(out, "          <SegmentTimeline>");
@@ -149,6 +172,7 @@ mod tests {
             time_shift_buffer_depth: 12.0,
             suggested_presentation_delay: 4.0,
             ended: false,
+            low_latency: None,
             representations: vec![Representation {
                 id: "video".into(),
                 content_type: "video",

@@ -1,0 +1,276 @@
+//! HLS and DASH on demand, from each stream's live package in memory (see
+//! `estuary_actors::package`):
+//!
+//! | URL | what |
+//! |---|---|
+//! | `/<app>/<stream>.m3u8` | LL-HLS media playlist; `_HLS_msn`/`_HLS_part` block until that part exists, `_HLS_skip=YES` gives a delta update |
+//! | `/<app>/<stream>-init-<v>.mp4`, `-<n>.m4s`, `-<n>-p<i>.m4s` | initialization segment, whole segment, part |
+//! | `/<app>/<stream>.mpd` | DASH MPD (low-latency signalling) |
+//! | `/<app>/<stream>-<video\|audio>-init-<v>.mp4`, `-<video\|audio>-<t>.m4s` | DASH initialization segment and segment (`$Time$`); a segment still being cut is sent chunk by chunk |
+//!
+//! The first playlist or MPD request of a live stream starts its package and waits (up to
+//! [`FIRST_SEGMENT_WAIT`]) for the first segment. Playlists are `no-cache` with an `ETag`;
+//! segments and parts never change under their name and are cacheable, with `Range` support.
+
+use crate::AppState;
+use actix_web::{http::header, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use estuary_actors::package::LivePackage;
+use estuary_actors::StreamKey;
+use estuary_protocols::cmaf::{parse_file_name, Blocking, FileName, Package};
+use estuary_protocols::http::{parse_range, RangeRequest};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the first request of a package waits for its first segment.
+pub const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+
+/// Latency a DASH player is asked to aim at (`ServiceDescription`), ms.
+const DASH_TARGET_LATENCY_MS: u64 = 2_500;
+
+/// Whether HLS and DASH of `app` on `vhost` are served on demand (not from files).
+pub fn on_demand(state: &AppState, vhost: &str, app: &str) -> (bool, bool) {
+    let config = state.reloader.running();
+    let own = config.vhosts.get(vhost);
+    let hls = own.and_then(|v| v.hls.as_ref()).unwrap_or(&config.hls);
+    let dash = own.and_then(|v| v.dash.as_ref()).unwrap_or(&config.dash);
+    let applies = |enabled: bool, apps: &[String]| enabled && (apps.is_empty() || apps.iter().any(|a| a == app));
+    (!hls.always && applies(hls.enabled, &hls.apps), !dash.always && applies(dash.enabled, &dash.apps))
+}
+
+fn text(status: actix_web::http::StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).content_type("text/plain; charset=utf-8").body(body)
+}
+
+/// The stream's package, started if need be; the first request waits for a segment.
+async fn ensure(state: &AppState, key: &StreamKey) -> Result<Arc<LivePackage>, HttpResponse> {
+    if let Some(directory) = &state.node.cluster {
+        directory.touch(&key.db_key());
+    }
+    let running = state.node.packages.get(key).filter(|p| !p.read(|p| p.ended));
+    let package = match running {
+        Some(package) => package,
+        None => {
+            // A stream another origin owns is pulled here first (a cluster edge or origin).
+            if state.node.cluster.is_some() {
+                estuary_actors::cluster::pull::ensure(&state.node, &state.registry, key).await;
+            }
+            let addr = state.registry.send(estuary_actors::messages::FindStream { key: key.clone(), create: false }).await.ok().flatten();
+            let started = match addr {
+                Some(addr) => addr.send(estuary_actors::messages::StartPackage).await.ok().flatten(),
+                None => None,
+            };
+            match started.or_else(|| state.node.packages.get(key)) {
+                Some(package) => package,
+                None => return Err(text(actix_web::http::StatusCode::NOT_FOUND, format!("stream {key} is not live\n"))),
+            }
+        }
+    };
+    package.touch();
+    if !package.wait_for(LivePackage::listable, FIRST_SEGMENT_WAIT).await {
+        tracing::warn!(stream = %key, wait_s = FIRST_SEGMENT_WAIT.as_secs(), "no segment of the live package yet (no keyframe from the publisher?)");
+        return Err(HttpResponse::ServiceUnavailable()
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .insert_header((header::RETRY_AFTER, "2"))
+            .body(format!("stream {key} has no segment yet (waiting {} s for a keyframe)\n", FIRST_SEGMENT_WAIT.as_secs())));
+    }
+    Ok(package)
+}
+
+fn etag_of(body: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+fn manifest_response(req: &HttpRequest, body: String, content_type: &'static str) -> HttpResponse {
+    let etag = etag_of(&body);
+    let matches = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "ETag, Date"));
+    if matches {
+        return response.finish();
+    }
+    response.content_type(content_type).body(body)
+}
+
+fn query(token: Option<&str>) -> Option<String> {
+    token.map(|token| format!("token={}", token.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'), "")))
+}
+
+/// `/<app>/<stream>.m3u8`: the LL-HLS playlist, after blocking as the query asks.
+pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, params: &[(String, String)], token: Option<&str>) -> HttpResponse {
+    let blocking = match Blocking::parse(params) {
+        Ok(blocking) => blocking,
+        Err(reason) => return text(actix_web::http::StatusCode::BAD_REQUEST, format!("{reason}\n")),
+    };
+    let package = match ensure(state, key).await {
+        Ok(package) => package,
+        Err(response) => return response,
+    };
+    if let Some(msn) = blocking.msn {
+        let (next, target) = package.read(|p| (p.next_sequence(), p.target_duration()));
+        // RFC 8216bis 6.2.5.2: a request more than two segments ahead is refused.
+        let newest = next.saturating_sub(1);
+        if msn > newest + 2 {
+            return text(actix_web::http::StatusCode::BAD_REQUEST, format!("_HLS_msn={msn} is more than two segments past the newest ({newest})\n"));
+        }
+        let part = blocking.part;
+        // Three target durations, as the RFC lets a server give up with 503.
+        if !package.wait_for(|p| p.has(msn, part), Duration::from_secs(3 * target)).await {
+            return HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n"));
+        }
+    }
+    let body = package.read(|p| p.render_hls(&key.stream, blocking.skip, &[]));
+    let body = match query(token) {
+        Some(query) => estuary_protocols::manifest::hls::with_query_on_uris(&body, &query),
+        None => body,
+    };
+    manifest_response(req, body, "application/vnd.apple.mpegurl")
+}
+
+/// `/<app>/<stream>.mpd`: the DASH MPD.
+pub async fn manifest(state: &AppState, req: &HttpRequest, key: &StreamKey, token: Option<&str>) -> HttpResponse {
+    let package = match ensure(state, key).await {
+        Ok(package) => package,
+        Err(response) => return response,
+    };
+    let body = package.read(|p| p.render_mpd(&key.stream, estuary_actors::unix_ms(), DASH_TARGET_LATENCY_MS));
+    let body = match query(token) {
+        Some(query) => estuary_protocols::manifest::dash::with_query_on_templates(&body, &query),
+        None => body,
+    };
+    manifest_response(req, body, "application/dash+xml")
+}
+
+/// The stream a media file name belongs to, when that stream has a package here.
+pub fn owner(state: &AppState, vhost: &str, app: &str, stem: &str, extension: &str) -> Option<(String, FileName)> {
+    parse_file_name(stem, extension).into_iter().find(|(stream, _)| {
+        let mut key = StreamKey::new(app, stream);
+        key.vhost = vhost.to_string();
+        state.node.packages.get(&key).is_some()
+    })
+}
+
+/// What a media request gets from a package.
+enum Media {
+    Bytes(Bytes),
+    /// A DASH segment still being cut: track, segment number, chunk by chunk.
+    Growing(usize, u64),
+}
+
+fn lookup(p: &Package, name: &FileName) -> Option<Media> {
+    match name {
+        FileName::HlsInit(v) => (*v == p.init && !p.init_muxed.is_empty()).then(|| Media::Bytes(p.init_muxed.clone())),
+        FileName::HlsSegment(n) => p.segment(*n).filter(|s| s.complete).map(|s| Media::Bytes(s.muxed())),
+        FileName::HlsPart(n, i) => p.segment(*n).and_then(|s| s.parts.get(*i)).map(|part| Media::Bytes(part.muxed.clone())),
+        FileName::DashInit(rep, v) => {
+            let index = p.tracks.iter().position(|t| estuary_protocols::cmaf::representation(t) == rep)?;
+            (*v == p.init).then(|| Media::Bytes(p.init_tracks[index].clone()))
+        }
+        FileName::DashSegment(rep, t) => {
+            let (index, n) = p.dash_segment(rep, *t)?;
+            let segment = p.segment(n)?;
+            Some(if segment.complete { Media::Bytes(segment.track(index)) } else { Media::Growing(index, n) })
+        }
+    }
+}
+
+/// True when `name` is what the package will make next (the preload hint, or the DASH
+/// segment after the newest): worth waiting for.
+fn coming(p: &Package, name: &FileName) -> bool {
+    if p.ended {
+        return false;
+    }
+    match name {
+        FileName::HlsPart(n, i) => match p.last() {
+            Some((last, Some(parts))) if *n == last => *i <= parts + 1,
+            _ => *n == p.next_sequence() && *i <= 1,
+        },
+        FileName::DashSegment(rep, t) => p.tracks.iter().position(|tr| estuary_protocols::cmaf::representation(tr) == rep).and_then(|index| p.dash_next_time(index)) == Some(*t),
+        _ => false,
+    }
+}
+
+/// A segment, part or initialization segment of a package.
+pub async fn media(state: &AppState, req: &HttpRequest, key: StreamKey, name: FileName, extension: &str) -> Option<HttpResponse> {
+    let package = state.node.packages.get(&key)?;
+    package.touch();
+    let mut found = package.read(|p| lookup(p, &name));
+    if found.is_none() && package.read(|p| coming(p, &name)) {
+        // Held until it exists (a preload hint, or a low-latency DASH player asking ahead),
+        // up to a segment target and a part.
+        let wait = package.read(|p| Duration::from_millis((p.settings().segment_ms + p.settings().part_ms) as u64));
+        package.wait_for(|p| lookup(p, &name).is_some() || p.ended, wait).await;
+        found = package.read(|p| lookup(p, &name));
+    }
+    let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
+    match found? {
+        Media::Bytes(bytes) => Some(bytes_response(req, bytes, content_type)),
+        Media::Growing(index, n) => Some(growing(package, index, n, content_type)),
+    }
+}
+
+fn bytes_response(req: &HttpRequest, bytes: Bytes, content_type: &'static str) -> HttpResponse {
+    let len = bytes.len() as u64;
+    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let mut response = match parse_range(range, len) {
+        RangeRequest::Whole => HttpResponse::Ok(),
+        RangeRequest::Part(start, end) => {
+            let mut response = HttpResponse::PartialContent();
+            response.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", end - 1)));
+            return response
+                .content_type(content_type)
+                .insert_header((header::CACHE_CONTROL, "max-age=60, immutable"))
+                .insert_header((header::ACCEPT_RANGES, "bytes"))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+                .body(bytes.slice(start as usize..end as usize));
+        }
+        RangeRequest::Unsatisfiable => {
+            return HttpResponse::RangeNotSatisfiable().insert_header((header::CONTENT_RANGE, format!("bytes */{len}"))).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).finish();
+        }
+    };
+    response
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "max-age=60, immutable"))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(bytes)
+}
+
+/// A DASH segment still being cut, sent chunk by chunk (HTTP chunked transfer) as its parts
+/// arrive; the response ends with the segment.
+fn growing(package: Arc<LivePackage>, index: usize, sequence: u64, content_type: &'static str) -> HttpResponse {
+    let stream = futures_util::stream::unfold((package, 0usize, false), move |(package, sent, done)| async move {
+        if done {
+            return None;
+        }
+        let ready = |p: &Package| p.segment(sequence).is_none_or(|s| s.complete || s.parts.len() > sent);
+        let wait = package.read(|p| Duration::from_millis((p.settings().segment_ms * 2) as u64));
+        if !package.wait_for(ready, wait).await {
+            return None;
+        }
+        let (chunk, now_sent, complete) = package.read(|p| match p.segment(sequence) {
+            Some(segment) => {
+                let chunk: Vec<Bytes> = segment.parts[sent.min(segment.parts.len())..].iter().filter_map(|part| part.tracks.get(index).cloned()).collect();
+                (chunk, segment.parts.len(), segment.complete)
+            }
+            None => (Vec::new(), sent, true),
+        });
+        let mut out = bytes::BytesMut::new();
+        for piece in chunk {
+            out.extend_from_slice(&piece);
+        }
+        Some((Ok::<Bytes, std::io::Error>(out.freeze()), (package, now_sent, complete)))
+    });
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .streaming(stream)
+}

@@ -1,0 +1,913 @@
+//! A live CMAF package: one stream's frames cut into fMP4 segments made of parts (CMAF
+//! chunks), kept in memory for a window, and rendered as an LL-HLS media playlist
+//! (RFC 8216bis) and a DASH MPD. Sans-IO: frames and the wall clock go in; parts, segments and
+//! manifest text come out.
+//!
+//! Cutting rules:
+//! - A segment starts at a start point (a video keyframe; any audio frame in an audio-only
+//!   stream) and ends at the first start point at or after the segment target.
+//! - A part ends before the frame that would carry it past the part target (judged by the
+//!   video frame step), so every part's duration is at most the target when frames are
+//!   regular; a segment's end also ends its last part.
+//! - Each part is one `moof` + `mdat` of every track (for HLS, muxed) and one per track (for
+//!   DASH, one representation per track). A segment is the concatenation of its parts; only
+//!   its first part carries a `styp`.
+//! - A segment that grows past the byte cap before its next start point ends there (its parts
+//!   are already out); the next segment waits for a start point and follows a discontinuity.
+//!
+//! Segment numbers never repeat within a package; a package continued after a republish keeps
+//! counting (with a discontinuity and a new initialization segment).
+
+use crate::container::fmp4::{self, to_timescale, Track, TrackFragment};
+use crate::media::{Codec, MediaFrame, Timebase, TrackKind};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// How a package cuts and keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Segment target, ms (segments end at the first start point at or after it).
+    pub segment_ms: i64,
+    /// Part target, ms.
+    pub part_ms: i64,
+    /// Complete segments kept and listed.
+    pub window: usize,
+    /// A segment past this many bytes before its next start point is ended there.
+    pub max_segment_bytes: usize,
+}
+
+/// One part (CMAF chunk) of a segment.
+#[derive(Debug)]
+pub struct Part {
+    /// Duration, ms.
+    pub duration_ms: i64,
+    /// Starts with a keyframe (or the stream has no video).
+    pub independent: bool,
+    /// `moof` + `mdat` of every track (HLS).
+    pub muxed: Bytes,
+    /// One `moof` + `mdat` per track, in the order of the package's tracks (DASH); empty when
+    /// the track had no frame in this part.
+    pub tracks: Vec<Bytes>,
+}
+
+/// One segment, complete or in progress.
+#[derive(Debug)]
+pub struct Segment {
+    /// Media sequence number (HLS) and `$Number$` (DASH).
+    pub sequence: u64,
+    /// Media time of its start, ms.
+    pub start_ms: i64,
+    /// Its parts so far.
+    pub parts: Vec<Arc<Part>>,
+    /// No more parts will come.
+    pub complete: bool,
+    /// Follows a discontinuity (a gap, a republish, new codec parameters).
+    pub discontinuity: bool,
+    /// The initialization segment version its parts need.
+    pub init: u32,
+    /// Per track, the span of its samples in the track's timescale (start, end).
+    pub spans: Vec<Option<(i64, i64)>>,
+    bytes: usize,
+}
+
+impl Segment {
+    /// Duration so far, ms (the sum of its parts).
+    pub fn duration_ms(&self) -> i64 {
+        self.parts.iter().map(|p| p.duration_ms).sum()
+    }
+
+    /// The whole segment of every track (HLS): its parts concatenated.
+    pub fn muxed(&self) -> Bytes {
+        concat(self.parts.iter().map(|p| &p.muxed))
+    }
+
+    /// The segment of track `index` (DASH).
+    pub fn track(&self, index: usize) -> Bytes {
+        concat(self.parts.iter().filter_map(|p| p.tracks.get(index)))
+    }
+}
+
+fn concat<'a>(parts: impl Iterator<Item = &'a Bytes>) -> Bytes {
+    let parts: Vec<&Bytes> = parts.collect();
+    if parts.len() == 1 {
+        return parts[0].clone();
+    }
+    let mut out = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.freeze()
+}
+
+/// The DASH representation id of a track.
+pub fn representation(track: &Track) -> &'static str {
+    if track.kind() == TrackKind::Video {
+        "video"
+    } else {
+        "audio"
+    }
+}
+
+/// One stream's live package.
+pub struct Package {
+    settings: Settings,
+    video_config: Option<Arc<MediaFrame>>,
+    audio_config: Option<Arc<MediaFrame>>,
+    /// New configuration seen: the tracks are rebuilt when the next segment opens.
+    configs_changed: bool,
+    /// The tracks of the current initialization segment.
+    pub tracks: Vec<Track>,
+    /// The current initialization segment's version.
+    pub init: u32,
+    /// Initialization segment of every track (HLS).
+    pub init_muxed: Bytes,
+    /// Initialization segment per track (DASH).
+    pub init_tracks: Vec<Bytes>,
+    /// Complete segments of the window, then the one in progress (if any).
+    pub segments: VecDeque<Segment>,
+    next_sequence: u64,
+    /// Discontinuities that left the window.
+    pub discontinuity_sequence: u64,
+    pending: Vec<Arc<MediaFrame>>,
+    pending_bytes: usize,
+    part_start_ms: i64,
+    fragment_sequence: u32,
+    video_step_ms: i64,
+    audio_step_ms: i64,
+    last_video_ms: Option<i64>,
+    last_audio_ms: Option<i64>,
+    audio_next: Vec<Option<i64>>,
+    discontinuity: bool,
+    /// Segments ended early at the byte cap.
+    pub capped: u64,
+    /// The stream ended (`EXT-X-ENDLIST`).
+    pub ended: bool,
+    /// The wall clock (Unix ms) at media time zero: the least `arrival - dts` of the frames
+    /// so far, so frames replayed from a GOP cache (older than their arrival) do not move it.
+    /// `EXT-X-PROGRAM-DATE-TIME` is a segment's start on this clock, and it is the DASH
+    /// `availabilityStartTime` (a segment is available when its end has arrived).
+    pub clock_offset_ms: Option<i64>,
+}
+
+impl Package {
+    /// An empty package whose first segment is numbered `first_sequence`.
+    pub fn new(settings: Settings, first_sequence: u64) -> Package {
+        Package {
+            settings,
+            video_config: None,
+            audio_config: None,
+            configs_changed: false,
+            tracks: Vec::new(),
+            init: 0,
+            init_muxed: Bytes::new(),
+            init_tracks: Vec::new(),
+            segments: VecDeque::new(),
+            next_sequence: first_sequence,
+            discontinuity_sequence: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            part_start_ms: 0,
+            fragment_sequence: 1,
+            video_step_ms: 40,
+            audio_step_ms: 21,
+            last_video_ms: None,
+            last_audio_ms: None,
+            audio_next: Vec::new(),
+            discontinuity: false,
+            capped: 0,
+            ended: false,
+            clock_offset_ms: None,
+        }
+    }
+
+    /// The settings it cuts with.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// The package continues with a new publish of its stream: new parameters are awaited,
+    /// and the next segment follows a discontinuity with the numbering continued.
+    pub fn resume(&mut self) {
+        self.close(None);
+        self.ended = false;
+        self.discontinuity = true;
+        self.video_config = None;
+        self.audio_config = None;
+        self.configs_changed = true;
+        self.last_video_ms = None;
+        self.last_audio_ms = None;
+    }
+
+    /// The number the next segment gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Adds a frame that arrived at wall-clock `wall_ms`; true when a part or segment was
+    /// added (something new to serve).
+    pub fn push(&mut self, frame: Arc<MediaFrame>, wall_ms: i64) -> bool {
+        if frame.track == TrackKind::Data {
+            return false;
+        }
+        if frame.config {
+            return self.on_config(frame);
+        }
+        let has_video = self.video_config.is_some();
+        let start_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
+        let dts = frame.dts_ms();
+        let offset = wall_ms - dts;
+        if self.clock_offset_ms.is_none_or(|least| offset < least) {
+            self.clock_offset_ms = Some(offset);
+        }
+        let mut changed = false;
+        if !self.open() {
+            if !start_point {
+                return false;
+            }
+            self.open_segment(dts);
+        } else {
+            let start_ms = self.segments.back().map(|s| s.start_ms).unwrap_or(dts);
+            let bytes = self.segments.back().map(|s| s.bytes).unwrap_or(0) + self.pending_bytes + frame.payload.len();
+            if start_point && (dts - start_ms >= self.settings.segment_ms || bytes > self.settings.max_segment_bytes) {
+                self.close(Some(dts));
+                self.open_segment(dts);
+                changed = true;
+            } else if bytes > self.settings.max_segment_bytes {
+                // Too big to hold until the next start point: the segment ends here (its parts
+                // are out already) and the next one starts at a start point, after a
+                // discontinuity.
+                self.close(Some(dts));
+                self.discontinuity = true;
+                self.capped += 1;
+                return true;
+            } else {
+                let cuts = if has_video { frame.track == TrackKind::Video } else { frame.track == TrackKind::Audio };
+                let step = if has_video { self.video_step_ms } else { self.audio_step_ms };
+                if cuts && !self.pending.is_empty() && dts - self.part_start_ms + step > self.settings.part_ms {
+                    changed |= self.close_part(dts);
+                }
+            }
+        }
+        match frame.track {
+            TrackKind::Video => {
+                if let Some(last) = self.last_video_ms.filter(|last| dts > *last) {
+                    self.video_step_ms = dts - last;
+                }
+                self.last_video_ms = Some(dts);
+            }
+            _ => {
+                if let Some(last) = self.last_audio_ms.filter(|last| dts > *last) {
+                    self.audio_step_ms = dts - last;
+                }
+                self.last_audio_ms = Some(dts);
+            }
+        }
+        self.pending_bytes += frame.payload.len();
+        self.pending.push(frame);
+        changed
+    }
+
+    /// Frames were lost before this point: the segment in progress ends, the next follows a
+    /// discontinuity.
+    pub fn gap(&mut self) -> bool {
+        let closed = self.close(None);
+        self.discontinuity = true;
+        closed
+    }
+
+    /// The stream ended: the segment in progress ends.
+    pub fn finish(&mut self) {
+        self.close(None);
+        self.ended = true;
+    }
+
+    /// A segment is in progress.
+    fn open(&self) -> bool {
+        self.segments.back().is_some_and(|s| !s.complete)
+    }
+
+    fn on_config(&mut self, frame: Arc<MediaFrame>) -> bool {
+        let slot = if frame.track == TrackKind::Video { &mut self.video_config } else { &mut self.audio_config };
+        if slot.as_ref().is_some_and(|old| old.codec == frame.codec && old.payload == frame.payload) {
+            return false;
+        }
+        let had = slot.is_some();
+        *slot = Some(frame);
+        self.configs_changed = true;
+        if had {
+            // New parameters: the segment in progress ends and the next (with a new
+            // initialization segment) follows a discontinuity.
+            let closed = self.close(None);
+            self.discontinuity = true;
+            return closed;
+        }
+        false
+    }
+
+    fn open_segment(&mut self, dts: i64) {
+        if self.configs_changed || self.tracks.is_empty() {
+            self.rebuild_tracks();
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.segments.push_back(Segment {
+            sequence,
+            start_ms: dts,
+            parts: Vec::new(),
+            complete: false,
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            init: self.init,
+            spans: vec![None; self.tracks.len()],
+            bytes: 0,
+        });
+        self.part_start_ms = dts;
+    }
+
+    fn rebuild_tracks(&mut self) {
+        let mut tracks = Vec::new();
+        for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
+            if let Some(track) = Track::from_config(tracks.len() as u32 + 1, config) {
+                tracks.push(track);
+            }
+        }
+        if !self.tracks.is_empty() || !self.init_muxed.is_empty() {
+            self.init += 1;
+        }
+        self.init_muxed = fmp4::init_segment(&tracks);
+        // Each DASH representation's initialization segment has its one track as track 1.
+        self.init_tracks = tracks.iter().map(|t| fmp4::init_segment(&[Track { id: 1, ..t.clone() }])).collect();
+        self.audio_next = vec![None; tracks.len()];
+        self.tracks = tracks;
+        self.configs_changed = false;
+    }
+
+    /// Ends the part in progress at `end_ms`; true when it had frames.
+    fn close_part(&mut self, end_ms: i64) -> bool {
+        let frames = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let start_ms = self.part_start_ms;
+        self.part_start_ms = end_ms;
+        let Some(segment) = self.segments.back_mut().filter(|s| !s.complete) else { return false };
+        if frames.is_empty() {
+            return false;
+        }
+        let mut per_track = fmp4::frames_by_track(&self.tracks, &frames);
+        for (index, track) in self.tracks.iter().enumerate() {
+            if track.codec == Codec::Aac {
+                per_track[index] = contiguous_audio(&mut self.audio_next[index], std::mem::take(&mut per_track[index]), track);
+            }
+        }
+        let first_part = segment.parts.is_empty();
+        let next_dts = |track: &Track, first: &MediaFrame| (track.kind() == TrackKind::Video).then(|| Timebase::MILLIS.rescale(end_ms, first.timebase));
+        let sequence = self.fragment_sequence;
+        self.fragment_sequence = self.fragment_sequence.wrapping_add(1).max(1);
+        let fragments: Vec<TrackFragment<'_>> = self
+            .tracks
+            .iter()
+            .zip(&per_track)
+            .filter(|(_, frames)| !frames.is_empty())
+            .map(|(track, frames)| TrackFragment { track, frames, next_dts: next_dts(track, &frames[0]) })
+            .collect();
+        if fragments.is_empty() {
+            return false;
+        }
+        let muxed = fmp4::media_fragment(sequence, &fragments, first_part);
+        let mut tracks = Vec::with_capacity(self.tracks.len());
+        for (index, track) in self.tracks.iter().enumerate() {
+            let frames = &per_track[index];
+            let Some(first) = frames.first() else {
+                tracks.push(Bytes::new());
+                continue;
+            };
+            let alone = Track { id: 1, ..track.clone() };
+            let fragment = TrackFragment { track: &alone, frames, next_dts: next_dts(track, first) };
+            let first_of_track = segment.spans[index].is_none();
+            tracks.push(fmp4::media_fragment(sequence, &[fragment], first_of_track));
+            let start = to_timescale(track, first.dts, first.timebase);
+            let end = match next_dts(track, first) {
+                Some(next) => to_timescale(track, next, first.timebase),
+                None => {
+                    let last = frames.last().map(|f| to_timescale(track, f.dts, f.timebase)).unwrap_or(start);
+                    let previous = frames.len().checked_sub(2).map(|i| to_timescale(track, frames[i].dts, frames[i].timebase));
+                    last + match (track.codec, previous) {
+                        (Codec::Aac, _) => 1024,
+                        (_, Some(previous)) => (last - previous).max(1),
+                        _ => 1,
+                    }
+                }
+            };
+            let span = segment.spans[index].get_or_insert((start, end));
+            span.1 = end;
+        }
+        let independent = frames.iter().find(|f| f.track == TrackKind::Video).map(|f| f.keyframe).unwrap_or(true);
+        segment.bytes += muxed.len();
+        segment.parts.push(Arc::new(Part { duration_ms: (end_ms - start_ms).max(1), independent, muxed, tracks }));
+        true
+    }
+
+    /// Ends the segment in progress (its last part at `end_ms`, or one frame step past its
+    /// last frame); true when something was added or ended.
+    fn close(&mut self, end_ms: Option<i64>) -> bool {
+        if !self.open() {
+            return false;
+        }
+        let last = self.pending.iter().map(|f| f.dts_ms()).max();
+        let step = if self.video_config.is_some() { self.video_step_ms } else { self.audio_step_ms };
+        let end = end_ms.or(last.map(|l| l + step)).unwrap_or(self.part_start_ms);
+        self.close_part(end);
+        let empty = match self.segments.back_mut() {
+            Some(segment) => {
+                segment.complete = true;
+                segment.parts.is_empty()
+            }
+            None => true,
+        };
+        if empty {
+            // Nothing was cut into it: it never existed (its number is not reused).
+            if let Some(dropped) = self.segments.pop_back() {
+                self.discontinuity |= dropped.discontinuity;
+            }
+        }
+        while self.segments.iter().filter(|s| s.complete).count() > self.settings.window.max(1) {
+            if let Some(old) = self.segments.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// The segment numbered `sequence`, if in the window.
+    pub fn segment(&self, sequence: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.sequence;
+        let segment = self.segments.get(sequence.checked_sub(first)? as usize)?;
+        (segment.sequence == sequence).then_some(segment)
+    }
+
+    /// The newest segment number and, if it is in progress, the number of its parts.
+    pub fn last(&self) -> Option<(u64, Option<usize>)> {
+        let last = self.segments.back()?;
+        Some((last.sequence, (!last.complete).then_some(last.parts.len())))
+    }
+
+    /// True once segment `msn` has part `part` (or, with no part, is complete), or the package
+    /// can no longer get it (ended, or the segment left the window).
+    pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
+        if self.ended || self.segments.front().is_some_and(|s| s.sequence > msn) {
+            return true;
+        }
+        match self.segment(msn) {
+            Some(segment) => match part {
+                Some(part) => segment.complete || segment.parts.len() > part,
+                None => segment.complete,
+            },
+            None => false,
+        }
+    }
+
+    /// The HLS target duration, s: the segment target rounded up, raised to cover every
+    /// listed segment.
+    pub fn target_duration(&self) -> u64 {
+        let configured = (self.settings.segment_ms as u64).div_ceil(1000);
+        let longest = self.segments.iter().map(|s| (s.duration_ms() as f64 / 1000.0).round() as u64).max().unwrap_or(0);
+        configured.max(longest).max(1)
+    }
+
+    /// The LL-HLS media playlist. URIs are relative: `<stream>-init-<v>.mp4`,
+    /// `<stream>-<n>.m4s`, `<stream>-<n>-p<i>.m4s`. With `skip`, segments older than the
+    /// skip boundary are replaced by `EXT-X-SKIP` (a delta update). `reports` are the other
+    /// renditions' (playlist URI, last segment, last part).
+    pub fn render_hls(&self, stream: &str, skip: bool, reports: &[(String, u64, Option<usize>)]) -> String {
+        let mut out = String::new();
+        let target = self.target_duration();
+        let part_target = self.settings.part_ms as f64 / 1000.0;
+        let skip_until = 6 * target;
+        let _ = writeln!(out, "#EXTM3U");
+        let _ = writeln!(out, "#EXT-X-VERSION:9");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+        let _ = writeln!(out, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},PART-HOLD-BACK={:.3}", skip_until as f64, 3.0 * part_target);
+        let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.3}");
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.segments.front().map(|s| s.sequence).unwrap_or(self.next_sequence));
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
+        let _ = writeln!(out, "#EXT-X-INDEPENDENT-SEGMENTS");
+        // Segments whose end is older than the skip boundary (counted from the playlist's
+        // end) may be skipped; only whole segments from the front.
+        let total_ms: i64 = self.segments.iter().map(|s| s.duration_ms()).sum();
+        let mut skipped = 0;
+        if skip {
+            let mut end_ms = 0;
+            for segment in &self.segments {
+                end_ms += segment.duration_ms();
+                if !segment.complete || total_ms - end_ms <= skip_until as i64 * 1000 || segment.discontinuity {
+                    break;
+                }
+                skipped += 1;
+            }
+            if skipped > 0 {
+                let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+            }
+        }
+        // Parts are listed for the segments of the last three target durations.
+        let parts_from_ms = total_ms - 3 * target as i64 * 1000;
+        let mut start_ms = 0;
+        let mut current_map = None;
+        for segment in self.segments.iter().skip(skipped) {
+            let listed_from = start_ms;
+            start_ms += segment.duration_ms();
+            if segment.parts.is_empty() {
+                continue;
+            }
+            if segment.discontinuity {
+                let _ = writeln!(out, "#EXT-X-DISCONTINUITY");
+            }
+            if current_map != Some(segment.init) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{stream}-init-{}.mp4\"", segment.init);
+                current_map = Some(segment.init);
+            }
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(self.clock_offset_ms.unwrap_or(0) + segment.start_ms));
+            if start_ms > parts_from_ms || !segment.complete {
+                let _ = listed_from;
+                for (index, part) in segment.parts.iter().enumerate() {
+                    let independent = if part.independent { ",INDEPENDENT=YES" } else { "" };
+                    let _ = writeln!(out, "#EXT-X-PART:DURATION={:.3},URI=\"{stream}-{}-p{index}.m4s\"{independent}", part.duration_ms as f64 / 1000.0, segment.sequence);
+                }
+            }
+            if segment.complete {
+                let _ = writeln!(out, "#EXTINF:{:.3},", segment.duration_ms() as f64 / 1000.0);
+                let _ = writeln!(out, "{stream}-{}.m4s", segment.sequence);
+            }
+        }
+        if self.ended {
+            let _ = writeln!(out, "#EXT-X-ENDLIST");
+            return out;
+        }
+        let (msn, part) = match self.segments.back() {
+            Some(last) if !last.complete => (last.sequence, last.parts.len()),
+            _ => (self.next_sequence, 0),
+        };
+        let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{stream}-{msn}-p{part}.m4s\"");
+        for (uri, last_msn, last_part) in reports {
+            match last_part {
+                Some(part) => {
+                    let _ = writeln!(out, "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={last_msn},LAST-PART={part}");
+                }
+                None => {
+                    let _ = writeln!(out, "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={last_msn}");
+                }
+            }
+        }
+        out
+    }
+
+    /// The DASH MPD: one representation per track, `$Time$` addressing, the complete segments
+    /// of the current initialization segment in a `SegmentTimeline`. `now_ms` is the wall
+    /// clock (`publishTime`, `UTCTiming`); `target_latency_ms` goes into the
+    /// `ServiceDescription`.
+    pub fn render_mpd(&self, stream: &str, now_ms: i64, target_latency_ms: u64) -> String {
+        let listed: Vec<&Segment> = self.segments.iter().filter(|s| s.complete && s.init == self.init && !s.parts.is_empty()).collect();
+        let segment_s = self.settings.segment_ms as f64 / 1000.0;
+        let part_s = self.settings.part_ms as f64 / 1000.0;
+        let representations = self
+            .tracks
+            .iter()
+            .enumerate()
+            .map(|(index, track)| {
+                let id = representation(track);
+                let timeline: Vec<crate::manifest::dash::TimelineEntry> = listed
+                    .iter()
+                    .filter_map(|s| s.spans.get(index).copied().flatten())
+                    .map(|(start, end)| crate::manifest::dash::TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 })
+                    .collect();
+                let seconds: f64 = timeline.iter().map(|e| e.duration as f64 / track.timescale as f64).sum();
+                let bytes: usize = listed.iter().filter_map(|s| s.parts.iter().map(|p| p.tracks.get(index).map(|b| b.len())).sum::<Option<usize>>()).sum();
+                crate::manifest::dash::Representation {
+                    id: id.to_string(),
+                    content_type: id,
+                    codecs: track.codec_string(),
+                    bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
+                    width: track.width,
+                    height: track.height,
+                    sample_rate: track.sample_rate,
+                    channels: track.channels,
+                    timescale: track.timescale,
+                    initialization: format!("{stream}-{id}-init-{}.mp4", self.init),
+                    media: format!("{stream}-{id}-$Time$.m4s"),
+                    start_number: listed.first().map(|s| s.sequence).unwrap_or(0),
+                    timeline,
+                }
+            })
+            .filter(|r| !r.timeline.is_empty())
+            .collect();
+        let mpd = crate::manifest::dash::Mpd {
+            availability_start_time: crate::clock::rfc3339(self.clock_offset_ms.unwrap_or(0)),
+            publish_time: crate::clock::rfc3339(now_ms),
+            minimum_update_period: part_s.max(0.1),
+            min_buffer_time: part_s.max(0.5),
+            time_shift_buffer_depth: segment_s * self.settings.window as f64,
+            suggested_presentation_delay: target_latency_ms as f64 / 1000.0,
+            representations,
+            ended: self.ended,
+            low_latency: Some(crate::manifest::dash::LowLatency { target_latency_ms, availability_time_offset: (segment_s - part_s).max(0.0) }),
+        };
+        mpd.render()
+    }
+
+    /// The DASH segment of representation `rep` (`video`/`audio`) starting at `time` (in the
+    /// track's timescale): its track index and sequence number.
+    pub fn dash_segment(&self, rep: &str, time: u64) -> Option<(usize, u64)> {
+        let index = self.tracks.iter().position(|t| representation(t) == rep)?;
+        let segment = self.segments.iter().find(|s| s.init == self.init && s.spans.get(index).copied().flatten().is_some_and(|(start, _)| start.max(0) as u64 == time))?;
+        Some((index, segment.sequence))
+    }
+
+    /// Where the next DASH segment of track `index` will start (the end of the newest one),
+    /// for a player asking ahead of the timeline (low-latency DASH).
+    pub fn dash_next_time(&self, index: usize) -> Option<u64> {
+        let last = self.segments.iter().rev().find(|s| s.complete && s.init == self.init)?;
+        last.spans.get(index).copied().flatten().map(|(_, end)| end.max(0) as u64)
+    }
+}
+
+/// AAC frames retimed onto a contiguous sample clock: RTMP carries millisecond timestamps, so
+/// 1024-sample frames arrive 21 or 22 ms apart; snapping them (within a quarter frame of the
+/// expected time) keeps parts and segments gapless.
+fn contiguous_audio(next: &mut Option<i64>, frames: Vec<Arc<MediaFrame>>, track: &Track) -> Vec<Arc<MediaFrame>> {
+    let timebase = Timebase { num: 1, den: track.timescale };
+    frames
+        .into_iter()
+        .map(|frame| {
+            let t = to_timescale(track, frame.dts, frame.timebase);
+            let t = match *next {
+                Some(expected) if (t - expected).abs() <= 256 => expected,
+                _ => t,
+            };
+            *next = Some(t + 1024);
+            Arc::new(MediaFrame { dts: t, pts: t, timebase, ..MediaFrame::clone(&frame) })
+        })
+        .collect()
+}
+
+/// What a playlist request asks for (`_HLS_msn`, `_HLS_part`, `_HLS_skip`), checked against
+/// RFC 8216bis §6.2.5.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Blocking {
+    /// Wait for this segment.
+    pub msn: Option<u64>,
+    /// And this part of it.
+    pub part: Option<usize>,
+    /// A delta update.
+    pub skip: bool,
+}
+
+impl Blocking {
+    /// From the query's parameters; `Err` with the reason for a 400.
+    pub fn parse(params: &[(String, String)]) -> Result<Blocking, String> {
+        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let msn = get("_HLS_msn").map(|v| v.parse::<u64>().map_err(|_| format!("_HLS_msn is not a number: {v:?}"))).transpose()?;
+        let part = get("_HLS_part").map(|v| v.parse::<usize>().map_err(|_| format!("_HLS_part is not a number: {v:?}"))).transpose()?;
+        if part.is_some() && msn.is_none() {
+            return Err("_HLS_part without _HLS_msn".into());
+        }
+        let skip = match get("_HLS_skip") {
+            None => false,
+            Some("YES") | Some("v2") => true,
+            Some(other) => return Err(format!("_HLS_skip must be YES or v2, not {other:?}")),
+        };
+        Ok(Blocking { msn, part, skip })
+    }
+}
+
+/// A media file name of a live package, parsed (`<stream>` is found by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileName {
+    /// `<stream>-init-<v>.mp4`: the HLS initialization segment.
+    HlsInit(u32),
+    /// `<stream>-<n>.m4s`: a whole HLS segment.
+    HlsSegment(u64),
+    /// `<stream>-<n>-p<i>.m4s`: an HLS part.
+    HlsPart(u64, usize),
+    /// `<stream>-<rep>-init-<v>.mp4`: a DASH initialization segment.
+    DashInit(String, u32),
+    /// `<stream>-<rep>-<time>.m4s`: a DASH segment.
+    DashSegment(String, u64),
+}
+
+/// The ways `stem.extension` can be read as a package file: (stream name, file), longest
+/// stream name first.
+pub fn parse_file_name(stem: &str, extension: &str) -> Vec<(String, FileName)> {
+    let pieces: Vec<&str> = stem.split('-').collect();
+    let mut out = Vec::new();
+    let join = |n: usize| pieces[..n].join("-");
+    let n = pieces.len();
+    let number = |s: &str| s.parse::<u64>().ok().filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    match extension {
+        "mp4" => {
+            if n >= 3 && pieces[n - 2] == "init" {
+                if let Some(v) = number(pieces[n - 1]).and_then(|v| u32::try_from(v).ok()) {
+                    if n >= 4 && matches!(pieces[n - 3], "video" | "audio") {
+                        out.push((join(n - 3), FileName::DashInit(pieces[n - 3].to_string(), v)));
+                    }
+                    out.push((join(n - 2), FileName::HlsInit(v)));
+                }
+            }
+        }
+        "m4s" => {
+            if n >= 3 {
+                if let (Some(index), Some(msn)) = (pieces[n - 1].strip_prefix('p').and_then(number), number(pieces[n - 2])) {
+                    out.push((join(n - 2), FileName::HlsPart(msn, index as usize)));
+                }
+                if matches!(pieces[n - 2], "video" | "audio") {
+                    if let Some(time) = number(pieces[n - 1]) {
+                        out.push((join(n - 2), FileName::DashSegment(pieces[n - 2].to_string(), time)));
+                    }
+                }
+            }
+            if n >= 2 {
+                if let Some(msn) = number(pieces[n - 1]) {
+                    out.push((join(n - 1), FileName::HlsSegment(msn)));
+                }
+            }
+        }
+        _ => {}
+    }
+    out.retain(|(stream, _)| !stream.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::avc::AvcConfig;
+
+    fn settings() -> Settings {
+        Settings { segment_ms: 2000, part_ms: 500, window: 3, max_segment_bytes: 1 << 20 }
+    }
+
+    fn configs() -> (Arc<MediaFrame>, Arc<MediaFrame>) {
+        let sps = [0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99, 0x60];
+        let avc = AvcConfig::from_parameter_sets(&sps, &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0]).unwrap().to_bytes();
+        let v = MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: 0, pts: 0, timebase: Timebase::MILLIS, keyframe: true, config: true, payload: avc };
+        let a = MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts: 0, pts: 0, timebase: Timebase::MILLIS, keyframe: true, config: true, payload: Bytes::from_static(&[0x11, 0x90]) };
+        (Arc::new(v), Arc::new(a))
+    }
+
+    fn video(dts: i64, key: bool) -> Arc<MediaFrame> {
+        Arc::new(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts, pts: dts, timebase: Timebase::MILLIS, keyframe: key, config: false, payload: Bytes::from(vec![1u8; 100]) })
+    }
+
+    fn audio(dts: i64) -> Arc<MediaFrame> {
+        Arc::new(MediaFrame { track: TrackKind::Audio, codec: Codec::Aac, dts, pts: dts, timebase: Timebase::MILLIS, keyframe: true, config: false, payload: Bytes::from(vec![2u8; 10]) })
+    }
+
+    /// `seconds` of 25 fps video with a keyframe every `gop_ms` and AAC at 48 kHz.
+    fn feed(package: &mut Package, from_ms: i64, until_ms: i64, gop_ms: i64) {
+        let mut a = from_ms * 48 / 1024 * 1024 / 48;
+        for v in (from_ms..until_ms).step_by(40) {
+            while a <= v {
+                package.push(audio(a), 1_000_000 + a);
+                a += 21;
+            }
+            package.push(video(v, v % gop_ms == 0), 1_000_000 + v);
+        }
+    }
+
+    fn package() -> Package {
+        let mut package = Package::new(settings(), 0);
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+        package
+    }
+
+    #[test]
+    fn parts_never_exceed_the_target_and_segments_start_at_keyframes() {
+        let mut package = package();
+        feed(&mut package, 0, 10_000, 2000);
+        let complete: Vec<&Segment> = package.segments.iter().filter(|s| s.complete).collect();
+        assert_eq!(complete.len(), 3, "the window");
+        for segment in &complete {
+            assert_eq!(segment.duration_ms(), 2000, "segment {}", segment.sequence);
+            assert!(segment.parts[0].independent);
+            for (index, part) in segment.parts.iter().enumerate() {
+                assert!(part.duration_ms <= 500, "part of {} ms", part.duration_ms);
+                // RFC 8216bis: every part but a segment's last lasts at least 85 % of the target.
+                if index + 1 < segment.parts.len() {
+                    assert!(part.duration_ms >= 425, "part of {} ms", part.duration_ms);
+                }
+            }
+            // The whole segment is its parts; only the first carries styp.
+            let whole = segment.muxed();
+            assert_eq!(&whole[4..8], b"styp");
+            assert_eq!(whole.windows(4).filter(|w| w == b"styp").count(), 1);
+            assert_eq!(whole.windows(4).filter(|w| w == b"moof").count(), segment.parts.len());
+        }
+        // Numbering: the oldest left the window.
+        assert_eq!(package.segments.front().unwrap().sequence, 1);
+        assert_eq!(package.last(), Some((4, Some(package.segments.back().unwrap().parts.len()))));
+        // DASH spans are contiguous for video.
+        let spans: Vec<(i64, i64)> = complete.iter().map(|s| s.spans[0].unwrap()).collect();
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+        }
+    }
+
+    #[test]
+    fn playlist_lists_parts_hints_and_blocks_until_the_part_exists() {
+        let mut package = package();
+        feed(&mut package, 0, 7_000, 2000);
+        let text = package.render_hls("s", false, &[]);
+        assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.500"));
+        assert!(text.contains("CAN-BLOCK-RELOAD=YES"));
+        assert!(text.contains("#EXT-X-MAP:URI=\"s-init-0.mp4\""));
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"));
+        let (msn, part) = package.last().unwrap();
+        let part = part.unwrap();
+        assert!(text.contains(&format!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s-{msn}-p{part}.m4s\"")), "{text}");
+        assert!(package.has(msn, Some(part.saturating_sub(1))));
+        assert!(!package.has(msn, Some(part)));
+        assert!(!package.has(msn + 1, None));
+        assert!(package.has(0, None), "a segment that left the window does not block");
+    }
+
+    #[test]
+    fn program_date_time_follows_live_frames_not_a_replayed_gop() {
+        let mut package = package();
+        // A cached GOP replayed at once (arriving at 10 000 although it is 0..1960), then
+        // live frames arriving 8 000 ms after their media time.
+        for v in (0..2000).step_by(40) {
+            package.push(video(v, v == 0), 10_000);
+        }
+        for v in (2000..4100).step_by(40) {
+            package.push(video(v, v % 2000 == 0), 8_000 + v);
+        }
+        assert_eq!(package.clock_offset_ms, Some(8_000));
+        let text = package.render_hls("s", false, &[]);
+        assert!(text.contains(&format!("#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(8_000))), "{text}");
+        assert!(text.contains(&format!("#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(10_000))), "{text}");
+    }
+
+    #[test]
+    fn delta_updates_skip_old_segments() {
+        let mut package = Package::new(Settings { window: 12, segment_ms: 1000, ..settings() }, 0);
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+        feed(&mut package, 0, 12_500, 1000);
+        let full = package.render_hls("s", false, &[]);
+        let delta = package.render_hls("s", true, &[]);
+        assert!(!full.contains("EXT-X-SKIP"));
+        // 12 complete 1 s segments: those ending more than 6 s before the end are skipped.
+        assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=6"), "{delta}");
+        assert_eq!(delta.lines().filter(|l| l.starts_with("#EXTINF")).count(), 6);
+        assert_eq!(full.lines().filter(|l| l.starts_with("#EXTINF")).count(), 12);
+    }
+
+    #[test]
+    fn a_new_configuration_makes_a_discontinuity_and_a_new_init() {
+        let mut package = package();
+        feed(&mut package, 0, 3_000, 1000);
+        let (v, _) = configs();
+        let mut changed = MediaFrame::clone(&v);
+        let mut payload = changed.payload.to_vec();
+        payload.push(0);
+        changed.payload = Bytes::from(payload);
+        package.push(Arc::new(changed), 3_000);
+        feed(&mut package, 3_000, 5_000, 1000);
+        assert_eq!(package.init, 1);
+        let after: Vec<&Segment> = package.segments.iter().filter(|s| s.init == 1).collect();
+        assert!(after[0].discontinuity);
+        let text = package.render_hls("s", false, &[]);
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.mp4\""), "{text}");
+    }
+
+    #[test]
+    fn the_byte_cap_ends_a_segment_and_the_next_waits_for_a_keyframe() {
+        let mut package = Package::new(Settings { max_segment_bytes: 3_000, ..settings() }, 0);
+        let (v, _) = configs();
+        package.push(v, 0);
+        for n in 0..100 {
+            package.push(video(n * 40, n % 50 == 0), n * 40);
+            assert!(package.segments.iter().all(|s| s.bytes <= 3_600), "bounded");
+        }
+        assert!(package.capped >= 1);
+        assert!(package.segments.iter().all(|s| s.parts.first().is_some_and(|p| p.independent)));
+    }
+
+    #[test]
+    fn file_names_parse_with_dashes_in_the_stream_name() {
+        assert_eq!(parse_file_name("cam-1-12-p3", "m4s")[0], ("cam-1".to_string(), FileName::HlsPart(12, 3)));
+        assert!(parse_file_name("cam-1-12", "m4s").contains(&("cam-1".to_string(), FileName::HlsSegment(12))));
+        assert!(parse_file_name("cam-video-900", "m4s").contains(&("cam".to_string(), FileName::DashSegment("video".into(), 900))));
+        assert!(parse_file_name("cam-audio-init-2", "mp4").contains(&("cam".to_string(), FileName::DashInit("audio".into(), 2))));
+        assert!(parse_file_name("cam-init-0", "mp4").contains(&("cam".to_string(), FileName::HlsInit(0))));
+        assert!(parse_file_name("12", "m4s").is_empty());
+        assert_eq!(Blocking::parse(&[("_HLS_part".into(), "1".into())]).unwrap_err(), "_HLS_part without _HLS_msn");
+        assert!(Blocking::parse(&[("_HLS_msn".into(), "x".into())]).is_err());
+        assert_eq!(Blocking::parse(&[("_HLS_msn".into(), "4".into()), ("_HLS_skip".into(), "YES".into())]).unwrap(), Blocking { msn: Some(4), part: None, skip: true });
+    }
+}
