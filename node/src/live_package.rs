@@ -166,7 +166,7 @@ enum Media {
 
 fn lookup(p: &Package, name: &FileName) -> Option<Media> {
     match name {
-        FileName::HlsInit(v) => (*v == p.init && !p.init_muxed.is_empty()).then(|| Media::Bytes(p.init_muxed.clone())),
+        FileName::HlsInit(v) => p.hls_init(*v).map(Media::Bytes),
         FileName::HlsSegment(n) => p.segment(*n).filter(|s| s.complete).map(|s| Media::Bytes(s.muxed())),
         FileName::HlsPart(n, i) => p.segment(*n).and_then(|s| s.parts.get(*i)).map(|part| Media::Bytes(part.muxed.clone())),
         FileName::DashInit(rep, v) => {

@@ -32,9 +32,11 @@ pub struct Settings {
     pub segment_ms: i64,
     /// Part target, ms.
     pub part_ms: i64,
-    /// Complete segments kept and listed.
+    /// Complete segments kept and listed (fewer when they would hold more than twice
+    /// `max_segment_bytes`: memory stays bounded whatever a publisher sends).
     pub window: usize,
-    /// A segment past this many bytes before its next start point is ended there.
+    /// A segment that would hold more than this many bytes (its HLS and DASH forms together)
+    /// before its next start point is ended there.
     pub max_segment_bytes: usize,
 }
 
@@ -69,7 +71,10 @@ pub struct Segment {
     pub init: u32,
     /// Per track, the span of its samples in the track's timescale (start, end).
     pub spans: Vec<Option<(i64, i64)>>,
+    /// Bytes of its muxed parts.
     bytes: usize,
+    /// Bytes it holds, muxed and per track (the byte cap).
+    stored: usize,
 }
 
 impl Segment {
@@ -125,6 +130,8 @@ pub struct Package {
     pub init_muxed: Bytes,
     /// Initialization segment per track (DASH).
     pub init_tracks: Vec<Bytes>,
+    /// Earlier HLS initialization segments that segments of the window still need.
+    previous_inits: Vec<(u32, Bytes)>,
     /// Complete segments of the window, then the one in progress (if any).
     pub segments: VecDeque<Segment>,
     next_sequence: u64,
@@ -163,6 +170,7 @@ impl Package {
             init: 0,
             init_muxed: Bytes::new(),
             init_tracks: Vec::new(),
+            previous_inits: Vec::new(),
             segments: VecDeque::new(),
             next_sequence: first_sequence,
             discontinuity_sequence: 0,
@@ -229,7 +237,8 @@ impl Package {
             self.open_segment(dts);
         } else {
             let start_ms = self.segments.back().map(|s| s.start_ms).unwrap_or(dts);
-            let bytes = self.segments.back().map(|s| s.bytes).unwrap_or(0) + self.pending_bytes + frame.payload.len();
+            // Held twice once cut (muxed for HLS, per track for DASH).
+            let bytes = self.segments.back().map(|s| s.stored).unwrap_or(0) + 2 * (self.pending_bytes + frame.payload.len());
             if start_point && (dts - start_ms >= self.settings.segment_ms || bytes > self.settings.max_segment_bytes) {
                 self.close(Some(dts));
                 self.open_segment(dts);
@@ -296,6 +305,18 @@ impl Package {
         let had = slot.is_some();
         *slot = Some(frame);
         self.configs_changed = true;
+        if !had && self.segments.back().is_some_and(|s| !s.complete && s.parts.is_empty()) {
+            // A track's first parameters arriving just after the segment opened (a TS or
+            // WebRTC publisher's audio after its first keyframe): the segment takes the track
+            // rather than starting the stream without it.
+            self.rebuild_tracks(true);
+            let (init, tracks) = (self.init, self.tracks.len());
+            if let Some(segment) = self.segments.back_mut() {
+                segment.init = init;
+                segment.spans = vec![None; tracks];
+            }
+            return false;
+        }
         if had {
             // New parameters: the segment in progress ends and the next (with a new
             // initialization segment) follows a discontinuity.
@@ -308,7 +329,7 @@ impl Package {
 
     fn open_segment(&mut self, dts: i64) {
         if self.configs_changed || self.tracks.is_empty() {
-            self.rebuild_tracks();
+            self.rebuild_tracks(false);
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
@@ -321,18 +342,27 @@ impl Package {
             init: self.init,
             spans: vec![None; self.tracks.len()],
             bytes: 0,
+            stored: 0,
         });
         self.part_start_ms = dts;
     }
 
-    fn rebuild_tracks(&mut self) {
+    /// New tracks and initialization segments; with `unused`, the current initialization
+    /// segment is replaced in place (no part was cut with it yet).
+    fn rebuild_tracks(&mut self, unused: bool) {
         let mut tracks = Vec::new();
         for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
             if let Some(track) = Track::from_config(tracks.len() as u32 + 1, config) {
                 tracks.push(track);
             }
         }
-        if !self.tracks.is_empty() || !self.init_muxed.is_empty() {
+        if !self.init_muxed.is_empty() && !unused {
+            // A new track set is a discontinuity too; the old initialization segment stays
+            // while segments of the window need it.
+            if tracks.iter().map(|t| t.codec).ne(self.tracks.iter().map(|t| t.codec)) {
+                self.discontinuity = true;
+            }
+            self.previous_inits.push((self.init, std::mem::take(&mut self.init_muxed)));
             self.init += 1;
         }
         self.init_muxed = fmp4::init_segment(&tracks);
@@ -403,6 +433,7 @@ impl Package {
         }
         let independent = frames.iter().find(|f| f.track == TrackKind::Video).map(|f| f.keyframe).unwrap_or(true);
         segment.bytes += muxed.len();
+        segment.stored += muxed.len() + tracks.iter().map(|t| t.len()).sum::<usize>();
         segment.parts.push(Arc::new(Part { duration_ms: (end_ms - start_ms).max(1), independent, muxed, tracks }));
         true
     }
@@ -430,21 +461,34 @@ impl Package {
                 self.discontinuity |= dropped.discontinuity;
             }
         }
-        while self.segments.iter().filter(|s| s.complete).count() > self.settings.window.max(1) {
+        let stored = |segments: &VecDeque<Segment>| segments.iter().map(|s| s.stored).sum::<usize>();
+        while self.segments.iter().filter(|s| s.complete).count() > self.settings.window.max(1)
+            || (self.segments.iter().filter(|s| s.complete).count() > 1 && stored(&self.segments) > self.settings.max_segment_bytes.saturating_mul(2))
+        {
             if let Some(old) = self.segments.pop_front() {
                 if old.discontinuity {
                     self.discontinuity_sequence += 1;
                 }
             }
         }
+        let segments = &self.segments;
+        self.previous_inits.retain(|(version, _)| segments.iter().any(|s| s.init == *version));
         true
     }
 
     /// The segment numbered `sequence`, if in the window.
     pub fn segment(&self, sequence: u64) -> Option<&Segment> {
-        let first = self.segments.front()?.sequence;
-        let segment = self.segments.get(sequence.checked_sub(first)? as usize)?;
-        (segment.sequence == sequence).then_some(segment)
+        // Numbers rise through the window (with holes where a segment came to nothing).
+        let index = self.segments.binary_search_by_key(&sequence, |s| s.sequence).ok()?;
+        self.segments.get(index)
+    }
+
+    /// The HLS initialization segment of version `version`, while anything needs it.
+    pub fn hls_init(&self, version: u32) -> Option<Bytes> {
+        if version == self.init {
+            return Some(self.init_muxed.clone()).filter(|b| !b.is_empty());
+        }
+        self.previous_inits.iter().find(|(v, _)| *v == version).map(|(_, b)| b.clone())
     }
 
     /// The newest segment number and, if it is in progress, the number of its parts.
@@ -852,6 +896,39 @@ mod tests {
     }
 
     #[test]
+    fn audio_parameters_just_after_the_first_keyframe_join_the_first_segment() {
+        let mut package = Package::new(settings(), 0);
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(video(0, true), 0);
+        package.push(a, 0);
+        feed(&mut package, 40, 4_100, 2000);
+        assert_eq!(package.init, 0);
+        assert_eq!(package.tracks.len(), 2);
+        assert!(package.segments.iter().all(|s| s.init == 0 && !s.discontinuity));
+    }
+
+    #[test]
+    fn an_earlier_init_segment_stays_while_the_window_needs_it() {
+        let mut package = package();
+        feed(&mut package, 0, 3_000, 1000);
+        let (v, _) = configs();
+        let mut changed = MediaFrame::clone(&v);
+        changed.payload = Bytes::from([changed.payload.to_vec(), vec![0]].concat());
+        package.push(Arc::new(changed), 3_000);
+        feed(&mut package, 3_000, 5_000, 1000);
+        assert!(package.hls_init(0).is_some() && package.hls_init(1).is_some());
+        // Once the window holds only segments of the new one, the old one goes.
+        feed(&mut package, 5_000, 12_000, 1000);
+        assert!(package.hls_init(0).is_none() && package.hls_init(1).is_some());
+        // Segments are found by number through holes.
+        let numbers: Vec<u64> = package.segments.iter().map(|s| s.sequence).collect();
+        for n in numbers {
+            assert_eq!(package.segment(n).map(|s| s.sequence), Some(n));
+        }
+    }
+
+    #[test]
     fn delta_updates_skip_old_segments() {
         let mut package = Package::new(Settings { window: 12, segment_ms: 1000, ..settings() }, 0);
         let (v, a) = configs();
@@ -887,14 +964,18 @@ mod tests {
 
     #[test]
     fn the_byte_cap_ends_a_segment_and_the_next_waits_for_a_keyframe() {
-        let mut package = Package::new(Settings { max_segment_bytes: 3_000, ..settings() }, 0);
+        // A window of 100 segments: only the byte bound keeps the package small.
+        let mut package = Package::new(Settings { max_segment_bytes: 3_000, window: 100, ..settings() }, 0);
         let (v, _) = configs();
         package.push(v, 0);
-        for n in 0..100 {
+        for n in 0..1000 {
             package.push(video(n * 40, n % 50 == 0), n * 40);
-            assert!(package.segments.iter().all(|s| s.bytes <= 3_600), "bounded");
+            // The cap counts payload; boxes add their headers.
+            assert!(package.segments.iter().all(|s| s.stored <= 3_600), "bounded");
         }
         assert!(package.capped >= 1);
+        let stored: usize = package.segments.iter().map(|s| s.stored).sum();
+        assert!(stored <= 3 * 3_600, "the window holds {stored} bytes");
         assert!(package.segments.iter().all(|s| s.parts.first().is_some_and(|p| p.independent)));
     }
 

@@ -76,7 +76,9 @@ fn ended_streams_leave_no_files_no_list_entries_no_series_and_a_bounded_history(
         &[
             ("ESTUARY_HLS__DISPOSE_S", "4"),
             ("ESTUARY_HLS__FRAGMENT_MS", "1000"),
-            ("ESTUARY_DASH__ENABLED", "true"),
+            // The files of the writers on disk are what this test disposes of.
+            ("ESTUARY_HLS__ALWAYS", "true"),
+            ("ESTUARY_DASH__ALWAYS", "true"),
             ("ESTUARY_DASH__DISPOSE_S", "4"),
             ("ESTUARY_DASH__FRAGMENT_MS", "1000"),
             ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "500"),

@@ -131,7 +131,7 @@ fn panics_in_the_stream_its_outputs_and_storage_are_caught_and_players_keep_play
     let scratch = Scratch::new("core-panic");
     let node = Node::start(
         &scratch,
-        &[("ESTUARY_API__DEBUG_FAULTS", "true"), ("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_DASH__ENABLED", "true"), ("ESTUARY_HLS__FRAGMENT_MS", "1000"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")],
+        &[("ESTUARY_API__DEBUG_FAULTS", "true"), ("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_HLS__ALWAYS", "true"), ("ESTUARY_DASH__ALWAYS", "true"), ("ESTUARY_HLS__FRAGMENT_MS", "1000"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")],
     );
     let source = Source { gop: 25, ..Source::default() };
     let mut pusher = publish(&node.rtmp_url("live/p"), &source, &scratch, "publisher");

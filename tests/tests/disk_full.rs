@@ -52,6 +52,8 @@ fn a_full_disk_suspends_recording_and_hls_without_touching_live_playback_and_bot
             ("ESTUARY_DVR__DIR", recordings.to_str().expect("a path")),
             ("ESTUARY_DVR__SEGMENT_MS", "600000"),
             ("ESTUARY_HLS__FRAGMENT_MS", "1000"),
+            // HLS written to the (full) disk.
+            ("ESTUARY_HLS__ALWAYS", "true"),
             ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "500"),
         ],
     );

@@ -15,7 +15,9 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
     let scratch = Scratch::new("hls-dash");
     let node = Node::start(
         &scratch,
-        &[("ESTUARY_DASH__ENABLED", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "4000"), ("ESTUARY_HLS__WINDOW", "5"), ("ESTUARY_DASH__WINDOW", "5")],
+        // The writers on disk (hls.always, dash.always): the in-memory packages on demand are
+        // tested in ll_hls.rs.
+        &[("ESTUARY_HLS__ALWAYS", "true"), ("ESTUARY_DASH__ALWAYS", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "4000"), ("ESTUARY_HLS__WINDOW", "5"), ("ESTUARY_DASH__WINDOW", "5")],
     );
     Shared { node, _scratch: scratch }
 });
@@ -234,7 +236,7 @@ fn bad_requests_never_leave_the_output_directories() {
 #[test]
 fn hls_with_fmp4_segments_plays() {
     let scratch = Scratch::new("fmp4");
-    let node = Node::start(&scratch, &[("ESTUARY_HLS__FMP4", "true")]);
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__ALWAYS", "true"), ("ESTUARY_HLS__FMP4", "true")]);
     let _publisher = publish(&node.rtmp_url("live/cmaf"), &Source::default(), &scratch, "publisher");
     node.wait_live("live/cmaf", Duration::from_secs(20));
     wait_segments(&node, "live/cmaf.m3u8", 2);

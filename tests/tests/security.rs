@@ -359,7 +359,8 @@ fn api_ingests_and_forwards_cannot_reach_outside_the_media_dir_or_into_private_n
 /// One publisher, one keyframe, then 2,000 non-key frames of 1 MB: the GOP cache and the HLS
 /// cutter (HLS is on by default) used to hold all of it (RSS 11 MiB → 1.9 GiB, and it stayed
 /// after the publisher left). With `stream.gop_cache_max_bytes` and `hls.max_segment_bytes`
-/// (64 MiB each by default) the node's memory stays bounded; the bound asserted here,
+/// (64 MiB each by default; the live package a player starts holds at most three times the
+/// latter) the node's memory stays bounded; the bound asserted here,
 /// 400 MiB above the starting RSS, is the one docs/SECURITY.md documents.
 #[test]
 fn a_publisher_of_huge_frames_cannot_grow_memory_without_bound() {
@@ -389,6 +390,9 @@ fn a_publisher_of_huge_frames_cannot_grow_memory_without_bound() {
     let mut publisher = estuary_tests::rtmp_raw::Publisher::start(node.ports.rtmp, "live", "huge");
     publisher.send(&config).unwrap();
     publisher.send(&key).unwrap();
+    // A player asks for HLS, so the stream's live package (on demand) takes the flood too.
+    let http_port = node.ports.http;
+    let hls_player = std::thread::spawn(move || http::get(http_port, "/live/huge.m3u8").map(|r| r.status));
     // A non-IDR slice NAL (type 1) of 1 MB, length-prefixed, 40 ms apart.
     let mut payload = (1_000_000u32 - 4).to_be_bytes().to_vec();
     payload.push(0x41);
@@ -404,6 +408,7 @@ fn a_publisher_of_huge_frames_cannot_grow_memory_without_bound() {
     }
     std::thread::sleep(Duration::from_secs(2));
     peak_kb = peak_kb.max(node.rss_kb());
+    assert_eq!(hls_player.join().expect("HLS player").ok(), Some(200), "the live package listed no segment; log:\n{}", node.log());
     drop(publisher);
     assert!(wait_until(Duration::from_secs(20), || node.stream_info("live/huge").is_none_or(|s| s["publish"]["active"] != true)));
     std::thread::sleep(Duration::from_secs(2));
