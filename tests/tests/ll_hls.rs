@@ -1,0 +1,284 @@
+//! HLS and DASH on demand from the live package in memory (issue 20): the default
+//! configuration serves LL-HLS and DASH that ffprobe/ffmpeg open and writes no file; the
+//! playlists keep the RFC 8216bis rules a validator checks (part durations, preload hints,
+//! blocking reloads, delta updates); a DASH segment asked for before it is complete arrives
+//! chunk by chunk; an idle package stops and comes back with its numbering continued.
+
+use estuary_tests::ffmpeg::{decode, probe_streams, publish, stream_of, Source};
+use estuary_tests::{http, wait_until, Node, Scratch};
+use std::time::Duration;
+
+fn text(node: &Node, path: &str) -> (u16, String) {
+    let response = http::get(node.ports.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (response.status, String::from_utf8_lossy(&response.body).into_owned())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn defaults_serve_ll_hls_and_dash_on_demand_and_write_no_file() {
+    let scratch = Scratch::new("ll-defaults");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/od"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/od", Duration::from_secs(20));
+    let data = node.dir.join("estuary-data");
+    // Nobody asked: no package, no file.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!node.log().contains("live package started"), "a package started unasked:\n{}", node.log());
+    for output in ["hls", "dash"] {
+        assert_eq!(files_under(&data.join(output)), Vec::<std::path::PathBuf>::new(), "{output} files of a stream nobody watches");
+    }
+    // The first request waits for the first segment instead of a 404.
+    let (status, playlist) = text(&node, "/live/od.m3u8");
+    assert_eq!(status, 200, "{playlist}");
+    assert!(playlist.contains("#EXTINF:") && playlist.contains("#EXT-X-PART:"), "{playlist}");
+    let base = format!("http://127.0.0.1:{}/live", node.ports.http);
+    for url in [format!("{base}/od.m3u8"), format!("{base}/od.mpd")] {
+        let streams = probe_streams(&url);
+        let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("{url}: no video in {streams:?}"));
+        assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("h264"), Some(320), Some(240)), "{url}");
+        assert_eq!(stream_of(&streams, "audio").and_then(|a| a["codec_name"].as_str()), Some("aac"), "{url}: {streams:?}");
+        let (ok, errors) = decode(&url, 5);
+        assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    }
+    // Served from memory: still no file.
+    for output in ["hls", "dash"] {
+        assert_eq!(files_under(&data.join(output)), Vec::<std::path::PathBuf>::new(), "{output} files written");
+    }
+    assert_eq!(node.log().matches("live package started").count(), 1, "one package serves HLS and DASH:\n{}", node.log());
+}
+
+/// An LL-HLS playlist as a validator reads it.
+#[derive(Debug, Default)]
+struct Playlist {
+    target: f64,
+    part_target: f64,
+    can_skip_until: f64,
+    part_hold_back: f64,
+    media_sequence: u64,
+    skipped: u64,
+    /// (msn, EXTINF or None while in progress, parts (duration, uri, independent), PDT ms).
+    segments: Vec<(u64, Option<f64>, Vec<(f64, String, bool)>, Option<i64>)>,
+    preload_hint: Option<String>,
+}
+
+fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[at..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return quoted.split('"').next();
+    }
+    rest.split(',').next()
+}
+
+fn parse(text: &str) -> Playlist {
+    assert!(text.starts_with("#EXTM3U\n"), "{text}");
+    let mut p = Playlist::default();
+    let mut parts = Vec::new();
+    let mut pdt = None;
+    let mut extinf = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            p.target = v.parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
+            p.part_target = attribute(v, "PART-TARGET").unwrap().parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
+            assert_eq!(attribute(v, "CAN-BLOCK-RELOAD"), Some("YES"), "{line}");
+            p.can_skip_until = attribute(v, "CAN-SKIP-UNTIL").unwrap().parse().unwrap();
+            p.part_hold_back = attribute(v, "PART-HOLD-BACK").unwrap().parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            p.media_sequence = v.parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:") {
+            p.skipped = attribute(v, "SKIPPED-SEGMENTS").unwrap().parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt = Some(estuary_protocols::clock::parse_rfc3339(v).unwrap_or_else(|| panic!("PDT {v}")));
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
+            parts.push((attribute(v, "DURATION").unwrap().parse::<f64>().unwrap(), attribute(v, "URI").unwrap().to_string(), attribute(v, "INDEPENDENT") == Some("YES")));
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            extinf = Some(v.trim_end_matches(',').parse::<f64>().unwrap());
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
+            assert_eq!(attribute(v, "TYPE"), Some("PART"), "{line}");
+            p.preload_hint = attribute(v, "URI").map(str::to_string);
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let msn = p.media_sequence + p.skipped + p.segments.len() as u64;
+            p.segments.push((msn, extinf.take(), std::mem::take(&mut parts), pdt.take()));
+        }
+    }
+    if !parts.is_empty() {
+        let msn = p.media_sequence + p.skipped + p.segments.len() as u64;
+        p.segments.push((msn, None, parts, pdt.take()));
+    }
+    p
+}
+
+/// The rules of RFC 8216bis a validator checks on one playlist of stream `s`.
+fn validate(p: &Playlist, s: &str) {
+    assert!(p.part_target > 0.0 && p.target >= 1.0);
+    // 4.4.3.8: PART-HOLD-BACK at least twice the part target; 4.4.3.8: CAN-SKIP-UNTIL at least
+    // six target durations.
+    assert!(p.part_hold_back >= 2.0 * p.part_target, "{p:?}");
+    assert!(p.can_skip_until >= 6.0 * p.target, "{p:?}");
+    for (index, (msn, extinf, parts, pdt)) in p.segments.iter().enumerate() {
+        assert!(pdt.is_some(), "segment {msn} has no EXT-X-PROGRAM-DATE-TIME");
+        if let Some(extinf) = extinf {
+            // 4.4.3.1: EXTINF rounded is at most the target duration.
+            assert!(extinf.round() <= p.target, "segment {msn}: {extinf} s over the target {}", p.target);
+        }
+        for (n, (duration, uri, _)) in parts.iter().enumerate() {
+            // 4.4.4.9: a part lasts at most the part target; all but a segment's last at least
+            // 85 % of it.
+            assert!(*duration <= p.part_target + 1e-9, "{uri}: {duration} s over {}", p.part_target);
+            if n + 1 < parts.len() || extinf.is_none() {
+                assert!(*duration >= 0.85 * p.part_target - 1e-9, "{uri}: {duration} s under 85 % of {}", p.part_target);
+            }
+            assert_eq!(uri, &format!("{s}-{msn}-p{n}.m4s"));
+        }
+        if let (Some(extinf), false) = (extinf, parts.is_empty()) {
+            // A segment's parts make it up.
+            let sum: f64 = parts.iter().map(|p| p.0).sum();
+            assert!((sum - extinf).abs() < 0.002, "segment {msn}: parts {sum} s, EXTINF {extinf} s");
+        }
+        if !parts.is_empty() {
+            assert!(parts[0].2, "segment {msn} does not start with an independent part");
+        }
+        // Program date-times follow the durations.
+        if let (Some((_, Some(duration), _, Some(this))), Some((_, _, _, Some(next)))) = (p.segments.get(index), p.segments.get(index + 1)) {
+            assert!((next - this - (duration * 1000.0) as i64).abs() <= 2, "PDT of {} is not {this} + {duration} s", msn + 1);
+        }
+    }
+    // 4.4.5.3: the preload hint names the part after the last one listed.
+    let (msn, extinf, parts, _) = p.segments.last().expect("segments");
+    let expected = if extinf.is_some() { format!("{s}-{}-p0.m4s", msn + 1) } else { format!("{s}-{msn}-p{}.m4s", parts.len()) };
+    assert_eq!(p.preload_hint.as_deref(), Some(expected.as_str()));
+}
+
+#[test]
+fn playlists_keep_the_rfc8216bis_rules_block_as_asked_and_skip_in_delta_updates() {
+    let scratch = Scratch::new("ll-rules");
+    // 1 s segments and a window of 14: delta updates have something to skip (6 target
+    // durations are kept in full). A package idle for 3 s stops.
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__FRAGMENT_MS", "1000"), ("ESTUARY_HLS__WINDOW", "14"), ("ESTUARY_HLS__PART_MS", "250"), ("ESTUARY_HLS__IDLE_S", "3")]);
+    let _publisher = publish(&node.rtmp_url("live/v"), &Source { gop: 25, ..Source::default() }, &scratch, "publisher");
+    node.wait_live("live/v", Duration::from_secs(20));
+    assert_eq!(text(&node, "/live/v.m3u8").0, 200);
+    // Let the window fill (requests keep the package running).
+    assert!(
+        wait_until(Duration::from_secs(40), || parse(&text(&node, "/live/v.m3u8").1).segments.iter().filter(|s| s.1.is_some()).count() >= 14),
+        "the window did not fill; log:\n{}",
+        node.log()
+    );
+    let full = parse(&text(&node, "/live/v.m3u8").1);
+    validate(&full, "v");
+    assert_eq!(full.part_target, 0.25);
+
+    // Blocking reload: the next part, then the next whole segment.
+    let (msn, extinf, parts, _) = full.segments.last().unwrap().clone();
+    let (want_msn, want_part) = if extinf.is_some() { (msn + 1, 0) } else { (msn, parts.len()) };
+    let (status, body) = text(&node, &format!("/live/v.m3u8?_HLS_msn={want_msn}&_HLS_part={want_part}"));
+    assert_eq!(status, 200, "{body}");
+    let blocked = parse(&body);
+    validate(&blocked, "v");
+    assert!(body.contains(&format!("URI=\"v-{want_msn}-p{want_part}.m4s\"")), "the reload returned before part {want_msn}.{want_part}:\n{body}");
+    let (status, body) = text(&node, &format!("/live/v.m3u8?_HLS_msn={}", want_msn + 1));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("\nv-{}.m4s\n", want_msn + 1)), "the reload returned before segment {} was whole:\n{body}", want_msn + 1);
+    // More than two segments ahead: 400 (RFC 8216bis 6.2.5.2); malformed: 400.
+    assert_eq!(text(&node, &format!("/live/v.m3u8?_HLS_msn={}", want_msn + 10)).0, 400);
+    assert_eq!(text(&node, "/live/v.m3u8?_HLS_part=1").0, 400);
+    assert_eq!(text(&node, "/live/v.m3u8?_HLS_msn=x").0, 400);
+
+    // A delta update skips the old segments and lists the rest exactly as in full.
+    let (full_text, delta_text) = (text(&node, "/live/v.m3u8").1, text(&node, "/live/v.m3u8?_HLS_skip=YES").1);
+    let (full, delta) = (parse(&full_text), parse(&delta_text));
+    assert!(delta.skipped > 0, "nothing skipped:\n{delta_text}");
+    assert_eq!(delta.media_sequence, full.media_sequence);
+    validate(&delta, "v");
+    let skipped_time: f64 = full.segments.iter().take(delta.skipped as usize).filter_map(|s| s.1).sum();
+    let kept_time: f64 = full.segments.iter().skip(delta.skipped as usize).map(|s| s.1.unwrap_or_else(|| s.2.iter().map(|p| p.0).sum())).sum();
+    assert!(skipped_time > 0.0 && kept_time >= delta.can_skip_until - full.target, "skipped {skipped_time} s, kept {kept_time} s (CAN-SKIP-UNTIL {})", delta.can_skip_until);
+    let names = |p: &Playlist, skip: usize| p.segments.iter().skip(skip).map(|s| s.0).collect::<Vec<u64>>();
+    // The two reads may straddle a new part or segment: compare what both list.
+    let (a, b) = (names(&full, delta.skipped as usize), names(&delta, 0));
+    let common = a.len().min(b.len());
+    assert!(common >= 6 && a[..common] == b[..common], "full {a:?} vs delta {b:?}");
+
+    // Parts and whole segments are fMP4 fragments; the hinted part is held until it exists.
+    let part = http::get(node.ports.http, &format!("/live/{}", full.segments.last().unwrap().2[0].1)).unwrap();
+    assert_eq!(part.status, 200);
+    assert_eq!(&part.body[4..8], b"styp", "a segment's first part starts it");
+    let hint = parse(&text(&node, "/live/v.m3u8").1).preload_hint.unwrap();
+    let hinted = http::get(node.ports.http, &format!("/live/{hint}")).unwrap();
+    assert_eq!(hinted.status, 200, "the hinted part {hint}");
+    assert!(hinted.body.windows(4).any(|w| w == b"moof"));
+    let whole = http::get(node.ports.http, &format!("/live/v-{}.m4s", full.segments[0].0)).unwrap();
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.headers.iter().find(|(k, _)| k == "cache-control").map(|(_, v)| v.as_str()), Some("max-age=60, immutable"));
+    let ranged = http::send(node.ports.http, "GET", &format!("/live/v-{}.m4s", full.segments[0].0), &[("Range", "bytes=4-7")], b"").unwrap();
+    assert_eq!((ranged.status, ranged.body.as_slice()), (206, b"styp".as_slice()));
+    // A playlist unchanged since its ETag: 304.
+    let playlist = http::get(node.ports.http, "/live/v.m3u8?_HLS_skip=YES").unwrap();
+    let etag = playlist.headers.iter().find(|(k, _)| k == "etag").map(|(_, v)| v.clone()).expect("ETag");
+    let again = http::send(node.ports.http, "GET", "/live/v.m3u8?_HLS_skip=YES", &[("If-None-Match", &etag)], b"").unwrap();
+    assert!(again.status == 304 || again.status == 200, "{}", again.status);
+
+    // DASH: the segment after the newest listed one, asked for early, arrives chunk by chunk
+    // and whole.
+    let mpd = text(&node, "/live/v.mpd").1;
+    let video = mpd.split("contentType=\"video\"").nth(1).expect("a video set");
+    let timeline = video.split("</SegmentTimeline>").next().unwrap();
+    let first: u64 = timeline.split("<S t=\"").nth(1).and_then(|s| s.split('"').next()).and_then(|v| v.parse().ok()).expect("a start");
+    let next = first + timeline.split(" d=\"").skip(1).filter_map(|s| s.split('"').next()?.parse::<u64>().ok()).sum::<u64>();
+    let early = http::get(node.ports.http, &format!("/live/v-video-{next}.m4s")).unwrap();
+    assert_eq!(early.status, 200, "{}", String::from_utf8_lossy(&early.body));
+    assert!(early.headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked"), "{:?}", early.headers);
+    let moofs = early.body.windows(4).filter(|w| *w == b"moof").count();
+    assert!(moofs >= 3, "a 1 s segment of 250 ms parts came as {moofs} chunks");
+    assert!(mpd.contains("availabilityTimeOffset=") && mpd.contains("<ServiceDescription") && mpd.contains("<UTCTiming"), "{mpd}");
+
+    // Idle for 3 s: the package stops; the next request starts it again, numbering continued.
+    let last_msn = parse(&text(&node, "/live/v.m3u8").1).segments.last().unwrap().0;
+    assert!(wait_until(Duration::from_secs(15), || node.log().contains("live package stopped")), "the idle package did not stop:\n{}", node.log());
+    let (status, body) = text(&node, "/live/v.m3u8");
+    assert_eq!(status, 200, "{body}");
+    let restarted = parse(&body);
+    assert!(restarted.media_sequence > last_msn, "numbering restarted: {} after {last_msn}", restarted.media_sequence);
+    validate(&restarted, "v");
+}
+
+#[test]
+fn a_stream_nobody_publishes_is_404_and_a_republish_continues_the_playlist() {
+    let scratch = Scratch::new("ll-republish");
+    let node = Node::start(&scratch, &[("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "500")]);
+    let (status, body) = text(&node, "/live/nobody.m3u8");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(text(&node, "/live/nobody.mpd").0, 404);
+    assert_eq!(text(&node, "/live/nobody-3-p0.m4s").0, 404);
+    let mut first = publish(&node.rtmp_url("live/again"), &Source { gop: 25, ..Source::default() }, &scratch, "first");
+    node.wait_live("live/again", Duration::from_secs(20));
+    assert!(wait_until(Duration::from_secs(20), || parse(&text(&node, "/live/again.m3u8").1).segments.len() >= 3));
+    first.kill();
+    assert!(wait_until(Duration::from_secs(20), || text(&node, "/live/again.m3u8").1.contains("#EXT-X-ENDLIST")), "no ENDLIST after the publisher left");
+    let ended = parse(&text(&node, "/live/again.m3u8").1);
+    let _second = publish(&node.rtmp_url("live/again"), &Source { gop: 25, ..Source::default() }, &scratch, "second");
+    node.wait_live("live/again", Duration::from_secs(20));
+    let continued = wait_until(Duration::from_secs(20), || {
+        let text = text(&node, "/live/again.m3u8").1;
+        !text.contains("#EXT-X-ENDLIST") && text.contains("#EXT-X-DISCONTINUITY") && parse(&text).segments.last().is_some_and(|s| s.0 > ended.segments.last().unwrap().0)
+    });
+    assert!(continued, "the republish did not continue the playlist after a discontinuity:\n{}", text(&node, "/live/again.m3u8").1);
+    let url = format!("http://127.0.0.1:{}/live/again.m3u8", node.ports.http);
+    let (ok, errors) = decode(&url, 4);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
+}
