@@ -75,9 +75,10 @@ impl LivePackage {
         }
     }
 
-    /// The package has segments to list, or can never have (ended).
+    /// The package has segments to list (two: hls.js, started in a playlist of one segment,
+    /// reloads that segment's parts over and over and stalls), or can never have (ended).
     pub fn listable(package: &Package) -> bool {
-        package.ended || package.segments.iter().any(|s| s.complete)
+        package.ended || package.segments.iter().filter(|s| s.complete).count() >= 2
     }
 }
 

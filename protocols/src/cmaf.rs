@@ -151,8 +151,9 @@ pub struct Package {
     pub capped: u64,
     /// The stream ended (`EXT-X-ENDLIST`).
     pub ended: bool,
-    /// The wall clock (Unix ms) at media time zero: the least `arrival - dts` of the frames
-    /// so far, so frames replayed from a GOP cache (older than their arrival) do not move it.
+    /// The wall clock (Unix ms) at media time zero: the least `arrival - dts` of the video
+    /// frames so far (of the audio frames without video), so frames replayed from a GOP cache
+    /// (older than their arrival) do not move it.
     /// `EXT-X-PROGRAM-DATE-TIME` is a segment's start on this clock, and it is the DASH
     /// `availabilityStartTime` (a segment is available when its end has arrived).
     pub clock_offset_ms: Option<i64>,
@@ -225,8 +226,11 @@ impl Package {
         let has_video = self.video_config.is_some();
         let start_point = if has_video { frame.is_video_keyframe() } else { frame.track == TrackKind::Audio };
         let dts = frame.dts_ms();
+        // The clock follows the video when there is video: a publisher's encoder may hold video
+        // back (lookahead) while its audio goes out early, and a part is out when its video is.
         let offset = wall_ms - dts;
-        if self.clock_offset_ms.is_none_or(|least| offset < least) {
+        let clocked = !has_video || frame.track == TrackKind::Video;
+        if clocked && self.clock_offset_ms.is_none_or(|least| offset < least) {
             self.clock_offset_ms = Some(offset);
         }
         let mut changed = false;
@@ -622,12 +626,24 @@ impl Package {
             .enumerate()
             .map(|(index, track)| {
                 let id = representation(track);
-                let timeline: Vec<crate::manifest::dash::TimelineEntry> = listed
+                let mut timeline: Vec<crate::manifest::dash::TimelineEntry> = listed
                     .iter()
                     .filter_map(|s| s.spans.get(index).copied().flatten())
                     .map(|(start, end)| crate::manifest::dash::TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 })
                     .collect();
                 let seconds: f64 = timeline.iter().map(|e| e.duration as f64 / track.timescale as f64).sum();
+                // Low latency: the segment being cut is announced too, with the duration of the
+                // one before (or what it has so far, if longer), so a player asks for it early and
+                // gets it chunk by chunk; the next MPD gives its real duration.
+                let last = timeline.last().copied();
+                let growing = self.segments.back().filter(|s| !s.complete && s.init == self.init).and_then(|s| s.spans.get(index).copied().flatten());
+                if let (Some(last), Some((start, end))) = (last, growing) {
+                    let start = start.max(0) as u64;
+                    if start == last.start + last.duration {
+                        let so_far = (end - start as i64).max(1) as u64;
+                        timeline.push(crate::manifest::dash::TimelineEntry { start, duration: last.duration.max(so_far) });
+                    }
+                }
                 let bytes: usize = listed.iter().filter_map(|s| s.parts.iter().map(|p| p.tracks.get(index).map(|b| b.len())).sum::<Option<usize>>()).sum();
                 crate::manifest::dash::Representation {
                     id: id.to_string(),

@@ -26,6 +26,20 @@ pub fn play(kind: &str, url: &str, seconds: u32) -> serde_json::Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
 }
 
+/// Plays `url` in the player's low-latency mode: after `seconds` of playback, samples how far
+/// behind live it is every 500 ms for `measure` seconds (`latencies`, seconds) and counts
+/// stalls (`stalls`), besides what [`play`] returns.
+pub fn play_low_latency(kind: &str, url: &str, seconds: u32, measure: u32) -> serde_json::Value {
+    let dir = dir();
+    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
+    let mut command = Command::new("node");
+    command.arg(dir.join("play.mjs")).args([kind, url, &seconds.to_string(), &measure.to_string()]);
+    let output = run(command, Duration::from_secs(150 + measure as u64));
+    assert!(output.success(), "{kind} low-latency playback of {url} in Chromium failed:\n{}\n{}", output.stdout, output.stderr);
+    let line = output.stdout.lines().last().unwrap_or_default().to_string();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
+}
+
 /// Where the console tests keep their screenshots (one PNG per view they visit), for a person
 /// to look at after a run: `target/console-screenshots/`.
 pub fn screenshots_dir() -> PathBuf {

@@ -2,7 +2,7 @@
 //! dash.js, driven by playwright-core (`tests/browser/play.mjs`). Passing means the video's
 //! currentTime advanced 5 s past where playback started, with no player errors.
 
-use estuary_tests::browser::play;
+use estuary_tests::browser::{play, play_low_latency};
 use estuary_tests::ffmpeg::{publish, Source};
 use estuary_tests::{http, wait_until, Node, Scratch};
 use std::time::Duration;
@@ -23,6 +23,36 @@ fn chromium_plays_hls_and_dash() {
         let result = play(kind, &url, 5);
         assert!(result["advanced"].as_f64().unwrap_or(0.0) >= 5.0, "{kind}: {result}");
         assert_eq!(result["width"], 320, "{kind}: {result}");
+        assert_eq!(result["events"].as_array().map(|e| e.len()), Some(0), "{kind} player reported errors: {result}");
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+/// hls.js and dash.js in their low-latency modes, 30 s each on a stream of the default
+/// configuration (LL-HLS parts of 300 ms; DASH chunks from the same package): how far behind
+/// live they play (hls.js: the wall clock against the playhead's program date-time; dash.js:
+/// its own live latency, clock-synced through the MPD's UTCTiming), sampled every 500 ms.
+/// The bounds: hls.js at most 2.0 s behind, dash.js at most 3 s (medians), no stall.
+#[test]
+fn chromium_plays_low_latency_hls_and_dash_close_to_live() {
+    let scratch = Scratch::new("browser-ll");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/ll"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/ll", Duration::from_secs(20));
+    for (kind, path, bound) in [("hls", "live/ll.m3u8", 2.0), ("dash", "live/ll.mpd", 3.0)] {
+        let url = format!("http://127.0.0.1:{}/{path}", node.ports.http);
+        let result = play_low_latency(kind, &url, 3, 30);
+        let latencies: Vec<f64> = result["latencies"].as_array().expect("latencies").iter().filter_map(|v| v.as_f64()).collect();
+        assert!(latencies.len() >= 40, "{kind}: too few latency samples: {result}");
+        let (median, max) = (median(&latencies), latencies.iter().cloned().fold(0.0, f64::max));
+        eprintln!("{kind} low-latency: median {median:.2} s, max {max:.2} s behind live over {} samples, stalls {}", latencies.len(), result["stalls"]);
+        assert!(median <= bound, "{kind}: {median:.2} s behind live (median), over the {bound} s bound: {result}");
+        assert_eq!(result["stalls"], 0, "{kind} stalled: {result}");
         assert_eq!(result["events"].as_array().map(|e| e.len()), Some(0), "{kind} player reported errors: {result}");
     }
 }
