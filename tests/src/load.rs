@@ -16,7 +16,7 @@ pub const STAMP_UUID: [u8; 16] = *b"estuary-latency!";
 /// What a load URL points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `rtmp`, `http-flv`, `http-ts`, `srt` or `whep`.
+    /// `rtmp`, `http-flv`, `http-ts`, `hls`, `srt` or `whep`.
     pub protocol: &'static str,
     /// Host.
     pub host: String,
@@ -29,7 +29,7 @@ pub struct Target {
 }
 
 /// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` (or
-/// `.ts`),
+/// `.ts`, or `.m3u8` for an LL-HLS player),
 /// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request` (or `m=publish`), a WHEP
 /// endpoint `http://127.0.0.1[:1985]/rtc/v1/whep/?app=app&stream=stream` or a WHIP endpoint
 /// (`/rtc/v1/whip/`, the same query). Only loopback hosts are
@@ -70,10 +70,11 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     let path = path.strip_prefix('/').ok_or_else(|| format!("{url}: no path"))?;
     let (app, stream) = path.split_once('/').ok_or_else(|| format!("{url}: expected /app/stream"))?;
     let (protocol, stream) = if protocol == "http-flv" {
-        match (stream.strip_suffix(".flv"), stream.strip_suffix(".ts")) {
-            (Some(stream), _) => ("http-flv", stream.to_string()),
-            (_, Some(stream)) => ("http-ts", stream.to_string()),
-            _ => return Err(format!("{url}: HTTP players need a .flv or .ts URL")),
+        match (stream.strip_suffix(".flv"), stream.strip_suffix(".ts"), stream.strip_suffix(".m3u8")) {
+            (Some(stream), _, _) => ("http-flv", stream.to_string()),
+            (_, Some(stream), _) => ("http-ts", stream.to_string()),
+            (_, _, Some(stream)) => ("hls", stream.to_string()),
+            _ => return Err(format!("{url}: HTTP players need a .flv, .ts or .m3u8 URL")),
         }
     } else {
         (protocol, stream.to_string())
@@ -88,6 +89,24 @@ pub fn stamp_nal(micros: u64) -> Vec<u8> {
     nal.extend_from_slice(format!("{micros:016x}").as_bytes());
     nal.push(0x80);
     nal
+}
+
+/// The latest stamp anywhere in `data` (an fMP4 part: its samples keep our SEI NAL units
+/// whole, and the UUID does not occur otherwise).
+pub fn last_stamp_in(data: &[u8]) -> Option<u64> {
+    let at = data.windows(STAMP_UUID.len()).rposition(|w| w == STAMP_UUID)? + STAMP_UUID.len();
+    u64::from_str_radix(std::str::from_utf8(data.get(at..at + 16)?).ok()?, 16).ok()
+}
+
+/// The preload hint of an LL-HLS playlist: its URI and the (segment, part) it names
+/// (`<stream>-<msn>-p<part>.m4s`).
+pub fn preload_hint(playlist: &str) -> Option<(String, u64, u64)> {
+    let line = playlist.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))?;
+    let uri = line.split("URI=\"").nth(1)?.split('"').next()?.to_string();
+    let stem = uri.strip_suffix(".m4s")?;
+    let (rest, part) = stem.rsplit_once("-p")?;
+    let (_, msn) = rest.rsplit_once('-')?;
+    Some((uri.clone(), msn.parse().ok()?, part.parse().ok()?))
 }
 
 /// Reads a stamp from a length-prefixed (4-byte) H.264 payload, when its first NAL is ours.
@@ -177,6 +196,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hls_targets_and_hints() {
+        let t = parse_target("http://127.0.0.1:8080/live/s.m3u8").unwrap();
+        assert_eq!((t.protocol, t.stream.as_str()), ("hls", "s"));
+        let playlist = "#EXTM3U\n#EXT-X-PART:DURATION=0.280,URI=\"cam-1-12-p2.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"cam-1-12-p3.m4s\"\n";
+        assert_eq!(preload_hint(playlist), Some(("cam-1-12-p3.m4s".to_string(), 12, 3)));
+        let mut part = b"moof....".to_vec();
+        part.extend_from_slice(&STAMP_UUID);
+        part.extend_from_slice(b"00000000000000ff");
+        part.extend_from_slice(&STAMP_UUID);
+        part.extend_from_slice(b"0000000000000100");
+        assert_eq!(last_stamp_in(&part), Some(256));
+    }
+
+    #[test]
     fn whep_targets() {
         let t = parse_target("http://127.0.0.1:19861/rtc/v1/whep/?app=live&stream=bench").unwrap();
         assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("whep", 19861, "live", "bench"));
@@ -197,7 +230,7 @@ mod tests {
         assert_eq!((t.protocol, t.port, t.stream.as_str()), ("http-ts", 8081, "s"));
         assert!(parse_target("rtmp://10.0.0.1/live/s").unwrap_err().contains("loopback"));
         assert!(parse_target("rtmp://example.com/live/s").is_err());
-        assert!(parse_target("http://127.0.0.1/live/s.m3u8").is_err());
+        assert!(parse_target("http://127.0.0.1/live/s.mpd").is_err());
         assert!(parse_target("srt://127.0.0.1/x").is_err(), "SRT needs a stream id");
         let t = parse_target("srt://127.0.0.1:10081?streamid=#!::r=live/s,m=request").unwrap();
         assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("srt", 10081, "live", "s"));

@@ -10,7 +10,7 @@ use estuary_protocols::container::flv::{self, FlvDemuxer, TAG_AUDIO, TAG_VIDEO};
 use estuary_protocols::media::{MediaFrame, TrackKind};
 use estuary_protocols::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientOutput, ClientSession};
 use estuary_protocols::container::ts::{TsDemuxer, TsFrameReader, TsMuxer};
-use estuary_tests::load::{median_p99, parse_target, process_cpu_seconds, process_rss_kb, read_stamp, stamp_nal, Dechunker, Target};
+use estuary_tests::load::{last_stamp_in, median_p99, parse_target, preload_hint, process_cpu_seconds, process_rss_kb, read_stamp, stamp_nal, Dechunker, Target};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ const MAX_STREAMS: usize = 1000;
 #[command(name = "estuary-load", about = "Load and latency tool for RTMP / HTTP-FLV servers on this machine")]
 struct Args {
     /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv (or
-    /// .ts),
+    /// .ts, or .m3u8: an LL-HLS player fetching parts),
     /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request' or
     /// 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=bench'
     #[arg(long)]
@@ -261,6 +261,76 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lo
 
 /// An SRT player (srt-tokio caller): TS in, frames out through our TS demuxer. SRT delivers
 /// packets as they are released by the receive buffer, so there is no read batching.
+/// One GET on a kept-alive connection: status and body (Content-Length bodies, as the node
+/// answers playlists and parts).
+async fn http_get(socket: &mut TcpStream, host: &str, path: &str, head: &mut Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("server closed".into());
+        }
+        head.extend_from_slice(&buf[..n]);
+    };
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    let length: usize = text.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).ok_or_else(|| format!("no Content-Length for {path}"))?;
+    let mut body: Vec<u8> = head.drain(..end + 4).collect();
+    body.clear();
+    while head.len() < length {
+        let n = socket.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("server closed".into());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    body.extend(head.drain(..length));
+    Ok((status, body))
+}
+
+/// An LL-HLS player as hls.js plays: the playlist, then for each part the preload-hinted part
+/// (held by the node until it exists) and a blocking reload of the delta playlist, all on one
+/// kept-alive connection. Delay: a part's arrival against the newest stamp in it.
+async fn hls_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), String> {
+    let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    stats.connect_us.store(now_us(), Ordering::Relaxed);
+    let (host, base) = (target.host.clone(), format!("/{}/{}", target.app, target.stream));
+    let mut pending = Vec::new();
+    let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8"), &mut pending).await?;
+    if status != 200 {
+        return Err(format!("playlist: {status}"));
+    }
+    let mut playlist = String::from_utf8_lossy(&body).into_owned();
+    loop {
+        let (uri, msn, part) = preload_hint(&playlist).ok_or("no preload hint (ended?)")?;
+        let (status, data) = http_get(&mut socket, &host, &format!("/{}/{uri}", target.app), &mut pending).await?;
+        let now = now_us();
+        if status == 200 {
+            stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            stats.last_frame_us.store(now, Ordering::Relaxed);
+            if stats.first_key_us.load(Ordering::Relaxed) == 0 {
+                stats.first_key_us.store(now, Ordering::Relaxed);
+            }
+            let live = now.saturating_sub(stats.first_key_us.load(Ordering::Relaxed)) > 3_000_000;
+            if let Some(sent) = last_stamp_in(&data).filter(|_| live) {
+                let mut delays = stats.delays_us.lock().unwrap_or_else(|e| e.into_inner());
+                if delays.len() < 1000 {
+                    delays.push(now.saturating_sub(sent));
+                }
+            }
+        }
+        let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8?_HLS_msn={msn}&_HLS_part={}&_HLS_skip=YES", part + 1), &mut pending).await?;
+        if status != 200 {
+            return Err(format!("playlist reload: {status}"));
+        }
+        playlist = String::from_utf8_lossy(&body).into_owned();
+    }
+}
+
 async fn srt_player(target: Target, stats: Arc<PlayerStats>, latency: Duration) -> Result<(), String> {
     use futures_util::StreamExt;
     let stream_id = format!("#!::r={}/{},m=request", target.app, target.stream);
@@ -695,6 +765,7 @@ async fn run(args: Args) -> Result<(), String> {
                 "rtmp" => rtmp_player(target, stats, batch, lowat).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
                 "whep" => whep_player(target, stats, ice_check).await,
+                "hls" => hls_player(target, stats).await,
                 _ => flv_player(target, stats, batch, lowat).await,
             };
             if result.is_err() {
@@ -747,8 +818,8 @@ async fn run(args: Args) -> Result<(), String> {
         "streams": streams,
         "publish_protocol": publish_protocol,
         "publisher_errors": publisher_errors.load(Ordering::Relaxed),
-        "read_batch_ms": if matches!(target.protocol, "srt" | "whep") { None } else { Some(args.read_batch_ms) },
-        "read_lowat": if matches!(target.protocol, "srt" | "whep") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
+        "read_batch_ms": if matches!(target.protocol, "srt" | "whep" | "hls") { None } else { Some(args.read_batch_ms) },
+        "read_lowat": if matches!(target.protocol, "srt" | "whep" | "hls") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
         "delivered_mbps": (mbps * 10.0).round() / 10.0,
         "startup_ms_median": startup.map(|s| (s.0 * 10.0).round() / 10.0),
