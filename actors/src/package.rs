@@ -35,11 +35,35 @@ pub struct LivePackage {
     state: RwLock<Package>,
     version: watch::Sender<u64>,
     last_request_ms: AtomicI64,
+    /// The HLS playlist as last rendered, full and delta: (version, text, ETag). Every viewer
+    /// reloads it each part; it changes only with the package.
+    rendered: Mutex<[Option<(u64, Arc<str>, Arc<str>)>; 2]>,
 }
 
 impl LivePackage {
     fn new(key: StreamKey, package: Package) -> LivePackage {
-        LivePackage { key, state: RwLock::new(package), version: watch::channel(0).0, last_request_ms: AtomicI64::new(crate::unix_ms()) }
+        LivePackage { key, state: RwLock::new(package), version: watch::channel(0).0, last_request_ms: AtomicI64::new(crate::unix_ms()), rendered: Mutex::new([None, None]) }
+    }
+
+    /// The LL-HLS playlist of the package now (full, or with `skip` a delta update) and its
+    /// ETag, rendered once per change of the package.
+    pub fn hls_playlist(&self, skip: bool) -> (Arc<str>, Arc<str>) {
+        let version = *self.version.borrow();
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, text, etag)) = &rendered[skip as usize] {
+            if *at == version {
+                return (text.clone(), etag.clone());
+            }
+        }
+        let text: Arc<str> = self.read(|p| p.render_hls(&self.key.stream, skip, &[])).into();
+        let etag: Arc<str> = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut hasher);
+            format!("\"{:016x}\"", hasher.finish()).into()
+        };
+        rendered[skip as usize] = Some((version, text.clone(), etag.clone()));
+        (text, etag)
     }
 
     /// Reads the package.

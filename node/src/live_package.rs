@@ -86,6 +86,10 @@ fn etag_of(body: &str) -> String {
 
 fn manifest_response(req: &HttpRequest, body: String, content_type: &'static str) -> HttpResponse {
     let etag = etag_of(&body);
+    manifest_response_tagged(req, body, etag, content_type)
+}
+
+fn manifest_response_tagged(req: &HttpRequest, body: impl actix_web::body::MessageBody + 'static, etag: String, content_type: &'static str) -> HttpResponse {
     let matches = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
@@ -126,12 +130,21 @@ pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, para
             return HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n"));
         }
     }
-    let body = package.read(|p| p.render_hls(&key.stream, blocking.skip, &[]));
-    let body = match query(token) {
-        Some(query) => estuary_protocols::manifest::hls::with_query_on_uris(&body, &query),
-        None => body,
-    };
-    manifest_response(req, body, "application/vnd.apple.mpegurl")
+    let (body, etag) = package.hls_playlist(blocking.skip);
+    match query(token) {
+        Some(query) => manifest_response(req, estuary_protocols::manifest::hls::with_query_on_uris(&body, &query), "application/vnd.apple.mpegurl"),
+        // The shared text, without a copy.
+        None => manifest_response_tagged(req, Bytes::from_owner(ArcText(body)), etag.to_string(), "application/vnd.apple.mpegurl"),
+    }
+}
+
+/// A rendered playlist shared by every response that sends it.
+struct ArcText(Arc<str>);
+
+impl AsRef<[u8]> for ArcText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// `/<app>/<stream>.mpd`: the DASH MPD.

@@ -945,6 +945,22 @@ mod tests {
     }
 
     #[test]
+    fn the_mpd_announces_the_segment_being_cut_and_finds_it_by_time() {
+        let mut package = package();
+        feed(&mut package, 0, 5_000, 2000);
+        let mpd = package.render_mpd("s", 10_000, 2_500);
+        let video = mpd.split("contentType=\"video\"").nth(1).unwrap().split("</SegmentTimeline>").next().unwrap().to_string();
+        // Two complete segments (0-2 s, 2-4 s) and the one being cut (from 4 s), announced with
+        // the previous duration.
+        assert!(video.contains("<S t=\"0\" d=\"180000\"/>") && video.matches("<S d=\"180000\"/>").count() == 2, "{video}");
+        assert!(mpd.contains("availabilityTimeOffset=\"1.500\"") && mpd.contains("target=\"2500\""), "{mpd}");
+        let (index, sequence) = package.dash_segment("video", 360_000).expect("the segment being cut");
+        assert_eq!((index, sequence), (0, 2));
+        assert!(!package.segment(2).unwrap().complete);
+        assert_eq!(package.dash_next_time(0), Some(360_000));
+    }
+
+    #[test]
     fn delta_updates_skip_old_segments() {
         let mut package = Package::new(Settings { window: 12, segment_ms: 1000, ..settings() }, 0);
         let (v, a) = configs();

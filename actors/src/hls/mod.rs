@@ -268,6 +268,9 @@ impl HlsMuxer {
             uri: name,
             discontinuity: std::mem::take(&mut self.discontinuity),
             map: if self.settings.fmp4 { Some(self.init_name()) } else { None },
+            // The segment closes as the keyframe after it arrives: it started about its
+            // duration ago.
+            program_date_time: Some(crate::unix_ms() - (duration * 1000.0) as i64),
         };
         for removed in self.playlist.push(segment, self.settings.window) {
             self.retired.push_back(removed.uri);

@@ -21,6 +21,8 @@ pub struct Segment {
     pub discontinuity: bool,
     /// fMP4: the initialization segment URI (`EXT-X-MAP`), written when it changes.
     pub map: Option<String>,
+    /// Wall-clock time (Unix ms) of its start (`EXT-X-PROGRAM-DATE-TIME`), when known.
+    pub program_date_time: Option<i64>,
 }
 
 /// A live (or ended) media playlist.
@@ -68,6 +70,9 @@ impl MediaPlaylist {
                     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
                     current_map = Some(map);
                 }
+            }
+            if let Some(pdt) = segment.program_date_time {
+                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(pdt));
             }
             let _ = writeln!(out, "#EXTINF:{:.3},", segment.duration);
             let _ = writeln!(out, "{}", segment.uri);
@@ -124,7 +129,7 @@ mod tests {
     use super::*;
 
     fn seg(sequence: u64, duration: f64, discontinuity: bool) -> Segment {
-        Segment { sequence, duration, uri: format!("s-{sequence}.ts"), discontinuity, map: None }
+        Segment { sequence, duration, uri: format!("s-{sequence}.ts"), discontinuity, map: None, program_date_time: None }
     }
 
     #[test]

@@ -323,7 +323,9 @@ async fn hls_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), Strin
                 }
             }
         }
-        let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8?_HLS_msn={msn}&_HLS_part={}&_HLS_skip=YES", part + 1), &mut pending).await?;
+        // Blocking on the part just fetched answers at once with the playlist whose hint is
+        // the next part (as hls.js asks for the hinted part's playlist).
+        let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8?_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES"), &mut pending).await?;
         if status != 200 {
             return Err(format!("playlist reload: {status}"));
         }
