@@ -47,7 +47,13 @@ impl LivePackage {
 
     /// The LL-HLS playlist of the package now (full, or with `skip` a delta update) and its
     /// ETag, rendered once per change of the package.
-    pub fn hls_playlist(&self, skip: bool) -> (Arc<str>, Arc<str>) {
+    pub fn hls_playlist(&self, skip: bool, reports: &[(String, u64, Option<usize>)]) -> (Arc<str>, Arc<str>) {
+        if !reports.is_empty() {
+            // Other renditions' state is in it: rendered for this request.
+            let text: Arc<str> = self.read(|p| p.render_hls(&self.key.stream, skip, reports)).into();
+            let etag = etag_of(&text);
+            return (text, etag);
+        }
         let version = *self.version.borrow();
         let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, text, etag)) = &rendered[skip as usize] {
@@ -56,12 +62,7 @@ impl LivePackage {
             }
         }
         let text: Arc<str> = self.read(|p| p.render_hls(&self.key.stream, skip, &[])).into();
-        let etag: Arc<str> = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            text.hash(&mut hasher);
-            format!("\"{:016x}\"", hasher.finish()).into()
-        };
+        let etag = etag_of(&text);
         rendered[skip as usize] = Some((version, text.clone(), etag.clone()));
         (text, etag)
     }
@@ -104,6 +105,13 @@ impl LivePackage {
     pub fn listable(package: &Package) -> bool {
         package.ended || package.segments.iter().filter(|s| s.complete).count() >= 2
     }
+}
+
+fn etag_of(text: &str) -> Arc<str> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish()).into()
 }
 
 /// Stopped packages' next segment numbers kept at most (numbering continues if the stream is

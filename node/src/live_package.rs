@@ -130,7 +130,7 @@ pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, para
             return HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n"));
         }
     }
-    let (body, etag) = package.hls_playlist(blocking.skip);
+    let (body, etag) = package.hls_playlist(blocking.skip, &rendition_reports(state, key));
     match query(token) {
         Some(query) => manifest_response(req, estuary_protocols::manifest::hls::with_query_on_uris(&body, &query), "application/vnd.apple.mpegurl"),
         // The shared text, without a copy.
@@ -145,6 +145,33 @@ impl AsRef<[u8]> for ArcText {
     fn as_ref(&self) -> &[u8] {
         self.0.as_bytes()
     }
+}
+
+/// `EXT-X-RENDITION-REPORT`s for a stream of a transcoding ladder: the ladder's other
+/// renditions (the source and its transcodes) that have a package here, with their newest part.
+fn rendition_reports(state: &AppState, key: &StreamKey) -> Vec<(String, u64, Option<usize>)> {
+    let me = format!("{}/{}", key.app, key.stream);
+    let ladders = estuary_actors::transcode::list(&state.node);
+    if ladders.is_empty() {
+        return Vec::new();
+    }
+    let source = ladders.iter().find(|t| t.output == me).map(|t| t.source.clone()).unwrap_or_else(|| me.clone());
+    let mut members = vec![source.clone()];
+    members.extend(ladders.iter().filter(|t| t.source == source && t.state != "stopped").map(|t| t.output.clone()));
+    members
+        .into_iter()
+        .filter(|member| *member != me)
+        .filter_map(|member| {
+            let (app, stream) = member.split_once('/')?;
+            if app != key.app {
+                return None;
+            }
+            let mut other = StreamKey::new(app, stream);
+            other.vhost = key.vhost.clone();
+            let (msn, part) = state.node.packages.get(&other)?.read(|p| p.last_part())?;
+            Some((format!("{stream}.m3u8"), msn, Some(part)))
+        })
+        .collect()
 }
 
 /// `/<app>/<stream>.mpd`: the DASH MPD.

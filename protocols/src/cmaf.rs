@@ -501,6 +501,13 @@ impl Package {
         Some((last.sequence, (!last.complete).then_some(last.parts.len())))
     }
 
+    /// The newest part: its segment and index (`EXT-X-RENDITION-REPORT`'s LAST-MSN and
+    /// LAST-PART).
+    pub fn last_part(&self) -> Option<(u64, usize)> {
+        let segment = self.segments.iter().rev().find(|s| !s.parts.is_empty())?;
+        Some((segment.sequence, segment.parts.len() - 1))
+    }
+
     /// True once segment `msn` has part `part` (or, with no part, is complete), or the package
     /// can no longer get it (ended, or the segment left the window).
     pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
@@ -527,7 +534,7 @@ impl Package {
     /// The LL-HLS media playlist. URIs are relative: `<stream>-init-<v>.mp4`,
     /// `<stream>-<n>.m4s`, `<stream>-<n>-p<i>.m4s`. With `skip`, segments older than the
     /// skip boundary are replaced by `EXT-X-SKIP` (a delta update). `reports` are the other
-    /// renditions' (playlist URI, last segment, last part).
+    /// renditions' (playlist URI, LAST-MSN, LAST-PART).
     pub fn render_hls(&self, stream: &str, skip: bool, reports: &[(String, u64, Option<usize>)]) -> String {
         let mut out = String::new();
         let target = self.target_duration();

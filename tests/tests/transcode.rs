@@ -39,6 +39,19 @@ fn ladder_renditions_master_playlist_and_restarts() {
     assert!(ok, "master playlist incomplete:\n{text}");
     assert!(text.starts_with("#EXTM3U") && text.matches("#EXT-X-STREAM-INF:BANDWIDTH=").count() == 3, "{text}");
     assert!(text.contains("RESOLUTION=320x240"), "{text}");
+    // Each variant's package starts with its first request (which waits for two segments);
+    // once all run, each rendition's LL-HLS playlist reports the others' newest parts
+    // (RFC 8216bis EXT-X-RENDITION-REPORT), so a player switches without a blind reload.
+    for name in ["s", "s_180p", "s_120p"] {
+        assert_eq!(http::get(node.ports.http, &format!("/live/{name}.m3u8")).unwrap().status, 200, "{name}");
+    }
+    for (name, others) in [("s", ["s_180p", "s_120p"]), ("s_180p", ["s", "s_120p"])] {
+        let playlist = String::from_utf8_lossy(&http::get(node.ports.http, &format!("/live/{name}.m3u8")).unwrap().body).into_owned();
+        for other in others {
+            let report = playlist.lines().find(|l| l.starts_with(&format!("#EXT-X-RENDITION-REPORT:URI=\"{other}.m3u8\",LAST-MSN=")));
+            assert!(report.is_some_and(|r| r.contains(",LAST-PART=")), "{name}.m3u8 has no report of {other}:\n{playlist}");
+        }
+    }
     let streams = probe_streams(&format!("http://127.0.0.1:{}{master}", node.ports.http));
     assert!(streams.iter().filter(|s| s["codec_type"] == "video").count() >= 3, "ffprobe did not open every variant: {streams:?}");
 

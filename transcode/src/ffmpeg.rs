@@ -94,6 +94,10 @@ pub fn rendition_args_as(source: &str, rendition: &Rendition, destination: &str,
         codec => {
             let encoder = if codec == VideoCodec::H265 { "libx265" } else { "libx264" };
             args.extend(["-c:v".into(), encoder.into(), "-preset".into(), "veryfast".into()]);
+            // Keyframes where the source has them: every rendition's segments and parts line up
+            // with the source's (players switch between them at segment boundaries), and HLS
+            // segments stay as short as the source's GOP instead of the encoder's default 10 s.
+            args.extend(["-force_key_frames".into(), "source".into()]);
             if codec == VideoCodec::H265 {
                 args.extend(["-x265-params".into(), "log-level=error".into()]);
             }
