@@ -72,8 +72,14 @@ impl LivePackage {
         f(&self.state.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn write<R>(&self, f: impl FnOnce(&mut Package) -> R) -> R {
-        f(&mut self.state.write().unwrap_or_else(|e| e.into_inner()))
+    /// Changes the package; when `f` says something changed, the version is bumped before the
+    /// lock is released, so whoever sees the new state sees the new version (a playlist cached
+    /// under the old version is never served for it).
+    fn write_and_bump(&self, f: impl FnOnce(&mut Package) -> bool) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if f(&mut state) {
+            self.changed();
+        }
     }
 
     fn changed(&self) {
@@ -100,10 +106,9 @@ impl LivePackage {
         }
     }
 
-    /// The package has segments to list (two: hls.js, started in a playlist of one segment,
-    /// reloads that segment's parts over and over and stalls), or can never have (ended).
-    pub fn listable(package: &Package) -> bool {
-        package.ended || package.segments.iter().filter(|s| s.complete).count() >= 2
+    /// The package has `segments` complete segments to list, or can never have (ended).
+    pub fn listable(package: &Package, segments: usize) -> bool {
+        package.ended || package.segments.iter().filter(|s| s.complete).count() >= segments
     }
 }
 
@@ -121,7 +126,7 @@ const MAX_REMEMBERED: usize = 10_000;
 /// A node's live packages.
 pub struct LivePackages {
     running: Mutex<HashMap<StreamKey, Arc<LivePackage>>>,
-    next_sequence: Mutex<BoundedMap<StreamKey, u64>>,
+    next_sequence: Mutex<BoundedMap<StreamKey, (u64, u32)>>,
 }
 
 impl Default for LivePackages {
@@ -152,15 +157,17 @@ impl LivePackages {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let package = match running.remove(key) {
             Some(old) => {
-                let mut package = std::mem::replace(&mut *old.state.write().unwrap_or_else(|e| e.into_inner()), Package::new(settings, 0));
+                let mut placeholder = Package::new(settings, 0);
+                placeholder.finish();
+                let mut package = std::mem::replace(&mut *old.state.write().unwrap_or_else(|e| e.into_inner()), placeholder);
                 package.resume();
                 // The old package's waiters learn that it changed hands (it is empty now).
                 old.changed();
                 package
             }
             None => {
-                let first = self.next_sequence.lock().unwrap_or_else(|e| e.into_inner()).remove(key).unwrap_or(0);
-                Package::new(settings, first)
+                let (first, init) = self.next_sequence.lock().unwrap_or_else(|e| e.into_inner()).remove(key).unwrap_or((0, 0));
+                Package::continuing(settings, first, init)
             }
         };
         let live = Arc::new(LivePackage::new(key.clone(), package));
@@ -174,7 +181,7 @@ impl LivePackages {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if running.get(&package.key).is_some_and(|current| Arc::ptr_eq(current, package)) {
             running.remove(&package.key);
-            let next = package.read(|p| p.next_sequence());
+            let next = package.read(|p| (p.next_sequence(), p.next_init()));
             self.next_sequence.lock().unwrap_or_else(|e| e.into_inner()).insert(package.key.clone(), next);
         }
     }
@@ -206,29 +213,30 @@ impl Packager {
     fn on_frame(&mut self, frame: Arc<MediaFrame>) {
         let gap = self.gaps.ended_by(&frame);
         let now = crate::unix_ms();
-        let (changed, capped) = self.package.write(|package| {
+        let mut capped = self.capped;
+        self.package.write_and_bump(|package| {
             let mut changed = false;
             if let Some(gap) = &gap {
                 tracing::warn!(stream = %self.package.key, lost_frames = gap.lost_frames, reason = gap.reason, "live package lost frames; the segment before the gap ends and the next starts at a keyframe");
                 changed |= package.gap();
             }
             changed |= package.push(frame, now);
-            (changed, package.capped)
+            capped = package.capped;
+            changed
         });
         if capped != self.capped {
             self.capped = capped;
             tracing::warn!(stream = %self.package.key, capped, "live package segment grew past hls.max_segment_bytes before a keyframe; it ends there and the next starts at a keyframe");
-        }
-        if changed {
-            self.package.changed();
         }
     }
 
     /// After a panic: the segment in progress ends; the next starts at a keyframe after a
     /// discontinuity.
     fn restart(&mut self) {
-        let _ = crate::node::supervision::catch(|| self.package.write(|package| package.gap()));
-        self.package.changed();
+        let _ = crate::node::supervision::catch(|| self.package.write_and_bump(|package| {
+            package.gap();
+            true
+        }));
     }
 }
 
@@ -267,12 +275,16 @@ impl StreamHandler<Arc<MediaFrame>> for Packager {
 
     fn finished(&mut self, _: &mut Self::Context) {
         // The stream ended: the package says so and stays until nobody asks for it.
-        let segments = self.package.write(|package| {
-            package.finish();
-            package.next_sequence()
+        let ended = crate::node::supervision::catch(|| {
+            self.package.write_and_bump(|package| {
+                package.finish();
+                true
+            })
         });
-        self.package.changed();
-        tracing::info!(stream = %self.package.key, next_segment = segments, "live package ended with its stream");
+        if let Err(panic) = ended {
+            self.node.restarts.panicked("packager", &format_args!("live package of {} (end)", self.package.key), &panic);
+        }
+        tracing::info!(stream = %self.package.key, "live package ended with its stream");
     }
 }
 

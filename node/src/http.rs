@@ -195,7 +195,10 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     // HTTP-TS, checked as its own stream (and again when it subscribes).
     let segment = matches!(extension, "ts" | "m4s" | "mp4");
     // A file of a live package in memory (HLS and DASH on demand), else of the files on disk.
-    let packaged = if segment { crate::live_package::owner(&state, &key.vhost, &app, stream, extension) } else { None };
+    // Only names of the protocols served on demand: with `hls.always` the disk's `-<n>.m4s`
+    // and `-init-<v>.mp4` are HLS's, with `dash.always` the disk's DASH files.
+    let (hls_on_demand, dash_on_demand) = crate::live_package::on_demand(&state, &key.vhost, &app);
+    let packaged = if segment { crate::live_package::owner(&state, &key.vhost, &app, stream, extension, hls_on_demand, dash_on_demand) } else { None };
     let owner = if segment { packaged.as_ref().map(|(owner, _)| owner.clone()).or_else(|| segment_stream(&state, &app, stream)) } else { None };
     if segment && owner.is_none() && extension != "ts" {
         return not_found(&format!("no such segment {app}/{file}"));
@@ -232,7 +235,6 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
             return HttpResponse::Found().insert_header((header::LOCATION, location)).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).finish();
         }
     }
-    let (hls_on_demand, dash_on_demand) = crate::live_package::on_demand(&state, &key.vhost, &app);
     if let Some((owner, name)) = packaged {
         let mut owner_key = StreamKey::new(&app, &owner);
         owner_key.vhost = key.vhost.clone();
@@ -242,7 +244,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     }
     match extension {
         "m3u8" if hls_on_demand => match stream.strip_suffix("_master") {
-            Some(base) => master_playlist(&state, &app, base, token.as_deref()).await,
+            Some(base) => master_playlist(&state, &key.vhost, &app, base, token.as_deref()).await,
             None => crate::live_package::playlist(&state, &req, &key, &params, token.as_deref()).await,
         },
         "mpd" if dash_on_demand => crate::live_package::manifest(&state, &req, &key, token.as_deref()).await,
@@ -281,7 +283,7 @@ async fn stream_file(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
         "m3u8" => match serve_text(pulled_playlist(&state, &key, hls_file).await, "application/vnd.apple.mpegurl", token.as_deref(), estuary_protocols::manifest::hls::with_query_on_uris).await {
             Some(response) => response,
             None => match stream.strip_suffix("_master") {
-                Some(base) => master_playlist(&state, &app, base, token.as_deref()).await,
+                Some(base) => master_playlist(&state, &key.vhost, &app, base, token.as_deref()).await,
                 None => not_found(&format!("no HLS playlist for {app}/{stream}")),
             },
         },
@@ -318,7 +320,7 @@ async fn pulled_playlist(state: &AppState, key: &estuary_actors::StreamKey, play
 
 /// `/<app>/<stream>_master.m3u8`: an HLS master playlist of the stream and its transcoded
 /// renditions that currently have a playlist, highest bandwidth first.
-async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
+async fn master_playlist(state: &AppState, vhost: &str, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
     let mut variants: Vec<(u64, Option<(u32, u32)>, String)> = Vec::new();
     let renditions: Vec<estuary_actors::transcode::TranscodeStatus> =
         estuary_actors::transcode::list(&state.node).into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();
@@ -329,7 +331,7 @@ async fn master_playlist(state: &AppState, app: &str, stream: &str, token: Optio
     };
     let mut candidates = vec![(stream.to_string(), None)];
     candidates.extend(renditions.iter().map(|r| (r.output.rsplit('/').next().unwrap_or_default().to_string(), Some(r.video_kbps))));
-    let (on_demand, _) = crate::live_package::on_demand(state, "", app);
+    let (on_demand, _) = crate::live_package::on_demand(state, vhost, app);
     for (name, configured_kbps) in candidates {
         // On demand, every live rendition has a playlist (it starts when asked for).
         if !on_demand && !state.hls_dir.join(app).join(format!("{name}.m3u8")).exists() {

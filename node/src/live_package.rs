@@ -8,8 +8,9 @@
 //! | `/<app>/<stream>.mpd` | DASH MPD (low-latency signalling) |
 //! | `/<app>/<stream>-<video\|audio>-init-<v>.mp4`, `-<video\|audio>-<t>.m4s` | DASH initialization segment and segment (`$Time$`); a segment still being cut is sent chunk by chunk |
 //!
-//! The first playlist or MPD request of a live stream starts its package and waits (up to
-//! [`FIRST_SEGMENT_WAIT`]) for the first segment. Playlists are `no-cache` with an `ETag`;
+//! The first playlist or MPD request of a live stream starts its package and waits for its
+//! first two segments (one, when the second takes longer than three segment targets), up to
+//! [`FIRST_SEGMENT_WAIT`]. Playlists are `no-cache` with an `ETag`;
 //! segments and parts never change under their name and are cacheable, with `Range` support.
 
 use crate::AppState;
@@ -67,7 +68,13 @@ async fn ensure(state: &AppState, key: &StreamKey) -> Result<Arc<LivePackage>, H
         }
     };
     package.touch();
-    if !package.wait_for(LivePackage::listable, FIRST_SEGMENT_WAIT).await {
+    // Two segments if they come within three segment targets (hls.js, started in a playlist
+    // of one segment, reloaded that segment's parts over and over and stalled); otherwise
+    // one (a long GOP, or a publisher whose next keyframe does not come).
+    let segment_ms = package.read(|p| p.settings().segment_ms).max(0) as u64;
+    let two = Duration::from_millis(3 * segment_ms).min(FIRST_SEGMENT_WAIT);
+    let listed = package.wait_for(|p| LivePackage::listable(p, 2), two).await || package.wait_for(|p| LivePackage::listable(p, 1), FIRST_SEGMENT_WAIT - two).await;
+    if !listed {
         tracing::warn!(stream = %key, wait_s = FIRST_SEGMENT_WAIT.as_secs(), "no segment of the live package yet (no keyframe from the publisher?)");
         return Err(HttpResponse::ServiceUnavailable()
             .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
@@ -189,8 +196,8 @@ pub async fn manifest(state: &AppState, req: &HttpRequest, key: &StreamKey, toke
 }
 
 /// The stream a media file name belongs to, when that stream has a package here.
-pub fn owner(state: &AppState, vhost: &str, app: &str, stem: &str, extension: &str) -> Option<(String, FileName)> {
-    parse_file_name(stem, extension).into_iter().find(|(stream, _)| {
+pub fn owner(state: &AppState, vhost: &str, app: &str, stem: &str, extension: &str, hls: bool, dash: bool) -> Option<(String, FileName)> {
+    parse_file_name(stem, extension).into_iter().filter(|(_, name)| if matches!(name, FileName::DashInit(..) | FileName::DashSegment(..)) { dash } else { hls }).find(|(stream, _)| {
         let mut key = StreamKey::new(app, stream);
         key.vhost = vhost.to_string();
         state.node.packages.get(&key).is_some()
@@ -228,6 +235,8 @@ fn coming(p: &Package, name: &FileName) -> bool {
         return false;
     }
     match name {
+        // A segment already complete gets no more parts.
+        FileName::HlsPart(n, _) if p.segment(*n).is_some_and(|s| s.complete) => false,
         FileName::HlsPart(n, i) => match p.last() {
             Some((last, Some(parts))) if *n == last => *i <= parts + 1,
             _ => *n == p.next_sequence() && *i <= 1,
@@ -293,15 +302,21 @@ fn growing(package: Arc<LivePackage>, index: usize, sequence: u64, content_type:
         let ready = |p: &Package| p.segment(sequence).is_none_or(|s| s.complete || s.parts.len() > sent);
         let wait = package.read(|p| Duration::from_millis((p.settings().segment_ms * 2) as u64));
         if !package.wait_for(ready, wait).await {
-            return None;
+            // Cut short: the connection is aborted, so the player does not take what it got
+            // for a whole segment.
+            return Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("segment {sequence} stopped growing"))), (package, sent, true)));
         }
         let (chunk, now_sent, complete) = package.read(|p| match p.segment(sequence) {
             Some(segment) => {
                 let chunk: Vec<Bytes> = segment.parts[sent.min(segment.parts.len())..].iter().filter_map(|part| part.tracks.get(index).cloned()).collect();
                 (chunk, segment.parts.len(), segment.complete)
             }
-            None => (Vec::new(), sent, true),
+            None => (Vec::new(), usize::MAX, true),
         });
+        if now_sent == usize::MAX {
+            // The segment left the window (or the package was replaced) before it was whole.
+            return Some((Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("segment {sequence} is gone"))), (package, sent, true)));
+        }
         let mut out = bytes::BytesMut::new();
         for piece in chunk {
             out.extend_from_slice(&piece);

@@ -162,13 +162,20 @@ pub struct Package {
 impl Package {
     /// An empty package whose first segment is numbered `first_sequence`.
     pub fn new(settings: Settings, first_sequence: u64) -> Package {
+        Package::continuing(settings, first_sequence, 0)
+    }
+
+    /// An empty package numbered on from an earlier one of the stream: segments from
+    /// `first_sequence`, initialization segments from `first_init` (names a cache may hold are
+    /// never reused for other bytes).
+    pub fn continuing(settings: Settings, first_sequence: u64, first_init: u32) -> Package {
         Package {
             settings,
             video_config: None,
             audio_config: None,
             configs_changed: false,
             tracks: Vec::new(),
-            init: 0,
+            init: first_init,
             init_muxed: Bytes::new(),
             init_tracks: Vec::new(),
             previous_inits: Vec::new(),
@@ -207,11 +214,18 @@ impl Package {
         self.configs_changed = true;
         self.last_video_ms = None;
         self.last_audio_ms = None;
+        // A new publish may start its timestamps afresh: its clock is learned again.
+        self.clock_offset_ms = None;
     }
 
     /// The number the next segment gets.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
+    }
+
+    /// The version the next initialization segment of a package continuing this one gets.
+    pub fn next_init(&self) -> u32 {
+        self.init.saturating_add(1)
     }
 
     /// Adds a frame that arrived at wall-clock `wall_ms`; true when a part or segment was
@@ -309,7 +323,9 @@ impl Package {
         let had = slot.is_some();
         *slot = Some(frame);
         self.configs_changed = true;
-        if !had && self.segments.back().is_some_and(|s| !s.complete && s.parts.is_empty()) {
+        let init = self.init;
+        let in_use = self.segments.iter().any(|s| s.init == init && !s.parts.is_empty());
+        if !had && !in_use && self.segments.back().is_some_and(|s| !s.complete && s.parts.is_empty()) {
             // A track's first parameters arriving just after the segment opened (a TS or
             // WebRTC publisher's audio after its first keyframe): the segment takes the track
             // rather than starting the stream without it.
