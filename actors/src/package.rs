@@ -112,7 +112,8 @@ impl LivePackage {
     }
 }
 
-fn etag_of(text: &str) -> Arc<str> {
+/// A strong ETag of `text`.
+pub fn etag_of(text: &str) -> Arc<str> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);

@@ -84,15 +84,8 @@ async fn ensure(state: &AppState, key: &StreamKey) -> Result<Arc<LivePackage>, H
     Ok(package)
 }
 
-fn etag_of(body: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut hasher);
-    format!("\"{:016x}\"", hasher.finish())
-}
-
 fn manifest_response(req: &HttpRequest, body: String, content_type: &'static str) -> HttpResponse {
-    let etag = etag_of(&body);
+    let etag = estuary_actors::package::etag_of(&body).to_string();
     manifest_response_tagged(req, body, etag, content_type)
 }
 

@@ -719,7 +719,7 @@ impl Package {
 /// AAC frames retimed onto a contiguous sample clock: RTMP carries millisecond timestamps, so
 /// 1024-sample frames arrive 21 or 22 ms apart; snapping them (within a quarter frame of the
 /// expected time) keeps parts and segments gapless.
-fn contiguous_audio(next: &mut Option<i64>, frames: Vec<Arc<MediaFrame>>, track: &Track) -> Vec<Arc<MediaFrame>> {
+pub fn contiguous_audio(next: &mut Option<i64>, frames: Vec<Arc<MediaFrame>>, track: &Track) -> Vec<Arc<MediaFrame>> {
     let timebase = Timebase { num: 1, den: track.timescale };
     frames
         .into_iter()

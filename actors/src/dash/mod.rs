@@ -92,25 +92,6 @@ impl DashMuxer {
         }
     }
 
-    /// AAC frames retimed onto a contiguous sample clock: RTMP carries millisecond timestamps,
-    /// so 1024-sample frames at 48 kHz arrive 21 or 22 ms apart; snapping them (when within a
-    /// quarter frame of the expected time) keeps segments gapless in the timeline.
-    fn contiguous_audio(&mut self, frames: Vec<Arc<MediaFrame>>, track: &Track) -> Vec<Arc<MediaFrame>> {
-        let timebase = Timebase { num: 1, den: track.timescale };
-        frames
-            .into_iter()
-            .map(|frame| {
-                let t = to_timescale(track, frame.dts, frame.timebase);
-                let t = match self.audio_next {
-                    Some(next) if (t - next).abs() <= 256 => next,
-                    _ => t,
-                };
-                self.audio_next = Some(t + 1024);
-                Arc::new(MediaFrame { dts: t, pts: t, timebase, ..MediaFrame::clone(&frame) })
-            })
-            .collect()
-    }
-
     fn rep_id(track: &Track) -> &'static str {
         if track.kind() == TrackKind::Video {
             "video"
@@ -200,7 +181,7 @@ impl DashMuxer {
         for (index, track) in tracks.iter().enumerate() {
             let mut own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
             if track.codec == Codec::Aac {
-                own = self.contiguous_audio(own, track);
+                own = estuary_protocols::cmaf::contiguous_audio(&mut self.audio_next, own, track);
             }
             let Some(first) = own.first() else { continue };
             let timebase = first.timebase;
