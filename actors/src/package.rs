@@ -35,9 +35,39 @@ pub struct LivePackage {
     state: RwLock<Package>,
     version: watch::Sender<u64>,
     last_request_ms: AtomicI64,
-    /// The HLS playlist as last rendered, full and delta: (version, text, ETag). Every viewer
-    /// reloads it each part; it changes only with the package.
-    rendered: Mutex<[Option<(u64, Arc<str>, Arc<str>)>; 2]>,
+    /// The HLS playlist as last rendered, full and delta, with the version it was rendered
+    /// at. Every viewer reloads it each part; it changes only with the package.
+    rendered: Mutex<[Option<(u64, Arc<Rendered>)>; 2]>,
+}
+
+/// A playlist or manifest as sent: its text, its ETag, and its gzip form made the first time
+/// a client asks for it (once per change of a shared playlist, however many viewers).
+pub struct Rendered {
+    pub text: Arc<str>,
+    pub etag: Arc<str>,
+    gzip: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Rendered {
+    pub fn new(text: impl Into<Arc<str>>) -> Rendered {
+        let text = text.into();
+        let etag = etag_of(&text);
+        Rendered { text, etag, gzip: std::sync::OnceLock::new() }
+    }
+
+    /// The text gzip-compressed.
+    pub fn gzipped(&self) -> bytes::Bytes {
+        self.gzip.get_or_init(|| gzip(self.text.as_bytes())).clone()
+    }
+}
+
+/// `data` as a gzip member (RFC 1952) at the default level.
+pub fn gzip(data: &[u8]) -> bytes::Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), flate2::Compression::default());
+    // Writing to a Vec does not fail.
+    let _ = encoder.write_all(data);
+    encoder.finish().unwrap_or_default().into()
 }
 
 impl LivePackage {
@@ -47,24 +77,21 @@ impl LivePackage {
 
     /// The LL-HLS playlist of the package now (full, or with `skip` a delta update) and its
     /// ETag, rendered once per change of the package.
-    pub fn hls_playlist(&self, skip: bool, reports: &[(String, u64, Option<usize>)]) -> (Arc<str>, Arc<str>) {
+    pub fn hls_playlist(&self, skip: bool, reports: &[(String, u64, Option<usize>)]) -> Arc<Rendered> {
         if !reports.is_empty() {
             // Other renditions' state is in it: rendered for this request.
-            let text: Arc<str> = self.read(|p| p.render_hls(&self.key.stream, skip, reports)).into();
-            let etag = etag_of(&text);
-            return (text, etag);
+            return Arc::new(Rendered::new(self.read(|p| p.render_hls(&self.key.stream, skip, reports))));
         }
         let version = *self.version.borrow();
         let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, text, etag)) = &rendered[skip as usize] {
+        if let Some((at, shared)) = &rendered[skip as usize] {
             if *at == version {
-                return (text.clone(), etag.clone());
+                return shared.clone();
             }
         }
-        let text: Arc<str> = self.read(|p| p.render_hls(&self.key.stream, skip, &[])).into();
-        let etag = etag_of(&text);
-        rendered[skip as usize] = Some((version, text.clone(), etag.clone()));
-        (text, etag)
+        let shared = Arc::new(Rendered::new(self.read(|p| p.render_hls(&self.key.stream, skip, &[]))));
+        rendered[skip as usize] = Some((version, shared.clone()));
+        shared
     }
 
     /// Reads the package.

@@ -16,7 +16,7 @@
 use crate::AppState;
 use actix_web::{http::header, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use estuary_actors::package::LivePackage;
+use estuary_actors::package::{LivePackage, Rendered};
 use estuary_actors::StreamKey;
 use estuary_protocols::cmaf::{parse_file_name, Blocking, FileName, Package};
 use estuary_protocols::http::{parse_range, RangeRequest};
@@ -84,23 +84,42 @@ async fn ensure(state: &AppState, key: &StreamKey) -> Result<Arc<LivePackage>, H
     Ok(package)
 }
 
-fn manifest_response(req: &HttpRequest, body: String, content_type: &'static str) -> HttpResponse {
-    let etag = estuary_actors::package::etag_of(&body).to_string();
-    manifest_response_tagged(req, body, etag, content_type)
+/// Playlists and manifests shorter than this are sent as they are: gzip would save little.
+const GZIP_MIN_BYTES: usize = 1024;
+
+/// Whether the request's `Accept-Encoding` takes gzip (listed, or `*`, without `q=0`).
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    req.headers().get_all(header::ACCEPT_ENCODING).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let mut fields = item.split(';').map(str::trim);
+        let coding = fields.next().unwrap_or("");
+        let refused = fields.any(|f| f.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
 }
 
-fn manifest_response_tagged(req: &HttpRequest, body: impl actix_web::body::MessageBody + 'static, etag: String, content_type: &'static str) -> HttpResponse {
+/// A playlist or manifest response: `no-cache` with an ETag (304 when the client has it),
+/// gzip-compressed when the client takes it and the text is long enough. Each encoding has
+/// its own ETag, as RFC 9110 asks of strong validators.
+fn manifest_response(req: &HttpRequest, rendered: &Rendered, content_type: &'static str) -> HttpResponse {
+    let gzip = rendered.text.len() >= GZIP_MIN_BYTES && accepts_gzip(req);
+    let etag = if gzip { format!("{}-gzip\"", rendered.etag.trim_end_matches('"')) } else { rendered.etag.to_string() };
     let matches = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::ETAG, etag))
+        .insert_header((header::VARY, "Accept-Encoding"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "ETag, Date"));
     if matches {
         return response.finish();
     }
-    response.content_type(content_type).body(body)
+    response.content_type(content_type);
+    if gzip {
+        return response.insert_header((header::CONTENT_ENCODING, "gzip")).body(rendered.gzipped());
+    }
+    // The shared text, without a copy.
+    response.body(Bytes::from_owner(ArcText(rendered.text.clone())))
 }
 
 fn query(token: Option<&str>) -> Option<String> {
@@ -130,11 +149,10 @@ pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, para
             return HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n"));
         }
     }
-    let (body, etag) = package.hls_playlist(blocking.skip, &rendition_reports(state, key));
+    let rendered = package.hls_playlist(blocking.skip, &rendition_reports(state, key));
     match query(token) {
-        Some(query) => manifest_response(req, estuary_protocols::manifest::hls::with_query_on_uris(&body, &query), "application/vnd.apple.mpegurl"),
-        // The shared text, without a copy.
-        None => manifest_response_tagged(req, Bytes::from_owner(ArcText(body)), etag.to_string(), "application/vnd.apple.mpegurl"),
+        Some(query) => manifest_response(req, &Rendered::new(estuary_protocols::manifest::hls::with_query_on_uris(&rendered.text, &query)), "application/vnd.apple.mpegurl"),
+        None => manifest_response(req, &rendered, "application/vnd.apple.mpegurl"),
     }
 }
 
@@ -185,7 +203,7 @@ pub async fn manifest(state: &AppState, req: &HttpRequest, key: &StreamKey, toke
         Some(query) => estuary_protocols::manifest::dash::with_query_on_templates(&body, &query),
         None => body,
     };
-    manifest_response(req, body, "application/dash+xml")
+    manifest_response(req, &Rendered::new(body), "application/dash+xml")
 }
 
 /// The stream a media file name belongs to, when that stream has a package here.

@@ -425,14 +425,19 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         let http_server = HttpServer::new(move || {
             App::new()
                 .wrap_fn(move |mut req, srv| {
+                    use futures_util::FutureExt;
                     if let Some(response) = http::refused(&req) {
-                        return futures_util::future::Either::Left(std::future::ready(Ok(req.into_response(response))));
+                        return std::future::ready(Ok(req.into_response(response))).boxed_local();
                     }
                     http::count_request(&req);
                     if console_on {
                         http::trim_api_slash(&mut req);
                     }
-                    futures_util::future::Either::Right(actix_web::dev::Service::call(srv, req))
+                    // Playlists, manifests and segments skip the router (see `http::direct`).
+                    match http::direct(req) {
+                        Ok(response) => response,
+                        Err(req) => actix_web::dev::Service::call(srv, req).boxed_local(),
+                    }
                 })
                 .app_data(web::Data::new(http_state.clone()))
                 .app_data(api::OnHttpPort)

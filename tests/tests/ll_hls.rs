@@ -235,6 +235,23 @@ fn playlists_keep_the_rfc8216bis_rules_block_as_asked_and_skip_in_delta_updates(
     // 304 when nothing changed in between; a new part in between is a 200 with another tag.
     assert!((again.status == 304 && again.body.is_empty()) || (again.status == 200 && again_tag.as_deref() != Some(etag.as_str())), "{} {again_tag:?} after {etag}", again.status);
 
+    // gzip where the client takes it, with its own ETag; a refused or absent gzip gets text.
+    let header = |r: &http::Response, name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let zipped = http::send(node.ports.http, "GET", "/live/v.m3u8", &[("Accept-Encoding", "br, gzip;q=0.8")], b"").unwrap();
+    assert_eq!(zipped.status, 200);
+    assert_eq!(header(&zipped, "content-encoding").as_deref(), Some("gzip"), "{:?}", zipped.headers);
+    assert_eq!(header(&zipped, "vary").as_deref(), Some("Accept-Encoding"));
+    let zipped_tag = header(&zipped, "etag").expect("ETag");
+    assert!(zipped_tag.ends_with("-gzip\""), "{zipped_tag}");
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(zipped.body.as_slice()), &mut unzipped).expect("a gzip body");
+    assert!(zipped.body.len() < unzipped.len(), "{} bytes of gzip for {} of text", zipped.body.len(), unzipped.len());
+    validate(&parse(&unzipped), "v");
+    let refused = http::send(node.ports.http, "GET", "/live/v.m3u8", &[("Accept-Encoding", "gzip;q=0")], b"").unwrap();
+    assert_eq!((refused.status, header(&refused, "content-encoding")), (200, None));
+    validate(&parse(&String::from_utf8_lossy(&refused.body)), "v");
+    assert_eq!(header(&refused, "vary").as_deref(), Some("Accept-Encoding"));
+
     // DASH: the segment being cut is announced last in the timeline; asked for early, it
     // arrives chunk by chunk and whole.
     let mpd = text(&node, "/live/v.mpd").1;

@@ -100,6 +100,13 @@ fn hevc_over_srt_plays_over_srt_and_hls() {
     let info = node.wait_live("live/hevc", Duration::from_secs(30));
     assert_eq!(info["video"]["codec"], "H265", "{info}");
     wait_hls(node, "live/hevc");
+    // The default HLS is LL-HLS from the live package: fMP4 parts with an `hvc1` track.
+    let playlist = String::from_utf8_lossy(&estuary_tests::http::get(node.ports.http, "/live/hevc.m3u8").unwrap().body).into_owned();
+    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+    let init = playlist.split("#EXT-X-MAP:URI=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or_else(|| panic!("no EXT-X-MAP in\n{playlist}"));
+    let init = estuary_tests::http::get(node.ports.http, &format!("/live/{init}")).unwrap();
+    assert_eq!(init.status, 200);
+    assert!(init.body.windows(4).any(|w| w == b"hvc1") && init.body.windows(4).any(|w| w == b"hvcC"), "the init segment has no hvc1/hvcC sample entry");
     let urls = vec![node.srt_url("live/hevc", false, ""), http_url(node, "live/hevc.m3u8")];
     for url in &urls {
         assert_both_tracks(url, "hevc");
