@@ -192,15 +192,28 @@ impl Drop for Process {
 
 /// Runs ffmpeg with `args` in the background, stderr kept in the scratch directory as `name.stderr`.
 pub fn spawn(args: Vec<String>, scratch: &Scratch, name: &str) -> Process {
+    spawn_program(Path::new("ffmpeg"), args, scratch, name)
+}
+
+/// The ffmpeg of PyPI's `imageio-ffmpeg` wheel (a static ffmpeg 9 that tests/run installs):
+/// it publishes AV1, H.265 and Opus over enhanced RTMP, which Debian's ffmpeg 5.1 cannot.
+/// Panics with the install command when it is missing.
+pub fn modern_ffmpeg() -> PathBuf {
+    let output = Command::new("python3")
+        .args(["-c", "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"])
+        .output()
+        .expect("python3 (tests/run installs what the tests need)");
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(output.status.success() && !path.is_empty(), "imageio-ffmpeg is missing: `python3 -m pip install -r tests/requirements.txt` (tests/run does): {}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(path)
+}
+
+/// Runs `program` (an ffmpeg) with `args` in the background, stderr kept in the scratch
+/// directory as `name.stderr`.
+pub fn spawn_program(program: &Path, args: Vec<String>, scratch: &Scratch, name: &str) -> Process {
     let stderr_path = scratch.path(&format!("{name}.stderr"));
     let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-    let child = Command::new("ffmpeg")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .expect("ffmpeg (install it: tests/run does)");
+    let child = Command::new(program).args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(stderr)).spawn().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
     Process { child: Some(child), stderr_path }
 }
 

@@ -73,6 +73,27 @@ pub fn config_from_parameter_sets(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<
     Some(Bytes::from(out))
 }
 
+/// The RFC 6381 codec string of an `HEVCDecoderConfigurationRecord` (ISO/IEC 14496-15
+/// Annex E.3): `hvc1.` then profile space and profile, the compatibility flags bit-reversed in
+/// hex, tier and level, and the constraint bytes up to the last non-zero one
+/// (`hvc1.1.6.L93.B0`). `None` when the record is shorter than its fixed part.
+pub fn codec_string(record: &[u8]) -> Option<String> {
+    if record.len() < 23 {
+        return None;
+    }
+    let space = ["", "A", "B", "C"][(record[1] >> 6) as usize];
+    let tier = if record[1] & 0x20 != 0 { 'H' } else { 'L' };
+    let profile = record[1] & 0x1f;
+    let compatibility = u32::from_be_bytes([record[2], record[3], record[4], record[5]]).reverse_bits();
+    let mut out = format!("hvc1.{space}{profile}.{compatibility:X}.{tier}{}", record[12]);
+    let constraints = &record[6..12];
+    let used = constraints.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+    for byte in &constraints[..used] {
+        out.push_str(&format!(".{byte:X}"));
+    }
+    Some(out)
+}
+
 /// What the node reports about an H.265 SPS (H.265 §7.3.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HevcSps {
@@ -181,6 +202,21 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) use super::sample::{PPS, SPS, VPS};
+
+    #[test]
+    fn codec_string_comes_from_the_record() {
+        let record = config_from_parameter_sets(&VPS, &SPS, &PPS).unwrap();
+        // Main profile (compatible with Main and Main 10), progressive source and frame-only
+        // constraint flags, level 2.1.
+        assert_eq!(codec_string(&record).unwrap(), "hvc1.1.6.L63.90");
+        let mut high = record.to_vec();
+        high[1] = 0x22; // main tier off, high tier on, Main 10
+        high[2..6].copy_from_slice(&[0x20, 0, 0, 0]);
+        high[6..12].copy_from_slice(&[0xb0, 0, 0, 0, 0, 0]);
+        high[12] = 153;
+        assert_eq!(codec_string(&high).unwrap(), "hvc1.2.4.H153.B0");
+        assert_eq!(codec_string(&record[..20]), None);
+    }
 
     #[test]
     fn record_from_parameter_sets_round_trips() {

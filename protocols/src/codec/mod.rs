@@ -2,5 +2,7 @@
 //! describe a stream and convert between its carriages.
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
 pub mod hevc;
+pub mod opus;

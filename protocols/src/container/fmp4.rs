@@ -9,6 +9,7 @@
 
 use crate::codec::aac::AacConfig;
 use crate::codec::avc::AvcConfig;
+use crate::codec::opus::{self, OpusHead};
 use crate::media::{Codec, MediaFrame, Timebase, TrackKind};
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -58,6 +59,23 @@ impl Track {
                     sample_rate: aac.sample_rate,
                 })
             }
+            Codec::Av1 => {
+                let av1 = crate::codec::av1::Av1Config::parse(&frame.payload).ok()?;
+                Some(Track { id, codec: Codec::Av1, timescale: 90_000, config: frame.payload.clone(), width: av1.width, height: av1.height, channels: 0, sample_rate: 0 })
+            }
+            Codec::Opus => {
+                let head = OpusHead::parse(&frame.payload)?;
+                Some(Track {
+                    id,
+                    codec: Codec::Opus,
+                    timescale: opus::SAMPLE_RATE,
+                    config: frame.payload.clone(),
+                    width: 0,
+                    height: 0,
+                    channels: head.channels.max(1) as u16,
+                    sample_rate: opus::SAMPLE_RATE,
+                })
+            }
             _ => None,
         }
     }
@@ -67,12 +85,15 @@ impl Track {
         self.codec.track()
     }
 
-    /// The RFC 6381 codec string (`avc1.64001f`, `mp4a.40.2`).
+    /// The RFC 6381 codec string (`avc1.64001f`, `hvc1.1.6.L93.B0`, `av01.0.04M.08`,
+    /// `mp4a.40.2`, `opus`), from the track's own configuration.
     pub fn codec_string(&self) -> String {
         match self.codec {
             Codec::H264 if self.config.len() >= 4 => format!("avc1.{:02x}{:02x}{:02x}", self.config[1], self.config[2], self.config[3]),
             Codec::H264 => "avc1".into(),
-            Codec::H265 => "hvc1.1.6.L93.B0".into(),
+            Codec::H265 => crate::codec::hevc::codec_string(&self.config).unwrap_or_else(|| "hvc1".into()),
+            Codec::Av1 => crate::codec::av1::Av1Config::parse(&self.config).map(|c| c.codec_string()).unwrap_or_else(|_| "av01".into()),
+            Codec::Opus => "opus".into(),
             Codec::Aac => format!("mp4a.40.{}", AacConfig::parse(&self.config).map(|c| c.object_type).unwrap_or(2)),
             other => other.name().to_lowercase(),
         }
@@ -205,8 +226,12 @@ pub(crate) fn write_trak_with(o: &mut BytesMut, track: &Track, duration: u32, me
 
 pub(crate) fn write_sample_entry(o: &mut BytesMut, track: &Track) {
     match track.codec {
-        Codec::H264 | Codec::H265 => {
-            let (kind, config_kind) = if track.codec == Codec::H264 { (b"avc1", b"avcC") } else { (b"hvc1", b"hvcC") };
+        Codec::H264 | Codec::H265 | Codec::Av1 => {
+            let (kind, config_kind) = match track.codec {
+                Codec::H264 => (b"avc1", b"avcC"),
+                Codec::H265 => (b"hvc1", b"hvcC"),
+                _ => (b"av01", b"av1C"),
+            };
             boxed(o, kind, |o| {
                 o.put_slice(&[0; 6]);
                 o.put_u16(1);
@@ -221,6 +246,20 @@ pub(crate) fn write_sample_entry(o: &mut BytesMut, track: &Track) {
                 o.put_u16(0x0018);
                 o.put_u16(0xffff);
                 boxed(o, config_kind, |o| o.put_slice(&track.config));
+            });
+        }
+        Codec::Opus => {
+            // AudioSampleEntry at 48 kHz, then dOps (Opus in ISOBMFF §4.3).
+            let head = OpusHead::parse(&track.config).unwrap_or_else(|| OpusHead::basic(track.channels.clamp(1, 255) as u8));
+            boxed(o, b"Opus", |o| {
+                o.put_slice(&[0; 6]);
+                o.put_u16(1);
+                o.put_slice(&[0; 8]);
+                o.put_u16(track.channels);
+                o.put_u16(16);
+                o.put_u32(0);
+                o.put_u32(opus::SAMPLE_RATE << 16);
+                boxed(o, b"dOps", |o| o.put_slice(&head.to_dops()));
             });
         }
         _ => {

@@ -67,6 +67,10 @@ struct Args {
     /// SRT players' receiver latency (the connection uses the larger of both sides').
     #[arg(long, default_value_t = 120)]
     srt_latency_ms: u64,
+    /// HLS players ask for playlists without `Accept-Encoding: gzip` (by default they take
+    /// gzip, as browsers do; parts are never compressed).
+    #[arg(long)]
+    hls_plain: bool,
     /// WebRTC peers' ICE check interval (webrtc-rs's default is 200 ms; browsers check
     /// faster while connecting).
     #[arg(long, default_value_t = 200)]
@@ -262,9 +266,11 @@ async fn flv_player(target: Target, stats: Arc<PlayerStats>, batch: Duration, lo
 /// An SRT player (srt-tokio caller): TS in, frames out through our TS demuxer. SRT delivers
 /// packets as they are released by the receive buffer, so there is no read batching.
 /// One GET on a kept-alive connection: status and body (Content-Length bodies, as the node
-/// answers playlists and parts).
-async fn http_get(socket: &mut TcpStream, host: &str, path: &str, head: &mut Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+/// answers playlists and parts). With `gzip`, the request takes gzip as browsers do and a
+/// gzip body is decompressed.
+async fn http_get(socket: &mut TcpStream, host: &str, path: &str, head: &mut Vec<u8>, gzip: bool) -> Result<(u16, Vec<u8>), String> {
+    let accept = if gzip { "Accept-Encoding: gzip, deflate, br\r\n" } else { "" };
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{accept}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
     let mut buf = [0u8; 16 * 1024];
     let end = loop {
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -289,25 +295,30 @@ async fn http_get(socket: &mut TcpStream, host: &str, path: &str, head: &mut Vec
         head.extend_from_slice(&buf[..n]);
     }
     body.extend(head.drain(..length));
+    if text.lines().any(|l| l.strip_prefix("content-encoding:").is_some_and(|v| v.trim() == "gzip")) {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut plain).map_err(|e| format!("{path}: bad gzip body: {e}"))?;
+        return Ok((status, plain));
+    }
     Ok((status, body))
 }
 
 /// An LL-HLS player as hls.js plays: the playlist, then for each part the preload-hinted part
 /// (held by the node until it exists) and a blocking reload of the delta playlist, all on one
 /// kept-alive connection. Delay: a part's arrival against the newest stamp in it.
-async fn hls_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), String> {
+async fn hls_player(target: Target, stats: Arc<PlayerStats>, gzip: bool) -> Result<(), String> {
     let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
     stats.connect_us.store(now_us(), Ordering::Relaxed);
     let (host, base) = (target.host.clone(), format!("/{}/{}", target.app, target.stream));
     let mut pending = Vec::new();
-    let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8"), &mut pending).await?;
+    let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8"), &mut pending, gzip).await?;
     if status != 200 {
         return Err(format!("playlist: {status}"));
     }
     let mut playlist = String::from_utf8_lossy(&body).into_owned();
     loop {
         let (uri, msn, part) = preload_hint(&playlist).ok_or("no preload hint (ended?)")?;
-        let (status, data) = http_get(&mut socket, &host, &format!("/{}/{uri}", target.app), &mut pending).await?;
+        let (status, data) = http_get(&mut socket, &host, &format!("/{}/{uri}", target.app), &mut pending, false).await?;
         let now = now_us();
         if status == 200 {
             stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -325,7 +336,7 @@ async fn hls_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), Strin
         }
         // Blocking on the part just fetched answers at once with the playlist whose hint is
         // the next part (as hls.js asks for the hinted part's playlist).
-        let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8?_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES"), &mut pending).await?;
+        let (status, body) = http_get(&mut socket, &host, &format!("{base}.m3u8?_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES"), &mut pending, gzip).await?;
         if status != 200 {
             return Err(format!("playlist reload: {status}"));
         }
@@ -754,6 +765,7 @@ async fn run(args: Args) -> Result<(), String> {
     let batch = Duration::from_millis(args.read_batch_ms);
     let lowat = args.read_lowat;
     let srt_latency = Duration::from_millis(args.srt_latency_ms);
+    let hls_gzip = !args.hls_plain;
     let mut players = Vec::with_capacity(args.players);
     let errors = Arc::new(AtomicU64::new(0));
     let step = Duration::from_micros(args.ramp_ms * 1000 / args.players as u64);
@@ -767,7 +779,7 @@ async fn run(args: Args) -> Result<(), String> {
                 "rtmp" => rtmp_player(target, stats, batch, lowat).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
                 "whep" => whep_player(target, stats, ice_check).await,
-                "hls" => hls_player(target, stats).await,
+                "hls" => hls_player(target, stats, hls_gzip).await,
                 _ => flv_player(target, stats, batch, lowat).await,
             };
             if result.is_err() {

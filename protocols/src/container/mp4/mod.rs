@@ -216,6 +216,21 @@ mod tests {
     }
 
     #[test]
+    fn av1_and_opus_tracks_read_back_from_their_init_segment() {
+        let config = |track: TrackKind, codec: Codec, payload: Vec<u8>| MediaFrame { track, codec, dts: 0, pts: 0, timebase: Timebase::MILLIS, keyframe: true, config: true, payload: Bytes::from(payload) };
+        let video = Track::from_config(1, &config(TrackKind::Video, Codec::Av1, crate::codec::av1::sample::AV1C_320X240.to_vec())).unwrap();
+        let head = crate::codec::opus::OpusHead { channels: 2, pre_skip: 312, input_sample_rate: 44_100, output_gain: 0, mapping_family: 0, mapping: Vec::new() };
+        let audio = Track::from_config(2, &config(TrackKind::Audio, Codec::Opus, head.to_bytes())).unwrap();
+        assert_eq!((video.width, video.height, video.codec_string()), (320, 240, "av01.0.00M.08".to_string()));
+        assert_eq!((audio.timescale, audio.channels, audio.codec_string()), (48_000, 2, "opus".to_string()));
+        let init = init_segment(&[video.clone(), audio.clone()]);
+        let read = super::read_init(&init).unwrap();
+        assert_eq!(read, vec![video, audio]);
+        // Not an OpusHead: no track, rather than a wrong one.
+        assert!(Track::from_config(2, &config(TrackKind::Audio, Codec::Opus, vec![1, 2, 3])).is_none());
+    }
+
+    #[test]
     fn fragments_read_back_as_written() {
         let (video, audio) = tracks();
         let init = init_segment(&[video.clone(), audio.clone()]);

@@ -152,10 +152,11 @@ fn track_of(trak: &Mp4Box<'_>, id: u32) -> Result<Option<Track>, Mp4Error> {
     // version/flags, entry_count, then the sample entries.
     let Some(entry) = stsd.children_from(8).next().transpose()? else { return Ok(None) };
     let track = match &entry.kind {
-        b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
+        b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"av01" => {
             // VisualSampleEntry: 78 bytes of fields, then boxes.
             let (codec, config_kind) = match &entry.kind {
                 b"avc1" | b"avc3" => (Codec::H264, b"avcC"),
+                b"av01" => (Codec::Av1, b"av1C"),
                 _ => (Codec::H265, b"hvcC"),
             };
             let Some(config) = find(entry.children_from(78), config_kind)? else { return Ok(None) };
@@ -185,6 +186,21 @@ fn track_of(trak: &Mp4Box<'_>, id: u32) -> Result<Option<Track>, Mp4Error> {
                 height: 0,
                 channels: aac.channel_config.max(1) as u16,
                 sample_rate: aac.sample_rate,
+            }
+        }
+        b"Opus" => {
+            // AudioSampleEntry, then dOps; the track keeps the OpusHead that frames carry.
+            let Some(dops) = find(entry.children_from(28), b"dOps")? else { return Ok(None) };
+            let Some(head) = crate::codec::opus::OpusHead::from_dops(dops.body) else { return Ok(None) };
+            Track {
+                id,
+                codec: Codec::Opus,
+                timescale,
+                config: Bytes::from(head.to_bytes()),
+                width: 0,
+                height: 0,
+                channels: head.channels.max(1) as u16,
+                sample_rate: crate::codec::opus::SAMPLE_RATE,
             }
         }
         _ => return Ok(None),

@@ -1,0 +1,265 @@
+//! AV1 headers: the `AV1CodecConfigurationRecord` (`av1C`, AV1 Codec ISO Media File Format
+//! Binding §2.3) that enhanced RTMP's sequence start carries, and the frame size from the
+//! sequence header OBU in it (AV1 Bitstream §5.5).
+
+use crate::bits::{BitReader, BitsError};
+
+/// OBU type of a sequence header.
+const OBU_SEQUENCE_HEADER: u8 = 1;
+
+/// What the node reads of an AV1 stream's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Av1Config {
+    /// `seq_profile` (0 main, 1 high, 2 professional).
+    pub profile: u8,
+    /// `seq_level_idx` of operating point 0.
+    pub level: u8,
+    /// `seq_tier` of operating point 0 (true: high tier).
+    pub high_tier: bool,
+    /// Bits per sample: 8, 10 or 12.
+    pub bit_depth: u8,
+    /// Monochrome (no chroma planes).
+    pub monochrome: bool,
+    /// `max_frame_width_minus_1 + 1` of the sequence header (0 when the record has none).
+    pub width: u32,
+    /// `max_frame_height_minus_1 + 1` of the sequence header (0 when the record has none).
+    pub height: u32,
+}
+
+/// Why an `av1C` record was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Av1Error {
+    /// Shorter than the 4 fixed bytes, or the marker/version byte is not 0x81.
+    #[error("not an AV1CodecConfigurationRecord ({0})")]
+    NotARecord(&'static str),
+    /// The sequence header OBU in the record is cut short or malformed.
+    #[error("bad sequence header: {0}")]
+    SequenceHeader(String),
+}
+
+impl From<BitsError> for Av1Error {
+    fn from(e: BitsError) -> Self {
+        Av1Error::SequenceHeader(e.to_string())
+    }
+}
+
+impl Av1Config {
+    /// Reads an `av1C` record: profile, level, tier and depth from its fixed bytes, the frame
+    /// size from the sequence header OBU among its `configOBUs` (when there is one).
+    pub fn parse(record: &[u8]) -> Result<Av1Config, Av1Error> {
+        if record.len() < 4 {
+            return Err(Av1Error::NotARecord("shorter than 4 bytes"));
+        }
+        if record[0] != 0x81 {
+            return Err(Av1Error::NotARecord("marker/version byte is not 0x81"));
+        }
+        let high_bitdepth = record[2] & 0x40 != 0;
+        let twelve_bit = record[2] & 0x20 != 0;
+        let mut config = Av1Config {
+            profile: record[1] >> 5,
+            level: record[1] & 0x1f,
+            high_tier: record[2] & 0x80 != 0,
+            bit_depth: match (high_bitdepth, twelve_bit) {
+                (false, _) => 8,
+                (true, false) => 10,
+                (true, true) => 12,
+            },
+            monochrome: record[2] & 0x10 != 0,
+            width: 0,
+            height: 0,
+        };
+        if let Some(header) = sequence_header(&record[4..])? {
+            let (width, height) = frame_size(header)?;
+            config.width = width;
+            config.height = height;
+        }
+        Ok(config)
+    }
+
+    /// The RFC 6381 codec string (`av01.P.LLT.DD`, AV1-ISOBMFF Annex A).
+    pub fn codec_string(&self) -> String {
+        format!("av01.{}.{:02}{}.{:02}", self.profile, self.level, if self.high_tier { 'H' } else { 'M' }, self.bit_depth)
+    }
+}
+
+/// The payload of the first sequence header OBU in `obus` (low-overhead bitstream format:
+/// every OBU but the last has a size field).
+fn sequence_header(mut obus: &[u8]) -> Result<Option<&[u8]>, Av1Error> {
+    while let Some(&header) = obus.first() {
+        let kind = (header >> 3) & 0x0f;
+        let extension = header & 0x04 != 0;
+        let has_size = header & 0x02 != 0;
+        let mut at = 1 + extension as usize;
+        let size = if has_size {
+            let (size, used) = leb128(obus.get(at..).unwrap_or(&[])).ok_or_else(|| Av1Error::SequenceHeader("OBU size cut short".into()))?;
+            at += used;
+            size
+        } else {
+            obus.len().saturating_sub(at)
+        };
+        let end = at.checked_add(size).filter(|&end| end <= obus.len()).ok_or_else(|| Av1Error::SequenceHeader(format!("an OBU of {size} bytes runs past the record")))?;
+        if kind == OBU_SEQUENCE_HEADER {
+            return Ok(Some(&obus[at..end]));
+        }
+        obus = &obus[end..];
+    }
+    Ok(None)
+}
+
+/// An unsigned LEB128 value of at most 8 bytes and how many bytes it used.
+fn leb128(data: &[u8]) -> Option<(usize, usize)> {
+    let mut value: u64 = 0;
+    for (i, &byte) in data.iter().take(8).enumerate() {
+        value |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return usize::try_from(value).ok().map(|v| (v, i + 1));
+        }
+    }
+    None
+}
+
+/// `max_frame_width_minus_1 + 1` and `max_frame_height_minus_1 + 1` of a sequence header
+/// OBU's payload, reading past the timing, decoder model and operating point fields before
+/// them.
+fn frame_size(header: &[u8]) -> Result<(u32, u32), Av1Error> {
+    let mut r = BitReader::new(header);
+    let _profile = r.bits(3)?;
+    let _still_picture = r.bit()?;
+    let reduced_still_picture_header = r.bit()?;
+    if reduced_still_picture_header {
+        let _level = r.bits(5)?;
+    } else {
+        let mut decoder_model_info = false;
+        let mut buffer_delay_bits = 0;
+        if r.bit()? {
+            // timing_info(): display tick, time scale, equal_picture_interval (+ uvlc).
+            r.skip(64)?;
+            if r.bit()? {
+                uvlc(&mut r)?;
+            }
+            decoder_model_info = r.bit()?;
+            if decoder_model_info {
+                buffer_delay_bits = r.bits(5)? + 1;
+                r.skip(32 + 5 + 5)?;
+            }
+        }
+        let initial_display_delay = r.bit()?;
+        let operating_points = r.bits(5)? + 1;
+        for _ in 0..operating_points {
+            let _idc = r.bits(12)?;
+            let level = r.bits(5)?;
+            if level > 7 {
+                let _tier = r.bit()?;
+            }
+            if decoder_model_info && r.bit()? {
+                r.skip(2 * buffer_delay_bits as usize + 1)?;
+            }
+            if initial_display_delay && r.bit()? {
+                r.skip(4)?;
+            }
+        }
+    }
+    let width_bits = r.bits(4)? + 1;
+    let height_bits = r.bits(4)? + 1;
+    let width = r.bits(width_bits)? + 1;
+    let height = r.bits(height_bits)? + 1;
+    Ok((width, height))
+}
+
+/// `uvlc()` (AV1 §4.10.3): leading zeros, then that many bits.
+fn uvlc(r: &mut BitReader<'_>) -> Result<u32, Av1Error> {
+    let mut zeros = 0;
+    while !r.bit()? {
+        zeros += 1;
+        if zeros >= 32 {
+            return Ok(u32::MAX);
+        }
+    }
+    if zeros == 0 {
+        return Ok(0);
+    }
+    Ok(r.bits(zeros)? + ((1u32 << zeros) - 1))
+}
+
+#[cfg(test)]
+pub(crate) mod sample {
+    /// The `av1C` of a 320x240 8-bit 4:2:0 main-profile stream as SVT-AV1 wrote it through
+    /// ffmpeg's MP4 muxer: the 4 fixed bytes, then a sequence header OBU of 11 bytes.
+    pub const AV1C_320X240: [u8; 17] = [0x81, 0x00, 0x0c, 0x00, 0x0a, 0x0b, 0x02, 0x00, 0x00, 0x05, 0x21, 0xe7, 0xfd, 0xe0, 0x17, 0xc0, 0x02];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoders_record_gives_size_and_codec_string() {
+        let config = Av1Config::parse(&sample::AV1C_320X240).unwrap();
+        assert_eq!((config.width, config.height), (320, 240));
+        assert_eq!((config.profile, config.level, config.high_tier, config.bit_depth, config.monochrome), (0, 0, false, 8, false));
+        assert_eq!(config.codec_string(), "av01.0.00M.08");
+    }
+
+    #[test]
+    fn profile_level_tier_and_depth_come_from_the_fixed_bytes() {
+        // profile 1, level 13 (5.1), high tier, 10-bit; no configOBUs.
+        let config = Av1Config::parse(&[0x81, 0x2d, 0xc0, 0x00]).unwrap();
+        assert_eq!(config.codec_string(), "av01.1.13H.10");
+        assert_eq!((config.width, config.height), (0, 0));
+    }
+
+    #[test]
+    fn bad_records_are_refused_with_a_reason() {
+        assert!(matches!(Av1Config::parse(&[0x81, 0]), Err(Av1Error::NotARecord(_))));
+        assert!(matches!(Av1Config::parse(&[0x01, 0, 0, 0]), Err(Av1Error::NotARecord(_))));
+        // The OBU claims 11 bytes but 3 follow.
+        assert!(matches!(Av1Config::parse(&sample::AV1C_320X240[..9]), Err(Av1Error::SequenceHeader(_))));
+        // A sequence header cut inside its fields.
+        let mut cut = sample::AV1C_320X240[..8].to_vec();
+        cut[5] = 2;
+        assert!(matches!(Av1Config::parse(&cut), Err(Av1Error::SequenceHeader(_))));
+    }
+
+    #[test]
+    fn timing_info_and_decoder_model_fields_are_read_past() {
+        // A hand-built sequence header: profile 0, timing info with equal_picture_interval
+        // (uvlc 0), decoder model info (buffer_delay_length 5 bits), one operating point at
+        // level 9 (tier bit) with decoder model parameters and no display delay, then a
+        // 1920x1080 frame size in 11-bit fields.
+        let mut bits = String::new();
+        bits += "000"; // seq_profile
+        bits += "0"; // still_picture
+        bits += "0"; // reduced_still_picture_header
+        bits += "1"; // timing_info_present_flag
+        bits += &"0".repeat(31);
+        bits += "1"; // num_units_in_display_tick = 1
+        bits += &format!("{:032b}", 25u32); // time_scale
+        bits += "1"; // equal_picture_interval
+        bits += "1"; // uvlc: 0
+        bits += "1"; // decoder_model_info_present_flag
+        bits += "00100"; // buffer_delay_length_minus_1 = 4
+        bits += &"0".repeat(32); // num_units_in_decoding_tick
+        bits += "00000"; // buffer_removal_time_length_minus_1
+        bits += "00000"; // frame_presentation_time_length_minus_1
+        bits += "0"; // initial_display_delay_present_flag
+        bits += "00000"; // operating_points_cnt_minus_1
+        bits += &"0".repeat(12); // operating_point_idc
+        bits += "01001"; // seq_level_idx 9
+        bits += "1"; // seq_tier
+        bits += "1"; // decoder_model_present_for_this_op
+        bits += &"0".repeat(5 + 5 + 1); // buffer delays and low_delay_mode_flag
+        bits += "1010"; // frame_width_bits_minus_1 = 10
+        bits += "1010"; // frame_height_bits_minus_1 = 10
+        bits += &format!("{:011b}", 1919);
+        bits += &format!("{:011b}", 1079);
+        while bits.len() % 8 != 0 {
+            bits.push('0');
+        }
+        let payload: Vec<u8> = bits.as_bytes().chunks(8).map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 2).unwrap()).collect();
+        let mut record = vec![0x81, 0x09, 0x80, 0x00, 0x0a, payload.len() as u8];
+        record.extend(&payload);
+        let config = Av1Config::parse(&record).unwrap();
+        assert_eq!((config.width, config.height), (1920, 1080));
+        assert_eq!(config.codec_string(), "av01.0.09H.08");
+    }
+}

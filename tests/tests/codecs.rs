@@ -1,0 +1,83 @@
+//! Codecs past H.264 and AAC, end to end: a static ffmpeg 9 (PyPI's imageio-ffmpeg, as Debian's
+//! ffmpeg 5.1 cannot publish them) sends AV1 and Opus over enhanced RTMP, and the LL-HLS
+//! playlist, the DASH manifest and their fMP4 segments carry `av01`/`av1C` and `Opus`/`dOps`
+//! tracks that Debian's ffprobe reads and ffmpeg decodes clean. One node for the file.
+
+use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, spawn_program, stream_of, Process};
+use estuary_tests::{http, wait_until, Node, Scratch};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+struct Shared {
+    node: Node,
+    scratch: Scratch,
+}
+
+static SHARED: LazyLock<Shared> = LazyLock::new(|| {
+    let scratch = Scratch::new("codecs");
+    let node = Node::start(&scratch, &[]);
+    Shared { node, scratch }
+});
+
+/// A live 320x240 25 fps test pattern in AV1 (SVT-AV1, 2 s GOPs) and a tone in Opus 48 kHz
+/// stereo, published over enhanced RTMP to `path`.
+fn publish_av1_opus(path: &str, name: &str) -> Process {
+    let shared = &*SHARED;
+    let args = [
+        "-hide_banner", "-v", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libsvtav1", "-preset", "12", "-g", "50", "-pix_fmt", "yuv420p", "-svtav1-params", "lp=1",
+        "-c:a", "libopus", "-b:a", "64k", "-ac", "2",
+        "-f", "flv",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(shared.node.rtmp_url(path));
+    spawn_program(&modern_ffmpeg(), args, &shared.scratch, name)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[test]
+fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
+    let node = &SHARED.node;
+    let mut publisher = publish_av1_opus("live/av1", "av1-publisher");
+    node.wait_live("live/av1", Duration::from_secs(30));
+    let both = wait_until(Duration::from_secs(10), || node.stream_info("live/av1").is_some_and(|i| i["video"]["codec"] == "AV1" && i["audio"]["codec"] == "Opus"));
+    assert!(both, "not AV1 and Opus: {:?}\n{}", node.stream_info("live/av1"), publisher.stderr());
+
+    // LL-HLS (packaged on demand: the first request waits for segments).
+    let playlist = http::get(node.ports.http, "/live/av1.m3u8").expect("playlist");
+    assert_eq!(playlist.status, 200, "{}\nnode log:\n{}", String::from_utf8_lossy(&playlist.body), node.log());
+    let playlist = String::from_utf8_lossy(&playlist.body).into_owned();
+    assert!(playlist.contains("#EXT-X-PART:"), "{playlist}");
+    let init = playlist.split("#EXT-X-MAP:URI=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or_else(|| panic!("no EXT-X-MAP in\n{playlist}"));
+    let init = http::get(node.ports.http, &format!("/live/{init}")).unwrap();
+    assert_eq!(init.status, 200);
+    for entry in [&b"av01"[..], b"av1C", b"Opus", b"dOps"] {
+        assert_eq!(count(&init.body, entry), 1, "the init segment should hold one {:?} box", String::from_utf8_lossy(entry));
+    }
+
+    // DASH: the representations' codecs come from the stream's own configuration.
+    assert!(wait_until(Duration::from_secs(20), || http::get(node.ports.http, "/live/av1.mpd").is_ok_and(|r| r.status == 200)), "no MPD:\n{}", node.log());
+    let mpd = String::from_utf8_lossy(&http::get(node.ports.http, "/live/av1.mpd").unwrap().body).into_owned();
+    assert!(mpd.contains("codecs=\"av01.0.") && mpd.contains("M.08\""), "no AV1 main-profile 8-bit codec string in\n{mpd}");
+    assert!(mpd.contains("codecs=\"opus\""), "no Opus codec string in\n{mpd}");
+
+    let urls = [format!("http://127.0.0.1:{}/live/av1.m3u8", node.ports.http), format!("http://127.0.0.1:{}/live/av1.mpd", node.ports.http)];
+    for url in &urls {
+        let streams = probe_streams(url);
+        let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("{url}: no video in {streams:?}"));
+        assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("av1"), Some(320), Some(240)), "{url}: {video}");
+        let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("{url}: no audio in {streams:?}"));
+        assert_eq!((audio["codec_name"].as_str(), audio["sample_rate"].as_str(), audio["channels"].as_u64()), (Some("opus"), Some("48000"), Some(2)), "{url}: {audio}");
+    }
+    let decoders: Vec<_> = urls.iter().cloned().map(|url| std::thread::spawn(move || (decode(&url, 5), url))).collect();
+    for decoder in decoders {
+        let ((ok, errors), url) = decoder.join().unwrap();
+        assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}\nnode log:\n{}", node.log());
+    }
+    assert!(publisher.running(), "the publisher stopped: {}", publisher.stderr());
+}
