@@ -1,7 +1,8 @@
 //! Codecs past H.264 and AAC, end to end: a static ffmpeg 9 (PyPI's imageio-ffmpeg, as Debian's
 //! ffmpeg 5.1 cannot publish them) sends AV1 and Opus over enhanced RTMP, and the LL-HLS
 //! playlist, the DASH manifest and their fMP4 segments carry `av01`/`av1C` and `Opus`/`dOps`
-//! tracks that Debian's ffprobe reads and ffmpeg decodes clean. One node for the file.
+//! tracks that Debian's ffprobe reads and ffmpeg decodes clean, and so does the DVR recording
+//! played back over HTTP-MP4. One node for the file (DVR on).
 
 use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, spawn_program, stream_of, Process};
 use estuary_tests::{http, wait_until, Node, Scratch};
@@ -15,7 +16,7 @@ struct Shared {
 
 static SHARED: LazyLock<Shared> = LazyLock::new(|| {
     let scratch = Scratch::new("codecs");
-    let node = Node::start(&scratch, &[]);
+    let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")]);
     Shared { node, scratch }
 });
 
@@ -80,4 +81,18 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
         assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}\nnode log:\n{}", node.log());
     }
     assert!(publisher.running(), "the publisher stopped: {}", publisher.stderr());
+
+    // The recording, once the publisher has gone, plays back over HTTP-MP4 with both tracks.
+    publisher.interrupt();
+    let recordings = || node.api("/api/v1/recordings?app=live&stream=av1")["recordings"].as_array().cloned().unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(20), || { let r = recordings(); !r.is_empty() && r.iter().all(|r| r["state"] != "recording") }), "recordings: {:?}\n{}", recordings(), node.log());
+    // The whole range as one progressive MP4 (the node redirects to the range it found).
+    let url = format!("http://127.0.0.1:{}/dvr/live/av1.mp4", node.ports.http);
+    let streams = probe_streams(&url);
+    let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("{url}: no video in {streams:?}"));
+    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64()), (Some("av1"), Some(320)), "{url}: {video}");
+    let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("{url}: no audio in {streams:?}"));
+    assert_eq!(audio["codec_name"].as_str(), Some("opus"), "{url}: {audio}");
+    let (ok, errors) = decode(&url, 60);
+    assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}");
 }

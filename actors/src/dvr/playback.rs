@@ -67,6 +67,8 @@ fn track_of(samples: &TrackSamples) -> Option<Track> {
         "H264" => Codec::H264,
         "H265" => Codec::H265,
         "AAC" => Codec::Aac,
+        "AV1" => Codec::Av1,
+        "Opus" => Codec::Opus,
         _ => return None,
     };
     Some(Track {

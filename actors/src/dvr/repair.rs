@@ -164,7 +164,7 @@ fn repair_mp4(store: &Store, recording: &Recording, path: &Path) -> Result<Repai
     let mut media_end_ms = recording.media_start_ms;
     for track in &tracks {
         let scale = track.timescale.max(1) as i64;
-        let video = track.codec == "H264" || track.codec == "H265";
+        let video = matches!(track.codec.as_str(), "H264" | "H265" | "AV1");
         let step = track.samples.windows(2).last().map(|w| w[1].dts - w[0].dts).unwrap_or(0);
         if let Some(last) = track.samples.last() {
             media_end_ms = media_end_ms.max((last.dts + step) * 1000 / scale);
