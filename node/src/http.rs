@@ -5,7 +5,7 @@
 //! | `/<app>/<stream>.flv` | HTTP-FLV live |
 //! | `/<app>/<stream>.ts` | HTTP-TS live (when no HLS segment has that name) |
 //! | `/<app>/<stream>.m3u8`, `-<n>.m4s`, `-<n>-p<i>.m4s`, `-init-<v>.mp4` | LL-HLS on demand, from memory (see `live_package`) |
-//! | `/<app>/<stream>.mpd`, `-video-<t>.m4s`, `-video-init-<v>.mp4` | DASH on demand, from memory |
+//! | `/<app>/<stream>.mpd`, `-video-<v>-<t>.m4s`, `-video-init-<v>.mp4` | DASH on demand, from memory |
 //! | `/<app>/<stream>.m3u8`, `/<app>/<stream>-<n>.ts`, `.m4s`, `-init-<n>.mp4` | HLS files (`hls.always`) |
 //! | `/<app>/<stream>.mpd`, `/<app>/<stream>-video-<n>.m4s`, `-init.mp4` | DASH files (`dash.always`) |
 //!

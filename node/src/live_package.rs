@@ -231,8 +231,8 @@ fn lookup(p: &Package, name: &FileName) -> Option<Media> {
             let index = p.tracks.iter().position(|t| estuary_protocols::cmaf::representation(t) == rep)?;
             (*v == p.init).then(|| Media::Bytes(p.init_tracks[index].clone()))
         }
-        FileName::DashSegment(rep, t) => {
-            let (index, n) = p.dash_segment(rep, *t)?;
+        FileName::DashSegment(rep, v, t) => {
+            let (index, n) = p.dash_segment(rep, *v, *t)?;
             let segment = p.segment(n)?;
             Some(if segment.complete { Media::Bytes(segment.track(index)) } else { Media::Growing(index, n) })
         }
@@ -252,7 +252,7 @@ fn coming(p: &Package, name: &FileName) -> bool {
             Some((last, Some(parts))) if *n == last => *i <= parts + 1,
             _ => *n == p.next_sequence() && *i <= 1,
         },
-        FileName::DashSegment(rep, t) => p.tracks.iter().position(|tr| estuary_protocols::cmaf::representation(tr) == rep).and_then(|index| p.dash_next_time(index)) == Some(*t),
+        FileName::DashSegment(rep, v, t) => *v == p.init && p.tracks.iter().position(|tr| estuary_protocols::cmaf::representation(tr) == rep).and_then(|index| p.dash_next_time(index)) == Some(*t),
         _ => false,
     }
 }

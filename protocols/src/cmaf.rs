@@ -75,6 +75,9 @@ pub struct Segment {
     bytes: usize,
     /// Bytes it holds, muxed and per track (the byte cap).
     stored: usize,
+    /// Once complete and first asked for: the whole segment, muxed (HLS) and per track
+    /// (DASH), made once and shared by every request for it.
+    whole: std::sync::OnceLock<(Bytes, Vec<Bytes>)>,
 }
 
 impl Segment {
@@ -85,12 +88,30 @@ impl Segment {
 
     /// The whole segment of every track (HLS): its parts concatenated.
     pub fn muxed(&self) -> Bytes {
-        concat(self.parts.iter().map(|p| &p.muxed))
+        match self.whole() {
+            Some((muxed, _)) => muxed.clone(),
+            None => concat(self.parts.iter().map(|p| &p.muxed)),
+        }
     }
 
     /// The segment of track `index` (DASH).
     pub fn track(&self, index: usize) -> Bytes {
-        concat(self.parts.iter().filter_map(|p| p.tracks.get(index)))
+        match self.whole() {
+            Some((_, tracks)) => tracks.get(index).cloned().unwrap_or_default(),
+            None => concat(self.parts.iter().filter_map(|p| p.tracks.get(index))),
+        }
+    }
+
+    /// The concatenations of a complete segment, made the first time they are asked for.
+    fn whole(&self) -> Option<&(Bytes, Vec<Bytes>)> {
+        if !self.complete {
+            return None;
+        }
+        Some(self.whole.get_or_init(|| {
+            let tracks = self.parts.iter().map(|p| p.tracks.len()).max().unwrap_or(0);
+            let per_track = (0..tracks).map(|index| concat(self.parts.iter().filter_map(|p| p.tracks.get(index)))).collect();
+            (concat(self.parts.iter().map(|p| &p.muxed)), per_track)
+        }))
     }
 }
 
@@ -104,6 +125,12 @@ fn concat<'a>(parts: impl Iterator<Item = &'a Bytes>) -> Bytes {
         out.extend_from_slice(part);
     }
     out.freeze()
+}
+
+/// A duration in ms as whole seconds, rounded to the nearest (how EXTINF compares with the
+/// target duration).
+fn rounded_s(ms: i64) -> u64 {
+    (ms.max(0) as u64 + 500) / 1000
 }
 
 /// The DASH representation id of a track.
@@ -149,6 +176,9 @@ pub struct Package {
     discontinuity: bool,
     /// Segments ended early at the byte cap.
     pub capped: u64,
+    /// The longest complete segment so far, whole seconds: the target duration never falls
+    /// below it once announced (RFC 8216bis §4.4.3.1: it must not change).
+    longest_s: u64,
     /// The stream ended (`EXT-X-ENDLIST`).
     pub ended: bool,
     /// The wall clock (Unix ms) at media time zero: the least `arrival - dts` of the video
@@ -193,6 +223,7 @@ impl Package {
             audio_next: Vec::new(),
             discontinuity: false,
             capped: 0,
+            longest_s: 0,
             ended: false,
             clock_offset_ms: None,
         }
@@ -363,6 +394,7 @@ impl Package {
             spans: vec![None; self.tracks.len()],
             bytes: 0,
             stored: 0,
+            whole: std::sync::OnceLock::new(),
         });
         self.part_start_ms = dts;
     }
@@ -471,6 +503,7 @@ impl Package {
         let empty = match self.segments.back_mut() {
             Some(segment) => {
                 segment.complete = true;
+                self.longest_s = self.longest_s.max(rounded_s(segment.duration_ms()));
                 segment.parts.is_empty()
             }
             None => true,
@@ -540,11 +573,11 @@ impl Package {
     }
 
     /// The HLS target duration, s: the segment target rounded up, raised to cover every
-    /// listed segment.
+    /// segment listed now or before (it only rises: players may keep the first one they saw).
     pub fn target_duration(&self) -> u64 {
         let configured = (self.settings.segment_ms as u64).div_ceil(1000);
-        let longest = self.segments.iter().map(|s| (s.duration_ms() as f64 / 1000.0).round() as u64).max().unwrap_or(0);
-        configured.max(longest).max(1)
+        let longest = self.segments.iter().map(|s| rounded_s(s.duration_ms())).max().unwrap_or(0);
+        configured.max(longest).max(self.longest_s).max(1)
     }
 
     /// The LL-HLS media playlist. URIs are relative: `<stream>-init-<v>.mp4`,
@@ -679,7 +712,7 @@ impl Package {
                     channels: track.channels,
                     timescale: track.timescale,
                     initialization: format!("{stream}-{id}-init-{}.mp4", self.init),
-                    media: format!("{stream}-{id}-$Time$.m4s"),
+                    media: format!("{stream}-{id}-{}-$Time$.m4s", self.init),
                     start_number: listed.first().map(|s| s.sequence).unwrap_or(0),
                     timeline,
                 }
@@ -700,9 +733,14 @@ impl Package {
         mpd.render()
     }
 
-    /// The DASH segment of representation `rep` (`video`/`audio`) starting at `time` (in the
-    /// track's timescale): its track index and sequence number.
-    pub fn dash_segment(&self, rep: &str, time: u64) -> Option<(usize, u64)> {
+    /// The DASH segment of representation `rep` (`video`/`audio`) of initialization segment
+    /// `init` starting at `time` (in the track's timescale): its track index and sequence
+    /// number. Only the current initialization segment's segments are served (the MPD lists
+    /// no other).
+    pub fn dash_segment(&self, rep: &str, init: u32, time: u64) -> Option<(usize, u64)> {
+        if init != self.init {
+            return None;
+        }
         let index = self.tracks.iter().position(|t| representation(t) == rep)?;
         let segment = self.segments.iter().find(|s| s.init == self.init && s.spans.get(index).copied().flatten().is_some_and(|(start, _)| start.max(0) as u64 == time))?;
         Some((index, segment.sequence))
@@ -776,8 +814,9 @@ pub enum FileName {
     HlsPart(u64, usize),
     /// `<stream>-<rep>-init-<v>.mp4`: a DASH initialization segment.
     DashInit(String, u32),
-    /// `<stream>-<rep>-<time>.m4s`: a DASH segment.
-    DashSegment(String, u64),
+    /// `<stream>-<rep>-<v>-<time>.m4s`: a DASH segment of initialization segment `v` (the
+    /// version keeps names unique when a republish starts the media time again).
+    DashSegment(String, u32, u64),
 }
 
 /// The ways `stem.extension` can be read as a package file: (stream name, file), longest
@@ -804,9 +843,9 @@ pub fn parse_file_name(stem: &str, extension: &str) -> Vec<(String, FileName)> {
                 if let (Some(index), Some(msn)) = (pieces[n - 1].strip_prefix('p').and_then(number), number(pieces[n - 2])) {
                     out.push((join(n - 2), FileName::HlsPart(msn, index as usize)));
                 }
-                if matches!(pieces[n - 2], "video" | "audio") {
-                    if let Some(time) = number(pieces[n - 1]) {
-                        out.push((join(n - 2), FileName::DashSegment(pieces[n - 2].to_string(), time)));
+                if n >= 4 && matches!(pieces[n - 3], "video" | "audio") {
+                    if let (Some(v), Some(time)) = (number(pieces[n - 2]).and_then(|v| u32::try_from(v).ok()), number(pieces[n - 1])) {
+                        out.push((join(n - 3), FileName::DashSegment(pieces[n - 3].to_string(), v, time)));
                     }
                 }
             }
@@ -868,6 +907,19 @@ mod tests {
     }
 
     #[test]
+    fn the_target_duration_never_falls_when_a_long_segment_leaves_the_window() {
+        let mut package = package();
+        // One 6 s GOP, then 2 s GOPs until the long segment has left the window of three.
+        feed(&mut package, 0, 6_000, 6_000);
+        feed(&mut package, 6_000, 8_000, 2_000);
+        assert_eq!(package.target_duration(), 6);
+        feed(&mut package, 8_000, 20_000, 2_000);
+        assert!(package.segments.iter().all(|s| s.duration_ms() <= 2_000), "the long segment is still listed");
+        assert_eq!(package.target_duration(), 6);
+        assert!(package.render_hls("s", false, &[]).contains("#EXT-X-TARGETDURATION:6\n"));
+    }
+
+    #[test]
     fn parts_never_exceed_the_target_and_segments_start_at_keyframes() {
         let mut package = package();
         feed(&mut package, 0, 10_000, 2000);
@@ -888,6 +940,10 @@ mod tests {
             assert_eq!(&whole[4..8], b"styp");
             assert_eq!(whole.windows(4).filter(|w| w == b"styp").count(), 1);
             assert_eq!(whole.windows(4).filter(|w| w == b"moof").count(), segment.parts.len());
+            // Made once and shared by later requests, per track too.
+            assert_eq!(segment.muxed().as_ptr(), whole.as_ptr());
+            assert_eq!(segment.track(1).as_ptr(), segment.track(1).as_ptr());
+            assert_eq!(segment.track(1).windows(4).filter(|w| w == b"moof").count(), segment.parts.len());
         }
         // Numbering: the oldest left the window.
         assert_eq!(package.segments.front().unwrap().sequence, 1);
@@ -968,6 +1024,24 @@ mod tests {
     }
 
     #[test]
+    fn a_republish_starting_its_clock_again_gets_new_dash_segment_names() {
+        let mut package = package();
+        feed(&mut package, 0, 5_000, 2000);
+        let before = package.render_mpd("s", 10_000, 2_500);
+        assert!(before.contains("media=\"s-video-0-$Time$.m4s\"") && before.contains("<S t=\"0\""), "{before}");
+        package.resume();
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+        feed(&mut package, 0, 5_000, 2000);
+        let after = package.render_mpd("s", 20_000, 2_500);
+        // The same media times again, under other names: a cache never serves the old bytes.
+        assert!(after.contains("media=\"s-video-1-$Time$.m4s\"") && after.contains("<S t=\"0\""), "{after}");
+        assert_eq!(package.dash_segment("video", 0, 0), None);
+        assert!(package.dash_segment("video", 1, 0).is_some());
+    }
+
+    #[test]
     fn the_mpd_announces_the_segment_being_cut_and_finds_it_by_time() {
         let mut package = package();
         feed(&mut package, 0, 5_000, 2000);
@@ -977,7 +1051,9 @@ mod tests {
         // the previous duration.
         assert!(video.contains("<S t=\"0\" d=\"180000\"/>") && video.matches("<S d=\"180000\"/>").count() == 2, "{video}");
         assert!(mpd.contains("availabilityTimeOffset=\"1.500\"") && mpd.contains("target=\"2500\""), "{mpd}");
-        let (index, sequence) = package.dash_segment("video", 360_000).expect("the segment being cut");
+        assert!(mpd.contains("media=\"s-video-0-$Time$.m4s\""), "{mpd}");
+        let (index, sequence) = package.dash_segment("video", 0, 360_000).expect("the segment being cut");
+        assert_eq!(package.dash_segment("video", 1, 360_000), None, "another initialization segment's name");
         assert_eq!((index, sequence), (0, 2));
         assert!(!package.segment(2).unwrap().complete);
         assert_eq!(package.dash_next_time(0), Some(360_000));
@@ -1038,7 +1114,8 @@ mod tests {
     fn file_names_parse_with_dashes_in_the_stream_name() {
         assert_eq!(parse_file_name("cam-1-12-p3", "m4s")[0], ("cam-1".to_string(), FileName::HlsPart(12, 3)));
         assert!(parse_file_name("cam-1-12", "m4s").contains(&("cam-1".to_string(), FileName::HlsSegment(12))));
-        assert!(parse_file_name("cam-video-900", "m4s").contains(&("cam".to_string(), FileName::DashSegment("video".into(), 900))));
+        assert!(parse_file_name("cam-video-3-900", "m4s").contains(&("cam".to_string(), FileName::DashSegment("video".into(), 3, 900))));
+        assert!(!parse_file_name("cam-video-900", "m4s").iter().any(|(_, name)| matches!(name, FileName::DashSegment(..))));
         assert!(parse_file_name("cam-audio-init-2", "mp4").contains(&("cam".to_string(), FileName::DashInit("audio".into(), 2))));
         assert!(parse_file_name("cam-init-0", "mp4").contains(&("cam".to_string(), FileName::HlsInit(0))));
         assert!(parse_file_name("12", "m4s").is_empty());

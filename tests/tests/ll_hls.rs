@@ -260,7 +260,9 @@ fn playlists_keep_the_rfc8216bis_rules_block_as_asked_and_skip_in_delta_updates(
     let first: u64 = timeline.split("<S t=\"").nth(1).and_then(|s| s.split('"').next()).and_then(|v| v.parse().ok()).expect("a start");
     let durations: Vec<u64> = timeline.split(" d=\"").skip(1).filter_map(|s| s.split('"').next()?.parse::<u64>().ok()).collect();
     let last = first + durations[..durations.len() - 1].iter().sum::<u64>();
-    let early = http::get(node.ports.http, &format!("/live/v-video-{last}.m4s")).unwrap();
+    let media = video.split("media=\"").nth(1).and_then(|s| s.split('"').next()).expect("a media template");
+    assert!(media.starts_with("v-video-") && media.ends_with("-$Time$.m4s"), "{media}");
+    let early = http::get(node.ports.http, &format!("/live/{}", media.replace("$Time$", &last.to_string()))).unwrap();
     assert_eq!(early.status, 200, "{}", String::from_utf8_lossy(&early.body));
     assert!(early.headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked"), "{:?}", early.headers);
     let moofs = early.body.windows(4).filter(|w| *w == b"moof").count();
