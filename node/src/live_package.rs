@@ -6,12 +6,18 @@
 //! | `/<app>/<stream>.m3u8` | LL-HLS media playlist; `_HLS_msn`/`_HLS_part` block until that part exists, `_HLS_skip=YES` gives a delta update |
 //! | `/<app>/<stream>-init-<v>.mp4`, `-<n>.m4s`, `-<n>-p<i>.m4s` | initialization segment, whole segment, part |
 //! | `/<app>/<stream>.mpd` | DASH MPD (low-latency signalling) |
-//! | `/<app>/<stream>-<video\|audio>-init-<v>.mp4`, `-<video\|audio>-<t>.m4s` | DASH initialization segment and segment (`$Time$`); a segment still being cut is sent chunk by chunk |
+//! | `/<app>/<stream>-<video\|audio>-init-<v>.mp4`, `-<video\|audio>-<v>-<t>.m4s` | DASH initialization segment and segment (`$Time$` under initialization segment `v`, so a republish that starts its clock again never reuses a name); a segment still being cut is sent chunk by chunk |
 //!
 //! The first playlist or MPD request of a live stream starts its package and waits for its
 //! first two segments (one, when the second takes longer than three segment targets), up to
 //! [`FIRST_SEGMENT_WAIT`]. Playlists are `no-cache` with an `ETag`;
 //! segments and parts never change under their name and are cacheable, with `Range` support.
+//! Playlists and MPDs of at least [`GZIP_MIN_BYTES`] go gzip-compressed to clients whose
+//! `Accept-Encoding` takes it (compressed once per version of a shared playlist, with its own
+//! `ETag` and `Vary: Accept-Encoding`); segments and parts, already compressed media, never are.
+//!
+//! Tracks: H.264 (`avc1`), H.265 (`hvc1`), AV1 (`av01`) and AAC (`mp4a`), Opus (`Opus`), each
+//! with the codec string of its own configuration in the master playlist and the MPD.
 
 use crate::AppState;
 use actix_web::{http::header, HttpRequest, HttpResponse};
