@@ -46,25 +46,38 @@ pub struct Rendered {
     pub text: Arc<str>,
     pub etag: Arc<str>,
     gzip: std::sync::OnceLock<bytes::Bytes>,
+    /// Compression level: the default for a shared playlist (compressed once), the fastest
+    /// for a text rendered for one request (a tokenised playlist, one with rendition reports,
+    /// an MPD), which is compressed on every request.
+    level: flate2::Compression,
 }
 
 impl Rendered {
+    /// A text many responses share.
     pub fn new(text: impl Into<Arc<str>>) -> Rendered {
-        let text = text.into();
+        Rendered::with_level(text.into(), flate2::Compression::default())
+    }
+
+    /// A text rendered for one response.
+    pub fn once(text: impl Into<Arc<str>>) -> Rendered {
+        Rendered::with_level(text.into(), flate2::Compression::fast())
+    }
+
+    fn with_level(text: Arc<str>, level: flate2::Compression) -> Rendered {
         let etag = etag_of(&text);
-        Rendered { text, etag, gzip: std::sync::OnceLock::new() }
+        Rendered { text, etag, gzip: std::sync::OnceLock::new(), level }
     }
 
     /// The text gzip-compressed.
     pub fn gzipped(&self) -> bytes::Bytes {
-        self.gzip.get_or_init(|| gzip(self.text.as_bytes())).clone()
+        self.gzip.get_or_init(|| gzip(self.text.as_bytes(), self.level)).clone()
     }
 }
 
-/// `data` as a gzip member (RFC 1952) at the default level.
-pub fn gzip(data: &[u8]) -> bytes::Bytes {
+/// `data` as a gzip member (RFC 1952) at `level`.
+pub fn gzip(data: &[u8], level: flate2::Compression) -> bytes::Bytes {
     use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), flate2::Compression::default());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), level);
     // Writing to a Vec does not fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default().into()
@@ -80,7 +93,7 @@ impl LivePackage {
     pub fn hls_playlist(&self, skip: bool, reports: &[(String, u64, Option<usize>)]) -> Arc<Rendered> {
         if !reports.is_empty() {
             // Other renditions' state is in it: rendered for this request.
-            return Arc::new(Rendered::new(self.read(|p| p.render_hls(&self.key.stream, skip, reports))));
+            return Arc::new(Rendered::once(self.read(|p| p.render_hls(&self.key.stream, skip, reports))));
         }
         let version = *self.version.borrow();
         let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,7 +5,7 @@
 //! | `/<app>/<stream>.flv` | HTTP-FLV live |
 //! | `/<app>/<stream>.ts` | HTTP-TS live (when no HLS segment has that name) |
 //! | `/<app>/<stream>.m3u8`, `-<n>.m4s`, `-<n>-p<i>.m4s`, `-init-<v>.mp4` | LL-HLS on demand, from memory (see `live_package`) |
-//! | `/<app>/<stream>.mpd`, `-video-<v>-<t>.m4s`, `-video-init-<v>.mp4` | DASH on demand, from memory |
+//! | `/<app>/<stream>.mpd`, `-video-v<v>-t<t>.m4s`, `-video-init-v<v>.mp4` | DASH on demand, from memory |
 //! | `/<app>/<stream>.m3u8`, `/<app>/<stream>-<n>.ts`, `.m4s`, `-init-<n>.mp4` | HLS files (`hls.always`) |
 //! | `/<app>/<stream>.mpd`, `/<app>/<stream>-video-<n>.m4s`, `-init.mp4` | DASH files (`dash.always`) |
 //!
@@ -284,9 +284,12 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
     if let Some((owner, name)) = packaged {
         let mut owner_key = StreamKey::new(&app, &owner);
         owner_key.vhost = key.vhost.clone();
-        if let Some(response) = crate::live_package::media(&state, &req, owner_key, name, extension).await {
-            return response;
-        }
+        // Not in the package (left the window, never made): not found, and never a disk file
+        // of the same name, which would be another stream's under the check made for this one.
+        return match crate::live_package::media(&state, &req, owner_key, name, extension).await {
+            Some(response) => response,
+            None => not_found(&format!("no such segment {app}/{file}")),
+        };
     }
     match extension {
         "m3u8" if hls_on_demand => match stream.strip_suffix("_master") {

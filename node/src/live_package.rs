@@ -6,7 +6,7 @@
 //! | `/<app>/<stream>.m3u8` | LL-HLS media playlist; `_HLS_msn`/`_HLS_part` block until that part exists, `_HLS_skip=YES` gives a delta update |
 //! | `/<app>/<stream>-init-<v>.mp4`, `-<n>.m4s`, `-<n>-p<i>.m4s` | initialization segment, whole segment, part |
 //! | `/<app>/<stream>.mpd` | DASH MPD (low-latency signalling) |
-//! | `/<app>/<stream>-<video\|audio>-init-<v>.mp4`, `-<video\|audio>-<v>-<t>.m4s` | DASH initialization segment and segment (`$Time$` under initialization segment `v`, so a republish that starts its clock again never reuses a name); a segment still being cut is sent chunk by chunk |
+//! | `/<app>/<stream>-<video\|audio>-init-v<v>.mp4`, `-<video\|audio>-v<v>-t<t>.m4s` | DASH initialization segment and segment (`$Time$` under initialization segment `v`, so a republish that starts its clock again never reuses a name; the `v`/`t` letters keep DASH names apart from HLS names of streams whose names end in `-video-<n>`); a segment still being cut is sent chunk by chunk |
 //!
 //! The first playlist or MPD request of a live stream starts its package and waits for its
 //! first two segments (one, when the second takes longer than three segment targets), up to
@@ -93,14 +93,27 @@ async fn ensure(state: &AppState, key: &StreamKey) -> Result<Arc<LivePackage>, H
 /// Playlists and manifests shorter than this are sent as they are: gzip would save little.
 const GZIP_MIN_BYTES: usize = 1024;
 
-/// Whether the request's `Accept-Encoding` takes gzip (listed, or `*`, without `q=0`).
+/// Whether the request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3): a `gzip` (or
+/// `x-gzip`) entry decides by its weight (`q=0` refuses); without one, a `*` entry does.
 fn accepts_gzip(req: &HttpRequest) -> bool {
-    req.headers().get_all(header::ACCEPT_ENCODING).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+    let headers = req.headers().get_all(header::ACCEPT_ENCODING).filter_map(|v| v.to_str().ok()).map(str::to_string).collect::<Vec<_>>().join(",");
+    accepts_gzip_in(&headers)
+}
+
+fn accepts_gzip_in(accept_encoding: &str) -> bool {
+    let mut explicit = None;
+    let mut any = None;
+    for item in accept_encoding.split(',') {
         let mut fields = item.split(';').map(str::trim);
         let coding = fields.next().unwrap_or("");
-        let refused = fields.any(|f| f.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)));
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-    })
+        let weight = fields.find_map(|f| f.split_once('=').filter(|(name, _)| name.trim().eq_ignore_ascii_case("q")).map(|(_, q)| q.trim().parse::<f32>().unwrap_or(0.0))).unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            explicit = Some(explicit.unwrap_or(false) || weight > 0.0);
+        } else if coding == "*" {
+            any = Some(weight > 0.0);
+        }
+    }
+    explicit.or(any).unwrap_or(false)
 }
 
 /// A playlist or manifest response: `no-cache` with an ETag (304 when the client has it),
@@ -157,7 +170,7 @@ pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, para
     }
     let rendered = package.hls_playlist(blocking.skip, &rendition_reports(state, key));
     match query(token) {
-        Some(query) => manifest_response(req, &Rendered::new(estuary_protocols::manifest::hls::with_query_on_uris(&rendered.text, &query)), "application/vnd.apple.mpegurl"),
+        Some(query) => manifest_response(req, &Rendered::once(estuary_protocols::manifest::hls::with_query_on_uris(&rendered.text, &query)), "application/vnd.apple.mpegurl"),
         None => manifest_response(req, &rendered, "application/vnd.apple.mpegurl"),
     }
 }
@@ -209,7 +222,7 @@ pub async fn manifest(state: &AppState, req: &HttpRequest, key: &StreamKey, toke
         Some(query) => estuary_protocols::manifest::dash::with_query_on_templates(&body, &query),
         None => body,
     };
-    manifest_response(req, &Rendered::new(body), "application/dash+xml")
+    manifest_response(req, &Rendered::once(body), "application/dash+xml")
 }
 
 /// The stream a media file name belongs to, when that stream has a package here.
@@ -345,4 +358,30 @@ fn growing(package: Arc<LivePackage>, index: usize, sequence: u64, content_type:
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .streaming(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip_in;
+
+    #[test]
+    fn accept_encoding_weights_decide_gzip() {
+        for (header, gzip) in [
+            ("gzip, deflate, br", true),
+            ("br;q=1.0, gzip;q=0.8, *;q=0.1", true),
+            ("x-gzip", true),
+            ("GZIP", true),
+            ("*", true),
+            ("", false),
+            ("br, deflate", false),
+            ("gzip;q=0", false),
+            ("gzip; Q=0.000", false),
+            // An explicit entry overrides the wildcard, either way round.
+            ("gzip;q=0, *", false),
+            ("*;q=0, gzip", true),
+            ("identity, *;q=0", false),
+        ] {
+            assert_eq!(accepts_gzip_in(header), gzip, "Accept-Encoding: {header}");
+        }
+    }
 }

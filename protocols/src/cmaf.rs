@@ -75,9 +75,11 @@ pub struct Segment {
     bytes: usize,
     /// Bytes it holds, muxed and per track (the byte cap).
     stored: usize,
-    /// Once complete and first asked for: the whole segment, muxed (HLS) and per track
-    /// (DASH), made once and shared by every request for it.
-    whole: std::sync::OnceLock<(Bytes, Vec<Bytes>)>,
+    /// Once complete and first asked for: the whole segment muxed (HLS), made once and shared
+    /// by every request for it (it may double what the segment holds while it is listed).
+    whole_muxed: std::sync::OnceLock<Bytes>,
+    /// The same per track (DASH), each made the first time it is asked for.
+    whole_tracks: std::sync::OnceLock<Vec<std::sync::OnceLock<Bytes>>>,
 }
 
 impl Segment {
@@ -88,30 +90,25 @@ impl Segment {
 
     /// The whole segment of every track (HLS): its parts concatenated.
     pub fn muxed(&self) -> Bytes {
-        match self.whole() {
-            Some((muxed, _)) => muxed.clone(),
-            None => concat(self.parts.iter().map(|p| &p.muxed)),
+        let made = || concat(self.parts.iter().map(|p| &p.muxed));
+        if self.complete {
+            self.whole_muxed.get_or_init(made).clone()
+        } else {
+            made()
         }
     }
 
     /// The segment of track `index` (DASH).
     pub fn track(&self, index: usize) -> Bytes {
-        match self.whole() {
-            Some((_, tracks)) => tracks.get(index).cloned().unwrap_or_default(),
-            None => concat(self.parts.iter().filter_map(|p| p.tracks.get(index))),
-        }
-    }
-
-    /// The concatenations of a complete segment, made the first time they are asked for.
-    fn whole(&self) -> Option<&(Bytes, Vec<Bytes>)> {
+        let made = || concat(self.parts.iter().filter_map(|p| p.tracks.get(index)));
         if !self.complete {
-            return None;
+            return made();
         }
-        Some(self.whole.get_or_init(|| {
-            let tracks = self.parts.iter().map(|p| p.tracks.len()).max().unwrap_or(0);
-            let per_track = (0..tracks).map(|index| concat(self.parts.iter().filter_map(|p| p.tracks.get(index)))).collect();
-            (concat(self.parts.iter().map(|p| &p.muxed)), per_track)
-        }))
+        let slots = self.whole_tracks.get_or_init(|| (0..self.parts.iter().map(|p| p.tracks.len()).max().unwrap_or(0)).map(|_| std::sync::OnceLock::new()).collect());
+        match slots.get(index) {
+            Some(slot) => slot.get_or_init(made).clone(),
+            None => Bytes::new(),
+        }
     }
 }
 
@@ -394,7 +391,8 @@ impl Package {
             spans: vec![None; self.tracks.len()],
             bytes: 0,
             stored: 0,
-            whole: std::sync::OnceLock::new(),
+            whole_muxed: std::sync::OnceLock::new(),
+            whole_tracks: std::sync::OnceLock::new(),
         });
         self.part_start_ms = dts;
     }
@@ -711,8 +709,8 @@ impl Package {
                     sample_rate: track.sample_rate,
                     channels: track.channels,
                     timescale: track.timescale,
-                    initialization: format!("{stream}-{id}-init-{}.mp4", self.init),
-                    media: format!("{stream}-{id}-{}-$Time$.m4s", self.init),
+                    initialization: format!("{stream}-{id}-init-v{}.mp4", self.init),
+                    media: format!("{stream}-{id}-v{}-t$Time$.m4s", self.init),
                     start_number: listed.first().map(|s| s.sequence).unwrap_or(0),
                     timeline,
                 }
@@ -812,46 +810,42 @@ pub enum FileName {
     HlsSegment(u64),
     /// `<stream>-<n>-p<i>.m4s`: an HLS part.
     HlsPart(u64, usize),
-    /// `<stream>-<rep>-init-<v>.mp4`: a DASH initialization segment.
+    /// `<stream>-<rep>-init-v<v>.mp4`: a DASH initialization segment.
     DashInit(String, u32),
-    /// `<stream>-<rep>-<v>-<time>.m4s`: a DASH segment of initialization segment `v` (the
+    /// `<stream>-<rep>-v<v>-t<time>.m4s`: a DASH segment of initialization segment `v` (the
     /// version keeps names unique when a republish starts the media time again).
     DashSegment(String, u32, u64),
 }
 
-/// The ways `stem.extension` can be read as a package file: (stream name, file), longest
-/// stream name first.
+/// The ways `stem.extension` can be read as a package file: (stream name, file). The four
+/// forms end differently (a bare number, `p<i>`, `init-<v>`, `init-v<v>`, `t<time>`), so a
+/// name has one reading whatever dashes and digits the stream name holds: a DASH file is never
+/// taken for an HLS file of another stream.
 pub fn parse_file_name(stem: &str, extension: &str) -> Vec<(String, FileName)> {
     let pieces: Vec<&str> = stem.split('-').collect();
     let mut out = Vec::new();
     let join = |n: usize| pieces[..n].join("-");
     let n = pieces.len();
     let number = |s: &str| s.parse::<u64>().ok().filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let version = |s: &str| number(s).and_then(|v| u32::try_from(v).ok());
+    let rep = |s: &str| matches!(s, "video" | "audio");
     match extension {
-        "mp4" => {
-            if n >= 3 && pieces[n - 2] == "init" {
-                if let Some(v) = number(pieces[n - 1]).and_then(|v| u32::try_from(v).ok()) {
-                    if n >= 4 && matches!(pieces[n - 3], "video" | "audio") {
-                        out.push((join(n - 3), FileName::DashInit(pieces[n - 3].to_string(), v)));
-                    }
-                    out.push((join(n - 2), FileName::HlsInit(v)));
-                }
+        "mp4" if n >= 3 && pieces[n - 2] == "init" => {
+            if let Some(v) = version(pieces[n - 1]) {
+                out.push((join(n - 2), FileName::HlsInit(v)));
+            } else if let Some(v) = pieces[n - 1].strip_prefix('v').and_then(version).filter(|_| n >= 4 && rep(pieces[n - 3])) {
+                out.push((join(n - 3), FileName::DashInit(pieces[n - 3].to_string(), v)));
             }
         }
-        "m4s" => {
-            if n >= 3 {
-                if let (Some(index), Some(msn)) = (pieces[n - 1].strip_prefix('p').and_then(number), number(pieces[n - 2])) {
-                    out.push((join(n - 2), FileName::HlsPart(msn, index as usize)));
-                }
-                if n >= 4 && matches!(pieces[n - 3], "video" | "audio") {
-                    if let (Some(v), Some(time)) = (number(pieces[n - 2]).and_then(|v| u32::try_from(v).ok()), number(pieces[n - 1])) {
-                        out.push((join(n - 3), FileName::DashSegment(pieces[n - 3].to_string(), v, time)));
-                    }
-                }
-            }
-            if n >= 2 {
-                if let Some(msn) = number(pieces[n - 1]) {
-                    out.push((join(n - 1), FileName::HlsSegment(msn)));
+        "m4s" if n >= 2 => {
+            let last = pieces[n - 1];
+            if let Some(msn) = number(last) {
+                out.push((join(n - 1), FileName::HlsSegment(msn)));
+            } else if let (Some(index), Some(msn)) = (last.strip_prefix('p').and_then(number), n.checked_sub(2).and_then(|i| number(pieces[i]))) {
+                out.push((join(n - 2), FileName::HlsPart(msn, index as usize)));
+            } else if let (Some(time), true) = (last.strip_prefix('t').and_then(number), n >= 4) {
+                if let (true, Some(v)) = (rep(pieces[n - 3]), pieces[n - 2].strip_prefix('v').and_then(version)) {
+                    out.push((join(n - 3), FileName::DashSegment(pieces[n - 3].to_string(), v, time)));
                 }
             }
         }
@@ -1028,7 +1022,7 @@ mod tests {
         let mut package = package();
         feed(&mut package, 0, 5_000, 2000);
         let before = package.render_mpd("s", 10_000, 2_500);
-        assert!(before.contains("media=\"s-video-0-$Time$.m4s\"") && before.contains("<S t=\"0\""), "{before}");
+        assert!(before.contains("media=\"s-video-v0-t$Time$.m4s\"") && before.contains("<S t=\"0\""), "{before}");
         package.resume();
         let (v, a) = configs();
         package.push(v, 0);
@@ -1036,7 +1030,7 @@ mod tests {
         feed(&mut package, 0, 5_000, 2000);
         let after = package.render_mpd("s", 20_000, 2_500);
         // The same media times again, under other names: a cache never serves the old bytes.
-        assert!(after.contains("media=\"s-video-1-$Time$.m4s\"") && after.contains("<S t=\"0\""), "{after}");
+        assert!(after.contains("media=\"s-video-v1-t$Time$.m4s\"") && after.contains("<S t=\"0\""), "{after}");
         assert_eq!(package.dash_segment("video", 0, 0), None);
         assert!(package.dash_segment("video", 1, 0).is_some());
     }
@@ -1051,7 +1045,7 @@ mod tests {
         // the previous duration.
         assert!(video.contains("<S t=\"0\" d=\"180000\"/>") && video.matches("<S d=\"180000\"/>").count() == 2, "{video}");
         assert!(mpd.contains("availabilityTimeOffset=\"1.500\"") && mpd.contains("target=\"2500\""), "{mpd}");
-        assert!(mpd.contains("media=\"s-video-0-$Time$.m4s\""), "{mpd}");
+        assert!(mpd.contains("media=\"s-video-v0-t$Time$.m4s\"") && mpd.contains("initialization=\"s-video-init-v0.mp4\""), "{mpd}");
         let (index, sequence) = package.dash_segment("video", 0, 360_000).expect("the segment being cut");
         assert_eq!(package.dash_segment("video", 1, 360_000), None, "another initialization segment's name");
         assert_eq!((index, sequence), (0, 2));
@@ -1114,9 +1108,13 @@ mod tests {
     fn file_names_parse_with_dashes_in_the_stream_name() {
         assert_eq!(parse_file_name("cam-1-12-p3", "m4s")[0], ("cam-1".to_string(), FileName::HlsPart(12, 3)));
         assert!(parse_file_name("cam-1-12", "m4s").contains(&("cam-1".to_string(), FileName::HlsSegment(12))));
-        assert!(parse_file_name("cam-video-3-900", "m4s").contains(&("cam".to_string(), FileName::DashSegment("video".into(), 3, 900))));
-        assert!(!parse_file_name("cam-video-900", "m4s").iter().any(|(_, name)| matches!(name, FileName::DashSegment(..))));
-        assert!(parse_file_name("cam-audio-init-2", "mp4").contains(&("cam".to_string(), FileName::DashInit("audio".into(), 2))));
+        assert_eq!(parse_file_name("cam-video-v3-t900", "m4s"), vec![("cam".to_string(), FileName::DashSegment("video".into(), 3, 900))]);
+        assert_eq!(parse_file_name("cam-audio-init-v2", "mp4"), vec![("cam".to_string(), FileName::DashInit("audio".into(), 2))]);
+        // One reading each: stream `cam-video-3`'s segment 900 and stream `cam-video`'s
+        // initialization segment 2 are not DASH files of stream `cam`.
+        assert_eq!(parse_file_name("cam-video-3-900", "m4s"), vec![("cam-video-3".to_string(), FileName::HlsSegment(900))]);
+        assert_eq!(parse_file_name("cam-video-init-2", "mp4"), vec![("cam-video".to_string(), FileName::HlsInit(2))]);
+        assert_eq!(parse_file_name("cam-video-v3-t", "m4s"), vec![]);
         assert!(parse_file_name("cam-init-0", "mp4").contains(&("cam".to_string(), FileName::HlsInit(0))));
         assert!(parse_file_name("12", "m4s").is_empty());
         assert_eq!(Blocking::parse(&[("_HLS_part".into(), "1".into())]).unwrap_err(), "_HLS_part without _HLS_msn");

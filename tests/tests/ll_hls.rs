@@ -261,7 +261,7 @@ fn playlists_keep_the_rfc8216bis_rules_block_as_asked_and_skip_in_delta_updates(
     let durations: Vec<u64> = timeline.split(" d=\"").skip(1).filter_map(|s| s.split('"').next()?.parse::<u64>().ok()).collect();
     let last = first + durations[..durations.len() - 1].iter().sum::<u64>();
     let media = video.split("media=\"").nth(1).and_then(|s| s.split('"').next()).expect("a media template");
-    assert!(media.starts_with("v-video-") && media.ends_with("-$Time$.m4s"), "{media}");
+    assert!(media.starts_with("v-video-v") && media.ends_with("-t$Time$.m4s"), "{media}");
     let early = http::get(node.ports.http, &format!("/live/{}", media.replace("$Time$", &last.to_string()))).unwrap();
     assert_eq!(early.status, 200, "{}", String::from_utf8_lossy(&early.body));
     assert!(early.headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked"), "{:?}", early.headers);

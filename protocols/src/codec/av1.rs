@@ -166,14 +166,15 @@ fn frame_size(header: &[u8]) -> Result<(u32, u32), Av1Error> {
     Ok((width, height))
 }
 
-/// `uvlc()` (AV1 §4.10.3): leading zeros, then that many bits.
+/// `uvlc()` (AV1 §4.10.3): leading zeros up to a one, then that many bits (none, and the
+/// largest value, from 32 zeros on).
 fn uvlc(r: &mut BitReader<'_>) -> Result<u32, Av1Error> {
-    let mut zeros = 0;
+    let mut zeros = 0u32;
     while !r.bit()? {
-        zeros += 1;
-        if zeros >= 32 {
-            return Ok(u32::MAX);
-        }
+        zeros = zeros.saturating_add(1);
+    }
+    if zeros >= 32 {
+        return Ok(u32::MAX);
     }
     if zeros == 0 {
         return Ok(0);
@@ -218,6 +219,20 @@ mod tests {
         let mut cut = sample::AV1C_320X240[..8].to_vec();
         cut[5] = 2;
         assert!(matches!(Av1Config::parse(&cut), Err(Av1Error::SequenceHeader(_))));
+    }
+
+    #[test]
+    fn uvlc_reads_up_to_its_one_however_many_zeros() {
+        // 0 → "1"; 4 → "00101"; 33 zeros then the one: the largest value, nothing more read.
+        let mut r = BitReader::new(&[0b1001_0100]);
+        assert_eq!(uvlc(&mut r).unwrap(), 0);
+        assert_eq!(uvlc(&mut r).unwrap(), 4);
+        let mut long = vec![0u8; 4];
+        long.extend([0b0100_0000]);
+        let mut r = BitReader::new(&long);
+        assert_eq!(uvlc(&mut r).unwrap(), u32::MAX);
+        assert_eq!(r.remaining(), 6, "the zeros and the one are consumed");
+        assert!(uvlc(&mut BitReader::new(&[0, 0])).is_err(), "no one before the end");
     }
 
     #[test]
