@@ -1,8 +1,9 @@
 //! Codecs past H.264 and AAC, end to end: a static ffmpeg 9 (PyPI's imageio-ffmpeg, as Debian's
 //! ffmpeg 5.1 cannot publish them) sends AV1 and Opus over enhanced RTMP, and the LL-HLS
 //! playlist, the DASH manifest and their fMP4 segments carry `av01`/`av1C` and `Opus`/`dOps`
-//! tracks that Debian's ffprobe reads and ffmpeg decodes clean, and so does the DVR recording
-//! played back over HTTP-MP4. One node for the file (DVR on).
+//! tracks that Debian's ffprobe reads and ffmpeg decodes clean, and headless Chromium plays
+//! through hls.js and dash.js; the DVR recording
+//! plays back over HTTP-MP4 too. One node for the file (DVR on).
 
 use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, spawn_program, stream_of, Process};
 use estuary_tests::{http, wait_until, Node, Scratch};
@@ -80,6 +81,11 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
         let ((ok, errors), url) = decoder.join().unwrap();
         assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}\nnode log:\n{}", node.log());
     }
+    // Chromium (its own AV1 decoder) plays both through hls.js and dash.js.
+    for (kind, url) in [("hls", &urls[0]), ("dash", &urls[1])] {
+        let played = estuary_tests::browser::play(kind, url, 4);
+        assert!(played["advanced"].as_f64().unwrap_or(0.0) >= 4.0 && played["width"] == 320, "{kind} in Chromium: {played}");
+    }
     assert!(publisher.running(), "the publisher stopped: {}", publisher.stderr());
 
     // The recording, once the publisher has gone, plays back over HTTP-MP4 with both tracks.
@@ -94,5 +100,35 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
     let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("{url}: no audio in {streams:?}"));
     assert_eq!(audio["codec_name"].as_str(), Some("opus"), "{url}: {audio}");
     let (ok, errors) = decode(&url, 60);
+    assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}");
+}
+
+#[test]
+fn hevc_over_enhanced_rtmp_plays_over_ll_hls_with_its_own_codec_string() {
+    let node = &SHARED.node;
+    let args = [
+        "-hide_banner", "-v", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx265", "-preset", "ultrafast", "-g", "50", "-bf", "0", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error",
+        "-c:a", "aac", "-ac", "2",
+        "-f", "flv",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(node.rtmp_url("live/hevc"));
+    let publisher = spawn_program(&modern_ffmpeg(), args, &SHARED.scratch, "hevc-publisher");
+    node.wait_live("live/hevc", Duration::from_secs(30));
+    assert!(wait_until(Duration::from_secs(10), || node.stream_info("live/hevc").is_some_and(|i| i["video"]["codec"] == "H265")), "not H.265: {:?}\n{}", node.stream_info("live/hevc"), publisher.stderr());
+    let playlist = http::get(node.ports.http, "/live/hevc.m3u8").expect("playlist");
+    assert_eq!(playlist.status, 200, "{}", node.log());
+    // The MPD names the stream's own profile and level (libx265 Main, level 2 at 320x240 25 fps:
+    // general_level_idc 60), not a constant.
+    let mpd = String::from_utf8_lossy(&http::get(node.ports.http, "/live/hevc.mpd").unwrap().body).into_owned();
+    assert!(mpd.contains("codecs=\"hvc1.1.6.L60."), "no hvc1 codec string from the stream's hvcC in\n{mpd}");
+    let url = format!("http://127.0.0.1:{}/live/hevc.m3u8", node.ports.http);
+    let streams = probe_streams(&url);
+    let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("no video in {streams:?}"));
+    assert_eq!((video["codec_name"].as_str(), video["codec_tag_string"].as_str(), video["width"].as_u64()), (Some("hevc"), Some("hvc1"), Some(320)), "{video}");
+    let (ok, errors) = decode(&url, 5);
     assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}");
 }
