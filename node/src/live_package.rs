@@ -217,6 +217,14 @@ pub async fn manifest(state: &AppState, req: &HttpRequest, key: &StreamKey, toke
         Ok(package) => package,
         Err(response) => return response,
     };
+    // After new codec parameters the MPD lists only segments of the new initialization
+    // segment: until the first of them is complete it would list nothing, so the request waits
+    // for it (up to three segment targets), as the first request of a package does.
+    let listed = |p: &Package| p.ended || p.segments.iter().any(|s| s.complete && s.init == p.init && !s.parts.is_empty());
+    if !package.read(listed) {
+        let wait = package.read(|p| Duration::from_millis(3 * p.settings().segment_ms as u64));
+        package.wait_for(listed, wait).await;
+    }
     let body = package.read(|p| p.render_mpd(&key.stream, estuary_actors::unix_ms(), DASH_TARGET_LATENCY_MS));
     let body = match query(token) {
         Some(query) => estuary_protocols::manifest::dash::with_query_on_templates(&body, &query),

@@ -132,3 +132,31 @@ fn hevc_over_enhanced_rtmp_plays_over_ll_hls_with_its_own_codec_string() {
     let (ok, errors) = decode(&url, 5);
     assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}");
 }
+
+#[test]
+fn the_mpd_waits_for_the_new_initialization_segment_after_a_codec_change() {
+    let node = &SHARED.node;
+    let publish = |size: &'static str, name: &str| estuary_tests::ffmpeg::publish(&node.rtmp_url("live/change"), &estuary_tests::ffmpeg::Source { size, ..Default::default() }, &SHARED.scratch, name);
+    let mut first = publish("320x240", "change-first");
+    node.wait_live("live/change", Duration::from_secs(30));
+    let mpd = http::get(node.ports.http, "/live/change.mpd").expect("MPD");
+    assert!(String::from_utf8_lossy(&mpd.body).contains("width=\"320\""), "{}", String::from_utf8_lossy(&mpd.body));
+    // The same stream again at another size: new parameters, a new initialization segment.
+    first.kill();
+    let _second = publish("640x360", "change-second");
+    assert!(wait_until(Duration::from_secs(30), || node.stream_info("live/change").is_some_and(|i| i["video"]["width"] == 640 && i["publish"]["active"] == true)), "{:?}", node.stream_info("live/change"));
+    // Asked for at any moment of the switch (before the first segment of the new parameters
+    // is complete too), the MPD lists the stream, never no representation at all; the new
+    // size arrives.
+    let mut seen_new = false;
+    let mut polls = 0;
+    while !seen_new && polls < 200 {
+        polls += 1;
+        let mpd = http::get(node.ports.http, "/live/change.mpd").expect("MPD");
+        let text = String::from_utf8_lossy(&mpd.body);
+        assert!(mpd.status == 200 && text.contains("<Representation id=\"video\""), "poll {polls}: {} {text}", mpd.status);
+        seen_new = text.contains("width=\"640\"");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen_new, "the MPD never listed the 640x360 stream");
+}
