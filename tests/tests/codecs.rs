@@ -81,6 +81,16 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
         let ((ok, errors), url) = decoder.join().unwrap();
         assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}\nnode log:\n{}", node.log());
     }
+    // HTTP-TS: MPEG-TS has no AV1 mapping here, so the stream's TS carries its Opus (private
+    // PES data with the Opus registration descriptor), which ffmpeg reads and decodes.
+    let ts = format!("http://127.0.0.1:{}/live/av1.ts", node.ports.http);
+    let streams = probe_streams(&ts);
+    assert!(stream_of(&streams, "video").is_none(), "{streams:?}");
+    let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("{ts}: no audio in {streams:?}"));
+    assert_eq!((audio["codec_name"].as_str(), audio["channels"].as_u64()), (Some("opus"), Some(2)), "{ts}: {audio}");
+    let (ok, errors) = decode(&ts, 5);
+    assert!(ok && errors.trim().is_empty(), "{ts}: decode not clean: {errors}");
+
     // Chromium (its own AV1 decoder) plays both through hls.js and dash.js.
     for (kind, url) in [("hls", &urls[0]), ("dash", &urls[1])] {
         let played = estuary_tests::browser::play(kind, url, 4);

@@ -7,7 +7,11 @@
 //! audio on 0x101. Each frame becomes one PES packet. H.264/H.265 access units are written as
 //! Annex B with an access unit delimiter first and the parameter sets from the sequence
 //! header in front of every keyframe (so any segment can start decoding); AAC frames get an
-//! ADTS header built from the AudioSpecificConfig. Keyframes set `random_access_indicator`,
+//! ADTS header built from the AudioSpecificConfig. Opus goes as private PES data
+//! (`private_stream_1`, stream type 0x06) named by a registration descriptor `Opus` and a DVB
+//! extension descriptor with the channel configuration, each packet after its control header
+//! (prefix 0x3ff, then the size); the muxer writes Opus, the demuxer does not read it yet. AV1
+//! has no TS mapping here and is left out. Keyframes set `random_access_indicator`,
 //! every video PES carries a PCR equal to its DTS. Continuity counters run per PID.
 //!
 //! ## Demuxing
@@ -258,6 +262,27 @@ pub(crate) mod tests {
             assert_eq!(got.payload, want.payload);
             assert_eq!((got.dts_ms(), got.pts_ms()), (want.dts_ms(), want.pts_ms()));
         }
+    }
+
+    #[test]
+    fn opus_goes_as_registered_private_data_with_control_headers() {
+        let head = crate::codec::opus::OpusHead::basic(1).to_bytes();
+        let mut muxer = TsMuxer::new(None, Some(Codec::Opus));
+        let mut out = BytesMut::new();
+        muxer.write_frame(&ms_frame(TrackKind::Audio, Codec::Opus, 0, 0, true, true, head), &mut out);
+        muxer.write_tables(&mut out);
+        // A 300-byte packet: its size is written as 255 + 45.
+        muxer.write_frame(&ms_frame(TrackKind::Audio, Codec::Opus, 20, 0, true, false, vec![9; 300]), &mut out);
+        let packets: Vec<&[u8]> = out.chunks(PACKET_SIZE).collect();
+        let pmt = packets.iter().find(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_PMT).expect("a PMT");
+        let stream = [STREAM_TYPE_PRIVATE, 0xe0 | (PID_AUDIO >> 8) as u8, PID_AUDIO as u8, 0xf0, 10, 0x05, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, 1];
+        assert!(pmt.windows(stream.len()).any(|w| w == stream), "PMT entry with the Opus descriptors, mono: {pmt:02x?}");
+        let pes = packets.iter().find(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_AUDIO && p[1] & 0x40 != 0).expect("the audio PES");
+        let start = pes.windows(4).position(|w| w == [0, 0, 1, 0xbd]).expect("private_stream_1");
+        let header_len = pes[start + 8] as usize;
+        let es = &pes[start + 9 + header_len..];
+        assert_eq!(&es[..4], &[0x7f, 0xe0, 0xff, 45]);
+        assert!(es[4..].iter().all(|&b| b == 9));
     }
 
     #[test]

@@ -14,6 +14,9 @@ fn stream_type(codec: Codec) -> Option<u8> {
         Codec::H265 => Some(STREAM_TYPE_H265),
         Codec::Aac => Some(STREAM_TYPE_AAC),
         Codec::Mp3 => Some(STREAM_TYPE_MP3),
+        // Opus in MPEG-TS (the Opus mapping of ETSI TS 102 366's private-data carriage):
+        // private PES data, named by a registration descriptor.
+        Codec::Opus => Some(STREAM_TYPE_PRIVATE),
         _ => None,
     }
 }
@@ -27,6 +30,8 @@ pub struct TsMuxer {
     parameter_sets: Vec<Bytes>,
     nal_length_size: usize,
     aac: Option<AacConfig>,
+    /// Opus output channels (from the `OpusHead`; stereo until one arrives).
+    opus_channels: u8,
     /// PAT/PMT `version_number` (5 bits).
     version: u8,
 }
@@ -41,6 +46,7 @@ impl TsMuxer {
             parameter_sets: Vec::new(),
             nal_length_size: 4,
             aac: None,
+            opus_channels: 2,
             version: 0,
         }
     }
@@ -91,7 +97,17 @@ impl TsMuxer {
         let mut streams = Vec::new();
         for (codec, pid) in [(self.video, PID_VIDEO), (self.audio, PID_AUDIO)] {
             if let Some(kind) = codec.and_then(stream_type) {
-                streams.extend_from_slice(&[kind, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0x00]);
+                if codec == Some(Codec::Opus) {
+                    // Registration descriptor "Opus", then the DVB extension descriptor with
+                    // the channel configuration (1 mono, 2 stereo; 0x80 | n for up to 8
+                    // channels in Vorbis order).
+                    let channels = if self.opus_channels <= 2 { self.opus_channels.max(1) } else { 0x80 | self.opus_channels.min(8) };
+                    let descriptors = [0x05, 0x04, b'O', b'p', b'u', b's', 0x7f, 0x02, 0x80, channels];
+                    streams.extend_from_slice(&[kind, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, descriptors.len() as u8]);
+                    streams.extend_from_slice(&descriptors);
+                } else {
+                    streams.extend_from_slice(&[kind, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0x00]);
+                }
             }
         }
         let length = 9 + streams.len() + 4;
@@ -119,6 +135,11 @@ impl TsMuxer {
                     }
                 }
                 Codec::Aac => self.aac = AacConfig::parse(&frame.payload).ok(),
+                Codec::Opus => {
+                    if let Some(head) = crate::codec::opus::OpusHead::parse(&frame.payload) {
+                        self.opus_channels = head.channels.max(1);
+                    }
+                }
                 _ => {}
             }
             return false;
@@ -161,6 +182,22 @@ impl TsMuxer {
                 es.put_slice(&frame.payload);
                 let pcr = if self.video.is_none() { Some(dts) } else { None };
                 self.write_pes(out, PID_AUDIO, 0xc0, pts, None, &es, self.video.is_none(), pcr);
+                true
+            }
+            (TrackKind::Audio, Codec::Opus) if self.audio == Some(Codec::Opus) => {
+                // One access unit per PES, after its control header: the 11-bit prefix 0x3ff,
+                // no trim or extension flags, then the size in 255-byte steps.
+                let mut es = BytesMut::with_capacity(frame.payload.len() + 2 + frame.payload.len() / 255 + 1);
+                es.put_slice(&[0x7f, 0xe0]);
+                let mut size = frame.payload.len();
+                while size >= 255 {
+                    es.put_u8(0xff);
+                    size -= 255;
+                }
+                es.put_u8(size as u8);
+                es.put_slice(&frame.payload);
+                let pcr = if self.video.is_none() { Some(dts) } else { None };
+                self.write_pes(out, PID_AUDIO, 0xbd, pts, None, &es, self.video.is_none(), pcr);
                 true
             }
             (TrackKind::Audio, Codec::Mp3) if self.audio == Some(Codec::Mp3) => {
