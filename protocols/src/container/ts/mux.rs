@@ -14,7 +14,7 @@ fn stream_type(codec: Codec) -> Option<u8> {
         Codec::H265 => Some(STREAM_TYPE_H265),
         Codec::Aac => Some(STREAM_TYPE_AAC),
         Codec::Mp3 => Some(STREAM_TYPE_MP3),
-        // Opus in MPEG-TS (the Opus mapping of ETSI TS 102 366's private-data carriage):
+        // Opus in MPEG-TS (the Xiph/ETSI draft mapping that ffmpeg reads and writes):
         // private PES data, named by a registration descriptor.
         Codec::Opus => Some(STREAM_TYPE_PRIVATE),
         _ => None,
