@@ -3,9 +3,10 @@
 //! playlist, the DASH manifest and their fMP4 segments carry `av01`/`av1C` and `Opus`/`dOps`
 //! tracks that Debian's ffprobe reads and ffmpeg decodes clean, and headless Chromium plays
 //! through hls.js and dash.js; the DVR recording
-//! plays back over HTTP-MP4 too. One node for the file (DVR on).
+//! plays back over HTTP-MP4 too; an H.264 stream gets an AV1 rendition from the transcoder.
+//! One node for the file (DVR on, transcoders on ffmpeg 9).
 
-use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, spawn_program, stream_of, Process};
+use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, publish, spawn_program, stream_of, Process, Source};
 use estuary_tests::{http, wait_until, Node, Scratch};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -17,7 +18,9 @@ struct Shared {
 
 static SHARED: LazyLock<Shared> = LazyLock::new(|| {
     let scratch = Scratch::new("codecs");
-    let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")]);
+    // Transcoders run the same ffmpeg 9, which publishes AV1 renditions over enhanced RTMP.
+    let modern = modern_ffmpeg();
+    let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000"), ("ESTUARY_TRANSCODE__FFMPEG", modern.to_str().unwrap())]);
     Shared { node, scratch }
 });
 
@@ -169,4 +172,25 @@ fn the_mpd_waits_for_the_new_initialization_segment_after_a_codec_change() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(seen_new, "the MPD never listed the 640x360 stream");
+}
+
+#[test]
+fn an_h264_stream_gets_an_av1_rendition() {
+    let node = &SHARED.node;
+    let _publisher = publish(&node.rtmp_url("live/ladder"), &Source::default(), &SHARED.scratch, "ladder-publisher");
+    node.wait_live("live/ladder", Duration::from_secs(20));
+    let body = r#"{"app":"live","stream":"ladder","renditions":[{"suffix":"_av1","height":180,"video_kbps":300,"codec":"av1"}]}"#;
+    let started = http::send(node.ports.api, "POST", "/api/v1/transcodes", &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
+    assert_eq!(started.status, 200, "{}", String::from_utf8_lossy(&started.body));
+    let live = wait_until(Duration::from_secs(40), || node.stream_info("live/ladder_av1").is_some_and(|i| i["video"]["codec"] == "AV1"));
+    assert!(live, "no AV1 rendition: {:?}\n{}", node.api("/api/v1/transcodes"), node.log());
+    let transcodes = node.api("/api/v1/transcodes");
+    assert!(transcodes["transcodes"].as_array().unwrap().iter().any(|t| t["output"] == "live/ladder_av1" && t["codec"] == "av1"), "{transcodes}");
+    let url = format!("http://127.0.0.1:{}/live/ladder_av1.m3u8", node.ports.http);
+    let streams = probe_streams(&url);
+    let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("no video in {streams:?}"));
+    assert_eq!((video["codec_name"].as_str(), video["height"].as_u64()), (Some("av1"), Some(180)), "{video}");
+    assert!(stream_of(&streams, "audio").is_some_and(|a| a["codec_name"] == "aac"), "{streams:?}");
+    let (ok, errors) = decode(&url, 5);
+    assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}");
 }

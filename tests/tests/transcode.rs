@@ -102,3 +102,89 @@ fn missing_ffmpeg_is_an_error_not_a_crash_loop() {
     // The source itself is unaffected.
     assert!(probe_ok(&node.flv_url("live/m")));
 }
+
+/// One RGB frame (`width` x `height`) of `url`, decoded by ffmpeg.
+fn frame(url: &str, width: usize, height: usize) -> Vec<u8> {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-rw_timeout", "10000000", "-i", url, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(output.status.success(), "{url}: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.stdout.len(), width * height * 3, "{url}: not a {width}x{height} frame");
+    output.stdout
+}
+
+fn pixel(frame: &[u8], width: usize, x: usize, y: usize) -> (u8, u8, u8) {
+    let at = (y * width + x) * 3;
+    (frame[at], frame[at + 1], frame[at + 2])
+}
+
+/// Pixels of a box that are bright (text drawn in white), as a bitmap.
+fn bright(frame: &[u8], width: usize, (x0, y0, x1, y1): (usize, usize, usize, usize)) -> Vec<bool> {
+    (y0..y1).flat_map(|y| (x0..x1).map(move |x| (x, y))).map(|(x, y)| pixel(frame, width, x, y)).map(|(r, g, b)| r > 150 && g > 150 && b > 150).collect()
+}
+
+#[test]
+fn overlays_draw_a_logo_and_a_clock() {
+    let scratch = Scratch::new("transcode-overlay");
+    let media = scratch.path("media");
+    std::fs::create_dir_all(&media).unwrap();
+    // A solid red 64x64 logo, drawn 40 px wide at half opacity, 10 px in from the top right.
+    let made = std::process::Command::new("ffmpeg").args(["-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x64", "-frames:v", "1", "-y"]).arg(media.join("logo.png")).status().unwrap();
+    assert!(made.success());
+    let node = Node::start(&scratch, &[("ESTUARY_INGEST__MEDIA_DIR", media.to_str().unwrap())]);
+    // A black picture, so whatever is not black in the rendition was drawn by the overlays.
+    let args: Vec<String> = [
+        "-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "color=c=black:s=320x240:r=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25", "-c:a", "aac", "-f", "flv",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([node.rtmp_url("live/o")])
+    .collect();
+    let _publisher = estuary_tests::ffmpeg::spawn(args, &scratch, "publisher");
+    node.wait_live("live/o", Duration::from_secs(20));
+
+    // A picture outside the media directory is refused through the API.
+    let outside = r#"{"app":"live","stream":"o","renditions":[{"suffix":"_x","video_kbps":300,"overlay":{"image":"/etc/hostname"}}]}"#;
+    let refused = http::send(node.ports.api, "POST", "/api/v1/transcodes", &[("Content-Type", "application/json")], outside.as_bytes()).unwrap();
+    assert_eq!(refused.status, 400);
+    assert!(String::from_utf8_lossy(&refused.body).contains("not a file in ingest.media_dir"), "{}", String::from_utf8_lossy(&refused.body));
+    // So is an overlay on a rendition that does not decode the video.
+    let copy = r#"{"app":"live","stream":"o","renditions":[{"suffix":"_x","video_kbps":300,"codec":"copy","text":{"text":"x"}}]}"#;
+    let refused = http::send(node.ports.api, "POST", "/api/v1/transcodes", &[("Content-Type", "application/json")], copy.as_bytes()).unwrap();
+    assert_eq!(refused.status, 400);
+    assert!(String::from_utf8_lossy(&refused.body).contains("cannot draw an overlay"), "{}", String::from_utf8_lossy(&refused.body));
+
+    let body = r#"{"app":"live","stream":"o","renditions":[{"suffix":"_branded","height":240,"video_kbps":800,"codec":"source",
+        "overlay":{"image":"logo.png","position":"top-right","margin":10,"width":40,"opacity":0.5},
+        "text":{"text":"LIVE, cam 1: [clock]","position":"bottom-left","margin":10,"size":24,"color":"white"}}]}"#;
+    let started = http::send(node.ports.api, "POST", "/api/v1/transcodes", &[("Content-Type", "application/json")], body.as_bytes()).unwrap();
+    assert_eq!(started.status, 200, "{}", String::from_utf8_lossy(&started.body));
+    node.wait_live("live/o_branded", Duration::from_secs(40));
+    let status = transcodes(&node).into_iter().find(|t| t["output"] == "live/o_branded").expect("transcoder listed");
+    assert_eq!(status["codec"], "source (h264)", "{status}");
+    assert_eq!((status["overlay"].as_bool(), status["text"].as_bool()), (Some(true), Some(true)), "{status}");
+
+    let (w, h) = (320, 240);
+    let source = frame(&node.rtmp_url("live/o"), w, h);
+    let branded = frame(&node.rtmp_url("live/o_branded"), w, h);
+    // The logo's centre: red at half strength over black; the same place in the source is black.
+    let logo_centre = (w - 10 - 20, 10 + 20);
+    let (r, g, b) = pixel(&branded, w, logo_centre.0, logo_centre.1);
+    assert!((90..=170).contains(&r) && g < 50 && b < 50, "logo pixel {:?} is not half-opaque red", (r, g, b));
+    let (r, g, b) = pixel(&source, w, logo_centre.0, logo_centre.1);
+    assert!(r < 40 && g < 40 && b < 40, "the source is not black where the logo goes: {:?}", (r, g, b));
+    // Away from both overlays the picture stays black.
+    let (r, g, b) = pixel(&branded, w, w / 2, h / 2);
+    assert!(r < 40 && g < 40 && b < 40, "{:?}", (r, g, b));
+    // The text: white pixels in the bottom-left band, none there in the source.
+    let band = (10, h - 10 - 30, w - 10, h - 5);
+    let drawn = bright(&branded, w, band).iter().filter(|b| **b).count();
+    assert!(drawn > 100, "only {drawn} white pixels where the text goes");
+    assert_eq!(bright(&source, w, band).iter().filter(|b| **b).count(), 0);
+    // The clock runs: two seconds later the band's drawing has changed.
+    std::thread::sleep(Duration::from_secs(2));
+    let later = frame(&node.rtmp_url("live/o_branded"), w, h);
+    assert_ne!(bright(&branded, w, band), bright(&later, w, band), "the clock did not change in 2 s");
+}

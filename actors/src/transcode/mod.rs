@@ -72,6 +72,13 @@ pub struct TranscodeStatus {
     pub height: Option<u32>,
     /// Video bitrate, kbit/s.
     pub video_kbps: u32,
+    /// Video codec: `h264`, `h265`, `av1`, `copy`, or `source` with the codec it resolved to
+    /// (`source (h265)`).
+    pub codec: String,
+    /// Whether a picture is drawn over the video.
+    pub overlay: bool,
+    /// Whether a line of text is drawn over the video.
+    pub text: bool,
 }
 
 type TranscodeEntry = WorkerEntry<TranscodeStatus, (StreamKey, String)>;
@@ -138,6 +145,9 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: 
                 speed: None,
                 height: rendition.height,
                 video_kbps: rendition.video_kbps,
+                codec: rendition.video_codec.name().to_string(),
+                overlay: rendition.overlay.is_some(),
+                text: rendition.text.is_some(),
             },
             (source.clone(), rendition.suffix.clone()),
         );
@@ -149,11 +159,37 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: 
         node.topology.workers.next().spawn(async move {
             let _counted = counted;
             let mut rx = subscription.rx;
+            let mut rendition = rendition;
+            if rendition.video_codec == VideoCodec::Source {
+                let codec = source_codec(&mut rx).await;
+                rendition.video_codec = codec;
+                entry.update(|s| s.codec = format!("source ({})", codec.name()));
+                tracing::info!(source = %source, output = %output, codec = codec.name(), "transcoder keeps the source's video codec");
+            }
             let ended = async move { while rx.recv().await.is_some() {} };
             supervise(entry, settings, source, output, rendition, ended).await;
         });
     }
     Ok(started)
+}
+
+/// The codec a `source` rendition encodes to: the stream's video codec, read from its first
+/// video frame (up to 10 s); H.264 when it has none by then or is of another codec.
+async fn source_codec(rx: &mut tokio::sync::mpsc::Receiver<Arc<estuary_protocols::media::MediaFrame>>) -> VideoCodec {
+    use estuary_protocols::media::{Codec, TrackKind};
+    let first_video = async {
+        while let Some(frame) = rx.recv().await {
+            if frame.track == TrackKind::Video {
+                return Some(frame.codec);
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), first_video).await {
+        Ok(Some(Codec::H265)) => VideoCodec::H265,
+        Ok(Some(Codec::Av1)) => VideoCodec::Av1,
+        _ => VideoCodec::H264,
+    }
 }
 
 async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>, source: StreamKey, output: StreamKey, rendition: Rendition, ended: impl std::future::Future<Output = ()>) {

@@ -165,8 +165,33 @@ pub(super) async fn add_transcode(_: Authorized, state: web::Data<AppState>, bod
     if body.renditions.is_empty() {
         return error(400, "renditions must not be empty");
     }
+    // Overlay pictures named through the API are files of the media directory, as the files
+    // an API ingest plays (a name there, or a path there once links are followed).
+    let media_dir = state.reloader.running().media_dir();
+    let mut renditions = body.renditions.clone();
+    for (i, r) in renditions.iter_mut().enumerate() {
+        let Some(overlay) = r.overlay.as_mut() else { continue };
+        let named = overlay.image.clone();
+        let root = media_dir.clone();
+        let confined = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let outside = || format!("overlay image {named} is not a file in ingest.media_dir ({}): pictures named through the API must be there", root.display());
+            let root = std::fs::canonicalize(&root).map_err(|_| outside())?;
+            let path = if std::path::Path::new(&named).is_absolute() { std::path::PathBuf::from(&named) } else { root.join(&named) };
+            let real = std::fs::canonicalize(&path).map_err(|_| outside())?;
+            if !real.starts_with(&root) || !real.is_file() {
+                return Err(outside());
+            }
+            Ok(real.to_string_lossy().into_owned())
+        })
+        .await;
+        match confined {
+            Ok(Ok(real)) => overlay.image = real,
+            Ok(Err(reason)) => return error(400, &format!("renditions[{i}]: {reason}")),
+            Err(e) => return error(500, &e.to_string()),
+        }
+    }
     let mut ladder = Vec::new();
-    for (i, r) in body.renditions.iter().enumerate() {
+    for (i, r) in renditions.iter().enumerate() {
         match r.to_rendition() {
             Ok(r) => ladder.push(r),
             Err(e) => return error(400, &format!("renditions[{i}]: {e}")),

@@ -177,6 +177,66 @@ pub struct RenditionSection {
     pub codec: String,
     #[serde(default = "default_audio_kbps")]
     pub audio_kbps: u32,
+    /// A picture (logo, watermark) over the video.
+    #[serde(default)]
+    pub overlay: Option<ImageOverlaySection>,
+    /// A line of text (a label, a clock) over the video.
+    #[serde(default)]
+    pub text: Option<TextOverlaySection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOverlaySection {
+    pub image: String,
+    #[serde(default = "default_image_position")]
+    pub position: String,
+    #[serde(default = "default_overlay_margin")]
+    pub margin: u32,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default = "default_opacity")]
+    pub opacity: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextOverlaySection {
+    pub text: String,
+    #[serde(default = "default_text_position")]
+    pub position: String,
+    #[serde(default = "default_overlay_margin")]
+    pub margin: u32,
+    #[serde(default = "default_text_size")]
+    pub size: u32,
+    #[serde(default = "default_text_color")]
+    pub color: String,
+    #[serde(default, rename = "box")]
+    pub boxed: bool,
+}
+
+fn default_image_position() -> String {
+    "top-right".into()
+}
+
+fn default_text_position() -> String {
+    "bottom-left".into()
+}
+
+fn default_overlay_margin() -> u32 {
+    16
+}
+
+fn default_opacity() -> f32 {
+    1.0
+}
+
+fn default_text_size() -> u32 {
+    24
+}
+
+fn default_text_color() -> String {
+    "white".into()
 }
 
 fn default_codec() -> String {
@@ -189,14 +249,17 @@ fn default_audio_kbps() -> u32 {
 
 impl RenditionSection {
     pub fn to_rendition(&self) -> Result<estuary_transcode::ffmpeg::Rendition, String> {
-        use estuary_transcode::ffmpeg::{Rendition, VideoCodec};
-        let video_codec = match self.codec.as_str() {
-            "h264" | "libx264" => VideoCodec::H264,
-            "h265" | "hevc" | "libx265" => VideoCodec::H265,
-            "copy" => VideoCodec::Copy,
-            other => return Err(format!("codec {other:?} is not h264, h265 or copy")),
+        use estuary_transcode::ffmpeg::{ImageOverlay, Position, Rendition, TextOverlay, VideoCodec};
+        let video_codec = VideoCodec::parse(&self.codec)?;
+        let overlay = match &self.overlay {
+            Some(o) => Some(ImageOverlay { image: o.image.clone().into(), position: Position::parse(&o.position)?, margin: o.margin, width: o.width, opacity: o.opacity }),
+            None => None,
         };
-        let rendition = Rendition { suffix: self.suffix.clone(), height: self.height, video_kbps: self.video_kbps, video_codec, audio_kbps: self.audio_kbps };
+        let text = match &self.text {
+            Some(t) => Some(TextOverlay { text: t.text.clone(), position: Position::parse(&t.position)?, margin: t.margin, size: t.size, color: t.color.clone(), boxed: t.boxed }),
+            None => None,
+        };
+        let rendition = Rendition { suffix: self.suffix.clone(), height: self.height, video_kbps: self.video_kbps, video_codec, audio_kbps: self.audio_kbps, overlay, text };
         rendition.validate().map_err(|e| e.to_string())?;
         Ok(rendition)
     }
