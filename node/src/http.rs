@@ -265,6 +265,25 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
         }
     }
     let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());
+    // `?codec=h264`: a player that decodes only H.264 is sent to the stream's H.264 fallback
+    // rendition when the stream is of another codec (started once and shared, stopped when
+    // nobody plays it).
+    let live_url = matches!(extension, "flv" | "m3u8" | "mpd") || (extension == "ts" && owner.is_none());
+    if live_url && params.iter().any(|(k, v)| k == "codec" && v.eq_ignore_ascii_case("h264")) {
+        let codec = estuary_actors::transcode::video_codec(&state.registry, &key).await;
+        if let Some(codec @ ("H265" | "AV1")) = codec.as_deref() {
+            return match estuary_actors::transcode::fallback(&state.node, &state.registry, &key).await {
+                Ok(fallback) => {
+                    let query: Vec<String> = params.iter().filter(|(k, _)| k != "codec").map(|(k, v)| format!("{k}={v}")).collect();
+                    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+                    let location = format!("/{app}/{}.{extension}{query}", fallback.stream);
+                    tracing::info!(stream = %key, codec, %location, "HTTP player asked for H.264: redirected to the fallback rendition");
+                    HttpResponse::Found().insert_header((header::LOCATION, location)).insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).finish()
+                }
+                Err(reason) => HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{key} is {codec} and has no H.264 rendition: {reason}\n")),
+            };
+        }
+    }
     // `cluster.redirect`: a stream another origin owns is played there (live URLs only; a
     // segment is fetched where its playlist came from).
     if matches!(extension, "flv" | "m3u8" | "mpd") || (extension == "ts" && owner.is_none()) {

@@ -336,6 +336,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP, TCP and UDP)");
         }
         node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port(), config.media_dir());
+        let _ = node.transcode_settings.set(std::sync::Arc::new(config.transcode_settings()));
         {
             // Stream history stays bounded however many names are used.
             let (storage, registry, max_age_ms, max_count) = (storage.clone(), registry.clone(), (config.stream.history_max_age_s * 1000) as i64, config.stream.history_max_count);

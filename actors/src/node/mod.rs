@@ -73,6 +73,8 @@ pub struct Node {
     pub outputs: outputs::OutputGenerations,
     /// Transcoders.
     pub transcoders: crate::transcode::Transcoders,
+    /// Transcoding settings, for fallback renditions started by players (set once at boot).
+    pub transcode_settings: std::sync::OnceLock<Arc<crate::transcode::TranscodeSettings>>,
     /// Forwarders.
     pub forwards: crate::forward::Forwards,
     /// Ingests.
@@ -157,6 +159,7 @@ impl Node {
             packages: Default::default(),
             outputs: Default::default(),
             transcoders: Default::default(),
+            transcode_settings: Default::default(),
             forwards: crate::forward::Forwards::new(options.forward_tls_ca_file, options.forward_deny_private),
             ingests: Default::default(),
             gb: Default::default(),

@@ -41,6 +41,10 @@ pub struct TranscodeSettings {
     pub srt_port: Option<u16>,
     /// Ladders per app.
     pub ladders: BTreeMap<String, Vec<Rendition>>,
+    /// Video bitrate of H.264 fallback renditions, kbit/s.
+    pub fallback_kbps: u32,
+    /// A fallback rendition nobody plays for this long is stopped.
+    pub fallback_idle: std::time::Duration,
 }
 
 /// What the API shows of one rendition's transcoder.
@@ -155,26 +159,30 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: 
         started.push(entry.status());
         tracing::info!(source = %source, output = %output, "transcoder started");
         let (settings, source) = (settings.clone(), source.clone());
+        let (node_for_idle, registry_for_idle) = (node.clone(), registry.clone());
         let counted = node.census.enter("transcode");
         node.topology.workers.next().spawn(async move {
             let _counted = counted;
             let mut rx = subscription.rx;
             let mut rendition = rendition;
+            let source_video = source_codec(&mut rx).await;
             if rendition.video_codec == VideoCodec::Source {
-                let codec = source_codec(&mut rx).await;
+                let codec = source_video;
                 rendition.video_codec = codec;
                 entry.update(|s| s.codec = format!("source ({})", codec.name()));
                 tracing::info!(source = %source, output = %output, codec = codec.name(), "transcoder keeps the source's video codec");
             }
             let ended = async move { while rx.recv().await.is_some() {} };
-            supervise(entry, settings, source, output, rendition, ended).await;
+            let idle = (origin == "fallback").then(|| unused(node_for_idle, registry_for_idle, output.clone(), settings.fallback_idle));
+            supervise(entry, settings, source, source_video, output, rendition, ended, idle).await;
         });
     }
     Ok(started)
 }
 
-/// The codec a `source` rendition encodes to: the stream's video codec, read from its first
-/// video frame (up to 10 s); H.264 when it has none by then or is of another codec.
+/// The source's video codec, read from its first video frame (up to 10 s): what a `source`
+/// rendition encodes to, and how the child reads the stream. H.264 when it has no video by
+/// then or is of another codec.
 async fn source_codec(rx: &mut tokio::sync::mpsc::Receiver<Arc<estuary_protocols::media::MediaFrame>>) -> VideoCodec {
     use estuary_protocols::media::{Codec, TrackKind};
     let first_video = async {
@@ -192,8 +200,15 @@ async fn source_codec(rx: &mut tokio::sync::mpsc::Receiver<Arc<estuary_protocols
     }
 }
 
-async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>, source: StreamKey, output: StreamKey, rendition: Rendition, ended: impl std::future::Future<Output = ()>) {
-    let input = format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, source.app, source.stream);
+#[allow(clippy::too_many_arguments)]
+async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>, source: StreamKey, source_video: VideoCodec, output: StreamKey, rendition: Rendition, ended: impl std::future::Future<Output = ()>, idle: Option<impl std::future::Future<Output = ()>>) {
+    // H.264 is read over RTMP. H.265 over SRT (MPEG-TS) when SRT is on: ffmpeg before 6.1
+    // cannot read H.265 in FLV. AV1 has no MPEG-TS mapping, so it is read over RTMP, which needs
+    // an ffmpeg that reads enhanced RTMP.
+    let input = match (source_video, settings.srt_port) {
+        (VideoCodec::H265, Some(port)) => format!("srt://127.0.0.1:{port}?streamid=#!::r={}/{},m=request", source.app, source.stream),
+        _ => format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, source.app, source.stream),
+    };
     let (destination, format) = match (rendition.video_codec, settings.srt_port) {
         (VideoCodec::H265, Some(port)) => (format!("srt://127.0.0.1:{port}?streamid=#!::r={}/{},m=publish", output.app, output.stream), "mpegts"),
         _ => (format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, output.app, output.stream), "flv"),
@@ -237,9 +252,16 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
     };
     let stop_entry = entry.clone();
     let stop = async move {
+        let unused = async move {
+            match idle {
+                Some(idle) => idle.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = ended => "the source stream ended",
             _ = stop_entry.stop_requested() => "removed",
+            _ = unused => "nobody plays the fallback rendition any more",
         }
     };
     let reason = crate::transcode::child::supervise(&settings.ffmpeg, &args, on_event, stop).await;
@@ -249,4 +271,72 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
     });
     entry.mark_stopped();
     tracing::info!(source = %source, output = %output, %reason, "transcoder stopped");
+}
+
+/// Suffix of a stream's H.264 fallback rendition (`live/cam` → `live/cam_h264`).
+pub const FALLBACK_SUFFIX: &str = "_h264";
+
+/// How long a player waits for a fallback rendition to go live.
+pub const FALLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The video codec a live stream has now (`H264`, `H265`, `AV1`), if it is live with video.
+pub async fn video_codec(registry: &Addr<StreamRegistry>, key: &StreamKey) -> Option<String> {
+    let stream = registry.send(FindStream { key: key.clone(), create: false }).await.ok().flatten()?;
+    let info = stream.send(crate::messages::GetStreamInfo).await.ok()?;
+    info.publisher.is_some().then_some(info.video).flatten().map(|v| v.codec)
+}
+
+/// For a player that cannot decode `source`'s video: its H.264 rendition `<stream>_h264`,
+/// started once per stream (and shared by every player that needs it) and stopped
+/// `fallback_idle` after its last player goes. Waits until the rendition is live with H.264
+/// video (up to [`FALLBACK_WAIT`]) and returns its key.
+pub async fn fallback(node: &NodeContext, registry: &Addr<StreamRegistry>, source: &StreamKey) -> Result<StreamKey, String> {
+    let settings = node.transcode_settings.get().cloned().ok_or_else(|| "transcoding is not configured on this node".to_string())?;
+    let ffmpeg = settings.ffmpeg.clone();
+    tokio::task::spawn_blocking(move || ffmpeg_available(&ffmpeg)).await.map_err(|e| e.to_string())??;
+    // Where `start` publishes it (the child's RTMP URL names no vhost).
+    let output = StreamKey::new(&source.app, &format!("{}{FALLBACK_SUFFIX}", source.stream));
+    if video_codec(registry, &output).await.as_deref() == Some("H264") {
+        return Ok(output);
+    }
+    let rendition = Rendition { suffix: FALLBACK_SUFFIX.into(), height: None, video_kbps: settings.fallback_kbps, video_codec: VideoCodec::H264, audio_kbps: 128, overlay: None, text: None };
+    let started = start(node.clone(), registry.clone(), settings, source.clone(), vec![rendition], "fallback").await?;
+    if let Some(status) = started.first() {
+        tracing::info!(source = %source, output = %output, transcoder = %status.id, "H.264 fallback rendition for a player that cannot decode the source");
+    }
+    let deadline = tokio::time::Instant::now() + FALLBACK_WAIT;
+    loop {
+        if video_codec(registry, &output).await.as_deref() == Some("H264") {
+            return Ok(output);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("the H.264 fallback rendition of {source} did not start within {} s", FALLBACK_WAIT.as_secs()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Resolves once `output` has had no player (and no live HLS/DASH package) for `idle`,
+/// counted from when it went live (or from [`FALLBACK_WAIT`], if it never does: the players
+/// that asked for it have given up by then).
+async fn unused(node: NodeContext, registry: Addr<StreamRegistry>, output: StreamKey, idle: std::time::Duration) {
+    let started = tokio::time::Instant::now();
+    let mut idle_since = started;
+    let mut live = false;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let info = match registry.send(FindStream { key: output.clone(), create: false }).await.ok().flatten() {
+            Some(stream) => stream.send(crate::messages::GetStreamInfo).await.ok(),
+            None => None,
+        };
+        let players = info.as_ref().map(|i| i.subscribers).unwrap_or(0);
+        live |= info.is_some_and(|i| i.publisher.is_some());
+        let starting = !live && started.elapsed() < FALLBACK_WAIT;
+        let packaged = node.packages.get(&output).is_some_and(|p| !p.read(|p| p.ended));
+        if players > 0 || packaged || starting {
+            idle_since = tokio::time::Instant::now();
+        } else if idle_since.elapsed() >= idle {
+            return;
+        }
+    }
 }

@@ -68,6 +68,17 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     if crate::cluster::pull::ensure(&node, &registry, &key).await {
         crate::cluster::pull::wait_live(&node, &registry, &key, crate::cluster::pull::START_TIMEOUT).await;
     }
+    // WebRTC carries H.264 here: a stream of another video codec is played from its H.264
+    // fallback rendition, started on the first such request and shared (the play rules were
+    // checked for the stream asked for).
+    let key = match crate::transcode::video_codec(&registry, &key).await.as_deref() {
+        Some(codec @ ("H265" | "AV1")) => {
+            let fallback = crate::transcode::fallback(&node, &registry, &key).await.map_err(|e| SignalError::Unavailable(format!("{key} is {codec}, which WHEP does not carry, and {e}")))?;
+            tracing::info!(client = guard.id(), stream = %key, codec, fallback = %fallback, "WHEP player gets the H.264 fallback rendition");
+            fallback
+        }
+        _ => key,
+    };
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
