@@ -68,3 +68,11 @@ async fn subscribe_with(registry: Addr<StreamRegistry>, key: StreamKey, client: 
 pub fn check_name(key: &StreamKey) -> Result<(), String> {
     estuary_protocols::naming::check_key(&key.vhost, &key.app, &key.stream)
 }
+
+/// Why `key` cannot be played as MPEG-TS (HTTP-TS, SRT), if it cannot: its video is AV1,
+/// for which MPEG-TS has no standard mapping.
+pub async fn mpeg_ts_refusal(registry: &Addr<StreamRegistry>, key: &StreamKey) -> Option<String> {
+    (crate::transcode::video_codec(registry, key).await.as_deref() == Some("AV1")).then(|| {
+        format!("{key} is AV1, which has no MPEG-TS mapping: play it over LL-HLS, DASH, RTMP, HTTP-FLV, WebRTC or DVR MP4, or as H.264 with ?codec=h264")
+    })
+}

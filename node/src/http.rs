@@ -272,9 +272,28 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
     if live_url && params.iter().any(|(k, v)| k == "codec" && v.eq_ignore_ascii_case("h264")) {
         let codec = estuary_actors::transcode::video_codec(&state.registry, &key).await;
         if let Some(codec @ ("H265" | "AV1")) = codec.as_deref() {
+            // Nothing is started for a player the play rules (and the on_play hook) refuse.
+            let request = estuary_actors::access::Request { action: estuary_actors::access::auth::Action::Play, client: 0, ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+            if let Err(reason) = state.node.access.check(&request).await {
+                return refusal(PlayRefused::Denied(reason.to_string()));
+            }
             return match estuary_actors::transcode::fallback(&state.node, &state.registry, &key).await {
                 Ok(fallback) => {
-                    let query: Vec<String> = params.iter().filter(|(k, _)| k != "codec").map(|(k, v)| format!("{k}={v}")).collect();
+                    // The query as it came, without `codec`; a token for the stream asked for
+                    // becomes one for its fallback (tokens are signed per stream), good as long.
+                    let access = state.node.access.settings();
+                    let query: Vec<String> = req
+                        .query_string()
+                        .split('&')
+                        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("codec"))
+                        .map(|kv| match (kv.strip_prefix("token="), &access.signer) {
+                            (Some(token), Some(signer)) => match token.split_once('.').and_then(|(expiry, _)| expiry.parse::<u64>().ok()) {
+                                Some(expiry) => format!("token={}", signer.mint(estuary_actors::access::auth::Action::Play, &fallback.to_string(), expiry)),
+                                None => kv.to_string(),
+                            },
+                            _ => kv.to_string(),
+                        })
+                        .collect();
                     let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
                     let location = format!("/{app}/{}.{extension}{query}", fallback.stream);
                     tracing::info!(stream = %key, codec, %location, "HTTP player asked for H.264: redirected to the fallback rendition");
@@ -335,6 +354,10 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
         "ts" => {
             if let Some(response) = serve_file(hls_file, "video/mp2t", "max-age=60").await {
                 return response;
+            }
+            if let Some(reason) = estuary_actors::attach::mpeg_ts_refusal(&state.registry, &key).await {
+                tracing::warn!(stream = %key, %peer, %reason, "HTTP-TS play refused");
+                return HttpResponse::NotAcceptable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).content_type("text/plain; charset=utf-8").body(format!("{reason}\n"));
             }
             let socket = take_live_socket(&req);
             match socket {

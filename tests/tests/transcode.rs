@@ -183,8 +183,10 @@ fn overlays_draw_a_logo_and_a_clock() {
     let drawn = bright(&branded, w, band).iter().filter(|b| **b).count();
     assert!(drawn > 100, "only {drawn} white pixels where the text goes");
     assert_eq!(bright(&source, w, band).iter().filter(|b| **b).count(), 0);
-    // The clock runs: two seconds later the band's drawing has changed.
+    // The clock runs: two seconds later a digit has changed, which redraws dozens of the
+    // band's pixels (two keyframes of the same picture differ in a few edge pixels at most).
     std::thread::sleep(Duration::from_secs(2));
     let later = frame(&node.rtmp_url("live/o_branded"), w, h);
-    assert_ne!(bright(&branded, w, band), bright(&later, w, band), "the clock did not change in 2 s");
+    let changed = bright(&branded, w, band).iter().zip(bright(&later, w, band)).filter(|(a, b)| **a != *b).count();
+    assert!(changed >= 30, "the clock did not change in 2 s ({changed} pixels differ)");
 }

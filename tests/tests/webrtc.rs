@@ -197,7 +197,7 @@ fn failed_peers_are_cleaned_up_and_others_carry_on() {
 #[test]
 fn an_hevc_stream_plays_over_whep_from_its_h264_fallback() {
     let scratch = Scratch::new("whep-fallback");
-    let node = Node::start(&scratch, &[("ESTUARY_TRANSCODE__FALLBACK_IDLE_S", "3")]);
+    let node = Node::start(&scratch, &[("ESTUARY_TRANSCODE__FALLBACK_IDLE_S", "10")]);
     let source = ffmpeg::Source { video_codec: "libx265", bframes: 0, ..ffmpeg::Source::default() };
     let _publisher = ffmpeg::publish_ts(&node.srt_url("live/hevc", true, ""), &source, &scratch, "publisher");
     node.wait_live("live/hevc", Duration::from_secs(20));
@@ -205,7 +205,20 @@ fn an_hevc_stream_plays_over_whep_from_its_h264_fallback() {
     let fallbacks = |node: &Node| node.api("/api/v1/transcodes")["transcodes"].as_array().cloned().unwrap_or_default().into_iter().filter(|t| t["origin"] == "fallback").collect::<Vec<_>>();
     assert!(fallbacks(&node).is_empty(), "nobody asked for a fallback yet");
 
-    // aiortc offers H.264 (and VP8) only: it gets the H.264 rendition and decodes it.
+    // Without the query the stream plays as it is (over HTTP-TS: Debian's ffprobe 5.1 cannot
+    // read H.265 in FLV, which is what the fallback is for).
+    let streams = probe_streams(&format!("http://127.0.0.1:{}/live/hevc.ts", node.ports.http));
+    assert_eq!(stream_of(&streams, "video").and_then(|v| v["codec_name"].as_str()), Some("hevc"), "{streams:?}");
+    assert!(fallbacks(&node).is_empty(), "an HEVC player needs no fallback");
+
+    // An HTTP player asking for H.264 is sent to the fallback rendition, started for it.
+    let redirect = http::get(node.ports.http, "/live/hevc.flv?codec=h264&x=1").unwrap();
+    assert_eq!(redirect.status, 302, "{}", String::from_utf8_lossy(&redirect.body));
+    assert_eq!(redirect.headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.as_str()), Some("/live/hevc_h264.flv?x=1"));
+    let streams = probe_streams(&format!("http://127.0.0.1:{}/live/hevc.flv?codec=h264", node.ports.http));
+    assert_eq!(stream_of(&streams, "video").and_then(|v| v["codec_name"].as_str()), Some("h264"), "{streams:?}");
+
+    // aiortc offers H.264 (and VP8) only: it gets the same rendition and decodes it.
     let player = &whep_play(&format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=hevc", node.ports.api), 6, 1)[0];
     assert_eq!(player["status"], 201, "{player}; log:\n{}", node.log());
     assert_eq!(player["connected"], true, "{player}");
@@ -213,27 +226,15 @@ fn an_hevc_stream_plays_over_whep_from_its_h264_fallback() {
     assert!(player["video_frames"].as_u64().unwrap_or(0) >= 50, "{player}");
     assert!(node.log().contains("WHEP player gets the H.264 fallback rendition"), "{}", node.log());
     let listed = fallbacks(&node);
-    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed.len(), 1, "one transcoder for every player: {listed:?}");
     assert_eq!((listed[0]["source"].as_str(), listed[0]["output"].as_str(), listed[0]["codec"].as_str()), (Some("live/hevc"), Some("live/hevc_h264"), Some("h264")), "{listed:?}");
 
-    // An HTTP player asking for H.264 is sent to the same rendition (no second transcoder).
-    let redirect = http::get(node.ports.http, "/live/hevc.flv?codec=h264").unwrap();
-    assert_eq!(redirect.status, 302);
-    assert_eq!(redirect.headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.as_str()), Some("/live/hevc_h264.flv"));
-    let streams = probe_streams(&format!("http://127.0.0.1:{}/live/hevc.flv?codec=h264", node.ports.http));
-    assert_eq!(stream_of(&streams, "video").and_then(|v| v["codec_name"].as_str()), Some("h264"), "{streams:?}");
-    assert_eq!(fallbacks(&node).len(), 1);
-    // Without the query the stream plays as it is (over HTTP-TS: Debian's ffprobe 5.1 cannot
-    // read H.265 in FLV, which is what the fallback is for).
-    let streams = probe_streams(&format!("http://127.0.0.1:{}/live/hevc.ts", node.ports.http));
-    assert_eq!(stream_of(&streams, "video").and_then(|v| v["codec_name"].as_str()), Some("hevc"), "{streams:?}");
-
-    // Once nobody plays it, the fallback stops (3 s idle here) and the source goes on.
+    // Once nobody plays it, the fallback stops (10 s idle) and the source goes on.
     assert!(
-        wait_until(Duration::from_secs(30), || fallbacks(&node).iter().all(|t| t["state"] == "stopped")),
+        wait_until(Duration::from_secs(40), || node.log().contains("nobody plays the fallback rendition any more")),
         "fallback still running: {:?}",
         fallbacks(&node)
     );
-    assert!(node.log().contains("nobody plays the fallback rendition any more"), "{}", node.log());
+    assert!(fallbacks(&node).iter().all(|t| t["state"] == "stopped"), "{:?}", fallbacks(&node));
     assert!(node.stream_info("live/hevc").is_some_and(|i| i["video"]["codec"] == "H265"));
 }

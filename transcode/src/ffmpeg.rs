@@ -266,7 +266,9 @@ pub fn rendition_args_as(source: &str, rendition: &Rendition, destination: &str,
         .map(|s| s.to_string())
         .collect();
     if let Some(overlay) = &rendition.overlay {
-        args.extend(["-i".into(), overlay.image.to_string_lossy().into_owned()]);
+        // Read as one picture, whatever the file holds: not a playlist or a URL list that
+        // ffmpeg would follow, not a numbered sequence.
+        args.extend(["-f".into(), "image2".into(), "-pattern_type".into(), "none".into(), "-i".into(), format!("file:{}", overlay.image.to_string_lossy())]);
     }
     match rendition.video_codec {
         VideoCodec::Copy => args.extend(["-c:v".into(), "copy".into()]),
@@ -392,7 +394,8 @@ mod tests {
         let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
         // The picture is the second input; the graph scales, draws it, then the text.
         assert_eq!(args.iter().filter(|a| *a == "-i").count(), 2);
-        assert_eq!(args[args.iter().rposition(|a| a == "-i").unwrap() + 1], logo.to_string_lossy());
+        assert_eq!(args[args.iter().rposition(|a| a == "-i").unwrap() + 1], format!("file:{}", logo.to_string_lossy()));
+        assert!(args.windows(4).any(|w| w == ["-f", "image2", "-pattern_type", "none"]));
         let graph = at("-filter_complex").unwrap();
         assert_eq!(
             graph,

@@ -11,7 +11,7 @@ use crate::stream::Gaps;
 use bytes::{Bytes, BytesMut};
 use estuary_protocols::container::fmp4::{self, Track};
 use estuary_protocols::manifest::hls::{MediaPlaylist, Segment};
-use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::media::{Codec, MediaFrame, TrackKind};
 use estuary_protocols::container::ts::TsMuxer;
 use estuary_storage::StreamKey;
 use std::collections::VecDeque;
@@ -79,6 +79,8 @@ pub struct HlsMuxer {
     write_failures: crate::files::WriteFailures,
     video_config: Option<Arc<MediaFrame>>,
     audio_config: Option<Arc<MediaFrame>>,
+    /// The stream is AV1 and the segments are TS: nothing is written (logged once).
+    refused_av1: bool,
     ts: Option<TsMuxer>,
     init_version: u32,
     init_written: bool,
@@ -120,6 +122,7 @@ impl HlsMuxer {
             discontinuity,
             video_config: None,
             audio_config: None,
+            refused_av1: false,
             ts: None,
             init_version,
             init_written: false,
@@ -187,6 +190,16 @@ impl HlsMuxer {
         }
         if frame.config {
             self.on_config(frame);
+            return;
+        }
+        // AV1 has no MPEG-TS mapping: TS segments of such a stream are not written (they would
+        // carry the audio alone under a playlist that promises video).
+        let av1 = self.video_config.as_ref().is_some_and(|c| c.codec == Codec::Av1) || (frame.track == TrackKind::Video && frame.codec == Codec::Av1);
+        if av1 && !self.settings.fmp4 {
+            if !self.refused_av1 {
+                self.refused_av1 = true;
+                tracing::warn!(stream = %self.key, "AV1 has no MPEG-TS mapping: classic HLS (TS) of this stream is not written; hls.fmp4 = true writes fMP4 segments, and the LL-HLS package plays it");
+            }
             return;
         }
         let dropped = self.cutter.dropped;

@@ -75,6 +75,8 @@ pub struct Node {
     pub transcoders: crate::transcode::Transcoders,
     /// Transcoding settings, for fallback renditions started by players (set once at boot).
     pub transcode_settings: std::sync::OnceLock<Arc<crate::transcode::TranscodeSettings>>,
+    /// Held while a player starts a fallback rendition, so that two do not start one each.
+    pub fallback_starting: tokio::sync::Mutex<()>,
     /// Forwarders.
     pub forwards: crate::forward::Forwards,
     /// Ingests.
@@ -160,6 +162,7 @@ impl Node {
             outputs: Default::default(),
             transcoders: Default::default(),
             transcode_settings: Default::default(),
+            fallback_starting: tokio::sync::Mutex::new(()),
             forwards: crate::forward::Forwards::new(options.forward_tls_ca_file, options.forward_deny_private),
             ingests: Default::default(),
             gb: Default::default(),

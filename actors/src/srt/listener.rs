@@ -575,6 +575,9 @@ async fn admit(node: &NodeContext, settings: &SrtSettings, registry: Addr<Stream
             if crate::cluster::pull::ensure(node, &registry, &key).await {
                 crate::cluster::pull::wait_live(node, &registry, &key, crate::cluster::pull::START_TIMEOUT).await;
             }
+            if let Some(reason) = crate::attach::mpeg_ts_refusal(&registry, &key).await {
+                return Err((RejectReason::Server(ServerRejectReason::Unacceptable), reason));
+            }
             let subscription = crate::attach::subscribe_shared(registry, key.clone(), guard.id(), true).await.map_err(|refused| match refused {
                 PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => (RejectReason::Server(ServerRejectReason::Notfound), refused.to_string()),
                 PlayRefused::Denied(text) => (RejectReason::Server(ServerRejectReason::Forbidden), text),

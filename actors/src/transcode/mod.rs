@@ -41,6 +41,10 @@ pub struct TranscodeSettings {
     pub srt_port: Option<u16>,
     /// Ladders per app.
     pub ladders: BTreeMap<String, Vec<Rendition>>,
+    /// Whether players may start H.264 fallback renditions.
+    pub fallback: bool,
+    /// Most fallback renditions running at once.
+    pub fallback_max: usize,
     /// Video bitrate of H.264 fallback renditions, kbit/s.
     pub fallback_kbps: u32,
     /// A fallback rendition nobody plays for this long is stopped.
@@ -95,6 +99,11 @@ pub fn list(node: &Node) -> Vec<TranscodeStatus> {
 /// Renditions configured for `source`'s app that `source` is not itself one of.
 pub fn ladder_for<'a>(settings: &'a TranscodeSettings, source: &StreamKey) -> &'a [Rendition] {
     // The app's own ladder, or the ladder of every app ("*", SRS's `transcode` without an app).
+    // Not fallback renditions either: they are made for players, and a ladder's subscription
+    // would keep one running with nobody watching.
+    if source.stream.ends_with(FALLBACK_SUFFIX) {
+        return &[];
+    }
     match settings.ladders.get(&source.app).or_else(|| settings.ladders.get("*")) {
         Some(ladder) if !ladder.iter().any(|r| source.stream.ends_with(&r.suffix)) => ladder,
         _ => &[],
@@ -163,9 +172,10 @@ pub async fn start(node: NodeContext, registry: Addr<StreamRegistry>, settings: 
         let counted = node.census.enter("transcode");
         node.topology.workers.next().spawn(async move {
             let _counted = counted;
+            let has_video = subscription.has_video;
             let mut rx = subscription.rx;
             let mut rendition = rendition;
-            let source_video = source_codec(&mut rx).await;
+            let source_video = if has_video { source_codec(&mut rx).await } else { VideoCodec::H264 };
             if rendition.video_codec == VideoCodec::Source {
                 let codec = source_video;
                 rendition.video_codec = codec;
@@ -209,6 +219,15 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
         (VideoCodec::H265, Some(port)) => format!("srt://127.0.0.1:{port}?streamid=#!::r={}/{},m=request", source.app, source.stream),
         _ => format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, source.app, source.stream),
     };
+    if rendition.video_codec == VideoCodec::H265 && settings.srt_port.is_none() {
+        entry.update(|s| {
+            s.state = "failed";
+            s.last_error = Some(format!("rendition {}: H.265 renditions are published over SRT, which is disabled", rendition.suffix));
+        });
+        entry.mark_stopped();
+        tracing::error!(source = %source, output = %output, "H.265 rendition needs SRT, which is disabled; transcoder not started");
+        return;
+    }
     let (destination, format) = match (rendition.video_codec, settings.srt_port) {
         (VideoCodec::H265, Some(port)) => (format!("srt://127.0.0.1:{port}?streamid=#!::r={}/{},m=publish", output.app, output.stream), "mpegts"),
         _ => (format!("rtmp://127.0.0.1:{}/{}/{}", settings.rtmp_port, output.app, output.stream), "flv"),
@@ -289,20 +308,38 @@ pub async fn video_codec(registry: &Addr<StreamRegistry>, key: &StreamKey) -> Op
 /// For a player that cannot decode `source`'s video: its H.264 rendition `<stream>_h264`,
 /// started once per stream (and shared by every player that needs it) and stopped
 /// `fallback_idle` after its last player goes. Waits until the rendition is live with H.264
-/// video (up to [`FALLBACK_WAIT`]) and returns its key.
+/// video (up to [`FALLBACK_WAIT`]) and returns its key. The caller has checked that the
+/// player may play `source`.
 pub async fn fallback(node: &NodeContext, registry: &Addr<StreamRegistry>, source: &StreamKey) -> Result<StreamKey, String> {
     let settings = node.transcode_settings.get().cloned().ok_or_else(|| "transcoding is not configured on this node".to_string())?;
-    let ffmpeg = settings.ffmpeg.clone();
-    tokio::task::spawn_blocking(move || ffmpeg_available(&ffmpeg)).await.map_err(|e| e.to_string())??;
-    // Where `start` publishes it (the child's RTMP URL names no vhost).
+    if !settings.fallback {
+        return Err("H.264 fallback renditions are off (transcode.fallback)".into());
+    }
+    // The child's URLs name no vhost: it reads and publishes in the default one.
+    if source.vhost != StreamKey::new("", "").vhost {
+        return Err(format!("fallback renditions are made for streams of the default vhost only, not {}", source.vhost));
+    }
     let output = StreamKey::new(&source.app, &format!("{}{FALLBACK_SUFFIX}", source.stream));
     if video_codec(registry, &output).await.as_deref() == Some("H264") {
         return Ok(output);
     }
-    let rendition = Rendition { suffix: FALLBACK_SUFFIX.into(), height: None, video_kbps: settings.fallback_kbps, video_codec: VideoCodec::H264, audio_kbps: 128, overlay: None, text: None };
-    let started = start(node.clone(), registry.clone(), settings, source.clone(), vec![rendition], "fallback").await?;
-    if let Some(status) = started.first() {
-        tracing::info!(source = %source, output = %output, transcoder = %status.id, "H.264 fallback rendition for a player that cannot decode the source");
+    {
+        // One start at a time: players arriving together find the first one's transcoder.
+        let _one = node.fallback_starting.lock().await;
+        let running = node.transcoders.find_running(|(s, suffix)| s == source && suffix == FALLBACK_SUFFIX).is_some();
+        if !running {
+            let count = node.transcoders.list().iter().filter(|t| t.origin == "fallback" && t.state != "stopped").count();
+            if count >= settings.fallback_max {
+                return Err(format!("{count} fallback renditions run already (transcode.fallback_max)"));
+            }
+            let ffmpeg = settings.ffmpeg.clone();
+            tokio::task::spawn_blocking(move || ffmpeg_available(&ffmpeg)).await.map_err(|e| e.to_string())??;
+            let rendition = Rendition { suffix: FALLBACK_SUFFIX.into(), height: None, video_kbps: settings.fallback_kbps, video_codec: VideoCodec::H264, audio_kbps: 128, overlay: None, text: None };
+            let started = start(node.clone(), registry.clone(), settings, source.clone(), vec![rendition], "fallback").await?;
+            if let Some(status) = started.first() {
+                tracing::info!(source = %source, output = %output, transcoder = %status.id, "H.264 fallback rendition for a player that cannot decode the source");
+            }
+        }
     }
     let deadline = tokio::time::Instant::now() + FALLBACK_WAIT;
     loop {
@@ -329,7 +366,10 @@ async fn unused(node: NodeContext, registry: Addr<StreamRegistry>, output: Strea
             Some(stream) => stream.send(crate::messages::GetStreamInfo).await.ok(),
             None => None,
         };
-        let players = info.as_ref().map(|i| i.subscribers).unwrap_or(0);
+        // Players are clients playing it (RTMP, HTTP-FLV/TS, SRT, WHEP); a forward or a
+        // transcoder of it is not.
+        let name = output.to_string();
+        let players = node.clients.snapshot().iter().filter(|c| c.role().is_some_and(|(role, stream)| role == crate::node::clients::Role::Play && stream == name)).count();
         live |= info.is_some_and(|i| i.publisher.is_some());
         let starting = !live && started.elapsed() < FALLBACK_WAIT;
         let packaged = node.packages.get(&output).is_some_and(|p| !p.read(|p| p.ended));

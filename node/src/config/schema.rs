@@ -270,13 +270,15 @@ impl RenditionSection {
 pub struct TranscodeSection {
     pub ffmpeg: String,
     pub apps: std::collections::BTreeMap<String, Vec<RenditionSection>>,
+    pub fallback: bool,
+    pub fallback_max: usize,
     pub fallback_kbps: u32,
     pub fallback_idle_s: u64,
 }
 
 impl Default for TranscodeSection {
     fn default() -> Self {
-        TranscodeSection { ffmpeg: "ffmpeg".into(), apps: Default::default(), fallback_kbps: 2000, fallback_idle_s: 10 }
+        TranscodeSection { ffmpeg: "ffmpeg".into(), apps: Default::default(), fallback: true, fallback_max: 16, fallback_kbps: 2000, fallback_idle_s: 10 }
     }
 }
 

@@ -166,6 +166,8 @@ impl Config {
             rtmp_port: self.rtmp_listen().port(),
             srt_port: self.srt.enabled.then(|| self.srt_listen().port()),
             ladders: self.transcode.apps.iter().map(|(app, list)| (app.clone(), list.iter().filter_map(|r| r.to_rendition().ok()).collect())).collect(),
+            fallback: self.transcode.fallback,
+            fallback_max: self.transcode.fallback_max,
             fallback_kbps: self.transcode.fallback_kbps,
             fallback_idle: std::time::Duration::from_secs(self.transcode.fallback_idle_s),
         }

@@ -113,6 +113,9 @@ impl Config {
                 r.to_rendition().map_err(|problem| ConfigError::Invalid { key: "transcode.apps", problem })?;
             }
         }
+        if !(8..=100_000).contains(&self.transcode.fallback_kbps) {
+            return Err(ConfigError::Invalid { key: "transcode.fallback_kbps", problem: format!("{} must be between 8 and 100000", self.transcode.fallback_kbps) });
+        }
         for stream in self.ingest.sources.keys() {
             if stream.split('/').count() != 2 || stream.split('/').any(|p| p.is_empty() || p == "..") {
                 return Err(ConfigError::Invalid { key: "ingest.sources", problem: format!("{stream:?} is not app/stream") });
