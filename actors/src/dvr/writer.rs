@@ -203,10 +203,14 @@ impl DvrWriter {
                 TrackKind::Data => return,
             };
             let changed = slot.as_ref().is_some_and(|old| old.payload != frame.payload || old.codec != frame.codec);
+            let first = slot.is_none();
             *slot = Some(frame);
             if changed && self.open.is_some() {
                 tracing::info!(stream = %self.key, "codec parameters changed; starting a new recording file");
                 self.close("codec change");
+            }
+            if first {
+                self.take_new_track();
             }
             return;
         }
@@ -474,6 +478,27 @@ impl DvrWriter {
         self.finish_closing(reason);
         if let Some(open) = self.open.take() {
             self.finalize(open, reason);
+        }
+    }
+
+    /// A track's first parameters arrived after the open file began (an MPEG-TS or WebRTC
+    /// publisher's audio comes after its first keyframe). Before the file's first fragment,
+    /// the file starts again with the track, from the same frames; after it, the file goes on
+    /// without it (an MP4's tracks are fixed by its header) and the next file has it.
+    fn take_new_track(&mut self) {
+        let tracks = [&self.video_config, &self.audio_config].into_iter().flatten().filter(|c| Track::from_config(1, c).is_some()).count();
+        let restart = self.open.as_ref().is_some_and(|o| o.tracks.len() < tracks && o.durable_end_ms <= o.recording.media_start_ms && o.sequence == 0);
+        if !restart {
+            return;
+        }
+        if let Some(mut open) = self.open.take() {
+            let pending = std::mem::take(&mut open.pending);
+            let _ = std::fs::remove_file(&open.absolute);
+            tracing::info!(stream = %self.key, file = %open.recording.path, frames = pending.len(), "a track's parameters came after the recording began; the file starts again with it");
+            self.storage.persist(DeleteRecording { recording: open.recording });
+            for frame in pending {
+                self.frame(frame);
+            }
         }
     }
 

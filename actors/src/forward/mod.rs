@@ -486,7 +486,18 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
                     configs.push(frame.clone());
                 }
                 let Some(current) = sink.as_mut() else { continue };
-                if frame.config || frame.track == TrackKind::Data {
+                if frame.track == TrackKind::Data {
+                    continue;
+                }
+                if frame.config {
+                    // Headers go out before the first keyframe (below); one arriving later (a
+                    // track whose parameters come after the first keyframe, as an MPEG-TS or
+                    // WebRTC publisher's audio, or new parameters) goes out as it comes.
+                    if !waiting_for_key {
+                        if let Err(e) = current.send(&frame).await {
+                            fail(&entry, &mut sink, &mut backoff, &mut next_attempt, &mut waiting_for_key, e).await;
+                        }
+                    }
                     continue;
                 }
                 if waiting_for_key {
