@@ -286,12 +286,20 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
                         .query_string()
                         .split('&')
                         .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("codec"))
-                        .map(|kv| match (kv.strip_prefix("token="), &access.signer) {
-                            (Some(token), Some(signer)) => match token.split_once('.').and_then(|(expiry, _)| expiry.parse::<u64>().ok()) {
-                                Some(expiry) => format!("token={}", signer.mint(estuary_actors::access::auth::Action::Play, &fallback.to_string(), expiry)),
-                                None => kv.to_string(),
-                            },
-                            _ => kv.to_string(),
+                        .filter_map(|kv| match (kv.strip_prefix("token="), &access.signer) {
+                            // Only a token that verifies for the stream asked for is exchanged
+                            // (one the rules did not need to check is not made valid); others
+                            // are left out.
+                            (Some(token), Some(signer)) => {
+                                let now = (estuary_actors::unix_ms() / 1000).max(0) as u64;
+                                let play = estuary_actors::access::auth::Action::Play;
+                                let expiry = token.split_once('.').and_then(|(expiry, _)| expiry.parse::<u64>().ok());
+                                match (signer.verify(token, play, &key.to_string(), now), expiry) {
+                                    (Ok(()), Some(expiry)) => Some(format!("token={}", signer.mint(play, &fallback.to_string(), expiry))),
+                                    _ => None,
+                                }
+                            }
+                            _ => Some(kv.to_string()),
                         })
                         .collect();
                     let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };

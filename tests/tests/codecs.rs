@@ -84,11 +84,27 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
         let ((ok, errors), url) = decoder.join().unwrap();
         assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}\nnode log:\n{}", node.log());
     }
-    // HTTP-TS: MPEG-TS has no AV1 mapping here, so the stream's TS carries its Opus (private
-    // PES data with the Opus registration descriptor), which ffmpeg reads and decodes.
-    let ts = format!("http://127.0.0.1:{}/live/av1.ts", node.ports.http);
+    // HTTP-TS: MPEG-TS has no AV1 mapping, so the player is refused with the reason.
+    let refused = http::get(node.ports.http, "/live/av1.ts").unwrap();
+    assert_eq!(refused.status, 406, "{}", String::from_utf8_lossy(&refused.body));
+    assert!(String::from_utf8_lossy(&refused.body).contains("no MPEG-TS mapping"), "{}", String::from_utf8_lossy(&refused.body));
+    // Opus does have one (private PES data with the Opus registration descriptor): an H.264 +
+    // Opus publish plays over HTTP-TS with both tracks, which ffmpeg reads and decodes.
+    let args = [
+        "-hide_banner", "-v", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "0", "-pix_fmt", "yuv420p",
+        "-c:a", "libopus", "-b:a", "64k", "-ac", "2",
+        "-f", "flv",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(node.rtmp_url("live/avc-opus"));
+    let _opus_publisher = spawn_program(&modern_ffmpeg(), args, &SHARED.scratch, "avc-opus-publisher");
+    node.wait_live("live/avc-opus", Duration::from_secs(30));
+    let ts = format!("http://127.0.0.1:{}/live/avc-opus.ts", node.ports.http);
     let streams = probe_streams(&ts);
-    assert!(stream_of(&streams, "video").is_none(), "{streams:?}");
+    assert!(stream_of(&streams, "video").is_some_and(|v| v["codec_name"] == "h264"), "{streams:?}");
     let audio = stream_of(&streams, "audio").unwrap_or_else(|| panic!("{ts}: no audio in {streams:?}"));
     assert_eq!((audio["codec_name"].as_str(), audio["channels"].as_u64()), (Some("opus"), Some(2)), "{ts}: {audio}");
     let (ok, errors) = decode(&ts, 5);

@@ -493,12 +493,15 @@ impl DvrWriter {
         }
         if let Some(mut open) = self.open.take() {
             let pending = std::mem::take(&mut open.pending);
-            let _ = std::fs::remove_file(&open.absolute);
             tracing::info!(stream = %self.key, file = %open.recording.path, frames = pending.len(), "a track's parameters came after the recording began; the file starts again with it");
             self.storage.persist(DeleteRecording { recording: open.recording });
+            // The new file is made while the old one is still there, so it gets a path of its
+            // own: an old entry that outlives its delete (a crash, a full storage queue) names
+            // a missing file, which the start-up repair drops, never the new file.
             for frame in pending {
                 self.frame(frame);
             }
+            let _ = std::fs::remove_file(&open.absolute);
         }
     }
 

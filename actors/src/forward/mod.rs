@@ -481,6 +481,12 @@ async fn run(entry: Arc<ForwardEntry>, destination: Destination, subscription: S
             _ = entry.stop_requested() => break "removed",
             frame = rx.recv() => {
                 let Some(frame) = frame else { break "the stream ended" };
+                // A header equal to the one held (a publisher or an ingest loop sending it
+                // again) is not sent again.
+                let repeated = frame.config && configs.iter().any(|c| c.track == frame.track && c.codec == frame.codec && c.payload == frame.payload);
+                if repeated {
+                    continue;
+                }
                 if frame.config {
                     configs.retain(|c| c.track != frame.track);
                     configs.push(frame.clone());

@@ -239,6 +239,7 @@ async fn supervise(entry: Arc<TranscodeEntry>, settings: Arc<TranscodeSettings>,
                 s.state = "failed";
                 s.last_error = Some(e.to_string());
             });
+            entry.mark_stopped();
             return;
         }
     };
