@@ -370,11 +370,16 @@ impl DvrWriter {
                 clock
             }
         };
-        let mut relative = super::expand_path(&self.settings.path, &self.key, now);
+        let base = super::expand_path(&self.settings.path, &self.key, now);
+        let mut relative = base.clone();
         let mut absolute = self.settings.dir.join(&relative);
         let mut n = 1;
         while absolute.exists() {
-            relative = format!("{}-{n}", relative);
+            // `name-1.mp4`, keeping the extension players and the HTTP side go by.
+            relative = match base.rsplit_once('.') {
+                Some((stem, extension)) if !extension.contains('/') => format!("{stem}-{n}.{extension}"),
+                _ => format!("{base}-{n}"),
+            };
             absolute = self.settings.dir.join(&relative);
             n += 1;
         }
