@@ -313,7 +313,7 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
     }
     // `cluster.redirect`: a stream another origin owns is played there (live URLs only; a
     // segment is fetched where its playlist came from).
-    if matches!(extension, "flv" | "m3u8" | "mpd") || (extension == "ts" && owner.is_none()) {
+    if live_url {
         if let Some(node) = estuary_actors::cluster::pull::redirect(&state.node, &state.registry, &key).await {
             // The play rules first: nobody learns where a stream lives without passing them.
             let request = estuary_actors::access::Request { action: estuary_actors::access::auth::Action::Play, client: 0, ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };

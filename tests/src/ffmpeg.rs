@@ -217,6 +217,18 @@ pub fn spawn_program(program: &Path, args: Vec<String>, scratch: &Scratch, name:
     Process { child: Some(child), stderr_path }
 }
 
+/// Publishes a live 320x240 25 fps test pattern and a 440 Hz tone (48 kHz) over enhanced
+/// RTMP to `url` with ffmpeg 9 ([`modern_ffmpeg`]), encoded with the `video` and `audio`
+/// arguments (codec and its options), as yuv420p with 2 s GOPs.
+pub fn publish_enhanced(url: &str, video: &[&str], audio: &[&str], scratch: &Scratch, name: &str) -> Process {
+    let mut args: Vec<String> = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"].iter().map(|a| a.to_string()).collect();
+    args.extend(video.iter().map(|a| a.to_string()));
+    args.extend(["-g", "50", "-pix_fmt", "yuv420p"].iter().map(|a| a.to_string()));
+    args.extend(audio.iter().map(|a| a.to_string()));
+    args.extend(["-f".to_string(), "flv".to_string(), url.to_string()]);
+    spawn_program(&modern_ffmpeg(), args, scratch, name)
+}
+
 /// Publishes `source` to an RTMP `url`.
 pub fn publish(url: &str, source: &Source, scratch: &Scratch, name: &str) -> Process {
     let mut args = source.args();

@@ -6,7 +6,7 @@
 //! plays back over HTTP-MP4 too; an H.264 stream gets an AV1 rendition from the transcoder.
 //! One node for the file (DVR on, transcoders on ffmpeg 9).
 
-use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, publish, spawn_program, stream_of, Process, Source};
+use estuary_tests::ffmpeg::{decode, modern_ffmpeg, probe_streams, publish, publish_enhanced, stream_of, Process, Source};
 use estuary_tests::{http, wait_until, Node, Scratch};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -28,17 +28,7 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
 /// stereo, published over enhanced RTMP to `path`.
 fn publish_av1_opus(path: &str, name: &str) -> Process {
     let shared = &*SHARED;
-    let args = [
-        "-hide_banner", "-v", "error", "-re",
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-c:v", "libsvtav1", "-preset", "12", "-g", "50", "-pix_fmt", "yuv420p", "-svtav1-params", "lp=1",
-        "-c:a", "libopus", "-b:a", "64k", "-ac", "2",
-        "-f", "flv",
-    ];
-    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    args.push(shared.node.rtmp_url(path));
-    spawn_program(&modern_ffmpeg(), args, &shared.scratch, name)
+    publish_enhanced(&shared.node.rtmp_url(path), &["-c:v", "libsvtav1", "-preset", "12", "-svtav1-params", "lp=1"], &["-c:a", "libopus", "-b:a", "64k", "-ac", "2"], &shared.scratch, name)
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
@@ -90,17 +80,7 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
     assert!(String::from_utf8_lossy(&refused.body).contains("no MPEG-TS mapping"), "{}", String::from_utf8_lossy(&refused.body));
     // Opus does have one (private PES data with the Opus registration descriptor): an H.264 +
     // Opus publish plays over HTTP-TS with both tracks, which ffmpeg reads and decodes.
-    let args = [
-        "-hide_banner", "-v", "error", "-re",
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-bf", "0", "-pix_fmt", "yuv420p",
-        "-c:a", "libopus", "-b:a", "64k", "-ac", "2",
-        "-f", "flv",
-    ];
-    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    args.push(node.rtmp_url("live/avc-opus"));
-    let _opus_publisher = spawn_program(&modern_ffmpeg(), args, &SHARED.scratch, "avc-opus-publisher");
+    let _opus_publisher = publish_enhanced(&node.rtmp_url("live/avc-opus"), &["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"], &["-c:a", "libopus", "-b:a", "64k", "-ac", "2"], &SHARED.scratch, "avc-opus-publisher");
     node.wait_live("live/avc-opus", Duration::from_secs(30));
     let ts = format!("http://127.0.0.1:{}/live/avc-opus.ts", node.ports.http);
     let streams = probe_streams(&ts);
@@ -135,17 +115,7 @@ fn av1_and_opus_over_enhanced_rtmp_play_over_ll_hls_and_dash() {
 #[test]
 fn hevc_over_enhanced_rtmp_plays_over_ll_hls_with_its_own_codec_string() {
     let node = &SHARED.node;
-    let args = [
-        "-hide_banner", "-v", "error", "-re",
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-c:v", "libx265", "-preset", "ultrafast", "-g", "50", "-bf", "0", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error",
-        "-c:a", "aac", "-ac", "2",
-        "-f", "flv",
-    ];
-    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    args.push(node.rtmp_url("live/hevc"));
-    let publisher = spawn_program(&modern_ffmpeg(), args, &SHARED.scratch, "hevc-publisher");
+    let publisher = publish_enhanced(&node.rtmp_url("live/hevc"), &["-c:v", "libx265", "-preset", "ultrafast", "-bf", "0", "-x265-params", "log-level=error"], &["-c:a", "aac", "-ac", "2"], &SHARED.scratch, "hevc-publisher");
     node.wait_live("live/hevc", Duration::from_secs(30));
     assert!(wait_until(Duration::from_secs(10), || node.stream_info("live/hevc").is_some_and(|i| i["video"]["codec"] == "H265")), "not H.265: {:?}\n{}", node.stream_info("live/hevc"), publisher.stderr());
     let playlist = http::get(node.ports.http, "/live/hevc.m3u8").expect("playlist");

@@ -12,7 +12,7 @@
 //! classic HLS (TS segments, `hls.always`).
 
 use estuary_tests::aiortc::{whep_play, whip_publish};
-use estuary_tests::ffmpeg::{make_clip, modern_ffmpeg, publish, publish_ts, spawn_program, Process, Source};
+use estuary_tests::ffmpeg::{make_clip, modern_ffmpeg, publish, publish_enhanced, publish_ts, Process, Source};
 use estuary_tests::gb_camera::{Camera, Fault};
 use estuary_tests::{http, wait_until, Node, Scratch};
 use std::time::Duration;
@@ -170,14 +170,8 @@ fn every_source_codec_through_every_output() {
     // The sources, all live at once.
     let mut processes: Vec<Process> = Vec::new();
     processes.push(publish(&node.rtmp_url("live/rtmp-avc"), &Source { bframes: 0, ..Source::default() }, &scratch, "rtmp-avc"));
-    let enhanced = |video: &[&str], audio: &[&str], stream: &str| {
-        let mut args: Vec<String> = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"].iter().map(|s| s.to_string()).collect();
-        args.extend(video.iter().map(|s| s.to_string()));
-        args.extend(audio.iter().map(|s| s.to_string()));
-        args.extend(["-pix_fmt".into(), "yuv420p".into(), "-g".into(), "50".into(), "-bf".into(), "0".into(), "-f".into(), "flv".into(), node.rtmp_url(stream)]);
-        spawn_program(&modern, args, &scratch, stream.trim_start_matches("live/"))
-    };
-    processes.push(enhanced(&["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"], &["-c:a", "aac", "-ac", "2"], "live/ertmp-hevc"));
+    let enhanced = |video: &[&str], audio: &[&str], stream: &str| publish_enhanced(&node.rtmp_url(stream), video, audio, &scratch, stream.trim_start_matches("live/"));
+    processes.push(enhanced(&["-c:v", "libx265", "-preset", "ultrafast", "-bf", "0", "-x265-params", "log-level=error"], &["-c:a", "aac", "-ac", "2"], "live/ertmp-hevc"));
     processes.push(enhanced(&["-c:v", "libsvtav1", "-preset", "12", "-svtav1-params", "lp=1"], &["-c:a", "libopus", "-b:a", "64k", "-ac", "2"], "live/ertmp-av1"));
     processes.push(publish_ts(&node.srt_url("live/srt-hevc", true, ""), &Source { video_codec: "libx265", bframes: 0, ..Source::default() }, &scratch, "srt-hevc"));
     let avc_clip = make_clip(&scratch.path("avc.mp4"), "libx264", 0, 10);
@@ -204,8 +198,12 @@ fn every_source_codec_through_every_output() {
         assert!(wait_until(Duration::from_secs(20), || node.stream_info(stream).is_some_and(|i| !i["video"].is_null() && !i["audio"].is_null())), "{label}: {:?}", node.stream_info(stream));
         classic.wait_live(stream, Duration::from_secs(40));
     }
-    // Classic HLS writes 2 s segments: let a few exist; the DVR has fragments by then too.
-    std::thread::sleep(Duration::from_secs(8));
+    // Classic HLS writes 2 s segments: wait until each stream it can write has three (the
+    // DVR has fragments by then too).
+    for (label, stream) in sources.iter().filter(|(_, s)| s != "live/ertmp-av1") {
+        let segments = || http::get(classic.ports.http, &format!("/{stream}.m3u8")).map(|r| String::from_utf8_lossy(&r.body).matches("#EXTINF").count()).unwrap_or(0);
+        assert!(wait_until(Duration::from_secs(30), || segments() >= 3), "{label}: classic HLS has {} segments", segments());
+    }
 
     // Three players at a time (a source's cells one after another): the machine has two cores
     // and the publishers encode live.

@@ -361,17 +361,13 @@ async fn unused(node: NodeContext, registry: Addr<StreamRegistry>, output: Strea
     let started = tokio::time::Instant::now();
     let mut idle_since = started;
     let mut live = false;
+    let name = output.to_string();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let info = match registry.send(FindStream { key: output.clone(), create: false }).await.ok().flatten() {
-            Some(stream) => stream.send(crate::messages::GetStreamInfo).await.ok(),
-            None => None,
-        };
         // Players are clients playing it (RTMP, HTTP-FLV/TS, SRT, WHEP); a forward or a
         // transcoder of it is not.
-        let name = output.to_string();
         let players = node.clients.snapshot().iter().filter(|c| c.role().is_some_and(|(role, stream)| role == crate::node::clients::Role::Play && stream == name)).count();
-        live |= info.is_some_and(|i| i.publisher.is_some());
+        live = live || video_codec(&registry, &output).await.is_some();
         let starting = !live && started.elapsed() < FALLBACK_WAIT;
         let packaged = node.packages.get(&output).is_some_and(|p| !p.read(|p| p.ended));
         if players > 0 || packaged || starting {

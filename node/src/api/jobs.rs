@@ -55,6 +55,13 @@ pub(super) fn looped_default() -> bool {
     true
 }
 
+/// `name` (a name in the media directory `root`, already canonical, or a path) as it is once
+/// links are followed, when that is inside `root`: never `..` or a link out of it.
+fn in_media_dir(root: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    let path = if std::path::Path::new(name).is_absolute() { std::path::PathBuf::from(name) } else { root.join(name) };
+    std::fs::canonicalize(path).ok().filter(|real| real.starts_with(root))
+}
+
 /// Publishes a file as a live stream (saved; it starts again with the node). The source is
 /// checked now so a missing or non-media file is refused with the reason.
 pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: web::Json<NewIngest>) -> HttpResponse {
@@ -99,14 +106,9 @@ pub(super) async fn add_ingest(_: Authorized, state: web::Data<AppState>, body: 
         // Files only from the media directory (where uploads go): a name there, or a path that
         // is there once links are followed; never `..` or a link out of it.
         let root = std::fs::canonicalize(&media_dir).map_err(|e| format!("ingest.media_dir {}: {e}", media_dir.display()))?;
-        let path = if std::path::Path::new(&source).is_absolute() { std::path::PathBuf::from(&source) } else { media_dir.join(&source) };
         // One answer for a missing file and one elsewhere: the API does not tell which paths exist.
         let outside = || format!("{source} is not a file in ingest.media_dir ({}): files played through the API must be there (upload them, or copy them there)", root.display());
-        let real = std::fs::canonicalize(&path).map_err(|_| outside())?;
-        if !real.starts_with(&root) {
-            return Err(outside());
-        }
-        source = real.to_string_lossy().to_string();
+        source = in_media_dir(&root, &source).ok_or_else(outside)?.to_string_lossy().to_string();
         let files = estuary_actors::ingest::source_files(&source)?;
         let files = estuary_actors::ingest::check_confined(&root, &files).map_err(|e| format!("{e} (listed by {source})"))?;
         let first = &files[0];
@@ -176,11 +178,7 @@ pub(super) async fn add_transcode(_: Authorized, state: web::Data<AppState>, bod
         let confined = tokio::task::spawn_blocking(move || -> Result<String, String> {
             let outside = || format!("overlay image {named} is not a file in ingest.media_dir ({}): pictures named through the API must be there", root.display());
             let root = std::fs::canonicalize(&root).map_err(|_| outside())?;
-            let path = if std::path::Path::new(&named).is_absolute() { std::path::PathBuf::from(&named) } else { root.join(&named) };
-            let real = std::fs::canonicalize(&path).map_err(|_| outside())?;
-            if !real.starts_with(&root) || !real.is_file() {
-                return Err(outside());
-            }
+            let real = in_media_dir(&root, &named).filter(|real| real.is_file()).ok_or_else(outside)?;
             Ok(real.to_string_lossy().into_owned())
         })
         .await;
