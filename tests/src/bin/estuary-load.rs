@@ -89,6 +89,8 @@ struct PlayerStats {
     connect_us: AtomicU64,
     first_key_us: AtomicU64,
     last_frame_us: AtomicU64,
+    /// When the player's connection ended without an error (the server closed it), or 0.
+    ended_us: AtomicU64,
     bytes: AtomicU64,
     delays_us: Mutex<Vec<u64>>,
 }
@@ -772,6 +774,7 @@ async fn run(args: Args) -> Result<(), String> {
     for index in 0..args.players {
         let stats = Arc::new(PlayerStats::default());
         players.push(stats.clone());
+        let player = stats.clone();
         let target = nth(&target, index % streams);
         let errors = errors.clone();
         tokio::spawn(async move {
@@ -782,8 +785,11 @@ async fn run(args: Args) -> Result<(), String> {
                 "hls" => hls_player(target, stats, hls_gzip).await,
                 _ => flv_player(target, stats, batch, lowat).await,
             };
-            if result.is_err() {
-                errors.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(()) => player.ended_us.store(now_us(), Ordering::Relaxed),
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
         tokio::time::sleep(step).await;
@@ -795,7 +801,18 @@ async fn run(args: Args) -> Result<(), String> {
     let bytes_start = bytes_at(&players);
     let cpu_start = args.server_pid.and_then(process_cpu_seconds);
     let mut rss_max = 0u64;
+    let receiving_now = |players: &[Arc<PlayerStats>]| {
+        let now = now_us();
+        players.iter().filter(|p| now.saturating_sub(p.last_frame_us.load(Ordering::Relaxed)) < 2_000_000).count()
+    };
+    // Players receiving, sampled every 5 s of the hold: shows when players stopped, if any.
+    let mut timeline = Vec::new();
+    let mut next_sample = Duration::ZERO;
     while hold_start.elapsed() < Duration::from_secs(args.hold_s) {
+        if hold_start.elapsed() >= next_sample {
+            timeline.push(receiving_now(&players));
+            next_sample += Duration::from_secs(5);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(pid) = args.server_pid {
             rss_max = rss_max.max(process_rss_kb(pid).unwrap_or(0));
@@ -804,9 +821,9 @@ async fn run(args: Args) -> Result<(), String> {
     let held = hold_start.elapsed().as_secs_f64();
     let bytes_end = bytes_at(&players);
     let cpu_end = args.server_pid.and_then(process_cpu_seconds);
-    let now = now_us();
     let connected = players.iter().filter(|p| p.connect_us.load(Ordering::Relaxed) > 0).count();
-    let receiving = players.iter().filter(|p| now.saturating_sub(p.last_frame_us.load(Ordering::Relaxed)) < 2_000_000).count();
+    let receiving = receiving_now(&players);
+    let ended = players.iter().filter(|p| p.ended_us.load(Ordering::Relaxed) > 0).count();
     let mut startup: Vec<f64> = players
         .iter()
         .filter_map(|p| {
@@ -828,6 +845,8 @@ async fn run(args: Args) -> Result<(), String> {
         "players": args.players,
         "connected": connected,
         "receiving_at_end": receiving,
+        "receiving_every_5s": timeline,
+        "ended_by_server": ended,
         "player_errors": errors.load(Ordering::Relaxed),
         "streams": streams,
         "publish_protocol": publish_protocol,
