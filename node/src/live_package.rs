@@ -254,10 +254,7 @@ fn lookup(p: &Package, name: &FileName) -> Option<Media> {
         FileName::HlsInit(v) => p.hls_init(*v).map(Media::Bytes),
         FileName::HlsSegment(n) => p.segment(*n).filter(|s| s.complete).map(|s| Media::Bytes(s.muxed())),
         FileName::HlsPart(n, i) => p.segment(*n).and_then(|s| s.parts.get(*i)).map(|part| Media::Bytes(part.muxed.clone())),
-        FileName::DashInit(rep, v) => {
-            let index = p.tracks.iter().position(|t| estuary_protocols::cmaf::representation(t) == rep)?;
-            (*v == p.init).then(|| Media::Bytes(p.init_tracks[index].clone()))
-        }
+        FileName::DashInit(rep, v) => p.dash_init(rep, *v).map(Media::Bytes),
         FileName::DashSegment(rep, v, t) => {
             let (index, n) = p.dash_segment(rep, *v, *t)?;
             let segment = p.segment(n)?;

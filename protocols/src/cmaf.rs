@@ -139,6 +139,18 @@ pub fn representation(track: &Track) -> &'static str {
     }
 }
 
+/// An initialization segment version the current one replaced, kept while segments of the
+/// window were cut with it: HLS plays them through its `EXT-X-MAP`, DASH lists them in a period
+/// of their own.
+struct InitVersion {
+    version: u32,
+    tracks: Vec<Track>,
+    muxed: Bytes,
+    per_track: Vec<Bytes>,
+    /// Wall clock (Unix ms) at media time zero while this version was cut.
+    clock_offset_ms: Option<i64>,
+}
+
 /// One stream's live package.
 pub struct Package {
     settings: Settings,
@@ -154,8 +166,11 @@ pub struct Package {
     pub init_muxed: Bytes,
     /// Initialization segment per track (DASH).
     pub init_tracks: Vec<Bytes>,
-    /// Earlier HLS initialization segments that segments of the window still need.
-    previous_inits: Vec<(u32, Bytes)>,
+    /// Earlier initialization segments that segments of the window still need.
+    previous_inits: Vec<InitVersion>,
+    /// The clock offset of the publish before a republish, kept for its initialization
+    /// segment's period until the new one takes over.
+    resumed_offset_ms: Option<i64>,
     /// Complete segments of the window, then the one in progress (if any).
     pub segments: VecDeque<Segment>,
     next_sequence: u64,
@@ -206,6 +221,7 @@ impl Package {
             init_muxed: Bytes::new(),
             init_tracks: Vec::new(),
             previous_inits: Vec::new(),
+            resumed_offset_ms: None,
             segments: VecDeque::new(),
             next_sequence: first_sequence,
             discontinuity_sequence: 0,
@@ -242,7 +258,11 @@ impl Package {
         self.configs_changed = true;
         self.last_video_ms = None;
         self.last_audio_ms = None;
-        // A new publish may start its timestamps afresh: its clock is learned again.
+        // A new publish may start its timestamps afresh: its clock is learned again (the old
+        // one stays with the old publish's initialization segment).
+        if self.clock_offset_ms.is_some() {
+            self.resumed_offset_ms = self.clock_offset_ms;
+        }
         self.clock_offset_ms = None;
     }
 
@@ -412,7 +432,8 @@ impl Package {
             if tracks.iter().map(|t| t.codec).ne(self.tracks.iter().map(|t| t.codec)) {
                 self.discontinuity = true;
             }
-            self.previous_inits.push((self.init, std::mem::take(&mut self.init_muxed)));
+            let clock_offset_ms = self.resumed_offset_ms.take().or(self.clock_offset_ms);
+            self.previous_inits.push(InitVersion { version: self.init, tracks: std::mem::take(&mut self.tracks), muxed: std::mem::take(&mut self.init_muxed), per_track: std::mem::take(&mut self.init_tracks), clock_offset_ms });
             self.init += 1;
         }
         self.init_muxed = fmp4::init_segment(&tracks);
@@ -523,7 +544,7 @@ impl Package {
             }
         }
         let segments = &self.segments;
-        self.previous_inits.retain(|(version, _)| segments.iter().any(|s| s.init == *version));
+        self.previous_inits.retain(|old| segments.iter().any(|s| s.init == old.version));
         true
     }
 
@@ -539,7 +560,25 @@ impl Package {
         if version == self.init {
             return Some(self.init_muxed.clone()).filter(|b| !b.is_empty());
         }
-        self.previous_inits.iter().find(|(v, _)| *v == version).map(|(_, b)| b.clone())
+        self.previous_inits.iter().find(|old| old.version == version).map(|old| old.muxed.clone())
+    }
+
+    /// The tracks of initialization segment `version`, while anything needs it.
+    fn tracks_of(&self, version: u32) -> Option<&[Track]> {
+        if version == self.init {
+            return Some(&self.tracks);
+        }
+        self.previous_inits.iter().find(|old| old.version == version).map(|old| old.tracks.as_slice())
+    }
+
+    /// The DASH initialization segment of representation `rep` of version `version`, while
+    /// anything needs it.
+    pub fn dash_init(&self, rep: &str, version: u32) -> Option<Bytes> {
+        let index = self.tracks_of(version)?.iter().position(|t| representation(t) == rep)?;
+        if version == self.init {
+            return self.init_tracks.get(index).cloned();
+        }
+        self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.per_track.get(index).cloned())
     }
 
     /// The newest segment number and, if it is in progress, the number of its parts.
@@ -666,65 +705,95 @@ impl Package {
         out
     }
 
-    /// The DASH MPD: one representation per track, `$Time$` addressing, the complete segments
-    /// of the current initialization segment in a `SegmentTimeline`. `now_ms` is the wall
-    /// clock (`publishTime`, `UTCTiming`); `target_latency_ms` goes into the
+    /// The DASH MPD: one period per initialization segment version with complete segments in
+    /// the window (a codec change or a republish starts a new one), one representation per
+    /// track, `$Time$` addressing, the complete segments in a `SegmentTimeline`. `now_ms` is
+    /// the wall clock (`publishTime`, `UTCTiming`); `target_latency_ms` goes into the
     /// `ServiceDescription`.
+    ///
+    /// Times: `availabilityStartTime` is the first period's clock (wall time at its media time
+    /// zero), so its period starts at zero with no offset, as a single-period MPD always did.
+    /// A later period starts where its first segment sits on the wall clock, and its
+    /// `presentationTimeOffset` is that segment's media time: each segment stays at the wall
+    /// time its own publish's clock gives it.
     pub fn render_mpd(&self, stream: &str, now_ms: i64, target_latency_ms: u64) -> String {
-        let listed: Vec<&Segment> = self.segments.iter().filter(|s| s.complete && s.init == self.init && !s.parts.is_empty()).collect();
         let segment_s = self.settings.segment_ms as f64 / 1000.0;
         let part_s = self.settings.part_ms as f64 / 1000.0;
-        let representations = self
-            .tracks
-            .iter()
-            .enumerate()
-            .map(|(index, track)| {
-                let id = representation(track);
-                let mut timeline: Vec<crate::manifest::dash::TimelineEntry> = listed
-                    .iter()
-                    .filter_map(|s| s.spans.get(index).copied().flatten())
-                    .map(|(start, end)| crate::manifest::dash::TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 })
-                    .collect();
-                let seconds: f64 = timeline.iter().map(|e| e.duration as f64 / track.timescale as f64).sum();
-                // Low latency: the segment being cut is announced too, with the duration of the
-                // one before (or what it has so far, if longer), so a player asks for it early and
-                // gets it chunk by chunk; the next MPD gives its real duration.
-                let last = timeline.last().copied();
-                let growing = self.segments.back().filter(|s| !s.complete && s.init == self.init).and_then(|s| s.spans.get(index).copied().flatten());
-                if let (Some(last), Some((start, end))) = (last, growing) {
-                    let start = start.max(0) as u64;
-                    if start == last.start + last.duration {
-                        let so_far = (end - start as i64).max(1) as u64;
-                        timeline.push(crate::manifest::dash::TimelineEntry { start, duration: last.duration.max(so_far) });
+        // The versions with complete segments, in window order (the current one alone before
+        // any segment is complete).
+        let mut versions: Vec<u32> = Vec::new();
+        for segment in self.segments.iter().filter(|s| s.complete && !s.parts.is_empty()) {
+            if versions.last() != Some(&segment.init) {
+                versions.push(segment.init);
+            }
+        }
+        versions.retain(|v| *v == self.init || self.previous_inits.iter().any(|old| old.version == *v));
+        if versions.is_empty() {
+            versions.push(self.init);
+        }
+        let offset_of = |version: u32| if version == self.init { self.clock_offset_ms } else { self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.clock_offset_ms) };
+        let ast_ms = versions.first().and_then(|v| offset_of(*v)).or(self.clock_offset_ms).unwrap_or(0);
+        let mut periods = Vec::new();
+        for (position, &version) in versions.iter().enumerate() {
+            let Some(tracks) = self.tracks_of(version) else { continue };
+            let listed: Vec<&Segment> = self.segments.iter().filter(|s| s.complete && s.init == version && !s.parts.is_empty()).collect();
+            let first_ms = listed.first().map(|s| s.start_ms).unwrap_or(0);
+            // The first period keeps media time zero at the availability start.
+            let (start_s, offset_ms) = if position == 0 { (0.0, 0) } else { ((offset_of(version).unwrap_or(ast_ms) + first_ms - ast_ms) as f64 / 1000.0, first_ms.max(0)) };
+            let live = version == self.init;
+            let representations = tracks
+                .iter()
+                .enumerate()
+                .map(|(index, track)| {
+                    let id = representation(track);
+                    let mut timeline: Vec<crate::manifest::dash::TimelineEntry> = listed
+                        .iter()
+                        .filter_map(|s| s.spans.get(index).copied().flatten())
+                        .map(|(start, end)| crate::manifest::dash::TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 })
+                        .collect();
+                    let seconds: f64 = timeline.iter().map(|e| e.duration as f64 / track.timescale as f64).sum();
+                    // Low latency: the segment being cut is announced too, with the duration of
+                    // the one before (or what it has so far, if longer), so a player asks for it
+                    // early and gets it chunk by chunk; the next MPD gives its real duration.
+                    let last = timeline.last().copied();
+                    let growing = self.segments.back().filter(|s| live && !s.complete && s.init == version).and_then(|s| s.spans.get(index).copied().flatten());
+                    if let (Some(last), Some((start, end))) = (last, growing) {
+                        let start = start.max(0) as u64;
+                        if start == last.start + last.duration {
+                            let so_far = (end - start as i64).max(1) as u64;
+                            timeline.push(crate::manifest::dash::TimelineEntry { start, duration: last.duration.max(so_far) });
+                        }
                     }
-                }
-                let bytes: usize = listed.iter().filter_map(|s| s.parts.iter().map(|p| p.tracks.get(index).map(|b| b.len())).sum::<Option<usize>>()).sum();
-                crate::manifest::dash::Representation {
-                    id: id.to_string(),
-                    content_type: id,
-                    codecs: track.codec_string(),
-                    bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
-                    width: track.width,
-                    height: track.height,
-                    sample_rate: track.sample_rate,
-                    channels: track.channels,
-                    timescale: track.timescale,
-                    initialization: format!("{stream}-{id}-init-v{}.mp4", self.init),
-                    media: format!("{stream}-{id}-v{}-t$Time$.m4s", self.init),
-                    start_number: listed.first().map(|s| s.sequence).unwrap_or(0),
-                    timeline,
-                }
-            })
-            .filter(|r| !r.timeline.is_empty())
-            .collect();
+                    let bytes: usize = listed.iter().filter_map(|s| s.parts.iter().map(|p| p.tracks.get(index).map(|b| b.len())).sum::<Option<usize>>()).sum();
+                    crate::manifest::dash::Representation {
+                        id: id.to_string(),
+                        content_type: id,
+                        codecs: track.codec_string(),
+                        bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
+                        width: track.width,
+                        height: track.height,
+                        sample_rate: track.sample_rate,
+                        channels: track.channels,
+                        timescale: track.timescale,
+                        initialization: format!("{stream}-{id}-init-v{version}.mp4"),
+                        media: format!("{stream}-{id}-v{version}-t$Time$.m4s"),
+                        start_number: listed.first().map(|s| s.sequence).unwrap_or(0),
+                        presentation_time_offset: (offset_ms as u64).saturating_mul(track.timescale as u64) / 1000,
+                        timeline,
+                    }
+                })
+                .filter(|r| !r.timeline.is_empty())
+                .collect();
+            periods.push(crate::manifest::dash::Period { id: version.to_string(), start_s, representations });
+        }
         let mpd = crate::manifest::dash::Mpd {
-            availability_start_time: crate::clock::rfc3339(self.clock_offset_ms.unwrap_or(0)),
+            availability_start_time: crate::clock::rfc3339(ast_ms),
             publish_time: crate::clock::rfc3339(now_ms),
             minimum_update_period: part_s.max(0.1),
             min_buffer_time: part_s.max(0.5),
             time_shift_buffer_depth: segment_s * self.settings.window as f64,
             suggested_presentation_delay: target_latency_ms as f64 / 1000.0,
-            representations,
+            periods,
             ended: self.ended,
             low_latency: Some(crate::manifest::dash::LowLatency { target_latency_ms, availability_time_offset: (segment_s - part_s).max(0.0) }),
         };
@@ -733,14 +802,11 @@ impl Package {
 
     /// The DASH segment of representation `rep` (`video`/`audio`) of initialization segment
     /// `init` starting at `time` (in the track's timescale): its track index and sequence
-    /// number. Only the current initialization segment's segments are served (the MPD lists
-    /// no other).
+    /// number. Segments of earlier initialization segments are served while the window (and
+    /// so the MPD's earlier periods) lists them.
     pub fn dash_segment(&self, rep: &str, init: u32, time: u64) -> Option<(usize, u64)> {
-        if init != self.init {
-            return None;
-        }
-        let index = self.tracks.iter().position(|t| representation(t) == rep)?;
-        let segment = self.segments.iter().find(|s| s.init == self.init && s.spans.get(index).copied().flatten().is_some_and(|(start, _)| start.max(0) as u64 == time))?;
+        let index = self.tracks_of(init)?.iter().position(|t| representation(t) == rep)?;
+        let segment = self.segments.iter().find(|s| s.init == init && s.spans.get(index).copied().flatten().is_some_and(|(start, _)| start.max(0) as u64 == time))?;
         Some((index, segment.sequence))
     }
 
@@ -1027,12 +1093,68 @@ mod tests {
         let (v, a) = configs();
         package.push(v, 0);
         package.push(a, 0);
-        feed(&mut package, 0, 5_000, 2000);
+        feed(&mut package, 0, 9_000, 2000);
         let after = package.render_mpd("s", 20_000, 2_500);
         // The same media times again, under other names: a cache never serves the old bytes.
-        assert!(after.contains("media=\"s-video-v1-t$Time$.m4s\"") && after.contains("<S t=\"0\""), "{after}");
+        assert!(after.contains("media=\"s-video-v1-t$Time$.m4s\"") && after.contains("<S t=\"180000\""), "{after}");
+        // The old publish's segments have left the window (three segments): so has its period.
+        assert!(!after.contains("-v0-"), "{after}");
         assert_eq!(package.dash_segment("video", 0, 0), None);
-        assert!(package.dash_segment("video", 1, 0).is_some());
+        assert_eq!(package.dash_init("video", 0), None);
+        assert!(package.dash_segment("video", 1, 180_000).is_some());
+    }
+
+    /// `feed`, with media time `media_ms` arriving at wall-clock `wall_offset_ms + media_ms`.
+    fn feed_at(package: &mut Package, from_ms: i64, until_ms: i64, gop_ms: i64, wall_offset_ms: i64) {
+        let mut a = from_ms * 48 / 1024 * 1024 / 48;
+        for v in (from_ms..until_ms).step_by(40) {
+            while a <= v {
+                package.push(audio(a), wall_offset_ms + a);
+                a += 21;
+            }
+            package.push(video(v, v % gop_ms == 0), wall_offset_ms + v);
+        }
+    }
+
+    #[test]
+    fn a_republish_gets_a_dash_period_of_its_own_while_the_window_holds_the_old_one() {
+        let mut package = package();
+        // The first publish: media time 0 arrives at wall clock 1 000 000.
+        feed(&mut package, 0, 5_000, 2000);
+        package.resume();
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+        // The second starts at media time 10 000, on the wall clock 1 006 000.
+        feed_at(&mut package, 10_000, 13_000, 2000, 996_000);
+        let mpd = package.render_mpd("s", 1_010_000, 2_500);
+        assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(1_000_000))), "{mpd}");
+        let periods: Vec<&str> = mpd.split("<Period ").skip(1).collect();
+        assert_eq!(periods.len(), 2, "{mpd}");
+        // The old publish: media time zero at the availability start, its own initialization
+        // segment, no segment being announced.
+        assert!(periods[0].starts_with("id=\"0\" start=\"PT0.000S\""), "{mpd}");
+        assert!(periods[0].contains("initialization=\"s-video-init-v0.mp4\"") && !periods[0].contains("presentationTimeOffset"), "{mpd}");
+        // The new one starts 6 s later; its media time 10 s is the period's start.
+        assert!(periods[1].starts_with("id=\"1\" start=\"PT6.000S\""), "{mpd}");
+        assert!(periods[1].contains("initialization=\"s-video-init-v1.mp4\"") && periods[1].contains("presentationTimeOffset=\"900000\""), "{mpd}");
+        assert!(periods[1].contains("presentationTimeOffset=\"480000\""), "audio's offset in its own timescale: {mpd}");
+        assert!(periods[1].contains("<S t=\"900000\" d=\"180000\"/>"), "{mpd}");
+        // Both versions' files are served while listed.
+        assert!(package.dash_init("video", 0).is_some() && package.dash_init("audio", 0).is_some() && package.dash_init("video", 1).is_some());
+        assert!(package.dash_segment("video", 0, 180_000).is_some(), "{mpd}");
+        assert!(package.dash_segment("video", 1, 900_000).is_some());
+        assert!(package.hls_init(0).is_some());
+
+        // Once the window holds only the new publish, the MPD is one period again, its clock
+        // the new publish's.
+        feed_at(&mut package, 13_000, 22_000, 2000, 996_000);
+        let mpd = package.render_mpd("s", 1_020_000, 2_500);
+        assert_eq!(mpd.matches("<Period ").count(), 1, "{mpd}");
+        assert!(mpd.contains("<Period id=\"1\" start=\"PT0.000S\">") && !mpd.contains("presentationTimeOffset"), "{mpd}");
+        assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(996_000))), "{mpd}");
+        assert_eq!(package.dash_init("video", 0), None);
+        assert_eq!(package.hls_init(0), None);
     }
 
     #[test]

@@ -132,32 +132,77 @@ fn hevc_over_enhanced_rtmp_plays_over_ll_hls_with_its_own_codec_string() {
     assert!(ok && errors.trim().is_empty(), "{url}: decode not clean: {errors}");
 }
 
+/// The `t` of the first `S` element of `content`'s representation in `period` (an MPD's text
+/// split at `<Period `).
+fn first_time(period: &str, content: &str) -> Option<u64> {
+    let set = period.split(&format!("contentType=\"{content}\"")).nth(1)?;
+    let at = set.find("<S t=\"")? + 6;
+    set[at..].split('"').next()?.parse().ok()
+}
+
+/// The `v<N>` version in `period`'s video initialization template.
+fn init_version(period: &str) -> Option<u32> {
+    let at = period.find("-video-init-v")? + "-video-init-v".len();
+    period[at..].split('.').next()?.parse().ok()
+}
+
 #[test]
-fn the_mpd_waits_for_the_new_initialization_segment_after_a_codec_change() {
+fn a_codec_change_on_republish_gets_a_new_dash_period_and_hls_discontinuity() {
     let node = &SHARED.node;
-    let publish = |size: &'static str, name: &str| estuary_tests::ffmpeg::publish(&node.rtmp_url("live/change"), &estuary_tests::ffmpeg::Source { size, ..Default::default() }, &SHARED.scratch, name);
-    let mut first = publish("320x240", "change-first");
+    let scratch = &SHARED.scratch;
+    let mut first = publish(&node.rtmp_url("live/change"), &Source::default(), scratch, "change-first");
     node.wait_live("live/change", Duration::from_secs(30));
-    let mpd = http::get(node.ports.http, "/live/change.mpd").expect("MPD");
-    assert!(String::from_utf8_lossy(&mpd.body).contains("width=\"320\""), "{}", String::from_utf8_lossy(&mpd.body));
-    // The same stream again at another size: new parameters, a new initialization segment.
-    first.kill();
-    let _second = publish("640x360", "change-second");
-    assert!(wait_until(Duration::from_secs(30), || node.stream_info("live/change").is_some_and(|i| i["video"]["width"] == 640 && i["publish"]["active"] == true)), "{:?}", node.stream_info("live/change"));
-    // Asked for at any moment of the switch (before the first segment of the new parameters
-    // is complete too), the MPD lists the stream, never no representation at all; the new
-    // size arrives.
-    let mut seen_new = false;
-    let mut polls = 0;
-    while !seen_new && polls < 200 {
-        polls += 1;
+    let mpd_text = || {
         let mpd = http::get(node.ports.http, "/live/change.mpd").expect("MPD");
-        let text = String::from_utf8_lossy(&mpd.body);
-        assert!(mpd.status == 200 && text.contains("<Representation id=\"video\""), "poll {polls}: {} {text}", mpd.status);
-        seen_new = text.contains("width=\"640\"");
+        (mpd.status, String::from_utf8_lossy(&mpd.body).into_owned())
+    };
+    assert!(wait_until(Duration::from_secs(20), || mpd_text().1.contains("codecs=\"avc1.")), "{}", mpd_text().1);
+    // The same stream again within the grace period, now in H.265 over enhanced RTMP.
+    first.kill();
+    let _second = publish_enhanced(&node.rtmp_url("live/change"), &["-c:v", "libx265", "-preset", "ultrafast", "-bf", "0", "-x265-params", "log-level=error"], &["-c:a", "aac", "-ac", "2"], scratch, "change-second");
+    // Asked for at any moment of the switch (before the first segment of the new codec is
+    // complete too), the MPD lists the stream, never no representation at all; then it has a
+    // period of each codec, the H.265 one last.
+    let mut polls = 0;
+    let text = loop {
+        polls += 1;
+        let (status, text) = mpd_text();
+        assert!(status == 200 && text.contains("<Representation id=\"video\""), "poll {polls}: {status} {text}");
+        if text.contains("codecs=\"hvc1.") || polls > 600 {
+            break text;
+        }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    let periods: Vec<&str> = text.split("<Period ").skip(1).collect();
+    assert_eq!(periods.len(), 2, "a period for each codec while the window holds both:\n{text}\n{}", node.log());
+    assert!(periods[0].contains("codecs=\"avc1.") && periods[1].contains("codecs=\"hvc1."), "{text}");
+    // The H.265 period starts after the H.264 one began, on the same wall clock.
+    let start_s: f64 = periods[1].split("start=\"PT").nth(1).and_then(|rest| rest.split('S').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(start_s > 0.0, "{text}");
+    let (old, new) = (init_version(periods[0]).expect("old version"), init_version(periods[1]).expect("new version"));
+    assert!(new > old, "{text}");
+    // Each period's first video segment, behind its own initialization segment, decodes clean
+    // in its codec: nothing was rewritten in place.
+    for (period, version, codec) in [(periods[0], old, "h264"), (periods[1], new, "hevc")] {
+        let time = first_time(period, "video").unwrap_or_else(|| panic!("no timeline in {period}"));
+        let init = http::get(node.ports.http, &format!("/live/change-video-init-v{version}.mp4")).expect("init");
+        let media = http::get(node.ports.http, &format!("/live/change-video-v{version}-t{time}.m4s")).expect("segment");
+        assert_eq!((init.status, media.status), (200, 200), "v{version} at {time}: {text}");
+        let file = scratch.path(&format!("change-v{version}.mp4"));
+        std::fs::write(&file, [init.body.as_slice(), media.body.as_slice()].concat()).expect("write");
+        let streams = probe_streams(&file.display().to_string());
+        let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("no video in v{version}: {streams:?}"));
+        assert_eq!(video["codec_name"].as_str(), Some(codec), "{video}");
+        let (ok, errors) = decode(&file.display().to_string(), 1);
+        assert!(ok && errors.trim().is_empty(), "v{version} does not decode clean: {errors}");
     }
-    assert!(seen_new, "the MPD never listed the 640x360 stream");
+    // LL-HLS: the new initialization segment after a discontinuity.
+    let playlist = String::from_utf8_lossy(&http::get(node.ports.http, "/live/change.m3u8").expect("playlist").body).into_owned();
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY") && playlist.contains(&format!("#EXT-X-MAP:URI=\"change-init-{new}.mp4\"")), "{playlist}");
+    // A DASH player of the MPD plays on, in H.265.
+    let url = format!("http://127.0.0.1:{}/live/change.mpd", node.ports.http);
+    let (ok, errors) = decode(&url, 4);
+    assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
 }
 
 #[test]

@@ -82,6 +82,15 @@ fn play(url: &str) -> Played {
     if !output.status.success() && played.errors.is_empty() {
         played.errors = text.lines().rev().take(3).collect::<Vec<_>>().join("\n");
     }
+    // The progress report's last `time=`: how much was decoded (`-t 5` ends at 5 s).
+    let decoded_s = text.split("time=").filter_map(|rest| {
+        let clock = rest.split_whitespace().next()?;
+        let mut parts = clock.split(':').map(|p| p.parse::<f64>().ok());
+        Some(parts.next()?? * 3600.0 + parts.next()?? * 60.0 + parts.next()??)
+    }).last();
+    if played.errors.is_empty() && decoded_s.is_none_or(|s| s < 4.5) {
+        played.errors = format!("decoded {decoded_s:?} s of the 5 asked for");
+    }
     played
 }
 

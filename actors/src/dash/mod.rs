@@ -19,7 +19,7 @@ use actix::prelude::*;
 use crate::messages::{Fault, InjectFault};
 use crate::node::NodeContext;
 use crate::stream::Gaps;
-use estuary_protocols::manifest::dash::{rfc3339, Mpd, Representation, TimelineEntry};
+use estuary_protocols::manifest::dash::{rfc3339, Mpd, Period, Representation, TimelineEntry};
 use estuary_protocols::container::fmp4::{self, to_timescale, Track, TrackFragment};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_storage::StreamKey;
@@ -244,6 +244,7 @@ impl DashMuxer {
                     initialization: format!("{}-{id}-init.mp4", self.key.stream),
                     media: format!("{}-{id}-$Time$.m4s", self.key.stream),
                     start_number: list.front().map(|l| l.number).unwrap_or(1),
+                    presentation_time_offset: 0,
                     timeline: list.iter().map(|l| l.entry).collect(),
                 }
             })
@@ -255,7 +256,7 @@ impl DashMuxer {
             min_buffer_time: fragment,
             time_shift_buffer_depth: fragment * self.settings.window as f64,
             suggested_presentation_delay: fragment * 3.0,
-            representations,
+            periods: vec![Period { id: "0".into(), start_s: 0.0, representations }],
             ended,
             low_latency: None,
         };

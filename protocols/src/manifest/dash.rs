@@ -1,5 +1,6 @@
 //! MPEG-DASH MPD writer (ISO/IEC 23009-1) for live streams: `type="dynamic"`, the ISO BMFF
-//! live profile, one period, one adaptation set per track, `SegmentTemplate` with
+//! live profile, one period per set of initialization segments (a codec change starts a new
+//! one, §5.3.2), one adaptation set per track, `SegmentTemplate` with
 //! `$Number$` and a `SegmentTimeline` (§5.3.9.6), so segment durations may vary with the GOP.
 
 use std::fmt::Write;
@@ -40,8 +41,22 @@ pub struct Representation {
     pub media: String,
     /// Number of the first listed segment (written only for `$Number$` templates).
     pub start_number: u64,
+    /// Media time (in `timescale`) at the start of the period (`presentationTimeOffset`;
+    /// written when not zero).
+    pub presentation_time_offset: u64,
     /// The listed segments.
     pub timeline: Vec<TimelineEntry>,
+}
+
+/// One period: a stretch of the stream with one set of initialization segments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Period {
+    /// `id`, stable across MPD updates.
+    pub id: String,
+    /// Start, seconds after `availabilityStartTime`.
+    pub start_s: f64,
+    /// The representations.
+    pub representations: Vec<Representation>,
 }
 
 /// A live MPD.
@@ -59,8 +74,8 @@ pub struct Mpd {
     pub time_shift_buffer_depth: f64,
     /// Seconds behind the live edge a player should play.
     pub suggested_presentation_delay: f64,
-    /// The representations.
-    pub representations: Vec<Representation>,
+    /// The periods, oldest first (the last one is live).
+    pub periods: Vec<Period>,
     /// The stream has ended (the MPD becomes static-like: no more updates).
     pub ended: bool,
     /// Low-latency signalling, when segments are delivered chunk by chunk.
@@ -103,44 +118,49 @@ impl Mpd {
             let _ = writeln!(out, r#"    <PlaybackRate min="0.96" max="1.04"/>"#);
             let _ = writeln!(out, "  </ServiceDescription>");
         }
-        let _ = writeln!(out, r#"  <Period id="0" start="PT0S">"#);
-        for (index, r) in self.representations.iter().enumerate() {
-            let mime = if r.content_type == "video" { "video/mp4" } else { "audio/mp4" };
-            let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">"#, r.content_type);
-            let _ = write!(out, r#"      <Representation id="{}" codecs="{}" bandwidth="{}""#, xml_escape(&r.id), xml_escape(&r.codecs), r.bandwidth);
-            if r.content_type == "video" {
-                let _ = write!(out, r#" width="{}" height="{}""#, r.width, r.height);
-            } else {
-                let _ = write!(out, r#" audioSamplingRate="{}""#, r.sample_rate);
-            }
-            let _ = writeln!(out, ">");
-            if r.content_type == "audio" {
-                let _ = writeln!(out, r#"        <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="{}"/>"#, r.channels);
-            }
-            let _ = write!(out, r#"        <SegmentTemplate timescale="{}" initialization="{}" media="{}""#, r.timescale, xml_escape(&r.initialization), xml_escape(&r.media));
-            if r.media.contains("$Number$") {
-                let _ = write!(out, r#" startNumber="{}""#, r.start_number);
-            }
-            if let Some(ll) = self.low_latency {
-                let _ = write!(out, r#" availabilityTimeOffset="{:.3}" availabilityTimeComplete="false""#, ll.availability_time_offset);
-            }
-            let _ = writeln!(out, ">");
-            let _ = writeln!(out, "          <SegmentTimeline>");
-            let mut expected = None;
-            for entry in &r.timeline {
-                if expected == Some(entry.start) {
-                    let _ = writeln!(out, r#"            <S d="{}"/>"#, entry.duration);
+        for period in &self.periods {
+            let _ = writeln!(out, r#"  <Period id="{}" start="PT{:.3}S">"#, xml_escape(&period.id), period.start_s.max(0.0));
+            for (index, r) in period.representations.iter().enumerate() {
+                let mime = if r.content_type == "video" { "video/mp4" } else { "audio/mp4" };
+                let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">"#, r.content_type);
+                let _ = write!(out, r#"      <Representation id="{}" codecs="{}" bandwidth="{}""#, xml_escape(&r.id), xml_escape(&r.codecs), r.bandwidth);
+                if r.content_type == "video" {
+                    let _ = write!(out, r#" width="{}" height="{}""#, r.width, r.height);
                 } else {
-                    let _ = writeln!(out, r#"            <S t="{}" d="{}"/>"#, entry.start, entry.duration);
+                    let _ = write!(out, r#" audioSamplingRate="{}""#, r.sample_rate);
                 }
-                expected = Some(entry.start + entry.duration);
+                let _ = writeln!(out, ">");
+                if r.content_type == "audio" {
+                    let _ = writeln!(out, r#"        <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="{}"/>"#, r.channels);
+                }
+                let _ = write!(out, r#"        <SegmentTemplate timescale="{}" initialization="{}" media="{}""#, r.timescale, xml_escape(&r.initialization), xml_escape(&r.media));
+                if r.media.contains("$Number$") {
+                    let _ = write!(out, r#" startNumber="{}""#, r.start_number);
+                }
+                if r.presentation_time_offset > 0 {
+                    let _ = write!(out, r#" presentationTimeOffset="{}""#, r.presentation_time_offset);
+                }
+                if let Some(ll) = self.low_latency {
+                    let _ = write!(out, r#" availabilityTimeOffset="{:.3}" availabilityTimeComplete="false""#, ll.availability_time_offset);
+                }
+                let _ = writeln!(out, ">");
+                let _ = writeln!(out, "          <SegmentTimeline>");
+                let mut expected = None;
+                for entry in &r.timeline {
+                    if expected == Some(entry.start) {
+                        let _ = writeln!(out, r#"            <S d="{}"/>"#, entry.duration);
+                    } else {
+                        let _ = writeln!(out, r#"            <S t="{}" d="{}"/>"#, entry.start, entry.duration);
+                    }
+                    expected = Some(entry.start + entry.duration);
+                }
+                let _ = writeln!(out, "          </SegmentTimeline>");
+                let _ = writeln!(out, "        </SegmentTemplate>");
+                let _ = writeln!(out, "      </Representation>");
+                let _ = writeln!(out, "    </AdaptationSet>");
             }
-            let _ = writeln!(out, "          </SegmentTimeline>");
-            let _ = writeln!(out, "        </SegmentTemplate>");
-            let _ = writeln!(out, "      </Representation>");
-            let _ = writeln!(out, "    </AdaptationSet>");
+            let _ = writeln!(out, "  </Period>");
         }
-        let _ = writeln!(out, "  </Period>");
         // Players need the server's clock for a dynamic MPD; without this element dash.js asks
         // a public time server.
         let _ = writeln!(out, r#"  <UTCTiming schemeIdUri="urn:mpeg:dash:utc:direct:2014" value="{}"/>"#, self.publish_time);
@@ -173,7 +193,7 @@ mod tests {
             suggested_presentation_delay: 4.0,
             ended: false,
             low_latency: None,
-            representations: vec![Representation {
+            periods: vec![Period { id: "0".into(), start_s: 0.0, representations: vec![Representation {
                 id: "video".into(),
                 content_type: "video",
                 codecs: "avc1.64000d".into(),
@@ -186,8 +206,9 @@ mod tests {
                 initialization: "s-video-init.mp4".into(),
                 media: "s-video-$Number$.m4s".into(),
                 start_number: 5,
+                presentation_time_offset: 0,
                 timeline: vec![TimelineEntry { start: 900_000, duration: 180_000 }, TimelineEntry { start: 1_080_000, duration: 181_000 }, TimelineEntry { start: 1_300_000, duration: 10 }],
-            }],
+            }] }],
         };
         let text = mpd.render();
         assert!(text.contains(r#"type="dynamic""#));
