@@ -948,14 +948,7 @@ mod tests {
 
     /// `seconds` of 25 fps video with a keyframe every `gop_ms` and AAC at 48 kHz.
     fn feed(package: &mut Package, from_ms: i64, until_ms: i64, gop_ms: i64) {
-        let mut a = from_ms * 48 / 1024 * 1024 / 48;
-        for v in (from_ms..until_ms).step_by(40) {
-            while a <= v {
-                package.push(audio(a), 1_000_000 + a);
-                a += 21;
-            }
-            package.push(video(v, v % gop_ms == 0), 1_000_000 + v);
-        }
+        feed_at(package, from_ms, until_ms, gop_ms, 1_000_000);
     }
 
     fn package() -> Package {
