@@ -260,9 +260,9 @@ impl Package {
         self.last_audio_ms = None;
         // A new publish may start its timestamps afresh: its clock is learned again (the old
         // one stays with the old publish's initialization segment).
-        if self.clock_offset_ms.is_some() {
-            self.resumed_offset_ms = self.clock_offset_ms;
-        }
+        // An attempt that never cut a segment does not replace the clock of the publish whose
+        // segments are still current.
+        self.resumed_offset_ms = self.resumed_offset_ms.or(self.clock_offset_ms);
         self.clock_offset_ms = None;
     }
 
@@ -731,7 +731,9 @@ impl Package {
         if versions.is_empty() {
             versions.push(self.init);
         }
-        let offset_of = |version: u32| if version == self.init { self.clock_offset_ms } else { self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.clock_offset_ms) };
+        // Until the new publish cuts its first segment, the current version's segments are the
+        // previous publish's, on its clock.
+        let offset_of = |version: u32| if version == self.init { self.resumed_offset_ms.or(self.clock_offset_ms) } else { self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.clock_offset_ms) };
         let ast_ms = versions.first().and_then(|v| offset_of(*v)).or(self.clock_offset_ms).unwrap_or(0);
         let mut periods = Vec::new();
         for (position, &version) in versions.iter().enumerate() {
@@ -1107,6 +1109,30 @@ mod tests {
             }
             package.push(video(v, v % gop_ms == 0), wall_offset_ms + v);
         }
+    }
+
+    #[test]
+    fn the_mpd_keeps_the_old_clock_until_a_republish_cuts_its_first_segment() {
+        let mut package = package();
+        feed(&mut package, 0, 5_000, 2000);
+        package.resume();
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+        // A republish's frames before its first keyframe learn the new clock; an attempt that
+        // drops and comes back does not replace the old publish's clock either.
+        package.push(audio(50_000), 2_000_000);
+        package.resume();
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+        package.push(audio(60_000), 3_000_000);
+        let mpd = package.render_mpd("s", 1_010_000, 2_500);
+        assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(1_000_000))), "{mpd}");
+        // The new publish's first segment: the old one is period 0, on its own clock.
+        feed_at(&mut package, 10_000, 13_000, 2000, 996_000);
+        let mpd = package.render_mpd("s", 1_010_000, 2_500);
+        assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(1_000_000))) && mpd.contains("start=\"PT6.000S\""), "{mpd}");
     }
 
     #[test]
