@@ -953,6 +953,14 @@ mod tests {
         feed_at(package, from_ms, until_ms, gop_ms, 1_000_000);
     }
 
+    /// The stream published again: the package resumes and takes the same parameters.
+    fn republish(package: &mut Package) {
+        package.resume();
+        let (v, a) = configs();
+        package.push(v, 0);
+        package.push(a, 0);
+    }
+
     fn package() -> Package {
         let mut package = Package::new(settings(), 0);
         let (v, a) = configs();
@@ -1084,10 +1092,7 @@ mod tests {
         feed(&mut package, 0, 5_000, 2000);
         let before = package.render_mpd("s", 10_000, 2_500);
         assert!(before.contains("media=\"s-video-v0-t$Time$.m4s\"") && before.contains("<S t=\"0\""), "{before}");
-        package.resume();
-        let (v, a) = configs();
-        package.push(v, 0);
-        package.push(a, 0);
+        republish(&mut package);
         feed(&mut package, 0, 9_000, 2000);
         let after = package.render_mpd("s", 20_000, 2_500);
         // The same media times again, under other names: a cache never serves the old bytes.
@@ -1115,17 +1120,11 @@ mod tests {
     fn the_mpd_keeps_the_old_clock_until_a_republish_cuts_its_first_segment() {
         let mut package = package();
         feed(&mut package, 0, 5_000, 2000);
-        package.resume();
-        let (v, a) = configs();
-        package.push(v, 0);
-        package.push(a, 0);
+        republish(&mut package);
         // A republish's frames before its first keyframe learn the new clock; an attempt that
         // drops and comes back does not replace the old publish's clock either.
         package.push(audio(50_000), 2_000_000);
-        package.resume();
-        let (v, a) = configs();
-        package.push(v, 0);
-        package.push(a, 0);
+        republish(&mut package);
         package.push(audio(60_000), 3_000_000);
         let mpd = package.render_mpd("s", 1_010_000, 2_500);
         assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(1_000_000))), "{mpd}");
@@ -1140,10 +1139,7 @@ mod tests {
         let mut package = package();
         // The first publish: media time 0 arrives at wall clock 1 000 000.
         feed(&mut package, 0, 5_000, 2000);
-        package.resume();
-        let (v, a) = configs();
-        package.push(v, 0);
-        package.push(a, 0);
+        republish(&mut package);
         // The second starts at media time 10 000, on the wall clock 1 006 000.
         feed_at(&mut package, 10_000, 13_000, 2000, 996_000);
         let mpd = package.render_mpd("s", 1_010_000, 2_500);
