@@ -149,6 +149,19 @@ struct InitVersion {
     per_track: Vec<Bytes>,
     /// Wall clock (Unix ms) at media time zero while this version was cut.
     clock_offset_ms: Option<i64>,
+    /// Where its DASH period sits, fixed when its first segment was complete.
+    period: Option<PeriodPin>,
+}
+
+/// A DASH period's place, fixed once it is first listed: DASH-IF IOP forbids changing a
+/// published period's `start` (or the MPD's `availabilityStartTime`), so neither moves when
+/// earlier periods leave the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PeriodPin {
+    /// The period's start, after the package's anchor (`availabilityStartTime`).
+    start_ms: i64,
+    /// The media time at the period's start (`presentationTimeOffset`).
+    offset_ms: i64,
 }
 
 /// One stream's live package.
@@ -171,6 +184,11 @@ pub struct Package {
     /// The clock offset of the publish before a republish, kept for its initialization
     /// segment's period until the new one takes over.
     resumed_offset_ms: Option<i64>,
+    /// The DASH `availabilityStartTime`: the clock of the first version to complete a
+    /// segment, fixed from then on.
+    anchor_ms: Option<i64>,
+    /// The current version's period, fixed when its first segment was complete.
+    period: Option<PeriodPin>,
     /// Complete segments of the window, then the one in progress (if any).
     pub segments: VecDeque<Segment>,
     next_sequence: u64,
@@ -222,6 +240,8 @@ impl Package {
             init_tracks: Vec::new(),
             previous_inits: Vec::new(),
             resumed_offset_ms: None,
+            anchor_ms: None,
+            period: None,
             segments: VecDeque::new(),
             next_sequence: first_sequence,
             discontinuity_sequence: 0,
@@ -433,7 +453,7 @@ impl Package {
                 self.discontinuity = true;
             }
             let clock_offset_ms = self.resumed_offset_ms.take().or(self.clock_offset_ms);
-            self.previous_inits.push(InitVersion { version: self.init, tracks: std::mem::take(&mut self.tracks), muxed: std::mem::take(&mut self.init_muxed), per_track: std::mem::take(&mut self.init_tracks), clock_offset_ms });
+            self.previous_inits.push(InitVersion { version: self.init, tracks: std::mem::take(&mut self.tracks), muxed: std::mem::take(&mut self.init_muxed), per_track: std::mem::take(&mut self.init_tracks), clock_offset_ms, period: self.period.take() });
             self.init += 1;
         }
         self.init_muxed = fmp4::init_segment(&tracks);
@@ -527,6 +547,18 @@ impl Package {
             }
             None => true,
         };
+        // The current version's first complete segment fixes its period (and the first
+        // version's, the MPD's anchor): the first version's media time zero is the anchor;
+        // a later one starts at its first segment, on its own publish's clock.
+        if let (false, None, Some(clock), Some(first)) = (empty, self.period, self.clock_offset_ms, self.segments.back().map(|s| s.start_ms)) {
+            self.period = Some(match self.anchor_ms {
+                None => {
+                    self.anchor_ms = Some(clock);
+                    PeriodPin { start_ms: 0, offset_ms: 0 }
+                }
+                Some(anchor) => PeriodPin { start_ms: clock + first.max(0) - anchor, offset_ms: first.max(0) },
+            });
+        }
         if empty {
             // Nothing was cut into it: it never existed (its number is not reused).
             if let Some(dropped) = self.segments.pop_back() {
@@ -670,7 +702,8 @@ impl Package {
                 let _ = writeln!(out, "#EXT-X-MAP:URI=\"{stream}-init-{}.mp4\"", segment.init);
                 current_map = Some(segment.init);
             }
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(self.clock_offset_ms.unwrap_or(0) + segment.start_ms));
+            // Each segment on the clock of the publish it was cut from.
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(self.clock_of(segment.init).or(self.clock_offset_ms).unwrap_or(0) + segment.start_ms));
             if start_ms > parts_from_ms || !segment.complete {
                 let _ = listed_from;
                 for (index, part) in segment.parts.iter().enumerate() {
@@ -731,17 +764,22 @@ impl Package {
         if versions.is_empty() {
             versions.push(self.init);
         }
-        // Until the new publish cuts its first segment, the current version's segments are the
-        // previous publish's, on its clock.
-        let offset_of = |version: u32| if version == self.init { self.resumed_offset_ms.or(self.clock_offset_ms) } else { self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.clock_offset_ms) };
-        let ast_ms = versions.first().and_then(|v| offset_of(*v)).or(self.clock_offset_ms).unwrap_or(0);
+        // Before any period is fixed (no complete segment yet), the clock of what is there.
+        let ast_ms = self.anchor_ms.or_else(|| versions.first().and_then(|v| self.clock_of(*v))).or(self.clock_offset_ms).unwrap_or(0);
         let mut periods = Vec::new();
         for (position, &version) in versions.iter().enumerate() {
             let Some(tracks) = self.tracks_of(version) else { continue };
             let listed: Vec<&Segment> = self.segments.iter().filter(|s| s.complete && s.init == version && !s.parts.is_empty()).collect();
-            let first_ms = listed.first().map(|s| s.start_ms).unwrap_or(0);
-            // The first period keeps media time zero at the availability start.
-            let (start_s, offset_ms) = if position == 0 { (0.0, 0) } else { ((offset_of(version).unwrap_or(ast_ms) + first_ms - ast_ms) as f64 / 1000.0, first_ms.max(0)) };
+            let pin = if version == self.init { self.period } else { self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.period) };
+            let (start_s, offset_ms) = match pin {
+                Some(pin) => (pin.start_ms as f64 / 1000.0, pin.offset_ms),
+                // Not listed before (only the segment being cut has it): where it would be fixed.
+                None if position == 0 => (0.0, 0),
+                None => {
+                    let first_ms = listed.first().map(|s| s.start_ms).unwrap_or(0);
+                    ((self.clock_of(version).unwrap_or(ast_ms) + first_ms - ast_ms) as f64 / 1000.0, first_ms.max(0))
+                }
+            };
             let live = version == self.init;
             let representations = tracks
                 .iter()
@@ -800,6 +838,17 @@ impl Package {
             low_latency: Some(crate::manifest::dash::LowLatency { target_latency_ms, availability_time_offset: (segment_s - part_s).max(0.0) }),
         };
         mpd.render()
+    }
+
+    /// The wall clock (Unix ms) at media time zero of version `version`'s segments. Until a new
+    /// publish cuts its first segment, the current version's segments are the previous
+    /// publish's, on its clock.
+    fn clock_of(&self, version: u32) -> Option<i64> {
+        if version == self.init {
+            self.resumed_offset_ms.or(self.clock_offset_ms)
+        } else {
+            self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.clock_offset_ms)
+        }
     }
 
     /// The DASH segment of representation `rep` (`video`/`audio`) of initialization segment
@@ -1160,14 +1209,19 @@ mod tests {
         assert!(package.dash_segment("video", 0, 180_000).is_some(), "{mpd}");
         assert!(package.dash_segment("video", 1, 900_000).is_some());
         assert!(package.hls_init(0).is_some());
+        // LL-HLS dates each segment on its own publish's clock.
+        let playlist = package.render_hls("s", false, &[]);
+        let dates: Vec<&str> = playlist.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).collect();
+        assert_eq!(dates.first().copied(), Some(crate::clock::rfc3339(1_002_000).as_str()), "{playlist}");
+        assert!(dates.contains(&crate::clock::rfc3339(1_006_000).as_str()), "{playlist}");
 
-        // Once the window holds only the new publish, the MPD is one period again, its clock
-        // the new publish's.
+        // Once the window holds only the new publish, the MPD has its period alone, where it
+        // was: a published period's start and the availability start never move.
         feed_at(&mut package, 13_000, 22_000, 2000, 996_000);
         let mpd = package.render_mpd("s", 1_020_000, 2_500);
         assert_eq!(mpd.matches("<Period ").count(), 1, "{mpd}");
-        assert!(mpd.contains("<Period id=\"1\" start=\"PT0.000S\">") && !mpd.contains("presentationTimeOffset"), "{mpd}");
-        assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(996_000))), "{mpd}");
+        assert!(mpd.contains("<Period id=\"1\" start=\"PT6.000S\">") && mpd.contains("presentationTimeOffset=\"900000\""), "{mpd}");
+        assert!(mpd.contains(&format!("availabilityStartTime=\"{}\"", crate::clock::rfc3339(1_000_000))), "{mpd}");
         assert_eq!(package.dash_init("video", 0), None);
         assert_eq!(package.hls_init(0), None);
     }

@@ -203,6 +203,16 @@ fn a_codec_change_on_republish_gets_a_new_dash_period_and_hls_discontinuity() {
     let url = format!("http://127.0.0.1:{}/live/change.mpd", node.ports.http);
     let (ok, errors) = decode(&url, 4);
     assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    // When the H.264 segments have left the window, the H.265 period stays where it was
+    // published, and so does the availability start (DASH-IF IOP: neither may change).
+    let attribute = |text: &str, name: &str| text.split(&format!("{name}=\"")).nth(1).and_then(|rest| rest.split('"').next()).map(str::to_string);
+    let (ast, new_start) = (attribute(&text, "availabilityStartTime"), attribute(periods[1], "start"));
+    let alone = wait_until(Duration::from_secs(40), || mpd_text().1.matches("<Period ").count() == 1);
+    let text = mpd_text().1;
+    assert!(alone, "the H.264 period never left:\n{text}");
+    assert_eq!((attribute(&text, "availabilityStartTime"), attribute(&text, "start")), (ast, new_start), "{text}");
+    let (ok, errors) = decode(&url, 4);
+    assert!(ok && errors.trim().is_empty(), "{url} after the old period left: {errors}");
 }
 
 #[test]
