@@ -40,6 +40,22 @@ pub fn play_low_latency(kind: &str, url: &str, seconds: u32, measure: u32) -> se
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
 }
 
+/// Runs `tests/browser/webrtc.mjs` against the API at `api_port`: Chromium publishes over WHIP
+/// in `publish_codec` (a MIME type such as `video/AV1`, or `none` to play a stream published
+/// otherwise), then plays `app/stream` over WHEP for `seconds`. Returns the JSON line it
+/// printed (`publish`, `play` with `status`, `frames_start`, `frames_end`, `width`, `height`
+/// and the received `codec`) and whether the script succeeded, with its stderr.
+pub fn webrtc(api_port: u16, app: &str, stream: &str, seconds: u32, publish_codec: &str) -> (serde_json::Value, bool, String) {
+    let dir = dir();
+    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
+    let mut command = Command::new("node");
+    command.arg(dir.join("webrtc.mjs")).arg(format!("http://127.0.0.1:{api_port}")).args([app, stream, &seconds.to_string(), publish_codec]);
+    let output = run(command, Duration::from_secs(120));
+    let line = output.stdout.lines().last().unwrap_or_default().to_string();
+    let result = serde_json::from_str(&line).unwrap_or_else(|e| panic!("webrtc.mjs printed {line:?} ({e}); stderr:\n{}", output.stderr));
+    (result, output.success(), output.stderr)
+}
+
 /// Where the console tests keep their screenshots (one PNG per view they visit), for a person
 /// to look at after a run: `target/console-screenshots/`.
 pub fn screenshots_dir() -> PathBuf {

@@ -216,6 +216,23 @@ fn a_codec_change_on_republish_gets_a_new_dash_period_and_hls_discontinuity() {
 }
 
 #[test]
+fn av1_plays_over_whep_in_chromium_as_av1() {
+    let node = &SHARED.node;
+    let publisher = publish_av1_opus("live/av1whep", "av1-whep-publisher");
+    node.wait_live("live/av1whep", Duration::from_secs(30));
+    assert!(wait_until(Duration::from_secs(10), || node.stream_info("live/av1whep").is_some_and(|i| i["video"]["codec"] == "AV1")), "{:?}\n{}", node.stream_info("live/av1whep"), publisher.stderr());
+    // Chromium offers AV1 among its codecs: the stream goes out as it is, no fallback.
+    let (result, success, stderr) = estuary_tests::browser::webrtc(node.ports.api, "live", "av1whep", 5, "none");
+    assert_eq!(result["play"]["status"], 201, "{result}\n{}", node.log());
+    assert_eq!(result["play"]["codec"], "video/AV1", "{result}");
+    let (start, end) = (result["play"]["frames_start"].as_u64().unwrap_or(0), result["play"]["frames_end"].as_u64().unwrap_or(0));
+    assert!(end > start + 25, "the played video's frame counter must advance: {result}");
+    assert_eq!((result["play"]["width"].as_u64(), result["play"]["height"].as_u64()), (Some(320), Some(240)), "{result}");
+    assert!(success, "{stderr}");
+    assert!(node.stream_info("live/av1whep_h264").is_none(), "no fallback rendition for a player that decodes AV1");
+}
+
+#[test]
 fn an_h264_stream_gets_an_av1_rendition() {
     let node = &SHARED.node;
     let _publisher = publish(&node.rtmp_url("live/ladder"), &Source::default(), &SHARED.scratch, "ladder-publisher");

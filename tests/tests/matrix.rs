@@ -123,7 +123,7 @@ fn cells(node: &Node, classic: &Node, stream: &str, dvr_from_ms: i64) -> Vec<Str
                 let whep = format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream={}", node.ports.api, stream.trim_start_matches("live/"));
                 let player = &whep_play(&whep, 4, 1)[0];
                 let ok = player["status"] == 201 && player["video_frames"].as_u64().unwrap_or(0) > 10 && player["audio_frames"].as_u64().unwrap_or(0) > 10 && player["width"] == 320 && player["height"] == 240;
-                let fallback = node.log().lines().any(|l| l.contains("WHEP player gets the H.264 fallback rendition") && l.contains(&format!("stream={stream} ")));
+                let fallback = node.log().lines().any(|l| l.contains("gets the H.264 fallback rendition") && l.contains(&format!("stream={stream} ")));
                 // aiortc decodes H.264 (and VP8, which the node does not send) and Opus.
                 if ok { Ok(if fallback { "H.264 + Opus (H.264 fallback)".to_string() } else { "H.264 + Opus".to_string() }) } else { Err(format!("aiortc: {player}")) }
             }

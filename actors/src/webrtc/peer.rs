@@ -8,7 +8,7 @@ use estuary_protocols::media::MediaFrame;
 use rtc::interceptor::Registry;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 use rtc::peer_connection::configuration::interceptor_registry::{configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only, Slot};
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_AV1, MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -85,6 +85,48 @@ pub(crate) fn h264(profile_level_id: &str, payload_type: u8) -> RTCRtpCodecParam
     }
 }
 
+/// A video codec a session sends (WHEP) or takes (WHIP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VideoCodec {
+    H264,
+    H265,
+    Av1,
+}
+
+impl VideoCodec {
+    /// Its name in SDP `rtpmap` lines.
+    pub(crate) fn sdp_name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "H264",
+            VideoCodec::H265 => "H265",
+            VideoCodec::Av1 => "AV1",
+        }
+    }
+
+    /// Whether an SDP offer lists it (`a=rtpmap:<pt> <name>/90000`).
+    pub(crate) fn offered_in(self, sdp: &str) -> bool {
+        let name = format!(" {}/90000", self.sdp_name().to_ascii_lowercase());
+        sdp.lines().any(|line| line.trim_end().to_ascii_lowercase().strip_prefix("a=rtpmap:").is_some_and(|rest| rest.ends_with(&name) || rest.contains(&format!("{name}/"))))
+    }
+
+    /// The codec parameters we register: the H.264 profiles browsers and aiortc offer, AV1
+    /// main profile (any level; the stream's own sequence header says which), H.265 main.
+    pub(crate) fn parameters(self) -> Vec<RTCRtpCodecParameters> {
+        match self {
+            // Constrained baseline, baseline, main and high.
+            VideoCodec::H264 => [("42e01f", 102), ("42001f", 103), ("4d001f", 104), ("640032", 105)].into_iter().map(|(profile, pt)| h264(profile, pt)).collect(),
+            VideoCodec::Av1 => vec![RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_AV1.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: "level-idx=5;profile=0;tier=0".to_owned(), rtcp_feedback: vec![] },
+                payload_type: 45,
+            }],
+            VideoCodec::H265 => vec![RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_HEVC.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST".to_owned(), rtcp_feedback: vec![] },
+                payload_type: 49,
+            }],
+        }
+    }
+}
+
 /// Opus, 48 kHz stereo.
 pub(crate) fn opus() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
@@ -117,13 +159,13 @@ pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::Strea
     Ok((guard, port, settings))
 }
 
-/// A peer connection with our codecs, ICE-lite with the given credentials, DTLS server.
-pub(crate) fn peer_connection(ufrag: &str, password: &str) -> Result<RTCPeerConnection, String> {
+/// A peer connection with Opus and the `video` codecs (the answer picks among them in the
+/// offer's order), ICE-lite with the given credentials, DTLS server.
+pub(crate) fn peer_connection(ufrag: &str, password: &str, video: &[VideoCodec]) -> Result<RTCPeerConnection, String> {
     let mut media = MediaEngine::default();
     media.register_codec(opus(), RtpCodecKind::Audio).map_err(|e| e.to_string())?;
-    // Constrained baseline, baseline, main and high: browsers and aiortc offer some of these.
-    for (profile, pt) in [("42e01f", 102), ("42001f", 103), ("4d001f", 104), ("640032", 105)] {
-        media.register_codec(h264(profile, pt), RtpCodecKind::Video).map_err(|e| e.to_string())?;
+    for codec in video.iter().flat_map(|c| c.parameters()) {
+        media.register_codec(codec, RtpCodecKind::Video).map_err(|e| e.to_string())?;
     }
     let registry = interceptors(&mut media).map_err(|e| e.to_string())?;
     let settings = SettingEngineBuilder::new().with_lite(true).with_ice_credentials(ufrag.to_string(), password.to_string()).with_answering_dtls_role(RTCDtlsRole::Server).build();
@@ -180,8 +222,9 @@ pub(crate) struct Answer {
     pub(crate) port: u16,
 }
 
-/// Applies `offer`, adds our host candidates and returns the answer.
-pub(crate) fn answer(pc: &mut RTCPeerConnection, offer: String, settings: &RtcSettings, port: u16) -> Result<Answer, SignalError> {
+/// Applies `offer`, adds our host candidates and returns the answer, which must carry one of
+/// the `video` codecs (the ones the peer connection was made with).
+pub(crate) fn answer(pc: &mut RTCPeerConnection, offer: String, settings: &RtcSettings, port: u16, video: &[VideoCodec]) -> Result<Answer, SignalError> {
     let description = RTCSessionDescription::offer(offer).map_err(|e| SignalError::BadOffer(format!("bad SDP offer: {e}")))?;
     pc.set_remote_description(Instant::now(), description).map_err(|e| SignalError::BadOffer(format!("offer refused: {e}")))?;
     let candidates = super::addresses::candidates(&settings.candidates, settings.listen);
@@ -195,8 +238,13 @@ pub(crate) fn answer(pc: &mut RTCPeerConnection, offer: String, settings: &RtcSe
     let answer = pc.create_answer(None).map_err(|e| SignalError::BadOffer(format!("no answer to this offer: {e}")))?;
     pc.set_local_description(Instant::now(), answer).map_err(|e| SignalError::Unavailable(format!("answer: {e}")))?;
     let sdp = pc.local_description().map(|d| d.sdp).ok_or_else(|| SignalError::Unavailable("no local description".into()))?;
-    if !sdp.to_ascii_lowercase().contains("h264") {
-        return Err(SignalError::BadOffer("the offer has no H.264 (packetization-mode=1) video; Estuary's WebRTC speaks H.264 and Opus".into()));
+    if !video.iter().any(|codec| codec.offered_in(&sdp)) {
+        let names: Vec<&str> = video.iter().map(|c| match c {
+            VideoCodec::H264 => "H.264 (packetization-mode=1)",
+            VideoCodec::H265 => "H.265",
+            VideoCodec::Av1 => "AV1",
+        }).collect();
+        return Err(SignalError::BadOffer(format!("the offer has no {} video; Estuary's WebRTC speaks H.264, AV1 and H.265 video and Opus audio", names.join(" or "))));
     }
     Ok(Answer { sdp, candidates, port })
 }

@@ -1,9 +1,13 @@
 //! WHEP play: an SDP offer in, an answer with our video and audio tracks out, then a session
 //! task subscribed to the stream like any player, sending its frames as RTP.
 //!
-//! - Video: H.264 passes through. Each frame's NAL units go out as single-NAL or FU-A
-//!   packets of at most 1200 bytes (`protocols::rtp::h264::packetize`), SPS and PPS in front
-//!   of every keyframe, the RTP timestamp from the presentation time (90 kHz). A frame is cut
+//! - Video passes through in the stream's codec when the offer lists it: H.264 as single-NAL
+//!   or FU-A packets of at most 1200 bytes (`protocols::rtp::h264::packetize`), SPS and PPS in
+//!   front of every keyframe; AV1 as OBU elements (`protocols::rtp::av1`), the sequence
+//!   header in front of every keyframe that lacks one; H.265 as single NAL units and FUs
+//!   (`protocols::rtp::h265`, RFC 7798), VPS, SPS and PPS in front of every keyframe. The RTP
+//!   timestamp comes from the presentation time (90 kHz). An AV1 or H.265 stream whose
+//!   player's offer lacks its codec plays from the stream's H.264 fallback rendition. A frame is cut
 //!   into payloads once per stream and worker thread ([`super::shared`]); each player adds its
 //!   own RTP header and SRTP. A stream with
 //!   B-frames is passed through as it is (packets in decode order); WebRTC decoders in
@@ -29,7 +33,9 @@ use actix::Addr;
 use bytes::Bytes;
 use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
-use estuary_protocols::rtp::h264;
+use estuary_protocols::codec::{av1, hevc};
+use estuary_protocols::rtp::{self as rtp_format, h264, h265};
+use super::peer::VideoCodec;
 use estuary_storage::StreamKey;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -68,29 +74,35 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     if crate::cluster::pull::ensure(&node, &registry, &key).await {
         crate::cluster::pull::wait_live(&node, &registry, &key, crate::cluster::pull::START_TIMEOUT).await;
     }
-    // WebRTC carries H.264 here: a stream of another video codec is played from its H.264
-    // fallback rendition, started on the first such request and shared (the play rules were
-    // checked for the stream asked for).
-    let key = match crate::transcode::video_codec(&registry, &key).await.as_deref() {
+    // The stream's own codec when the offer lists it; otherwise an AV1 or H.265 stream is
+    // played from its H.264 fallback rendition, started on the first such request and shared
+    // (the play rules were checked for the stream asked for).
+    let (key, video_codec) = match crate::transcode::video_codec(&registry, &key).await.as_deref() {
         Some(codec @ ("H265" | "AV1")) => {
-            let fallback = crate::transcode::fallback(&node, &registry, &key).await.map_err(|e| SignalError::Unavailable(format!("{key} is {codec}, which WHEP does not carry, and {e}")))?;
-            tracing::info!(client = guard.id(), stream = %key, codec, fallback = %fallback, "WHEP player gets the H.264 fallback rendition");
-            fallback
+            let own = if codec == "AV1" { VideoCodec::Av1 } else { VideoCodec::H265 };
+            if own.offered_in(&offer) {
+                (key, own)
+            } else {
+                let fallback = crate::transcode::fallback(&node, &registry, &key).await.map_err(|e| SignalError::Unavailable(format!("{key} is {codec}, which the offer does not list, and {e}")))?;
+                tracing::info!(client = guard.id(), stream = %key, codec, fallback = %fallback, "WHEP player's offer lacks the stream's codec: it gets the H.264 fallback rendition");
+                (fallback, VideoCodec::H264)
+            }
         }
-        _ => key,
+        _ => (key, VideoCodec::H264),
     };
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
+    let mut pc = peer::peer_connection(&ufrag, &password, &[video_codec]).map_err(SignalError::Unavailable)?;
     let (video_ssrc, audio_ssrc) = (rand::random::<u32>(), rand::random::<u32>());
-    let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, peer::h264("42e01f", 102).rtp_codec)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
+    let sent = video_codec.parameters().remove(0).rtp_codec;
+    let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, sent)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
     let audio = if subscription.has_audio { Some(pc.add_track(track(RtpCodecKind::Audio, audio_ssrc, peer::opus().rtp_codec)).map_err(|e| SignalError::Unavailable(format!("audio track: {e}")))?) } else { None };
-    let answer = peer::answer(&mut pc, offer, &settings, port)?;
+    let answer = peer::answer(&mut pc, offer, &settings, port, &[video_codec])?;
     let registration = Registration::new(&node.rtc, &ufrag, &id).map_err(SignalError::Unavailable)?;
     let peer = Peer::new(pc, registration, guard.id(), &settings, &answer).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
     guard.record().set_role(ClientRole::Play, key.to_string());
-    tracing::info!(client = guard.id(), session = %id, stream = %key, "WHEP play accepted");
+    tracing::info!(client = guard.id(), session = %id, stream = %key, video = video_codec.sdp_name(), "WHEP play accepted");
     let worker = node.topology.workers.next_worker();
     let counted = node.census.enter("whep_session");
     let player = Player {
@@ -101,7 +113,10 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
         key,
         video: Outgoing::new(video, video_ssrc),
         audio: Outgoing::new(audio, audio_ssrc),
+        video_codec,
         avc: None,
+        av1_header: None,
+        hevc: None,
         aac_config: None,
         opus_bitrate: settings.opus_bitrate,
         pending: VecDeque::new(),
@@ -145,7 +160,13 @@ struct Player {
     stream: String,
     video: Outgoing,
     audio: Outgoing,
+    /// The video codec negotiated (the stream's).
+    video_codec: VideoCodec,
     avc: Option<AvcConfig>,
+    /// AV1: the sequence header OBU of the stream's `av1C`.
+    av1_header: Option<Vec<u8>>,
+    /// H.265: NAL length size and parameter sets of the stream's `hvcC`.
+    hevc: Option<(u8, Vec<Bytes>)>,
     /// The stream's AudioSpecificConfig, once its AAC header arrived.
     aac_config: Option<Bytes>,
     opus_bitrate: u32,
@@ -226,9 +247,19 @@ impl Player {
 
     fn send(&mut self, frame: &Arc<MediaFrame>) {
         match (frame.track, frame.config) {
-            (TrackKind::Video, true) => match AvcConfig::parse(&frame.payload) {
-                Ok(config) => self.avc = Some(config),
-                Err(e) => tracing::warn!(client = self.peer.client, error = %e, "unusable H.264 sequence header for WebRTC"),
+            (TrackKind::Video, true) => match frame.codec {
+                Codec::H264 => match AvcConfig::parse(&frame.payload) {
+                    Ok(config) => self.avc = Some(config),
+                    Err(e) => tracing::warn!(client = self.peer.client, error = %e, "unusable H.264 sequence header for WebRTC"),
+                },
+                Codec::Av1 => self.av1_header = av1::sequence_header_obu(&frame.payload),
+                Codec::H265 => {
+                    self.hevc = hevc::config_parameter_sets(&frame.payload);
+                    if self.hevc.is_none() {
+                        tracing::warn!(client = self.peer.client, "unusable H.265 sequence header for WebRTC");
+                    }
+                }
+                _ => {}
             },
             (TrackKind::Video, false) => self.send_video(frame),
             (TrackKind::Audio, true) => {
@@ -242,10 +273,18 @@ impl Player {
     }
 
     fn send_video(&mut self, frame: &Arc<MediaFrame>) {
-        if frame.codec != Codec::H264 {
+        // A republish in another codec is not sent (the player negotiated this one).
+        let expected = match self.video_codec {
+            VideoCodec::H264 => Codec::H264,
+            VideoCodec::H265 => Codec::H265,
+            VideoCodec::Av1 => Codec::Av1,
+        };
+        if frame.codec != expected {
             return;
         }
-        let Some(config) = &self.avc else { return };
+        if self.video_codec == VideoCodec::H264 && self.avc.is_none() || self.video_codec == VideoCodec::H265 && self.hevc.is_none() {
+            return;
+        }
         if self.waiting_for_keyframe {
             if !frame.keyframe {
                 return;
@@ -256,7 +295,16 @@ impl Player {
             self.warned_b_frames = true;
             tracing::warn!(client = self.peer.client, stream = %self.key, "stream has B-frames; WebRTC players may stutter (encode with -bf 0 for WebRTC)");
         }
-        let payloads = self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).video_payloads(&self.stream, frame, || cut(config, frame));
+        let (avc, av1_header, hevc) = (&self.avc, &self.av1_header, &self.hevc);
+        let client = self.peer.client;
+        let payloads = self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).video_payloads(&self.stream, frame, || match (avc, hevc) {
+            (Some(config), _) if frame.codec == Codec::H264 => cut(config, frame),
+            (_, Some((length_size, sets))) if frame.codec == Codec::H265 => cut_hevc(*length_size, sets, frame),
+            _ => rtp_format::av1::packetize(&frame.payload, frame.keyframe, av1_header.as_deref(), MTU).unwrap_or_else(|e| {
+                tracing::debug!(client, error = %e, "AV1 frame not sent");
+                Vec::new()
+            }),
+        });
         let timestamp = (frame.timebase.rescale(frame.pts, Timebase::MPEG) as u32).wrapping_add(self.video.offset);
         let count = payloads.len();
         for (i, payload) in payloads.iter().enumerate() {
@@ -300,6 +348,17 @@ fn cut(config: &AvcConfig, frame: &MediaFrame) -> Vec<Bytes> {
     nals.extend(avc::length_prefixed_nals(&frame.payload, config.nal_length_size as usize).filter(|n| !n.is_empty() && !matches!(avc::nal_type(n[0]), 7..=9)));
     let unit = avc::to_length_prefixed(nals);
     h264::packetize(&unit, MTU)
+}
+
+/// An H.265 frame's RTP payloads: VPS, SPS and PPS of the stream's header in front of a
+/// keyframe, the frame's own parameter sets and delimiters left out.
+fn cut_hevc(length_size: u8, sets: &[Bytes], frame: &MediaFrame) -> Vec<Bytes> {
+    let mut nals: Vec<&[u8]> = Vec::new();
+    if frame.keyframe {
+        nals.extend(sets.iter().map(|b| &b[..]));
+    }
+    nals.extend(avc::length_prefixed_nals(&frame.payload, length_size as usize).filter(|n| n.len() >= 2 && !matches!(hevc::nal_type(n[0]), hevc::NAL_VPS..=hevc::NAL_AUD)));
+    h265::packetize(nals, MTU)
 }
 
 /// Hands one RTP packet to the peer connection (sent at the next flush).

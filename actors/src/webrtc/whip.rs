@@ -14,7 +14,7 @@
 //! started, and later packets follow their RTP timestamps (one clock per track). This keeps
 //! the tracks together within the network's jitter; RTCP sender reports are not used yet.
 
-use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
+use super::peer::{self, Peer, SessionAnswer, SignalError, Step, VideoCodec};
 use super::{random_token, Registration};
 use crate::node::clients::Role as ClientRole;
 use crate::messages::PublishRefused;
@@ -44,8 +44,8 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
     let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::access::auth::Action::Publish).await?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    let mut pc = peer::peer_connection(&ufrag, &password).map_err(SignalError::Unavailable)?;
-    let answer = peer::answer(&mut pc, offer, &settings, port)?;
+    let mut pc = peer::peer_connection(&ufrag, &password, &[VideoCodec::H264]).map_err(SignalError::Unavailable)?;
+    let answer = peer::answer(&mut pc, offer, &settings, port, &[VideoCodec::H264])?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
         PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),
         PublishRefused::Unavailable(_) => SignalError::Unavailable(refused.to_string()),

@@ -119,51 +119,162 @@ fn leb128(data: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// `max_frame_width_minus_1 + 1` and `max_frame_height_minus_1 + 1` of a sequence header
-/// OBU's payload, reading past the timing, decoder model and operating point fields before
-/// them.
+/// OBU's payload.
 fn frame_size(header: &[u8]) -> Result<(u32, u32), Av1Error> {
     let mut r = BitReader::new(header);
-    let _profile = r.bits(3)?;
-    let _still_picture = r.bit()?;
-    let reduced_still_picture_header = r.bit()?;
-    if reduced_still_picture_header {
-        let _level = r.bits(5)?;
-    } else {
-        let mut decoder_model_info = false;
-        let mut buffer_delay_bits = 0;
-        if r.bit()? {
-            // timing_info(): display tick, time scale, equal_picture_interval (+ uvlc).
-            r.skip(64)?;
+    let fields = SequenceFields::read_to_frame_size(&mut r)?;
+    Ok((fields.width, fields.height))
+}
+
+/// The fields of a sequence header OBU (AV1 §5.5) that an `av1C` record repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SequenceFields {
+    profile: u8,
+    level: u8,
+    tier: bool,
+    reduced_still_picture_header: bool,
+    width: u32,
+    height: u32,
+}
+
+impl SequenceFields {
+    /// Reads from the start of a sequence header's payload to its frame size, past the timing,
+    /// decoder model and operating point fields before it.
+    fn read_to_frame_size(r: &mut BitReader<'_>) -> Result<SequenceFields, Av1Error> {
+        let profile = r.bits(3)? as u8;
+        let _still_picture = r.bit()?;
+        let reduced_still_picture_header = r.bit()?;
+        let (mut level, mut tier) = (0, false);
+        if reduced_still_picture_header {
+            level = r.bits(5)? as u8;
+        } else {
+            let mut decoder_model_info = false;
+            let mut buffer_delay_bits = 0;
             if r.bit()? {
-                uvlc(&mut r)?;
+                // timing_info(): display tick, time scale, equal_picture_interval (+ uvlc).
+                r.skip(64)?;
+                if r.bit()? {
+                    uvlc(r)?;
+                }
+                decoder_model_info = r.bit()?;
+                if decoder_model_info {
+                    buffer_delay_bits = r.bits(5)? + 1;
+                    r.skip(32 + 5 + 5)?;
+                }
             }
-            decoder_model_info = r.bit()?;
-            if decoder_model_info {
-                buffer_delay_bits = r.bits(5)? + 1;
-                r.skip(32 + 5 + 5)?;
+            let initial_display_delay = r.bit()?;
+            let operating_points = r.bits(5)? + 1;
+            for point in 0..operating_points {
+                let _idc = r.bits(12)?;
+                let point_level = r.bits(5)? as u8;
+                let point_tier = point_level > 7 && r.bit()?;
+                if point == 0 {
+                    (level, tier) = (point_level, point_tier);
+                }
+                if decoder_model_info && r.bit()? {
+                    r.skip(2 * buffer_delay_bits as usize + 1)?;
+                }
+                if initial_display_delay && r.bit()? {
+                    r.skip(4)?;
+                }
             }
         }
-        let initial_display_delay = r.bit()?;
-        let operating_points = r.bits(5)? + 1;
-        for _ in 0..operating_points {
-            let _idc = r.bits(12)?;
-            let level = r.bits(5)?;
-            if level > 7 {
-                let _tier = r.bit()?;
-            }
-            if decoder_model_info && r.bit()? {
-                r.skip(2 * buffer_delay_bits as usize + 1)?;
-            }
-            if initial_display_delay && r.bit()? {
-                r.skip(4)?;
-            }
+        let width_bits = r.bits(4)? + 1;
+        let height_bits = r.bits(4)? + 1;
+        let width = r.bits(width_bits)? + 1;
+        let height = r.bits(height_bits)? + 1;
+        Ok(SequenceFields { profile, level, tier, reduced_still_picture_header, width, height })
+    }
+}
+
+/// The `AV1CodecConfigurationRecord` (`av1C`) of a sequence header OBU (`obu`: header, size
+/// field and payload, as it goes into the record's `configOBUs`), for a stream whose
+/// sequence header arrives in band (WebRTC).
+pub fn record_from_sequence_header(obu: &[u8]) -> Result<Vec<u8>, Av1Error> {
+    let payload = sequence_header(obu)?.ok_or_else(|| Av1Error::SequenceHeader("no sequence header OBU".into()))?;
+    let mut r = BitReader::new(payload);
+    let fields = SequenceFields::read_to_frame_size(&mut r)?;
+    let frame_id_numbers = !fields.reduced_still_picture_header && r.bit()?;
+    if frame_id_numbers {
+        r.skip(4 + 3)?;
+    }
+    // use_128x128_superblock, enable_filter_intra, enable_intra_edge_filter.
+    r.skip(3)?;
+    if !fields.reduced_still_picture_header {
+        // enable_interintra_compound, enable_masked_compound, enable_warped_motion,
+        // enable_dual_filter.
+        r.skip(4)?;
+        let order_hint = r.bit()?;
+        if order_hint {
+            // enable_jnt_comp, enable_ref_frame_mvs.
+            r.skip(2)?;
+        }
+        let force_screen_content_tools = if r.bit()? { 2 } else { r.bits(1)? };
+        if force_screen_content_tools > 0 && !r.bit()? {
+            // seq_force_integer_mv.
+            r.skip(1)?;
+        }
+        if order_hint {
+            r.skip(3)?;
         }
     }
-    let width_bits = r.bits(4)? + 1;
-    let height_bits = r.bits(4)? + 1;
-    let width = r.bits(width_bits)? + 1;
-    let height = r.bits(height_bits)? + 1;
-    Ok((width, height))
+    // enable_superres, enable_cdef, enable_restoration.
+    r.skip(3)?;
+    // color_config().
+    let high_bitdepth = r.bit()?;
+    let twelve_bit = fields.profile == 2 && high_bitdepth && r.bit()?;
+    let monochrome = fields.profile != 1 && r.bit()?;
+    let (mut primaries, mut transfer, mut matrix) = (2, 2, 2);
+    if r.bit()? {
+        primaries = r.bits(8)?;
+        transfer = r.bits(8)?;
+        matrix = r.bits(8)?;
+    }
+    let (subsampling_x, subsampling_y, chroma_position) = if monochrome {
+        (true, true, 0)
+    } else if primaries == 1 && transfer == 13 && matrix == 0 {
+        (false, false, 0)
+    } else {
+        let _color_range = r.bit()?;
+        let (x, y) = match fields.profile {
+            0 => (true, true),
+            1 => (false, false),
+            _ if twelve_bit => {
+                let x = r.bit()?;
+                (x, x && r.bit()?)
+            }
+            _ => (true, false),
+        };
+        let position = if x && y { r.bits(2)? as u8 } else { 0 };
+        (x, y, position)
+    };
+    let mut record = vec![
+        0x81,
+        (fields.profile << 5) | (fields.level & 0x1f),
+        (fields.tier as u8) << 7 | (high_bitdepth as u8) << 6 | (twelve_bit as u8) << 5 | (monochrome as u8) << 4 | (subsampling_x as u8) << 3 | (subsampling_y as u8) << 2 | chroma_position,
+        0,
+    ];
+    record.extend_from_slice(obu);
+    Ok(record)
+}
+
+/// The sequence header OBU (header, size field, payload) among the configuration OBUs of an
+/// `av1C` record, for senders that repeat it in front of keyframes (WebRTC).
+pub fn sequence_header_obu(record: &[u8]) -> Option<Vec<u8>> {
+    let payload = sequence_header(record.get(4..)?).ok()??;
+    let mut obu = vec![OBU_SEQUENCE_HEADER << 3 | 0x02];
+    let mut size = payload.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            obu.push(byte);
+            break;
+        }
+        obu.push(byte | 0x80);
+    }
+    obu.extend_from_slice(payload);
+    Some(obu)
 }
 
 /// `uvlc()` (AV1 §4.10.3): leading zeros up to a one, then that many bits (none, and the
@@ -199,6 +310,17 @@ mod tests {
         assert_eq!((config.width, config.height), (320, 240));
         assert_eq!((config.profile, config.level, config.high_tier, config.bit_depth, config.monochrome), (0, 0, false, 8, false));
         assert_eq!(config.codec_string(), "av01.0.00M.08");
+    }
+
+    #[test]
+    fn a_sequence_header_in_band_gives_the_encoders_record() {
+        // The record an encoder wrote, rebuilt from its sequence header OBU alone.
+        let obu = sequence_header_obu(&sample::AV1C_320X240).unwrap();
+        assert_eq!(obu, sample::AV1C_320X240[4..]);
+        assert_eq!(record_from_sequence_header(&obu).unwrap(), sample::AV1C_320X240);
+        // Cut short: a reason, no record.
+        assert!(record_from_sequence_header(&obu[..8]).is_err());
+        assert!(record_from_sequence_header(&[0x12, 0x00]).is_err(), "a temporal delimiter is no sequence header");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! RTP (RFC 3550) packet headers and RTP over TCP framing (RFC 4571: each packet preceded by
 //! a 16-bit big-endian length), as GB28181 cameras send PS media.
 
+pub mod av1;
 pub mod h264;
+pub mod h265;
 pub mod reorder;
 
 use bytes::{Buf, Bytes, BytesMut};
