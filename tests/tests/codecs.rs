@@ -233,6 +233,31 @@ fn av1_plays_over_whep_in_chromium_as_av1() {
 }
 
 #[test]
+fn chromium_publishes_av1_over_whip_and_it_plays_over_whep_and_ll_hls() {
+    let node = &SHARED.node;
+    let api = node.ports.api;
+    // Chromium publishes its fake camera in AV1 only, and plays the stream back over WHEP.
+    let browser = std::thread::spawn(move || estuary_tests::browser::webrtc(api, "live", "whipav1", 15, "video/AV1"));
+    let av1 = wait_until(Duration::from_secs(40), || node.stream_info("live/whipav1").is_some_and(|i| i["video"]["codec"] == "AV1"));
+    assert!(av1, "no AV1 stream from the WHIP publisher: {:?}\n{}", node.stream_info("live/whipav1"), node.log());
+    assert!(node.log().contains("video=AV1"), "{}", node.log());
+    // The other outputs carry it as it is: LL-HLS in fMP4, read and decoded by Debian's ffmpeg.
+    let url = format!("http://127.0.0.1:{}/live/whipav1.m3u8", node.ports.http);
+    let streams = probe_streams(&url);
+    let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("no video in {streams:?}"));
+    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("av1"), Some(320), Some(240)), "{video}");
+    assert!(stream_of(&streams, "audio").is_some_and(|a| a["codec_name"] == "aac"), "Opus from WebRTC is AAC for the other outputs: {streams:?}");
+    let (ok, errors) = decode(&url, 3);
+    assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    let (result, success, stderr) = browser.join().expect("browser thread");
+    assert_eq!(result["publish"]["status"], 201, "{result}");
+    assert_eq!(result["play"]["codec"], "video/AV1", "{result}");
+    let (start, end) = (result["play"]["frames_start"].as_u64().unwrap_or(0), result["play"]["frames_end"].as_u64().unwrap_or(0));
+    assert!(end > start + 25, "the played video's frame counter must advance: {result}");
+    assert!(success, "{stderr}");
+}
+
+#[test]
 fn an_h264_stream_gets_an_av1_rendition() {
     let node = &SHARED.node;
     let _publisher = publish(&node.rtmp_url("live/ladder"), &Source::default(), &SHARED.scratch, "ladder-publisher");

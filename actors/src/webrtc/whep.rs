@@ -102,7 +102,7 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     let registration = Registration::new(&node.rtc, &ufrag, &id).map_err(SignalError::Unavailable)?;
     let peer = Peer::new(pc, registration, guard.id(), &settings, &answer).ok_or_else(|| SignalError::Unavailable("WebRTC is disabled".into()))?;
     guard.record().set_role(ClientRole::Play, key.to_string());
-    tracing::info!(client = guard.id(), session = %id, stream = %key, video = video_codec.sdp_name(), "WHEP play accepted");
+    tracing::info!(client = guard.id(), session = %id, stream = %key, video = %video_codec.sdp_name(), "WHEP play accepted");
     let worker = node.topology.workers.next_worker();
     let counted = node.census.enter("whep_session");
     let player = Player {

@@ -1,9 +1,12 @@
 //! WHIP publish: an SDP offer in, an SDP answer out, then a session task that turns the
 //! publisher's RTP into frames for the stream actor.
 //!
-//! H.264 (packetization-mode 1) goes through a reorder buffer (80 ms for a missing packet's
-//! retransmission) and [`H264Depacketizer`] into access units, with
-//! SPS/PPS turned into a sequence header when they change, on a 90 kHz clock unwrapped from
+//! Video is H.264 (packetization-mode 1) when the offer lists it, else AV1 (a publisher that
+//! offers only AV1, e.g. a browser told so with `setCodecPreferences`): H.264 is taken first
+//! because every output carries it. Video goes through a reorder buffer (80 ms for a missing
+//! packet's retransmission) and [`H264Depacketizer`] into access units, with SPS/PPS turned
+//! into a sequence header when they change, or [`Av1Depacketizer`] into temporal units, with
+//! the in-band sequence header turned into an `av1C` record when it changes; on a 90 kHz clock unwrapped from
 //! the 32-bit RTP timestamps (a jump backwards or of more than 5 s, as when a sender loops
 //! a file, continues one frame interval on). Loss spoils the current picture; frames are then dropped until
 //! the next IDR and a PLI asks the publisher for one (also every 3 s until the first IDR).
@@ -26,6 +29,8 @@ use bytes::Bytes;
 use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp::RtpPacket;
+use estuary_protocols::codec::av1;
+use estuary_protocols::rtp::av1::{Av1Depacketizer, TemporalUnit};
 use estuary_protocols::rtp::h264::{AccessUnit, H264Depacketizer};
 use estuary_protocols::rtp::reorder::ReorderBuffer;
 use estuary_storage::StreamKey;
@@ -44,8 +49,10 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
     let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::access::auth::Action::Publish).await?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    let mut pc = peer::peer_connection(&ufrag, &password, &[VideoCodec::H264]).map_err(SignalError::Unavailable)?;
-    let answer = peer::answer(&mut pc, offer, &settings, port, &[VideoCodec::H264])?;
+    // H.264 when offered (every output carries it), else AV1.
+    let codec = [VideoCodec::H264, VideoCodec::Av1].into_iter().find(|c| c.offered_in(&offer)).unwrap_or(VideoCodec::H264);
+    let mut pc = peer::peer_connection(&ufrag, &password, &[codec]).map_err(SignalError::Unavailable)?;
+    let answer = peer::answer(&mut pc, offer, &settings, port, &[codec])?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
         PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),
         PublishRefused::Unavailable(_) => SignalError::Unavailable(refused.to_string()),
@@ -59,10 +66,10 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
         }
     };
     guard.record().set_role(ClientRole::Publish, key.to_string());
-    tracing::info!(client = guard.id(), session = %id, stream = %key, "WHIP publish accepted");
+    tracing::info!(client = guard.id(), session = %id, stream = %key, video = %codec.sdp_name(), "WHIP publish accepted");
     let worker = node.topology.workers.next();
     let counted = node.census.enter("whip_session");
-    let session = Session { node, peer, stream, key, pli_interval: settings.pli_interval, video: VideoTrack::default(), audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
+    let session = Session { node, peer, stream, key, pli_interval: settings.pli_interval, video: VideoTrack { codec, ..VideoTrack::default() }, audio: AudioTrack::new(settings.aac_bitrate), opus_packets: 0, player_keyframe_requests: 0 };
     worker.spawn(async move {
         let (_guard, _counted) = (guard, counted);
         session.run().await;
@@ -157,9 +164,40 @@ impl AudioTrack {
 /// moderate internet path arrives within this) before it counts as lost.
 const REORDER_WAIT: Duration = Duration::from_millis(80);
 
+/// Reassembles the negotiated video codec's frames.
+enum Depacketizer {
+    H264(H264Depacketizer),
+    Av1(Av1Depacketizer),
+}
+
+/// A frame out of RTP.
+enum Unit {
+    H264(AccessUnit),
+    Av1(TemporalUnit),
+}
+
+impl Depacketizer {
+    fn push(&mut self, packet: &RtpPacket) -> Option<Unit> {
+        match self {
+            Depacketizer::H264(d) => d.push(packet).map(Unit::H264),
+            Depacketizer::Av1(d) => d.push(packet).map(Unit::Av1),
+        }
+    }
+
+    fn wants_keyframe(&mut self) -> bool {
+        match self {
+            Depacketizer::H264(d) => d.wants_keyframe(),
+            Depacketizer::Av1(d) => d.wants_keyframe(),
+        }
+    }
+}
+
 struct VideoTrack {
+    codec: VideoCodec,
     reorder: ReorderBuffer,
-    depacketizer: Option<H264Depacketizer>,
+    depacketizer: Option<Depacketizer>,
+    /// AV1: the sequence header OBU the last record was made from.
+    av1_header: Option<Bytes>,
     ssrc: u32,
     receiver: Option<RTCRtpReceiverId>,
     sps: Option<Bytes>,
@@ -177,8 +215,10 @@ struct VideoTrack {
 impl Default for VideoTrack {
     fn default() -> Self {
         VideoTrack {
+            codec: VideoCodec::H264,
             reorder: ReorderBuffer::new(REORDER_WAIT, 512),
             depacketizer: None,
+            av1_header: None,
             ssrc: 0,
             receiver: None,
             sps: None,
@@ -194,6 +234,36 @@ impl Default for VideoTrack {
 }
 
 impl VideoTrack {
+    fn depacketizer(&mut self) -> &mut Depacketizer {
+        let codec = self.codec;
+        self.depacketizer.get_or_insert_with(|| match codec {
+            VideoCodec::Av1 => Depacketizer::Av1(Av1Depacketizer::new()),
+            _ => Depacketizer::H264(H264Depacketizer::new()),
+        })
+    }
+
+    /// Frames for one AV1 temporal unit: an `av1C` sequence header first when the in-band
+    /// sequence header changed (a unit before any is held back: no decoder could use it).
+    fn av1_frames(&mut self, unit: TemporalUnit, arrival: i64) -> Vec<MediaFrame> {
+        let time = self.clock.time(unit.timestamp, arrival, 90_000, 3000);
+        let mut out = Vec::new();
+        if let Some(header) = unit.sequence_header.filter(|h| self.av1_header.as_ref() != Some(h)) {
+            match av1::record_from_sequence_header(&header) {
+                Ok(record) => {
+                    out.push(MediaFrame { track: TrackKind::Video, codec: Codec::Av1, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: Bytes::from(record) });
+                    self.av1_header = Some(header);
+                    self.config_sent = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "unusable AV1 sequence header from a WHIP publisher"),
+            }
+        }
+        if self.config_sent {
+            self.frames += 1;
+            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::Av1, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload: unit.data });
+        }
+        out
+    }
+
     /// Frames for one access unit: a sequence header first when SPS/PPS changed. `arrival`
     /// (90 kHz, since the session started) places the first unit.
     fn frames(&mut self, unit: AccessUnit, arrival: i64) -> Vec<MediaFrame> {
@@ -302,10 +372,14 @@ impl Session {
     /// Video packets in sequence order into access units, and those into frames.
     async fn depacketize(&mut self, packets: Vec<RtpPacket>) -> Result<(), String> {
         for rtp in packets {
-            let unit = self.video.depacketizer.get_or_insert_with(H264Depacketizer::new).push(&rtp);
+            let unit = self.video.depacketizer().push(&rtp);
             if let Some(unit) = unit {
                 let arrival = self.peer.arrival(90_000);
-                for frame in self.video.frames(unit, arrival) {
+                let frames = match unit {
+                    Unit::H264(unit) => self.video.frames(unit, arrival),
+                    Unit::Av1(unit) => self.video.av1_frames(unit, arrival),
+                };
+                for frame in frames {
                     if frame.keyframe && !frame.config {
                         self.video.last_keyframe = Some(Instant::now());
                     }
