@@ -375,3 +375,82 @@ fn write(peer: &mut Peer, out: &mut Outgoing, timestamp: u32, marker: bool, payl
         tracing::debug!(client = peer.client, error = %e, "RTP not sent");
     }
 }
+
+/// Our RTP payload formats against the `rtc` crate's own (an independent implementation of
+/// the same specifications, as a WebRTC peer would use).
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use estuary_protocols::rtp::{av1, h264::H264Depacketizer, h265, RtpPacket};
+    use rtc::rtp::codec::av1::{Av1Depacketizer, Av1Payloader};
+    use rtc::rtp::codec::h265::HevcPayloader;
+    use rtc::rtp::packetizer::{Depacketizer, Payloader};
+
+    /// An OBU with a size field.
+    fn obu(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind << 3 | 0x02];
+        let mut size = payload.len();
+        while size >= 0x80 {
+            out.push((size as u8 & 0x7f) | 0x80);
+            size >>= 7;
+        }
+        out.push(size as u8);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn packets(payloads: &[Bytes], timestamp: u32) -> Vec<RtpPacket> {
+        payloads.iter().enumerate().map(|(i, p)| RtpPacket { payload_type: 45, marker: i + 1 == payloads.len(), sequence: i as u16, timestamp, ssrc: 1, payload: p.clone() }).collect()
+    }
+
+    /// A keyframe temporal unit: sequence header, a frame OBU of `len` bytes.
+    fn keyframe(len: usize) -> Vec<u8> {
+        let mut unit = obu(1, &[0x00, 0x00, 0x00, 0x05, 0x21, 0xe7, 0xfd, 0xe0, 0x17, 0xc0, 0x02]);
+        unit.extend(obu(6, &(0..len).map(|i| (i * 13) as u8).collect::<Vec<u8>>()));
+        unit
+    }
+
+    #[test]
+    fn our_av1_payloads_depacketize_in_rtc_and_rtcs_in_ours() {
+        let unit = keyframe(5000);
+        let ours = av1::packetize(&unit, true, None, 1200).unwrap();
+        let mut theirs = Av1Depacketizer::default();
+        let mut rebuilt = Vec::new();
+        for payload in &ours {
+            rebuilt.extend_from_slice(&theirs.depacketize(payload).unwrap());
+        }
+        assert_eq!(rebuilt, unit);
+
+        let mut payloader = Av1Payloader::default();
+        let payloads = payloader.payload(1200, &Bytes::from(unit.clone())).unwrap();
+        assert!(payloads.len() > 1 && payloads[0][0] & 0x08 != 0, "rtc marks the new coded video sequence");
+        let mut ours = av1::Av1Depacketizer::new();
+        let units: Vec<av1::TemporalUnit> = packets(&payloads, 90).iter().filter_map(|p| ours.push(p)).collect();
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].data.to_vec(), unit);
+        assert!(units[0].keyframe && units[0].sequence_header.is_some());
+    }
+
+    #[test]
+    fn rtcs_h265_payloads_single_aggregated_and_fragmented_depacketize_in_ours() {
+        let (vps, sps, pps) = (vec![0x40, 0x01, 0x0c, 0x01], vec![0x42, 0x01, 0x01, 0x60, 0x00], vec![0x44, 0x01, 0xc1, 0x72]);
+        let mut idr = vec![19 << 1, 0x01];
+        idr.extend((0..3000).map(|i| (i % 251) as u8));
+        let mut annex_b = Vec::new();
+        for nal in [&vps, &sps, &pps, &idr] {
+            annex_b.extend_from_slice(&[0, 0, 0, 1]);
+            annex_b.extend_from_slice(nal);
+        }
+        let payloads = HevcPayloader.payload(1200, &Bytes::from(annex_b)).unwrap();
+        assert!(payloads.iter().any(|p| (p[0] >> 1) & 0x3f == 48), "rtc aggregates the parameter sets");
+        let mut ours = H264Depacketizer::new_h265();
+        let units: Vec<_> = packets(&payloads, 90).iter().filter_map(|p| ours.push(p)).collect();
+        assert_eq!(units.len(), 1);
+        assert!(units[0].keyframe);
+        assert_eq!(units[0].nals.iter().map(|n| n.to_vec()).collect::<Vec<_>>(), vec![vps.clone(), sps.clone(), pps.clone(), idr.clone()]);
+        // And ours (single NAL units and fragmentation units) back through ours.
+        let mut again = H264Depacketizer::new_h265();
+        let units: Vec<_> = packets(&h265::packetize([&vps[..], &sps, &pps, &idr], 1200), 180).iter().filter_map(|p| again.push(p)).collect();
+        assert_eq!(units[0].nals.len(), 4);
+    }
+}

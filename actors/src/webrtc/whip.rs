@@ -2,10 +2,10 @@
 //! publisher's RTP into frames for the stream actor.
 //!
 //! Video is H.264 (packetization-mode 1) when the offer lists it, else AV1 (a publisher that
-//! offers only AV1, e.g. a browser told so with `setCodecPreferences`): H.264 is taken first
-//! because every output carries it. Video goes through a reorder buffer (80 ms for a missing
-//! packet's retransmission) and [`H264Depacketizer`] into access units, with SPS/PPS turned
-//! into a sequence header when they change, or [`Av1Depacketizer`] into temporal units, with
+//! offers only AV1, e.g. a browser told so with `setCodecPreferences`), else H.265: H.264 is
+//! taken first because every output carries it. Video goes through a reorder buffer (80 ms for a missing
+//! packet's retransmission) and [`H264Depacketizer`] into access units (RFC 6184, or RFC 7798
+//! for H.265), with SPS/PPS (VPS/SPS/PPS) turned into a sequence header when they change, or [`Av1Depacketizer`] into temporal units, with
 //! the in-band sequence header turned into an `av1C` record when it changes; on a 90 kHz clock unwrapped from
 //! the 32-bit RTP timestamps (a jump backwards or of more than 5 s, as when a sender loops
 //! a file, continues one frame interval on). Loss spoils the current picture; frames are then dropped until
@@ -29,7 +29,7 @@ use bytes::Bytes;
 use estuary_protocols::codec::avc::{self, AvcConfig};
 use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_protocols::rtp::RtpPacket;
-use estuary_protocols::codec::av1;
+use estuary_protocols::codec::{av1, hevc};
 use estuary_protocols::rtp::av1::{Av1Depacketizer, TemporalUnit};
 use estuary_protocols::rtp::h264::{AccessUnit, H264Depacketizer};
 use estuary_protocols::rtp::reorder::ReorderBuffer;
@@ -49,8 +49,8 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
     let (guard, port, settings) = peer::admit(&node, &key, &params, &offer, peer_ip, crate::access::auth::Action::Publish).await?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    // H.264 when offered (every output carries it), else AV1.
-    let codec = [VideoCodec::H264, VideoCodec::Av1].into_iter().find(|c| c.offered_in(&offer)).unwrap_or(VideoCodec::H264);
+    // H.264 when offered (every output carries it), else AV1, else H.265.
+    let codec = [VideoCodec::H264, VideoCodec::Av1, VideoCodec::H265].into_iter().find(|c| c.offered_in(&offer)).unwrap_or(VideoCodec::H264);
     let mut pc = peer::peer_connection(&ufrag, &password, &[codec]).map_err(SignalError::Unavailable)?;
     let answer = peer::answer(&mut pc, offer, &settings, port, &[codec])?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
@@ -200,6 +200,8 @@ struct VideoTrack {
     av1_header: Option<Bytes>,
     ssrc: u32,
     receiver: Option<RTCRtpReceiverId>,
+    /// H.265 only.
+    vps: Option<Bytes>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     config_sent: bool,
@@ -221,6 +223,7 @@ impl Default for VideoTrack {
             av1_header: None,
             ssrc: 0,
             receiver: None,
+            vps: None,
             sps: None,
             pps: None,
             config_sent: false,
@@ -238,7 +241,8 @@ impl VideoTrack {
         let codec = self.codec;
         self.depacketizer.get_or_insert_with(|| match codec {
             VideoCodec::Av1 => Depacketizer::Av1(Av1Depacketizer::new()),
-            _ => Depacketizer::H264(H264Depacketizer::new()),
+            VideoCodec::H265 => Depacketizer::H264(H264Depacketizer::new_h265()),
+            VideoCodec::H264 => Depacketizer::H264(H264Depacketizer::new()),
         })
     }
 
@@ -264,40 +268,49 @@ impl VideoTrack {
         out
     }
 
-    /// Frames for one access unit: a sequence header first when SPS/PPS changed. `arrival`
-    /// (90 kHz, since the session started) places the first unit.
+    /// Frames for one H.264 or H.265 access unit: a sequence header first when the parameter
+    /// sets changed (SPS/PPS, or VPS/SPS/PPS), media before any parameter set held back (no
+    /// decoder could use it). `arrival` (90 kHz, since the session started) places the first
+    /// unit.
     fn frames(&mut self, unit: AccessUnit, arrival: i64) -> Vec<MediaFrame> {
         // RTP timestamps may jump (a sender looping a file restarts them, a camera reboots).
         let time = self.clock.time(unit.timestamp, arrival, 90_000, 3000);
+        let h265 = self.codec == VideoCodec::H265;
         let mut out = Vec::new();
         let mut media = Vec::new();
         let mut changed = false;
         for nal in unit.nals {
-            match avc::nal_type(nal[0]) {
-                7 => {
-                    changed |= self.sps.as_ref() != Some(&nal);
-                    self.sps = Some(nal);
+            let slot = match (h265, if h265 { hevc::nal_type(nal[0]) } else { avc::nal_type(nal[0]) }) {
+                (false, 7) | (true, hevc::NAL_SPS) => Some(&mut self.sps),
+                (false, 8) | (true, hevc::NAL_PPS) => Some(&mut self.pps),
+                (true, hevc::NAL_VPS) => Some(&mut self.vps),
+                (false, 9) | (true, hevc::NAL_AUD) => continue,
+                _ => None,
+            };
+            match slot {
+                Some(slot) => {
+                    changed |= slot.as_ref() != Some(&nal);
+                    *slot = Some(nal);
                 }
-                8 => {
-                    changed |= self.pps.as_ref() != Some(&nal);
-                    self.pps = Some(nal);
-                }
-                9 => {}
-                _ => media.push(nal),
+                None => media.push(nal),
             }
         }
+        let codec = if h265 { Codec::H265 } else { Codec::H264 };
         if changed || !self.config_sent {
-            if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
-                if let Ok(config) = AvcConfig::from_parameter_sets(sps, pps) {
-                    out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: config.to_bytes() });
-                    self.config_sent = true;
-                }
+            let config = match (h265, &self.vps, &self.sps, &self.pps) {
+                (false, _, Some(sps), Some(pps)) => AvcConfig::from_parameter_sets(sps, pps).ok().map(|c| c.to_bytes()),
+                (true, Some(vps), Some(sps), Some(pps)) => hevc::config_from_parameter_sets(vps, sps, pps),
+                _ => None,
+            };
+            if let Some(config) = config {
+                out.push(MediaFrame { track: TrackKind::Video, codec, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: true, config: true, payload: config });
+                self.config_sent = true;
             }
         }
         if self.config_sent && !media.is_empty() {
             let payload = avc::to_length_prefixed(media.iter().map(|nal| nal.as_ref()));
             self.frames += 1;
-            out.push(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload });
+            out.push(MediaFrame { track: TrackKind::Video, codec, dts: time, pts: time, timebase: Timebase::MPEG, keyframe: unit.keyframe, config: false, payload });
         }
         out
     }
@@ -474,5 +487,23 @@ mod tests {
         let other_pps = [0x68, 0xce, 0x3c, 0x80];
         let changed = track.frames(unit(8000, &[&sps, &other_pps, &[0x65, 4]], true), 0);
         assert_eq!(changed.iter().filter(|f| f.config).count(), 1, "a new PPS makes a new sequence header");
+    }
+
+    #[test]
+    fn h265_parameter_sets_become_an_hvcc_sequence_header() {
+        let vps = [0x40, 0x01, 0x0c, 0x01, 0xff, 0xff];
+        // NAL header, vps id / sub-layers / nesting, then the 12-byte profile_tier_level: Main,
+        // level 93 (3.1).
+        let sps = [0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00, 0x00, 0x5d, 0xa0];
+        let pps = [0x44, 0x01, 0xc1, 0x72];
+        let mut track = VideoTrack { codec: VideoCodec::H265, ..VideoTrack::default() };
+        assert!(track.frames(unit(0, &[&[0x02, 0x01, 0xaa]], false), 0).is_empty(), "no picture before the parameter sets");
+        let first = track.frames(unit(3000, &[&[0x46, 0x01, 0x50], &vps, &sps, &pps, &[0x26, 0x01, 0xab]], true), 0);
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(first.iter().all(|f| f.codec == Codec::H265));
+        assert!(first[0].config && first[1].keyframe && !first[1].config);
+        let sets = estuary_protocols::codec::hevc::config_parameter_sets(&first[0].payload).expect("an hvcC record");
+        assert_eq!(sets.1.iter().map(|n| n.to_vec()).collect::<Vec<_>>(), vec![vps.to_vec(), sps.to_vec(), pps.to_vec()]);
+        assert_eq!(first[1].payload[..], [0, 0, 0, 3, 0x26, 0x01, 0xab], "length-prefixed, delimiter and parameter sets left out");
     }
 }

@@ -1,5 +1,8 @@
 //! H.264 over RTP (RFC 6184, packetization-mode 1) into access units: single NAL unit
-//! packets, STAP-A aggregates and FU-A fragments, joined per RTP timestamp.
+//! packets, STAP-A aggregates and FU-A fragments, joined per RTP timestamp. H.265 (RFC 7798:
+//! single NAL unit packets, aggregation packets, fragmentation units; no DONL) is reassembled
+//! by the same depacketizer ([`H264Depacketizer::new_h265`]), whose keyframes are then IRAP
+//! pictures.
 //!
 //! An access unit is complete at the marker bit, or when a packet with a new timestamp
 //! arrives. A gap in sequence numbers spoils the unit being assembled; after a gap, units are
@@ -29,6 +32,8 @@ pub struct AccessUnit {
 /// Reassembles access units from RTP packets of one SSRC.
 #[derive(Debug, Default)]
 pub struct H264Depacketizer {
+    /// RFC 7798 (H.265) instead of RFC 6184.
+    h265: bool,
     timestamp: Option<u32>,
     nals: Vec<Bytes>,
     size: usize,
@@ -49,6 +54,11 @@ impl H264Depacketizer {
     /// A depacketizer that starts by waiting for an IDR.
     pub fn new() -> Self {
         H264Depacketizer { waiting_for_idr: true, keyframe_request: true, ..Default::default() }
+    }
+
+    /// The same for H.265 (RFC 7798); keyframes are IRAP pictures.
+    pub fn new_h265() -> Self {
+        H264Depacketizer { h265: true, ..H264Depacketizer::new() }
     }
 
     /// True once after a loss (and at the start): the caller should send a PLI.
@@ -90,6 +100,9 @@ impl H264Depacketizer {
     }
 
     fn take_payload(&mut self, payload: &Bytes) {
+        if self.h265 {
+            return self.take_h265_payload(payload);
+        }
         let Some(&header) = payload.first() else {
             self.discarded += 1;
             return;
@@ -117,32 +130,69 @@ impl H264Depacketizer {
                     return;
                 }
                 let fu = payload[1];
-                let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
-                if start {
-                    let mut nal = BytesMut::with_capacity(payload.len() * 4);
-                    nal.extend_from_slice(&[(header & 0xe0) | (fu & 0x1f)]);
-                    nal.extend_from_slice(&payload[2..]);
-                    self.fragment = Some(nal);
-                } else if let Some(nal) = self.fragment.as_mut() {
-                    nal.extend_from_slice(&payload[2..]);
-                } else {
-                    // A middle or end piece whose start was lost.
-                    self.discarded += 1;
-                    self.spoiled = true;
-                    return;
-                }
-                if self.fragment.as_ref().is_some_and(|f| f.len() > MAX_ACCESS_UNIT) {
-                    self.fragment = None;
-                    self.spoiled = true;
-                    return;
-                }
-                if end {
-                    if let Some(nal) = self.fragment.take() {
-                        self.add(nal.freeze());
-                    }
-                }
+                self.take_fragment(fu & 0x80 != 0, fu & 0x40 != 0, &[(header & 0xe0) | (fu & 0x1f)], &payload[2..]);
             }
             _ => self.discarded += 1,
+        }
+    }
+
+    /// An RFC 7798 payload: a 2-byte payload header whose type says single NAL unit (0-47),
+    /// aggregation packet (48: 16-bit sizes, each followed by a NAL unit) or fragmentation
+    /// unit (49: FU header with S, E and the NAL's type, then the piece). PACI (50) and
+    /// unknown types are discarded.
+    fn take_h265_payload(&mut self, payload: &Bytes) {
+        if payload.len() < 3 {
+            self.discarded += 1;
+            return;
+        }
+        match (payload[0] >> 1) & 0x3f {
+            0..=47 => self.add(payload.clone()),
+            48 => {
+                let mut rest = payload.slice(2..);
+                while !rest.is_empty() {
+                    let size = if rest.len() >= 2 { u16::from_be_bytes([rest[0], rest[1]]) as usize } else { 0 };
+                    if size < 2 || rest.len() < 2 + size {
+                        self.discarded += 1;
+                        self.spoiled = true;
+                        return;
+                    }
+                    self.add(rest.slice(2..2 + size));
+                    rest = rest.slice(2 + size..);
+                }
+            }
+            49 => {
+                let fu = payload[2];
+                let header = [(payload[0] & 0x81) | ((fu & 0x3f) << 1), payload[1]];
+                self.take_fragment(fu & 0x80 != 0, fu & 0x40 != 0, &header, &payload[3..]);
+            }
+            _ => self.discarded += 1,
+        }
+    }
+
+    /// A piece of a fragmented NAL unit: `header` starts the NAL when `start`.
+    fn take_fragment(&mut self, start: bool, end: bool, header: &[u8], piece: &[u8]) {
+        if start {
+            let mut nal = BytesMut::with_capacity(piece.len() * 4);
+            nal.extend_from_slice(header);
+            nal.extend_from_slice(piece);
+            self.fragment = Some(nal);
+        } else if let Some(nal) = self.fragment.as_mut() {
+            nal.extend_from_slice(piece);
+        } else {
+            // A middle or end piece whose start was lost.
+            self.discarded += 1;
+            self.spoiled = true;
+            return;
+        }
+        if self.fragment.as_ref().is_some_and(|f| f.len() > MAX_ACCESS_UNIT) {
+            self.fragment = None;
+            self.spoiled = true;
+            return;
+        }
+        if end {
+            if let Some(nal) = self.fragment.take() {
+                self.add(nal.freeze());
+            }
         }
     }
 
@@ -171,7 +221,7 @@ impl H264Depacketizer {
         if nals.is_empty() {
             return None;
         }
-        let keyframe = nals.iter().any(|n| avc::nal_type(n[0]) == 5);
+        let keyframe = if self.h265 { nals.iter().any(|n| crate::codec::hevc::is_irap(crate::codec::hevc::nal_type(n[0]))) } else { nals.iter().any(|n| avc::nal_type(n[0]) == 5) };
         if self.waiting_for_idr {
             if !keyframe {
                 return None;

@@ -1,6 +1,7 @@
 //! H.265 over RTP (RFC 7798), the sending side: NAL units that fit go as single NAL unit
 //! packets, larger ones as fragmentation units (type 49). No aggregation packets and no
-//! DONL fields (`sprop-max-don-diff` 0, the default).
+//! DONL fields (`sprop-max-don-diff` 0, the default). The receiving side is
+//! [`super::h264::H264Depacketizer::new_h265`].
 
 use bytes::Bytes;
 
@@ -64,5 +65,47 @@ mod tests {
             rebuilt.extend_from_slice(&fragment[3..]);
         }
         assert_eq!(rebuilt, idr);
+    }
+
+    fn packets(payloads: &[Bytes], timestamp: u32, first: u16) -> Vec<crate::rtp::RtpPacket> {
+        payloads.iter().enumerate().map(|(i, p)| crate::rtp::RtpPacket { payload_type: 49, marker: i + 1 == payloads.len(), sequence: first.wrapping_add(i as u16), timestamp, ssrc: 3, payload: p.clone() }).collect()
+    }
+
+    #[test]
+    fn the_depacketizer_rebuilds_access_units_from_single_aggregated_and_fragmented_nals() {
+        let (vps, sps, pps) = ([0x40, 0x01, 0x0c], [0x42, 0x01, 0x01, 0x60], [0x44, 0x01, 0xc1]);
+        let mut idr = vec![19 << 1, 0x01];
+        idr.extend((0..4000).map(|i| (i % 253) as u8));
+        let trail = [0x02, 0x01, 0xaa, 0xbb];
+        // The parameter sets as one aggregation packet (type 48), as many senders do.
+        let mut aggregate = vec![48 << 1, 0x01];
+        for nal in [&vps[..], &sps, &pps] {
+            aggregate.extend((nal.len() as u16).to_be_bytes());
+            aggregate.extend_from_slice(nal);
+        }
+        let mut key = vec![Bytes::from(aggregate)];
+        key.extend(packetize([&idr[..]], 1200));
+        let mut depacketizer = super::super::h264::H264Depacketizer::new_h265();
+        let mut units = Vec::new();
+        // A trailing picture before any IRAP is not given out.
+        units.extend(packets(&packetize([&trail[..]], 1200), 0, 10).iter().filter_map(|p| depacketizer.push(p)));
+        assert!(units.is_empty());
+        assert!(depacketizer.wants_keyframe());
+        units.extend(packets(&key, 3000, 11).iter().filter_map(|p| depacketizer.push(p)));
+        units.extend(packets(&packetize([&trail[..]], 1200), 6000, 11 + key.len() as u16).iter().filter_map(|p| depacketizer.push(p)));
+        assert_eq!(units.len(), 2);
+        assert!(units[0].keyframe && !units[1].keyframe);
+        let nals: Vec<&[u8]> = units[0].nals.iter().map(|n| n.as_ref()).collect();
+        assert_eq!(nals, vec![&vps[..], &sps, &pps, &idr]);
+        // A lost fragment spoils the picture and asks for a keyframe again.
+        let mut lossy = packets(&key, 9000, 100);
+        lossy.remove(2);
+        assert!(lossy.iter().filter_map(|p| depacketizer.push(p)).next().is_none());
+        assert!(depacketizer.wants_keyframe());
+        // Malformed: a size past the end, a short packet.
+        for payload in [&[48 << 1, 0x01, 0x00, 0x09, 0x40][..], &[49 << 1]] {
+            let packet = crate::rtp::RtpPacket { payload_type: 49, marker: true, sequence: 200, timestamp: 1, ssrc: 3, payload: Bytes::copy_from_slice(payload) };
+            assert_eq!(depacketizer.push(&packet), None);
+        }
     }
 }
