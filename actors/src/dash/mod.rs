@@ -9,8 +9,12 @@
 //! refresh (it counts timeline entries from zero), so audio jumps back a segment. `$Time$`
 //! addresses segments by start time, which every player resolves the same way.
 //!
-//! Known limit: a codec change in the middle of a publish rewrites the initialization
-//! segments in place (a new Period would be the proper answer).
+//! New codec parameters whose initialization segment differs (a codec change on a republish
+//! within the grace period, a new resolution) start a new Period with initialization
+//! segments of their own (`-init-v<N>.mp4`; the first version is `-init.mp4`): the segments
+//! still listed keep theirs, and an initialization segment is never rewritten once a segment
+//! was listed with it. A period starts at its first segment's media time, with that time as
+//! `presentationTimeOffset` (one muxer's media time is continuous), fixed once written.
 
 use crate::files::{remove, write_atomic};
 use estuary_protocols::segment::{Cut, Cutter};
@@ -35,6 +39,32 @@ struct Listed {
     bytes: usize,
 }
 
+/// One initialization segment version and the segments listed with it (an MPD Period).
+struct DiskPeriod {
+    version: u32,
+    tracks: Vec<Track>,
+    /// Each track's initialization segment, to tell a real change from the same parameters
+    /// sent again.
+    inits: Vec<Vec<u8>>,
+    listed: Vec<VecDeque<Listed>>,
+    /// Media time (ms) at the period's start; `None` until its first segment.
+    start_ms: Option<i64>,
+}
+
+impl DiskPeriod {
+    fn init_name(&self, stream: &str, rep: &str) -> String {
+        if self.version == 0 {
+            format!("{stream}-{rep}-init.mp4")
+        } else {
+            format!("{stream}-{rep}-init-v{}.mp4", self.version)
+        }
+    }
+
+    fn is_listed(&self) -> bool {
+        self.listed.iter().any(|l| !l.is_empty())
+    }
+}
+
 /// Writes DASH for one stream.
 pub struct DashMuxer {
     node: NodeContext,
@@ -46,12 +76,12 @@ pub struct DashMuxer {
     rx: Option<mpsc::Receiver<Arc<MediaFrame>>>,
     video_config: Option<Arc<MediaFrame>>,
     audio_config: Option<Arc<MediaFrame>>,
-    tracks: Vec<Track>,
+    /// Periods with listed segments, oldest first; the last is the current one.
+    periods: Vec<DiskPeriod>,
     init_written: bool,
     number: u64,
     cutter: Cutter,
     gaps: Gaps,
-    listed: Vec<VecDeque<Listed>>,
     retired: VecDeque<String>,
     availability_start_ms: Option<i64>,
     audio_next: Option<i64>,
@@ -78,12 +108,11 @@ impl DashMuxer {
             rx: Some(rx),
             video_config: None,
             audio_config: None,
-            tracks: Vec::new(),
+            periods: Vec::new(),
             init_written: false,
             number: 1,
             cutter: Cutter::new(settings.fragment, settings.max_segment_bytes),
             gaps,
-            listed: Vec::new(),
             retired: VecDeque::new(),
             availability_start_ms: None,
             audio_next: None,
@@ -119,13 +148,20 @@ impl DashMuxer {
     fn on_frame(&mut self, frame: Arc<MediaFrame>) {
         match (frame.track, frame.config) {
             (TrackKind::Data, _) => return,
-            (TrackKind::Video, true) => {
-                self.video_config = Some(frame);
-                self.init_written = false;
-                return;
-            }
-            (TrackKind::Audio, true) => {
-                self.audio_config = Some(frame);
+            (kind @ (TrackKind::Video | TrackKind::Audio), true) => {
+                let slot = if kind == TrackKind::Video { &self.video_config } else { &self.audio_config };
+                if slot.as_ref().is_some_and(|old| old.codec != frame.codec || old.payload != frame.payload) {
+                    // The segment in progress was cut with the old parameters: it is closed
+                    // with them, before they change.
+                    if let Some(cut) = self.cutter.flush() {
+                        self.close_segment(cut);
+                    }
+                }
+                if kind == TrackKind::Video {
+                    self.video_config = Some(frame);
+                } else {
+                    self.audio_config = Some(frame);
+                }
                 self.init_written = false;
                 return;
             }
@@ -141,6 +177,9 @@ impl DashMuxer {
         }
     }
 
+    /// The current period for the configuration frames seen: the same one when its
+    /// initialization segments are unchanged, rewritten in place while no segment was listed
+    /// with it, else a new period.
     fn ensure_init(&mut self) -> std::io::Result<()> {
         if self.init_written {
             return Ok(());
@@ -151,20 +190,26 @@ impl DashMuxer {
                 tracks.push(track);
             }
         }
-        for track in &tracks {
-            let name = format!("{}-{}-init.mp4", self.key.stream, Self::rep_id(track));
-            write_atomic(&self.dir.join(name), &fmp4::init_segment(std::slice::from_ref(track)))?;
-        }
-        if self.listed.len() != tracks.len() {
-            // A track came (or went): the segments listed so far leave with the old timeline,
-            // retired so they are still deleted.
-            for (old, listed) in self.tracks.iter().zip(&self.listed) {
-                let rep = Self::rep_id(old);
-                self.retired.extend(listed.iter().map(|l| format!("{}-{rep}-{}.m4s", self.key.stream, l.entry.start)));
+        let inits: Vec<Vec<u8>> = tracks.iter().map(|t| fmp4::init_segment(std::slice::from_ref(t)).to_vec()).collect();
+        let version = match self.periods.last() {
+            Some(current) if current.inits == inits => {
+                self.init_written = true;
+                return Ok(());
             }
-            self.listed = tracks.iter().map(|_| VecDeque::new()).collect();
+            Some(current) if !current.is_listed() => current.version,
+            Some(current) => current.version + 1,
+            None => 0,
+        };
+        let period = DiskPeriod { version, listed: tracks.iter().map(|_| VecDeque::new()).collect(), tracks, inits, start_ms: None };
+        for (track, init) in period.tracks.iter().zip(&period.inits) {
+            write_atomic(&self.dir.join(period.init_name(&self.key.stream, Self::rep_id(track))), init)?;
         }
-        self.tracks = tracks;
+        if self.periods.last().is_some_and(|p| !p.is_listed()) {
+            self.periods.pop();
+        } else if !self.periods.is_empty() {
+            tracing::info!(stream = %self.key, version, "DASH: new codec parameters start a new period");
+        }
+        self.periods.push(period);
         self.init_written = true;
         Ok(())
     }
@@ -177,8 +222,14 @@ impl DashMuxer {
         let number = self.number;
         self.number += 1;
         let (frames, end_ms) = (cut.frames, cut.end_ms);
-        let tracks = self.tracks.clone();
-        for (index, track) in tracks.iter().enumerate() {
+        let Some(period) = self.periods.last_mut() else { return };
+        if period.start_ms.is_none() {
+            // The first period starts at media time zero (the availability start); a later one
+            // where its first segment does.
+            let first_ms = frames.iter().map(|f| f.timebase.rescale(f.dts, Timebase::MILLIS)).min().unwrap_or(0);
+            period.start_ms = Some(if period.version == 0 { 0 } else { first_ms.max(0) });
+        }
+        for (index, track) in period.tracks.iter().enumerate() {
             let mut own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
             if track.codec == Codec::Aac {
                 own = estuary_protocols::cmaf::contiguous_audio(&mut self.audio_next, own, track);
@@ -201,15 +252,33 @@ impl DashMuxer {
                     last + if track.codec == Codec::Aac { 1024 } else { 1 }
                 }
             };
-            let list = &mut self.listed[index];
-            list.push_back(Listed { number, entry: TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 }, bytes: data.len() });
-            while list.len() > self.settings.window {
-                if let Some(old) = list.pop_front() {
-                    self.retired.push_back(format!("{}-{}-{}.m4s", self.key.stream, Self::rep_id(track), old.entry.start));
+            period.listed[index].push_back(Listed { number, entry: TimelineEntry { start: start.max(0) as u64, duration: (end - start).max(1) as u64 }, bytes: data.len() });
+        }
+        // The window: the last `window` segments, whatever period they belong to. A period
+        // left with none goes, with its initialization segments.
+        let oldest_kept = number.saturating_sub(self.settings.window.max(1) as u64 - 1);
+        let stream = self.key.stream.clone();
+        let count = self.periods.len();
+        for (position, period) in self.periods.iter_mut().enumerate() {
+            for (track, list) in period.tracks.iter().zip(period.listed.iter_mut()) {
+                while list.front().is_some_and(|l| l.number < oldest_kept) {
+                    if let Some(old) = list.pop_front() {
+                        self.retired.push_back(format!("{stream}-{}-{}.m4s", Self::rep_id(track), old.entry.start));
+                    }
                 }
             }
+            if position + 1 < count && !period.is_listed() {
+                self.retired.extend(period.tracks.iter().map(|t| period.init_name(&stream, Self::rep_id(t))));
+            }
         }
-        while self.retired.len() > self.settings.window * self.tracks.len().max(1) {
+        let last = self.periods.len() - 1;
+        let mut position = 0;
+        self.periods.retain(|p| {
+            position += 1;
+            position - 1 == last || p.is_listed()
+        });
+        let tracks = self.periods.last().map(|p| p.tracks.len()).unwrap_or(1).max(1);
+        while self.retired.len() > self.settings.window * tracks {
             if let Some(old) = self.retired.pop_front() {
                 remove(&self.dir.join(old));
             }
@@ -222,31 +291,41 @@ impl DashMuxer {
 
     fn write_mpd(&self, ended: bool) {
         let fragment = self.settings.fragment.as_secs_f64();
-        let representations = self
-            .tracks
+        let stream = &self.key.stream;
+        let periods = self
+            .periods
             .iter()
-            .zip(&self.listed)
-            .filter(|(_, list)| !list.is_empty())
-            .map(|(track, list)| {
-                let seconds: f64 = list.iter().map(|l| l.entry.duration as f64 / track.timescale as f64).sum();
-                let bytes: usize = list.iter().map(|l| l.bytes).sum();
-                let id = Self::rep_id(track);
-                Representation {
-                    id: id.to_string(),
-                    content_type: id,
-                    codecs: track.codec_string(),
-                    bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
-                    width: track.width,
-                    height: track.height,
-                    sample_rate: track.sample_rate,
-                    channels: track.channels,
-                    timescale: track.timescale,
-                    initialization: format!("{}-{id}-init.mp4", self.key.stream),
-                    media: format!("{}-{id}-$Time$.m4s", self.key.stream),
-                    start_number: list.front().map(|l| l.number).unwrap_or(1),
-                    presentation_time_offset: 0,
-                    timeline: list.iter().map(|l| l.entry).collect(),
-                }
+            .filter(|p| p.is_listed())
+            .map(|period| {
+                let start_ms = period.start_ms.unwrap_or(0);
+                let representations = period
+                    .tracks
+                    .iter()
+                    .zip(&period.listed)
+                    .filter(|(_, list)| !list.is_empty())
+                    .map(|(track, list)| {
+                        let seconds: f64 = list.iter().map(|l| l.entry.duration as f64 / track.timescale as f64).sum();
+                        let bytes: usize = list.iter().map(|l| l.bytes).sum();
+                        let id = Self::rep_id(track);
+                        Representation {
+                            id: id.to_string(),
+                            content_type: id,
+                            codecs: track.codec_string(),
+                            bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
+                            width: track.width,
+                            height: track.height,
+                            sample_rate: track.sample_rate,
+                            channels: track.channels,
+                            timescale: track.timescale,
+                            initialization: period.init_name(stream, id),
+                            media: format!("{stream}-{id}-$Time$.m4s"),
+                            start_number: list.front().map(|l| l.number).unwrap_or(1),
+                            presentation_time_offset: (start_ms.max(0) as u64).saturating_mul(track.timescale as u64) / 1000,
+                            timeline: list.iter().map(|l| l.entry).collect(),
+                        }
+                    })
+                    .collect();
+                Period { id: period.version.to_string(), start_s: start_ms as f64 / 1000.0, representations }
             })
             .collect();
         let mpd = Mpd {
@@ -256,7 +335,7 @@ impl DashMuxer {
             min_buffer_time: fragment,
             time_shift_buffer_depth: fragment * self.settings.window as f64,
             suggested_presentation_delay: fragment * 3.0,
-            periods: vec![Period { id: "0".into(), start_s: 0.0, representations }],
+            periods,
             ended,
             low_latency: None,
         };
@@ -326,10 +405,12 @@ impl StreamHandler<Arc<MediaFrame>> for DashMuxer {
         tracing::info!(stream = %self.key, segments = self.number - 1, "DASH ended");
         let stream = &self.key.stream;
         let mut files: Vec<PathBuf> = Vec::new();
-        for (track, listed) in self.tracks.iter().zip(&self.listed) {
-            let rep = Self::rep_id(track);
-            files.extend(listed.iter().map(|l| self.dir.join(format!("{stream}-{rep}-{}.m4s", l.entry.start))));
-            files.push(self.dir.join(format!("{stream}-{rep}-init.mp4")));
+        for period in &self.periods {
+            for (track, listed) in period.tracks.iter().zip(&period.listed) {
+                let rep = Self::rep_id(track);
+                files.extend(listed.iter().map(|l| self.dir.join(format!("{stream}-{rep}-{}.m4s", l.entry.start))));
+                files.push(self.dir.join(period.init_name(stream, rep)));
+            }
         }
         files.extend(self.retired.iter().map(|name| self.dir.join(name)));
         files.push(self.dir.join(format!("{stream}.mpd")));
