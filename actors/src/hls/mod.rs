@@ -81,6 +81,10 @@ pub struct HlsMuxer {
     audio_config: Option<Arc<MediaFrame>>,
     /// The stream is AV1 and the segments are TS: nothing is written (logged once).
     refused_av1: bool,
+    /// Segments written while the stream had no video parameters yet (its audio alone, as
+    /// when a WebRTC publisher's first keyframe is late): removed if the video turns out to
+    /// be AV1, which TS cannot carry, so no playlist promises a stream it does not hold.
+    audio_only: Vec<String>,
     ts: Option<TsMuxer>,
     init_version: u32,
     init_written: bool,
@@ -123,6 +127,7 @@ impl HlsMuxer {
             video_config: None,
             audio_config: None,
             refused_av1: false,
+            audio_only: Vec::new(),
             ts: None,
             init_version,
             init_written: false,
@@ -151,6 +156,9 @@ impl HlsMuxer {
             return;
         }
         let changed = slot.is_some();
+        if frame.track == TrackKind::Video && frame.codec != Codec::Av1 {
+            self.audio_only.clear();
+        }
         *slot = Some(frame);
         if changed {
             // New parameters start a new segment after a discontinuity.
@@ -199,6 +207,7 @@ impl HlsMuxer {
             if !self.refused_av1 {
                 self.refused_av1 = true;
                 tracing::warn!(stream = %self.key, "AV1 has no MPEG-TS mapping: classic HLS (TS) of this stream is not written; hls.fmp4 = true writes fMP4 segments, and the LL-HLS package plays it");
+                self.drop_audio_only();
             }
             return;
         }
@@ -210,6 +219,27 @@ impl HlsMuxer {
         if let Some(cut) = closed {
             self.close_segment(cut);
         }
+    }
+
+    /// Takes back what was cut before the AV1 video arrived: the audio waiting for the next
+    /// segment, and the audio-only segments this muxer wrote (from the playlist and the disk;
+    /// the playlist too when nothing else is in it).
+    fn drop_audio_only(&mut self) {
+        self.cutter = Cutter::new(self.settings.fragment, self.settings.max_segment_bytes);
+        let gone = std::mem::take(&mut self.audio_only);
+        if gone.is_empty() {
+            return;
+        }
+        self.playlist.segments.retain(|s| !gone.contains(&s.uri));
+        for name in &gone {
+            remove(&self.dir.join(name));
+        }
+        if self.playlist.segments.is_empty() {
+            remove(&self.playlist_path());
+        } else {
+            self.write_playlist();
+        }
+        tracing::info!(stream = %self.key, segments = gone.len(), "the audio-only HLS segments written before the AV1 video arrived are removed");
     }
 
     fn serialize_ts(&mut self, frames: &[Arc<MediaFrame>]) -> Bytes {
@@ -275,6 +305,9 @@ impl HlsMuxer {
         body["m3u8"] = self.playlist_path().display().to_string().into();
         body["m3u8_url"] = format!("{}/{}.m3u8", self.key.app, self.key.stream).into();
         body["seq_no"] = sequence.into();
+        if self.video_config.is_none() {
+            self.audio_only.push(name.clone());
+        }
         let segment = Segment {
             sequence,
             duration,
@@ -308,7 +341,10 @@ impl HlsMuxer {
             self.close_segment(cut);
         }
         self.playlist.ended = true;
-        self.write_playlist();
+        // A refused AV1 stream's playlist is not written for the first time at its end.
+        if !(self.refused_av1 && self.playlist.segments.is_empty()) {
+            self.write_playlist();
+        }
         tracing::info!(stream = %self.key, segments = self.next_sequence, "HLS ended");
         // Everything this stream's HLS has on disk, for its disposal.
         let mut files: Vec<PathBuf> = self.playlist.segments.iter().map(|s| s.uri.clone()).chain(self.retired.iter().cloned()).map(|name| self.dir.join(name)).collect();
@@ -382,3 +418,54 @@ impl StreamHandler<Arc<MediaFrame>> for HlsMuxer {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use estuary_protocols::media::Timebase;
+    use std::time::Duration;
+
+    fn frame(track: TrackKind, codec: Codec, dts: i64, keyframe: bool, config: bool, payload: &[u8]) -> Arc<MediaFrame> {
+        Arc::new(MediaFrame { track, codec, dts, pts: dts, timebase: Timebase::MILLIS, keyframe, config, payload: Bytes::copy_from_slice(payload) })
+    }
+
+    /// An audio track whose video parameters come late, and turn out to be AV1: the audio-only
+    /// TS segments cut meanwhile are taken back, and no playlist is left promising them.
+    #[actix_rt::test]
+    async fn audio_cut_before_late_av1_video_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SegmentSettings { enabled: true, apps: Vec::new(), dir: dir.path().to_path_buf(), fragment: Duration::from_secs(1), window: 5, fmp4: false, max_segment_bytes: 1 << 20, dispose: Duration::ZERO, always: true, part: Duration::from_millis(300), idle: Duration::from_secs(30) };
+        let (tx, rx) = mpsc::channel(1024);
+        let key = StreamKey::new("live", "late");
+        let muxer = HlsMuxer::new(crate::node::Node::for_tests(), key, Arc::new(settings), rx, Gaps::default()).start();
+        // AAC-LC 48 kHz stereo; 3.5 s of audio alone.
+        tx.send(frame(TrackKind::Audio, Codec::Aac, 0, true, true, &[0x11, 0x90])).await.unwrap();
+        for i in 0..164 {
+            tx.send(frame(TrackKind::Audio, Codec::Aac, i * 21, true, false, &[0x21; 20])).await.unwrap();
+        }
+        let playlist = dir.path().join("live/late.m3u8");
+        for _ in 0..500 {
+            if playlist.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(playlist.exists(), "audio-only segments were cut while the video was unknown");
+        // The video arrives: AV1.
+        let av1c = [0x81, 0x00, 0x0c, 0x00, 0x0a, 0x0b, 0x02, 0x00, 0x00, 0x05, 0x21, 0xe7, 0xfd, 0xe0, 0x17, 0xc0, 0x02];
+        tx.send(frame(TrackKind::Video, Codec::Av1, 3500, true, true, &av1c)).await.unwrap();
+        tx.send(frame(TrackKind::Video, Codec::Av1, 3500, true, false, &[0x32, 0x00])).await.unwrap();
+        tx.send(frame(TrackKind::Audio, Codec::Aac, 3510, true, false, &[0x21; 20])).await.unwrap();
+        drop(tx);
+        for _ in 0..500 {
+            if !playlist.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let left: Vec<String> = std::fs::read_dir(dir.path().join("live")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert!(left.is_empty(), "files left: {left:?}");
+        drop(muxer);
+    }
+}
