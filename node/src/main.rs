@@ -80,7 +80,6 @@ pub struct AppState {
     pub started: Instant,
     pub hls_dir: PathBuf,
     pub dvr: std::sync::Arc<estuary_actors::settings::DvrSettings>,
-    pub transcode: std::sync::Arc<estuary_actors::transcode::TranscodeSettings>,
     pub gb_app: String,
     pub gb_media_port: Option<u16>,
     pub dash_dir: PathBuf,
@@ -336,7 +335,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             tracing::info!(listen = %config.gb28181.media_listen, "GB28181 media listening (PS over RTP, TCP and UDP)");
         }
         node.ingests.configure(config.transcode.ffmpeg.clone(), config.rtmp_listen().port(), config.media_dir());
-        let _ = node.transcode_settings.set(std::sync::Arc::new(config.transcode_settings()));
+        node.transcode_settings.set(Some(std::sync::Arc::new(config.transcode_settings())));
         {
             // Stream history stays bounded however many names are used.
             let (storage, registry, max_age_ms, max_count) = (storage.clone(), registry.clone(), (config.stream.history_max_age_s * 1000) as i64, config.stream.history_max_count);
@@ -400,7 +399,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         let reloader = std::sync::Arc::new(reload::Reloader::new(source.file, source.srs, config.clone(), node.clone(), registry.clone(), Some(source.set_log_level)));
         actix::spawn(reload::on_sighup(reloader.clone()));
         let console_token = console::prepare(&config)?;
-        let state = AppState { node: node.clone(), registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), transcode: std::sync::Arc::new(config.transcode_settings()), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
+        let state = AppState { node: node.clone(), registry, storage: storage.clone(), rtmp_listener, srt_listener, debug_faults: config.api.debug_faults, started: Instant::now(), hls_dir: config.hls_dir(), dvr: dvr_settings.clone(), gb_app: config.gb28181.app.clone(), gb_media_port: config.gb28181.enabled.then(|| config.gb28181.media_listen.parse::<std::net::SocketAddr>().map(|a| a.port()).unwrap_or(9000)), dash_dir: config.dash_dir(),
             reloader: reloader.clone(),
             write_merge: std::time::Duration::from_millis(config.stream.write_merge_ms),
             last_ingest_id: Default::default(),

@@ -190,6 +190,7 @@ impl Reloader {
         self.node.hooks.reload(config.hook_settings());
         self.node.access.reload(config.access_settings());
         self.node.vhosts.set(config.vhosts.keys().cloned().collect());
+        self.node.transcode_settings.set(Some(Arc::new(config.transcode_settings())));
         if config.log.level != old.log.level {
             match (&self.set_log_level, std::env::var_os("RUST_LOG")) {
                 (_, Some(_)) => tracing::warn!(level = %config.log.level, "log.level changed, but RUST_LOG is set and decides the log level"),

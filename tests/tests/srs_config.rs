@@ -286,3 +286,29 @@ fn estuary_toml_reloads_through_the_api_and_refuses_an_invalid_file() {
     assert!(wait_until(Duration::from_secs(5), || hooks[1].calls_of("on_publish").len() == 2), "{:?}", hooks[1].calls());
     assert_eq!(hooks[0].calls_of("on_publish").len(), 1, "the refused file's hook was used");
 }
+
+#[test]
+fn a_reload_applies_to_the_next_fallback_rendition() {
+    let scratch = Scratch::new("fallback-reload");
+    let toml = |p: &Ports, fallback: bool| {
+        format!(
+            "[rtmp]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n[srt]\nenabled = false\n[rtc]\nenabled = false\n[transcode]\nfallback = {fallback}\n",
+            p.rtmp, p.http, p.api
+        )
+    };
+    let node = Node::start_toml(&scratch, &|p| toml(p, true));
+    // An H.265 stream, from ffmpeg 9 over enhanced RTMP.
+    let _publisher = estuary_tests::ffmpeg::publish_enhanced(&node.rtmp_url("live/hevc"), &["-c:v", "libx265", "-preset", "ultrafast", "-bf", "0", "-x265-params", "log-level=error"], &["-c:a", "aac"], &scratch, "hevc");
+    node.wait_live("live/hevc", Duration::from_secs(30));
+    assert!(wait_until(Duration::from_secs(10), || node.stream_info("live/hevc").is_some_and(|i| i["video"]["codec"] == "H265")), "{:?}", node.stream_info("live/hevc"));
+    // Fallback renditions turned off in the file and reloaded: the next player asking for
+    // H.264 is told so, and no transcoder starts.
+    std::fs::write(scratch.path("estuary.toml"), toml(&node.ports, false)).unwrap();
+    let answer = http::get(node.ports.api, "/api/v1/raw?rpc=reload").expect("reload");
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    assert_eq!(body["data"]["applied"], serde_json::json!(["transcode.fallback"]), "{body}");
+    let refused = http::get(node.ports.http, "/live/hevc.flv?codec=h264").expect("play");
+    let text = String::from_utf8_lossy(&refused.body).into_owned();
+    assert!(refused.status == 503 && text.contains("transcode.fallback"), "{} {text}", refused.status);
+    assert!(node.api("/api/v1/transcodes")["transcodes"].as_array().is_some_and(|t| t.is_empty()), "{}", node.api("/api/v1/transcodes"));
+}

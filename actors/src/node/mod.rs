@@ -73,8 +73,10 @@ pub struct Node {
     pub outputs: outputs::OutputGenerations,
     /// Transcoders.
     pub transcoders: crate::transcode::Transcoders,
-    /// Transcoding settings, for fallback renditions started by players (set once at boot).
-    pub transcode_settings: std::sync::OnceLock<Arc<crate::transcode::TranscodeSettings>>,
+    /// Transcoding settings for transcoders started by players (fallback renditions) and the
+    /// API: set at boot, replaced by a configuration reload (a running transcoder keeps the
+    /// settings it started with).
+    pub transcode_settings: crate::settings::Reloadable<Option<Arc<crate::transcode::TranscodeSettings>>>,
     /// Held while a player starts a fallback rendition, so that two do not start one each.
     pub fallback_starting: tokio::sync::Mutex<()>,
     /// Forwarders.

@@ -312,7 +312,7 @@ pub async fn video_codec(registry: &Addr<StreamRegistry>, key: &StreamKey) -> Op
 /// video (up to [`FALLBACK_WAIT`]) and returns its key. The caller has checked that the
 /// player may play `source`.
 pub async fn fallback(node: &NodeContext, registry: &Addr<StreamRegistry>, source: &StreamKey) -> Result<StreamKey, String> {
-    let settings = node.transcode_settings.get().cloned().ok_or_else(|| "transcoding is not configured on this node".to_string())?;
+    let settings = node.transcode_settings.get().as_ref().clone().ok_or_else(|| "transcoding is not configured on this node".to_string())?;
     if !settings.fallback {
         return Err("H.264 fallback renditions are off (transcode.fallback)".into());
     }

@@ -195,7 +195,7 @@ pub(super) async fn add_transcode(_: Authorized, state: web::Data<AppState>, bod
             Err(e) => return error(400, &format!("renditions[{i}]: {e}")),
         }
     }
-    let settings = state.transcode.clone();
+    let Some(settings) = state.node.transcode_settings.get().as_ref().clone() else { return error(503, "transcoding is not configured on this node") };
     let ffmpeg = settings.ffmpeg.clone();
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || estuary_actors::transcode::ffmpeg_available(&ffmpeg)).await {
         tracing::error!(error = %e, "transcode refused");
