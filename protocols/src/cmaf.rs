@@ -151,6 +151,8 @@ struct InitVersion {
     clock_offset_ms: Option<i64>,
     /// Where its DASH period sits, fixed when its first segment was complete.
     period: Option<PeriodPin>,
+    /// The publish that cut it (see [`Package::epoch`]).
+    epoch: u64,
 }
 
 /// A DASH period's place, fixed once it is first listed: DASH-IF IOP forbids changing a
@@ -189,6 +191,11 @@ pub struct Package {
     anchor_ms: Option<i64>,
     /// The current version's period, fixed when its first segment was complete.
     period: Option<PeriodPin>,
+    /// Publishes the package has seen (one more at each [`Package::resume`]): versions cut
+    /// in the same publish share its clock.
+    epoch: u64,
+    /// The publish that cut the current version.
+    version_epoch: u64,
     /// Complete segments of the window, then the one in progress (if any).
     pub segments: VecDeque<Segment>,
     next_sequence: u64,
@@ -242,6 +249,8 @@ impl Package {
             resumed_offset_ms: None,
             anchor_ms: None,
             period: None,
+            epoch: 0,
+            version_epoch: 0,
             segments: VecDeque::new(),
             next_sequence: first_sequence,
             discontinuity_sequence: 0,
@@ -284,6 +293,7 @@ impl Package {
         // segments are still current.
         self.resumed_offset_ms = self.resumed_offset_ms.or(self.clock_offset_ms);
         self.clock_offset_ms = None;
+        self.epoch += 1;
     }
 
     /// The number the next segment gets.
@@ -453,9 +463,10 @@ impl Package {
                 self.discontinuity = true;
             }
             let clock_offset_ms = self.resumed_offset_ms.take().or(self.clock_offset_ms);
-            self.previous_inits.push(InitVersion { version: self.init, tracks: std::mem::take(&mut self.tracks), muxed: std::mem::take(&mut self.init_muxed), per_track: std::mem::take(&mut self.init_tracks), clock_offset_ms, period: self.period.take() });
+            self.previous_inits.push(InitVersion { version: self.init, tracks: std::mem::take(&mut self.tracks), muxed: std::mem::take(&mut self.init_muxed), per_track: std::mem::take(&mut self.init_tracks), clock_offset_ms, period: self.period.take(), epoch: self.version_epoch });
             self.init += 1;
         }
+        self.version_epoch = self.epoch;
         self.init_muxed = fmp4::init_segment(&tracks);
         // Each DASH representation's initialization segment has its one track as track 1.
         self.init_tracks = tracks.iter().map(|t| fmp4::init_segment(&[Track { id: 1, ..t.clone() }])).collect();
@@ -548,22 +559,24 @@ impl Package {
             None => true,
         };
         // The current version's first complete segment fixes its period (and the first
-        // version's, the MPD's anchor): the first version's media time zero is the anchor;
-        // a later one starts at its first segment, on its own publish's clock.
-        if let (false, None, Some(clock), Some(first)) = (empty, self.period, self.clock_offset_ms, self.segments.back().map(|s| s.start_ms)) {
-            self.period = Some(match self.anchor_ms {
-                None => {
+        // version's, the MPD's anchor): the first version's media time zero is the anchor; a
+        // version cut in the same publish as the one before follows that one's period (one
+        // clock, so the two never overlap as the clock estimate is refined); after a
+        // republish, a period starts at its first segment on the new publish's clock, never
+        // before the previous period's end.
+        if let (false, None, Some(clock), Some(first)) = (empty, self.period, self.clock_offset_ms, self.segments.back().map(|s| s.start_ms.max(0))) {
+            let previous = self.previous_inits.last().and_then(|old| old.period.map(|pin| (old, pin)));
+            self.period = Some(match (self.anchor_ms, previous) {
+                (None, _) => {
                     self.anchor_ms = Some(clock);
                     PeriodPin { start_ms: 0, offset_ms: 0 }
                 }
-                Some(anchor) => PeriodPin { start_ms: clock + first.max(0) - anchor, offset_ms: first.max(0) },
+                (Some(_), Some((old, pin))) if old.epoch == self.version_epoch => PeriodPin { start_ms: pin.start_ms + first - pin.offset_ms, offset_ms: first },
+                (Some(anchor), previous) => {
+                    let previous_end = previous.and_then(|(old, pin)| self.segments.iter().rev().find(|s| s.init == old.version).map(|s| pin.start_ms + s.start_ms + s.duration_ms() - pin.offset_ms));
+                    PeriodPin { start_ms: (clock + first - anchor).max(previous_end.unwrap_or(i64::MIN)), offset_ms: first }
+                }
             });
-        }
-        if empty {
-            // Nothing was cut into it: it never existed (its number is not reused).
-            if let Some(dropped) = self.segments.pop_back() {
-                self.discontinuity |= dropped.discontinuity;
-            }
         }
         let stored = |segments: &VecDeque<Segment>| segments.iter().map(|s| s.stored).sum::<usize>();
         while self.segments.iter().filter(|s| s.complete).count() > self.settings.window.max(1)
@@ -844,10 +857,17 @@ impl Package {
     /// publish cuts its first segment, the current version's segments are the previous
     /// publish's, on its clock.
     fn clock_of(&self, version: u32) -> Option<i64> {
-        if version == self.init {
-            self.resumed_offset_ms.or(self.clock_offset_ms)
+        let (epoch, saved) = if version == self.init {
+            (self.version_epoch, self.resumed_offset_ms)
         } else {
-            self.previous_inits.iter().find(|old| old.version == version).and_then(|old| old.clock_offset_ms)
+            let old = self.previous_inits.iter().find(|old| old.version == version)?;
+            (old.epoch, old.clock_offset_ms)
+        };
+        // Versions of the publish going on share its clock, refined as frames arrive.
+        if epoch == self.epoch {
+            self.clock_offset_ms.or(saved)
+        } else {
+            saved
         }
     }
 
@@ -1276,6 +1296,29 @@ mod tests {
         assert!(after[0].discontinuity);
         let text = package.render_hls("s", false, &[]);
         assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"s-init-1.mp4\""), "{text}");
+    }
+
+    #[test]
+    fn new_parameters_within_a_publish_follow_the_previous_period_as_the_clock_is_refined() {
+        let mut package = package();
+        // The first frames arrive 100 ms late; the clock estimate then falls by 100 ms.
+        feed_at(&mut package, 0, 3_000, 1000, 1_000_100);
+        feed_at(&mut package, 3_000, 4_000, 1000, 1_000_000);
+        let (v, _) = configs();
+        let mut changed = MediaFrame::clone(&v);
+        changed.payload = Bytes::from([changed.payload.as_ref(), &[0]].concat());
+        package.push(Arc::new(changed), 1_004_000);
+        feed_at(&mut package, 4_000, 7_000, 1000, 1_000_000);
+        let mpd = package.render_mpd("s", 1_007_000, 2_500);
+        let periods: Vec<&str> = mpd.split("<Period ").skip(1).collect();
+        assert_eq!(periods.len(), 2, "{mpd}");
+        // On the first period's clock, the second starts where the first ends: media time 4 s.
+        assert!(periods[1].starts_with("id=\"1\" start=\"PT4.000S\""), "{mpd}");
+        // LL-HLS dates both versions on the one (refined) clock: they never go backwards.
+        let playlist = package.render_hls("s", false, &[]);
+        let dates: Vec<&str> = playlist.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).collect();
+        assert!(dates.windows(2).all(|w| w[0] < w[1]), "{playlist}");
+        assert!(dates.contains(&crate::clock::rfc3339(1_004_000).as_str()), "{playlist}");
     }
 
     #[test]

@@ -161,10 +161,11 @@ fn dash_files_on_disk_get_a_new_period_on_a_codec_change_too() {
     let scratch = Scratch::new("codecs-dash-always");
     let node = Node::start(&scratch, &[("ESTUARY_DASH__ALWAYS", "true"), ("ESTUARY_STREAM__PUBLISHER_GRACE_MS", "1000")]);
     codec_change(&node, &scratch, "change", false);
-    // The initialization segments of each version are files of their own.
+    // The new version's initialization segments are files of their own (the old muxer
+    // rewrote `-init.mp4` in place).
     let dir = scratch.path("estuary-data/dash/live");
     let names: Vec<String> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-    assert!(names.iter().any(|n| n.starts_with("change-video-init")), "{names:?}");
+    assert!(names.iter().any(|n| n == "change-video-init-v1.mp4") && names.iter().any(|n| n == "change-audio-init-v1.mp4"), "{names:?}");
 }
 
 /// Publishes `stream` in H.264, republishes it in H.265 within the grace period, and checks
@@ -240,6 +241,48 @@ fn codec_change(node: &Node, scratch: &Scratch, stream: &str, ll_hls: bool) {
     assert_eq!((attribute(&text, "availabilityStartTime"), attribute(&text, "start")), (ast, new_start), "{text}");
     let (ok, errors) = decode(&url, 4);
     assert!(ok && errors.trim().is_empty(), "{url} after the old period left: {errors}");
+}
+
+#[test]
+fn av1_plays_over_whep_in_chromium_as_av1() {
+    let node = &SHARED.node;
+    let publisher = publish_av1_opus("live/av1whep", "av1-whep-publisher");
+    node.wait_live("live/av1whep", Duration::from_secs(30));
+    assert!(wait_until(Duration::from_secs(10), || node.stream_info("live/av1whep").is_some_and(|i| i["video"]["codec"] == "AV1")), "{:?}\n{}", node.stream_info("live/av1whep"), publisher.stderr());
+    // Chromium offers AV1 among its codecs: the stream goes out as it is, no fallback.
+    let (result, success, stderr) = estuary_tests::browser::webrtc(node.ports.api, "live", "av1whep", 5, "none");
+    assert_eq!(result["play"]["status"], 201, "{result}\n{}", node.log());
+    assert_eq!(result["play"]["codec"], "video/AV1", "{result}");
+    let (start, end) = (result["play"]["frames_start"].as_u64().unwrap_or(0), result["play"]["frames_end"].as_u64().unwrap_or(0));
+    assert!(end > start + 25, "the played video's frame counter must advance: {result}");
+    assert_eq!((result["play"]["width"].as_u64(), result["play"]["height"].as_u64()), (Some(320), Some(240)), "{result}");
+    assert!(success, "{stderr}");
+    assert!(node.stream_info("live/av1whep_h264").is_none(), "no fallback rendition for a player that decodes AV1");
+}
+
+#[test]
+fn chromium_publishes_av1_over_whip_and_it_plays_over_whep_and_ll_hls() {
+    let node = &SHARED.node;
+    let api = node.ports.api;
+    // Chromium publishes its fake camera in AV1 only, and plays the stream back over WHEP.
+    let browser = std::thread::spawn(move || estuary_tests::browser::webrtc(api, "live", "whipav1", 15, "video/AV1"));
+    let av1 = wait_until(Duration::from_secs(40), || node.stream_info("live/whipav1").is_some_and(|i| i["video"]["codec"] == "AV1"));
+    assert!(av1, "no AV1 stream from the WHIP publisher: {:?}\n{}", node.stream_info("live/whipav1"), node.log());
+    assert!(node.log().contains("video=AV1"), "{}", node.log());
+    // The other outputs carry it as it is: LL-HLS in fMP4, read and decoded by Debian's ffmpeg.
+    let url = format!("http://127.0.0.1:{}/live/whipav1.m3u8", node.ports.http);
+    let streams = probe_streams(&url);
+    let video = stream_of(&streams, "video").unwrap_or_else(|| panic!("no video in {streams:?}"));
+    assert_eq!((video["codec_name"].as_str(), video["width"].as_u64(), video["height"].as_u64()), (Some("av1"), Some(320), Some(240)), "{video}");
+    assert!(stream_of(&streams, "audio").is_some_and(|a| a["codec_name"] == "aac"), "Opus from WebRTC is AAC for the other outputs: {streams:?}");
+    let (ok, errors) = decode(&url, 3);
+    assert!(ok && errors.trim().is_empty(), "{url}: {errors}");
+    let (result, success, stderr) = browser.join().expect("browser thread");
+    assert_eq!(result["publish"]["status"], 201, "{result}");
+    assert_eq!(result["play"]["codec"], "video/AV1", "{result}");
+    let (start, end) = (result["play"]["frames_start"].as_u64().unwrap_or(0), result["play"]["frames_end"].as_u64().unwrap_or(0));
+    assert!(end > start + 25, "the played video's frame counter must advance: {result}");
+    assert!(success, "{stderr}");
 }
 
 #[test]

@@ -13,8 +13,10 @@
 //! within the grace period, a new resolution) start a new Period with initialization
 //! segments of their own (`-init-v<N>.mp4`; the first version is `-init.mp4`): the segments
 //! still listed keep theirs, and an initialization segment is never rewritten once a segment
-//! was listed with it. A period starts at its first segment's media time, with that time as
-//! `presentationTimeOffset` (one muxer's media time is continuous), fixed once written.
+//! was listed with it. A period starts at its first segment, with that segment's media time as
+//! `presentationTimeOffset`: at that media time after the availability start (one muxer's
+//! media time is continuous), or later where the wall clock puts it when a publisher came
+//! back after a pause (its timestamps continue from its last frame). Fixed once written.
 
 use crate::files::{remove, write_atomic};
 use estuary_protocols::segment::{Cut, Cutter};
@@ -47,8 +49,10 @@ struct DiskPeriod {
     /// sent again.
     inits: Vec<Vec<u8>>,
     listed: Vec<VecDeque<Listed>>,
-    /// Media time (ms) at the period's start; `None` until its first segment.
+    /// Its start (ms after the availability start); `None` until its first segment.
     start_ms: Option<i64>,
+    /// The media time (ms) at its start (`presentationTimeOffset`).
+    offset_ms: i64,
 }
 
 impl DiskPeriod {
@@ -200,12 +204,18 @@ impl DashMuxer {
             Some(current) => current.version + 1,
             None => 0,
         };
-        let period = DiskPeriod { version, listed: tracks.iter().map(|_| VecDeque::new()).collect(), tracks, inits, start_ms: None };
+        let period = DiskPeriod { version, listed: tracks.iter().map(|_| VecDeque::new()).collect(), tracks, inits, start_ms: None, offset_ms: 0 };
         for (track, init) in period.tracks.iter().zip(&period.inits) {
             write_atomic(&self.dir.join(period.init_name(&self.key.stream, Self::rep_id(track))), init)?;
         }
         if self.periods.last().is_some_and(|p| !p.is_listed()) {
-            self.periods.pop();
+            // Replaced before any segment was listed with it: its initialization segments go,
+            // but for the names the new period has just written again.
+            if let Some(unused) = self.periods.pop() {
+                let stream = &self.key.stream;
+                let kept: Vec<String> = period.tracks.iter().map(|t| period.init_name(stream, Self::rep_id(t))).collect();
+                self.retired.extend(unused.tracks.iter().map(|t| unused.init_name(stream, Self::rep_id(t))).filter(|name| !kept.contains(name)));
+            }
         } else if !self.periods.is_empty() {
             tracing::info!(stream = %self.key, version, "DASH: new codec parameters start a new period");
         }
@@ -222,12 +232,21 @@ impl DashMuxer {
         let number = self.number;
         self.number += 1;
         let (frames, end_ms) = (cut.frames, cut.end_ms);
+        let availability_start_ms = self.availability_start_ms;
         let Some(period) = self.periods.last_mut() else { return };
         if period.start_ms.is_none() {
-            // The first period starts at media time zero (the availability start); a later one
-            // where its first segment does.
-            let first_ms = frames.iter().map(|f| f.timebase.rescale(f.dts, Timebase::MILLIS)).min().unwrap_or(0);
-            period.start_ms = Some(if period.version == 0 { 0 } else { first_ms.max(0) });
+            // The first period starts at media time zero (the availability start). A later one
+            // starts at its first segment: at its media time, or later on the wall clock when a
+            // publisher came back after a while (its timestamps go on from the last frame, the
+            // time it was away is not in them). Its `presentationTimeOffset` is that media time.
+            let first_ms = frames.iter().map(|f| f.timebase.rescale(f.dts, Timebase::MILLIS)).min().unwrap_or(0).max(0);
+            let (start_ms, offset_ms) = match (period.version, availability_start_ms) {
+                (0, _) => (0, 0),
+                (_, None) => (first_ms, first_ms),
+                (_, Some(ast)) => (first_ms.max(crate::unix_ms() - (end_ms - first_ms) - ast), first_ms),
+            };
+            period.start_ms = Some(start_ms);
+            period.offset_ms = offset_ms;
         }
         for (index, track) in period.tracks.iter().enumerate() {
             let mut own: Vec<Arc<MediaFrame>> = frames.iter().filter(|f| f.track == track.kind() && f.codec == track.codec).cloned().collect();
@@ -320,7 +339,7 @@ impl DashMuxer {
                             initialization: period.init_name(stream, id),
                             media: format!("{stream}-{id}-$Time$.m4s"),
                             start_number: list.front().map(|l| l.number).unwrap_or(1),
-                            presentation_time_offset: (start_ms.max(0) as u64).saturating_mul(track.timescale as u64) / 1000,
+                            presentation_time_offset: (period.offset_ms.max(0) as u64).saturating_mul(track.timescale as u64) / 1000,
                             timeline: list.iter().map(|l| l.entry).collect(),
                         }
                     })

@@ -305,7 +305,8 @@ impl HlsMuxer {
         body["m3u8"] = self.playlist_path().display().to_string().into();
         body["m3u8_url"] = format!("{}/{}.m3u8", self.key.app, self.key.stream).into();
         body["seq_no"] = sequence.into();
-        if self.video_config.is_none() {
+        // Only TS refuses AV1; at most a window of names (retired ones leave the list).
+        if self.video_config.is_none() && !self.settings.fmp4 {
             self.audio_only.push(name.clone());
         }
         let segment = Segment {
@@ -319,6 +320,7 @@ impl HlsMuxer {
             program_date_time: Some(crate::unix_ms() - (duration * 1000.0) as i64),
         };
         for removed in self.playlist.push(segment, self.settings.window) {
+            self.audio_only.retain(|name| *name != removed.uri);
             self.retired.push_back(removed.uri);
         }
         while self.retired.len() > self.settings.window {

@@ -174,6 +174,14 @@ pub(crate) fn describe_video(frame: &MediaFrame) -> VideoInfo {
             info.height = sps.height;
         }
     }
+    if frame.codec == Codec::Av1 {
+        if let Ok(config) = estuary_protocols::codec::av1::Av1Config::parse(&frame.payload) {
+            info.profile = config.profile_name().to_string();
+            info.level = config.level_name();
+            info.width = config.width;
+            info.height = config.height;
+        }
+    }
     if frame.codec == Codec::H265 {
         if let Some(sps) = estuary_protocols::codec::hevc::HevcSps::from_config(&frame.payload) {
             info.profile = sps.profile_name().to_string();

@@ -301,9 +301,14 @@ pub const FALLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(20
 
 /// The video codec a live stream has now (`H264`, `H265`, `AV1`), if it is live with video.
 pub async fn video_codec(registry: &Addr<StreamRegistry>, key: &StreamKey) -> Option<String> {
+    video_info(registry, key).await.map(|v| v.codec)
+}
+
+/// The video track (codec, profile, level, size) of a live stream, if it is live with video.
+pub async fn video_info(registry: &Addr<StreamRegistry>, key: &StreamKey) -> Option<estuary_storage::VideoInfo> {
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.ok().flatten()?;
     let info = stream.send(crate::messages::GetStreamInfo).await.ok()?;
-    info.publisher.is_some().then_some(info.video).flatten().map(|v| v.codec)
+    info.publisher.is_some().then_some(info.video).flatten()
 }
 
 /// For a player that cannot decode `source`'s video: its H.264 rendition `<stream>_h264`,

@@ -109,18 +109,55 @@ impl VideoCodec {
         sdp.lines().any(|line| line.trim_end().to_ascii_lowercase().strip_prefix("a=rtpmap:").is_some_and(|rest| rest.ends_with(&name) || rest.contains(&format!("{name}/"))))
     }
 
-    /// The codec parameters we register: the H.264 profiles browsers and aiortc offer, AV1
-    /// main profile (any level; the stream's own sequence header says which), H.265 main.
-    pub(crate) fn parameters(self) -> Vec<RTCRtpCodecParameters> {
+    /// The fmtp parameter that names a profile (`profile` for AV1, `profile-id` for H.265),
+    /// and its value when the offer leaves it out.
+    fn profile_parameter(self) -> Option<(&'static str, u8)> {
+        match self {
+            VideoCodec::H264 => None,
+            VideoCodec::H265 => Some(("profile-id", 1)),
+            VideoCodec::Av1 => Some(("profile", 0)),
+        }
+    }
+
+    /// The profile number of a stream's profile name (as the API shows it): AV1 0 Main, 1
+    /// High, 2 Professional; H.265 `general_profile_idc` 1 Main, 2 Main 10, 3 Main Still
+    /// Picture, 4 Range Extensions. Unknown names are the codec's default.
+    pub(crate) fn profile_number(self, name: &str) -> u8 {
+        let names: &[&str] = match self {
+            VideoCodec::H264 => &[],
+            VideoCodec::H265 => &["", "Main", "Main 10", "Main Still Picture", "Range Extensions"],
+            VideoCodec::Av1 => &["Main", "High", "Professional"],
+        };
+        names.iter().position(|n| !n.is_empty() && *n == name).map(|p| p as u8).or(self.profile_parameter().map(|(_, default)| default)).unwrap_or(0)
+    }
+
+    /// Whether an SDP offer lists it in `profile` (any profile for H.264, whose profiles
+    /// are matched by the `rtc` crate): a payload type of this codec whose fmtp has that
+    /// profile, or no profile parameter when `profile` is the default.
+    pub(crate) fn offered_with_profile(self, sdp: &str, profile: u8) -> bool {
+        let Some((parameter, default)) = self.profile_parameter() else { return self.offered_in(sdp) };
+        let name = format!(" {}/90000", self.sdp_name().to_ascii_lowercase());
+        let lines: Vec<String> = sdp.lines().map(|l| l.trim_end().to_ascii_lowercase()).collect();
+        let types: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("a=rtpmap:")).filter(|rest| rest.ends_with(&name) || rest.contains(&format!("{name}/"))).filter_map(|rest| rest.split(' ').next()).collect();
+        types.iter().any(|pt| {
+            let fmtp = lines.iter().find_map(|l| l.strip_prefix(&format!("a=fmtp:{pt} ")));
+            let offered = fmtp.and_then(|f| f.split(';').find_map(|kv| kv.trim().strip_prefix(&format!("{parameter}="))).and_then(|v| v.parse::<u8>().ok())).unwrap_or(default);
+            offered == profile
+        })
+    }
+
+    /// The codec parameters we register: the H.264 profiles browsers and aiortc offer; AV1 and
+    /// H.265 in the stream's `profile` (any level; the stream's own headers say which).
+    pub(crate) fn parameters(self, profile: u8) -> Vec<RTCRtpCodecParameters> {
         match self {
             // Constrained baseline, baseline, main and high.
             VideoCodec::H264 => [("42e01f", 102), ("42001f", 103), ("4d001f", 104), ("640032", 105)].into_iter().map(|(profile, pt)| h264(profile, pt)).collect(),
             VideoCodec::Av1 => vec![RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_AV1.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: "level-idx=5;profile=0;tier=0".to_owned(), rtcp_feedback: vec![] },
+                rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_AV1.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: format!("level-idx=5;profile={profile};tier=0"), rtcp_feedback: vec![] },
                 payload_type: 45,
             }],
             VideoCodec::H265 => vec![RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_HEVC.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST".to_owned(), rtcp_feedback: vec![] },
+                rtp_codec: RTCRtpCodec { mime_type: MIME_TYPE_HEVC.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: format!("level-id=93;profile-id={profile};tier-flag=0;tx-mode=SRST"), rtcp_feedback: vec![] },
                 payload_type: 49,
             }],
         }
@@ -159,12 +196,12 @@ pub(crate) async fn admit(node: &crate::node::Node, key: &estuary_storage::Strea
     Ok((guard, port, settings))
 }
 
-/// A peer connection with Opus and the `video` codecs (the answer picks among them in the
-/// offer's order), ICE-lite with the given credentials, DTLS server.
-pub(crate) fn peer_connection(ufrag: &str, password: &str, video: &[VideoCodec]) -> Result<RTCPeerConnection, String> {
+/// A peer connection with Opus and the `video` codecs in their profiles (the answer picks
+/// among them in the offer's order), ICE-lite with the given credentials, DTLS server.
+pub(crate) fn peer_connection(ufrag: &str, password: &str, video: &[(VideoCodec, u8)]) -> Result<RTCPeerConnection, String> {
     let mut media = MediaEngine::default();
     media.register_codec(opus(), RtpCodecKind::Audio).map_err(|e| e.to_string())?;
-    for codec in video.iter().flat_map(|c| c.parameters()) {
+    for codec in video.iter().flat_map(|(c, profile)| c.parameters(*profile)) {
         media.register_codec(codec, RtpCodecKind::Video).map_err(|e| e.to_string())?;
     }
     let registry = interceptors(&mut media).map_err(|e| e.to_string())?;

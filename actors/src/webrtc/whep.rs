@@ -77,25 +77,29 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     // The stream's own codec when the offer lists it; otherwise an AV1 or H.265 stream is
     // played from its H.264 fallback rendition, started on the first such request and shared
     // (the play rules were checked for the stream asked for).
-    let (key, video_codec) = match crate::transcode::video_codec(&registry, &key).await.as_deref() {
+    // (A profile the offer does not list counts as a codec it lacks: H.265 Main 10 to a
+    // browser offering Main only would not decode.)
+    let info = crate::transcode::video_info(&registry, &key).await;
+    let (key, video_codec, profile) = match info.as_ref().map(|v| v.codec.as_str()) {
         Some(codec @ ("H265" | "AV1")) => {
             let own = if codec == "AV1" { VideoCodec::Av1 } else { VideoCodec::H265 };
-            if own.offered_in(&offer) {
-                (key, own)
+            let profile = own.profile_number(info.as_ref().map(|v| v.profile.as_str()).unwrap_or(""));
+            if own.offered_with_profile(&offer, profile) {
+                (key, own, profile)
             } else {
-                let fallback = crate::transcode::fallback(&node, &registry, &key).await.map_err(|e| SignalError::Unavailable(format!("{key} is {codec}, which the offer does not list, and {e}")))?;
-                tracing::info!(client = guard.id(), stream = %key, codec, fallback = %fallback, "WHEP player's offer lacks the stream's codec: it gets the H.264 fallback rendition");
-                (fallback, VideoCodec::H264)
+                let fallback = crate::transcode::fallback(&node, &registry, &key).await.map_err(|e| SignalError::Unavailable(format!("{key} is {codec} (profile {profile}), which the offer does not list, and {e}")))?;
+                tracing::info!(client = guard.id(), stream = %key, codec, profile, fallback = %fallback, "WHEP player's offer lacks the stream's codec or profile: it gets the H.264 fallback rendition");
+                (fallback, VideoCodec::H264, 0)
             }
         }
-        _ => (key, VideoCodec::H264),
+        _ => (key, VideoCodec::H264, 0),
     };
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    let mut pc = peer::peer_connection(&ufrag, &password, &[video_codec]).map_err(SignalError::Unavailable)?;
+    let mut pc = peer::peer_connection(&ufrag, &password, &[(video_codec, profile)]).map_err(SignalError::Unavailable)?;
     let (video_ssrc, audio_ssrc) = (rand::random::<u32>(), rand::random::<u32>());
-    let sent = video_codec.parameters().remove(0).rtp_codec;
+    let sent = video_codec.parameters(profile).remove(0).rtp_codec;
     let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, sent)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
     let audio = if subscription.has_audio { Some(pc.add_track(track(RtpCodecKind::Audio, audio_ssrc, peer::opus().rtp_codec)).map_err(|e| SignalError::Unavailable(format!("audio track: {e}")))?) } else { None };
     let answer = peer::answer(&mut pc, offer, &settings, port, &[video_codec])?;

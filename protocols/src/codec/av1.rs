@@ -76,6 +76,24 @@ impl Av1Config {
         Ok(config)
     }
 
+    /// The profile's name (AV1 §A.2).
+    pub fn profile_name(&self) -> &'static str {
+        match self.profile {
+            0 => "Main",
+            1 => "High",
+            2 => "Professional",
+            _ => "Other",
+        }
+    }
+
+    /// The level as `X.Y` (AV1 §A.3: `seq_level_idx` is (X - 2) * 4 + Y; 31 means no level).
+    pub fn level_name(&self) -> String {
+        if self.level >= 31 {
+            return "max".to_string();
+        }
+        format!("{}.{}", 2 + self.level / 4, self.level % 4)
+    }
+
     /// The RFC 6381 codec string (`av01.P.LLT.DD`, AV1-ISOBMFF Annex A).
     pub fn codec_string(&self) -> String {
         format!("av01.{}.{:02}{}.{:02}", self.profile, self.level, if self.high_tier { 'H' } else { 'M' }, self.bit_depth)

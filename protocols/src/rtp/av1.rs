@@ -20,6 +20,8 @@ pub const MAX_TEMPORAL_UNIT: usize = 4 * 1024 * 1024;
 
 const OBU_SEQUENCE_HEADER: u8 = 1;
 const OBU_TEMPORAL_DELIMITER: u8 = 2;
+const OBU_FRAME_HEADER: u8 = 3;
+const OBU_FRAME: u8 = 6;
 const OBU_TILE_LIST: u8 = 8;
 const OBU_PADDING: u8 = 15;
 
@@ -210,6 +212,10 @@ pub struct Av1Depacketizer {
     fragment: Option<BytesMut>,
     keyframe: bool,
     sequence_header: Option<Bytes>,
+    /// A sequence header was seen since the start (a key frame can then be decoded).
+    seen_sequence_header: bool,
+    /// The unit's first frame header was looked at.
+    frame_seen: bool,
     last_sequence: Option<u16>,
     spoiled: bool,
     waiting_for_keyframe: bool,
@@ -274,7 +280,7 @@ impl Av1Depacketizer {
             let element = if count != 0 && index == count {
                 std::mem::take(&mut rest)
             } else {
-                let Some((len, used)) = leb128(rest).filter(|&(len, used)| used + len <= rest.len()) else {
+                let Some((len, used)) = leb128(rest).filter(|&(len, used)| used.checked_add(len).is_some_and(|end| end <= rest.len())) else {
                     self.discarded += 1;
                     self.spoiled = true;
                     return;
@@ -310,7 +316,9 @@ impl Av1Depacketizer {
         }
     }
 
-    /// Appends a whole OBU (header without size field, payload) with a size field.
+    /// Appends a whole OBU (header, payload) with a size field. Senders should clear
+    /// `obu_has_size_field` in RTP, but may keep it: then the size must match what follows,
+    /// and it is taken out before the one written here.
     fn add(&mut self, obu: &[u8]) {
         let Some(&first) = obu.first() else { return };
         let header_len = 1 + (first & 0x04 != 0) as usize;
@@ -318,19 +326,43 @@ impl Av1Depacketizer {
             self.spoiled = true;
             return;
         }
+        let mut payload = &obu[header_len..];
+        if first & 0x02 != 0 {
+            match leb128(payload) {
+                Some((size, used)) if used.checked_add(size) == Some(payload.len()) => payload = &payload[used..],
+                _ => {
+                    self.spoiled = true;
+                    return;
+                }
+            }
+        }
         let start = self.data.len();
         self.data.put_u8(first | 0x02);
         self.data.put_slice(&obu[1..header_len]);
-        put_leb128(&mut self.data, obu.len() - header_len);
-        self.data.put_slice(&obu[header_len..]);
-        if (first >> 3) & 0x0f == OBU_SEQUENCE_HEADER && self.sequence_header.is_none() {
-            self.sequence_header = Some(Bytes::copy_from_slice(&self.data[start..]));
+        put_leb128(&mut self.data, payload.len());
+        self.data.put_slice(payload);
+        let kind = (first >> 3) & 0x0f;
+        if kind == OBU_SEQUENCE_HEADER {
+            self.seen_sequence_header = true;
+            if self.sequence_header.is_none() {
+                self.sequence_header = Some(Bytes::copy_from_slice(&self.data[start..]));
+            }
+        }
+        // A key frame (AV1 §5.9.2: show_existing_frame 0, frame_type 0) of a stream whose
+        // sequence header is known starts a unit a decoder can begin with, even without `N`
+        // (a sender answering a keyframe request need not repeat the sequence header).
+        if matches!(kind, OBU_FRAME_HEADER | OBU_FRAME) && self.seen_sequence_header && !self.frame_seen {
+            self.frame_seen = true;
+            if payload.first().is_some_and(|b| b & 0xe0 == 0) {
+                self.keyframe = true;
+            }
         }
     }
 
     fn finish(&mut self) -> Option<TemporalUnit> {
         let data = std::mem::take(&mut self.data).freeze();
         let keyframe = std::mem::take(&mut self.keyframe);
+        self.frame_seen = false;
         let sequence_header = self.sequence_header.take();
         let spoiled = std::mem::take(&mut self.spoiled) || self.fragment.take().is_some();
         let timestamp = self.timestamp?;
@@ -408,11 +440,12 @@ mod tests {
 
     #[test]
     fn small_obus_share_a_packet_and_delta_frames_follow() {
-        let mut unit = obu(6, &[1, 2, 3]);
-        unit.extend(obu(6, &[4, 5]));
+        // Inter frames (frame headers starting 0b001: frame_type INTER).
+        let mut unit = obu(6, &[0x30, 2, 3]);
+        unit.extend(obu(6, &[0x30, 5]));
         let payloads = packetize(&unit, false, None, 1200).unwrap();
         assert_eq!(payloads.len(), 1);
-        assert_eq!(payloads[0].as_ref(), &[0x00, 4, 0x30, 1, 2, 3, 3, 0x30, 4, 5]);
+        assert_eq!(payloads[0].as_ref(), &[0x00, 4, 0x30, 0x30, 2, 3, 3, 0x30, 0x30, 5]);
         let (key, header) = keyframe_unit(10);
         let mut depacketizer = Av1Depacketizer::new();
         let mut out = Vec::new();
@@ -430,7 +463,7 @@ mod tests {
     fn a_lost_packet_drops_units_until_the_next_keyframe_and_asks_for_one() {
         let (key, header) = keyframe_unit(3000);
         let key_payloads = packetize(&key, true, Some(&header), 1200).unwrap();
-        let delta = packetize(&obu(6, &[9; 50]), false, None, 1200).unwrap();
+        let delta = packetize(&obu(6, &[0x30; 50]), false, None, 1200).unwrap();
         let mut depacketizer = Av1Depacketizer::new();
         assert!(depacketizer.wants_keyframe());
         let mut sequence = 100u16;
@@ -446,6 +479,46 @@ mod tests {
         assert!(send(&mut depacketizer, &delta, 6000, None).is_empty());
         assert_eq!(send(&mut depacketizer, &key_payloads, 9000, None).len(), 1);
         assert_eq!(send(&mut depacketizer, &delta, 12000, None).len(), 1);
+    }
+
+    #[test]
+    fn size_fields_kept_by_a_sender_are_checked_and_taken_out() {
+        let (key, header) = keyframe_unit(10);
+        let mut depacketizer = Av1Depacketizer::new();
+        // Elements that keep the OBUs' own size fields.
+        let mut payload = vec![0x08];
+        for obu in [&header[..], &obu(6, &(0..10).map(|i| (i * 7) as u8).collect::<Vec<u8>>())] {
+            let mut element = BytesMut::new();
+            put_leb128(&mut element, obu.len());
+            payload.extend_from_slice(&element);
+            payload.extend_from_slice(obu);
+        }
+        let unit = depacketizer.push(&RtpPacket { payload_type: 45, marker: true, sequence: 1, timestamp: 0, ssrc: 1, payload: Bytes::from(payload.clone()) }).expect("a unit");
+        let mut expected = header.clone();
+        expected.extend_from_slice(&key[2..]);
+        assert_eq!(unit.data.to_vec(), expected, "one size field per OBU");
+        assert_eq!(unit.sequence_header.as_deref(), Some(header.as_slice()));
+        // A size field that does not match what follows spoils the unit.
+        let last = payload.len() - 11;
+        payload[last] = 9;
+        assert_eq!(depacketizer.push(&RtpPacket { payload_type: 45, marker: true, sequence: 2, timestamp: 3000, ssrc: 1, payload: Bytes::from(payload) }), None);
+    }
+
+    #[test]
+    fn a_key_frame_without_a_new_sequence_header_ends_the_wait_after_a_loss() {
+        let (key, header) = keyframe_unit(10);
+        let mut depacketizer = Av1Depacketizer::new();
+        let first = packetize(&key, true, Some(&header), 1200).unwrap();
+        assert!(packets(&first, 0, 1).iter().find_map(|p| depacketizer.push(p)).is_some());
+        // A loss, then a key frame (frame header starting 0b000) with no sequence header and
+        // no N bit: decodable, since the sequence header is known.
+        let delta = packetize(&obu(6, &[0x30, 1, 2]), false, None, 1200).unwrap();
+        assert!(packets(&delta, 3000, 5).iter().find_map(|p| depacketizer.push(p)).is_none(), "after a gap");
+        assert!(depacketizer.wants_keyframe());
+        let bare_key = packetize(&obu(6, &[0x10, 1, 2]), false, None, 1200).unwrap();
+        assert_eq!(bare_key[0][0] & 0x08, 0, "no N bit");
+        let unit = packets(&bare_key, 6000, 6).iter().find_map(|p| depacketizer.push(p)).expect("the key frame");
+        assert!(unit.keyframe);
     }
 
     #[test]

@@ -141,11 +141,13 @@ impl H264Depacketizer {
     /// unit (49: FU header with S, E and the NAL's type, then the piece). PACI (50) and
     /// unknown types are discarded.
     fn take_h265_payload(&mut self, payload: &Bytes) {
-        if payload.len() < 3 {
+        if payload.len() < 2 {
             self.discarded += 1;
+            self.spoiled = true;
             return;
         }
         match (payload[0] >> 1) & 0x3f {
+            // (End of sequence and end of bitstream NAL units are their 2-byte header alone.)
             0..=47 => self.add(payload.clone()),
             48 => {
                 let mut rest = payload.slice(2..);
@@ -161,7 +163,12 @@ impl H264Depacketizer {
                 }
             }
             49 => {
-                let fu = payload[2];
+                // A start and an end in one fragment is no fragmentation (RFC 7798 §4.4.3).
+                let Some(&fu) = payload.get(2).filter(|fu| *fu & 0xc0 != 0xc0) else {
+                    self.discarded += 1;
+                    self.spoiled = true;
+                    return;
+                };
                 let header = [(payload[0] & 0x81) | ((fu & 0x3f) << 1), payload[1]];
                 self.take_fragment(fu & 0x80 != 0, fu & 0x40 != 0, &header, &payload[3..]);
             }

@@ -14,7 +14,7 @@ pub fn packetize<'a>(nals: impl IntoIterator<Item = &'a [u8]>, mtu: usize) -> Ve
     let mtu = mtu.max(4);
     let mut out = Vec::new();
     for nal in nals {
-        if nal.len() < 3 {
+        if nal.len() < 2 {
             continue;
         }
         if nal.len() <= mtu {
