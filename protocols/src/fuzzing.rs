@@ -303,20 +303,37 @@ pub fn rtp(data: &[u8]) {
     assert!(taken <= data.len());
 }
 
-/// The H.264 depacketiser behind the reorder buffer, as WHIP and GB28181-over-UDP use them,
-/// on simulated time. The input is a list of packets, each `[arrival step][length u16][bytes]`.
-/// Access units stay within `MAX_ACCESS_UNIT`; nothing comes out of the buffer twice.
+/// The H.264, H.265 and AV1 depacketisers behind the reorder buffer, as WHIP and
+/// GB28181-over-UDP use them, on simulated time. The input is a list of packets, each
+/// `[arrival step][length u16][bytes]`; every packet the buffer releases goes to all three
+/// depacketisers. Access units stay within `MAX_ACCESS_UNIT`; nothing comes out of the buffer
+/// twice; an AV1 unit's OBUs parse, and a sequence header it carries either makes a record
+/// that parses or is refused with an error.
 pub fn rtp_h264(data: &[u8]) {
+    use crate::rtp::av1::{self as av1_rtp, Av1Depacketizer};
     let mut reorder = ReorderBuffer::new(Duration::from_millis(50), 64);
-    let mut depacketizer = H264Depacketizer::new();
+    let mut h264 = H264Depacketizer::new();
+    let mut h265 = H264Depacketizer::new_h265();
+    let mut av1 = Av1Depacketizer::new();
     let mut now = Duration::ZERO;
     let (mut pushed, mut released) = (0usize, 0usize);
-    let feed = |packets: Vec<RtpPacket>, depacketizer: &mut H264Depacketizer, released: &mut usize| {
+    let mut feed = |packets: Vec<RtpPacket>, released: &mut usize| {
         *released += packets.len();
         for packet in packets {
-            if let Some(unit) = depacketizer.push(&packet) {
-                let size: usize = unit.nals.iter().map(|n| n.len()).sum();
-                assert!(size <= MAX_ACCESS_UNIT + 65_536, "an access unit of {size} bytes");
+            for depacketizer in [&mut h264, &mut h265] {
+                if let Some(unit) = depacketizer.push(&packet) {
+                    let size: usize = unit.nals.iter().map(|n| n.len()).sum();
+                    assert!(size <= MAX_ACCESS_UNIT + 65_536, "an access unit of {size} bytes");
+                }
+            }
+            if let Some(unit) = av1.push(&packet) {
+                assert!(unit.data.len() <= av1_rtp::MAX_TEMPORAL_UNIT + 65_536, "a temporal unit of {} bytes", unit.data.len());
+                av1_rtp::obus(&unit.data).expect("a reassembled temporal unit is whole OBUs");
+                if let Some(header) = &unit.sequence_header {
+                    if let Ok(record) = crate::codec::av1::record_from_sequence_header(header) {
+                        crate::codec::av1::Av1Config::parse(&record).expect("a record we made parses");
+                    }
+                }
             }
         }
     };
@@ -329,13 +346,13 @@ pub fn rtp_h264(data: &[u8]) {
         let Ok(packet) = RtpPacket::parse(Bytes::copy_from_slice(packet)) else { continue };
         pushed += 1;
         let out = reorder.push(now, packet);
-        feed(out, &mut depacketizer, &mut released);
+        feed(out, &mut released);
         let out = reorder.poll(now);
-        feed(out, &mut depacketizer, &mut released);
-        let _ = depacketizer.wants_keyframe();
+        feed(out, &mut released);
     }
     let out = reorder.flush();
-    feed(out, &mut depacketizer, &mut released);
+    feed(out, &mut released);
+    let _ = (h264.wants_keyframe(), h265.wants_keyframe(), av1.wants_keyframe());
     assert!(released <= pushed, "{released} packets out of {pushed} in");
 }
 
@@ -620,6 +637,30 @@ pub mod seeds {
             h264.extend_from_slice(&bytes);
         }
         write("rtp_h264", "fu_a_reordered", &h264);
+
+        // AV1 (a sequence header and a key frame cut into fragments) and H.265 (parameter
+        // sets and a slice cut into fragmentation units), each as in-order packets.
+        let framed = |payloads: Vec<Bytes>| -> Vec<u8> {
+            let last = payloads.len() - 1;
+            let mut out = Vec::new();
+            for (i, payload) in payloads.into_iter().enumerate() {
+                let bytes = RtpPacket { payload_type: 45, marker: i == last, sequence: 7 + i as u16, timestamp: 9000, ssrc: 0x99, payload }.to_bytes();
+                out.push(5);
+                out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                out.extend_from_slice(&bytes);
+            }
+            out
+        };
+        let sequence_header = [0x0a, 0x0b, 0x00, 0x00, 0x00, 0x05, 0x21, 0xe7, 0xfd, 0xe0, 0x17, 0xc0, 0x02];
+        let mut temporal_unit = vec![0x12, 0x00];
+        temporal_unit.extend([0x32, 0x80, 0x14]);
+        temporal_unit.extend((0..2560).map(|i| (i * 13) as u8));
+        let av1 = crate::rtp::av1::packetize(&temporal_unit, true, Some(&sequence_header), 1200).expect("a well-formed temporal unit");
+        write("rtp_h264", "av1_keyframe_fragments", &framed(av1));
+        let vps: &[u8] = &[0x40, 0x01, 0x0c, 0x01, 0xff, 0xff];
+        let slice: Vec<u8> = [0x26, 0x01].into_iter().chain((0..3000).map(|i| (i * 3) as u8)).collect();
+        let h265 = crate::rtp::h265::packetize([vps, &[0x42, 0x01, 0x01][..], &[0x44, 0x01, 0xc0][..], &slice[..]], 1200);
+        write("rtp_h264", "h265_fragmentation_units", &framed(h265));
 
         let register = SipMessage::request("REGISTER", "sip:34020000002000000001@3402000000")
             .with("Via", "SIP/2.0/UDP 127.0.0.2:5060;rport;branch=z9hG4bK1")

@@ -289,11 +289,8 @@ impl Player {
         if self.video_codec == VideoCodec::H264 && self.avc.is_none() || self.video_codec == VideoCodec::H265 && self.hevc.is_none() {
             return;
         }
-        if self.waiting_for_keyframe {
-            if !frame.keyframe {
-                return;
-            }
-            self.waiting_for_keyframe = false;
+        if self.waiting_for_keyframe && !frame.keyframe {
+            return;
         }
         if frame.pts != frame.dts && !self.warned_b_frames {
             self.warned_b_frames = true;
@@ -309,6 +306,12 @@ impl Player {
                 Vec::new()
             }),
         });
+        if payloads.is_empty() {
+            // Nothing to send (an AV1 unit that could not be cut): a player still waiting for
+            // its first keyframe keeps waiting for the next one.
+            return;
+        }
+        self.waiting_for_keyframe = false;
         let timestamp = (frame.timebase.rescale(frame.pts, Timebase::MPEG) as u32).wrapping_add(self.video.offset);
         let count = payloads.len();
         for (i, payload) in payloads.iter().enumerate() {
