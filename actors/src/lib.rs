@@ -45,6 +45,7 @@ pub mod settings;
 pub mod srt;
 pub mod storage;
 pub mod stream;
+pub mod tap;
 pub mod transcode;
 pub mod webrtc;
 

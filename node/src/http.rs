@@ -29,7 +29,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/{app}/{file}", web::get().to(stream_file))
+    cfg.route("/tap/{app}/{stream}", web::get().to(crate::tap::tap_on_http_port))
+        .route("/{app}/{file}", web::get().to(stream_file))
         .route("/{app}/{file}", web::head().to(stream_file))
         .route("/{app}/{file}", web::method(actix_web::http::Method::OPTIONS).to(preflight))
         .default_service(web::to(|| async { HttpResponse::NotFound().body("not found\n") }));
@@ -134,6 +135,18 @@ pub fn refused(req: &actix_web::dev::ServiceRequest) -> Option<HttpResponse> {
         return Some(HttpResponse::build(actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).force_close().content_type("text/plain; charset=utf-8").body(format!("request header fields too large: {header_bytes} bytes (the limit is {MAX_HEADER_BYTES})\n")));
     }
     None
+}
+
+/// Sets the kernel send buffer of the request's connection (plain HTTP port only; elsewhere
+/// nothing is done): for long responses whose client should fall behind visibly, not into
+/// megabytes of socket buffer.
+pub fn limit_send_buffer(req: &HttpRequest, bytes: usize) {
+    let Some(slot) = req.conn_data::<LiveSocket>() else { return };
+    if let Some(socket) = slot.socket.borrow().as_ref() {
+        if let Err(e) = socket2::SockRef::from(socket).set_send_buffer_size(bytes) {
+            tracing::debug!(error = %e, "cannot set a connection's send buffer");
+        }
+    }
 }
 
 /// The connection's second handle, when a live play is the connection's first request.

@@ -9,6 +9,7 @@ mod live_package;
 mod metrics;
 mod reload;
 mod rtmps;
+mod tap;
 mod tls;
 
 use actix::prelude::*;

@@ -8,3 +8,4 @@
 pub mod audio;
 pub mod ffmpeg;
 pub mod opus;
+pub mod pcm;

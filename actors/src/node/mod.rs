@@ -73,6 +73,8 @@ pub struct Node {
     pub outputs: outputs::OutputGenerations,
     /// Transcoders.
     pub transcoders: crate::transcode::Transcoders,
+    /// AI tap feeds (decoded audio for models).
+    pub taps: crate::tap::Taps,
     /// Transcoding settings for transcoders started by players (fallback renditions) and the
     /// API: set at boot, replaced by a configuration reload (a running transcoder keeps the
     /// settings it started with).
@@ -163,6 +165,7 @@ impl Node {
             packages: Default::default(),
             outputs: Default::default(),
             transcoders: Default::default(),
+            taps: Default::default(),
             transcode_settings: Default::default(),
             fallback_starting: tokio::sync::Mutex::new(()),
             forwards: crate::forward::Forwards::new(options.forward_tls_ca_file, options.forward_deny_private),

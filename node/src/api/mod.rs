@@ -137,6 +137,8 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/gb28181/devices/{device}/channels/{channel}/{action}", web::post().to(gb_channel))
         .route("/gb/v1/publish", web::post().to(gb_publish))
         .route("/api/v1/transcodes", web::get().to(list_transcodes))
+        .route("/api/v1/taps", web::get().to(list_taps))
+        .route("/api/v1/tap/{app}/{stream}", web::get().to(tap_stream))
         .route("/api/v1/transcodes", web::post().to(add_transcode))
         .route("/api/v1/transcodes/{id}", web::delete().to(remove_transcode))
         .route("/api/v1/ingests", web::get().to(list_ingests))
@@ -411,4 +413,18 @@ mod tests {
         assert_ne!(stream_id("v", "a", "s"), stream_id("v", "a", "t"));
         assert_eq!(stream_id("v", "a", "s").len(), 16);
     }
+}
+
+/// `GET /api/v1/taps`: the AI tap's feeds (one decoder per stream and format) and clients.
+async fn list_taps(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    let mut body = crate::tap::list(&state);
+    body["code"] = json!(0);
+    body["server"] = json!(SERVER);
+    HttpResponse::Ok().json(body)
+}
+
+/// `GET /api/v1/tap/{app}/{stream}`: the AI tap's WebSocket with API credentials.
+async fn tap_stream(_: Authorized, state: web::Data<AppState>, req: HttpRequest, body: web::Payload, path: web::Path<(String, String)>) -> HttpResponse {
+    let (app, stream) = path.into_inner();
+    crate::tap::tap_on_api(state, req, body, app, stream).await
 }

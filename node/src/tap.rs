@@ -1,0 +1,144 @@
+//! The AI tap's WebSocket: `GET /tap/<app>/<stream>?audio=s16le&rate=16000&channels=1` on the
+//! HTTP port (checked by the play rules, as a player is) and `/api/v1/tap/<app>/<stream>` on
+//! the API (API credentials). See `estuary_actors::tap` for the shared decoding.
+//!
+//! The server's messages: first a text message, JSON, naming the stream and the format
+//! (`{"type":"start", ...}`); then one binary message per decoded chunk (a 20-byte header with
+//! the stream time and the wall-clock time, then little-endian 16-bit samples; see
+//! `estuary_actors::tap::encode_chunk`); `{"type":"lost","chunks":N}` when this client fell
+//! behind and lost its N oldest chunks; and at the end a close frame whose reason says why
+//! (the stream ended, it has no audio, its audio codec cannot be decoded).
+
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use estuary_actors::node::clients::Role;
+use estuary_actors::tap::{self, AudioFormat, TapError, TapEvent};
+use estuary_actors::StreamKey;
+use serde_json::json;
+
+/// The kernel's send buffer for a tap connection: about a second of 48 kHz stereo. A client
+/// that stops reading then shows as lost chunks within seconds, instead of megabytes of old
+/// audio piling up in socket buffers (and arriving late).
+const TAP_SEND_BUFFER: usize = 192 * 1024;
+
+fn error(status: u16, message: &str) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(status).insert_header(("Access-Control-Allow-Origin", "*")).content_type("text/plain; charset=utf-8").body(format!("{message}\n"))
+}
+
+/// `GET /tap/{app}/{stream}` on the HTTP port.
+pub async fn tap_on_http_port(state: web::Data<AppState>, req: HttpRequest, body: web::Payload, path: web::Path<(String, String)>) -> HttpResponse {
+    let (app, stream) = path.into_inner();
+    serve(state, req, body, app, stream, true).await
+}
+
+/// `GET /api/v1/tap/{app}/{stream}` (the caller is authorized by the API).
+pub async fn tap_on_api(state: web::Data<AppState>, req: HttpRequest, body: web::Payload, app: String, stream: String) -> HttpResponse {
+    serve(state, req, body, app, stream, false).await
+}
+
+async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload, app: String, stream: String, check_play: bool) -> HttpResponse {
+    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(&stream)) {
+        return error(400, &format!("invalid app or stream name: {reason}"));
+    }
+    let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
+    if let Some((_, video)) = params.iter().find(|(k, _)| k == "video") {
+        return error(501, &format!("video={video}: taps carry audio only in this version (leave video out)"));
+    }
+    let format = match AudioFormat::from_query(&params) {
+        Ok(format) => format,
+        Err(reason) => return error(400, &reason),
+    };
+    let key = StreamKey::new(&app, &stream);
+    let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+    let guard = state.node.clients.register("tap", peer.to_string());
+    if check_play {
+        let request = estuary_actors::access::Request {
+            action: estuary_actors::access::auth::Action::Play,
+            client: guard.id(),
+            ip: Some(peer.ip()),
+            vhost: &key.vhost,
+            app: &key.app,
+            stream: &key.stream,
+            params: &params,
+        };
+        if let Err(reason) = state.node.access.check(&request).await {
+            tracing::info!(client = guard.id(), stream = %key, %reason, "tap refused");
+            return error(403, &format!("play refused: {reason}"));
+        }
+    }
+    // Refused before the upgrade when the stream is not live; a stream without audio is told
+    // over the socket (the client asked for a WebSocket, so it gets its close reason).
+    let joined = tap::join(&state.node, &state.registry, &key, format).await;
+    if let Err(TapError::NotFound(_)) = &joined {
+        return error(404, &format!("stream {key} is not live"));
+    }
+    let (response, mut session, mut messages) = match actix_ws::handle(&req, body) {
+        Ok(handshake) => handshake,
+        Err(e) => return error(400, &format!("not a WebSocket request: {e}")),
+    };
+    crate::http::limit_send_buffer(&req, TAP_SEND_BUFFER);
+    guard.record().set_role(Role::Play, key.to_string());
+    let record = guard.record().clone();
+    actix_web::rt::spawn(async move {
+        let _guard = guard;
+        let close = |reason: String| Some(actix_ws::CloseReason { code: actix_ws::CloseCode::Normal, description: Some(reason) });
+        let mut client = match joined {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::info!(client = record.id, stream = %key, reason = %e, "tap closed");
+                let _ = session.text(json!({ "type": "end", "reason": e.to_string() }).to_string()).await;
+                let _ = session.close(close(e.to_string())).await;
+                return;
+            }
+        };
+        tracing::info!(client = record.id, stream = %key, feed = client.feed_id(), rate = format.rate, channels = format.channels, "tap started");
+        let start = json!({ "type": "start", "stream": key.to_string(), "audio": { "format": "s16le", "rate": format.rate, "channels": format.channels }, "feed": client.feed_id(), "header_bytes": tap::CHUNK_HEADER });
+        if session.text(start.to_string()).await.is_err() {
+            return;
+        }
+        let reason = loop {
+            tokio::select! {
+                event = client.next() => match event {
+                    Some(Ok(TapEvent::Audio { stream_us, wall_us, pcm })) => {
+                        let chunk = tap::encode_chunk(stream_us, wall_us, &pcm);
+                        record.add_out(chunk.len());
+                        if session.binary(chunk).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(TapEvent::End(why))) => break Some(why),
+                    Some(Err(lost)) => {
+                        tracing::debug!(client = record.id, stream = %key, lost, "tap client behind: oldest chunks dropped");
+                        if session.text(json!({ "type": "lost", "chunks": lost }).to_string()).await.is_err() {
+                            break None;
+                        }
+                    }
+                    None => break Some("the tap feed stopped".to_string()),
+                },
+                message = messages.recv() => match message {
+                    Some(Ok(actix_ws::Message::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break None,
+                    Some(Ok(_)) => {}
+                },
+                _ = record.kicked() => break Some("kicked through the API".to_string()),
+            }
+        };
+        tracing::info!(client = record.id, stream = %key, lost = client.lost, reason = reason.as_deref().unwrap_or("the client left"), "tap ended");
+        if let Some(reason) = reason {
+            let _ = session.text(json!({ "type": "end", "reason": reason }).to_string()).await;
+            let _ = session.close(close(reason)).await;
+        }
+    });
+    response
+}
+
+/// `GET /api/v1/taps`: the tap feeds (one decoder each) and their clients.
+pub fn list(state: &AppState) -> serde_json::Value {
+    let feeds = state.node.taps.list();
+    json!({ "total": feeds.len(), "taps": feeds })
+}

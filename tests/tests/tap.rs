@@ -1,0 +1,235 @@
+//! The AI tap: a stream's audio decoded to PCM over a WebSocket (tungstenite as the client),
+//! heard at the right pitch in the format asked for, one decoder per format however many
+//! clients, a stalled client losing chunks while the others keep up, and bad taps refused
+//! with the reason.
+
+use estuary_tests::ffmpeg::{publish, Source, Tracks};
+use estuary_tests::{wait_until, Node, Scratch};
+use serde_json::Value;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+type Socket = WebSocket<TcpStream>;
+
+/// Header bytes of a binary tap message.
+const HEADER: usize = 20;
+
+fn connect_with(port: u16, path: &str, receive_buffer: Option<usize>) -> Result<Socket, tungstenite::Error> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+    }
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.connect(&address.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let (socket, _) = tungstenite::client(format!("ws://127.0.0.1:{port}{path}"), stream).map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(e) => e,
+        tungstenite::HandshakeError::Interrupted(_) => panic!("handshake interrupted"),
+    })?;
+    Ok(socket)
+}
+
+fn connect(port: u16, path: &str) -> Socket {
+    connect_with(port, path, None).unwrap_or_else(|e| panic!("tap {path}: {e}"))
+}
+
+/// The JSON of the next text message.
+fn next_text(socket: &mut Socket) -> Value {
+    loop {
+        match socket.read().expect("read a tap message") {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("tap JSON"),
+            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            Message::Close(frame) => panic!("closed before a text message: {frame:?}"),
+        }
+    }
+}
+
+/// Audio chunks until `seconds` of samples in `rate`/`channels` came: (stream µs, wall µs)
+/// of each chunk and the samples.
+fn read_audio(socket: &mut Socket, rate: usize, channels: usize, seconds: f64) -> (Vec<(i64, i64)>, Vec<i16>) {
+    let wanted = (rate as f64 * seconds) as usize * channels;
+    let (mut times, mut samples) = (Vec::new(), Vec::new());
+    while samples.len() < wanted {
+        match socket.read().expect("read tap audio") {
+            Message::Binary(data) => {
+                assert!(data.len() > HEADER && (data.len() - HEADER) % (2 * channels) == 0, "a chunk of {} bytes", data.len());
+                assert_eq!(&data[..4], &[1, 0, 0, 0], "kind byte and zeros");
+                let stream_us = i64::from_be_bytes(data[4..12].try_into().unwrap());
+                let wall_us = i64::from_be_bytes(data[12..20].try_into().unwrap());
+                times.push((stream_us, wall_us));
+                samples.extend(data[HEADER..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
+            }
+            Message::Text(text) => panic!("unexpected text while reading audio: {text}"),
+            Message::Close(frame) => panic!("closed while reading audio: {frame:?}"),
+            _ => {}
+        }
+    }
+    (times, samples)
+}
+
+/// Rising zero crossings a second of one channel, after its first 100 ms (a new decoder's
+/// first output is its start-up delay, near silence).
+fn pitch(samples: &[i16], rate: usize, channels: usize) -> f64 {
+    let channel: Vec<i16> = samples.iter().step_by(channels).skip(rate / 10).copied().collect();
+    let rising = channel.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+    rising as f64 * rate as f64 / channel.len() as f64
+}
+
+fn feeds(node: &Node) -> Vec<Value> {
+    node.api("/api/v1/taps")["taps"].as_array().cloned().unwrap_or_default()
+}
+
+fn unix_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+#[test]
+fn a_tap_hears_the_stream_as_pcm_in_the_format_asked_on_both_ports() {
+    let scratch = Scratch::new("tap-pcm");
+    let node = Node::start(&scratch, &[]);
+    // A 440 Hz tone, AAC 48 kHz stereo.
+    let _publisher = publish(&node.rtmp_url("live/tone"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/tone", Duration::from_secs(20));
+
+    let mut mono = connect(node.ports.http, "/tap/live/tone?audio=s16le&rate=16000&channels=1");
+    let start = next_text(&mut mono);
+    assert_eq!(start["type"], "start", "{start}");
+    assert_eq!(start["stream"], "live/tone");
+    assert_eq!((start["audio"]["rate"].as_u64(), start["audio"]["channels"].as_u64()), (Some(16_000), Some(1)), "{start}");
+    let (times, samples) = read_audio(&mut mono, 16_000, 1, 3.0);
+    let f = pitch(&samples, 16_000, 1);
+    assert!((430.0..450.0).contains(&f), "the tone came out at {f:.1} Hz, not 440");
+    let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    assert!(peak > 1_000, "the tone is nearly silent: peak {peak}");
+    // Stream times grow with the audio; wall-clock times are now.
+    assert!(times.windows(2).all(|w| w[1].0 > w[0].0), "stream times do not grow: {:?}", &times[..times.len().min(10)]);
+    let span_s = (times.last().unwrap().0 - times[0].0) as f64 / 1e6;
+    assert!((2.0..4.0).contains(&span_s), "3 s of samples span {span_s:.2} s of stream time");
+    let now = unix_us();
+    assert!(times.iter().all(|&(_, wall)| (now - wall).abs() < 30_000_000), "wall-clock times are not now ({now}): {:?}", &times[..3]);
+
+    // The same over the API port, another format: a second decoder.
+    let mut stereo = connect(node.ports.api, "/api/v1/tap/live/tone?rate=48000&channels=2");
+    assert_eq!(next_text(&mut stereo)["audio"]["channels"], 2);
+    let (_, samples) = read_audio(&mut stereo, 48_000, 2, 1.0);
+    let f = pitch(&samples, 48_000, 2);
+    assert!((430.0..450.0).contains(&f), "the stereo tap's tone is at {f:.1} Hz");
+    let list = feeds(&node);
+    assert_eq!(list.len(), 2, "one feed per format: {list:?}");
+    assert!(list.iter().all(|f| f["stream"] == "live/tone" && f["codec"] == "AAC" && f["clients"] == 1), "{list:?}");
+    // The client list shows the taps as players of the stream.
+    let clients = node.api("/api/v1/clients?count=100");
+    let taps = clients["clients"].as_array().map(|c| c.iter().filter(|c| c["protocol"] == "tap").count()).unwrap_or(0);
+    assert_eq!(taps, 2, "{clients}");
+
+    // Clients gone: their feeds stop (each checks every second).
+    drop(mono);
+    drop(stereo);
+    assert!(wait_until(Duration::from_secs(10), || feeds(&node).is_empty()), "feeds left: {:?}", feeds(&node));
+}
+
+#[test]
+fn twenty_tap_clients_share_one_decoder_and_a_stalled_one_loses_chunks_without_slowing_the_others() {
+    let scratch = Scratch::new("tap-many");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/many"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/many", Duration::from_secs(20));
+    let path = "/tap/live/many?rate=48000&channels=2";
+    // The stalled client never reads, behind a small receive buffer.
+    let mut stalled = connect_with(node.ports.http, path, Some(4096)).expect("stalled client");
+    let mut readers: Vec<Socket> = (0..19).map(|_| connect(node.ports.http, path)).collect();
+    for reader in &mut readers {
+        assert_eq!(next_text(reader)["type"], "start");
+    }
+    let list = feeds(&node);
+    assert_eq!(list.len(), 1, "twenty clients of one format, one decoder: {list:?}");
+    assert_eq!(list[0]["clients"], 20, "{list:?}");
+
+    // The readers take 8 s of audio each, round robin, while the stalled client's share
+    // piles up; each must get its 8 s within 8 s plus startup, so none was slowed.
+    let began = Instant::now();
+    let mut received = vec![0usize; readers.len()];
+    let wanted = 48_000 * 2 * 8;
+    while received.iter().any(|&n| n < wanted) {
+        for (i, reader) in readers.iter_mut().enumerate() {
+            if received[i] < wanted {
+                let (_, samples) = read_audio(reader, 48_000, 2, 0.1);
+                received[i] += samples.len();
+            }
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "readers fell behind: {:?} of {wanted} samples each", received);
+    }
+    // The stalled client lost chunks (the feed counts them once it reads again); the readers
+    // lost none, or they would have had a "lost" message.
+    let lost = |node: &Node| feeds(node).first().and_then(|f| f["lost"].as_u64()).unwrap_or(0);
+    let mut told = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while told.is_none() && Instant::now() < deadline {
+        match stalled.read().expect("the stalled client reads at last") {
+            Message::Text(text) => {
+                let message: Value = serde_json::from_str(text.as_str()).unwrap();
+                if message["type"] == "lost" {
+                    told = message["chunks"].as_u64();
+                }
+            }
+            Message::Close(frame) => panic!("the stalled client was closed: {frame:?}"),
+            _ => {}
+        }
+    }
+    let told = told.expect("the stalled client was never told it lost chunks");
+    assert!(told > 0);
+    assert!(lost(&node) >= told, "the feed counts {} lost, the client was told {told}", lost(&node));
+    assert_eq!(feeds(&node).len(), 1);
+}
+
+#[test]
+fn bad_taps_are_refused_with_the_reason() {
+    let scratch = Scratch::new("tap-bad");
+    let node = Node::start(&scratch, &[]);
+    let status = |path: &str| match connect_with(node.ports.http, path, None) {
+        Ok(_) => panic!("{path} was accepted"),
+        Err(tungstenite::Error::Http(response)) => (response.status().as_u16(), String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned()),
+        Err(e) => panic!("{path}: {e}"),
+    };
+    let (code, body) = status("/tap/live/nobody");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("not live"), "{body}");
+    let source = Source { tracks: Tracks::VideoOnly, ..Source::default() };
+    let _publisher = publish(&node.rtmp_url("live/mute"), &source, &scratch, "publisher");
+    node.wait_live("live/mute", Duration::from_secs(20));
+    for (path, code, reason) in [
+        ("/tap/live/mute?rate=96000", 400, "8000 to 48000"),
+        ("/tap/live/mute?audio=f32le", 400, "f32le"),
+        ("/tap/live/mute?channels=6", 400, "1 or 2"),
+        ("/tap/live/mute?video=jpeg&fps=2", 501, "audio only"),
+        ("/tap/live/bad%20name", 400, "invalid"),
+    ] {
+        let (got, body) = status(path);
+        assert_eq!(got, code, "{path}: {body}");
+        assert!(body.contains(reason), "{path}: {body}");
+    }
+    // A stream without audio: the tap says so and closes cleanly.
+    let mut tap = connect(node.ports.http, "/tap/live/mute");
+    let end = next_text(&mut tap);
+    assert_eq!(end["type"], "end", "{end}");
+    assert!(end["reason"].as_str().unwrap_or("").contains("has no audio"), "{end}");
+    let closed = loop {
+        match tap.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    let frame = closed.expect("a close frame with a reason");
+    assert_eq!(u16::from(frame.code), 1000);
+    assert!(frame.reason.contains("has no audio"), "{frame:?}");
+    assert!(feeds(&node).is_empty());
+    // The node still serves: the tone stream taps fine.
+    let _tone = publish(&node.rtmp_url("live/ok"), &Source::default(), &scratch, "tone");
+    node.wait_live("live/ok", Duration::from_secs(20));
+    let mut ok = connect(node.ports.http, "/tap/live/ok");
+    assert_eq!(next_text(&mut ok)["type"], "start");
+    read_audio(&mut ok, 16_000, 1, 0.5);
+}
