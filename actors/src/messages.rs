@@ -231,6 +231,25 @@ pub enum FaultTarget {
     Dvr,
 }
 
+/// Stream: a caption for the outputs that carry timed text (RTMP and HTTP-FLV players get it
+/// as `onTextData` at the live edge). Answers the stream time (ms) it went out at.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<i64, CaptionRefused>")]
+pub struct InjectCaption {
+    /// The text (already checked for size).
+    pub text: String,
+    /// ISO 639-2 language code.
+    pub language: String,
+}
+
+/// Why a caption was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CaptionRefused {
+    /// The stream has no publisher.
+    #[error("stream {0} is not live")]
+    NotLive(String),
+}
+
 /// Stream: inject `fault` into the stream actor or one of its outputs.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), String>")]

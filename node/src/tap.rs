@@ -8,6 +8,11 @@
 //! `estuary_actors::tap::encode_chunk`); `{"type":"lost","chunks":N}` when this client fell
 //! behind and lost its N oldest chunks; and at the end a close frame whose reason says why
 //! (the stream ended, it has no audio, its audio codec cannot be decoded).
+//!
+//! Results come back as captions: `POST /api/v1/streams/<app>/<stream>/captions` with
+//! `{"text": "...", "language": "eng"}`, or a text message `{"type":"caption", ...}` on the
+//! tap's own socket (answered with `{"type":"caption","at_ms":N}` or `{"type":"error", ...}`).
+//! RTMP and HTTP-FLV players get each caption as `onTextData` at the live edge.
 
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -122,6 +127,19 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
                             break None;
                         }
                     }
+                    Some(Ok(actix_ws::Message::Text(text))) => {
+                        let answer = match serde_json::from_str::<serde_json::Value>(&text) {
+                            Ok(message) if message["type"] == "caption" => match send_caption(&state, &key, &message).await {
+                                Ok(at_ms) => json!({ "type": "caption", "at_ms": at_ms }),
+                                Err((status, reason)) => json!({ "type": "error", "status": status, "message": reason }),
+                            },
+                            Ok(_) => json!({ "type": "error", "status": 400, "message": "the tap takes {\"type\":\"caption\", ...} messages" }),
+                            Err(e) => json!({ "type": "error", "status": 400, "message": format!("not JSON: {e}") }),
+                        };
+                        if session.text(answer.to_string()).await.is_err() {
+                            break None;
+                        }
+                    }
                     Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break None,
                     Some(Ok(_)) => {}
                 },
@@ -141,4 +159,47 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
 pub fn list(state: &AppState) -> serde_json::Value {
     let feeds = state.node.taps.list();
     json!({ "total": feeds.len(), "taps": feeds })
+}
+
+/// Longest caption text, bytes (a few lines of subtitles; a model's whole transcript is not a
+/// caption).
+pub const MAX_CAPTION_BYTES: usize = 1024;
+
+/// Checks a caption (`text`, optional `language`, optional `start`/`end` in stream ms) and
+/// sends it to the stream's players: the stream time it went out at, or (HTTP status, reason).
+pub async fn send_caption(state: &AppState, key: &StreamKey, body: &serde_json::Value) -> Result<i64, (u16, String)> {
+    let text = match &body["text"] {
+        serde_json::Value::String(text) if !text.trim().is_empty() => text.trim().to_string(),
+        serde_json::Value::Null => return Err((400, "a caption needs \"text\"".into())),
+        serde_json::Value::String(_) => return Err((400, "the caption's text is empty".into())),
+        _ => return Err((400, "\"text\" must be a string".into())),
+    };
+    if text.len() > MAX_CAPTION_BYTES {
+        return Err((413, format!("caption text of {} bytes (the limit is {MAX_CAPTION_BYTES})", text.len())));
+    }
+    let language = match &body["language"] {
+        serde_json::Value::Null => "eng".to_string(),
+        serde_json::Value::String(code) if (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase()) => code.clone(),
+        other => return Err((400, format!("language {other}: an ISO 639 code such as \"eng\""))),
+    };
+    // Timing, when given, must make sense (outputs that show captions for a span use it).
+    let time = |name: &str| -> Result<Option<f64>, (u16, String)> {
+        match &body[name] {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(v) if v >= 0.0 && v.is_finite() => Ok(Some(v)),
+                _ => Err((400, format!("malformed timing: {name} = {n}"))),
+            },
+            other => Err((400, format!("malformed timing: {name} = {other} (stream milliseconds)"))),
+        }
+    };
+    if let (Some(start), Some(end)) = (time("start")?, time("end")?) {
+        if end <= start {
+            return Err((400, format!("malformed timing: end {end} is not after start {start}")));
+        }
+    }
+    let not_live = || (404, format!("stream {key} is not live"));
+    let stream = state.registry.send(estuary_actors::messages::FindStream { key: key.clone(), create: false }).await.map_err(|_| not_live())?.ok_or_else(not_live)?;
+    let at_ms = stream.send(estuary_actors::messages::InjectCaption { text, language }).await.map_err(|_| not_live())?.map_err(|e| (404, e.to_string()))?;
+    Ok(at_ms)
 }

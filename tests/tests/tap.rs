@@ -233,3 +233,91 @@ fn bad_taps_are_refused_with_the_reason() {
     assert_eq!(next_text(&mut ok)["type"], "start");
     read_audio(&mut ok, 16_000, 1, 0.5);
 }
+
+/// Texts of the subtitle packets ffprobe reads from `url` in `seconds`.
+fn subtitle_texts(url: &str, seconds: u32) -> Vec<String> {
+    let output = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-read_intervals", &format!("%+{seconds}"), "-show_packets", "-show_data", "-of", "json", url])
+        .output()
+        .expect("run ffprobe");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("ffprobe {url}: {e}: {}", String::from_utf8_lossy(&output.stderr)));
+    let packets = report["packets"].as_array().cloned().unwrap_or_default();
+    packets
+        .iter()
+        .filter(|p| p["codec_type"] == "subtitle")
+        .map(|p| {
+            // ffprobe's hex dump: "00000000: 6361 7074 ...  caption..."; the hex is 39 chars.
+            let hex: String = p["data"].as_str().unwrap_or("").lines().filter_map(|l| l.split_once(": ")).map(|(_, rest)| rest.chars().take(39).filter(|c| !c.is_whitespace()).collect::<String>()).collect();
+            let bytes: Vec<u8> = (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .collect()
+}
+
+fn post_caption(node: &Node, path: &str, body: &str) -> (u16, Value) {
+    let response = estuary_tests::http::send(node.ports.api, "POST", path, &[("Content-Type", "application/json")], body.as_bytes()).expect("POST a caption");
+    (response.status, serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn captions_reach_rtmp_and_flv_players_as_text_and_bad_ones_are_refused() {
+    let scratch = Scratch::new("tap-captions");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/cc"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/cc", Duration::from_secs(20));
+    let path = "/api/v1/streams/live/cc/captions";
+
+    let long = format!(r#"{{"text":"{}"}}"#, "a".repeat(2000));
+    for (target, body, status, reason) in [
+        ("/api/v1/streams/live/nobody/captions", r#"{"text":"hi"}"#, 404, "not live"),
+        (path, "{}", 400, "needs \"text\""),
+        (path, r#"{"text":"  "}"#, 400, "empty"),
+        (path, &long, 413, "2000 bytes"),
+        (path, r#"{"text":"hi","start":5000,"end":1000}"#, 400, "malformed timing"),
+        (path, r#"{"text":"hi","start":"soon"}"#, 400, "malformed timing"),
+        (path, r#"{"text":"hi","language":"English"}"#, 400, "ISO 639"),
+    ] {
+        let (got, answer) = post_caption(&node, target, body);
+        assert_eq!(got, status, "{target} {body}: {answer}");
+        assert!(answer["message"].as_str().unwrap_or("").contains(reason), "{target} {body}: {answer}");
+    }
+
+    // Captions every 300 ms while players read.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poster = {
+        let (stop, api) = (stop.clone(), node.ports.api);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let body = format!(r#"{{"text":"caption number {n}","language":"eng","start":{},"end":{}}}"#, n * 300, n * 300 + 250);
+                let response = estuary_tests::http::send(api, "POST", "/api/v1/streams/live/cc/captions", &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
+                assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            n
+        })
+    };
+    for url in [node.flv_url("live/cc"), node.rtmp_url("live/cc")] {
+        let texts = subtitle_texts(&url, 5);
+        assert!(texts.len() >= 5, "{url}: {} captions in 5 s: {texts:?}", texts.len());
+        assert!(texts.iter().all(|t| t.starts_with("caption number ")), "{url}: {texts:?}");
+    }
+    // A player joining after captions still gets the stream's onMetaData first (a caption is
+    // a timed event, not the metadata a joining player is primed with).
+    let output = std::process::Command::new("ffprobe").args(["-v", "error", "-show_entries", "format_tags=encoder", "-of", "json", &node.flv_url("live/cc")]).output().expect("ffprobe");
+    let tags: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    assert!(tags["format"]["tags"]["encoder"].as_str().is_some_and(|e| e.starts_with("Lavf")), "no onMetaData for a late player: {tags}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(poster.join().expect("poster") >= 10);
+
+    // Over the tap's own socket: answered with the time it went out at.
+    let mut tap = connect(node.ports.http, "/tap/live/cc");
+    assert_eq!(next_text(&mut tap)["type"], "start");
+    tap.send(Message::text(r#"{"type":"caption","text":"from the tap"}"#)).expect("send a caption");
+    tap.send(Message::text(r#"{"type":"caption","text":""}"#)).expect("send an empty caption");
+    let (ok, refused) = (next_text(&mut tap), next_text(&mut tap));
+    assert_eq!(ok["type"], "caption", "{ok}");
+    assert!(ok["at_ms"].as_i64().is_some_and(|t| t > 0), "{ok}");
+    assert_eq!((refused["type"].as_str(), refused["status"].as_u64()), (Some("error"), Some(400)), "{refused}");
+}

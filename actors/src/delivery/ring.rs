@@ -167,14 +167,18 @@ impl Ring {
     /// Appends a frame, keeping the headers a joining player needs, and lets go of what no
     /// limit keeps.
     pub fn push(&mut self, frame: Arc<MediaFrame>) {
-        if frame.config {
+        if frame.track == TrackKind::Data {
+            // The stream's onMetaData primes a joining player (whether or not it came marked
+            // as a header); timed script data (captions) goes to the players of now only.
+            if estuary_protocols::container::flv::is_metadata(&frame.payload) {
+                self.metadata = Some(frame.clone());
+            }
+        } else if frame.config {
             match frame.track {
                 TrackKind::Video => self.video_config = Some(frame.clone()),
                 TrackKind::Audio => self.audio_config = Some(frame.clone()),
                 TrackKind::Data => {}
             }
-        } else if frame.track == TrackKind::Data {
-            self.metadata = Some(frame.clone());
         }
         let start = !frame.config
             && match frame.track {
@@ -553,15 +557,23 @@ mod tests {
                 (TrackKind::Video, false, true) => "K",
                 (TrackKind::Video, false, false) => "v",
                 (TrackKind::Audio, false, _) => "a",
-                (TrackKind::Data, _, _) => "M",
+                (TrackKind::Data, _, _) if estuary_protocols::container::flv::is_metadata(&frame.payload) => "M",
+                (TrackKind::Data, _, _) => "T",
             };
             out.put_slice(format!("{kind}{} ", frame.dts).as_bytes());
         }
     }
 
     fn frame(track: TrackKind, dts: i64, keyframe: bool, config: bool) -> Arc<MediaFrame> {
-        let codec = if track == TrackKind::Audio { Codec::Aac } else { Codec::H264 };
-        Arc::new(MediaFrame { track, codec, dts, pts: dts, timebase: Timebase::MILLIS, keyframe, config, payload: Bytes::from_static(&[0; 100]) })
+        let (codec, payload) = match track {
+            TrackKind::Audio => (Codec::Aac, Bytes::from_static(&[0; 100])),
+            TrackKind::Video => (Codec::H264, Bytes::from_static(&[0; 100])),
+            TrackKind::Data => {
+                let metadata = [estuary_protocols::amf0::Value::String("onMetaData".into()), estuary_protocols::amf0::Value::EcmaArray(Vec::new())];
+                (Codec::ScriptData, estuary_protocols::amf0::encode_all(&metadata).freeze())
+            }
+        };
+        Arc::new(MediaFrame { track, codec, dts, pts: dts, timebase: Timebase::MILLIS, keyframe, config, payload })
     }
 
     fn limits(window: usize) -> RingLimits {
@@ -618,6 +630,20 @@ mod tests {
         assert!(cursor.caught_up(&ring));
         feed(&mut ring, 800, 1);
         assert_eq!(drain(&mut cursor, &ring, 1 << 20).0, "K800 a810 v900 a910 v1000 a1010 v1100 a1110 ");
+    }
+
+    #[test]
+    fn a_caption_reaches_the_players_of_now_and_a_joiner_is_still_primed_with_the_metadata() {
+        let mut ring = Ring::new(limits(64));
+        feed(&mut ring, 0, 1);
+        let mut early = Cursor::join(&ring, &Text);
+        drain(&mut early, &ring, 1 << 20);
+        ring.push(Arc::new(estuary_protocols::container::flv::text_data_frame(350, "hello", "eng")));
+        feed(&mut ring, 400, 1);
+        let (out, _) = drain(&mut early, &ring, 1 << 20);
+        assert!(out.starts_with("T350 K400 "), "{out}");
+        let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
+        assert!(out.starts_with("M0 VH400 AH400 K400 "), "{out}");
     }
 
     #[test]

@@ -98,6 +98,24 @@ impl Handler<StartPackage> for StreamActor {
     }
 }
 
+impl Handler<InjectCaption> for StreamActor {
+    type Result = Result<i64, CaptionRefused>;
+
+    fn handle(&mut self, msg: InjectCaption, ctx: &mut Self::Context) -> Self::Result {
+        if self.publisher.is_none() {
+            return Err(CaptionRefused::NotLive(self.key.to_string()));
+        }
+        // At the live edge: FLV and RTMP players need script data in time order with the
+        // media, so a caption that comes late (speech recognition lags its audio) is shown
+        // when it arrives rather than dated back before frames already sent.
+        let at = self.last_out_dts_ms.unwrap_or(0);
+        let frame = std::sync::Arc::new(estuary_protocols::container::flv::text_data_frame(at, &msg.text, &msg.language));
+        self.guarded(ctx, "caption", |act, _| act.fan_out(&frame));
+        tracing::debug!(stream = %self.key, at_ms = at, bytes = msg.text.len(), "caption sent to players");
+        Ok(at)
+    }
+}
+
 impl Handler<InjectStreamFault> for StreamActor {
     type Result = Result<(), String>;
 

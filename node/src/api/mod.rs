@@ -138,6 +138,7 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         .route("/gb/v1/publish", web::post().to(gb_publish))
         .route("/api/v1/transcodes", web::get().to(list_transcodes))
         .route("/api/v1/taps", web::get().to(list_taps))
+        .route("/api/v1/streams/{app}/{stream}/captions", web::post().to(post_caption))
         .route("/api/v1/tap/{app}/{stream}", web::get().to(tap_stream))
         .route("/api/v1/transcodes", web::post().to(add_transcode))
         .route("/api/v1/transcodes/{id}", web::delete().to(remove_transcode))
@@ -427,4 +428,18 @@ async fn list_taps(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
 async fn tap_stream(_: Authorized, state: web::Data<AppState>, req: HttpRequest, body: web::Payload, path: web::Path<(String, String)>) -> HttpResponse {
     let (app, stream) = path.into_inner();
     crate::tap::tap_on_api(state, req, body, app, stream).await
+}
+
+/// `POST /api/v1/streams/{app}/{stream}/captions`: a caption for the stream's players (see
+/// `crate::tap`).
+async fn post_caption(_: AuthorizedChange, state: web::Data<AppState>, path: web::Path<(String, String)>, body: web::Json<Value>) -> HttpResponse {
+    let (app, stream) = path.into_inner();
+    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(&stream)) {
+        return error(400, &format!("invalid app or stream name: {reason}"));
+    }
+    let key = estuary_actors::StreamKey::new(&app, &stream);
+    match crate::tap::send_caption(&state, &key, &body).await {
+        Ok(at_ms) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "caption": { "stream": key.to_string(), "at_ms": at_ms } })),
+        Err((status, reason)) => error(status, &reason),
+    }
 }

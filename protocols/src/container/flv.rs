@@ -339,6 +339,27 @@ pub fn script_body_to_frame(dts_ms: i64, body: &[u8]) -> Result<Option<MediaFram
     }))
 }
 
+/// A caption as FLV/RTMP script data at `dts_ms`: `onTextData` with an ECMA array of `type`
+/// ("Text"), `text` and `language` (an ISO 639-2 code), the form Flash players raise as a
+/// text event and FFmpeg's FLV reader turns into a text subtitle track. Not metadata: it is a
+/// timed event (`config` false), carried at its own time.
+pub fn text_data_frame(dts_ms: i64, text: &str, language: &str) -> MediaFrame {
+    let fields = vec![
+        ("type".to_string(), amf0::Value::String("Text".into())),
+        ("text".to_string(), amf0::Value::String(text.into())),
+        ("language".to_string(), amf0::Value::String(language.into())),
+    ];
+    let payload = amf0::encode_all(&[amf0::Value::String("onTextData".into()), amf0::Value::EcmaArray(fields)]).freeze();
+    MediaFrame { track: TrackKind::Data, codec: Codec::ScriptData, dts: dts_ms, pts: dts_ms, timebase: Timebase::MILLIS, keyframe: false, config: false, payload }
+}
+
+/// Whether a script data payload is the stream's `onMetaData` (which a joining player is
+/// given first), not a timed event such as a caption.
+pub fn is_metadata(payload: &[u8]) -> bool {
+    const NAME: &[u8] = b"onMetaData";
+    payload.len() >= 3 + NAME.len() && payload[0] == 0x02 && payload[1..3] == (NAME.len() as u16).to_be_bytes() && &payload[3..3 + NAME.len()] == NAME
+}
+
 /// One tag read from an FLV stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlvTag {
@@ -447,6 +468,21 @@ mod tests {
             config: false,
             payload: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
         }
+    }
+
+    #[test]
+    fn a_caption_is_on_text_data_and_not_metadata() {
+        let frame = text_data_frame(1234, "hello world", "eng");
+        assert_eq!((frame.track, frame.codec, frame.dts, frame.config), (TrackKind::Data, Codec::ScriptData, 1234, false));
+        let values = amf0::decode_all(&frame.payload).unwrap();
+        assert_eq!(values[0].as_str(), Some("onTextData"));
+        let amf0::Value::EcmaArray(fields) = &values[1] else { panic!("{values:?}") };
+        let text = fields.iter().find(|(k, _)| k == "text").and_then(|(_, v)| v.as_str());
+        assert_eq!(text, Some("hello world"));
+        assert!(!is_metadata(&frame.payload));
+        let metadata = script_body_to_frame(0, &amf0::encode_all(&[amf0::Value::String("onMetaData".into()), amf0::Value::EcmaArray(vec![])])).unwrap().unwrap();
+        assert!(is_metadata(&metadata.payload));
+        assert!(!is_metadata(&[0x02, 0x00]));
     }
 
     #[test]
