@@ -321,3 +321,50 @@ fn captions_reach_rtmp_and_flv_players_as_text_and_bad_ones_are_refused() {
     assert!(ok["at_ms"].as_i64().is_some_and(|t| t > 0), "{ok}");
     assert_eq!((refused["type"].as_str(), refused["status"].as_u64()), (Some("error"), Some(400)), "{refused}");
 }
+
+/// The words of `text`, lowercase.
+fn words(text: &str) -> std::collections::BTreeSet<String> {
+    text.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()).filter(|w| !w.is_empty()).collect()
+}
+
+#[test]
+fn speech_is_captioned_by_the_reference_worker_for_flv_players() {
+    let scratch = Scratch::new("tap-asr");
+    let node = Node::start(&scratch, &[]);
+    // A known sentence from espeak-ng, with a pause after it, looped as the stream's audio.
+    const SENTENCE: &str = "we are going to the park today";
+    let speech = scratch.path("speech.wav");
+    let status = std::process::Command::new("espeak-ng").args(["-v", "en-us", "-s", "120", "-w"]).arg(&speech).arg(SENTENCE).status().expect("run espeak-ng (tests/run installs it)");
+    assert!(status.success());
+    let padded = scratch.path("padded.wav");
+    let output = std::process::Command::new("ffmpeg").args(["-v", "error", "-y", "-i"]).arg(&speech).args(["-af", "apad=pad_dur=1.5", "-ar", "48000", "-ac", "2"]).arg(&padded).output().expect("ffmpeg");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let args: Vec<String> = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-stream_loop", "-1", "-i", padded.to_str().unwrap(), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-f", "flv", &node.rtmp_url("live/speech")].iter().map(|a| a.to_string()).collect();
+    let _publisher = estuary_tests::ffmpeg::spawn(args, &scratch, "publisher");
+    node.wait_live("live/speech", Duration::from_secs(20));
+
+    let worker_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/asr/worker.py");
+    let log = std::fs::File::create(scratch.path("worker.log")).unwrap();
+    let mut worker = std::process::Command::new("python3")
+        .arg(&worker_path)
+        .arg(format!("ws://127.0.0.1:{}/tap/live/speech", node.ports.http))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the reference worker");
+    // Once captions come, a player reads them for 15 s (the sentence comes round every ~4 s).
+    // A player joining a captioned stream is given the newest caption first, which is how
+    // FFmpeg, which looks for tracks only as it starts, finds the text track.
+    let first = wait_until(Duration::from_secs(30), || std::fs::read_to_string(scratch.path("worker.log")).is_ok_and(|l| l.contains("caption:")));
+    assert!(first, "no caption from the worker in 30 s:\n{}", std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default());
+    let texts = subtitle_texts(&node.flv_url("live/speech"), 15);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let worker_log = std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default();
+    let heard: std::collections::BTreeSet<String> = texts.iter().flat_map(|t| words(t)).collect();
+    let expected = words(SENTENCE);
+    let overlap: Vec<&String> = expected.intersection(&heard).collect();
+    // Tolerant: a synthetic voice through AAC and a small model; 4 of the sentence's 7
+    // distinct words is well above chance and below what a clean run gets (all 7).
+    assert!(overlap.len() >= 4, "captions {texts:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+}

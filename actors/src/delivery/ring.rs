@@ -75,6 +75,10 @@ fn serialise<S: Serialise>(with: &S, frame: &MediaFrame) -> Bytes {
     out.freeze()
 }
 
+/// How far (ms) the newest caption may be from a joining player's start and still be shown to
+/// it.
+pub const CAPTION_FRESH_MS: i64 = 10_000;
+
 /// Limits of a ring.
 #[derive(Debug, Clone, Copy)]
 pub struct RingLimits {
@@ -97,6 +101,8 @@ pub struct Ring {
     /// The newest start point, while held.
     last_start: Option<u64>,
     metadata: Option<Arc<MediaFrame>>,
+    /// The newest caption (timed script data), shown to a joining player when still fresh.
+    caption: Option<Arc<MediaFrame>>,
     video_config: Option<Arc<MediaFrame>>,
     audio_config: Option<Arc<MediaFrame>>,
     /// The stream's MPEG-TS muxer, once a TS player joined.
@@ -114,7 +120,7 @@ impl Ring {
     /// An empty ring whose first frame gets number `head` (a ring started over keeps its
     /// numbering, so its players' cursors stay at or before it).
     pub fn starting_at(limits: RingLimits, head: u64) -> Ring {
-        Ring { entries: VecDeque::new(), base: head, bytes: 0, limits, last_start: None, metadata: None, video_config: None, audio_config: None, ts: None, seen_audio: false }
+        Ring { entries: VecDeque::new(), base: head, bytes: 0, limits, last_start: None, metadata: None, caption: None, video_config: None, audio_config: None, ts: None, seen_audio: false }
     }
 
     /// An empty ring in place of this one (after a panic), keeping the numbering (so every
@@ -123,6 +129,7 @@ impl Ring {
     pub fn started_over(&self) -> Ring {
         let mut ring = Ring::starting_at(self.limits, self.head());
         ring.metadata = self.metadata.clone();
+        ring.caption = self.caption.clone();
         ring.video_config = self.video_config.clone();
         ring.audio_config = self.audio_config.clone();
         ring.seen_audio = self.seen_audio;
@@ -172,6 +179,8 @@ impl Ring {
             // as a header); timed script data (captions) goes to the players of now only.
             if estuary_protocols::container::flv::is_metadata(&frame.payload) {
                 self.metadata = Some(frame.clone());
+            } else {
+                self.caption = Some(frame.clone());
             }
         } else if frame.config {
             match frame.track {
@@ -286,9 +295,12 @@ impl Ring {
 
     /// Metadata and sequence headers to send before starting at the frame numbered `seq`,
     /// stamped with its decode time (metadata keeps 0).
+    /// The newest caption comes last, at the start's time, when it is at most
+    /// [`CAPTION_FRESH_MS`] from it: the text other players have on screen, and what tells a
+    /// player such as FFmpeg, which looks for tracks when it starts, that the stream has one.
     pub fn headers_for(&self, seq: u64) -> Vec<Arc<MediaFrame>> {
         let dts = self.get(seq).map(|e| e.frame.dts);
-        [&self.metadata, &self.video_config, &self.audio_config]
+        let mut headers: Vec<Arc<MediaFrame>> = [&self.metadata, &self.video_config, &self.audio_config]
             .into_iter()
             .flatten()
             .map(|header| match dts {
@@ -300,7 +312,15 @@ impl Ring {
                 }
                 _ => header.clone(),
             })
-            .collect()
+            .collect();
+        if let (Some(caption), Some(start)) = (&self.caption, self.get(seq).map(|e| &e.frame)) {
+            if (start.dts_ms() - caption.dts_ms()).abs() <= CAPTION_FRESH_MS {
+                let mut copy = MediaFrame::clone(caption);
+                (copy.timebase, copy.dts, copy.pts) = (start.timebase, start.dts, start.dts);
+                headers.push(Arc::new(copy));
+            }
+        }
+        headers
     }
 }
 
@@ -633,7 +653,7 @@ mod tests {
     }
 
     #[test]
-    fn a_caption_reaches_the_players_of_now_and_a_joiner_is_still_primed_with_the_metadata() {
+    fn a_caption_reaches_the_players_of_now_and_a_joiner_gets_the_metadata_then_the_fresh_caption() {
         let mut ring = Ring::new(limits(64));
         feed(&mut ring, 0, 1);
         let mut early = Cursor::join(&ring, &Text);
@@ -643,7 +663,11 @@ mod tests {
         let (out, _) = drain(&mut early, &ring, 1 << 20);
         assert!(out.starts_with("T350 K400 "), "{out}");
         let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
-        assert!(out.starts_with("M0 VH400 AH400 K400 "), "{out}");
+        assert!(out.starts_with("M0 VH400 AH400 T400 K400 "), "{out}");
+        // A caption long gone is not shown to a joiner.
+        feed(&mut ring, 20_000, 1);
+        let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
+        assert!(out.starts_with("M0 VH20000 AH20000 K20000 "), "{out}");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct StreamActor {
     pub(super) gop_bytes: usize,
     pub(super) subscribers: HashMap<ClientId, Subscriber>,
     pub(super) last_out_dts_ms: Option<i64>,
+    /// The newest caption, primed to a new subscriber while fresh (see `subscribe_as`).
+    pub(super) last_caption: Option<Arc<MediaFrame>>,
     pub(super) offset_ms: i64,
     pub(super) pending_rebase: bool,
     pub(super) bytes_in: u64,
@@ -120,6 +122,7 @@ impl StreamActor {
             gop_bytes: 0,
             subscribers: HashMap::new(),
             last_out_dts_ms: None,
+            last_caption: None,
             offset_ms: 0,
             pending_rebase: false,
             bytes_in: 0,

@@ -183,6 +183,15 @@ impl StreamActor {
             // Capacity exceeds headers + GOP, so these cannot fail.
             let _ = tx.try_send(frame);
         }
+        // The newest caption, while fresh, at the start's time (as the delivery ring does for
+        // its joiners: `Ring::headers_for`).
+        if let (Some(caption), Some(start), false) = (&self.last_caption, self.gop.first(), waiting_for_keyframe) {
+            if (start.dts_ms() - caption.dts_ms()).abs() <= crate::delivery::ring::CAPTION_FRESH_MS {
+                let mut copy = MediaFrame::clone(caption);
+                (copy.timebase, copy.dts, copy.pts) = (start.timebase, start.dts, start.dts);
+                let _ = tx.try_send(Arc::new(copy));
+            }
+        }
         let start_pts = self.gop.first().map(|f| f.pts_ms());
         let mut audio_started = false;
         for frame in &self.gop {

@@ -23,6 +23,7 @@ impl Handler<AttachPublisher> for StreamActor {
         } else {
             // A new publish runs with the settings of now (a reload since the last one applies).
             self.settings = self.live.get().for_vhost(&self.key.vhost).clone();
+            self.last_caption = None;
         }
         self.pending_rebase = self.last_out_dts_ms.is_some();
         self.publisher = Some(Publisher {
@@ -110,6 +111,7 @@ impl Handler<InjectCaption> for StreamActor {
         // when it arrives rather than dated back before frames already sent.
         let at = self.last_out_dts_ms.unwrap_or(0);
         let frame = std::sync::Arc::new(estuary_protocols::container::flv::text_data_frame(at, &msg.text, &msg.language));
+        self.last_caption = Some(frame.clone());
         self.guarded(ctx, "caption", |act, _| act.fan_out(&frame));
         tracing::debug!(stream = %self.key, at_ms = at, bytes = msg.text.len(), "caption sent to players");
         Ok(at)
