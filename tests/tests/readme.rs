@@ -19,7 +19,7 @@
 //! leaving closes its recording) and starts it again after the block; `wait=N` then sleeps N seconds; `gb-device` first starts
 //! the simulated camera the README's GB28181 URLs name.
 //!
-//! Blocks run in a scratch directory where `tests/` links to the checkout's, so the
+//! Blocks run in a scratch directory where `tests/` and `examples/` link to the checkout's, so the
 //! README's relative paths work. Tools are the real ones, with three stand-ins first on `PATH`: `cargo` runs the already
 //! built `estuary` for `cargo run --release -p estuary-node [-- args]` (and refuses anything
 //! else), `estuary` is that binary, and `ffplay`, which needs a display, decodes the URL
@@ -301,6 +301,7 @@ fn every_readme_command_runs_as_written() {
     // README commands run from the checkout's root; the working directory mirrors the paths
     // they use (`tests/...`) without writing data, recordings or estuary.toml into the tree.
     std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")), dir.join("tests")).expect("tests link");
+    std::os::unix::fs::symlink(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"), dir.join("examples")).expect("examples link");
     write_shims(&shims);
     let clip = ffmpeg::make_clip(&scratch.path("loop.mp4"), "libx264", 0, 10);
     let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap_or_default());
