@@ -231,16 +231,21 @@ pub enum FaultTarget {
     Dvr,
 }
 
-/// Stream: a caption for the outputs that carry timed text (RTMP and HTTP-FLV players get it
-/// as `onTextData` at the live edge). Answers the stream time (ms) it went out at.
+/// What [`InjectTimedData`] carries.
+#[derive(Debug, Clone)]
+pub enum TimedData {
+    /// A caption (text already checked for size; an ISO 639-2 language code).
+    Caption { text: String, language: String },
+    /// Timed metadata: a JSON object's text (already checked).
+    Metadata { json: String },
+}
+
+/// Stream: timed data for the outputs that carry it (RTMP and HTTP-FLV players get a caption
+/// as `onTextData`, metadata as an `onCuePoint` event, at the live edge). Answers the stream
+/// time (ms) it went out at.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<i64, CaptionRefused>")]
-pub struct InjectCaption {
-    /// The text (already checked for size).
-    pub text: String,
-    /// ISO 639-2 language code.
-    pub language: String,
-}
+pub struct InjectTimedData(pub TimedData);
 
 /// Why a caption was not taken.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tap/{app}/{stream}", web::get().to(crate::tap::tap_on_http_port))
+        .route("/events/{app}/{stream}", web::get().to(crate::tap::events))
         .route("/{app}/{file}", web::get().to(stream_file))
         .route("/{app}/{file}", web::head().to(stream_file))
         .route("/{app}/{file}", web::method(actix_web::http::Method::OPTIONS).to(preflight))

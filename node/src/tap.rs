@@ -12,12 +12,16 @@
 //! Results come back as captions: `POST /api/v1/streams/<app>/<stream>/captions` with
 //! `{"text": "...", "language": "eng"}`, or a text message `{"type":"caption", ...}` on the
 //! tap's own socket (answered with `{"type":"caption","at_ms":N}` or `{"type":"error", ...}`).
-//! RTMP and HTTP-FLV players get each caption as `onTextData` at the live edge.
+//! RTMP and HTTP-FLV players get each caption as `onTextData` at the live edge. Timed
+//! metadata (`POST .../metadata`, any JSON object) goes to them as an `onCuePoint` event. Web
+//! pages follow both at `GET /events/<app>/<stream>` (server-sent events).
 
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use estuary_actors::node::clients::Role;
-use estuary_actors::tap::{self, AudioFormat, TapError, TapEvent};
+use estuary_actors::messages::TimedData;
+use estuary_actors::tap::{self, AudioFormat, StreamEvent, TapError, TapEvent};
+use futures_util::StreamExt;
 use estuary_actors::StreamKey;
 use serde_json::json;
 
@@ -198,8 +202,69 @@ pub async fn send_caption(state: &AppState, key: &StreamKey, body: &serde_json::
             return Err((400, format!("malformed timing: end {end} is not after start {start}")));
         }
     }
+    let data = json!({ "text": text, "language": language, "start": body["start"], "end": body["end"] });
+    let at_ms = inject(state, key, TimedData::Caption { text, language }).await?;
+    state.node.events.publish(key, StreamEvent { kind: "caption", stream: key.to_string(), at_ms, unix_ms: estuary_actors::unix_ms(), data });
+    Ok(at_ms)
+}
+
+async fn inject(state: &AppState, key: &StreamKey, data: TimedData) -> Result<i64, (u16, String)> {
     let not_live = || (404, format!("stream {key} is not live"));
     let stream = state.registry.send(estuary_actors::messages::FindStream { key: key.clone(), create: false }).await.map_err(|_| not_live())?.ok_or_else(not_live)?;
-    let at_ms = stream.send(estuary_actors::messages::InjectCaption { text, language }).await.map_err(|_| not_live())?.map_err(|e| (404, e.to_string()))?;
+    stream.send(estuary_actors::messages::InjectTimedData(data)).await.map_err(|_| not_live())?.map_err(|e| (404, e.to_string()))
+}
+
+/// Largest timed metadata object, bytes of JSON.
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+
+/// Checks timed metadata (a JSON object) and sends it to the stream's players and event
+/// listeners: the stream time it went out at, or (HTTP status, reason).
+pub async fn send_metadata(state: &AppState, key: &StreamKey, body: &serde_json::Value) -> Result<i64, (u16, String)> {
+    if !body.is_object() {
+        return Err((400, "timed metadata is a JSON object".into()));
+    }
+    let text = body.to_string();
+    if text.len() > MAX_METADATA_BYTES {
+        return Err((413, format!("timed metadata of {} bytes (the limit is {MAX_METADATA_BYTES})", text.len())));
+    }
+    let at_ms = inject(state, key, TimedData::Metadata { json: text }).await?;
+    state.node.events.publish(key, StreamEvent { kind: "metadata", stream: key.to_string(), at_ms, unix_ms: estuary_actors::unix_ms(), data: body.clone() });
     Ok(at_ms)
+}
+
+/// How often an idle event stream gets a comment line (proxies close silent connections).
+const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /events/{app}/{stream}` on the HTTP port: the stream's captions and timed metadata as
+/// server-sent events (`event: caption` / `event: metadata`, `data:` the JSON), from now on,
+/// for web pages (`new EventSource(...)`). Checked by the play rules, as a player is. A
+/// listener that falls 64 events behind gets `event: lost` with how many it missed.
+pub async fn events(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    let (app, stream) = path.into_inner();
+    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(&stream)) {
+        return error(400, &format!("invalid app or stream name: {reason}"));
+    }
+    let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
+    let key = StreamKey::new(&app, &stream);
+    let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+    let request = estuary_actors::access::Request { action: estuary_actors::access::auth::Action::Play, client: 0, ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+    if let Err(reason) = state.node.access.check_rules(&request) {
+        return error(403, &format!("play refused: {reason}"));
+    }
+    let rx = state.node.events.subscribe(&key);
+    let first = bytes::Bytes::from(format!(": events of {key}\nretry: 3000\n\n"));
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(futures_util::stream::unfold(rx, |mut rx| async move {
+        let text = match tokio::time::timeout(EVENTS_KEEPALIVE, rx.recv()).await {
+            Err(_) => ": keep-alive\n\n".to_string(),
+            Ok(Ok(event)) => format!("event: {}\ndata: {}\n\n", event.kind, serde_json::to_string(&*event).unwrap_or_default()),
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => format!("event: lost\ndata: {{\"events\":{n}}}\n\n"),
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+        };
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(text)), rx))
+    }));
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .streaming(body)
 }

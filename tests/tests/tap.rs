@@ -260,7 +260,7 @@ fn post_caption(node: &Node, path: &str, body: &str) -> (u16, Value) {
 }
 
 #[test]
-fn captions_reach_rtmp_and_flv_players_as_text_and_bad_ones_are_refused() {
+fn captions_reach_rtmp_and_flv_players_as_text_and_web_pages_as_events_and_bad_ones_are_refused() {
     let scratch = Scratch::new("tap-captions");
     let node = Node::start(&scratch, &[]);
     let _publisher = publish(&node.rtmp_url("live/cc"), &Source::default(), &scratch, "publisher");
@@ -281,6 +281,25 @@ fn captions_reach_rtmp_and_flv_players_as_text_and_bad_ones_are_refused() {
         assert_eq!(got, status, "{target} {body}: {answer}");
         assert!(answer["message"].as_str().unwrap_or("").contains(reason), "{target} {body}: {answer}");
     }
+
+    // A web page's event stream, open before the captions.
+    let events = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let (events, port) = (events.clone(), node.ports.http);
+        let mut sse = TcpStream::connect(("127.0.0.1", port)).expect("connect for events");
+        std::io::Write::write_all(&mut sse, b"GET /events/live/cc HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut sse, &mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                events.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+    }
+    assert!(wait_until(Duration::from_secs(5), || events.lock().unwrap().contains(": events of live/cc")), "no event stream: {}", events.lock().unwrap());
+    assert!(events.lock().unwrap().contains("text/event-stream"), "{}", events.lock().unwrap());
 
     // Captions every 300 ms while players read.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -310,6 +329,28 @@ fn captions_reach_rtmp_and_flv_players_as_text_and_bad_ones_are_refused() {
     assert!(tags["format"]["tags"]["encoder"].as_str().is_some_and(|e| e.starts_with("Lavf")), "no onMetaData for a late player: {tags}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(poster.join().expect("poster") >= 10);
+
+    // The page saw the captions as events.
+    let seen = events.lock().unwrap().clone();
+    assert!(seen.matches("event: caption\n").count() >= 10, "{seen}");
+    let first = seen.lines().find(|l| l.starts_with("data: ") && l.contains("caption number 1\"")).expect("the first caption's event");
+    let first: Value = serde_json::from_str(&first["data: ".len()..]).unwrap();
+    assert_eq!((first["type"].as_str(), first["stream"].as_str(), first["data"]["language"].as_str()), (Some("caption"), Some("live/cc"), Some("eng")), "{first}");
+    assert_eq!((first["data"]["start"].as_u64(), first["data"]["end"].as_u64()), (Some(300), Some(550)), "{first}");
+
+    // Timed metadata: to the page as an event; bad metadata refused.
+    let (status, answer) = post_caption(&node, "/api/v1/streams/live/cc/metadata", r#"{"objects":[{"label":"person","score":0.9}]}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert!(wait_until(Duration::from_secs(5), || events.lock().unwrap().contains("event: metadata\ndata: ")), "{}", events.lock().unwrap());
+    let seen = events.lock().unwrap().clone();
+    let metadata = seen.lines().find(|l| l.starts_with("data: ") && l.contains("\"metadata\"")).expect("the metadata event");
+    let metadata: Value = serde_json::from_str(&metadata["data: ".len()..]).unwrap();
+    assert_eq!(metadata["data"]["objects"][0]["label"], "person", "{metadata}");
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(10_000));
+    for (target, body, status) in [("/api/v1/streams/live/cc/metadata", "[1,2]", 400), ("/api/v1/streams/live/cc/metadata", big.as_str(), 413), ("/api/v1/streams/live/nobody/metadata", "{}", 404)] {
+        let (got, answer) = post_caption(&node, target, body);
+        assert_eq!(got, status, "{target}: {answer}");
+    }
 
     // Over the tap's own socket: answered with the time it went out at.
     let mut tap = connect(node.ports.http, "/tap/live/cc");

@@ -179,7 +179,7 @@ impl Ring {
             // as a header); timed script data (captions) goes to the players of now only.
             if estuary_protocols::container::flv::is_metadata(&frame.payload) {
                 self.metadata = Some(frame.clone());
-            } else {
+            } else if estuary_protocols::container::flv::is_text_data(&frame.payload) {
                 self.caption = Some(frame.clone());
             }
         } else if frame.config {

@@ -75,6 +75,8 @@ pub struct Node {
     pub transcoders: crate::transcode::Transcoders,
     /// AI tap feeds (decoded audio for models).
     pub taps: crate::tap::Taps,
+    /// Listeners of streams' captions and timed metadata (server-sent events).
+    pub events: crate::tap::Events,
     /// Transcoding settings for transcoders started by players (fallback renditions) and the
     /// API: set at boot, replaced by a configuration reload (a running transcoder keeps the
     /// settings it started with).
@@ -166,6 +168,7 @@ impl Node {
             outputs: Default::default(),
             transcoders: Default::default(),
             taps: Default::default(),
+            events: Default::default(),
             transcode_settings: Default::default(),
             fallback_starting: tokio::sync::Mutex::new(()),
             forwards: crate::forward::Forwards::new(options.forward_tls_ca_file, options.forward_deny_private),

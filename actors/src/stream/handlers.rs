@@ -99,10 +99,11 @@ impl Handler<StartPackage> for StreamActor {
     }
 }
 
-impl Handler<InjectCaption> for StreamActor {
+impl Handler<InjectTimedData> for StreamActor {
     type Result = Result<i64, CaptionRefused>;
 
-    fn handle(&mut self, msg: InjectCaption, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: InjectTimedData, ctx: &mut Self::Context) -> Self::Result {
+        use estuary_protocols::container::flv;
         if self.publisher.is_none() {
             return Err(CaptionRefused::NotLive(self.key.to_string()));
         }
@@ -110,10 +111,15 @@ impl Handler<InjectCaption> for StreamActor {
         // media, so a caption that comes late (speech recognition lags its audio) is shown
         // when it arrives rather than dated back before frames already sent.
         let at = self.last_out_dts_ms.unwrap_or(0);
-        let frame = std::sync::Arc::new(estuary_protocols::container::flv::text_data_frame(at, &msg.text, &msg.language));
-        self.last_caption = Some(frame.clone());
-        self.guarded(ctx, "caption", |act, _| act.fan_out(&frame));
-        tracing::debug!(stream = %self.key, at_ms = at, bytes = msg.text.len(), "caption sent to players");
+        let (frame, what) = match &msg.0 {
+            TimedData::Caption { text, language } => (std::sync::Arc::new(flv::text_data_frame(at, text, language)), "caption"),
+            TimedData::Metadata { json } => (std::sync::Arc::new(flv::cue_point_frame(at, json)), "timed metadata"),
+        };
+        if matches!(msg.0, TimedData::Caption { .. }) {
+            self.last_caption = Some(frame.clone());
+        }
+        self.guarded(ctx, "timed data", |act, _| act.fan_out(&frame));
+        tracing::debug!(stream = %self.key, at_ms = at, bytes = frame.payload.len(), what, "timed data sent to players");
         Ok(at)
     }
 }

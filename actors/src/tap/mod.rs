@@ -348,12 +348,81 @@ async fn run(feed: &Feed, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) 
     }
 }
 
+/// Events a stream's web pages follow (`GET /events/<app>/<stream>`, server-sent events):
+/// captions and timed metadata as they go out.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamEvent {
+    /// `caption` or `metadata`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The stream.
+    pub stream: String,
+    /// The stream time (ms) it went out at.
+    pub at_ms: i64,
+    /// When, Unix ms.
+    pub unix_ms: i64,
+    /// The caption (`text`, `language`) or the metadata object.
+    pub data: serde_json::Value,
+}
+
+/// Events a listener may be behind before it loses the oldest.
+const EVENTS_KEPT: usize = 64;
+
+/// The event channels of streams that have listeners.
+#[derive(Debug, Default)]
+pub struct Events {
+    channels: Mutex<HashMap<StreamKey, broadcast::Sender<Arc<StreamEvent>>>>,
+}
+
+impl Events {
+    /// Sends `event` to the listeners of `key` (none: nothing is kept).
+    pub fn publish(&self, key: &StreamKey, event: StreamEvent) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = channels.get(key) {
+            if tx.send(Arc::new(event)).is_err() {
+                // Every listener has gone.
+                channels.remove(key);
+            }
+        }
+    }
+
+    /// Listens to `key`'s events from now on.
+    pub fn subscribe(&self, key: &StreamKey) -> broadcast::Receiver<Arc<StreamEvent>> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        // Channels whose listeners all left go when the next listener comes.
+        channels.retain(|_, tx| tx.receiver_count() > 0);
+        channels.entry(key.clone()).or_insert_with(|| broadcast::channel(EVENTS_KEPT).0).subscribe()
+    }
+
+    /// Streams with listeners.
+    pub fn streams(&self) -> usize {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|tx| tx.receiver_count() > 0).count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn events_reach_the_listeners_of_their_stream_only() {
+        let events = Events::default();
+        let (a, b) = (StreamKey::new("live", "a"), StreamKey::new("live", "b"));
+        let event = |text: &str| StreamEvent { kind: "caption", stream: "live/a".into(), at_ms: 1, unix_ms: 2, data: serde_json::json!({ "text": text }) };
+        events.publish(&a, event("before anyone listens"));
+        let mut rx = events.subscribe(&a);
+        let mut other = events.subscribe(&b);
+        events.publish(&a, event("hello"));
+        assert_eq!(rx.try_recv().unwrap().data["text"], "hello");
+        assert!(rx.try_recv().is_err() && other.try_recv().is_err());
+        assert_eq!(events.streams(), 2);
+        drop(rx);
+        events.publish(&a, event("nobody"));
+        assert_eq!(events.streams(), 1);
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub fn endpoints(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/transcodes", web::get().to(list_transcodes))
         .route("/api/v1/taps", web::get().to(list_taps))
         .route("/api/v1/streams/{app}/{stream}/captions", web::post().to(post_caption))
+        .route("/api/v1/streams/{app}/{stream}/metadata", web::post().to(post_metadata))
         .route("/api/v1/tap/{app}/{stream}", web::get().to(tap_stream))
         .route("/api/v1/transcodes", web::post().to(add_transcode))
         .route("/api/v1/transcodes/{id}", web::delete().to(remove_transcode))
@@ -440,6 +441,20 @@ async fn post_caption(_: AuthorizedChange, state: web::Data<AppState>, path: web
     let key = estuary_actors::StreamKey::new(&app, &stream);
     match crate::tap::send_caption(&state, &key, &body).await {
         Ok(at_ms) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "caption": { "stream": key.to_string(), "at_ms": at_ms } })),
+        Err((status, reason)) => error(status, &reason),
+    }
+}
+
+/// `POST /api/v1/streams/{app}/{stream}/metadata`: timed metadata (a JSON object) for the
+/// stream's players and event listeners (see `crate::tap`).
+async fn post_metadata(_: AuthorizedChange, state: web::Data<AppState>, path: web::Path<(String, String)>, body: web::Json<Value>) -> HttpResponse {
+    let (app, stream) = path.into_inner();
+    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(&stream)) {
+        return error(400, &format!("invalid app or stream name: {reason}"));
+    }
+    let key = estuary_actors::StreamKey::new(&app, &stream);
+    match crate::tap::send_metadata(&state, &key, &body).await {
+        Ok(at_ms) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "metadata": { "stream": key.to_string(), "at_ms": at_ms } })),
         Err((status, reason)) => error(status, &reason),
     }
 }

@@ -353,11 +353,34 @@ pub fn text_data_frame(dts_ms: i64, text: &str, language: &str) -> MediaFrame {
     MediaFrame { track: TrackKind::Data, codec: Codec::ScriptData, dts: dts_ms, pts: dts_ms, timebase: Timebase::MILLIS, keyframe: false, config: false, payload }
 }
 
+/// Timed metadata (a model's detections, a producer's cue) as FLV/RTMP script data at
+/// `dts_ms`: an `onCuePoint` event (`name` "estuary.metadata", `time` in seconds, `type`
+/// "event", `parameters.json` the JSON text), the cue point form Flash-era players raise.
+pub fn cue_point_frame(dts_ms: i64, json: &str) -> MediaFrame {
+    let parameters = vec![("json".to_string(), amf0::Value::String(json.into()))];
+    let fields = vec![
+        ("name".to_string(), amf0::Value::String("estuary.metadata".into())),
+        ("time".to_string(), amf0::Value::Number(dts_ms as f64 / 1000.0)),
+        ("type".to_string(), amf0::Value::String("event".into())),
+        ("parameters".to_string(), amf0::Value::Object(parameters)),
+    ];
+    let payload = amf0::encode_all(&[amf0::Value::String("onCuePoint".into()), amf0::Value::Object(fields)]).freeze();
+    MediaFrame { track: TrackKind::Data, codec: Codec::ScriptData, dts: dts_ms, pts: dts_ms, timebase: Timebase::MILLIS, keyframe: false, config: false, payload }
+}
+
+fn script_name_is(payload: &[u8], name: &[u8]) -> bool {
+    payload.len() >= 3 + name.len() && payload[0] == 0x02 && payload[1..3] == (name.len() as u16).to_be_bytes() && &payload[3..3 + name.len()] == name
+}
+
+/// Whether a script data payload is a caption (`onTextData`).
+pub fn is_text_data(payload: &[u8]) -> bool {
+    script_name_is(payload, b"onTextData")
+}
+
 /// Whether a script data payload is the stream's `onMetaData` (which a joining player is
 /// given first), not a timed event such as a caption.
 pub fn is_metadata(payload: &[u8]) -> bool {
-    const NAME: &[u8] = b"onMetaData";
-    payload.len() >= 3 + NAME.len() && payload[0] == 0x02 && payload[1..3] == (NAME.len() as u16).to_be_bytes() && &payload[3..3 + NAME.len()] == NAME
+    script_name_is(payload, b"onMetaData")
 }
 
 /// One tag read from an FLV stream.
@@ -483,6 +506,11 @@ mod tests {
         let metadata = script_body_to_frame(0, &amf0::encode_all(&[amf0::Value::String("onMetaData".into()), amf0::Value::EcmaArray(vec![])])).unwrap().unwrap();
         assert!(is_metadata(&metadata.payload));
         assert!(!is_metadata(&[0x02, 0x00]));
+        assert!(is_text_data(&frame.payload) && !is_text_data(&metadata.payload));
+        let cue = cue_point_frame(2500, r#"{"label":"person"}"#);
+        assert!(!is_metadata(&cue.payload) && !is_text_data(&cue.payload));
+        let values = amf0::decode_all(&cue.payload).unwrap();
+        assert_eq!(values[0].as_str(), Some("onCuePoint"));
     }
 
     #[test]
