@@ -54,6 +54,8 @@ class TapSocket:
         if " 101 " not in status + " ":
             body = self.buffer.decode(errors="replace").strip()
             raise SystemExit(f"the tap refused: {status} {body}")
+        # Connected: a stream may pause (a publisher reconnecting) without ending the worker.
+        self.sock.settimeout(None)
 
     def _read_until(self, marker):
         while marker not in self.buffer:
@@ -90,6 +92,10 @@ class TapSocket:
             if opcode == 0xA:
                 continue
             if opcode == 0x8:
+                try:
+                    self._send(0x8, payload[:2])  # the closing handshake's answer
+                except OSError:
+                    pass
                 return "close", payload[2:].decode(errors="replace")
             if opcode in (0x1, 0x2):
                 kind = "text" if opcode == 0x1 else "binary"

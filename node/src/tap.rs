@@ -30,6 +30,43 @@ use serde_json::json;
 /// audio piling up in socket buffers (and arriving late).
 const TAP_SEND_BUFFER: usize = 192 * 1024;
 
+/// A tap client that takes nothing for this long (its socket full) is ended.
+const TAP_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Shortest time between two captions from one tap socket.
+const CAPTION_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+enum Outgoing {
+    Text(String),
+    Binary(bytes::Bytes),
+}
+
+/// Sends one message. `Err(None)`: the client has gone; `Err(Some(why))`: it was kicked, or
+/// took nothing for [`TAP_SEND_TIMEOUT`] (a send waits while its socket is full).
+async fn deliver(session: &mut actix_ws::Session, record: &estuary_actors::node::clients::ClientRecord, message: Outgoing) -> Result<(), Option<String>> {
+    let send = async {
+        match message {
+            Outgoing::Text(text) => session.text(text).await,
+            Outgoing::Binary(bytes) => session.binary(bytes).await,
+        }
+    };
+    tokio::select! {
+        sent = send => sent.map_err(|_| None),
+        _ = record.kicked() => Err(Some("kicked through the API".to_string())),
+        _ = tokio::time::sleep(TAP_SEND_TIMEOUT) => Err(Some(format!("the client took nothing for {} s", TAP_SEND_TIMEOUT.as_secs()))),
+    }
+}
+
+/// Tells the client why the tap ends and closes it (bounded: it may not be reading).
+async fn finish(mut session: actix_ws::Session, reason: String) {
+    let close = Some(actix_ws::CloseReason { code: actix_ws::CloseCode::Normal, description: Some(reason.clone()) });
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = session.text(json!({ "type": "end", "reason": reason }).to_string()).await;
+        let _ = session.close(close).await;
+    })
+    .await;
+}
+
 fn error(status: u16, message: &str) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     HttpResponse::build(status).insert_header(("Access-Control-Allow-Origin", "*")).content_type("text/plain; charset=utf-8").body(format!("{message}\n"))
@@ -76,6 +113,17 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
             return error(403, &format!("play refused: {reason}"));
         }
     }
+    // Nothing starts for a request that is not a WebSocket upgrade.
+    let upgrade = req.headers().get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return error(400, "the tap is a WebSocket: ask with Upgrade: websocket (ws://...)");
+    }
+    // Captions sent on the socket need what a publisher needs (on the API port, credentials
+    // for changes): a viewer may listen, not write on every viewer's screen.
+    let can_caption = !check_play || {
+        let request = estuary_actors::access::Request { action: estuary_actors::access::auth::Action::Publish, client: guard.id(), ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
+        state.node.access.check_rules(&request).is_ok()
+    };
     // Refused before the upgrade when the stream is not live; a stream without audio is told
     // over the socket (the client asked for a WebSocket, so it gets its close reason).
     let joined = tap::join(&state.node, &state.registry, &key, format).await;
@@ -91,69 +139,65 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
     let record = guard.record().clone();
     actix_web::rt::spawn(async move {
         let _guard = guard;
-        let close = |reason: String| Some(actix_ws::CloseReason { code: actix_ws::CloseCode::Normal, description: Some(reason) });
         let mut client = match joined {
             Ok(client) => client,
             Err(e) => {
                 tracing::info!(client = record.id, stream = %key, reason = %e, "tap closed");
-                let _ = session.text(json!({ "type": "end", "reason": e.to_string() }).to_string()).await;
-                let _ = session.close(close(e.to_string())).await;
+                finish(session, e.to_string()).await;
                 return;
             }
         };
         tracing::info!(client = record.id, stream = %key, feed = client.feed_id(), rate = format.rate, channels = format.channels, "tap started");
         let start = json!({ "type": "start", "stream": key.to_string(), "audio": { "format": "s16le", "rate": format.rate, "channels": format.channels }, "feed": client.feed_id(), "header_bytes": tap::CHUNK_HEADER });
-        if session.text(start.to_string()).await.is_err() {
-            return;
-        }
-        let reason = loop {
-            tokio::select! {
+        let mut last_caption: Option<std::time::Instant> = None;
+        let mut outcome = deliver(&mut session, &record, Outgoing::Text(start.to_string())).await;
+        while outcome.is_ok() {
+            outcome = tokio::select! {
                 event = client.next() => match event {
                     Some(Ok(TapEvent::Audio { stream_us, wall_us, pcm })) => {
                         let chunk = tap::encode_chunk(stream_us, wall_us, &pcm);
                         record.add_out(chunk.len());
-                        if session.binary(chunk).await.is_err() {
-                            break None;
-                        }
+                        deliver(&mut session, &record, Outgoing::Binary(chunk)).await
                     }
-                    Some(Ok(TapEvent::End(why))) => break Some(why),
+                    Some(Ok(TapEvent::End(why))) => Err(Some(why)),
                     Some(Err(lost)) => {
                         tracing::debug!(client = record.id, stream = %key, lost, "tap client behind: oldest chunks dropped");
-                        if session.text(json!({ "type": "lost", "chunks": lost }).to_string()).await.is_err() {
-                            break None;
-                        }
+                        deliver(&mut session, &record, Outgoing::Text(json!({ "type": "lost", "chunks": lost }).to_string())).await
                     }
-                    None => break Some("the tap feed stopped".to_string()),
+                    None => Err(Some("the tap feed stopped".to_string())),
                 },
                 message = messages.recv() => match message {
-                    Some(Ok(actix_ws::Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            break None;
-                        }
-                    }
+                    Some(Ok(actix_ws::Message::Ping(bytes))) => session.pong(&bytes).await.map_err(|_| None),
                     Some(Ok(actix_ws::Message::Text(text))) => {
                         let answer = match serde_json::from_str::<serde_json::Value>(&text) {
-                            Ok(message) if message["type"] == "caption" => match send_caption(&state, &key, &message).await {
-                                Ok(at_ms) => json!({ "type": "caption", "at_ms": at_ms }),
-                                Err((status, reason)) => json!({ "type": "error", "status": status, "message": reason }),
-                            },
+                            Ok(message) if message["type"] == "caption" => {
+                                if !can_caption {
+                                    json!({ "type": "error", "status": 403, "message": "captions on the tap need the publish rules to pass (or the API's tap with credentials)" })
+                                } else if last_caption.is_some_and(|at| at.elapsed() < CAPTION_INTERVAL) {
+                                    json!({ "type": "error", "status": 429, "message": format!("at most one caption every {} ms", CAPTION_INTERVAL.as_millis()) })
+                                } else {
+                                    last_caption = Some(std::time::Instant::now());
+                                    match send_caption(&state, &key, &message).await {
+                                        Ok(at_ms) => json!({ "type": "caption", "at_ms": at_ms }),
+                                        Err((status, reason)) => json!({ "type": "error", "status": status, "message": reason }),
+                                    }
+                                }
+                            }
                             Ok(_) => json!({ "type": "error", "status": 400, "message": "the tap takes {\"type\":\"caption\", ...} messages" }),
                             Err(e) => json!({ "type": "error", "status": 400, "message": format!("not JSON: {e}") }),
                         };
-                        if session.text(answer.to_string()).await.is_err() {
-                            break None;
-                        }
+                        deliver(&mut session, &record, Outgoing::Text(answer.to_string())).await
                     }
-                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break None,
-                    Some(Ok(_)) => {}
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => Err(None),
+                    Some(Ok(_)) => Ok(()),
                 },
-                _ = record.kicked() => break Some("kicked through the API".to_string()),
-            }
-        };
+                _ = record.kicked() => Err(Some("kicked through the API".to_string())),
+            };
+        }
+        let reason = outcome.err().flatten();
         tracing::info!(client = record.id, stream = %key, lost = client.lost, reason = reason.as_deref().unwrap_or("the client left"), "tap ended");
         if let Some(reason) = reason {
-            let _ = session.text(json!({ "type": "end", "reason": reason }).to_string()).await;
-            let _ = session.close(close(reason)).await;
+            finish(session, reason).await;
         }
     });
     response

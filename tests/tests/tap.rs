@@ -148,7 +148,8 @@ fn twenty_tap_clients_share_one_decoder_and_a_stalled_one_loses_chunks_without_s
     assert_eq!(list[0]["clients"], 20, "{list:?}");
 
     // The readers take 8 s of audio each, round robin, while the stalled client's share
-    // piles up; each must get its 8 s within 8 s plus startup, so none was slowed.
+    // piles up. None of them may be told it lost a chunk (`read_audio` fails on any text
+    // message): the stalled client slowed nobody. The 30 s bound only keeps a hang short.
     let began = Instant::now();
     let mut received = vec![0usize; readers.len()];
     let wanted = 48_000 * 2 * 8;
@@ -179,7 +180,6 @@ fn twenty_tap_clients_share_one_decoder_and_a_stalled_one_loses_chunks_without_s
         }
     }
     let told = told.expect("the stalled client was never told it lost chunks");
-    assert!(told > 0);
     assert!(lost(&node) >= told, "the feed counts {} lost, the client was told {told}", lost(&node));
     assert_eq!(feeds(&node).len(), 1);
 }
@@ -210,8 +210,13 @@ fn bad_taps_are_refused_with_the_reason() {
         assert_eq!(got, code, "{path}: {body}");
         assert!(body.contains(reason), "{path}: {body}");
     }
-    // A stream without audio: the tap says so and closes cleanly.
+    // Not a WebSocket request: nothing starts.
+    let plain = estuary_tests::http::get(node.ports.http, "/tap/live/mute").expect("GET the tap");
+    assert_eq!(plain.status, 400, "{}", String::from_utf8_lossy(&plain.body));
+    assert!(feeds(&node).is_empty());
+    // A stream without audio: the tap says so (no audio frame within 5 s) and closes cleanly.
     let mut tap = connect(node.ports.http, "/tap/live/mute");
+    assert_eq!(next_text(&mut tap)["type"], "start");
     let end = next_text(&mut tap);
     assert_eq!(end["type"], "end", "{end}");
     assert!(end["reason"].as_str().unwrap_or("").contains("has no audio"), "{end}");
@@ -317,6 +322,8 @@ fn captions_reach_rtmp_and_flv_players_as_text_and_web_pages_as_events_and_bad_o
             n
         })
     };
+    // Players start once a caption has gone out (a player joining later is given the newest).
+    assert!(wait_until(Duration::from_secs(5), || events.lock().unwrap().contains("caption number 1\"")), "{}", events.lock().unwrap());
     for url in [node.flv_url("live/cc"), node.rtmp_url("live/cc")] {
         let texts = subtitle_texts(&url, 5);
         assert!(texts.len() >= 5, "{url}: {} captions in 5 s: {texts:?}", texts.len());
@@ -356,10 +363,14 @@ fn captions_reach_rtmp_and_flv_players_as_text_and_web_pages_as_events_and_bad_o
     let mut tap = connect(node.ports.http, "/tap/live/cc");
     assert_eq!(next_text(&mut tap)["type"], "start");
     tap.send(Message::text(r#"{"type":"caption","text":"from the tap"}"#)).expect("send a caption");
-    tap.send(Message::text(r#"{"type":"caption","text":""}"#)).expect("send an empty caption");
-    let (ok, refused) = (next_text(&mut tap), next_text(&mut tap));
+    tap.send(Message::text(r#"{"type":"caption","text":"too soon"}"#)).expect("send a second caption");
+    let (ok, too_soon) = (next_text(&mut tap), next_text(&mut tap));
     assert_eq!(ok["type"], "caption", "{ok}");
     assert!(ok["at_ms"].as_i64().is_some_and(|t| t > 0), "{ok}");
+    assert_eq!((too_soon["type"].as_str(), too_soon["status"].as_u64()), (Some("error"), Some(429)), "{too_soon}");
+    std::thread::sleep(Duration::from_millis(150));
+    tap.send(Message::text(r#"{"type":"caption","text":""}"#)).expect("send an empty caption");
+    let refused = next_text(&mut tap);
     assert_eq!((refused["type"].as_str(), refused["status"].as_u64()), (Some("error"), Some(400)), "{refused}");
 }
 
@@ -405,7 +416,9 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_players() {
     let heard: std::collections::BTreeSet<String> = texts.iter().flat_map(|t| words(t)).collect();
     let expected = words(SENTENCE);
     let overlap: Vec<&String> = expected.intersection(&heard).collect();
-    // Tolerant: a synthetic voice through AAC and a small model; 4 of the sentence's 7
-    // distinct words is well above chance and below what a clean run gets (all 7).
-    assert!(overlap.len() >= 4, "captions {texts:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+    // Tolerant: a synthetic voice through AAC and a small model. At least 4 of the sentence's
+    // 7 distinct words, 2 of them among its content words (going, park, today): common words
+    // alone (we, are, to, the) could come from any speech. A clean run gets all 7.
+    let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
+    assert!(overlap.len() >= 4 && content >= 2, "captions {texts:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
 }

@@ -101,8 +101,9 @@ pub struct Ring {
     /// The newest start point, while held.
     last_start: Option<u64>,
     metadata: Option<Arc<MediaFrame>>,
-    /// The newest caption (timed script data), shown to a joining player when still fresh.
-    caption: Option<Arc<MediaFrame>>,
+    /// The newest caption (timed script data) and its frame number, shown to a joining player
+    /// that starts after it, while still fresh.
+    caption: Option<(u64, Arc<MediaFrame>)>,
     video_config: Option<Arc<MediaFrame>>,
     audio_config: Option<Arc<MediaFrame>>,
     /// The stream's MPEG-TS muxer, once a TS player joined.
@@ -180,7 +181,7 @@ impl Ring {
             if estuary_protocols::container::flv::is_metadata(&frame.payload) {
                 self.metadata = Some(frame.clone());
             } else if estuary_protocols::container::flv::is_text_data(&frame.payload) {
-                self.caption = Some(frame.clone());
+                self.caption = Some((self.head(), frame.clone()));
             }
         } else if frame.config {
             match frame.track {
@@ -296,7 +297,7 @@ impl Ring {
     /// Metadata and sequence headers to send before starting at the frame numbered `seq`,
     /// stamped with its decode time (metadata keeps 0).
     /// The newest caption comes last, at the start's time, when it is at most
-    /// [`CAPTION_FRESH_MS`] from it: the text other players have on screen, and what tells a
+    /// [`CAPTION_FRESH_MS`] from it and came before it: the text other players have on screen, and what tells a
     /// player such as FFmpeg, which looks for tracks when it starts, that the stream has one.
     pub fn headers_for(&self, seq: u64) -> Vec<Arc<MediaFrame>> {
         let dts = self.get(seq).map(|e| e.frame.dts);
@@ -313,8 +314,9 @@ impl Ring {
                 _ => header.clone(),
             })
             .collect();
-        if let (Some(caption), Some(start)) = (&self.caption, self.get(seq).map(|e| &e.frame)) {
-            if (start.dts_ms() - caption.dts_ms()).abs() <= CAPTION_FRESH_MS {
+        if let (Some((at, caption)), Some(start)) = (&self.caption, self.get(seq).map(|e| &e.frame)) {
+            // A caption at or after the start is in the ring and comes in its turn.
+            if *at < seq && (start.dts_ms() - caption.dts_ms()).abs() <= CAPTION_FRESH_MS {
                 let mut copy = MediaFrame::clone(caption);
                 (copy.timebase, copy.dts, copy.pts) = (start.timebase, start.dts, start.dts);
                 headers.push(Arc::new(copy));
@@ -664,6 +666,10 @@ mod tests {
         assert!(out.starts_with("T350 K400 "), "{out}");
         let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
         assert!(out.starts_with("M0 VH400 AH400 T400 K400 "), "{out}");
+        // One after the start point is not primed: the joiner gets it once, in its place.
+        ring.push(Arc::new(estuary_protocols::container::flv::text_data_frame(450, "again", "eng")));
+        let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
+        assert!(out.starts_with("M0 VH400 AH400 K400 ") && out.matches("T450").count() == 1, "{out}");
         // A caption long gone is not shown to a joiner.
         feed(&mut ring, 20_000, 1);
         let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);

@@ -136,9 +136,6 @@ pub enum TapError {
     /// No such live stream.
     #[error("stream {0} is not live")]
     NotFound(String),
-    /// The stream has no audio track.
-    #[error("stream {0} has no audio")]
-    NoAudio(String),
 }
 
 /// The node's tap feeds.
@@ -176,6 +173,19 @@ impl Taps {
         let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
         let feed = feeds.get(key)?;
         Some(TapClient::of(feed))
+    }
+
+    /// Removes `feed` when it has no client, in one step with the check.
+    fn remove_if_idle(&self, feed: &Arc<Feed>) -> bool {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if feed.clients.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let key = FeedKey { stream: feed.stream.clone(), format: feed.format };
+        if feeds.get(&key).is_some_and(|f| Arc::ptr_eq(f, feed)) {
+            feeds.remove(&key);
+        }
+        true
     }
 
     fn remove(&self, feed: &Arc<Feed>) {
@@ -242,9 +252,6 @@ pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &Str
     let not_found = || TapError::NotFound(key.to_string());
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: node.clients.allocate_id(), require_live: true, shared: false }).await.map_err(|_| not_found())?.map_err(|_| not_found())?;
-    if !subscription.has_audio {
-        return Err(TapError::NoAudio(key.to_string()));
-    }
     let (tx, _) = broadcast::channel(FEED_CHUNKS);
     let feed = Arc::new(Feed {
         id: node.taps.next_id.fetch_add(1, Ordering::Relaxed) + 1,
@@ -265,7 +272,7 @@ pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &Str
     let counted = node.census.enter("tap_feed");
     node.topology.workers.next().spawn(async move {
         let _counted = counted;
-        let why = run(&feed, subscription.rx).await;
+        let why = run(&node, &feed, subscription.rx).await;
         tracing::info!(stream = %feed.stream, feed = feed.id, chunks = feed.chunks.load(Ordering::Relaxed), lost = feed.lost.load(Ordering::Relaxed), why, "tap feed ended");
         node.taps.remove(&feed);
         let _ = feed.tx.send(TapEvent::End(why));
@@ -276,13 +283,20 @@ pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &Str
 /// How often a feed checks whether it still has clients.
 const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a feed waits for the stream's first audio frame before saying it has none (a
+/// stream's announced tracks are not enough: FLV's G.711 has no header to announce it).
+pub const AUDIO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Decodes the stream's audio into the feed until the stream ends, the audio cannot be
 /// decoded, or nobody listens; returns why it stopped.
-async fn run(feed: &Feed, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) -> String {
+async fn run(node: &NodeContext, feed: &Arc<Feed>, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) -> String {
+    let taps = &node.taps;
     let mut decoder: Option<(Codec, PcmDecoder)> = None;
     let mut aac_config: Option<Bytes> = None;
     let mut converter = PcmConverter::new(feed.format.rate, feed.format.channels as usize);
     let mut idle = tokio::time::interval(IDLE_CHECK);
+    let started = tokio::time::Instant::now();
+    let mut heard = false;
     loop {
         let frame = tokio::select! {
             frame = rx.recv() => match frame {
@@ -290,8 +304,13 @@ async fn run(feed: &Feed, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) 
                 None => return "the stream ended".into(),
             },
             _ = idle.tick() => {
-                if feed.clients.load(Ordering::Relaxed) == 0 {
+                // Removed under the feeds' lock, which a joining client also takes: no client
+                // joins a feed that is about to stop.
+                if taps.remove_if_idle(feed) {
                     return "no tap client left".into();
+                }
+                if !heard && started.elapsed() >= AUDIO_WAIT {
+                    return format!("stream {} has no audio (none in {} s)", feed.stream, AUDIO_WAIT.as_secs());
                 }
                 continue;
             }
@@ -299,6 +318,7 @@ async fn run(feed: &Feed, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) 
         if frame.track != TrackKind::Audio {
             continue;
         }
+        heard = true;
         if frame.config {
             if frame.codec == Codec::Aac {
                 aac_config = Some(frame.payload.clone());
@@ -327,12 +347,24 @@ async fn run(feed: &Feed, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) 
             }
         }
         let Some((_, pcm_decoder)) = decoder.as_mut() else { continue };
-        let errors_before = pcm_decoder.errors;
-        let Some((rate, channels, samples)) = pcm_decoder.decode(&frame.payload) else {
-            feed.errors.fetch_add(pcm_decoder.errors - errors_before, Ordering::Relaxed);
-            continue;
+        // A decoder that panics on a publisher's bad packet ends this feed alone; its clients
+        // are told, and the next client starts a fresh one.
+        let decoded = crate::node::supervision::catch(|| {
+            let errors_before = pcm_decoder.errors;
+            let decoded = pcm_decoder.decode(&frame.payload).map(|(rate, channels, samples)| converter.convert(rate, channels, samples));
+            (decoded, pcm_decoder.errors - errors_before)
+        });
+        let converted = match decoded {
+            Ok((Some(converted), _)) => converted,
+            Ok((None, errors)) => {
+                feed.errors.fetch_add(errors, Ordering::Relaxed);
+                continue;
+            }
+            Err(panic) => {
+                node.restarts.panicked("tap", &format_args!("tap feed of {}", feed.stream), &panic);
+                return "internal error in the tap decoder".into();
+            }
         };
-        let converted = converter.convert(rate, channels, samples);
         if converted.is_empty() {
             continue;
         }

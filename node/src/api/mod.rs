@@ -425,8 +425,9 @@ async fn list_taps(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-/// `GET /api/v1/tap/{app}/{stream}`: the AI tap's WebSocket with API credentials.
-async fn tap_stream(_: Authorized, state: web::Data<AppState>, req: HttpRequest, body: web::Payload, path: web::Path<(String, String)>) -> HttpResponse {
+/// `GET /api/v1/tap/{app}/{stream}`: the AI tap's WebSocket with API credentials (those for
+/// changes: captions come back on it).
+async fn tap_stream(_: AuthorizedChange, state: web::Data<AppState>, req: HttpRequest, body: web::Payload, path: web::Path<(String, String)>) -> HttpResponse {
     let (app, stream) = path.into_inner();
     crate::tap::tap_on_api(state, req, body, app, stream).await
 }
