@@ -107,6 +107,14 @@ pub struct Feed {
     started_ms: i64,
 }
 
+impl Feed {
+    fn new(id: u64, stream: StreamKey, format: AudioFormat, capacity: usize) -> Arc<Feed> {
+        let (tx, _) = broadcast::channel(capacity);
+        let zero = || AtomicU64::new(0);
+        Arc::new(Feed { id, stream, format, tx, clients: AtomicUsize::new(0), chunks: zero(), lost: zero(), codec: Mutex::new(None), errors: zero(), started_ms: crate::unix_ms() })
+    }
+}
+
 /// A feed as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedInfo {
@@ -252,19 +260,7 @@ pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &Str
     let not_found = || TapError::NotFound(key.to_string());
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: node.clients.allocate_id(), require_live: true, shared: false }).await.map_err(|_| not_found())?.map_err(|_| not_found())?;
-    let (tx, _) = broadcast::channel(FEED_CHUNKS);
-    let feed = Arc::new(Feed {
-        id: node.taps.next_id.fetch_add(1, Ordering::Relaxed) + 1,
-        stream: key.clone(),
-        format,
-        tx,
-        clients: AtomicUsize::new(0),
-        chunks: AtomicU64::new(0),
-        lost: AtomicU64::new(0),
-        codec: Mutex::new(None),
-        errors: AtomicU64::new(0),
-        started_ms: crate::unix_ms(),
-    });
+    let feed = Feed::new(node.taps.next_id.fetch_add(1, Ordering::Relaxed) + 1, key.clone(), format, FEED_CHUNKS);
     let client = TapClient::of(&feed);
     node.taps.feeds.lock().unwrap_or_else(|e| e.into_inner()).insert(feed_key, feed.clone());
     tracing::info!(stream = %key, feed = feed.id, rate = format.rate, channels = format.channels, "tap feed started");
@@ -478,19 +474,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_falls_behind_loses_the_oldest_chunks_and_is_told_how_many() {
-        let (tx, _) = broadcast::channel(4);
-        let feed = Arc::new(Feed {
-            id: 1,
-            stream: StreamKey::new("live", "a"),
-            format: AudioFormat { rate: 16_000, channels: 1 },
-            tx,
-            clients: AtomicUsize::new(0),
-            chunks: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            codec: Mutex::new(None),
-            errors: AtomicU64::new(0),
-            started_ms: 0,
-        });
+        let feed = Feed::new(1, StreamKey::new("live", "a"), AudioFormat { rate: 16_000, channels: 1 }, 4);
         let mut slow = TapClient::of(&feed);
         let mut fast = TapClient::of(&feed);
         assert_eq!(feed.clients.load(Ordering::Relaxed), 2);

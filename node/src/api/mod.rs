@@ -435,27 +435,23 @@ async fn tap_stream(_: AuthorizedChange, state: web::Data<AppState>, req: HttpRe
 /// `POST /api/v1/streams/{app}/{stream}/captions`: a caption for the stream's players (see
 /// `crate::tap`).
 async fn post_caption(_: AuthorizedChange, state: web::Data<AppState>, path: web::Path<(String, String)>, body: web::Json<Value>) -> HttpResponse {
-    let (app, stream) = path.into_inner();
-    if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(&stream)) {
-        return error(400, &format!("invalid app or stream name: {reason}"));
-    }
-    let key = estuary_actors::StreamKey::new(&app, &stream);
-    match crate::tap::send_caption(&state, &key, &body).await {
-        Ok(at_ms) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "caption": { "stream": key.to_string(), "at_ms": at_ms } })),
-        Err((status, reason)) => error(status, &reason),
-    }
+    post_timed_data(&state, path.into_inner(), &body, "caption").await
 }
 
 /// `POST /api/v1/streams/{app}/{stream}/metadata`: timed metadata (a JSON object) for the
 /// stream's players and event listeners (see `crate::tap`).
 async fn post_metadata(_: AuthorizedChange, state: web::Data<AppState>, path: web::Path<(String, String)>, body: web::Json<Value>) -> HttpResponse {
-    let (app, stream) = path.into_inner();
+    post_timed_data(&state, path.into_inner(), &body, "metadata").await
+}
+
+async fn post_timed_data(state: &AppState, (app, stream): (String, String), body: &Value, kind: &str) -> HttpResponse {
     if let Err(reason) = estuary_protocols::naming::check_app(&app).and_then(|()| estuary_protocols::naming::check_stream(&stream)) {
         return error(400, &format!("invalid app or stream name: {reason}"));
     }
     let key = estuary_actors::StreamKey::new(&app, &stream);
-    match crate::tap::send_metadata(&state, &key, &body).await {
-        Ok(at_ms) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, "metadata": { "stream": key.to_string(), "at_ms": at_ms } })),
+    let sent = if kind == "caption" { crate::tap::send_caption(state, &key, body).await } else { crate::tap::send_metadata(state, &key, body).await };
+    match sent {
+        Ok(at_ms) => HttpResponse::Ok().json(json!({ "code": 0, "server": SERVER, kind: { "stream": key.to_string(), "at_ms": at_ms } })),
         Err((status, reason)) => error(status, &reason),
     }
 }
