@@ -149,8 +149,8 @@ fn twenty_tap_clients_share_one_decoder_and_a_stalled_one_loses_chunks_without_s
 
     // The readers take 8 s of audio each, round robin, while the stalled client's share
     // piles up. None of them may be told it lost a chunk (`read_audio` fails on any text
-    // message): the stalled client slowed nobody. The 30 s bound only keeps a hang short.
-    let began = Instant::now();
+    // message): the stalled client slowed nobody. A reader that stops getting audio fails on
+    // its socket's read timeout.
     let mut received = vec![0usize; readers.len()];
     let wanted = 48_000 * 2 * 8;
     while received.iter().any(|&n| n < wanted) {
@@ -160,7 +160,6 @@ fn twenty_tap_clients_share_one_decoder_and_a_stalled_one_loses_chunks_without_s
                 received[i] += samples.len();
             }
         }
-        assert!(began.elapsed() < Duration::from_secs(30), "readers fell behind: {:?} of {wanted} samples each", received);
     }
     // The stalled client lost chunks (the feed counts them once it reads again); the readers
     // lost none, or they would have had a "lost" message.

@@ -79,6 +79,17 @@ fn serialise<S: Serialise>(with: &S, frame: &MediaFrame) -> Bytes {
 /// it.
 pub const CAPTION_FRESH_MS: i64 = 10_000;
 
+/// `caption` restamped at `start` (a joining player's first frame), when it is within
+/// [`CAPTION_FRESH_MS`] of it: what the ring and the stream actor prime a joiner with.
+pub fn caption_for_joiner(caption: &MediaFrame, start: &MediaFrame) -> Option<Arc<MediaFrame>> {
+    if (start.dts_ms() - caption.dts_ms()).abs() > CAPTION_FRESH_MS {
+        return None;
+    }
+    let mut copy = caption.clone();
+    (copy.timebase, copy.dts, copy.pts) = (start.timebase, start.dts, start.dts);
+    Some(Arc::new(copy))
+}
+
 /// Limits of a ring.
 #[derive(Debug, Clone, Copy)]
 pub struct RingLimits {
@@ -295,10 +306,10 @@ impl Ring {
     }
 
     /// Metadata and sequence headers to send before starting at the frame numbered `seq`,
-    /// stamped with its decode time (metadata keeps 0).
-    /// The newest caption comes last, at the start's time, when it is at most
-    /// [`CAPTION_FRESH_MS`] from it and came before it: the text other players have on screen, and what tells a
-    /// player such as FFmpeg, which looks for tracks when it starts, that the stream has one.
+    /// stamped with its decode time (metadata keeps 0). The newest caption comes last, at the
+    /// start's time, when it came before the start and is fresh ([`caption_for_joiner`]): the
+    /// text other players have on screen, and what tells a player such as FFmpeg, which looks
+    /// for tracks when it starts, that the stream has one.
     pub fn headers_for(&self, seq: u64) -> Vec<Arc<MediaFrame>> {
         let dts = self.get(seq).map(|e| e.frame.dts);
         let mut headers: Vec<Arc<MediaFrame>> = [&self.metadata, &self.video_config, &self.audio_config]
@@ -314,13 +325,9 @@ impl Ring {
                 _ => header.clone(),
             })
             .collect();
+        // A caption at or after the start is in the ring and comes in its turn.
         if let (Some((at, caption)), Some(start)) = (&self.caption, self.get(seq).map(|e| &e.frame)) {
-            // A caption at or after the start is in the ring and comes in its turn.
-            if *at < seq && (start.dts_ms() - caption.dts_ms()).abs() <= CAPTION_FRESH_MS {
-                let mut copy = MediaFrame::clone(caption);
-                (copy.timebase, copy.dts, copy.pts) = (start.timebase, start.dts, start.dts);
-                headers.push(Arc::new(copy));
-            }
+            headers.extend((*at < seq).then(|| caption_for_joiner(caption, start)).flatten());
         }
         headers
     }

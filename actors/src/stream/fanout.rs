@@ -186,10 +186,8 @@ impl StreamActor {
         // The newest caption, while fresh, at the start's time (as the delivery ring does for
         // its joiners: `Ring::headers_for`).
         if let (Some(caption), Some(start), false) = (&self.last_caption, self.gop.first(), waiting_for_keyframe) {
-            if (start.dts_ms() - caption.dts_ms()).abs() <= crate::delivery::ring::CAPTION_FRESH_MS {
-                let mut copy = MediaFrame::clone(caption);
-                (copy.timebase, copy.dts, copy.pts) = (start.timebase, start.dts, start.dts);
-                let _ = tx.try_send(Arc::new(copy));
+            if let Some(caption) = crate::delivery::ring::caption_for_joiner(caption, start) {
+                let _ = tx.try_send(caption);
             }
         }
         let start_pts = self.gop.first().map(|f| f.pts_ms());
