@@ -234,8 +234,9 @@ pub enum FaultTarget {
 /// What [`InjectTimedData`] carries.
 #[derive(Debug, Clone)]
 pub enum TimedData {
-    /// A caption (text already checked for size; an ISO 639-2 language code).
-    Caption { text: String, language: String },
+    /// A caption (text already checked for size; an ISO 639-2 language code), with the
+    /// stream time (ms) it belongs to when the sender gave it (checked: `end` after `start`).
+    Caption { text: String, language: String, start_ms: Option<i64>, end_ms: Option<i64> },
     /// Timed metadata: a JSON object's text (already checked).
     Metadata { json: String },
 }

@@ -253,7 +253,7 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
     // Decided by the name, not by whether the file exists yet: a request racing the next
     // segment's rename must not skip the check. `.ts` with no owning playlist is live
     // HTTP-TS, checked as its own stream (and again when it subscribes).
-    let segment = matches!(extension, "ts" | "m4s" | "mp4");
+    let segment = matches!(extension, "ts" | "m4s" | "mp4" | "vtt");
     // A file of a live package in memory (HLS and DASH on demand), else of the files on disk.
     // Only names of the protocols served on demand: with `hls.always` the disk's `-<n>.m4s`
     // and `-init-<v>.mp4` are HLS's, with `dash.always` the disk's DASH files.
@@ -264,7 +264,7 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
         return not_found(&format!("no such segment {app}/{file}"));
     }
     if matches!(extension, "m3u8" | "mpd") || segment {
-        let checked = owner.clone().unwrap_or_else(|| stream.strip_suffix("_master").unwrap_or(stream).to_string());
+        let checked = owner.clone().unwrap_or_else(|| stream.strip_suffix("_master").or_else(|| stream.strip_suffix("_vtt")).unwrap_or(stream).to_string());
         let request = estuary_actors::access::Request {
             action: estuary_actors::access::auth::Action::Play,
             client: 0,
@@ -352,9 +352,14 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
         };
     }
     match extension {
-        "m3u8" if hls_on_demand => match stream.strip_suffix("_master") {
-            Some(base) => master_playlist(&state, &key.vhost, &app, base, token.as_deref()).await,
-            None => crate::live_package::playlist(&state, &req, &key, &params, token.as_deref()).await,
+        "m3u8" if hls_on_demand => match (stream.strip_suffix("_master"), stream.strip_suffix("_vtt")) {
+            (Some(base), _) => master_playlist(&state, &key.vhost, &app, base, token.as_deref()).await,
+            (None, Some(base)) => {
+                let mut base_key = StreamKey::new(&app, base);
+                base_key.vhost = key.vhost.clone();
+                crate::live_package::subtitles_playlist(&state, &req, &base_key, token.as_deref()).await
+            }
+            (None, None) => crate::live_package::playlist(&state, &req, &key, &params, token.as_deref()).await,
         },
         "mpd" if dash_on_demand => crate::live_package::manifest(&state, &req, &key, token.as_deref()).await,
         "flv" => {
@@ -462,7 +467,15 @@ async fn master_playlist(state: &AppState, vhost: &str, app: &str, stream: &str,
         return HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("no HLS playlist for {app}/{stream} or its renditions\n"));
     }
     let variants: Vec<Variant> = variants.into_iter().map(|(bandwidth, resolution, name)| Variant { bandwidth, resolution, uri: format!("{name}.m3u8") }).collect();
-    let text = hls::master_playlist(variants);
+    // On demand, the stream's package serves a WebVTT caption rendition (empty until a
+    // caption comes): every variant refers to it.
+    let subtitles = on_demand.then(|| {
+        let mut key = StreamKey::new(app, stream);
+        key.vhost = vhost.to_string();
+        let language = state.node.packages.get(&key).and_then(|p| p.read(|p| p.caption_language.clone()));
+        hls::Subtitles { uri: format!("{stream}_vtt.m3u8"), language }
+    });
+    let text = hls::master_playlist(variants, subtitles.as_ref());
     let text = match token {
         Some(token) => estuary_protocols::manifest::hls::with_query_on_uris(&text, &format!("token={token}")),
         None => text,

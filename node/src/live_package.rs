@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `/<app>/<stream>.m3u8` | LL-HLS media playlist; `_HLS_msn`/`_HLS_part` block until that part exists, `_HLS_skip=YES` gives a delta update |
 //! | `/<app>/<stream>-init-<v>.mp4`, `-<n>.m4s`, `-<n>-p<i>.m4s` | initialization segment, whole segment, part |
+//! | `/<app>/<stream>_vtt.m3u8`, `/<app>/<stream>-<n>.vtt` | the WebVTT caption rendition: its playlist (the complete segments of the media playlist) and the cues of segment `n`; `<stream>_master.m3u8` lists it as `EXT-X-MEDIA:TYPE=SUBTITLES` |
 //! | `/<app>/<stream>.mpd` | DASH MPD (low-latency signalling) |
 //! | `/<app>/<stream>-<video\|audio>-init-v<v>.mp4`, `-<video\|audio>-v<v>-t<t>.m4s` | DASH initialization segment and segment (`$Time$` under initialization segment `v`, so a republish that starts its clock again never reuses a name; the `v`/`t` letters keep DASH names apart from HLS names of streams whose names end in `-video-<n>`); a segment still being cut is sent chunk by chunk |
 //!
@@ -175,6 +176,20 @@ pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, para
     }
 }
 
+/// `/<app>/<stream>_vtt.m3u8`: the playlist of the stream's WebVTT caption rendition.
+pub async fn subtitles_playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, token: Option<&str>) -> HttpResponse {
+    let package = match ensure(state, key).await {
+        Ok(package) => package,
+        Err(response) => return response,
+    };
+    let text = package.read(|p| p.render_vtt_playlist(&key.stream));
+    let text = match query(token) {
+        Some(query) => estuary_protocols::manifest::hls::with_query_on_uris(&text, &query),
+        None => text,
+    };
+    manifest_response(req, &Rendered::once(text), "application/vnd.apple.mpegurl")
+}
+
 /// A rendered playlist shared by every response that sends it.
 struct ArcText(Arc<str>);
 
@@ -252,6 +267,7 @@ enum Media {
 fn lookup(p: &Package, name: &FileName) -> Option<Media> {
     match name {
         FileName::HlsInit(v) => p.hls_init(*v).map(Media::Bytes),
+        FileName::Subtitles(n) => p.render_vtt(*n).map(|text| Media::Bytes(Bytes::from(text))),
         FileName::HlsSegment(n) => p.segment(*n).filter(|s| s.complete).map(|s| Media::Bytes(s.muxed())),
         FileName::HlsPart(n, i) => p.segment(*n).and_then(|s| s.parts.get(*i)).map(|part| Media::Bytes(part.muxed.clone())),
         FileName::DashInit(rep, v) => p.dash_init(rep, *v).map(Media::Bytes),
@@ -293,7 +309,11 @@ pub async fn media(state: &AppState, req: &HttpRequest, key: StreamKey, name: Fi
         package.wait_for(|p| lookup(p, &name).is_some() || p.ended, wait).await;
         found = package.read(|p| lookup(p, &name));
     }
-    let content_type = if extension == "mp4" { "video/mp4" } else { "video/iso.segment" };
+    let content_type = match extension {
+        "mp4" => "video/mp4",
+        "vtt" => "text/vtt; charset=utf-8",
+        _ => "video/iso.segment",
+    };
     match found? {
         Media::Bytes(bytes) => Some(bytes_response(req, bytes, content_type)),
         Media::Growing(index, n) => Some(growing(package, index, n, content_type)),

@@ -241,13 +241,15 @@ pub async fn send_caption(state: &AppState, key: &StreamKey, body: &serde_json::
             other => Err((400, format!("malformed timing: {name} = {other} (stream milliseconds)"))),
         }
     };
-    if let (Some(start), Some(end)) = (time("start")?, time("end")?) {
+    let (start, end) = (time("start")?, time("end")?);
+    if let (Some(start), Some(end)) = (start, end) {
         if end <= start {
             return Err((400, format!("malformed timing: end {end} is not after start {start}")));
         }
     }
     let data = json!({ "text": text, "language": language, "start": body["start"], "end": body["end"] });
-    let at_ms = inject(state, key, TimedData::Caption { text, language }).await?;
+    let (start_ms, end_ms) = (start.map(|v| v.round() as i64), end.map(|v| v.round() as i64));
+    let at_ms = inject(state, key, TimedData::Caption { text, language, start_ms, end_ms }).await?;
     state.node.events.publish(key, StreamEvent { kind: "caption", stream: key.to_string(), at_ms, unix_ms: estuary_actors::unix_ms(), data });
     Ok(at_ms)
 }

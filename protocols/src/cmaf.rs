@@ -15,10 +15,15 @@
 //! - A segment that grows past the byte cap before its next start point ends there (its parts
 //!   are already out); the next segment waits for a start point and follows a discontinuity.
 //!
+//! Captions (`onTextData` script data) become cues of a WebVTT rendition: one `.vtt` file per
+//! complete segment, holding the cues that overlap it. Timed metadata (`onCuePoint` events
+//! made by the API) becomes an ID3 tag in an `emsg` box at the head of the part it falls in.
+//!
 //! Segment numbers never repeat within a package; a package continued after a republish keeps
 //! counting (with a discontinuity and a new initialization segment).
 
 use crate::container::fmp4::{self, to_timescale, Track, TrackFragment};
+use crate::container::{flv, id3};
 use crate::media::{Codec, MediaFrame, Timebase, TrackKind};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -166,6 +171,29 @@ struct PeriodPin {
     offset_ms: i64,
 }
 
+/// A caption cue of the WebVTT rendition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cue {
+    /// Media time it shows from, ms.
+    pub start_ms: i64,
+    /// And until.
+    pub end_ms: i64,
+    /// Its text.
+    pub text: String,
+    /// The initialization segment version of the segments it was timed against (a republish
+    /// starts media time again: cues of one publish never land in another's segments).
+    init: u32,
+}
+
+/// Cues kept at most (older ones leave first), whatever the window holds.
+const MAX_CUES: usize = 512;
+
+/// How long a caption with no end of its own shows, ms: about as long as it takes to read,
+/// within bounds.
+pub fn default_cue_ms(text: &str) -> i64 {
+    (1_000 + 60 * text.chars().count() as i64).clamp(2_000, 6_000)
+}
+
 /// One stream's live package.
 pub struct Package {
     settings: Settings,
@@ -224,6 +252,14 @@ pub struct Package {
     /// `EXT-X-PROGRAM-DATE-TIME` is a segment's start on this clock, and it is the DASH
     /// `availabilityStartTime` (a segment is available when its end has arrived).
     pub clock_offset_ms: Option<i64>,
+    /// Caption cues of the segments in the window (and the one in progress), oldest first.
+    pub cues: VecDeque<Cue>,
+    /// The newest caption's language (the subtitle rendition's `LANGUAGE`).
+    pub caption_language: Option<String>,
+    /// `emsg` boxes for the next part.
+    events: Vec<Bytes>,
+    /// The last `emsg` id given.
+    event_id: u32,
 }
 
 impl Package {
@@ -268,6 +304,10 @@ impl Package {
             longest_s: 0,
             ended: false,
             clock_offset_ms: None,
+            cues: VecDeque::new(),
+            caption_language: None,
+            events: Vec::new(),
+            event_id: 0,
         }
     }
 
@@ -310,6 +350,7 @@ impl Package {
     /// added (something new to serve).
     pub fn push(&mut self, frame: Arc<MediaFrame>, wall_ms: i64) -> bool {
         if frame.track == TrackKind::Data {
+            self.on_data(&frame);
             return false;
         }
         if frame.config {
@@ -372,6 +413,36 @@ impl Package {
         self.pending_bytes += frame.payload.len();
         self.pending.push(frame);
         changed
+    }
+
+    /// Script data: a caption becomes a cue, timed metadata an event of the part in progress
+    /// (none is in progress: it is for nobody, and goes).
+    fn on_data(&mut self, frame: &MediaFrame) {
+        let at_ms = frame.dts_ms();
+        if let Some(caption) = flv::parse_text_data(&frame.payload) {
+            // Complete segments are out already: a cue starts no earlier than the segment in
+            // progress (a recogniser's caption arrives after the speech it transcribes).
+            let floor = self.segments.back().map(|s| if s.complete { s.start_ms + s.duration_ms() } else { s.start_ms });
+            let start_ms = caption.start_ms.unwrap_or(at_ms).max(floor.unwrap_or(i64::MIN));
+            let end_ms = match caption.end_ms {
+                Some(end) if end > start_ms + 500 => end,
+                _ => start_ms + default_cue_ms(&caption.text),
+            };
+            let init = self.segments.back().filter(|s| !s.complete).map(|s| s.init).unwrap_or(self.init);
+            self.cues.push_back(Cue { start_ms, end_ms, text: caption.text, init });
+            while self.cues.len() > MAX_CUES {
+                self.cues.pop_front();
+            }
+            if caption.language.is_some() {
+                self.caption_language = caption.language;
+            }
+        } else if let Some(json) = flv::parse_cue_point(&frame.payload) {
+            if self.open() {
+                let tag = id3::txxx_tag("estuary.metadata", &json);
+                self.event_id = self.event_id.wrapping_add(1);
+                self.events.push(fmp4::emsg_v1(1000, at_ms.max(0) as u64, u32::MAX, self.event_id, id3::EMSG_SCHEME, "", &tag));
+            }
+        }
     }
 
     /// Frames were lost before this point: the segment in progress ends, the next follows a
@@ -505,7 +576,8 @@ impl Package {
         if fragments.is_empty() {
             return false;
         }
-        let muxed = fmp4::media_fragment(sequence, &fragments, first_part);
+        let events = std::mem::take(&mut self.events);
+        let muxed = fmp4::media_fragment_with_events(sequence, &fragments, first_part, &events);
         let mut tracks = Vec::with_capacity(self.tracks.len());
         for (index, track) in self.tracks.iter().enumerate() {
             let frames = &per_track[index];
@@ -516,7 +588,9 @@ impl Package {
             let alone = Track { id: 1, ..track.clone() };
             let fragment = TrackFragment { track: &alone, frames, next_dts: next_dts(track, first) };
             let first_of_track = segment.spans[index].is_none();
-            tracks.push(fmp4::media_fragment(sequence, &[fragment], first_of_track));
+            // The events go with the first representation (the video, when there is one).
+            let events: &[Bytes] = if index == 0 { &events } else { &[] };
+            tracks.push(fmp4::media_fragment_with_events(sequence, &[fragment], first_of_track, events));
             let start = to_timescale(track, first.dts, first.timebase);
             let end = match next_dts(track, first) {
                 Some(next) => to_timescale(track, next, first.timebase),
@@ -590,7 +664,50 @@ impl Package {
         }
         let segments = &self.segments;
         self.previous_inits.retain(|old| segments.iter().any(|s| s.init == old.version));
+        // Cues whose segments all left the window go too.
+        self.cues.retain(|cue| segments.iter().any(|s| s.init == cue.init && cue.end_ms > s.start_ms));
         true
+    }
+
+    /// The WebVTT file of segment `sequence` (complete): the cues overlapping it, on media
+    /// time, with an `X-TIMESTAMP-MAP` tying its local time to the segment's media time in
+    /// 90 kHz (RFC 8216 §3.5), so players place the cues on the video's timeline.
+    pub fn render_vtt(&self, sequence: u64) -> Option<String> {
+        let segment = self.segment(sequence).filter(|s| s.complete)?;
+        let start = segment.start_ms.max(0);
+        let end = start + segment.duration_ms();
+        let mut out = String::from("WEBVTT\n");
+        let _ = writeln!(out, "X-TIMESTAMP-MAP=MPEGTS:{},LOCAL:{}", (start as u64 * 90) & ((1 << 33) - 1), vtt_time(start));
+        for cue in self.cues.iter().filter(|c| c.init == segment.init && c.start_ms < end && c.end_ms > start) {
+            let _ = write!(out, "\n{} --> {}\n{}\n", vtt_time(cue.start_ms.max(0)), vtt_time(cue.end_ms.max(0)), vtt_text(&cue.text));
+        }
+        Some(out)
+    }
+
+    /// The media playlist of the WebVTT rendition: the complete segments of the media
+    /// playlist (same numbers, durations, discontinuities and dates), each as
+    /// `<stream>-<n>.vtt`.
+    pub fn render_vtt_playlist(&self, stream: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "#EXTM3U");
+        let _ = writeln!(out, "#EXT-X-VERSION:3");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration());
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.segments.front().map(|s| s.sequence).unwrap_or(self.next_sequence));
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
+        for segment in self.segments.iter().filter(|s| s.complete && !s.parts.is_empty()) {
+            if segment.discontinuity {
+                let _ = writeln!(out, "#EXT-X-DISCONTINUITY");
+            }
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", crate::clock::rfc3339(self.clock_of(segment.init).or(self.clock_offset_ms).unwrap_or(0) + segment.start_ms));
+            let _ = writeln!(out, "#EXTINF:{:.3},", segment.duration_ms() as f64 / 1000.0);
+            let _ = writeln!(out, "{stream}-{}.vtt", segment.sequence);
+        }
+        if self.ended {
+            let _ = writeln!(out, "#EXT-X-ENDLIST");
+        }
+        out
     }
 
     /// The segment numbered `sequence`, if in the window.
@@ -889,6 +1006,19 @@ impl Package {
     }
 }
 
+/// A WebVTT timestamp (`hh:mm:ss.ttt`) of `ms`.
+fn vtt_time(ms: i64) -> String {
+    let ms = ms.max(0);
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+}
+
+/// Caption text as a WebVTT cue payload: `&`, `<` and `>` escaped, no blank line (which would
+/// end the cue) and no `-->`.
+fn vtt_text(text: &str) -> String {
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    escaped.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
 /// AAC frames retimed onto a contiguous sample clock: RTMP carries millisecond timestamps, so
 /// 1024-sample frames arrive 21 or 22 ms apart; snapping them (within a quarter frame of the
 /// expected time) keeps parts and segments gapless.
@@ -952,6 +1082,8 @@ pub enum FileName {
     /// `<stream>-<rep>-v<v>-t<time>.m4s`: a DASH segment of initialization segment `v` (the
     /// version keeps names unique when a republish starts the media time again).
     DashSegment(String, u32, u64),
+    /// `<stream>-<n>.vtt`: the WebVTT file of segment `n`.
+    Subtitles(u64),
 }
 
 /// The ways `stem.extension` can be read as a package file: (stream name, file). The four
@@ -972,6 +1104,11 @@ pub fn parse_file_name(stem: &str, extension: &str) -> Vec<(String, FileName)> {
                 out.push((join(n - 2), FileName::HlsInit(v)));
             } else if let Some(v) = pieces[n - 1].strip_prefix('v').and_then(version).filter(|_| n >= 4 && rep(pieces[n - 3])) {
                 out.push((join(n - 3), FileName::DashInit(pieces[n - 3].to_string(), v)));
+            }
+        }
+        "vtt" if n >= 2 => {
+            if let Some(msn) = number(pieces[n - 1]) {
+                out.push((join(n - 1), FileName::Subtitles(msn)));
             }
         }
         "m4s" if n >= 2 => {
@@ -1354,5 +1491,47 @@ mod tests {
         assert_eq!(Blocking::parse(&[("_HLS_part".into(), "1".into())]).unwrap_err(), "_HLS_part without _HLS_msn");
         assert!(Blocking::parse(&[("_HLS_msn".into(), "x".into())]).is_err());
         assert_eq!(Blocking::parse(&[("_HLS_msn".into(), "4".into()), ("_HLS_skip".into(), "YES".into())]).unwrap(), Blocking { msn: Some(4), part: None, skip: true });
+    }
+
+    #[test]
+    fn captions_become_cues_of_the_segments_they_overlap_and_metadata_an_emsg() {
+        let mut package = package();
+        feed(&mut package, 0, 3_000, 2_000);
+        // A late caption (it says it began at 500 ms, in a segment already out) starts at the
+        // segment in progress; one with an end spans two segments; markup is escaped.
+        package.push(Arc::new(flv::text_data_frame(3_000, "we are <going>", "eng", (Some(500), None))), 0);
+        package.push(Arc::new(flv::text_data_frame(3_100, "to the park & back", "fre", (Some(3_500), Some(4_500)))), 0);
+        package.push(Arc::new(flv::cue_point_frame(3_100, r#"{"label":"dog"}"#)), 0);
+        feed(&mut package, 3_040, 6_040, 2_000);
+        let first = package.render_vtt(0).unwrap();
+        assert!(first.starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n") && !first.contains("-->"), "{first}");
+        let second = package.render_vtt(1).unwrap();
+        assert!(second.contains("X-TIMESTAMP-MAP=MPEGTS:180000,LOCAL:00:00:02.000\n"), "{second}");
+        let going = format!("00:00:02.000 --> 00:00:0{}.{:03}\nwe are &lt;going&gt;\n", (2_000 + default_cue_ms("we are <going>")) / 1000, default_cue_ms("we are <going>") % 1000);
+        assert!(second.contains(&going) && second.contains("00:00:03.500 --> 00:00:04.500\nto the park &amp; back\n"), "{second}");
+        let third = package.render_vtt(2).unwrap();
+        assert!(third.contains("to the park") && third.contains("X-TIMESTAMP-MAP=MPEGTS:360000,LOCAL:00:00:04.000"), "{third}");
+        assert_eq!(package.caption_language.as_deref(), Some("fre"));
+        assert!(package.render_vtt(3).is_none(), "the segment in progress has no WebVTT yet");
+        let playlist = package.render_vtt_playlist("cam");
+        assert!(playlist.contains("#EXTINF:2.000,\ncam-1.vtt\n") && !playlist.contains("cam-3.vtt"), "{playlist}");
+        // The event is in the part cut after it arrived, before its moof, in HLS and in the
+        // first DASH representation; its tag holds the JSON.
+        let part = package.segment(1).unwrap().parts.iter().find(|p| p.muxed.windows(4).any(|w| w == b"emsg")).expect("a part with an emsg").clone();
+        let at = part.muxed.windows(4).position(|w| w == b"emsg").unwrap();
+        assert!(at < part.muxed.windows(4).position(|w| w == b"moof").unwrap());
+        assert!(part.tracks[0].windows(4).any(|w| w == b"emsg") && !part.tracks[1].windows(4).any(|w| w == b"emsg"));
+        let scheme = part.muxed.windows(id3::EMSG_SCHEME.len()).position(|w| w == id3::EMSG_SCHEME.as_bytes()).unwrap();
+        let tag = &part.muxed[scheme + id3::EMSG_SCHEME.len() + 2..];
+        assert_eq!(id3::read_txxx(tag), Some(("estuary.metadata".into(), r#"{"label":"dog"}"#.into())));
+        // Cues leave with their segments.
+        feed(&mut package, 6_040, 16_040, 2_000);
+        assert!(package.cues.is_empty(), "{:?}", package.cues);
+    }
+
+    #[test]
+    fn vtt_file_names_parse() {
+        assert_eq!(parse_file_name("cam-1-17", "vtt"), vec![("cam-1".to_string(), FileName::Subtitles(17))]);
+        assert!(parse_file_name("cam-x", "vtt").is_empty());
     }
 }

@@ -40,6 +40,20 @@ pub fn play_low_latency(kind: &str, url: &str, seconds: u32, measure: u32) -> se
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("play.mjs printed {line:?}: {e}"))
 }
 
+/// Plays the HLS master playlist `url` with hls.js (low-latency mode, captions on) for
+/// `seconds` once started, and returns what `captions.mjs` printed: the WebVTT `cues` texts
+/// the player showed, the `id3` timed metadata it parsed (as text), `currentTime`, `events`.
+pub fn captions(url: &str, seconds: u32) -> serde_json::Value {
+    let dir = dir();
+    assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
+    let mut command = Command::new("node");
+    command.arg(dir.join("captions.mjs")).args([url, &seconds.to_string()]);
+    let output = run(command, Duration::from_secs(120 + seconds as u64));
+    assert!(output.success(), "captions playback of {url} in Chromium failed:\n{}\n{}", output.stdout, output.stderr);
+    let line = output.stdout.lines().last().unwrap_or_default().to_string();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("captions.mjs printed {line:?}: {e}"))
+}
+
 /// Runs `tests/browser/webrtc.mjs` against the API at `api_port`: Chromium publishes over WHIP
 /// in `publish_codec` (a MIME type such as `video/AV1`, or `none` to play a stream published
 /// otherwise), then plays `app/stream` over WHEP for `seconds`. Returns the JSON line it

@@ -1,7 +1,8 @@
 //! The AI tap: a stream's audio decoded to PCM over a WebSocket (tungstenite as the client),
 //! heard at the right pitch in the format asked for, one decoder per format however many
 //! clients, a stalled client losing chunks while the others keep up, and bad taps refused
-//! with the reason.
+//! with the reason; captions and timed metadata back out to FLV/RTMP players, web pages,
+//! HLS players (a WebVTT rendition, ID3 in emsg boxes, ID3 in TS segments).
 
 use estuary_tests::ffmpeg::{publish, Source, Tracks};
 use estuary_tests::{wait_until, Node, Scratch};
@@ -379,7 +380,7 @@ fn words(text: &str) -> std::collections::BTreeSet<String> {
 }
 
 #[test]
-fn speech_is_captioned_by_the_reference_worker_for_flv_players() {
+fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     let scratch = Scratch::new("tap-asr");
     let node = Node::start(&scratch, &[]);
     // A known sentence from espeak-ng, with a pause after it, looped as the stream's audio.
@@ -393,6 +394,10 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_players() {
     let args: Vec<String> = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-stream_loop", "-1", "-i", padded.to_str().unwrap(), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-f", "flv", &node.rtmp_url("live/speech")].iter().map(|a| a.to_string()).collect();
     let _publisher = estuary_tests::ffmpeg::spawn(args, &scratch, "publisher");
     node.wait_live("live/speech", Duration::from_secs(20));
+    // HLS is packaged on demand: a player of the master playlist starts the package, which
+    // then carries the captions in its WebVTT rendition.
+    let master = estuary_tests::http::get(node.ports.http, "/live/speech_master.m3u8").expect("GET the master playlist");
+    assert!(String::from_utf8_lossy(&master.body).contains("TYPE=SUBTITLES"));
 
     let worker_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/asr/worker.py");
     let log = std::fs::File::create(scratch.path("worker.log")).unwrap();
@@ -408,7 +413,26 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_players() {
     // FFmpeg, which looks for tracks only as it starts, finds the text track.
     let first = wait_until(Duration::from_secs(30), || std::fs::read_to_string(scratch.path("worker.log")).is_ok_and(|l| l.contains("caption:")));
     assert!(first, "no caption from the worker in 30 s:\n{}", std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default());
-    let texts = subtitle_texts(&node.flv_url("live/speech"), 15);
+    // While the FLV player reads, the WebVTT rendition is read as an HLS player would (its
+    // playlist every 2 s, which also keeps the package running).
+    let vtt = {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (stop, port) = (stop.clone(), node.ports.http);
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seen.extend(vtt_cues_at(port, "live", "speech"));
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                seen
+            })
+        };
+        let texts = subtitle_texts(&node.flv_url("live/speech"), 15);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (texts, reader.join().expect("the WebVTT reader"))
+    };
+    let (texts, vtt) = vtt;
     let _ = worker.kill();
     let _ = worker.wait();
     let worker_log = std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default();
@@ -420,4 +444,113 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_players() {
     // alone (we, are, to, the) could come from any speech. A clean run gets all 7.
     let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
     assert!(overlap.len() >= 4 && content >= 2, "captions {texts:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+    // The same tolerance for the HLS WebVTT rendition's cues.
+    let heard: std::collections::BTreeSet<String> = vtt.iter().flat_map(|t| words(t)).collect();
+    let overlap: Vec<&String> = expected.intersection(&heard).collect();
+    let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
+    assert!(overlap.len() >= 4 && content >= 2, "WebVTT cues {vtt:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+}
+
+/// The cue texts of the WebVTT rendition of `app/stream` as it is now: its playlist, then
+/// every `.vtt` file it lists.
+fn vtt_cues(node: &Node, app: &str, stream: &str) -> Vec<String> {
+    vtt_cues_at(node.ports.http, app, stream)
+}
+
+fn vtt_cues_at(port: u16, app: &str, stream: &str) -> Vec<String> {
+    let Ok(playlist) = estuary_tests::http::get(port, &format!("/{app}/{stream}_vtt.m3u8")) else { return Vec::new() };
+    let mut cues = Vec::new();
+    for uri in String::from_utf8_lossy(&playlist.body).lines().filter(|l| l.ends_with(".vtt")) {
+        let Ok(file) = estuary_tests::http::get(port, &format!("/{app}/{uri}")) else { continue };
+        assert_eq!(file.status, 200, "{uri}");
+        let text = String::from_utf8_lossy(&file.body).into_owned();
+        assert!(text.starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:"), "{uri}: {text}");
+        // A cue is its timing line, then its text lines up to a blank line.
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.contains(" --> ") {
+                cues.push(lines.by_ref().take_while(|l| !l.is_empty()).collect::<Vec<_>>().join(" "));
+            }
+        }
+    }
+    cues
+}
+
+#[test]
+fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg() {
+    let scratch = Scratch::new("tap-hls");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/vtt"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/vtt", Duration::from_secs(20));
+    // The master playlist (which starts the package) lists the caption rendition.
+    let master = estuary_tests::http::get(node.ports.http, "/live/vtt_master.m3u8").expect("GET the master playlist");
+    let master = String::from_utf8_lossy(&master.body).into_owned();
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\"") && master.contains("URI=\"vtt_vtt.m3u8\"") && master.contains(",SUBTITLES=\"subs\"\nvtt.m3u8"), "{master}");
+
+    // Captions and metadata every 400 ms while hls.js plays the master playlist.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poster = {
+        let (stop, api) = (stop.clone(), node.ports.api);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                for (path, body) in [("captions", format!(r#"{{"text":"caption number {n}","language":"eng"}}"#)), ("metadata", format!(r#"{{"detection":{n}}}"#))] {
+                    let response = estuary_tests::http::send(api, "POST", &format!("/api/v1/streams/live/vtt/{path}"), &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
+                    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+                }
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            n
+        })
+    };
+    let played = estuary_tests::browser::captions(&format!("http://127.0.0.1:{}/live/vtt_master.m3u8", node.ports.http), 12);
+    // The rendition as a plain client sees it: cues in the `.vtt` files of its playlist.
+    let fetched = vtt_cues(&node, "live", "vtt");
+    // The fMP4 parts carry the metadata as ID3 in emsg boxes.
+    let playlist = String::from_utf8_lossy(&estuary_tests::http::get(node.ports.http, "/live/vtt.m3u8").expect("GET the playlist").body).into_owned();
+    let segment = playlist.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')).last().expect("a whole segment").to_string();
+    let bytes = estuary_tests::http::get(node.ports.http, &format!("/live/{segment}")).expect("GET a segment").body;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(poster.join().expect("poster") >= 20);
+
+    let cues: Vec<String> = played["cues"].as_array().expect("cues").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
+    assert!(fetched.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "the .vtt files hold {fetched:?}");
+    assert!(cues.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "hls.js showed {cues:?}: {played}");
+    let id3: Vec<String> = played["id3"].as_array().expect("id3").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
+    assert!(id3.iter().filter(|t| t.contains("estuary.metadata") && t.contains("{\"detection\":")).count() >= 5, "hls.js parsed {id3:?}");
+    let emsg = bytes.windows(4).filter(|w| w == b"emsg").count();
+    assert!(emsg >= 1 && bytes.windows(16).any(|w| w == b"estuary.metadata"), "{segment}: {emsg} emsg boxes");
+}
+
+#[test]
+fn timed_metadata_is_an_id3_stream_in_classic_hls_ts_segments() {
+    let scratch = Scratch::new("tap-id3");
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__ALWAYS", "true")]);
+    let _publisher = publish(&node.rtmp_url("live/id3"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/id3", Duration::from_secs(20));
+    for n in 0..20 {
+        let body = format!(r#"{{"scene":{n}}}"#);
+        let response = estuary_tests::http::send(node.ports.api, "POST", "/api/v1/streams/live/id3/metadata", &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A segment cut while metadata came: the data stream and its tags.
+    let playlist = String::from_utf8_lossy(&estuary_tests::http::get(node.ports.http, "/live/id3.m3u8").expect("GET the playlist").body).into_owned();
+    let segment = playlist.lines().filter(|l| l.ends_with(".ts")).last().expect("a TS segment").to_string();
+    let output = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-show_packets", "-show_data", "-of", "json", &format!("http://127.0.0.1:{}/live/{segment}", node.ports.http)])
+        .output()
+        .expect("ffprobe");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let streams = report["streams"].as_array().cloned().unwrap_or_default();
+    let data = streams.iter().find(|s| s["codec_type"] == "data").unwrap_or_else(|| panic!("no data stream in {segment}: {report}"));
+    assert_eq!(data["codec_name"], "timed_id3", "{data}");
+    let index = data["index"].clone();
+    let tags: Vec<String> = report["packets"].as_array().cloned().unwrap_or_default().iter().filter(|p| p["stream_index"] == index).map(|p| p["data"].as_str().unwrap_or("").to_string()).collect();
+    // Two or more tags in a 2 s segment of metadata every 300 ms; ffprobe's dump shows the
+    // ASCII of each ("estuary.metadata" is split across its lines, "scene" is not). FFmpeg
+    // 5.1 hands out each tag without its first five bytes (the "ID3" and version; FFmpeg 9
+    // gives the whole tag), so the frame is looked for, not the header.
+    assert!(tags.len() >= 2 && tags.iter().all(|t| t.contains("TXXX") && t.contains("scene")), "{segment}: {tags:?}");
 }

@@ -667,14 +667,14 @@ mod tests {
         feed(&mut ring, 0, 1);
         let mut early = Cursor::join(&ring, &Text);
         drain(&mut early, &ring, 1 << 20);
-        ring.push(Arc::new(estuary_protocols::container::flv::text_data_frame(350, "hello", "eng")));
+        ring.push(Arc::new(estuary_protocols::container::flv::text_data_frame(350, "hello", "eng", (None, None))));
         feed(&mut ring, 400, 1);
         let (out, _) = drain(&mut early, &ring, 1 << 20);
         assert!(out.starts_with("T350 K400 "), "{out}");
         let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
         assert!(out.starts_with("M0 VH400 AH400 T400 K400 "), "{out}");
         // One after the start point is not primed: the joiner gets it once, in its place.
-        ring.push(Arc::new(estuary_protocols::container::flv::text_data_frame(450, "again", "eng")));
+        ring.push(Arc::new(estuary_protocols::container::flv::text_data_frame(450, "again", "eng", (None, None))));
         let (out, _) = drain(&mut Cursor::join(&ring, &Text), &ring, 1 << 20);
         assert!(out.starts_with("M0 VH400 AH400 K400 ") && out.matches("T450").count() == 1, "{out}");
         // A caption long gone is not shown to a joiner.

@@ -193,7 +193,9 @@ impl HlsMuxer {
     }
 
     fn on_frame(&mut self, frame: Arc<MediaFrame>) {
-        if frame.track == TrackKind::Data {
+        // Timed metadata rides in TS segments (as ID3, in the segment in progress); other
+        // script data is not carried.
+        if frame.track == TrackKind::Data && (self.settings.fmp4 || frame.config || estuary_protocols::container::flv::parse_cue_point(&frame.payload).is_none()) {
             return;
         }
         if frame.config {
@@ -246,7 +248,7 @@ impl HlsMuxer {
         let video = self.video_config.as_ref().map(|f| f.codec);
         let audio = self.audio_config.as_ref().map(|f| f.codec);
         let ts = self.ts.get_or_insert_with(|| {
-            let mut muxer = TsMuxer::new(video, audio);
+            let mut muxer = TsMuxer::new(video, audio).with_timed_metadata();
             let mut scratch = BytesMut::new();
             for config in [&self.video_config, &self.audio_config].into_iter().flatten() {
                 muxer.write_frame(config, &mut scratch);

@@ -112,7 +112,7 @@ impl Handler<InjectTimedData> for StreamActor {
         // when it arrives rather than dated back before frames already sent.
         let at = self.last_out_dts_ms.unwrap_or(0);
         let (frame, what) = match &msg.0 {
-            TimedData::Caption { text, language } => (std::sync::Arc::new(flv::text_data_frame(at, text, language)), "caption"),
+            TimedData::Caption { text, language, start_ms, end_ms } => (std::sync::Arc::new(flv::text_data_frame(at, text, language, (*start_ms, *end_ms))), "caption"),
             TimedData::Metadata { json } => (std::sync::Arc::new(flv::cue_point_frame(at, json)), "timed metadata"),
         };
         if matches!(msg.0, TimedData::Caption { .. }) {

@@ -342,13 +342,20 @@ pub fn script_body_to_frame(dts_ms: i64, body: &[u8]) -> Result<Option<MediaFram
 /// A caption as FLV/RTMP script data at `dts_ms`: `onTextData` with an ECMA array of `type`
 /// ("Text"), `text` and `language` (an ISO 639-2 code), the form Flash players raise as a
 /// text event and FFmpeg's FLV reader turns into a text subtitle track. Not metadata: it is a
-/// timed event (`config` false), carried at its own time.
-pub fn text_data_frame(dts_ms: i64, text: &str, language: &str) -> MediaFrame {
-    let fields = vec![
+/// timed event (`config` false), carried at its own time. `span`, the stream time (ms) the
+/// caption belongs to when its sender knew it, goes along as `start`/`end` fields (players
+/// ignore fields they do not know; the HLS packager times its WebVTT cues by them).
+pub fn text_data_frame(dts_ms: i64, text: &str, language: &str, span: (Option<i64>, Option<i64>)) -> MediaFrame {
+    let mut fields = vec![
         ("type".to_string(), amf0::Value::String("Text".into())),
         ("text".to_string(), amf0::Value::String(text.into())),
         ("language".to_string(), amf0::Value::String(language.into())),
     ];
+    for (name, value) in [("start", span.0), ("end", span.1)] {
+        if let Some(ms) = value {
+            fields.push((name.to_string(), amf0::Value::Number(ms as f64)));
+        }
+    }
     let payload = amf0::encode_all(&[amf0::Value::String("onTextData".into()), amf0::Value::EcmaArray(fields)]).freeze();
     MediaFrame { track: TrackKind::Data, codec: Codec::ScriptData, dts: dts_ms, pts: dts_ms, timebase: Timebase::MILLIS, keyframe: false, config: false, payload }
 }
@@ -375,6 +382,48 @@ fn script_name_is(payload: &[u8], name: &[u8]) -> bool {
 /// Whether a script data payload is a caption (`onTextData`).
 pub fn is_text_data(payload: &[u8]) -> bool {
     script_name_is(payload, b"onTextData")
+}
+
+/// A caption read back from its `onTextData` payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextData {
+    /// The caption's text.
+    pub text: String,
+    /// Its language (ISO 639), when given.
+    pub language: Option<String>,
+    /// The stream time (ms) it starts at, when its sender gave it.
+    pub start_ms: Option<i64>,
+    /// And ends at.
+    pub end_ms: Option<i64>,
+}
+
+/// The caption of an `onTextData` payload, if it is one with text.
+pub fn parse_text_data(payload: &[u8]) -> Option<TextData> {
+    if !is_text_data(payload) {
+        return None;
+    }
+    let values = amf0::decode_all(payload).ok()?;
+    let fields = values.get(1)?;
+    let number = |name: &str| fields.get(name).and_then(|v| v.as_f64()).filter(|v| v.is_finite() && *v >= 0.0).map(|v| v as i64);
+    Some(TextData {
+        text: fields.get("text")?.as_str()?.to_string(),
+        language: fields.get("language").and_then(|v| v.as_str()).map(str::to_string),
+        start_ms: number("start"),
+        end_ms: number("end"),
+    })
+}
+
+/// The JSON text of timed metadata made by [`cue_point_frame`], if the payload is one.
+pub fn parse_cue_point(payload: &[u8]) -> Option<String> {
+    if !script_name_is(payload, b"onCuePoint") {
+        return None;
+    }
+    let values = amf0::decode_all(payload).ok()?;
+    let fields = values.get(1)?;
+    if fields.get("name")?.as_str()? != "estuary.metadata" {
+        return None;
+    }
+    Some(fields.get("parameters")?.get("json")?.as_str()?.to_string())
 }
 
 /// Whether a script data payload is the stream's `onMetaData` (which a joining player is
@@ -495,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_caption_is_on_text_data_and_not_metadata() {
-        let frame = text_data_frame(1234, "hello world", "eng");
+        let frame = text_data_frame(1234, "hello world", "eng", (Some(1000), Some(2500)));
         assert_eq!((frame.track, frame.codec, frame.dts, frame.config), (TrackKind::Data, Codec::ScriptData, 1234, false));
         let values = amf0::decode_all(&frame.payload).unwrap();
         assert_eq!(values[0].as_str(), Some("onTextData"));
@@ -511,6 +560,12 @@ mod tests {
         assert!(!is_metadata(&cue.payload) && !is_text_data(&cue.payload));
         let values = amf0::decode_all(&cue.payload).unwrap();
         assert_eq!(values[0].as_str(), Some("onCuePoint"));
+        // Both read back, and neither is taken for the other.
+        let caption = parse_text_data(&frame.payload).unwrap();
+        assert_eq!(caption, TextData { text: "hello world".into(), language: Some("eng".into()), start_ms: Some(1000), end_ms: Some(2500) });
+        assert_eq!(parse_text_data(&text_data_frame(5, "x", "fre", (None, None)).payload).map(|c| (c.start_ms, c.end_ms)), Some((None, None)));
+        assert_eq!(parse_cue_point(&cue.payload).as_deref(), Some(r#"{"label":"person"}"#));
+        assert!(parse_cue_point(&frame.payload).is_none() && parse_text_data(&cue.payload).is_none());
     }
 
     #[test]

@@ -356,10 +356,34 @@ pub fn media_segment(sequence: u32, fragments: &[TrackFragment<'_>]) -> Bytes {
     media_fragment(sequence, fragments, true)
 }
 
+/// An event message box, version 1 (ISO/IEC 23009-1 §5.10.3.3): its presentation time is
+/// absolute, in `timescale`; `duration` 0xFFFFFFFF means unknown.
+pub fn emsg_v1(timescale: u32, presentation_time: u64, duration: u32, id: u32, scheme: &str, value: &str, message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(40 + scheme.len() + value.len() + message.len());
+    full_box(&mut out, b"emsg", 1, 0, |o| {
+        o.put_u32(timescale);
+        o.put_u64(presentation_time);
+        o.put_u32(duration);
+        o.put_u32(id);
+        o.put_slice(scheme.as_bytes());
+        o.put_u8(0);
+        o.put_slice(value.as_bytes());
+        o.put_u8(0);
+        o.put_slice(message);
+    });
+    out.freeze()
+}
+
 /// One fragment (`moof` + `mdat`, a CMAF chunk) with sequence number `sequence`, led by a
 /// `styp` when it starts a segment (the later chunks of a segment follow without one, so the
 /// segment is their plain concatenation).
 pub fn media_fragment(sequence: u32, fragments: &[TrackFragment<'_>], styp: bool) -> Bytes {
+    media_fragment_with_events(sequence, fragments, styp, &[])
+}
+
+/// [`media_fragment`] with `events` (whole `emsg` boxes) between the `styp` and the `moof`,
+/// where CMAF puts a chunk's event messages.
+pub fn media_fragment_with_events(sequence: u32, fragments: &[TrackFragment<'_>], styp: bool, events: &[Bytes]) -> Bytes {
     let mut out = BytesMut::new();
     if styp {
         boxed(&mut out, b"styp", |o| {
@@ -368,6 +392,9 @@ pub fn media_fragment(sequence: u32, fragments: &[TrackFragment<'_>], styp: bool
             o.put_slice(b"msdh");
             o.put_slice(b"msix");
         });
+    }
+    for event in events {
+        out.put_slice(event);
     }
     let moof_start = out.len();
     let mut data_offset_positions = Vec::new();

@@ -110,14 +110,47 @@ pub struct Variant {
     pub uri: String,
 }
 
-/// A master playlist (RFC 8216, 4.3.4.2) of `variants`, highest bandwidth first.
-pub fn master_playlist(mut variants: Vec<Variant>) -> String {
+/// A subtitle rendition of a master playlist (`EXT-X-MEDIA:TYPE=SUBTITLES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subtitles {
+    /// Its media playlist's URI.
+    pub uri: String,
+    /// Its language as an ISO 639 code, when known (written as the RFC 5646 tag players match).
+    pub language: Option<String>,
+}
+
+/// The RFC 5646 primary language tag of an ISO 639 code: the two-letter code where one
+/// exists for the common three-letter ones, the code itself when it is already two letters.
+fn language_tag(code: &str) -> Option<&str> {
+    const PAIRS: [(&str, &str); 16] = [
+        ("eng", "en"), ("fra", "fr"), ("fre", "fr"), ("deu", "de"), ("ger", "de"), ("spa", "es"), ("ita", "it"), ("por", "pt"),
+        ("rus", "ru"), ("zho", "zh"), ("chi", "zh"), ("jpn", "ja"), ("kor", "ko"), ("ara", "ar"), ("hin", "hi"), ("nld", "nl"),
+    ];
+    match code.len() {
+        2 => Some(code),
+        _ => PAIRS.iter().find(|(long, _)| *long == code).map(|(_, short)| *short),
+    }
+}
+
+/// A master playlist (RFC 8216, 4.3.4.2) of `variants`, highest bandwidth first, with the
+/// caption rendition every variant refers to, if any.
+pub fn master_playlist(mut variants: Vec<Variant>, subtitles: Option<&Subtitles>) -> String {
     variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
     let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    if let Some(subtitles) = subtitles {
+        text.push_str("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Captions\",DEFAULT=NO,AUTOSELECT=YES");
+        if let Some(tag) = subtitles.language.as_deref().and_then(language_tag) {
+            text.push_str(&format!(",LANGUAGE=\"{tag}\""));
+        }
+        text.push_str(&format!(",URI=\"{}\"\n", subtitles.uri));
+    }
     for variant in variants {
         text.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}", variant.bandwidth));
         if let Some((w, h)) = variant.resolution {
             text.push_str(&format!(",RESOLUTION={w}x{h}"));
+        }
+        if subtitles.is_some() {
+            text.push_str(",SUBTITLES=\"subs\"");
         }
         text.push_str(&format!("\n{}\n", variant.uri));
     }
@@ -206,7 +239,21 @@ mod query_tests {
         let text = master_playlist(vec![
             Variant { bandwidth: 500_000, resolution: Some((320, 180)), uri: "s_low.m3u8".into() },
             Variant { bandwidth: 2_000_000, resolution: None, uri: "s.m3u8".into() },
-        ]);
+        ], None);
         assert_eq!(text, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=2000000\ns.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=500000,RESOLUTION=320x180\ns_low.m3u8\n");
+    }
+
+    #[test]
+    fn every_variant_refers_to_the_caption_rendition() {
+        use super::{master_playlist, Subtitles, Variant};
+        let variants = vec![Variant { bandwidth: 800_000, resolution: Some((640, 360)), uri: "s.m3u8".into() }];
+        let text = master_playlist(variants.clone(), Some(&Subtitles { uri: "s_vtt.m3u8".into(), language: Some("eng".into()) }));
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Captions\",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE=\"en\",URI=\"s_vtt.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,SUBTITLES=\"subs\"\ns.m3u8\n"
+        );
+        // A code with no known two-letter form is left out rather than written wrong.
+        let text = master_playlist(variants, Some(&Subtitles { uri: "s_vtt.m3u8".into(), language: Some("tlh".into()) }));
+        assert!(!text.contains("LANGUAGE"), "{text}");
     }
 }

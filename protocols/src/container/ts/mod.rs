@@ -42,6 +42,8 @@ pub const PID_PMT: u16 = 0x1000;
 pub const PID_VIDEO: u16 = 0x100;
 /// PID of the audio elementary stream.
 pub const PID_AUDIO: u16 = 0x101;
+/// PID of the timed metadata (ID3) stream, when a muxer carries one.
+pub const PID_METADATA: u16 = 0x102;
 
 /// Stream type: MPEG-1 audio (MP3).
 pub const STREAM_TYPE_MP3: u8 = 0x03;
@@ -53,6 +55,8 @@ pub const STREAM_TYPE_AAC: u8 = 0x0f;
 pub const STREAM_TYPE_H264: u8 = 0x1b;
 /// Stream type: H.265.
 pub const STREAM_TYPE_H265: u8 = 0x24;
+/// Metadata carried in PES packets (ISO/IEC 13818-1 Amd. 1): ID3 timed metadata.
+pub const STREAM_TYPE_METADATA: u8 = 0x15;
 
 pub(crate) const MAX_33: u64 = (1 << 33) - 1;
 
@@ -283,6 +287,31 @@ pub(crate) mod tests {
         let es = &pes[start + 9 + header_len..];
         assert_eq!(&es[..4], &[0x7f, 0xe0, 0xff, 45]);
         assert!(es[4..].iter().all(|&b| b == 9));
+    }
+
+    #[test]
+    fn timed_metadata_is_an_id3_pes_stream_declared_in_the_pmt() {
+        let cue = crate::container::flv::cue_point_frame(2_000, r#"{"objects":3}"#);
+        let caption = crate::container::flv::text_data_frame(2_000, "hi", "eng", (None, None));
+        let mut out = BytesMut::new();
+        // Without the option, nothing is written for it.
+        let mut plain = TsMuxer::new(Some(Codec::H264), None);
+        assert!(!plain.write_frame(&cue, &mut out));
+        let mut muxer = TsMuxer::new(Some(Codec::H264), None).with_timed_metadata();
+        muxer.write_tables(&mut out);
+        assert!(!muxer.write_frame(&caption, &mut out), "a caption is not metadata");
+        assert!(muxer.write_frame(&cue, &mut out));
+        let packets: Vec<&[u8]> = out.chunks(PACKET_SIZE).collect();
+        let pmt = packets.iter().find(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_PMT).unwrap();
+        let entry = [STREAM_TYPE_METADATA, 0xe0 | (PID_METADATA >> 8) as u8, PID_METADATA as u8];
+        let at = pmt.windows(3).position(|w| w == entry).expect("the metadata stream in the PMT");
+        assert_eq!(&pmt[at + 5..at + 7], &[0x26, 13]);
+        assert_eq!(crc32_mpeg2(&pmt[5..5 + 3 + ((pmt[6] as usize & 0x0f) << 8 | pmt[7] as usize)]), 0, "the section's CRC holds");
+        let pes = packets.iter().find(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_METADATA && p[1] & 0x40 != 0).expect("the ID3 PES");
+        let start = pes.windows(4).position(|w| w == [0, 0, 1, 0xbd]).unwrap();
+        assert_eq!(read_timestamp(&pes[start + 9..]), 180_000);
+        let tag = &pes[start + 9 + pes[start + 8] as usize..];
+        assert_eq!(crate::container::id3::read_txxx(tag), Some(("estuary.metadata".into(), r#"{"objects":3}"#.into())));
     }
 
     #[test]

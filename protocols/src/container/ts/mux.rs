@@ -34,6 +34,9 @@ pub struct TsMuxer {
     opus_channels: u8,
     /// PAT/PMT `version_number` (5 bits).
     version: u8,
+    /// Carries timed metadata (`onCuePoint` events made by the API) as ID3 tags in a PES
+    /// stream of its own (HLS segments: Apple's timed metadata for HLS).
+    timed_metadata: bool,
 }
 
 impl TsMuxer {
@@ -48,7 +51,15 @@ impl TsMuxer {
             aac: None,
             opus_channels: 2,
             version: 0,
+            timed_metadata: false,
         }
+    }
+
+    /// The same muxer with a timed metadata stream (PID [`PID_METADATA`], declared in the
+    /// PMT with an `ID3 ` metadata descriptor, as ffmpeg and Safari read it).
+    pub fn with_timed_metadata(mut self) -> Self {
+        self.timed_metadata = true;
+        self
     }
 
     /// A muxer for a changed set of tracks that continues this one's output: continuity
@@ -58,6 +69,7 @@ impl TsMuxer {
         let mut muxer = TsMuxer::new(video, audio);
         muxer.cc = self.cc.clone();
         muxer.version = (self.version + 1) & 0x1f;
+        muxer.timed_metadata = self.timed_metadata;
         muxer
     }
 
@@ -109,6 +121,13 @@ impl TsMuxer {
                     streams.extend_from_slice(&[kind, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0x00]);
                 }
             }
+        }
+        if self.timed_metadata {
+            // metadata_descriptor: application format 0xffff with identifier "ID3 ", format
+            // 0xff with identifier "ID3 ", service 0, no locator, carried in PES (0x0f).
+            let descriptor = [0x26, 13, 0xff, 0xff, b'I', b'D', b'3', b' ', 0xff, b'I', b'D', b'3', b' ', 0x00, 0x0f];
+            streams.extend_from_slice(&[STREAM_TYPE_METADATA, 0xe0 | (PID_METADATA >> 8) as u8, PID_METADATA as u8, 0xf0, descriptor.len() as u8]);
+            streams.extend_from_slice(&descriptor);
         }
         let length = 9 + streams.len() + 4;
         let mut pmt = vec![0x02, 0xb0 | (length >> 8) as u8, length as u8, 0x00, 0x01, version, 0x00, 0x00];
@@ -206,6 +225,14 @@ impl TsMuxer {
                 self.write_pes(out, PID_AUDIO, 0xc0, pts, None, &payload, false, pcr);
                 true
             }
+            (TrackKind::Data, Codec::ScriptData) if self.timed_metadata => match crate::container::flv::parse_cue_point(&frame.payload) {
+                Some(json) => {
+                    let tag = crate::container::id3::txxx_tag("estuary.metadata", &json);
+                    self.write_pes(out, PID_METADATA, 0xbd, pts, None, &tag, false, None);
+                    true
+                }
+                None => false,
+            },
             _ => false,
         }
     }

@@ -1,0 +1,49 @@
+// Usage: node captions.mjs <url> <seconds>
+// Plays the HLS master playlist <url> with hls.js in low-latency mode, its caption rendition
+// switched on, and for <seconds> once playback has started collects the WebVTT cue texts the
+// player put on the video's text track and the ID3 timed metadata it parsed (from emsg boxes
+// in fMP4, or from TS). Prints one JSON line: { cues, id3, currentTime, events }.
+import { launch } from './launch.mjs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const [url, seconds = '10'] = process.argv.slice(2);
+if (!url) {
+  console.error('usage: node captions.mjs <url> [seconds]');
+  process.exit(2);
+}
+const here = path.dirname(fileURLToPath(import.meta.url));
+const page_url = `file://${path.join(here, 'player.html')}?kind=hls&url=${encodeURIComponent(url)}&ll=1&captions=1`;
+const browser = await launch(['--allow-file-access-from-files']);
+let code = 0;
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') console.error(`page console: ${m.text()}`); });
+  await page.goto(page_url);
+  await page.waitForFunction(() => document.getElementById('video').currentTime > 0, null, { timeout: 60_000, polling: 100 });
+  // Captions switched on as a viewer would, once playing.
+  await page.evaluate(() => { window.hls.subtitleDisplay = true; window.hls.subtitleTrack = 0; });
+  const cues = new Set();
+  const id3 = new Set();
+  const until = Date.now() + Number(seconds) * 1000;
+  while (Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 250));
+    const seen = await page.evaluate(() => ({ cues: window.cueTexts(), id3: window.id3 }));
+    seen.cues.forEach((c) => cues.add(c));
+    seen.id3.forEach((t) => id3.add(t));
+  }
+  const state = await page.evaluate(() => ({
+    currentTime: document.getElementById('video').currentTime,
+    events: window.events,
+    subtitle_tracks: window.hls.subtitleTracks.length,
+    subtitle_track: window.hls.subtitleTrack,
+    text_tracks: [...document.getElementById('video').textTracks].map((t) => ({ kind: t.kind, label: t.label, mode: t.mode, cues: t.cues ? t.cues.length : null })),
+  }));
+  console.log(JSON.stringify({ cues: [...cues], id3: [...id3], ...state }));
+} catch (error) {
+  code = 1;
+  console.error(`captions playback failed: ${error.message}`);
+} finally {
+  await browser.close();
+}
+process.exit(code);
