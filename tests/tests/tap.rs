@@ -2,7 +2,8 @@
 //! heard at the right pitch in the format asked for, one decoder per format however many
 //! clients, a stalled client losing chunks while the others keep up, and bad taps refused
 //! with the reason; captions and timed metadata back out to FLV/RTMP players, web pages,
-//! HLS players (a WebVTT rendition, ID3 in emsg boxes, ID3 in TS segments).
+//! HLS players (a WebVTT rendition, ID3 in emsg boxes, ID3 in TS segments), and CEA-608 in
+//! the video's SEI.
 
 use estuary_tests::ffmpeg::{publish, Source, Tracks};
 use estuary_tests::{wait_until, Node, Scratch};
@@ -428,11 +429,16 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
                 seen
             })
         };
+        let sei = {
+            let url = node.flv_url("live/speech");
+            std::thread::spawn(move || sei_captions(&url, 15))
+        };
         let texts = subtitle_texts(&node.flv_url("live/speech"), 15);
+        let sei = sei.join().expect("the SEI reader");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        (texts, reader.join().expect("the WebVTT reader"))
+        (texts, reader.join().expect("the WebVTT reader"), sei)
     };
-    let (texts, vtt) = vtt;
+    let (texts, vtt, sei) = vtt;
     let _ = worker.kill();
     let _ = worker.wait();
     let worker_log = std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default();
@@ -449,6 +455,41 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     let overlap: Vec<&String> = expected.intersection(&heard).collect();
     let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
     assert!(overlap.len() >= 4 && content >= 2, "WebVTT cues {vtt:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+    // And for the CEA-608 captions in the video's SEI, as FFmpeg decodes them.
+    let heard: std::collections::BTreeSet<String> = sei.iter().flat_map(|t| words(t)).collect();
+    let overlap: Vec<&String> = expected.intersection(&heard).collect();
+    let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
+    assert!(overlap.len() >= 4 && content >= 2, "SEI captions {sei:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+}
+
+/// The CEA-608 captions FFmpeg decodes from the video SEI of `url` in `seconds` (the `subcc`
+/// output of its `movie` source, written as SRT), one text per caption.
+fn sei_captions(url: &str, seconds: u32) -> Vec<String> {
+    let source = format!("movie='{}'[out0+subcc]", url.replace(':', "\\:"));
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", &source, "-map", "0:s", "-t", &seconds.to_string(), "-f", "srt", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let srt = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success() || !srt.is_empty(), "ffmpeg {source}: {}", String::from_utf8_lossy(&output.stderr));
+    // SRT blocks: number, timing, text lines, blank.
+    srt.split("\n\n").filter_map(|block| {
+        let text: Vec<&str> = block.lines().skip(2).map(str::trim).filter(|l| !l.is_empty()).collect();
+        // FFmpeg's caption decoder wraps the text in font tags and a position override.
+        let mut plain = String::new();
+        let mut skipping: Option<char> = None;
+        for c in text.join(" ").chars() {
+            match (skipping, c) {
+                (None, '<') => skipping = Some('>'),
+                (None, '{') => skipping = Some('}'),
+                (None, c) => plain.push(c),
+                (Some(end), c) if c == end => skipping = None,
+                _ => {}
+            }
+        }
+        let plain = plain.trim().to_string();
+        (!plain.is_empty()).then_some(plain)
+    }).collect()
 }
 
 /// The cue texts of the WebVTT rendition of `app/stream` as it is now: its playlist, then
@@ -511,6 +552,8 @@ fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg
     let playlist = String::from_utf8_lossy(&estuary_tests::http::get(node.ports.http, "/live/vtt.m3u8").expect("GET the playlist").body).into_owned();
     let segment = playlist.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')).last().expect("a whole segment").to_string();
     let bytes = estuary_tests::http::get(node.ports.http, &format!("/live/{segment}")).expect("GET a segment").body;
+    // The video carries them as CEA-608 in its SEI: FFmpeg decodes them from an FLV player.
+    let sei = sei_captions(&node.flv_url("live/vtt"), 6);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(poster.join().expect("poster") >= 20);
 
@@ -519,6 +562,7 @@ fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg
     assert!(cues.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "hls.js showed {cues:?}: {played}");
     let id3: Vec<String> = played["id3"].as_array().expect("id3").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
     assert!(id3.iter().filter(|t| t.contains("estuary.metadata") && t.contains("{\"detection\":")).count() >= 5, "hls.js parsed {id3:?}");
+    assert!(sei.iter().filter(|c| c.starts_with("caption number ")).count() >= 3, "CEA-608 captions in the SEI: {sei:?}");
     let emsg = bytes.windows(4).filter(|w| w == b"emsg").count();
     assert!(emsg >= 1 && bytes.windows(16).any(|w| w == b"estuary.metadata"), "{segment}: {emsg} emsg boxes");
 }

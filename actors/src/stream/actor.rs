@@ -5,7 +5,7 @@ use crate::registry::StreamRegistry;
 use crate::settings::StreamSettings;
 use crate::storage::StorageHandle;
 use actix::prelude::*;
-use estuary_protocols::media::{MediaFrame, Timebase, TrackKind};
+use estuary_protocols::media::{Codec, MediaFrame, Timebase, TrackKind};
 use estuary_storage::{AudioInfo, StreamKey, VideoInfo};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -69,6 +69,12 @@ pub struct StreamActor {
     pub(super) last_out_dts_ms: Option<i64>,
     /// The newest caption, primed to a new subscriber while fresh (see `subscribe_as`).
     pub(super) last_caption: Option<Arc<MediaFrame>>,
+    /// CEA-608 byte pairs of captions waiting to ride in the next video frames' SEI.
+    pub(super) cc_queue: VecDeque<[u8; 2]>,
+    /// When (stream ms) the caption on screen is erased from the CEA-608 captions.
+    pub(super) cc_erase_at_ms: Option<i64>,
+    /// NAL length field size of the stream's H.264/H.265 frames (from its configuration).
+    pub(super) nal_length_size: usize,
     pub(super) offset_ms: i64,
     pub(super) pending_rebase: bool,
     pub(super) bytes_in: u64,
@@ -123,6 +129,9 @@ impl StreamActor {
             subscribers: HashMap::new(),
             last_out_dts_ms: None,
             last_caption: None,
+            cc_queue: VecDeque::new(),
+            cc_erase_at_ms: None,
+            nal_length_size: 4,
             offset_ms: 0,
             pending_rebase: false,
             bytes_in: 0,
@@ -310,9 +319,15 @@ impl StreamActor {
         let dts = frame.dts_ms();
         self.last_out_dts_ms = Some(self.last_out_dts_ms.map_or(dts, |last| last.max(dts)));
 
+        let frame = if !frame.config && frame.track == TrackKind::Video { self.with_captions(frame) } else { frame };
         if frame.config {
             match frame.track {
                 TrackKind::Video => {
+                    self.nal_length_size = match frame.codec {
+                        Codec::H264 => estuary_protocols::codec::avc::AvcConfig::parse(&frame.payload).map(|c| c.nal_length_size as usize).unwrap_or(4),
+                        Codec::H265 => estuary_protocols::codec::hevc::config_parameter_sets(&frame.payload).map(|(size, _)| size as usize).unwrap_or(4),
+                        _ => 4,
+                    };
                     self.video = Some(describe_video(&frame));
                     self.video_config = Some(frame.clone());
                     self.record_codecs();
@@ -333,6 +348,31 @@ impl StreamActor {
             }
         }
         self.fan_out(&frame);
+    }
+
+    /// The video frame with the CEA-608 captions due (a caption's pairs, at most 31 per
+    /// frame, or the erasure of the caption on screen when its time is up) in an SEI before
+    /// its first slice; unchanged when nothing is due or the frame has no slice to carry them.
+    fn with_captions(&mut self, frame: Arc<MediaFrame>) -> Arc<MediaFrame> {
+        use estuary_protocols::codec::cea608;
+        if self.cc_queue.is_empty() {
+            match self.cc_erase_at_ms {
+                Some(at) if frame.dts_ms() >= at => {
+                    self.cc_erase_at_ms = None;
+                    self.cc_queue.extend(cea608::erase());
+                }
+                _ => return frame,
+            }
+        }
+        let take = self.cc_queue.len().min(31);
+        let pairs: Vec<[u8; 2]> = self.cc_queue.iter().take(take).copied().collect();
+        match cea608::with_nals(&frame, self.nal_length_size, &cea608::sei_nals(frame.codec, &pairs)) {
+            Some(captioned) => {
+                self.cc_queue.drain(..take);
+                Arc::new(captioned)
+            }
+            None => frame,
+        }
     }
 
     pub(super) fn record_codecs(&self) {

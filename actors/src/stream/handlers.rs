@@ -115,8 +115,21 @@ impl Handler<InjectTimedData> for StreamActor {
             TimedData::Caption { text, language, start_ms, end_ms } => (std::sync::Arc::new(flv::text_data_frame(at, text, language, (*start_ms, *end_ms))), "caption"),
             TimedData::Metadata { json } => (std::sync::Arc::new(flv::cue_point_frame(at, json)), "timed metadata"),
         };
-        if matches!(msg.0, TimedData::Caption { .. }) {
+        if let TimedData::Caption { text, start_ms, end_ms, .. } = &msg.0 {
             self.last_caption = Some(frame.clone());
+            // H.264/H.265 carry it as a CEA-608 pop-on caption too, in the SEI of the next
+            // video frames (every output that passes the video on shows it), erased after its
+            // span or the time it takes to read.
+            if self.video_config.as_ref().is_some_and(|c| matches!(c.codec, estuary_protocols::media::Codec::H264 | estuary_protocols::media::Codec::H265)) {
+                let shown_ms = match (start_ms, end_ms) {
+                    (Some(start), Some(end)) => (end - start).clamp(1_000, 10_000),
+                    _ => estuary_protocols::cmaf::default_cue_ms(text),
+                };
+                // A caption still waiting is replaced rather than queued behind.
+                self.cc_queue.clear();
+                self.cc_queue.extend(estuary_protocols::codec::cea608::pop_on(text));
+                self.cc_erase_at_ms = Some(at + shown_ms);
+            }
         }
         self.guarded(ctx, "timed data", |act, _| act.fan_out(&frame));
         tracing::debug!(stream = %self.key, at_ms = at, bytes = frame.payload.len(), what, "timed data sent to players");

@@ -4,5 +4,6 @@
 pub mod aac;
 pub mod av1;
 pub mod avc;
+pub mod cea608;
 pub mod hevc;
 pub mod opus;
