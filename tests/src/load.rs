@@ -28,7 +28,8 @@ pub struct Target {
     pub stream: String,
 }
 
-/// Parses `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` (or
+/// Parses `ws://127.0.0.1[:8080]/tap/app/stream[?audio=..]` (an AI tap client),
+/// `rtmp://127.0.0.1[:1935]/app/stream`, `http://127.0.0.1[:8080]/app/stream.flv` (or
 /// `.ts`, or `.m3u8` for an LL-HLS player),
 /// `srt://127.0.0.1[:10080]?streamid=#!::r=app/stream,m=request` (or `m=publish`), a WHEP
 /// endpoint `http://127.0.0.1[:1985]/rtc/v1/whep/?app=app&stream=stream` or a WHIP endpoint
@@ -41,8 +42,10 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         ("http-flv", rest, 8080)
     } else if let Some(rest) = url.strip_prefix("srt://") {
         ("srt", rest, 10080)
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        ("tap", rest, 8080)
     } else {
-        return Err(format!("{url}: expected rtmp://, http:// or srt://"));
+        return Err(format!("{url}: expected rtmp://, http://, srt:// or ws://"));
     };
     let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split_at);
@@ -68,6 +71,12 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         }
     }
     let path = path.strip_prefix('/').ok_or_else(|| format!("{url}: no path"))?;
+    if protocol == "tap" {
+        // An AI tap client: ws://127.0.0.1:8080/tap/<app>/<stream>[?audio=...].
+        let rest = path.strip_prefix("tap/").ok_or_else(|| format!("{url}: tap URLs are ws://host:port/tap/app/stream"))?;
+        let (app, stream) = rest.split_once('/').ok_or_else(|| format!("{url}: expected /tap/app/stream"))?;
+        return Ok(Target { protocol, host, port, app: app.to_string(), stream: stream.to_string() });
+    }
     let (app, stream) = path.split_once('/').ok_or_else(|| format!("{url}: expected /app/stream"))?;
     let (protocol, stream) = if protocol == "http-flv" {
         match (stream.strip_suffix(".flv"), stream.strip_suffix(".ts"), stream.strip_suffix(".m3u8")) {
@@ -207,6 +216,15 @@ mod tests {
         part.extend_from_slice(&STAMP_UUID);
         part.extend_from_slice(b"0000000000000100");
         assert_eq!(last_stamp_in(&part), Some(256));
+    }
+
+    #[test]
+    fn tap_targets() {
+        let t = parse_target("ws://127.0.0.1:18080/tap/live/bench?audio=s16le&rate=16000").unwrap();
+        assert_eq!((t.protocol, t.port, t.app.as_str(), t.stream.as_str()), ("tap", 18080, "live", "bench?audio=s16le&rate=16000"));
+        assert_eq!(parse_target("ws://127.0.0.1/tap/live/s").unwrap().port, 8080);
+        assert!(parse_target("ws://127.0.0.1:8080/live/s").is_err());
+        assert!(parse_target("ws://10.0.0.1:8080/tap/live/s").is_err());
     }
 
     #[test]

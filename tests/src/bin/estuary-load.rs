@@ -1,4 +1,4 @@
-//! `estuary-load`: N players over RTMP, HTTP-FLV, SRT or WebRTC/WHEP (and optionally a synthetic publisher) against
+//! `estuary-load`: N players over RTMP, HTTP-FLV, SRT, WebRTC/WHEP, LL-HLS or the AI tap (and optionally a synthetic publisher) against
 //! a server on this machine, reporting players held, delivered Mbit/s, startup time, delay
 //! through the server, and the server's CPU and memory. See the README's "Benchmarks".
 //!
@@ -27,8 +27,10 @@ const MAX_STREAMS: usize = 1000;
 struct Args {
     /// Player URL: rtmp://127.0.0.1:1935/live/bench, http://127.0.0.1:8080/live/bench.flv (or
     /// .ts, or .m3u8: an LL-HLS player fetching parts),
-    /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request' or
-    /// 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=bench'
+    /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request',
+    /// 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=bench' or an AI tap client
+    /// 'ws://127.0.0.1:8080/tap/live/bench?audio=s16le&rate=16000' (publish with
+    /// --publish-url rtmp://...: its delay is measured against the RTMP publisher's pacing)
     #[arg(long)]
     url: String,
     /// Concurrent players.
@@ -79,6 +81,13 @@ struct Args {
     #[arg(long, default_value = "")]
     label: String,
 }
+
+/// When (Unix µs) the RTMP publisher's pacing started: a frame of stream time `t` ms was sent
+/// at this plus `t` ms (0 until it starts).
+static PUBLISH_START_US: AtomicU64 = AtomicU64::new(0);
+
+/// Chunks tap clients were told they lost (`{"type":"lost"}`), all clients together.
+static TAP_LOST: AtomicU64 = AtomicU64::new(0);
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
@@ -481,6 +490,91 @@ fn load_clip(path: &PathBuf) -> Result<(Vec<MediaFrame>, i64), String> {
     Ok((frames, duration))
 }
 
+/// An AI tap client: a WebSocket (RFC 6455, read only: the server sends unmasked whole
+/// frames and never pings) taking decoded PCM chunks. A chunk's delay is its arrival against
+/// when the publisher sent the audio of its stream time (bytes 4-11 of its header, µs).
+async fn tap_player(target: Target, stats: Arc<PlayerStats>) -> Result<(), String> {
+    let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+    socket.set_nodelay(true).ok();
+    stats.connect_us.store(now_us(), Ordering::Relaxed);
+    let request = format!(
+        "GET /tap/{}/{} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        target.app, target.stream, target.host, target.port
+    );
+    socket.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = socket.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 || buffer.len() > 16 * 1024 {
+            return Err("no WebSocket handshake answer".into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    if !buffer.starts_with(b"HTTP/1.1 101") {
+        return Err(format!("tap refused: {}", String::from_utf8_lossy(&buffer[..head_end.min(200)])));
+    }
+    buffer.drain(..head_end);
+    loop {
+        // Whole frames out of the buffer.
+        loop {
+            if buffer.len() < 2 {
+                break;
+            }
+            let opcode = buffer[0] & 0x0f;
+            let (len, header) = match buffer[1] & 0x7f {
+                126 if buffer.len() >= 4 => (u16::from_be_bytes([buffer[2], buffer[3]]) as usize, 4),
+                127 if buffer.len() >= 10 => (u64::from_be_bytes(buffer[2..10].try_into().unwrap_or_default()) as usize, 10),
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            if buffer.len() < header + len {
+                break;
+            }
+            let now = now_us();
+            let payload = &buffer[header..header + len];
+            match opcode {
+                2 if payload.len() >= 20 => {
+                    stats.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    stats.last_frame_us.store(now, Ordering::Relaxed);
+                    if stats.first_key_us.load(Ordering::Relaxed) == 0 {
+                        stats.first_key_us.store(now, Ordering::Relaxed);
+                    }
+                    let stream_us = i64::from_be_bytes(payload[4..12].try_into().unwrap_or_default());
+                    let start = PUBLISH_START_US.load(Ordering::Relaxed);
+                    let live = now.saturating_sub(stats.first_key_us.load(Ordering::Relaxed)) > 3_000_000;
+                    if start > 0 && live && stream_us >= 0 {
+                        let mut delays = stats.delays_us.lock().unwrap_or_else(|e| e.into_inner());
+                        if delays.len() < 1000 {
+                            delays.push(now.saturating_sub(start + stream_us as u64));
+                        }
+                    }
+                }
+                1 => {
+                    let text = String::from_utf8_lossy(payload);
+                    if text.contains("\"lost\"") {
+                        let lost = text.split("\"chunks\":").nth(1).and_then(|rest| rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse::<u64>().ok())).unwrap_or(1);
+                        TAP_LOST.fetch_add(lost, Ordering::Relaxed);
+                    } else if text.contains("\"end\"") {
+                        return Ok(());
+                    }
+                }
+                8 => return Ok(()),
+                _ => {}
+            }
+            buffer.drain(..header + len);
+        }
+        let n = socket.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// The clip's frame `frame` in loop `round`: timestamps moved on by whole clips, and a video
 /// frame latency-stamped (an SEI NAL unit in front carrying the send time).
 fn stamped(frame: &MediaFrame, round: i64, clip_ms: i64) -> MediaFrame {
@@ -533,6 +627,7 @@ async fn rtmp_publisher(target: Target, clip: Arc<Vec<MediaFrame>>, clip_ms: i64
         while matches!(read_half.read(&mut sink).await, Ok(n) if n > 0) {}
     });
     let start = Instant::now();
+    PUBLISH_START_US.store(now_us(), Ordering::Relaxed);
     for config in clip.iter().filter(|f| f.config) {
         session.send_frame(config);
     }
@@ -783,6 +878,7 @@ async fn run(args: Args) -> Result<(), String> {
                 "srt" => srt_player(target, stats, srt_latency).await,
                 "whep" => whep_player(target, stats, ice_check).await,
                 "hls" => hls_player(target, stats, hls_gzip).await,
+                "tap" => tap_player(target, stats).await,
                 _ => flv_player(target, stats, batch, lowat).await,
             };
             match result {
@@ -851,8 +947,9 @@ async fn run(args: Args) -> Result<(), String> {
         "streams": streams,
         "publish_protocol": publish_protocol,
         "publisher_errors": publisher_errors.load(Ordering::Relaxed),
-        "read_batch_ms": if matches!(target.protocol, "srt" | "whep" | "hls") { None } else { Some(args.read_batch_ms) },
-        "read_lowat": if matches!(target.protocol, "srt" | "whep" | "hls") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
+        "tap_chunks_lost": (target.protocol == "tap").then(|| TAP_LOST.load(Ordering::Relaxed)),
+        "read_batch_ms": if matches!(target.protocol, "srt" | "whep" | "hls" | "tap") { None } else { Some(args.read_batch_ms) },
+        "read_lowat": if matches!(target.protocol, "srt" | "whep" | "hls" | "tap") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
         "delivered_mbps": (mbps * 10.0).round() / 10.0,
         "startup_ms_median": startup.map(|s| (s.0 * 10.0).round() / 10.0),
