@@ -260,6 +260,27 @@ fn subtitle_texts(url: &str, seconds: u32) -> Vec<String> {
         .collect()
 }
 
+/// Posts what `bodies(n)` gives (API path under the stream, JSON body) for n = 1, 2, ...
+/// every `every` until the flag is set; the thread answers how many rounds it posted. Every
+/// post must be taken.
+fn post_until_stopped(api: u16, stream: &'static str, every: Duration, bodies: impl Fn(u64) -> Vec<(&'static str, String)> + Send + 'static) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let poster = std::thread::spawn(move || {
+        let mut n = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            for (path, body) in bodies(n) {
+                let response = estuary_tests::http::send(api, "POST", &format!("/api/v1/streams/{stream}/{path}"), &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
+                assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+            }
+            std::thread::sleep(every);
+        }
+        n
+    });
+    (stop, poster)
+}
+
 fn post_caption(node: &Node, path: &str, body: &str) -> (u16, Value) {
     let response = estuary_tests::http::send(node.ports.api, "POST", path, &[("Content-Type", "application/json")], body.as_bytes()).expect("POST a caption");
     (response.status, serde_json::from_slice(&response.body).unwrap_or(Value::Null))
@@ -308,21 +329,7 @@ fn captions_reach_rtmp_and_flv_players_as_text_and_web_pages_as_events_and_bad_o
     assert!(events.lock().unwrap().contains("text/event-stream"), "{}", events.lock().unwrap());
 
     // Captions every 300 ms while players read.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poster = {
-        let (stop, api) = (stop.clone(), node.ports.api);
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let body = format!(r#"{{"text":"caption number {n}","language":"eng","start":{},"end":{}}}"#, n * 300, n * 300 + 250);
-                let response = estuary_tests::http::send(api, "POST", "/api/v1/streams/live/cc/captions", &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
-                assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            n
-        })
-    };
+    let (stop, poster) = post_until_stopped(node.ports.api, "live/cc", Duration::from_millis(300), |n| vec![("captions", format!(r#"{{"text":"caption number {n}","language":"eng","start":{},"end":{}}}"#, n * 300, n * 300 + 250))]);
     // Players start once a caption has gone out (a player joining later is given the newest).
     assert!(wait_until(Duration::from_secs(5), || events.lock().unwrap().contains("caption number 1\"")), "{}", events.lock().unwrap());
     for url in [node.flv_url("live/cc"), node.rtmp_url("live/cc")] {
@@ -442,24 +449,18 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     let _ = worker.kill();
     let _ = worker.wait();
     let worker_log = std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default();
-    let heard: std::collections::BTreeSet<String> = texts.iter().flat_map(|t| words(t)).collect();
-    let expected = words(SENTENCE);
-    let overlap: Vec<&String> = expected.intersection(&heard).collect();
     // Tolerant: a synthetic voice through AAC and a small model. At least 4 of the sentence's
     // 7 distinct words, 2 of them among its content words (going, park, today): common words
-    // alone (we, are, to, the) could come from any speech. A clean run gets all 7.
-    let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
-    assert!(overlap.len() >= 4 && content >= 2, "captions {texts:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
-    // The same tolerance for the HLS WebVTT rendition's cues.
-    let heard: std::collections::BTreeSet<String> = vtt.iter().flat_map(|t| words(t)).collect();
-    let overlap: Vec<&String> = expected.intersection(&heard).collect();
-    let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
-    assert!(overlap.len() >= 4 && content >= 2, "WebVTT cues {vtt:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
-    // And for the CEA-608 captions in the video's SEI, as FFmpeg decodes them.
-    let heard: std::collections::BTreeSet<String> = sei.iter().flat_map(|t| words(t)).collect();
-    let overlap: Vec<&String> = expected.intersection(&heard).collect();
-    let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
-    assert!(overlap.len() >= 4 && content >= 2, "SEI captions {sei:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+    // alone (we, are, to, the) could come from any speech. A clean run gets all 7. The same
+    // for the FLV captions, the HLS WebVTT rendition's cues and the CEA-608 captions in the
+    // video's SEI as FFmpeg decodes them.
+    let expected = words(SENTENCE);
+    for (output, texts) in [("FLV captions", &texts), ("WebVTT cues", &vtt.into_iter().collect()), ("SEI captions", &sei)] {
+        let heard: std::collections::BTreeSet<String> = texts.iter().flat_map(|t| words(t)).collect();
+        let overlap: Vec<&String> = expected.intersection(&heard).collect();
+        let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();
+        assert!(overlap.len() >= 4 && content >= 2, "{output} {texts:?} share only {overlap:?} with \"{SENTENCE}\"; worker log:\n{worker_log}");
+    }
 }
 
 /// The CEA-608 captions FFmpeg decodes from the video SEI of `url` in `seconds` (the `subcc`
@@ -529,22 +530,9 @@ fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg
     assert!(master.contains("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\"") && master.contains("URI=\"vtt_vtt.m3u8\"") && master.contains(",SUBTITLES=\"subs\"\nvtt.m3u8"), "{master}");
 
     // Captions and metadata every 400 ms while hls.js plays the master playlist.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poster = {
-        let (stop, api) = (stop.clone(), node.ports.api);
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                for (path, body) in [("captions", format!(r#"{{"text":"caption number {n}","language":"eng"}}"#)), ("metadata", format!(r#"{{"detection":{n}}}"#))] {
-                    let response = estuary_tests::http::send(api, "POST", &format!("/api/v1/streams/live/vtt/{path}"), &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
-                    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-                }
-                std::thread::sleep(Duration::from_millis(400));
-            }
-            n
-        })
-    };
+    let (stop, poster) = post_until_stopped(node.ports.api, "live/vtt", Duration::from_millis(400), |n| {
+        vec![("captions", format!(r#"{{"text":"caption number {n}","language":"eng"}}"#)), ("metadata", format!(r#"{{"detection":{n}}}"#))]
+    });
     let played = estuary_tests::browser::captions(&format!("http://127.0.0.1:{}/live/vtt_master.m3u8", node.ports.http), 12);
     // The rendition as a plain client sees it: cues in the `.vtt` files of its playlist.
     let fetched = vtt_cues(&node, "live", "vtt");
