@@ -226,7 +226,7 @@ fn direct_path(path: &str) -> Option<(&str, &str)> {
         return None;
     }
     let (_, extension) = file.rsplit_once('.')?;
-    matches!(extension, "m3u8" | "m4s" | "mp4" | "mpd" | "ts").then_some((app, file))
+    matches!(extension, "m3u8" | "m4s" | "mp4" | "mpd" | "ts" | "vtt").then_some((app, file))
 }
 
 async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: String, file: String) -> HttpResponse {
@@ -264,7 +264,13 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
         return not_found(&format!("no such segment {app}/{file}"));
     }
     if matches!(extension, "m3u8" | "mpd") || segment {
-        let checked = owner.clone().unwrap_or_else(|| stream.strip_suffix("_master").or_else(|| stream.strip_suffix("_vtt")).unwrap_or(stream).to_string());
+        // `_master` (a master playlist) and, on demand, `_vtt` (the caption rendition) name the
+        // stream they are made from only as playlists; any other file is checked as named.
+        let base = match extension {
+            "m3u8" => stream.strip_suffix("_master").or_else(|| stream.strip_suffix("_vtt").filter(|_| hls_on_demand)),
+            _ => None,
+        };
+        let checked = owner.clone().unwrap_or_else(|| base.unwrap_or(stream).to_string());
         let request = estuary_actors::access::Request {
             action: estuary_actors::access::auth::Action::Play,
             client: 0,

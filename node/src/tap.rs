@@ -235,7 +235,8 @@ pub async fn send_caption(state: &AppState, key: &StreamKey, body: &serde_json::
         match &body[name] {
             serde_json::Value::Null => Ok(None),
             serde_json::Value::Number(n) => match n.as_f64() {
-                Some(v) if v >= 0.0 && v.is_finite() => Ok(Some(v)),
+                // Stream milliseconds: beyond ~30 years is not a time but a mistake.
+                Some(v) if (0.0..1e12).contains(&v) => Ok(Some(v)),
                 _ => Err((400, format!("malformed timing: {name} = {n}"))),
             },
             other => Err((400, format!("malformed timing: {name} = {other} (stream milliseconds)"))),

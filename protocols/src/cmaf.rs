@@ -181,12 +181,19 @@ pub struct Cue {
     /// Its text.
     pub text: String,
     /// The initialization segment version of the segments it was timed against (a republish
-    /// starts media time again: cues of one publish never land in another's segments).
-    init: u32,
+    /// may start media time again: cues of one publish never land in another's segments);
+    /// none while no segment is open (after a republish, before its first keyframe), when it
+    /// takes the next segment's.
+    init: Option<u32>,
 }
 
-/// Cues kept at most (older ones leave first), whatever the window holds.
+/// Cues kept at most (older ones leave first, even from segments still listed: a `.vtt`
+/// file may then lose a cue), whatever the window holds.
 const MAX_CUES: usize = 512;
+
+/// `emsg` boxes waiting for the next part at most (timed metadata posted while a publisher
+/// stalls mid-segment); older ones leave first.
+const MAX_PENDING_EVENTS: usize = 64;
 
 /// How long a caption with no end of its own shows, ms: about as long as it takes to read,
 /// within bounds.
@@ -425,10 +432,10 @@ impl Package {
             let floor = self.segments.back().map(|s| if s.complete { s.start_ms + s.duration_ms() } else { s.start_ms });
             let start_ms = caption.start_ms.unwrap_or(at_ms).max(floor.unwrap_or(i64::MIN));
             let end_ms = match caption.end_ms {
-                Some(end) if end > start_ms + 500 => end,
-                _ => start_ms + default_cue_ms(&caption.text),
+                Some(end) if end > start_ms.saturating_add(500) => end,
+                _ => start_ms.saturating_add(default_cue_ms(&caption.text)),
             };
-            let init = self.segments.back().filter(|s| !s.complete).map(|s| s.init).unwrap_or(self.init);
+            let init = self.segments.back().filter(|s| !s.complete).map(|s| s.init);
             self.cues.push_back(Cue { start_ms, end_ms, text: caption.text, init });
             while self.cues.len() > MAX_CUES {
                 self.cues.pop_front();
@@ -441,6 +448,9 @@ impl Package {
                 let tag = id3::txxx_tag("estuary.metadata", &json);
                 self.event_id = self.event_id.wrapping_add(1);
                 self.events.push(fmp4::emsg_v1(1000, at_ms.max(0) as u64, u32::MAX, self.event_id, id3::EMSG_SCHEME, "", &tag));
+                if self.events.len() > MAX_PENDING_EVENTS {
+                    self.events.remove(0);
+                }
             }
         }
     }
@@ -516,6 +526,11 @@ impl Package {
             whole_tracks: std::sync::OnceLock::new(),
         });
         self.part_start_ms = dts;
+        // Cues that came while no segment was open belong to this one's version.
+        let init = self.init;
+        for cue in self.cues.iter_mut().filter(|c| c.init.is_none()) {
+            cue.init = Some(init);
+        }
     }
 
     /// New tracks and initialization segments; with `unused`, the current initialization
@@ -665,7 +680,7 @@ impl Package {
         let segments = &self.segments;
         self.previous_inits.retain(|old| segments.iter().any(|s| s.init == old.version));
         // Cues whose segments all left the window go too.
-        self.cues.retain(|cue| segments.iter().any(|s| s.init == cue.init && cue.end_ms > s.start_ms));
+        self.cues.retain(|cue| cue.init.is_none() || segments.iter().any(|s| Some(s.init) == cue.init && cue.end_ms > s.start_ms));
         true
     }
 
@@ -677,8 +692,9 @@ impl Package {
         let start = segment.start_ms.max(0);
         let end = start + segment.duration_ms();
         let mut out = String::from("WEBVTT\n");
-        let _ = writeln!(out, "X-TIMESTAMP-MAP=MPEGTS:{},LOCAL:{}", (start as u64 * 90) & ((1 << 33) - 1), vtt_time(start));
-        for cue in self.cues.iter().filter(|c| c.init == segment.init && c.start_ms < end && c.end_ms > start) {
+        // Not wrapped at 33 bits: the fMP4 decode times it maps to do not wrap either.
+        let _ = writeln!(out, "X-TIMESTAMP-MAP=MPEGTS:{},LOCAL:{}", start as u64 * 90, vtt_time(start));
+        for cue in self.cues.iter().filter(|c| c.init == Some(segment.init) && c.start_ms < end && c.end_ms > start) {
             let _ = write!(out, "\n{} --> {}\n{}\n", vtt_time(cue.start_ms.max(0)), vtt_time(cue.end_ms.max(0)), vtt_text(&cue.text));
         }
         Some(out)
@@ -1015,7 +1031,8 @@ fn vtt_time(ms: i64) -> String {
 /// Caption text as a WebVTT cue payload: `&`, `<` and `>` escaped, no blank line (which would
 /// end the cue) and no `-->`.
 fn vtt_text(text: &str) -> String {
-    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    // A lone CR is a line break to WebVTT parsers.
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "\n");
     escaped.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
@@ -1527,6 +1544,20 @@ mod tests {
         // Cues leave with their segments.
         feed(&mut package, 6_040, 16_040, 2_000);
         assert!(package.cues.is_empty(), "{:?}", package.cues);
+    }
+
+    #[test]
+    fn a_caption_between_a_republish_and_its_first_keyframe_joins_the_new_segments() {
+        let mut package = package();
+        feed(&mut package, 0, 4_000, 2_000);
+        republish(&mut package);
+        // No segment is open until the new publish's first keyframe (its media time goes on,
+        // as the stream actor rebases it).
+        package.push(Arc::new(flv::text_data_frame(4_010, "after the republish", "eng", (None, None))), 0);
+        feed(&mut package, 4_040, 8_040, 2_000);
+        let first_new = package.segments.iter().find(|s| s.discontinuity).map(|s| s.sequence).expect("the republish's first segment");
+        let vtt = package.render_vtt(first_new).unwrap();
+        assert!(vtt.contains("after the republish"), "{vtt}");
     }
 
     #[test]

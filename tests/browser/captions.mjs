@@ -1,8 +1,10 @@
 // Usage: node captions.mjs <url> <seconds>
 // Plays the HLS master playlist <url> with hls.js in low-latency mode, its caption rendition
 // switched on, and for <seconds> once playback has started collects the WebVTT cue texts the
-// player put on the video's text track and the ID3 timed metadata it parsed (from emsg boxes
-// in fMP4, or from TS). Prints one JSON line: { cues, id3, currentTime, events }.
+// player put on the rendition's text track ("Captions"), how far each cue's start was from
+// the playhead when the cue first appeared (`offsets`, seconds), and the ID3 timed metadata
+// it parsed (from emsg boxes in fMP4, or from TS). Prints one JSON line:
+// { cues, offsets, id3, currentTime, events, ... }.
 import { launch } from './launch.mjs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,13 +25,13 @@ try {
   await page.waitForFunction(() => document.getElementById('video').currentTime > 0, null, { timeout: 60_000, polling: 100 });
   // Captions switched on as a viewer would, once playing.
   await page.evaluate(() => { window.hls.subtitleDisplay = true; window.hls.subtitleTrack = 0; });
-  const cues = new Set();
+  const cues = new Map();
   const id3 = new Set();
   const until = Date.now() + Number(seconds) * 1000;
   while (Date.now() < until) {
     await new Promise((r) => setTimeout(r, 250));
-    const seen = await page.evaluate(() => ({ cues: window.cueTexts(), id3: window.id3 }));
-    seen.cues.forEach((c) => cues.add(c));
+    const seen = await page.evaluate(() => ({ cues: window.cueTexts('Captions'), id3: window.id3, now: document.getElementById('video').currentTime }));
+    for (const [text, start] of seen.cues) if (!cues.has(text)) cues.set(text, start - seen.now);
     seen.id3.forEach((t) => id3.add(t));
   }
   const state = await page.evaluate(() => ({
@@ -39,7 +41,7 @@ try {
     subtitle_track: window.hls.subtitleTrack,
     text_tracks: [...document.getElementById('video').textTracks].map((t) => ({ kind: t.kind, label: t.label, mode: t.mode, cues: t.cues ? t.cues.length : null })),
   }));
-  console.log(JSON.stringify({ cues: [...cues], id3: [...id3], ...state }));
+  console.log(JSON.stringify({ cues: [...cues.keys()], offsets: [...cues.values()], id3: [...id3], ...state }));
 } catch (error) {
   code = 1;
   console.error(`captions playback failed: ${error.message}`);

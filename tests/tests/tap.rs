@@ -392,6 +392,8 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     let scratch = Scratch::new("tap-asr");
     let node = Node::start(&scratch, &[]);
     // A known sentence from espeak-ng, with a pause after it, looped as the stream's audio.
+    // The video has B-frames: a caption this long is more than one frame's caption data, and
+    // its pieces must follow display order, not decode order.
     const SENTENCE: &str = "we are going to the park today";
     let speech = scratch.path("speech.wav");
     let status = std::process::Command::new("espeak-ng").args(["-v", "en-us", "-s", "120", "-w"]).arg(&speech).arg(SENTENCE).status().expect("run espeak-ng (tests/run installs it)");
@@ -399,7 +401,7 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     let padded = scratch.path("padded.wav");
     let output = std::process::Command::new("ffmpeg").args(["-v", "error", "-y", "-i"]).arg(&speech).args(["-af", "apad=pad_dur=1.5", "-ar", "48000", "-ac", "2"]).arg(&padded).output().expect("ffmpeg");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let args: Vec<String> = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-stream_loop", "-1", "-i", padded.to_str().unwrap(), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-f", "flv", &node.rtmp_url("live/speech")].iter().map(|a| a.to_string()).collect();
+    let args: Vec<String> = ["-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-stream_loop", "-1", "-i", padded.to_str().unwrap(), "-c:v", "libx264", "-preset", "superfast", "-bf", "2", "-g", "50", "-c:a", "aac", "-f", "flv", &node.rtmp_url("live/speech")].iter().map(|a| a.to_string()).collect();
     let _publisher = estuary_tests::ffmpeg::spawn(args, &scratch, "publisher");
     node.wait_live("live/speech", Duration::from_secs(20));
     // HLS is packaged on demand: a player of the master playlist starts the package, which
@@ -548,6 +550,13 @@ fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg
     let cues: Vec<String> = played["cues"].as_array().expect("cues").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
     assert!(fetched.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "the .vtt files hold {fetched:?}");
     assert!(cues.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "hls.js showed {cues:?}: {played}");
+    // Placed on the video's timeline: a cue appears (its segment complete, then fetched) about
+    // when the playhead reaches it, not seconds or hours away; the median of how far each
+    // cue's start was from the playhead when it appeared is within a few segments.
+    let mut offsets: Vec<f64> = played["offsets"].as_array().expect("offsets").iter().filter_map(|o| o.as_f64()).collect();
+    offsets.sort_by(|a, b| a.total_cmp(b));
+    let median = offsets[offsets.len() / 2];
+    assert!(median.abs() < 6.0, "cue starts against the playhead: {offsets:?}");
     let id3: Vec<String> = played["id3"].as_array().expect("id3").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
     assert!(id3.iter().filter(|t| t.contains("estuary.metadata") && t.contains("{\"detection\":")).count() >= 5, "hls.js parsed {id3:?}");
     assert!(sei.iter().filter(|c| c.starts_with("caption number ")).count() >= 3, "CEA-608 captions in the SEI: {sei:?}");

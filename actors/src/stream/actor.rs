@@ -75,6 +75,10 @@ pub struct StreamActor {
     pub(super) cc_erase_at_ms: Option<i64>,
     /// NAL length field size of the stream's H.264/H.265 frames (from its configuration).
     pub(super) nal_length_size: usize,
+    /// Presentation time (ms) of the last frame given caption data: later data goes only to
+    /// frames presented after it, so pieces of a caption keep their order in display order
+    /// (decoders read caption data after reordering B-frames).
+    pub(super) cc_last_pts_ms: Option<i64>,
     pub(super) offset_ms: i64,
     pub(super) pending_rebase: bool,
     pub(super) bytes_in: u64,
@@ -132,6 +136,7 @@ impl StreamActor {
             cc_queue: VecDeque::new(),
             cc_erase_at_ms: None,
             nal_length_size: 4,
+            cc_last_pts_ms: None,
             offset_ms: 0,
             pending_rebase: false,
             bytes_in: 0,
@@ -350,11 +355,22 @@ impl StreamActor {
         self.fan_out(&frame);
     }
 
-    /// The video frame with the CEA-608 captions due (a caption's pairs, at most 31 per
-    /// frame, or the erasure of the caption on screen when its time is up) in an SEI before
-    /// its first slice; unchanged when nothing is due or the frame has no slice to carry them.
+    /// The video frame with the CEA-608 captions due (a caption's pairs, at most
+    /// [`CC_PAIRS_PER_FRAME`] per frame, or the erasure of the caption on screen when its time
+    /// is up) in an SEI before its first slice; unchanged when nothing is due, the frame is
+    /// presented before the last one that carried caption data, or it has no slice.
     fn with_captions(&mut self, frame: Arc<MediaFrame>) -> Arc<MediaFrame> {
         use estuary_protocols::codec::cea608;
+        if self.cc_queue.is_empty() && self.cc_erase_at_ms.is_none() {
+            return frame;
+        }
+        // After a republish's rebase or a wrap, a presentation time far behind starts afresh.
+        let pts = frame.pts_ms();
+        if let Some(last) = self.cc_last_pts_ms {
+            if pts <= last && last - pts < 10_000 {
+                return frame;
+            }
+        }
         if self.cc_queue.is_empty() {
             match self.cc_erase_at_ms {
                 Some(at) if frame.dts_ms() >= at => {
@@ -364,11 +380,12 @@ impl StreamActor {
                 _ => return frame,
             }
         }
-        let take = self.cc_queue.len().min(31);
+        let take = self.cc_queue.len().min(CC_PAIRS_PER_FRAME);
         let pairs: Vec<[u8; 2]> = self.cc_queue.iter().take(take).copied().collect();
         match cea608::with_nals(&frame, self.nal_length_size, &cea608::sei_nals(frame.codec, &pairs)) {
             Some(captioned) => {
                 self.cc_queue.drain(..take);
+                self.cc_last_pts_ms = Some(pts);
                 Arc::new(captioned)
             }
             None => frame,
@@ -400,6 +417,11 @@ impl StreamActor {
         }));
     }
 }
+
+/// CEA-608 byte pairs one video frame carries at most: A/53 allows 20 `cc_data` entries a
+/// frame at 30 fps. That is more than 608's line rate (one pair per field per frame); FFmpeg,
+/// hls.js, Safari and VLC take it, and a short caption shows in one frame instead of a second.
+const CC_PAIRS_PER_FRAME: usize = 20;
 
 impl Actor for StreamActor {
     type Context = Context<Self>;

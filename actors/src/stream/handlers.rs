@@ -24,6 +24,9 @@ impl Handler<AttachPublisher> for StreamActor {
             // A new publish runs with the settings of now (a reload since the last one applies).
             self.settings = self.live.get().for_vhost(&self.key.vhost).clone();
             self.last_caption = None;
+            self.cc_queue.clear();
+            self.cc_erase_at_ms = None;
+            self.cc_last_pts_ms = None;
         }
         self.pending_rebase = self.last_out_dts_ms.is_some();
         self.publisher = Some(Publisher {

@@ -250,3 +250,43 @@ fn a_dropping_link_waits_for_a_keyframe_and_never_loses_headers() {
     assert!(got[1].is_video_keyframe() && got[1].dts == 160);
     assert_eq!(drops.frames.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
+
+/// The CEA-608 byte pairs in the caption SEI of a frame.
+fn cc_pairs(payload: &[u8]) -> Vec<[u8; 2]> {
+    let Some(at) = payload.windows(5).position(|w| w == b"GA94\x03") else { return Vec::new() };
+    let data = &payload[at + 5..];
+    let count = (data[0] & 0x1f) as usize;
+    data[2..2 + 3 * count].chunks(3).map(|t| [t[1], t[2]]).collect()
+}
+
+#[actix_rt::test]
+async fn a_caption_longer_than_one_frame_carries_follows_display_order_through_b_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = setup(StreamSettings::default(), dir.path()).await;
+    let mut sub = h.stream.send(AddSubscriber { client: 2, require_live: false, shared: false }).await.unwrap().unwrap();
+    let video = |dts: i64, pts: i64, key: bool| {
+        let nal: &[u8] = if key { &[0x65, 0x88, 0x84] } else { &[0x41, 0x9a, 0x02] };
+        let mut payload = (nal.len() as u32).to_be_bytes().to_vec();
+        payload.extend_from_slice(nal);
+        Arc::new(MediaFrame { track: TrackKind::Video, codec: Codec::H264, dts, pts, timebase: Timebase::MILLIS, keyframe: key, config: false, payload: Bytes::from(payload) })
+    };
+    h.push(video(0, 80, true)).await;
+    h.settle().await;
+    // Two rows: more pairs than one frame carries, so three frames take them.
+    let text = "we are going to the park today and then we will all go home";
+    h.stream.send(InjectTimedData(TimedData::Caption { text: text.into(), language: "eng".into(), start_ms: None, end_ms: None })).await.unwrap().unwrap();
+    // Decode order I P B B P B B: each P is presented after the two B-frames that follow it.
+    for (dts, pts) in [(40, 200), (80, 120), (120, 160), (160, 320), (200, 240), (240, 280), (280, 440), (320, 360), (360, 400)] {
+        h.push(video(dts, pts, false)).await;
+    }
+    h.settle().await;
+    let mut frames = Vec::new();
+    while let Ok(f) = sub.rx.try_recv() {
+        if f.track == TrackKind::Video && !f.config {
+            frames.push(f);
+        }
+    }
+    frames.sort_by_key(|f| f.pts);
+    let shown: Vec<[u8; 2]> = frames.iter().flat_map(|f| cc_pairs(&f.payload)).collect();
+    assert_eq!(shown, estuary_protocols::codec::cea608::pop_on(text), "caption data in display order");
+}

@@ -123,6 +123,10 @@ impl Mpd {
             for (index, r) in period.representations.iter().enumerate() {
                 let mime = if r.content_type == "video" { "video/mp4" } else { "audio/mp4" };
                 let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">"#, r.content_type);
+                if index == 0 {
+                    // Timed metadata rides in the first representation as ID3 in `emsg` boxes.
+                    let _ = writeln!(out, r#"      <InbandEventStream schemeIdUri="{}" value=""/>"#, crate::container::id3::EMSG_SCHEME);
+                }
                 let _ = write!(out, r#"      <Representation id="{}" codecs="{}" bandwidth="{}""#, xml_escape(&r.id), xml_escape(&r.codecs), r.bandwidth);
                 if r.content_type == "video" {
                     let _ = write!(out, r#" width="{}" height="{}""#, r.width, r.height);

@@ -30,7 +30,8 @@ struct Args {
     /// 'srt://127.0.0.1:10080?streamid=#!::r=live/bench,m=request',
     /// 'http://127.0.0.1:1985/rtc/v1/whep/?app=live&stream=bench' or an AI tap client
     /// 'ws://127.0.0.1:8080/tap/live/bench?audio=s16le&rate=16000' (publish with
-    /// --publish-url rtmp://...: its delay is measured against the RTMP publisher's pacing)
+    /// --publish-url rtmp://...: its delay is measured against the RTMP publisher's pacing,
+    /// so with --streams 1 only: publishers of several streams start at different times)
     #[arg(long)]
     url: String,
     /// Concurrent players.
@@ -819,7 +820,11 @@ async fn run(args: Args) -> Result<(), String> {
     let nth = move |target: &Target, i: usize| {
         let mut target = target.clone();
         if streams > 1 {
-            target.stream = format!("{}-{i}", target.stream);
+            // A tap URL's query stays after the stream name.
+            target.stream = match target.stream.split_once('?') {
+                Some((name, query)) => format!("{name}-{i}?{query}"),
+                None => format!("{}-{i}", target.stream),
+            };
         }
         target
     };

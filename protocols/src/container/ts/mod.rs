@@ -306,9 +306,11 @@ pub(crate) mod tests {
         let entry = [STREAM_TYPE_METADATA, 0xe0 | (PID_METADATA >> 8) as u8, PID_METADATA as u8];
         let at = pmt.windows(3).position(|w| w == entry).expect("the metadata stream in the PMT");
         assert_eq!(&pmt[at + 5..at + 7], &[0x26, 13]);
+        assert_eq!(&pmt[15..19], &[0xf0, 17, 0x25, 15], "the program's metadata pointer");
         assert_eq!(crc32_mpeg2(&pmt[5..5 + 3 + ((pmt[6] as usize & 0x0f) << 8 | pmt[7] as usize)]), 0, "the section's CRC holds");
         let pes = packets.iter().find(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_METADATA && p[1] & 0x40 != 0).expect("the ID3 PES");
         let start = pes.windows(4).position(|w| w == [0, 0, 1, 0xbd]).unwrap();
+        assert_eq!(pes[start + 6], 0x84, "data aligned");
         assert_eq!(read_timestamp(&pes[start + 9..]), 180_000);
         let tag = &pes[start + 9 + pes[start + 8] as usize..];
         assert_eq!(crate::container::id3::read_txxx(tag), Some(("estuary.metadata".into(), r#"{"objects":3}"#.into())));

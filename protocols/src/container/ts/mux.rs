@@ -130,8 +130,13 @@ impl TsMuxer {
             streams.extend_from_slice(&descriptor);
         }
         let length = 9 + streams.len() + 4;
+        // With timed metadata, the program points at it (metadata_pointer_descriptor: format
+        // and identifier "ID3 ", service 0, no locator, carried in this program, number 1).
+        let program_info: &[u8] = if self.timed_metadata { &[0x25, 15, 0xff, 0xff, b'I', b'D', b'3', b' ', 0xff, b'I', b'D', b'3', b' ', 0x00, 0x1f, 0x00, 0x01] } else { &[] };
+        let length = length + program_info.len();
         let mut pmt = vec![0x02, 0xb0 | (length >> 8) as u8, length as u8, 0x00, 0x01, version, 0x00, 0x00];
-        pmt.extend_from_slice(&[0xe0 | (pcr_pid >> 8) as u8, pcr_pid as u8, 0xf0, 0x00]);
+        pmt.extend_from_slice(&[0xe0 | (pcr_pid >> 8) as u8, pcr_pid as u8, 0xf0, program_info.len() as u8]);
+        pmt.extend_from_slice(program_info);
         pmt.extend_from_slice(&streams);
         self.write_section(out, PID_PMT, &pmt);
     }
@@ -246,7 +251,8 @@ impl TsMuxer {
         // Video PES may exceed the 16-bit length; 0 means "unbounded" there.
         let len_field = if pes_len > 0xffff || stream_id == 0xe0 { 0 } else { pes_len as u16 };
         header.extend_from_slice(&len_field.to_be_bytes());
-        header.push(0x80);
+        // An ID3 tag starts its PES payload: data_alignment_indicator, as FFmpeg writes it.
+        header.push(if pid == PID_METADATA { 0x84 } else { 0x80 });
         header.push(if dts.is_some() { 0xc0 } else { 0x80 });
         header.push(header_data_len as u8);
         write_timestamp(&mut header, if dts.is_some() { 0x3 } else { 0x2 }, pts);
