@@ -297,6 +297,8 @@ pub struct DvrSettings {
     pub path: String,
     /// MP4 fragment length (each fragment is made durable before the next starts).
     pub fragment: Duration,
+    /// MP4 recordings carry a caption track (3GPP timed text) with the stream's captions.
+    pub captions: bool,
     /// Retention for apps without their own.
     pub retention: Retention,
     /// Per-app retention.
@@ -314,6 +316,7 @@ impl Default for DvrSettings {
             format: DvrFormat::Mp4,
             path: "[app]/[stream].[timestamp].mp4".into(),
             fragment: Duration::from_secs(1),
+            captions: true,
             retention: Retention::default(),
             app_retention: Default::default(),
         }

@@ -81,6 +81,9 @@ pub enum Codec {
     G711U,
     /// AMF0 script data (`onMetaData`).
     ScriptData,
+    /// 3GPP timed text (`tx3g`, ISO/IEC 14496-17 / 3GPP TS 26.245): captions in MP4
+    /// recordings.
+    Tx3g,
 }
 
 impl Codec {
@@ -96,6 +99,7 @@ impl Codec {
             Codec::G711A => "PCMA",
             Codec::G711U => "PCMU",
             Codec::ScriptData => "AMF0",
+            Codec::Tx3g => "TX3G",
         }
     }
 
@@ -106,7 +110,7 @@ impl Codec {
             Codec::Aac | Codec::Opus | Codec::Mp3 | Codec::G711A | Codec::G711U => {
                 TrackKind::Audio
             }
-            Codec::ScriptData => TrackKind::Data,
+            Codec::ScriptData | Codec::Tx3g => TrackKind::Data,
         }
     }
 }

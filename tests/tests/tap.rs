@@ -388,9 +388,10 @@ fn words(text: &str) -> std::collections::BTreeSet<String> {
 }
 
 #[test]
-fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
+fn speech_is_captioned_by_the_reference_worker_for_players_and_recordings() {
     let scratch = Scratch::new("tap-asr");
-    let node = Node::start(&scratch, &[]);
+    // Recorded too: the DVR's MP4 files carry the captions in a text track.
+    let node = Node::start(&scratch, &[("ESTUARY_DVR__ENABLED", "true")]);
     // A known sentence from espeak-ng, with a pause after it, looped as the stream's audio.
     // The video has B-frames: a caption this long is more than one frame's caption data, and
     // its pieces must follow display order, not decode order.
@@ -423,6 +424,7 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     // FFmpeg, which looks for tracks only as it starts, finds the text track.
     let first = wait_until(Duration::from_secs(30), || std::fs::read_to_string(scratch.path("worker.log")).is_ok_and(|l| l.contains("caption:")));
     assert!(first, "no caption from the worker in 30 s:\n{}", std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default());
+    let captions_from_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 5_000;
     // While the FLV player reads, the WebVTT rendition is read as an HLS player would (its
     // playlist every 2 s, which also keeps the package running).
     let vtt = {
@@ -451,13 +453,22 @@ fn speech_is_captioned_by_the_reference_worker_for_flv_and_hls_players() {
     let _ = worker.kill();
     let _ = worker.wait();
     let worker_log = std::fs::read_to_string(scratch.path("worker.log")).unwrap_or_default();
+    // A DVR clip of the captioned stretch (up to what is on disk): its text track as FFmpeg
+    // reads it (mov_text), written out as SRT.
+    let clip_url = format!("http://127.0.0.1:{}/dvr/live/speech.mp4?start={captions_from_ms}", node.ports.http);
+    let probe = std::process::Command::new("ffprobe").args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0", &clip_url]).output().expect("ffprobe");
+    let streams = String::from_utf8_lossy(&probe.stdout).into_owned();
+    assert!(streams.lines().any(|l| l.trim() == "mov_text,subtitle"), "the DVR clip has no text track: {streams:?} {}", String::from_utf8_lossy(&probe.stderr));
+    let srt = std::process::Command::new("ffmpeg").args(["-v", "error", "-i", &clip_url, "-map", "0:s:0", "-f", "srt", "-"]).output().expect("ffmpeg");
+    assert!(srt.status.success(), "{}", String::from_utf8_lossy(&srt.stderr));
+    let recorded: Vec<String> = String::from_utf8_lossy(&srt.stdout).lines().filter(|l| !l.trim().is_empty() && !l.contains("-->") && l.parse::<u64>().is_err()).map(str::to_string).collect();
     // Tolerant: a synthetic voice through AAC and a small model. At least 4 of the sentence's
     // 7 distinct words, 2 of them among its content words (going, park, today): common words
     // alone (we, are, to, the) could come from any speech. A clean run gets all 7. The same
-    // for the FLV captions, the HLS WebVTT rendition's cues and the CEA-608 captions in the
-    // video's SEI as FFmpeg decodes them.
+    // for the FLV captions, the HLS WebVTT rendition's cues, the CEA-608 captions in the
+    // video's SEI as FFmpeg decodes them and the text track of a DVR clip.
     let expected = words(SENTENCE);
-    for (output, texts) in [("FLV captions", &texts), ("WebVTT cues", &vtt.into_iter().collect()), ("SEI captions", &sei)] {
+    for (output, texts) in [("FLV captions", &texts), ("WebVTT cues", &vtt.into_iter().collect()), ("SEI captions", &sei), ("DVR text track", &recorded)] {
         let heard: std::collections::BTreeSet<String> = texts.iter().flat_map(|t| words(t)).collect();
         let overlap: Vec<&String> = expected.intersection(&heard).collect();
         let content = ["going", "park", "today"].iter().filter(|w| heard.contains(**w)).count();

@@ -23,13 +23,18 @@ def _with_loopback(original):
 aioice.ice.get_host_addresses = _with_loopback(aioice.ice.get_host_addresses)
 
 
+# A WHEP offer for a stream that needs the H.264 fallback rendition waits, on the node, up to
+# 20 s for that transcoder to go live (FALLBACK_WAIT): the client must wait longer than that.
+TIMEOUT_S = 30
+
+
 def http(method, url, body=None, content_type=None):
     """Returns (status, headers, body text); HTTP errors are answers, not exceptions."""
     request = urllib.request.Request(url, data=body, method=method)
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode()

@@ -90,8 +90,19 @@ async def play(url, seconds):
     return result
 
 
+async def play_reporting(url, seconds):
+    """As play(); an exception (a signalling timeout, a refused connection) becomes the
+    player's "error" instead of ending the script with no JSON for the test to read."""
+    try:
+        return await play(url, seconds)
+    except Exception as e:  # noqa: BLE001 - reported to the test, which fails the player
+        return {"status": None, "connected": False, "video_frames": 0, "audio_frames": 0,
+                "width": None, "height": None, "audio_rate": None,
+                "error": f"{type(e).__name__}: {e}"}
+
+
 async def main(url, seconds, players):
-    results = await asyncio.gather(*(play(url, seconds) for _ in range(players)))
+    results = await asyncio.gather(*(play_reporting(url, seconds) for _ in range(players)))
     print(json.dumps({"players": list(results)}), flush=True)
 
 

@@ -69,6 +69,7 @@ fn track_of(samples: &TrackSamples) -> Option<Track> {
         "AAC" => Codec::Aac,
         "AV1" => Codec::Av1,
         "Opus" => Codec::Opus,
+        "TX3G" => Codec::Tx3g,
         _ => return None,
     };
     Some(Track {
@@ -186,14 +187,14 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
         let first_key = track.samples.iter().position(|s| s.key).unwrap_or(track.samples.len());
         track.samples.drain(..first_key);
     }
-    // Audio starts with the first picture (the keyframe's presentation time, after B-frame
-    // reordering), not with its decode time.
+    // Audio and captions start with the first picture (the keyframe's presentation time,
+    // after B-frame reordering), not with its decode time.
     let picture_start = tracks
         .iter()
         .find(|t| t.track.kind() == estuary_protocols::media::TrackKind::Video)
         .and_then(|t| t.samples.first().map(|s| (s.dts + s.cts.max(0) as i64) as f64 / t.track.timescale.max(1) as f64));
     if let Some(picture_start) = picture_start {
-        for track in tracks.iter_mut().filter(|t| t.track.kind() == estuary_protocols::media::TrackKind::Audio) {
+        for track in tracks.iter_mut().filter(|t| t.track.kind() != estuary_protocols::media::TrackKind::Video) {
             let scale = track.track.timescale.max(1) as f64;
             let skip = track.samples.iter().position(|s| s.dts as f64 / scale >= picture_start - 0.0005).unwrap_or(track.samples.len());
             track.samples.drain(..skip);

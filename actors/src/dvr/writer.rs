@@ -11,7 +11,8 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use estuary_protocols::container::flv;
 use estuary_protocols::container::fmp4::{self, to_timescale, Track};
-use estuary_protocols::media::{MediaFrame, TrackKind};
+use estuary_protocols::container::timed_text::{self, Cue};
+use estuary_protocols::media::{Codec, MediaFrame, TrackKind};
 use estuary_storage::{Recording, RecordingGap, RecordingState, StoredSample, StreamKey, TrackSamples};
 use std::fs::File;
 use std::io::Write;
@@ -19,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+/// Captions kept for the files being written (the oldest go first): more than a caption
+/// track needs, since captions older than the written fragments are dropped as they pass.
+const MAX_CUES: usize = 256;
 
 /// After a write fails (a full disk), how long the writer waits before it tries a new file
 /// (at the next keyframe after that).
@@ -79,7 +84,10 @@ struct OpenFile {
     durable_end_ms: i64,
     /// Presentation time of the first keyframe: audio before it belongs to the file before.
     presentation_start_ms: i64,
+    /// Media time up to which the caption track (if the file has one) is written.
+    text_end_ms: i64,
 }
+
 
 /// Records one stream.
 pub struct DvrWriter {
@@ -114,6 +122,8 @@ pub struct DvrWriter {
     slow_writes: Option<(std::time::Duration, std::time::Instant)>,
     /// The index entry of the file just opened, to be stored before anything is appended.
     pending_index: Option<PutRecording>,
+    /// Captions on the media timeline, for the caption tracks of the files being written.
+    cues: std::collections::VecDeque<Cue>,
 }
 
 impl DvrWriter {
@@ -141,6 +151,7 @@ impl DvrWriter {
             open_gap: None,
             slow_writes: None,
             pending_index: None,
+            cues: std::collections::VecDeque::new(),
         }
     }
 
@@ -215,6 +226,7 @@ impl DvrWriter {
             return;
         }
         if frame.track == TrackKind::Data {
+            self.caption(&frame);
             return;
         }
         if frame.track == TrackKind::Video {
@@ -305,6 +317,35 @@ impl DvrWriter {
             open.last_end_ms = open.last_end_ms.max(frame.dts_ms() + step);
             open.pending.push(frame);
         }
+    }
+
+    /// A caption (script data `onTextData`) for the caption tracks. Like the live outputs, a
+    /// caption dated before what is written already (a recogniser's text comes after its
+    /// speech) is shown from there on, for its own span or the time it takes to read.
+    fn caption(&mut self, frame: &MediaFrame) {
+        if !self.settings.captions || self.settings.format != DvrFormat::Mp4 {
+            return;
+        }
+        let Some(caption) = flv::parse_text_data(&frame.payload) else { return };
+        let floor = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).map(|o| o.text_end_ms).max();
+        let start_ms = caption.start_ms.unwrap_or_else(|| frame.dts_ms()).max(floor.unwrap_or(i64::MIN));
+        let end_ms = match caption.end_ms {
+            Some(end) if end > start_ms.saturating_add(500) => end,
+            _ => start_ms.saturating_add(estuary_protocols::cmaf::default_cue_ms(&caption.text)),
+        };
+        self.cues.push_back(Cue { start_ms, end_ms, text: caption.text });
+        while self.cues.len() > MAX_CUES {
+            self.cues.pop_front();
+        }
+    }
+
+    /// Drops the captions that every file being written is past.
+    fn forget_written_cues(&mut self) {
+        let Some(oldest) = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).map(|o| o.text_end_ms).min() else {
+            self.cues.clear();
+            return;
+        };
+        self.cues.retain(|c| c.end_ms > oldest);
     }
 
     /// A fragment is on disk: a suspended recording has resumed.
@@ -398,6 +439,9 @@ impl DvrWriter {
                     let _ = std::fs::remove_file(&absolute);
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no track Estuary can write to MP4 (H.264, H.265, AAC)"));
                 }
+                if self.settings.captions {
+                    tracks.push(timed_text::track(tracks.len() as u32 + 1));
+                }
                 fmp4::init_segment(&tracks).to_vec()
             }
             DvrFormat::Flv => {
@@ -458,6 +502,7 @@ impl DvrWriter {
             last_end_ms: first.dts_ms(),
             durable_end_ms: first.dts_ms(),
             presentation_start_ms: first.pts_ms(),
+            text_end_ms: first.dts_ms(),
         });
         Ok(())
     }
@@ -472,10 +517,12 @@ impl DvrWriter {
             }
         }
         let format = self.settings.format;
-        match self.open.as_mut() {
-            Some(open) => write_fragment(open, format),
+        let written = match self.open.as_mut() {
+            Some(open) => write_fragment(open, format, self.cues.make_contiguous()),
             None => Ok(()),
-        }
+        };
+        self.forget_written_cues();
+        written
     }
 
     /// Closes the open file (and the one still closing).
@@ -492,7 +539,7 @@ impl DvrWriter {
     /// without it (an MP4's tracks are fixed by its header) and the next file has it.
     fn take_new_track(&mut self) {
         let tracks = [&self.video_config, &self.audio_config].into_iter().flatten().filter(|c| Track::from_config(1, c).is_some()).count();
-        let restart = self.open.as_ref().is_some_and(|o| o.tracks.len() < tracks && o.durable_end_ms <= o.recording.media_start_ms && o.sequence == 0);
+        let restart = self.open.as_ref().is_some_and(|o| o.tracks.iter().filter(|t| t.kind() != TrackKind::Data).count() < tracks && o.durable_end_ms <= o.recording.media_start_ms && o.sequence == 0);
         if !restart {
             return;
         }
@@ -517,7 +564,7 @@ impl DvrWriter {
     }
 
     fn finalize(&mut self, mut open: OpenFile, reason: &str) {
-        if let Err(e) = write_fragment(&mut open, self.settings.format) {
+        if let Err(e) = write_fragment(&mut open, self.settings.format, self.cues.make_contiguous()) {
             // The failed fragment was taken back: the file ends at its last complete one.
             tracing::error!(stream = %self.key, file = %open.recording.path, error = %e, "the last fragment of the recording could not be written; the file ends at the one before");
             self.node.stats.inc("estuary_disk_write_errors_total", &[("output", "dvr")]);
@@ -562,14 +609,15 @@ impl DvrWriter {
 /// Appends the pending frames as one fragment and syncs it. On failure the fragment is taken
 /// back (the file cut to its previous length, the sample tables and keyframes as before, the
 /// pending frames dropped), so the file and its description end at the last complete fragment.
-fn write_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()> {
+fn write_fragment(open: &mut OpenFile, format: DvrFormat, cues: &[Cue]) -> std::io::Result<()> {
     if open.pending.is_empty() {
         return Ok(());
     }
-    let before = (open.position, open.sequence, open.recording.keyframes.len(), open.samples.iter().map(|t| t.samples.len()).collect::<Vec<_>>());
-    let written = append_fragment(open, format);
+    let before = (open.position, open.sequence, open.recording.keyframes.len(), open.samples.iter().map(|t| t.samples.len()).collect::<Vec<_>>(), open.text_end_ms);
+    let written = append_fragment(open, format, cues);
     if written.is_err() {
-        let (position, sequence, keyframes, samples) = before;
+        let (position, sequence, keyframes, samples, text_end_ms) = before;
+        open.text_end_ms = text_end_ms;
         let _ = open.file.set_len(position);
         let _ = std::io::Seek::seek(&mut open.file, std::io::SeekFrom::Start(position));
         open.position = position;
@@ -583,13 +631,19 @@ fn write_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()>
     written
 }
 
-fn append_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()> {
+fn append_fragment(open: &mut OpenFile, format: DvrFormat, cues: &[Cue]) -> std::io::Result<()> {
     let pending = std::mem::take(&mut open.pending);
     match format {
         DvrFormat::Mp4 => {
             open.sequence += 1;
-            let per_track = fmp4::frames_by_track(&open.tracks, &pending);
-            let bytes = fmp4::fragment_of(open.sequence, &open.tracks, &per_track, |_, _| None);
+            let mut per_track = fmp4::frames_by_track(&open.tracks, &pending);
+            // The caption track covers the fragment's span without a hole: captions where
+            // there are some, empty samples between.
+            let text_to_ms = open.last_end_ms.max(open.text_end_ms);
+            if let Some(index) = open.tracks.iter().position(|t| t.codec == Codec::Tx3g) {
+                per_track[index] = timed_text::samples_between(cues, open.text_end_ms, text_to_ms);
+            }
+            let bytes = fmp4::fragment_of(open.sequence, &open.tracks, &per_track, |track, _| (track.codec == Codec::Tx3g).then_some(text_to_ms));
             let media_len: u64 = per_track.iter().flatten().map(|f| f.payload.len() as u64).sum();
             let mut offset = open.position + bytes.len() as u64 - media_len;
             for (track, frames) in open.tracks.iter().zip(&per_track) {
@@ -615,6 +669,7 @@ fn append_fragment(open: &mut OpenFile, format: DvrFormat) -> std::io::Result<()
             }
             open.file.write_all(&bytes)?;
             open.position += bytes.len() as u64;
+            open.text_end_ms = text_to_ms;
         }
         DvrFormat::Flv => {
             let mut out = BytesMut::new();

@@ -217,6 +217,7 @@ impl Config {
             format: if self.dvr.format == "flv" { DvrFormat::Flv } else { DvrFormat::Mp4 },
             path: self.dvr.path.clone(),
             fragment: Duration::from_millis(self.dvr.fragment_ms),
+            captions: self.dvr.captions,
             retention: retention(self.dvr.max_age_s, self.dvr.max_bytes),
             app_retention: self.dvr.retention.iter().map(|(app, r)| (app.clone(), retention(r.max_age_s, r.max_bytes))).collect(),
         }

@@ -165,7 +165,7 @@ fn write_trak(o: &mut BytesMut, track: &Track) {
 /// table of the sample description followed by what `tables` writes. Fragmented files give
 /// zero durations and empty tables; progressive files ([`crate::container::mp4`]) the real ones.
 pub(crate) fn write_trak_with(o: &mut BytesMut, track: &Track, duration: u32, media_duration: u32, edits: impl FnOnce(&mut BytesMut), tables: impl FnOnce(&mut BytesMut)) {
-    let video = track.kind() == TrackKind::Video;
+    let kind = track.kind();
     boxed(o, b"trak", |o| {
         full_box(o, b"tkhd", 0, 3, |o| {
             o.put_u32(0);
@@ -176,7 +176,7 @@ pub(crate) fn write_trak_with(o: &mut BytesMut, track: &Track, duration: u32, me
             o.put_slice(&[0; 8]);
             o.put_u16(0);
             o.put_u16(0);
-            o.put_u16(if video { 0 } else { 0x0100 });
+            o.put_u16(if kind == TrackKind::Audio { 0x0100 } else { 0 });
             o.put_u16(0);
             for m in MATRIX {
                 o.put_u32(m);
@@ -196,15 +196,21 @@ pub(crate) fn write_trak_with(o: &mut BytesMut, track: &Track, duration: u32, me
             });
             full_box(o, b"hdlr", 0, 0, |o| {
                 o.put_u32(0);
-                o.put_slice(if video { b"vide" } else { b"soun" });
+                // Captions are a subtitle track ('sbtl', as QuickTime and FFmpeg write tx3g).
+                let (handler, name): (&[u8; 4], &[u8]) = match kind {
+                    TrackKind::Video => (b"vide", b"Estuary video\0"),
+                    TrackKind::Audio => (b"soun", b"Estuary audio\0"),
+                    TrackKind::Data => (b"sbtl", b"Estuary captions\0"),
+                };
+                o.put_slice(handler);
                 o.put_slice(&[0; 12]);
-                o.put_slice(if video { b"Estuary video\0" } else { b"Estuary audio\0" });
+                o.put_slice(name);
             });
             boxed(o, b"minf", |o| {
-                if video {
-                    full_box(o, b"vmhd", 0, 1, |o| o.put_slice(&[0; 8]));
-                } else {
-                    full_box(o, b"smhd", 0, 0, |o| o.put_u32(0));
+                match kind {
+                    TrackKind::Video => full_box(o, b"vmhd", 0, 1, |o| o.put_slice(&[0; 8])),
+                    TrackKind::Audio => full_box(o, b"smhd", 0, 0, |o| o.put_u32(0)),
+                    TrackKind::Data => full_box(o, b"nmhd", 0, 0, |_| {}),
                 }
                 boxed(o, b"dinf", |o| {
                     full_box(o, b"dref", 0, 0, |o| {
@@ -246,6 +252,14 @@ pub(crate) fn write_sample_entry(o: &mut BytesMut, track: &Track) {
                 o.put_u16(0x0018);
                 o.put_u16(0xffff);
                 boxed(o, config_kind, |o| o.put_slice(&track.config));
+            });
+        }
+        Codec::Tx3g => {
+            // SampleEntry (reserved, data_reference_index), then the track's tx3g fields.
+            boxed(o, b"tx3g", |o| {
+                o.put_slice(&[0; 6]);
+                o.put_u16(1);
+                o.put_slice(&track.config);
             });
         }
         Codec::Opus => {
@@ -427,7 +441,7 @@ pub fn media_fragment_with_events(sequence: u32, fragments: &[TrackFragment<'_>]
                         };
                         o.put_u32((next - dts).max(0) as u32);
                         o.put_u32(frame.payload.len() as u32);
-                        let flags = if track.kind() == TrackKind::Audio || frame.keyframe { 0x0200_0000 } else { 0x0101_0000 };
+                        let flags = if track.kind() != TrackKind::Video || frame.keyframe { 0x0200_0000 } else { 0x0101_0000 };
                         o.put_u32(flags);
                         o.put_i32((times[index].1 - dts) as i32);
                     }

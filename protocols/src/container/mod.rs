@@ -1,12 +1,13 @@
 //! Containers: FLV (RTMP's bodies and HTTP-FLV), MPEG-TS (SRT, HTTP-TS, HLS), MPEG-PS
 //! (GB28181 cameras), progressive MP4 (recordings, ingest) and fragmented MP4 (HLS, DASH, DVR);
-//! ID3 tags for timed metadata.
+//! ID3 tags for timed metadata; 3GPP timed text for the captions of MP4 recordings.
 
 pub mod flv;
 pub mod fmp4;
 pub mod id3;
 pub mod mp4;
 pub mod ps;
+pub mod timed_text;
 pub mod ts;
 
 /// A container recognised by its first bytes.

@@ -231,6 +231,28 @@ mod tests {
     }
 
     #[test]
+    fn a_caption_track_reads_back_from_its_init_segment_and_its_fragments() {
+        let (video, audio) = tracks();
+        let text = crate::container::timed_text::track(3);
+        let init = init_segment(&[video.clone(), audio.clone(), text.clone()]);
+        // Our repair reads the tracks back from the init segment, the caption track with them.
+        assert_eq!(super::read_init(&init).unwrap(), vec![video, audio, text.clone()]);
+        let cues = [crate::container::timed_text::Cue { start_ms: 1200, end_ms: 1700, text: "hello".into() }];
+        let samples = crate::container::timed_text::samples_between(&cues, 1000, 2000);
+        let segment = media_segment(1, &[TrackFragment { track: &text, frames: &samples, next_dts: Some(2000) }]);
+        let moof_len = boxes(&segment)[1].1 as usize;
+        let moof_at = boxes(&segment)[0].1 as usize;
+        let (id, read) = fragment_samples(&segment[moof_at..moof_at + moof_len], moof_at as u64, 0).unwrap().remove(0);
+        assert_eq!(id, 3);
+        // Empty, the caption, empty again: 200 + 500 + 300 ms, every one a sync sample.
+        let times: Vec<i64> = read.iter().map(|s| s.dts).collect();
+        assert_eq!(times, vec![1000, 1200, 1700]);
+        assert!(read.iter().all(|s| s.key));
+        let shown: Vec<&str> = read.iter().map(|s| crate::container::timed_text::text_of(&segment[s.offset as usize..(s.offset + s.size as u64) as usize]).unwrap()).collect();
+        assert_eq!(shown, vec!["", "hello", ""]);
+    }
+
+    #[test]
     fn fragments_read_back_as_written() {
         let (video, audio) = tracks();
         let init = init_segment(&[video.clone(), audio.clone()]);

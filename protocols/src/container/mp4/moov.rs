@@ -123,6 +123,10 @@ fn read(moov: Mp4Box<'_>, file_len: Option<u64>, budget: usize) -> Result<Vec<De
             continue;
         }
         let Some(track) = track_of(&trak, tracks.len() as u32 + 1)? else { continue };
+        // Files are read for their media; a caption track is not carried into a live stream.
+        if track.kind() == TrackKind::Data {
+            continue;
+        }
         // Present when track_of found a carried track (it needs the sample description).
         let Some(stbl) = stbl_of(&trak)? else { continue };
         let samples = sample_table(&stbl, track.kind() == TrackKind::Audio, &mut budget)?;
@@ -202,6 +206,11 @@ fn track_of(trak: &Mp4Box<'_>, id: u32) -> Result<Option<Track>, Mp4Error> {
                 channels: head.channels.max(1) as u16,
                 sample_rate: crate::codec::opus::SAMPLE_RATE,
             }
+        }
+        b"tx3g" => {
+            // SampleEntry's 8 bytes, then the timed-text fields the track keeps as its config.
+            let Some(fields) = entry.body.get(8..) else { return Ok(None) };
+            Track { id, codec: Codec::Tx3g, timescale, config: Bytes::copy_from_slice(fields), width: 0, height: 0, channels: 0, sample_rate: 0 }
         }
         _ => return Ok(None),
     };

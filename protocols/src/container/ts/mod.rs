@@ -299,11 +299,19 @@ pub(crate) mod tests {
         assert!(!plain.write_frame(&cue, &mut out));
         let mut muxer = TsMuxer::new(Some(Codec::H264), None).with_timed_metadata();
         muxer.write_tables(&mut out);
+        let entry = [STREAM_TYPE_METADATA, 0xe0 | (PID_METADATA >> 8) as u8, PID_METADATA as u8];
+        let pmts = |out: &BytesMut| -> Vec<Vec<u8>> { out.chunks(PACKET_SIZE).filter(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_PMT).map(|p| p.to_vec()).collect() };
+        // Until a tag comes, the stream is not declared (a demuxer would wait for it).
+        assert!(pmts(&out)[0].windows(3).all(|w| w != entry), "declared before any metadata");
         assert!(!muxer.write_frame(&caption, &mut out), "a caption is not metadata");
         assert!(muxer.write_frame(&cue, &mut out));
+        // The first tag comes after new tables (the next version) that declare it.
+        let tables = pmts(&out);
+        assert_eq!(tables.len(), 2);
+        assert_eq!((tables[0][10] >> 1) & 0x1f, 0);
+        assert_eq!((tables[1][10] >> 1) & 0x1f, 1, "a new PMT version");
         let packets: Vec<&[u8]> = out.chunks(PACKET_SIZE).collect();
-        let pmt = packets.iter().find(|p| (((p[1] & 0x1f) as u16) << 8 | p[2] as u16) == PID_PMT).unwrap();
-        let entry = [STREAM_TYPE_METADATA, 0xe0 | (PID_METADATA >> 8) as u8, PID_METADATA as u8];
+        let pmt = &tables[1];
         let at = pmt.windows(3).position(|w| w == entry).expect("the metadata stream in the PMT");
         assert_eq!(&pmt[at + 5..at + 7], &[0x26, 13]);
         assert_eq!(&pmt[15..19], &[0xf0, 17, 0x25, 15], "the program's metadata pointer");

@@ -37,6 +37,10 @@ pub struct TsMuxer {
     /// Carries timed metadata (`onCuePoint` events made by the API) as ID3 tags in a PES
     /// stream of its own (HLS segments: Apple's timed metadata for HLS).
     timed_metadata: bool,
+    /// The metadata stream is in the PMT: from the first tag on. A stream declared but never
+    /// fed would hold back demuxers that wait for every stream (FFmpeg's `-map 0 -t N` never
+    /// ends), so a stream without timed metadata has no such stream at all.
+    metadata_declared: bool,
 }
 
 impl TsMuxer {
@@ -52,11 +56,13 @@ impl TsMuxer {
             opus_channels: 2,
             version: 0,
             timed_metadata: false,
+            metadata_declared: false,
         }
     }
 
     /// The same muxer with a timed metadata stream (PID [`PID_METADATA`], declared in the
-    /// PMT with an `ID3 ` metadata descriptor, as ffmpeg and Safari read it).
+    /// PMT with an `ID3 ` metadata descriptor, as ffmpeg and Safari read it) once the first
+    /// tag comes: the tables are written again then, with the next version.
     pub fn with_timed_metadata(mut self) -> Self {
         self.timed_metadata = true;
         self
@@ -70,6 +76,7 @@ impl TsMuxer {
         muxer.cc = self.cc.clone();
         muxer.version = (self.version + 1) & 0x1f;
         muxer.timed_metadata = self.timed_metadata;
+        muxer.metadata_declared = self.metadata_declared;
         muxer
     }
 
@@ -122,7 +129,7 @@ impl TsMuxer {
                 }
             }
         }
-        if self.timed_metadata {
+        if self.metadata_declared {
             // metadata_descriptor: application format 0xffff with identifier "ID3 ", format
             // 0xff with identifier "ID3 ", service 0, no locator, carried in PES (0x0f).
             let descriptor = [0x26, 13, 0xff, 0xff, b'I', b'D', b'3', b' ', 0xff, b'I', b'D', b'3', b' ', 0x00, 0x0f];
@@ -132,7 +139,7 @@ impl TsMuxer {
         let length = 9 + streams.len() + 4;
         // With timed metadata, the program points at it (metadata_pointer_descriptor: format
         // and identifier "ID3 ", service 0, no locator, carried in this program, number 1).
-        let program_info: &[u8] = if self.timed_metadata { &[0x25, 15, 0xff, 0xff, b'I', b'D', b'3', b' ', 0xff, b'I', b'D', b'3', b' ', 0x00, 0x1f, 0x00, 0x01] } else { &[] };
+        let program_info: &[u8] = if self.metadata_declared { &[0x25, 15, 0xff, 0xff, b'I', b'D', b'3', b' ', 0xff, b'I', b'D', b'3', b' ', 0x00, 0x1f, 0x00, 0x01] } else { &[] };
         let length = length + program_info.len();
         let mut pmt = vec![0x02, 0xb0 | (length >> 8) as u8, length as u8, 0x00, 0x01, version, 0x00, 0x00];
         pmt.extend_from_slice(&[0xe0 | (pcr_pid >> 8) as u8, pcr_pid as u8, 0xf0, program_info.len() as u8]);
@@ -232,6 +239,12 @@ impl TsMuxer {
             }
             (TrackKind::Data, Codec::ScriptData) if self.timed_metadata => match crate::container::flv::parse_cue_point(&frame.payload) {
                 Some(json) => {
+                    if !self.metadata_declared {
+                        // A program change: the stream is declared from here on.
+                        self.metadata_declared = true;
+                        self.version = (self.version + 1) & 0x1f;
+                        self.write_tables(out);
+                    }
                     let tag = crate::container::id3::txxx_tag("estuary.metadata", &json);
                     self.write_pes(out, PID_METADATA, 0xbd, pts, None, &tag, false, None);
                     true
