@@ -10,7 +10,8 @@ puts it into the stream's outputs.
     python3 examples/asr/worker.py ws://127.0.0.1:8080/tap/live/livestream
 
 Without PocketSphinx, `--wav out.wav --seconds 5` only records the tap to a WAV file (handy to
-hear what a model would get). To use another recogniser, replace `Recognizer`: it is given
+hear what a model would get), and `--jpeg DIR --count 3` saves the stream's pictures from a
+video tap (one a second, 640 wide: what a vision model would get). To use another recogniser, replace `Recognizer`: it is given
 16 kHz mono 16-bit frames and returns the text of each finished utterance.
 
 The WebSocket client is the standard library's sockets and a few lines of RFC 6455, so the
@@ -158,6 +159,34 @@ def tap_url(url):
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+def pictures_url(url):
+    """The URL of a video tap: JPEG, one picture a second, 640 pixels wide."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query.update({"video": "jpeg", "fps": "1", "width": "640"})
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def save_pictures(tap, directory, count):
+    os.makedirs(directory, exist_ok=True)
+    saved = 0
+    while saved < count:
+        kind, data = tap.receive()
+        if kind == "close":
+            raise SystemExit(f"the tap closed: {data}")
+        if kind == "text":
+            message = json.loads(data)
+            if message.get("type") == "video":
+                log(f"pictures of {message.get('width')}x{message.get('height')}")
+            continue
+        stream_us = struct.unpack(">q", data[4:12])[0]
+        saved += 1
+        path = os.path.join(directory, f"picture-{saved}.jpg")
+        with open(path, "wb") as out:
+            out.write(data[HEADER:])
+        log(f"{path}: stream time {stream_us / 1e6:.3f} s, {len(data) - HEADER} bytes")
+
+
 def record(tap, path, seconds):
     with wave.open(path, "wb") as out:
         out.setnchannels(1)
@@ -204,13 +233,17 @@ def main():
     parser.add_argument("url", help="the tap, e.g. ws://127.0.0.1:8080/tap/live/livestream")
     parser.add_argument("--wav", help="record the tap to this WAV file instead of captioning")
     parser.add_argument("--seconds", type=float, default=5.0, help="how much to record with --wav")
+    parser.add_argument("--jpeg", help="save pictures of the stream's video in this directory instead")
+    parser.add_argument("--count", type=int, default=3, help="how many pictures to save with --jpeg")
     args = parser.parse_args()
-    tap = TapSocket(tap_url(args.url))
+    tap = TapSocket(pictures_url(args.url) if args.jpeg else tap_url(args.url))
     kind, start = tap.receive()
     if kind != "text" or json.loads(start).get("type") != "start":
         raise SystemExit(f"the tap did not start: {start}")
     log("tap started:", start)
-    if args.wav:
+    if args.jpeg:
+        save_pictures(tap, args.jpeg, args.count)
+    elif args.wav:
         record(tap, args.wav, args.seconds)
     else:
         caption(tap, Recognizer())

@@ -1,13 +1,17 @@
-//! The AI tap's WebSocket: `GET /tap/<app>/<stream>?audio=s16le&rate=16000&channels=1` on the
-//! HTTP port (checked by the play rules, as a player is) and `/api/v1/tap/<app>/<stream>` on
-//! the API (API credentials). See `estuary_actors::tap` for the shared decoding.
+//! The AI tap's WebSocket: `GET /tap/<app>/<stream>?audio=s16le&rate=16000&channels=1` (and/or
+//! `video=jpeg|i420&fps=2&width=640`) on the HTTP port (checked by the play rules, as a player
+//! is) and `/api/v1/tap/<app>/<stream>` on the API (API credentials). See
+//! `estuary_actors::tap` for the shared decoding. Without `video`, a tap is audio; with it,
+//! pictures only, unless `audio` is asked for too.
 //!
-//! The server's messages: first a text message, JSON, naming the stream and the format
-//! (`{"type":"start", ...}`); then one binary message per decoded chunk (a 20-byte header with
-//! the stream time and the wall-clock time, then little-endian 16-bit samples; see
-//! `estuary_actors::tap::encode_chunk`); `{"type":"lost","chunks":N}` when this client fell
-//! behind and lost its N oldest chunks; and at the end a close frame whose reason says why
-//! (the stream ended, it has no audio, its audio codec cannot be decoded).
+//! The server's messages: first a text message, JSON, naming the stream and the formats
+//! (`{"type":"start", ...}`); then one binary message per decoded chunk or picture (a 20-byte
+//! header with the kind, the stream time and the wall-clock time, then little-endian 16-bit
+//! samples or the picture; see `estuary_actors::tap::encode_chunk`); `{"type":"video",
+//! "format", "fps", "width", "height"}` before the first picture and when the size changes;
+//! `{"type":"lost","chunks":N,"kind":"audio"|"video"}` when this client fell behind and lost
+//! its N oldest; and at the end a close frame whose reason says why (the stream ended, it has
+//! no audio or no video, its codec cannot be decoded).
 //!
 //! Results come back as captions: `POST /api/v1/streams/<app>/<stream>/captions` with
 //! `{"text": "...", "language": "eng"}`, or a text message `{"type":"caption", ...}` on the
@@ -20,7 +24,7 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use estuary_actors::node::clients::Role;
 use estuary_actors::messages::TimedData;
-use estuary_actors::tap::{self, AudioFormat, StreamEvent, TapError, TapEvent};
+use estuary_actors::tap::{self, AudioFormat, StreamEvent, TapClient, TapError, TapEvent, TapFormat, VideoFormat};
 use futures_util::StreamExt;
 use estuary_actors::StreamKey;
 use serde_json::json;
@@ -88,12 +92,18 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
         return error(400, &format!("invalid app or stream name: {reason}"));
     }
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
-    if let Some((_, video)) = params.iter().find(|(k, _)| k == "video") {
-        return error(501, &format!("video={video}: taps carry audio only in this version (leave video out)"));
-    }
-    let format = match AudioFormat::from_query(&params) {
-        Ok(format) => format,
+    let video = match VideoFormat::from_query(&params) {
+        Ok(video) => video,
         Err(reason) => return error(400, &reason),
+    };
+    // Audio unless only pictures are asked for.
+    let audio = if video.is_none() || params.iter().any(|(k, _)| k == "audio") {
+        match AudioFormat::from_query(&params) {
+            Ok(format) => Some(format),
+            Err(reason) => return error(400, &reason),
+        }
+    } else {
+        None
     };
     let key = StreamKey::new(&app, &stream);
     let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
@@ -126,9 +136,13 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
     };
     // Refused before the upgrade when the stream is not live; a stream without audio is told
     // over the socket (the client asked for a WebSocket, so it gets its close reason).
-    let joined = tap::join(&state.node, &state.registry, &key, format).await;
-    if let Err(TapError::NotFound(_)) = &joined {
-        return error(404, &format!("stream {key} is not live"));
+    let mut joined: Vec<Result<TapClient, TapError>> = Vec::new();
+    for format in audio.map(TapFormat::Audio).into_iter().chain(video.map(TapFormat::Video)) {
+        let client = tap::join(&state.node, &state.registry, &key, format).await;
+        if let Err(TapError::NotFound(_)) = &client {
+            return error(404, &format!("stream {key} is not live"));
+        }
+        joined.push(client);
     }
     let (response, mut session, mut messages) = match actix_ws::handle(&req, body) {
         Ok(handshake) => handshake,
@@ -139,33 +153,39 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
     let record = guard.record().clone();
     actix_web::rt::spawn(async move {
         let _guard = guard;
-        let mut client = match joined {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::info!(client = record.id, stream = %key, reason = %e, "tap closed");
-                finish(session, e.to_string()).await;
-                return;
+        let mut clients = Vec::new();
+        for client in joined {
+            match client {
+                Ok(client) => clients.push(client),
+                Err(e) => {
+                    tracing::info!(client = record.id, stream = %key, reason = %e, "tap closed");
+                    finish(session, e.to_string()).await;
+                    return;
+                }
             }
-        };
-        tracing::info!(client = record.id, stream = %key, feed = client.feed_id(), rate = format.rate, channels = format.channels, "tap started");
-        let start = json!({ "type": "start", "stream": key.to_string(), "audio": { "format": "s16le", "rate": format.rate, "channels": format.channels }, "feed": client.feed_id(), "header_bytes": tap::CHUNK_HEADER });
+        }
+        let mut video_client = if video.is_some() { clients.pop() } else { None };
+        let mut audio_client = clients.pop();
+        let feeds: Vec<u64> = audio_client.iter().chain(video_client.iter()).map(TapClient::feed_id).collect();
+        tracing::info!(client = record.id, stream = %key, ?feeds, ?audio, ?video, "tap started");
+        let mut start = json!({ "type": "start", "stream": key.to_string(), "feed": feeds.first(), "feeds": feeds, "header_bytes": tap::CHUNK_HEADER });
+        if let Some(format) = audio {
+            start["audio"] = json!({ "format": "s16le", "rate": format.rate, "channels": format.channels });
+        }
+        if let Some(format) = video {
+            start["video"] = json!({ "format": format.video, "fps": format.fps });
+            if let Some(info) = video_client.as_ref().and_then(TapClient::video_info) {
+                start["video"] = json!(info);
+            }
+        }
         let mut last_caption: Option<std::time::Instant> = None;
         let mut outcome = deliver(&mut session, &record, Outgoing::Text(start.to_string())).await;
+        // A client joining a running video feed learns the picture size from `start`; the
+        // feed's own announcement then repeats it.
         while outcome.is_ok() {
             outcome = tokio::select! {
-                event = client.next() => match event {
-                    Some(Ok(TapEvent::Audio { stream_us, wall_us, pcm })) => {
-                        let chunk = tap::encode_chunk(stream_us, wall_us, &pcm);
-                        record.add_out(chunk.len());
-                        deliver(&mut session, &record, Outgoing::Binary(chunk)).await
-                    }
-                    Some(Ok(TapEvent::End(why))) => Err(Some(why)),
-                    Some(Err(lost)) => {
-                        tracing::debug!(client = record.id, stream = %key, lost, "tap client behind: oldest chunks dropped");
-                        deliver(&mut session, &record, Outgoing::Text(json!({ "type": "lost", "chunks": lost }).to_string())).await
-                    }
-                    None => Err(Some("the tap feed stopped".to_string())),
-                },
+                event = next_event(&mut audio_client) => on_event(&mut session, &record, &key, "audio", event).await,
+                event = next_event(&mut video_client) => on_event(&mut session, &record, &key, "video", event).await,
                 message = messages.recv() => match message {
                     Some(Ok(actix_ws::Message::Ping(bytes))) => session.pong(&bytes).await.map_err(|_| None),
                     Some(Ok(actix_ws::Message::Text(text))) => {
@@ -195,12 +215,48 @@ async fn serve(state: web::Data<AppState>, req: HttpRequest, body: web::Payload,
             };
         }
         let reason = outcome.err().flatten();
-        tracing::info!(client = record.id, stream = %key, lost = client.lost, reason = reason.as_deref().unwrap_or("the client left"), "tap ended");
+        let lost: u64 = audio_client.iter().chain(video_client.iter()).map(|c| c.lost).sum();
+        tracing::info!(client = record.id, stream = %key, lost, reason = reason.as_deref().unwrap_or("the client left"), "tap ended");
         if let Some(reason) = reason {
             finish(session, reason).await;
         }
     });
     response
+}
+
+/// The next event of `client`; never, when there is none.
+async fn next_event(client: &mut Option<TapClient>) -> Option<Result<TapEvent, u64>> {
+    match client {
+        Some(client) => client.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends what a feed gave to the client (`kind`: which feed, for a `lost` message).
+async fn on_event(session: &mut actix_ws::Session, record: &estuary_actors::node::clients::ClientRecord, key: &StreamKey, kind: &str, event: Option<Result<TapEvent, u64>>) -> Result<(), Option<String>> {
+    match event {
+        Some(Ok(TapEvent::Audio { stream_us, wall_us, pcm })) => {
+            let chunk = tap::encode_chunk(tap::KIND_AUDIO_S16LE, stream_us, wall_us, &pcm);
+            record.add_out(chunk.len());
+            deliver(session, record, Outgoing::Binary(chunk)).await
+        }
+        Some(Ok(TapEvent::Video { kind, stream_us, wall_us, data })) => {
+            let chunk = tap::encode_chunk(kind, stream_us, wall_us, &data);
+            record.add_out(chunk.len());
+            deliver(session, record, Outgoing::Binary(chunk)).await
+        }
+        Some(Ok(TapEvent::VideoStart(info))) => {
+            let mut message = json!(info);
+            message["type"] = json!("video");
+            deliver(session, record, Outgoing::Text(message.to_string())).await
+        }
+        Some(Ok(TapEvent::End(why))) => Err(Some(why)),
+        Some(Err(lost)) => {
+            tracing::debug!(client = record.id, stream = %key, lost, kind, "tap client behind: oldest chunks dropped");
+            deliver(session, record, Outgoing::Text(json!({ "type": "lost", "chunks": lost, "kind": kind }).to_string())).await
+        }
+        None => Err(Some(format!("the {kind} tap feed stopped"))),
+    }
 }
 
 /// `GET /api/v1/taps`: the tap feeds (one decoder each) and their clients.

@@ -1,6 +1,6 @@
 //! The AI tap: a stream's audio decoded to PCM over a WebSocket (tungstenite as the client),
-//! heard at the right pitch in the format asked for, one decoder per format however many
-//! clients, a stalled client losing chunks while the others keep up, and bad taps refused
+//! heard at the right pitch in the format asked for, its pictures as JPEG and I420 at the
+//! rate and size asked for, one decoder per format however many clients, a stalled client losing chunks while the others keep up, and bad taps refused
 //! with the reason; captions and timed metadata back out to FLV/RTMP players, web pages,
 //! HLS players (a WebVTT rendition, ID3 in emsg boxes, ID3 in TS segments), and CEA-608 in
 //! the video's SEI.
@@ -185,6 +185,93 @@ fn twenty_tap_clients_share_one_decoder_and_a_stalled_one_loses_chunks_without_s
     assert_eq!(feeds(&node).len(), 1);
 }
 
+/// The next binary message: (kind, stream µs, payload); text messages on the way are
+/// collected in `texts`.
+fn next_binary(socket: &mut Socket, texts: &mut Vec<Value>) -> (u8, i64, Vec<u8>) {
+    loop {
+        match socket.read().expect("read a tap message") {
+            Message::Binary(data) => {
+                assert!(data.len() > HEADER, "a message of {} bytes", data.len());
+                assert_eq!(&data[1..4], &[0, 0, 0]);
+                return (data[0], i64::from_be_bytes(data[4..12].try_into().unwrap()), data[HEADER..].to_vec());
+            }
+            Message::Text(text) => texts.push(serde_json::from_str(text.as_str()).expect("tap JSON")),
+            Message::Close(frame) => panic!("closed while waiting for a picture: {frame:?}; texts {texts:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_tap_sees_the_stream_as_jpeg_and_i420_pictures_at_the_rate_and_size_asked() {
+    let scratch = Scratch::new("tap-video");
+    let node = Node::start(&scratch, &[]);
+    // 320x240 at 25 frames a second, with a tone.
+    let _publisher = publish(&node.rtmp_url("live/scene"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/scene", Duration::from_secs(20));
+
+    // JPEG, 2 a second, 160 wide: 160x120 pictures half a second apart in stream time.
+    let mut jpeg = connect(node.ports.http, "/tap/live/scene?video=jpeg&fps=2&width=160");
+    let start = next_text(&mut jpeg);
+    assert_eq!((start["type"].as_str(), start["video"]["format"].as_str(), start["video"]["fps"].as_u64()), (Some("start"), Some("jpeg"), Some(2)), "{start}");
+    assert!(start["audio"].is_null(), "pictures only were asked for: {start}");
+    let mut texts = Vec::new();
+    let pictures: Vec<(u8, i64, Vec<u8>)> = (0..6).map(|_| next_binary(&mut jpeg, &mut texts)).collect();
+    let size = texts.iter().find(|t| t["type"] == "video").unwrap_or_else(|| panic!("no picture size before the pictures: {texts:?}"));
+    assert_eq!((size["width"].as_u64(), size["height"].as_u64(), size["format"].as_str()), (Some(160), Some(120), Some("jpeg")), "{size}");
+    for (kind, _, data) in &pictures {
+        assert_eq!(*kind, 2, "JPEG kind");
+        assert!(data.starts_with(&[0xff, 0xd8]) && data.ends_with(&[0xff, 0xd9]), "not one whole JPEG: {} bytes", data.len());
+    }
+    let steps: Vec<i64> = pictures.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    assert!(steps.iter().all(|&step| (400_000..=600_000).contains(&step)), "2 pictures a second, stream times {:?}", pictures.iter().map(|p| p.1).collect::<Vec<_>>());
+    // FFmpeg reads a picture as what it was asked to be.
+    let file = scratch.path("picture.jpg");
+    std::fs::write(&file, &pictures[3].2).unwrap();
+    let probe = std::process::Command::new("ffprobe").args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0"]).arg(&file).output().expect("ffprobe");
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "mjpeg,160,120", "{}", String::from_utf8_lossy(&probe.stderr));
+
+    // Raw I420, 1 a second, 64 wide: 64x48 pictures of 4608 bytes with a picture in them
+    // (testsrc2 is colourful: the luma varies).
+    let mut raw = connect(node.ports.http, "/tap/live/scene?video=i420&fps=1&width=64");
+    assert_eq!(next_text(&mut raw)["video"]["format"], "i420");
+    let mut texts = Vec::new();
+    let (kind, _, data) = next_binary(&mut raw, &mut texts);
+    assert_eq!((kind, data.len()), (3, 64 * 48 * 3 / 2), "texts before it: {texts:?}");
+    let luma = &data[..64 * 48];
+    let (low, high) = (luma.iter().min().unwrap(), luma.iter().max().unwrap());
+    assert!(high - low > 50, "a flat picture: luma from {low} to {high}");
+
+    // Audio and pictures on one socket: both kinds come, and the JPEG feed is shared.
+    let mut both = connect(node.ports.http, "/tap/live/scene?audio=s16le&video=jpeg&fps=2&width=160");
+    let start = next_text(&mut both);
+    assert!(start["audio"]["rate"] == 16_000 && start["video"]["width"] == 160, "a running feed's size is in start: {start}");
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut texts = Vec::new();
+    for _ in 0..200 {
+        kinds.insert(next_binary(&mut both, &mut texts).0);
+        if kinds.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(kinds.into_iter().collect::<Vec<u8>>(), vec![1, 2]);
+    let list = feeds(&node);
+    assert_eq!(list.len(), 3, "JPEG, I420 and audio feeds: {list:?}");
+    let shared = list.iter().find(|f| f["format"]["video"] == "jpeg").unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!((shared["clients"].as_u64(), shared["format"]["fps"].as_u64(), shared["codec"].as_str()), (Some(2), Some(2), Some("H264")), "{shared}");
+    drop((jpeg, raw, both));
+    assert!(wait_until(Duration::from_secs(10), || feeds(&node).is_empty()), "feeds left: {:?}", feeds(&node));
+
+    // A stream without video: the tap says so and closes cleanly.
+    let source = Source { tracks: Tracks::AudioOnly, ..Source::default() };
+    let _radio = publish(&node.rtmp_url("live/radio"), &source, &scratch, "radio");
+    node.wait_live("live/radio", Duration::from_secs(20));
+    let mut blind = connect(node.ports.http, "/tap/live/radio?video=jpeg");
+    assert_eq!(next_text(&mut blind)["type"], "start");
+    let end = next_text(&mut blind);
+    assert!(end["type"] == "end" && end["reason"].as_str().unwrap_or("").contains("has no video"), "{end}");
+}
+
 #[test]
 fn bad_taps_are_refused_with_the_reason() {
     let scratch = Scratch::new("tap-bad");
@@ -204,7 +291,9 @@ fn bad_taps_are_refused_with_the_reason() {
         ("/tap/live/mute?rate=96000", 400, "8000 to 48000"),
         ("/tap/live/mute?audio=f32le", 400, "f32le"),
         ("/tap/live/mute?channels=6", 400, "1 or 2"),
-        ("/tap/live/mute?video=jpeg&fps=2", 501, "audio only"),
+        ("/tap/live/mute?video=png", 400, "jpeg or i420"),
+        ("/tap/live/mute?video=jpeg&fps=99", 400, "1 to 30"),
+        ("/tap/live/mute?video=i420&width=333", 400, "even"),
         ("/tap/live/bad%20name", 400, "invalid"),
     ] {
         let (got, body) = status(path);

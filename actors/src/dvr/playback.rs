@@ -84,8 +84,14 @@ fn track_of(samples: &TrackSamples) -> Option<Track> {
     })
 }
 
+/// The caption track's codec name in a sample table.
+const CAPTIONS: &str = "TX3G";
+
+/// Whether two recordings have the same media tracks (a caption track may be in one only: a
+/// stream's first caption starts a file that has one).
 fn same_tracks(a: &[TrackSamples], b: &[TrackSamples]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.codec == y.codec && x.config == y.config && x.timescale == y.timescale)
+    let media = |t: &[TrackSamples]| t.iter().filter(|t| t.codec != CAPTIONS).map(|t| (t.codec.clone(), t.config.clone(), t.timescale)).collect::<Vec<_>>();
+    media(a) == media(b)
 }
 
 fn ticks(ms: i64, timescale: u32) -> i64 {
@@ -141,7 +147,7 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
         };
         match &reference {
             None => {
-                tracks = samples.iter().filter_map(|t| track_of(t).map(|track| ProgressiveTrack { track, samples: Vec::new() })).collect();
+                tracks = samples.iter().filter(|t| t.codec != CAPTIONS).filter_map(|t| track_of(t).map(|track| ProgressiveTrack { track, samples: Vec::new() })).collect();
                 reference = Some(samples.clone());
             }
             Some(reference) if !same_tracks(reference, &samples) => {
@@ -168,7 +174,29 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
             from_wall = recording.start_ms;
         }
         let to_wall = end_ms.min(recording.end_ms);
-        for (table, out) in samples.iter().zip(tracks.iter_mut()) {
+        // The output track of each table: media tracks in order, the caption track by codec
+        // (added with the first recording that has one; before it, the track starts later).
+        let mut outputs = Vec::new();
+        let mut media = 0;
+        for table in &samples {
+            if table.codec == CAPTIONS {
+                let found = tracks.iter().position(|t| t.track.codec == estuary_protocols::media::Codec::Tx3g);
+                let index = match (found, track_of(table)) {
+                    (Some(index), _) => Some(index),
+                    (None, Some(track)) => {
+                        tracks.push(ProgressiveTrack { track, samples: Vec::new() });
+                        Some(tracks.len() - 1)
+                    }
+                    (None, None) => None,
+                };
+                outputs.push(index);
+            } else {
+                outputs.push(Some(media).filter(|m| tracks.get(*m).is_some_and(|t| t.track.codec != estuary_protocols::media::Codec::Tx3g)));
+                media += 1;
+            }
+        }
+        for (table, index) in samples.iter().zip(outputs) {
+            let Some(out) = index.and_then(|i| tracks.get_mut(i)) else { continue };
             let scale = table.timescale;
             let from = ticks(recording.media_of(from_wall), scale);
             let to = ticks(recording.media_of(to_wall), scale);

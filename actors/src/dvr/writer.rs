@@ -88,6 +88,12 @@ struct OpenFile {
     text_end_ms: i64,
 }
 
+impl OpenFile {
+    fn has_captions(&self) -> bool {
+        self.tracks.iter().any(|t| t.codec == Codec::Tx3g)
+    }
+}
+
 
 /// Records one stream.
 pub struct DvrWriter {
@@ -124,6 +130,8 @@ pub struct DvrWriter {
     pending_index: Option<PutRecording>,
     /// Captions on the media timeline, for the caption tracks of the files being written.
     cues: std::collections::VecDeque<Cue>,
+    /// The stream has had a caption: files started from now on have a caption track.
+    captioned: bool,
 }
 
 impl DvrWriter {
@@ -152,6 +160,7 @@ impl DvrWriter {
             slow_writes: None,
             pending_index: None,
             cues: std::collections::VecDeque::new(),
+            captioned: false,
         }
     }
 
@@ -258,7 +267,13 @@ impl DvrWriter {
             .open
             .as_ref()
             .is_some_and(|open| self.settings.plan == DvrPlan::Segment && frame.dts_ms() - open.recording.media_start_ms >= self.settings.segment.as_millis() as i64);
-        if start_point && due {
+        // The first caption of a stream: the file goes on to this keyframe, the next one has a
+        // caption track (an MP4's tracks are fixed by its header).
+        let captions_began = self.captioned && self.open.as_ref().is_some_and(|open| !open.has_captions());
+        if start_point && captions_began {
+            tracing::info!(stream = %self.key, "the stream has captions: a new recording file with a caption track starts at this keyframe");
+        }
+        if start_point && (due || captions_began) {
             self.finish_closing("segment length reached");
             if let Some(open) = self.open.take() {
                 self.closing = Some((open, frame.pts_ms()));
@@ -327,7 +342,8 @@ impl DvrWriter {
             return;
         }
         let Some(caption) = flv::parse_text_data(&frame.payload) else { return };
-        let floor = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).map(|o| o.text_end_ms).max();
+        self.captioned = true;
+        let floor = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).filter(|o| o.has_captions()).map(|o| o.text_end_ms).max();
         let start_ms = caption.start_ms.unwrap_or_else(|| frame.dts_ms()).max(floor.unwrap_or(i64::MIN));
         let end_ms = match caption.end_ms {
             Some(end) if end > start_ms.saturating_add(500) => end,
@@ -339,10 +355,10 @@ impl DvrWriter {
         }
     }
 
-    /// Drops the captions that every file being written is past.
+    /// Drops the captions that every file being written with a caption track is past (with
+    /// none, they wait, at most [`MAX_CUES`], for the next file).
     fn forget_written_cues(&mut self) {
-        let Some(oldest) = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).map(|o| o.text_end_ms).min() else {
-            self.cues.clear();
+        let Some(oldest) = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).filter(|o| o.has_captions()).map(|o| o.text_end_ms).min() else {
             return;
         };
         self.cues.retain(|c| c.end_ms > oldest);
@@ -439,7 +455,7 @@ impl DvrWriter {
                     let _ = std::fs::remove_file(&absolute);
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no track Estuary can write to MP4 (H.264, H.265, AAC)"));
                 }
-                if self.settings.captions {
+                if self.settings.captions && self.captioned {
                     tracks.push(timed_text::track(tracks.len() as u32 + 1));
                 }
                 fmp4::init_segment(&tracks).to_vec()

@@ -1,5 +1,6 @@
-//! The AI tap: a stream's audio, decoded, handed to models (speech recognition, moderation)
-//! over a WebSocket (`/tap/<app>/<stream>`, served by the node crate).
+//! The AI tap: a stream's audio and pictures, decoded, handed to models (speech recognition,
+//! object detection, moderation) over a WebSocket (`/tap/<app>/<stream>`, served by the node
+//! crate).
 //!
 //! One **feed** per stream and output format (rate, channels): it subscribes to the stream
 //! once, decodes its audio to PCM (in-process: AAC with libfdk-aac, Opus with opus-rs, G.711
@@ -8,6 +9,13 @@
 //! waits: a client that does not keep up loses its oldest chunks (counted per client and per
 //! feed, and told to the client), and neither the stream nor the other clients slow down.
 //! A feed stops when its last client leaves or the stream ends.
+//!
+//! Video feeds (one per stream and picture format, rate and size) work the same way, with an
+//! ffmpeg child as their decoder: see [`video`].
+
+pub mod video;
+
+pub use video::{Picture, VideoFormat, VideoInfo, KIND_VIDEO_I420, KIND_VIDEO_JPEG};
 
 use crate::messages::{AddSubscriber, FindStream};
 use crate::node::NodeContext;
@@ -69,16 +77,22 @@ pub enum TapEvent {
     /// Decoded audio: the stream time of its first sample (µs) and when it was decoded (Unix
     /// µs), interleaved little-endian 16-bit samples.
     Audio { stream_us: i64, wall_us: i64, pcm: Bytes },
+    /// The pictures that follow have this size (sent when it is first known or changes).
+    VideoStart(VideoInfo),
+    /// One decoded picture: its kind ([`KIND_VIDEO_JPEG`] or [`KIND_VIDEO_I420`]), its stream
+    /// time (µs), when it was decoded (Unix µs), and its bytes.
+    Video { kind: u8, stream_us: i64, wall_us: i64, data: Bytes },
     /// The feed ended (the stream ended, or its audio cannot be decoded): why.
     End(String),
 }
 
-/// A binary tap message: byte 0 the kind ([`KIND_AUDIO_S16LE`]), bytes 1-3 zero, bytes 4-11
-/// the stream time of the first sample in µs, bytes 12-19 the Unix time it was decoded in µs
-/// (both signed, big-endian), then the samples.
-pub fn encode_chunk(stream_us: i64, wall_us: i64, pcm: &[u8]) -> Bytes {
+/// A binary tap message: byte 0 the kind ([`KIND_AUDIO_S16LE`], [`KIND_VIDEO_JPEG`],
+/// [`KIND_VIDEO_I420`]), bytes 1-3 zero, bytes 4-11 the stream time of the first sample (or
+/// of the picture) in µs, bytes 12-19 the Unix time it was decoded in µs (both signed,
+/// big-endian), then the samples or the picture.
+pub fn encode_chunk(kind: u8, stream_us: i64, wall_us: i64, pcm: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(CHUNK_HEADER + pcm.len());
-    out.put_u8(KIND_AUDIO_S16LE);
+    out.put_u8(kind);
     out.put_slice(&[0, 0, 0]);
     out.put_i64(stream_us);
     out.put_i64(wall_us);
@@ -86,10 +100,20 @@ pub fn encode_chunk(stream_us: i64, wall_us: i64, pcm: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// What a feed makes: audio or pictures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum TapFormat {
+    /// PCM audio.
+    Audio(AudioFormat),
+    /// Pictures.
+    Video(VideoFormat),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FeedKey {
     stream: StreamKey,
-    format: AudioFormat,
+    format: TapFormat,
 }
 
 /// One decoder and its clients.
@@ -97,7 +121,7 @@ struct FeedKey {
 pub struct Feed {
     id: u64,
     stream: StreamKey,
-    format: AudioFormat,
+    format: TapFormat,
     tx: broadcast::Sender<TapEvent>,
     clients: AtomicUsize,
     chunks: AtomicU64,
@@ -105,13 +129,15 @@ pub struct Feed {
     codec: Mutex<Option<&'static str>>,
     errors: AtomicU64,
     started_ms: i64,
+    /// A video feed's picture size, once known.
+    video: Mutex<Option<VideoInfo>>,
 }
 
 impl Feed {
-    fn new(id: u64, stream: StreamKey, format: AudioFormat, capacity: usize) -> Arc<Feed> {
+    fn new(id: u64, stream: StreamKey, format: TapFormat, capacity: usize) -> Arc<Feed> {
         let (tx, _) = broadcast::channel(capacity);
         let zero = || AtomicU64::new(0);
-        Arc::new(Feed { id, stream, format, tx, clients: AtomicUsize::new(0), chunks: zero(), lost: zero(), codec: Mutex::new(None), errors: zero(), started_ms: crate::unix_ms() })
+        Arc::new(Feed { id, stream, format, tx, clients: AtomicUsize::new(0), chunks: zero(), lost: zero(), codec: Mutex::new(None), errors: zero(), started_ms: crate::unix_ms(), video: Mutex::new(None) })
     }
 }
 
@@ -122,8 +148,8 @@ pub struct FeedInfo {
     pub id: u64,
     /// The stream.
     pub stream: String,
-    /// The format it makes.
-    pub format: AudioFormat,
+    /// The format it makes (`rate` and `channels`, or `video`, `fps` and `width`).
+    pub format: TapFormat,
     /// Its source codec, once known.
     pub codec: Option<&'static str>,
     /// Tap clients of this feed.
@@ -132,7 +158,7 @@ pub struct FeedInfo {
     pub chunks: u64,
     /// Chunks its clients lost for not keeping up (summed over clients).
     pub lost: u64,
-    /// Frames that did not decode.
+    /// Frames that did not decode (audio), or decoder restarts (video).
     pub decode_errors: u64,
     /// When it started (Unix ms).
     pub started_ms: i64,
@@ -225,6 +251,12 @@ impl TapClient {
         self.feed.id
     }
 
+    /// A video feed's picture size, when it is known already (a client joining a running
+    /// feed is told it at once; later changes come as [`TapEvent::VideoStart`]).
+    pub fn video_info(&self) -> Option<VideoInfo> {
+        *self.feed.video.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The next event. `Ok(n)` of lost chunks when the client fell behind (the next call
     /// goes on with the oldest chunk kept); `None` when the feed is gone.
     pub async fn next(&mut self) -> Option<Result<TapEvent, u64>> {
@@ -248,7 +280,7 @@ impl Drop for TapClient {
 
 /// Joins the feed of `key` in `format`, starting it (one subscription and decoder) when it is
 /// the first client.
-pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey, format: AudioFormat) -> Result<TapClient, TapError> {
+pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &StreamKey, format: TapFormat) -> Result<TapClient, TapError> {
     let feed_key = FeedKey { stream: key.clone(), format };
     if let Some(client) = node.taps.find(&feed_key) {
         return Ok(client);
@@ -263,12 +295,15 @@ pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &Str
     let feed = Feed::new(node.taps.next_id.fetch_add(1, Ordering::Relaxed) + 1, key.clone(), format, FEED_CHUNKS);
     let client = TapClient::of(&feed);
     node.taps.feeds.lock().unwrap_or_else(|e| e.into_inner()).insert(feed_key, feed.clone());
-    tracing::info!(stream = %key, feed = feed.id, rate = format.rate, channels = format.channels, "tap feed started");
+    tracing::info!(stream = %key, feed = feed.id, ?format, "tap feed started");
     let node = node.clone();
     let counted = node.census.enter("tap_feed");
     node.topology.workers.next().spawn(async move {
         let _counted = counted;
-        let why = run(&node, &feed, subscription.rx).await;
+        let why = match format {
+            TapFormat::Audio(_) => run(&node, &feed, subscription.rx).await,
+            TapFormat::Video(video) => video::run(&node, &feed, video, subscription.rx).await,
+        };
         tracing::info!(stream = %feed.stream, feed = feed.id, chunks = feed.chunks.load(Ordering::Relaxed), lost = feed.lost.load(Ordering::Relaxed), why, "tap feed ended");
         node.taps.remove(&feed);
         let _ = feed.tx.send(TapEvent::End(why));
@@ -283,13 +318,17 @@ const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// stream's announced tracks are not enough: FLV's G.711 has no header to announce it).
 pub const AUDIO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a video feed waits for the stream's video parameters before saying it has none.
+pub const VIDEO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Decodes the stream's audio into the feed until the stream ends, the audio cannot be
 /// decoded, or nobody listens; returns why it stopped.
 async fn run(node: &NodeContext, feed: &Arc<Feed>, mut rx: tokio::sync::mpsc::Receiver<Arc<MediaFrame>>) -> String {
     let taps = &node.taps;
     let mut decoder: Option<(Codec, PcmDecoder)> = None;
     let mut aac_config: Option<Bytes> = None;
-    let mut converter = PcmConverter::new(feed.format.rate, feed.format.channels as usize);
+    let TapFormat::Audio(format) = feed.format else { return "not an audio feed".into() };
+    let mut converter = PcmConverter::new(format.rate, format.channels as usize);
     let mut idle = tokio::time::interval(IDLE_CHECK);
     let started = tokio::time::Instant::now();
     let mut heard = false;
@@ -464,7 +503,7 @@ mod tests {
 
     #[test]
     fn a_chunk_has_its_header_then_the_samples() {
-        let chunk = encode_chunk(-5, 1_700_000_000_000_000, &[1, 2, 3, 4]);
+        let chunk = encode_chunk(KIND_AUDIO_S16LE, -5, 1_700_000_000_000_000, &[1, 2, 3, 4]);
         assert_eq!(chunk.len(), CHUNK_HEADER + 4);
         assert_eq!(&chunk[..4], &[KIND_AUDIO_S16LE, 0, 0, 0]);
         assert_eq!(i64::from_be_bytes(chunk[4..12].try_into().unwrap()), -5);
@@ -474,7 +513,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_falls_behind_loses_the_oldest_chunks_and_is_told_how_many() {
-        let feed = Feed::new(1, StreamKey::new("live", "a"), AudioFormat { rate: 16_000, channels: 1 }, 4);
+        let feed = Feed::new(1, StreamKey::new("live", "a"), TapFormat::Audio(AudioFormat { rate: 16_000, channels: 1 }), 4);
         let mut slow = TapClient::of(&feed);
         let mut fast = TapClient::of(&feed);
         assert_eq!(feed.clients.load(Ordering::Relaxed), 2);
