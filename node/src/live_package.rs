@@ -270,6 +270,8 @@ fn lookup(p: &Package, name: &FileName) -> Option<Media> {
         FileName::Subtitles(n) => p.render_vtt(*n).map(|text| Media::Bytes(Bytes::from(text))),
         FileName::HlsSegment(n) => p.segment(*n).filter(|s| s.complete).map(|s| Media::Bytes(s.muxed())),
         FileName::HlsPart(n, i) => p.segment(*n).and_then(|s| s.parts.get(*i)).map(|part| Media::Bytes(part.muxed.clone())),
+        FileName::DashInit(rep, v) if rep == estuary_protocols::cmaf::TEXT => p.dash_text_init(*v).map(Media::Bytes),
+        FileName::DashSegment(rep, v, t) if rep == estuary_protocols::cmaf::TEXT => p.dash_text_segment(*v, *t).map(Media::Bytes),
         FileName::DashInit(rep, v) => p.dash_init(rep, *v).map(Media::Bytes),
         FileName::DashSegment(rep, v, t) => {
             let (index, n) = p.dash_segment(rep, *v, *t)?;

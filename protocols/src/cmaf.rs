@@ -23,7 +23,7 @@
 //! counting (with a discontinuity and a new initialization segment).
 
 use crate::container::fmp4::{self, to_timescale, Track, TrackFragment};
-use crate::container::{flv, id3};
+use crate::container::{flv, id3, timed_text};
 use crate::media::{Codec, MediaFrame, Timebase, TrackKind};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -954,6 +954,7 @@ impl Package {
                     crate::manifest::dash::Representation {
                         id: id.to_string(),
                         content_type: id,
+                        language: None,
                         codecs: track.codec_string(),
                         bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
                         width: track.width,
@@ -969,7 +970,33 @@ impl Package {
                     }
                 })
                 .filter(|r| !r.timeline.is_empty())
-                .collect();
+                .collect::<Vec<_>>();
+            let mut representations = representations;
+            // Captions, once the stream has had one: WebVTT in ISO BMFF, one text segment per
+            // complete segment (made on request from the cues, like the HLS .vtt files), on
+            // media time in milliseconds.
+            if self.has_captions() {
+                let timeline: Vec<crate::manifest::dash::TimelineEntry> = listed.iter().map(|s| crate::manifest::dash::TimelineEntry { start: s.start_ms.max(0) as u64, duration: s.duration_ms().max(1) as u64 }).collect();
+                if !timeline.is_empty() {
+                    representations.push(crate::manifest::dash::Representation {
+                        id: TEXT.to_string(),
+                        content_type: TEXT,
+                        language: self.caption_language.clone(),
+                        codecs: "wvtt".into(),
+                        bandwidth: 1000,
+                        width: 0,
+                        height: 0,
+                        sample_rate: 0,
+                        channels: 0,
+                        timescale: timed_text::TIMESCALE,
+                        initialization: format!("{stream}-{TEXT}-init-v{version}.mp4"),
+                        media: format!("{stream}-{TEXT}-v{version}-t$Time$.m4s"),
+                        start_number: listed.first().map(|s| s.sequence).unwrap_or(0),
+                        presentation_time_offset: offset_ms as u64,
+                        timeline,
+                    });
+                }
+            }
             periods.push(crate::manifest::dash::Period { id: version.to_string(), start_s, representations });
         }
         let mpd = crate::manifest::dash::Mpd {
@@ -1002,6 +1029,33 @@ impl Package {
         } else {
             saved
         }
+    }
+
+    /// Whether the stream has had a caption (the DASH manifest then offers a text
+    /// representation).
+    pub fn has_captions(&self) -> bool {
+        self.caption_language.is_some() || !self.cues.is_empty()
+    }
+
+    /// The initialization segment of the DASH text representation of version `version` (one
+    /// WebVTT track; the same for every version, named per version like the others).
+    pub fn dash_text_init(&self, version: u32) -> Option<Bytes> {
+        self.tracks_of(version)?;
+        Some(fmp4::init_segment(&[timed_text::webvtt_track(1)]))
+    }
+
+    /// The DASH text segment of version `init` starting at `time_ms` (media ms): the complete
+    /// media segment starting there, as WebVTT samples of the cues that overlap it (empty
+    /// samples between, so it covers the segment exactly).
+    pub fn dash_text_segment(&self, init: u32, time_ms: u64) -> Option<Bytes> {
+        let segment = self.segments.iter().find(|s| s.complete && s.init == init && !s.parts.is_empty() && s.start_ms.max(0) as u64 == time_ms)?;
+        let start = segment.start_ms.max(0);
+        let end = start + segment.duration_ms().max(1);
+        let cues: Vec<timed_text::Cue> = self.cues.iter().filter(|c| c.init == Some(init)).map(|c| timed_text::Cue { start_ms: c.start_ms, end_ms: c.end_ms, text: c.text.clone() }).collect();
+        let track = timed_text::webvtt_track(1);
+        let samples = timed_text::samples_in(timed_text::Format::WebVtt, &cues, start, end);
+        let fragment = fmp4::TrackFragment { track: &track, frames: &samples, next_dts: Some(end) };
+        Some(fmp4::media_segment(segment.sequence.min(u32::MAX as u64) as u32, &[fragment]))
     }
 
     /// The DASH segment of representation `rep` (`video`/`audio`) of initialization segment
@@ -1085,6 +1139,9 @@ impl Blocking {
     }
 }
 
+/// The DASH representation of the captions (`<stream>-text-...`).
+pub const TEXT: &str = "text";
+
 /// A media file name of a live package, parsed (`<stream>` is found by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileName {
@@ -1114,7 +1171,7 @@ pub fn parse_file_name(stem: &str, extension: &str) -> Vec<(String, FileName)> {
     let n = pieces.len();
     let number = |s: &str| s.parse::<u64>().ok().filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     let version = |s: &str| number(s).and_then(|v| u32::try_from(v).ok());
-    let rep = |s: &str| matches!(s, "video" | "audio");
+    let rep = |s: &str| matches!(s, "video" | "audio" | "text");
     match extension {
         "mp4" if n >= 3 && pieces[n - 2] == "init" => {
             if let Some(v) = version(pieces[n - 1]) {
@@ -1541,6 +1598,21 @@ mod tests {
         let scheme = part.muxed.windows(id3::EMSG_SCHEME.len()).position(|w| w == id3::EMSG_SCHEME.as_bytes()).unwrap();
         let tag = &part.muxed[scheme + id3::EMSG_SCHEME.len() + 2..];
         assert_eq!(id3::read_txxx(tag), Some(("estuary.metadata".into(), r#"{"label":"dog"}"#.into())));
+        // DASH: a text representation (WebVTT in ISO BMFF, ms timeline) beside the media, its
+        // segments holding the same cues as the .vtt files.
+        let mpd = package.render_mpd("cam", 10_000, 3_000);
+        assert!(mpd.contains(r#"contentType="text" mimeType="application/mp4" lang="fre""#) && mpd.contains(r#"codecs="wvtt""#), "{mpd}");
+        assert!(mpd.contains(r#"media="cam-text-v0-t$Time$.m4s""#) && mpd.contains(r#"<S t="0" d="2000"/>"#), "{mpd}");
+        let init = package.dash_text_init(0).unwrap();
+        assert!(init.windows(4).any(|w| w == b"wvtt") && init.windows(4).any(|w| w == b"vttC"));
+        let text = package.dash_text_segment(0, 2_000).expect("the text segment at 2 s");
+        let payloads: Vec<String> = text.windows(4).enumerate().filter(|(_, w)| *w == b"payl").map(|(i, _)| {
+            let len = u32::from_be_bytes(text[i - 4..i].try_into().unwrap()) as usize;
+            String::from_utf8_lossy(&text[i + 4..i - 4 + len]).into_owned()
+        }).collect();
+        assert_eq!(payloads, vec!["we are &lt;going&gt;".to_string(), "to the park &amp; back".to_string()]);
+        assert!(package.dash_text_segment(0, 2_001).is_none() && package.dash_text_segment(0, 6_000).is_none(), "no segment starts at 2.001 s; the one at 6 s is in progress");
+        assert_eq!(parse_file_name("cam-text-v0-t2000", "m4s"), vec![("cam".to_string(), FileName::DashSegment("text".into(), 0, 2000))]);
         // Cues leave with their segments.
         feed(&mut package, 6_040, 16_040, 2_000);
         assert!(package.cues.is_empty(), "{:?}", package.cues);

@@ -84,6 +84,8 @@ pub enum Codec {
     /// 3GPP timed text (`tx3g`, ISO/IEC 14496-17 / 3GPP TS 26.245): captions in MP4
     /// recordings.
     Tx3g,
+    /// WebVTT in ISO BMFF (`wvtt`, ISO/IEC 14496-30): captions in DASH.
+    WebVtt,
 }
 
 impl Codec {
@@ -100,6 +102,7 @@ impl Codec {
             Codec::G711U => "PCMU",
             Codec::ScriptData => "AMF0",
             Codec::Tx3g => "TX3G",
+            Codec::WebVtt => "WVTT",
         }
     }
 
@@ -110,7 +113,7 @@ impl Codec {
             Codec::Aac | Codec::Opus | Codec::Mp3 | Codec::G711A | Codec::G711U => {
                 TrackKind::Audio
             }
-            Codec::ScriptData | Codec::Tx3g => TrackKind::Data,
+            Codec::ScriptData | Codec::Tx3g | Codec::WebVtt => TrackKind::Data,
         }
     }
 }

@@ -44,10 +44,16 @@ pub fn play_low_latency(kind: &str, url: &str, seconds: u32, measure: u32) -> se
 /// `seconds` once started, and returns what `captions.mjs` printed: the WebVTT `cues` texts
 /// the player showed, the `id3` timed metadata it parsed (as text), `currentTime`, `events`.
 pub fn captions(url: &str, seconds: u32) -> serde_json::Value {
+    captions_with(url, seconds, "hls")
+}
+
+/// As [`captions`], with `kind` `dash`: the MPD `url` played by dash.js with its text
+/// representation on (`id3` stays empty).
+pub fn captions_with(url: &str, seconds: u32, kind: &str) -> serde_json::Value {
     let dir = dir();
     assert!(dir.join("node_modules/playwright-core").exists(), "run `npm ci` in {} (tests/run does)", dir.display());
     let mut command = Command::new("node");
-    command.arg(dir.join("captions.mjs")).args([url, &seconds.to_string()]);
+    command.arg(dir.join("captions.mjs")).args([url, &seconds.to_string(), kind]);
     let output = run(command, Duration::from_secs(120 + seconds as u64));
     assert!(output.success(), "captions playback of {url} in Chromium failed:\n{}\n{}", output.stdout, output.stderr);
     let line = output.stdout.lines().last().unwrap_or_default().to_string();

@@ -621,7 +621,7 @@ fn vtt_cues_at(port: u16, app: &str, stream: &str) -> Vec<String> {
 }
 
 #[test]
-fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg() {
+fn captions_and_metadata_reach_hls_and_dash_players_as_webvtt_and_id3_in_emsg() {
     let scratch = Scratch::new("tap-hls");
     let node = Node::start(&scratch, &[]);
     let _publisher = publish(&node.rtmp_url("live/vtt"), &Source::default(), &scratch, "publisher");
@@ -636,6 +636,8 @@ fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg
         vec![("captions", format!(r#"{{"text":"caption number {n}","language":"eng"}}"#)), ("metadata", format!(r#"{{"detection":{n}}}"#))]
     });
     let played = estuary_tests::browser::captions(&format!("http://127.0.0.1:{}/live/vtt_master.m3u8", node.ports.http), 12);
+    // dash.js plays the MPD, which has a text representation once captions came.
+    let dash = estuary_tests::browser::captions_with(&format!("http://127.0.0.1:{}/live/vtt.mpd", node.ports.http), 12, "dash");
     // The rendition as a plain client sees it: cues in the `.vtt` files of its playlist.
     let fetched = vtt_cues(&node, "live", "vtt");
     // The fMP4 parts carry the metadata as ID3 in emsg boxes.
@@ -650,6 +652,11 @@ fn captions_and_metadata_reach_hls_players_as_a_webvtt_rendition_and_id3_in_emsg
     let cues: Vec<String> = played["cues"].as_array().expect("cues").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
     assert!(fetched.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "the .vtt files hold {fetched:?}");
     assert!(cues.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "hls.js showed {cues:?}: {played}");
+    let dash_cues: Vec<String> = dash["cues"].as_array().expect("cues").iter().filter_map(|c| c.as_str().map(str::to_string)).collect();
+    assert!(dash_cues.iter().filter(|c| c.starts_with("caption number ")).count() >= 5, "dash.js showed {dash_cues:?}: {dash}");
+    let mut dash_offsets: Vec<f64> = dash["offsets"].as_array().expect("offsets").iter().filter_map(|o| o.as_f64()).collect();
+    dash_offsets.sort_by(|a, b| a.total_cmp(b));
+    assert!(dash_offsets[dash_offsets.len() / 2].abs() < 6.0, "dash.js cue starts against the playhead: {dash_offsets:?}");
     // Placed on the video's timeline: a cue appears (its segment complete, then fetched) about
     // when the playhead reaches it, not seconds or hours away; the median of how far each
     // cue's start was from the playhead when it appeared is within a few segments.

@@ -329,6 +329,7 @@ impl DashMuxer {
                         Representation {
                             id: id.to_string(),
                             content_type: id,
+                            language: None,
                             codecs: track.codec_string(),
                             bandwidth: ((bytes as f64 * 8.0) / seconds.max(0.001)) as u64,
                             width: track.width,

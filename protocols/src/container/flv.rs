@@ -145,7 +145,7 @@ pub fn body_prefix(frame: &MediaFrame) -> BodyPrefix {
         Codec::Mp3 => prefix.push(&[0x2f]),
         Codec::G711A => prefix.push(&[0x7e]),
         Codec::G711U => prefix.push(&[0x8e]),
-        Codec::ScriptData | Codec::Tx3g => {}
+        Codec::ScriptData | Codec::Tx3g | Codec::WebVtt => {}
     }
     prefix
 }

@@ -200,6 +200,8 @@ pub(crate) fn write_trak_with(o: &mut BytesMut, track: &Track, duration: u32, me
                 let (handler, name): (&[u8; 4], &[u8]) = match kind {
                     TrackKind::Video => (b"vide", b"Estuary video\0"),
                     TrackKind::Audio => (b"soun", b"Estuary audio\0"),
+                    // WebVTT in ISO BMFF is a 'text' track (ISO/IEC 14496-30).
+                    TrackKind::Data if track.codec == Codec::WebVtt => (b"text", b"Estuary captions\0"),
                     TrackKind::Data => (b"sbtl", b"Estuary captions\0"),
                 };
                 o.put_slice(handler);
@@ -252,6 +254,14 @@ pub(crate) fn write_sample_entry(o: &mut BytesMut, track: &Track) {
                 o.put_u16(0x0018);
                 o.put_u16(0xffff);
                 boxed(o, config_kind, |o| o.put_slice(&track.config));
+            });
+        }
+        Codec::WebVtt => {
+            // SampleEntry, then the WebVTT configuration box: the file header.
+            boxed(o, b"wvtt", |o| {
+                o.put_slice(&[0; 6]);
+                o.put_u16(1);
+                boxed(o, b"vttC", |o| o.put_slice(b"WEBVTT"));
             });
         }
         Codec::Tx3g => {

@@ -1,6 +1,7 @@
-//! 3GPP timed text (`tx3g`; 3GPP TS 26.245, carried in MP4 as ISO/IEC 14496-17 describes):
-//! the caption track of MP4 recordings. FFmpeg reads it as `mov_text`, QuickTime and VLC show
-//! it as a subtitle track.
+//! Caption tracks in MP4: 3GPP timed text (`tx3g`; 3GPP TS 26.245, carried in MP4 as
+//! ISO/IEC 14496-17 describes) for MP4 recordings (FFmpeg reads it as `mov_text`, QuickTime
+//! and VLC show it as a subtitle track), and WebVTT in ISO BMFF (`wvtt`, ISO/IEC 14496-30) for
+//! DASH (dash.js and Shaka read it).
 //!
 //! A text track covers its whole timeline: every stretch without a caption is an empty
 //! sample, so a sample's duration is how long its text stays on screen. [`samples_between`]
@@ -56,6 +57,39 @@ pub fn track(id: u32) -> Track {
     Track { id, codec: Codec::Tx3g, timescale: TIMESCALE, config: body.freeze(), width: 0, height: 0, channels: 0, sample_rate: 0 }
 }
 
+/// How a caption track's samples are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// 3GPP timed text: a 16-bit length and the UTF-8 text.
+    Tx3g,
+    /// WebVTT in ISO BMFF: a `vttc` box holding the text in a `payl` box, or `vtte` for none.
+    WebVtt,
+}
+
+/// The WebVTT caption track of a DASH text representation, with id `id`.
+pub fn webvtt_track(id: u32) -> Track {
+    Track { id, codec: Codec::WebVtt, timescale: TIMESCALE, config: Bytes::from_static(b"WEBVTT"), width: 0, height: 0, channels: 0, sample_rate: 0 }
+}
+
+/// A WebVTT sample showing `text` (empty: the empty cue box). The text is a cue payload:
+/// `&`, `<` and `>` are escaped, blank lines dropped (they would end the cue).
+pub fn webvtt_sample(text: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    if text.is_empty() {
+        out.put_u32(8);
+        out.put_slice(b"vtte");
+        return out.freeze();
+    }
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "\n");
+    let payload = escaped.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+    out.put_u32(16 + payload.len() as u32);
+    out.put_slice(b"vttc");
+    out.put_u32(8 + payload.len() as u32);
+    out.put_slice(b"payl");
+    out.put_slice(payload.as_bytes());
+    out.freeze()
+}
+
 /// A sample showing `text` (empty: nothing shown).
 pub fn sample(text: &str) -> Bytes {
     let mut end = text.len().min(MAX_TEXT_BYTES);
@@ -74,14 +108,24 @@ pub fn text_of(sample: &[u8]) -> Option<&str> {
     std::str::from_utf8(sample.get(2..2 + len)?).ok()
 }
 
-fn frame(at_ms: i64, text: &str) -> std::sync::Arc<MediaFrame> {
-    std::sync::Arc::new(MediaFrame { track: TrackKind::Data, codec: Codec::Tx3g, dts: at_ms, pts: at_ms, timebase: Timebase::MILLIS, keyframe: true, config: false, payload: sample(text) })
+fn frame(format: Format, at_ms: i64, text: &str) -> std::sync::Arc<MediaFrame> {
+    let (codec, payload) = match format {
+        Format::Tx3g => (Codec::Tx3g, sample(text)),
+        Format::WebVtt => (Codec::WebVtt, webvtt_sample(text)),
+    };
+    std::sync::Arc::new(MediaFrame { track: TrackKind::Data, codec, dts: at_ms, pts: at_ms, timebase: Timebase::MILLIS, keyframe: true, config: false, payload })
 }
 
 /// The samples covering `[from_ms, to_ms)` exactly: each cue's part of the span (a cue that
 /// starts while an earlier one is shown replaces it), and empty samples between. Each frame's
 /// duration runs to the next frame's time, the last one's to `to_ms`. Empty when the span is.
+/// 3GPP timed text; [`samples_in`] for another format.
 pub fn samples_between(cues: &[Cue], from_ms: i64, to_ms: i64) -> Vec<std::sync::Arc<MediaFrame>> {
+    samples_in(Format::Tx3g, cues, from_ms, to_ms)
+}
+
+/// [`samples_between`] in `format`.
+pub fn samples_in(format: Format, cues: &[Cue], from_ms: i64, to_ms: i64) -> Vec<std::sync::Arc<MediaFrame>> {
     let mut out = Vec::new();
     if to_ms <= from_ms {
         return out;
@@ -97,13 +141,13 @@ pub fn samples_between(cues: &[Cue], from_ms: i64, to_ms: i64) -> Vec<std::sync:
             continue;
         }
         if start > at {
-            out.push(frame(at, ""));
+            out.push(frame(format, at, ""));
         }
-        out.push(frame(start, &cue.text));
+        out.push(frame(format, start, &cue.text));
         at = end;
     }
     if at < to_ms {
-        out.push(frame(at, ""));
+        out.push(frame(format, at, ""));
     }
     out
 }
@@ -153,6 +197,18 @@ mod tests {
         let cut = sample(&long);
         let text = text_of(&cut).unwrap();
         assert!(text.len() <= MAX_TEXT_BYTES && text.len() == 65_534, "{}", text.len());
+    }
+
+    #[test]
+    fn webvtt_samples_are_cue_boxes() {
+        assert_eq!(&webvtt_sample("")[..], b"\0\0\0\x08vtte");
+        let boxed = webvtt_sample("a < b\n\nc");
+        assert_eq!(&boxed[4..8], b"vttc");
+        assert_eq!(&boxed[12..16], b"payl");
+        assert_eq!(&boxed[16..], b"a &lt; b\nc");
+        assert_eq!(u32::from_be_bytes(boxed[..4].try_into().unwrap()) as usize, boxed.len());
+        let laid: Vec<Vec<u8>> = samples_in(Format::WebVtt, &[cue(100, 200, "x")], 0, 300).iter().map(|f| f.payload.to_vec()).collect();
+        assert_eq!(laid, vec![webvtt_sample("").to_vec(), webvtt_sample("x").to_vec(), webvtt_sample("").to_vec()]);
     }
 
     #[test]

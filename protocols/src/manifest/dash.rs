@@ -19,8 +19,10 @@ pub struct TimelineEntry {
 pub struct Representation {
     /// `id`, also used in file names.
     pub id: String,
-    /// `video` or `audio`.
+    /// `video`, `audio` or `text` (captions: WebVTT in ISO BMFF).
     pub content_type: &'static str,
+    /// The language (ISO 639), for a text representation.
+    pub language: Option<String>,
     /// RFC 6381 codec string.
     pub codecs: String,
     /// Bits per second (estimate).
@@ -121,17 +123,29 @@ impl Mpd {
         for period in &self.periods {
             let _ = writeln!(out, r#"  <Period id="{}" start="PT{:.3}S">"#, xml_escape(&period.id), period.start_s.max(0.0));
             for (index, r) in period.representations.iter().enumerate() {
-                let mime = if r.content_type == "video" { "video/mp4" } else { "audio/mp4" };
-                let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}" segmentAlignment="true" startWithSAP="1">"#, r.content_type);
+                let mime = match r.content_type {
+                    "video" => "video/mp4",
+                    "audio" => "audio/mp4",
+                    _ => "application/mp4",
+                };
+                let lang = r.language.as_deref().map(|l| format!(r#" lang="{}""#, xml_escape(l))).unwrap_or_default();
+                let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}"{lang} segmentAlignment="true" startWithSAP="1">"#, r.content_type);
+                if r.content_type == "text" {
+                    let _ = writeln!(out, r#"      <Role schemeIdUri="urn:mpeg:dash:role:2011" value="subtitle"/>"#);
+                }
                 if index == 0 {
                     // Timed metadata rides in the first representation as ID3 in `emsg` boxes.
                     let _ = writeln!(out, r#"      <InbandEventStream schemeIdUri="{}" value=""/>"#, crate::container::id3::EMSG_SCHEME);
                 }
                 let _ = write!(out, r#"      <Representation id="{}" codecs="{}" bandwidth="{}""#, xml_escape(&r.id), xml_escape(&r.codecs), r.bandwidth);
-                if r.content_type == "video" {
-                    let _ = write!(out, r#" width="{}" height="{}""#, r.width, r.height);
-                } else {
-                    let _ = write!(out, r#" audioSamplingRate="{}""#, r.sample_rate);
+                match r.content_type {
+                    "video" => {
+                        let _ = write!(out, r#" width="{}" height="{}""#, r.width, r.height);
+                    }
+                    "audio" => {
+                        let _ = write!(out, r#" audioSamplingRate="{}""#, r.sample_rate);
+                    }
+                    _ => {}
                 }
                 let _ = writeln!(out, ">");
                 if r.content_type == "audio" {
@@ -200,6 +214,7 @@ mod tests {
             periods: vec![Period { id: "0".into(), start_s: 0.0, representations: vec![Representation {
                 id: "video".into(),
                 content_type: "video",
+                language: None,
                 codecs: "avc1.64000d".into(),
                 bandwidth: 500_000,
                 width: 320,
