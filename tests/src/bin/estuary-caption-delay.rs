@@ -2,8 +2,11 @@
 //! on this machine. It posts numbered captions to a live stream, one every `--every-ms`, and
 //! watches, all at once: an HTTP-FLV player (the `onTextData` script tag, and the CEA-608
 //! caption in the video's SEI), the HLS WebVTT rendition (its playlist and `.vtt` files
-//! polled every 100 ms, as an eager player would) and the stream's server-sent events. Prints
-//! one JSON line with the median and p99 per output, in milliseconds.
+//! polled every 100 ms, as an eager player would), the DASH text representation (the MPD and
+//! its text segments, polled the same way), the stream's server-sent events and, with
+//! `--dvr`, the text track of the DVR recording (an HTTP-MP4 range of the last 10 s, polled
+//! every 250 ms). Prints one JSON line with the median and p99 per output, in milliseconds.
+//! RTMP players get the same `onTextData` tag as HTTP-FLV players, from the same place.
 //!
 //! Loopback only: it talks to 127.0.0.1.
 
@@ -34,6 +37,33 @@ struct Args {
     /// Time between captions, ms (longer than a segment lets every one reach the WebVTT).
     #[arg(long, default_value_t = 1500)]
     every_ms: u64,
+    /// Also watch the DVR recording (the node records the stream).
+    #[arg(long)]
+    dvr: bool,
+}
+
+/// The text segments a DASH MPD lists: their URIs (relative to the MPD), from the text
+/// AdaptationSet's `SegmentTemplate` and `SegmentTimeline`.
+fn dash_text_segments(mpd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = mpd;
+    while let Some(at) = rest.find(r#"contentType="text""#) {
+        let set = &rest[at..];
+        let end = set.find("</AdaptationSet>").unwrap_or(set.len());
+        let set_text = &set[..end];
+        rest = &set[end..];
+        let Some(media) = set_text.split(r#"media=""#).nth(1).and_then(|m| m.split('"').next()) else { continue };
+        let mut time = 0u64;
+        for entry in set_text.split("<S ").skip(1) {
+            let attribute = |name: &str| entry.split(&format!(r#"{name}=""#)).nth(1).and_then(|v| v.split('"').next()).and_then(|v| v.parse::<u64>().ok());
+            if let Some(t) = attribute("t") {
+                time = t;
+            }
+            out.push(media.replace("$Time$", &time.to_string()));
+            time += attribute("d").unwrap_or(0);
+        }
+    }
+    out
 }
 
 /// When each caption (by number) was first seen by one output.
@@ -114,7 +144,7 @@ fn main() {
     let args = Args::parse();
     let (app, stream) = args.stream.split_once('/').unwrap_or(("live", args.stream.as_str()));
     let (app, stream) = (app.to_string(), stream.to_string());
-    let outputs = ["flv_ontextdata", "flv_cea608_sei", "hls_webvtt", "sse_event"];
+    let outputs = ["flv_ontextdata", "flv_cea608_sei", "hls_webvtt", "sse_event", "dash_webvtt", "dvr_text_track"];
     let seen: Vec<Seen> = outputs.iter().map(|_| Seen::default()).collect();
 
     // HTTP-FLV: script tags and the video's SEI.
@@ -170,6 +200,51 @@ fn main() {
             }
         });
     }
+    // The DASH text representation, polled.
+    {
+        let (text, port, app, stream) = (seen[4].clone(), args.http_port, app.clone(), stream.clone());
+        std::thread::spawn(move || {
+            let mut fetched: HashMap<String, ()> = HashMap::new();
+            loop {
+                if let Ok(mpd) = estuary_tests::http::get(port, &format!("/{app}/{stream}.mpd")) {
+                    for uri in dash_text_segments(&String::from_utf8_lossy(&mpd.body)) {
+                        if fetched.contains_key(&uri) {
+                            continue;
+                        }
+                        if let Ok(file) = estuary_tests::http::get(port, &format!("/{app}/{uri}")) {
+                            if file.status == 200 {
+                                note(&text, &String::from_utf8_lossy(&file.body));
+                                fetched.insert(uri, ());
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
+    // The DVR recording's text track (3GPP timed text: the caption's UTF-8 in the samples),
+    // through an HTTP-MP4 range of the last 10 s (open-ended: followed to its current end).
+    if args.dvr {
+        let (text, port, app, stream) = (seen[5].clone(), args.http_port, app.clone(), stream.clone());
+        std::thread::spawn(move || loop {
+            let from = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0) - 10_000;
+            let mut path = format!("/dvr/{app}/{stream}.mp4?start={from}");
+            for _ in 0..2 {
+                let Ok(response) = estuary_tests::http::get(port, &path) else { break };
+                match response.headers.iter().find(|(name, _)| name == "location") {
+                    Some((_, location)) if (300..400).contains(&response.status) => path = location.clone(),
+                    _ => {
+                        if response.status == 200 {
+                            note(&text, &String::from_utf8_lossy(&response.body));
+                        }
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        });
+    }
     std::thread::sleep(Duration::from_secs(3));
 
     let mut posted: HashMap<usize, Instant> = HashMap::new();
@@ -190,6 +265,9 @@ fn main() {
 
     let mut result = serde_json::json!({ "stream": format!("{app}/{stream}"), "captions": posted.len(), "post_failures": failures });
     for (name, seen) in outputs.iter().zip(&seen) {
+        if *name == "dvr_text_track" && !args.dvr {
+            continue;
+        }
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut delays: Vec<f64> = posted.iter().filter_map(|(n, at)| seen.get(n).map(|s| s.saturating_duration_since(*at).as_secs_f64() * 1000.0)).collect();
         let got = delays.len();
