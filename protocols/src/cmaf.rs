@@ -263,6 +263,8 @@ pub struct Package {
     pub cues: VecDeque<Cue>,
     /// The newest caption's language (the subtitle rendition's `LANGUAGE`).
     pub caption_language: Option<String>,
+    /// The stream has had a caption: the MPD's text representation, once there, stays.
+    captioned: bool,
     /// `emsg` boxes for the next part.
     events: Vec<Bytes>,
     /// The last `emsg` id given.
@@ -313,6 +315,7 @@ impl Package {
             clock_offset_ms: None,
             cues: VecDeque::new(),
             caption_language: None,
+            captioned: false,
             events: Vec::new(),
             event_id: 0,
         }
@@ -437,6 +440,7 @@ impl Package {
             };
             let init = self.segments.back().filter(|s| !s.complete).map(|s| s.init);
             self.cues.push_back(Cue { start_ms, end_ms, text: caption.text, init });
+            self.captioned = true;
             while self.cues.len() > MAX_CUES {
                 self.cues.pop_front();
             }
@@ -1034,7 +1038,7 @@ impl Package {
     /// Whether the stream has had a caption (the DASH manifest then offers a text
     /// representation).
     pub fn has_captions(&self) -> bool {
-        self.caption_language.is_some() || !self.cues.is_empty()
+        self.captioned
     }
 
     /// The initialization segment of the DASH text representation of version `version` (one
@@ -1601,7 +1605,7 @@ mod tests {
         // DASH: a text representation (WebVTT in ISO BMFF, ms timeline) beside the media, its
         // segments holding the same cues as the .vtt files.
         let mpd = package.render_mpd("cam", 10_000, 3_000);
-        assert!(mpd.contains(r#"contentType="text" mimeType="application/mp4" lang="fre""#) && mpd.contains(r#"codecs="wvtt""#), "{mpd}");
+        assert!(mpd.contains(r#"contentType="text" mimeType="application/mp4" lang="fr""#) && mpd.contains(r#"codecs="wvtt""#), "{mpd}");
         assert!(mpd.contains(r#"media="cam-text-v0-t$Time$.m4s""#) && mpd.contains(r#"<S t="0" d="2000"/>"#), "{mpd}");
         let init = package.dash_text_init(0).unwrap();
         assert!(init.windows(4).any(|w| w == b"wvtt") && init.windows(4).any(|w| w == b"vttC"));
@@ -1613,9 +1617,11 @@ mod tests {
         assert_eq!(payloads, vec!["we are &lt;going&gt;".to_string(), "to the park &amp; back".to_string()]);
         assert!(package.dash_text_segment(0, 2_001).is_none() && package.dash_text_segment(0, 6_000).is_none(), "no segment starts at 2.001 s; the one at 6 s is in progress");
         assert_eq!(parse_file_name("cam-text-v0-t2000", "m4s"), vec![("cam".to_string(), FileName::DashSegment("text".into(), 0, 2000))]);
-        // Cues leave with their segments.
+        // Cues leave with their segments; the text representation stays (players set up a
+        // period's adaptation sets once).
         feed(&mut package, 6_040, 16_040, 2_000);
         assert!(package.cues.is_empty(), "{:?}", package.cues);
+        assert!(package.render_mpd("cam", 20_000, 3_000).contains(r#"contentType="text""#));
     }
 
     #[test]

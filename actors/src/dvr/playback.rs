@@ -140,6 +140,9 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
     let mut files = Vec::new();
     let mut cut_at_ms = None;
     let mut begin_wall = None;
+    // An empty caption sample seen in the files (2 bytes, no text): where a file without the
+    // caption track follows one with it, the caption track shows nothing from there on.
+    let mut empty_caption: Option<(u32, u64)> = None;
     for playable in &selected {
         let recording = &playable.recording;
         let Some(samples) = samples_of(storage, playable).await? else {
@@ -147,7 +150,7 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
         };
         match &reference {
             None => {
-                tracks = samples.iter().filter(|t| t.codec != CAPTIONS).filter_map(|t| track_of(t).map(|track| ProgressiveTrack { track, samples: Vec::new() })).collect();
+                tracks = samples.iter().filter(|t| t.codec != CAPTIONS).filter_map(|t| track_of(t).map(|track| ProgressiveTrack { track, samples: Vec::new(), end: None })).collect();
                 reference = Some(samples.clone());
             }
             Some(reference) if !same_tracks(reference, &samples) => {
@@ -184,7 +187,7 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
                 let index = match (found, track_of(table)) {
                     (Some(index), _) => Some(index),
                     (None, Some(track)) => {
-                        tracks.push(ProgressiveTrack { track, samples: Vec::new() });
+                        tracks.push(ProgressiveTrack { track, samples: Vec::new(), end: None });
                         Some(tracks.len() - 1)
                     }
                     (None, None) => None,
@@ -195,8 +198,19 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
                 media += 1;
             }
         }
+        if !samples.iter().any(|t| t.codec == CAPTIONS) {
+            if let (Some(out), Some((empty_source, offset))) = (tracks.iter_mut().find(|t| t.track.codec == estuary_protocols::media::Codec::Tx3g), empty_caption) {
+                let at = ticks(recording.media_of(from_wall), out.track.timescale) + shift(out.track.timescale);
+                if out.samples.last().is_some_and(|last| last.dts < at) {
+                    out.samples.push(SampleRef { dts: at, cts: 0, size: 2, key: true, source: empty_source, offset });
+                }
+            }
+        }
         for (table, index) in samples.iter().zip(outputs) {
             let Some(out) = index.and_then(|i| tracks.get_mut(i)) else { continue };
+            if table.codec == CAPTIONS && empty_caption.is_none() {
+                empty_caption = table.samples.iter().find(|s| s.size == 2).map(|s| (source, s.offset));
+            }
             let scale = table.timescale;
             let from = ticks(recording.media_of(from_wall), scale);
             let to = ticks(recording.media_of(to_wall), scale);
@@ -225,7 +239,32 @@ pub async fn plan(storage: &StorageHandle, dir: &Path, key: &StreamKey, start_ms
         for track in tracks.iter_mut().filter(|t| t.track.kind() != estuary_protocols::media::TrackKind::Video) {
             let scale = track.track.timescale.max(1) as f64;
             let skip = track.samples.iter().position(|s| s.dts as f64 / scale >= picture_start - 0.0005).unwrap_or(track.samples.len());
-            track.samples.drain(..skip);
+            if track.track.kind() == estuary_protocols::media::TrackKind::Data && skip > 0 {
+                // The caption on screen at the first picture starts with it.
+                let at = (picture_start * scale).round() as i64;
+                track.samples.drain(..skip - 1);
+                let next = track.samples.get(1).map(|s| s.dts);
+                if next.is_none_or(|next| next > at) {
+                    track.samples[0].dts = at;
+                } else {
+                    track.samples.remove(0);
+                }
+            } else {
+                track.samples.drain(..skip);
+            }
+        }
+    }
+    // The caption track ends with the video: its last sample's text goes there.
+    let video_end_s = tracks.iter().find(|t| t.track.kind() == estuary_protocols::media::TrackKind::Video).and_then(|t| {
+        let last = t.samples.last()?;
+        let step = t.samples.len().checked_sub(2).map(|i| last.dts - t.samples[i].dts).unwrap_or(0);
+        Some((last.dts + step) as f64 / t.track.timescale.max(1) as f64)
+    });
+    if let Some(end_s) = video_end_s {
+        for track in tracks.iter_mut().filter(|t| t.track.kind() == estuary_protocols::media::TrackKind::Data) {
+            let end = (end_s * track.track.timescale as f64).round() as i64;
+            track.samples.retain(|s| s.dts < end);
+            track.end = Some(end);
         }
     }
     if tracks.iter().all(|t| t.samples.is_empty()) {

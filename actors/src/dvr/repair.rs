@@ -162,7 +162,9 @@ fn repair_mp4(store: &Store, recording: &Recording, path: &Path) -> Result<Repai
     fixed.bytes = end;
     fixed.keyframes.clear();
     let mut media_end_ms = recording.media_start_ms;
-    for track in &tracks {
+    // The media tracks say where the recording ends (a caption track's last sample may run
+    // to the end of its fragment's span, or stop short of it).
+    for track in tracks.iter().filter(|t| t.codec != "TX3G") {
         let scale = track.timescale.max(1) as i64;
         let video = matches!(track.codec.as_str(), "H264" | "H265" | "AV1");
         let step = track.samples.windows(2).last().map(|w| w[1].dts - w[0].dts).unwrap_or(0);

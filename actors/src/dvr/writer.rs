@@ -456,7 +456,12 @@ impl DvrWriter {
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no track Estuary can write to MP4 (H.264, H.265, AAC)"));
                 }
                 if self.settings.captions && self.captioned {
-                    tracks.push(timed_text::track(tracks.len() as u32 + 1));
+                    // Sized as the picture: 3GPP players place the text box by the track header.
+                    let mut text = timed_text::track(tracks.len() as u32 + 1);
+                    if let Some(video) = tracks.iter().find(|t| t.kind() == TrackKind::Video) {
+                        (text.width, text.height) = (video.width, video.height);
+                    }
+                    tracks.push(text);
                 }
                 fmp4::init_segment(&tracks).to_vec()
             }

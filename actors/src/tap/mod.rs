@@ -292,7 +292,11 @@ pub async fn join(node: &NodeContext, registry: &Addr<StreamRegistry>, key: &Str
     let not_found = || TapError::NotFound(key.to_string());
     let stream = registry.send(FindStream { key: key.clone(), create: false }).await.map_err(|_| not_found())?.ok_or_else(not_found)?;
     let subscription = stream.send(AddSubscriber { client: node.clients.allocate_id(), require_live: true, shared: false }).await.map_err(|_| not_found())?.map_err(|_| not_found())?;
-    let feed = Feed::new(node.taps.next_id.fetch_add(1, Ordering::Relaxed) + 1, key.clone(), format, FEED_CHUNKS);
+    let capacity = match format {
+        TapFormat::Audio(_) => FEED_CHUNKS,
+        TapFormat::Video(_) => video::FEED_PICTURES,
+    };
+    let feed = Feed::new(node.taps.next_id.fetch_add(1, Ordering::Relaxed) + 1, key.clone(), format, capacity);
     let client = TapClient::of(&feed);
     node.taps.feeds.lock().unwrap_or_else(|e| e.into_inner()).insert(feed_key, feed.clone());
     tracing::info!(stream = %key, feed = feed.id, ?format, "tap feed started");

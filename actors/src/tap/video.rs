@@ -29,6 +29,13 @@ pub const KIND_VIDEO_I420: u8 = 3;
 /// Most pictures a second a tap gives.
 pub const MAX_FPS: u32 = 30;
 
+/// Longest side of a tap picture, pixels.
+pub const MAX_SIDE: u32 = 4096;
+
+/// Pictures a video feed keeps for clients that are behind (a 4K I420 picture is 12 MiB):
+/// a client further behind loses the oldest.
+pub const FEED_PICTURES: usize = 8;
+
 /// The picture format a tap client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,10 +83,12 @@ impl VideoFormat {
     /// The picture size for a source of `width` x `height`: the asked width (or the source's)
     /// and the height that keeps the aspect, both even.
     pub fn size_for(&self, width: u32, height: u32) -> (u32, u32) {
-        let even = |v: u32| (v.max(2) / 2) * 2;
+        // At most MAX_SIDE either way (a very tall source scaled to a wide width would ask
+        // ffmpeg for pictures of gigabytes).
+        let even = |v: u64| ((v.clamp(2, MAX_SIDE as u64) / 2) * 2) as u32;
         match self.width {
-            Some(w) if width > 0 => (w, even(((height as u64 * w as u64 + width as u64 / 2) / width as u64) as u32)),
-            _ => (even(width), even(height)),
+            Some(w) if width > 0 => (w, even((height as u64 * w as u64 + width as u64 / 2) / width as u64)),
+            _ => (even(width as u64), even(height as u64)),
         }
     }
 }
@@ -179,6 +188,9 @@ enum ChildEnd {
     Over(String),
     /// The child exited (or broke) while the stream goes on: start another.
     Exited(String),
+    /// The stream's video parameters changed (a republish, a new resolution or codec): a new
+    /// child for them, at once, from the next keyframe.
+    NewParameters(Arc<MediaFrame>),
 }
 
 /// Decodes the stream's video into the feed until the stream ends, it has no video a tap can
@@ -219,6 +231,10 @@ pub(super) async fn run(node: &NodeContext, feed: &Arc<Feed>, format: VideoForma
                 config = Some(frame);
                 continue;
             }
+            if config.as_ref().is_some_and(|c| c.codec != frame.codec) {
+                // Frames of a codec whose parameters never came: nothing to start a decoder on.
+                continue;
+            }
             if frame.keyframe && config.as_ref().is_some_and(|c| c.codec == frame.codec) {
                 break frame;
             }
@@ -236,6 +252,13 @@ pub(super) async fn run(node: &NodeContext, feed: &Arc<Feed>, format: VideoForma
         let began = std::time::Instant::now();
         match child(node, feed, &ffmpeg, &format, size, &header, first, &mut rx).await {
             ChildEnd::Over(why) => return why,
+            ChildEnd::NewParameters(frame) => {
+                tracing::info!(stream = %feed.stream, feed = feed.id, codec = frame.codec.name(), "the stream's video parameters changed; a new tap video decoder starts at the next keyframe");
+                if !matches!(frame.codec, Codec::H264 | Codec::H265) {
+                    return format!("its video ({}) cannot be decoded for a tap (H.264 and H.265 can)", frame.codec.name());
+                }
+                config = Some(frame);
+            }
             ChildEnd::Exited(error) => {
                 feed.errors.fetch_add(1, Ordering::Relaxed);
                 if began.elapsed() > backoff.stable_after() {
@@ -246,7 +269,14 @@ pub(super) async fn run(node: &NodeContext, feed: &Arc<Feed>, format: VideoForma
                 if error.starts_with("cannot run") {
                     return error;
                 }
-                tokio::time::sleep(retry_in).await;
+                // The wait ends early when the last client leaves.
+                let until = tokio::time::Instant::now() + retry_in;
+                while tokio::time::Instant::now() < until {
+                    tokio::time::sleep(super::IDLE_CHECK.min(until - tokio::time::Instant::now())).await;
+                    if node.taps.remove_if_idle(feed) {
+                        return "no tap client left".into();
+                    }
+                }
             }
         }
     }
@@ -294,7 +324,7 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
             }
         })
     };
-    let frame_len = (size.0 * size.1 * 3 / 2) as usize;
+    let frame_len = size.0 as usize * size.1 as usize * 3 / 2;
     let kind = match format.video {
         Picture::Jpeg => KIND_VIDEO_JPEG,
         Picture::I420 => KIND_VIDEO_I420,
@@ -336,6 +366,19 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
             }
         })
     };
+    // The child's stdin is written by a task of its own through a short queue: a decoder
+    // slower than the stream (a big picture on a busy machine) makes this feed skip to the
+    // next keyframe, never stops it from taking the stream's frames (the stream would count
+    // the feed as a slow player and cut it off).
+    let (input, mut queued) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let mut writer = tokio::spawn(async move {
+        while let Some(chunk) = queued.recv().await {
+            if let Err(e) = stdin.write_all(&chunk).await {
+                return format!("writing to the decoder: {e}");
+            }
+        }
+        "the decoder's input closed".to_string()
+    });
     let mut muxer = TsMuxer::new(Some(header.codec), None);
     let mut out = BytesMut::new();
     muxer.write_tables(&mut out);
@@ -343,11 +386,18 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
     muxer.write_frame(&first, &mut out);
     let mut idle = tokio::time::interval(super::IDLE_CHECK);
     let mut pictures = pictures;
+    let mut skipping = false;
     let end = loop {
         if !out.is_empty() {
-            let chunk = out.split().freeze();
-            if let Err(e) = stdin.write_all(&chunk).await {
-                break ChildEnd::Exited(format!("writing to the decoder: {e}"));
+            match input.try_send(out.split().freeze()) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    if !skipping {
+                        tracing::debug!(stream = %feed.stream, feed = feed.id, "tap video decoder behind; frames skipped to the next keyframe");
+                    }
+                    skipping = true;
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => break ChildEnd::Exited("the decoder's input closed".into()),
             }
         }
         tokio::select! {
@@ -358,16 +408,21 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
                     }
                     if frame.config {
                         if frame.codec != header.codec || frame.payload != header.payload {
-                            // New parameters (a republish, a resolution change): a new child,
-                            // sized for them, from the next keyframe.
-                            break ChildEnd::Exited("the stream's video parameters changed".into());
+                            break ChildEnd::NewParameters(frame);
                         }
                         continue;
                     }
+                    if skipping && !frame.keyframe {
+                        continue;
+                    }
+                    skipping = false;
                     muxer.write_frame(&frame, &mut out);
                 }
                 None => break ChildEnd::Over("the stream ended".into()),
             },
+            written = &mut writer => {
+                break ChildEnd::Exited(written.unwrap_or_else(|e| format!("the decoder's writer failed: {e}")));
+            }
             _ = idle.tick() => {
                 if node.taps.remove_if_idle(feed) {
                     break ChildEnd::Over("no tap client left".into());
@@ -379,7 +434,8 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
             }
         }
     };
-    drop(stdin);
+    drop(input);
+    writer.abort();
     pictures.abort();
     let _ = process.start_kill();
     let status = tokio::time::timeout(std::time::Duration::from_secs(2), process.wait()).await;
@@ -421,6 +477,8 @@ mod tests {
         assert_eq!(format(Some(640)).size_for(1920, 1080), (640, 360));
         assert_eq!(format(Some(100)).size_for(320, 240), (100, 74));
         assert_eq!(format(None).size_for(321, 241), (320, 240));
+        // A tall source scaled wide stays a picture, not gigabytes.
+        assert_eq!(format(Some(3840)).size_for(16, 1568), (3840, MAX_SIDE));
     }
 
     #[test]

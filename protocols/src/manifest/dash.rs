@@ -128,7 +128,8 @@ impl Mpd {
                     "audio" => "audio/mp4",
                     _ => "application/mp4",
                 };
-                let lang = r.language.as_deref().map(|l| format!(r#" lang="{}""#, xml_escape(l))).unwrap_or_default();
+                // `@lang` is an RFC 5646 tag: `en` for the captions' ISO 639-2 `eng`.
+                let lang = r.language.as_deref().and_then(crate::manifest::hls::language_tag).map(|l| format!(r#" lang="{}""#, xml_escape(l))).unwrap_or_default();
                 let _ = writeln!(out, r#"    <AdaptationSet id="{index}" contentType="{}" mimeType="{mime}"{lang} segmentAlignment="true" startWithSAP="1">"#, r.content_type);
                 if r.content_type == "text" {
                     let _ = writeln!(out, r#"      <Role schemeIdUri="urn:mpeg:dash:role:2011" value="subtitle"/>"#);
@@ -158,7 +159,8 @@ impl Mpd {
                 if r.presentation_time_offset > 0 {
                     let _ = write!(out, r#" presentationTimeOffset="{}""#, r.presentation_time_offset);
                 }
-                if let Some(ll) = self.low_latency {
+                // Text segments exist only once complete: no early requests for them.
+                if let Some(ll) = self.low_latency.filter(|_| r.content_type != "text") {
                     let _ = write!(out, r#" availabilityTimeOffset="{:.3}" availabilityTimeComplete="false""#, ll.availability_time_offset);
                 }
                 let _ = writeln!(out, ">");

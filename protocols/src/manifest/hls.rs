@@ -121,7 +121,7 @@ pub struct Subtitles {
 
 /// The RFC 5646 primary language tag of an ISO 639 code: the two-letter code where one
 /// exists for the common three-letter ones, the code itself when it is already two letters.
-fn language_tag(code: &str) -> Option<&str> {
+pub(crate) fn language_tag(code: &str) -> Option<&str> {
     const PAIRS: [(&str, &str); 16] = [
         ("eng", "en"), ("fra", "fr"), ("fre", "fr"), ("deu", "de"), ("ger", "de"), ("spa", "es"), ("ita", "it"), ("por", "pt"),
         ("rus", "ru"), ("zho", "zh"), ("chi", "zh"), ("jpn", "ja"), ("kor", "ko"), ("ara", "ar"), ("hin", "hi"), ("nld", "nl"),

@@ -165,10 +165,12 @@ mod tests {
             ProgressiveTrack {
                 track: video.clone(),
                 samples: video_samples.clone(),
+                end: None,
             },
             ProgressiveTrack {
                 track: audio,
                 samples: audio_samples.clone(),
+                end: None,
             },
         ]);
         let top = boxes(&built.header);
@@ -347,10 +349,12 @@ mod tests {
             ProgressiveTrack {
                 track: video.clone(),
                 samples: video_samples.clone(),
+                end: None,
             },
             ProgressiveTrack {
                 track: audio.clone(),
                 samples: audio_samples.clone(),
+                end: None,
             },
         ]);
         let top = boxes(&built.header);

@@ -209,7 +209,8 @@ fn track_of(trak: &Mp4Box<'_>, id: u32) -> Result<Option<Track>, Mp4Error> {
         }
         b"tx3g" => {
             // SampleEntry's 8 bytes, then the timed-text fields the track keeps as its config.
-            let Some(fields) = entry.body.get(8..) else { return Ok(None) };
+            // A broken caption track is left out, never a reason to refuse the file.
+            let Some(fields) = entry.body.get(8..).filter(|_| timescale > 0) else { return Ok(None) };
             Track { id, codec: Codec::Tx3g, timescale, config: Bytes::copy_from_slice(fields), width: 0, height: 0, channels: 0, sample_rate: 0 }
         }
         _ => return Ok(None),

@@ -29,6 +29,9 @@ pub struct ProgressiveTrack {
     pub track: Track,
     /// Samples in decode order.
     pub samples: Vec<SampleRef>,
+    /// Where the last sample ends (its decode time plus duration, in the track's timescale);
+    /// `None` repeats the duration before it (a caption track says when its last text goes).
+    pub end: Option<i64>,
 }
 
 /// A byte range of a source.
@@ -61,10 +64,11 @@ fn seconds(track: &Track, ticks: i64) -> f64 {
     ticks as f64 / track.timescale.max(1) as f64
 }
 
-fn durations(samples: &[SampleRef]) -> Vec<u32> {
+fn durations(samples: &[SampleRef], end: Option<i64>) -> Vec<u32> {
     let mut out: Vec<u32> = samples.windows(2).map(|w| (w[1].dts - w[0].dts).clamp(0, u32::MAX as i64) as u32).collect();
-    if !samples.is_empty() {
-        out.push(out.last().copied().unwrap_or(0));
+    if let Some(last) = samples.last() {
+        let repeated = out.last().copied().unwrap_or(0);
+        out.push(end.map(|end| (end - last.dts).clamp(0, u32::MAX as i64) as u32).unwrap_or(repeated));
     }
     out
 }
@@ -152,7 +156,7 @@ fn presentation_start(track: &ProgressiveTrack) -> f64 {
 /// The track's end on the movie timeline, in movie timescale units.
 fn track_movie_duration(track: &ProgressiveTrack, origin: f64) -> u64 {
     let samples = &track.samples;
-    let d = durations(samples);
+    let d = durations(samples, track.end);
     let end = samples.last().map(|s| s.dts + *d.last().unwrap_or(&0) as i64).unwrap_or(0);
     let shown = seconds(&track.track, end) - seconds(&track.track, samples[0].dts) - seconds(&track.track, samples[0].cts.max(0) as i64);
     ((presentation_start(track) - origin + shown.max(0.0)) * MOVIE_TIMESCALE as f64).round().max(0.0) as u64
@@ -174,7 +178,7 @@ fn trak(o: &mut BytesMut, progressive: &ProgressiveTrack, positions: &[u64], ori
     let track = &progressive.track;
     let samples = &progressive.samples;
     let video = track.kind() == TrackKind::Video;
-    let durations = durations(samples);
+    let durations = durations(samples, progressive.end);
     let media_duration: u64 = durations.iter().map(|&d| d as u64).sum();
     let first_cts = samples[0].cts.max(0) as i64;
     let delay_ms = ((presentation_start(progressive) - origin) * MOVIE_TIMESCALE as f64).round().max(0.0) as u64;
