@@ -326,8 +326,22 @@ pub fn probe_packets(url: &str, seconds: Option<u32>) -> Vec<Packet> {
 /// Decodes `seconds` of `url` with `ffmpeg -v error`; returns what it printed (empty when
 /// clean) and whether it exited 0.
 pub fn decode(url: &str, seconds: u32) -> (bool, String) {
+    decode_with(url, seconds, &[])
+}
+
+/// As [`decode`], for a variable frame rate source (a WebRTC publisher's): the decoded frames
+/// keep the input's timebase (`-enc_time_base -1`). With FFmpeg's default (one tick per frame
+/// at the guessed rate) two frames closer than a frame interval, which a browser's encoder
+/// sends under load, land on one tick and the null muxer reports non-increasing timestamps;
+/// frames with truly equal timestamps are still reported.
+pub fn decode_vfr(url: &str, seconds: u32) -> (bool, String) {
+    decode_with(url, seconds, &["-enc_time_base", "-1"])
+}
+
+fn decode_with(url: &str, seconds: u32, output_options: &[&str]) -> (bool, String) {
     let mut command = Command::new("ffmpeg");
-    command.args(["-hide_banner", "-nostdin", "-v", "error", "-rw_timeout", "15000000", "-i", url, "-t", &seconds.to_string(), "-f", "null", "-"]);
+    command.args(["-hide_banner", "-nostdin", "-v", "error", "-rw_timeout", "15000000", "-i", url, "-t", &seconds.to_string()]);
+    command.args(output_options).args(["-f", "null", "-"]);
     let output = run(command, Duration::from_secs(seconds as u64 + 40));
     (output.success(), output.stderr)
 }

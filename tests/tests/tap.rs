@@ -672,11 +672,19 @@ fn captions_and_metadata_reach_hls_and_dash_players_as_webvtt_and_id3_in_emsg() 
 }
 
 #[test]
-fn timed_metadata_is_an_id3_stream_in_classic_hls_ts_segments() {
+fn timed_metadata_is_an_id3_stream_in_classic_hls_ts_segments_and_http_ts() {
     let scratch = Scratch::new("tap-id3");
     let node = Node::start(&scratch, &[("ESTUARY_HLS__ALWAYS", "true")]);
     let _publisher = publish(&node.rtmp_url("live/id3"), &Source::default(), &scratch, "publisher");
     node.wait_live("live/id3", Duration::from_secs(20));
+    // An HTTP-TS player reading while the metadata comes: the stream is declared when the
+    // first tag comes, and the tags follow.
+    let http_ts = {
+        let url = format!("http://127.0.0.1:{}/live/id3.ts", node.ports.http);
+        std::thread::spawn(move || {
+            std::process::Command::new("ffprobe").args(["-v", "error", "-read_intervals", "%+5", "-show_streams", "-show_packets", "-of", "json", &url]).output().expect("ffprobe")
+        })
+    };
     for n in 0..20 {
         let body = format!(r#"{{"scene":{n}}}"#);
         let response = estuary_tests::http::send(node.ports.api, "POST", "/api/v1/streams/live/id3/metadata", &[("Content-Type", "application/json")], body.as_bytes()).expect("POST");
@@ -701,4 +709,11 @@ fn timed_metadata_is_an_id3_stream_in_classic_hls_ts_segments() {
     // 5.1 hands out each tag without its first five bytes (the "ID3" and version; FFmpeg 9
     // gives the whole tag), so the frame is looked for, not the header.
     assert!(tags.len() >= 2 && tags.iter().all(|t| t.contains("TXXX") && t.contains("scene")), "{segment}: {tags:?}");
+    // HTTP-TS (and SRT, which shares its packets) carry them the same way.
+    let output = http_ts.join().expect("the HTTP-TS reader");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let data = report["streams"].as_array().cloned().unwrap_or_default().into_iter().find(|s| s["codec_type"] == "data").unwrap_or_else(|| panic!("no data stream over HTTP-TS: {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(data["codec_name"], "timed_id3", "{data}");
+    let packets = report["packets"].as_array().map(|p| p.iter().filter(|p| p["stream_index"] == data["index"]).count()).unwrap_or(0);
+    assert!(packets >= 2, "{packets} ID3 packets over HTTP-TS");
 }

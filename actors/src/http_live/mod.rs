@@ -87,6 +87,11 @@ impl Encoder for TsEncoder {
             return;
         }
         if frame.track == TrackKind::Data {
+            // Timed metadata (the API's cue points) becomes ID3 in a PES stream of its own,
+            // declared from the first tag on (see `TsMuxer::with_timed_metadata`).
+            if let Some(muxer) = self.muxer.as_mut() {
+                muxer.write_frame(frame, out);
+            }
             return;
         }
         if self.muxer.is_none() || self.retrack {
@@ -94,7 +99,7 @@ impl Encoder for TsEncoder {
             // A track change mid-stream continues the old muxer's continuity counters.
             let mut muxer = match &self.muxer {
                 Some(old) => old.retracked(video, audio),
-                None => TsMuxer::new(video, audio),
+                None => TsMuxer::new(video, audio).with_timed_metadata(),
             };
             self.retrack = false;
             for config in [&self.video, &self.audio].into_iter().flatten() {
