@@ -201,6 +201,19 @@ pub fn default_cue_ms(text: &str) -> i64 {
     (1_000 + 60 * text.chars().count() as i64).clamp(2_000, 6_000)
 }
 
+/// Where a caption shows on the media timeline, as every packaged output times it: from its
+/// own start (or `at_ms`, where it went out), but never before `floor` (what is out already:
+/// a recogniser's caption comes after its speech), until its own end when that leaves more
+/// than half a second, else for the time it takes to read.
+pub fn cue_span(caption: &flv::TextData, at_ms: i64, floor: Option<i64>) -> (i64, i64) {
+    let start_ms = caption.start_ms.unwrap_or(at_ms).max(floor.unwrap_or(i64::MIN));
+    let end_ms = match caption.end_ms {
+        Some(end) if end > start_ms.saturating_add(500) => end,
+        _ => start_ms.saturating_add(default_cue_ms(&caption.text)),
+    };
+    (start_ms, end_ms)
+}
+
 /// One stream's live package.
 pub struct Package {
     settings: Settings,
@@ -433,11 +446,7 @@ impl Package {
             // Complete segments are out already: a cue starts no earlier than the segment in
             // progress (a recogniser's caption arrives after the speech it transcribes).
             let floor = self.segments.back().map(|s| if s.complete { s.start_ms + s.duration_ms() } else { s.start_ms });
-            let start_ms = caption.start_ms.unwrap_or(at_ms).max(floor.unwrap_or(i64::MIN));
-            let end_ms = match caption.end_ms {
-                Some(end) if end > start_ms.saturating_add(500) => end,
-                _ => start_ms.saturating_add(default_cue_ms(&caption.text)),
-            };
+            let (start_ms, end_ms) = cue_span(&caption, at_ms, floor);
             let init = self.segments.back().filter(|s| !s.complete).map(|s| s.init);
             self.cues.push_back(Cue { start_ms, end_ms, text: caption.text, init });
             self.captioned = true;
@@ -699,7 +708,7 @@ impl Package {
         // Not wrapped at 33 bits: the fMP4 decode times it maps to do not wrap either.
         let _ = writeln!(out, "X-TIMESTAMP-MAP=MPEGTS:{},LOCAL:{}", start as u64 * 90, vtt_time(start));
         for cue in self.cues.iter().filter(|c| c.init == Some(segment.init) && c.start_ms < end && c.end_ms > start) {
-            let _ = write!(out, "\n{} --> {}\n{}\n", vtt_time(cue.start_ms.max(0)), vtt_time(cue.end_ms.max(0)), vtt_text(&cue.text));
+            let _ = write!(out, "\n{} --> {}\n{}\n", vtt_time(cue.start_ms.max(0)), vtt_time(cue.end_ms.max(0)), timed_text::webvtt_payload(&cue.text));
         }
         Some(out)
     }
@@ -1084,14 +1093,6 @@ impl Package {
 fn vtt_time(ms: i64) -> String {
     let ms = ms.max(0);
     format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
-}
-
-/// Caption text as a WebVTT cue payload: `&`, `<` and `>` escaped, no blank line (which would
-/// end the cue) and no `-->`.
-fn vtt_text(text: &str) -> String {
-    // A lone CR is a line break to WebVTT parsers.
-    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "\n");
-    escaped.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 /// AAC frames retimed onto a contiguous sample clock: RTMP carries millisecond timestamps, so

@@ -344,11 +344,7 @@ impl DvrWriter {
         let Some(caption) = flv::parse_text_data(&frame.payload) else { return };
         self.captioned = true;
         let floor = self.open.iter().chain(self.closing.iter().map(|(o, _)| o)).filter(|o| o.has_captions()).map(|o| o.text_end_ms).max();
-        let start_ms = caption.start_ms.unwrap_or_else(|| frame.dts_ms()).max(floor.unwrap_or(i64::MIN));
-        let end_ms = match caption.end_ms {
-            Some(end) if end > start_ms.saturating_add(500) => end,
-            _ => start_ms.saturating_add(estuary_protocols::cmaf::default_cue_ms(&caption.text)),
-        };
+        let (start_ms, end_ms) = estuary_protocols::cmaf::cue_span(&caption, frame.dts_ms(), floor);
         self.cues.push_back(Cue { start_ms, end_ms, text: caption.text });
         while self.cues.len() > MAX_CUES {
             self.cues.pop_front();

@@ -300,8 +300,9 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
     let (Some(mut stdin), Some(stdout), Some(stderr)) = (process.stdin.take(), process.stdout.take(), process.stderr.take()) else {
         return ChildEnd::Exited("the decoder's pipes did not open".into());
     };
-    // Picture times from stderr, in order; the last lines kept for the error.
-    let (times_tx, mut times) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    // Picture times from stderr, in order; the last lines kept for the error. Bounded: when
+    // the picture reader is this far behind, the log reader waits, and so does ffmpeg.
+    let (times_tx, mut times) = tokio::sync::mpsc::channel::<f64>(64);
     let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let log = {
         let tail = tail.clone();
@@ -310,7 +311,10 @@ async fn child(node: &NodeContext, feed: &Arc<Feed>, ffmpeg: &str, format: &Vide
             while let Ok(Some(line)) = lines.next_line().await {
                 match showinfo_time(&line) {
                     Some(time) => {
-                        let _ = times_tx.send(time);
+                        if times_tx.send(time).await.is_err() {
+                            // The picture reader has stopped: the child is being ended.
+                            break;
+                        }
                     }
                     None if !line.contains("Parsed_showinfo") => {
                         let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());

@@ -71,8 +71,15 @@ pub fn webvtt_track(id: u32) -> Track {
     Track { id, codec: Codec::WebVtt, timescale: TIMESCALE, config: Bytes::from_static(b"WEBVTT"), width: 0, height: 0, channels: 0, sample_rate: 0 }
 }
 
-/// A WebVTT sample showing `text` (empty: the empty cue box). The text is a cue payload:
-/// `&`, `<` and `>` are escaped, blank lines dropped (they would end the cue).
+/// Caption text as a WebVTT cue payload (a `.vtt` file's or a `payl` box's): `&`, `<` and `>`
+/// escaped, no blank line (which would end the cue) and so no `-->` either.
+pub fn webvtt_payload(text: &str) -> String {
+    // A lone CR is a line break to WebVTT parsers.
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "\n");
+    escaped.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+/// A WebVTT sample showing `text` (empty: the empty cue box), as [`webvtt_payload`].
 pub fn webvtt_sample(text: &str) -> Bytes {
     let mut out = BytesMut::new();
     if text.is_empty() {
@@ -80,8 +87,7 @@ pub fn webvtt_sample(text: &str) -> Bytes {
         out.put_slice(b"vtte");
         return out.freeze();
     }
-    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "\n");
-    let payload = escaped.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+    let payload = webvtt_payload(text);
     out.put_u32(16 + payload.len() as u32);
     out.put_slice(b"vttc");
     out.put_u32(8 + payload.len() as u32);
