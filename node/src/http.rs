@@ -15,7 +15,8 @@
 //! Playlists, manifests and segments (`.m3u8 .m4s .mp4 .mpd .ts` directly under an app that is
 //! not one of the node's own prefixes) are answered by [`direct`], called from the server's
 //! middleware before the router: matching every route's pattern for each of the ~7 requests a
-//! second an LL-HLS viewer makes was a tenth of the node's CPU at 1,000 viewers.
+//! second an LL-HLS viewer makes was a tenth of the node's CPU at 1,000 viewers. On the plain
+//! HTTP port most of an LL-HLS viewer's requests never reach actix-web: `front` answers them.
 
 use crate::AppState;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
@@ -46,7 +47,7 @@ async fn preflight() -> HttpResponse {
         .finish()
 }
 
-fn refusal(refused: PlayRefused) -> HttpResponse {
+pub(crate) fn refusal(refused: PlayRefused) -> HttpResponse {
     let status = match refused {
         PlayRefused::Denied(_) => actix_web::http::StatusCode::FORBIDDEN,
         PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => actix_web::http::StatusCode::NOT_FOUND,
@@ -111,7 +112,14 @@ pub fn on_connect(gate: &Arc<ConnectionGate>, listener: &'static str, live_socke
     }
     // A refused connection gets its 503 at its first request (or is closed by the request-head
     // timeout): it is not given a second handle.
-    let Some(stream) = plain.filter(|_| live_socket && admitted) else { return };
+    if let Some(stream) = plain.filter(|_| live_socket && admitted) {
+        keep_live_socket(stream, data);
+    }
+}
+
+/// Keeps a second handle of an admitted connection's TCP socket for the delivery engine
+/// (HTTP-FLV and HTTP-TS players).
+pub fn keep_live_socket(stream: &actix_web::rt::net::TcpStream, data: &mut actix_web::dev::Extensions) {
     match socket2::SockRef::from(stream).try_clone() {
         Ok(socket) => {
             data.insert(LiveSocket { socket: std::cell::RefCell::new(Some(socket.into())), requests: std::cell::Cell::new(0) });
@@ -220,13 +228,36 @@ pub fn direct(req: actix_web::dev::ServiceRequest) -> Result<futures_util::futur
 }
 
 /// `(app, file)` of a path the middleware answers directly (see [`direct`]).
-fn direct_path(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn direct_path(path: &str) -> Option<(&str, &str)> {
     let (app, file) = path.strip_prefix('/')?.split_once('/')?;
     if app.is_empty() || file.is_empty() || file.contains('/') || path.contains('%') || ROUTED.contains(&app) {
         return None;
     }
     let (_, extension) = file.rsplit_once('.')?;
     matches!(extension, "m3u8" | "m4s" | "mp4" | "mpd" | "ts" | "vtt").then_some((app, file))
+}
+
+/// The stream a request for `/<app>/<stream>.<ext>` names: the vhost as SRS picks it,
+/// `?vhost=`, or the Host header when it names a configured one.
+pub(crate) fn stream_key(state: &AppState, app: &str, stream: &str, host: &str, params: &[(String, String)]) -> StreamKey {
+    let mut key = StreamKey::new(app, stream);
+    key.vhost = estuary_actors::rtmp::connection_vhost(&format!("http://{host}/"), params, &state.node.vhosts.get());
+    key
+}
+
+/// The play rules (CIDR, token) for a playlist, manifest or segment of stream `checked`
+/// under `key`'s vhost and app: the refusal's answer when they refuse.
+pub(crate) fn check_play(state: &AppState, key: &StreamKey, checked: &str, peer: std::net::SocketAddr, params: &[(String, String)]) -> Result<(), HttpResponse> {
+    let request = estuary_actors::access::Request {
+        action: estuary_actors::access::auth::Action::Play,
+        client: 0,
+        ip: Some(peer.ip()),
+        vhost: &key.vhost,
+        app: &key.app,
+        stream: checked,
+        params,
+    };
+    state.node.access.check_rules(&request).map_err(|reason| refusal(PlayRefused::Denied(reason.to_string())))
 }
 
 async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: String, file: String) -> HttpResponse {
@@ -240,10 +271,8 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
     };
     let peer = req.peer_addr().unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
     let params = estuary_protocols::rtmp::message::parse_query(req.query_string());
-    // The vhost as SRS picks it: `?vhost=`, or the Host header when it names a configured one.
-    let mut key = StreamKey::new(&app, stream);
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    key.vhost = estuary_actors::rtmp::connection_vhost(&format!("http://{host}/"), &params, &state.node.vhosts.get());
+    let key = stream_key(&state, &app, stream, host, &params);
     let not_found = |what: &str| HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("{what}\n"));
     let hls_file = state.hls_dir.join(&app).join(&file);
     let dash_file = state.dash_dir.join(&app).join(&file);
@@ -271,17 +300,8 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
             _ => None,
         };
         let checked = owner.clone().unwrap_or_else(|| base.unwrap_or(stream).to_string());
-        let request = estuary_actors::access::Request {
-            action: estuary_actors::access::auth::Action::Play,
-            client: 0,
-            ip: Some(peer.ip()),
-            vhost: &key.vhost,
-            app: &key.app,
-            stream: &checked,
-            params: &params,
-        };
-        if let Err(reason) = state.node.access.check_rules(&request) {
-            return refusal(PlayRefused::Denied(reason.to_string()));
+        if let Err(refused) = check_play(&state, &key, &checked, peer, &params) {
+            return refused;
         }
     }
     let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.clone());

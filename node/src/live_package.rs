@@ -94,13 +94,8 @@ async fn ensure(state: &AppState, key: &StreamKey) -> Result<Arc<LivePackage>, H
 /// Playlists and manifests shorter than this are sent as they are: gzip would save little.
 const GZIP_MIN_BYTES: usize = 1024;
 
-/// Whether the request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3): a `gzip` (or
-/// `x-gzip`) entry decides by its weight (`q=0` refuses); without one, a `*` entry does.
-fn accepts_gzip(req: &HttpRequest) -> bool {
-    let headers = req.headers().get_all(header::ACCEPT_ENCODING).filter_map(|v| v.to_str().ok()).map(str::to_string).collect::<Vec<_>>().join(",");
-    accepts_gzip_in(&headers)
-}
-
+/// Whether an `Accept-Encoding` value takes gzip (RFC 9110 §12.5.3): a `gzip` (or `x-gzip`)
+/// entry decides by its weight (`q=0` refuses); without one, a `*` entry does.
 fn accepts_gzip_in(accept_encoding: &str) -> bool {
     let mut explicit = None;
     let mut any = None;
@@ -117,29 +112,50 @@ fn accepts_gzip_in(accept_encoding: &str) -> bool {
     explicit.or(any).unwrap_or(false)
 }
 
-/// A playlist or manifest response: `no-cache` with an ETag (304 when the client has it),
-/// gzip-compressed when the client takes it and the text is long enough. Each encoding has
-/// its own ETag, as RFC 9110 asks of strong validators.
-fn manifest_response(req: &HttpRequest, rendered: &Rendered, content_type: &'static str) -> HttpResponse {
-    let gzip = rendered.text.len() >= GZIP_MIN_BYTES && accepts_gzip(req);
+/// What a playlist or manifest request gets: 304 when the client has this version, else the
+/// text, gzip-compressed when the client takes it and the text is long enough. Each encoding
+/// has its own ETag, as RFC 9110 asks of strong validators.
+pub struct ManifestReply {
+    pub not_modified: bool,
+    pub etag: String,
+    pub gzip: bool,
+    pub body: Bytes,
+}
+
+/// The reply to a playlist or manifest request with these `Accept-Encoding` and
+/// `If-None-Match` values (shared by the router's answer and the front's, see `front`).
+pub fn manifest_reply(accept_encoding: &str, if_none_match: Option<&str>, rendered: &Rendered) -> ManifestReply {
+    let gzip = rendered.text.len() >= GZIP_MIN_BYTES && accepts_gzip_in(accept_encoding);
     let etag = if gzip { format!("{}-gzip\"", rendered.etag.trim_end_matches('"')) } else { rendered.etag.to_string() };
-    let matches = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    let not_modified = if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let body = match (not_modified, gzip) {
+        (true, _) => Bytes::new(),
+        (false, true) => rendered.gzipped(),
+        // The shared text, without a copy.
+        (false, false) => Bytes::from_owner(ArcText(rendered.text.clone())),
+    };
+    ManifestReply { not_modified, etag, gzip, body }
+}
+
+/// A playlist or manifest response: `no-cache` with an ETag (see [`manifest_reply`]).
+fn manifest_response(req: &HttpRequest, rendered: &Rendered, content_type: &'static str) -> HttpResponse {
+    let accept_encoding = req.headers().get_all(header::ACCEPT_ENCODING).filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let reply = manifest_reply(&accept_encoding, req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()), rendered);
+    let mut response = if reply.not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     response
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::ETAG, etag))
+        .insert_header((header::ETAG, reply.etag))
         .insert_header((header::VARY, "Accept-Encoding"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "ETag, Date"));
-    if matches {
+    if reply.not_modified {
         return response.finish();
     }
     response.content_type(content_type);
-    if gzip {
-        return response.insert_header((header::CONTENT_ENCODING, "gzip")).body(rendered.gzipped());
+    if reply.gzip {
+        response.insert_header((header::CONTENT_ENCODING, "gzip"));
     }
-    // The shared text, without a copy.
-    response.body(Bytes::from_owner(ArcText(rendered.text.clone())))
+    response.body(reply.body)
 }
 
 fn query(token: Option<&str>) -> Option<String> {
@@ -148,32 +164,37 @@ fn query(token: Option<&str>) -> Option<String> {
 
 /// `/<app>/<stream>.m3u8`: the LL-HLS playlist, after blocking as the query asks.
 pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, params: &[(String, String)], token: Option<&str>) -> HttpResponse {
+    match playlist_text(state, key, params, token).await {
+        Ok(rendered) => manifest_response(req, &rendered, "application/vnd.apple.mpegurl"),
+        Err(response) => response,
+    }
+}
+
+/// The LL-HLS playlist of `key` once it holds what the query asks for, or the error answer.
+pub async fn playlist_text(state: &AppState, key: &StreamKey, params: &[(String, String)], token: Option<&str>) -> Result<Arc<Rendered>, HttpResponse> {
     let blocking = match Blocking::parse(params) {
         Ok(blocking) => blocking,
-        Err(reason) => return text(actix_web::http::StatusCode::BAD_REQUEST, format!("{reason}\n")),
+        Err(reason) => return Err(text(actix_web::http::StatusCode::BAD_REQUEST, format!("{reason}\n"))),
     };
-    let package = match ensure(state, key).await {
-        Ok(package) => package,
-        Err(response) => return response,
-    };
+    let package = ensure(state, key).await?;
     if let Some(msn) = blocking.msn {
         let (next, target) = package.read(|p| (p.next_sequence(), p.target_duration()));
         // RFC 8216bis 6.2.5.2: a request more than two segments ahead is refused.
         let newest = next.saturating_sub(1);
         if msn > newest + 2 {
-            return text(actix_web::http::StatusCode::BAD_REQUEST, format!("_HLS_msn={msn} is more than two segments past the newest ({newest})\n"));
+            return Err(text(actix_web::http::StatusCode::BAD_REQUEST, format!("_HLS_msn={msn} is more than two segments past the newest ({newest})\n")));
         }
         let part = blocking.part;
         // Three target durations, as the RFC lets a server give up with 503.
         if !package.wait_for(|p| p.has(msn, part), Duration::from_secs(3 * target)).await {
-            return HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n"));
+            return Err(HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n")));
         }
     }
     let rendered = package.hls_playlist(blocking.skip, &rendition_reports(state, key));
-    match query(token) {
-        Some(query) => manifest_response(req, &Rendered::once(estuary_protocols::manifest::hls::with_query_on_uris(&rendered.text, &query)), "application/vnd.apple.mpegurl"),
-        None => manifest_response(req, &rendered, "application/vnd.apple.mpegurl"),
-    }
+    Ok(match query(token) {
+        Some(query) => Arc::new(Rendered::once(estuary_protocols::manifest::hls::with_query_on_uris(&rendered.text, &query))),
+        None => rendered,
+    })
 }
 
 /// `/<app>/<stream>_vtt.m3u8`: the playlist of the stream's WebVTT caption rendition.
@@ -258,7 +279,7 @@ pub fn owner(state: &AppState, vhost: &str, app: &str, stem: &str, extension: &s
 }
 
 /// What a media request gets from a package.
-enum Media {
+pub enum Media {
     Bytes(Bytes),
     /// A DASH segment still being cut: track, segment number, chunk by chunk.
     Growing(usize, u64),
@@ -301,25 +322,36 @@ fn coming(p: &Package, name: &FileName) -> bool {
 
 /// A segment, part or initialization segment of a package.
 pub async fn media(state: &AppState, req: &HttpRequest, key: StreamKey, name: FileName, extension: &str) -> Option<HttpResponse> {
-    let package = state.node.packages.get(&key)?;
-    package.touch();
-    let mut found = package.read(|p| lookup(p, &name));
-    if found.is_none() && package.read(|p| coming(p, &name)) {
-        // Held until it exists (a preload hint, or a low-latency DASH player asking ahead),
-        // up to a segment target and a part.
-        let wait = package.read(|p| Duration::from_millis((p.settings().segment_ms + p.settings().part_ms) as u64));
-        package.wait_for(|p| lookup(p, &name).is_some() || p.ended, wait).await;
-        found = package.read(|p| lookup(p, &name));
+    let content_type = media_type(extension);
+    match find_media(state, &key, &name).await? {
+        (Media::Bytes(bytes), _) => Some(bytes_response(req, bytes, content_type)),
+        (Media::Growing(index, n), package) => Some(growing(package, index, n, content_type)),
     }
-    let content_type = match extension {
+}
+
+/// The content type of a package's media file.
+pub fn media_type(extension: &str) -> &'static str {
+    match extension {
         "mp4" => "video/mp4",
         "vtt" => "text/vtt; charset=utf-8",
         _ => "video/iso.segment",
-    };
-    match found? {
-        Media::Bytes(bytes) => Some(bytes_response(req, bytes, content_type)),
-        Media::Growing(index, n) => Some(growing(package, index, n, content_type)),
     }
+}
+
+/// A segment, part or initialization segment of a package, held until it exists when it is
+/// the next one the package makes.
+pub async fn find_media(state: &AppState, key: &StreamKey, name: &FileName) -> Option<(Media, Arc<LivePackage>)> {
+    let package = state.node.packages.get(key)?;
+    package.touch();
+    let mut found = package.read(|p| lookup(p, name));
+    if found.is_none() && package.read(|p| coming(p, name)) {
+        // Held until it exists (a preload hint, or a low-latency DASH player asking ahead),
+        // up to a segment target and a part.
+        let wait = package.read(|p| Duration::from_millis((p.settings().segment_ms + p.settings().part_ms) as u64));
+        package.wait_for(|p| lookup(p, name).is_some() || p.ended, wait).await;
+        found = package.read(|p| lookup(p, name));
+    }
+    found.map(|media| (media, package))
 }
 
 fn bytes_response(req: &HttpRequest, bytes: Bytes, content_type: &'static str) -> HttpResponse {

@@ -4,6 +4,7 @@ mod api;
 mod config;
 mod console;
 mod dvr_http;
+mod front;
 mod http;
 mod live_package;
 mod metrics;
@@ -423,47 +424,42 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         let http_state = state.clone();
         let (http_gate, api_gate) = (node.connections.clone(), node.connections.clone());
         let console_on = config.http.console;
-        let http_server = HttpServer::new(move || {
-            App::new()
-                .wrap_fn(move |mut req, srv| {
-                    use futures_util::FutureExt;
-                    if let Some(response) = http::refused(&req) {
-                        return std::future::ready(Ok(req.into_response(response))).boxed_local();
-                    }
-                    http::count_request(&req);
-                    if console_on {
-                        http::trim_api_slash(&mut req);
-                    }
-                    // Playlists, manifests and segments skip the router (see `http::direct`).
-                    match http::direct(req) {
-                        Ok(response) => response,
-                        Err(req) => actix_web::dev::Service::call(srv, req).boxed_local(),
-                    }
-                })
-                .app_data(web::Data::new(http_state.clone()))
-                .app_data(api::OnHttpPort)
-                .configure(|cfg| {
-                    if console_on {
-                        // Before the stream routes: `/console/x` and `/api/v1` have the shape of `/{app}/{file}`.
-                        console::routes(cfg);
-                        api::extractors(cfg);
-                        api::endpoints(cfg);
-                    }
-                })
-                .configure(dvr_http::routes)
-                .configure(http::routes)
-        })
-            .on_connect(move |connection, data| http::on_connect(&http_gate, "http", true, connection, data))
+        // The HTTP port: the front (see `front`) answers LL-HLS viewers' requests and hands
+        // every other connection to actix-web's HTTP service of the same app.
+        let http_local = http_socket.local_addr().map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?;
+        let http_server = actix_server::Server::build()
             .workers(workers)
             .disable_signals()
             .shutdown_timeout(1)
-            .listen(http_socket)
-            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?;
-        let http_server = match (https_http, &tls_config) {
-            (Some(socket), Some(tls_config)) => http_server.listen_rustls_0_23(socket, tls_config.clone()).map_err(|e| format!("cannot serve HTTPS on {}: {e}", config.https.listen))?,
-            _ => http_server,
-        }
-        .run();
+            .listen("http", http_socket, move || {
+                let app = actix_service::ServiceFactoryExt::map_err(actix_service::IntoServiceFactory::into_factory(http_app(http_state.clone(), console_on)), |e: actix_web::Error| e.error_response());
+                let http = actix_http::HttpService::<front::Handed, _, _>::build()
+                    .keep_alive(actix_http::KeepAlive::Timeout(std::time::Duration::from_secs(5)))
+                    .client_request_timeout(std::time::Duration::from_secs(5))
+                    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                    .local_addr(http_local)
+                    .on_connect_ext(|handed: &front::Handed, data: &mut actix_web::dev::Extensions| handed.on_connect(data))
+                    .finish(actix_service::map_config(app, move |_| actix_web::dev::AppConfig::__priv_test_new(false, http_local.to_string(), http_local)));
+                front::service(http, http_state.clone(), http_gate.clone())
+            })
+            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?
+            .run();
+        // HTTPS: the same app through actix-web alone.
+        let https_server = match (https_http, &tls_config) {
+            (Some(socket), Some(tls_config)) => {
+                let (https_state, https_gate) = (state.clone(), node.connections.clone());
+                let server = HttpServer::new(move || http_app(https_state.clone(), console_on))
+                    .on_connect(move |connection, data| http::on_connect(&https_gate, "http", true, connection, data))
+                    .workers(workers)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .listen_rustls_0_23(socket, tls_config.clone())
+                    .map_err(|e| format!("cannot serve HTTPS on {}: {e}", config.https.listen))?
+                    .run();
+                Some(server)
+            }
+            _ => None,
+        };
         let api_state = state.clone();
         let api_server = HttpServer::new(move || {
             App::new()
@@ -489,8 +485,12 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         }
         .run();
         let (http_handle, api_handle) = (http_server.handle(), api_server.handle());
+        let https_handle = https_server.as_ref().map(|s| s.handle());
         actix::spawn(http_server);
         actix::spawn(api_server);
+        if let Some(server) = https_server {
+            actix::spawn(server);
+        }
         let metrics_handle = if let Some(socket) = metrics_socket {
             let metrics_state = state.clone();
             let server = HttpServer::new(move || App::new().app_data(web::Data::new(metrics_state.clone())).app_data(api::PublicReads).route("/metrics", web::get().to(api::metrics_text)))
@@ -526,6 +526,9 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             directory.leave().await;
         }
         http_handle.stop(false).await;
+        if let Some(handle) = https_handle {
+            handle.stop(false).await;
+        }
         api_handle.stop(false).await;
         if let Some(handle) = metrics_handle {
             handle.stop(false).await;
@@ -575,4 +578,40 @@ async fn wait_for_shutdown(watch_stdin: bool) -> &'static str {
         _ = terminate => "SIGTERM",
         _ = stdin_closed => "standard input closed",
     }
+}
+
+/// The HTTP port's app (streams, DVR, tap, and with the console the API too), for the plain
+/// port behind the front and for HTTPS.
+fn http_app(
+    http_state: AppState,
+    console_on: bool,
+) -> App<impl actix_service::ServiceFactory<actix_web::dev::ServiceRequest, Config = (), Response = actix_web::dev::ServiceResponse, Error = actix_web::Error, InitError = ()>> {
+    App::new()
+        .wrap_fn(move |mut req, srv| {
+            use futures_util::FutureExt;
+            if let Some(response) = http::refused(&req) {
+                return std::future::ready(Ok(req.into_response(response))).boxed_local();
+            }
+            http::count_request(&req);
+            if console_on {
+                http::trim_api_slash(&mut req);
+            }
+            // Playlists, manifests and segments skip the router (see `http::direct`).
+            match http::direct(req) {
+                Ok(response) => response,
+                Err(req) => actix_web::dev::Service::call(srv, req).boxed_local(),
+            }
+        })
+        .app_data(web::Data::new(http_state))
+        .app_data(api::OnHttpPort)
+        .configure(|cfg| {
+            if console_on {
+                // Before the stream routes: `/console/x` and `/api/v1` have the shape of `/{app}/{file}`.
+                console::routes(cfg);
+                api::extractors(cfg);
+                api::endpoints(cfg);
+            }
+        })
+        .configure(dvr_http::routes)
+        .configure(http::routes)
 }

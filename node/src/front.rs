@@ -1,0 +1,405 @@
+//! The HTTP port's front: it accepts the connections itself, reads each request head, and
+//! answers the requests an LL-HLS viewer repeats several times a second (the media playlist
+//! with its blocking reload, parts, segments and initialization segments of a stream's live
+//! package) straight from the package's shared bytes: one `writev` of a small response head
+//! and the part, with no per-request objects of the HTTP server. Any other request (the API,
+//! the console, HTTP-FLV, DASH, a `Range`, a `HEAD`, a request with a body, an error the
+//! front cannot judge) hands the connection, with the bytes already read, to actix-web for
+//! the rest of its life, so everything else behaves exactly as it did.
+//!
+//! Why: an LL-HLS viewer makes about seven requests a second, and at 1,000 viewers the HTTP
+//! server's per-request work (request and response objects, header maps, the body copied
+//! into its write buffer) cost as much as the bytes themselves. actix-web cannot give a
+//! connection away between two requests (it keeps reading it while a handler is pending),
+//! so the choice is made before actix sees the connection.
+//!
+//! Timeouts are actix-web's defaults: a request head must arrive within 5 s of its first
+//! byte (or of the connection), and a kept-alive connection idle for 5 s is closed; a
+//! response the client takes no byte of for 10 s ends the connection.
+
+use crate::AppState;
+use actix_http::Protocol;
+use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
+use actix_web::rt::net::TcpStream;
+use bytes::{Buf, Bytes, BytesMut};
+use estuary_actors::node::connections::{ConnectionGate, Permit, Refusal};
+use estuary_protocols::cmaf::FileName;
+use std::cell::Cell;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+/// How long a request head may take, from its first byte (or from the connection).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a kept-alive connection may stay idle between requests.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A response the client takes no byte of for this long ends the connection.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request heads longer than this go to actix-web, which answers 431 (see
+/// `http::MAX_HEADER_BYTES`).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A connection handed to actix-web: its socket, the bytes the front read of it and did not
+/// answer (a request head, perhaps more), and what the connection gate said of it.
+pub struct Handed {
+    io: TcpStream,
+    read: Bytes,
+    admission: Cell<Option<Result<Permit, Refusal>>>,
+}
+
+impl Handed {
+    /// For actix-web's `on_connect`: the gate's answer and, for an admitted connection, a
+    /// second handle of its socket for the delivery engine (see `http::on_connect`).
+    pub fn on_connect(&self, data: &mut actix_web::dev::Extensions) {
+        let Some(admission) = self.admission.take() else { return };
+        let admitted = admission.is_ok();
+        data.insert(crate::http::Admission(admission));
+        if admitted {
+            crate::http::keep_live_socket(&self.io, data);
+        }
+    }
+}
+
+impl AsyncRead for Handed {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read.is_empty() {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read[..n]);
+            this.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Handed {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// The service of the HTTP port's listener, made on each server worker: the front, with
+/// `http` (actix-web's HTTP service of the same app) for what it hands over.
+pub fn service<F>(http: F, state: AppState, gate: Arc<ConnectionGate>) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
+where
+    F: ServiceFactory<(Handed, Protocol, Option<SocketAddr>), Config = (), Response = ()> + 'static,
+    F::Service: 'static,
+    F::Error: std::fmt::Debug,
+    F::InitError: std::fmt::Debug,
+{
+    fn_factory(move || {
+        let made = http.new_service(());
+        let (state, gate) = (state.clone(), gate.clone());
+        async move {
+            let http = Rc::new(made.await.map_err(|e| tracing::error!(error = ?e, "cannot start the HTTP service"))?);
+            Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                let (http, state, gate) = (http.clone(), state.clone(), gate.clone());
+                async move {
+                    let Ok(peer) = io.peer_addr() else { return Ok(()) };
+                    let admission = gate.admit(peer.ip(), "http");
+                    let handed = match admission {
+                        // A refused connection gets its 503 from actix-web at its first request.
+                        Err(refusal) => Some(Handed { io, read: Bytes::new(), admission: Cell::new(Some(Err(refusal))) }),
+                        Ok(permit) => front(io, peer, &state).await.map(|(io, read)| Handed { io, read, admission: Cell::new(Some(Ok(permit))) }),
+                    };
+                    if let Some(handed) = handed {
+                        if let Err(e) = http.call((handed, Protocol::Http1, Some(peer))).await {
+                            tracing::debug!(%peer, error = ?e, "HTTP connection ended with an error");
+                        }
+                    }
+                    Ok(())
+                }
+            }))
+        }
+    })
+}
+
+/// What the front needs of a request head.
+struct Head {
+    path: String,
+    query: String,
+    host: String,
+    accept_encoding: String,
+    if_none_match: Option<String>,
+    /// `Connection: close` (the response closes the connection).
+    close: bool,
+}
+
+/// Reads and answers requests until one is not the front's; returns the connection and what
+/// was read of it for actix-web, or `None` when the connection is done.
+async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState) -> Option<(TcpStream, Bytes)> {
+    let mut buf = BytesMut::with_capacity(2048);
+    let mut head_slices = Vec::with_capacity(512);
+    loop {
+        // A request head, within the keep-alive time (idle) and the head time (once started).
+        let idle_until = tokio::time::Instant::now() + if buf.is_empty() { KEEP_ALIVE } else { HEAD_TIMEOUT };
+        let mut head_until = (!buf.is_empty()).then(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
+        let (head, length) = loop {
+            match parse(&buf) {
+                Parsed::Ours(head, length) => break (head, length),
+                Parsed::NotOurs => return Some((io, buf.freeze())),
+                Parsed::Partial if buf.len() > MAX_HEAD => return Some((io, buf.freeze())),
+                Parsed::Partial => {}
+            }
+            let until = head_until.unwrap_or(idle_until);
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(2048);
+            }
+            match tokio::time::timeout_at(until, io.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {
+                    head_until.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
+                }
+                // Idle, or a head that did not come whole in time (a trickling client).
+                Err(_) => return None,
+            }
+        };
+        let Some(reply) = answer(state, &head, peer).await else {
+            // Not the front's after all (decided before the request was taken).
+            return Some((io, buf.freeze()));
+        };
+        buf.advance(length);
+        head_slices.clear();
+        let body = reply.write_head(&mut head_slices, head.close);
+        if io.set_nodelay(true).is_err() || !write_all(&mut io, &head_slices, &body).await || head.close {
+            return None;
+        }
+    }
+}
+
+enum Parsed {
+    Ours(Head, usize),
+    NotOurs,
+    Partial,
+}
+
+/// Whether the request head at the start of `buf` is complete and of the kind the front
+/// answers: `GET` over HTTP/1.1 with no body, of a playlist, part or segment path (see
+/// `http::direct_path`), with no `Range`.
+fn parse(buf: &[u8]) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut fields);
+    let length = match request.parse(buf) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        // Too many fields, or not HTTP: actix-web answers.
+        Err(_) => return Parsed::NotOurs,
+    };
+    if request.method != Some("GET") || request.version != Some(1) {
+        return Parsed::NotOurs;
+    }
+    let target = request.path.unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let Some((_, file)) = crate::http::direct_path(path) else { return Parsed::NotOurs };
+    if !(file.ends_with(".m3u8") || file.ends_with(".m4s") || file.ends_with(".mp4")) {
+        return Parsed::NotOurs;
+    }
+    let mut head = Head { path: path.to_string(), query: query.to_string(), host: String::new(), accept_encoding: String::new(), if_none_match: None, close: false };
+    for field in request.headers.iter() {
+        let Ok(value) = std::str::from_utf8(field.value) else { return Parsed::NotOurs };
+        let name = field.name;
+        if name.eq_ignore_ascii_case("host") {
+            head.host = value.to_string();
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            if !head.accept_encoding.is_empty() {
+                head.accept_encoding.push(',');
+            }
+            head.accept_encoding.push_str(value);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            head.if_none_match = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.close = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+        } else if name.eq_ignore_ascii_case("range") || name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("expect") || name.eq_ignore_ascii_case("upgrade") {
+            return Parsed::NotOurs;
+        } else if name.eq_ignore_ascii_case("content-length") && value.trim() != "0" {
+            return Parsed::NotOurs;
+        }
+    }
+    Parsed::Ours(head, length)
+}
+
+/// A response of the front.
+enum Reply {
+    Manifest(crate::live_package::ManifestReply),
+    Media(Bytes, &'static str),
+    /// An answer made by the shared code as actix-web's response (an error, a refusal).
+    Other(actix_web::HttpResponse),
+}
+
+/// The answer to a request of the front's kind, or `None` when actix-web must answer it
+/// (what the router would do differently: a master or caption playlist, `?codec=`, a
+/// cluster, files on disk, DASH names). The checks are those of `http::serve_stream_file`,
+/// in its order.
+async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply> {
+    let (app, file) = crate::http::direct_path(&head.path)?;
+    if state.node.cluster.is_some() {
+        return None;
+    }
+    estuary_protocols::naming::check_app(app).and_then(|()| estuary_protocols::naming::check_file_name(file)).ok()?;
+    let (stream, extension) = file.rsplit_once('.')?;
+    if stream.ends_with("_master") || stream.ends_with("_vtt") {
+        return None;
+    }
+    let params = estuary_protocols::rtmp::message::parse_query(&head.query);
+    if params.iter().any(|(k, _)| k == "codec") {
+        return None;
+    }
+    let key = crate::http::stream_key(state, app, stream, &head.host, &params);
+    let (hls_on_demand, _) = crate::live_package::on_demand(state, &key.vhost, app);
+    if !hls_on_demand {
+        return None;
+    }
+    if extension == "m3u8" {
+        if let Err(refused) = crate::http::check_play(state, &key, stream, peer, &params) {
+            return Some(Reply::Other(refused));
+        }
+        let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+        return Some(match crate::live_package::playlist_text(state, &key, &params, token).await {
+            Ok(rendered) => Reply::Manifest(crate::live_package::manifest_reply(&head.accept_encoding, head.if_none_match.as_deref(), &rendered)),
+            Err(response) => Reply::Other(response),
+        });
+    }
+    let (owner, name) = crate::live_package::owner(state, &key.vhost, app, stream, extension, true, false)?;
+    if !matches!(name, FileName::HlsInit(_) | FileName::HlsSegment(_) | FileName::HlsPart(..)) {
+        return None;
+    }
+    let mut owner_key = key.clone();
+    owner_key.stream = owner;
+    if let Err(refused) = crate::http::check_play(state, &owner_key, &owner_key.stream, peer, &params) {
+        return Some(Reply::Other(refused));
+    }
+    Some(match crate::live_package::find_media(state, &owner_key, &name).await {
+        Some((crate::live_package::Media::Bytes(bytes), _)) => Reply::Media(bytes, crate::live_package::media_type(extension)),
+        // HLS names are never a growing DASH segment.
+        Some((crate::live_package::Media::Growing(..), _)) => return None,
+        None => Reply::Other(actix_web::HttpResponse::NotFound().insert_header(("access-control-allow-origin", "*")).body(format!("no such segment {app}/{file}\n"))),
+    })
+}
+
+impl Reply {
+    /// Writes the response head into `out` and returns the body.
+    fn write_head(self, out: &mut Vec<u8>, close: bool) -> Bytes {
+        use std::io::Write;
+        let date = http_date();
+        let connection = if close { "connection: close\r\n" } else { "" };
+        match self {
+            Reply::Manifest(reply) => {
+                let status = if reply.not_modified { "304 Not Modified" } else { "200 OK" };
+                let _ = write!(out, "HTTP/1.1 {status}\r\ncache-control: no-cache\r\netag: {}\r\nvary: Accept-Encoding\r\naccess-control-allow-origin: *\r\naccess-control-expose-headers: ETag, Date\r\n", reply.etag);
+                if !reply.not_modified {
+                    let _ = write!(out, "content-type: application/vnd.apple.mpegurl\r\n{}content-length: {}\r\n", if reply.gzip { "content-encoding: gzip\r\n" } else { "" }, reply.body.len());
+                }
+                let _ = write!(out, "{connection}date: {date}\r\n\r\n");
+                reply.body
+            }
+            Reply::Media(bytes, content_type) => {
+                let _ = write!(out, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: max-age=60, immutable\r\naccept-ranges: bytes\r\naccess-control-allow-origin: *\r\ncontent-length: {}\r\n{connection}date: {date}\r\n\r\n", bytes.len());
+                bytes
+            }
+            Reply::Other(response) => {
+                let status = response.status();
+                let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+                for (name, value) in response.headers() {
+                    out.extend_from_slice(name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                // The shared code's answers here are all whole bodies (text).
+                let body = actix_web::body::MessageBody::try_into_bytes(response.into_body()).unwrap_or_default();
+                let _ = write!(out, "content-length: {}\r\n{connection}date: {date}\r\n\r\n", body.len());
+                body
+            }
+        }
+    }
+}
+
+/// Writes `head` and `body` (one `writev` when the socket takes it all), each write within
+/// [`SEND_TIMEOUT`]. False when the connection failed or stalled.
+async fn write_all(io: &mut TcpStream, head: &[u8], body: &[u8]) -> bool {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let slices = [IoSlice::new(head), IoSlice::new(body)];
+        let written = match tokio::time::timeout(SEND_TIMEOUT, tokio::io::AsyncWriteExt::write_vectored(io, &slices)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(n)) => n,
+        };
+        let from_head = written.min(head.len());
+        head = &head[from_head..];
+        body = &body[written - from_head..];
+    }
+    true
+}
+
+/// The `Date` field's value, made once a second per thread.
+fn http_date() -> String {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != second || date.1.is_empty() {
+            *date = (second, httpdate::fmt_http_date(now));
+        }
+        date.1.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse, Parsed};
+
+    fn ours(request: &str) -> Option<(String, usize)> {
+        match parse(request.as_bytes()) {
+            Parsed::Ours(head, length) => Some((format!("{}?{}|{}|{}|{:?}|{}", head.path, head.query, head.host, head.accept_encoding, head.if_none_match, head.close), length)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_front_takes_only_plain_gets_of_hls_files() {
+        let part = "GET /live/cam-12-p3.m4s HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(ours(part), Some(("/live/cam-12-p3.m4s?|a||None|false".to_string(), part.len())));
+        let playlist = "GET /live/cam.m3u8?_HLS_msn=4&_HLS_part=1 HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\naccept-encoding: br\r\nIf-None-Match: \"x\"\r\nConnection: close\r\n\r\nGET /next";
+        assert_eq!(ours(playlist), Some(("/live/cam.m3u8?_HLS_msn=4&_HLS_part=1|h|gzip,br|Some(\"\\\"x\\\"\")|true".to_string(), playlist.len() - "GET /next".len())));
+        assert!(matches!(parse(b"GET /live/cam.m3u8 HTTP/1.1\r\nHost: a\r\n"), Parsed::Partial));
+        for other in [
+            "HEAD /live/cam.m3u8 HTTP/1.1\r\n\r\n",
+            "GET /live/cam.m3u8 HTTP/1.0\r\n\r\n",
+            "GET /live/cam.flv HTTP/1.1\r\n\r\n",
+            "GET /live/cam.mpd HTTP/1.1\r\n\r\n",
+            "GET /api/v1/x.m3u8 HTTP/1.1\r\n\r\n",
+            "GET /live/a%2Fb.m3u8 HTTP/1.1\r\n\r\n",
+            "GET /live/cam-1.m4s HTTP/1.1\r\nRange: bytes=0-9\r\n\r\n",
+            "GET /live/cam-1.m4s HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd",
+            "POST /rtc/v1/whip/ HTTP/1.1\r\n\r\n",
+            "not http at all\r\n\r\n",
+        ] {
+            assert!(matches!(parse(other.as_bytes()), Parsed::NotOurs), "{other}");
+        }
+    }
+}
