@@ -152,10 +152,12 @@ struct Head {
 async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState) -> Option<(TcpStream, Bytes)> {
     let mut buf = BytesMut::with_capacity(2048);
     let mut head_slices = Vec::with_capacity(512);
+    let mut first = true;
     loop {
-        // A request head, within the keep-alive time (idle) and the head time (once started).
+        // A request head, within the keep-alive time (idle) and the head time (once started;
+        // the first request's from the connection, as actix-web counts it).
         let idle_until = tokio::time::Instant::now() + if buf.is_empty() { KEEP_ALIVE } else { HEAD_TIMEOUT };
-        let mut head_until = (!buf.is_empty()).then(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
+        let mut head_until = (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
         let (head, length) = loop {
             match parse(&buf) {
                 Parsed::Ours(head, length) => break (head, length),
@@ -172,8 +174,15 @@ async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState) -> Option<
                 Ok(Ok(_)) => {
                     head_until.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
                 }
-                // Idle, or a head that did not come whole in time (a trickling client).
-                Err(_) => return None,
+                // Idle, or a head that did not come whole in time (a trickling client): the
+                // latter is told so, as actix-web does.
+                Err(_) => {
+                    if !buf.is_empty() {
+                        let timeout = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                        let _ = tokio::time::timeout(Duration::from_secs(1), tokio::io::AsyncWriteExt::write_all(&mut io, timeout)).await;
+                    }
+                    return None;
+                }
             }
         };
         let Some(reply) = answer(state, &head, peer).await else {
@@ -182,8 +191,17 @@ async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState) -> Option<
         };
         buf.advance(length);
         head_slices.clear();
-        let body = reply.write_head(&mut head_slices, head.close);
-        if io.set_nodelay(true).is_err() || !write_all(&mut io, &head_slices, &body).await || head.close {
+        let Some(body) = reply.write_head(&mut head_slices, head.close) else {
+            tracing::error!(%peer, path = %head.path, "an HTTP answer of the front had a streaming body; connection closed");
+            return None;
+        };
+        // Each response is one write: no reason to wait for the previous one's ACK. Set
+        // once, on the first response (the sockets actix-web serves keep their default).
+        if first && io.set_nodelay(true).is_err() {
+            return None;
+        }
+        first = false;
+        if !write_all(&mut io, &head_slices, &body).await || head.close {
             return None;
         }
     }
@@ -199,9 +217,11 @@ enum Parsed {
 /// answers: `GET` over HTTP/1.1 with no body, of a playlist, part or segment path (see
 /// `http::direct_path`), with no `Range`.
 fn parse(buf: &[u8]) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; 32];
+    let mut fields = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut fields);
     let length = match request.parse(buf) {
+        // Longer than the limit: actix-web answers 431.
+        Ok(httparse::Status::Complete(length)) if length > MAX_HEAD => return Parsed::NotOurs,
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         // Too many fields, or not HTTP: actix-web answers.
@@ -220,17 +240,27 @@ fn parse(buf: &[u8]) -> Parsed {
     for field in request.headers.iter() {
         let Ok(value) = std::str::from_utf8(field.value) else { return Parsed::NotOurs };
         let name = field.name;
+        // Repeated fields as actix-web reads them: the first `Host`, every `If-None-Match`
+        // and `Accept-Encoding` value, `close` in any `Connection`.
         if name.eq_ignore_ascii_case("host") {
-            head.host = value.to_string();
+            if head.host.is_empty() {
+                head.host = value.to_string();
+            }
         } else if name.eq_ignore_ascii_case("accept-encoding") {
             if !head.accept_encoding.is_empty() {
                 head.accept_encoding.push(',');
             }
             head.accept_encoding.push_str(value);
         } else if name.eq_ignore_ascii_case("if-none-match") {
-            head.if_none_match = Some(value.to_string());
+            match &mut head.if_none_match {
+                Some(tags) => {
+                    tags.push(',');
+                    tags.push_str(value);
+                }
+                None => head.if_none_match = Some(value.to_string()),
+            }
         } else if name.eq_ignore_ascii_case("connection") {
-            head.close = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+            head.close |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
         } else if name.eq_ignore_ascii_case("range") || name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("expect") || name.eq_ignore_ascii_case("upgrade") {
             return Parsed::NotOurs;
         } else if name.eq_ignore_ascii_case("content-length") && value.trim() != "0" {
@@ -299,8 +329,9 @@ async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply
 }
 
 impl Reply {
-    /// Writes the response head into `out` and returns the body.
-    fn write_head(self, out: &mut Vec<u8>, close: bool) -> Bytes {
+    /// Writes the response head into `out` and returns the body (`None` for a body that is
+    /// not whole bytes, which none of the shared answers has).
+    fn write_head(self, out: &mut Vec<u8>, close: bool) -> Option<Bytes> {
         use std::io::Write;
         let date = http_date();
         let connection = if close { "connection: close\r\n" } else { "" };
@@ -312,11 +343,11 @@ impl Reply {
                     let _ = write!(out, "content-type: application/vnd.apple.mpegurl\r\n{}content-length: {}\r\n", if reply.gzip { "content-encoding: gzip\r\n" } else { "" }, reply.body.len());
                 }
                 let _ = write!(out, "{connection}date: {date}\r\n\r\n");
-                reply.body
+                Some(reply.body)
             }
             Reply::Media(bytes, content_type) => {
                 let _ = write!(out, "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: max-age=60, immutable\r\naccept-ranges: bytes\r\naccess-control-allow-origin: *\r\ncontent-length: {}\r\n{connection}date: {date}\r\n\r\n", bytes.len());
-                bytes
+                Some(bytes)
             }
             Reply::Other(response) => {
                 let status = response.status();
@@ -328,9 +359,9 @@ impl Reply {
                     out.extend_from_slice(b"\r\n");
                 }
                 // The shared code's answers here are all whole bodies (text).
-                let body = actix_web::body::MessageBody::try_into_bytes(response.into_body()).unwrap_or_default();
+                let body = actix_web::body::MessageBody::try_into_bytes(response.into_body()).ok()?;
                 let _ = write!(out, "content-length: {}\r\n{connection}date: {date}\r\n\r\n", body.len());
-                body
+                Some(body)
             }
         }
     }
@@ -387,6 +418,12 @@ mod tests {
         let playlist = "GET /live/cam.m3u8?_HLS_msn=4&_HLS_part=1 HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\naccept-encoding: br\r\nIf-None-Match: \"x\"\r\nConnection: close\r\n\r\nGET /next";
         assert_eq!(ours(playlist), Some(("/live/cam.m3u8?_HLS_msn=4&_HLS_part=1|h|gzip,br|Some(\"\\\"x\\\"\")|true".to_string(), playlist.len() - "GET /next".len())));
         assert!(matches!(parse(b"GET /live/cam.m3u8 HTTP/1.1\r\nHost: a\r\n"), Parsed::Partial));
+        // Repeated fields: the first Host, every entity tag, close from any Connection.
+        let repeated = "GET /live/cam.m3u8 HTTP/1.1\r\nHost: a\r\nHost: b\r\nIf-None-Match: \"x\"\r\nIf-None-Match: \"y\"\r\nConnection: close\r\nConnection: te\r\n\r\n";
+        assert_eq!(ours(repeated).map(|(head, _)| head), Some("/live/cam.m3u8?|a||Some(\"\\\"x\\\",\\\"y\\\"\")|true".to_string()));
+        // A head over the limit is actix-web's (431), even when it came whole.
+        let long = format!("GET /live/cam.m3u8 HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(super::MAX_HEAD));
+        assert!(matches!(parse(long.as_bytes()), Parsed::NotOurs));
         for other in [
             "HEAD /live/cam.m3u8 HTTP/1.1\r\n\r\n",
             "GET /live/cam.m3u8 HTTP/1.0\r\n\r\n",

@@ -439,12 +439,13 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
                     .client_disconnect_timeout(std::time::Duration::from_secs(1))
                     .local_addr(http_local)
                     .on_connect_ext(|handed: &front::Handed, data: &mut actix_web::dev::Extensions| handed.on_connect(data))
+                    // What actix-web's own listener gives its app (the constructor is hidden in
+                    // actix-web 4 but public; the lock file pins the version).
                     .finish(actix_service::map_config(app, move |_| actix_web::dev::AppConfig::__priv_test_new(false, http_local.to_string(), http_local)));
                 front::service(http, http_state.clone(), http_gate.clone())
             })
-            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?
-            .run();
-        // HTTPS: the same app through actix-web alone.
+            .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?;
+        // HTTPS: the same app through actix-web alone, on workers of its own (as many).
         let https_server = match (https_http, &tls_config) {
             (Some(socket), Some(tls_config)) => {
                 let (https_state, https_gate) = (state.clone(), node.connections.clone());
@@ -460,6 +461,8 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
             }
             _ => None,
         };
+        // Started once every listener of the port is set up.
+        let http_server = http_server.run();
         let api_state = state.clone();
         let api_server = HttpServer::new(move || {
             App::new()
