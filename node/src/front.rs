@@ -102,7 +102,8 @@ impl AsyncWrite for Handed {
 
 /// The service of the HTTP port's listener, made on each server worker: the front, with
 /// `http` (actix-web's HTTP service of the same app) for what it hands over.
-pub fn service<F>(http: F, state: AppState, gate: Arc<ConnectionGate>) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
+/// With `answering` false (`http.front = false`) every connection is handed over at once.
+pub fn service<F>(http: F, state: AppState, gate: Arc<ConnectionGate>, answering: bool) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
 where
     F: ServiceFactory<(Handed, Protocol, Option<SocketAddr>), Config = (), Response = ()> + 'static,
     F::Service: 'static,
@@ -120,6 +121,7 @@ where
                     let Ok(peer) = io.peer_addr() else { return Ok(()) };
                     let admission = gate.admit(peer.ip(), "http");
                     let handed = match admission {
+                        Ok(permit) if !answering => Some(Handed { io, read: Bytes::new(), admission: Cell::new(Some(Ok(permit))) }),
                         // A refused connection gets its 503 from actix-web at its first request.
                         Err(refusal) => Some(Handed { io, read: Bytes::new(), admission: Cell::new(Some(Err(refusal))) }),
                         Ok(permit) => front(io, peer, &state).await.map(|(io, read)| Handed { io, read, admission: Cell::new(Some(Ok(permit))) }),
@@ -233,7 +235,7 @@ fn parse(buf: &[u8]) -> Parsed {
     let target = request.path.unwrap_or("");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let Some((_, file)) = crate::http::direct_path(path) else { return Parsed::NotOurs };
-    if !(file.ends_with(".m3u8") || file.ends_with(".m4s") || file.ends_with(".mp4")) {
+    if ![".m3u8", ".m4s", ".mp4", ".vtt"].iter().any(|extension| file.ends_with(extension)) {
         return Parsed::NotOurs;
     }
     let mut head = Head { path: path.to_string(), query: query.to_string(), host: String::new(), accept_encoding: String::new(), if_none_match: None, close: false };
@@ -279,9 +281,8 @@ enum Reply {
 }
 
 /// The answer to a request of the front's kind, or `None` when actix-web must answer it
-/// (what the router would do differently: a master or caption playlist, `?codec=`, a
-/// cluster, files on disk, DASH names). The checks are those of `http::serve_stream_file`,
-/// in its order.
+/// (what the router would do differently: `?codec=`, a cluster, files on disk, DASH names).
+/// The checks are those of `http::serve_stream_file`, in its order.
 async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply> {
     let (app, file) = crate::http::direct_path(&head.path)?;
     if state.node.cluster.is_some() {
@@ -289,9 +290,6 @@ async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply
     }
     estuary_protocols::naming::check_app(app).and_then(|()| estuary_protocols::naming::check_file_name(file)).ok()?;
     let (stream, extension) = file.rsplit_once('.')?;
-    if stream.ends_with("_master") || stream.ends_with("_vtt") {
-        return None;
-    }
     let params = estuary_protocols::rtmp::message::parse_query(&head.query);
     if params.iter().any(|(k, _)| k == "codec") {
         return None;
@@ -302,17 +300,28 @@ async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply
         return None;
     }
     if extension == "m3u8" {
-        if let Err(refused) = crate::http::check_play(state, &key, stream, peer, &params) {
+        // A master playlist and the caption rendition's are checked as the stream they are
+        // made from.
+        let (master, captions) = (stream.strip_suffix("_master"), stream.strip_suffix("_vtt"));
+        let base = master.or(captions).unwrap_or(stream);
+        if let Err(refused) = crate::http::check_play(state, &key, base, peer, &params) {
             return Some(Reply::Other(refused));
         }
         let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
-        return Some(match crate::live_package::playlist_text(state, &key, &params, token).await {
+        let mut base_key = key.clone();
+        base_key.stream = base.to_string();
+        let rendered = match (master, captions) {
+            (Some(base), _) => return Some(Reply::Other(crate::http::master_playlist(state, &key.vhost, app, base, token).await)),
+            (None, Some(_)) => crate::live_package::subtitles_text(state, &base_key, token).await.map(Arc::new),
+            (None, None) => crate::live_package::playlist_text(state, &key, &params, token).await,
+        };
+        return Some(match rendered {
             Ok(rendered) => Reply::Manifest(crate::live_package::manifest_reply(&head.accept_encoding, head.if_none_match.as_deref(), &rendered)),
             Err(response) => Reply::Other(response),
         });
     }
     let (owner, name) = crate::live_package::owner(state, &key.vhost, app, stream, extension, true, false)?;
-    if !matches!(name, FileName::HlsInit(_) | FileName::HlsSegment(_) | FileName::HlsPart(..)) {
+    if !matches!(name, FileName::HlsInit(_) | FileName::HlsSegment(_) | FileName::HlsPart(..) | FileName::Subtitles(_)) {
         return None;
     }
     let mut owner_key = key.clone();
@@ -429,6 +438,7 @@ mod tests {
             "GET /live/cam.m3u8 HTTP/1.0\r\n\r\n",
             "GET /live/cam.flv HTTP/1.1\r\n\r\n",
             "GET /live/cam.mpd HTTP/1.1\r\n\r\n",
+            "OPTIONS /live/cam.m3u8 HTTP/1.1\r\n\r\n",
             "GET /api/v1/x.m3u8 HTTP/1.1\r\n\r\n",
             "GET /live/a%2Fb.m3u8 HTTP/1.1\r\n\r\n",
             "GET /live/cam-1.m4s HTTP/1.1\r\nRange: bytes=0-9\r\n\r\n",

@@ -464,7 +464,7 @@ async fn pulled_playlist(state: &AppState, key: &estuary_actors::StreamKey, play
 
 /// `/<app>/<stream>_master.m3u8`: an HLS master playlist of the stream and its transcoded
 /// renditions that currently have a playlist, highest bandwidth first.
-async fn master_playlist(state: &AppState, vhost: &str, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
+pub(crate) async fn master_playlist(state: &AppState, vhost: &str, app: &str, stream: &str, token: Option<&str>) -> HttpResponse {
     let mut variants: Vec<(u64, Option<(u32, u32)>, String)> = Vec::new();
     let renditions: Vec<estuary_actors::transcode::TranscodeStatus> =
         estuary_actors::transcode::list(&state.node).into_iter().filter(|t| t.source == format!("{app}/{stream}") && t.state != "stopped").collect();

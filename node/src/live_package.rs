@@ -199,16 +199,21 @@ pub async fn playlist_text(state: &AppState, key: &StreamKey, params: &[(String,
 
 /// `/<app>/<stream>_vtt.m3u8`: the playlist of the stream's WebVTT caption rendition.
 pub async fn subtitles_playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, token: Option<&str>) -> HttpResponse {
-    let package = match ensure(state, key).await {
-        Ok(package) => package,
-        Err(response) => return response,
-    };
+    match subtitles_text(state, key, token).await {
+        Ok(rendered) => manifest_response(req, &rendered, "application/vnd.apple.mpegurl"),
+        Err(response) => response,
+    }
+}
+
+/// The caption rendition's playlist of `key`, or the error answer.
+pub async fn subtitles_text(state: &AppState, key: &StreamKey, token: Option<&str>) -> Result<Rendered, HttpResponse> {
+    let package = ensure(state, key).await?;
     let text = package.read(|p| p.render_vtt_playlist(&key.stream));
     let text = match query(token) {
         Some(query) => estuary_protocols::manifest::hls::with_query_on_uris(&text, &query),
         None => text,
     };
-    manifest_response(req, &Rendered::once(text), "application/vnd.apple.mpegurl")
+    Ok(Rendered::once(text))
 }
 
 /// A rendered playlist shared by every response that sends it.

@@ -304,3 +304,88 @@ fn a_stream_nobody_publishes_is_404_and_a_republish_continues_the_playlist() {
     let (ok, errors) = decode(&url, 4);
     assert!(ok && errors.trim().is_empty(), "{errors}");
 }
+
+/// Reads one response of a kept-alive connection: status, lowercase headers and a body of
+/// `content-length` bytes (none for 304).
+fn read_response(reader: &mut std::io::BufReader<std::net::TcpStream>) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{BufRead, Read};
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header line");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap_or_else(|| panic!("header line {line:?}"));
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let length: usize = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; if status == 304 { 0 } else { length }];
+    reader.read_exact(&mut body).expect("body");
+    (status, headers, body)
+}
+
+/// One kept-alive connection with its requests written back to back (pipelined): the HTTP
+/// port's front answers the LL-HLS ones (media, master and caption playlists, a part, an
+/// unknown part), a `Range` request hands the connection with the requests still unread to
+/// the full HTTP server, which answers the rest, all in order and the same as the front
+/// would. `http.front = false` (everything through the full server) gives the same answers.
+/// (No `HEAD` among them: actix-http decides whether a response has a body by the newest
+/// request it has read, so a pipelined `HEAD` is not answered right by the full server.)
+#[test]
+fn pipelined_requests_of_one_connection_are_answered_in_order_across_the_hand_over() {
+    use std::io::Write;
+    for front in ["true", "false"] {
+        let scratch = Scratch::new(&format!("ll-front-{front}"));
+        let node = Node::start(&scratch, &[("ESTUARY_HTTP__FRONT", front)]);
+        let _publisher = publish(&node.rtmp_url("live/fr"), &Source::default(), &scratch, "publisher");
+        node.wait_live("live/fr", Duration::from_secs(20));
+        let (status, playlist) = text(&node, "/live/fr.m3u8");
+        assert_eq!(status, 200, "{playlist}");
+        let part = playlist.lines().filter_map(|l| attribute(l, "URI").filter(|_| l.starts_with("#EXT-X-PART:"))).next().unwrap_or_else(|| panic!("no part in {playlist}")).to_string();
+        let requests: Vec<(&str, String)> = vec![
+            ("", "/live/fr.m3u8".into()),
+            ("", format!("/live/{part}")),
+            ("", "/live/fr_master.m3u8".into()),
+            ("", "/live/fr_vtt.m3u8".into()),
+            ("", "/live/fr-999999-p0.m4s".into()),
+            ("Range: bytes=0-9\r\n", format!("/live/{part}")),
+            ("", "/live/fr.m3u8".into()),
+            ("", format!("/live/{part}")),
+        ];
+        let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
+        socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut all = String::new();
+        for (field, path) in &requests {
+            all.push_str(&format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{field}\r\n"));
+        }
+        (&socket).write_all(all.as_bytes()).expect("write the requests");
+        let mut reader = std::io::BufReader::new(socket);
+        let answers: Vec<_> = requests.iter().map(|_| read_response(&mut reader)).collect();
+        let context = format!("front = {front}, answers: {:?}", answers.iter().map(|(status, headers, body)| (status, headers, body.len())).collect::<Vec<_>>());
+        let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+        assert_eq!(statuses, [200, 200, 200, 200, 404, 206, 200, 200], "{context}");
+        let body = |i: usize| String::from_utf8_lossy(&answers[i].2).into_owned();
+        let header = |i: usize, name: &str| answers[i].1.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        for i in [0, 6] {
+            assert!(body(i).starts_with("#EXTM3U") && body(i).contains("#EXT-X-PART:"), "{context}: {}", body(i));
+            assert_eq!(header(i, "cache-control").as_deref(), Some("no-cache"), "{context}");
+            assert!(header(i, "etag").is_some(), "{context}");
+        }
+        assert_eq!(answers[5].2, answers[1].2[..10], "{context}");
+        assert!(body(2).contains("#EXT-X-STREAM-INF") && body(2).contains("fr.m3u8"), "{context}: {}", body(2));
+        assert!(body(3).starts_with("#EXTM3U"), "{context}: {}", body(3));
+        // The same part, answered by each side: same bytes, an fMP4 fragment.
+        assert!(!answers[1].2.is_empty() && answers[1].2 == answers[7].2, "{context}");
+        assert!(answers[1].2.windows(4).any(|w| w == b"moof"), "{context}");
+        assert_eq!(header(1, "content-type").as_deref(), Some("video/iso.segment"), "{context}");
+        assert_eq!(header(1, "cache-control").as_deref(), Some("max-age=60, immutable"), "{context}");
+        for answer in &answers {
+            assert!(answer.1.iter().any(|(n, v)| n == "access-control-allow-origin" && v == "*"), "{context}");
+        }
+    }
+}

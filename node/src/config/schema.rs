@@ -480,6 +480,9 @@ pub struct HttpSection {
     /// The web console (`/console/`), the player page (`/players/`) and, for them, the API's
     /// paths (`/api/...`, `/rtc/...`) on this port too.
     pub console: bool,
+    /// The port's front answers LL-HLS playlists, parts and segments itself (see
+    /// `front.rs`); off: every request goes through actix-web.
+    pub front: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -539,7 +542,7 @@ impl Default for RtmpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "0.0.0.0:8080".into(), console: true }
+        HttpSection { listen: "0.0.0.0:8080".into(), console: true, front: true }
     }
 }
 
