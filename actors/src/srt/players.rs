@@ -342,7 +342,11 @@ impl Group {
             }
             self.take_frames(now);
             self.deliver(now);
-            self.timers(now);
+            // The timers at the clock's time now, not the wake's: a NAK handled after an ACK
+            // of the same player in this wake found the send timer just fired (by the ACK's
+            // input, at the same `now`), so its retransmission would wait for the next wake;
+            // a moment later the timer is due again and the lost packets go out in this one.
+            self.timers(Instant::now());
             self.flush().await;
             self.remove_finished(now);
 
