@@ -1,8 +1,9 @@
 //! The HTTP port's front: it accepts the connections itself, reads each request head, and
 //! answers the requests an LL-HLS viewer repeats several times a second (the media playlist
 //! with its blocking reload, parts, segments and initialization segments of a stream's live
-//! package) straight from the package's shared bytes: one `writev` of a small response head
-//! and the part, with no per-request objects of the HTTP server. Any other request (the API,
+//! package, and the master and caption playlists and `.vtt` cues a player starts with)
+//! straight from the package's shared bytes: one `writev` of a small response head and the
+//! part, with no per-request objects of the HTTP server. Any other request (the API,
 //! the console, HTTP-FLV, DASH, a `Range`, a `HEAD`, a request with a body, an error the
 //! front cannot judge) hands the connection, with the bytes already read, to actix-web for
 //! the rest of its life, so everything else behaves exactly as it did.

@@ -47,7 +47,7 @@ async fn preflight() -> HttpResponse {
         .finish()
 }
 
-pub(crate) fn refusal(refused: PlayRefused) -> HttpResponse {
+fn refusal(refused: PlayRefused) -> HttpResponse {
     let status = match refused {
         PlayRefused::Denied(_) => actix_web::http::StatusCode::FORBIDDEN,
         PlayRefused::NotFound(_) | PlayRefused::NotLive(_) => actix_web::http::StatusCode::NOT_FOUND,
@@ -356,9 +356,8 @@ async fn serve_stream_file(state: web::Data<AppState>, req: HttpRequest, app: St
     if live_url {
         if let Some(node) = estuary_actors::cluster::pull::redirect(&state.node, &state.registry, &key).await {
             // The play rules first: nobody learns where a stream lives without passing them.
-            let request = estuary_actors::access::Request { action: estuary_actors::access::auth::Action::Play, client: 0, ip: Some(peer.ip()), vhost: &key.vhost, app: &key.app, stream: &key.stream, params: &params };
-            if let Err(reason) = state.node.access.check_rules(&request) {
-                return refusal(PlayRefused::Denied(reason.to_string()));
+            if let Err(refused) = check_play(&state, &key, &key.stream, peer, &params) {
+                return refused;
             }
             let base = node["http"].as_str().unwrap_or_default();
             let query = if req.query_string().is_empty() { String::new() } else { format!("?{}", req.query_string()) };
