@@ -113,3 +113,33 @@ fn srt_players_end_with_the_stream_and_a_republish_is_played_by_new_ones() {
     let (clean, errors) = decode(&url, 4);
     assert!(clean && errors.trim().is_empty(), "SRT play of the republished stream not clean: {errors}\nlog:\n{}", node.log());
 }
+
+/// WHEP players (the load tool's webrtc-rs peers, whose NACK generator is `rtc`'s) that throw
+/// away every 20th video datagram get nearly all of them again: the node answers their NACKs
+/// from each player's record of its last 256 video packets. Without that, none come back.
+#[test]
+fn whep_players_that_lose_video_packets_get_them_again() {
+    let scratch = Scratch::new("whep-nack");
+    let node = Node::start(&scratch, &[]);
+    let source = Source { size: "320x180", bframes: 0, ..Source::default() };
+    let _publisher = publish(&node.rtmp_url("live/lossy"), &source, &scratch, "publisher");
+    node.wait_live("live/lossy", Duration::from_secs(20));
+    let url = format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=lossy", node.ports.api);
+    let load = Command::new(env!("CARGO_BIN_EXE_estuary-load"))
+        .args(["--url", url.as_str(), "--players", "3", "--ramp-ms", "300", "--hold-s", "8", "--drop-video-every", "20", "--label", "whep-nack"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start estuary-load");
+    let result = result_of(load, &node);
+    let dropped = result["rtp_dropped"].as_u64().unwrap_or(0);
+    let recovered = result["rtp_recovered"].as_u64().unwrap_or(0);
+    eprintln!("WHEP players threw away {dropped} video datagrams; {recovered} came again");
+    // (Not `receiving_at_end`: the load tool reassembles frames in arrival order only, so a
+    // frame whose lost packet comes back late is spoiled for it and it waits for a keyframe.)
+    assert_eq!((result["connected"].as_u64(), result["player_errors"].as_u64()), (Some(3), Some(0)), "{result}");
+    assert!(dropped >= 20, "too few video datagrams thrown away to judge: {result}");
+    // The players stop at once at the end of the hold: the last few thrown away may not
+    // have been asked for yet.
+    assert!(recovered * 10 >= dropped * 9, "only {recovered} of {dropped} lost video packets were sent again: {result}\nlog:\n{}", node.log().lines().filter(|l| l.contains("WHEP")).collect::<Vec<_>>().join("\n"));
+}

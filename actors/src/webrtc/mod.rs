@@ -19,6 +19,7 @@
 mod addresses;
 pub mod shared;
 mod peer;
+mod resend;
 mod send;
 pub mod whep;
 pub mod whip;

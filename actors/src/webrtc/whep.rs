@@ -19,12 +19,14 @@
 //! - The subscription starts with headers and the cached GOP. Frames that arrive before
 //!   ICE and DTLS connect wait in a bounded queue; if it overflows, the player restarts at
 //!   the next keyframe.
-//! - Retransmissions for NACKs and RTCP reports come from the `rtc` interceptors.
+//! - NACKs are answered from the player's record of its last 256 video packets
+//!   ([`super::resend`]); RTCP reports come from the `rtc` interceptors.
 //!   Keyframe requests (PLI, FIR) from players, and every new player, ask a WHIP publisher
 //!   of the stream for a keyframe; other publishers' players wait for the next keyframe of
 //!   the GOP (they start from the cached one).
 
 use super::peer::{self, Peer, SessionAnswer, SignalError, Step};
+use super::resend::{self, History, Sent};
 use super::{random_token, Registration};
 use crate::node::clients::Role as ClientRole;
 use crate::node::NodeContext;
@@ -41,6 +43,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -97,7 +100,7 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
     let subscription = crate::attach::subscribe(registry, key.clone(), guard.id(), true).await.map_err(|refused| SignalError::NotFound(refused.to_string()))?;
 
     let (ufrag, password, id) = (random_token(8), random_token(24), random_token(16));
-    let mut pc = peer::peer_connection(&ufrag, &password, &[(video_codec, profile)]).map_err(SignalError::Unavailable)?;
+    let mut pc = peer::peer_connection(&ufrag, &password, &[(video_codec, profile)], peer::Side::Sends).map_err(SignalError::Unavailable)?;
     let (video_ssrc, audio_ssrc) = (rand::random::<u32>(), rand::random::<u32>());
     let sent = video_codec.parameters(profile).remove(0).rtp_codec;
     let video = if subscription.has_video { Some(pc.add_track(track(RtpCodecKind::Video, video_ssrc, sent)).map_err(|e| SignalError::Unavailable(format!("video track: {e}")))?) } else { None };
@@ -115,8 +118,8 @@ pub async fn play(node: NodeContext, registry: Addr<StreamRegistry>, key: Stream
         peer,
         stream: key.to_string(),
         key,
-        video: Outgoing::new(video, video_ssrc),
-        audio: Outgoing::new(audio, audio_ssrc),
+        video: Outgoing::new(video, video_ssrc, true),
+        audio: Outgoing::new(audio, audio_ssrc, false),
         video_codec,
         avc: None,
         av1_header: None,
@@ -146,11 +149,15 @@ struct Outgoing {
     offset: u32,
     /// The negotiated payload type, looked up at the first packet.
     payload_type: Option<u8>,
+    /// The packets sent lately, for NACKs (video: the offer announces NACK for video only).
+    history: Option<History>,
+    /// Packets sent again for NACKs.
+    resent: u64,
 }
 
 impl Outgoing {
-    fn new(sender: Option<RTCRtpSenderId>, ssrc: u32) -> Outgoing {
-        Outgoing { sender, ssrc, sequence: rand::random(), offset: rand::random(), payload_type: None }
+    fn new(sender: Option<RTCRtpSenderId>, ssrc: u32, nack: bool) -> Outgoing {
+        Outgoing { sender, ssrc, sequence: rand::random(), offset: rand::random(), payload_type: None, history: nack.then(History::new), resent: 0 }
     }
 }
 
@@ -193,14 +200,24 @@ impl Player {
             if let Err(reason) = self.peer.flush("WHEP player").await {
                 break reason;
             }
-            // RTCP from the player is consumed by the interceptors (NACK, reports); its
-            // keyframe requests go on to a WHIP publisher.
+            // RTCP from the player: reports go to the interceptors, NACKs are answered
+            // here, keyframe requests go on to a WHIP publisher.
+            let mut resent = false;
             while let Some(TaggedRTCMessage { message, .. }) = self.peer.pc.poll_read() {
                 if let RTCMessage::RtcpPacket(_, packets) = message {
                     if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
                         self.node.rtc.request_keyframe(&self.stream);
                     }
+                    for nack in packets.iter().filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>()) {
+                        if nack.media_ssrc == self.video.ssrc {
+                            resend_lost(&mut self.peer, &mut self.video, nack);
+                            resent = true;
+                        }
+                    }
                 }
+            }
+            if resent {
+                continue;
             }
             if self.peer.connected && !self.pending.is_empty() {
                 while let Some(frame) = self.pending.pop_front() {
@@ -235,7 +252,7 @@ impl Player {
                 }
             }
         };
-        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, datagrams_dropped = self.peer.dropped, %reason, "WHEP play ended");
+        tracing::info!(client = self.peer.client, stream = %self.key, video_frames = self.video_frames, audio_packets = self.audio_packets, packets_resent = self.video.resent, datagrams_dropped = self.peer.dropped, %reason, "WHEP play ended");
         self.locals.whep.lock().unwrap_or_else(|e| e.into_inner()).leave(&self.stream);
         self.peer.close();
     }
@@ -376,10 +393,31 @@ fn write(peer: &mut Peer, out: &mut Outgoing, timestamp: u32, marker: bool, payl
         out.payload_type = sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type);
     }
     let Some(payload_type) = out.payload_type else { return };
+    if let Some(history) = out.history.as_mut() {
+        history.keep(Sent { sequence: out.sequence, timestamp, marker, payload: payload.clone() });
+    }
     let packet = rtp::Packet { header: rtp::Header { version: 2, marker, payload_type, sequence_number: out.sequence, timestamp, ssrc: out.ssrc, ..Default::default() }, payload };
     out.sequence = out.sequence.wrapping_add(1);
     if let Err(e) = sender.write_rtp(Instant::now(), packet) {
         tracing::debug!(client = peer.client, error = %e, "RTP not sent");
+    }
+    peer.collect_writes();
+}
+
+/// Sends again, one at a time, the packets `nack` names that `out` still remembers (as they
+/// were: same sequence number, timestamp and payload; the player's SRTP takes a packet it
+/// never received). Those it no longer remembers are left to the next keyframe.
+fn resend_lost(peer: &mut Peer, out: &mut Outgoing, nack: &TransportLayerNack) {
+    let (Some(id), Some(payload_type), Some(history)) = (out.sender, out.payload_type, out.history.as_ref()) else { return };
+    for sequence in resend::lost(nack) {
+        let Some(sent) = history.get(sequence) else { continue };
+        let packet = rtp::Packet { header: rtp::Header { version: 2, marker: sent.marker, payload_type, sequence_number: sent.sequence, timestamp: sent.timestamp, ssrc: out.ssrc, ..Default::default() }, payload: sent.payload.clone() };
+        let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
+        if let Err(e) = sender.write_rtp(Instant::now(), packet) {
+            tracing::debug!(client = peer.client, error = %e, "RTP not sent again");
+        }
+        out.resent += 1;
+        peer.collect_writes();
     }
 }
 

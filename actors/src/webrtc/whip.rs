@@ -53,7 +53,7 @@ pub async fn publish(node: NodeContext, registry: Addr<StreamRegistry>, key: Str
     let codec = [VideoCodec::H264, VideoCodec::Av1, VideoCodec::H265].into_iter().find(|c| c.offered_in(&offer)).unwrap_or(VideoCodec::H264);
     // Any profile the publisher offers first is taken: the stream's headers say which.
     let profile = [VideoCodec::Av1, VideoCodec::H265].contains(&codec).then(|| (0..4).find(|p| codec.offered_with_profile(&offer, *p))).flatten().unwrap_or(0);
-    let mut pc = peer::peer_connection(&ufrag, &password, &[(codec, profile)]).map_err(SignalError::Unavailable)?;
+    let mut pc = peer::peer_connection(&ufrag, &password, &[(codec, profile)], peer::Side::Receives).map_err(SignalError::Unavailable)?;
     let answer = peer::answer(&mut pc, offer, &settings, port, &[codec])?;
     let stream = crate::attach::claim_publish(registry, key.clone(), guard.id(), "webrtc").await.map_err(|refused| match refused {
         PublishRefused::AlreadyPublishing { .. } => SignalError::Conflict(refused.to_string()),

@@ -78,6 +78,12 @@ struct Args {
     /// faster while connecting).
     #[arg(long, default_value_t = 200)]
     ice_check_ms: u64,
+    /// WHEP players throw away every this many video RTP datagrams from 2 s after their first
+    /// keyframe (0: none),
+    /// as a lossy network would, and count how many of them the server sends again when the
+    /// players' NACKs ask (`rtp_dropped`, `rtp_recovered` in the result).
+    #[arg(long, default_value_t = 0)]
+    drop_video_every: u64,
     /// A label printed with the results.
     #[arg(long, default_value = "")]
     label: String,
@@ -103,6 +109,9 @@ struct PlayerStats {
     ended_us: AtomicU64,
     bytes: AtomicU64,
     delays_us: Mutex<Vec<u64>>,
+    /// WHEP: video datagrams thrown away, and those of them that came again.
+    rtp_dropped: AtomicU64,
+    rtp_recovered: AtomicU64,
 }
 
 impl PlayerStats {
@@ -403,7 +412,10 @@ async fn negotiate(pc: &mut rtc::peer_connection::RTCPeerConnection, local: std:
 /// A WHEP player: `rtc` (the sans-IO WebRTC core Estuary also uses, driven here as a plain
 /// offerer with full ICE) on its own UDP socket; H.264 is reassembled by our depacketizer so
 /// the latency stamp can be read. Opus packets count as delivered bytes.
-async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duration) -> Result<(), String> {
+/// The video payload type the WHEP player offers (H.264 constrained baseline).
+const WHEP_VIDEO_PT: u8 = 102;
+
+async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duration, drop_every: u64) -> Result<(), String> {
     use estuary_protocols::media::{Codec, Timebase};
     use estuary_protocols::rtp::RtpPacket;
     use estuary_protocols::rtp::h264::H264Depacketizer;
@@ -423,7 +435,7 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let mut media = MediaEngine::default();
     let codec = |mime: &str, clock_rate, channels, fmtp: &str, payload_type| RTCRtpCodecParameters { rtp_codec: RTCRtpCodec { mime_type: mime.to_owned(), clock_rate, channels, sdp_fmtp_line: fmtp.to_owned(), rtcp_feedback: vec![] }, payload_type };
-    media.register_codec(codec(MIME_TYPE_H264, 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 102), RtpCodecKind::Video).map_err(e)?;
+    media.register_codec(codec(MIME_TYPE_H264, 90_000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", WHEP_VIDEO_PT), RtpCodecKind::Video).map_err(e)?;
     media.register_codec(codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1", 111), RtpCodecKind::Audio).map_err(e)?;
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(e)?;
     let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new().with_ice_connection_attempts(Some(ice_check), None).build();
@@ -435,6 +447,9 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
     negotiate(&mut pc, local, &target, "whep").await?;
     let mut depacketizer = H264Depacketizer::new();
     let mut buf = vec![0u8; 2048];
+    // Sequence numbers of video datagrams thrown away and not seen again yet.
+    let mut dropped = std::collections::HashSet::<u16>::new();
+    let mut video_datagrams = 0u64;
     loop {
         while let Some(out) = pc.poll_write() {
             let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
@@ -442,6 +457,9 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
         while pc.poll_event().is_some() {}
         while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
             let RTCMessage::RtpPacket(_, packet) = message else { continue };
+            if dropped.remove(&packet.header.sequence_number) && packet.header.payload_type == WHEP_VIDEO_PT {
+                stats.rtp_recovered.fetch_add(1, Ordering::Relaxed);
+            }
             stats.bytes.fetch_add(packet.payload.len() as u64 + 12, Ordering::Relaxed);
             if packet.header.payload_type == 111 {
                 continue;
@@ -460,6 +478,22 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let (n, from) = received.map_err(|e| e.to_string())?;
+                // SRTP leaves the RTP header readable: version 2, payload type, sequence.
+                // From 2 s after the first keyframe: the cached GOP a player starts with comes
+                // in one burst, further ahead of a lost packet than SRTP's replay window (64
+                // packets in webrtc-rs) lets a late copy in.
+                let settled = stats.playing() && now_us().saturating_sub(stats.first_key_us.load(Ordering::Relaxed)) > 2_000_000;
+                if drop_every > 0 && settled && n >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f == WHEP_VIDEO_PT {
+                    let sequence = u16::from_be_bytes([buf[2], buf[3]]);
+                    if !dropped.contains(&sequence) {
+                        video_datagrams += 1;
+                        if video_datagrams % drop_every == 0 {
+                            dropped.insert(sequence);
+                            stats.rtp_dropped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                }
                 let input = TaggedBytesMut { now: Instant::now(), transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP }, message: bytes::BytesMut::from(&buf[..n]) };
                 let _ = pc.handle_read(input);
             }
@@ -868,6 +902,7 @@ async fn run(args: Args) -> Result<(), String> {
     let lowat = args.read_lowat;
     let srt_latency = Duration::from_millis(args.srt_latency_ms);
     let hls_gzip = !args.hls_plain;
+    let drop_video_every = args.drop_video_every;
     let mut players = Vec::with_capacity(args.players);
     let errors = Arc::new(AtomicU64::new(0));
     let step = Duration::from_micros(args.ramp_ms * 1000 / args.players as u64);
@@ -881,7 +916,7 @@ async fn run(args: Args) -> Result<(), String> {
             let result = match target.protocol {
                 "rtmp" => rtmp_player(target, stats, batch, lowat).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
-                "whep" => whep_player(target, stats, ice_check).await,
+                "whep" => whep_player(target, stats, ice_check, drop_video_every).await,
                 "hls" => hls_player(target, stats, hls_gzip).await,
                 "tap" => tap_player(target, stats).await,
                 _ => flv_player(target, stats, batch, lowat).await,
@@ -953,6 +988,8 @@ async fn run(args: Args) -> Result<(), String> {
         "publish_protocol": publish_protocol,
         "publisher_errors": publisher_errors.load(Ordering::Relaxed),
         "tap_chunks_lost": (target.protocol == "tap").then(|| TAP_LOST.load(Ordering::Relaxed)),
+        "rtp_dropped": (args.drop_video_every > 0).then(|| players.iter().map(|p| p.rtp_dropped.load(Ordering::Relaxed)).sum::<u64>()),
+        "rtp_recovered": (args.drop_video_every > 0).then(|| players.iter().map(|p| p.rtp_recovered.load(Ordering::Relaxed)).sum::<u64>()),
         "read_batch_ms": if matches!(target.protocol, "srt" | "whep" | "hls" | "tap") { None } else { Some(args.read_batch_ms) },
         "read_lowat": if matches!(target.protocol, "srt" | "whep" | "hls" | "tap") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),

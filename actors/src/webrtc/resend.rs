@@ -1,0 +1,155 @@
+//! Answering a WHEP player's NACKs (RFC 4585 generic NACK) from the player's own record of
+//! the video packets it was sent.
+//!
+//! `rtc`'s NACK responder keeps a copy of every packet and answers a NACK by queueing all the
+//! packets it names at once; `rtc` then walks that batch through each of its nine pipeline
+//! stages, and every stage's queue keeps the batch's size for the rest of the session (about
+//! 15 KiB each per player at 100 players, heaptrack). Here a sent packet is remembered as its
+//! header fields and the stream's shared payload (reference-counted, cut once per stream), and
+//! the packets a NACK names are written back one at a time, like any other packet.
+
+use bytes::Bytes;
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Packets remembered per video sender: 256 is 2.5 s at 1 Mbit/s and half a second at
+/// 5 Mbit/s, longer than any retransmission is useful for live video.
+pub(crate) const HISTORY: usize = 256;
+
+/// A packet as it was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) sequence: u16,
+    pub(crate) timestamp: u32,
+    pub(crate) marker: bool,
+    pub(crate) payload: Bytes,
+}
+
+/// The last [`HISTORY`] packets of one sender, by sequence number.
+pub(crate) struct History {
+    slots: Vec<Option<Sent>>,
+}
+
+impl History {
+    pub(crate) fn new() -> History {
+        History { slots: vec![None; HISTORY] }
+    }
+
+    fn slot(sequence: u16) -> usize {
+        sequence as usize % HISTORY
+    }
+
+    /// Remembers `sent`, forgetting the packet [`HISTORY`] sequence numbers before it.
+    pub(crate) fn keep(&mut self, sent: Sent) {
+        let slot = Self::slot(sent.sequence);
+        self.slots[slot] = Some(sent);
+    }
+
+    /// The packet sent with `sequence`, if it is still remembered.
+    pub(crate) fn get(&self, sequence: u16) -> Option<&Sent> {
+        self.slots[Self::slot(sequence)].as_ref().filter(|sent| sent.sequence == sequence)
+    }
+}
+
+/// Every sequence number `nack` reports lost, in the order it lists them.
+pub(crate) fn lost(nack: &TransportLayerNack) -> impl Iterator<Item = u16> + '_ {
+    nack.nacks.iter().flat_map(|pair| (*pair).into_iter())
+}
+
+/// An interceptor that lets a WHEP player's NACKs and keyframe requests (PLI, FIR) through
+/// to the session. `rtc` ends every inbound RTCP packet at the end of its interceptor chain
+/// unless an interceptor marks it for the application; without this mark the session never
+/// saw a NACK or a keyframe request.
+#[derive(Default)]
+pub(crate) struct PlayerFeedback {
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+/// Whether an RTCP packet is feedback the session acts on.
+fn acted_on(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<TransportLayerNack>() || any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PlayerFeedback {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            if packets.iter().any(|p| acted_on(p.as_ref())) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+}
+
+impl Interceptor for PlayerFeedback {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lost, History, Sent, HISTORY};
+    use bytes::Bytes;
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
+    use rtc::shared::marshal::{Marshal, Unmarshal};
+
+    fn sent(sequence: u16) -> Sent {
+        Sent { sequence, timestamp: 90 * sequence as u32, marker: sequence % 3 == 0, payload: Bytes::from(sequence.to_be_bytes().to_vec()) }
+    }
+
+    #[test]
+    fn a_remembered_packet_comes_back_as_it_was_sent_and_an_overwritten_one_does_not() {
+        let mut history = History::new();
+        for sequence in 65_500u16..=65_535 {
+            history.keep(sent(sequence));
+        }
+        for sequence in 0u16..300 {
+            history.keep(sent(sequence));
+        }
+        // Across the wrap: the last 256 are 44..=299.
+        assert_eq!(history.get(299), Some(&sent(299)));
+        assert_eq!(history.get(44), Some(&sent(44)));
+        assert_eq!(history.get(43), None, "overwritten by 299");
+        assert_eq!(history.get(65_530), None, "overwritten long ago");
+        assert_eq!(history.get(300), None, "never sent");
+        assert_eq!(HISTORY, 256);
+    }
+
+    #[test]
+    fn the_sequence_numbers_of_a_nack_off_the_wire() {
+        // One pair naming 65534 and, by its bitmap, 65535 (bit 0) and 2 (bit 3, across the
+        // wrap); a second pair naming 100 alone.
+        let nack = TransportLayerNack { sender_ssrc: 1, media_ssrc: 2, nacks: vec![NackPair { packet_id: 65_534, lost_packets: 0b1001 }, NackPair { packet_id: 100, lost_packets: 0 }] };
+        let wire = nack.marshal().unwrap();
+        let parsed = TransportLayerNack::unmarshal(&mut &wire[..]).unwrap();
+        assert_eq!(lost(&parsed).collect::<Vec<u16>>(), vec![65_534, 65_535, 2, 100]);
+    }
+}
