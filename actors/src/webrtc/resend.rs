@@ -14,11 +14,18 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Packets remembered per video sender: 256 is 2.5 s at 1 Mbit/s and half a second at
 /// 5 Mbit/s, longer than any retransmission is useful for live video.
 pub(crate) const HISTORY: usize = 256;
+
+/// Times one packet is sent again at most: a player that keeps asking (webrtc-rs asks again
+/// every 100 ms, without limit, for as long as the packet is missing) is not sent it forever.
+/// On an overloaded node or link every loss would otherwise be multiplied by the retries.
+pub(crate) const MAX_RESENDS: u8 = 3;
+/// A packet is not sent again sooner than this after its last copy (a NACK that crossed it).
+pub(crate) const RESEND_GAP: Duration = Duration::from_millis(50);
 
 /// A packet as it was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,9 +36,17 @@ pub(crate) struct Sent {
     pub(crate) payload: Bytes,
 }
 
+/// A remembered packet and its copies so far.
+#[derive(Clone)]
+struct Slot {
+    sent: Sent,
+    resends: u8,
+    last_resent: Option<Instant>,
+}
+
 /// The last [`HISTORY`] packets of one sender, by sequence number.
 pub(crate) struct History {
-    slots: Vec<Option<Sent>>,
+    slots: Vec<Option<Slot>>,
 }
 
 impl History {
@@ -46,12 +61,19 @@ impl History {
     /// Remembers `sent`, forgetting the packet [`HISTORY`] sequence numbers before it.
     pub(crate) fn keep(&mut self, sent: Sent) {
         let slot = Self::slot(sent.sequence);
-        self.slots[slot] = Some(sent);
+        self.slots[slot] = Some(Slot { sent, resends: 0, last_resent: None });
     }
 
-    /// The packet sent with `sequence`, if it is still remembered.
-    pub(crate) fn get(&self, sequence: u16) -> Option<&Sent> {
-        self.slots[Self::slot(sequence)].as_ref().filter(|sent| sent.sequence == sequence)
+    /// The packet sent with `sequence`, to be sent again at `now`: if it is still remembered,
+    /// has been sent again fewer than [`MAX_RESENDS`] times, and not within [`RESEND_GAP`].
+    pub(crate) fn resend(&mut self, sequence: u16, now: Instant) -> Option<&Sent> {
+        let slot = self.slots[Self::slot(sequence)].as_mut().filter(|slot| slot.sent.sequence == sequence)?;
+        if slot.resends >= MAX_RESENDS || slot.last_resent.is_some_and(|at| now.saturating_duration_since(at) < RESEND_GAP) {
+            return None;
+        }
+        slot.resends += 1;
+        slot.last_resent = Some(now);
+        Some(&slot.sent)
     }
 }
 
@@ -116,8 +138,9 @@ impl Interceptor for PlayerFeedback {
 
 #[cfg(test)]
 mod tests {
-    use super::{lost, History, Sent, HISTORY};
+    use super::{lost, History, Sent, HISTORY, MAX_RESENDS, RESEND_GAP};
     use bytes::Bytes;
+    use std::time::{Duration, Instant};
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
     use rtc::shared::marshal::{Marshal, Unmarshal};
 
@@ -127,6 +150,7 @@ mod tests {
 
     #[test]
     fn a_remembered_packet_comes_back_as_it_was_sent_and_an_overwritten_one_does_not() {
+        let now = Instant::now();
         let mut history = History::new();
         for sequence in 65_500u16..=65_535 {
             history.keep(sent(sequence));
@@ -135,12 +159,31 @@ mod tests {
             history.keep(sent(sequence));
         }
         // Across the wrap: the last 256 are 44..=299.
-        assert_eq!(history.get(299), Some(&sent(299)));
-        assert_eq!(history.get(44), Some(&sent(44)));
-        assert_eq!(history.get(43), None, "overwritten by 299");
-        assert_eq!(history.get(65_530), None, "overwritten long ago");
-        assert_eq!(history.get(300), None, "never sent");
+        assert_eq!(history.resend(299, now), Some(&sent(299)));
+        assert_eq!(history.resend(44, now), Some(&sent(44)));
+        assert_eq!(history.resend(43, now), None, "overwritten by 299");
+        assert_eq!(history.resend(65_530, now), None, "overwritten long ago");
+        assert_eq!(history.resend(300, now), None, "never sent");
         assert_eq!(HISTORY, 256);
+    }
+
+    #[test]
+    fn a_packet_asked_for_again_and_again_is_resent_a_few_times_spaced_out() {
+        let start = Instant::now();
+        let mut history = History::new();
+        history.keep(sent(7));
+        // Asked for every 10 ms for a second: sent again at 0, 50 and 100 ms, then no more.
+        let mut resent_at = Vec::new();
+        for ms in (0..1000).step_by(10) {
+            if history.resend(7, start + Duration::from_millis(ms)).is_some() {
+                resent_at.push(ms);
+            }
+        }
+        assert_eq!(resent_at, vec![0, RESEND_GAP.as_millis() as u64, 2 * RESEND_GAP.as_millis() as u64]);
+        assert_eq!(resent_at.len(), MAX_RESENDS as usize);
+        // A packet sent anew under the same slot starts over.
+        history.keep(sent(7 + HISTORY as u16));
+        assert!(history.resend(7 + HISTORY as u16, start + Duration::from_secs(2)).is_some());
     }
 
     #[test]

@@ -406,11 +406,13 @@ fn write(peer: &mut Peer, out: &mut Outgoing, timestamp: u32, marker: bool, payl
 
 /// Sends again, one at a time, the packets `nack` names that `out` still remembers (as they
 /// were: same sequence number, timestamp and payload; the player's SRTP takes a packet it
-/// never received). Those it no longer remembers are left to the next keyframe.
+/// never received), each at most [`resend::MAX_RESENDS`] times. Those it no longer
+/// remembers are left to the next keyframe.
 fn resend_lost(peer: &mut Peer, out: &mut Outgoing, nack: &TransportLayerNack) {
-    let (Some(id), Some(payload_type), Some(history)) = (out.sender, out.payload_type, out.history.as_ref()) else { return };
+    let (Some(id), Some(payload_type), Some(history)) = (out.sender, out.payload_type, out.history.as_mut()) else { return };
+    let now = Instant::now();
     for sequence in resend::lost(nack) {
-        let Some(sent) = history.get(sequence) else { continue };
+        let Some(sent) = history.resend(sequence, now) else { continue };
         let packet = rtp::Packet { header: rtp::Header { version: 2, marker: sent.marker, payload_type, sequence_number: sent.sequence, timestamp: sent.timestamp, ssrc: out.ssrc, ..Default::default() }, payload: sent.payload.clone() };
         let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
         if let Err(e) = sender.write_rtp(Instant::now(), packet) {
