@@ -86,6 +86,11 @@ pub(crate) fn lost(nack: &TransportLayerNack) -> impl Iterator<Item = u16> + '_ 
 /// to the session. `rtc` ends every inbound RTCP packet at the end of its interceptor chain
 /// unless an interceptor marks it for the application; without this mark the session never
 /// saw a NACK or a keyframe request.
+///
+/// The feedback is also moved to the front of its compound packet: `rtc` hands a compound
+/// packet to the application only if the first packet's destination SSRC is one of the
+/// session's tracks, and browsers put a receiver report first, which names no SSRC at all
+/// before anything arrived or after a long pause (exactly when a PLI matters).
 #[derive(Default)]
 pub(crate) struct PlayerFeedback {
     reads: VecDeque<TaggedPacket>,
@@ -106,8 +111,10 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for PlayerFeedback {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
+        if let Packet::Rtcp(packets) = &mut msg.message.packet {
             if packets.iter().any(|p| acted_on(p.as_ref())) {
+                // Stable: the feedback first, in its order, then the rest in theirs.
+                packets.sort_by_key(|p| !acted_on(p.as_ref()));
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }
@@ -184,6 +191,35 @@ mod tests {
         // A packet sent anew under the same slot starts over.
         history.keep(sent(7 + HISTORY as u16));
         assert!(history.resend(7 + HISTORY as u16, start + Duration::from_secs(2)).is_some());
+    }
+
+    /// A browser's compound packet: a receiver report without report blocks (nothing received
+    /// yet), SDES, then a PLI. It comes out marked for the application, with the PLI first.
+    #[test]
+    fn player_feedback_is_marked_for_the_session_and_put_first_in_its_compound() {
+        use super::PlayerFeedback;
+        use rtc::interceptor::{Attribute, AttributedPacket, Packet, TaggedPacket};
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        use rtc::rtcp::source_description::SourceDescription;
+        use rtc::sansio::Protocol;
+        use rtc::shared::TransportContext;
+
+        let tagged = |packets: Vec<Box<dyn rtc::rtcp::Packet>>| TaggedPacket { now: Instant::now(), transport: TransportContext::default(), message: AttributedPacket::new(Packet::Rtcp(packets)) };
+        let mut feedback = PlayerFeedback::default();
+        let report = ReceiverReport { ssrc: 9, reports: vec![], profile_extensions: Default::default() };
+        feedback.handle_read(tagged(vec![Box::new(report.clone()), Box::new(SourceDescription::default()), Box::new(PictureLossIndication { sender_ssrc: 9, media_ssrc: 77 })])).unwrap();
+        // A report alone is left for the interceptors (and ends at `rtc`'s terminus).
+        feedback.handle_read(tagged(vec![Box::new(report)])).unwrap();
+
+        let first = feedback.poll_read().unwrap();
+        assert!(first.message.has(&Attribute::DeliverToApplication));
+        let Packet::Rtcp(packets) = &first.message.packet else { panic!("not RTCP") };
+        assert_eq!(packets[0].destination_ssrc(), vec![77], "the PLI leads, naming the track");
+        assert!(packets[1].as_any().is::<ReceiverReport>() && packets[2].as_any().is::<SourceDescription>(), "the rest in their order");
+        let second = feedback.poll_read().unwrap();
+        assert!(!second.message.has(&Attribute::DeliverToApplication));
+        assert!(feedback.poll_read().is_none());
     }
 
     #[test]

@@ -210,6 +210,8 @@ struct VideoTrack {
     clock: RtpClock,
     /// A WHEP player asked for a keyframe.
     player_request: bool,
+    /// A picture was lost here and the PLI for it waits for the next round.
+    loss_request: bool,
     last_pli: Option<Instant>,
     /// When the last keyframe arrived.
     last_keyframe: Option<Instant>,
@@ -231,6 +233,7 @@ impl Default for VideoTrack {
             config_sent: false,
             clock: RtpClock::default(),
             player_request: false,
+            loss_request: false,
             last_pli: None,
             last_keyframe: None,
             frames: 0,
@@ -407,19 +410,26 @@ impl Session {
 
     /// PLI when the depacketizer lost a picture or a player asked, every 3 s until the first
     /// IDR, and when the last keyframe is older than the PLI interval (at most once per
-    /// interval: the answer takes a round trip).
+    /// interval: the answer takes a round trip). At most one PLI per 300 ms, and when only
+    /// players asked (every new WHEP player, every PLI or FIR a player sends), one per second:
+    /// a keyframe costs every player of the stream several times a frame's bitrate, and many
+    /// players losing packets would otherwise keep the publisher sending little else.
     fn request_keyframe(&mut self) {
         let Some(receiver) = self.video.receiver else { return };
-        let wanted = self.video.depacketizer.as_mut().is_some_and(|d| d.wants_keyframe()) | std::mem::take(&mut self.video.player_request);
+        let lost = self.video.depacketizer.as_mut().is_some_and(|d| d.wants_keyframe()) | std::mem::take(&mut self.video.loss_request);
+        let asked = std::mem::take(&mut self.video.player_request);
+        let wanted = lost | asked;
         let waiting = self.video.frames == 0 && self.video.last_pli.is_none_or(|t| t.elapsed() > Duration::from_secs(3));
         let interval = self.pli_interval;
         let periodic = !interval.is_zero() && self.video.last_keyframe.is_some_and(|t| t.elapsed() >= interval) && self.video.last_pli.is_none_or(|t| t.elapsed() >= interval);
         if !(wanted || waiting || periodic) {
             return;
         }
-        if self.video.last_pli.is_some_and(|t| t.elapsed() < Duration::from_millis(300)) {
-            // Too soon after the last one: keep the request for the next round.
-            self.video.player_request |= wanted;
+        let gap = if lost || waiting || periodic { Duration::from_millis(300) } else { Duration::from_secs(1) };
+        if self.video.last_pli.is_some_and(|t| t.elapsed() < gap) {
+            // Too soon after the last one: keep the requests for the next round.
+            self.video.loss_request |= lost;
+            self.video.player_request |= asked;
             return;
         }
         self.video.last_pli = Some(Instant::now());

@@ -450,6 +450,9 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
     // Sequence numbers of video datagrams thrown away and not seen again yet.
     let mut dropped = std::collections::HashSet::<u16>::new();
     let mut video_datagrams = 0u64;
+    // The newest video sequence number seen: only datagrams beyond it are new (a copy sent
+    // again for a NACK is behind it and is never thrown away).
+    let mut newest: Option<u16> = None;
     loop {
         while let Some(out) = pc.poll_write() {
             let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
@@ -457,7 +460,7 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
         while pc.poll_event().is_some() {}
         while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
             let RTCMessage::RtpPacket(_, packet) = message else { continue };
-            if dropped.remove(&packet.header.sequence_number) && packet.header.payload_type == WHEP_VIDEO_PT {
+            if packet.header.payload_type == WHEP_VIDEO_PT && dropped.remove(&packet.header.sequence_number) {
                 stats.rtp_recovered.fetch_add(1, Ordering::Relaxed);
             }
             stats.bytes.fetch_add(packet.payload.len() as u64 + 12, Ordering::Relaxed);
@@ -485,7 +488,9 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
                 let settled = stats.playing() && now_us().saturating_sub(stats.first_key_us.load(Ordering::Relaxed)) > 2_000_000;
                 if drop_every > 0 && settled && n >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f == WHEP_VIDEO_PT {
                     let sequence = u16::from_be_bytes([buf[2], buf[3]]);
-                    if !dropped.contains(&sequence) {
+                    let new = newest.is_none_or(|n| sequence.wrapping_sub(n).wrapping_sub(1) < 0x8000);
+                    if new {
+                        newest = Some(sequence);
                         video_datagrams += 1;
                         if video_datagrams % drop_every == 0 {
                             dropped.insert(sequence);
