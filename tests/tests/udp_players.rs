@@ -4,7 +4,7 @@
 //! aiortc WHEP player decode the same stream, on one node.
 
 use estuary_tests::aiortc::whep_play;
-use estuary_tests::ffmpeg::{decode, publish, spawn, Source};
+use estuary_tests::ffmpeg::{decode, publish, spawn, Process, Source};
 use estuary_tests::{Node, Scratch};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,10 +20,17 @@ fn clients(node: &Node, protocol: &str) -> usize {
     node.api("/api/v1/clients?count=1000")["clients"].as_array().map(|clients| clients.iter().filter(|c| c["protocol"] == protocol).count()).unwrap_or(0)
 }
 
-/// Starts the load tool with `players` players of `url` for `hold_s` seconds after the ramp.
+/// Starts the load tool with [`PLAYERS`] players of `url` for `hold_s` seconds after the ramp.
 fn load(url: &str, label: &str, hold_s: u32) -> Child {
+    load_with(url, label, PLAYERS, 4000, hold_s, &[])
+}
+
+/// Starts the load tool with `players` players of `url`, connecting over `ramp_ms`, held
+/// `hold_s` seconds, with `extra` arguments.
+fn load_with(url: &str, label: &str, players: usize, ramp_ms: u32, hold_s: u32, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_estuary-load"))
-        .args(["--url", url, "--players", &PLAYERS.to_string(), "--ramp-ms", "4000", "--hold-s", &hold_s.to_string(), "--label", label])
+        .args(["--url", url, "--players", &players.to_string(), "--ramp-ms", &ramp_ms.to_string(), "--hold-s", &hold_s.to_string(), "--label", label])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -38,16 +45,23 @@ fn result_of(load: Child, node: &Node) -> serde_json::Value {
     stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok()).unwrap_or_else(|| panic!("no result from estuary-load: {stdout}"))
 }
 
+/// A node of its own with an ffmpeg RTMP publish of `live/<stream>` live on it. A small
+/// picture keeps the debug build's cost for hundreds of players low; no B-frames: WebRTC
+/// players are sent frames in decode order.
+fn live_node(scratch: &Scratch, stream: &str) -> (Node, Process) {
+    let node = Node::start(scratch, &[]);
+    let source = Source { size: "320x180", bframes: 0, ..Source::default() };
+    let publisher = publish(&node.rtmp_url(&format!("live/{stream}")), &source, scratch, "publisher");
+    node.wait_live(&format!("live/{stream}"), Duration::from_secs(20));
+    (node, publisher)
+}
+
 #[test]
 fn two_hundred_srt_and_two_hundred_whep_players_while_rtmp_plays_clean() {
+    // What is tested is that every player gets the stream and the publisher's other players
+    // do not suffer.
     let scratch = Scratch::new("udp-players");
-    let node = Node::start(&scratch, &[]);
-    // A small picture keeps the debug build's cost for 400 players low; what is tested is
-    // that every player gets the stream and the publisher's other players do not suffer. No
-    // B-frames: WebRTC players are sent frames in decode order.
-    let source = Source { size: "320x180", bframes: 0, ..Source::default() };
-    let _publisher = publish(&node.rtmp_url("live/many"), &source, &scratch, "publisher");
-    node.wait_live("live/many", Duration::from_secs(20));
+    let (node, _publisher) = live_node(&scratch, "many");
 
     let hold_s = 30;
     let whep_url = format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=many", node.ports.api);
@@ -121,18 +135,9 @@ fn srt_players_end_with_the_stream_and_a_republish_is_played_by_new_ones() {
 #[test]
 fn whep_players_that_lose_video_packets_get_them_again() {
     let scratch = Scratch::new("whep-nack");
-    let node = Node::start(&scratch, &[]);
-    let source = Source { size: "320x180", bframes: 0, ..Source::default() };
-    let _publisher = publish(&node.rtmp_url("live/lossy"), &source, &scratch, "publisher");
-    node.wait_live("live/lossy", Duration::from_secs(20));
+    let (node, _publisher) = live_node(&scratch, "lossy");
     let url = format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=lossy", node.ports.api);
-    let load = Command::new(env!("CARGO_BIN_EXE_estuary-load"))
-        .args(["--url", url.as_str(), "--players", "3", "--ramp-ms", "300", "--hold-s", "8", "--drop-video-every", "20", "--label", "whep-nack"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start estuary-load");
-    let result = result_of(load, &node);
+    let result = result_of(load_with(&url, "whep-nack", 3, 300, 8, &["--drop-video-every", "20"]), &node);
     let dropped = result["rtp_dropped"].as_u64().unwrap_or(0);
     let recovered = result["rtp_recovered"].as_u64().unwrap_or(0);
     eprintln!("WHEP players threw away {dropped} video datagrams; {recovered} came again");
