@@ -3,7 +3,7 @@
 //! than the node's own code above the `rtc` crate's sans-IO parts) while an RTMP player and an
 //! aiortc WHEP player decode the same stream, on one node.
 
-use estuary_tests::aiortc::whep_play;
+use estuary_tests::aiortc::{whep_play, whip_publish};
 use estuary_tests::ffmpeg::{decode, publish, spawn, Process, Source};
 use estuary_tests::{Node, Scratch};
 use std::process::{Child, Command, Stdio};
@@ -148,4 +148,33 @@ fn whep_players_that_lose_video_packets_get_them_again() {
     // The players stop at once at the end of the hold: the last few thrown away may not
     // have been asked for yet.
     assert!(recovered * 10 >= dropped * 9, "only {recovered} of {dropped} lost video packets were sent again: {result}\nlog:\n{}", node.log().lines().filter(|l| l.contains("WHEP")).collect::<Vec<_>>().join("\n"));
+}
+
+/// Keyframe requests (PLI) of WHEP players reach the stream's WHIP publisher: two load-tool
+/// players ask every 300 ms while aiortc publishes; the publisher's session counts the
+/// requests it got from players (its end log). Before `rtc`'s inbound RTCP was let through to
+/// the sessions only each player's joining asked (2), however often the players asked.
+#[test]
+fn whep_players_keyframe_requests_reach_the_whip_publisher() {
+    let scratch = Scratch::new("whep-pli");
+    let clip = estuary_tests::ffmpeg::make_clip(&scratch.path("clip.mp4"), "libx264", 0, 10);
+    let node = Node::start(&scratch, &[]);
+    let (mut publisher, answer) = whip_publish(&format!("http://127.0.0.1:{}/rtc/v1/whip/?app=live&stream=pli", node.ports.api), &clip, 14);
+    assert_eq!(answer["connected"], true, "{answer}");
+    node.wait_live("live/pli", Duration::from_secs(20));
+    let url = format!("http://127.0.0.1:{}/rtc/v1/whep/?app=live&stream=pli", node.ports.api);
+    let result = result_of(load_with(&url, "whep-pli", 2, 300, 6, &["--pli-every-ms", "300"]), &node);
+    let sent = result["pli_sent"].as_u64().unwrap_or(0);
+    assert!(sent >= 20, "the players sent too few keyframe requests to judge: {result}");
+    let _ = publisher.wait();
+    let mut ended = String::new();
+    estuary_tests::wait_until(Duration::from_secs(20), || {
+        ended = node.log().lines().find(|l| l.contains("WHIP publish ended")).unwrap_or_default().to_string();
+        !ended.is_empty()
+    });
+    let requests: u64 = ended.split("player_keyframe_requests=").nth(1).and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no request count in the publisher's end log: {ended:?}\nlog:\n{}", node.log()));
+    eprintln!("WHEP players sent {sent} keyframe requests; the WHIP session got {requests}");
+    // Requests close together are merged on the way (one waiting request covers the next),
+    // so fewer arrive than were sent; far more than the two joins.
+    assert!(requests >= 10, "the WHIP publisher's session got {requests} keyframe requests from players that sent {sent}: {ended}");
 }

@@ -84,6 +84,10 @@ struct Args {
     /// players' NACKs ask (`rtp_dropped`, `rtp_recovered` in the result).
     #[arg(long, default_value_t = 0)]
     drop_video_every: u64,
+    /// WHEP players ask for a keyframe (RTCP PLI) every this many milliseconds once video
+    /// arrives (0: never); `pli_sent` in the result counts them.
+    #[arg(long, default_value_t = 0)]
+    pli_every_ms: u64,
     /// A label printed with the results.
     #[arg(long, default_value = "")]
     label: String,
@@ -112,6 +116,8 @@ struct PlayerStats {
     /// WHEP: video datagrams thrown away, and those of them that came again.
     rtp_dropped: AtomicU64,
     rtp_recovered: AtomicU64,
+    /// WHEP: keyframe requests sent.
+    pli_sent: AtomicU64,
 }
 
 impl PlayerStats {
@@ -415,7 +421,7 @@ async fn negotiate(pc: &mut rtc::peer_connection::RTCPeerConnection, local: std:
 /// The video payload type the WHEP player offers (H.264 constrained baseline).
 const WHEP_VIDEO_PT: u8 = 102;
 
-async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duration, drop_every: u64) -> Result<(), String> {
+async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duration, drop_every: u64, pli_every: Option<Duration>) -> Result<(), String> {
     use estuary_protocols::media::{Codec, Timebase};
     use estuary_protocols::rtp::RtpPacket;
     use estuary_protocols::rtp::h264::H264Depacketizer;
@@ -453,13 +459,30 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
     // The newest video sequence number seen: only datagrams beyond it are new (a copy sent
     // again for a NACK is behind it and is never thrown away).
     let mut newest: Option<u16> = None;
+    // The video track's id and sender SSRC, once a packet of it arrived (keyframe requests
+    // name them), and when the next request is due.
+    let mut video_track: Option<(String, u32)> = None;
+    let mut next_pli = Instant::now();
     loop {
+        if let (Some(every), Some((track, ssrc))) = (pli_every, video_track.as_ref()) {
+            if Instant::now() >= next_pli {
+                use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+                let pli: Vec<Box<dyn rtc::rtcp::Packet>> = vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: *ssrc })];
+                if pc.handle_write(TaggedRTCMessage { now: Instant::now(), message: RTCMessage::RtcpPacket(track.clone(), pli) }).is_ok() {
+                    stats.pli_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                next_pli = Instant::now() + every;
+            }
+        }
         while let Some(out) = pc.poll_write() {
             let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
         }
         while pc.poll_event().is_some() {}
         while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
-            let RTCMessage::RtpPacket(_, packet) = message else { continue };
+            let RTCMessage::RtpPacket(track, packet) = message else { continue };
+            if packet.header.payload_type == WHEP_VIDEO_PT && video_track.is_none() {
+                video_track = Some((track, packet.header.ssrc));
+            }
             if packet.header.payload_type == WHEP_VIDEO_PT && dropped.remove(&packet.header.sequence_number) {
                 stats.rtp_recovered.fetch_add(1, Ordering::Relaxed);
             }
@@ -477,7 +500,10 @@ async fn whep_player(target: Target, stats: Arc<PlayerStats>, ice_check: Duratio
             }
         }
         let now = Instant::now();
-        let deadline = pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        let mut deadline = pc.poll_timeout().unwrap_or(now + Duration::from_millis(100)).min(now + Duration::from_millis(500));
+        if pli_every.is_some() && video_track.is_some() {
+            deadline = deadline.min(next_pli.max(now));
+        }
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let (n, from) = received.map_err(|e| e.to_string())?;
@@ -908,6 +934,7 @@ async fn run(args: Args) -> Result<(), String> {
     let srt_latency = Duration::from_millis(args.srt_latency_ms);
     let hls_gzip = !args.hls_plain;
     let drop_video_every = args.drop_video_every;
+    let pli_every = (args.pli_every_ms > 0).then(|| Duration::from_millis(args.pli_every_ms));
     let mut players = Vec::with_capacity(args.players);
     let errors = Arc::new(AtomicU64::new(0));
     let step = Duration::from_micros(args.ramp_ms * 1000 / args.players as u64);
@@ -921,7 +948,7 @@ async fn run(args: Args) -> Result<(), String> {
             let result = match target.protocol {
                 "rtmp" => rtmp_player(target, stats, batch, lowat).await,
                 "srt" => srt_player(target, stats, srt_latency).await,
-                "whep" => whep_player(target, stats, ice_check, drop_video_every).await,
+                "whep" => whep_player(target, stats, ice_check, drop_video_every, pli_every).await,
                 "hls" => hls_player(target, stats, hls_gzip).await,
                 "tap" => tap_player(target, stats).await,
                 _ => flv_player(target, stats, batch, lowat).await,
@@ -995,6 +1022,7 @@ async fn run(args: Args) -> Result<(), String> {
         "tap_chunks_lost": (target.protocol == "tap").then(|| TAP_LOST.load(Ordering::Relaxed)),
         "rtp_dropped": (args.drop_video_every > 0).then(|| players.iter().map(|p| p.rtp_dropped.load(Ordering::Relaxed)).sum::<u64>()),
         "rtp_recovered": (args.drop_video_every > 0).then(|| players.iter().map(|p| p.rtp_recovered.load(Ordering::Relaxed)).sum::<u64>()),
+        "pli_sent": (args.pli_every_ms > 0).then(|| players.iter().map(|p| p.pli_sent.load(Ordering::Relaxed)).sum::<u64>()),
         "read_batch_ms": if matches!(target.protocol, "srt" | "whep" | "hls" | "tap") { None } else { Some(args.read_batch_ms) },
         "read_lowat": if matches!(target.protocol, "srt" | "whep" | "hls" | "tap") || args.read_lowat == 0 { None } else { Some(args.read_lowat) },
         "srt_latency_ms": (target.protocol == "srt").then_some(args.srt_latency_ms),
