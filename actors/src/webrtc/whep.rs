@@ -385,23 +385,20 @@ fn cut_hevc(length_size: u8, sets: &[Bytes], frame: &MediaFrame) -> Vec<Bytes> {
     h265::packetize(nals, MTU)
 }
 
-/// Hands one RTP packet to the peer connection (sent at the next flush).
+/// Sends the next RTP packet of `out` (at the next flush), remembering it for NACKs when
+/// `out` keeps a history.
 fn write(peer: &mut Peer, out: &mut Outgoing, timestamp: u32, marker: bool, payload: Bytes) {
     let Some(id) = out.sender else { return };
-    let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
     if out.payload_type.is_none() {
-        out.payload_type = sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type);
+        out.payload_type = peer.pc.rtp_sender(id).and_then(|mut sender| sender.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type));
     }
     let Some(payload_type) = out.payload_type else { return };
-    if let Some(history) = out.history.as_mut() {
-        history.keep(Sent { sequence: out.sequence, timestamp, marker, payload: payload.clone() });
-    }
-    let packet = rtp::Packet { header: rtp::Header { version: 2, marker, payload_type, sequence_number: out.sequence, timestamp, ssrc: out.ssrc, ..Default::default() }, payload };
+    let sent = Sent { sequence: out.sequence, timestamp, marker, payload };
     out.sequence = out.sequence.wrapping_add(1);
-    if let Err(e) = sender.write_rtp(Instant::now(), packet) {
-        tracing::debug!(client = peer.client, error = %e, "RTP not sent");
+    put(peer, id, out.ssrc, payload_type, &sent);
+    if let Some(history) = out.history.as_mut() {
+        history.keep(sent);
     }
-    peer.collect_writes();
 }
 
 /// Sends again, one at a time, the packets `nack` names that `out` still remembers (as they
@@ -413,14 +410,20 @@ fn resend_lost(peer: &mut Peer, out: &mut Outgoing, nack: &TransportLayerNack) {
     let now = Instant::now();
     for sequence in resend::lost(nack) {
         let Some(sent) = history.resend(sequence, now) else { continue };
-        let packet = rtp::Packet { header: rtp::Header { version: 2, marker: sent.marker, payload_type, sequence_number: sent.sequence, timestamp: sent.timestamp, ssrc: out.ssrc, ..Default::default() }, payload: sent.payload.clone() };
-        let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
-        if let Err(e) = sender.write_rtp(Instant::now(), packet) {
-            tracing::debug!(client = peer.client, error = %e, "RTP not sent again");
-        }
+        put(peer, id, out.ssrc, payload_type, sent);
         out.resent += 1;
-        peer.collect_writes();
     }
+}
+
+/// Hands one RTP packet to the peer connection's sender `id` and takes what it wrote (sent
+/// at the next flush).
+fn put(peer: &mut Peer, id: RTCRtpSenderId, ssrc: u32, payload_type: u8, sent: &Sent) {
+    let Some(mut sender) = peer.pc.rtp_sender(id) else { return };
+    let packet = rtp::Packet { header: rtp::Header { version: 2, marker: sent.marker, payload_type, sequence_number: sent.sequence, timestamp: sent.timestamp, ssrc, ..Default::default() }, payload: sent.payload.clone() };
+    if let Err(e) = sender.write_rtp(Instant::now(), packet) {
+        tracing::debug!(client = peer.client, error = %e, "RTP not sent");
+    }
+    peer.collect_writes();
 }
 
 /// Our RTP payload formats against the `rtc` crate's own (an independent implementation of
