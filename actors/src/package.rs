@@ -131,6 +131,19 @@ impl LivePackage {
         self.last_request_ms.store(crate::unix_ms(), Ordering::Relaxed);
     }
 
+    /// The package's version: it changes whenever the package does (a new part, an end).
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// Waits until the version is no longer `version`, or until `deadline`; false at the
+    /// deadline.
+    pub async fn changed_since(&self, version: u64, deadline: tokio::time::Instant) -> bool {
+        let mut receiver = self.version.subscribe();
+        let changed = tokio::time::timeout_at(deadline, receiver.wait_for(|now| *now != version)).await;
+        matches!(changed, Ok(Ok(_)))
+    }
+
     /// Waits (up to `timeout`) until `ready` holds; returns whether it does.
     pub async fn wait_for(&self, ready: impl Fn(&Package) -> bool, timeout: Duration) -> bool {
         let mut version = self.version.subscribe();

@@ -24,7 +24,10 @@ use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
 use actix_web::rt::net::TcpStream;
 use bytes::{Buf, Bytes, BytesMut};
 use estuary_actors::node::connections::{ConnectionGate, Permit, Refusal};
-use estuary_protocols::cmaf::FileName;
+use estuary_actors::package::LivePackage;
+use estuary_actors::StreamKey;
+use estuary_protocols::cmaf::{Blocking, FileName};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -35,15 +38,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+mod batch;
+
 /// How long a request head may take, from its first byte (or from the connection).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a kept-alive connection may stay idle between requests.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// A response the client takes no byte of for this long ends the connection.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request heads longer than this go to actix-web, which answers 431 (see
 /// `http::MAX_HEADER_BYTES`).
-const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// A connection handed to actix-web: its socket, the bytes the front read of it and did not
 /// answer (a request head, perhaps more), and what the connection gate said of it.
@@ -103,8 +108,10 @@ impl AsyncWrite for Handed {
 
 /// The service of the HTTP port's listener, made on each server worker: the front, with
 /// `http` (actix-web's HTTP service of the same app) for what it hands over.
-/// With `answering` false (`http.front = false`) every connection is handed over at once.
-pub fn service<F>(http: F, state: AppState, gate: Arc<ConnectionGate>, answering: bool) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
+/// With `answering` false (`http.front = false`) every connection is handed over at once;
+/// `tick` is the worker loop's (`http.front_tick_ms`; `None`: each connection's requests are
+/// answered as they come, by its own task).
+pub fn service<F>(http: F, state: AppState, gate: Arc<ConnectionGate>, answering: bool, tick: Option<Duration>) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
 where
     F: ServiceFactory<(Handed, Protocol, Option<SocketAddr>), Config = (), Response = ()> + 'static,
     F::Service: 'static,
@@ -125,7 +132,7 @@ where
                         Ok(permit) if !answering => Some(Handed { io, read: Bytes::new(), admission: Cell::new(Some(Ok(permit))) }),
                         // A refused connection gets its 503 from actix-web at its first request.
                         Err(refusal) => Some(Handed { io, read: Bytes::new(), admission: Cell::new(Some(Err(refusal))) }),
-                        Ok(permit) => front(io, peer, &state).await.map(|(io, read)| Handed { io, read, admission: Cell::new(Some(Ok(permit))) }),
+                        Ok(permit) => front(io, peer, &state, tick).await.map(|(io, read)| Handed { io, read, admission: Cell::new(Some(Ok(permit))) }),
                     };
                     if let Some(handed) = handed {
                         if let Err(e) = http.call((handed, Protocol::Http1, Some(peer))).await {
@@ -139,31 +146,34 @@ where
     })
 }
 
-/// What the front needs of a request head.
-struct Head {
-    path: String,
-    query: String,
-    host: String,
-    accept_encoding: String,
-    if_none_match: Option<String>,
+/// What the front needs of a request head, borrowed from the connection's buffer.
+pub(crate) struct Head<'a> {
+    path: &'a str,
+    query: &'a str,
+    host: &'a str,
+    accept_encoding: Cow<'a, str>,
+    if_none_match: Option<Cow<'a, str>>,
     /// `Connection: close` (the response closes the connection).
     close: bool,
 }
 
 /// Reads and answers requests until one is not the front's; returns the connection and what
-/// was read of it for actix-web, or `None` when the connection is done.
-async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState) -> Option<(TcpStream, Bytes)> {
+/// was read of it for actix-web, or `None` when the connection is done. With `tick`, a
+/// kept-alive connection goes to the worker's loop ([`batch`]) after each answer, and comes
+/// back here for a request the loop does not answer itself.
+async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState, tick: Option<Duration>) -> Option<(TcpStream, Bytes)> {
     let mut buf = BytesMut::with_capacity(2048);
     let mut head_slices = Vec::with_capacity(512);
+    let mut memo = Memo::default();
     let mut first = true;
     loop {
         // A request head, within the keep-alive time (idle) and the head time (once started;
         // the first request's from the connection, as actix-web counts it).
         let idle_until = tokio::time::Instant::now() + if buf.is_empty() { KEEP_ALIVE } else { HEAD_TIMEOUT };
         let mut head_until = (first || !buf.is_empty()).then(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
-        let (head, length) = loop {
+        loop {
             match parse(&buf) {
-                Parsed::Ours(head, length) => break (head, length),
+                Parsed::Ours(..) => break,
                 Parsed::NotOurs => return Some((io, buf.freeze())),
                 Parsed::Partial if buf.len() > MAX_HEAD => return Some((io, buf.freeze())),
                 Parsed::Partial => {}
@@ -181,37 +191,46 @@ async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState) -> Option<
                 // latter is told so, as actix-web does.
                 Err(_) => {
                     if !buf.is_empty() {
-                        let timeout = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-                        let _ = tokio::time::timeout(Duration::from_secs(1), tokio::io::AsyncWriteExt::write_all(&mut io, timeout)).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), tokio::io::AsyncWriteExt::write_all(&mut io, REQUEST_TIMEOUT)).await;
                     }
                     return None;
                 }
             }
-        };
-        let Some(reply) = answer(state, &head, peer).await else {
+        }
+        // Parsed again: the head borrows the buffer the loop above reads into.
+        let Parsed::Ours(head, length) = parse(&buf) else { return Some((io, buf.freeze())) };
+        let Some(reply) = answer(state, &head, peer, &mut memo).await else {
             // Not the front's after all (decided before the request was taken).
             return Some((io, buf.freeze()));
         };
-        buf.advance(length);
+        let close = head.close;
         head_slices.clear();
-        let Some(body) = reply.write_head(&mut head_slices, head.close) else {
+        let Some(body) = reply.write_head(&mut head_slices, close) else {
             tracing::error!(%peer, path = %head.path, "an HTTP answer of the front had a streaming body; connection closed");
             return None;
         };
+        buf.advance(length);
         // Each response is one write: no reason to wait for the previous one's ACK. Set
         // once, on the first response (the sockets actix-web serves keep their default).
         if first && io.set_nodelay(true).is_err() {
             return None;
         }
         first = false;
-        if !write_all(&mut io, &head_slices, &body).await || head.close {
+        if !write_all(&mut io, &head_slices, &body).await || close {
             return None;
+        }
+        if let Some(tick) = tick {
+            (io, buf, memo) = batch::adopt(io, buf, memo, peer, state, tick).await?;
         }
     }
 }
 
-enum Parsed {
-    Ours(Head, usize),
+/// What a request for a stream's file is answered with when the client takes too long to
+/// send its head.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+pub(crate) enum Parsed<'a> {
+    Ours(Head<'a>, usize),
     NotOurs,
     Partial,
 }
@@ -219,7 +238,7 @@ enum Parsed {
 /// Whether the request head at the start of `buf` is complete and of the kind the front
 /// answers: `GET` over HTTP/1.1 with no body, of a playlist, part or segment path (see
 /// `http::direct_path`), with no `Range`.
-fn parse(buf: &[u8]) -> Parsed {
+pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
     let mut fields = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut fields);
     let length = match request.parse(buf) {
@@ -239,7 +258,7 @@ fn parse(buf: &[u8]) -> Parsed {
     if ![".m3u8", ".m4s", ".mp4", ".vtt"].iter().any(|extension| file.ends_with(extension)) {
         return Parsed::NotOurs;
     }
-    let mut head = Head { path: path.to_string(), query: query.to_string(), host: String::new(), accept_encoding: String::new(), if_none_match: None, close: false };
+    let mut head = Head { path, query, host: "", accept_encoding: Cow::Borrowed(""), if_none_match: None, close: false };
     for field in request.headers.iter() {
         let Ok(value) = std::str::from_utf8(field.value) else { return Parsed::NotOurs };
         let name = field.name;
@@ -247,21 +266,12 @@ fn parse(buf: &[u8]) -> Parsed {
         // and `Accept-Encoding` value, `close` in any `Connection`.
         if name.eq_ignore_ascii_case("host") {
             if head.host.is_empty() {
-                head.host = value.to_string();
+                head.host = value;
             }
         } else if name.eq_ignore_ascii_case("accept-encoding") {
-            if !head.accept_encoding.is_empty() {
-                head.accept_encoding.push(',');
-            }
-            head.accept_encoding.push_str(value);
+            join(&mut head.accept_encoding, value);
         } else if name.eq_ignore_ascii_case("if-none-match") {
-            match &mut head.if_none_match {
-                Some(tags) => {
-                    tags.push(',');
-                    tags.push_str(value);
-                }
-                None => head.if_none_match = Some(value.to_string()),
-            }
+            join(head.if_none_match.get_or_insert(Cow::Borrowed("")), value);
         } else if name.eq_ignore_ascii_case("connection") {
             head.close |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
         } else if name.eq_ignore_ascii_case("range") || name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("expect") || name.eq_ignore_ascii_case("upgrade") {
@@ -273,29 +283,200 @@ fn parse(buf: &[u8]) -> Parsed {
     Parsed::Ours(head, length)
 }
 
+/// Appends a repeated field's value to what was read of it, comma-separated.
+fn join<'a>(joined: &mut Cow<'a, str>, value: &'a str) {
+    if joined.is_empty() {
+        *joined = Cow::Borrowed(value);
+    } else {
+        let owned = joined.to_mut();
+        owned.push(',');
+        owned.push_str(value);
+    }
+}
+
 /// A response of the front.
-enum Reply {
+pub(crate) enum Reply {
     Manifest(crate::live_package::ManifestReply),
     Media(Bytes, &'static str),
     /// An answer made by the shared code as actix-web's response (an error, a refusal).
     Other(actix_web::HttpResponse),
 }
 
-/// The answer to a request of the front's kind, or `None` when actix-web must answer it
-/// (what the router would do differently: `?codec=`, a cluster, files on disk, DASH names).
-/// The checks are those of `http::serve_stream_file`, in its order.
-async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply> {
-    let (app, file) = crate::http::direct_path(&head.path)?;
+/// What a connection's requests resolved to last: a viewer names the same stream, from the
+/// same host, with the same query (but for `_HLS_*`) request after request, so the stream's
+/// key (its vhost as `http::stream_key` finds it) and running package are looked up once.
+#[derive(Default)]
+pub(crate) struct Memo {
+    app: String,
+    stream: String,
+    host: String,
+    /// The query without its `_HLS_*` parameters.
+    rest: String,
+    vhosts: Option<Arc<std::collections::BTreeSet<String>>>,
+    key: Option<StreamKey>,
+    /// The parameters of `rest`.
+    params: Vec<(String, String)>,
+    package: Option<Arc<LivePackage>>,
+    scratch: String,
+}
+
+impl Memo {
+    /// Resolves the key of `app/stream` requested with this `Host` and query (again when any
+    /// of them, or the configured vhosts, differ from the last request's).
+    fn resolve(&mut self, state: &AppState, app: &str, stream: &str, host: &str, query: &str) {
+        self.scratch.clear();
+        for pair in query.split(['&', ',']).filter(|pair| !pair.is_empty() && !pair.starts_with("_HLS_")) {
+            if !self.scratch.is_empty() {
+                self.scratch.push('&');
+            }
+            self.scratch.push_str(pair);
+        }
+        let vhosts = state.node.vhosts.get();
+        let same = self.app == app && self.stream == stream && self.host == host && self.rest == self.scratch && self.vhosts.as_ref().is_some_and(|v| Arc::ptr_eq(v, &vhosts));
+        if self.key.is_some() && same {
+            return;
+        }
+        self.params = estuary_protocols::rtmp::message::parse_query(&self.scratch);
+        (self.app, self.stream, self.host) = (app.to_string(), stream.to_string(), host.to_string());
+        self.rest.clone_from(&self.scratch);
+        self.vhosts = Some(vhosts);
+        self.package = None;
+        self.key = Some(crate::http::stream_key(state, app, stream, host, &self.params));
+    }
+
+    /// The running package of the key resolved last (not one that ended: the full path
+    /// starts the stream's next package, or answers for the ended one).
+    fn package(&mut self, state: &AppState) -> Option<Arc<LivePackage>> {
+        let ended = |package: &Arc<LivePackage>| package.read(|p| p.ended);
+        if self.package.as_ref().is_none_or(ended) {
+            self.package = state.node.packages.get(self.key.as_ref()?).filter(|package| !ended(package));
+        }
+        self.package.clone()
+    }
+}
+
+/// What the front does with a request now.
+pub(crate) enum Now {
+    Reply(Reply),
+    /// Not there yet: asked again when the package's version is no longer this one, and
+    /// answered as it is once this long has passed (the request's hold).
+    Hold(Arc<LivePackage>, u64, Duration),
+    /// For the full path ([`answer_slow`]): a package to start, a master or caption playlist,
+    /// a query to refuse, a file that is not the package's.
+    Slow,
+}
+
+/// `(app, file, stream, extension)` of a stream file path the front may answer.
+fn named<'a>(state: &AppState, path: &'a str) -> Option<(&'a str, &'a str, &'a str, &'a str)> {
+    let (app, file) = crate::http::direct_path(path)?;
     if state.node.cluster.is_some() {
         return None;
     }
     estuary_protocols::naming::check_app(app).and_then(|()| estuary_protocols::naming::check_file_name(file)).ok()?;
     let (stream, extension) = file.rsplit_once('.')?;
-    let params = estuary_protocols::rtmp::message::parse_query(&head.query);
+    Some((app, file, stream, extension))
+}
+
+/// The answer to a request of a running package's media playlist, part, segment or
+/// initialization segment, made without waiting (`expired`: the request's hold is over, so
+/// what is not there is answered as missing). The checks are [`answer_slow`]'s, in its order.
+pub(crate) fn answer_now(state: &AppState, head: &Head, peer: SocketAddr, memo: &mut Memo, expired: bool) -> Now {
+    use crate::live_package as live;
+    let Some((app, file, stream, extension)) = named(state, head.path) else { return Now::Slow };
+    let name = if extension == "m3u8" {
+        if stream.ends_with("_master") || stream.ends_with("_vtt") {
+            return Now::Slow;
+        }
+        memo.resolve(state, app, stream, head.host, head.query);
+        None
+    } else {
+        let hls = |name: &FileName| matches!(name, FileName::HlsInit(_) | FileName::HlsSegment(_) | FileName::HlsPart(..) | FileName::Subtitles(_));
+        let Some((owner, name)) = estuary_protocols::cmaf::parse_file_name(stream, extension).into_iter().find(|(_, name)| hls(name)) else { return Now::Slow };
+        memo.resolve(state, app, &owner, head.host, head.query);
+        Some(name)
+    };
+    let package = memo.package(state);
+    let (Some(key), params) = (memo.key.as_ref(), &memo.params) else { return Now::Slow };
+    if params.iter().any(|(k, _)| k == "codec") || !live::on_demand(state, &key.vhost, app).0 {
+        return Now::Slow;
+    }
+    if let Err(refused) = crate::http::check_play(state, key, &key.stream, peer, params) {
+        return Now::Reply(Reply::Other(refused));
+    }
+    let Some(package) = package else { return Now::Slow };
+    package.touch();
+    // Read before the package is: a change after this is seen by the hold.
+    let version = package.version();
+    let Some(name) = name else {
+        // A package that has not two segments yet is the full path's (its first playlist
+        // waits for them).
+        if !package.read(|p| LivePackage::listable(p, 2)) {
+            return Now::Slow;
+        }
+        let mut pairs = [("", ""); 3];
+        let mut count = 0;
+        for pair in head.query.split(['&', ',']).filter(|pair| pair.starts_with("_HLS_")) {
+            let Some(slot) = pairs.get_mut(count) else { return Now::Slow };
+            *slot = pair.split_once('=').unwrap_or((pair, ""));
+            count += 1;
+        }
+        let Ok(blocking) = Blocking::parse(&pairs[..count]) else { return Now::Slow };
+        if let Some(msn) = blocking.msn {
+            if let Some(refused) = live::too_far_ahead(key, &package, msn) {
+                return Now::Reply(Reply::Other(refused));
+            }
+            if !package.read(|p| p.has(msn, blocking.part)) {
+                return match expired {
+                    true => Now::Reply(Reply::Other(live::part_late(key, msn, blocking.part))),
+                    false => Now::Hold(package.clone(), version, live::block_time(&package)),
+                };
+            }
+        }
+        let token = params.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+        let rendered = live::rendered_playlist(state, key, &package, blocking.skip, token);
+        return Now::Reply(Reply::Manifest(live::manifest_reply(&head.accept_encoding, head.if_none_match.as_deref(), &rendered)));
+    };
+    let (found, coming) = package.read(|p| {
+        let found = live::lookup(p, &name);
+        let coming = found.is_none() && !expired && live::coming(p, &name);
+        (found, coming)
+    });
+    match found {
+        Some(live::Media::Bytes(bytes)) => Now::Reply(Reply::Media(bytes, live::media_type(extension))),
+        // HLS names are never a growing DASH segment.
+        Some(live::Media::Growing(..)) => Now::Slow,
+        None if coming => Now::Hold(package.clone(), version, live::hold_time(&package)),
+        None => Now::Reply(Reply::Other(live::no_such_segment(app, file))),
+    }
+}
+
+/// The answer to a request of the front's kind: [`answer_now`], waiting out its holds, or
+/// the full path's.
+async fn answer(state: &AppState, head: &Head<'_>, peer: SocketAddr, memo: &mut Memo) -> Option<Reply> {
+    let mut until = None;
+    loop {
+        let expired = until.is_some_and(|until| tokio::time::Instant::now() >= until);
+        match answer_now(state, head, peer, memo, expired) {
+            Now::Reply(reply) => return Some(reply),
+            Now::Hold(package, version, wait) => {
+                let until = *until.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+                package.changed_since(version, until).await;
+            }
+            Now::Slow => return answer_slow(state, head, peer).await,
+        }
+    }
+}
+
+/// The full path: the answer to a request of the front's kind, or `None` when actix-web must
+/// answer it (what the router would do differently: `?codec=`, a cluster, files on disk,
+/// DASH names). The checks are those of `http::serve_stream_file`, in its order.
+async fn answer_slow(state: &AppState, head: &Head<'_>, peer: SocketAddr) -> Option<Reply> {
+    let (app, file, stream, extension) = named(state, head.path)?;
+    let params = estuary_protocols::rtmp::message::parse_query(head.query);
     if params.iter().any(|(k, _)| k == "codec") {
         return None;
     }
-    let key = crate::http::stream_key(state, app, stream, &head.host, &params);
+    let key = crate::http::stream_key(state, app, stream, head.host, &params);
     let (hls_on_demand, _) = crate::live_package::on_demand(state, &key.vhost, app);
     if !hls_on_demand {
         return None;
@@ -314,7 +495,7 @@ async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply
         let rendered = match (master, captions) {
             (Some(base), _) => return Some(Reply::Other(crate::http::master_playlist(state, &key.vhost, app, base, token).await)),
             (None, Some(_)) => crate::live_package::subtitles_text(state, &base_key, token).await.map(Arc::new),
-            (None, None) => crate::live_package::playlist_text(state, &key, &params, token).await,
+            (None, None) => crate::live_package::playlist_text(state, &key, Blocking::parse(&params), token).await,
         };
         return Some(match rendered {
             Ok(rendered) => Reply::Manifest(crate::live_package::manifest_reply(&head.accept_encoding, head.if_none_match.as_deref(), &rendered)),
@@ -334,14 +515,14 @@ async fn answer(state: &AppState, head: &Head, peer: SocketAddr) -> Option<Reply
         Some((crate::live_package::Media::Bytes(bytes), _)) => Reply::Media(bytes, crate::live_package::media_type(extension)),
         // HLS names are never a growing DASH segment.
         Some((crate::live_package::Media::Growing(..), _)) => return None,
-        None => Reply::Other(actix_web::HttpResponse::NotFound().insert_header(("access-control-allow-origin", "*")).body(format!("no such segment {app}/{file}\n"))),
+        None => Reply::Other(crate::live_package::no_such_segment(app, file)),
     })
 }
 
 impl Reply {
     /// Writes the response head into `out` and returns the body (`None` for a body that is
     /// not whole bytes, which none of the shared answers has).
-    fn write_head(self, out: &mut Vec<u8>, close: bool) -> Option<Bytes> {
+    pub(crate) fn write_head(self, out: &mut Vec<u8>, close: bool) -> Option<Bytes> {
         use std::io::Write;
         let date = http_date();
         let connection = if close { "connection: close\r\n" } else { "" };

@@ -164,37 +164,56 @@ fn query(token: Option<&str>) -> Option<String> {
 
 /// `/<app>/<stream>.m3u8`: the LL-HLS playlist, after blocking as the query asks.
 pub async fn playlist(state: &AppState, req: &HttpRequest, key: &StreamKey, params: &[(String, String)], token: Option<&str>) -> HttpResponse {
-    match playlist_text(state, key, params, token).await {
+    match playlist_text(state, key, Blocking::parse(params), token).await {
         Ok(rendered) => manifest_response(req, &rendered, "application/vnd.apple.mpegurl"),
         Err(response) => response,
     }
 }
 
-/// The LL-HLS playlist of `key` once it holds what the query asks for, or the error answer.
-pub async fn playlist_text(state: &AppState, key: &StreamKey, params: &[(String, String)], token: Option<&str>) -> Result<Arc<Rendered>, HttpResponse> {
-    let blocking = match Blocking::parse(params) {
+/// The LL-HLS playlist of `key` once it holds what the query asks for (`blocking`, or the
+/// reason it is no query), or the error answer.
+pub async fn playlist_text(state: &AppState, key: &StreamKey, blocking: Result<Blocking, String>, token: Option<&str>) -> Result<Arc<Rendered>, HttpResponse> {
+    let blocking = match blocking {
         Ok(blocking) => blocking,
         Err(reason) => return Err(text(actix_web::http::StatusCode::BAD_REQUEST, format!("{reason}\n"))),
     };
     let package = ensure(state, key).await?;
     if let Some(msn) = blocking.msn {
-        let (next, target) = package.read(|p| (p.next_sequence(), p.target_duration()));
-        // RFC 8216bis 6.2.5.2: a request more than two segments ahead is refused.
-        let newest = next.saturating_sub(1);
-        if msn > newest + 2 {
-            return Err(text(actix_web::http::StatusCode::BAD_REQUEST, format!("_HLS_msn={msn} is more than two segments past the newest ({newest})\n")));
+        if let Some(refused) = too_far_ahead(key, &package, msn) {
+            return Err(refused);
         }
         let part = blocking.part;
-        // Three target durations, as the RFC lets a server give up with 503.
-        if !package.wait_for(|p| p.has(msn, part), Duration::from_secs(3 * target)).await {
-            return Err(HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n")));
+        if !package.wait_for(|p| p.has(msn, part), block_time(&package)).await {
+            return Err(part_late(key, msn, part));
         }
     }
-    let rendered = package.hls_playlist(blocking.skip, &rendition_reports(state, key));
-    Ok(match query(token) {
+    Ok(rendered_playlist(state, key, &package, blocking.skip, token))
+}
+
+/// RFC 8216bis 6.2.5.2: a blocking request more than two segments ahead is refused (400).
+pub fn too_far_ahead(key: &StreamKey, package: &LivePackage, msn: u64) -> Option<HttpResponse> {
+    let newest = package.read(|p| p.next_sequence()).saturating_sub(1);
+    (msn > newest + 2).then(|| text(actix_web::http::StatusCode::BAD_REQUEST, format!("_HLS_msn={msn} is more than two segments past the newest ({newest}) of {key}\n")))
+}
+
+/// How long a blocking playlist request waits: three target durations, after which the RFC
+/// lets a server give up with 503 ([`part_late`]).
+pub fn block_time(package: &LivePackage) -> Duration {
+    Duration::from_secs(3 * package.read(|p| p.target_duration()))
+}
+
+/// The answer to a blocking playlist request whose part did not come in [`block_time`].
+pub fn part_late(key: &StreamKey, msn: u64, part: Option<usize>) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("segment {msn} part {part:?} of {key} did not arrive in time\n"))
+}
+
+/// The playlist of `package` as it is now, with the viewer's token on its URIs.
+pub fn rendered_playlist(state: &AppState, key: &StreamKey, package: &LivePackage, skip: bool, token: Option<&str>) -> Arc<Rendered> {
+    let rendered = package.hls_playlist(skip, &rendition_reports(state, key));
+    match query(token) {
         Some(query) => Arc::new(Rendered::once(estuary_protocols::manifest::hls::with_query_on_uris(&rendered.text, &query))),
         None => rendered,
-    })
+    }
 }
 
 /// `/<app>/<stream>_vtt.m3u8`: the playlist of the stream's WebVTT caption rendition.
@@ -290,7 +309,19 @@ pub enum Media {
     Growing(usize, u64),
 }
 
-fn lookup(p: &Package, name: &FileName) -> Option<Media> {
+/// How long a request for the file a package makes next is held (a preload hint, or a
+/// low-latency DASH player asking ahead): a segment target and a part.
+pub fn hold_time(package: &LivePackage) -> Duration {
+    package.read(|p| Duration::from_millis((p.settings().segment_ms + p.settings().part_ms) as u64))
+}
+
+/// The answer to a request for a media file the package does not have.
+pub fn no_such_segment(app: &str, file: &str) -> HttpResponse {
+    HttpResponse::NotFound().insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")).body(format!("no such segment {app}/{file}\n"))
+}
+
+/// The file `name` of the package, if it has it now.
+pub fn lookup(p: &Package, name: &FileName) -> Option<Media> {
     match name {
         FileName::HlsInit(v) => p.hls_init(*v).map(Media::Bytes),
         FileName::Subtitles(n) => p.render_vtt(*n).map(|text| Media::Bytes(Bytes::from(text))),
@@ -309,7 +340,7 @@ fn lookup(p: &Package, name: &FileName) -> Option<Media> {
 
 /// True when `name` is what the package will make next (the preload hint, or the DASH
 /// segment after the newest): worth waiting for.
-fn coming(p: &Package, name: &FileName) -> bool {
+pub fn coming(p: &Package, name: &FileName) -> bool {
     if p.ended {
         return false;
     }
@@ -350,10 +381,7 @@ pub async fn find_media(state: &AppState, key: &StreamKey, name: &FileName) -> O
     package.touch();
     let mut found = package.read(|p| lookup(p, name));
     if found.is_none() && package.read(|p| coming(p, name)) {
-        // Held until it exists (a preload hint, or a low-latency DASH player asking ahead),
-        // up to a segment target and a part.
-        let wait = package.read(|p| Duration::from_millis((p.settings().segment_ms + p.settings().part_ms) as u64));
-        package.wait_for(|p| lookup(p, name).is_some() || p.ended, wait).await;
+        package.wait_for(|p| lookup(p, name).is_some() || p.ended, hold_time(&package)).await;
         found = package.read(|p| lookup(p, name));
     }
     found.map(|media| (media, package))

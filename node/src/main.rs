@@ -425,6 +425,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
         let (http_gate, api_gate) = (node.connections.clone(), node.connections.clone());
         let console_on = config.http.console;
         let front_on = config.http.front;
+        let front_tick = (config.http.front_tick_ms > 0).then(|| std::time::Duration::from_millis(config.http.front_tick_ms));
         // The HTTP port: the front (see `front`) answers LL-HLS viewers' requests and hands
         // every other connection to actix-web's HTTP service of the same app.
         let http_local = http_socket.local_addr().map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?;
@@ -443,7 +444,7 @@ fn run(config: config::Config, source: ConfigSource, exit_on_stdin_close: bool) 
                     // What actix-web's own listener gives its app (the constructor is hidden in
                     // actix-web 4 but public; the lock file pins the version).
                     .finish(actix_service::map_config(app, move |_| actix_web::dev::AppConfig::__priv_test_new(false, http_local.to_string(), http_local)));
-                front::service(http, http_state.clone(), http_gate.clone(), front_on)
+                front::service(http, http_state.clone(), http_gate.clone(), front_on, front_tick)
             })
             .map_err(|e| format!("cannot serve HTTP on {}: {e}", config.http.listen))?;
         // HTTPS: the same app through actix-web alone, on workers of its own (as many).

@@ -1128,8 +1128,8 @@ pub struct Blocking {
 
 impl Blocking {
     /// From the query's parameters; `Err` with the reason for a 400.
-    pub fn parse(params: &[(String, String)]) -> Result<Blocking, String> {
-        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    pub fn parse<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Result<Blocking, String> {
+        let get = |name: &str| params.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref());
         let msn = get("_HLS_msn").map(|v| v.parse::<u64>().map_err(|_| format!("_HLS_msn is not a number: {v:?}"))).transpose()?;
         let part = get("_HLS_part").map(|v| v.parse::<usize>().map_err(|_| format!("_HLS_part is not a number: {v:?}"))).transpose()?;
         if part.is_some() && msn.is_none() {
@@ -1567,9 +1567,9 @@ mod tests {
         assert_eq!(parse_file_name("cam-video-v3-t", "m4s"), vec![]);
         assert!(parse_file_name("cam-init-0", "mp4").contains(&("cam".to_string(), FileName::HlsInit(0))));
         assert!(parse_file_name("12", "m4s").is_empty());
-        assert_eq!(Blocking::parse(&[("_HLS_part".into(), "1".into())]).unwrap_err(), "_HLS_part without _HLS_msn");
-        assert!(Blocking::parse(&[("_HLS_msn".into(), "x".into())]).is_err());
-        assert_eq!(Blocking::parse(&[("_HLS_msn".into(), "4".into()), ("_HLS_skip".into(), "YES".into())]).unwrap(), Blocking { msn: Some(4), part: None, skip: true });
+        assert_eq!(Blocking::parse(&[("_HLS_part", "1")]).unwrap_err(), "_HLS_part without _HLS_msn");
+        assert!(Blocking::parse(&[("_HLS_msn", "x")]).is_err());
+        assert_eq!(Blocking::parse(&[("_HLS_msn", "4"), ("_HLS_skip", "YES")]).unwrap(), Blocking { msn: Some(4), part: None, skip: true });
     }
 
     #[test]

@@ -34,11 +34,11 @@ fn check_part(what: &str, part: &str) -> Result<(), String> {
 }
 
 fn check_parts(what: &str, name: &str) -> Result<(), String> {
-    let parts: Vec<&str> = name.split('/').collect();
-    if parts.len() > MAX_PARTS {
-        return Err(format!("{what} has {} parts; at most {MAX_PARTS}", parts.len()));
+    let parts = name.split('/').count();
+    if parts > MAX_PARTS {
+        return Err(format!("{what} has {parts} parts; at most {MAX_PARTS}"));
     }
-    parts.iter().try_for_each(|p| check_part(what, p))
+    name.split('/').try_for_each(|p| check_part(what, p))
 }
 
 /// Checks a file name served under an app (a playlist or segment: the stream's name with a

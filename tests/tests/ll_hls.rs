@@ -333,15 +333,18 @@ fn read_response(reader: &mut std::io::BufReader<std::net::TcpStream>) -> (u16, 
 /// port's front answers the LL-HLS ones (media, master and caption playlists, a part, an
 /// unknown part), a `Range` request hands the connection with the requests still unread to
 /// the full HTTP server, which answers the rest, all in order and the same as the front
-/// would. `http.front = false` (everything through the full server) gives the same answers.
+/// would. `http.front = false` (everything through the full server) gives the same answers,
+/// and so does the front without its worker loop (`http.front_tick_ms = 0`).
 /// (No `HEAD` among them: actix-http decides whether a response has a body by the newest
 /// request it has read, so a pipelined `HEAD` is not answered right by the full server.)
 #[test]
 fn pipelined_requests_of_one_connection_are_answered_in_order_across_the_hand_over() {
     use std::io::Write;
-    for front in ["true", "false"] {
-        let scratch = Scratch::new(&format!("ll-front-{front}"));
-        let node = Node::start(&scratch, &[("ESTUARY_HTTP__FRONT", front)]);
+    // The front with its worker loop (the default), the front with a task per connection,
+    // and no front.
+    for (front, tick) in [("true", "20"), ("true", "0"), ("false", "20")] {
+        let scratch = Scratch::new(&format!("ll-front-{front}-{tick}"));
+        let node = Node::start(&scratch, &[("ESTUARY_HTTP__FRONT", front), ("ESTUARY_HTTP__FRONT_TICK_MS", tick)]);
         let _publisher = publish(&node.rtmp_url("live/fr"), &Source::default(), &scratch, "publisher");
         node.wait_live("live/fr", Duration::from_secs(20));
         let (status, playlist) = text(&node, "/live/fr.m3u8");
@@ -366,7 +369,7 @@ fn pipelined_requests_of_one_connection_are_answered_in_order_across_the_hand_ov
         (&socket).write_all(all.as_bytes()).expect("write the requests");
         let mut reader = std::io::BufReader::new(socket);
         let answers: Vec<_> = requests.iter().map(|_| read_response(&mut reader)).collect();
-        let context = format!("front = {front}, answers: {:?}", answers.iter().map(|(status, headers, body)| (status, headers, body.len())).collect::<Vec<_>>());
+        let context = format!("front = {front}, tick = {tick}, answers: {:?}", answers.iter().map(|(status, headers, body)| (status, headers, body.len())).collect::<Vec<_>>());
         let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
         assert_eq!(statuses, [200, 200, 200, 200, 404, 206, 200, 200], "{context}");
         let body = |i: usize| String::from_utf8_lossy(&answers[i].2).into_owned();
@@ -388,4 +391,65 @@ fn pipelined_requests_of_one_connection_are_answered_in_order_across_the_hand_ov
             assert!(answer.1.iter().any(|(n, v)| n == "access-control-allow-origin" && v == "*"), "{context}");
         }
     }
+}
+
+/// A viewer on one kept-alive connection, as hls.js plays and the load tool's viewer does:
+/// the preload-hinted part (held until it exists), then the blocking delta playlist of that
+/// part, over and over. After the first request the front's worker loop serves the
+/// connection: each held part comes with the fragment's bytes, each reload names it. Left
+/// idle, the loop closes the connection after the keep-alive time; a head that does not come
+/// whole in time gets 408.
+#[test]
+fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
+    use estuary_tests::load::preload_hint;
+    use std::io::{Read, Write};
+    let scratch = Scratch::new("ll-kept");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/kept"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/kept", Duration::from_secs(20));
+    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    let mut get = |path: &str| {
+        (&socket).write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).expect("write");
+        read_response(&mut reader)
+    };
+    let (status, _, body) = get("/live/kept.m3u8");
+    assert_eq!(status, 200);
+    let mut playlist = String::from_utf8_lossy(&body).into_owned();
+    let mut held = 0;
+    for round in 0..8 {
+        let (uri, msn, part) = preload_hint(&playlist).unwrap_or_else(|| panic!("round {round}: no preload hint in\n{playlist}"));
+        // Asked before it exists (the hint names the part being cut): held, then its bytes.
+        let asked = std::time::Instant::now();
+        let (status, headers, fragment) = get(&format!("/live/{uri}"));
+        assert_eq!(status, 200, "round {round}: {uri}");
+        assert!(fragment.windows(4).any(|w| w == b"moof"), "round {round}: {uri} is no fragment");
+        assert!(headers.iter().any(|(n, v)| n == "cache-control" && v == "max-age=60, immutable"), "round {round}: {headers:?}");
+        if asked.elapsed() > Duration::from_millis(50) {
+            held += 1;
+        }
+        let (status, _, body) = get(&format!("/live/kept.m3u8?_HLS_msn={msn}&_HLS_part={part}&_HLS_skip=YES"));
+        assert_eq!(status, 200, "round {round}");
+        playlist = String::from_utf8_lossy(&body).into_owned();
+        assert!(playlist.contains(&uri), "round {round}: the reload does not list {uri}:\n{playlist}");
+    }
+    // Parts come every 300 ms: most of the eight were waited for.
+    assert!(held >= 4, "only {held} of 8 hinted parts were held until they existed");
+    // Idle: closed after the keep-alive time (5 s).
+    let idle = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = reader.read_to_end(&mut rest);
+    assert!(matches!(read, Ok(0)), "an idle kept-alive connection was not closed: {read:?}, {} bytes", rest.len());
+    assert!(idle.elapsed() >= Duration::from_secs(4) && idle.elapsed() < Duration::from_secs(15), "closed after {:?}", idle.elapsed());
+    // A head that stops halfway, after a first request: 408, then closed.
+    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    assert_eq!(read_response(&mut reader).0, 200);
+    (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHo").expect("write");
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).expect("read until closed");
+    assert!(rest.starts_with("HTTP/1.1 408 "), "a trickling head got {rest:?}");
 }

@@ -483,6 +483,10 @@ pub struct HttpSection {
     /// The port's front answers LL-HLS playlists, parts and segments itself (see
     /// `front.rs`); off: every request goes through actix-web.
     pub front: bool,
+    /// Kept-alive connections the front answered are then served by one loop per worker
+    /// thread, every this many ms (see `front/batch.rs`); 0: each by its own task, as its
+    /// requests come.
+    pub front_tick_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -542,7 +546,7 @@ impl Default for RtmpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "0.0.0.0:8080".into(), console: true, front: true }
+        HttpSection { listen: "0.0.0.0:8080".into(), console: true, front: true, front_tick_ms: 20 }
     }
 }
 

@@ -73,6 +73,7 @@ impl Config {
         range("stream.output_queue_frames", self.stream.output_queue_frames, 16, 100_000)?;
         range("stream.slow_player_timeout_ms", self.stream.slow_player_timeout_ms, 100, 3_600_000)?;
         range("stream.write_merge_ms", self.stream.write_merge_ms, 0, 1000)?;
+        range("http.front_tick_ms", self.http.front_tick_ms, 0, 1000)?;
         range("hls.fragment_ms", self.hls.fragment_ms, 200, 60_000)?;
         range("hls.part_ms", self.hls.part_ms, 50, 5_000)?;
         range("hls.idle_s", self.hls.idle_s, 1, 86_400)?;

@@ -1,0 +1,338 @@
+//! The front's loop: kept-alive connections of LL-HLS viewers, served by one task per worker
+//! thread that wakes on a tick (`http.front_tick_ms`, 20 ms by default).
+//!
+//! Why: a viewer makes two requests per part (the preload-hinted part and the playlist's
+//! blocking reload), and a connection with its own task in the runtime woke the thread for
+//! each of them: at 1,000 viewers that was over two thousand sleeps and wakeups a second,
+//! each with its timers and its walk through the runtime. Here a connection, once the front
+//! answered a request on it, leaves the runtime's poller for the loop's own (`mio`), which the
+//! loop reads without blocking on each tick: everything that came since the last tick is
+//! answered in one pass, and a request held for a part not there yet is answered on the
+//! first tick after the package's version moved. The thread wakes on ticks, whatever the
+//! number of viewers, and a request waits at most a tick longer than it did.
+//!
+//! A request the loop cannot answer at once and in full (a package to start, a master
+//! playlist, an error only the full path words, anything that is not a plain LL-HLS GET)
+//! sends the connection, with what was read of it, back to its task, which answers it
+//! (`front`) and gives the connection to the loop again, or to actix-web. The task waits for
+//! that while the loop has the connection, so the connection keeps its place in the
+//! connection gate and in the server's count.
+//!
+//! The timeouts are the front's: a kept-alive connection idle for `KEEP_ALIVE` is closed, a
+//! head that does not come whole within `HEAD_TIMEOUT` gets 408, and a response the socket
+//! takes no byte of for `SEND_TIMEOUT` ends the connection; each is checked on the ticks.
+
+use super::{answer_now, parse, Memo, Now, Parsed, HEAD_TIMEOUT, KEEP_ALIVE, MAX_HEAD, REQUEST_TIMEOUT, SEND_TIMEOUT};
+use crate::AppState;
+use actix_web::rt::net::TcpStream;
+use bytes::{Buf, Bytes, BytesMut};
+use estuary_actors::package::LivePackage;
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use std::cell::{Cell, RefCell};
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// What goes back to a connection's task: its socket, what was read of it, its memo.
+type Back = (std::net::TcpStream, BytesMut, Memo);
+
+/// A connection on its way into the loop.
+struct Adopted {
+    socket: std::net::TcpStream,
+    buf: BytesMut,
+    memo: Memo,
+    peer: SocketAddr,
+    back: oneshot::Sender<Back>,
+}
+
+/// The worker thread's loop, as its tasks see it.
+#[derive(Default)]
+struct Shared {
+    incoming: RefCell<Vec<Adopted>>,
+    running: Cell<bool>,
+}
+
+thread_local! {
+    static SHARED: Rc<Shared> = Rc::new(Shared::default());
+}
+
+/// Gives a kept-alive connection (and what was read of it) to this worker's loop, starting
+/// the loop if it is not running; returns the connection when the loop sends it back for a
+/// request it does not answer, `None` when the loop closed it.
+pub(super) async fn adopt(io: TcpStream, buf: BytesMut, memo: Memo, peer: SocketAddr, state: &AppState, tick: Duration) -> Option<(TcpStream, BytesMut, Memo)> {
+    // Out of the runtime's poller: its readiness no longer wakes the thread.
+    let socket = match io.into_std() {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "cannot take an HTTP connection out of the runtime's poller; closed");
+            return None;
+        }
+    };
+    let (back, returned) = oneshot::channel();
+    SHARED.with(|shared| {
+        shared.incoming.borrow_mut().push(Adopted { socket, buf, memo, peer, back });
+        if !shared.running.replace(true) {
+            actix_web::rt::spawn(run(shared.clone(), state.clone(), tick));
+        }
+    });
+    let (socket, buf, memo) = returned.await.ok()?;
+    match TcpStream::from_std(socket) {
+        Ok(io) => Some((io, buf, memo)),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "cannot give an HTTP connection back to the runtime's poller; closed");
+            None
+        }
+    }
+}
+
+/// A connection in the loop.
+struct Conn {
+    socket: std::net::TcpStream,
+    buf: BytesMut,
+    memo: Memo,
+    peer: SocketAddr,
+    back: oneshot::Sender<Back>,
+    /// The poller said there is something to read (cleared by a read that takes less than
+    /// asked, which empties the socket's queue).
+    readable: bool,
+    /// The client closed its side.
+    ended: bool,
+    /// The rest of a response the socket did not take at once.
+    out: Option<Out>,
+    /// The request at the front of `buf` waits for its package.
+    held: Option<Held>,
+    /// When the last response was written whole (or the connection came), for `KEEP_ALIVE`.
+    idle_since: Instant,
+    /// When the first byte of an incomplete head was seen, for `HEAD_TIMEOUT`.
+    head_since: Option<Instant>,
+}
+
+struct Out {
+    head: Vec<u8>,
+    body: Bytes,
+    /// Written of `head` then `body`.
+    written: usize,
+    /// The last time the socket took a byte of it.
+    progress: Instant,
+    close: bool,
+}
+
+struct Held {
+    package: Arc<LivePackage>,
+    version: u64,
+    until: Instant,
+}
+
+/// What a tick does with a connection.
+enum Step {
+    Keep,
+    Close,
+    /// Back to its task, for a request the loop does not answer.
+    HandBack,
+}
+
+/// Bytes asked of a socket per read: a request head is a few hundred.
+const READ_CHUNK: usize = 1024;
+
+async fn run(shared: Rc<Shared>, state: AppState, tick: Duration) {
+    let mut poll = match mio::Poll::new() {
+        Ok(poll) => Some(poll),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make the HTTP front's poller; its connections are served by their own tasks");
+            None
+        }
+    };
+    let mut events = mio::Events::with_capacity(1024);
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut scratch = Vec::with_capacity(512);
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = Instant::now();
+        let incoming = shared.incoming.take();
+        for adopted in incoming {
+            let Adopted { socket, buf, memo, peer, back } = adopted;
+            let Some(poll) = &poll else {
+                let _ = back.send((socket, buf, memo));
+                continue;
+            };
+            let index = free.pop().unwrap_or(conns.len());
+            if let Err(e) = poll.registry().register(&mut SourceFd(&socket.as_raw_fd()), Token(index), Interest::READABLE) {
+                tracing::debug!(%peer, error = %e, "cannot poll an HTTP connection in the front's loop; its task serves it");
+                free.push(index);
+                let _ = back.send((socket, buf, memo));
+                continue;
+            }
+            let conn = Conn { socket, buf, memo, peer, back, readable: true, ended: false, out: None, held: None, idle_since: now, head_since: None };
+            match conns.get_mut(index) {
+                Some(slot) => *slot = Some(conn),
+                None => conns.push(Some(conn)),
+            }
+        }
+        if let Some(poll) = &mut poll {
+            // Everything the poller has, in as many calls as it takes.
+            loop {
+                if poll.poll(&mut events, Some(Duration::ZERO)).is_err() {
+                    break;
+                }
+                let mut count = 0;
+                for event in events.iter() {
+                    count += 1;
+                    if let Some(Some(conn)) = conns.get_mut(event.token().0) {
+                        conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+                    }
+                }
+                if count < events.capacity() {
+                    break;
+                }
+            }
+        }
+        for index in 0..conns.len() {
+            let Some(conn) = conns[index].as_mut() else { continue };
+            let step = step(conn, &state, now, &mut scratch);
+            if matches!(step, Step::Keep) {
+                continue;
+            }
+            let Some(conn) = conns[index].take() else { continue };
+            free.push(index);
+            if let Some(poll) = &poll {
+                let _ = poll.registry().deregister(&mut SourceFd(&conn.socket.as_raw_fd()));
+            }
+            if matches!(step, Step::HandBack) {
+                let _ = conn.back.send((conn.socket, conn.buf, conn.memo));
+            }
+            // Closed: the socket closes here, and its task, told nothing, ends.
+        }
+        if conns.iter().all(Option::is_none) && shared.incoming.borrow().is_empty() {
+            shared.running.set(false);
+            return;
+        }
+    }
+}
+
+/// One tick of a connection: the rest of its last response, what it sent, and its requests
+/// in order, as far as they can be answered now.
+fn step(conn: &mut Conn, state: &AppState, now: Instant, scratch: &mut Vec<u8>) -> Step {
+    if let Some(out) = &mut conn.out {
+        match out.write(&conn.socket, now) {
+            Ok(true) if out.close => return Step::Close,
+            Ok(true) => {
+                conn.out = None;
+                conn.idle_since = now;
+            }
+            Ok(false) if now.duration_since(out.progress) > SEND_TIMEOUT => {
+                tracing::debug!(peer = %conn.peer, "an HLS viewer took no byte of its response for {} s; connection closed", SEND_TIMEOUT.as_secs());
+                return Step::Close;
+            }
+            Ok(false) => return Step::Keep,
+            Err(_) => return Step::Close,
+        }
+    }
+    if conn.readable && !conn.ended {
+        // More than a head's limit is never needed to decide (what is beyond stays in the
+        // socket until the requests before it are answered).
+        while conn.buf.len() <= MAX_HEAD {
+            let start = conn.buf.len();
+            conn.buf.resize(start + READ_CHUNK, 0);
+            let read = (&conn.socket).read(&mut conn.buf[start..]);
+            conn.buf.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => conn.ended = true,
+                Ok(n) if n == READ_CHUNK => continue,
+                Ok(_) => conn.readable = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => conn.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return Step::Close,
+            }
+            break;
+        }
+    }
+    if conn.ended {
+        // The viewer went away (a half-closed connection gets nothing more either).
+        return Step::Close;
+    }
+    loop {
+        let expired = match &conn.held {
+            Some(held) if now < held.until && held.package.version() == held.version => return Step::Keep,
+            Some(held) => now >= held.until,
+            None => false,
+        };
+        let (head, length) = match parse(&conn.buf) {
+            Parsed::Ours(head, length) => (head, length),
+            Parsed::NotOurs => return Step::HandBack,
+            Parsed::Partial if conn.buf.is_empty() => {
+                return if now.duration_since(conn.idle_since) > KEEP_ALIVE { Step::Close } else { Step::Keep };
+            }
+            Parsed::Partial if conn.buf.len() > MAX_HEAD => return Step::HandBack,
+            Parsed::Partial => {
+                let since = *conn.head_since.get_or_insert(now);
+                if now.duration_since(since) > HEAD_TIMEOUT {
+                    let _ = (&conn.socket).write(REQUEST_TIMEOUT);
+                    return Step::Close;
+                }
+                return Step::Keep;
+            }
+        };
+        let reply = match answer_now(state, &head, conn.peer, &mut conn.memo, expired) {
+            Now::Reply(reply) => reply,
+            Now::Hold(package, version, wait) => {
+                let until = conn.held.as_ref().map_or(now + wait, |held| held.until);
+                conn.held = Some(Held { package, version, until });
+                return Step::Keep;
+            }
+            Now::Slow => return Step::HandBack,
+        };
+        let close = head.close;
+        scratch.clear();
+        let Some(body) = reply.write_head(scratch, close) else { return Step::Close };
+        conn.buf.advance(length);
+        (conn.held, conn.head_since) = (None, None);
+        let mut out = Out { head: std::mem::take(scratch), body, written: 0, progress: now, close };
+        let done = out.write(&conn.socket, now);
+        match done {
+            Ok(true) if close => return Step::Close,
+            Ok(true) => {
+                conn.idle_since = now;
+                // The head's buffer, for the next response.
+                *scratch = out.head;
+            }
+            Ok(false) => {
+                conn.out = Some(out);
+                return Step::Keep;
+            }
+            Err(_) => return Step::Close,
+        }
+    }
+}
+
+impl Out {
+    /// Writes what is left (one `writev`, again while the socket takes all of it); true when
+    /// all is written.
+    fn write(&mut self, socket: &std::net::TcpStream, now: Instant) -> std::io::Result<bool> {
+        let total = self.head.len() + self.body.len();
+        while self.written < total {
+            let (head, body) = match self.written.checked_sub(self.head.len()) {
+                None => (&self.head[self.written..], &self.body[..]),
+                Some(into_body) => (&[][..], &self.body[into_body..]),
+            };
+            match (&mut &*socket).write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    self.progress = now;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
