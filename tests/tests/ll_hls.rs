@@ -398,7 +398,7 @@ fn pipelined_requests_of_one_connection_are_answered_in_order_across_the_hand_ov
 /// part, over and over. After the first request the front's worker loop serves the
 /// connection: each held part comes with the fragment's bytes, each reload names it. Left
 /// idle, the loop closes the connection after the keep-alive time; a head that does not come
-/// whole in time gets 408.
+/// whole in time gets 408; requests sent before the client closed its side are answered.
 #[test]
 fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
     use estuary_tests::load::preload_hint;
@@ -442,6 +442,19 @@ fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
     let read = reader.read_to_end(&mut rest);
     assert!(matches!(read, Ok(0)), "an idle kept-alive connection was not closed: {read:?}, {} bytes", rest.len());
     assert!(idle.elapsed() >= Duration::from_secs(4) && idle.elapsed() < Duration::from_secs(15), "closed after {:?}", idle.elapsed());
+    // Two requests and the client's end of the connection, after a first request: both
+    // answered, then closed.
+    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    assert_eq!(read_response(&mut reader).0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /live/kept.m3u8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
+    socket.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!((read_response(&mut reader).0, read_response(&mut reader).0), (200, 200));
+    let mut rest = Vec::new();
+    assert!(matches!(reader.read_to_end(&mut rest), Ok(0)), "{} more bytes after the last answer", rest.len());
     // A head that stops halfway, after a first request: 408, then closed.
     let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
     socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");

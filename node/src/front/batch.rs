@@ -139,7 +139,21 @@ enum Step {
 /// Bytes asked of a socket per read: a request head is a few hundred.
 const READ_CHUNK: usize = 1024;
 
+/// Marks the loop stopped however it ends (a panic too), and sends connections that were on
+/// their way in back to their tasks: the next adoption starts a new loop.
+struct Stopped(Rc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+        for Adopted { socket, buf, memo, back, .. } in self.0.incoming.take() {
+            let _ = back.send((socket, buf, memo));
+        }
+    }
+}
+
 async fn run(shared: Rc<Shared>, state: AppState, tick: Duration) {
+    let _stopped = Stopped(shared.clone());
     let mut poll = match mio::Poll::new() {
         Ok(poll) => Some(poll),
         Err(e) => {
@@ -211,7 +225,6 @@ async fn run(shared: Rc<Shared>, state: AppState, tick: Duration) {
             // Closed: the socket closes here, and its task, told nothing, ends.
         }
         if conns.iter().all(Option::is_none) && shared.incoming.borrow().is_empty() {
-            shared.running.set(false);
             return;
         }
     }
@@ -254,10 +267,6 @@ fn step(conn: &mut Conn, state: &AppState, now: Instant, scratch: &mut Vec<u8>) 
             break;
         }
     }
-    if conn.ended {
-        // The viewer went away (a half-closed connection gets nothing more either).
-        return Step::Close;
-    }
     loop {
         let expired = match &conn.held {
             Some(held) if now < held.until && held.package.version() == held.version => return Step::Keep,
@@ -267,6 +276,9 @@ fn step(conn: &mut Conn, state: &AppState, now: Instant, scratch: &mut Vec<u8>) 
         let (head, length) = match parse(&conn.buf) {
             Parsed::Ours(head, length) => (head, length),
             Parsed::NotOurs => return Step::HandBack,
+            // The client closed its side: what it asked for before is answered, then the
+            // connection is closed.
+            Parsed::Partial if conn.ended => return Step::Close,
             Parsed::Partial if conn.buf.is_empty() => {
                 return if now.duration_since(conn.idle_since) > KEEP_ALIVE { Step::Close } else { Step::Keep };
             }
