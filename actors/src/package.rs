@@ -35,6 +35,9 @@ pub struct LivePackage {
     state: RwLock<Package>,
     version: watch::Sender<u64>,
     last_request_ms: AtomicI64,
+    /// Out of the table (stopped for having no viewer): whoever kept it must look the stream
+    /// up again (its next request starts a new package).
+    retired: std::sync::atomic::AtomicBool,
     /// The HLS playlist as last rendered, full and delta, with the version it was rendered
     /// at. Every viewer reloads it each part; it changes only with the package.
     rendered: Mutex<[Option<(u64, Arc<Rendered>)>; 2]>,
@@ -85,7 +88,7 @@ pub fn gzip(data: &[u8], level: flate2::Compression) -> bytes::Bytes {
 
 impl LivePackage {
     fn new(key: StreamKey, package: Package) -> LivePackage {
-        LivePackage { key, state: RwLock::new(package), version: watch::channel(0).0, last_request_ms: AtomicI64::new(crate::unix_ms()), rendered: Mutex::new([None, None]) }
+        LivePackage { key, state: RwLock::new(package), version: watch::channel(0).0, last_request_ms: AtomicI64::new(crate::unix_ms()), retired: std::sync::atomic::AtomicBool::new(false), rendered: Mutex::new([None, None]) }
     }
 
     /// The LL-HLS playlist of the package now (full, or with `skip` a delta update) and its
@@ -131,7 +134,13 @@ impl LivePackage {
         self.last_request_ms.store(crate::unix_ms(), Ordering::Relaxed);
     }
 
-    /// The package's version: it changes whenever the package does (a new part, an end).
+    /// Taken out of the table, ended or not: not the stream's package any more.
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// The package's version: it changes whenever the package does (a new part, an end, its
+    /// leaving the table).
     pub fn version(&self) -> u64 {
         *self.version.borrow()
     }
@@ -144,11 +153,14 @@ impl LivePackage {
         matches!(changed, Ok(Ok(_)))
     }
 
-    /// Waits (up to `timeout`) until `ready` holds; returns whether it does.
+    /// Waits (up to `timeout`) until `ready` holds; returns whether it does. A request
+    /// waiting is a viewer asking: the package counts as asked for while it waits (a first
+    /// playlist request waits for two segments, which may take longer than `hls.idle_s`).
     pub async fn wait_for(&self, ready: impl Fn(&Package) -> bool, timeout: Duration) -> bool {
         let mut version = self.version.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            self.touch();
             if self.read(&ready) {
                 return true;
             }
@@ -216,6 +228,7 @@ impl LivePackages {
                 let mut package = std::mem::replace(&mut *old.state.write().unwrap_or_else(|e| e.into_inner()), placeholder);
                 package.resume();
                 // The old package's waiters learn that it changed hands (it is empty now).
+                old.retired.store(true, Ordering::Release);
                 old.changed();
                 package
             }
@@ -238,6 +251,9 @@ impl LivePackages {
             let next = package.read(|p| (p.next_sequence(), p.next_init()));
             self.next_sequence.lock().unwrap_or_else(|e| e.into_inner()).insert(package.key.clone(), next);
         }
+        // Requests held on it, and connections that kept it, look the stream up again.
+        package.retired.store(true, Ordering::Release);
+        package.changed();
     }
 
     fn is_current(&self, package: &Arc<LivePackage>) -> bool {

@@ -219,8 +219,17 @@ async fn front(mut io: TcpStream, peer: SocketAddr, state: &AppState, tick: Opti
         if !write_all(&mut io, &head_slices, &body).await || close {
             return None;
         }
-        if let Some(tick) = tick {
-            (io, buf, memo) = batch::adopt(io, buf, memo, peer, state, tick).await?;
+        let Some(tick) = tick else { continue };
+        let unsent;
+        (io, buf, memo, unsent) = batch::adopt(io, buf, memo, peer, state, tick).await?;
+        if let Some(batch::Unsent { head, body, written, close }) = unsent {
+            let (head, body) = match written.checked_sub(head.len()) {
+                None => (&head[written..], &body[..]),
+                Some(into_body) => (&[][..], &body[into_body..]),
+            };
+            if !write_all(&mut io, head, body).await || close {
+                return None;
+            }
         }
     }
 }
@@ -344,10 +353,10 @@ impl Memo {
         self.key = Some(crate::http::stream_key(state, app, stream, host, &self.params));
     }
 
-    /// The running package of the key resolved last (not one that ended: the full path
-    /// starts the stream's next package, or answers for the ended one).
+    /// The running package of the key resolved last (not one that ended or left the table:
+    /// the full path starts the stream's next package, or answers for the ended one).
     fn package(&mut self, state: &AppState) -> Option<Arc<LivePackage>> {
-        let ended = |package: &Arc<LivePackage>| package.read(|p| p.ended);
+        let ended = |package: &Arc<LivePackage>| package.retired() || package.read(|p| p.ended);
         if self.package.as_ref().is_none_or(ended) {
             self.package = state.node.packages.get(self.key.as_ref()?).filter(|package| !ended(package));
         }
@@ -359,8 +368,9 @@ impl Memo {
 pub(crate) enum Now {
     Reply(Reply),
     /// Not there yet: asked again when the package's version is no longer this one, and
-    /// answered as it is once this long has passed (the request's hold).
-    Hold(Arc<LivePackage>, u64, Duration),
+    /// answered as it is once this long has passed (the request's hold). For a media file,
+    /// its name and content type: what it takes to answer it once it is there.
+    Hold(Arc<LivePackage>, u64, Duration, Option<(FileName, &'static str)>),
     /// For the full path ([`answer_slow`]): a package to start, a master or caption playlist,
     /// a query to refuse, a file that is not the package's.
     Slow,
@@ -395,7 +405,8 @@ pub(crate) fn answer_now(state: &AppState, head: &Head, peer: SocketAddr, memo: 
         memo.resolve(state, app, &owner, head.host, head.query);
         Some(name)
     };
-    let package = memo.package(state);
+    // No running package: the full path's (which starts one, or answers as the router would).
+    let Some(package) = memo.package(state) else { return Now::Slow };
     let (Some(key), params) = (memo.key.as_ref(), &memo.params) else { return Now::Slow };
     if params.iter().any(|(k, _)| k == "codec") || !live::on_demand(state, &key.vhost, app).0 {
         return Now::Slow;
@@ -403,7 +414,6 @@ pub(crate) fn answer_now(state: &AppState, head: &Head, peer: SocketAddr, memo: 
     if let Err(refused) = crate::http::check_play(state, key, &key.stream, peer, params) {
         return Now::Reply(Reply::Other(refused));
     }
-    let Some(package) = package else { return Now::Slow };
     package.touch();
     // Read before the package is: a change after this is seen by the hold.
     let version = package.version();
@@ -428,7 +438,7 @@ pub(crate) fn answer_now(state: &AppState, head: &Head, peer: SocketAddr, memo: 
             if !package.read(|p| p.has(msn, blocking.part)) {
                 return match expired {
                     true => Now::Reply(Reply::Other(live::part_late(key, msn, blocking.part))),
-                    false => Now::Hold(package.clone(), version, live::block_time(&package)),
+                    false => Now::Hold(package.clone(), version, live::block_time(&package), None),
                 };
             }
         }
@@ -445,7 +455,7 @@ pub(crate) fn answer_now(state: &AppState, head: &Head, peer: SocketAddr, memo: 
         Some(live::Media::Bytes(bytes)) => Now::Reply(Reply::Media(bytes, live::media_type(extension))),
         // HLS names are never a growing DASH segment.
         Some(live::Media::Growing(..)) => Now::Slow,
-        None if coming => Now::Hold(package.clone(), version, live::hold_time(&package)),
+        None if coming => Now::Hold(package.clone(), version, live::hold_time(&package), Some((name, live::media_type(extension)))),
         None => Now::Reply(Reply::Other(live::no_such_segment(app, file))),
     }
 }
@@ -458,7 +468,7 @@ async fn answer(state: &AppState, head: &Head<'_>, peer: SocketAddr, memo: &mut 
         let expired = until.is_some_and(|until| tokio::time::Instant::now() >= until);
         match answer_now(state, head, peer, memo, expired) {
             Now::Reply(reply) => return Some(reply),
-            Now::Hold(package, version, wait) => {
+            Now::Hold(package, version, wait, _) => {
                 let until = *until.get_or_insert_with(|| tokio::time::Instant::now() + wait);
                 package.changed_since(version, until).await;
             }

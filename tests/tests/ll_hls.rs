@@ -466,3 +466,38 @@ fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
     reader.read_to_string(&mut rest).expect("read until closed");
     assert!(rest.starts_with("HTTP/1.1 408 "), "a trickling head got {rest:?}");
 }
+
+/// A package stopped for having no viewer is not served again from a connection that kept
+/// it: the next request of that connection (kept alive meanwhile) starts the stream's next
+/// package, whose playlist moves on where the stopped one's stands still.
+#[test]
+fn a_kept_alive_connection_follows_the_stream_to_its_next_package() {
+    use std::io::Write;
+    let scratch = Scratch::new("ll-idle-next");
+    let node = Node::start(&scratch, &[("ESTUARY_HLS__IDLE_S", "1")]);
+    let _publisher = publish(&node.rtmp_url("live/nxt"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/nxt", Duration::from_secs(20));
+    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    let mut get = |path: &str| {
+        (&socket).write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).expect("write");
+        read_response(&mut reader)
+    };
+    let newest = |body: &[u8]| parse(&String::from_utf8_lossy(body)).segments.last().map(|s| s.0).unwrap_or_else(|| panic!("no segment in {}", String::from_utf8_lossy(body)));
+    let (status, _, first) = get("/live/nxt.m3u8");
+    assert_eq!(status, 200);
+    // Twice, so the second comes from the front's loop with the package it resolved.
+    let (status, _, _) = get("/live/nxt.m3u8");
+    assert_eq!(status, 200);
+    // Idle longer than hls.idle_s (checked every second), shorter than the keep-alive time.
+    std::thread::sleep(Duration::from_millis(3500));
+    let (status, _, next) = get("/live/nxt.m3u8");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&next));
+    assert!(newest(&next) >= newest(&first), "{}", String::from_utf8_lossy(&next));
+    // A live package: its playlist moves (parts every 300 ms); the stopped one's does not.
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, _, later) = get("/live/nxt.m3u8");
+    assert_eq!(status, 200);
+    assert_ne!(later, next, "the connection was served the stopped package again:\n{}", String::from_utf8_lossy(&later));
+}
