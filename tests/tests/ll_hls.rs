@@ -393,6 +393,21 @@ fn pipelined_requests_of_one_connection_are_answered_in_order_across_the_hand_ov
     }
 }
 
+/// A kept-alive connection to the node's HTTP port, and a reader of its responses.
+fn kept_alive(node: &Node) -> (std::net::TcpStream, std::io::BufReader<std::net::TcpStream>) {
+    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    (socket, reader)
+}
+
+/// A GET of `path` on a kept-alive connection, and its response.
+fn get_on(socket: &std::net::TcpStream, reader: &mut std::io::BufReader<std::net::TcpStream>, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::Write;
+    (&*socket).write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).expect("write");
+    read_response(reader)
+}
+
 /// A viewer on one kept-alive connection, as hls.js plays and the load tool's viewer does:
 /// the preload-hinted part (held until it exists), then the blocking delta playlist of that
 /// part, over and over. After the first request the front's worker loop serves the
@@ -407,13 +422,8 @@ fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
     let node = Node::start(&scratch, &[]);
     let _publisher = publish(&node.rtmp_url("live/kept"), &Source::default(), &scratch, "publisher");
     node.wait_live("live/kept", Duration::from_secs(20));
-    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
-    let mut get = |path: &str| {
-        (&socket).write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).expect("write");
-        read_response(&mut reader)
-    };
+    let (socket, mut reader) = kept_alive(&node);
+    let mut get = |path: &str| get_on(&socket, &mut reader, path);
     let (status, _, body) = get("/live/kept.m3u8");
     assert_eq!(status, 200);
     let mut playlist = String::from_utf8_lossy(&body).into_owned();
@@ -444,9 +454,7 @@ fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
     assert!(idle.elapsed() >= Duration::from_secs(4) && idle.elapsed() < Duration::from_secs(15), "closed after {:?}", idle.elapsed());
     // Two requests and the client's end of the connection, after a first request: both
     // answered, then closed.
-    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    let (socket, mut reader) = kept_alive(&node);
     (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
     assert_eq!(read_response(&mut reader).0, 200);
     std::thread::sleep(Duration::from_millis(100));
@@ -456,9 +464,7 @@ fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
     let mut rest = Vec::new();
     assert!(matches!(reader.read_to_end(&mut rest), Ok(0)), "{} more bytes after the last answer", rest.len());
     // A head that stops halfway, after a first request: 408, then closed.
-    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    let (socket, mut reader) = kept_alive(&node);
     (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").expect("write");
     assert_eq!(read_response(&mut reader).0, 200);
     (&socket).write_all(b"GET /live/kept.m3u8 HTTP/1.1\r\nHo").expect("write");
@@ -472,18 +478,12 @@ fn a_kept_alive_viewer_is_held_for_each_part_and_idle_connections_are_closed() {
 /// package, whose playlist moves on where the stopped one's stands still.
 #[test]
 fn a_kept_alive_connection_follows_the_stream_to_its_next_package() {
-    use std::io::Write;
     let scratch = Scratch::new("ll-idle-next");
     let node = Node::start(&scratch, &[("ESTUARY_HLS__IDLE_S", "1")]);
     let _publisher = publish(&node.rtmp_url("live/nxt"), &Source::default(), &scratch, "publisher");
     node.wait_live("live/nxt", Duration::from_secs(20));
-    let socket = std::net::TcpStream::connect(("127.0.0.1", node.ports.http)).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
-    let mut get = |path: &str| {
-        (&socket).write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).expect("write");
-        read_response(&mut reader)
-    };
+    let (socket, mut reader) = kept_alive(&node);
+    let mut get = |path: &str| get_on(&socket, &mut reader, path);
     let newest = |body: &[u8]| parse(&String::from_utf8_lossy(body)).segments.last().map(|s| s.0).unwrap_or_else(|| panic!("no segment in {}", String::from_utf8_lossy(body)));
     let (status, _, first) = get("/live/nxt.m3u8");
     assert_eq!(status, 200);
