@@ -501,3 +501,42 @@ fn a_kept_alive_connection_follows_the_stream_to_its_next_package() {
     assert_eq!(status, 200);
     assert_ne!(later, next, "the connection was served the stopped package again:\n{}", String::from_utf8_lossy(&later));
 }
+
+/// Responses the socket does not take whole (a viewer that asks for many segments at once and
+/// reads nothing for a while) are finished by the connection's own task, which then hands the
+/// connection back to the front's loop: every segment arrives intact and in order, and the
+/// next request on the connection is answered.
+#[test]
+fn responses_the_socket_takes_in_part_arrive_whole() {
+    let scratch = Scratch::new("ll-partial");
+    let node = Node::start(&scratch, &[]);
+    let _publisher = publish(&node.rtmp_url("live/big"), &Source::default(), &scratch, "publisher");
+    node.wait_live("live/big", Duration::from_secs(20));
+    let (status, playlist) = text(&node, "/live/big.m3u8");
+    assert_eq!(status, 200, "{playlist}");
+    let segment = playlist.lines().find(|l| !l.starts_with('#') && l.ends_with(".m4s")).unwrap_or_else(|| panic!("no whole segment in {playlist}")).to_string();
+    let whole = http::get(node.ports.http, &format!("/live/{segment}")).expect("the segment");
+    assert_eq!(whole.status, 200);
+    // More than the node's socket can hold for a reader with a small receive buffer (on
+    // loopback the send buffer grows to about a megabyte at once).
+    let copies = (4 << 20) / whole.body.len().max(1) + 1;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], node.ports.http)).into()).expect("connect");
+    let socket: std::net::TcpStream = socket.into();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut reader = std::io::BufReader::new(socket.try_clone().expect("clone"));
+    // The first request is the task's; the connection then goes to the loop.
+    assert_eq!(get_on(&socket, &mut reader, "/live/big.m3u8").0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let request = format!("GET /live/{segment} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    std::io::Write::write_all(&mut &socket, request.repeat(copies).as_bytes()).expect("write");
+    // Nothing read for a while: the loop's writes stop where the socket is full.
+    std::thread::sleep(Duration::from_millis(500));
+    for copy in 0..copies {
+        let (status, _, body) = read_response(&mut reader);
+        assert_eq!(status, 200, "copy {copy}");
+        assert!(body == whole.body, "copy {copy} of {copies} arrived as {} bytes, not its {}", body.len(), whole.body.len());
+    }
+    assert_eq!(get_on(&socket, &mut reader, "/live/big.m3u8").0, 200);
+}
